@@ -1,0 +1,350 @@
+"""SSEDecoder against the WHATWG rules (wire-format.md, "Server-Sent Events rules")."""
+
+from __future__ import annotations
+
+import itertools
+
+import httpx
+import pytest
+from httpx_sse import EventSource
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ttstream import EventTooLargeError, ServerSentEvent, SSEDecoder
+
+
+def decode(*chunks: bytes, decoder: SSEDecoder | None = None) -> list[ServerSentEvent]:
+    decoder = decoder or SSEDecoder()
+    events = [event for chunk in chunks for event in decoder.feed(chunk)]
+    return events + decoder.close()
+
+
+def as_tuples(events: list[ServerSentEvent]) -> list[tuple[str, str, str, int | None]]:
+    return [(e.event, e.data, e.id, e.retry) for e in events]
+
+
+# -- line endings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
+def test_every_line_ending_is_a_line_end(eol: bytes) -> None:
+    stream = eol.join([b"event: a", b"data: 1", b"", b"data: 2", b"", b""])
+    assert as_tuples(decode(stream)) == [("a", "1", "", None), ("message", "2", "", None)]
+
+
+def test_mixed_line_endings_in_one_stream() -> None:
+    assert [e.data for e in decode(b"data: a\r\ndata: b\rdata: c\n\r\n")] == ["a\nb\nc"]
+
+
+def test_cr_at_end_of_chunk_ends_the_line_at_once() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\n\r") != []  # the lone CR is the blank line: dispatch now
+    assert decoder.feed(b"\ndata: y\n\n")[0].data == "y"  # the LF of that CRLF is skipped
+
+
+def test_lf_after_cr_across_chunks_is_not_a_second_blank_line() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\r") == []
+    # Were this LF a line of its own, it would be a blank line dispatching "x" now and
+    # the next data would start a new event; instead the two data lines join.
+    assert decoder.feed(b"\ndata: y\r") == []
+    assert [e.data for e in decoder.feed(b"\r\n")] == ["x\ny"]
+
+
+def test_cr_cr_is_two_line_ends() -> None:
+    assert [e.data for e in decode(b"data: a\r\rdata: b\r\r")] == ["a", "b"]
+
+
+# -- decoding --------------------------------------------------------------------------
+
+
+def test_utf8_always_and_invalid_bytes_become_replacement_characters() -> None:
+    assert decode("data: été ✓\n\n".encode())[0].data == "été ✓"
+    assert decode(b"data: a\xffb\xc3\n\n")[0].data == "a\ufffdb\ufffd"
+
+
+def test_multibyte_character_split_across_chunks() -> None:
+    raw = "data: ✓\n\n".encode()
+    assert decode(raw[:7], raw[7:8], raw[8:])[0].data == "✓"
+
+
+def test_one_leading_bom_is_stripped() -> None:
+    assert decode(b"\xef\xbb\xbfdata: x\n\n")[0].data == "x"
+
+
+def test_bom_split_across_chunks_is_stripped() -> None:
+    assert decode(b"\xef", b"\xbb", b"\xbfdata: x\n\n")[0].data == "x"
+
+
+def test_only_one_bom_is_stripped() -> None:
+    # A second BOM is part of the first line's field name, so "data" is not recognised.
+    assert decode(b"\xef\xbb\xbf\xef\xbb\xbfdata: x\n\ndata: y\n\n")[0].data == "y"
+
+
+def test_a_bom_later_in_the_stream_is_kept() -> None:
+    assert decode(b"data: \xef\xbb\xbfx\n\n")[0].data == "\ufeffx"
+
+
+def test_a_prefix_of_a_bom_that_is_not_one_is_kept() -> None:
+    assert decode(b"\xef", b"data: x\n\n") == []  # "\ufffddata" is an unknown field
+    assert decode(b"\xefdata\n\ndata: y\n\n")[0].data == "y"
+
+
+# -- fields ----------------------------------------------------------------------------
+
+
+def test_comment_lines_are_ignored() -> None:
+    assert as_tuples(decode(b": keep-alive\ndata: x\n: more\n\n")) == [("message", "x", "", None)]
+
+
+def test_one_leading_space_of_a_value_is_dropped() -> None:
+    assert decode(b"data:x\n\ndata: x\n\ndata:  x\n\n")[0].data == "x"
+    assert [e.data for e in decode(b"data:x\n\ndata: x\n\ndata:  x\n\n")] == ["x", "x", " x"]
+
+
+def test_a_line_without_colon_is_a_field_with_empty_value() -> None:
+    assert [e.data for e in decode(b"data\n\n")] == [""]
+    assert [e.data for e in decode(b"data\ndata\n\n")] == ["\n"]
+
+
+def test_value_keeps_later_colons() -> None:
+    assert decode(b'data: {"a": "b:c"}\n\n')[0].data == '{"a": "b:c"}'
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert as_tuples(decode(b"foo: bar\ndata: x\nDATA: y\ndata : z\n\n")) == [
+        ("message", "x", "", None)
+    ]
+
+
+def test_event_type_defaults_to_message_and_resets_after_dispatch() -> None:
+    events = decode(b"event: a\ndata: 1\n\ndata: 2\n\nevent:\ndata: 3\n\n")
+    assert [e.event for e in events] == ["a", "message", "message"]
+
+
+def test_event_type_set_by_a_block_that_does_not_dispatch_is_reset() -> None:
+    assert [e.event for e in decode(b"event: a\n\ndata: 1\n\n")] == ["message"]
+
+
+def test_data_lines_join_with_lf_and_one_trailing_lf_is_dropped() -> None:
+    assert decode(b"data: a\ndata:\ndata: b\ndata\n\n")[0].data == "a\n\nb\n"
+
+
+# -- dispatch --------------------------------------------------------------------------
+
+
+def test_no_dispatch_when_the_data_buffer_is_empty() -> None:
+    assert decode(b"event: ping\n\nid: 3\n\nretry: 5\n\n\n\n") == []
+
+
+def test_an_empty_data_field_still_dispatches() -> None:
+    assert as_tuples(decode(b"data:\n\n")) == [("message", "", "", None)]
+
+
+def test_last_event_id_persists_across_events() -> None:
+    events = decode(b"id: 1\ndata: a\n\ndata: b\n\nid: 2\ndata: c\n\n")
+    assert [e.id for e in events] == ["1", "1", "2"]
+
+
+def test_an_empty_id_resets_the_last_event_id() -> None:
+    decoder = SSEDecoder()
+    assert [e.id for e in decode(b"id: 1\ndata: a\n\nid\ndata: b\n\n", decoder=decoder)] == [
+        "1",
+        "",
+    ]
+    assert decoder.last_event_id == ""
+
+
+def test_an_id_set_without_dispatch_still_sets_the_last_event_id() -> None:
+    decoder = SSEDecoder()
+    assert decode(b"id: 7\n\ndata: x\n\n", decoder=decoder)[0].id == "7"
+    assert decoder.last_event_id == "7"
+
+
+def test_an_id_containing_nul_is_ignored() -> None:
+    decoder = SSEDecoder()
+    events = decode(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", decoder=decoder)
+    assert [e.id for e in events] == ["1", "1"]
+    assert decoder.last_event_id == "1"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"1500", 1500),
+        (b"0", 0),
+        (b"007", 7),
+        (b"", None),
+        (b" 15", 15),  # the one leading space is dropped first
+        (b"  15", None),
+        (b"15 ", None),
+        (b"-1", None),
+        (b"+1", None),
+        (b"1.5", None),
+        (b"1_000", None),
+        ("\u0661\u0662".encode(), None),  # Arabic-Indic digits are not ASCII digits
+        ("\u00b2".encode(), None),  # superscript two: isdigit() but not ASCII
+    ],
+)
+def test_retry_is_taken_only_from_ascii_digits(value: bytes, expected: int | None) -> None:
+    decoder = SSEDecoder()
+    events = decode(b"retry:" + value + b"\ndata: x\n\n", decoder=decoder)
+    assert decoder.retry == expected
+    assert events[0].retry == expected
+
+
+def test_retry_persists_on_the_decoder_but_not_on_later_events() -> None:
+    decoder = SSEDecoder()
+    events = decode(b"retry: 10\ndata: a\n\ndata: b\n\n", decoder=decoder)
+    assert [e.retry for e in events] == [10, None]
+    assert decoder.retry == 10
+
+
+# -- end of body -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tail", [b"data: b\n", b"data: b", b"event: x\ndata: b\n"])
+def test_a_pending_event_is_discarded_at_end_of_body(tail: bytes) -> None:
+    assert [e.data for e in decode(b"data: a\n\n" + tail)] == ["a"]
+
+
+def test_close_starts_a_new_body_and_keeps_id_and_retry() -> None:
+    decoder = SSEDecoder()
+    decode(b"id: 5\nretry: 100\ndata: a\n\ndata: half", decoder=decoder)
+    assert (decoder.last_event_id, decoder.retry) == ("5", 100)
+    # The next body (a reconnection) starts clean, strips its own BOM, keeps the id.
+    events = decode(b"\xef\xbb\xbfdata: b\n\n", decoder=decoder)
+    assert as_tuples(events) == [("message", "b", "5", None)]
+
+
+# -- limits ----------------------------------------------------------------------------
+
+
+def test_event_too_large_raises_before_buffering_past_the_limit() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    decoder.feed(b"data: " + b"x" * 90)
+    with pytest.raises(EventTooLargeError) as info:
+        decoder.feed(b"x" * 20)
+    assert info.value.limit == 100
+    assert info.value.size == 116
+    assert "buffered=0 bytes" in repr(decoder)
+    with pytest.raises(EventTooLargeError):  # the decoder stays failed
+        decoder.feed(b"\n\n")
+
+
+def test_event_limit_counts_all_data_lines_of_one_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    with pytest.raises(EventTooLargeError):
+        decoder.feed(b"data: " + b"x" * 60 + b"\ndata: " + b"y" * 60 + b"\n")
+
+
+def test_event_limit_resets_after_each_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    events = [e for _ in range(10) for e in decoder.feed(b"data: " + b"x" * 80 + b"\n\n")]
+    assert len(events) == 10
+
+
+def test_an_event_of_exactly_the_limit_passes() -> None:
+    line = b"data: " + b"x" * 94
+    assert len(decode(line + b"\n\n", decoder=SSEDecoder(max_event_bytes=100))) == 1
+
+
+def test_max_event_bytes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_event_bytes"):
+        SSEDecoder(max_event_bytes=0)
+
+
+def test_repr_does_not_print_data() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: secret-payload")
+    assert "secret" not in repr(decoder)
+
+
+# -- properties ------------------------------------------------------------------------
+
+_values = st.text(st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)))
+_lines = st.one_of(
+    st.builds(lambda v: "data:" + v, _values),
+    st.builds(lambda v: "data: " + v, _values),
+    st.builds(lambda v: "event: " + v, _values),
+    st.builds(lambda v: "id: " + v, _values),
+    st.builds(lambda v: "retry: " + v, st.from_regex(r"\A[0-9]{1,6}\Z") | _values),
+    st.builds(lambda v: ":" + v, _values),
+    st.just(""),
+    st.just("data"),
+)
+
+
+@st.composite
+def streams(draw: st.DrawFn, eols: tuple[str, ...] = ("\n", "\r\n", "\r")) -> bytes:
+    lines = draw(st.lists(_lines, max_size=30))
+    text = "".join(line + draw(st.sampled_from(eols)) for line in lines)
+    raw = text.encode()
+    if draw(st.booleans()):
+        raw = b"\xef\xbb\xbf" + raw
+    return raw
+
+
+@st.composite
+def chunkings(draw: st.DrawFn, raw: bytes) -> list[bytes]:
+    cuts = sorted(draw(st.sets(st.integers(0, len(raw)), max_size=20)))
+    bounds = [0, *cuts, len(raw)]
+    return [raw[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@settings(max_examples=400)
+@given(data=st.data(), raw=streams())
+def test_any_chunking_gives_the_same_events_as_one_chunk(data: st.DataObject, raw: bytes) -> None:
+    whole = SSEDecoder()
+    expected = as_tuples(decode(raw, decoder=whole))
+    pieces = SSEDecoder()
+    assert as_tuples(decode(*data.draw(chunkings(raw)), decoder=pieces)) == expected
+    assert (pieces.last_event_id, pieces.retry) == (whole.last_event_id, whole.retry)
+
+
+@settings(max_examples=200)
+@given(raw=st.binary(max_size=200), data=st.data())
+def test_arbitrary_bytes_never_crash_and_chunking_does_not_matter(
+    raw: bytes, data: st.DataObject
+) -> None:
+    expected = as_tuples(decode(raw))
+    assert as_tuples(decode(*data.draw(chunkings(raw)))) == expected
+
+
+def _httpx_sse_events(chunks: list[bytes]) -> list[ServerSentEvent]:
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=iter(chunks)
+    )
+    return list(EventSource(response).iter_sse())
+
+
+@st.composite
+def conformant_streams(draw: st.DrawFn) -> bytes:
+    """LF endings, no BOM, every block holds a data line, retry values are ASCII digits:
+    the streams on which httpx-sse 0.4.3 follows the standard."""
+    blocks = []
+    for _ in range(draw(st.integers(0, 8))):
+        lines = draw(st.lists(_lines.filter(lambda line: line and not line.startswith("retry"))))
+        lines.append(draw(st.builds(lambda v: "data: " + v, _values)))
+        if draw(st.booleans()):
+            lines.append("retry: " + str(draw(st.integers(0, 10**6))))
+        blocks.append("".join(line + "\n" for line in draw(st.permutations(lines))) + "\n")
+    return "".join(blocks).encode()
+
+
+@settings(max_examples=300)
+@given(raw=conformant_streams(), data=st.data())
+def test_same_events_as_httpx_sse_where_httpx_sse_is_conformant(
+    raw: bytes, data: st.DataObject
+) -> None:
+    chunks = data.draw(chunkings(raw))
+    assert as_tuples(decode(*chunks)) == as_tuples(_httpx_sse_events(chunks))
+
+
+def test_a_large_event_fed_in_small_pieces_decodes_exactly() -> None:
+    payload = b"A" * (3 * 1024 * 1024)
+    raw = b"event: image_generation.completed\ndata: " + payload + b"\n\n"
+    chunks = [raw[i : i + 1024] for i in range(0, len(raw), 1024)]
+    events = decode(*chunks)
+    assert len(events) == 1
+    assert events[0].data == payload.decode()

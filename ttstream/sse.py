@@ -1,0 +1,193 @@
+"""A sans-I/O Server-Sent Events decoder: bytes in, ``ServerSentEvent`` objects out.
+
+It follows the WHATWG HTML standard, section "Server-sent events", 9.2.6 "Interpreting
+an event stream" (summarised in wire-format.md, "Server-Sent Events rules"):
+
+- the stream is UTF-8 whatever the declared charset; invalid bytes become U+FFFD and
+  one leading byte order mark is stripped;
+- lines end in CRLF, LF or a lone CR; a CR that ends one chunk ends the line at once
+  and an LF that opens the next chunk is then skipped;
+- a blank line dispatches the event, unless its data buffer is empty; the last event ID
+  persists across events; an ``id`` containing NUL is ignored; ``retry`` is taken only
+  when it is ASCII digits;
+- at the end of the body a pending event without its blank line is discarded.
+
+Cost is linear in the bytes fed, whatever the chunking: each byte is scanned for line
+ends once, a line split across chunks is gathered in one growing ``bytearray``, and a
+line that arrives whole inside a chunk is decoded straight from a ``memoryview`` of it.
+"""
+
+from __future__ import annotations
+
+from httpx_sse import ServerSentEvent
+
+from ._exceptions import EventTooLargeError
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "ServerSentEvent"]
+
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEDecoder:
+    """Decodes an ``text/event-stream`` body fed in chunks of any size.
+
+    ``feed(data)`` returns the events that the chunk completed; ``close()`` marks the
+    end of the body. After ``close()`` the decoder is ready for the next body of the
+    same stream (a reconnection): ``last_event_id`` and ``retry`` are kept, everything
+    else starts afresh, including the stripping of a leading BOM.
+
+    Attributes:
+        last_event_id: the last event ID (``""`` until an ``id`` field sets it); the
+            value to send as ``Last-Event-ID`` when reconnecting.
+        retry: the reconnection time in milliseconds the server asked for with a
+            ``retry`` field, or ``None``.
+        max_event_bytes: the limit on one event, in bytes: the field lines of the event
+            being assembled plus the line in progress. Crossing it raises
+            :class:`~ttstream.EventTooLargeError` before more than the limit is held.
+
+    Each event's ``retry`` is the value of a ``retry`` field within that event's own
+    lines, else ``None``; ``id`` is the last event ID at dispatch.
+    """
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        if max_event_bytes <= 0:
+            raise ValueError(f"max_event_bytes must be a positive int, got {max_event_bytes!r}")
+        self.max_event_bytes = max_event_bytes
+        self.last_event_id = ""
+        self.retry: int | None = None
+        self._failure: EventTooLargeError | None = None
+        self._start_body()
+
+    def _start_body(self) -> None:
+        self._head: bytes | None = b""  # bytes seen while a leading BOM may be incomplete
+        self._line = bytearray()  # the line in progress, split across chunks
+        self._skip_lf = False  # the previous chunk ended in CR
+        self._start_event()
+
+    def _start_event(self) -> None:
+        self._data: list[str] = []
+        self._event_type = ""
+        self._event_retry: int | None = None
+        self._event_size = 0  # bytes of the field lines of the event being assembled
+
+    def __repr__(self) -> str:
+        return (
+            f"<SSEDecoder last_event_id={self.last_event_id!r} retry={self.retry!r} "
+            f"buffered={self._event_size + len(self._line)} bytes>"
+        )
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        """Decodes one chunk of the body; returns the events it completed, in order.
+
+        Raises:
+            EventTooLargeError: an event outgrew ``max_event_bytes``. The decoder then
+                holds nothing and raises the same error on every later call.
+        """
+        if self._failure is not None:
+            raise self._failure
+        if self._head is not None:
+            data = self._strip_bom(data)
+        if not data:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[0] == 0x0A:
+                data = data[1:]
+        if b"\r" in data:
+            # Normalise CRLF and lone CR to LF. A CR at the very end ends its line now;
+            # remember it, so that an LF opening the next chunk is skipped.
+            self._skip_lf = data[-1] == 0x0D
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+        end = data.find(b"\n")
+        if end < 0:
+            self._buffer(data)
+            return []
+        events: list[ServerSentEvent] = []
+        view = memoryview(data)
+        if self._line:
+            self._buffer(view[:end])
+            line, self._line = self._line, bytearray()
+            with memoryview(line) as line_view:
+                self._take_line(line_view, events)
+        else:
+            self._take_line(view[:end], events)
+        start = end + 1
+        while (end := data.find(b"\n", start)) >= 0:
+            self._take_line(view[start:end], events)
+            start = end + 1
+        if start < len(data):
+            self._buffer(view[start:])
+        return events
+
+    def close(self) -> list[ServerSentEvent]:
+        """Marks the end of the body. A pending event that lacks its blank line is
+        discarded (WHATWG: "any pending data must be discarded"), so this returns ``[]``;
+        it exists so that callers treat the end of a body explicitly.
+        """
+        if self._failure is not None:
+            raise self._failure
+        self._start_body()
+        return []
+
+    def _strip_bom(self, data: bytes) -> bytes:
+        """Strips one leading BOM, which may itself arrive split across chunks."""
+        assert self._head is not None
+        head = self._head + data
+        if len(head) < len(_BOM) and _BOM.startswith(head):
+            self._head = head
+            return b""
+        self._head = None
+        return head[len(_BOM) :] if head.startswith(_BOM) else head
+
+    def _buffer(self, part: bytes | memoryview) -> None:
+        size = self._event_size + len(self._line) + len(part)
+        if size > self.max_event_bytes:
+            self._fail(size)
+        self._line += part
+
+    def _fail(self, size: int) -> None:
+        self._failure = EventTooLargeError(limit=self.max_event_bytes, size=size)
+        self._line = bytearray()
+        self._start_event()
+        raise self._failure
+
+    def _take_line(self, line: memoryview, events: list[ServerSentEvent]) -> None:
+        """Interprets one complete line (without its line end)."""
+        if not line:
+            if self._data:
+                events.append(
+                    ServerSentEvent(
+                        event=self._event_type,
+                        data=self._data[0] if len(self._data) == 1 else "\n".join(self._data),
+                        id=self.last_event_id,
+                        retry=self._event_retry,
+                    )
+                )
+            self._start_event()
+            return
+        if line[0] == 0x3A:  # ":" starts a comment
+            return
+        size = self._event_size + len(line)
+        if size > self.max_event_bytes:
+            self._fail(size)
+        self._event_size = size
+        if line[:5].tobytes() == b"data:":  # the hot path: decode the value in place, once
+            start = 6 if line[5:6].tobytes() == b" " else 5
+            self._data.append(str(line[start:], "utf-8", "replace"))
+            return
+        name, colon, value = str(line, "utf-8", "replace").partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event_type = value
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = self._event_retry = int(value)
