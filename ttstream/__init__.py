@@ -11,12 +11,15 @@ from ._exceptions import (
     EventTooLargeError,
     IncompleteStreamError,
     MalformedEventError,
+    ProtocolError,
     StreamError,
     TTStreamError,
     ValidationError,
 )
+from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sse import ServerSentEvent, SSEDecoder
+from .stream import Event, ImageStream
 
 __version__ = "0.1.0"
 
@@ -24,12 +27,16 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncClient",
     "Completed",
+    "Event",
     "EventTooLargeError",
+    "ImageStream",
     "IncompleteStreamError",
     "InputTokensDetails",
     "MalformedEventError",
     "PartialImage",
+    "ProtocolError",
     "SSEDecoder",
     "ServerSentEvent",
     "StreamError",

@@ -19,6 +19,7 @@ __all__ = [
     "EventTooLargeError",
     "IncompleteStreamError",
     "MalformedEventError",
+    "ProtocolError",
     "StreamError",
     "TTStreamError",
     "ValidationError",
@@ -135,7 +136,14 @@ class StreamError(TTStreamError):
         super().__init__(f"error event: {message}" + (f" ({details})" if details else ""))
 
 
-class MalformedEventError(TTStreamError):
+class ProtocolError(TTStreamError):
+    """The server's answer does not follow the wire format: a stream request answered
+    with a ``Content-Type`` other than ``text/event-stream``, or a response body that is
+    not the JSON the Images API documents (wire-format.md).
+    """
+
+
+class MalformedEventError(ProtocolError):
     """An event whose data is not what the protocol allows: bad JSON, a field of the
     wrong type, or a ``b64_json`` that is not valid base64.
 

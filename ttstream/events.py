@@ -33,6 +33,7 @@ __all__ = [
     "Usage",
     "decode_base64",
     "parse_event",
+    "parse_response",
 ]
 
 _T = TypeVar("_T")
@@ -165,15 +166,22 @@ class Completed(ImageEvent):
 
 
 class _Fields:
-    """Takes typed fields out of one event's JSON object; what is not taken is extra."""
+    """Takes typed fields out of one JSON object; what is not taken is ``extra``.
 
-    def __init__(self, obj: Mapping[str, Any], sse: ServerSentEvent, where: str) -> None:
+    A field of the wrong type raises ``MalformedEventError`` naming ``where`` (the
+    event type or the place in a response body), the field, and what it held.
+    """
+
+    def __init__(
+        self, obj: Mapping[str, Any], where: str, *, event: str = "", event_id: str = ""
+    ) -> None:
         self._rest = dict(obj)
-        self._sse = sse
         self._where = where
+        self._event = event
+        self._event_id = event_id
 
     def malformed(self, reason: str) -> MalformedEventError:
-        return MalformedEventError(reason, event=self._sse.event, event_id=self._sse.id)
+        return MalformedEventError(reason, event=self._event, event_id=self._event_id)
 
     def required(self, key: str, kind: type[_T]) -> _T:
         value = self.take(key, kind)
@@ -196,7 +204,9 @@ class _Fields:
     def nested(self, key: str) -> _Fields | None:
         """The fields of the JSON object under ``key``, or None when it is absent."""
         value = self.take(key, dict)
-        return None if value is None else _Fields(value, self._sse, f"{self._where}.{key}")
+        if value is None:
+            return None
+        return _Fields(value, f"{self._where}.{key}", event=self._event, event_id=self._event_id)
 
     def extra(self) -> dict[str, Any]:
         return self._rest
@@ -285,7 +295,7 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
     if not prefix.startswith("image_") or kind not in ("partial_image", "completed"):
         return None
     operation = prefix[len("image_") :]
-    fields = _Fields(obj, sse, event_type)
+    fields = _Fields(obj, event_type, event=sse.event, event_id=sse.id)
     fields.take("type", str)
     common: dict[str, Any] = {
         "b64_json": fields.required("b64_json", str),
@@ -306,3 +316,54 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
         extra=fields.extra(),
         **common,
     )
+
+
+def parse_response(body: object, *, operation: str) -> list[Completed]:
+    """Turns a non-streaming Images API response into one ``Completed`` per image.
+
+    ``body`` is the parsed JSON ``{"created": ..., "data": [{"b64_json" | "url",
+    "revised_prompt"}, ...], "usage": {...}}`` (OpenAI Images API reference, "The image
+    generation response"); top-level ``size``, ``quality``, ``background`` and
+    ``output_format``, when present, apply to every image. ``usage`` covers the whole
+    request, so it rides on the last ``Completed`` only.
+
+    Raises:
+        MalformedEventError: the body is not of that shape, or an item has neither
+            ``b64_json`` nor ``url``.
+    """
+    if not isinstance(body, Mapping):
+        raise MalformedEventError(
+            f"the response body is a JSON {type(body).__name__}, expected an object",
+            event="(response body)",
+        )
+    top = _Fields(body, "response", event="(response body)")
+    items = top.required("data", list)
+    common: dict[str, Any] = {
+        "operation": operation,
+        "created_at": top.take("created", int),
+        "size": top.take("size", str),
+        "quality": top.take("quality", str),
+        "background": top.take("background", str),
+        "output_format": top.take("output_format", str),
+    }
+    usage = _parse_usage(top)
+    unknown_top = top.extra()  # kept on every image, under the item's own unknown fields
+    events = []
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise top.malformed(f"response data[{position}] is not an object")
+        fields = _Fields(item, f"response data[{position}]", event="(response body)")
+        b64_json, url = fields.take("b64_json", str), fields.take("url", str)
+        if b64_json is None and url is None:
+            raise fields.malformed(f"response data[{position}] has neither 'b64_json' nor 'url'")
+        events.append(
+            Completed(
+                b64_json=b64_json,
+                url=url,
+                revised_prompt=fields.take("revised_prompt", str),
+                usage=usage if position == len(items) - 1 else None,
+                extra={**unknown_top, **fields.extra()},
+                **common,
+            )
+        )
+    return events

@@ -1,0 +1,150 @@
+"""Request bodies for the two endpoints: JSON, and multipart for edits with image files.
+
+Edits take image files (a path, ``bytes``, or a binary file object) or references
+(``{"image_url": ...}`` or ``{"file_id": ...}``). Files go as ``multipart/form-data``
+the way the OpenAI API takes them: one ``image`` part, or repeated ``image[]`` parts for
+several, and a ``mask`` part. References go as JSON the way TTAPI documents them:
+``"images": [{"image_url": ...}, ...]`` and ``"mask": {...}`` (wire-format.md,
+"Endpoints and authentication"). Files are read into memory once, so every retry
+replays the same body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, TypeAlias
+
+import anyio
+import attrs
+
+from ._exceptions import ValidationError
+
+__all__ = [
+    "Body",
+    "ImageInput",
+    "Upload",
+    "as_list",
+    "form_fields",
+    "json_body",
+    "load_images",
+    "multipart_files",
+]
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | IO[bytes] | Mapping[str, str]"
+"""One edit input: a file path, the file's bytes, a binary file object, or a reference
+``{"image_url": url}`` / ``{"file_id": id}``."""
+
+_REFERENCE_KEYS = frozenset({"image_url", "file_id"})
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png", "image/png"),
+    (b"\xff\xd8\xff", "jpeg", "image/jpeg"),
+    (b"RIFF", "webp", "image/webp"),
+)
+
+
+@attrs.frozen
+class Upload:
+    """An image file read into memory: ``content`` is the file's bytes."""
+
+    filename: str
+    content: bytes = attrs.field(repr=lambda content: f"<{len(content)} bytes>")
+    content_type: str
+
+
+Body: TypeAlias = "list[Upload] | list[Mapping[str, str]]"
+
+
+def _sniff(content: bytes) -> tuple[str, str]:
+    for signature, extension, content_type in _SIGNATURES:
+        if content.startswith(signature):
+            return extension, content_type
+    return "bin", "application/octet-stream"
+
+
+def _upload(content: bytes, name: str | None) -> Upload:
+    extension, content_type = _sniff(content)
+    return Upload(os.path.basename(name) if name else f"image.{extension}", content, content_type)
+
+
+async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
+    if isinstance(image, Mapping):
+        keys = set(image)
+        if (
+            len(keys) != 1
+            or not keys <= _REFERENCE_KEYS
+            or not isinstance(next(iter(image.values())), str)
+        ):
+            allowed = "a reference with exactly one of 'image_url' or 'file_id' (a string)"
+            raise ValidationError(param, image, allowed)
+        return image
+    if isinstance(image, bytes | bytearray | memoryview):
+        return _upload(bytes(image), None)
+    if isinstance(image, str | os.PathLike):
+        return _upload(await anyio.Path(image).read_bytes(), os.fspath(image))
+    read = getattr(image, "read", None)
+    if callable(read):
+        content = read()
+        if not isinstance(content, bytes):
+            raise ValidationError(param, image, "a file opened in binary mode ('rb')")
+        return _upload(content, getattr(image, "name", None))
+    allowed = "a path, bytes, a binary file object, or {'image_url': ...} / {'file_id': ...}"
+    raise ValidationError(param, image, allowed)
+
+
+def as_list(images: ImageInput | Sequence[ImageInput]) -> list[object]:
+    if isinstance(images, str | bytes | bytearray | memoryview | os.PathLike | Mapping):
+        return [images]
+    if hasattr(images, "read"):
+        return [images]
+    return list(images)
+
+
+async def load_images(
+    images: Sequence[object], mask: object
+) -> tuple[Body, Upload | Mapping[str, str] | None]:
+    """Reads every file input (of :func:`as_list`) into memory; references stay as they are.
+
+    Raises:
+        ValidationError: an input of an unknown kind, a malformed reference, or files
+            mixed with references (the two go in different request encodings).
+        OSError: a path that cannot be read.
+    """
+    loaded = [await _load_one(image, "images") for image in images]
+    loaded_mask = None if mask is None else await _load_one(mask, "mask")
+    kinds = {isinstance(item, Upload) for item in [*loaded, *([loaded_mask] if mask else [])]}
+    if len(kinds) > 1:
+        raise ValidationError(
+            "images", "files and references mixed", "all files or all references (with mask)"
+        )
+    return loaded, loaded_mask  # type: ignore[return-value]
+
+
+def json_body(params: Mapping[str, Any]) -> bytes:
+    """The JSON request body, compact, with the parameters that are not ``None``."""
+    return json.dumps(
+        {name: value for name, value in params.items() if value is not None},
+        separators=(",", ":"),
+    ).encode()
+
+
+def form_fields(params: Mapping[str, Any]) -> dict[str, str]:
+    """Multipart form fields: JSON booleans as ``true``/``false``, numbers as text."""
+    fields = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        fields[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return fields
+
+
+def multipart_files(
+    images: Sequence[Upload], mask: Upload | None
+) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The file parts: ``image`` for one image, ``image[]`` repeated for several."""
+    name = "image" if len(images) == 1 else "image[]"
+    parts = [(name, (i.filename, i.content, i.content_type)) for i in images]
+    if mask is not None:
+        parts.append(("mask", (mask.filename, mask.content, mask.content_type)))
+    return parts

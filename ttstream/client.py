@@ -1,0 +1,367 @@
+"""AsyncClient: builds Images API requests, owns the HTTP client, retries before the stream.
+
+Services (wire-format.md, "Endpoints and authentication"): TTAPI at
+``https://api.ttapi.io/v1`` with ``TT-API-KEY: <key>``, and OpenAI or any compatible
+server with ``Authorization: Bearer <key>``. The key goes into each request's headers
+only: the HTTP client has no default credentials, redirects are never followed for API
+requests, so the key never reaches another origin, and it never appears in a repr, a
+log line or an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import httpx
+
+from . import params as _params
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    TTStreamError,
+    ValidationError,
+)
+from ._request import (
+    ImageInput,
+    Upload,
+    as_list,
+    form_fields,
+    json_body,
+    load_images,
+    multipart_files,
+)
+from ._retry import backoff_delay, retry_after, should_retry_status
+from .events import Completed
+from .sse import DEFAULT_MAX_EVENT_BYTES
+from .stream import ImageStream, timeout_name
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
+    "OPENAI_BASE_URL",
+    "TTAPI_BASE_URL",
+    "AsyncClient",
+    "Auth",
+]
+
+logger = logging.getLogger("ttstream")
+
+TTAPI_BASE_URL = "https://api.ttapi.io/v1"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
+"""5 s to connect; 5 minutes of silence between bytes before a read timeout, since a
+high-quality generation can stay silent for over two minutes (wire-format.md)."""
+
+Auth = Literal["auto", "tt-api-key", "bearer"]
+_AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
+_MAX_ERROR_BODY = 1024 * 1024
+_USER_AGENT = "ttstream/0.1.0"
+_Build = Callable[[], Awaitable[httpx.Request]]
+
+
+def _is_ttapi(base_url: str) -> bool:
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    return host == "ttapi.io" or host.endswith(".ttapi.io")
+
+
+class AsyncClient:
+    """The entry point: ``async with ttstream.AsyncClient() as client``.
+
+    Args:
+        api_key: the key; else ``TTAPI_API_KEY`` (TTAPI, ``TT-API-KEY`` header), else
+            ``OPENAI_API_KEY`` (OpenAI, ``Authorization: Bearer``).
+        base_url: the API root, e.g. ``https://api.openai.com/v1``; defaults to the
+            service of the key's source (TTAPI for an explicit key).
+        auth: ``"tt-api-key"``, ``"bearer"`` or ``"auto"``: ``TT-API-KEY`` for a
+            ``*.ttapi.io`` base URL or a ``TTAPI_API_KEY`` key, ``Bearer`` otherwise.
+        timeout: seconds (every phase) or an ``httpx.Timeout``; default
+            :data:`DEFAULT_TIMEOUT`.
+        max_retries: retries before the stream starts (connection errors, timeouts,
+            408, 409, 429, >= 500), with the official SDKs' delays.
+        http_client: an ``httpx.AsyncClient`` to use; it is not closed by this client.
+        max_event_bytes: the largest event (or non-streaming body per image) accepted.
+
+    Raises:
+        ValidationError: no key was found, or ``auth`` is not one of its values.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        auth: Auth = "auto",
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        http_client: httpx.AsyncClient | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        from_ttapi_env = False
+        if api_key is None:
+            api_key = os.environ.get("TTAPI_API_KEY") or None
+            from_ttapi_env = api_key is not None
+            if api_key is None:
+                api_key = os.environ.get("OPENAI_API_KEY") or None
+                if api_key is not None and base_url is None:
+                    base_url = OPENAI_BASE_URL
+        if not api_key:
+            raise ValidationError(
+                "api_key", None, "a key: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
+            )
+        if auth not in _AUTH_CHOICES:
+            raise ValidationError("auth", auth, "one of " + ", ".join(map(repr, _AUTH_CHOICES)))
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValidationError("max_retries", max_retries, "an int >= 0")
+        self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
+        if auth == "auto":
+            auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
+        self.auth: Auth = auth
+        self.max_retries = max_retries
+        self.max_event_bytes = max_event_bytes
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._auth_headers = (
+            {"TT-API-KEY": api_key}
+            if auth == "tt-api-key"
+            else {"Authorization": f"Bearer {api_key}"}
+        )
+        self._owns_http_client = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient base_url={self.base_url!r} auth={self.auth!r}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the HTTP client if this client created it."""
+        if self._owns_http_client:
+            await self._http.aclose()
+
+    def generate(self, prompt: str, *, model: str = DEFAULT_MODEL, **params: Any) -> ImageStream:
+        """Starts ``POST {base_url}/images/generations``; returns its :class:`ImageStream`.
+
+        ``params`` are the API's own parameters (``n``, ``size``, ``quality``,
+        ``partial_images``, ``output_format``, ...). ``stream`` defaults to ``True``
+        for streaming models (gpt-image-*, and unknown models) and ``False`` for dall-e.
+
+        Raises:
+            ValidationError: at once, before any connection, for a parameter the model
+                does not take (:mod:`ttstream.params`).
+        """
+        body = self._body(prompt, model, params)
+        _params.validate("generation", model, body)
+        content = json_body(_wire(body))
+
+        async def build() -> httpx.Request:
+            return self._request("images/generations", streaming=body["stream"], content=content)
+
+        return self._stream(build, body, operation="generation")
+
+    def edit(
+        self,
+        prompt: str,
+        *,
+        images: ImageInput | Sequence[ImageInput],
+        mask: ImageInput | None = None,
+        model: str = DEFAULT_MODEL,
+        **params: Any,
+    ) -> ImageStream:
+        """Starts ``POST {base_url}/images/edits``; returns its :class:`ImageStream`.
+
+        ``images`` is one input or a list: file paths, ``bytes`` or binary file objects
+        (sent as ``multipart/form-data``: ``image``, or ``image[]`` for several), or
+        references ``{"image_url": ...}`` / ``{"file_id": ...}`` (sent as JSON, as TTAPI
+        documents). ``mask`` is one input of the same kind. Files are read when the
+        stream opens.
+
+        Raises:
+            ValidationError: a parameter the model does not take: at once for what can
+                be checked without reading files, when the stream opens for the rest.
+        """
+        body = self._body(prompt, model, params)
+        inputs = as_list(images)
+        known = [bytes(i) if isinstance(i, bytes | bytearray) else None for i in inputs]
+        _params.validate("edit", model, body, images=known)
+
+        async def build() -> httpx.Request:
+            loaded, loaded_mask = await load_images(inputs, mask)
+            if not (loaded and isinstance(loaded[0], Upload)):
+                references = {"images": loaded, "mask": loaded_mask}
+                content = json_body({**_wire(body), **references})
+                return self._request("images/edits", streaming=body["stream"], content=content)
+            uploads = [item for item in loaded if isinstance(item, Upload)]
+            _params.validate("edit", model, body, images=[u.content for u in uploads])
+            assert loaded_mask is None or isinstance(loaded_mask, Upload)
+            return self._request(
+                "images/edits",
+                streaming=body["stream"],
+                data=form_fields(_wire(body)),
+                files=multipart_files(uploads, loaded_mask),
+            )
+
+        return self._stream(build, body, operation="edit")
+
+    async def fetch_image(self, event: Completed) -> bytes:
+        """The image file of ``event``: its decoded ``b64_json``, or, for a result
+        returned as a URL (``response_format="url"``; such URLs expire after 60
+        minutes), the bytes downloaded from ``event.url``. The download carries no
+        credentials.
+
+        Raises:
+            APIStatusError, APIConnectionError, APITimeoutError: the download failed.
+        """
+        if event.b64_json is not None or event.url is None:
+            return event.image_bytes
+        try:
+            response = await self._http.get(event.url, follow_redirects=True)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(
+                f"downloading the image: {exc}", timeout=timeout_name(exc)
+            ) from exc
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+        if response.is_error:
+            raise APIStatusError(
+                f"downloading the image failed: {response.reason_phrase}",
+                status_code=response.status_code,
+                headers=response.headers,
+            )
+        return response.content
+
+    @staticmethod
+    def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"model": model, "prompt": prompt, **params}
+        if body.get("stream") is None:
+            body["stream"] = _params.supports_streaming(model)
+        return body
+
+    def _request(self, path: str, *, streaming: bool, **content: Any) -> httpx.Request:
+        headers = {
+            **self._auth_headers,
+            "Accept": "text/event-stream" if streaming else "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        if "content" in content:
+            headers["Content-Type"] = "application/json"
+        return self._http.build_request(
+            "POST", f"{self.base_url}/{path}", headers=headers, timeout=self.timeout, **content
+        )
+
+    def _stream(self, build: _Build, body: Mapping[str, Any], *, operation: str) -> ImageStream:
+        n = body.get("n")
+        return ImageStream(
+            lambda: self._send(build),
+            operation=operation,
+            streaming=bool(body["stream"]),
+            expected_images=n if isinstance(n, int) and n > 0 else 1,
+            max_event_bytes=self.max_event_bytes,
+        )
+
+    async def _send(self, build: _Build) -> httpx.Response:
+        """Sends the request, retrying before the first byte of the answer.
+
+        The body is built once, in memory, so each retry replays it exactly.
+        """
+        request: httpx.Request = await build()
+        attempt = 0
+        while True:
+            delay: float | None = None
+            try:
+                response = await self._http.send(request, stream=True, follow_redirects=False)
+            except httpx.TimeoutException as exc:
+                error: TTStreamError = APITimeoutError(
+                    f"{timeout_name(exc)} timeout: {exc}", timeout=timeout_name(exc)
+                )
+                cause: BaseException = exc
+            except httpx.TransportError as exc:
+                error, cause = APIConnectionError(f"connection failed: {exc!r}"), exc
+            else:
+                if response.is_success:
+                    return response
+                error = await _status_error(response)
+                cause = error
+                if not should_retry_status(response.status_code, response.headers):
+                    raise error
+                delay = retry_after(response.headers)
+            if attempt >= self.max_retries:
+                raise error from (None if cause is error else cause)
+            if delay is None:
+                delay = backoff_delay(attempt)
+            attempt += 1
+            logger.warning(
+                "retrying %s %s in %.2f s (retry %d of %d) after: %s",
+                request.method,
+                request.url,
+                delay,
+                attempt,
+                self.max_retries,
+                error,
+            )
+            await anyio.sleep(delay)
+
+
+def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as sent: ``stream`` only when true (dall-e models do not take it)."""
+    return {name: value for name, value in body.items() if name != "stream" or value}
+
+
+async def _status_error(response: httpx.Response) -> APIStatusError:
+    """Reads an error response (at most 1 MiB) into an :class:`APIStatusError`, with the
+    fields of an ``{"error": {"message", "type", "code", "param"}}`` body."""
+    try:
+        raw = bytearray()
+        async for chunk in response.aiter_bytes():
+            raw += chunk
+            if len(raw) > _MAX_ERROR_BODY:
+                break
+    except httpx.HTTPError:
+        pass  # the status says enough
+    finally:
+        await response.aclose()
+    text = raw.decode("utf-8", "replace")
+    body: Any = text
+    with contextlib.suppress(ValueError):
+        body = json.loads(raw)
+    error = body.get("error") if isinstance(body, dict) else None
+    fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
+
+    def field(name: str) -> str | None:
+        value = fields.get(name)
+        return None if value is None else str(value)
+
+    if 300 <= response.status_code < 400:
+        message = (
+            f"redirect to {response.headers.get('location')!r} not followed "
+            "(API requests never carry the key to another URL)"
+        )
+    else:
+        message = field("message") or text.strip()[:200] or response.reason_phrase
+    return APIStatusError(
+        message,
+        status_code=response.status_code,
+        body=body,
+        type=field("type"),
+        code=field("code"),
+        param=field("param"),
+        request_id=response.headers.get("x-request-id"),
+        headers=response.headers,
+    )
