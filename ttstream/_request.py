@@ -94,11 +94,10 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
 
 
 def as_list(images: ImageInput | Sequence[ImageInput]) -> list[object]:
-    if isinstance(images, str | bytes | bytearray | memoryview | os.PathLike | Mapping):
-        return [images]
-    if hasattr(images, "read"):
-        return [images]
-    return list(images)
+    """One input or a sequence of inputs, as a list (a ``str`` or ``bytes`` is one)."""
+    if isinstance(images, Sequence) and not isinstance(images, str | bytes | bytearray):
+        return list(images)
+    return [images]
 
 
 async def load_images(
