@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -239,7 +239,7 @@ async def test_ttapi_envelope_is_unwrapped() -> None:
 async def test_ttapi_envelope_with_failed_status_is_an_error() -> None:
     body = {"status": "FAILED", "message": "prompt rejected", "data": {"created": 5, "data": []}}
     async with client_for(Recorder(httpx.Response(200, json=body))) as client:
-        with pytest.raises(APIStatusError, match="FAILED.*prompt rejected") as info:
+        with pytest.raises(APIStatusError, match=r"FAILED.*prompt rejected") as info:
             await collect(client.generate("a cat", model="dall-e-3"))
     assert info.value.code == "FAILED"
 
@@ -411,10 +411,14 @@ async def test_error_event_raises_stream_error_and_closes() -> None:
     answer = stream_response(sse_body(partial(0), error))
     async with client_for(Recorder(answer)) as client:
         stream = client.generate("a cat", partial_images=1)
-        seen = []
-        with pytest.raises(StreamError, match="blocked"):
+        seen: list[ttstream.Event] = []
+
+        async def consume() -> None:
             async for event in stream:  # no async with: the error still closes it
                 seen.append(event)
+
+        with pytest.raises(StreamError, match="blocked"):
+            await consume()
         assert len(seen) == 1
         assert repr(stream).startswith("<ImageStream closed")
 
