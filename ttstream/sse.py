@@ -103,8 +103,10 @@ class SSEDecoder:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
         end = data.find(b"\n")
-        if end < 0:
-            self._buffer(data)
+        if end < 0:  # the hot path inside a multi-megabyte line: one check, one copy
+            if self._event_size + len(self._line) + len(data) > self.max_event_bytes:
+                self._fail(self._event_size + len(self._line) + len(data))
+            self._line += data
             return []
         events: list[ServerSentEvent] = []
         view = memoryview(data)
