@@ -19,6 +19,8 @@ line that arrives whole inside a chunk is decoded straight from a ``memoryview``
 
 from __future__ import annotations
 
+import codecs
+
 from httpx_sse import ServerSentEvent
 
 from ._exceptions import EventTooLargeError
@@ -29,6 +31,7 @@ DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
 
 _BOM = b"\xef\xbb\xbf"
+_DECODE_BATCH = 64 * 1024
 
 
 class SSEDecoder:
@@ -59,13 +62,23 @@ class SSEDecoder:
         self.last_event_id = ""
         self.retry: int | None = None
         self._failure: EventTooLargeError | None = None
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self._start_body()
 
     def _start_body(self) -> None:
         self._head: bytes | None = b""  # bytes seen while a leading BOM may be incomplete
-        self._line = bytearray()  # the line in progress, split across chunks
         self._skip_lf = False  # the previous chunk ended in CR
+        self._start_line()
         self._start_event()
+
+    def _start_line(self) -> None:
+        # A line split across chunks is held as bytes until it is known to be a data line
+        # (its first 6 bytes); from then on its value is decoded chunk by chunk into
+        # ``_value`` and joined once at the end of the line.
+        self._line = bytearray()
+        self._value: list[str] | None = None
+        self._line_size = 0  # bytes of the line in progress, in either form
+        self._utf8.reset()
 
     def _start_event(self) -> None:
         self._data: list[str] = []
@@ -76,7 +89,7 @@ class SSEDecoder:
     def __repr__(self) -> str:
         return (
             f"<SSEDecoder last_event_id={self.last_event_id!r} retry={self.retry!r} "
-            f"buffered={self._event_size + len(self._line)} bytes>"
+            f"buffered={self._event_size + self._line_size} bytes>"
         )
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
@@ -103,26 +116,23 @@ class SSEDecoder:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
         end = data.find(b"\n")
-        if end < 0:  # the hot path inside a multi-megabyte line: one check, one copy
-            if self._event_size + len(self._line) + len(data) > self.max_event_bytes:
-                self._fail(self._event_size + len(self._line) + len(data))
-            self._line += data
+        if end < 0:
+            self._extend_line(data)
             return []
         events: list[ServerSentEvent] = []
         view = memoryview(data)
-        if self._line:
-            self._buffer(view[:end])
-            line, self._line = self._line, bytearray()
-            with memoryview(line) as line_view:
-                self._take_line(line_view, events)
+        first = view[:end]
+        if self._line_size:
+            self._end_split_line(first, events)
         else:
-            self._take_line(view[:end], events)
+            self._take_line(first, end, events)
         start = end + 1
         while (end := data.find(b"\n", start)) >= 0:
-            self._take_line(view[start:end], events)
+            line = view[start:end]
+            self._take_line(line, len(line), events)
             start = end + 1
         if start < len(data):
-            self._buffer(view[start:])
+            self._extend_line(view[start:])
         return events
 
     def close(self) -> list[ServerSentEvent]:
@@ -145,20 +155,56 @@ class SSEDecoder:
         self._head = None
         return head[len(_BOM) :] if head.startswith(_BOM) else head
 
-    def _buffer(self, part: bytes | memoryview) -> None:
-        size = self._event_size + len(self._line) + len(part)
+    def _extend_line(self, part: bytes | memoryview) -> None:
+        """Adds a piece of a line whose end has not arrived yet: the hot path inside a
+        multi-megabyte data line. Pieces of a data value are decoded as soon as 64 KiB
+        have gathered (large pieces at once), so the line is never held twice in bytes.
+        """
+        size = self._event_size + self._line_size + len(part)
         if size > self.max_event_bytes:
             self._fail(size)
-        self._line += part
+        self._line_size += len(part)
+        line = self._line
+        if self._value is not None and not line and len(part) >= _DECODE_BATCH:
+            self._value.append(self._utf8.decode(part))
+            return
+        line += part
+        if self._value is None:
+            if len(line) < 6 or line[:5] != b"data:":
+                return
+            self._value = []
+            del line[: 6 if line[5] == 0x20 else 5]
+        if len(line) >= _DECODE_BATCH:
+            self._value.append(self._utf8.decode(line))
+            self._line = bytearray()
+
+    def _end_split_line(self, last: memoryview, events: list[ServerSentEvent]) -> None:
+        """Completes the line in progress with ``last``, its final piece."""
+        size = self._line_size + len(last)
+        if self._value is None:
+            self._line += last
+            with memoryview(self._line) as line:
+                self._take_line(line, size, events)
+        elif self._event_size + size > self.max_event_bytes:
+            self._fail(self._event_size + size)
+        else:
+            if self._line:
+                self._line += last
+                self._value.append(self._utf8.decode(self._line, final=True))
+            else:
+                self._value.append(self._utf8.decode(last, final=True))
+            self._event_size += size
+            self._data.append(self._value[0] if len(self._value) == 1 else "".join(self._value))
+        self._start_line()
 
     def _fail(self, size: int) -> None:
         self._failure = EventTooLargeError(limit=self.max_event_bytes, size=size)
-        self._line = bytearray()
+        self._start_line()
         self._start_event()
         raise self._failure
 
-    def _take_line(self, line: memoryview, events: list[ServerSentEvent]) -> None:
-        """Interprets one complete line (without its line end)."""
+    def _take_line(self, line: memoryview, size: int, events: list[ServerSentEvent]) -> None:
+        """Interprets one complete line (without its line end) of ``size`` bytes."""
         if not line:
             if self._data:
                 events.append(
@@ -173,7 +219,7 @@ class SSEDecoder:
             return
         if line[0] == 0x3A:  # ":" starts a comment
             return
-        size = self._event_size + len(line)
+        size += self._event_size
         if size > self.max_event_bytes:
             self._fail(size)
         self._event_size = size
