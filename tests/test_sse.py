@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import httpx
 import pytest
@@ -348,3 +349,33 @@ def test_a_large_event_fed_in_small_pieces_decodes_exactly() -> None:
     events = decode(*chunks)
     assert len(events) == 1
     assert events[0].data == payload.decode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cuts=st.lists(st.integers(0, 300_000), max_size=12),
+    prefix=st.sampled_from([b"data:", b"data: ", b"data:  "]),
+)
+def test_long_values_with_multibyte_and_invalid_bytes_survive_any_chunking(
+    seed: int, cuts: list[int], prefix: bytes
+) -> None:
+    # Long enough for the 64 KiB batch decoding, with characters of 1 to 4 bytes and
+    # invalid bytes, so that chunk edges fall inside characters.
+    rng = random.Random(seed)
+    alphabet = [b"A", b"/", "é".encode(), "✓".encode(), "🖼".encode(), b"\xff", b"\xe2\x9c"]
+    value = b"".join(rng.choice(alphabet) for _ in range(100_000))
+    raw = b"event: image_generation.completed\n" + prefix + value + b"\ndata: tail\n\n"
+    bounds = sorted({0, len(raw), *(c for c in cuts if c < len(raw))})
+    chunks = [raw[a:b] for a, b in itertools.pairwise(bounds)]
+    expected = (prefix[5:].removeprefix(b" ") + value).decode("utf-8", "replace") + "\ntail"
+    assert [e.data for e in decode(*chunks)] == [expected]
+
+
+@pytest.mark.parametrize("cut", range(48))
+def test_a_long_data_line_split_anywhere_near_its_field_name(cut: int) -> None:
+    value = "é" * 40_000  # 80 KB: past one decoding batch
+    raw = f"event: x\ndata: {value}\n\n".encode()
+    assert [e.data for e in decode(raw[:cut], raw[cut : cut + 70_000], raw[cut + 70_000 :])] == [
+        value
+    ]
