@@ -16,10 +16,11 @@ from ._exceptions import (
     TTStreamError,
     ValidationError,
 )
+from ._reconnect import Reconnecting, ReconnectPolicy
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sse import ServerSentEvent, SSEDecoder
-from .stream import Event, ImageStream
+from .stream import Event, ImageStream, StreamItem
 
 __version__ = "0.1.0"
 
@@ -37,9 +38,12 @@ __all__ = [
     "MalformedEventError",
     "PartialImage",
     "ProtocolError",
+    "ReconnectPolicy",
+    "Reconnecting",
     "SSEDecoder",
     "ServerSentEvent",
     "StreamError",
+    "StreamItem",
     "TTStreamError",
     "Usage",
     "ValidationError",

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from ._exceptions import TTStreamError
+from ._reconnect import Reconnecting
 from .client import DEFAULT_MODEL, AsyncClient
 from .events import Completed, PartialImage
 from .sinks import FileSink
@@ -113,6 +114,10 @@ async def _run(args: argparse.Namespace, api_key: str | None, base_url: str | No
         print(f"Generating with {args.model}...", flush=True)
         async with stream:
             async for event in stream:
+                if isinstance(event, Reconnecting):
+                    what = "a new generation" if event.regenerating else "resuming"
+                    print(f"connection lost; {what} in {event.delay:.1f}s ({event.reason})")
+                    continue
                 await sink.send(event)
                 path, seconds = sink.written[-1], time.monotonic() - started
                 if isinstance(event, PartialImage):

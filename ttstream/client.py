@@ -30,6 +30,7 @@ from ._exceptions import (
     TTStreamError,
     ValidationError,
 )
+from ._reconnect import ReconnectPolicy
 from ._request import (
     ImageInput,
     Upload,
@@ -58,6 +59,7 @@ logger = logging.getLogger("ttstream")
 TTAPI_BASE_URL = "https://api.ttapi.io/v1"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_RECONNECT = ReconnectPolicy()
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
 """5 s to connect; 5 minutes of silence between bytes before a read timeout, since a
 high-quality generation can stay silent for over two minutes (wire-format.md)."""
@@ -90,6 +92,10 @@ class AsyncClient:
             408, 409, 429, >= 500), with the official SDKs' delays.
         http_client: an ``httpx.AsyncClient`` to use; it is not closed by this client.
         max_event_bytes: the largest event (or non-streaming body per image) accepted.
+        reconnect: how a stream that broke after it started reconnects (resuming with
+            ``Last-Event-ID`` when the server sent ids; regenerating only if allowed).
+        deadline: seconds one stream may take in all, from its request to its last
+            event, or ``None``; overridable per call.
 
     Raises:
         ValidationError: no key was found, or ``auth`` is not one of its values.
@@ -105,6 +111,8 @@ class AsyncClient:
         max_retries: int = 2,
         http_client: httpx.AsyncClient | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        deadline: float | None = None,
     ) -> None:
         from_ttapi_env = False
         if api_key is None:
@@ -128,6 +136,8 @@ class AsyncClient:
         self.auth: Auth = auth
         self.max_retries = max_retries
         self.max_event_bytes = max_event_bytes
+        self.reconnect = reconnect
+        self.deadline = deadline
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._auth_headers = (
             {"TT-API-KEY": api_key}
@@ -156,12 +166,21 @@ class AsyncClient:
         if self._owns_http_client:
             await self._http.aclose()
 
-    def generate(self, prompt: str, *, model: str = DEFAULT_MODEL, **params: Any) -> ImageStream:
+    def generate(
+        self,
+        prompt: str,
+        *,
+        model: str = DEFAULT_MODEL,
+        deadline: float | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        **params: Any,
+    ) -> ImageStream:
         """Starts ``POST {base_url}/images/generations``; returns its :class:`ImageStream`.
 
         ``params`` are the API's own parameters (``n``, ``size``, ``quality``,
         ``partial_images``, ``output_format``, ...). ``stream`` defaults to ``True``
         for streaming models (gpt-image-*, and unknown models) and ``False`` for dall-e.
+        ``deadline`` and ``reconnect`` override the client's for this stream.
 
         Raises:
             ValidationError: at once, before any connection, for a parameter the model
@@ -174,7 +193,7 @@ class AsyncClient:
         async def build() -> httpx.Request:
             return self._request("images/generations", streaming=body["stream"], content=content)
 
-        return self._stream(build, body, operation="generation")
+        return self._stream(build, body, "generation", deadline, reconnect)
 
     def edit(
         self,
@@ -183,6 +202,8 @@ class AsyncClient:
         images: ImageInput | Sequence[ImageInput],
         mask: ImageInput | None = None,
         model: str = DEFAULT_MODEL,
+        deadline: float | None = None,
+        reconnect: ReconnectPolicy | None = None,
         **params: Any,
     ) -> ImageStream:
         """Starts ``POST {base_url}/images/edits``; returns its :class:`ImageStream`.
@@ -218,7 +239,7 @@ class AsyncClient:
                 files=multipart_files(uploads, loaded_mask),
             )
 
-        return self._stream(build, body, operation="edit")
+        return self._stream(build, body, "edit", deadline, reconnect)
 
     async def fetch_image(self, event: Completed) -> bytes:
         """The image file of ``event``: its decoded ``b64_json``, or, for a result
@@ -266,22 +287,31 @@ class AsyncClient:
             "POST", f"{self.base_url}/{path}", headers=headers, timeout=self.timeout, **content
         )
 
-    def _stream(self, build: _Build, body: Mapping[str, Any], *, operation: str) -> ImageStream:
+    def _stream(
+        self,
+        build: _Build,
+        body: Mapping[str, Any],
+        operation: str,
+        deadline: float | None,
+        reconnect: ReconnectPolicy | None,
+    ) -> ImageStream:
         n = body.get("n")
         return ImageStream(
-            lambda: self._send(build),
+            lambda headers: self._send(build, headers),
             operation=operation,
             streaming=bool(body["stream"]),
             expected_images=n if isinstance(n, int) and n > 0 else 1,
             max_event_bytes=self.max_event_bytes,
+            reconnect=reconnect or self.reconnect,
+            deadline=self.deadline if deadline is None else deadline,
         )
 
-    async def _send(self, build: _Build) -> httpx.Response:
-        """Sends the request, retrying before the first byte of the answer.
-
-        The body is built once, in memory, so each retry replays it exactly.
+    async def _send(self, build: _Build, headers: Mapping[str, str]) -> httpx.Response:
+        """Sends the request with extra ``headers``, retrying before the first byte of
+        the answer. The body is built once, in memory, so each retry replays it exactly.
         """
-        request: httpx.Request = await build()
+        request = await build()
+        request.headers.update(headers)
         attempt = 0
         while True:
             delay: float | None = None

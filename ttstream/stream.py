@@ -7,16 +7,22 @@ event being delivered and TCP flow control slows the server down to the consumer
 
 The response is closed, and its connection released, on every way out: the end of the
 events, leaving ``async with``, ``break`` (through ``aclose()``), an exception, a
-cancelled scope. Closing is shielded from cancellation so that it always completes.
+cancelled scope, the overall deadline. Closing is shielded from cancellation so that it
+always completes.
+
+After the stream started, a broken connection or a body that ends early is reconnected
+under a :class:`~ttstream.ReconnectPolicy` (see ``ttstream._reconnect``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import anyio
 import httpx
@@ -29,12 +35,21 @@ from ._exceptions import (
     ProtocolError,
     short_repr,
 )
+from ._reconnect import Reconnecting, ReconnectPolicy
 from .events import Completed, PartialImage, parse_event, parse_response
 from .sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["Event", "ImageStream"]
+__all__ = ["Event", "ImageStream", "OpenResponse", "StreamItem"]
+
+logger = logging.getLogger("ttstream")
 
 Event: TypeAlias = "PartialImage | Completed"
+"""An image event: a preview or a final image."""
+StreamItem: TypeAlias = "PartialImage | Completed | Reconnecting"
+"""What an :class:`ImageStream` yields: image events and reconnection notices."""
+OpenResponse: TypeAlias = Callable[[Mapping[str, str]], Awaitable[httpx.Response]]
+"""Sends the request (with retries) with these extra headers; answers a 2xx response."""
+_T = TypeVar("_T")
 
 _TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
     httpx.ConnectTimeout: "connect",
@@ -51,7 +66,8 @@ def timeout_name(exc: httpx.TimeoutException) -> str:
 
 class ImageStream:
     """The events of one generation or edit: :class:`PartialImage` previews, then one
-    :class:`Completed` per image (``n`` of them).
+    :class:`Completed` per image (``n`` of them), and a :class:`Reconnecting` notice
+    whenever the stream reconnects.
 
     Use it as ``async with client.generate(...) as stream: async for event in stream``.
     Iterating without ``async with`` works too and closes the response at the end of the
@@ -63,30 +79,37 @@ class ImageStream:
     Errors raised while iterating:
         APIStatusError: the server answered with an HTTP error (after retries).
         APIConnectionError, APITimeoutError: the request could not be sent (after
-            retries), or a timeout fired mid-stream (``last_partial`` set).
+            retries); or a timeout fired mid-stream, or the overall ``deadline``
+            passed (``timeout="deadline"``), with ``last_partial`` set.
         ProtocolError: a stream request answered with a ``Content-Type`` other than
             ``text/event-stream``; a non-streaming answer that is not the documented JSON.
         StreamError: the server sent an error event.
         MalformedEventError: an event's data is not valid JSON or has wrong fields.
         EventTooLargeError: an event (or a non-streaming body) passed ``max_event_bytes``.
         IncompleteStreamError: the body ended, or the connection broke, before every
-            completed image arrived; ``last_partial`` holds the last preview.
+            completed image arrived and no reconnection was allowed or left;
+            ``last_partial`` holds the last preview.
     """
 
     def __init__(
         self,
-        open_response: Callable[[], Awaitable[httpx.Response]],
+        open_response: OpenResponse,
         *,
         operation: str,
         streaming: bool,
         expected_images: int,
         max_event_bytes: int,
+        reconnect: ReconnectPolicy,
+        deadline: float | None,
     ) -> None:
         self._open_response = open_response
         self._operation = operation
         self._streaming = streaming
         self._expected_images = expected_images
         self._max_event_bytes = max_event_bytes
+        self._policy = reconnect
+        self._deadline = deadline
+        self._deadline_at = math.inf
         self._decoder = SSEDecoder(max_event_bytes)
         self._pending: deque[ServerSentEvent] = deque()
         self._ready: deque[Completed] = deque()  # the images of a non-streaming answer
@@ -94,21 +117,25 @@ class ImageStream:
         self._chunks: AsyncIterator[bytes] | None = None
         self._closed = False
         self._completed = 0
+        # Reconnection state: ids delivered (to skip a replay), the id to resume from,
+        # the attempts made, when the first break happened, and the next reopening.
+        self._delivered_ids: set[str] = set()
+        self._resume_id = ""
+        self._reconnects = 0
+        self._regenerations = 0
+        self._first_break_at: float | None = None
+        self._reopen: tuple[float, dict[str, str]] | None = None
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
         self.request_id: str | None = None
-        """The server's ``x-request-id`` for this request, once the response arrived."""
+        """The server's ``x-request-id`` for the latest request, once it answered."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._response is not None else "new"
         return f"<ImageStream {state} request_id={self.request_id!r}>"
 
     async def __aenter__(self) -> ImageStream:
-        try:
-            await self._ensure_open()
-        except BaseException:
-            await self.aclose()
-            raise
+        await self._guarded(self._ensure_open)
         return self
 
     async def __aexit__(
@@ -122,39 +149,59 @@ class ImageStream:
     def __aiter__(self) -> ImageStream:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> StreamItem:
         if self._closed:
             raise StopAsyncIteration
-        try:
-            await self._ensure_open()
-            event = await (self._next_streamed() if self._streaming else self._next_ready())
-        except BaseException:
-            await self.aclose()
-            raise
-        if event is None:
+        item = await self._guarded(self._next)
+        if item is None:
             await self.aclose()
             raise StopAsyncIteration
-        return event
+        return item
 
     async def aclose(self) -> None:
         """Closes the response and releases its connection. Idempotent; shielded from
         cancellation, so it completes inside a cancelled scope too."""
-        if self._closed:
-            return
         self._closed = True
         self._pending.clear()
         self._ready.clear()
+        await self._release()
+
+    async def _release(self) -> None:
+        """Closes the current response, if any (shielded)."""
+        chunks, response = self._chunks, self._response
+        self._chunks = self._response = None
         with anyio.CancelScope(shield=True):
-            aclose_chunks = getattr(self._chunks, "aclose", None)
+            aclose_chunks = getattr(chunks, "aclose", None)
             if aclose_chunks is not None:
                 await aclose_chunks()
-            if self._response is not None:
-                await self._response.aclose()
+            if response is not None:
+                await response.aclose()
+
+    async def _guarded(self, step: Callable[[], Awaitable[_T]]) -> _T:
+        """Runs one step under the overall deadline; closes the stream if it fails."""
+        if self._deadline is not None and self._deadline_at == math.inf:
+            self._deadline_at = anyio.current_time() + self._deadline
+        try:
+            with anyio.move_on_at(self._deadline_at):
+                return await step()
+        except BaseException:
+            await self.aclose()
+            raise
+        await self.aclose()
+        raise APITimeoutError(
+            f"the stream's deadline of {self._deadline} s passed",
+            timeout="deadline",
+            last_partial=self.last_partial,
+        )
 
     async def _ensure_open(self) -> None:
         if self._response is not None:
             return
-        response = self._response = await self._open_response()
+        headers: dict[str, str] = {}
+        if self._reopen is not None:
+            (delay, headers), self._reopen = self._reopen, None
+            await anyio.sleep(delay)
+        response = self._response = await self._open_response(headers)
         self.request_id = response.headers.get("x-request-id")
         if self._streaming:
             content_type = response.headers.get("content-type", "")
@@ -182,27 +229,21 @@ class ImageStream:
                 f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"
             ) from exc
 
-    async def _next_ready(self) -> Event | None:
-        return self._ready.popleft() if self._ready else None
-
-    async def _next_streamed(self) -> Event | None:
+    async def _next(self) -> StreamItem | None:
+        await self._ensure_open()
+        if not self._streaming:
+            return self._ready.popleft() if self._ready else None
         assert self._chunks is not None
         while True:
-            while self._pending:
-                event = parse_event(self._pending.popleft())
-                if isinstance(event, PartialImage):
-                    self.last_partial = event
-                    return event
-                if event is not None:
-                    self._completed += 1
-                    return event
+            if (event := self._next_pending()) is not None:
+                return event
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
                 self._decoder.close()
                 if self._completed >= self._expected_images:
                     return None
-                raise self._incomplete("the body ended") from None
+                return await self._reconnect(self._incomplete("the body ended"))
             except httpx.TimeoutException as exc:
                 raise APITimeoutError(
                     f"{timeout_name(exc)} timeout mid-stream ({exc})",
@@ -210,8 +251,78 @@ class ImageStream:
                     last_partial=self.last_partial,
                 ) from exc
             except httpx.TransportError as exc:
-                raise self._incomplete(f"the connection broke ({exc!r})") from exc
+                self._decoder.close()
+                failure = self._incomplete(f"the connection broke ({exc!r})")
+                failure.__cause__ = exc
+                return await self._reconnect(failure)
             self._pending.extend(self._decoder.feed(chunk))
+
+    def _next_pending(self) -> Event | None:
+        """The next image event decoded so far, skipping events that carry no image and
+        events replayed after a resume (their ``id`` was delivered already)."""
+        while self._pending:
+            sse = self._pending.popleft()
+            if sse.id and sse.id in self._delivered_ids:
+                continue
+            event = parse_event(sse)
+            if event is None:
+                continue
+            if sse.id:
+                self._delivered_ids.add(sse.id)
+            if isinstance(event, PartialImage):
+                self.last_partial = event
+            else:
+                self._completed += 1
+            return event
+        return None
+
+    async def _reconnect(self, failure: IncompleteStreamError) -> Reconnecting:
+        """Plans the reconnection after ``failure``, or raises it when none is allowed.
+
+        With a last event ID the server resumes after it; without one, only an opt-in
+        regeneration may start the request over (a new, billed generation).
+        """
+        now = anyio.current_time()
+        self._first_break_at = self._first_break_at or now
+        resume_id = self._decoder.last_event_id or self._resume_id
+        regenerating = not resume_id
+        policy = self._policy
+        if (
+            self._reconnects >= policy.max_attempts
+            or now - self._first_break_at > policy.budget
+            or (regenerating and self._regenerations >= policy.regenerate)
+        ):
+            raise failure
+        delay = policy.backoff(self._reconnects, self._decoder.retry)
+        self._reconnects += 1
+        await self._release()
+        retry = self._decoder.retry
+        # A fresh decoder: events of the new body carry only ids the server sends again,
+        # so that only true replays are skipped; the reconnection time carries over.
+        self._decoder = SSEDecoder(self._max_event_bytes)
+        self._decoder.retry = retry
+        if regenerating:
+            self._regenerations += 1
+            self._completed = 0  # a new generation yields all of its images again
+            self._reopen = (delay, {})
+        else:
+            self._resume_id = resume_id
+            self._reopen = (delay, {"Last-Event-ID": resume_id})
+        logger.warning(
+            "reconnecting in %.2f s (attempt %d of %d, %s): %s",
+            delay,
+            self._reconnects,
+            policy.max_attempts,
+            "new generation" if regenerating else f"resuming after id {resume_id!r}",
+            failure,
+        )
+        return Reconnecting(
+            attempt=self._reconnects,
+            delay=delay,
+            last_event_id=resume_id,
+            regenerating=regenerating,
+            reason=str(failure),
+        )
 
     def _incomplete(self, what: str) -> IncompleteStreamError:
         preview = (
