@@ -1,0 +1,31 @@
+"""An ASGI server that speaks the Images API wire format, with locally drawn images.
+
+For demos (the CLI runs it when no API key is set), tests over real loopback HTTP and
+benchmarks. It serves ``POST /v1/images/generations`` and ``POST /v1/images/edits``
+(streaming and synchronous), TTAPI's legacy ``POST /openai/v1/images/generations`` and
+the images of URL answers, as wire-format.md describes them. Nothing in the client
+layers imports it.
+
+- :func:`create_app` builds the Starlette application;
+- :class:`EmulatorServer` runs it on a loopback port in a background thread;
+- :func:`main` is ``python -m ttstream.emulator`` (the foreground server).
+
+Needs the ``emulator`` extra: ``pip install 'ttstream[emulator]'``.
+"""
+
+from __future__ import annotations
+
+_EXTRA = ("starlette", "uvicorn", "PIL", "multipart", "python_multipart")
+
+try:
+    from ._app import create_app
+    from ._cli import main
+    from ._server import EmulatorServer
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    if exc.name is None or exc.name.split(".")[0] not in _EXTRA:
+        raise
+    raise ImportError(
+        f"ttstream.emulator needs {exc.name!r}: pip install 'ttstream[emulator]'"
+    ) from exc
+
+__all__ = ["EmulatorServer", "create_app", "main"]

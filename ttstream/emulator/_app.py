@@ -1,0 +1,197 @@
+"""The ASGI application: routes, authentication, error answers, request ids.
+
+Source: wire-format.md, "Endpoints and authentication" and "Errors". Every answer
+carries an ``x-request-id: req_<hex>`` header; every error answer is the OpenAI error
+JSON. API keys are compared and dropped: no answer and no log line ever contains one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import EmulatorError, error_body
+from ._files import FileStore
+from ._request import ImageRequest, read_edit, read_generation
+from ._responses import images_body, sse_frames
+
+__all__ = ["create_app"]
+
+FILE_ROUTE = "emulator_file"
+_MAX_FILES = 256
+
+
+def new_request_id() -> str:
+    """A request id like the real API's: ``req_`` and 32 hex digits."""
+    return f"req_{secrets.token_hex(16)}"
+
+
+class _RequestIdMiddleware:
+    """Adds ``x-request-id`` to every response that goes through the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = (b"x-request-id", new_request_id().encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class _Emulator:
+    """The state behind the routes: settings and the files served for URL answers."""
+
+    def __init__(self, *, step_delay: float, api_key: str | None) -> None:
+        self.step_delay = step_delay
+        self._api_key = api_key
+        self.files = FileStore(_MAX_FILES)
+
+    def authenticate(self, request: Request) -> None:
+        """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer``.
+
+        Raises:
+            EmulatorError: 401 ``invalid_api_key`` when no key was sent, or when the
+                emulator has a key and this one differs.
+        """
+        key = request.headers.get("tt-api-key", "").strip()
+        if not key:
+            scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer":
+                key = credentials.strip()
+        if not key:
+            raise EmulatorError(
+                "You didn't provide an API key. Send it in a 'TT-API-KEY: <key>' header "
+                "or an 'Authorization: Bearer <key>' header.",
+                status=401,
+                code="invalid_api_key",
+            )
+        if self._api_key is not None and not hmac.compare_digest(
+            key.encode("utf-8"), self._api_key.encode("utf-8")
+        ):
+            raise EmulatorError("Incorrect API key provided.", status=401, code="invalid_api_key")
+
+    async def generations(self, request: Request) -> Response:
+        """``POST /v1/images/generations``."""
+        self.authenticate(request)
+        return await self._answer(request, await read_generation(request))
+
+    async def edits(self, request: Request) -> Response:
+        """``POST /v1/images/edits``."""
+        self.authenticate(request)
+        return await self._answer(request, await read_edit(request))
+
+    async def legacy_generations(self, request: Request) -> Response:
+        """``POST /openai/v1/images/generations``: TTAPI's synchronous dall-e-3 endpoint,
+        its answer wrapped as ``{"status": "SUCCESS", "message": "success", "data": ...}``.
+        """
+        self.authenticate(request)
+        image_request = await read_generation(request, legacy=True)
+        body = await self._body(request, image_request)
+        return JSONResponse({"status": "SUCCESS", "message": "success", "data": body})
+
+    async def file(self, request: Request) -> Response:
+        """``GET /v1/emulator/files/{name}``: an image of a URL answer (no key needed)."""
+        found = self.files.get(request.path_params["name"])
+        if found is None:
+            raise EmulatorError(
+                "No such file: it never existed or was evicted.", status=404, code="not_found"
+            )
+        content, media_type = found
+        return Response(content, media_type=media_type)
+
+    async def _answer(self, request: Request, image_request: ImageRequest) -> Response:
+        if image_request.stream:
+            return StreamingResponse(
+                sse_frames(image_request, step_delay=self.step_delay),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+        return JSONResponse(await self._body(request, image_request))
+
+    async def _body(self, request: Request, image_request: ImageRequest) -> dict[str, Any]:
+        def publish(content: bytes, media_type: str) -> str:
+            name = self.files.add(content, media_type)
+            return str(request.url_for(FILE_ROUTE, name=name))
+
+        return await images_body(image_request, publish=publish, step_delay=self.step_delay)
+
+
+def _error_response(exc: EmulatorError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _on_emulator_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EmulatorError)
+    return _error_response(exc)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (404, 405, unparsable multipart) as the OpenAI error JSON."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message, code = f"Invalid URL ({request.method} {request.url.path})", "unknown_url"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}"
+        code = "method_not_allowed"
+    else:
+        message, code = str(exc.detail), None
+    return _error_response(
+        EmulatorError(message, status=exc.status_code, code=code, headers=exc.headers)
+    )
+
+
+async def _on_server_error(request: Request, exc: Exception) -> Response:
+    """A bug in the emulator: 500 with the error JSON (outside the request-id middleware,
+    so the id is added here)."""
+    body = error_body("The emulator failed on this request.", type="server_error")
+    return JSONResponse(body, status_code=500, headers={"x-request-id": new_request_id()})
+
+
+def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starlette:
+    """The emulator as a Starlette ASGI application.
+
+    Routes: ``POST /v1/images/generations``, ``POST /v1/images/edits``,
+    ``POST /openai/v1/images/generations`` (TTAPI's legacy dall-e-3 endpoint) and
+    ``GET /v1/emulator/files/{name}`` (images of ``response_format: "url"`` answers).
+
+    ``step_delay`` is the pause in seconds before each streamed event (and per image of a
+    synchronous answer). With ``api_key`` only that key is accepted; without it any
+    non-empty key is.
+    """
+    if step_delay < 0:
+        raise ValueError(f"step_delay must be >= 0 seconds, got {step_delay!r}")
+    emulator = _Emulator(step_delay=step_delay, api_key=api_key)
+    routes = [
+        Route("/v1/images/generations", emulator.generations, methods=["POST"]),
+        Route("/v1/images/edits", emulator.edits, methods=["POST"]),
+        Route("/openai/v1/images/generations", emulator.legacy_generations, methods=["POST"]),
+        Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_RequestIdMiddleware)],
+        exception_handlers={
+            EmulatorError: _on_emulator_error,
+            HTTPException: _on_http_exception,
+            Exception: _on_server_error,
+        },
+    )
+    app.state.emulator = emulator
+    return app

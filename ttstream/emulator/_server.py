@@ -1,0 +1,180 @@
+"""Running the emulator with uvicorn: in a background thread, or in the foreground."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from ._app import create_app
+
+__all__ = ["EmulatorServer", "base_url_for", "bind_socket", "serve_forever"]
+
+_START_TIMEOUT = 10.0  # seconds to wait for the server thread to listen
+_GRACEFUL_SHUTDOWN = 1  # seconds in-flight work gets once connections are closed
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that stopping closes open connections at once.
+
+    A stream in progress then ends early (its client sees an incomplete stream, as when
+    a real server goes away) instead of holding the shutdown until it finishes.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
+        await super().shutdown(sockets=sockets)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: a free port), as uvicorn binds.
+
+    Binding here, not inside uvicorn, gives the real port at once and raises ``OSError``
+    in the caller's thread when the address is taken.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_forever(app: Starlette, sock: socket.socket) -> None:
+    """Serves ``app`` on ``sock`` in the calling (main) thread until Ctrl+C or SIGTERM,
+    with uvicorn's console logging and access log (which never shows headers)."""
+    _Server(uvicorn_config(app, quiet=False)).run(sockets=[sock])
+
+
+def uvicorn_config(app: Starlette, *, quiet: bool) -> uvicorn.Config:
+    """The uvicorn settings of the emulator; ``quiet`` leaves the caller's logging alone
+    (no logging configuration, no access log)."""
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        ws="none",
+        access_log=not quiet,
+        log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
+    )
+
+
+def base_url_for(host: str, port: int) -> str:
+    """The base URL a client uses: ``http://<host>:<port>/v1``."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+class EmulatorServer:
+    """The emulator served by uvicorn in a daemon thread with its own asyncio loop.
+
+    A context manager::
+
+        with EmulatorServer() as server:          # port 0: a free port
+            client = ttstream.AsyncClient("any-key", base_url=server.base_url)
+
+    Entering starts the server and returns once it accepts connections; leaving stops it
+    (open connections are closed, so a stream in progress ends early) and joins the
+    thread. The caller's
+    thread may run asyncio, trio or nothing. ``start()`` and ``stop()`` do the same
+    without ``with``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        step_delay: float = 0.0,
+        api_key: str | None = None,
+    ) -> None:
+        self.host = host
+        self.app = create_app(step_delay=step_delay, api_key=api_key)
+        self._requested_port = port
+        self._port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the real one when 0 was asked)."""
+        if self._port is None:
+            raise RuntimeError("the emulator server is not running; call start() or use `with`")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:54321/v1``."""
+        return base_url_for(self.host, self.port)
+
+    def start(self) -> None:
+        """Starts serving; returns once the server accepts connections.
+
+        Raises:
+            OSError: the address cannot be bound.
+            RuntimeError: already started, or the server failed to start.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the emulator server is already running")
+        sock = bind_socket(self.host, self._requested_port)
+        self._port = sock.getsockname()[1]
+        server = _Server(uvicorn_config(self.app, quiet=True))
+        self._server = server
+        self._failure = None
+        self._thread = threading.Thread(
+            target=self._serve, args=(server, sock), name=f"ttstream-emulator-{self._port}"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                sock.close()
+                raise RuntimeError("the emulator server failed to start") from self._failure
+            time.sleep(0.005)
+
+    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # SystemExit on startup failure, or a bug
+            self._failure = exc
+
+    def stop(self) -> None:
+        """Stops the server and joins its thread; does nothing if it is not running."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join()
+        self._server = self._thread = None
+        self._port = None
+
+    def __enter__(self) -> EmulatorServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._port is not None else "stopped"
+        return f"<EmulatorServer {where}>"
