@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -55,6 +57,16 @@ async def test_previews_and_finals_are_named_clearly(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "cat-final.png").read_bytes() == b"f1"
     assert (tmp_path / "out" / "cat-2-final.jpg").read_bytes() == b"f2"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)  # no temp files
+
+
+async def test_files_get_the_permissions_of_the_umask(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        sink = FileSink(tmp_path)
+        await sink.send(completed(b"x"))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(sink.written[0].stat().st_mode) == 0o644
 
 
 async def test_missing_output_format_means_png(tmp_path: Path) -> None:

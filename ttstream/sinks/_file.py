@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import anyio
@@ -19,8 +19,11 @@ _EXTENSIONS = {"jpeg": "jpg"}
 def _write_atomically(path: Path, data: bytes) -> None:
     """Writes to a temporary file in the same directory, then renames it over ``path``
     (``os.replace`` is atomic on POSIX and Windows), so a reader sees the old file or the
-    new one, never half of it."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    new one, never half of it. The file gets the umask's permissions, like ``open``."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+    )
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
