@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..stream import Event
+from ..stream import StreamItem
 
 __all__ = ["Sink"]
 
 
 @runtime_checkable
 class Sink(Protocol):
-    """Receives the events of one stream in order, then is closed once.
+    """Receives the items of one stream in order, then is closed once.
 
-    ``send`` may be slow (a socket, a disk): the caller awaits it, which is how a sink
-    paces the stream. ``aclose`` is called exactly once, also after an error.
+    Items are ``PartialImage`` and ``Completed`` events and ``Reconnecting`` notices (a
+    sink that has nothing to say about a reconnection ignores it). ``send`` may be slow
+    (a socket, a disk): the caller awaits it, which is how a sink paces the stream.
+    ``aclose`` is called exactly once, also after an error or a cancellation.
     """
 
-    async def send(self, event: Event) -> None: ...
+    async def send(self, event: StreamItem) -> None: ...
 
     async def aclose(self) -> None: ...

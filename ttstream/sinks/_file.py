@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 
 from ..events import Completed, PartialImage
-from ..stream import Event
+from ..stream import Event, StreamItem
 
 __all__ = ["FileSink"]
 
@@ -66,7 +66,10 @@ class FileSink:
         kind = f"partial-{event.index}" if isinstance(event, PartialImage) else "final"
         return self.directory / f"{self.stem}{number}-{kind}.{ext}"
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: StreamItem) -> None:
+        """Writes the image of ``event``; ``Reconnecting`` notices are ignored."""
+        if not isinstance(event, PartialImage | Completed):
+            return
         path = self.path_for(event)
         data = event.image_bytes
         await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)

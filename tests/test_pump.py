@@ -1,0 +1,235 @@
+"""pump and the small sinks: fan-out order, isolation, policies, closing exactly once."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from PIL import Image
+
+from ttstream import (
+    AsyncClient,
+    Completed,
+    IncompleteStreamError,
+    PartialImage,
+    Reconnecting,
+    StreamItem,
+    ValidationError,
+)
+from ttstream.emulator import EmulatorServer
+from ttstream.sinks import (
+    CallbackSink,
+    FileSink,
+    ObjectStreamSink,
+    PillowSink,
+    SinkError,
+    pump,
+    to_pil,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def png(color: tuple[int, int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def preview(index: int) -> PartialImage:
+    return PartialImage(b64_json=png((index * 60, 0, 0)), operation="generation", index=index)
+
+
+FINAL = Completed(b64_json=png((0, 200, 0)), operation="generation")
+NOTICE = Reconnecting(attempt=1, delay=0.0, last_event_id="2", regenerating=False, reason="x")
+
+
+class Source:
+    """An async iterable of items with a pause before each; records what it yielded and
+    whether it was closed."""
+
+    def __init__(self, *items: StreamItem, pause: float = 0.0, error: Exception | None = None):
+        self.items, self.pause, self.error = items, pause, error
+        self.yielded: list[StreamItem] = []
+        self.closed = 0
+
+    async def __aiter__(self) -> AsyncIterator[StreamItem]:
+        for item in self.items:
+            await anyio.sleep(self.pause)
+            self.yielded.append(item)
+            yield item
+        if self.error is not None:
+            raise self.error
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+class Recorder:
+    """A sink that records items (after an optional pause each) and its closings."""
+
+    def __init__(self, pause: float = 0.0, fail_on: int | None = None) -> None:
+        self.pause, self.fail_on = pause, fail_on
+        self.items: list[StreamItem] = []
+        self.closed = 0
+
+    def __repr__(self) -> str:
+        return f"<Recorder pause={self.pause}>"
+
+    async def send(self, event: StreamItem) -> None:
+        if self.fail_on is not None and len(self.items) == self.fail_on:
+            raise OSError("disk full")
+        await anyio.sleep(self.pause)
+        self.items.append(event)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+ALL = (preview(0), preview(1), NOTICE, preview(2), FINAL)
+
+
+@pytest.mark.parametrize("policy", ["block", "latest"])
+async def test_every_sink_gets_every_item_in_order_when_it_keeps_up(policy: str) -> None:
+    source, sinks = Source(*ALL, pause=0.01), [Recorder(), Recorder()]
+    assert await pump(source, *sinks, policy=policy) == [FINAL]  # type: ignore[arg-type]
+    for sink in sinks:
+        assert sink.items == list(ALL)
+        assert sink.closed == 1
+    assert source.closed == 1
+
+
+async def test_latest_a_slow_sink_skips_stale_previews_but_gets_the_final_and_notices() -> None:
+    source = Source(*ALL, pause=0.02)
+    slow, fast = Recorder(pause=0.3), Recorder()
+    with anyio.fail_after(5):
+        await pump(source, slow, fast, policy="latest")
+    assert fast.items == list(ALL)
+    # preview 0 went out at once; by the time the slow sink was free again, preview 1
+    # was stale and preview 2 had been superseded by the final image.
+    assert slow.items == [preview(0), NOTICE, FINAL]
+
+
+async def test_latest_a_slow_sink_does_not_hold_the_others_back() -> None:
+    got_final_at: dict[str, float] = {}
+    start = anyio.current_time()
+
+    async def fast(item: StreamItem) -> None:
+        if isinstance(item, Completed):
+            got_final_at["fast"] = anyio.current_time() - start
+
+    slow = Recorder(pause=0.5)
+    await pump(Source(*ALL, pause=0.01), slow, CallbackSink(fast), policy="latest")
+    assert got_final_at["fast"] < 0.3  # not after the slow sink's 0.5 s per item
+
+
+async def test_block_the_slowest_sink_paces_the_stream() -> None:
+    items = [preview(i % 3) for i in range(12)] + [FINAL]
+    source, slow = Source(*items), Recorder(pause=0.02)
+    lead = []
+
+    async def watch(item: StreamItem) -> None:
+        lead.append(len(source.yielded) - len(slow.items))
+
+    await pump(source, slow, CallbackSink(watch), policy="block", buffer=2)
+    assert slow.items == items
+    # The source never ran ahead of the slow sink by more than its buffer allows: the
+    # buffer, the item the sink holds, and the one the reader is trying to put.
+    assert max(lead) <= 2 + 2
+
+
+async def test_a_failing_sink_is_detached_and_closed_and_the_others_go_on() -> None:
+    failing, healthy = Recorder(fail_on=1), Recorder()
+    source = Source(*ALL)
+    with pytest.raises(SinkError) as info:
+        await pump(source, failing, healthy)
+    assert healthy.items == list(ALL)
+    assert (failing.items, failing.closed, healthy.closed) == ([preview(0)], 1, 1)
+    [(sink, cause)] = info.value.failures
+    assert sink is failing
+    assert isinstance(cause, OSError)
+    assert info.value.__cause__ is cause
+    assert "<Recorder pause=0.0> raised OSError('disk full')" in str(info.value)
+    assert source.closed == 1
+
+
+async def test_a_failing_sink_under_block_does_not_stall_the_stream() -> None:
+    items = [preview(0)] * 20 + [FINAL]
+    healthy = Recorder()
+    with anyio.fail_after(5), pytest.raises(SinkError):
+        await pump(Source(*items), Recorder(fail_on=0), healthy, buffer=1)
+    assert len(healthy.items) == 21
+
+
+async def test_the_stream_error_wins_after_sinks_got_what_came_before_it() -> None:
+    error = IncompleteStreamError("the body ended", last_partial=preview(1))
+    source, sink = Source(preview(0), preview(1), error=error), Recorder()
+    with pytest.raises(IncompleteStreamError):
+        await pump(source, sink, Recorder(fail_on=0))
+    assert (sink.items, sink.closed, source.closed) == ([preview(0), preview(1)], 1, 1)
+
+
+@pytest.mark.parametrize("policy", ["block", "latest"])
+async def test_cancellation_closes_every_sink_once_and_the_stream(policy: str) -> None:
+    source = Source(*ALL, pause=0.05)
+    sinks = [Recorder(pause=10), Recorder()]
+    with anyio.move_on_after(0.2):
+        await pump(source, *sinks, policy=policy)  # type: ignore[arg-type]
+    assert [sink.closed for sink in sinks] == [1, 1]
+    assert source.closed == 1
+
+
+async def test_bad_policy_and_buffer_are_refused() -> None:
+    with pytest.raises(ValidationError, match="policy"):
+        await pump(Source(), Recorder(), policy="newest")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="buffer"):
+        await pump(Source(), Recorder(), buffer=0)
+
+
+async def test_object_stream_sink_feeds_an_anyio_pipeline() -> None:
+    send, receive = anyio.create_memory_object_stream[StreamItem](1)
+    received: list[StreamItem] = []
+
+    async def consumer() -> None:
+        async with receive:
+            received.extend([item async for item in receive])
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(consumer)
+        await pump(Source(*ALL), ObjectStreamSink(send))
+    assert received == list(ALL)
+
+
+async def test_callback_sink_takes_sync_and_async_functions() -> None:
+    seen: list[str] = []
+
+    async def later(item: StreamItem) -> None:
+        seen.append("async")
+
+    await pump(Source(FINAL), CallbackSink(lambda item: seen.append("sync")), CallbackSink(later))
+    assert sorted(seen) == ["async", "sync"]
+
+
+async def test_pillow_sink_hands_out_images_and_skips_notices() -> None:
+    colors: list[tuple[int, int, int]] = []
+
+    def keep(event: object, image: Image.Image) -> None:
+        colors.append(image.convert("RGB").getpixel((0, 0)))  # type: ignore[arg-type]
+
+    await pump(Source(preview(1), NOTICE, FINAL), PillowSink(keep))
+    assert colors == [(60, 0, 0), (0, 200, 0)]
+    assert to_pil(FINAL).size == (8, 8)
+
+
+async def test_a_live_preview_to_files_in_a_few_lines(tmp_path: Path) -> None:
+    with EmulatorServer() as server:
+        async with AsyncClient("k", base_url=server.base_url) as client:
+            stream = client.generate("a kite", model="gpt-image-2", size="64x48", partial_images=2)
+            [final] = await pump(stream, FileSink(tmp_path, stem="kite"))
+    assert isinstance(final, Completed)
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["kite-final.png", "kite-partial-0.png", "kite-partial-1.png"]

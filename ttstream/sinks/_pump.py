@@ -1,0 +1,195 @@
+"""pump: one stream fanned out to many sinks, each behind its own bounded buffer.
+
+DESIGN.md, "Backpressure" and "Sinks": a reader task runs ahead of the sinks, so every
+sink has a bounded buffer and the policy is named:
+
+- ``"block"``: the reader waits for room in every sink's buffer, so the slowest sink
+  paces the stream, down to the socket (TCP flow control slows the server).
+- ``"latest"``: the reader never waits; a slow sink's buffer keeps only the newest
+  preview of the image in progress, and drops it when that image's final arrives.
+  ``Completed`` events and ``Reconnecting`` notices are never dropped; a sink's buffer
+  holds at most one preview, the final images (``n`` at most) and the notices.
+
+A sink that raises is detached and closed; the others go on; once the stream has ended,
+``pump`` raises :class:`SinkError`. Every sink is closed exactly once, on success, on an
+error and on cancellation, and the stream is closed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterable, Sequence
+from typing import Literal, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._exceptions import TTStreamError, ValidationError
+from ..events import Completed, PartialImage
+from ..stream import StreamItem
+from ._base import Sink
+
+__all__ = ["Policy", "SinkError", "pump"]
+
+Policy = Literal["block", "latest"]
+
+
+class SinkError(TTStreamError):
+    """One or more sinks failed while :func:`pump` fed them; the others were fed to the
+    end. ``failures`` lists ``(sink, exception)`` in the order they happened; the first
+    exception is also the ``__cause__``."""
+
+    def __init__(self, failures: Sequence[tuple[Sink, BaseException]]) -> None:
+        self.failures = list(failures)
+        described = "; ".join(f"{sink!r} raised {exc!r}" for sink, exc in self.failures)
+        super().__init__(f"{len(self.failures)} sink(s) failed and were detached: {described}")
+
+
+class _Outbox(Protocol):
+    """One sink's buffer: the reader puts, the sink's task gets (``None`` at the end)."""
+
+    async def put(self, item: StreamItem) -> None: ...
+
+    async def get(self) -> StreamItem | None: ...
+
+    def end(self) -> None: ...
+
+    def detach(self) -> None: ...
+
+
+class _BlockingOutbox:
+    """The ``block`` policy: a memory object stream of ``size`` items; ``put`` waits."""
+
+    def __init__(self, size: int) -> None:
+        self._send: MemoryObjectSendStream[StreamItem]
+        self._receive: MemoryObjectReceiveStream[StreamItem]
+        self._send, self._receive = anyio.create_memory_object_stream[StreamItem](size)
+
+    async def put(self, item: StreamItem) -> None:
+        """Waits for room; a detached sink's buffer takes nothing more."""
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._send.send(item)
+
+    async def get(self) -> StreamItem | None:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            return None
+
+    def end(self) -> None:
+        self._send.close()
+
+    def detach(self) -> None:
+        self._receive.close()
+
+
+class _LatestOutbox:
+    """One sink's buffer under the ``latest`` policy: ``put`` never waits, and a new
+    preview replaces the previews still waiting for the image in progress."""
+
+    def __init__(self) -> None:
+        self._items: deque[StreamItem] = deque()
+        self._arrived = anyio.Event()
+        self._ended = self._detached = False
+
+    async def put(self, item: StreamItem) -> None:
+        if self._detached:
+            return
+        if isinstance(item, PartialImage | Completed):
+            # A waiting preview belongs to the image in progress (its final, on arrival,
+            # dropped the previews before it): a newer preview or that final supersedes it.
+            self._items = deque(w for w in self._items if not isinstance(w, PartialImage))
+        self._items.append(item)
+        self._arrived.set()
+
+    async def get(self) -> StreamItem | None:
+        while not self._items:
+            if self._ended or self._detached:
+                return None
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+        return self._items.popleft()
+
+    def end(self) -> None:
+        self._ended = True
+        self._arrived.set()
+
+    def detach(self) -> None:
+        self._detached = True
+        self._items.clear()
+        self._arrived.set()
+
+
+async def _feed(sink: Sink, outbox: _Outbox, failures: list[tuple[Sink, BaseException]]) -> None:
+    """Feeds one sink from its buffer, then closes it exactly once (shielded)."""
+    try:
+        while (item := await outbox.get()) is not None:
+            await sink.send(item)
+    except Exception as exc:
+        failures.append((sink, exc))
+    finally:
+        outbox.detach()  # the reader puts nothing more here, and never waits on it
+        with anyio.CancelScope(shield=True):
+            try:
+                await sink.aclose()
+            except Exception as exc:
+                failures.append((sink, exc))
+
+
+async def pump(
+    stream: AsyncIterable[StreamItem],
+    *sinks: Sink,
+    policy: Policy = "block",
+    buffer: int = 8,
+) -> list[Completed]:
+    """Feeds every item of ``stream`` to every sink; returns the ``Completed`` events.
+
+    Args:
+        stream: an :class:`~ttstream.ImageStream` (or any async iterable of items); it is
+            closed when ``pump`` returns or raises.
+        sinks: where the items go, each fed in order by its own task.
+        policy: ``"block"`` or ``"latest"`` (see the module docstring).
+        buffer: items each sink's buffer holds under ``"block"`` (at least 1).
+
+    Raises:
+        ValidationError: an unknown ``policy`` or a ``buffer`` below 1.
+        SinkError: a sink raised in ``send`` or ``aclose``, once the stream has ended.
+        TTStreamError: the stream's own error, after every sink got the items before it
+            and was closed (it takes precedence over sink failures).
+    """
+    if policy not in ("block", "latest"):
+        raise ValidationError("policy", policy, "'block' or 'latest'")
+    if not isinstance(buffer, int) or buffer < 1:
+        raise ValidationError("buffer", buffer, "an int >= 1")
+    outboxes: list[_Outbox] = [
+        _BlockingOutbox(buffer) if policy == "block" else _LatestOutbox() for _ in sinks
+    ]
+    failures: list[tuple[Sink, BaseException]] = []
+    completed: list[Completed] = []
+    stream_error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tasks:
+            for sink, outbox in zip(sinks, outboxes, strict=True):
+                tasks.start_soon(_feed, sink, outbox, failures)
+            try:
+                async for item in stream:
+                    if isinstance(item, Completed):
+                        completed.append(item)
+                    for outbox in outboxes:
+                        await outbox.put(item)
+            except Exception as exc:  # raised once the sinks got what came before it
+                stream_error = exc
+            finally:
+                for outbox in outboxes:
+                    outbox.end()
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+    if stream_error is not None:
+        raise stream_error
+    if failures:
+        raise SinkError(failures) from failures[0][1]
+    return completed
