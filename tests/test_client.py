@@ -22,6 +22,7 @@ from ttstream import (
     APITimeoutError,
     AsyncClient,
     Completed,
+    EventTooLargeError,
     IncompleteStreamError,
     PartialImage,
     ProtocolError,
@@ -260,6 +261,36 @@ async def test_fetch_image_downloads_url_results_without_credentials() -> None:
         [event] = await collect(client.generate("a cat", model="dall-e-2"))
         assert isinstance(event, Completed)
         assert await client.fetch_image(event) == png
+
+
+async def test_fetch_image_refuses_a_download_larger_than_max_event_bytes() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/big.png":
+            return httpx.Response(200, content=b"x" * 5000)
+        return httpx.Response(
+            200, json={"created": 1, "data": [{"url": "https://cdn.test/big.png"}]}
+        )
+
+    async with client_for(handler, max_event_bytes=4096) as client:
+        [event] = await collect(client.generate("a cat", model="dall-e-2"))
+        assert isinstance(event, Completed)
+        with pytest.raises(EventTooLargeError) as info:
+            await client.fetch_image(event)
+    assert info.value.limit == 4096
+
+
+async def test_a_non_streaming_body_larger_than_the_limit_is_refused() -> None:
+    body = {"created": 1, "data": [{"b64_json": "A" * 10_000}]}
+    async with client_for(Recorder(httpx.Response(200, json=body)), max_event_bytes=4096) as client:
+        with pytest.raises(EventTooLargeError):
+            await collect(client.generate("a cat", model="dall-e-2"))
+
+
+async def test_a_streamed_event_larger_than_the_limit_is_refused() -> None:
+    big = {**COMPLETED, "b64_json": "A" * 10_000}
+    async with client_for(Recorder(stream_response(sse_body(big))), max_event_bytes=4096) as client:
+        with pytest.raises(EventTooLargeError):
+            await collect(client.generate("a cat"))
 
 
 async def test_edit_with_files_is_multipart_image_for_one_and_image_array_for_several(

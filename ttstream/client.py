@@ -43,7 +43,7 @@ from ._request import (
 from ._retry import backoff_delay, retry_after, should_retry_status
 from .events import Completed
 from .sse import DEFAULT_MAX_EVENT_BYTES
-from .stream import ImageStream, timeout_name
+from .stream import ImageStream, read_limited, timeout_name
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -249,24 +249,25 @@ class AsyncClient:
 
         Raises:
             APIStatusError, APIConnectionError, APITimeoutError: the download failed.
+            EventTooLargeError: the image is larger than ``max_event_bytes``.
         """
         if event.b64_json is not None or event.url is None:
             return event.image_bytes
         try:
-            response = await self._http.get(event.url, follow_redirects=True)
+            async with self._http.stream("GET", event.url, follow_redirects=True) as response:
+                if response.is_error:
+                    raise APIStatusError(
+                        f"downloading the image failed: {response.reason_phrase}",
+                        status_code=response.status_code,
+                        headers=response.headers,
+                    )
+                return bytes(await read_limited(response, self.max_event_bytes))
         except httpx.TimeoutException as exc:
             raise APITimeoutError(
                 f"downloading the image: {exc}", timeout=timeout_name(exc)
             ) from exc
         except httpx.TransportError as exc:
             raise APIConnectionError(f"downloading the image: {exc!r}") from exc
-        if response.is_error:
-            raise APIStatusError(
-                f"downloading the image failed: {response.reason_phrase}",
-                status_code=response.status_code,
-                headers=response.headers,
-            )
-        return response.content
 
     @staticmethod
     def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:

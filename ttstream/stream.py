@@ -39,7 +39,7 @@ from ._reconnect import Reconnecting, ReconnectPolicy
 from .events import Completed, PartialImage, parse_event, parse_response
 from .sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["Event", "ImageStream", "OpenResponse", "StreamItem"]
+__all__ = ["Event", "ImageStream", "OpenResponse", "StreamItem", "read_limited", "timeout_name"]
 
 logger = logging.getLogger("ttstream")
 
@@ -57,6 +57,20 @@ _TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
     httpx.WriteTimeout: "write",
     httpx.PoolTimeout: "pool",
 }
+
+
+async def read_limited(response: httpx.Response, limit: int) -> bytearray:
+    """The whole body of ``response``, refusing to hold more than ``limit`` bytes.
+
+    Raises:
+        EventTooLargeError: the body is longer than ``limit``.
+    """
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        if len(body) + len(chunk) > limit:
+            raise EventTooLargeError(limit=limit, size=len(body) + len(chunk))
+        body += chunk
+    return body
 
 
 def timeout_name(exc: httpx.TimeoutException) -> str:
@@ -216,12 +230,7 @@ class ImageStream:
             self._ready.extend(parse_response(_unwrap(body, response), operation=self._operation))
 
     async def _read_body(self, response: httpx.Response) -> Any:
-        limit = self._max_event_bytes * max(1, self._expected_images)
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            if len(body) + len(chunk) > limit:
-                raise EventTooLargeError(limit=limit, size=len(body) + len(chunk))
-            body += chunk
+        body = await read_limited(response, self._max_event_bytes * max(1, self._expected_images))
         try:
             return json.loads(body)
         except ValueError as exc:
