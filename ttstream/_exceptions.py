@@ -40,6 +40,13 @@ def short_repr(value: object, limit: int = _MAX_SHOWN_CHARS) -> str:
     return f"{text[: limit - 1]}… ({length})"
 
 
+def _details(type: str | None, code: str | None, param: str | None) -> str:
+    """`` (type='...', code='...', param='...')`` for the fields that are set, or ``""``."""
+    fields = (("type", type), ("code", code), ("param", param))
+    details = ", ".join(f"{name}={value!r}" for name, value in fields if value is not None)
+    return f" ({details})" if details else ""
+
+
 class TTStreamError(Exception):
     """The root of every error ttstream raises."""
 
@@ -93,14 +100,8 @@ class APIStatusError(TTStreamError):
         self.param = param
         self.request_id = request_id
         self.headers: Mapping[str, str] = dict(headers or {})
-        details = ", ".join(
-            f"{name}={value!r}"
-            for name, value in (("type", type), ("code", code), ("param", param))
-            if value is not None
-        )
         request = f" [request id {request_id}]" if request_id else ""
-        suffix = f" ({details})" if details else ""
-        super().__init__(f"HTTP {status_code}: {message}{suffix}{request}")
+        super().__init__(f"HTTP {status_code}: {message}{_details(type, code, param)}{request}")
 
 
 class StreamError(TTStreamError):
@@ -128,12 +129,7 @@ class StreamError(TTStreamError):
         self.type = type
         self.event_id = event_id
         self.sequence_number = sequence_number
-        details = ", ".join(
-            f"{name}={value!r}"
-            for name, value in (("type", type), ("code", code), ("param", param))
-            if value is not None
-        )
-        super().__init__(f"error event: {message}" + (f" ({details})" if details else ""))
+        super().__init__(f"error event: {message}{_details(type, code, param)}")
 
 
 class ProtocolError(TTStreamError):
