@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from PIL import Image
 
@@ -303,3 +306,42 @@ def test_python_dash_m_ttstream_emulator_help() -> None:
     )
     assert result.returncode == 0
     assert "--step-delay" in result.stdout
+
+
+# -- cancellation over a real connection: the pool's view --------------------------------
+
+
+def busy_connections(http: httpx.AsyncClient) -> list[object]:
+    """Connections of httpx's pool that are neither idle nor closed (httpcore's public
+    connection API; httpx keeps its pool on a private attribute)."""
+    pool = http._transport._pool  # type: ignore[attr-defined]
+    return [c for c in pool.connections if not (c.is_idle() or c.is_closed())]
+
+
+async def leave_early(stream: ttstream.ImageStream, http: httpx.AsyncClient, exit_by: str) -> None:
+    with anyio.move_on_after(0.3 if exit_by == "cancel" else 10):
+        async with stream:
+            async for _ in stream:
+                assert busy_connections(http) != []  # mid-stream: one is in use
+                if exit_by == "break":
+                    break
+                if exit_by == "exception":
+                    raise KeyError("consumer bug")
+
+
+@pytest.mark.parametrize("exit_by", ["break", "cancel", "exception"])
+async def test_leaving_a_stream_early_frees_its_connection(exit_by: str) -> None:
+    with EmulatorServer(step_delay=0.2) as slow:
+        http = httpx.AsyncClient()
+        async with AsyncClient("k", base_url=slow.base_url, http_client=http) as client:
+            stream = client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=3)
+            expected = (
+                pytest.raises(KeyError) if exit_by == "exception" else contextlib.nullcontext()
+            )
+            with expected:
+                await leave_early(stream, http, exit_by)
+            assert busy_connections(http) == []
+            # The client stays usable.
+            events = await collect(client.generate("a kite", model="gpt-image-2", size=SIZE))
+            assert isinstance(events[-1], Completed)
+        await http.aclose()
