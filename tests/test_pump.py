@@ -233,3 +233,43 @@ async def test_a_live_preview_to_files_in_a_few_lines(tmp_path: Path) -> None:
     assert isinstance(final, Completed)
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names == ["kite-final.png", "kite-partial-0.png", "kite-partial-1.png"]
+
+
+class FailAware(Recorder):
+    """A sink with the optional ``fail`` hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def fail(self, error: Exception) -> None:
+        self.calls.append(f"fail:{error}")
+
+    async def aclose(self) -> None:
+        self.calls.append("aclose")
+        await super().aclose()
+
+
+async def test_a_failed_stream_is_told_to_sinks_that_listen_before_they_close() -> None:
+    error = IncompleteStreamError("the body ended")
+    aware, plain = FailAware(), Recorder()
+    with pytest.raises(IncompleteStreamError):
+        await pump(Source(preview(0), error=error), aware, plain)
+    assert aware.items == [preview(0)]
+    assert aware.calls == ["fail:the body ended", "aclose"]
+    assert plain.closed == 1
+
+
+async def test_a_successful_stream_does_not_call_fail() -> None:
+    aware = FailAware()
+    await pump(Source(*ALL), aware)
+    assert aware.calls == ["aclose"]
+
+
+@pytest.mark.parametrize("policy", ["block", "latest"])
+async def test_pump_stops_reading_once_every_sink_is_detached(policy: str) -> None:
+    source = Source(*([preview(0)] * 50), FINAL, pause=0.01)
+    with anyio.fail_after(5), pytest.raises(SinkError):
+        await pump(source, Recorder(fail_on=0), Recorder(fail_on=1), policy=policy)  # type: ignore[arg-type]
+    assert len(source.yielded) < 10
+    assert source.closed == 1

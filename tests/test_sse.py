@@ -162,6 +162,17 @@ def test_an_id_set_without_dispatch_still_sets_the_last_event_id() -> None:
     assert decoder.last_event_id == "7"
 
 
+def test_the_last_event_id_moves_only_at_the_blank_line() -> None:
+    decoder = SSEDecoder()
+    assert as_tuples(decoder.feed(b"id: 1\ndata: a\n\nid: 2\ndata: b")) == [
+        ("message", "a", "1", None)
+    ]
+    assert decoder.last_event_id == "1"  # event 2 is not whole yet
+    decoder.close()  # the body was cut inside event 2
+    assert decoder.last_event_id == "1"  # so a reconnection resumes after event 1
+    assert [e.id for e in decode(b"data: b\n\n", decoder=decoder)] == ["1"]
+
+
 def test_an_id_containing_nul_is_ignored() -> None:
     decoder = SSEDecoder()
     events = decode(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", decoder=decoder)

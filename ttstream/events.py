@@ -17,13 +17,15 @@ from __future__ import annotations
 import binascii
 import functools
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 from httpx_sse import ServerSentEvent
 
 from ._exceptions import MalformedEventError, StreamError, TTStreamError, short_repr
+from .sse import data_pieces
 
 __all__ = [
     "Completed",
@@ -252,6 +254,97 @@ def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
     )
 
 
+# The fast path of parse_event. A final image is megabytes of base64 in "b64_json";
+# json.loads would scan that string character by character for quotes, backslashes and
+# control characters. Here the top-level object is parsed member by member with the same
+# scanner (JSONDecoder.raw_decode), except that the "b64_json" string is found with
+# str.find (memchr) and sliced, after checking that it holds no backslash and no control
+# character, the only cases in which json.loads would not take it verbatim. Anything
+# unexpected (a piece boundary inside another member, an escape, a syntax error) falls
+# back to json.loads of the whole data, so results and errors are exactly json.loads's.
+_FAST_MIN = 64 * 1024
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # json.decoder's JSON whitespace
+_NOT_VERBATIM = ("\\", *map(chr, range(0x20)))
+
+
+def _skip(text: str, i: int) -> int:
+    """The index of the first character at or after ``i`` that is not JSON whitespace."""
+    match = _WHITESPACE.match(text, i)
+    return i if match is None else match.end()
+
+
+def _loads(pieces: Sequence[str]) -> Any:
+    """``json.loads("".join(pieces))``, without scanning a long ``b64_json`` value."""
+    try:
+        obj = _loads_object(pieces)
+    except ValueError:
+        obj = None
+    return json.loads("".join(pieces)) if obj is None else obj
+
+
+def _loads_object(pieces: Sequence[str]) -> dict[str, Any] | None:
+    """Parses a JSON object the way json's scanner does (``_parse_object`` in
+    ``Modules/_json.c``), with the ``b64_json`` string spanning any number of pieces.
+    Returns ``None`` where it cannot vouch for the result; json.loads then decides."""
+    text = pieces[0]
+    i = _skip(text, 0)
+    if not text.startswith("{", i):
+        return None
+    i = _skip(text, i + 1)
+    if text.startswith("}", i):
+        return None
+    obj: dict[str, Any] = {}
+    spanned = False  # past the pieces: ``text`` is now the rest of the data
+    while True:
+        if not text.startswith('"', i):
+            return None
+        key, i = _DECODER.raw_decode(text, i)
+        i = _skip(text, i)
+        if not text.startswith(":", i):
+            return None
+        i = _skip(text, i + 1)
+        if key == "b64_json" and not spanned and text.startswith('"', i):
+            found = _verbatim_string(pieces, i + 1)
+            if found is None:
+                return None
+            value, text = found
+            i, spanned = 0, True
+        else:
+            value, i = _DECODER.raw_decode(text, i)
+        obj[key] = value
+        i = _skip(text, i)
+        if text.startswith("}", i):
+            break
+        if not text.startswith(",", i):
+            return None
+        i = _skip(text, i + 1)
+    if _skip(text, i + 1) != len(text) or (not spanned and len(pieces) > 1):
+        return None
+    return obj
+
+
+def _verbatim_string(pieces: Sequence[str], start: int) -> tuple[str, str] | None:
+    """The JSON string that starts at ``pieces[0][start]`` (after its opening quote) and
+    the text after its closing quote, when the string holds no escape and no control
+    character; else ``None``."""
+    parts: list[str] = []
+    for index, piece in enumerate(pieces):
+        begin = start if index == 0 else 0
+        end = piece.find('"', begin)
+        span = piece[begin:] if end < 0 else piece[begin:end]  # no copy of a whole piece
+        for char in _NOT_VERBATIM:
+            if char in span:
+                return None
+        parts.append(span)
+        if end >= 0:
+            rest = piece[end + 1 :]
+            if index + 1 < len(pieces):
+                rest += "".join(pieces[index + 1 :])
+            return (parts[0] if len(parts) == 1 else "".join(parts)), rest
+    return None
+
+
 def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
     """Turns one Server-Sent Event of an Images API stream into a typed event.
 
@@ -265,14 +358,14 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
         MalformedEventError: the data is not a JSON object, or a known field has the
             wrong type or is missing.
     """
-    data = sse.data
-    if data == "[DONE]" or not data.strip():
+    pieces = data_pieces(sse)
+    if (len(pieces) == 1 and pieces[0] == "[DONE]") or all(p.isspace() or not p for p in pieces):
         return None
     try:
-        obj = json.loads(data)
+        obj = _loads(pieces) if sum(map(len, pieces)) >= _FAST_MIN else json.loads(sse.data)
     except ValueError as exc:
         raise MalformedEventError(
-            f"data is not JSON ({exc}); data starts {short_repr(data[:60])}",
+            f"data is not JSON ({exc}); data starts {short_repr(sse.data[:60])}",
             event=sse.event,
             event_id=sse.id,
         ) from exc

@@ -20,18 +20,48 @@ line that arrives whole inside a chunk is decoded straight from a ``memoryview``
 from __future__ import annotations
 
 import codecs
+from collections.abc import Sequence
 
 from httpx_sse import ServerSentEvent
 
 from ._exceptions import EventTooLargeError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "ServerSentEvent"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "ServerSentEvent", "data_pieces"]
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
 
 _BOM = b"\xef\xbb\xbf"
 _DECODE_BATCH = 64 * 1024
+
+
+class _PiecewiseEvent(ServerSentEvent):
+    """An event whose data, holding a line longer than 64 KiB, is kept in the pieces it
+    was decoded in, and joined on first use of ``data``.
+
+    :func:`ttstream.parse_event` reads the pieces (see :func:`data_pieces`) and copies
+    out only the ``b64_json`` string, so a multi-megabyte event is not copied whole once
+    more, into fresh memory, only to be sliced.
+    """
+
+    def __init__(self, event: str, pieces: list[str], id: str, retry: int | None) -> None:
+        super().__init__(event=event, id=id, retry=retry)
+        self._pieces: list[str] | None = pieces
+        self._joined = ""
+
+    @property
+    def data(self) -> str:
+        if self._pieces is not None:
+            self._joined, self._pieces = "".join(self._pieces), None
+        return self._joined
+
+
+def data_pieces(sse: ServerSentEvent) -> Sequence[str]:
+    """The data of ``sse`` as strings whose concatenation is ``sse.data``: the pieces
+    of an event from :class:`SSEDecoder` not joined yet, else just ``(sse.data,)``."""
+    if isinstance(sse, _PiecewiseEvent) and sse._pieces is not None:
+        return sse._pieces
+    return (sse.data,)
 
 
 class SSEDecoder:
@@ -43,8 +73,9 @@ class SSEDecoder:
     else starts afresh, including the stripping of a leading BOM.
 
     Attributes:
-        last_event_id: the last event ID (``""`` until an ``id`` field sets it); the
-            value to send as ``Last-Event-ID`` when reconnecting.
+        last_event_id: the last event ID: the value of the last ``id`` field, taken at
+            the blank line that ends its event (``""`` until then); the value to send
+            as ``Last-Event-ID`` when reconnecting.
         retry: the reconnection time in milliseconds the server asked for with a
             ``retry`` field, or ``None``.
         max_event_bytes: the limit on one event, in bytes: the field lines of the event
@@ -66,6 +97,8 @@ class SSEDecoder:
         self._start_body()
 
     def _start_body(self) -> None:
+        # The id of an event that never reached its blank line is forgotten.
+        self._id_buffer = self.last_event_id
         self._head: bytes | None = b""  # bytes seen while a leading BOM may be incomplete
         self._skip_lf = False  # the previous chunk ended in CR
         self._start_line()
@@ -81,7 +114,7 @@ class SSEDecoder:
         self._utf8.reset()
 
     def _start_event(self) -> None:
-        self._data: list[str] = []
+        self._data: list[str | list[str]] = []  # a split line stays in its pieces
         self._event_type = ""
         self._event_retry: int | None = None
         self._event_size = 0  # bytes of the field lines of the event being assembled
@@ -194,7 +227,7 @@ class SSEDecoder:
             else:
                 self._value.append(self._utf8.decode(last, final=True))
             self._event_size += size
-            self._data.append(self._value[0] if len(self._value) == 1 else "".join(self._value))
+            self._data.append(self._value[0] if len(self._value) == 1 else self._value)
         self._start_line()
 
     def _fail(self, size: int) -> None:
@@ -203,18 +236,34 @@ class SSEDecoder:
         self._start_event()
         raise self._failure
 
+    def _dispatch(self) -> ServerSentEvent:
+        """The event assembled so far. Lines of data join with LF; when one of them is
+        still in pieces, the event keeps them all as pieces (a :class:`_PiecewiseEvent`)."""
+        event, id, retry = self._event_type, self.last_event_id, self._event_retry
+        pieces: list[str] = []
+        split = False
+        for line in self._data:
+            if pieces:
+                pieces.append("\n")
+            if isinstance(line, str):
+                pieces.append(line)
+            else:
+                pieces += line
+                split = True
+        if split:
+            return _PiecewiseEvent(event, pieces, id, retry)
+        data = pieces[0] if len(pieces) == 1 else "".join(pieces)
+        return ServerSentEvent(event=event, data=data, id=id, retry=retry)
+
     def _take_line(self, line: memoryview, size: int, events: list[ServerSentEvent]) -> None:
         """Interprets one complete line (without its line end) of ``size`` bytes."""
         if not line:
+            # WHATWG, "dispatch the event", step 1: the last event ID becomes the buffer's
+            # value at each blank line, so an event cut off before its blank line never
+            # moves it (a reconnection then resumes before that event, not after it).
+            self.last_event_id = self._id_buffer
             if self._data:
-                events.append(
-                    ServerSentEvent(
-                        event=self._event_type,
-                        data=self._data[0] if len(self._data) == 1 else "\n".join(self._data),
-                        id=self.last_event_id,
-                        retry=self._event_retry,
-                    )
-                )
+                events.append(self._dispatch())
             self._start_event()
             return
         if line[0] == 0x3A:  # ":" starts a comment
@@ -236,6 +285,6 @@ class SSEDecoder:
             self._event_type = value
         elif name == "id":
             if "\0" not in value:
-                self.last_event_id = value
+                self._id_buffer = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = self._event_retry = int(value)

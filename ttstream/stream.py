@@ -253,13 +253,16 @@ class ImageStream:
                 if self._completed >= self._expected_images:
                     return None
                 return await self._reconnect(self._incomplete("the body ended"))
-            except httpx.TimeoutException as exc:
-                raise APITimeoutError(
-                    f"{timeout_name(exc)} timeout mid-stream ({exc})",
-                    timeout=timeout_name(exc),
-                    last_partial=self.last_partial,
-                ) from exc
             except httpx.TransportError as exc:
+                # Every image arrived: a connection cut before the body's end loses nothing.
+                if self._completed >= self._expected_images:
+                    return None
+                if isinstance(exc, httpx.TimeoutException):
+                    raise APITimeoutError(
+                        f"{timeout_name(exc)} timeout mid-stream ({exc})",
+                        timeout=timeout_name(exc),
+                        last_partial=self.last_partial,
+                    ) from exc
                 self._decoder.close()
                 failure = self._incomplete(f"the connection broke ({exc!r})")
                 failure.__cause__ = exc

@@ -10,6 +10,10 @@ layers imports it.
 - :class:`EmulatorServer` runs it on a loopback port in a background thread;
 - :func:`main` is ``python -m ttstream.emulator`` (the foreground server).
 
+A request can ask for faults (dropped connections, error events, HTTP errors, stalls,
+malformed events, ...) with an ``X-Emulator-Fault`` header: see ``_faults.py`` and
+README.md, "Faults".
+
 Needs the ``emulator`` extra: ``pip install 'ttstream[emulator]'``.
 """
 

@@ -3,6 +3,7 @@
 Source: wire-format.md, "Endpoints and authentication" and "Errors". Every answer
 carries an ``x-request-id: req_<hex>`` header; every error answer is the OpenAI error
 JSON. API keys are compared and dropped: no answer and no log line ever contains one.
+Faults chosen per request (``X-Emulator-Fault``) are read and applied by ``_faults.py``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._errors import EmulatorError, error_body
+from ._faults import (
+    FaultSpec,
+    StreamStats,
+    faults_for,
+    quiet_emulated_disconnects,
+    stream_response,
+)
 from ._files import FileStore
 from ._request import ImageRequest, read_edit, read_generation
-from ._responses import images_body, sse_frames
+from ._responses import images_body, sse_events
 
 __all__ = ["create_app"]
 
@@ -36,7 +44,8 @@ def new_request_id() -> str:
 
 
 class _RequestIdMiddleware:
-    """Adds ``x-request-id`` to every response that goes through the app."""
+    """Adds ``x-request-id`` to every response that goes through the app; the routes find
+    it in ``request.state.request_id``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,7 +54,9 @@ class _RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = (b"x-request-id", new_request_id().encode("ascii"))
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,12 +67,14 @@ class _RequestIdMiddleware:
 
 
 class _Emulator:
-    """The state behind the routes: settings and the files served for URL answers."""
+    """The state behind the routes: settings, the files served for URL answers and the
+    counters of the streams."""
 
     def __init__(self, *, step_delay: float, api_key: str | None) -> None:
         self.step_delay = step_delay
         self._api_key = api_key
         self.files = FileStore(_MAX_FILES)
+        self.stats = StreamStats()
 
     def authenticate(self, request: Request) -> None:
         """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer``.
@@ -90,18 +103,21 @@ class _Emulator:
     async def generations(self, request: Request) -> Response:
         """``POST /v1/images/generations``."""
         self.authenticate(request)
-        return await self._answer(request, await read_generation(request))
+        faults = faults_for(request, self.stats)
+        return await self._answer(request, await read_generation(request), faults)
 
     async def edits(self, request: Request) -> Response:
         """``POST /v1/images/edits``."""
         self.authenticate(request)
-        return await self._answer(request, await read_edit(request))
+        faults = faults_for(request, self.stats)
+        return await self._answer(request, await read_edit(request), faults)
 
     async def legacy_generations(self, request: Request) -> Response:
         """``POST /openai/v1/images/generations``: TTAPI's synchronous dall-e-3 endpoint,
         its answer wrapped as ``{"status": "SUCCESS", "message": "success", "data": ...}``.
         """
         self.authenticate(request)
+        faults_for(request, self.stats)  # only `status` applies to a synchronous answer
         image_request = await read_generation(request, legacy=True)
         body = await self._body(request, image_request)
         return JSONResponse({"status": "SUCCESS", "message": "success", "data": body})
@@ -116,12 +132,16 @@ class _Emulator:
         content, media_type = found
         return Response(content, media_type=media_type)
 
-    async def _answer(self, request: Request, image_request: ImageRequest) -> Response:
-        if image_request.stream:
-            return StreamingResponse(
-                sse_frames(image_request, step_delay=self.step_delay),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache"},
+    async def _answer(
+        self, request: Request, image_request: ImageRequest, faults: FaultSpec
+    ) -> Response:
+        if image_request.stream and not faults.wrong_content_type:
+            return stream_response(
+                sse_events(image_request, step_delay=self.step_delay),
+                faults,
+                request=request,
+                request_id=getattr(request.state, "request_id", None) or new_request_id(),
+                stats=self.stats,
             )
         return JSONResponse(await self._body(request, image_request))
 
@@ -157,6 +177,12 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away while its request body was being read (a cancelled request):
+    nobody is left to answer, and it is no error of the emulator's."""
+    return Response(status_code=499)
+
+
 async def _on_server_error(request: Request, exc: Exception) -> Response:
     """A bug in the emulator: 500 with the error JSON (outside the request-id middleware,
     so the id is added here)."""
@@ -174,6 +200,11 @@ def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starle
     ``step_delay`` is the pause in seconds before each streamed event (and per image of a
     synchronous answer). With ``api_key`` only that key is accepted; without it any
     non-empty key is.
+
+    A request chooses faults with the ``X-Emulator-Fault`` header or ``?fault=``
+    (``_faults.py``, README.md "Faults"). ``app.state.stream_stats`` is the
+    :class:`~ttstream.emulator._faults.StreamStats` of the app: requests per fault spec,
+    bytes yielded per stream (by ``x-request-id``) and the streams open now.
     """
     if step_delay < 0:
         raise ValueError(f"step_delay must be >= 0 seconds, got {step_delay!r}")
@@ -190,8 +221,11 @@ def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starle
         exception_handlers={
             EmulatorError: _on_emulator_error,
             HTTPException: _on_http_exception,
+            ClientDisconnect: _on_client_disconnect,
             Exception: _on_server_error,
         },
     )
     app.state.emulator = emulator
+    app.state.stream_stats = emulator.stats
+    quiet_emulated_disconnects()
     return app

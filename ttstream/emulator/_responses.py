@@ -3,9 +3,10 @@
 Sources: wire-format.md, "The stream" (event types, fields, framing) and "Endpoints and
 authentication" (the JSON answer and TTAPI's legacy envelope).
 
-The stream is one async generator of encoded frames, :func:`sse_frames`, each frame built
-by :func:`encode_sse`: a fault injector can wrap the generator and drop, delay, split or
-rewrite frames without knowing how images are made.
+The stream is one async generator of event objects, :func:`sse_events`, each encoded as
+a frame by :func:`encode_sse` (:func:`sse_frames` does both). The fault injector
+(``_faults.py``) wraps :func:`sse_events`: it drops, delays, splits, numbers or rewrites
+events and frames without knowing how images are made.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -24,7 +25,15 @@ import anyio.to_thread
 from ._images import MEDIA_TYPES, RenderSpec, render_image, render_preview
 from ._request import ImageRequest
 
-__all__ = ["encode_sse", "images_body", "sse_frames", "usage"]
+__all__ = [
+    "encode_frame",
+    "encode_json",
+    "encode_sse",
+    "images_body",
+    "sse_events",
+    "sse_frames",
+    "usage",
+]
 
 # Output tokens of one 1024x1024 image per quality, scaled by area for other sizes.
 _OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
@@ -36,15 +45,27 @@ Publish = Callable[[bytes, str], str]
 """Stores an image file (bytes, media type) and returns the absolute URL that serves it."""
 
 
-def encode_sse(data: Mapping[str, Any]) -> bytes:
+def encode_sse(data: Mapping[str, Any], *, id: int | None = None) -> bytes:
     """One SSE frame: ``event: <type>``, ``data: <one-line JSON>``, a blank line.
 
     The event name is the JSON ``type``, as the real API sends it; no ``id:`` or
-    ``retry:`` field (wire-format.md, "The stream"). ``json.dumps`` escapes control
-    characters, so the data always fits on one line.
+    ``retry:`` field (wire-format.md, "The stream"), unless ``id`` is given (the ``ids``
+    fault). ``json.dumps`` escapes control characters, so the data always fits on one
+    line.
     """
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {data['type']}\ndata: {payload}\n\n".encode()
+    return encode_frame(str(data["type"]), encode_json(data), id=id)
+
+
+def encode_json(data: Mapping[str, Any]) -> str:
+    """The one-line JSON of an event's ``data:`` field."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_frame(event: str, data: str, *, id: int | None = None) -> bytes:
+    """One SSE frame from its parts: ``[id: <id>]``, ``event: <event>``, ``data: <data>``
+    (one line, not checked) and a blank line."""
+    head = "" if id is None else f"id: {id}\n"
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
 def usage(request: ImageRequest, *, images: int = 1) -> dict[str, Any]:
@@ -94,7 +115,16 @@ def _b64(image: bytes) -> str:
 
 
 async def sse_frames(request: ImageRequest, *, step_delay: float = 0.0) -> AsyncIterator[bytes]:
-    """The stream of a ``stream: true`` request, one encoded frame per item.
+    """The stream of a ``stream: true`` request, one encoded frame per item: the events
+    of :func:`sse_events`, each encoded by :func:`encode_sse`."""
+    async for event in sse_events(request, step_delay=step_delay):
+        yield encode_sse(event)
+
+
+async def sse_events(
+    request: ImageRequest, *, step_delay: float = 0.0
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The events of a ``stream: true`` request, as the JSON objects of their ``data``.
 
     For each of the ``n`` images in turn: ``partial_images`` previews
     (``image_<operation>.partial_image``, ``partial_image_index`` from 0), then the
@@ -107,22 +137,18 @@ async def sse_frames(request: ImageRequest, *, step_delay: float = 0.0) -> Async
         for index in range(request.partial_images):
             await anyio.sleep(step_delay)
             image = await _preview(request, spec, index)
-            yield encode_sse(
-                {
-                    "type": f"{prefix}.partial_image",
-                    **_image_fields(request, image),
-                    "partial_image_index": index,
-                }
-            )
+            yield {
+                "type": f"{prefix}.partial_image",
+                **_image_fields(request, image),
+                "partial_image_index": index,
+            }
         await anyio.sleep(step_delay)
         image = await _final(request, spec)
-        yield encode_sse(
-            {
-                "type": f"{prefix}.completed",
-                **_image_fields(request, image),
-                "usage": usage(request),
-            }
-        )
+        yield {
+            "type": f"{prefix}.completed",
+            **_image_fields(request, image),
+            "usage": usage(request),
+        }
 
 
 def _image_fields(request: ImageRequest, image: bytes) -> dict[str, Any]:

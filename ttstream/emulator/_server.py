@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from ._app import create_app
+from ._faults import StreamStats
 
 __all__ = ["EmulatorServer", "base_url_for", "bind_socket", "serve_forever"]
 
@@ -114,6 +115,13 @@ class EmulatorServer:
         if self._port is None:
             raise RuntimeError("the emulator server is not running; call start() or use `with`")
         return self._port
+
+    @property
+    def stream_stats(self) -> StreamStats:
+        """The app's stream counters (``app.state.stream_stats``): requests per fault
+        spec, bytes yielded per stream by ``x-request-id``, streams open now."""
+        stats: StreamStats = self.app.state.stream_stats
+        return stats
 
     @property
     def base_url(self) -> str:

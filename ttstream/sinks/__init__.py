@@ -12,6 +12,8 @@ from ._base import Sink
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
 from ._pump import Policy, SinkError, pump
+from ._relay import SSERelay
+from ._websocket import WebSocketSink
 
 __all__ = [
     "CallbackSink",
@@ -19,8 +21,10 @@ __all__ = [
     "ObjectStreamSink",
     "PillowSink",
     "Policy",
+    "SSERelay",
     "Sink",
     "SinkError",
+    "WebSocketSink",
     "pump",
     "to_pil",
 ]

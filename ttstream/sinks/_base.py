@@ -17,6 +17,10 @@ class Sink(Protocol):
     sink that has nothing to say about a reconnection ignores it). ``send`` may be slow
     (a socket, a disk): the caller awaits it, which is how a sink paces the stream.
     ``aclose`` is called exactly once, also after an error or a cancellation.
+
+    A sink may also define ``async fail(error: Exception)``: :func:`~ttstream.sinks.pump`
+    calls it once, before ``aclose``, when the stream itself failed (a relay tells its
+    browsers why).
     """
 
     async def send(self, event: StreamItem) -> None: ...

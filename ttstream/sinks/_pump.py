@@ -11,8 +11,10 @@ sink has a bounded buffer and the policy is named:
   holds at most one preview, the final images (``n`` at most) and the notices.
 
 A sink that raises is detached and closed; the others go on; once the stream has ended,
-``pump`` raises :class:`SinkError`. Every sink is closed exactly once, on success, on an
-error and on cancellation, and the stream is closed too.
+``pump`` raises :class:`SinkError` (when every sink is detached it stops reading at
+once). If the stream itself fails, each sink that defines ``async fail(error)`` is told,
+after the items that came before the error and before ``aclose``. Every sink is closed
+exactly once, on success, on an error and on cancellation, and the stream is closed too.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class _Outbox(Protocol):
 
     def detach(self) -> None: ...
 
+    @property
+    def detached(self) -> bool: ...
+
 
 class _BlockingOutbox:
     """The ``block`` policy: a memory object stream of ``size`` items; ``put`` waits."""
@@ -65,6 +70,7 @@ class _BlockingOutbox:
         self._send: MemoryObjectSendStream[StreamItem]
         self._receive: MemoryObjectReceiveStream[StreamItem]
         self._send, self._receive = anyio.create_memory_object_stream[StreamItem](size)
+        self._detached = False
 
     async def put(self, item: StreamItem) -> None:
         """Waits for room; a detached sink's buffer takes nothing more."""
@@ -81,7 +87,12 @@ class _BlockingOutbox:
         self._send.close()
 
     def detach(self) -> None:
+        self._detached = True
         self._receive.close()
+
+    @property
+    def detached(self) -> bool:
+        return self._detached
 
 
 class _LatestOutbox:
@@ -120,12 +131,25 @@ class _LatestOutbox:
         self._items.clear()
         self._arrived.set()
 
+    @property
+    def detached(self) -> bool:
+        return self._detached
 
-async def _feed(sink: Sink, outbox: _Outbox, failures: list[tuple[Sink, BaseException]]) -> None:
-    """Feeds one sink from its buffer, then closes it exactly once (shielded)."""
+
+async def _feed(
+    sink: Sink,
+    outbox: _Outbox,
+    failures: list[tuple[Sink, BaseException]],
+    stream_errors: list[Exception],
+) -> None:
+    """Feeds one sink from its buffer, tells it if the stream failed, then closes it
+    exactly once (shielded)."""
     try:
         while (item := await outbox.get()) is not None:
             await sink.send(item)
+        fail = getattr(sink, "fail", None)
+        if stream_errors and fail is not None:
+            await fail(stream_errors[0])
     except Exception as exc:
         failures.append((sink, exc))
     finally:
@@ -146,15 +170,16 @@ async def pump(
     """Feeds every item of ``stream`` to every sink; returns the ``Completed`` events.
 
     Args:
-        stream: an :class:`~ttstream.ImageStream` (or any async iterable of items); it is
-            closed when ``pump`` returns or raises.
+        stream: an :class:`~ttstream.ImageStream` (or any async iterable of items); it
+            and its iterator are closed when ``pump`` returns or raises.
         sinks: where the items go, each fed in order by its own task.
         policy: ``"block"`` or ``"latest"`` (see the module docstring).
         buffer: items each sink's buffer holds under ``"block"`` (at least 1).
 
     Raises:
         ValidationError: an unknown ``policy`` or a ``buffer`` below 1.
-        SinkError: a sink raised in ``send`` or ``aclose``, once the stream has ended.
+        SinkError: a sink raised in ``send``, ``fail`` or ``aclose``, once the stream
+            has ended (or as soon as every sink is detached).
         TTStreamError: the stream's own error, after every sink got the items before it
             and was closed (it takes precedence over sink failures).
     """
@@ -167,29 +192,33 @@ async def pump(
     ]
     failures: list[tuple[Sink, BaseException]] = []
     completed: list[Completed] = []
-    stream_error: Exception | None = None
+    stream_errors: list[Exception] = []  # the stream's own error, for the sinks' fail()
+    items = stream.__aiter__()
     try:
         async with anyio.create_task_group() as tasks:
             for sink, outbox in zip(sinks, outboxes, strict=True):
-                tasks.start_soon(_feed, sink, outbox, failures)
+                tasks.start_soon(_feed, sink, outbox, failures, stream_errors)
             try:
-                async for item in stream:
+                async for item in items:
                     if isinstance(item, Completed):
                         completed.append(item)
                     for outbox in outboxes:
                         await outbox.put(item)
+                    if outboxes and all(outbox.detached for outbox in outboxes):
+                        break  # nobody is listening any more
             except Exception as exc:  # raised once the sinks got what came before it
-                stream_error = exc
+                stream_errors.append(exc)
             finally:
                 for outbox in outboxes:
                     outbox.end()
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
-                await aclose()
-    if stream_error is not None:
-        raise stream_error
+        with anyio.CancelScope(shield=True):
+            for closable in (items,) if items is stream else (items, stream):
+                aclose = getattr(closable, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+    if stream_errors:
+        raise stream_errors[0]
     if failures:
         raise SinkError(failures) from failures[0][1]
     return completed

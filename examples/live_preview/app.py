@@ -1,0 +1,202 @@
+"""Live preview: a web page that shows an image's previews as they stream in, then the
+final image at its natural size.
+
+    python examples/live_preview/app.py --port 8001      # then open http://127.0.0.1:8001
+
+The browser POSTs a prompt to ``/generations``; the server starts the generation and
+feeds it with ``pump`` into a new ``SSERelay`` kept by generation id; the page then
+reads ``/generations/<id>/events`` with ``EventSource``.
+Any number of tabs may watch one generation, and a tab that reconnects (or opens the
+events URL late) gets the buffered events again without a new, billed generation.
+
+With ``TTAPI_API_KEY`` or ``OPENAI_API_KEY`` set it uses the real API; otherwise it
+starts the built-in emulator in-process (``pip install 'ttstream[emulator]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskGroup
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+import ttstream
+from ttstream.sinks import SSERelay, pump
+
+logger = logging.getLogger("live_preview")
+
+HERE = Path(__file__).parent
+MODEL = "gpt-image-1"
+SIZES = ("1024x1024", "1536x1024", "1024x1536")  # what gpt-image-1 takes, besides "auto"
+PARTIAL_IMAGES = 3
+KEEP = 16  # relays kept for late and reconnecting browsers; the oldest go first
+MAX_PROMPT = 32_000  # characters (wire-format.md, "Request parameters")
+
+
+class Generation:
+    """One generation: its relay and the cancel scope of the task that feeds it."""
+
+    def __init__(self, prompt: str, size: str) -> None:
+        self.prompt = prompt
+        self.size = size
+        self.relay = SSERelay(replay=PARTIAL_IMAGES + 1)
+        self.scope = anyio.CancelScope()
+
+
+class Generations:
+    """The generations started by this server, by id: at most ``keep`` of them. Adding
+    one more forgets the oldest and cancels it if it is still running (its browsers get
+    an ``error`` event)."""
+
+    def __init__(self, client: ttstream.AsyncClient, tasks: TaskGroup, keep: int) -> None:
+        self.client = client
+        self.tasks = tasks
+        self.keep = keep
+        self.started = 0
+        self._by_id: OrderedDict[str, Generation] = OrderedDict()
+
+    def get(self, generation_id: str) -> Generation | None:
+        return self._by_id.get(generation_id)
+
+    def start(self, prompt: str, size: str) -> str:
+        """Starts a generation in the background; returns its id.
+
+        Raises:
+            ttstream.ValidationError: the model does not take these parameters.
+        """
+        stream = self.client.generate(prompt, model=MODEL, partial_images=PARTIAL_IMAGES, size=size)
+        generation_id = secrets.token_urlsafe(9)
+        generation = Generation(prompt, size)
+        self._by_id[generation_id] = generation
+        while len(self._by_id) > self.keep:
+            _, oldest = self._by_id.popitem(last=False)
+            oldest.scope.cancel()
+        self.started += 1
+        self.tasks.start_soon(self._run, generation, stream)
+        return generation_id
+
+    async def _run(self, generation: Generation, stream: ttstream.ImageStream) -> None:
+        with generation.scope:
+            try:
+                await pump(stream, generation.relay)
+            except Exception:  # the relay told the browsers; the server goes on
+                logger.exception("generation %r failed", generation.prompt[:60])
+
+
+async def create_generation(request: Request) -> Response:
+    """``POST /generations`` with ``{"prompt": str, "size": str}``: 201 with
+    ``{"id", "events", "partial_images"}``, or 400 with ``{"error": message}``."""
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+    prompt = body.get("prompt") if isinstance(body, dict) else None
+    size = body.get("size", SIZES[0]) if isinstance(body, dict) else None
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
+        return JSONResponse(
+            {"error": f"prompt must be 1 to {MAX_PROMPT} characters"}, status_code=400
+        )
+    if size not in SIZES:
+        return JSONResponse({"error": f"size must be one of {', '.join(SIZES)}"}, status_code=400)
+    generations: Generations = request.app.state.generations
+    try:
+        generation_id = generations.start(prompt.strip(), size)
+    except ttstream.ValidationError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse(
+        {
+            "id": generation_id,
+            "events": f"/generations/{generation_id}/events",
+            "partial_images": PARTIAL_IMAGES,
+        },
+        status_code=201,
+    )
+
+
+class GenerationEvents:
+    """``GET /generations/{id}/events``: the generation's relay (Server-Sent Events)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        generations: Generations = scope["app"].state.generations
+        generation = generations.get(scope["path_params"]["generation_id"])
+        if generation is None:
+            # 404 also stops the browser's EventSource from reconnecting.
+            response = PlainTextResponse("no such generation", status_code=404)
+            await response(scope, receive, send)
+            return
+        await generation.relay(scope, receive, send)
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(HERE / "index.html", headers={"cache-control": "no-cache"})
+
+
+def create_app(*, api_key: str | None, base_url: str | None = None, keep: int = KEEP) -> Starlette:
+    """The application: ``GET /`` (the page), ``POST /generations``,
+    ``GET /generations/{id}/events``. ``api_key`` and ``base_url`` go to
+    ``ttstream.AsyncClient``; the client and the generations' task group live as long
+    as the application (its lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with (
+            ttstream.AsyncClient(api_key, base_url=base_url) as client,
+            anyio.create_task_group() as tasks,
+        ):
+            app.state.generations = Generations(client, tasks, keep)
+            yield
+            tasks.cancel_scope.cancel()  # stopping the server stops the generations
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/generations", create_generation, methods=["POST"]),
+            Route("/generations/{generation_id}/events", GenerationEvents()),
+        ],
+        lifespan=lifespan,
+    )
+
+
+@contextlib.contextmanager
+def service() -> Iterator[tuple[str | None, str | None]]:
+    """``(api_key, base_url)``: the real API's when a key is set, else an in-process
+    emulator's (previews half a second apart, so they visibly stream in)."""
+    api_key = os.environ.get("TTAPI_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    if api_key:
+        yield api_key, None
+        return
+    from ttstream.emulator import EmulatorServer
+
+    with EmulatorServer(step_delay=0.5) as emulator:
+        print(f"No API key set: using the built-in emulator at {emulator.base_url}")
+        yield "emulator-key", emulator.base_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    with service() as (api_key, base_url):
+        print(f"Live preview at http://{args.host}:{args.port}/")
+        app = create_app(api_key=api_key, base_url=base_url)
+        # Open event streams of running generations hold a graceful shutdown: 2 s at most.
+        uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=2)
+
+
+if __name__ == "__main__":
+    main()

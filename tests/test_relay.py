@@ -1,0 +1,478 @@
+"""SSERelay over real loopback HTTP, on asyncio and trio.
+
+The relay is served by Hypercorn inside the test's own event loop (Hypercorn runs on
+asyncio and on trio), fed from the emulator through ttstream, and read by httpx clients
+standing in for browsers; every frame is decoded with ``ttstream.sse.SSEDecoder``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import math
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream
+from hypercorn.config import Config
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+import ttstream
+from ttstream import Completed, Reconnecting, StreamItem
+from ttstream.emulator import EmulatorServer
+from ttstream.sinks import SSERelay, pump
+from ttstream.sse import ServerSentEvent, SSEDecoder
+
+pytestmark = pytest.mark.anyio
+
+SMALL = {"model": "gpt-image-2", "size": "64x48", "partial_images": 3}
+NAMES = ["partial_image", "partial_image", "partial_image", "completed", "end"]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0) as server:
+        yield server
+
+
+class Api:
+    """A ttstream client of the emulator that counts the generations it starts."""
+
+    def __init__(self, emulator: EmulatorServer) -> None:
+        self.generations = 0
+
+        async def count(request: httpx.Request) -> None:
+            if request.url.path.endswith("/images/generations"):
+                self.generations += 1
+
+        self.client = ttstream.AsyncClient(
+            "emulator-key",
+            base_url=emulator.base_url,
+            http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
+        )
+
+    def generate(self, prompt: str = "a kite", **params: Any) -> ttstream.ImageStream:
+        return self.client.generate(prompt, **{**SMALL, **params})
+
+
+@pytest.fixture
+async def api(emulator: EmulatorServer) -> AsyncIterator[Api]:
+    api = Api(emulator)
+    async with api.client, api.client._http:
+        yield api
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, backend: str) -> AsyncIterator[str]:
+    """Serves ``app`` with Hypercorn on a free loopback port in the current event loop
+    (``backend``: the test's ``anyio_backend``); yields its base URL; shuts it down
+    (gracefully, 1 s at most) on the way out."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns the socket from here
+    config.accesslog = config.errorlog = None
+    config.graceful_timeout = 1.0
+    if backend == "trio":
+        from hypercorn.trio import serve
+    else:
+        from hypercorn.asyncio import serve  # type: ignore[assignment]
+    stop = anyio.Event()
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(lambda: serve(app, config, shutdown_trigger=stop.wait))
+        try:
+            yield f"http://127.0.0.1:{port}"
+        except Exception as exc:  # raised again once the server stopped gracefully
+            failure = exc
+        finally:
+            stop.set()
+    if failure is not None:
+        raise failure
+
+
+def relay_app(relay: SSERelay) -> Starlette:
+    return Starlette(routes=[Route("/events", relay)])
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Waits until ``predicate()`` holds (state of the server and of other tasks that no
+    event signals, hence polling); fails after 5 s."""
+    with anyio.fail_after(5):
+        while not predicate():  # noqa: ASYNC110 - nothing to wait on but the state itself
+            await anyio.sleep(0.005)
+
+
+class Browser:
+    """Reads an event stream the way EventSource does, with SSEDecoder; keeps what came.
+
+    ``leave_after``: disconnect once the event with this id arrived."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        *,
+        last_event_id: str | None = None,
+        leave_after: str | None = None,
+    ) -> None:
+        self.http = http
+        self.url = url
+        self.headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+        self.leave_after = leave_after
+        self.decoder = SSEDecoder()
+        self.events: list[ServerSentEvent] = []
+        self.raw = bytearray()
+        self.response: httpx.Response | None = None
+        self.done = False
+
+    @property
+    def ids(self) -> list[str]:
+        return [event.id for event in self.events]
+
+    @property
+    def names(self) -> list[str]:
+        return [event.event for event in self.events]
+
+    def data(self, index: int) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.events[index].data)
+        return value
+
+    async def run(self) -> Browser:
+        async with self.http.stream("GET", self.url, headers=self.headers) as response:
+            self.response = response
+            async for chunk in response.aiter_raw():
+                self.raw += chunk
+                for event in self.decoder.feed(chunk):
+                    self.events.append(event)
+                    if event.id == self.leave_after:
+                        self.done = True
+                        return self  # leaving the block closes the connection
+            self.events += self.decoder.close()
+        self.done = True
+        return self
+
+
+async def gated(
+    stream: ttstream.ImageStream, permits: MemoryObjectReceiveStream[None]
+) -> AsyncIterator[StreamItem]:
+    """The items of ``stream``, each one let through only when a permit arrives."""
+    async with stream:
+        async for item in stream:
+            await permits.receive()
+            yield item
+
+
+def image_of(data_url: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert data_url.startswith(prefix)
+    return Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix) :], validate=True)))
+
+
+async def test_two_browsers_receive_every_event_with_ids(api: Api, anyio_backend: str) -> None:
+    relay = SSERelay()
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        first, second = Browser(http, "/events"), Browser(http, "/events")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first.run)
+            tasks.start_soon(second.run)
+            await eventually(lambda: relay.connections == 2)
+            [final] = await pump(api.generate(), relay)
+
+    assert api.generations == 1
+    assert isinstance(final, Completed)
+    for browser in (first, second):
+        assert browser.response is not None
+        assert browser.response.status_code == 200
+        assert browser.response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert browser.response.headers["cache-control"] == "no-cache"
+        assert browser.raw.startswith(b"retry: 3000\n\n")
+        assert browser.decoder.retry == 3000
+        assert browser.ids == ["1", "2", "3", "4", "5"]
+        assert browser.names == NAMES
+        previews = [browser.data(i) for i in range(3)]
+        assert [p["index"] for p in previews] == [0, 1, 2]
+        for preview in previews:
+            assert preview["type"] == "partial_image"
+            assert (preview["size"], preview["media_type"]) == ("64x48", "image/png")
+            image = image_of(preview["image"])
+            assert (image.format, image.size) == ("PNG", (64, 48))
+            assert "usage" not in preview
+        completed = browser.data(3)
+        assert completed["type"] == "completed"
+        assert "index" not in completed
+        assert completed["image"] == f"data:image/png;base64,{final.b64_json}"
+        assert completed["bytes"] == len(final.image_bytes)
+        assert final.usage is not None
+        assert completed["usage"]["total_tokens"] == final.usage.total_tokens
+        assert completed["created_at"] == final.created_at
+        assert browser.data(4) == {"type": "end", "images": 1}
+    assert relay.ended
+    assert relay.connections == 0
+
+
+async def test_reconnecting_browser_resumes_after_last_event_id_without_a_new_generation(
+    api: Api, anyio_backend: str
+) -> None:
+    relay = SSERelay()
+    send_permit, permits = anyio.create_memory_object_stream[None](math.inf)
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        anyio.create_task_group() as tasks,
+    ):
+        with send_permit, permits:
+            tasks.start_soon(pump, gated(api.generate(), permits), relay)
+            leaving = Browser(http, "/events", leave_after="2")
+            tasks.start_soon(leaving.run)
+            await eventually(lambda: relay.connections == 1)
+            for _ in range(2):
+                send_permit.send_nowait(None)
+            await eventually(lambda: leaving.done and relay.connections == 0)
+            assert leaving.ids == ["1", "2"]
+            assert not relay.ended  # the generation is still in progress
+
+            back = Browser(http, "/events", last_event_id=leaving.decoder.last_event_id)
+            tasks.start_soon(back.run)
+            await eventually(lambda: relay.connections == 1)
+            for _ in range(2):
+                send_permit.send_nowait(None)
+            await eventually(lambda: back.done)
+
+    assert back.ids == ["3", "4", "5"]
+    assert back.names == NAMES[2:]
+    assert api.generations == 1
+
+
+async def test_a_late_browser_gets_the_replay_then_end(api: Api, anyio_backend: str) -> None:
+    relay = SSERelay()
+    await pump(api.generate(), relay)
+    assert relay.ended
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        late = await Browser(http, "/events").run()
+        resumed = await Browser(http, "/events", last_event_id="3").run()
+        finished = await Browser(http, "/events", last_event_id="5").run()
+
+    assert late.ids == ["1", "2", "3", "4", "5"]
+    assert late.names == NAMES
+    assert resumed.ids == ["4", "5"]
+    # EventSource reconnects after a response ends; 204 is how a server says "stop".
+    assert finished.response is not None
+    assert finished.response.status_code == 204
+    assert finished.events == []
+    assert api.generations == 1
+
+
+async def test_the_replay_buffer_is_bounded(api: Api, anyio_backend: str) -> None:
+    relay = SSERelay(replay=2)
+    await pump(api.generate(), relay)
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        late = await Browser(http, "/events").run()
+    # The two newest events, then the end event, which is always kept.
+    assert late.ids == ["3", "4", "5"]
+    assert late.names == NAMES[2:]
+
+
+class StalledBrowser:
+    """A connection whose socket never drains: the ASGI ``send`` of its response body
+    blocks until the browser leaves (``http.disconnect``)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.sent = bytearray()
+        self.left = anyio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            return
+        self.sent += message["body"]
+        if len(self.sent) > len("retry: 3000\n\n"):
+            await anyio.sleep_forever()  # the first event fills the socket
+
+
+async def test_a_browser_that_stalls_or_leaves_does_not_hold_up_the_others(
+    api: Api, anyio_backend: str
+) -> None:
+    relay = SSERelay()
+    stalled = StalledBrowser()
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": []}
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(relay, scope, stalled.receive, stalled.send)
+        leaving = Browser(http, "/events", leave_after="1")
+        staying = Browser(http, "/events")
+        tasks.start_soon(leaving.run)
+        tasks.start_soon(staying.run)
+        await eventually(lambda: relay.connections == 3)
+        with anyio.fail_after(10):
+            [final] = await pump(api.generate(), relay)
+        await eventually(lambda: staying.done)
+        # The browser that left was noticed (http.disconnect) and its task ended; the
+        # stalled one is still blocked in its first event.
+        assert relay.connections == 1
+        assert stalled.sent.startswith(b"retry: 3000\n\nid: 1\nevent: partial_image\n")
+        stalled.left.set()
+        await eventually(lambda: relay.connections == 0)
+
+    assert leaving.ids == ["1"]
+    assert staying.ids == ["1", "2", "3", "4", "5"]
+    assert staying.data(3)["image"] == f"data:image/png;base64,{final.b64_json}"
+
+
+async def failing(items: list[StreamItem], error: Exception) -> AsyncIterator[StreamItem]:
+    for item in items:
+        yield item
+    raise error
+
+
+async def test_a_failed_generation_ends_with_an_error_event_carrying_its_message(
+    api: Api, anyio_backend: str
+) -> None:
+    async with api.generate() as stream:
+        first = await anext(stream)
+    relay = SSERelay()
+    error = ttstream.StreamError("the model refused the prompt", code="moderation_blocked")
+    with pytest.raises(ttstream.StreamError):
+        await pump(failing([first], error), relay)
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        browser = await Browser(http, "/events").run()
+    assert browser.ids == ["1", "2"]
+    assert browser.names == ["partial_image", "error"]
+    assert browser.data(1) == {"type": "error", "message": str(error)}
+
+
+async def test_a_stream_that_ends_without_a_final_image_ends_with_an_error(
+    api: Api, anyio_backend: str
+) -> None:
+    async with api.generate() as stream:
+        first = await anext(stream)
+
+    async def previews_only() -> AsyncIterator[StreamItem]:
+        yield first
+
+    relay = SSERelay()
+    assert await pump(previews_only(), relay) == []
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        browser = await Browser(http, "/events").run()
+    assert browser.names == ["partial_image", "error"]
+    assert browser.data(1) == {
+        "type": "error",
+        "message": "the generation ended before its final image",
+    }
+
+
+async def test_frames_are_exact_and_reconnecting_notices_are_relayed(anyio_backend: str) -> None:
+    relay = SSERelay(retry=1500)
+    notice = Reconnecting(
+        attempt=1, delay=0.5, last_event_id="", regenerating=True, reason="connection reset"
+    )
+    await relay.send(notice)
+    await relay.fail("gave up")
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        browser = await Browser(http, "/events").run()
+    assert bytes(browser.raw) == (
+        b"retry: 1500\n\n"
+        b"id: 1\nevent: reconnecting\n"
+        b'data: {"type":"reconnecting","attempt":1,"delay":0.5,"regenerating":true,'
+        b'"reason":"connection reset"}\n\n'
+        b'id: 2\nevent: error\ndata: {"type":"error","message":"gave up"}\n\n'
+    )
+    assert browser.names == ["reconnecting", "error"]
+
+
+async def test_silence_is_broken_by_keepalive_comments(anyio_backend: str) -> None:
+    relay = SSERelay(keepalive=0.05)
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        anyio.create_task_group() as tasks,
+    ):
+        browser = Browser(http, "/events")
+        tasks.start_soon(browser.run)
+        await eventually(lambda: browser.raw.count(b":\n\n") >= 2)
+        assert browser.events == []  # comments dispatch nothing
+        await relay.aclose()
+    assert browser.names == ["error"]
+
+
+async def test_the_relay_is_a_whole_asgi_app_that_only_answers_get(anyio_backend: str) -> None:
+    relay = SSERelay()
+    await relay.aclose()
+    async with serving(relay, anyio_backend) as url, httpx.AsyncClient(base_url=url) as http:
+        posted = await http.post("/anything")
+        got = await http.get("/anything")
+    assert posted.status_code == 405
+    assert posted.headers["allow"] == "GET, HEAD"
+    assert got.status_code == 200
+    assert got.text == (
+        'retry: 3000\n\nid: 1\nevent: error\ndata: {"type":"error",'
+        '"message":"the generation ended before its final image"}\n\n'
+    )
+
+
+async def test_an_ended_relay_refuses_more_and_ends_once(api: Api) -> None:
+    relay = SSERelay()
+    async with api.generate() as stream:
+        events = [event async for event in stream]
+    for event in events:
+        await relay.send(event)
+    await relay.aclose()
+    await relay.aclose()
+    await relay.fail("too late")
+    assert (relay.ended, relay.last_id) == (True, 5)
+    with pytest.raises(RuntimeError, match="has ended"):
+        await relay.send(events[0])
+    assert "ended" in repr(relay)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"replay": 0}, "replay"),
+        ({"retry": -1}, "retry"),
+        ({"keepalive": 0}, "keepalive"),
+    ],
+)
+def test_bad_settings_are_refused(arguments: Mapping[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SSERelay(**arguments)
+
+
+def test_the_relay_is_a_sink() -> None:
+    assert isinstance(SSERelay(), ttstream.sinks.Sink)

@@ -1,0 +1,297 @@
+"""WebSocketSink: the frames a websocket client sees, through Starlette's TestClient (on
+asyncio and trio) and over real loopback (uvicorn with wsproto, read with httpx-ws)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from typing import Any, Literal
+
+import anyio
+import httpx
+import pytest
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
+from httpx_ws import WebSocketDisconnect as ClientDisconnect
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from wsproto.events import BytesMessage, TextMessage
+
+import ttstream
+from ttstream import Completed, PartialImage, Reconnecting, StreamItem
+from ttstream.emulator import EmulatorServer
+from ttstream.sinks import SinkError, WebSocketSink, pump
+
+SIZE = "64x48"
+IMAGE_KEYS = {
+    "type",
+    "operation",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "created_at",
+    "bytes",
+    "media_type",
+}
+Source = Callable[[dict[str, Any]], AsyncIterable[StreamItem]]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def generated(emulator: EmulatorServer) -> list[StreamItem]:
+    """The items of one generation with two previews, fetched once."""
+
+    async def collect() -> list[StreamItem]:
+        async with ttstream.AsyncClient("emulator-key", base_url=emulator.base_url) as client:
+            stream = client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=2)
+            async with stream:
+                return [item async for item in stream]
+
+    return anyio.run(collect)
+
+
+def from_emulator(emulator: EmulatorServer) -> Source:
+    """Each websocket's request ``{"prompt": ...}`` becomes a generation."""
+
+    async def source(request: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        async with ttstream.AsyncClient("emulator-key", base_url=emulator.base_url) as client:
+            stream = client.generate(
+                request["prompt"], model="gpt-image-2", size=SIZE, partial_images=2
+            )
+            async with stream:
+                async for item in stream:
+                    yield item
+
+    return source
+
+
+def listed(items: list[StreamItem], *, pause: float = 0.0) -> Source:
+    async def source(request: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        for item in items:
+            await anyio.sleep(pause)
+            yield item
+
+    return source
+
+
+def websocket_app(
+    source: Source, *, close_on_exit: bool, outcomes: list[object] | None = None
+) -> Starlette:
+    """``/ws``: accepts, reads one JSON request, pumps ``source(request)`` into a
+    WebSocketSink. Without ``close_on_exit`` it then sends ``{"type": "done"}`` itself
+    and closes. ``outcomes`` gets what ``pump`` returned or raised."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        request = await websocket.receive_json()
+        sink = WebSocketSink(websocket, close_on_exit=close_on_exit)
+        try:
+            completed = await pump(source(request), sink)
+        except Exception as exc:
+            if outcomes is not None:
+                outcomes.append(exc)
+            return
+        if outcomes is not None:
+            outcomes.append(completed)
+        if not close_on_exit:
+            await websocket.send_json({"type": "done"})
+            await websocket.close(code=1000)
+
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+
+def frames_through_testclient(
+    app: Starlette, backend: Literal["asyncio", "trio"]
+) -> tuple[list[str | bytes], int]:
+    """Every data frame the client received, in order, and the close code."""
+    frames: list[str | bytes] = []
+    with TestClient(app, backend=backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"prompt": "a kite"})
+        while True:
+            message = ws.receive()
+            if message["type"] == "websocket.close":
+                return frames, message["code"]
+            frames.append(message["text"] if "text" in message else message["bytes"])
+
+
+def check_generation_frames(frames: list[str | bytes], items: list[StreamItem]) -> None:
+    """Text then binary for each of 2 previews and the final image, matching ``items``."""
+    assert [type(frame) for frame in frames] == [str, bytes] * 3
+    metadata = [json.loads(frame) for frame in frames[::2]]
+    images = frames[1::2]
+    assert [m["type"] for m in metadata] == ["partial_image", "partial_image", "completed"]
+    assert [m.get("index") for m in metadata] == [0, 1, None]
+    assert set(metadata[0]) == IMAGE_KEYS | {"index"}
+    assert set(metadata[2]) == IMAGE_KEYS | {"usage"}
+    for meta, image, item in zip(metadata, images, items, strict=True):
+        assert isinstance(item, PartialImage | Completed)
+        assert isinstance(image, bytes)
+        assert image == item.image_bytes
+        assert meta["bytes"] == len(image)
+        assert meta["media_type"] == "image/png"
+        assert meta["operation"] == "generation"
+        assert (meta["size"], meta["output_format"]) == (SIZE, "png")
+        assert (meta["quality"], meta["background"]) == (item.quality, item.background)
+        assert isinstance(meta["created_at"], int)
+        opened = Image.open(io.BytesIO(image))
+        assert (opened.format, opened.size) == ("PNG", (64, 48))
+    final = items[2]
+    assert isinstance(final, Completed)
+    assert final.usage is not None
+    usage = metadata[2]["usage"]
+    assert usage["total_tokens"] == final.usage.total_tokens
+    assert usage["input_tokens_details"]["text_tokens"] == (
+        final.usage.input_tokens_details and final.usage.input_tokens_details.text_tokens
+    )
+
+
+def test_testclient_gets_metadata_then_image_per_event_then_close_1000(
+    anyio_backend: Literal["asyncio", "trio"], emulator: EmulatorServer, generated: list[StreamItem]
+) -> None:
+    app = websocket_app(from_emulator(emulator), close_on_exit=True)
+    frames, code = frames_through_testclient(app, anyio_backend)
+    check_generation_frames(frames, generated)
+    assert code == 1000
+
+
+def test_without_close_on_exit_the_socket_stays_open_for_the_app(
+    anyio_backend: Literal["asyncio", "trio"], generated: list[StreamItem]
+) -> None:
+    outcomes: list[object] = []
+    app = websocket_app(listed(generated), close_on_exit=False, outcomes=outcomes)
+    frames, code = frames_through_testclient(app, anyio_backend)
+    check_generation_frames(frames[:-1], generated)
+    assert json.loads(frames[-1]) == {"type": "done"}  # sent by the app after pump
+    assert code == 1000
+    assert outcomes == [[generated[-1]]]
+
+
+def test_a_reconnecting_notice_is_one_json_frame(
+    anyio_backend: Literal["asyncio", "trio"], generated: list[StreamItem]
+) -> None:
+    notice = Reconnecting(
+        attempt=2, delay=1.5, last_event_id="7", regenerating=False, reason="read timeout"
+    )
+    app = websocket_app(listed([notice, generated[-1]]), close_on_exit=True)
+    frames, code = frames_through_testclient(app, anyio_backend)
+    assert frames[0] == (
+        '{"type":"reconnecting","attempt":2,"delay":1.5,"regenerating":false,'
+        '"reason":"read timeout"}'
+    )
+    assert [type(frame) for frame in frames[1:]] == [str, bytes]
+    assert json.loads(frames[1])["type"] == "completed"
+    assert code == 1000
+
+
+def test_an_image_given_as_a_url_is_refused_before_anything_is_sent(
+    anyio_backend: Literal["asyncio", "trio"],
+) -> None:
+    by_url = Completed(b64_json=None, url="https://example.test/i.png", operation="generation")
+    outcomes: list[object] = []
+    app = websocket_app(listed([by_url]), close_on_exit=True, outcomes=outcomes)
+    frames, code = frames_through_testclient(app, anyio_backend)
+    assert frames == []
+    assert code == 1000  # close_on_exit still closes the socket
+    [failure] = outcomes
+    assert isinstance(failure, SinkError)
+    [(_, cause)] = failure.failures
+    assert isinstance(cause, ttstream.TTStreamError)
+    assert "URL" in str(cause)
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn (websockets by wsproto) on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, lifespan="off", ws="wsproto", log_level="warning", timeout_graceful_shutdown=1
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+        self.thread.daemon = True
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive(), "uvicorn failed to start"
+            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+async def frames_until_closed(ws: AsyncWebSocketSession) -> tuple[list[str | bytes], int]:
+    """Every data frame received, in order, and the server's close code (10 s at most)."""
+    frames: list[str | bytes] = []
+    with anyio.fail_after(10):
+        while True:
+            try:
+                event = await ws.receive()
+            except ClientDisconnect as closed:
+                return frames, closed.code
+            if isinstance(event, TextMessage | BytesMessage):
+                frames.append(event.data if isinstance(event.data, str) else bytes(event.data))
+
+
+@pytest.mark.anyio
+async def test_frames_over_a_real_loopback_websocket(
+    emulator: EmulatorServer, generated: list[StreamItem]
+) -> None:
+    app = websocket_app(from_emulator(emulator), close_on_exit=True)
+    with ServerThread(app) as server:
+        async with (
+            httpx.AsyncClient(base_url=server.url) as http,
+            aconnect_ws("/ws", http, max_message_size_bytes=16 * 1024 * 1024) as ws,
+        ):
+            await ws.send_json({"prompt": "a kite"})
+            frames, code = await frames_until_closed(ws)
+    check_generation_frames(frames, generated)
+    assert code == 1000
+
+
+@pytest.mark.anyio
+async def test_a_client_that_leaves_fails_the_sink_with_websocket_disconnect(
+    generated: list[StreamItem],
+) -> None:
+    outcomes: list[object] = []
+    slow = listed(generated * 4, pause=0.05)  # still sending when the client leaves
+    app = websocket_app(slow, close_on_exit=True, outcomes=outcomes)
+    with ServerThread(app) as server:
+        async with (
+            httpx.AsyncClient(base_url=server.url) as http,
+            aconnect_ws("/ws", http, max_message_size_bytes=16 * 1024 * 1024) as ws,
+        ):
+            await ws.send_json({"prompt": "a kite"})
+            first = json.loads(await ws.receive_text(timeout=10))
+            assert first["type"] == "partial_image"
+        with anyio.fail_after(10):
+            while not outcomes:  # noqa: ASYNC110 - the server thread appends it
+                await anyio.sleep(0.01)
+    [failure] = outcomes
+    assert isinstance(failure, SinkError)
+    [(sink, cause)] = failure.failures
+    assert isinstance(sink, WebSocketSink)
+    assert isinstance(cause, WebSocketDisconnect)
+    assert sink.frames_sent < 2 * len(generated) * 4

@@ -1,0 +1,306 @@
+"""SSERelay: one generation re-emitted to any number of browsers as Server-Sent Events.
+
+The relay is a sink on one side (fed by :func:`~ttstream.sinks.pump`) and an ASGI
+application on the other, which browsers read with
+``new EventSource(url)``. Feeding never waits for a browser: an item is encoded once
+into a frame, kept in a bounded replay buffer, and every connection copies frames from
+that buffer at its own pace, so a slow or vanished browser holds up nobody else. A
+browser that falls further behind than the buffer skips the frames it lost (their ids
+show the gap) and catches up with the newest ones; the final image, the newest frame,
+is never skipped.
+
+The frames follow WHATWG HTML, "Server-sent events": a ``retry`` field opens each
+connection; each event has an ``id`` (1, 2, 3... in the order fed), so a browser that
+reconnects sends ``Last-Event-ID`` and gets only the frames after it; a connection after
+the end gets the buffered frames and the end frame, and once it has seen the end frame,
+a reconnecting browser is answered ``204 No Content``, which stops ``EventSource``.
+
+Only anyio primitives are used, so the relay runs on asyncio and trio. The feeding task
+and the connections must run in the same event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+
+from .._reconnect import Reconnecting
+from ..events import Completed
+from ..stream import StreamItem
+from ._websocket import item_metadata
+
+__all__ = ["SSERelay"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass the frames through as they come
+]
+
+
+class _Frame:
+    """One encoded event: its id and the bytes every connection sends."""
+
+    __slots__ = ("data", "event_id")
+
+    def __init__(self, event_id: int, event: str, payload: dict[str, Any]) -> None:
+        self.event_id = event_id
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        self.data = f"id: {event_id}\nevent: {event}\ndata: {body}\n\n".encode()
+
+
+def _payload(item: StreamItem) -> tuple[str, dict[str, Any]]:
+    """The event name and the JSON object of one item; an image's ``image`` is a
+    ``data:`` URL made from the event's own base64 (not re-encoded), or the image's URL
+    when the server answered with one."""
+    metadata = item_metadata(item)
+    if not isinstance(item, Reconnecting):
+        if item.b64_json is not None:
+            metadata["image"] = f"data:{metadata['media_type']};base64,{item.b64_json}"
+        else:
+            metadata["image"] = getattr(item, "url", None)
+    return str(metadata["type"]), metadata
+
+
+def _last_event_id(scope: Scope) -> int:
+    """The ``Last-Event-ID`` request header as an int; 0 when absent or not ours."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"last-event-id":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isascii() and text.isdigit() else 0
+    return 0
+
+
+class SSERelay:
+    """Re-emits one generation to browsers as Server-Sent Events.
+
+    As a sink: ``await pump(stream, relay)``; if the stream fails, ``pump`` calls
+    :meth:`fail` and the browsers get the error's message. As an ASGI application:
+    ``Route("/events", relay)`` in Starlette or FastAPI, or served on its own. Browsers
+    connect with ``GET`` (``new EventSource(url)``); other methods get 405.
+
+    Each connection gets, as ``text/event-stream``:
+
+    - ``retry: <retry>`` first, the reconnection time in milliseconds;
+    - one event per item, with ``id: <n>`` (1, 2, 3...), ``event: partial_image``,
+      ``completed`` or ``reconnecting``, and one ``data:`` line of JSON: the metadata
+      object of :class:`~ttstream.sinks.WebSocketSink`'s text frames (``type``,
+      ``operation``, ``index``, ``size``, ``quality``, ``background``,
+      ``output_format``, ``created_at``, ``usage``, ``bytes``, ``media_type``; for
+      ``reconnecting``: ``attempt``, ``delay``, ``regenerating``, ``reason``) plus, for
+      images,
+      ``"image": "data:image/png;base64,..."`` (the event's own base64; a URL when the
+      server answered with one);
+    - at the end, one more event with the next id: ``event: end`` with
+      ``{"type": "end", "images": <final images relayed>}``, or ``event: error`` with
+      ``{"type": "error", "message": "..."}``; then the response ends. A browser's
+      ``EventSource`` fires its own ``error`` events on network errors too: those carry
+      no ``data``;
+    - a comment line (``:``) every ``keepalive`` seconds of silence, so that proxies do
+      not time the connection out.
+
+    A connection that sends ``Last-Event-ID: k`` gets the buffered events after ``k``;
+    a new connection (no header) gets the buffered events from the oldest. When ``k`` is
+    the end event's id or later, the answer is ``204 No Content``. Feeding never waits
+    for a browser; a browser that falls more than ``replay`` events behind skips to the
+    oldest event still buffered. The feeding task and the connections must share one
+    event loop (asyncio or trio).
+
+    Args:
+        replay: how many events the replay buffer keeps for late, slow and reconnecting
+            browsers (the end event is kept apart, always). The default, 4, holds the
+            three previews and the final image of a generation with
+            ``partial_images=3``; each costs its base64 size in memory, shared by all
+            connections.
+        retry: the reconnection time sent to browsers, in milliseconds.
+        keepalive: seconds of silence after which a comment line is sent; ``None``: never.
+
+    Raises:
+        ValueError: ``replay`` below 1, ``retry`` below 0, or ``keepalive`` not positive.
+        RuntimeError: from ``send``: the relay has already ended.
+    """
+
+    def __init__(self, *, replay: int = 4, retry: int = 3000, keepalive: float | None = 15.0):
+        if replay < 1:
+            raise ValueError(f"replay must be at least 1 event, got {replay!r}")
+        if retry < 0:
+            raise ValueError(f"retry must be >= 0 milliseconds, got {retry!r}")
+        if keepalive is not None and not keepalive > 0:
+            raise ValueError(f"keepalive must be > 0 seconds or None, got {keepalive!r}")
+        self.replay = replay
+        self.retry = retry
+        self.keepalive = keepalive
+        self._frames: deque[_Frame] = deque(maxlen=replay)
+        self._last_id = 0
+        self._end: _Frame | None = None
+        self._images = 0
+        self._changed: anyio.Event | None = None  # made on demand: needs a running loop
+        self.connections = 0
+        """Connections being served right now."""
+
+    def __repr__(self) -> str:
+        state = "ended" if self._end is not None else "live"
+        return (
+            f"<SSERelay {state} last_id={self._last_id} buffered={len(self._frames)} "
+            f"connections={self.connections}>"
+        )
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event (0 before the first), the end event included."""
+        return self._last_id
+
+    @property
+    def ended(self) -> bool:
+        """Whether the end or error event was emitted; nothing more can be fed."""
+        return self._end is not None
+
+    # The sink side.
+
+    async def send(self, event: StreamItem) -> None:
+        """Encodes ``event`` into the next frame and wakes the connections; never waits
+        for a browser.
+
+        Raises:
+            RuntimeError: the relay has already ended.
+        """
+        if self._end is not None:
+            raise RuntimeError(f"{self!r} has ended: it cannot relay more events")
+        name, payload = _payload(event)
+        self._last_id += 1
+        self._frames.append(_Frame(self._last_id, name, payload))
+        if isinstance(event, Completed):
+            self._images += 1
+        self._notify()
+
+    async def fail(self, error: BaseException | str) -> None:
+        """Ends the relay with ``event: error`` and ``{"type": "error", "message": ...}``
+        (the error's message): the generation failed. :func:`~ttstream.sinks.pump` calls
+        this when the stream fails. Does nothing if the relay has already ended."""
+        message = error if isinstance(error, str) else str(error) or type(error).__name__
+        if self._end is None:
+            self._finish("error", {"type": "error", "message": message})
+
+    async def aclose(self) -> None:
+        """Ends the relay: ``event: end`` if at least one final image was relayed, else
+        ``event: error`` (the generation ended before its final image). Does nothing if
+        the relay has already ended. Connections still open send what they have not sent
+        yet, then the end event, then end their responses."""
+        if self._end is not None:
+            return
+        if self._images:
+            self._finish("end", {"type": "end", "images": self._images})
+        else:
+            self._finish(
+                "error", {"type": "error", "message": "the generation ended before its final image"}
+            )
+
+    def _finish(self, name: str, payload: dict[str, Any]) -> None:
+        self._last_id += 1
+        self._end = _Frame(self._last_id, name, payload)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    # The ASGI side.
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serves one browser (ASGI 3). ``lifespan`` is answered, so the relay can be
+        the whole application of a server; ``websocket`` connections are refused."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003, "reason": ""})
+            return
+        if scope.get("method", "GET") not in ("GET", "HEAD"):
+            await _plain_response(send, 405, b"only GET", [(b"allow", b"GET, HEAD")])
+            return
+        after = _last_event_id(scope)
+        if self._end is not None and after >= self._end.event_id:
+            await _plain_response(send, 204, b"")
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        self.connections += 1
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
+                with contextlib.suppress(OSError):  # the browser left while we sent
+                    await self._serve(send, after)
+                tasks.cancel_scope.cancel()
+        finally:
+            self.connections -= 1
+
+    async def _serve(self, send: Send, after: int) -> None:
+        """Sends the frames after id ``after``, waiting for new ones, until the end."""
+
+        async def write(data: bytes, *, more: bool = True) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+
+        await write(f"retry: {self.retry}\n\n".encode())
+        while True:
+            frame = next((f for f in self._frames if f.event_id > after), None)
+            if frame is not None:
+                await write(frame.data)
+                after = frame.event_id
+                continue
+            if self._end is not None:
+                await write(self._end.data, more=False)
+                return
+            if self._changed is None:
+                self._changed = anyio.Event()
+            changed = self._changed
+            with anyio.move_on_after(self.keepalive or math.inf) as waited:
+                await changed.wait()
+            if waited.cancelled_caught:
+                await write(b":\n\n")
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancels ``scope`` when the browser disconnects (``http.disconnect``)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _plain_response(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    head = [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])]
+    if status == 204:
+        head = []
+    else:
+        head.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """ASGI lifespan: nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
