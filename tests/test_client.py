@@ -39,8 +39,8 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 @pytest.fixture(autouse=True)
 def _no_keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TTAPI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for name in ("TTAPI_API_KEY", "OPENAI_API_KEY", "TTAPI_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -151,6 +151,25 @@ async def test_key_source_decides_base_url_and_auth_header(
     assert request.headers[header] == expected
     other = "Authorization" if header == "TT-API-KEY" else "TT-API-KEY"
     assert other not in request.headers
+
+
+@pytest.mark.parametrize(
+    ("key_variable", "url_variable"),
+    [("TTAPI_API_KEY", "TTAPI_BASE_URL"), ("OPENAI_API_KEY", "OPENAI_BASE_URL")],
+)
+def test_the_base_url_can_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, key_variable: str, url_variable: str
+) -> None:
+    monkeypatch.setenv(key_variable, KEY)
+    monkeypatch.setenv(url_variable, "http://127.0.0.1:8000/v1")
+    assert AsyncClient().base_url == "http://127.0.0.1:8000/v1"
+    assert AsyncClient(base_url="http://other/v1").base_url == "http://other/v1"
+
+
+def test_a_base_url_variable_goes_only_with_its_own_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("TTAPI_BASE_URL", "http://127.0.0.1:8000/v1")
+    assert AsyncClient().base_url == "https://api.openai.com/v1"
 
 
 def test_no_key_is_a_clear_error() -> None:

@@ -345,3 +345,15 @@ async def test_leaving_a_stream_early_frees_its_connection(exit_by: str) -> None
             events = await collect(client.generate("a kite", model="gpt-image-2", size=SIZE))
             assert isinstance(events[-1], Completed)
         await http.aclose()
+
+
+async def test_a_misspelt_parameter_is_refused_by_the_server_like_the_api(
+    client: AsyncClient,
+) -> None:
+    async with client:
+        with pytest.raises(APIStatusError) as info:
+            await collect(
+                client.generate("a kite", model="gpt-image-2", size=SIZE, partial_image=2)
+            )
+    assert (info.value.status_code, info.value.param) == (400, "partial_image")
+    assert info.value.code == "unknown_parameter"

@@ -4,6 +4,7 @@ The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` an
 ``ttstream.params`` are public modules for the protocol core (no I/O).
 """
 
+from . import sinks
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -19,6 +20,7 @@ from ._exceptions import (
 from ._reconnect import Reconnecting, ReconnectPolicy
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
+from .sinks import SinkError
 from .sse import ServerSentEvent, SSEDecoder
 from .stream import Event, ImageStream, StreamItem
 
@@ -42,6 +44,7 @@ __all__ = [
     "Reconnecting",
     "SSEDecoder",
     "ServerSentEvent",
+    "SinkError",
     "StreamError",
     "StreamItem",
     "TTStreamError",
@@ -49,4 +52,5 @@ __all__ = [
     "ValidationError",
     "__version__",
     "parse_event",
+    "sinks",
 ]

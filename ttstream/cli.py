@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     _image_options(generate)
     edit = commands.add_parser("edit", help="edit one or more images with a prompt")
     _image_options(edit)
-    edit.add_argument("--image", nargs="+", required=True, metavar="FILE", help="input images")
+    edit.add_argument(
+        "--image",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="input images (put the prompt before --image: this option takes every file after it)",
+    )
     edit.add_argument("--mask", metavar="FILE", help="mask image (PNG with alpha)")
     commands.add_parser("emulator", help="run the API emulator", add_help=False)
     return parser
@@ -103,6 +109,7 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]
 async def _run(args: argparse.Namespace, api_key: str | None, base_url: str | None) -> None:
     sink = FileSink(args.out, stem=f"{_slug(args.prompt)}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.monotonic()
+    images_done = 0
     async with AsyncClient(api_key, base_url=base_url) as client:
         params = _params(args)
         if args.command == "edit":
@@ -111,7 +118,8 @@ async def _run(args: argparse.Namespace, api_key: str | None, base_url: str | No
             )
         else:
             stream = client.generate(args.prompt, model=args.model, **params)
-        print(f"Generating with {args.model}...", flush=True)
+        verb = "Editing" if args.command == "edit" else "Generating"
+        print(f"{verb} with {args.model}...", flush=True)
         async with stream:
             async for event in stream:
                 if isinstance(event, Reconnecting):
@@ -120,12 +128,15 @@ async def _run(args: argparse.Namespace, api_key: str | None, base_url: str | No
                     continue
                 await sink.send(event)
                 path, seconds = sink.written[-1], time.monotonic() - started
+                image = f"image {images_done + 1} " if (args.n or 1) > 1 else ""
                 if isinstance(event, PartialImage):
-                    label = f"preview {event.index + 1}"
+                    label = f"{image}preview #{event.index}"
                 else:
-                    label = "final image"
+                    label = f"{image}final image"
+                    images_done += 1
                 size = f"{len(event.image_bytes) / 1024:,.0f} KiB"
-                print(f"[{seconds:5.1f}s] {label:<12} {event.size or ''} {size:>10}  -> {path}")
+                shape = event.size or args.size or ""
+                print(f"[{seconds:5.1f}s] {label:<20} {shape:>9} {size:>10}  -> {path}")
                 if isinstance(event, Completed) and event.usage is not None:
                     print(f"         tokens used: {event.usage.total_tokens}")
     await sink.aclose()

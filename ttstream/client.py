@@ -82,8 +82,9 @@ class AsyncClient:
     Args:
         api_key: the key; else ``TTAPI_API_KEY`` (TTAPI, ``TT-API-KEY`` header), else
             ``OPENAI_API_KEY`` (OpenAI, ``Authorization: Bearer``).
-        base_url: the API root, e.g. ``https://api.openai.com/v1``; defaults to the
-            service of the key's source (TTAPI for an explicit key).
+        base_url: the API root, e.g. ``https://api.openai.com/v1``; defaults to
+            ``TTAPI_BASE_URL`` or ``OPENAI_BASE_URL`` (whichever goes with the key's
+            variable), else that service's URL (TTAPI's for an explicit key).
         auth: ``"tt-api-key"``, ``"bearer"`` or ``"auto"``: ``TT-API-KEY`` for a
             ``*.ttapi.io`` base URL or a ``TTAPI_API_KEY`` key, ``Bearer`` otherwise.
         timeout: seconds (every phase) or an ``httpx.Timeout``; default
@@ -118,13 +119,15 @@ class AsyncClient:
         if api_key is None:
             api_key = os.environ.get("TTAPI_API_KEY") or None
             from_ttapi_env = api_key is not None
-            if api_key is None:
+            if from_ttapi_env:
+                base_url = base_url or os.environ.get("TTAPI_BASE_URL") or None
+            else:
                 api_key = os.environ.get("OPENAI_API_KEY") or None
-                if api_key is not None and base_url is None:
-                    base_url = OPENAI_BASE_URL
+                if api_key is not None:
+                    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
         if not api_key:
             raise ValidationError(
-                "api_key", None, "a key: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
+                "api_key", api_key, "given: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
             )
         if auth not in _AUTH_CHOICES:
             raise ValidationError("auth", auth, "one of " + ", ".join(map(repr, _AUTH_CHOICES)))
@@ -175,7 +178,8 @@ class AsyncClient:
         reconnect: ReconnectPolicy | None = None,
         **params: Any,
     ) -> ImageStream:
-        """Starts ``POST {base_url}/images/generations``; returns its :class:`ImageStream`.
+        """Prepares ``POST {base_url}/images/generations``; returns its :class:`ImageStream`,
+        which sends the request when it is entered (``async with``) or first iterated.
 
         ``params`` are the API's own parameters (``n``, ``size``, ``quality``,
         ``partial_images``, ``output_format``, ...). ``stream`` defaults to ``True``
@@ -206,7 +210,8 @@ class AsyncClient:
         reconnect: ReconnectPolicy | None = None,
         **params: Any,
     ) -> ImageStream:
-        """Starts ``POST {base_url}/images/edits``; returns its :class:`ImageStream`.
+        """Prepares ``POST {base_url}/images/edits``; returns its :class:`ImageStream`,
+        which sends the request when it is entered (``async with``) or first iterated.
 
         ``images`` is one input or a list: file paths, ``bytes`` or binary file objects
         (sent as ``multipart/form-data``: ``image``, or ``image[]`` for several), or

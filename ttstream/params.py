@@ -22,7 +22,7 @@ import attrs
 
 from ._exceptions import ValidationError
 
-__all__ = ["MODELS", "ModelSpec", "Operation", "supports_streaming", "validate"]
+__all__ = ["MODELS", "PARAMETERS", "ModelSpec", "Operation", "supports_streaming", "validate"]
 
 Operation = Literal["generation", "edit"]
 
@@ -91,6 +91,17 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
         ),
     }
 )
+
+PARAMETERS = frozenset(
+    {
+        "prompt", "n", "size", "quality", "background", "output_format",
+        "output_compression", "moderation", "response_format", "style", "stream",
+        "partial_images", "input_fidelity", "user", "mask",
+    }
+)  # fmt: skip
+"""Every request parameter of the two endpoints besides ``model`` and the edit images
+(the OpenAI Images API reference and TTAPI's pages). :func:`validate` lets other names
+through for the server to judge; the API (and the emulator) answers them with 400."""
 
 _CHOICE_FIELDS: Mapping[str, str] = {  # enumerated parameter -> ModelSpec field of its values
     "quality": "qualities",

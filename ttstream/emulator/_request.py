@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from .._exceptions import ValidationError, short_repr
-from ..params import MODELS, validate
+from ..params import MODELS, PARAMETERS, validate
 from ._errors import EmulatorError
 from ._images import InvalidImageError, RenderSpec, probe_size
 
@@ -270,6 +270,11 @@ def _build(
             code="missing_required_parameter",
         )
     params = {key: value for key, value in body.items() if key not in _NOT_PARAMS}
+    for name in params:
+        if name not in PARAMETERS:  # as the API answers a misspelt parameter
+            raise EmulatorError(
+                f"Unknown parameter: {name!r}.", param=name, code="unknown_parameter"
+            )
     uploads = [image.data for image in images]
     try:
         validate(operation, model, params, images=uploads)
