@@ -254,17 +254,18 @@ def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
     )
 
 
-# The fast path of parse_event. A final image is megabytes of base64 in "b64_json";
-# json.loads would scan that string character by character for quotes, backslashes and
-# control characters. Here the top-level object is parsed member by member with the same
-# scanner (JSONDecoder.raw_decode), except that the "b64_json" string is found with
-# str.find (memchr) and sliced, after checking that it holds no backslash and no control
-# character, the only cases in which json.loads would not take it verbatim. Anything
-# unexpected (a piece boundary inside another member, an escape, a syntax error) falls
-# back to json.loads of the whole data, so results and errors are exactly json.loads's.
+# The fast path of parse_event, for data of 64 KiB and more. A final image is megabytes of
+# base64 in "b64_json", which json.loads would scan character by character for quotes,
+# backslashes and control characters. Here the top-level object is parsed member by
+# member with json's own scanner (JSONDecoder.raw_decode, as json.loads does), except the
+# value of "b64_json": its closing quote is found with str.find (memchr), and the string
+# is sliced out once it is known to hold no backslash and no control character, the only
+# characters json.loads would not take verbatim (strict mode). Anything else (an escape,
+# a piece boundary inside another member, a syntax error) gives up: json.loads of the
+# whole data then decides, so results and errors are exactly json.loads's.
 _FAST_MIN = 64 * 1024
 _DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")  # json.decoder's JSON whitespace
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON whitespace, as json.decoder skips it
 _NOT_VERBATIM = ("\\", *map(chr, range(0x20)))
 
 
@@ -274,13 +275,13 @@ def _skip(text: str, i: int) -> int:
     return i if match is None else match.end()
 
 
-def _loads(pieces: Sequence[str]) -> Any:
-    """``json.loads("".join(pieces))``, without scanning a long ``b64_json`` value."""
+def _fast_loads(pieces: Sequence[str]) -> dict[str, Any] | None:
+    """``json.loads("".join(pieces))`` when the data is a JSON object that the fast path
+    can vouch for; ``None`` when json.loads must decide (it may then raise)."""
     try:
-        obj = _loads_object(pieces)
-    except ValueError:
-        obj = None
-    return json.loads("".join(pieces)) if obj is None else obj
+        return _loads_object(pieces)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _loads_object(pieces: Sequence[str]) -> dict[str, Any] | None:
@@ -358,17 +359,19 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
         MalformedEventError: the data is not a JSON object, or a known field has the
             wrong type or is missing.
     """
-    pieces = data_pieces(sse)
+    pieces = data_pieces(sse)  # the data, possibly still in the pieces it arrived in
     if (len(pieces) == 1 and pieces[0] == "[DONE]") or all(p.isspace() or not p for p in pieces):
         return None
-    try:
-        obj = _loads(pieces) if sum(map(len, pieces)) >= _FAST_MIN else json.loads(sse.data)
-    except ValueError as exc:
-        raise MalformedEventError(
-            f"data is not JSON ({exc}); data starts {short_repr(sse.data[:60])}",
-            event=sse.event,
-            event_id=sse.id,
-        ) from exc
+    obj = _fast_loads(pieces) if sum(map(len, pieces)) >= _FAST_MIN else None
+    if obj is None:
+        try:
+            obj = json.loads(sse.data)
+        except ValueError as exc:
+            raise MalformedEventError(
+                f"data is not JSON ({exc}); data starts {short_repr(sse.data[:60])}",
+                event=sse.event,
+                event_id=sse.id,
+            ) from exc
     if not isinstance(obj, dict):
         raise MalformedEventError(
             f"data is a JSON {type(obj).__name__}, expected an object",

@@ -15,6 +15,9 @@ an event stream" (summarised in wire-format.md, "Server-Sent Events rules"):
 Cost is linear in the bytes fed, whatever the chunking: each byte is scanned for line
 ends once, a line split across chunks is gathered in one growing ``bytearray``, and a
 line that arrives whole inside a chunk is decoded straight from a ``memoryview`` of it.
+A data line longer than 64 KiB is decoded in 64 KiB pieces, and its event keeps them
+until ``data`` is first read (:func:`data_pieces`): ``parse_event`` copies the image's
+base64 straight out of the pieces, so the event is not copied whole once more.
 """
 
 from __future__ import annotations
