@@ -266,6 +266,15 @@ def test_max_event_bytes_must_be_positive() -> None:
         SSEDecoder(max_event_bytes=0)
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 1024])
+def test_an_event_repr_shows_the_length_of_long_data(chunk: int) -> None:
+    raw = b"id: 7\ndata: " + b"A" * 300_000 + b"\n\n"
+    [event] = decode(*(raw[i : i + chunk] for i in range(0, len(raw), chunk)))
+    assert repr(event) == "ServerSentEvent(event='message', data=<300000 chars>, id='7')"
+    [short] = decode(b"data: hi\n\n")
+    assert repr(short) == "ServerSentEvent(event='message', data='hi')"
+
+
 def test_repr_does_not_print_data() -> None:
     decoder = SSEDecoder()
     decoder.feed(b"data: secret-payload")

@@ -34,6 +34,7 @@ __all__ = [
     "PartialImage",
     "Usage",
     "decode_base64",
+    "decoded_length",
     "parse_event",
     "parse_response",
 ]
@@ -49,6 +50,13 @@ def _repr_extra(extra: Mapping[str, Any]) -> str:
     return (
         "{" + ", ".join(f"{key!r}: {short_repr(value, 40)}" for key, value in extra.items()) + "}"
     )
+
+
+def decoded_length(b64: str) -> int:
+    """The number of bytes canonical base64 ``b64`` decodes to, computed from its length
+    and padding alone (no decoding)."""
+    padding = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
+    return len(b64) // 4 * 3 - padding
 
 
 def decode_base64(b64: str, *, what: str, event: str = "", event_id: str = "") -> bytes:
@@ -69,8 +77,7 @@ def decode_base64(b64: str, *, what: str, event: str = "", event_id: str = "") -
         except (binascii.Error, ValueError) as exc:
             reason = str(exc)
         else:
-            padding = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
-            if len(image) != len(b64) // 4 * 3 - padding:
+            if len(image) != decoded_length(b64):
                 reason = "it holds characters outside the base64 alphabet"
     if reason is not None:
         raise MalformedEventError(

@@ -36,9 +36,26 @@ DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
 _DECODE_BATCH = 64 * 1024
+_REPR_DATA_CHARS = 80
 
 
-class _PiecewiseEvent(ServerSentEvent):
+class _Event(ServerSentEvent):
+    """httpx-sse's ``ServerSentEvent``, with a ``repr`` that shows the length of long
+    data instead of printing megabytes of base64 (a fault of httpx-sse's own repr)."""
+
+    def __repr__(self) -> str:
+        pieces = data_pieces(self)
+        size = sum(map(len, pieces))
+        data = repr(pieces[0]) if size <= _REPR_DATA_CHARS else f"<{size} chars>"
+        fields = [f"event={self.event!r}", f"data={data}"]
+        if self.id:
+            fields.append(f"id={self.id!r}")
+        if self.retry is not None:
+            fields.append(f"retry={self.retry!r}")
+        return f"ServerSentEvent({', '.join(fields)})"
+
+
+class _PiecewiseEvent(_Event):
     """An event whose data, holding a line longer than 64 KiB, is kept in the pieces it
     was decoded in, and joined on first use of ``data``.
 
@@ -256,7 +273,7 @@ class SSEDecoder:
         if split:
             return _PiecewiseEvent(event, pieces, id, retry)
         data = pieces[0] if len(pieces) == 1 else "".join(pieces)
-        return ServerSentEvent(event=event, data=data, id=id, retry=retry)
+        return _Event(event=event, data=data, id=id, retry=retry)
 
     def _take_line(self, line: memoryview, size: int, events: list[ServerSentEvent]) -> None:
         """Interprets one complete line (without its line end) of ``size`` bytes."""

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .._reconnect import Reconnecting
-from ..events import Completed, PartialImage, Usage
+from ..events import Completed, PartialImage, Usage, decoded_length
 from ..stream import StreamItem
 
 if TYPE_CHECKING:
@@ -54,12 +54,6 @@ def _usage_dict(usage: Usage) -> dict[str, Any]:
     return {key: value for key, value in result.items() if value is not None}
 
 
-def _decoded_length(b64: str) -> int:
-    """Bytes that canonical base64 ``b64`` decodes to, without decoding it."""
-    padding = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
-    return len(b64) // 4 * 3 - padding
-
-
 def item_metadata(item: StreamItem) -> dict[str, Any]:
     """The JSON-ready description of one stream item, as the browser-facing sinks send it.
 
@@ -98,7 +92,7 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
     )
     if isinstance(item, Completed):
         metadata["usage"] = None if item.usage is None else _usage_dict(item.usage)
-    metadata["bytes"] = None if item.b64_json is None else _decoded_length(item.b64_json)
+    metadata["bytes"] = None if item.b64_json is None else decoded_length(item.b64_json)
     metadata["media_type"] = media_type_of(item.output_format)
     return metadata
 
