@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import uvicorn
+from uvicorn_thread import ServerThread
 
 from ttstream.emulator import EmulatorServer
 
@@ -72,41 +69,12 @@ def load_example() -> ModuleType:
     return module
 
 
-class ServerThread:
-    """An ASGI app served by uvicorn on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, lifespan="on", ws="none", log_level="warning", timeout_graceful_shutdown=1
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
-        self.thread.daemon = True
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn failed to start"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 @pytest.fixture
 def app_url() -> Iterator[str]:
     example = load_example()
     with EmulatorServer(step_delay=0.3) as emulator:
         app = example.create_app(api_key="emulator-key", base_url=emulator.base_url)
-        with ServerThread(app) as server:
+        with ServerThread(app, lifespan="on") as server:
             yield server.url
 
 

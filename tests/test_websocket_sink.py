@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
@@ -21,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn_thread import ServerThread
 from wsproto.events import BytesMessage, TextMessage
 
 import ttstream
@@ -211,37 +209,6 @@ def test_an_image_given_as_a_url_is_refused_before_anything_is_sent(
     assert "URL" in str(cause)
 
 
-class ServerThread:
-    """An ASGI app served by uvicorn (websockets by wsproto) on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, lifespan="off", ws="wsproto", log_level="warning", timeout_graceful_shutdown=1
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
-        self.thread.daemon = True
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn failed to start"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 async def frames_until_closed(ws: AsyncWebSocketSession) -> tuple[list[str | bytes], int]:
     """Every data frame received, in order, and the server's close code (10 s at most)."""
     frames: list[str | bytes] = []
@@ -260,7 +227,7 @@ async def test_frames_over_a_real_loopback_websocket(
     emulator: EmulatorServer, generated: list[StreamItem]
 ) -> None:
     app = websocket_app(from_emulator(emulator), close_on_exit=True)
-    with ServerThread(app) as server:
+    with ServerThread(app, ws="wsproto") as server:
         async with (
             httpx.AsyncClient(base_url=server.url) as http,
             aconnect_ws("/ws", http, max_message_size_bytes=16 * 1024 * 1024) as ws,
@@ -278,7 +245,7 @@ async def test_a_client_that_leaves_fails_the_sink_with_websocket_disconnect(
     outcomes: list[object] = []
     slow = listed(generated * 4, pause=0.05)  # still sending when the client leaves
     app = websocket_app(slow, close_on_exit=True, outcomes=outcomes)
-    with ServerThread(app) as server:
+    with ServerThread(app, ws="wsproto") as server:
         async with (
             httpx.AsyncClient(base_url=server.url) as http,
             aconnect_ws("/ws", http, max_message_size_bytes=16 * 1024 * 1024) as ws,
