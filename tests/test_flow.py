@@ -228,3 +228,20 @@ async def test_an_exception_in_the_consumer_closes_the_response() -> None:
     with pytest.raises(RuntimeError, match="consumer"):
         await consume()
     assert body.closed
+
+
+async def test_a_204_answer_to_a_resume_stops_the_stream() -> None:
+    # WHATWG: a 204 No Content answer means the server asks the client to stop.
+    server = Server(Body(event("partial_image", 0, id="1"), error=DROP), Body())
+    answers = iter([200, 204])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = server(request)
+        status = next(answers)
+        return response if status == 200 else httpx.Response(204)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = AsyncClient("k", http_client=http, reconnect=NO_WAIT)
+    with pytest.raises(IncompleteStreamError):
+        await items(client, partial_images=1)
+    assert len(server.requests) == 2  # resumed once, then stopped: no third request

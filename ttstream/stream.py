@@ -51,6 +51,19 @@ OpenResponse: TypeAlias = Callable[[Mapping[str, str]], Awaitable[httpx.Response
 """Sends the request (with retries) with these extra headers; answers a 2xx response."""
 _T = TypeVar("_T")
 
+
+class _NoContent:
+    """The chunks of a 204 answer: none."""
+
+    def __aiter__(self) -> _NoContent:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+
+_NO_CONTENT = _NoContent()
+
 _TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
     httpx.ConnectTimeout: "connect",
     httpx.ReadTimeout: "read",
@@ -138,6 +151,7 @@ class ImageStream:
         self._reconnects = 0
         self._regenerations = 0
         self._first_break_at: float | None = None
+        self._server_said_stop = False
         self._reopen: tuple[float, dict[str, str]] | None = None
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
@@ -217,7 +231,10 @@ class ImageStream:
             await anyio.sleep(delay)
         response = self._response = await self._open_response(headers)
         self.request_id = response.headers.get("x-request-id")
-        if self._streaming:
+        if self._streaming and response.status_code == 204:
+            self._chunks = _NO_CONTENT
+            self._server_said_stop = True  # WHATWG: 204 No Content means stop reconnecting
+        elif self._streaming:
             content_type = response.headers.get("content-type", "")
             if content_type.partition(";")[0].strip().lower() != "text/event-stream":
                 raise ProtocolError(
@@ -300,7 +317,8 @@ class ImageStream:
         regenerating = not resume_id
         policy = self._policy
         if (
-            self._reconnects >= policy.max_attempts
+            self._server_said_stop
+            or self._reconnects >= policy.max_attempts
             or now - self._first_break_at > policy.budget
             or (regenerating and self._regenerations >= policy.regenerate)
         ):
