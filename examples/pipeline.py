@@ -17,13 +17,10 @@ otherwise it starts the built-in emulator in-process.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import os
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -31,6 +28,7 @@ import attrs
 from PIL import Image
 
 import ttstream
+from ttstream.emulator import api_or_emulator
 from ttstream.sinks import CallbackSink, FileSink, pump
 
 MODEL = "gpt-image-1"
@@ -110,7 +108,7 @@ async def run_one(
 
 
 async def run(
-    args: argparse.Namespace, prompts: list[str], api_key: str, base_url: str | None
+    args: argparse.Namespace, prompts: list[str], api_key: str | None, base_url: str | None
 ) -> int:
     limiter = anyio.CapacityLimiter(args.concurrency)
     results = [Result(prompt) for prompt in prompts]
@@ -141,20 +139,6 @@ def print_summary(results: list[Result], elapsed: float, out: Path) -> None:
     print(f"\n{len(results)} prompts in {elapsed:.1f}s; {files} files in {out}/")
 
 
-@contextlib.contextmanager
-def service() -> Iterator[tuple[str, str | None]]:
-    """``(api_key, base_url)``: the real API's when a key is set, else an emulator's."""
-    api_key = os.environ.get("TTAPI_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    if api_key:
-        yield api_key, None
-        return
-    from ttstream.emulator import EmulatorServer
-
-    with EmulatorServer(step_delay=0.5) as emulator:
-        print(f"No API key set: using the built-in emulator at {emulator.base_url}")
-        yield "emulator-key", emulator.base_url
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=Path, help="a text file, one prompt per line")
@@ -174,7 +158,7 @@ def main() -> int:
         if not prompts:
             parser.error(f"{args.prompts} holds no prompt")
     try:
-        with service() as (api_key, base_url):
+        with api_or_emulator(step_delay=0.5) as (api_key, base_url):
             return anyio.run(run, args, prompts, api_key, base_url)
     except KeyboardInterrupt:
         return 130

@@ -23,10 +23,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import ttstream
+from ttstream.emulator import api_or_emulator
 from ttstream.sinks import SinkError, WebSocketSink, pump
 
 MODEL = "gpt-image-1"
@@ -100,24 +100,10 @@ def create_app(*, api_key: str | None, base_url: str | None = None) -> Starlette
     )
 
 
-@contextlib.contextmanager
-def service() -> Iterator[tuple[str | None, str | None]]:
-    """``(api_key, base_url)``: the real API's when a key is set, else an emulator's."""
-    api_key = os.environ.get("TTAPI_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    if api_key:
-        yield api_key, None
-        return
-    from ttstream.emulator import EmulatorServer
-
-    with EmulatorServer(step_delay=0.5) as emulator:
-        print(f"No API key set: using the built-in emulator at {emulator.base_url}")
-        yield "emulator-key", emulator.base_url
-
-
 def serve(host: str, port: int) -> None:
     import uvicorn
 
-    with service() as (api_key, base_url):
+    with api_or_emulator(step_delay=0.5) as (api_key, base_url):
         print(f"Websocket backend at ws://{host}:{port}/ws")
         uvicorn.run(create_app(api_key=api_key, base_url=base_url), host=host, port=port)
 

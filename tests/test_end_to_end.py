@@ -22,7 +22,7 @@ from ttstream import (
     PartialImage,
     ValidationError,
 )
-from ttstream.emulator import EmulatorServer
+from ttstream.emulator import EmulatorServer, api_or_emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -357,3 +357,22 @@ async def test_a_misspelt_parameter_is_refused_by_the_server_like_the_api(
             )
     assert (info.value.status_code, info.value.param) == (400, "partial_image")
     assert info.value.code == "unknown_parameter"
+
+
+def test_api_or_emulator_leaves_a_set_key_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TTAPI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    with api_or_emulator() as (api_key, base_url):
+        assert (api_key, base_url) == (None, None)  # AsyncClient resolves URL and auth
+    assert AsyncClient(api_key, base_url=base_url).base_url == "https://api.openai.com/v1"
+
+
+@pytest.mark.usefixtures("no_keys")
+async def test_api_or_emulator_runs_the_emulator_without_a_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with api_or_emulator(step_delay=0) as (api_key, base_url):
+        assert "built-in emulator" in capsys.readouterr().out
+        async with AsyncClient(api_key, base_url=base_url) as client:
+            events = await collect(client.generate("a kite", model="gpt-image-2", size=SIZE))
+    assert isinstance(events[-1], Completed)

@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 import ttstream
+from ttstream.emulator import api_or_emulator
 from ttstream.sinks import SSERelay, pump
 
 logger = logging.getLogger("live_preview")
@@ -171,27 +171,12 @@ def create_app(*, api_key: str | None, base_url: str | None = None, keep: int = 
     )
 
 
-@contextlib.contextmanager
-def service() -> Iterator[tuple[str | None, str | None]]:
-    """``(api_key, base_url)``: the real API's when a key is set, else an in-process
-    emulator's (previews half a second apart, so they visibly stream in)."""
-    api_key = os.environ.get("TTAPI_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    if api_key:
-        yield api_key, None
-        return
-    from ttstream.emulator import EmulatorServer
-
-    with EmulatorServer(step_delay=0.5) as emulator:
-        print(f"No API key set: using the built-in emulator at {emulator.base_url}")
-        yield "emulator-key", emulator.base_url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args()
-    with service() as (api_key, base_url):
+    with api_or_emulator(step_delay=0.5) as (api_key, base_url):
         print(f"Live preview at http://{args.host}:{args.port}/")
         app = create_app(api_key=api_key, base_url=base_url)
         # Open event streams of running generations hold a graceful shutdown: 2 s at most.

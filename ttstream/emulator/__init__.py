@@ -8,6 +8,7 @@ layers imports it.
 
 - :func:`create_app` builds the Starlette application;
 - :class:`EmulatorServer` runs it on a loopback port in a background thread;
+- :func:`api_or_emulator` gives the real API when a key is set, else a running emulator;
 - :func:`main` is ``python -m ttstream.emulator`` (the foreground server).
 
 A request can ask for faults (dropped connections, error events, HTTP errors, stalls,
@@ -24,7 +25,7 @@ _EXTRA = ("starlette", "uvicorn", "PIL", "multipart", "python_multipart")
 try:
     from ._app import create_app
     from ._cli import main
-    from ._server import EmulatorServer
+    from ._server import EmulatorServer, api_or_emulator
 except ImportError as exc:  # pragma: no cover - depends on the environment
     if exc.name is None or exc.name.split(".")[0] not in _EXTRA:
         raise
@@ -32,4 +33,4 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         f"ttstream.emulator needs {exc.name!r}: pip install 'ttstream[emulator]'"
     ) from exc
 
-__all__ = ["EmulatorServer", "create_app", "main"]
+__all__ = ["EmulatorServer", "api_or_emulator", "create_app", "main"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 
 import uvicorn
@@ -13,7 +16,7 @@ from starlette.applications import Starlette
 from ._app import create_app
 from ._faults import StreamStats
 
-__all__ = ["EmulatorServer", "base_url_for", "bind_socket", "serve_forever"]
+__all__ = ["EmulatorServer", "api_or_emulator", "base_url_for", "bind_socket", "serve_forever"]
 
 _START_TIMEOUT = 10.0  # seconds to wait for the server thread to listen
 _GRACEFUL_SHUTDOWN = 1  # seconds in-flight work gets once connections are closed
@@ -186,3 +189,19 @@ class EmulatorServer:
     def __repr__(self) -> str:
         where = self.base_url if self._port is not None else "stopped"
         return f"<EmulatorServer {where}>"
+
+
+@contextlib.contextmanager
+def api_or_emulator(*, step_delay: float = 0.5) -> Iterator[tuple[str | None, str | None]]:
+    """``(api_key, base_url)`` for :class:`ttstream.AsyncClient`: ``(None, None)`` when
+    ``TTAPI_API_KEY`` or ``OPENAI_API_KEY`` is set, so the client picks the key, URL and
+    auth header from the environment itself; otherwise an :class:`EmulatorServer` runs for
+    the duration (``step_delay`` seconds between events, so previews visibly stream in),
+    and a line on stdout says so.
+    """
+    if os.environ.get("TTAPI_API_KEY") or os.environ.get("OPENAI_API_KEY"):
+        yield None, None
+        return
+    with EmulatorServer(step_delay=step_delay) as emulator:
+        print(f"No API key set: using the built-in emulator at {emulator.base_url}", flush=True)
+        yield "emulator-key", emulator.base_url
