@@ -333,19 +333,12 @@ class StreamStats:
         self._streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self._requests: OrderedDict[str, int] = OrderedDict()
         self._open = 0
-        self._started = 0
 
     @property
     def open_streams(self) -> int:
         """Stream bodies open now; 0 when no stream is in progress."""
         with self._lock:
             return self._open
-
-    @property
-    def streams_started(self) -> int:
-        """Stream bodies started since the app was created."""
-        with self._lock:
-            return self._started
 
     def stream(self, request_id: str) -> StreamRecord | None:
         """The record of the stream answered with this ``x-request-id``, or ``None``."""
@@ -369,7 +362,6 @@ class StreamStats:
     def _opened(self, request_id: str, fault: str) -> None:
         with self._lock:
             self._open += 1
-            self._started += 1
             self._streams[request_id] = StreamRecord(request_id, fault)
             while len(self._streams) > self.keep:
                 self._streams.popitem(last=False)
