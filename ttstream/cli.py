@@ -95,15 +95,14 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]
         yield args.api_key, args.base_url
         return
     try:
-        from .emulator import EmulatorServer
+        from .emulator import api_or_emulator
     except ImportError as exc:
         raise TTStreamError(
             "no API key set and the emulator is not installed: "
             "set TTAPI_API_KEY or OPENAI_API_KEY, or pip install 'ttstream[emulator]'"
         ) from exc
-    with EmulatorServer(step_delay=_EMULATOR_STEP_DELAY) as server:
-        print(f"No API key set: using the built-in emulator at {server.base_url}", flush=True)
-        yield "emulator-key", server.base_url
+    with api_or_emulator(step_delay=_EMULATOR_STEP_DELAY) as service:
+        yield service
 
 
 async def _run(args: argparse.Namespace, api_key: str | None, base_url: str | None) -> None:
