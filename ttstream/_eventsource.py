@@ -33,7 +33,7 @@ from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import ProtocolError, ValidationError
 from ._reconnect import Reconnecting, ReconnectPolicy
-from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder
+from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder, id_in_body
 
 __all__ = ["EventSource", "SourceItem"]
 
@@ -333,12 +333,15 @@ class EventSource:
         replay. Memory: the hashes of the last 64 ids."""
         key = hash(sse.id)
         if self._replaying is not None:
-            if sse.id == self._replaying:
+            if not id_in_body(sse):
+                self._replaying = None  # an event with no id of its own is new
+            elif sse.id == self._replaying:
                 self._replaying = None
                 return False
-            if sse.id and key in self._recent:
+            elif sse.id and key in self._recent:
                 return False
-            self._replaying = None  # a new event: the replay, if any, is over
+            else:
+                self._replaying = None  # a new event: the replay, if any, is over
         if sse.id and (not self._recent or self._recent[-1] != key):
             self._recent.append(key)
         return True

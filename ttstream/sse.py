@@ -1,7 +1,7 @@
 """A sans-I/O Server-Sent Events decoder: bytes in, ``ServerSentEvent`` objects out.
 
 It follows the WHATWG HTML standard, section "Server-sent events", 9.2.6 "Interpreting
-an event stream" (summarised in wire-format.md, "Server-Sent Events rules"):
+an event stream" (summarised in docs/sse.md):
 
 - the stream is UTF-8 whatever the declared charset; invalid bytes become U+FFFD and
   one leading byte order mark is stripped;
@@ -24,13 +24,24 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from httpx_sse import ServerSentEvent
 
 from ._exceptions import EventTooLargeError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "Comment", "SSEDecoder", "ServerSentEvent", "data_pieces"]
+if TYPE_CHECKING:
+    from ._eventsource import EventSource
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "Comment",
+    "EventSource",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "data_pieces",
+]
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
@@ -52,6 +63,8 @@ class Comment:
 class _Event(ServerSentEvent):
     """httpx-sse's ``ServerSentEvent``, with a ``repr`` that shows the length of long
     data instead of printing megabytes of base64 (a fault of httpx-sse's own repr)."""
+
+    _id_in_body = False  # see id_in_body()
 
     def __repr__(self) -> str:
         pieces = data_pieces(self)
@@ -84,6 +97,13 @@ class _PiecewiseEvent(_Event):
         if self._pieces is not None:
             self._joined, self._pieces = "".join(self._pieces), None
         return self._joined
+
+
+def id_in_body(sse: ServerSentEvent) -> bool:
+    """Whether an ``id`` field was taken in the body of ``sse``, at or before it: else its
+    id was inherited from an earlier body or seeded (``True`` for events the decoder did
+    not make). A replay after a resume carries its ids in its own body."""
+    return getattr(sse, "_id_in_body", True) is True
 
 
 def data_pieces(sse: ServerSentEvent) -> Sequence[str]:
@@ -141,6 +161,7 @@ class SSEDecoder:
     def _start_body(self) -> None:
         # The id of an event that never reached its blank line is forgotten.
         self._id_buffer = self._last_event_id
+        self._id_field = False  # an id field was taken in this body
         self._head: bytes | None = b""  # bytes seen while a leading BOM may be incomplete
         self._skip_lf = False  # the previous chunk ended in CR
         self._start_line()
@@ -290,7 +311,7 @@ class SSEDecoder:
         self._start_event()
         raise self._failure
 
-    def _dispatch(self) -> ServerSentEvent:
+    def _dispatch(self) -> _Event:
         """The event assembled so far. Lines of data join with LF; when one of them is
         still in pieces, the event keeps them all as pieces (a :class:`_PiecewiseEvent`)."""
         event, id, retry = self._event_type, self.last_event_id, self._event_retry
@@ -319,7 +340,10 @@ class SSEDecoder:
             # moves it (a reconnection then resumes before that event, not after it).
             self._last_event_id = self._id_buffer
             if self._data:
-                events.append(self._dispatch())
+                event = self._dispatch()
+                if self._id_field:
+                    event._id_in_body = True
+                events.append(event)
             self._start_event()
             return
         if line[0] == 0x3A:  # ":" starts a comment
@@ -345,5 +369,17 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id_buffer = value
+                self._id_field = True
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = self._event_retry = int(value)
+
+
+
+def __getattr__(name: str) -> object:
+    # ``ttstream.sse.EventSource``: the I/O layer on top of the decoder, imported lazily
+    # because it imports this module.
+    if name == "EventSource":
+        from ._eventsource import EventSource
+
+        return EventSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
