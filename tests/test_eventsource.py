@@ -128,17 +128,17 @@ async def test_a_read_timeout_mid_stream_reconnects() -> None:
 
 
 async def test_a_read_timeout_with_no_reconnection_left_is_an_api_timeout_error() -> None:
-    with ScriptedServer(Answer([b"data: a\n\n"], end="hang")) as server:
-        with pytest.raises(APITimeoutError) as info:
-            await collect(server, reconnect=no_more(), timeout=httpx.Timeout(5.0, read=0.2))
+    hang = Answer([b"data: a\n\n"], end="hang")
+    with ScriptedServer(hang) as server, pytest.raises(APITimeoutError) as info:
+        await collect(server, reconnect=no_more(), timeout=httpx.Timeout(5.0, read=0.2))
     assert info.value.timeout == "read"
     assert "127.0.0.1" in str(info.value)
 
 
 async def test_a_break_with_no_reconnection_left_is_an_api_connection_error() -> None:
-    with ScriptedServer(Answer([b"data: a\n\n"], end="abort")) as server:
-        with pytest.raises(APIConnectionError) as info:
-            await collect(server, reconnect=no_more())
+    cut = Answer([b"data: a\n\n"], end="abort")
+    with ScriptedServer(cut) as server, pytest.raises(APIConnectionError) as info:
+        await collect(server, reconnect=no_more())
     assert isinstance(info.value.__cause__, httpx.TransportError)
 
 
@@ -152,18 +152,16 @@ async def test_204_stops_for_good() -> None:
 @pytest.mark.parametrize("status", [400, 404, 500])
 async def test_an_http_error_is_typed_and_never_reconnected(status: int) -> None:
     error = Answer([b'{"error": {"message": "no"}}'], status=status, headers=())
-    with ScriptedServer(error) as server:
-        with pytest.raises(APIStatusError) as info:
-            await collect(server, reconnect=no_more(5))
+    with ScriptedServer(error) as server, pytest.raises(APIStatusError) as info:
+        await collect(server, reconnect=no_more(5))
     assert info.value.status_code == status
     assert len(server.requests) == 1
 
 
 async def test_a_wrong_content_type_is_a_protocol_error_and_never_reconnected() -> None:
     wrong = Answer([b"{}"], headers=(("Content-Type", "application/json"),))
-    with ScriptedServer(wrong) as server:
-        with pytest.raises(ProtocolError, match="application/json"):
-            await collect(server, reconnect=no_more(5))
+    with ScriptedServer(wrong) as server, pytest.raises(ProtocolError, match="application/json"):
+        await collect(server, reconnect=no_more(5))
     assert len(server.requests) == 1
 
 
@@ -216,9 +214,10 @@ async def test_restart_drops_the_connection_and_resumes_at_once() -> None:
     first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
     with ScriptedServer(first, Answer([b"id: 2\ndata: b\n\n"])) as server:
         got: list[Any] = []
-        async with httpx.AsyncClient() as http, EventSource(
-            http, "GET", server.url, reconnect=no_more()
-        ) as source:
+        async with (
+            httpx.AsyncClient() as http,
+            EventSource(http, "GET", server.url, reconnect=no_more()) as source,
+        ):
             async for item in source:
                 got.append(item)
                 if summary([item]) == [("message", "a", "1")]:
@@ -232,21 +231,23 @@ async def test_restart_interrupts_a_read_in_another_task() -> None:
     first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
     with ScriptedServer(first, Answer([b"id: 2\ndata: b\n\n"])) as server:
         got: list[Any] = []
-        async with httpx.AsyncClient() as http, EventSource(
-            http, "GET", server.url, reconnect=no_more()
-        ) as source:
-            async with anyio.create_task_group() as tasks:
+        first_arrived = anyio.Event()
+        async with (
+            httpx.AsyncClient() as http,
+            EventSource(http, "GET", server.url, reconnect=no_more()) as source,
+            anyio.create_task_group() as tasks,
+        ):
 
-                async def read_all() -> None:
-                    async for item in source:
-                        got.append(item)
+            async def read_all() -> None:
+                async for item in source:
+                    got.append(item)
+                    first_arrived.set()
 
-                tasks.start_soon(read_all)
-                with anyio.fail_after(5):
-                    while not got:
-                        await anyio.sleep(0.01)
-                await anyio.sleep(0.1)  # the reader now waits on the hung body
-                source.restart()
+            tasks.start_soon(read_all)
+            with anyio.fail_after(5):
+                await first_arrived.wait()
+            await anyio.sleep(0.1)  # the reader now waits on the hung body
+            source.restart()
     assert summary(got) == [("message", "a", "1"), ("reconnect", "1"), ("message", "b", "2")]
 
 
@@ -307,9 +308,10 @@ async def test_memory_stays_flat_over_ten_thousand_events_with_ids() -> None:
 
     async def peak(count: int) -> int:
         with ScriptedServer(body(count)) as server:
-            async with httpx.AsyncClient() as http, EventSource(
-                http, "GET", server.url, reconnect=no_more()
-            ) as source:
+            async with (
+                httpx.AsyncClient() as http,
+                EventSource(http, "GET", server.url, reconnect=no_more()) as source,
+            ):
                 gc.collect()
                 tracemalloc.start()
                 n = 0

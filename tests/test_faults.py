@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.helpers import assert_no_stream_open
 from ttstream import (
     APIStatusError,
     APITimeoutError,
@@ -50,13 +51,9 @@ def server() -> Iterator[EmulatorServer]:
 
 @pytest.fixture(autouse=True)
 def no_stream_left_open(server: EmulatorServer) -> Iterator[None]:
-    """Every test ends with no stream open on the server (polled briefly: the server
-    notices a closed connection a moment after the client closes it)."""
+    """Every test ends with no stream open on the server."""
     yield
-    deadline = time.monotonic() + 1.0
-    while server.stream_stats.open_streams and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.stream_stats.open_streams == 0, "a stream was left open"
+    assert_no_stream_open(server)
 
 
 def unique(spec: str) -> str:

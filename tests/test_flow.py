@@ -1,9 +1,11 @@
-"""Reconnection, the overall deadline and cancellation of ImageStream (DESIGN.md,
-"Semantics worth getting right"), over httpx.MockTransport bodies that break or stall."""
+"""Reconnection, the overall deadline and cancellation of ImageStream
+(docs/reconnection.md), over httpx.MockTransport bodies that break or stall, and over a
+scripted loopback server."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.scripted_server import Answer, ScriptedServer
 from ttstream import (
     APITimeoutError,
     AsyncClient,
@@ -247,3 +250,91 @@ async def test_a_204_answer_to_a_resume_stops_the_stream() -> None:
     with pytest.raises(IncompleteStreamError):
         await items(client, partial_images=1)
     assert len(server.requests) == 2  # resumed once, then stopped: no third request
+
+
+# Over a scripted loopback server: re-entry, replays, edits read once, the end.
+
+
+async def scripted_items(server: ScriptedServer, **params: Any) -> list[StreamItem]:
+    reconnect = params.pop("reconnect", NO_WAIT)
+    async with (
+        AsyncClient("k", base_url=server.url + "/v1", reconnect=reconnect) as client,
+        client.generate("a cat", **params) as stream,
+    ):
+        return [item async for item in stream]
+
+
+async def test_a_stream_used_again_raises_and_sends_nothing() -> None:
+    answer = Answer([event("partial_image", 0), event("completed")])
+    with ScriptedServer(answer) as server:
+        async with AsyncClient("k", base_url=server.url + "/v1") as client:
+            stream = client.generate("a cat", partial_images=1)
+            async with stream:
+                assert kinds([item async for item in stream]) == ["partial", "completed"]
+            with pytest.raises(TTStreamError, match="already ended"):
+                await stream.__aenter__()
+            with pytest.raises(TTStreamError, match="already ended"):
+                await stream.__anext__()
+    assert len(server.requests) == 1
+
+
+async def test_a_constant_id_on_every_event_delivers_the_final_image() -> None:
+    # A gateway that sends its job id on every event: within one body, never a replay.
+    body = [event("partial_image", 0, id="gen_abc"), event("partial_image", 1, id="gen_abc")]
+    answer = Answer([*body, event("completed", id="gen_abc")])
+    with ScriptedServer(answer) as server:
+        got = await scripted_items(server, partial_images=2)
+    assert kinds(got) == ["partial", "partial", "completed"]
+    assert len(server.requests) == 1
+
+
+async def test_one_id_then_none_delivers_every_event() -> None:
+    answer = Answer([event("partial_image", 0, id="job-1"), event("completed")])
+    with ScriptedServer(answer) as server:
+        got = await scripted_items(server, partial_images=1)
+    assert kinds(got) == ["partial", "completed"]
+
+
+async def test_a_resume_that_replays_two_events_delivers_each_once() -> None:
+    first = Answer([event("partial_image", i, id=str(i)) for i in range(3)] + [0.05], end="abort")
+    replay = [event("partial_image", i, id=str(i)) for i in (1, 2)]
+    resumed = Answer([*replay, event("completed", id="3")])
+    with ScriptedServer(first, resumed) as server:
+        got = await scripted_items(server, partial_images=3)
+    assert kinds(got) == ["partial"] * 3 + ["reconnecting", "completed"]
+    assert [item.index for item in got if isinstance(item, PartialImage)] == [0, 1, 2]
+    assert server.requests[1].headers["last-event-id"] == "2"
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        [b": keep-alive\n\n", 0.2, b": keep-alive\n\n"],
+        [b"data: [DONE]\n\n"],
+        [event("completed")],  # a second final for n=1
+    ],
+    ids=["keep-alive", "done-marker", "second-completed"],
+)
+async def test_the_stream_ends_at_the_last_expected_image(after: list[bytes | float]) -> None:
+    answer = Answer([event("completed"), *after], end="hang")
+    with ScriptedServer(answer) as server:
+        with anyio.fail_after(5):
+            got = await scripted_items(server)
+    assert kinds(got) == ["completed"]
+
+
+async def test_an_edit_from_a_file_object_sends_the_same_bytes_on_each_regeneration() -> None:
+    cut = Answer([event("partial_image", 0).replace(b"generation", b"edit"), 0.05], end="abort")
+    done = Answer([event("completed").replace(b"generation", b"edit")])
+    image = io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    with ScriptedServer(cut, cut, done) as server:
+        policy = ReconnectPolicy(delay=0.0, regenerate=2)
+        async with AsyncClient("k", base_url=server.url + "/v1", reconnect=policy) as client:
+            stream = client.edit("a hat", images=image, partial_images=1)
+            async with stream:
+                got = [item async for item in stream]
+    assert kinds(got) == ["partial", "reconnecting", "partial", "reconnecting", "completed"]
+    bodies = [request.body for request in server.requests]
+    assert len(bodies) == 3
+    assert bodies[0] == bodies[1] == bodies[2]
+    assert image.getvalue() in bodies[0]

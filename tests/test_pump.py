@@ -11,6 +11,7 @@ import anyio
 import pytest
 from PIL import Image
 
+from tests.helpers import assert_no_stream_open
 from ttstream import (
     AsyncClient,
     Completed,
@@ -273,3 +274,80 @@ async def test_pump_stops_reading_once_every_sink_is_detached(policy: str) -> No
         await pump(source, Recorder(fail_on=0), Recorder(fail_on=1), policy=policy)  # type: ignore[arg-type]
     assert len(source.yielded) < 10
     assert source.closed == 1
+
+
+# Every wait bounded: sinks that never return, the deadline, KeyboardInterrupt.
+
+
+class Stuck:
+    """A sink whose ``send`` (or ``aclose``) never returns until cancelled."""
+
+    def __init__(self, *, in_send: bool) -> None:
+        self.in_send = in_send
+        self.sent = 0
+
+    async def send(self, item: StreamItem) -> None:
+        self.sent += 1
+        if self.in_send:
+            await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        if not self.in_send:
+            await anyio.sleep_forever()
+
+
+@pytest.fixture
+def short_cleanup(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr("ttstream._bounds.CLEANUP_TIMEOUT", 0.2)
+    return 0.2
+
+
+@pytest.mark.parametrize("in_send", [True, False], ids=["send", "aclose"])
+async def test_a_stuck_sink_does_not_make_pump_uncancellable(
+    in_send: bool, short_cleanup: float
+) -> None:
+    source = Source(*ALL, pause=0.2)
+    started = anyio.current_time()
+    with anyio.move_on_after(0.3) as scope:
+        await pump(source, Stuck(in_send=in_send), Recorder())
+    assert scope.cancelled_caught
+    assert anyio.current_time() - started < 0.3 + 3 * short_cleanup + 0.5
+    assert source.closed == 1
+
+
+async def test_a_sink_stuck_in_send_is_detached_at_the_streams_deadline(
+    short_cleanup: float,
+) -> None:
+    with EmulatorServer(step_delay=0.05) as server:
+        client = AsyncClient("k", base_url=server.base_url, deadline=1.0)
+        stuck, recorder = Stuck(in_send=True), Recorder()
+        started = anyio.current_time()
+        async with client:
+            stream = client.generate("a kite", model="gpt-image-2", partial_images=3, size="64x48")
+            with pytest.raises(SinkError) as info:
+                await pump(stream, stuck, recorder)
+        elapsed = anyio.current_time() - started
+        assert elapsed < 1.0 + 3 * short_cleanup + 1
+        assert [sink for sink, _ in info.value.failures] == [stuck]
+        assert isinstance(info.value.failures[0][1], TimeoutError)
+        assert_no_stream_open(server)  # the API connection was released
+
+
+async def test_a_sink_stuck_in_aclose_is_abandoned_after_the_bound(short_cleanup: float) -> None:
+    stuck = Stuck(in_send=False)
+    with pytest.raises(SinkError) as info:
+        with anyio.fail_after(2):
+            await pump(Source(*ALL), stuck, Recorder())
+    assert isinstance(info.value.failures[0][1], TimeoutError)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_keyboard_interrupt_in_a_sink_leaves_pump_as_itself(backend: str) -> None:
+    async def interrupted(item: StreamItem) -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        await pump(Source(*ALL), CallbackSink(interrupted), Recorder())
+
+    with pytest.raises(KeyboardInterrupt):
+        anyio.run(main, backend=backend)

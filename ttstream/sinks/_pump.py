@@ -30,7 +30,7 @@ import contextlib
 import math
 import sys
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterable, Iterator, Sequence
 from typing import Literal, Protocol
 
 import anyio
@@ -154,12 +154,17 @@ async def _feed(
     outbox: _Outbox,
     failures: list[tuple[Sink, BaseException]],
     stream_errors: list[Exception],
+    stuck: list[Sink],
 ) -> None:
     """Feeds one sink from its buffer, tells it if the stream failed, then closes it
-    exactly once (shielded)."""
+    exactly once (shielded, bounded). A sink cancelled inside ``send`` goes to ``stuck``."""
     try:
         while (item := await outbox.get()) is not None:
-            await sink.send(item)
+            try:
+                await sink.send(item)
+            except anyio.get_cancelled_exc_class():
+                stuck.append(sink)
+                raise
         fail = getattr(sink, "fail", None)
         if stream_errors and fail is not None:
             await fail(stream_errors[0])
@@ -216,17 +221,15 @@ async def pump(
     completed: list[Completed] = []
     stream_errors: list[Exception] = []  # the stream's own error, for the sinks' fail()
     items = stream.__aiter__()
-    busy: set[int] = set()  # sinks whose task has not finished
+    stuck: list[Sink] = []  # sinks cancelled inside send()
     try:
-        with _unwrapped_group(), anyio.move_on_at(_deadline_of(stream)) as deadline:
+        with _unwrapped_group(), anyio.CancelScope(deadline=_deadline_of(stream)) as deadline:
             async with anyio.create_task_group() as tasks:
-                for i, (sink, outbox) in enumerate(zip(sinks, outboxes, strict=True)):
-                    busy.add(i)
-                    tasks.start_soon(
-                        _tracked, i, busy, _feed(sink, outbox, failures, stream_errors)
-                    )
+                for sink, outbox in zip(sinks, outboxes, strict=True):
+                    tasks.start_soon(_feed, sink, outbox, failures, stream_errors, stuck)
                 try:
                     async for item in items:
+                        deadline.deadline = _deadline_of(stream)  # known once it started
                         if isinstance(item, Completed):
                             completed.append(item)
                         for outbox in outboxes:
@@ -238,11 +241,12 @@ async def pump(
                 finally:
                     for outbox in outboxes:
                         outbox.end()
-        if deadline.cancelled_caught:
-            late = [sink for i, sink in enumerate(sinks) if i in busy]
-            if not late and not stream_errors:
-                raise APITimeoutError("the stream's deadline passed", timeout="deadline")
-            failures.extend((sink, _SinkTimeout()) for sink in late)
+        if deadline.cancelled_caught and stuck:
+            # The deadline passed while a sink was busy: the sink is the culprit.
+            failures.extend((sink, _SinkTimeout()) for sink in stuck)
+            stream_errors[:] = [e for e in stream_errors if not _is_deadline(e)]
+        elif deadline.cancelled_caught and not stream_errors:
+            raise APITimeoutError("the stream's deadline passed", timeout="deadline")
     finally:
         for closable in (items,) if items is stream else (items, stream):
             aclose = getattr(closable, "aclose", None)
@@ -255,12 +259,8 @@ async def pump(
     return completed
 
 
-async def _tracked(index: int, busy: set[int], feeding: Awaitable[None]) -> None:
-    """Runs one sink's feeding; its index leaves ``busy`` when it is done."""
-    try:
-        await feeding
-    finally:
-        busy.discard(index)
+def _is_deadline(error: Exception) -> bool:
+    return isinstance(error, APITimeoutError) and error.timeout == "deadline"
 
 
 def _deadline_of(stream: object) -> float:
