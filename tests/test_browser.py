@@ -17,6 +17,7 @@ it never downloads a driver or a browser.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -295,8 +296,14 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
     # image came (a page that got everything at the end would show them together).
     assert state["finalShownAt"] - state["firstPreviewAt"] > 1000 * FIRST_PREVIEW_PAUSE
     assert text(browser, "status") == "Done"
-    assert text(browser, "meta").startswith(size.replace("x", " \N{MULTIPLICATION SIGN} ") + " · ")
-    assert " tokens · " in text(browser, "meta")
+    shown_size, tokens = text(browser, "meta").split(" · ")  # not cut short by an ellipsis
+    assert shown_size == size.replace("x", " \N{MULTIPLICATION SIGN} ")
+    assert re.fullmatch(r"[0-9,]+ tokens", tokens)
+    assert browser.execute_script(
+        "const m = document.getElementById('meta');return m.scrollWidth <= m.clientWidth"
+    )
+    size_text = browser.execute_script("return document.getElementById('download').textContent")
+    assert re.fullmatch(r"\s*Download [0-9.]+ (KiB|MiB)", size_text)
     assert text(browser, "elapsed").startswith("in ")
     # While waiting for the first preview, the elapsed time counted up.
     waiting = [
@@ -358,6 +365,7 @@ def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
     pill = browser.find_element("id", "connection")
     assert pill.is_displayed()
     assert pill.text == "Reconnecting…"
+    until(browser, FADED_IN)
     screenshot(browser, "reconnecting")
     until(browser, "window.livePreview.finalShown")
     state = browser.execute_script("return window.livePreview")
