@@ -266,6 +266,8 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
     url, faults, requests = page
     faults.spec = f"stall={FIRST_PREVIEW_PAUSE}"  # the first preview fades in fully
     open_page(browser, url, viewport)
+    if size == "1024x1024":
+        screenshot(browser, f"{viewport}-idle")
     browser.execute_script(WATCH_STATUS_BAR)
     generate(browser, "a lighthouse at dusk", size)
 
@@ -375,3 +377,22 @@ def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
     events = [path for method, path, _ in requests.seen if path.endswith("/events")]
     assert len(events) == 2
     assert len(set(events)) == 1  # the same generation, resumed: not a new one
+
+
+def test_the_page_says_when_the_server_resumes_its_stream_from_the_api(
+    page: tuple[str, Faults, Requests], browser: Any
+) -> None:
+    url, faults, _ = page
+    # The emulator cuts the API stream after its second event, once; ttstream resumes it.
+    faults.spec = "ids;drop-after=2;times=1;key=api-resume"
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1536x1024")
+    until(browser, "window.livePreview.finalShown")
+    until(browser, FADED_IN)
+    state = browser.execute_script("return window.livePreview")
+    assert state["errors"] == []
+    assert len(state["notices"]) == 2, state["notices"]
+    assert state["notices"][0].startswith("API connection lost · ")
+    assert state["notices"][1] == "API connection back"
+    assert browser.find_element("id", "connection").text == "API connection back"
+    screenshot(browser, "api-resumed")
