@@ -7,16 +7,19 @@ test types a prompt, presses Generate and checks what a user sees: the elapsed t
 while waiting, the previews and then the final image in the same frame, scaled to fit
 the viewport with no scrollbars, the size and tokens, a download link to the final
 image's bytes, human error text, the reconnect indicator, and no request answered 404
-(the favicon is inline). Screenshots go to artifacts/live_preview-*.png.
+(the favicon is inline). Screenshots go to artifacts/live_preview-*.png. The error
+sentences the server puts in its error events are checked without a browser.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package; skipped
-without them. Selenium is pointed at /usr/bin/chromedriver and the system Chromium, so
-it never downloads a driver or a browser.
+The browser tests need Debian's ``chromium`` and ``chromium-driver`` and the ``selenium``
+package; they are skipped, with that reason, without them. Selenium is pointed at
+/usr/bin/chromedriver and the system Chromium, so it never downloads a driver or a
+browser.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import tempfile
@@ -25,11 +28,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn_thread import ServerThread
 
+import ttstream
 from ttstream.emulator import create_app as create_emulator
+from ttstream.sse import SSEDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -52,17 +58,16 @@ FIRST_PREVIEW_PAUSE = 0.5  # seconds more after the first preview: the crossfade
 VIEWPORTS = {"desktop": (1366, 900, False), "phone": (390, 844, True)}
 WAIT = 15  # seconds any one step may take
 
-pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None or not CHROMEDRIVER.exists(),
-        reason="needs Debian's chromium and chromium-driver "
-        "(apt-get install chromium chromium-driver)",
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("selenium") is None,
-        reason="needs selenium (pip install selenium)",
-    ),
-]
+
+def missing() -> str | None:
+    """Why the browser tests cannot run here, or ``None``."""
+    if CHROMIUM is None or not CHROMEDRIVER.exists():
+        return (
+            "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        )
+    if importlib.util.find_spec("selenium") is None:
+        return "needs selenium (pip install selenium)"
+    return None
 
 
 def load_example() -> ModuleType:
@@ -145,6 +150,9 @@ def page(servers: tuple[str, Faults, Requests]) -> tuple[str, Faults, Requests]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -261,7 +269,7 @@ def assert_fits(geometry: dict[str, Any], viewport: str) -> None:
 @pytest.mark.parametrize("size", ["1024x1024", "1536x1024"])
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
-    page: tuple[str, Faults, Requests], browser: Any, viewport: str, size: str
+    browser: Any, page: tuple[str, Faults, Requests], viewport: str, size: str
 ) -> None:
     url, faults, requests = page
     faults.spec = f"stall={FIRST_PREVIEW_PAUSE}"  # the first preview fades in fully
@@ -338,7 +346,7 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
 
 
 def test_a_failed_generation_is_told_in_a_sentence_not_a_repr(
-    page: tuple[str, Faults, Requests], browser: Any
+    browser: Any, page: tuple[str, Faults, Requests]
 ) -> None:
     url, faults, _ = page
     faults.spec = "error-nested"
@@ -357,7 +365,7 @@ def test_a_failed_generation_is_told_in_a_sentence_not_a_repr(
 
 
 def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
-    page: tuple[str, Faults, Requests], browser: Any
+    browser: Any, page: tuple[str, Faults, Requests]
 ) -> None:
     url, _, requests = page
     requests.drop_events = True
@@ -380,7 +388,7 @@ def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
 
 
 def test_the_page_says_when_the_server_resumes_its_stream_from_the_api(
-    page: tuple[str, Faults, Requests], browser: Any
+    browser: Any, page: tuple[str, Faults, Requests]
 ) -> None:
     url, faults, _ = page
     # The emulator cuts the API stream after its second event, once; ttstream resumes it.
@@ -396,3 +404,71 @@ def test_the_page_says_when_the_server_resumes_its_stream_from_the_api(
     assert state["notices"][1] == "API connection back"
     assert browser.find_element("id", "connection").text == "API connection back"
     screenshot(browser, "api-resumed")
+
+
+# The sentences of the error events, without a browser.
+
+HOST = "api.example"
+
+
+@pytest.mark.parametrize(
+    ("error", "sentence"),
+    [
+        (
+            ttstream.APITimeoutError("read timed out: ReadTimeout('')", timeout="read"),
+            f"{HOST} did not answer in time (the read timeout ran out).",
+        ),
+        (
+            ttstream.APIConnectionError(
+                "connection failed: ConnectError('All connection attempts failed')"
+            ),
+            f"The connection to {HOST} failed before the final image. Try again.",
+        ),
+        (
+            ttstream.APIStatusError(
+                "Billing hard limit has been reached", status_code=400, code="billing_limit"
+            ),
+            f"{HOST} refused the request (HTTP 400): Billing hard limit has been reached",
+        ),
+        (
+            ttstream.StreamError("Your request was rejected.", code="moderation_blocked"),
+            f"{HOST} could not make this image: Your request was rejected.",
+        ),
+        (
+            ttstream.IncompleteStreamError("the body ended after 2 events"),
+            f"{HOST} ended the stream before the final image. Try again.",
+        ),
+        (
+            ttstream.MalformedEventError("not JSON", event="image_generation.completed"),
+            f"{HOST} sent an answer this page could not read. Try again.",
+        ),
+        (
+            RuntimeError("database password is hunter2"),
+            "This server hit an unexpected error; its log has the details.",
+        ),
+    ],
+)
+def test_describe_tells_a_failure_in_a_sentence_from_the_errors_fields(
+    error: BaseException, sentence: str
+) -> None:
+    assert load_example().describe(error, HOST) == sentence
+
+
+@pytest.mark.anyio
+async def test_the_page_relay_sends_that_sentence_in_its_error_event() -> None:
+    relay = load_example().PageRelay(HOST)
+    await relay.fail(ttstream.StreamError("Your request was rejected.", code="blocked"))
+    transport = httpx.ASGITransport(app=relay)
+    async with httpx.AsyncClient(transport=transport, base_url="http://page") as client:
+        response = await client.get("/events")
+    frames = list(SSEDecoder().feed(response.content))
+    assert [(frame.event, json.loads(frame.data)) for frame in frames] == [
+        (
+            "error",
+            {
+                "type": "error",
+                "message": f"{HOST} could not make this image: Your request was rejected.",
+            },
+        )
+    ]
+    assert "retry: 1000" in response.text

@@ -65,7 +65,7 @@ def describe(error: BaseException, host: str) -> str:
     if isinstance(error, ttstream.IncompleteStreamError):
         return f"{host} ended the stream before the final image. Try again."
     if isinstance(error, ttstream.TTStreamError):
-        return f"{host} sent an answer that could not be read ({type(error).__name__})."
+        return f"{host} sent an answer this page could not read. Try again."
     return "This server hit an unexpected error; its log has the details."
 
 
