@@ -1,19 +1,26 @@
 """The live preview example in a real browser: headless Chromium driven by Selenium.
 
-The example app (examples/live_preview/app.py) is served by uvicorn on a loopback port
-with an in-process emulator; Chromium types a prompt, presses Generate, and the test
-waits for a preview and then the final image, shown at its natural size. A screenshot
-goes to artifacts/live_preview.png (and one taken at the first preview to
-artifacts/live_preview_first_preview.png).
+The example app (examples/live_preview/app.py) is served by uvicorn on a loopback port,
+talking to an emulator on another; one Chromium serves every test of this module. At a
+desktop (1366x900) and a phone (390x844) viewport, for square and landscape images, the
+test types a prompt, presses Generate and checks what a user sees: the elapsed time
+while waiting, the previews and then the final image in the same frame, scaled to fit
+the viewport with no scrollbars, the size and tokens, a download link to the final
+image's bytes, human error text, the reconnect indicator, and no request answered 404
+(the favicon is inline). Screenshots go to artifacts/live_preview-*.png. The error
+sentences the server puts in its error events are checked without a browser.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package; skipped
-without them. Selenium is pointed at /usr/bin/chromedriver and the system Chromium, so
-it never downloads a driver or a browser.
+The browser tests need Debian's ``chromium`` and ``chromium-driver`` and the ``selenium``
+package; they are skipped, with that reason, without them. Selenium is pointed at
+/usr/bin/chromedriver and the system Chromium, so it never downloads a driver or a
+browser.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,10 +28,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn_thread import ServerThread
 
-from ttstream.emulator import EmulatorServer
+import ttstream
+from ttstream.emulator import create_app as create_emulator
+from ttstream.sse import SSEDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -40,21 +51,23 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
-    "--window-size=1200,1700",  # room for the page with a 1024x1024 image
+    "--hide-scrollbars",  # screenshots without them; the test measures overflow itself
 ]
-SIZE = "1024x1024"
+STEP_DELAY = 0.1  # seconds the emulator waits before each event
+FIRST_PREVIEW_PAUSE = 0.5  # seconds more after the first preview: the crossfade ends
+VIEWPORTS = {"desktop": (1366, 900, False), "phone": (390, 844, True)}
+WAIT = 15  # seconds any one step may take
 
-pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None or not CHROMEDRIVER.exists(),
-        reason="needs Debian's chromium and chromium-driver "
-        "(apt-get install chromium chromium-driver)",
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("selenium") is None,
-        reason="needs selenium (pip install selenium)",
-    ),
-]
+
+def missing() -> str | None:
+    """Why the browser tests cannot run here, or ``None``."""
+    if CHROMIUM is None or not CHROMEDRIVER.exists():
+        return (
+            "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        )
+    if importlib.util.find_spec("selenium") is None:
+        return "needs selenium (pip install selenium)"
+    return None
 
 
 def load_example() -> ModuleType:
@@ -69,69 +82,393 @@ def load_example() -> ModuleType:
     return module
 
 
-@pytest.fixture
-def app_url() -> Iterator[str]:
+class Faults:
+    """In front of the emulator: while ``spec`` is set, every request asks for those
+    faults (the ``X-Emulator-Fault`` header)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.spec: str | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.spec is not None:
+            headers = [h for h in scope["headers"] if h[0].lower() != b"x-emulator-fault"]
+            scope = {**scope, "headers": [*headers, (b"x-emulator-fault", self.spec.encode())]}
+        await self.app(scope, receive, send)
+
+
+class Requests:
+    """In front of the example app: records ``(method, path, status)`` of every answer,
+    and, when ``drop_events`` is set, cuts the next events stream after its first image
+    event (the browser sees its connection break, as when a proxy restarts)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str, int]] = []
+        self.drop_events = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        drop = self.drop_events and scope["path"].endswith("/events")
+        self.drop_events = self.drop_events and not drop
+        cut = False
+
+        async def recording_send(message: Message) -> None:
+            nonlocal cut
+            if message["type"] == "http.response.start":
+                self.seen.append((scope["method"], scope["path"], message["status"]))
+            if cut:
+                raise OSError("cut by the test")  # the relay takes it as a browser gone
+            await send(message)
+            cut = drop and b"event: partial_image" in message.get("body", b"")
+
+        # An answer left unfinished makes uvicorn close the connection.
+        await self.app(scope, receive, recording_send)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[str, Faults, Requests]]:
     example = load_example()
-    with EmulatorServer(step_delay=0.3) as emulator:
-        app = example.create_app(api_key="emulator-key", base_url=emulator.base_url)
-        with ServerThread(app, lifespan="on") as server:
-            yield server.url
+    faults = Faults(create_emulator(step_delay=STEP_DELAY, api_key="emulator-key"))
+    with ServerThread(faults) as emulator:
+        app = example.create_app(api_key="emulator-key", base_url=f"{emulator.url}/v1")
+        requests = Requests(app)
+        with ServerThread(requests, lifespan="on") as server:
+            yield server.url, faults, requests
 
 
 @pytest.fixture
+def page(servers: tuple[str, Faults, Requests]) -> tuple[str, Faults, Requests]:
+    _, faults, requests = servers
+    faults.spec = None
+    requests.seen.clear()
+    requests.drop_events = False
+    return servers
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     assert CHROMIUM is not None
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     with tempfile.TemporaryDirectory(prefix="ttstream-chromium-") as profile:
         for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         try:
             driver.set_page_load_timeout(10)
+            driver.set_script_timeout(10)
             yield driver
         finally:
             driver.quit()
 
 
-def test_live_preview_shows_previews_then_the_final_image_at_natural_size(
-    app_url: str, browser: Any
-) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+def open_page(browser: Any, url: str, viewport: str) -> None:
+    """Loads the page at one of ``VIEWPORTS`` (exact CSS pixels, as a phone reports)."""
+    width, height, mobile = VIEWPORTS[viewport]
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+    browser.get(url)
+    browser.get_log("browser")  # start each test with an empty console
+    assert browser.execute_script("return [innerWidth, innerHeight]") == [width, height]
 
-    browser.get(app_url)
-    browser.find_element(By.ID, "prompt").send_keys("a lighthouse at dusk")
-    Select(browser.find_element(By.ID, "size")).select_by_visible_text(SIZE)
+
+def generate(browser: Any, prompt: str, size: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.find_element(By.ID, "prompt").send_keys(prompt)
+    Select(browser.find_element(By.ID, "size")).select_by_value(size)
     browser.find_element(By.ID, "generate").click()
 
-    def shown(key: str) -> Any:
-        return lambda driver: driver.execute_script(f"return window.livePreview.{key}")
 
-    WebDriverWait(browser, 15).until(shown("previewsShown"))
-    assert browser.find_element(By.ID, "preview").is_displayed()
+def until(browser: Any, script: str) -> Any:
+    """Polls the JavaScript expression ``script`` until it is truthy; returns its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT, poll_frequency=0.02)
+    return wait.until(lambda driver: driver.execute_script(f"return {script}"))
+
+
+# Records every (status, elapsed) pair the status bar shows, as window.statusBar.
+WATCH_STATUS_BAR = """
+window.statusBar = [];
+const bar = document.querySelector('.statusbar');
+const text = (id) => document.getElementById(id).innerText;
+new MutationObserver(() => window.statusBar.push([text('status'), text('elapsed')]))
+  .observe(bar, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def text(browser: Any, element_id: str) -> str:
+    return str(browser.execute_script(f"return document.getElementById('{element_id}').innerText"))
+
+
+def screenshot(browser: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(ARTIFACTS / "live_preview_first_preview.png"))
-    WebDriverWait(browser, 15).until(shown("finalShown"))
+    assert browser.save_screenshot(str(ARTIFACTS / f"live_preview-{name}.png"))
+
+
+# The image on top of the frame and where it is drawn: an <img> with object-fit:
+# contain draws its picture centred in its box, scaled by the smaller of the two ratios.
+GEOMETRY = """
+const frame = document.getElementById('frame');
+const shown = [...frame.querySelectorAll('img.shown')];
+const img = shown[0];
+const box = img.getBoundingClientRect();
+const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+const [w, h] = [img.naturalWidth * scale, img.naturalHeight * scale];
+return {
+  shown: shown.length, id: img.id, src: img.currentSrc, fit: getComputedStyle(img).objectFit,
+  natural: [img.naturalWidth, img.naturalHeight],
+  box: [box.left, box.top, box.width, box.height],
+  drawn: [box.left + (box.width - w) / 2, box.top + (box.height - h) / 2, w, h],
+  withSrc: [...document.querySelectorAll('img[src]')].filter((i) => frame.contains(i)).length,
+  images: document.querySelectorAll('img').length,
+  scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+  client: [document.documentElement.clientWidth, document.documentElement.clientHeight],
+};
+"""
+
+FADED_IN = "getComputedStyle(document.querySelector('#frame img.shown')).opacity === '1'"
+
+
+def assert_inside(rect: list[float], width: int, height: int, slack: float = 0.0) -> None:
+    left, top, w, h = rect
+    assert min(left, top) >= 0, rect
+    assert left + w <= width + slack, rect
+    assert top + h <= height + slack, rect
+
+
+def assert_fits(geometry: dict[str, Any], viewport: str) -> None:
+    """The drawn image lies inside the viewport, aspect ratio kept, and fills most of it;
+    the page does not scroll."""
+    width, height, _ = VIEWPORTS[viewport]
+    assert geometry["fit"] == "contain"
+    assert geometry["scroll"] == geometry["client"] == [width, height]  # no scrollbars
+    assert_inside(geometry["box"], width, height)
+    assert_inside(geometry["drawn"], width, height, slack=0.5)  # sub-pixel rounding
+    _, _, w, h = geometry["drawn"]
+    natural_w, natural_h = geometry["natural"]
+    assert w / h == pytest.approx(natural_w / natural_h, rel=1e-3)
+    # Not a thumbnail: the limiting side spans most of the viewport.
+    assert w >= 0.85 * width or h >= 0.6 * height, geometry
+
+
+@pytest.mark.parametrize("size", ["1024x1024", "1536x1024"])
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
+    browser: Any, page: tuple[str, Faults, Requests], viewport: str, size: str
+) -> None:
+    url, faults, requests = page
+    faults.spec = f"stall={FIRST_PREVIEW_PAUSE}"  # the first preview fades in fully
+    open_page(browser, url, viewport)
+    if size == "1024x1024":
+        screenshot(browser, f"{viewport}-idle")
+    browser.execute_script(WATCH_STATUS_BAR)
+    generate(browser, "a lighthouse at dusk", size)
+
+    until(browser, "window.livePreview.previewsShown")
+    until(browser, FADED_IN)
+    preview = browser.execute_script(GEOMETRY)
+    assert preview["src"].startswith("data:image/png;base64,")
+    assert_fits(preview, viewport)
+    assert text(browser, "status").startswith("Preview ")
+    screenshot(browser, f"{viewport}-{size}-preview")
+
+    until(browser, "window.livePreview.finalShown")
+    # The crossfade ends with the final image alone in the frame.
+    until(browser, "document.querySelectorAll('#frame img[src]').length === 1")
+    until(browser, FADED_IN)
+    final = browser.execute_script(GEOMETRY)
+    assert final["natural"] == [int(n) for n in size.split("x")]
+    assert final["src"].startswith("blob:")
+    assert final["shown"] == final["withSrc"] == 1
+    assert final["images"] == 3  # the logo and the frame's two layers: no other image
+    assert final["box"] == preview["box"]  # in place: the same frame, the same spot
+    assert_fits(final, viewport)
+
     state = browser.execute_script("return window.livePreview")
     assert state["errors"] == []
-    assert state["previewsShown"] >= 1
-    # The emulator pauses 0.3 s before each event: a preview streamed in is on screen at
-    # least one pause before the final image (a page that got everything at the end
-    # would show them together).
-    assert state["finalShownAt"] - state["firstPreviewAt"] > 250
-
-    final = browser.execute_script(
-        "const img = document.getElementById('final');"
-        "return {natural: [img.naturalWidth, img.naturalHeight], shown: [img.width, img.height],"
-        "        complete: img.complete};"
+    assert state["finalSize"] == size
+    # The first preview was on screen through the emulator's pause before the final
+    # image came (a page that got everything at the end would show them together).
+    assert state["finalShownAt"] - state["firstPreviewAt"] > 1000 * FIRST_PREVIEW_PAUSE
+    assert text(browser, "status") == "Done"
+    shown_size, tokens = text(browser, "meta").split(" · ")  # not cut short by an ellipsis
+    assert shown_size == size.replace("x", " \N{MULTIPLICATION SIGN} ")
+    assert re.fullmatch(r"[0-9,]+ tokens", tokens)
+    assert browser.execute_script(
+        "const m = document.getElementById('meta');return m.scrollWidth <= m.clientWidth"
     )
-    assert final["complete"]
-    assert final["natural"] == [1024, 1024]
-    assert final["shown"] == final["natural"]  # no CSS scaling
-    assert state["finalSize"] == SIZE
-    assert browser.find_element(By.ID, "status").text.startswith(f"done: {SIZE}")
-    assert browser.save_screenshot(str(ARTIFACTS / "live_preview.png"))
+    size_text = browser.execute_script("return document.getElementById('download').textContent")
+    assert re.fullmatch(r"\s*Download [0-9.]+ (KiB|MiB)", size_text)
+    assert text(browser, "elapsed").startswith("in ")
+    # While waiting for the first preview, the elapsed time counted up.
+    waiting = [
+        float(elapsed.removesuffix(" s"))
+        for status, elapsed in browser.execute_script("return window.statusBar")
+        if status == "Waiting for the first preview" and elapsed.endswith(" s")
+    ]
+    assert len(waiting) >= 2, waiting
+    assert waiting == sorted(waiting)
+    assert waiting[-1] >= waiting[0] + 0.1
+
+    # The download link holds the final image's bytes.
+    link = browser.execute_script(
+        "const a = document.getElementById('download');"
+        "return {href: a.href, download: a.download, shown: a.checkVisibility()};"
+    )
+    assert link == {"href": final["src"], "download": "a-lighthouse-at-dusk.png", "shown": True}
+    download = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(document.getElementById('download').href).then((r) => r.blob())"
+        "  .then(async (b) => { const bmp = await createImageBitmap(b);"
+        "                       done([b.type, bmp.width, bmp.height]); });"
+    )
+    assert download == ["image/png", final["natural"][0], final["natural"][1]]
+
+    screenshot(browser, f"{viewport}-{size}")
+    assert browser.get_log("browser") == []  # no script error, no failed request
+    assert requests.seen[0] == ("GET", "/", 200)
+    assert [status for _, _, status in requests.seen if status >= 400] == []
+
+
+def test_a_failed_generation_is_told_in_a_sentence_not_a_repr(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, faults, _ = page
+    faults.spec = "error-nested"
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.errors.length")
+    assert browser.find_element("id", "error").is_displayed()
+    message = text(browser, "error-text")
+    assert message == (
+        "127.0.0.1 could not make this image: The emulator failed this stream as "
+        "X-Emulator-Fault asked (error-nested)."
+    )
+    assert text(browser, "status") == "Failed"
+    assert not browser.find_element("id", "download").is_displayed()
+    screenshot(browser, "error")
+
+
+def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, _, requests = page
+    requests.drop_events = True
+    open_page(browser, url, "phone")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.notices.includes('Reconnecting…')")
+    pill = browser.find_element("id", "connection")
+    assert pill.is_displayed()
+    assert pill.text == "Reconnecting…"
+    until(browser, FADED_IN)
+    screenshot(browser, "reconnecting")
+    until(browser, "window.livePreview.finalShown")
+    state = browser.execute_script("return window.livePreview")
+    assert state["reconnects"] == 1
+    assert state["notices"] == ["Reconnecting…", "Reconnected"]
+    assert state["errors"] == []
+    events = [path for method, path, _ in requests.seen if path.endswith("/events")]
+    assert len(events) == 2
+    assert len(set(events)) == 1  # the same generation, resumed: not a new one
+
+
+def test_the_page_says_when_the_server_resumes_its_stream_from_the_api(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, faults, _ = page
+    # The emulator cuts the API stream after its second event, once; ttstream resumes it.
+    faults.spec = "ids;drop-after=2;times=1;key=api-resume"
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1536x1024")
+    until(browser, "window.livePreview.finalShown")
+    until(browser, FADED_IN)
+    state = browser.execute_script("return window.livePreview")
+    assert state["errors"] == []
+    assert len(state["notices"]) == 2, state["notices"]
+    assert state["notices"][0].startswith("API connection lost · ")
+    assert state["notices"][1] == "API connection back"
+    assert browser.find_element("id", "connection").text == "API connection back"
+    screenshot(browser, "api-resumed")
+
+
+# The sentences of the error events, without a browser.
+
+HOST = "api.example"
+
+
+@pytest.mark.parametrize(
+    ("error", "sentence"),
+    [
+        (
+            ttstream.APITimeoutError("read timed out: ReadTimeout('')", timeout="read"),
+            f"{HOST} did not answer in time (the read timeout ran out).",
+        ),
+        (
+            ttstream.APIConnectionError(
+                "connection failed: ConnectError('All connection attempts failed')"
+            ),
+            f"The connection to {HOST} failed before the final image. Try again.",
+        ),
+        (
+            ttstream.APIStatusError(
+                "Billing hard limit has been reached", status_code=400, code="billing_limit"
+            ),
+            f"{HOST} refused the request (HTTP 400): Billing hard limit has been reached",
+        ),
+        (
+            ttstream.StreamError("Your request was rejected.", code="moderation_blocked"),
+            f"{HOST} could not make this image: Your request was rejected.",
+        ),
+        (
+            ttstream.IncompleteStreamError("the body ended after 2 events"),
+            f"{HOST} ended the stream before the final image. Try again.",
+        ),
+        (
+            ttstream.MalformedEventError("not JSON", event="image_generation.completed"),
+            f"{HOST} sent an answer this page could not read. Try again.",
+        ),
+        (
+            RuntimeError("database password is hunter2"),
+            "This server hit an unexpected error; its log has the details.",
+        ),
+    ],
+)
+def test_describe_tells_a_failure_in_a_sentence_from_the_errors_fields(
+    error: BaseException, sentence: str
+) -> None:
+    assert load_example().describe(error, HOST) == sentence
+
+
+@pytest.mark.anyio
+async def test_the_page_relay_sends_that_sentence_in_its_error_event() -> None:
+    relay = load_example().PageRelay(HOST)
+    await relay.fail(ttstream.StreamError("Your request was rejected.", code="blocked"))
+    transport = httpx.ASGITransport(app=relay)
+    async with httpx.AsyncClient(transport=transport, base_url="http://page") as client:
+        response = await client.get("/events")
+    frames = list(SSEDecoder().feed(response.content))
+    assert [(frame.event, json.loads(frame.data)) for frame in frames] == [
+        (
+            "error",
+            {
+                "type": "error",
+                "message": f"{HOST} could not make this image: Your request was rejected.",
+            },
+        )
+    ]
+    assert "retry: 1000" in response.text

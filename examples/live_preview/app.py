@@ -1,11 +1,12 @@
 """Live preview: a web page that shows an image's previews as they stream in, then the
-final image at its natural size.
+final image in their place, scaled to fit the window, with a download link.
 
     python examples/live_preview/app.py --port 8001      # then open http://127.0.0.1:8001
 
 The browser POSTs a prompt to ``/generations``; the server starts the generation and
 feeds it with ``pump`` into a new ``SSERelay`` kept by generation id; the page then
-reads ``/generations/<id>/events`` with ``EventSource``.
+reads ``/generations/<id>/events`` with ``EventSource``. When a generation fails,
+the page shows one sentence for people (:func:`describe`), never a Python repr.
 Any number of tabs may watch one generation, and a tab that reconnects (or opens the
 events URL late) gets the buffered events again without a new, billed generation.
 
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import logging
 import secrets
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,16 +46,48 @@ MODEL = "gpt-image-1"
 SIZES = ("1024x1024", "1536x1024", "1024x1536")  # what gpt-image-1 takes, besides "auto"
 PARTIAL_IMAGES = 3
 KEEP = 16  # relays kept for late and reconnecting browsers; the oldest go first
-MAX_PROMPT = 32_000  # characters (wire-format.md, "Request parameters")
+MAX_PROMPT = 32_000  # characters: gpt-image-1's limit on the prompt
+RETRY_MS = 1000  # a browser that lost the events stream reconnects after this long
+
+
+def describe(error: BaseException, host: str) -> str:
+    """What the page says when a generation fails: one sentence for people, made from
+    the error's fields (the API's own message, the HTTP status, which timeout), never
+    from its repr. ``host`` is the API's host name."""
+    if isinstance(error, ttstream.APITimeoutError):
+        return f"{host} did not answer in time (the {error.timeout} timeout ran out)."
+    if isinstance(error, ttstream.APIConnectionError):
+        return f"The connection to {host} failed before the final image. Try again."
+    if isinstance(error, ttstream.APIStatusError):
+        return f"{host} refused the request (HTTP {error.status_code}): {error.message}"
+    if isinstance(error, ttstream.StreamError):
+        return f"{host} could not make this image: {error.message}"
+    if isinstance(error, ttstream.IncompleteStreamError):
+        return f"{host} ended the stream before the final image. Try again."
+    if isinstance(error, ttstream.TTStreamError):
+        return f"{host} sent an answer this page could not read. Try again."
+    return "This server hit an unexpected error; its log has the details."
+
+
+class PageRelay(SSERelay):
+    """The relay of one generation, whose error event carries :func:`describe`'s
+    sentence instead of the exception's text."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(replay=PARTIAL_IMAGES + 1, retry=RETRY_MS)
+        self.host = host
+
+    async def fail(self, error: BaseException | str) -> None:
+        await super().fail(error if isinstance(error, str) else describe(error, self.host))
 
 
 class Generation:
     """One generation: its relay and the cancel scope of the task that feeds it."""
 
-    def __init__(self, prompt: str, size: str) -> None:
+    def __init__(self, prompt: str, size: str, host: str) -> None:
         self.prompt = prompt
         self.size = size
-        self.relay = SSERelay(replay=PARTIAL_IMAGES + 1)
+        self.relay = PageRelay(host)
         self.scope = anyio.CancelScope()
 
 
@@ -80,7 +114,8 @@ class Generations:
         """
         stream = self.client.generate(prompt, model=MODEL, partial_images=PARTIAL_IMAGES, size=size)
         generation_id = secrets.token_urlsafe(9)
-        generation = Generation(prompt, size)
+        host = urllib.parse.urlsplit(self.client.base_url).hostname or "the API"
+        generation = Generation(prompt, size, host)
         self._by_id[generation_id] = generation
         while len(self._by_id) > self.keep:
             _, oldest = self._by_id.popitem(last=False)
@@ -142,6 +177,7 @@ class GenerationEvents:
 
 
 async def index(request: Request) -> Response:
+    """``GET /``: the page (its favicon is inline, so there is no ``/favicon.ico``)."""
     return FileResponse(HERE / "index.html", headers={"cache-control": "no-cache"})
 
 
