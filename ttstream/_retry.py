@@ -1,7 +1,7 @@
 """When and how long to wait before retrying a request that has not started streaming.
 
-The conventions of the official OpenAI SDKs (wire-format.md, "Retry conventions of the
-official SDKs"): connection errors, timeouts, HTTP 408, 409, 429 and >= 500 are retried;
+The conventions of the official OpenAI SDKs (docs/reconnection.md, "Retries before the
+stream"): connection errors, timeouts, HTTP 408, 409, 429 and >= 500 are retried;
 a response header ``x-should-retry: true|false`` forces or vetoes; the delay is
 ``retry-after-ms``, else ``retry-after`` (seconds, possibly fractional, or an HTTP-date),
 honoured up to 60 s; otherwise ``min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random())``.

@@ -1,11 +1,11 @@
 """AsyncClient: builds Images API requests, owns the HTTP client, retries before the stream.
 
-Services (wire-format.md, "Endpoints and authentication"): TTAPI at
+Services (docs/sse.md and README, "Using a real API"): TTAPI at
 ``https://api.ttapi.io/v1`` with ``TT-API-KEY: <key>``, and OpenAI or any compatible
 server with ``Authorization: Bearer <key>``. The key goes into each request's headers
-only: the HTTP client has no default credentials, redirects are never followed for API
-requests, so the key never reaches another origin, and it never appears in a repr, a
-log line or an error message.
+only: the HTTP client has no default credentials, redirects are not followed by
+ttstream's own HTTP client (a caller's client that follows them never carries the key
+to another origin), and it never appears in a repr, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ DEFAULT_MODEL = "gpt-image-1"
 DEFAULT_RECONNECT = ReconnectPolicy()
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
 """5 s to connect; 5 minutes of silence between bytes before a read timeout, since a
-high-quality generation can stay silent for over two minutes (wire-format.md)."""
+high-quality generation can stay silent for over two minutes (docs/sse.md)."""
 
 Auth = Literal["auto", "tt-api-key", "bearer"]
 _AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
