@@ -324,3 +324,26 @@ async def test_memory_stays_flat_over_ten_thousand_events_with_ids() -> None:
 
     small, large = await peak(1_000), await peak(10_000)
     assert large < small + 256 * 1024  # not 10,000 ids of 256 bytes kept alive
+
+
+async def test_a_resume_hook_reconnects_to_another_url_without_a_body() -> None:
+    def answer(request: Any) -> Answer:
+        if request.method == "POST":
+            return Answer([b"data: 1\n\n", 0.05], end="abort")
+        return Answer([b"data: 2\n\n"])
+
+    with ScriptedServer(answer) as server:
+        got = await collect(
+            server,
+            method="POST",
+            json={"a": 1},
+            idempotent=False,
+            reconnect=no_more(1),
+            resume=lambda: ("GET", server.url + "/resume?after=1"),
+        )
+    assert [item.data for item in got if isinstance(item, ServerSentEvent)] == ["1", "2"]
+    notice = next(item for item in got if isinstance(item, Reconnecting))
+    assert not notice.regenerating
+    resumed = server.requests[1]
+    assert (resumed.method, resumed.path, resumed.body) == ("GET", "/resume?after=1", b"")
+    assert "content-type" not in resumed.headers

@@ -94,6 +94,11 @@ class EventSource:
         idempotent: ``False`` when sending the request again without
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
+        resume: for protocols that resume at another URL than the stream's (the
+            Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
+            at each reconnection, it returns the ``(method, url)`` to resume from (sent
+            without a body; a resume, not a new start), or ``None`` to reconnect as
+            WHATWG says.
 
     Errors raised while iterating:
         APIStatusError: a non-2xx answer (after retries); never reconnected.
@@ -124,6 +129,7 @@ class EventSource:
         timeout: httpx.Timeout | None = None,
         deadline: float | None = None,
         idempotent: bool = True,
+        resume: Callable[[], tuple[str, str] | None] | None = None,
     ) -> None:
         if json is not None and content is not None:
             raise ValidationError("content", "<bytes>", "either json= or content=, not both")
@@ -151,6 +157,7 @@ class EventSource:
         self._timeout = timeout
         self._deadline = Deadline(deadline)
         self._idempotent = idempotent
+        self._resume = resume
         self._decoder = SSEDecoder(max_event_bytes)
         self._decoder.last_event_id = last_event_id
         self._pending: deque[ServerSentEvent | Comment] = deque()
@@ -363,7 +370,8 @@ class EventSource:
         now = anyio.current_time()
         self._first_break_at = self._first_break_at or now
         resume_id = self.last_event_id
-        starting_over = not resume_id
+        target = None if self._resume is None else self._resume()
+        starting_over = not resume_id and target is None
         policy = self._policy
         if (
             self._closed
@@ -379,13 +387,20 @@ class EventSource:
         await self._release()
         self._reopen_delay = delay
         self._replaying = resume_id or None
+        if target is not None:
+            self._method, self._url, self._content = target[0], httpx.URL(target[1]), None
+            self._headers.pop("Content-Type", None)
         logger.warning(
             "reconnecting to %s in %.2f s (attempt %d of %d, %s): %s",
             self._url,
             delay,
             self._attempts,
             policy.max_attempts,
-            f"resuming after id {resume_id[:80]!r}" if resume_id else "starting over",
+            f"resuming at {self._url}"
+            if target is not None
+            else f"resuming after id {resume_id[:80]!r}"
+            if resume_id
+            else "starting over",
             reason,
         )
         return Reconnecting(
