@@ -58,7 +58,7 @@ logger = logging.getLogger("ttstream")
 
 TTAPI_BASE_URL = "https://api.ttapi.io/v1"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_MODEL = "gpt-image-2"
 DEFAULT_RECONNECT = ReconnectPolicy()
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
 """5 s to connect; 5 minutes of silence between bytes before a read timeout, since a
@@ -278,7 +278,7 @@ class AsyncClient:
     def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
         body = {"model": model, "prompt": prompt, **params}
         if body.get("stream") is None:
-            body["stream"] = _params.supports_streaming(model)
+            body["stream"] = _params.streams_by_default(model, body)
         return body
 
     def _request(self, path: str, *, streaming: bool, **content: Any) -> httpx.Request:

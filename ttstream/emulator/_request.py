@@ -1,8 +1,9 @@
 """Reading one Images API request: the body, its validation, the defaults filled in.
 
-Sources: wire-format.md, "Endpoints and authentication" (JSON generations; edits as
-OpenAI ``multipart/form-data`` or TTAPI JSON with ``images``/``mask`` references) and
-"Request parameters (per model)" (checked by :func:`ttstream.params.validate`).
+Bodies: JSON generations; edits as OpenAI ``multipart/form-data`` or TTAPI JSON with
+``images``/``mask`` references (README.md, "The emulator"). Parameters are checked by
+:func:`ttstream.params.validate`, the client's own table and rules (docs/models.md): the
+emulator keeps no copy of them.
 
 A model missing from the table is served like ``gpt-image-2`` (the newest GPT Image
 model), so clients can try model names the emulator does not know yet.
@@ -29,12 +30,13 @@ __all__ = ["ImageRequest", "InputImage", "read_edit", "read_generation"]
 
 Operation = Literal["generation", "edit"]
 
-DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_MODEL = "gpt-image-2"  # for a body without "model": the newest model both services serve
 LEGACY_MODEL = "dall-e-3"  # the only model of TTAPI's legacy /openai/v1 endpoint
 _DALL_E = ("dall-e-2", "dall-e-3")
 _STAND_IN_MODEL = "gpt-image-2"  # how unknown models are served
-_MAX_EDGE = 4096  # the emulator's own limit, so a free gpt-image-2 size cannot exhaust memory
-_INT_FIELDS = ("n", "partial_images", "output_compression")
+_INT_FIELDS = ("n", "partial_images", "output_compression", "frame_count", "frame_duration_ms")
+_DEFAULT_FRAME_COUNT = 9  # official SDK 3.57: frame_count "Defaults to 9 when omitted"
+_DEFAULT_FRAME_MS = 200  # and frame_duration_ms "Defaults to 200 when omitted"
 _NOT_PARAMS = ("model", "images", "image", "image[]", "mask")
 
 
@@ -58,6 +60,7 @@ class ImageRequest:
     ``quality`` ``auto`` becomes ``medium`` (``standard`` for DALL·E), ``background``
     ``auto`` becomes ``opaque``, ``size`` ``auto`` becomes 1024x1024; ``response_format``
     defaults to ``url`` for DALL·E and is always ``b64_json`` for GPT Image models.
+    ``frame_count`` and ``frame_duration_ms`` (milliseconds) shape a ``gif``.
     """
 
     operation: Operation
@@ -75,6 +78,8 @@ class ImageRequest:
     response_format: str
     images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None
+    frame_count: int = _DEFAULT_FRAME_COUNT
+    frame_duration_ms: int = _DEFAULT_FRAME_MS
 
     @property
     def size(self) -> str:
@@ -276,6 +281,8 @@ def _build(
                 f"Unknown parameter: {name!r}.", param=name, code="unknown_parameter"
             )
     uploads = [image.data for image in images]
+    if mask is not None:
+        params["mask"] = True  # validate() checks a mask for presence only
     try:
         validate(operation, model, params, images=uploads)
         if model not in MODELS:  # served like the newest model: check it by that model's rules
@@ -308,6 +315,8 @@ def _build(
         response_format=_text(params, "response_format", "url" if dall_e else "b64_json"),
         images=tuple(images),
         mask=mask,
+        frame_count=_integer(params, "frame_count") or _DEFAULT_FRAME_COUNT,
+        frame_duration_ms=_default(_integer(params, "frame_duration_ms"), _DEFAULT_FRAME_MS),
     )
 
 
@@ -354,8 +363,14 @@ def _integer(params: Mapping[str, object], key: str) -> int | None:
     return value
 
 
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def _size(size: str) -> tuple[int, int]:
-    """``"WxH"`` (already validated for the model) as integers; ``auto`` is 1024x1024."""
+    """``"WxH"`` (already validated for the model, by the rules of :mod:`ttstream.params`,
+    which bound the edges: unknown models are checked as the stand-in) as integers;
+    ``auto`` is 1024x1024."""
     if size == "auto":
         return (1024, 1024)
     width_text, _, height_text = size.partition("x")
@@ -363,10 +378,4 @@ def _size(size: str) -> tuple[int, int]:
         width, height = int(width_text), int(height_text)
     except ValueError:
         raise EmulatorError(f"Invalid size {short_repr(size)}.", param="size") from None
-    if not (0 < width <= _MAX_EDGE and 0 < height <= _MAX_EDGE):
-        raise EmulatorError(
-            f"size={size!r} is beyond what the emulator renders: "
-            f"width and height must be at most {_MAX_EDGE}.",
-            param="size",
-        )
     return (width, height)
