@@ -383,3 +383,26 @@ def test_keep_alives_and_done_markers_carry_nothing() -> None:
     for sse in decoder.feed(b"data: [DONE]\n\ndata:  \n\n"):
         assert interpreter.handle(sse) is None
     assert interpreter.last_sequence_number is None
+
+
+def test_a_resume_in_a_new_process_starts_after_the_given_sequence_number() -> None:
+    events = recording("openai_normal")
+    interpreter = ResponsesInterpreter(response_id="resp_68b1c0ffee0001", starting_after=5)
+    assert interpreter.incomplete() is not None
+    out = feed(interpreter, events)  # the server would send only those after 5
+    assert [(type(e).__name__, e.sequence_number) for e in out] == [
+        ("PartialImage", 6),
+        ("Completed", 8),
+    ]
+    assert out[-1].response_id == "resp_68b1c0ffee0001"
+    assert interpreter.done
+
+
+def test_restart_expects_a_whole_new_response() -> None:
+    events = recording("openai_normal")
+    interpreter = ResponsesInterpreter()
+    feed(interpreter, events[:7])
+    interpreter.restart()
+    assert (interpreter.last_sequence_number, interpreter.response_id) == (None, None)
+    out = feed(interpreter, events)
+    assert [type(e) for e in out] == [PartialImage, PartialImage, Completed]

@@ -99,11 +99,19 @@ class ResponsesInterpreter:
     resumed stream's events go to the same interpreter, which skips what it delivered.
     ``last_sequence_number`` is the ``starting_after`` that resumes the stream after the
     last event handled; ``response_id`` the id from the first event that named it.
+
+    Args:
+        response_id: the response being resumed, when known before its first event.
+        starting_after: events up to this ``sequence_number`` were handled elsewhere (by
+            a process that stopped): they are skipped as replays.
     """
 
-    def __init__(self) -> None:
-        self.last_sequence_number: int | None = None
-        self.response_id: str | None = None
+    def __init__(self, *, response_id: str | None = None, starting_after: int | None = None):
+        self._reset(response_id, starting_after)
+
+    def _reset(self, response_id: str | None, starting_after: int | None) -> None:
+        self.last_sequence_number: int | None = starting_after
+        self.response_id: str | None = response_id
         self._items: dict[str, _Item] = {}
         self._response: Response | None = None
         self._done = False
@@ -123,6 +131,11 @@ class ResponsesInterpreter:
     def response(self) -> Response | None:
         """The final response (without images) once ``response.completed`` arrived."""
         return self._response
+
+    def restart(self) -> None:
+        """The request is sent again from the start: a new response, whose events are
+        all expected (nothing of the old one is kept)."""
+        self._reset(None, None)
 
     def incomplete(self) -> str | None:
         """Why an end of the body now would be a failure, or ``None`` once done."""

@@ -26,7 +26,7 @@ from ..params import MODELS, PARAMETERS, validate
 from ._errors import EmulatorError
 from ._images import InvalidImageError, RenderSpec, probe_size
 
-__all__ = ["ImageRequest", "InputImage", "read_edit", "read_generation"]
+__all__ = ["ImageRequest", "InputImage", "json_object", "read_edit", "read_generation", "read_tool"]
 
 Operation = Literal["generation", "edit"]
 
@@ -114,7 +114,7 @@ async def read_generation(request: Request, *, legacy: bool = False) -> ImageReq
     Raises:
         EmulatorError: 400 for a malformed body or a parameter the model does not take.
     """
-    body = _json_object(await request.body())  # whatever the Content-Type says, as curl -d sends
+    body = json_object(await request.body())  # whatever the Content-Type says, as curl -d sends
     return _build("generation", body, (), None, legacy=legacy)
 
 
@@ -132,7 +132,7 @@ async def read_edit(request: Request) -> ImageRequest:
     if content_type.startswith("multipart/form-data"):
         fields, uploads, upload_mask = await _read_form(request)
         return _build("edit", fields, uploads, upload_mask, image_param="image")
-    body = _json_object(await request.body())
+    body = json_object(await request.body())
     raw_images = body.get("images")
     if raw_images is None:
         images: list[InputImage] = []
@@ -148,7 +148,35 @@ async def read_edit(request: Request) -> ImageRequest:
     return _build("edit", body, images, mask, image_param="images")
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+_NOT_TOOL_PARAMS = ("type", "model", "action", "input_image_mask", "n")
+
+
+def read_tool(options: Mapping[str, Any], prompt: str, *, where: str) -> ImageRequest:
+    """The image request of one Responses API ``image_generation`` tool, found at
+    ``where`` (e.g. ``tools[0]``) in the body: its ``model`` (default gpt-image-2) and its
+    options, checked like an Images API generation of ``prompt``; ``partial_images`` go
+    with the response's stream. ``action``, ``input_image_mask`` and ``n`` are not checked.
+
+    Raises:
+        EmulatorError: 400 naming ``<where>.<option>`` (``input`` for the prompt).
+    """
+    body = {key: value for key, value in options.items() if key not in _NOT_TOOL_PARAMS}
+    body.update(prompt=prompt, model=options.get("model") or DEFAULT_MODEL)
+    if body.get("partial_images") is not None:
+        body["stream"] = True
+    try:
+        return _build("generation", body, (), None)
+    except EmulatorError as err:
+        param = "input" if err.param == "prompt" else f"{where}.{err.param or 'model'}"
+        raise EmulatorError(err.message, param=param, code=err.code) from err
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a request body.
+
+    Raises:
+        EmulatorError: 400 ``invalid_json`` for an empty body, bad JSON or a non-object.
+    """
     if not raw.strip():
         raise EmulatorError(
             "The request body is empty; expected a JSON object.", code="invalid_json"
