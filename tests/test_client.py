@@ -45,7 +45,7 @@ def _no_keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ttstream.client.backoff_delay", lambda attempt: 0.0)
+    monkeypatch.setattr("ttstream._connect.backoff_delay", lambda attempt: 0.0)
 
 
 def sse_body(*events: dict[str, Any]) -> bytes:

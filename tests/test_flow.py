@@ -21,6 +21,7 @@ from ttstream import (
     Reconnecting,
     ReconnectPolicy,
     StreamItem,
+    TTStreamError,
 )
 
 pytestmark = pytest.mark.anyio
@@ -213,7 +214,8 @@ async def test_break_then_aclose_closes_and_aclose_is_idempotent() -> None:
         await stream.aclose()
         await stream.aclose()
         assert body.closed
-        assert [item async for item in stream] == []
+        with pytest.raises(TTStreamError, match="already ended"):
+            await stream.__anext__()
 
 
 async def test_an_exception_in_the_consumer_closes_the_response() -> None:

@@ -21,7 +21,7 @@ from ._reconnect import Reconnecting, ReconnectPolicy
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
-from .sse import ServerSentEvent, SSEDecoder
+from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
 from .stream import Event, ImageStream, StreamItem
 
 __version__ = "0.1.0"
@@ -31,8 +31,10 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "Comment",
     "Completed",
     "Event",
+    "EventSource",
     "EventTooLargeError",
     "ImageStream",
     "IncompleteStreamError",

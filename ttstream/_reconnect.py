@@ -1,18 +1,18 @@
 """Reconnection after a stream started: the policy, and the notice consumers see.
 
-WHATWG HTML, "Server-sent events": after a network error or a clean end, reconnect after
-the reconnection time (the server's ``retry`` field, else the client's), sending
-``Last-Event-ID`` when the last event ID is not empty. The Images API sends no ``id``
-fields (wire-format.md, "The stream"), so there a reconnection cannot resume: it would
-start a new, billed generation, which ttstream does only when the caller opted in
-(``regenerate``). DESIGN.md, "Semantics worth getting right", "Reconnection".
+WHATWG HTML, "Server-sent events", 9.2.3 "Processing model": after a network error or a
+clean end, reconnect after the reconnection time (the server's ``retry`` field, else the
+client's), sending ``Last-Event-ID`` when the last event ID is not empty. The Images API
+sends no ``id`` fields (docs/reconnection.md), so there a reconnection cannot resume: it
+would start a new, billed generation, which ttstream does only when the caller opted in
+(``regenerate``).
 """
 
 from __future__ import annotations
 
-import random
-
 import attrs
+
+from ._retry import backoff_delay
 
 __all__ = ["ReconnectPolicy", "Reconnecting"]
 
@@ -25,10 +25,12 @@ class ReconnectPolicy:
         max_attempts: reconnections allowed per stream (0 disables reconnection).
         budget: seconds, from the first break, after which no reconnection starts.
         delay: the reconnection time in seconds when the server sent no ``retry`` field.
-        max_delay: the cap of the exponential backoff, in seconds.
-        regenerate: how many times a stream whose server sent no ``id`` fields may be
-            started over as a new, billed generation. 0 (the default): such a stream
-            raises :class:`~ttstream.IncompleteStreamError` with the last preview.
+        max_delay: the cap of the exponential backoff, in seconds (never below the
+            reconnection time itself).
+        regenerate: how many times a stream that cannot resume (its server sent no
+            ``id`` fields) and is not idempotent may be started over as a new, billed
+            generation. 0 (the default): such a stream raises
+            :class:`~ttstream.IncompleteStreamError` with the last preview.
     """
 
     max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(0))
@@ -38,25 +40,28 @@ class ReconnectPolicy:
     regenerate: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
     def backoff(self, attempt: int, server_retry_ms: int | None) -> float:
-        """Seconds before reconnection ``attempt`` (0-based): the reconnection time
-        (the server's ``retry`` if it sent one), doubled per attempt, capped at
-        ``max_delay``, less up to 25 % jitter."""
+        """Seconds before reconnection ``attempt`` (0-based): at least the reconnection
+        time (the server's ``retry`` if it sent one, else ``delay``); backoff and jitter
+        only add to it: the one backoff formula of ttstream (``_retry.backoff_delay``)
+        from that time, doubling per attempt, capped at ``max_delay``."""
         base = self.delay if server_retry_ms is None else server_retry_ms / 1000
-        return float(min(base * 2**attempt, self.max_delay) * (1 - 0.25 * random.random()))
+        return max(base, backoff_delay(attempt, initial=base, cap=max(base, self.max_delay)))
 
 
 @attrs.frozen(kw_only=True)
 class Reconnecting:
-    """Yielded by an :class:`~ttstream.ImageStream` when it reconnects, so a UI can say
-    so; consumers that only look for ``PartialImage`` and ``Completed`` skip it.
+    """Yielded by an :class:`~ttstream.EventSource` (and so by an
+    :class:`~ttstream.ImageStream`) when it reconnects, so a UI can say so; consumers
+    that only look for ``PartialImage`` and ``Completed`` skip it.
 
     Attributes:
         attempt: 1 for the first reconnection of this stream.
         delay: seconds the stream waits before the new request.
-        last_event_id: the ``Last-Event-ID`` sent; ``""`` when regenerating.
-        regenerating: ``True`` when the server sent no ``id`` fields, so the request is
-            sent again as a new, billed generation that starts over from its first
-            preview; ``False`` when the server resumes after ``last_event_id``.
+        last_event_id: the ``Last-Event-ID`` sent; ``""`` when starting over.
+        regenerating: ``True`` when the request is sent again without
+            ``Last-Event-ID``, so the server starts over (for the Images API: a new,
+            billed generation that begins again with its first preview); ``False``
+            when the server resumes after ``last_event_id``.
         reason: what broke.
     """
 

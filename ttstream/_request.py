@@ -4,9 +4,10 @@ Edits take image files (a path, ``bytes``, or a binary file object) or reference
 (``{"image_url": ...}`` or ``{"file_id": ...}``). Files go as ``multipart/form-data``
 the way the OpenAI API takes them: one ``image`` part, or repeated ``image[]`` parts for
 several, and a ``mask`` part. References go as JSON the way TTAPI documents them:
-``"images": [{"image_url": ...}, ...]`` and ``"mask": {...}`` (wire-format.md,
-"Endpoints and authentication"). Files are read into memory once, so every retry
-replays the same body.
+``"images": [{"image_url": ...}, ...]`` and ``"mask": {...}`` (TTAPI's Images API,
+docs/sse.md). Files are read into memory once per stream, off the event loop (paths
+through ``anyio.Path``, file objects in a worker thread), so every retry, resume and
+regeneration sends the same bytes.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
         return _upload(await anyio.Path(image).read_bytes(), os.fspath(image))
     read = getattr(image, "read", None)
     if callable(read):
-        content = read()
+        content = await anyio.to_thread.run_sync(read)  # a file object may block
         if not isinstance(content, bytes):
             raise ValidationError(param, image, "a file opened in binary mode ('rb')")
         return _upload(content, getattr(image, "name", None))

@@ -10,8 +10,6 @@ log line or an error message.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import urllib.parse
@@ -19,17 +17,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-import anyio
+import attrs
 import httpx
 
 from . import params as _params
+from ._connect import read_limited, send, timeout_name
+from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    TTStreamError,
     ValidationError,
 )
+from ._interpret import ImagesInterpreter
 from ._reconnect import ReconnectPolicy
 from ._request import (
     ImageInput,
@@ -40,10 +40,9 @@ from ._request import (
     load_images,
     multipart_files,
 )
-from ._retry import backoff_delay, retry_after, should_retry_status
 from .events import Completed
 from .sse import DEFAULT_MAX_EVENT_BYTES
-from .stream import ImageStream, read_limited, timeout_name
+from .stream import ImageStream
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -68,7 +67,15 @@ Auth = Literal["auto", "tt-api-key", "bearer"]
 _AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
 _MAX_ERROR_BODY = 1024 * 1024
 _USER_AGENT = "ttstream/0.1.0"
-_Build = Callable[[], Awaitable[httpx.Request]]
+
+
+@attrs.frozen
+class _Prepared:
+    """A request body built once: ``path`` under the base URL, the bytes, their type."""
+
+    path: str
+    content: bytes = attrs.field(repr=lambda content: f"<{len(content)} bytes>")
+    content_type: str
 
 
 def _is_ttapi(base_url: str) -> bool:
@@ -194,10 +201,10 @@ class AsyncClient:
         _params.validate("generation", model, body)
         content = json_body(_wire(body))
 
-        async def build() -> httpx.Request:
-            return self._request("images/generations", streaming=body["stream"], content=content)
+        async def prepare() -> _Prepared:
+            return _Prepared("images/generations", content, "application/json")
 
-        return self._stream(build, body, "generation", deadline, reconnect)
+        return self._stream(prepare, body, "generation", deadline, reconnect)
 
     def edit(
         self,
@@ -228,23 +235,24 @@ class AsyncClient:
         known = [bytes(i) if isinstance(i, bytes | bytearray) else None for i in inputs]
         _params.validate("edit", model, body, images=known)
 
-        async def build() -> httpx.Request:
+        async def prepare() -> _Prepared:
             loaded, loaded_mask = await load_images(inputs, mask)
             if not (loaded and isinstance(loaded[0], Upload)):
                 references = {"images": loaded, "mask": loaded_mask}
                 content = json_body({**_wire(body), **references})
-                return self._request("images/edits", streaming=body["stream"], content=content)
+                return _Prepared("images/edits", content, "application/json")
             uploads = [item for item in loaded if isinstance(item, Upload)]
             _params.validate("edit", model, body, images=[u.content for u in uploads])
             assert loaded_mask is None or isinstance(loaded_mask, Upload)
-            return self._request(
-                "images/edits",
-                streaming=body["stream"],
+            form = httpx.Request(
+                "POST",
+                self.base_url,
                 data=form_fields(_wire(body)),
                 files=multipart_files(uploads, loaded_mask),
             )
+            return _Prepared("images/edits", form.read(), form.headers["Content-Type"])
 
-        return self._stream(build, body, "edit", deadline, reconnect)
+        return self._stream(prepare, body, "edit", deadline, reconnect)
 
     async def fetch_image(self, event: Completed) -> bytes:
         """The image file of ``event``: its decoded ``b64_json``, or, for a result
@@ -281,123 +289,59 @@ class AsyncClient:
             body["stream"] = _params.streams_by_default(model, body)
         return body
 
-    def _request(self, path: str, *, streaming: bool, **content: Any) -> httpx.Request:
-        headers = {
-            **self._auth_headers,
-            "Accept": "text/event-stream" if streaming else "application/json",
-            "User-Agent": _USER_AGENT,
-        }
-        if "content" in content:
-            headers["Content-Type"] = "application/json"
-        return self._http.build_request(
-            "POST", f"{self.base_url}/{path}", headers=headers, timeout=self.timeout, **content
-        )
-
     def _stream(
         self,
-        build: _Build,
+        prepare: Callable[[], Awaitable[_Prepared]],
         body: Mapping[str, Any],
         operation: str,
         deadline: float | None,
         reconnect: ReconnectPolicy | None,
     ) -> ImageStream:
+        """The stream of one request. ``prepare`` runs once, when the stream starts: its
+        body (edit files read once) is what every retry, resume and regeneration sends."""
         n = body.get("n")
+        expected_images = n if isinstance(n, int) and n > 0 else 1
+        streaming = bool(body["stream"])
+
+        async def start() -> EventSource | httpx.Response:
+            prepared = await prepare()
+            url = f"{self.base_url}/{prepared.path}"
+            headers = {
+                **self._auth_headers,
+                "User-Agent": _USER_AGENT,
+                "Content-Type": prepared.content_type,
+            }
+            if streaming:
+                return EventSource(
+                    self._http,
+                    "POST",
+                    url,
+                    headers=headers,
+                    content=prepared.content,
+                    reconnect=reconnect or self.reconnect,
+                    max_event_bytes=self.max_event_bytes,
+                    max_retries=self.max_retries,
+                    timeout=self.timeout,
+                    idempotent=False,  # a request sent again is a new, billed generation
+                )
+            request = self._http.build_request(
+                "POST",
+                url,
+                headers={**headers, "Accept": "application/json"},
+                content=prepared.content,
+                timeout=self.timeout,
+            )
+            return await send(self._http, request, max_retries=self.max_retries)
+
         return ImageStream(
-            lambda headers: self._send(build, headers),
+            start,
+            ImagesInterpreter(expected_images=expected_images),
             operation=operation,
-            streaming=bool(body["stream"]),
-            expected_images=n if isinstance(n, int) and n > 0 else 1,
-            max_event_bytes=self.max_event_bytes,
-            reconnect=reconnect or self.reconnect,
+            max_body_bytes=self.max_event_bytes * expected_images,
             deadline=self.deadline if deadline is None else deadline,
         )
-
-    async def _send(self, build: _Build, headers: Mapping[str, str]) -> httpx.Response:
-        """Sends the request with extra ``headers``, retrying before the first byte of
-        the answer. The body is built once, in memory, so each retry replays it exactly.
-        """
-        request = await build()
-        request.headers.update(headers)
-        attempt = 0
-        while True:
-            delay: float | None = None
-            try:
-                response = await self._http.send(request, stream=True, follow_redirects=False)
-            except httpx.TimeoutException as exc:
-                error: TTStreamError = APITimeoutError(
-                    f"{timeout_name(exc)} timeout: {exc}", timeout=timeout_name(exc)
-                )
-                cause: BaseException = exc
-            except httpx.TransportError as exc:
-                error, cause = APIConnectionError(f"connection failed: {exc!r}"), exc
-            else:
-                if response.is_success:
-                    return response
-                error = await _status_error(response)
-                cause = error
-                if not should_retry_status(response.status_code, response.headers):
-                    raise error
-                delay = retry_after(response.headers)
-            if attempt >= self.max_retries:
-                raise error from (None if cause is error else cause)
-            if delay is None:
-                delay = backoff_delay(attempt)
-            attempt += 1
-            logger.warning(
-                "retrying %s %s in %.2f s (retry %d of %d) after: %s",
-                request.method,
-                request.url,
-                delay,
-                attempt,
-                self.max_retries,
-                error,
-            )
-            await anyio.sleep(delay)
 
 
 def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
     """The body as sent: ``stream`` only when true (dall-e models do not take it)."""
     return {name: value for name, value in body.items() if name != "stream" or value}
-
-
-async def _status_error(response: httpx.Response) -> APIStatusError:
-    """Reads an error response (at most 1 MiB) into an :class:`APIStatusError`, with the
-    fields of an ``{"error": {"message", "type", "code", "param"}}`` body."""
-    try:
-        raw = bytearray()
-        async for chunk in response.aiter_bytes():
-            raw += chunk
-            if len(raw) > _MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
-        pass  # the status says enough
-    finally:
-        await response.aclose()
-    text = raw.decode("utf-8", "replace")
-    body: Any = text
-    with contextlib.suppress(ValueError):
-        body = json.loads(raw)
-    error = body.get("error") if isinstance(body, dict) else None
-    fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
-
-    def field(name: str) -> str | None:
-        value = fields.get(name)
-        return None if value is None else str(value)
-
-    if 300 <= response.status_code < 400:
-        message = (
-            f"redirect to {response.headers.get('location')!r} not followed "
-            "(API requests never carry the key to another URL)"
-        )
-    else:
-        message = field("message") or text.strip()[:200] or response.reason_phrase
-    return APIStatusError(
-        message,
-        status_code=response.status_code,
-        body=body,
-        type=field("type"),
-        code=field("code"),
-        param=field("param"),
-        request_id=response.headers.get("x-request-id"),
-        headers=response.headers,
-    )

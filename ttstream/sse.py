@@ -1,7 +1,7 @@
 """A sans-I/O Server-Sent Events decoder: bytes in, ``ServerSentEvent`` objects out.
 
 It follows the WHATWG HTML standard, section "Server-sent events", 9.2.6 "Interpreting
-an event stream" (summarised in wire-format.md, "Server-Sent Events rules"):
+an event stream" (summarised in docs/sse.md):
 
 - the stream is UTF-8 whatever the declared charset; invalid bytes become U+FFFD and
   one leading byte order mark is stripped;
@@ -24,12 +24,24 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import attrs
 from httpx_sse import ServerSentEvent
 
 from ._exceptions import EventTooLargeError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "ServerSentEvent", "data_pieces"]
+if TYPE_CHECKING:
+    from ._eventsource import EventSource
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "Comment",
+    "EventSource",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "data_pieces",
+]
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
@@ -39,9 +51,20 @@ _DECODE_BATCH = 64 * 1024
 _REPR_DATA_CHARS = 80
 
 
+@attrs.frozen
+class Comment:
+    """A comment line of the stream (a line that starts with ``:``), without the colon
+    and one leading space: servers send them as keep-alives (WHATWG ignores them; a UI
+    can show them as "still working"). Only :meth:`SSEDecoder.feed_all` returns them."""
+
+    text: str
+
+
 class _Event(ServerSentEvent):
     """httpx-sse's ``ServerSentEvent``, with a ``repr`` that shows the length of long
     data instead of printing megabytes of base64 (a fault of httpx-sse's own repr)."""
+
+    _id_in_body = False  # see id_in_body()
 
     def __repr__(self) -> str:
         pieces = data_pieces(self)
@@ -74,6 +97,13 @@ class _PiecewiseEvent(_Event):
         if self._pieces is not None:
             self._joined, self._pieces = "".join(self._pieces), None
         return self._joined
+
+
+def id_in_body(sse: ServerSentEvent) -> bool:
+    """Whether an ``id`` field was taken in the body of ``sse``, at or before it: else its
+    id was inherited from an earlier body or seeded (``True`` for events the decoder did
+    not make). A replay after a resume carries its ids in its own body."""
+    return getattr(sse, "_id_in_body", True) is True
 
 
 def data_pieces(sse: ServerSentEvent) -> Sequence[str]:
@@ -110,15 +140,28 @@ class SSEDecoder:
         if max_event_bytes <= 0:
             raise ValueError(f"max_event_bytes must be a positive int, got {max_event_bytes!r}")
         self.max_event_bytes = max_event_bytes
-        self.last_event_id = ""
+        self._last_event_id = ""
+        self._comments = False  # set while feed_all() runs
         self.retry: int | None = None
         self._failure: EventTooLargeError | None = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self._start_body()
 
+    @property
+    def last_event_id(self) -> str:
+        """The last event ID (see the class docstring). Assigning it seeds the decoder,
+        e.g. with the ``Last-Event-ID`` a stream resumes from: it holds until the server
+        sends an ``id`` field and is the id of the events dispatched before that."""
+        return self._last_event_id
+
+    @last_event_id.setter
+    def last_event_id(self, value: str) -> None:
+        self._last_event_id = self._id_buffer = value
+
     def _start_body(self) -> None:
         # The id of an event that never reached its blank line is forgotten.
-        self._id_buffer = self.last_event_id
+        self._id_buffer = self._last_event_id
+        self._id_field = False  # an id field was taken in this body
         self._head: bytes | None = b""  # bytes seen while a leading BOM may be incomplete
         self._skip_lf = False  # the previous chunk ended in CR
         self._start_line()
@@ -152,6 +195,18 @@ class SSEDecoder:
             EventTooLargeError: an event outgrew ``max_event_bytes``. The decoder then
                 holds nothing and raises the same error on every later call.
         """
+        return self._feed(data)  # type: ignore[return-value]  # no Comment without feed_all
+
+    def feed_all(self, data: bytes) -> list[ServerSentEvent | Comment]:
+        """Like :meth:`feed`, with the comment lines the chunk completed as
+        :class:`Comment` items, in stream order among the events."""
+        self._comments = True
+        try:
+            return self._feed(data)
+        finally:
+            self._comments = False
+
+    def _feed(self, data: bytes) -> list[ServerSentEvent | Comment]:
         if self._failure is not None:
             raise self._failure
         if self._head is not None:
@@ -172,7 +227,7 @@ class SSEDecoder:
         if end < 0:
             self._extend_line(data)
             return []
-        events: list[ServerSentEvent] = []
+        events: list[ServerSentEvent | Comment] = []
         view = memoryview(data)
         first = view[:end]
         if self._line_size:
@@ -231,7 +286,7 @@ class SSEDecoder:
             self._value.append(self._utf8.decode(line))
             self._line = bytearray()
 
-    def _end_split_line(self, last: memoryview, events: list[ServerSentEvent]) -> None:
+    def _end_split_line(self, last: memoryview, events: list[ServerSentEvent | Comment]) -> None:
         """Completes the line in progress with ``last``, its final piece."""
         size = self._line_size + len(last)
         if self._value is None:
@@ -256,7 +311,7 @@ class SSEDecoder:
         self._start_event()
         raise self._failure
 
-    def _dispatch(self) -> ServerSentEvent:
+    def _dispatch(self) -> _Event:
         """The event assembled so far. Lines of data join with LF; when one of them is
         still in pieces, the event keeps them all as pieces (a :class:`_PiecewiseEvent`)."""
         event, id, retry = self._event_type, self.last_event_id, self._event_retry
@@ -275,18 +330,26 @@ class SSEDecoder:
         data = pieces[0] if len(pieces) == 1 else "".join(pieces)
         return _Event(event=event, data=data, id=id, retry=retry)
 
-    def _take_line(self, line: memoryview, size: int, events: list[ServerSentEvent]) -> None:
+    def _take_line(
+        self, line: memoryview, size: int, events: list[ServerSentEvent | Comment]
+    ) -> None:
         """Interprets one complete line (without its line end) of ``size`` bytes."""
         if not line:
             # WHATWG, "dispatch the event", step 1: the last event ID becomes the buffer's
             # value at each blank line, so an event cut off before its blank line never
             # moves it (a reconnection then resumes before that event, not after it).
-            self.last_event_id = self._id_buffer
+            self._last_event_id = self._id_buffer
             if self._data:
-                events.append(self._dispatch())
+                event = self._dispatch()
+                if self._id_field:
+                    event._id_in_body = True
+                events.append(event)
             self._start_event()
             return
         if line[0] == 0x3A:  # ":" starts a comment
+            if self._comments:
+                text = str(line[1:], "utf-8", "replace")
+                events.append(Comment(text[1:] if text.startswith(" ") else text))
             return
         size += self._event_size
         if size > self.max_event_bytes:
@@ -306,5 +369,17 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id_buffer = value
+                self._id_field = True
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = self._event_retry = int(value)
+
+
+
+def __getattr__(name: str) -> object:
+    # ``ttstream.sse.EventSource``: the I/O layer on top of the decoder, imported lazily
+    # because it imports this module.
+    if name == "EventSource":
+        from ._eventsource import EventSource
+
+        return EventSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """pump: one stream fanned out to many sinks, each behind its own bounded buffer.
 
-DESIGN.md, "Backpressure" and "Sinks": a reader task runs ahead of the sinks, so every
+docs/sse.md, "Backpressure" and "Sinks": a reader task runs ahead of the sinks, so every
 sink has a bounded buffer and the policy is named:
 
 - ``"block"``: the reader waits for room in every sink's buffer, so the slowest sink
@@ -15,22 +15,35 @@ A sink that raises is detached and closed; the others go on; once the stream has
 once). If the stream itself fails, each sink that defines ``async fail(error)`` is told,
 after the items that came before the error and before ``aclose``. Every sink is closed
 exactly once, on success, on an error and on cancellation, and the stream is closed too.
+
+Every wait is bounded: a sink's ``aclose`` (and the stream's) is shielded but abandoned
+after ``ttstream._bounds.CLEANUP_TIMEOUT`` seconds; the stream's overall deadline
+(``deadline=``) bounds the sinks too, so a sink whose ``send`` never returns (a
+websocket peer that stopped reading) is detached at the deadline with
+:class:`SinkError`, and the API connection is released. A cancellation or a
+``KeyboardInterrupt`` leaves ``pump`` as itself, not inside an exception group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 from collections import deque
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Iterator, Sequence
 from typing import Literal, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._exceptions import TTStreamError, ValidationError
+from .._bounds import close_bounded
+from .._exceptions import APITimeoutError, TTStreamError, ValidationError
 from ..events import Completed, PartialImage
 from ..stream import StreamItem
 from ._base import Sink
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["Policy", "SinkError", "pump"]
 
@@ -154,11 +167,18 @@ async def _feed(
         failures.append((sink, exc))
     finally:
         outbox.detach()  # the reader puts nothing more here, and never waits on it
-        with anyio.CancelScope(shield=True):
-            try:
-                await sink.aclose()
-            except Exception as exc:
-                failures.append((sink, exc))
+        try:
+            if not await close_bounded(sink.aclose):
+                failures.append((sink, TimeoutError("aclose() did not return in time")))
+        except Exception as exc:
+            failures.append((sink, exc))
+
+
+class _SinkTimeout(TimeoutError):
+    """A sink still busy when the stream's deadline passed."""
+
+    def __init__(self) -> None:
+        super().__init__("the sink was still busy when the stream's deadline passed")
 
 
 async def pump(
@@ -179,7 +199,9 @@ async def pump(
     Raises:
         ValidationError: an unknown ``policy`` or a ``buffer`` below 1.
         SinkError: a sink raised in ``send``, ``fail`` or ``aclose``, once the stream
-            has ended (or as soon as every sink is detached).
+            has ended (or as soon as every sink is detached); or a sink was still busy
+            when the stream's deadline passed (its failure is a ``TimeoutError``).
+        APITimeoutError: the stream's deadline passed while no sink was busy.
         TTStreamError: the stream's own error, after every sink got the items before it
             and was closed (it takes precedence over sink failures).
     """
@@ -194,31 +216,67 @@ async def pump(
     completed: list[Completed] = []
     stream_errors: list[Exception] = []  # the stream's own error, for the sinks' fail()
     items = stream.__aiter__()
+    busy: set[int] = set()  # sinks whose task has not finished
     try:
-        async with anyio.create_task_group() as tasks:
-            for sink, outbox in zip(sinks, outboxes, strict=True):
-                tasks.start_soon(_feed, sink, outbox, failures, stream_errors)
-            try:
-                async for item in items:
-                    if isinstance(item, Completed):
-                        completed.append(item)
+        with _unwrapped_group(), anyio.move_on_at(_deadline_of(stream)) as deadline:
+            async with anyio.create_task_group() as tasks:
+                for i, (sink, outbox) in enumerate(zip(sinks, outboxes, strict=True)):
+                    busy.add(i)
+                    tasks.start_soon(
+                        _tracked, i, busy, _feed(sink, outbox, failures, stream_errors)
+                    )
+                try:
+                    async for item in items:
+                        if isinstance(item, Completed):
+                            completed.append(item)
+                        for outbox in outboxes:
+                            await outbox.put(item)
+                        if outboxes and all(outbox.detached for outbox in outboxes):
+                            break  # nobody is listening any more
+                except Exception as exc:  # raised once the sinks got what came before it
+                    stream_errors.append(exc)
+                finally:
                     for outbox in outboxes:
-                        await outbox.put(item)
-                    if outboxes and all(outbox.detached for outbox in outboxes):
-                        break  # nobody is listening any more
-            except Exception as exc:  # raised once the sinks got what came before it
-                stream_errors.append(exc)
-            finally:
-                for outbox in outboxes:
-                    outbox.end()
+                        outbox.end()
+        if deadline.cancelled_caught:
+            late = [sink for i, sink in enumerate(sinks) if i in busy]
+            if not late and not stream_errors:
+                raise APITimeoutError("the stream's deadline passed", timeout="deadline")
+            failures.extend((sink, _SinkTimeout()) for sink in late)
     finally:
-        with anyio.CancelScope(shield=True):
-            for closable in (items,) if items is stream else (items, stream):
-                aclose = getattr(closable, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+        for closable in (items,) if items is stream else (items, stream):
+            aclose = getattr(closable, "aclose", None)
+            if aclose is not None:
+                await close_bounded(aclose)
     if stream_errors:
         raise stream_errors[0]
     if failures:
         raise SinkError(failures) from failures[0][1]
     return completed
+
+
+async def _tracked(index: int, busy: set[int], feeding: Awaitable[None]) -> None:
+    """Runs one sink's feeding; its index leaves ``busy`` when it is done."""
+    try:
+        await feeding
+    finally:
+        busy.discard(index)
+
+
+def _deadline_of(stream: object) -> float:
+    """The stream's overall deadline on anyio's clock (an ImageStream's
+    ``deadline_at``), or ``math.inf``."""
+    at = getattr(stream, "deadline_at", math.inf)
+    return at if isinstance(at, float | int) else math.inf
+
+
+@contextlib.contextmanager
+def _unwrapped_group() -> Iterator[None]:
+    """Re-raises a lone exception out of a task group's exception group as itself, so a
+    cancellation or ``KeyboardInterrupt`` in a sink leaves ``pump`` unwrapped."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -1,0 +1,324 @@
+"""EventSource on its own, over loopback HTTP with every byte scripted: the WHATWG
+processing model (docs/sse.md) and ttstream's reconnection rules (docs/reconnection.md),
+on asyncio and trio."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.scripted_server import Answer, ScriptedServer
+from ttstream import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    Comment,
+    EventSource,
+    ProtocolError,
+    Reconnecting,
+    ReconnectPolicy,
+    ServerSentEvent,
+)
+
+pytestmark = pytest.mark.anyio
+
+FAST = ReconnectPolicy(delay=0.0)
+
+
+async def collect(server: ScriptedServer, **kwargs: Any) -> list[Any]:
+    kwargs.setdefault("reconnect", FAST)
+    async with (
+        httpx.AsyncClient(follow_redirects=kwargs.pop("follow", False)) as http,
+        EventSource(http, kwargs.pop("method", "GET"), server.url + "/events", **kwargs) as source,
+    ):
+        return [item async for item in source]
+
+
+def summary(items: list[Any]) -> list[Any]:
+    """Events as (event, data, id); notices as ("reconnect", last_event_id); comments."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, ServerSentEvent):
+            out.append((item.event, item.data, item.id))
+        elif isinstance(item, Reconnecting):
+            out.append(("reconnect", item.last_event_id))
+        else:
+            out.append(("comment", item.text))
+    return out
+
+
+def no_more(last: int = 0) -> ReconnectPolicy:
+    return ReconnectPolicy(delay=0.0, max_attempts=last)
+
+
+async def test_requests_carry_the_sse_headers_and_events_arrive_in_order() -> None:
+    with ScriptedServer(Answer([b"event: a\ndata: 1\n\n", b"data: 2\n\n"])) as server:
+        got = await collect(server, reconnect=no_more())
+    assert summary(got) == [("a", "1", ""), ("message", "2", "")]
+    headers = server.requests[0].headers
+    assert headers["accept"] == "text/event-stream"
+    assert headers["cache-control"] == "no-cache"
+    assert "last-event-id" not in headers
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xef\xbb\xbfdata: x\r\n\r\ndata: y\r\rdata: z\n\n",
+        b"\xef\xbb\xbfdata: x\n\ndata: y\n\ndata: z\r\n\r\n",
+    ],
+)
+async def test_bom_and_every_line_ending_split_anywhere(body: bytes) -> None:
+    one_byte_chunks = [body[i : i + 1] for i in range(len(body))]
+    with ScriptedServer(Answer(one_byte_chunks)) as server:
+        got = await collect(server, reconnect=no_more())
+    assert [item.data for item in got] == ["x", "y", "z"]
+
+
+async def test_comments_are_skipped_unless_asked_for() -> None:
+    body = [b": keep-alive\n\ndata: x\n", b":tick\n\n"]
+    with ScriptedServer(Answer(body)) as server:
+        skipped = await collect(server, reconnect=no_more())
+        kept = await collect(server, reconnect=no_more(), comments=True)
+    assert summary(skipped) == [("message", "x", "")]
+    assert summary(kept) == [("comment", "keep-alive"), ("comment", "tick"), ("message", "x", "")]
+    assert all(isinstance(item, Comment | ServerSentEvent) for item in kept)
+
+
+async def test_a_clean_end_reconnects_with_last_event_id_after_at_least_retry() -> None:
+    first = Answer([b"retry: 150\nid: 7\ndata: a\n\n"])
+    second = Answer([b"id: 8\ndata: b\n\n"])
+    with ScriptedServer(first, second) as server:
+        started = anyio.current_time()
+        got = await collect(server, reconnect=ReconnectPolicy(delay=0.0, max_attempts=1))
+        waited = anyio.current_time() - started
+    assert summary(got) == [("message", "a", "7"), ("reconnect", "7"), ("message", "b", "8")]
+    notice = got[1]
+    assert notice.delay >= 0.15  # never below the server's retry, jitter only adds
+    assert waited >= 0.15
+    assert server.requests[1].headers["last-event-id"] == "7"
+
+
+async def test_a_network_error_reconnects_and_the_initial_last_event_id_is_honoured() -> None:
+    first = Answer([b"data: a\n\n", 0.05], end="abort")
+    second = Answer([b"data: b\n\nid: 9\ndata: c\n\n"])
+    with ScriptedServer(first, second) as server:
+        got = await collect(server, last_event_id="5", reconnect=no_more(1))
+    assert summary(got) == [
+        ("message", "a", "5"),
+        ("reconnect", "5"),
+        ("message", "b", "5"),
+        ("message", "c", "9"),
+    ]
+    assert [r.headers.get("last-event-id") for r in server.requests] == ["5", "5"]
+
+
+async def test_a_read_timeout_mid_stream_reconnects() -> None:
+    first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
+    second = Answer([b"id: 2\ndata: b\n\n"])
+    with ScriptedServer(first, second) as server:
+        got = await collect(server, reconnect=no_more(1), timeout=httpx.Timeout(5.0, read=0.3))
+    assert summary(got) == [("message", "a", "1"), ("reconnect", "1"), ("message", "b", "2")]
+    assert "read timeout" in got[1].reason
+
+
+async def test_a_read_timeout_with_no_reconnection_left_is_an_api_timeout_error() -> None:
+    with ScriptedServer(Answer([b"data: a\n\n"], end="hang")) as server:
+        with pytest.raises(APITimeoutError) as info:
+            await collect(server, reconnect=no_more(), timeout=httpx.Timeout(5.0, read=0.2))
+    assert info.value.timeout == "read"
+    assert "127.0.0.1" in str(info.value)
+
+
+async def test_a_break_with_no_reconnection_left_is_an_api_connection_error() -> None:
+    with ScriptedServer(Answer([b"data: a\n\n"], end="abort")) as server:
+        with pytest.raises(APIConnectionError) as info:
+            await collect(server, reconnect=no_more())
+    assert isinstance(info.value.__cause__, httpx.TransportError)
+
+
+async def test_204_stops_for_good() -> None:
+    with ScriptedServer(Answer([b"id: 1\ndata: a\n\n"]), Answer(status=204, headers=())) as server:
+        got = await collect(server, reconnect=no_more(5))
+    assert summary(got) == [("message", "a", "1"), ("reconnect", "1")]
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 500])
+async def test_an_http_error_is_typed_and_never_reconnected(status: int) -> None:
+    error = Answer([b'{"error": {"message": "no"}}'], status=status, headers=())
+    with ScriptedServer(error) as server:
+        with pytest.raises(APIStatusError) as info:
+            await collect(server, reconnect=no_more(5))
+    assert info.value.status_code == status
+    assert len(server.requests) == 1
+
+
+async def test_a_wrong_content_type_is_a_protocol_error_and_never_reconnected() -> None:
+    wrong = Answer([b"{}"], headers=(("Content-Type", "application/json"),))
+    with ScriptedServer(wrong) as server:
+        with pytest.raises(ProtocolError, match="application/json"):
+            await collect(server, reconnect=no_more(5))
+    assert len(server.requests) == 1
+
+
+async def test_retries_before_the_first_byte_follow_the_sdk_rules() -> None:
+    busy = Answer([b"{}"], status=503, headers=(("retry-after-ms", "10"),))
+    with ScriptedServer(busy, Answer([b"data: ok\n\n"])) as server:
+        got = await collect(server, reconnect=no_more(), max_retries=1)
+    assert summary(got) == [("message", "ok", "")]
+    assert len(server.requests) == 2
+
+
+async def test_redirects_follow_the_callers_client_and_drop_keys_across_origins() -> None:
+    with ScriptedServer(Answer([b"data: there\n\n"])) as target:
+        moved = Answer(status=307, headers=(("Location", target.url + "/moved"),))
+        with ScriptedServer(moved) as origin:
+            keys = {"Authorization": "Bearer sk-secret", "TT-API-KEY": "tt-secret"}
+            with pytest.raises(APIStatusError) as info:  # not followed by default
+                await collect(origin, headers=keys, reconnect=no_more())
+            assert info.value.status_code == 307
+            got = await collect(origin, headers=keys, reconnect=no_more(), follow=True)
+    assert summary(got) == [("message", "there", "")]
+    arrived = target.requests[0].headers
+    assert "authorization" not in arrived
+    assert "tt-api-key" not in arrived
+    assert origin.requests[0].headers["tt-api-key"] == "tt-secret"
+
+
+async def test_a_redirect_within_the_origin_keeps_the_headers() -> None:
+    def answer(request: Any) -> Answer:
+        if request.path == "/events":
+            return Answer(status=302, headers=(("Location", "/here"),))
+        return Answer([b"data: here\n\n"])
+
+    with ScriptedServer(answer) as server:
+        got = await collect(server, headers={"TT-API-KEY": "k"}, reconnect=no_more(), follow=True)
+    assert summary(got) == [("message", "here", "")]
+    assert server.requests[1].headers["tt-api-key"] == "k"
+
+
+async def test_json_and_content_bodies_are_sent_the_same_on_every_attempt() -> None:
+    first = Answer([b"id: 1\ndata: a\n\n", 0.05], end="abort")
+    with ScriptedServer(first, Answer([b"data: b\n\n"])) as server:
+        await collect(server, method="POST", json={"prompt": "a kite"}, reconnect=no_more(1))
+    bodies = [request.body for request in server.requests]
+    assert bodies == [b'{"prompt":"a kite"}'] * 2
+    assert server.requests[0].headers["content-type"] == "application/json"
+
+
+async def test_restart_drops_the_connection_and_resumes_at_once() -> None:
+    first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
+    with ScriptedServer(first, Answer([b"id: 2\ndata: b\n\n"])) as server:
+        got: list[Any] = []
+        async with httpx.AsyncClient() as http, EventSource(
+            http, "GET", server.url, reconnect=no_more()
+        ) as source:
+            async for item in source:
+                got.append(item)
+                if summary([item]) == [("message", "a", "1")]:
+                    source.restart()
+    assert summary(got) == [("message", "a", "1"), ("reconnect", "1"), ("message", "b", "2")]
+    assert got[1].delay == 0.0
+    assert server.requests[1].headers["last-event-id"] == "1"
+
+
+async def test_restart_interrupts_a_read_in_another_task() -> None:
+    first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
+    with ScriptedServer(first, Answer([b"id: 2\ndata: b\n\n"])) as server:
+        got: list[Any] = []
+        async with httpx.AsyncClient() as http, EventSource(
+            http, "GET", server.url, reconnect=no_more()
+        ) as source:
+            async with anyio.create_task_group() as tasks:
+
+                async def read_all() -> None:
+                    async for item in source:
+                        got.append(item)
+
+                tasks.start_soon(read_all)
+                with anyio.fail_after(5):
+                    while not got:
+                        await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # the reader now waits on the hung body
+                source.restart()
+    assert summary(got) == [("message", "a", "1"), ("reconnect", "1"), ("message", "b", "2")]
+
+
+async def test_the_deadline_bounds_reads_and_reconnect_sleeps() -> None:
+    with ScriptedServer(Answer([b"data: a\n\n"], end="hang")) as server:
+        started = anyio.current_time()
+        with pytest.raises(APITimeoutError) as info:
+            await collect(server, deadline=0.3)
+    assert info.value.timeout == "deadline"
+    assert anyio.current_time() - started < 3
+    policy = ReconnectPolicy(delay=30.0)
+    with ScriptedServer(Answer([b"id: 1\ndata: a\n\n"])) as server:
+        started = anyio.current_time()
+        with pytest.raises(APITimeoutError):
+            await collect(server, deadline=0.3, reconnect=policy)
+    assert anyio.current_time() - started < 3
+
+
+# The id cases: replays are skipped only on a resumed body, only up to the resumed id.
+
+
+async def test_one_id_then_none_gives_every_later_event_that_id() -> None:
+    body = [b"id: gen_abc\ndata: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]
+    with ScriptedServer(Answer(body)) as server:
+        got = await collect(server, reconnect=no_more())
+    assert summary(got) == [("message", str(i), "gen_abc") for i in range(3)]
+
+
+async def test_a_constant_id_on_every_event_is_never_taken_for_a_replay() -> None:
+    body = [b"id: job\ndata: %d\n\n" % i for i in range(5)]
+    with ScriptedServer(Answer(body)) as server:
+        got = await collect(server, reconnect=no_more())
+    assert [item.data for item in got] == ["0", "1", "2", "3", "4"]
+    assert len(server.requests) == 1
+
+
+async def test_a_resume_that_replays_two_events_delivers_each_event_once() -> None:
+    first = Answer([*(b"id: %d\ndata: e%d\n\n" % (i, i) for i in (1, 2, 3)), 0.05], end="abort")
+    replay = Answer([b"id: %d\ndata: e%d\n\n" % (i, i) for i in (2, 3, 4, 5)])
+    with ScriptedServer(first, replay) as server:
+        got = await collect(server, reconnect=no_more(1))
+    events = [item.data for item in got if isinstance(item, ServerSentEvent)]
+    assert events == ["e1", "e2", "e3", "e4", "e5"]
+    assert server.requests[1].headers["last-event-id"] == "3"
+
+
+async def test_after_the_replay_a_repeated_id_is_delivered() -> None:
+    first = Answer([b"id: 1\ndata: a\n\n", 0.05], end="abort")
+    resumed = Answer([b"id: 1\ndata: a\n\n", b"id: 2\ndata: b\n\n", b"id: 2\ndata: c\n\n"])
+    with ScriptedServer(first, resumed) as server:
+        got = await collect(server, reconnect=no_more(1))
+    assert [item.data for item in got if isinstance(item, ServerSentEvent)] == ["a", "b", "c"]
+
+
+async def test_memory_stays_flat_over_ten_thousand_events_with_ids() -> None:
+    def body(count: int) -> Answer:
+        return Answer([b"".join(b"id: %0256d\ndata: x\n\n" % i for i in range(count))])
+
+    async def peak(count: int) -> int:
+        with ScriptedServer(body(count)) as server:
+            async with httpx.AsyncClient() as http, EventSource(
+                http, "GET", server.url, reconnect=no_more()
+            ) as source:
+                gc.collect()
+                tracemalloc.start()
+                n = 0
+                async for _ in source:
+                    n += 1
+                held = tracemalloc.get_traced_memory()[0]
+                tracemalloc.stop()
+        assert n == count
+        return held
+
+    small, large = await peak(1_000), await peak(10_000)
+    assert large < small + 256 * 1024  # not 10,000 ids of 256 bytes kept alive

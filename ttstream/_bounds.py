@@ -1,0 +1,79 @@
+"""Bounds on waits: the overall deadline of an operation, and shielded cleanup that
+cannot hang (docs/reconnection.md, "Every wait is bounded").
+
+Cleanup (closing a response, a sink) is shielded from cancellation so that it
+completes inside a cancelled scope too, and bounded by :data:`CLEANUP_TIMEOUT`, so that
+a peer that never answers cannot make a cancelled operation uncancellable: this is
+anyio's ``move_on_after(t, shield=True)`` pattern.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._exceptions import APITimeoutError, ValidationError
+
+__all__ = ["CLEANUP_TIMEOUT", "Deadline", "close_bounded", "validate_seconds"]
+
+CLEANUP_TIMEOUT = 3.0
+"""Seconds a shielded cleanup step (closing a response, a sink's ``aclose``) may take
+before it is abandoned."""
+
+
+async def close_bounded(*steps: Callable[[], Awaitable[object]]) -> bool:
+    """Runs each cleanup step in turn, shielded from cancellation, all within
+    :data:`CLEANUP_TIMEOUT` seconds. Returns ``False`` when time ran out (the steps not
+    finished by then are abandoned), ``True`` otherwise. Exceptions propagate."""
+    with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True) as scope:
+        for step in steps:
+            await step()
+    return not scope.cancelled_caught
+
+
+def validate_seconds(name: str, value: float | None) -> float | None:
+    """``value`` if it is ``None`` or a finite number of seconds > 0.
+
+    Raises:
+        ValidationError: NaN, an infinity, zero, a negative number or a non-number.
+    """
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(name, value, "None or a finite number of seconds > 0")
+    return float(value)
+
+
+class Deadline:
+    """An overall deadline of ``seconds``, started by the first :meth:`scope` (``None``:
+    no deadline). Each step of the operation runs inside ``with deadline.scope():``;
+    after a step, :meth:`check` raises once the deadline has passed.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = validate_seconds("deadline", seconds)
+        self._at = math.inf
+
+    @property
+    def at(self) -> float:
+        """The deadline on anyio's clock (``math.inf`` when none, or not started)."""
+        return self._at
+
+    def scope(self) -> anyio.CancelScope:
+        """A cancel scope that ends the step at the deadline (starting the clock on the
+        first call)."""
+        if self.seconds is not None and self._at == math.inf:
+            self._at = anyio.current_time() + self.seconds
+        return anyio.move_on_at(self._at)
+
+    def error(self, what: str = "the stream") -> APITimeoutError:
+        """The error for a passed deadline: :class:`APITimeoutError` with
+        ``timeout="deadline"``."""
+        return APITimeoutError(f"{what}'s deadline of {self.seconds} s passed", timeout="deadline")

@@ -1,0 +1,204 @@
+"""Sending one HTTP request: retries before the first byte, redirects, HTTP errors.
+
+Retries follow the official SDKs (docs/reconnection.md, "Retries before the stream"):
+connection errors, timeouts, HTTP 408, 409, 429 and >= 500, with the delays of
+:mod:`ttstream._retry`. A request body is bytes built once, so every retry sends the
+same bytes.
+
+Redirects are followed only when the caller's ``httpx.AsyncClient`` follows them
+(``follow_redirects=True``; ttstream's own client never does), at most its
+``max_redirects``, and a redirect to another origin (scheme, host or port) drops the
+credential headers (``Authorization``, ``TT-API-KEY``), so that a key never reaches
+another origin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    EventTooLargeError,
+    ProtocolError,
+    TTStreamError,
+)
+from ._retry import backoff_delay, retry_after, should_retry_status
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "MAX_ERROR_BODY",
+    "connection_error",
+    "read_limited",
+    "send",
+    "status_error",
+    "timeout_name",
+]
+
+logger = logging.getLogger("ttstream")
+
+CREDENTIAL_HEADERS = ("authorization", "tt-api-key")
+"""Request headers that carry a key: never sent across origins."""
+MAX_ERROR_BODY = 1024 * 1024
+"""The most of an HTTP error body that is read, in bytes."""
+
+_TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
+    httpx.ConnectTimeout: "connect",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+    httpx.PoolTimeout: "pool",
+}
+
+
+def timeout_name(exc: httpx.TimeoutException) -> str:
+    """Which httpx timeout fired: ``connect``, ``read``, ``write`` or ``pool``."""
+    return next((name for kind, name in _TIMEOUT_NAMES.items() if isinstance(exc, kind)), "read")
+
+
+def _where(url: httpx.URL) -> str:
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    return f"{url.host}:{port}" if port else url.host
+
+
+def connection_error(exc: httpx.TransportError, url: httpx.URL, what: str) -> APIConnectionError:
+    """The ttstream error for an httpx transport error while ``what`` (``"connecting"``,
+    ``"reading the stream"``...), naming the host and port, never a repr."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        name = timeout_name(exc)
+        return APITimeoutError(f"{name} timeout {what} {_where(url)}: {detail}", timeout=name)
+    return APIConnectionError(f"{what} {_where(url)} failed: {detail}")
+
+
+async def read_limited(response: httpx.Response, limit: int) -> bytearray:
+    """The whole body of ``response``, refusing to hold more than ``limit`` bytes.
+
+    Raises:
+        EventTooLargeError: the body is longer than ``limit``.
+    """
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        if len(body) + len(chunk) > limit:
+            raise EventTooLargeError(limit=limit, size=len(body) + len(chunk))
+        body += chunk
+    return body
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+async def _send_following(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Sends ``request``, following redirects only as ``http`` is configured to."""
+    hops = 0
+    while True:
+        response = await http.send(request, stream=True, follow_redirects=False)
+        following = response.next_request
+        if not (http.follow_redirects and response.is_redirect and following is not None):
+            return response
+        await response.aclose()
+        hops += 1
+        if hops > http.max_redirects:
+            raise APIConnectionError(
+                f"more than {http.max_redirects} redirects from {_where(request.url)}"
+            )
+        if following.url.scheme not in ("http", "https"):
+            raise ProtocolError(f"a redirect to a {following.url.scheme!r} URL, not http(s)")
+        if not _same_origin(following.url, request.url):
+            for name in CREDENTIAL_HEADERS:
+                following.headers.pop(name, None)
+        request = following
+
+
+async def send(
+    http: httpx.AsyncClient, request: httpx.Request, *, max_retries: int
+) -> httpx.Response:
+    """Sends ``request`` (streaming its answer), retrying before the first byte of the
+    answer; returns a 2xx (or 204) response, whose body the caller reads and closes.
+
+    Raises:
+        APIStatusError: an HTTP error, not retried or after ``max_retries`` retries.
+        APIConnectionError, APITimeoutError: the request could not be sent.
+    """
+    attempt = 0
+    while True:
+        delay: float | None = None
+        try:
+            response = await _send_following(http, request)
+        except httpx.TransportError as exc:
+            error: TTStreamError = connection_error(exc, request.url, "connecting to")
+            cause: BaseException = exc
+        else:
+            if response.is_success:
+                return response
+            error = cause = await status_error(response)
+            if not should_retry_status(response.status_code, response.headers):
+                raise error
+            delay = retry_after(response.headers)
+        if attempt >= max_retries:
+            raise error from (None if cause is error else cause)
+        if delay is None:
+            delay = backoff_delay(attempt)
+        attempt += 1
+        logger.warning(
+            "retrying %s %s in %.2f s (retry %d of %d) after: %s",
+            request.method,
+            request.url,
+            delay,
+            attempt,
+            max_retries,
+            error,
+        )
+        await anyio.sleep(delay)
+
+
+async def status_error(response: httpx.Response) -> APIStatusError:
+    """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes) into an
+    :class:`APIStatusError` with the fields of an ``{"error": {"message", "type",
+    "code", "param"}}`` body: the one parser of HTTP error bodies."""
+    raw = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            raw += chunk
+            if len(raw) > MAX_ERROR_BODY:
+                break
+    except httpx.HTTPError:
+        pass  # the status says enough
+    finally:
+        await response.aclose()
+    text = raw.decode("utf-8", "replace")
+    body: Any = text
+    with contextlib.suppress(ValueError, RecursionError):
+        body = json.loads(raw)
+    error = body.get("error") if isinstance(body, dict) else None
+    fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
+
+    def field(name: str) -> str | None:
+        value = fields.get(name)
+        return None if value is None else str(value)
+
+    if 300 <= response.status_code < 400:
+        message = (
+            f"redirect to {response.headers.get('location')!r} not followed "
+            "(API requests never carry the key to another URL)"
+        )
+    else:
+        message = field("message") or text.strip()[:200] or response.reason_phrase
+    return APIStatusError(
+        message,
+        status_code=response.status_code,
+        body=body,
+        type=field("type"),
+        code=field("code"),
+        param=field("param"),
+        request_id=response.headers.get("x-request-id"),
+        headers=response.headers,
+    )
