@@ -40,6 +40,7 @@ from ._request import (
     load_images,
     multipart_files,
 )
+from ._responses_client import Responses
 from .events import Completed
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
@@ -156,6 +157,8 @@ class AsyncClient:
         )
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        self.responses = Responses(self)
+        """The Responses API image tool: ``stream()`` and ``resume()`` (docs/responses.md)."""
 
     def __repr__(self) -> str:
         return f"<AsyncClient base_url={self.base_url!r} auth={self.auth!r}>"

@@ -33,7 +33,9 @@ __all__ = [
     "free_size_ok",
     "streams_by_default",
     "supports_streaming",
+    "tool_request",
     "validate",
+    "validate_tool",
 ]
 
 Operation = Literal["generation", "edit"]
@@ -232,6 +234,36 @@ def free_size_ok(size: object) -> bool:
         and long <= _MAX_LONG_EDGE
         and width * height <= _MAX_PIXELS
     )
+
+
+TOOL_MODEL = "gpt-image-2"
+"""The image model of a Responses API ``image_generation`` tool that names none."""
+# Tool options that are not Images API parameters: the tool's type and model, what it does
+# (action), an edit's mask given as a file or URL reference, and the echoed n.
+_NOT_IMAGE_OPTIONS = ("type", "model", "action", "input_image_mask", "n")
+
+
+def tool_request(tool: Mapping[str, object]) -> tuple[str, dict[str, object]]:
+    """The Images API model and parameters (no prompt) a Responses API
+    ``image_generation`` tool stands for: its ``model`` (default :data:`TOOL_MODEL`) and
+    its options under their Images API names, ``stream=True`` added when it asks for
+    ``partial_images`` (which come with the response's stream) in a streamed format.
+    docs/responses.md."""
+    model = tool.get("model") or TOOL_MODEL
+    params = {key: value for key, value in tool.items() if key not in _NOT_IMAGE_OPTIONS}
+    if params.get("partial_images") is not None and (
+        params.get("output_format") not in _UNSTREAMED_FORMATS
+    ):
+        params["stream"] = True
+    return str(model), params
+
+
+def validate_tool(tool: Mapping[str, object]) -> None:
+    """Raise :class:`ValidationError` for an ``image_generation`` tool option its model
+    does not take, by the Images API rules of :func:`validate` (the response's input is
+    not the image prompt, so the prompt is not checked)."""
+    model, params = tool_request(tool)
+    validate("generation", model, {**params, "prompt": "(the response's input)"})
 
 
 def validate(

@@ -374,7 +374,6 @@ class SSEDecoder:
             self.retry = self._event_retry = int(value)
 
 
-
 def __getattr__(name: str) -> object:
     # ``ttstream.sse.EventSource``: the I/O layer on top of the decoder, imported lazily
     # because it imports this module.

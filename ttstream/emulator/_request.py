@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from .._exceptions import ValidationError, short_repr
-from ..params import MODELS, PARAMETERS, validate
+from ..params import MODELS, PARAMETERS, tool_request, validate
 from ._errors import EmulatorError
 from ._images import InvalidImageError, RenderSpec, probe_size
 
@@ -148,24 +148,18 @@ async def read_edit(request: Request) -> ImageRequest:
     return _build("edit", body, images, mask, image_param="images")
 
 
-_NOT_TOOL_PARAMS = ("type", "model", "action", "input_image_mask", "n")
-
-
 def read_tool(options: Mapping[str, Any], prompt: str, *, where: str) -> ImageRequest:
     """The image request of one Responses API ``image_generation`` tool, found at
-    ``where`` (e.g. ``tools[0]``) in the body: its ``model`` (default gpt-image-2) and its
-    options, checked like an Images API generation of ``prompt``; ``partial_images`` go
-    with the response's stream. ``action``, ``input_image_mask`` and ``n`` are not checked.
+    ``where`` (e.g. ``tools[0]``) in the body: its model and options as
+    :func:`ttstream.params.tool_request` reads them, checked like an Images API
+    generation of ``prompt``.
 
     Raises:
         EmulatorError: 400 naming ``<where>.<option>`` (``input`` for the prompt).
     """
-    body = {key: value for key, value in options.items() if key not in _NOT_TOOL_PARAMS}
-    body.update(prompt=prompt, model=options.get("model") or DEFAULT_MODEL)
-    if body.get("partial_images") is not None:
-        body["stream"] = True
+    model, params = tool_request(options)
     try:
-        return _build("generation", body, (), None)
+        return _build("generation", {**params, "prompt": prompt, "model": model}, (), None)
     except EmulatorError as err:
         param = "input" if err.param == "prompt" else f"{where}.{err.param or 'model'}"
         raise EmulatorError(err.message, param=param, code=err.code) from err
