@@ -347,7 +347,7 @@ def loads_without_results(data: str) -> Any:
     start = 0
     while (match := _RESULT_MEMBER.search(data, start)) is not None:
         end = data.find('"', match.end())
-        if end < 0 or "\\" in data[match.end() : end]:
+        if end < 0 or data.find("\\", match.end(), end) >= 0:  # no copy of the image
             return None
         parts.append(data[start : match.start()])
         parts.append('"result":null')
