@@ -406,3 +406,31 @@ def test_restart_expects_a_whole_new_response() -> None:
     assert (interpreter.last_sequence_number, interpreter.response_id) == (None, None)
     out = feed(interpreter, events)
     assert [type(e) for e in out] == [PartialImage, PartialImage, Completed]
+
+
+NAMES = sorted(path.stem for path in RECORDINGS.glob("*.jsonl"))
+
+
+@given(st.sampled_from(NAMES), st.lists(st.integers(min_value=1, max_value=400), max_size=30))
+def test_any_chunking_gives_the_same_events_and_errors(name: str, cuts: list[int]) -> None:
+    """However the bytes are split, the interpreter gives what the whole body gives."""
+
+    def run(pieces: Iterable[bytes]) -> tuple[list[tuple[str, int | None]], str | None]:
+        interpreter, decoder = ResponsesInterpreter(), SSEDecoder()
+        out: list[tuple[str, int | None]] = []
+        try:
+            for piece in pieces:
+                for sse in decoder.feed(piece):
+                    if (event := interpreter.handle(sse)) is not None:
+                        out.append((type(event).__name__, event.sequence_number))
+        except StreamError as exc:
+            return out, exc.code
+        return out, None
+
+    data = sse_bytes(recording(name))
+    bounds, position = [], 0
+    for cut in cuts:
+        position += cut
+        bounds.append(position)
+    pieces = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+    assert run(pieces) == run([data])
