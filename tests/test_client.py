@@ -319,7 +319,9 @@ async def test_edit_with_files_is_multipart_image_for_one_and_image_array_for_se
     path.write_bytes(b"\x89PNG\r\n\x1a\nA")
     recorder = Recorder(stream_response(sse_body({**COMPLETED, "type": "image_edit.completed"})))
     async with client_for(recorder) as client:
-        [one] = await collect(client.edit("hat", images=path, input_fidelity="high"))
+        [one] = await collect(
+            client.edit("hat", images=path, input_fidelity="high", model="gpt-image-1.5")
+        )
         await collect(
             client.edit("hat", images=[path, b"\xff\xd8\xffB"], mask=b"\x89PNG\r\n\x1a\nM")
         )

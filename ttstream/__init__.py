@@ -18,6 +18,8 @@ from ._exceptions import (
     ValidationError,
 )
 from ._reconnect import Reconnecting, ReconnectPolicy
+from ._responses import Response
+from ._responses_client import ResponseStream
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
@@ -44,6 +46,8 @@ __all__ = [
     "ProtocolError",
     "ReconnectPolicy",
     "Reconnecting",
+    "Response",
+    "ResponseStream",
     "SSEDecoder",
     "ServerSentEvent",
     "SinkError",

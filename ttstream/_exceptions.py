@@ -110,7 +110,9 @@ class StreamError(TTStreamError):
     Both shapes seen on the wire are read: nested
     ``{"type": "error", "error": {"type", "code", "message", "param"}}`` and flat
     ``{"type": "error", "code", "message", "param"}`` (wire-format.md, "Errors").
-    ``event_id`` is the SSE last event ID at the error, ``""`` when none was sent.
+    ``event_id`` is the SSE last event ID at the error, ``""`` when none was sent;
+    ``response_id`` the Responses API response it ended (``response.failed``,
+    ``response.incomplete``, an error event), else ``None``.
     """
 
     def __init__(
@@ -122,7 +124,9 @@ class StreamError(TTStreamError):
         type: str | None = None,
         event_id: str = "",
         sequence_number: int | None = None,
+        response_id: str | None = None,
     ) -> None:
+        self.response_id = response_id
         self.message = message
         self.code = code
         self.param = param

@@ -40,6 +40,7 @@ from ._request import (
     load_images,
     multipart_files,
 )
+from ._responses_client import Responses
 from .events import Completed
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
@@ -57,7 +58,7 @@ logger = logging.getLogger("ttstream")
 
 TTAPI_BASE_URL = "https://api.ttapi.io/v1"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_MODEL = "gpt-image-2"
 DEFAULT_RECONNECT = ReconnectPolicy()
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
 """5 s to connect; 5 minutes of silence between bytes before a read timeout, since a
@@ -156,6 +157,8 @@ class AsyncClient:
         )
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        self.responses = Responses(self)
+        """The Responses API image tool: ``stream()`` and ``resume()`` (docs/responses.md)."""
 
     def __repr__(self) -> str:
         return f"<AsyncClient base_url={self.base_url!r} auth={self.auth!r}>"
@@ -286,7 +289,7 @@ class AsyncClient:
     def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
         body = {"model": model, "prompt": prompt, **params}
         if body.get("stream") is None:
-            body["stream"] = _params.supports_streaming(model)
+            body["stream"] = _params.streams_by_default(model, body)
         return body
 
     def _stream(

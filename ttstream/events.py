@@ -123,6 +123,10 @@ class ImageEvent:
     output_format: str | None = None
     created_at: int | None = None
     sequence_number: int | None = None
+    # Set by the Responses API image tool only (operation "response"; docs/responses.md).
+    item_id: str | None = None
+    output_index: int | None = None
+    response_id: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=_repr_extra)
 
     @functools.cached_property

@@ -1,9 +1,12 @@
 """Per-model checks of Images API request parameters, run before any connection is made.
 
-Source: the table "Request parameters (per model)" of ``wire-format.md``, itself gathered
-from the OpenAI Images API reference (https://platform.openai.com/docs/api-reference/images)
-and the TTAPI Images API documentation (https://docs.ttapi.io). :data:`MODELS` is the one
-place that table lives; the checks below only read it.
+Sources, named rule by rule in the comments below: the official OpenAI Python SDK 3.57
+parameter docs (``openai.types.image_generate_params`` / ``image_edit_params``: the
+models, sizes, qualities and formats of 2026-12), the OpenAI Images API reference
+(https://platform.openai.com/docs/api-reference/images) and the TTAPI Images API
+documentation (https://docs.ttapi.io). docs/models.md states the rules in prose.
+:data:`MODELS` is the one place the table lives; the checks below only read it (the
+emulator validates its requests with the same functions).
 
 Deliberately open where vendors move faster than clients: a model missing from
 :data:`MODELS` and a parameter name the table does not know pass unchecked (the server will
@@ -22,19 +25,31 @@ import attrs
 
 from ._exceptions import ValidationError
 
-__all__ = ["MODELS", "PARAMETERS", "ModelSpec", "Operation", "supports_streaming", "validate"]
+__all__ = [
+    "MODELS",
+    "PARAMETERS",
+    "ModelSpec",
+    "Operation",
+    "free_size_ok",
+    "streams_by_default",
+    "supports_streaming",
+    "tool_request",
+    "validate",
+    "validate_tool",
+]
 
 Operation = Literal["generation", "edit"]
 
 
 @attrs.frozen
 class ModelSpec:
-    """What one model takes: one column of the wire-format.md table.
+    """What one model takes: one row of the table in docs/models.md.
 
-    Enumerations keep the reference's order; an empty tuple means the model refuses the
+    Enumerations keep the sources' order; an empty tuple means the model refuses the
     parameter. ``output_formats[0]`` is the default format, and a model with output formats
     also takes ``output_compression``; a ``streaming`` model takes ``stream=True`` and
-    ``partial_images``.
+    ``partial_images``. ``retired_on_openai`` is the ISO date OpenAI stopped serving the
+    model (TTAPI may still serve it), ``None`` while it is served.
     """
 
     prompt_max: int
@@ -46,32 +61,67 @@ class ModelSpec:
     moderations: tuple[str, ...] = ()
     response_formats: tuple[str, ...] = ()
     styles: tuple[str, ...] = ()
+    complexities: tuple[str, ...] = ()
     streaming: bool = False
     input_fidelities: tuple[str, ...] = ()  # edits only
     max_edit_images: int = 0  # 0: the model takes no edits
-    free_sizes: bool = False  # any "WxH" within the rule of _free_size_ok is also a size
+    free_sizes: bool = False  # any "WxH" within the rule of free_size_ok is also a size
     edit_square_png_under: int | None = None  # known edit images: square PNGs under N bytes
+    retired_on_openai: str | None = None
 
 
+# The GPT Image models. Source: official SDK 3.57 parameter docs (prompt "maximum length is
+# 32000 characters", n "between 1 and 10", the three standard sizes and auto, quality low /
+# medium / high / auto, background, moderation, output_format png / webp / jpeg / gif / svg
+# "only supported for the GPT image models", complexity low / medium / high, partial_images
+# with streaming, "up to 16 images" to edit); input_fidelity high / low: TTAPI docs and the
+# SDK ("Supports high and low on gpt-image-1.5").
 _GPT_IMAGE = ModelSpec(
     prompt_max=32000,
     n_max=10,
     sizes=("auto", "1024x1024", "1536x1024", "1024x1536"),
     qualities=("auto", "high", "medium", "low"),
     backgrounds=("transparent", "opaque", "auto"),
-    output_formats=("png", "jpeg", "webp"),
+    output_formats=("png", "jpeg", "webp", "gif", "svg"),
     moderations=("low", "auto"),
+    complexities=("low", "medium", "high"),
     streaming=True,
     input_fidelities=("high", "low"),
     max_edit_images=16,
+)
+# Official SDK 3.57 parameter docs, size: "For gpt-image-2, gpt-image-2-2026-04-21, [the 2.5
+# family], arbitrary resolutions are supported"; input_fidelity: "For gpt-image-2, omit
+# this parameter".
+_GPT_IMAGE_2 = attrs.evolve(_GPT_IMAGE, free_sizes=True, input_fidelities=())
+# Official SDK 3.57 parameter docs, quality: "gpt-image-2.5-sunburst and gpt-image-2.5-flare,
+# including their 2026-09-08 snapshots, also support xhigh and max"; the size rule as above.
+_GPT_IMAGE_2_5 = attrs.evolve(
+    _GPT_IMAGE, free_sizes=True, qualities=(*_GPT_IMAGE.qualities, "xhigh", "max")
 )
 # quality "auto" is also accepted for dall-e-2/3: the OpenAI reference says auto is the
 # default for every model, so sending it explicitly must be fine.
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {
-        "gpt-image-2": attrs.evolve(_GPT_IMAGE, free_sizes=True, input_fidelities=()),
+        # The default: served by TTAPI and OpenAI (TTAPI docs; official SDK 3.57).
+        "gpt-image-2": _GPT_IMAGE_2,
+        "gpt-image-2-2026-04-21": _GPT_IMAGE_2,
+        "gpt-image-2.5-sunburst": _GPT_IMAGE_2_5,
+        "gpt-image-2.5-sunburst-2026-09-08": _GPT_IMAGE_2_5,
+        "gpt-image-2.5-flare": _GPT_IMAGE_2_5,
+        "gpt-image-2.5-flare-2026-09-08": _GPT_IMAGE_2_5,
+        # The 2.6 models and chatgpt-image-latest: the SDK states no rule of their own, so
+        # the GPT Image rules (chatgpt-image-latest "follows the same input constraints").
+        "gpt-image-2.6-sunburst": _GPT_IMAGE,
+        "gpt-image-2.6-flare": _GPT_IMAGE,
+        "chatgpt-image-latest": _GPT_IMAGE,
         "gpt-image-1.5": _GPT_IMAGE,
-        "gpt-image-1": _GPT_IMAGE,
+        # Official SDK 3.57: "gpt-image-1-mini supports only low" input_fidelity.
+        "gpt-image-1-mini": attrs.evolve(_GPT_IMAGE, input_fidelities=("low",)),
+        # Official SDK 3.57: "GPT Image 1 was shut down on October 23, 2026"; TTAPI docs
+        # still list it.
+        "gpt-image-1": attrs.evolve(_GPT_IMAGE, retired_on_openai="2026-10-23"),
+        # The OpenAI Images API reference and TTAPI docs (sizes, qualities, styles, n,
+        # response_format); official SDK 3.57: "This model was retired on May 12, 2026".
         "dall-e-3": ModelSpec(
             prompt_max=4000,
             n_max=1,
@@ -79,6 +129,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
             qualities=("hd", "standard", "auto"),
             response_formats=("url", "b64_json"),
             styles=("vivid", "natural"),
+            retired_on_openai="2026-05-12",
         ),
         "dall-e-2": ModelSpec(
             prompt_max=1000,
@@ -88,6 +139,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
             response_formats=("url", "b64_json"),
             max_edit_images=1,
             edit_square_png_under=4 * 1024 * 1024,  # "less than 4MB"; read as MiB (lenient)
+            retired_on_openai="2026-05-12",
         ),
     }
 )
@@ -96,12 +148,14 @@ PARAMETERS = frozenset(
     {
         "prompt", "n", "size", "quality", "background", "output_format",
         "output_compression", "moderation", "response_format", "style", "stream",
-        "partial_images", "input_fidelity", "user", "mask",
+        "partial_images", "input_fidelity", "user", "mask", "complexity", "frame_count",
+        "frame_duration_ms", "safety_identifier", "svg",
     }
 )  # fmt: skip
 """Every request parameter of the two endpoints besides ``model`` and the edit images
-(the OpenAI Images API reference and TTAPI's pages). :func:`validate` lets other names
-through for the server to judge; the API (and the emulator) answers them with 400."""
+(official SDK 3.57 parameter docs, the OpenAI Images API reference and TTAPI's pages).
+:func:`validate` lets other names through for the server to judge; the API (and the
+emulator) answers them with 400."""
 
 _CHOICE_FIELDS: Mapping[str, str] = {  # enumerated parameter -> ModelSpec field of its values
     "quality": "qualities",
@@ -110,17 +164,43 @@ _CHOICE_FIELDS: Mapping[str, str] = {  # enumerated parameter -> ModelSpec field
     "moderation": "moderations",
     "response_format": "response_formats",
     "style": "styles",
+    "complexity": "complexities",
     "input_fidelity": "input_fidelities",
 }
 _WHY_OMITTED: Mapping[str, str] = {"response_format": "; this model always returns b64_json"}
 _TRANSPARENT_FORMATS = ("png", "webp")
 _COMPRESSED_FORMATS = ("jpeg", "webp")
+# Formats answered in one JSON body, never streamed, and what each refuses. Official SDK
+# 3.57 parameter docs: "GIF output does not support streaming, partial images, masks, or
+# custom output compression"; "SVG generation requires n=1 and does not support streaming,
+# partial images, prompt_rewriter, or output_compression".
+_UNSTREAMED_FORMATS: Mapping[str, tuple[str, ...]] = {
+    "gif": ("stream", "partial_images", "mask", "output_compression"),
+    "svg": ("stream", "partial_images", "output_compression"),
+}
+_FORMAT_N_MAX: Mapping[str, int] = {"svg": 1}
+# Parameters that only go with one output_format (official SDK 3.57: frame_count and
+# frame_duration_ms "Only supported with output_format=gif"; svg "Requires output_format=svg").
+_FORMAT_PARAMETERS: Mapping[str, str] = {
+    "frame_count": "gif",
+    "frame_duration_ms": "gif",
+    "svg": "svg",
+}
+_FRAME_COUNT = (2, 16)  # official SDK 3.57: "Accepts integers from 2 through 16"
 # Canonical WxH only: ASCII digits, no sign or leading zero, lower-case x. Edges stay under a
 # million pixels, which keeps int() far from Python's 4300-digit conversion limit.
 _WXH = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
+# Official SDK 3.57 parameter docs, size: "Width and height must both be divisible by 16 and
+# the requested aspect ratio must be between 1:3 and 3:1 [...] the maximum supported
+# resolution is 3840x2160": read as a long edge of at most 3840 and at most 3840*2160 pixels.
+_SIZE_STEP = 16
+_MAX_RATIO = 3
+_MAX_LONG_EDGE = 3840
+_MAX_PIXELS = 3840 * 2160  # 8,294,400
 _FREE_SIZE_RULE = (
-    ", or any 'WxH' with W and H positive multiples of 16 and an aspect ratio"
-    " between 1:3 and 3:1 inclusive"
+    ", or any 'WxH' with W and H positive multiples of 16, an aspect ratio between 1:3 and"
+    f" 3:1 inclusive, a long edge of at most {_MAX_LONG_EDGE} and at most {_MAX_PIXELS}"
+    " pixels (3840x2160)"
 )
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -129,6 +209,61 @@ def supports_streaming(model: str) -> bool:
     """Whether ``model`` takes ``stream=True`` (table row ``stream``); unknown models may."""
     spec = MODELS.get(model)
     return spec is None or spec.streaming
+
+
+def streams_by_default(model: str, params: Mapping[str, object]) -> bool:
+    """The ``stream`` a request gets when the caller leaves it out: ``True`` for a model
+    that streams (unknown models included), unless ``params`` asks for an ``output_format``
+    answered in one JSON body (``gif``, ``svg``: official SDK 3.57 parameter docs)."""
+    return supports_streaming(model) and params.get("output_format") not in _UNSTREAMED_FORMATS
+
+
+def free_size_ok(size: object) -> bool:
+    """Whether ``size`` is an open ``"WxH"`` of gpt-image-2 and the 2.5 family: both edges
+    multiples of 16, the ratio within 1:3 to 3:1, the long edge at most 3840 pixels and the
+    area at most 8,294,400 pixels (3840x2160). Source: official SDK 3.57 parameter docs."""
+    match = _WXH.fullmatch(size) if isinstance(size, str) else None
+    if match is None:
+        return False
+    width, height = int(match[1]), int(match[2])
+    long, short = max(width, height), min(width, height)
+    return (
+        width % _SIZE_STEP == 0
+        and height % _SIZE_STEP == 0
+        and long <= _MAX_RATIO * short
+        and long <= _MAX_LONG_EDGE
+        and width * height <= _MAX_PIXELS
+    )
+
+
+TOOL_MODEL = "gpt-image-2"
+"""The image model of a Responses API ``image_generation`` tool that names none."""
+# Tool options that are not Images API parameters: the tool's type and model, what it does
+# (action), an edit's mask given as a file or URL reference, and the echoed n.
+_NOT_IMAGE_OPTIONS = ("type", "model", "action", "input_image_mask", "n")
+
+
+def tool_request(tool: Mapping[str, object]) -> tuple[str, dict[str, object]]:
+    """The Images API model and parameters (no prompt) a Responses API
+    ``image_generation`` tool stands for: its ``model`` (default :data:`TOOL_MODEL`) and
+    its options under their Images API names, ``stream=True`` added when it asks for
+    ``partial_images`` (which come with the response's stream) in a streamed format.
+    docs/responses.md."""
+    model = tool.get("model") or TOOL_MODEL
+    params = {key: value for key, value in tool.items() if key not in _NOT_IMAGE_OPTIONS}
+    if params.get("partial_images") is not None and (
+        params.get("output_format") not in _UNSTREAMED_FORMATS
+    ):
+        params["stream"] = True
+    return str(model), params
+
+
+def validate_tool(tool: Mapping[str, object]) -> None:
+    """Raise :class:`ValidationError` for an ``image_generation`` tool option its model
+    does not take, by the Images API rules of :func:`validate` (the response's input is
+    not the image prompt, so the prompt is not checked)."""
+    model, params = tool_request(tool)
+    validate("generation", model, {**params, "prompt": "(the response's input)"})
 
 
 def validate(
@@ -140,9 +275,10 @@ def validate(
 ) -> None:
     """Raise :class:`ValidationError` on the first parameter ``model`` does not take.
 
-    ``params`` uses the API's own names (``mask`` is not checked); ``images`` has one entry
-    per edit input image: its bytes, or ``None`` for a URL or file_id reference. Rules from
-    wire-format.md, "Request parameters (per model)".
+    ``params`` uses the API's own names; ``mask`` is checked for presence only (``gif``
+    takes none), so any non-``None`` value stands for a mask. ``images`` has one entry per
+    edit input image: its bytes, or ``None`` for a URL or file_id reference. Rules and their
+    sources: the comments of this module, docs/models.md.
     """
     if not isinstance(model, str) or not model:
         raise ValidationError("model", model, "a non-empty model name such as 'gpt-image-2'")
@@ -171,7 +307,7 @@ def _check_one(operation: Operation, model: str, spec: ModelSpec, name: str, val
         if not _int_in(value, 1, spec.n_max):
             raise refuse("exactly 1" if spec.n_max == 1 else f"an int from 1 to {spec.n_max}")
     elif name == "size":
-        if value not in spec.sizes and not (spec.free_sizes and _free_size_ok(value)):
+        if value not in spec.sizes and not (spec.free_sizes and free_size_ok(value)):
             raise refuse(_one_of(spec.sizes) + (_FREE_SIZE_RULE if spec.free_sizes else ""))
     elif name == "input_fidelity" and operation == "generation":
         raise ValidationError(name, value, "omitted on a generation (an edit-only parameter)")
@@ -196,14 +332,30 @@ def _check_one(operation: Operation, model: str, spec: ModelSpec, name: str, val
             raise refuse(_omitted(name, lambda s: s.streaming))
         if not _int_in(value, 0, 3):
             raise refuse("an int from 0 to 3")
-    elif name == "user" and not isinstance(value, str):
+    elif name in ("user", "safety_identifier") and not isinstance(value, str):
+        # Official SDK 3.57: safety_identifier is a str; user, its deprecated alias, too.
         raise ValidationError(name, value, "a string")
+    elif name == "frame_count" and not _int_in(value, *_FRAME_COUNT):
+        raise refuse(f"an int from {_FRAME_COUNT[0]} to {_FRAME_COUNT[1]}")
+    elif name == "frame_duration_ms" and not _int_in(value, 0, None):
+        # Official SDK 3.57: the server rounds to 10 ms and caps at 655,350 ms, refusing none.
+        raise refuse("an int >= 0 (milliseconds per frame)")
+    elif name == "svg" and not isinstance(value, Mapping):
+        raise refuse("an object such as {'model': ...}")
 
 
 def _check_combinations(model: str, spec: ModelSpec, given: Mapping[str, object]) -> None:
     """Rules between parameters, once each one is valid on its own."""
+    fmt = given.get("output_format", spec.output_formats[0] if spec.output_formats else None)
+    for name, only_with in _FORMAT_PARAMETERS.items():
+        if name in given and fmt != only_with:
+            allowed = f"omitted unless output_format={only_with!r}"
+            if not spec.output_formats:
+                allowed = _omitted(name, lambda s: s.output_formats)
+            raise ValidationError(name, given[name], allowed, model=model)
+    if fmt in _UNSTREAMED_FORMATS:
+        _check_unstreamed(model, str(fmt), given)
     if spec.output_formats:
-        fmt = given.get("output_format", spec.output_formats[0])
         if given.get("background") == "transparent" and fmt not in _TRANSPARENT_FORMATS:
             others = _one_of(tuple(b for b in spec.backgrounds if b != "transparent"))
             needs = f"(transparent needs output_format {_either(_TRANSPARENT_FORMATS)})"
@@ -219,6 +371,23 @@ def _check_combinations(model: str, spec: ModelSpec, given: Mapping[str, object]
     if "partial_images" in given and given.get("stream") is not True:
         allowed = "omitted unless stream=True"
         raise ValidationError("partial_images", given["partial_images"], allowed, model=model)
+
+
+def _check_unstreamed(model: str, fmt: str, given: Mapping[str, object]) -> None:
+    """The rules of ``gif`` and ``svg``: answered in one JSON body (no ``stream=True``, no
+    ``partial_images``), no ``output_compression``, gif no ``mask``, svg one image."""
+    why = f"(output_format={fmt!r} is answered in one JSON body, not streamed)"
+    for name in _UNSTREAMED_FORMATS[fmt]:
+        if name == "stream" and given.get(name) is True:
+            raise ValidationError(name, True, f"False or omitted {why}", model=model)
+        if name != "stream" and name in given:
+            raise ValidationError(
+                name, given[name], f"omitted with output_format={fmt!r}", model=model
+            )
+    n_max = _FORMAT_N_MAX.get(fmt)
+    if n_max is not None and given.get("n", 1) != n_max:
+        allowed = f"exactly {n_max} with output_format={fmt!r}"
+        raise ValidationError("n", given["n"], allowed, model=model)
 
 
 def _check_images(
@@ -264,17 +433,11 @@ def _png_problem(data: bytes, limit: int) -> str | None:
     return None
 
 
-def _free_size_ok(size: object) -> bool:
-    """gpt-image-2's open sizes: ``WxH``, both multiples of 16, ratio within 1:3 to 3:1."""
-    match = _WXH.fullmatch(size) if isinstance(size, str) else None
-    if match is None:
+def _int_in(value: object, low: int, high: int | None) -> bool:
+    """An int (not a bool) from ``low`` to ``high`` (``None``: no upper bound)."""
+    if not isinstance(value, int) or isinstance(value, bool):
         return False
-    width, height = int(match[1]), int(match[2])
-    return width % 16 == 0 and height % 16 == 0 and max(width, height) <= 3 * min(width, height)
-
-
-def _int_in(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    return low <= value and (high is None or value <= high)
 
 
 def _choices(spec: ModelSpec, name: str) -> tuple[str, ...]:

@@ -2,9 +2,9 @@
 
 For demos (the CLI runs it when no API key is set), tests over real loopback HTTP and
 benchmarks. It serves ``POST /v1/images/generations`` and ``POST /v1/images/edits``
-(streaming and synchronous), TTAPI's legacy ``POST /openai/v1/images/generations`` and
-the images of URL answers, as wire-format.md describes them. Nothing in the client
-layers imports it.
+(streaming and synchronous), TTAPI's legacy ``POST /openai/v1/images/generations``, the
+images of URL answers, and the Responses API image tool (``POST /v1/responses``,
+``GET /v1/responses/{id}``; docs/responses.md). Nothing in the client layers imports it.
 
 - :func:`create_app` builds the Starlette application;
 - :class:`EmulatorServer` runs it on a loopback port in a background thread;

@@ -31,6 +31,7 @@ from ._faults import (
 from ._files import FileStore
 from ._request import ImageRequest, read_edit, read_generation
 from ._responses import images_body, sse_events
+from ._responses_api import ResponsesRoutes
 
 __all__ = ["create_app"]
 
@@ -119,6 +120,7 @@ class _Emulator:
         self.authenticate(request)
         faults_for(request, self.stats)  # only `status` applies to a synchronous answer
         image_request = await read_generation(request, legacy=True)
+        self.stats.count_generation(image_request.n)
         body = await self._body(request, image_request)
         return JSONResponse({"status": "SUCCESS", "message": "success", "data": body})
 
@@ -135,6 +137,7 @@ class _Emulator:
     async def _answer(
         self, request: Request, image_request: ImageRequest, faults: FaultSpec
     ) -> Response:
+        self.stats.count_generation(image_request.n)
         if image_request.stream and not faults.wrong_content_type:
             return stream_response(
                 sse_events(image_request, step_delay=self.step_delay),
@@ -194,8 +197,10 @@ def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starle
     """The emulator as a Starlette ASGI application.
 
     Routes: ``POST /v1/images/generations``, ``POST /v1/images/edits``,
-    ``POST /openai/v1/images/generations`` (TTAPI's legacy dall-e-3 endpoint) and
-    ``GET /v1/emulator/files/{name}`` (images of ``response_format: "url"`` answers).
+    ``POST /openai/v1/images/generations`` (TTAPI's legacy dall-e-3 endpoint),
+    ``GET /v1/emulator/files/{name}`` (images of ``response_format: "url"`` answers), and
+    the Responses API image tool, ``POST /v1/responses`` and ``GET /v1/responses/{id}``
+    (``_responses_api.py``).
 
     ``step_delay`` is the pause in seconds before each streamed event (and per image of a
     synchronous answer). With ``api_key`` only that key is accepted; without it any
@@ -204,12 +209,18 @@ def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starle
     A request chooses faults with the ``X-Emulator-Fault`` header or ``?fault=``
     (``_faults.py``, README.md "Faults"). ``app.state.stream_stats`` is the
     :class:`~ttstream.emulator._faults.StreamStats` of the app: requests per fault spec,
-    bytes yielded per stream (by ``x-request-id``) and the streams open now.
+    bytes yielded per stream (by ``x-request-id``), the streams open now and the images
+    generated.
     """
     if step_delay < 0:
         raise ValueError(f"step_delay must be >= 0 seconds, got {step_delay!r}")
     emulator = _Emulator(step_delay=step_delay, api_key=api_key)
+    responses = ResponsesRoutes(
+        step_delay=step_delay, stats=emulator.stats, authenticate=emulator.authenticate
+    )
     routes = [
+        Route("/v1/responses", responses.create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
         Route("/v1/images/generations", emulator.generations, methods=["POST"]),
         Route("/v1/images/edits", emulator.edits, methods=["POST"]),
         Route("/openai/v1/images/generations", emulator.legacy_generations, methods=["POST"]),

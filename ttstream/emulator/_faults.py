@@ -35,6 +35,9 @@ Shape of the stream (not faults: ``times`` does not switch them off):
                              with ``retry: <ms>`` and resume after ``Last-Event-ID`` (a
                              number; anything else is answered with 400)
     ``retry=<ms>``           that reconnection time (default 50; needs ``ids``)
+    ``azure``                on ``POST /v1/responses``: Azure's shape (no
+                             ``image_generation_call.completed``, the done image item's
+                             status ``generating``, ``content_filters`` on text events)
 Control:
     ``drop-after=<k>``       abort the connection right after event ``k`` (1-based),
                              only on a request without ``Last-Event-ID``
@@ -50,7 +53,7 @@ so the client sees a broken connection, not a clean end.
 
 Observability: :class:`StreamStats` (``app.state.stream_stats``, also
 ``EmulatorServer.stream_stats``) counts the requests per spec string, the bytes each
-stream body has yielded so far, and the streams open now.
+stream body has yielded so far, the streams open now and the images generated.
 """
 
 from __future__ import annotations
@@ -191,6 +194,7 @@ _RULES: Mapping[str, tuple[str, _Parse]] = {
     "wrong-content-type": ("wrong_content_type", _flag),
     "pad": ("pad", _integer(1, _MAX_BYTES)),
     "ids": ("ids", _flag),
+    "azure": ("azure", _flag),
     "retry": ("retry", _integer(0, 3_600_000)),
     "drop-after": ("drop_after", _integer(0, _MAX_COUNT)),
     "times": ("times", _integer(0, _MAX_COUNT)),
@@ -221,6 +225,7 @@ class FaultSpec:
     wrong_content_type: bool = False
     pad: int | None = None
     ids: bool = False
+    azure: bool = False
     retry: int | None = None
     drop_after: int | None = None
     times: int | None = None
@@ -271,11 +276,12 @@ class FaultSpec:
 
     def shape_only(self) -> FaultSpec:
         """This spec without its faults: what a request gets once ``times`` is used up
-        (``pad``, ``ids`` and ``retry`` shape the stream and stay)."""
+        (``pad``, ``ids``, ``azure`` and ``retry`` shape the stream and stay)."""
         return FaultSpec(
             spec=self.spec,
             pad=self.pad,
             ids=self.ids,
+            azure=self.azure,
             retry=self.retry,
             times=self.times,
             key=self.key,
@@ -333,12 +339,25 @@ class StreamStats:
         self._streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self._requests: OrderedDict[str, int] = OrderedDict()
         self._open = 0
+        self._generations = 0
 
     @property
     def open_streams(self) -> int:
         """Stream bodies open now; 0 when no stream is in progress."""
         with self._lock:
             return self._open
+
+    @property
+    def generations(self) -> int:
+        """Images generated so far (``n`` per Images API request, one per Responses API
+        image): a resumed stream generates none."""
+        with self._lock:
+            return self._generations
+
+    def count_generation(self, images: int = 1) -> None:
+        """Counts ``images`` more generated images."""
+        with self._lock:
+            self._generations += images
 
     def stream(self, request_id: str) -> StreamRecord | None:
         """The record of the stream answered with this ``x-request-id``, or ``None``."""

@@ -1,8 +1,9 @@
 """Reading one Images API request: the body, its validation, the defaults filled in.
 
-Sources: wire-format.md, "Endpoints and authentication" (JSON generations; edits as
-OpenAI ``multipart/form-data`` or TTAPI JSON with ``images``/``mask`` references) and
-"Request parameters (per model)" (checked by :func:`ttstream.params.validate`).
+Bodies: JSON generations; edits as OpenAI ``multipart/form-data`` or TTAPI JSON with
+``images``/``mask`` references (README.md, "The emulator"). Parameters are checked by
+:func:`ttstream.params.validate`, the client's own table and rules (docs/models.md): the
+emulator keeps no copy of them.
 
 A model missing from the table is served like ``gpt-image-2`` (the newest GPT Image
 model), so clients can try model names the emulator does not know yet.
@@ -21,20 +22,21 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from .._exceptions import ValidationError, short_repr
-from ..params import MODELS, PARAMETERS, validate
+from ..params import MODELS, PARAMETERS, tool_request, validate
 from ._errors import EmulatorError
 from ._images import InvalidImageError, RenderSpec, probe_size
 
-__all__ = ["ImageRequest", "InputImage", "read_edit", "read_generation"]
+__all__ = ["ImageRequest", "InputImage", "json_object", "read_edit", "read_generation", "read_tool"]
 
 Operation = Literal["generation", "edit"]
 
-DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_MODEL = "gpt-image-2"  # for a body without "model": the newest model both services serve
 LEGACY_MODEL = "dall-e-3"  # the only model of TTAPI's legacy /openai/v1 endpoint
 _DALL_E = ("dall-e-2", "dall-e-3")
 _STAND_IN_MODEL = "gpt-image-2"  # how unknown models are served
-_MAX_EDGE = 4096  # the emulator's own limit, so a free gpt-image-2 size cannot exhaust memory
-_INT_FIELDS = ("n", "partial_images", "output_compression")
+_INT_FIELDS = ("n", "partial_images", "output_compression", "frame_count", "frame_duration_ms")
+_DEFAULT_FRAME_COUNT = 9  # official SDK 3.57: frame_count "Defaults to 9 when omitted"
+_DEFAULT_FRAME_MS = 200  # and frame_duration_ms "Defaults to 200 when omitted"
 _NOT_PARAMS = ("model", "images", "image", "image[]", "mask")
 
 
@@ -58,6 +60,7 @@ class ImageRequest:
     ``quality`` ``auto`` becomes ``medium`` (``standard`` for DALL·E), ``background``
     ``auto`` becomes ``opaque``, ``size`` ``auto`` becomes 1024x1024; ``response_format``
     defaults to ``url`` for DALL·E and is always ``b64_json`` for GPT Image models.
+    ``frame_count`` and ``frame_duration_ms`` (milliseconds) shape a ``gif``.
     """
 
     operation: Operation
@@ -75,6 +78,8 @@ class ImageRequest:
     response_format: str
     images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None
+    frame_count: int = _DEFAULT_FRAME_COUNT
+    frame_duration_ms: int = _DEFAULT_FRAME_MS
 
     @property
     def size(self) -> str:
@@ -109,7 +114,7 @@ async def read_generation(request: Request, *, legacy: bool = False) -> ImageReq
     Raises:
         EmulatorError: 400 for a malformed body or a parameter the model does not take.
     """
-    body = _json_object(await request.body())  # whatever the Content-Type says, as curl -d sends
+    body = json_object(await request.body())  # whatever the Content-Type says, as curl -d sends
     return _build("generation", body, (), None, legacy=legacy)
 
 
@@ -127,7 +132,7 @@ async def read_edit(request: Request) -> ImageRequest:
     if content_type.startswith("multipart/form-data"):
         fields, uploads, upload_mask = await _read_form(request)
         return _build("edit", fields, uploads, upload_mask, image_param="image")
-    body = _json_object(await request.body())
+    body = json_object(await request.body())
     raw_images = body.get("images")
     if raw_images is None:
         images: list[InputImage] = []
@@ -143,7 +148,29 @@ async def read_edit(request: Request) -> ImageRequest:
     return _build("edit", body, images, mask, image_param="images")
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def read_tool(options: Mapping[str, Any], prompt: str, *, where: str) -> ImageRequest:
+    """The image request of one Responses API ``image_generation`` tool, found at
+    ``where`` (e.g. ``tools[0]``) in the body: its model and options as
+    :func:`ttstream.params.tool_request` reads them, checked like an Images API
+    generation of ``prompt``.
+
+    Raises:
+        EmulatorError: 400 naming ``<where>.<option>`` (``input`` for the prompt).
+    """
+    model, params = tool_request(options)
+    try:
+        return _build("generation", {**params, "prompt": prompt, "model": model}, (), None)
+    except EmulatorError as err:
+        param = "input" if err.param == "prompt" else f"{where}.{err.param or 'model'}"
+        raise EmulatorError(err.message, param=param, code=err.code) from err
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a request body.
+
+    Raises:
+        EmulatorError: 400 ``invalid_json`` for an empty body, bad JSON or a non-object.
+    """
     if not raw.strip():
         raise EmulatorError(
             "The request body is empty; expected a JSON object.", code="invalid_json"
@@ -276,6 +303,8 @@ def _build(
                 f"Unknown parameter: {name!r}.", param=name, code="unknown_parameter"
             )
     uploads = [image.data for image in images]
+    if mask is not None:
+        params["mask"] = True  # validate() checks a mask for presence only
     try:
         validate(operation, model, params, images=uploads)
         if model not in MODELS:  # served like the newest model: check it by that model's rules
@@ -308,6 +337,8 @@ def _build(
         response_format=_text(params, "response_format", "url" if dall_e else "b64_json"),
         images=tuple(images),
         mask=mask,
+        frame_count=_integer(params, "frame_count") or _DEFAULT_FRAME_COUNT,
+        frame_duration_ms=_default(_integer(params, "frame_duration_ms"), _DEFAULT_FRAME_MS),
     )
 
 
@@ -354,8 +385,14 @@ def _integer(params: Mapping[str, object], key: str) -> int | None:
     return value
 
 
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def _size(size: str) -> tuple[int, int]:
-    """``"WxH"`` (already validated for the model) as integers; ``auto`` is 1024x1024."""
+    """``"WxH"`` (already validated for the model, by the rules of :mod:`ttstream.params`,
+    which bound the edges: unknown models are checked as the stand-in) as integers;
+    ``auto`` is 1024x1024."""
     if size == "auto":
         return (1024, 1024)
     width_text, _, height_text = size.partition("x")
@@ -363,10 +400,4 @@ def _size(size: str) -> tuple[int, int]:
         width, height = int(width_text), int(height_text)
     except ValueError:
         raise EmulatorError(f"Invalid size {short_repr(size)}.", param="size") from None
-    if not (0 < width <= _MAX_EDGE and 0 < height <= _MAX_EDGE):
-        raise EmulatorError(
-            f"size={size!r} is beyond what the emulator renders: "
-            f"width and height must be at most {_MAX_EDGE}.",
-            param="size",
-        )
     return (width, height)

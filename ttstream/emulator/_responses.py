@@ -22,7 +22,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ._images import MEDIA_TYPES, RenderSpec, render_image, render_preview
+from ._formats import render_file
+from ._images import MEDIA_TYPES, RenderSpec, render_preview
 from ._request import ImageRequest
 
 __all__ = [
@@ -93,7 +94,12 @@ def usage(request: ImageRequest, *, images: int = 1) -> dict[str, Any]:
 
 async def _final(request: ImageRequest, spec: RenderSpec) -> bytes:
     render = functools.partial(
-        render_image, spec, request.output_format, request.output_compression
+        render_file,
+        spec,
+        request.output_format,
+        request.output_compression,
+        frame_count=request.frame_count,
+        frame_duration_ms=request.frame_duration_ms,
     )
     return await anyio.to_thread.run_sync(render)
 

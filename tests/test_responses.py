@@ -1,0 +1,436 @@
+"""The Responses API interpreter replaying recorded streams (tests/recordings/*.jsonl, one
+JSON event per line), encoded as SSE text and decoded by ttstream's SSEDecoder in chunks
+of several sizes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ttstream import Completed, MalformedEventError, PartialImage, SSEDecoder, StreamError
+from ttstream._responses import ResponsesInterpreter, loads_without_results
+
+RECORDINGS = Path(__file__).parent / "recordings"
+CHUNKS = (1, 7, 64, 997, 1 << 30)
+Out = PartialImage | Completed
+
+
+def recording(name: str) -> list[dict[str, Any]]:
+    lines = (RECORDINGS / f"{name}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def sse_bytes(events: Iterable[Mapping[str, Any]]) -> bytes:
+    """The events as the API frames them: ``event: <type>``, one ``data:`` line."""
+    frames = (
+        f"event: {e['type']}\ndata: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events
+    )
+    return "".join(frames).encode()
+
+
+def chunks(data: bytes, size: int) -> Iterator[bytes]:
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+def feed(
+    interpreter: ResponsesInterpreter, events: Sequence[Mapping[str, Any]], size: int = 1 << 30
+) -> list[Out]:
+    """Every image event the interpreter makes of ``events`` fed in ``size``-byte chunks."""
+    decoder = SSEDecoder()
+    out: list[Out] = []
+    for chunk in chunks(sse_bytes(events), size):
+        for sse in decoder.feed(chunk):
+            if (event := interpreter.handle(sse)) is not None:
+                out.append(event)
+    for sse in decoder.close():
+        if (event := interpreter.handle(sse)) is not None:
+            out.append(event)
+    return out
+
+
+def of_type(events: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+def decoded(b64: str) -> bytes:
+    return base64.b64decode(b64, validate=True)
+
+
+def image_item(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    [done] = [
+        e["item"]
+        for e in of_type(events, "response.output_item.done")
+        if e["item"]["type"] == "image_generation_call"
+    ]
+    return done
+
+
+@pytest.mark.parametrize("size", CHUNKS)
+@pytest.mark.parametrize(
+    ("name", "output_index", "partials"),
+    [
+        ("openai_normal", 0, 2),
+        ("azure_without_call_completed", 0, 1),
+        ("reasoning_first", 1, 1),
+        ("unasked_partial", 0, 1),
+    ],
+)
+def test_a_recorded_stream_gives_its_previews_then_one_completed(
+    name: str, output_index: int, partials: int, size: int
+) -> None:
+    events = recording(name)
+    interpreter = ResponsesInterpreter()
+    out = feed(interpreter, events, size)
+    assert [type(e) for e in out] == [PartialImage] * partials + [Completed]
+    response_id = events[0]["response"]["id"]
+    wire_partials = of_type(events, "response.image_generation_call.partial_image")
+    for event, wire in zip(out, wire_partials, strict=False):
+        assert isinstance(event, PartialImage)
+        assert (event.index, event.item_id) == (wire["partial_image_index"], wire["item_id"])
+        assert (event.output_index, event.sequence_number) == (
+            output_index,
+            wire["sequence_number"],
+        )
+        assert (event.operation, event.response_id) == ("response", response_id)
+        assert event.image_bytes == decoded(wire["partial_image_b64"])
+    final = out[-1]
+    item = image_item(events)
+    assert isinstance(final, Completed)
+    assert final.image_bytes == decoded(item["result"])
+    assert (final.item_id, final.output_index, final.response_id) == (
+        item["id"],
+        output_index,
+        response_id,
+    )
+    assert (final.size, final.quality, final.output_format) == ("1536x1024", "medium", "png")
+    assert final.revised_prompt == item["revised_prompt"]
+    assert final.extra["status"] == item["status"]  # "generating" on Azure
+    assert final.usage is None  # the response's usage is the text model's
+    assert interpreter.done
+    assert interpreter.incomplete() is None
+    assert interpreter.last_sequence_number == events[-1]["sequence_number"]
+
+
+@pytest.mark.parametrize("size", CHUNKS[1:4])
+def test_the_final_response_is_kept_without_its_images(size: int) -> None:
+    events = recording("openai_normal")
+    interpreter = ResponsesInterpreter()
+    assert interpreter.response is None
+    feed(interpreter, events, size)
+    response = interpreter.response
+    wire = events[-1]["response"]
+    assert response is not None
+    assert (response.id, response.status, response.model) == (wire["id"], "completed", "gpt-5")
+    assert response.output_text == "Here is your fox."
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.total_tokens) == (1234, 1331)
+    assert response.usage.extra["output_tokens_details"] == {"reasoning_tokens": 64}
+    assert [item["type"] for item in response.output] == ["image_generation_call", "message"]
+    assert response.output[0]["result"] is None
+    assert response.extra["tools"][0]["type"] == "image_generation"
+    assert image_item(events)["result"][:40] not in repr(response)
+
+
+def test_a_partial_not_asked_for_is_delivered_and_can_be_the_full_image() -> None:
+    events = recording("unasked_partial")
+    assert "partial_images" not in events[0]["response"]["tools"][0]
+    preview, final = feed(ResponsesInterpreter(), events)
+    assert isinstance(preview, PartialImage)
+    assert preview.image_bytes == final.image_bytes
+    assert (preview.size, preview.quality) == (None, None)
+
+
+@pytest.mark.parametrize("size", CHUNKS)
+def test_an_error_event_then_response_failed_raises_the_error(size: int) -> None:
+    events = recording("error_then_failed")
+    interpreter = ResponsesInterpreter()
+    with pytest.raises(StreamError) as caught:
+        feed(interpreter, events, size)
+    err = caught.value
+    assert (err.code, err.param, err.type) == (
+        "moderation_blocked",
+        "tools[0]",
+        "invalid_request_error",
+    )
+    assert err.message == "Your request was rejected by the safety system."
+    assert (err.response_id, err.sequence_number) == ("resp_error0004", 2)
+    assert not interpreter.done
+
+
+def test_a_flat_error_event_raises_too() -> None:
+    events = recording("error_then_failed")[:2]
+    events.append(
+        {"type": "error", "sequence_number": 2, "code": "x_code", "message": "boom", "param": None}
+    )
+    with pytest.raises(StreamError) as caught:
+        feed(ResponsesInterpreter(), events)
+    assert (caught.value.code, caught.value.message, caught.value.param) == ("x_code", "boom", None)
+
+
+@pytest.mark.parametrize("size", CHUNKS)
+def test_response_failed_alone_raises_after_the_previews(size: int) -> None:
+    events = recording("failed_alone")
+    interpreter = ResponsesInterpreter()
+    out = feed(interpreter, events[:-1], size)
+    assert [type(e) for e in out] == [PartialImage]
+    assert interpreter.incomplete() == "image item ig_failed0005 was still generating"
+    with pytest.raises(StreamError) as caught:
+        feed(interpreter, events[-1:], size)
+    err = caught.value
+    assert (err.code, err.type, err.response_id) == (
+        "server_error",
+        "response.failed",
+        "resp_failed0005",
+    )
+    assert err.message == "The image generation failed. Please try again."
+    assert err.sequence_number == events[-1]["sequence_number"]
+
+
+def test_response_incomplete_raises_with_its_reason() -> None:
+    with pytest.raises(StreamError) as caught:
+        feed(ResponsesInterpreter(), recording("incomplete"))
+    err = caught.value
+    assert (err.code, err.type, err.response_id) == (
+        "max_output_tokens",
+        "response.incomplete",
+        "resp_incomplete0006",
+    )
+    assert "max_output_tokens" in str(err)
+
+
+def test_a_cut_stream_says_why_it_is_incomplete_and_resumes_each_event_once() -> None:
+    events = recording("openai_normal")
+    [second_partial] = [i for i, e in enumerate(events) if e.get("partial_image_index") == 1]
+    interpreter = ResponsesInterpreter()
+    before = feed(interpreter, events[: second_partial + 1])
+    assert [type(e) for e in before] == [PartialImage, PartialImage]
+    assert interpreter.incomplete() == "image item ig_68b1c0ffee0001 was still generating"
+    assert not interpreter.done
+    starting_after = interpreter.last_sequence_number
+    assert starting_after == events[second_partial]["sequence_number"]
+    # What the server sends after starting_after; a replay of earlier events is skipped.
+    after = feed(interpreter, events[second_partial - 3 :])
+    assert [type(e) for e in after] == [Completed]
+    assert interpreter.done
+    assert feed(interpreter, events) == []  # everything again: all replays
+
+
+def test_an_end_after_the_image_but_before_response_completed_is_incomplete() -> None:
+    events = recording("openai_normal")
+    interpreter = ResponsesInterpreter()
+    assert interpreter.incomplete() == "the response sent no event"
+    feed(interpreter, events[:-1])
+    reason = interpreter.incomplete()
+    assert reason is not None
+    assert "response.completed" in reason
+    assert str(events[-2]["sequence_number"]) in reason
+
+
+def test_never_both_completed_events_for_one_item() -> None:
+    """A server whose image_generation_call.completed carries the image: one Completed,
+    from whichever of the two events comes first."""
+    events = recording("openai_normal")
+    item = image_item(events)
+    for event in of_type(events, "response.image_generation_call.completed"):
+        event["result"] = item["result"]
+    out = feed(ResponsesInterpreter(), events)
+    completed = [e for e in out if isinstance(e, Completed)]
+    assert len(completed) == 1
+    [call_completed] = of_type(events, "response.image_generation_call.completed")
+    assert completed[0].sequence_number == call_completed["sequence_number"]
+
+
+def test_two_image_items_give_two_completed_events() -> None:
+    events = recording("openai_normal")
+    first = [
+        e for e in events if e.get("item_id", e.get("item", {}).get("id")) == "ig_68b1c0ffee0001"
+    ]
+    second = json.loads(json.dumps(first).replace("ig_68b1c0ffee0001", "ig_second"))
+    for event in second:
+        event["output_index"] = 2
+    stream = [*events[:2], *first, *second, events[-1]]
+    for number, event in enumerate(stream):
+        event["sequence_number"] = number
+    out = feed(ResponsesInterpreter(), stream)
+    assert [(type(e).__name__, e.item_id) for e in out if isinstance(e, Completed)] == [
+        ("Completed", "ig_68b1c0ffee0001"),
+        ("Completed", "ig_second"),
+    ]
+
+
+def test_a_large_response_completed_is_parsed_without_its_image_strings() -> None:
+    """The third copy of the image is not even kept: here it is not base64 at all, and
+    nothing complains."""
+    events = recording("openai_normal")
+    completed = events[-1]
+    completed["response"]["output"][0]["result"] = "not base64 ~ at all! " * 20_000
+    interpreter = ResponsesInterpreter()
+    feed(interpreter, events, 65_536)
+    assert interpreter.done
+    assert interpreter.response is not None
+    assert interpreter.response.output[0]["result"] is None
+    assert interpreter.response.output_text == "Here is your fox."
+
+
+JSON_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=20)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | JSON_TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["result", "id", "x", "type"]) | JSON_TEXT, inner, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+def without_results(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: None if k == "result" and isinstance(v, str) else without_results(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [without_results(v) for v in value]
+    return value
+
+
+@given(JSON_VALUES, st.booleans())
+def test_loads_without_results_is_json_loads_with_result_strings_as_null(
+    value: Any, spaced: bool
+) -> None:
+    text = json.dumps(value, separators=(", ", ": ") if spaced else (",", ":"))
+    got = loads_without_results(text)
+    if got is not None:
+        assert got == without_results(json.loads(text))
+    else:  # only when there is no "result" string to cut out, or it holds an escape
+        assert re.search(r'"result": ?"', text) is None or "\\" in text
+        json.loads(text)
+
+
+PARTIAL = '{"type": "response.image_generation_call.partial_image"}'
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "expected an object"),
+        ('{"type": 5}', "'type'"),
+        (
+            '{"type": "response.image_generation_call.partial_image", "partial_image_index": 0}',
+            "partial_image_b64",
+        ),
+        (PARTIAL[:-1] + ', "partial_image_b64": "AAAA", "partial_image_index": "0"}', "be int"),
+        (
+            '{"type": "response.output_item.done", "item": {"type": "image_generation_call",'
+            ' "id": "ig_1", "status": "completed"}}',
+            "without its 'result'",
+        ),
+        ('{"type": "response.created", "sequence_number": true}', "should be int"),
+    ],
+)
+def test_malformed_events_raise_naming_what_was_wrong(event: str, reason: str) -> None:
+    data = sse_bytes([]) + f"event: x\ndata: {event}\n\n".encode()
+    [sse] = SSEDecoder().feed(data)
+    with pytest.raises(MalformedEventError) as caught:
+        ResponsesInterpreter().handle(sse)
+    assert reason in str(caught.value)
+
+
+def test_response_completed_before_an_image_item_is_done_is_malformed() -> None:
+    events = recording("openai_normal")
+    cut = [
+        e
+        for e in events
+        if e["type"] != "response.output_item.done" or e["item"]["type"] != "image_generation_call"
+    ]
+    with pytest.raises(MalformedEventError, match="before image item ig_68b1c0ffee0001"):
+        feed(ResponsesInterpreter(), cut)
+
+
+def test_a_failed_image_item_raises_its_error() -> None:
+    events = recording("openai_normal")
+    for event in of_type(events, "response.output_item.done")[:1]:
+        event["item"] = {
+            "id": "ig_68b1c0ffee0001",
+            "type": "image_generation_call",
+            "status": "failed",
+            "error": {
+                "type": "image_generation_user_error",
+                "code": "moderation_blocked",
+                "message": "Blocked.",
+            },
+        }
+    with pytest.raises(StreamError) as caught:
+        feed(ResponsesInterpreter(), events)
+    assert (caught.value.code, caught.value.message) == ("moderation_blocked", "Blocked.")
+    assert caught.value.response_id == "resp_68b1c0ffee0001"
+
+
+def test_keep_alives_and_done_markers_carry_nothing() -> None:
+    decoder = SSEDecoder()
+    interpreter = ResponsesInterpreter()
+    for sse in decoder.feed(b"data: [DONE]\n\ndata:  \n\n"):
+        assert interpreter.handle(sse) is None
+    assert interpreter.last_sequence_number is None
+
+
+def test_a_resume_in_a_new_process_starts_after_the_given_sequence_number() -> None:
+    events = recording("openai_normal")
+    interpreter = ResponsesInterpreter(response_id="resp_68b1c0ffee0001", starting_after=5)
+    assert interpreter.incomplete() is not None
+    out = feed(interpreter, events)  # the server would send only those after 5
+    assert [(type(e).__name__, e.sequence_number) for e in out] == [
+        ("PartialImage", 6),
+        ("Completed", 8),
+    ]
+    assert out[-1].response_id == "resp_68b1c0ffee0001"
+    assert interpreter.done
+
+
+def test_restart_expects_a_whole_new_response() -> None:
+    events = recording("openai_normal")
+    interpreter = ResponsesInterpreter()
+    feed(interpreter, events[:7])
+    interpreter.restart()
+    assert (interpreter.last_sequence_number, interpreter.response_id) == (None, None)
+    out = feed(interpreter, events)
+    assert [type(e) for e in out] == [PartialImage, PartialImage, Completed]
+
+
+NAMES = sorted(path.stem for path in RECORDINGS.glob("*.jsonl"))
+
+
+@given(st.sampled_from(NAMES), st.lists(st.integers(min_value=1, max_value=400), max_size=30))
+def test_any_chunking_gives_the_same_events_and_errors(name: str, cuts: list[int]) -> None:
+    """However the bytes are split, the interpreter gives what the whole body gives."""
+
+    def run(pieces: Iterable[bytes]) -> tuple[list[tuple[str, int | None]], str | None]:
+        interpreter, decoder = ResponsesInterpreter(), SSEDecoder()
+        out: list[tuple[str, int | None]] = []
+        try:
+            for piece in pieces:
+                for sse in decoder.feed(piece):
+                    if (event := interpreter.handle(sse)) is not None:
+                        out.append((type(event).__name__, event.sequence_number))
+        except StreamError as exc:
+            return out, exc.code
+        return out, None
+
+    data = sse_bytes(recording(name))
+    bounds, position = [], 0
+    for cut in cuts:
+        position += cut
+        bounds.append(position)
+    pieces = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+    assert run(pieces) == run([data])

@@ -1,0 +1,451 @@
+"""The Responses API image tool, sans-I/O: Server-Sent Events in, image events out.
+
+:class:`ResponsesInterpreter` follows the interpreter protocol of
+:class:`~ttstream.ImageStream` (``handle(sse)``, ``done``, ``incomplete()``) and turns the
+events of a ``POST /responses`` stream (or of its resumption,
+``GET /responses/{id}?stream=true&starting_after=N``) into the :class:`PartialImage` and
+:class:`Completed` events of the Images API, with ``operation="response"`` and the item's
+``item_id``, ``output_index``, the ``response_id`` and, on ``Completed``, the
+``revised_prompt``. The rules, and the shapes they come from (the official SDK's
+``openai.types.responses`` and public recordings of OpenAI and Azure streams), are in
+docs/responses.md:
+
+- one ``Completed`` per image item, from ``response.output_item.done`` or
+  ``response.image_generation_call.completed`` when that one carries the image, whichever
+  comes first, never both; never from the copy inside ``response.completed``, whose image
+  strings are cut out before the JSON is parsed (and are never base64-decoded);
+- a ``response.image_generation_call.partial_image`` is a :class:`PartialImage`, asked
+  for or not;
+- an ``error`` event (nested or flat), ``response.failed``, ``response.incomplete`` and an
+  image item whose status is ``failed`` raise :class:`~ttstream.StreamError`;
+- events whose ``sequence_number`` is not above the last one seen are replays (a resumed
+  stream) and are skipped, so each event is delivered once;
+- after ``response.completed``, :attr:`ResponsesInterpreter.response` is the final
+  response without its images.
+
+No I/O, no clock: bytes-to-events is :class:`~ttstream.SSEDecoder`'s job, connections are
+:class:`~ttstream.ImageStream`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._exceptions import MalformedEventError, StreamError, short_repr
+from .events import Completed, InputTokensDetails, PartialImage, Usage
+from .sse import ServerSentEvent
+
+__all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
+
+OPERATION = "response"
+"""The ``operation`` of every image event of the Responses API image tool."""
+
+_IMAGE_ITEM = "image_generation_call"
+_PARTIAL = "response.image_generation_call.partial_image"
+_CALL_COMPLETED = "response.image_generation_call.completed"
+_ITEM_ADDED = "response.output_item.added"
+_ITEM_DONE = "response.output_item.done"
+_COMPLETED = "response.completed"
+_FAILED = "response.failed"
+_INCOMPLETE = "response.incomplete"
+_TERMINAL = (_COMPLETED, _FAILED, _INCOMPLETE)
+_IMAGE_FIELDS = ("size", "quality", "background", "output_format")
+# The image strings of a response.completed: a "result" member whose value is a string.
+# Base64 holds no quote and no backslash, so its closing quote is the next '"'.
+_RESULT_MEMBER = re.compile(r'"result"[ \t\n\r]*:[ \t\n\r]*"')
+_ELIDE_FROM = 64 * 1024  # smaller data is parsed as it is
+_PEEK = 256  # the type of a large event is looked for in its first characters
+_TYPE_IN_HEAD = re.compile(r'"type"[ \t\n\r]*:[ \t\n\r]*"([^"\\]*)"')
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """The final response of a Responses API stream, without its images.
+
+    ``id`` is ``resp_...``; ``status`` ``completed`` (or what the server said);
+    ``output_text`` the text of its ``message`` items joined; ``usage`` the text model's
+    tokens (the image tool's are not in it); ``output`` the output items as JSON objects,
+    each image item's ``result`` replaced by ``None`` (the image itself came as a
+    :class:`Completed` event); ``extra`` the other members of the response object.
+    """
+
+    id: str | None
+    status: str | None
+    model: str | None = None
+    output_text: str = ""
+    usage: Usage | None = None
+    output: tuple[Mapping[str, Any], ...] = ()
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.define
+class _Item:
+    """What is known of one image item: where it is, whether its image went out."""
+
+    output_index: int | None
+    delivered: bool = False
+    status: str | None = None
+
+
+class ResponsesInterpreter:
+    """Turns the events of one Responses API stream into image events (see the module).
+
+    Feed every :class:`ServerSentEvent` of the body, in order, to :meth:`handle`; a
+    resumed stream's events go to the same interpreter, which skips what it delivered.
+    ``last_sequence_number`` is the ``starting_after`` that resumes the stream after the
+    last event handled; ``response_id`` the id from the first event that named it.
+
+    Args:
+        response_id: the response being resumed, when known before its first event.
+        starting_after: events up to this ``sequence_number`` were handled elsewhere (by
+            a process that stopped): they are skipped as replays.
+    """
+
+    def __init__(self, *, response_id: str | None = None, starting_after: int | None = None):
+        self._reset(response_id, starting_after)
+
+    def _reset(self, response_id: str | None, starting_after: int | None) -> None:
+        self.last_sequence_number: int | None = starting_after
+        self.response_id: str | None = response_id
+        self._items: dict[str, _Item] = {}
+        self._response: Response | None = None
+        self._done = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<ResponsesInterpreter response_id={self.response_id!r} "
+            f"last_sequence_number={self.last_sequence_number!r} done={self._done}>"
+        )
+
+    @property
+    def done(self) -> bool:
+        """True once ``response.completed`` arrived: nothing more is expected."""
+        return self._done
+
+    @property
+    def response(self) -> Response | None:
+        """The final response (without images) once ``response.completed`` arrived."""
+        return self._response
+
+    def restart(self) -> None:
+        """The request is sent again from the start: a new response, whose events are
+        all expected (nothing of the old one is kept)."""
+        self._reset(None, None)
+
+    def incomplete(self) -> str | None:
+        """Why an end of the body now would be a failure, or ``None`` once done."""
+        if self._done:
+            return None
+        pending = [item_id for item_id, item in self._items.items() if not item.delivered]
+        if pending:
+            return f"image item {pending[0]} was still generating"
+        if self.last_sequence_number is None:
+            return "the response sent no event"
+        last = self.last_sequence_number
+        return f"the response ended before {_COMPLETED} (last sequence_number {last})"
+
+    def handle(self, sse: ServerSentEvent) -> PartialImage | Completed | None:
+        """The image event ``sse`` carries, or ``None`` (progress, text, replays).
+
+        Raises:
+            StreamError: an ``error`` event, ``response.failed``, ``response.incomplete``,
+                or an image item done with status ``failed``.
+            MalformedEventError: data that is not a JSON object, a known field of the
+                wrong type, an image item without its image, or ``response.completed``
+                before every image item was done.
+        """
+        data = sse.data
+        if not data.strip() or data == "[DONE]":
+            return None
+        obj = _loads(data, sse)
+        kind = obj.get("type", sse.event)
+        if not isinstance(kind, str):
+            raise _malformed(sse, f"field 'type' should be str, got {short_repr(kind, 40)}")
+        sequence = _optional(obj, "sequence_number", int, sse)
+        if sequence is not None:
+            if self.last_sequence_number is not None and sequence <= self.last_sequence_number:
+                return None  # a replay after a resume: delivered already
+            self.last_sequence_number = sequence
+        response = obj.get("response")
+        if isinstance(response, Mapping) and self.response_id is None:
+            self.response_id = _optional(response, "id", str, sse)
+        if kind == "error" or sse.event == "error":
+            raise self._error_event(obj, sequence)
+        if kind == _PARTIAL:
+            return self._partial(obj, sse)
+        if kind == _ITEM_ADDED:
+            self._item_added(obj, sse)
+        elif kind in (_ITEM_DONE, _CALL_COMPLETED):
+            return self._image_done(kind, obj, sse)
+        elif kind in _TERMINAL:
+            self._terminal(kind, obj, sequence, sse)
+        return None
+
+    def _item_added(self, obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
+        item = _required(obj, "item", dict, sse)
+        if item.get("type") == _IMAGE_ITEM:
+            item_id = _required(item, "id", str, sse)
+            output_index = _optional(obj, "output_index", int, sse)
+            self._items.setdefault(item_id, _Item(output_index))
+
+    def _partial(self, obj: Mapping[str, Any], sse: ServerSentEvent) -> PartialImage:
+        fields = dict(obj)
+        fields.pop("type", None)
+        item_id = _take(fields, "item_id", str, sse)
+        if item_id is not None:
+            self._items.setdefault(item_id, _Item(fields.get("output_index")))
+        return PartialImage(
+            b64_json=_take_required(fields, "partial_image_b64", str, sse),
+            index=_take_required(fields, "partial_image_index", int, sse),
+            operation=OPERATION,
+            item_id=item_id,
+            output_index=_take(fields, "output_index", int, sse),
+            response_id=self.response_id,
+            sequence_number=_take(fields, "sequence_number", int, sse),
+            **{name: _take(fields, name, str, sse) for name in _IMAGE_FIELDS},
+            extra=fields,
+        )
+
+    def _image_done(
+        self, kind: str, obj: Mapping[str, Any], sse: ServerSentEvent
+    ) -> Completed | None:
+        """``response.output_item.done`` (the item, with its ``result``) or
+        ``response.image_generation_call.completed`` (which may carry ``result``)."""
+        if kind == _ITEM_DONE:
+            item = _required(obj, "item", dict, sse)
+            if item.get("type") != _IMAGE_ITEM:
+                return None
+        else:
+            item = {"id": obj.get("item_id"), **obj}
+        fields = dict(item)
+        item_id = _take_required(fields, "id", str, sse)
+        fields.pop("item_id", None)
+        fields.pop("type", None)
+        state = self._items.setdefault(item_id, _Item(obj.get("output_index")))
+        status = _optional(fields, "status", str, sse)  # kept in extra: Azure's differs
+        state.status = status or state.status
+        if status == "failed":
+            raise self._item_error(item_id, fields.get("error"), obj)
+        result = _take(fields, "result", str, sse)
+        if state.delivered:
+            return None  # the other of the two events delivered it: never both
+        if result is None:
+            if kind == _CALL_COMPLETED:
+                return None  # the image comes with response.output_item.done
+            raise _malformed(sse, f"image item {item_id} is done without its 'result'")
+        state.delivered = True
+        output_index = _optional(obj, "output_index", int, sse)
+        fields.pop("output_index", None)
+        return Completed(
+            b64_json=result,
+            operation=OPERATION,
+            item_id=item_id,
+            output_index=state.output_index if output_index is None else output_index,
+            response_id=self.response_id,
+            sequence_number=_optional(obj, "sequence_number", int, sse),
+            revised_prompt=_take(fields, "revised_prompt", str, sse),
+            **{name: _take(fields, name, str, sse) for name in _IMAGE_FIELDS},
+            extra={key: value for key, value in fields.items() if key != "sequence_number"},
+        )
+
+    def _terminal(
+        self, kind: str, obj: Mapping[str, Any], sequence: int | None, sse: ServerSentEvent
+    ) -> None:
+        body = _required(obj, "response", dict, sse)
+        if kind == _FAILED:
+            error = body.get("error")
+            raise self._response_error(kind, error if isinstance(error, Mapping) else {}, sequence)
+        if kind == _INCOMPLETE:
+            details = body.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, Mapping) else None
+            raise StreamError(
+                f"the response is incomplete: {reason or 'no reason given'}",
+                code=None if reason is None else str(reason),
+                type=kind,
+                sequence_number=sequence,
+                response_id=self.response_id,
+            )
+        pending = [item_id for item_id, item in self._items.items() if not item.delivered]
+        if pending:
+            raise _malformed(sse, f"{_COMPLETED} arrived before image item {pending[0]} was done")
+        self._response = _summary(body, sse)
+        self._done = True
+
+    def _error_event(self, obj: Mapping[str, Any], sequence: int | None) -> StreamError:
+        nested = obj.get("error")
+        return self._response_error(
+            "error", nested if isinstance(nested, Mapping) else obj, sequence
+        )
+
+    def _item_error(self, item_id: str, error: object, obj: Mapping[str, Any]) -> StreamError:
+        body = error if isinstance(error, Mapping) else {}
+        message = _text(body, "message") or f"image item {item_id} failed"
+        sequence = obj.get("sequence_number")
+        return StreamError(
+            message,
+            code=_text(body, "code"),
+            param=_text(body, "param"),
+            type=_text(body, "type") or "image_generation_call.failed",
+            sequence_number=sequence if isinstance(sequence, int) else None,
+            response_id=self.response_id,
+        )
+
+    def _response_error(
+        self, kind: str, body: Mapping[str, Any], sequence: int | None
+    ) -> StreamError:
+        what = "an error event" if kind == "error" else kind
+        return StreamError(
+            _text(body, "message") or f"the server sent {what} without a message",
+            code=_text(body, "code"),
+            param=_text(body, "param"),
+            type=_text(body, "type") or (None if kind == "error" else kind),
+            sequence_number=sequence,
+            response_id=self.response_id,
+        )
+
+
+def _loads(data: str, sse: ServerSentEvent) -> dict[str, Any]:
+    """The JSON object of ``data``; for a large ``response.completed``, with the image
+    strings cut out first (:func:`loads_without_results`)."""
+    obj: object = None
+    if len(data) >= _ELIDE_FROM and _peek_type(data, sse) == _COMPLETED:
+        obj = loads_without_results(data)
+    if obj is None:
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise _malformed(
+                sse, f"data is not JSON ({exc}); data starts {short_repr(data[:60])}"
+            ) from exc
+    if not isinstance(obj, dict):
+        raise _malformed(sse, f"data is a JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
+def _peek_type(data: str, sse: ServerSentEvent) -> str | None:
+    if sse.event and sse.event != "message":
+        return sse.event
+    match = _TYPE_IN_HEAD.search(data, 0, _PEEK)
+    return None if match is None else match[1]
+
+
+def loads_without_results(data: str) -> Any:
+    """``json.loads(data)`` with the value of every ``"result"`` string member replaced
+    by ``null``, without copying or scanning those strings beyond finding their closing
+    quote; ``None`` when that cannot be vouched for (a ``"result"`` string holding an
+    escape, or JSON that does not parse), for ``json.loads`` to decide.
+
+    A ``"result": "`` can only be a member inside a JSON document: within a JSON string
+    the quotes would be escaped.
+    """
+    parts: list[str] = []
+    start = 0
+    while (match := _RESULT_MEMBER.search(data, start)) is not None:
+        end = data.find('"', match.end())
+        if end < 0 or data.find("\\", match.end(), end) >= 0:  # no copy of the image
+            return None
+        parts.append(data[start : match.start()])
+        parts.append('"result":null')
+        start = end + 1
+    if not parts:
+        return None
+    parts.append(data[start:])
+    try:
+        return json.loads("".join(parts))
+    except ValueError:
+        return None
+
+
+def _summary(body: Mapping[str, Any], sse: ServerSentEvent) -> Response:
+    fields = dict(body)
+    output = _take(fields, "output", list, sse) or []
+    texts = [
+        part["text"]
+        for item in output
+        if isinstance(item, Mapping) and item.get("type") == "message"
+        for part in item.get("content") or ()
+        if isinstance(part, Mapping)
+        and part.get("type") == "output_text"
+        and isinstance(part.get("text"), str)
+    ]
+    return Response(
+        id=_take(fields, "id", str, sse),
+        status=_take(fields, "status", str, sse),
+        model=_take(fields, "model", str, sse),
+        output_text="".join(texts),
+        usage=_usage(_take(fields, "usage", dict, sse), sse),
+        output=tuple(_without_result(item) for item in output if isinstance(item, Mapping)),
+        extra=fields,
+    )
+
+
+def _without_result(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An output item with its image (``result``) replaced by ``None``: small responses
+    are parsed whole, and their images dropped here."""
+    return {**item, "result": None} if item.get("result") is not None else item
+
+
+def _usage(usage: Mapping[str, Any] | None, sse: ServerSentEvent) -> Usage | None:
+    """The response's ``usage``: ``input_tokens``, ``output_tokens``, ``total_tokens``;
+    the rest (``input_tokens_details.cached_tokens``, ``output_tokens_details``) in
+    ``extra``."""
+    if usage is None:
+        return None
+    fields = dict(usage)
+    details = _take(fields, "input_tokens_details", dict, sse)
+    return Usage(
+        input_tokens=_take(fields, "input_tokens", int, sse),
+        output_tokens=_take(fields, "output_tokens", int, sse),
+        total_tokens=_take(fields, "total_tokens", int, sse),
+        input_tokens_details=None if details is None else InputTokensDetails(extra=details),
+        extra=fields,
+    )
+
+
+def _malformed(sse: ServerSentEvent, reason: str) -> MalformedEventError:
+    return MalformedEventError(reason, event=sse.event, event_id=sse.id)
+
+
+def _text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    return None if value is None else str(value)
+
+
+def _check(value: object, key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
+    # bool is an int subclass in Python, but not a JSON integer.
+    if value is not None and (
+        not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+    ):
+        raise _malformed(
+            sse,
+            f"field {key!r} should be {kind.__name__}, "
+            f"got {type(value).__name__} {short_repr(value, 40)}",
+        )
+    return value
+
+
+def _optional(obj: Mapping[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
+    return _check(obj.get(key), key, kind, sse)
+
+
+def _required(obj: Mapping[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
+    value = _optional(obj, key, kind, sse)
+    if value is None:
+        raise _malformed(sse, f"the event has no {key!r} field")
+    return value
+
+
+def _take(fields: dict[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
+    return _check(fields.pop(key, None), key, kind, sse)
+
+
+def _take_required(fields: dict[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
+    value = _take(fields, key, kind, sse)
+    if value is None:
+        raise _malformed(sse, f"the event has no {key!r} field")
+    return value
