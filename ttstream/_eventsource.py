@@ -168,6 +168,7 @@ class EventSource:
         self._stopped = False  # a 204 answer: the server said stop
         self._restart = False
         self._reopen_delay: float | None = None
+        self._reopen_note = ""  # for the log line when the reconnection starts
         # Reconnection accounting, and replay detection after a resume: the resumed id
         # (or None outside a resumed body's replay) and hashes of recently delivered ids.
         self._attempts = 0
@@ -279,6 +280,7 @@ class EventSource:
             return
         if self._reopen_delay is not None:
             delay, self._reopen_delay = self._reopen_delay, None
+            logger.warning("reconnecting to %s in %.2f s (%s)", self._url, delay, self._reopen_note)
             await anyio.sleep(delay)
         request = self._request()
         response = self._response = await send(self._http, request, max_retries=self._max_retries)
@@ -390,19 +392,14 @@ class EventSource:
         if target is not None:
             self._method, self._url, self._content = target[0], httpx.URL(target[1]), None
             self._headers.pop("Content-Type", None)
-        logger.warning(
-            "reconnecting to %s in %.2f s (attempt %d of %d, %s): %s",
-            self._url,
-            delay,
-            self._attempts,
-            policy.max_attempts,
+        how = (
             f"resuming at {self._url}"
             if target is not None
             else f"resuming after id {resume_id[:80]!r}"
             if resume_id
-            else "starting over",
-            reason,
+            else "starting over"
         )
+        self._reopen_note = f"attempt {self._attempts} of {policy.max_attempts}, {how}: {reason}"
         return Reconnecting(
             attempt=self._attempts,
             delay=delay,

@@ -17,18 +17,14 @@ cannot be resumed: a cut is :class:`~ttstream.IncompleteStreamError` as for the 
 
 from __future__ import annotations
 
-import math
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from . import params as _params
-from ._eventsource import EventSource, SourceItem
-from ._exceptions import APIConnectionError, ValidationError
-from ._reconnect import Reconnecting, ReconnectPolicy
+from ._eventsource import EventSource
+from ._exceptions import ValidationError
+from ._reconnect import ReconnectPolicy
 from ._request import json_body
 from ._responses import Response, ResponsesInterpreter
 from .stream import ImageStream
@@ -38,11 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ResponseStream", "Responses"]
 
-_NO_RECONNECT = ReconnectPolicy(max_attempts=0)  # the POST is never sent twice
 _IMAGE_TOOL = {"type": "image_generation"}
-
-OpenSource = Callable[[bool], EventSource]
-"""Opens one connection: the first request (``False``), or a resume (``True``)."""
 
 
 class ResponseStream(ImageStream):
@@ -55,19 +47,21 @@ class ResponseStream(ImageStream):
     """
 
     def __init__(
-        self, source: _ResumingSource, *, max_body_bytes: int, deadline: float | None
+        self,
+        start: Callable[[], Awaitable[EventSource]],
+        interpreter: ResponsesInterpreter,
+        *,
+        max_body_bytes: int,
+        deadline: float | None,
     ) -> None:
-        async def start() -> EventSource:
-            return source
-
         super().__init__(
             start,
-            source.interpreter,
+            interpreter,
             operation="response",
             max_body_bytes=max_body_bytes,
             deadline=deadline,
         )
-        self._responses = source.interpreter
+        self._responses = interpreter
 
     @property
     def response(self) -> Response | None:
@@ -84,142 +78,6 @@ class ResponseStream(ImageStream):
     def last_sequence_number(self) -> int | None:
         """The ``sequence_number`` of the last event read."""
         return self._responses.last_sequence_number
-
-
-class _ResumingSource(EventSource):
-    """An :class:`EventSource` whose reconnection is a ``GET ...&starting_after=N``.
-
-    It delegates each connection to an inner :class:`EventSource` that never reconnects
-    itself (its reconnection would send the ``POST`` again: a new generation), and when
-    one breaks before the response completed, opens the next as a resume. It is an
-    ``EventSource`` for :class:`~ttstream.ImageStream`; the base class's own state is not
-    used (``EventSource.__init__`` is not called), only its interface.
-    """
-
-    def __init__(
-        self,
-        open_source: OpenSource,
-        interpreter: ResponsesInterpreter,
-        *,
-        policy: ReconnectPolicy,
-        resumable: bool,
-        resuming: bool = False,
-    ) -> None:
-        self.interpreter = interpreter
-        self._open_source = open_source
-        self._resume_policy = policy
-        self._resumable = resumable
-        self._resuming = resuming  # the next connection is a resume
-        self._inner: EventSource | None = None
-        self._next_delay: float | None = None
-        self._resumes = 0
-        self._broke_at: float | None = None
-        self._ended = False
-        self.connections = 0
-        self.request_id: str | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"<ResponsesSource response_id={self.interpreter.response_id!r} "
-            f"last_sequence_number={self.interpreter.last_sequence_number!r}>"
-        )
-
-    @property
-    def last_event_id(self) -> str:
-        """The ``starting_after`` of the next resume: the last ``sequence_number`` read."""
-        last = self.interpreter.last_sequence_number
-        return "" if last is None else str(last)
-
-    @property
-    def retry(self) -> int | None:
-        return None  # the Responses API sends no retry field
-
-    @property
-    def deadline_at(self) -> float:
-        return math.inf  # the ImageStream's deadline bounds the whole stream
-
-    async def __aenter__(self) -> _ResumingSource:
-        await self._connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def restart(self) -> None:
-        """Drops the connection at the next read and resumes after the last event."""
-        self._next_delay = 0.0
-
-    async def aclose(self) -> None:
-        self._ended = True
-        await self._drop_inner()
-
-    async def _drop_inner(self) -> None:
-        inner, self._inner = self._inner, None
-        if inner is not None:
-            await inner.aclose()
-
-    async def _connect(self) -> None:
-        if self._next_delay is not None:
-            delay, self._next_delay = self._next_delay, None
-            await self._drop_inner()
-            await anyio.sleep(delay)
-        inner = self._open_source(self._resuming)
-        self._resuming = True  # every later connection resumes
-        self._inner = inner
-        await inner.__aenter__()
-        self.connections += inner.connections
-        self.request_id = inner.request_id
-
-    async def __anext__(self) -> SourceItem:
-        while True:
-            if self._ended:
-                raise StopAsyncIteration
-            if self._inner is None or self._next_delay is not None:
-                await self._connect()
-            assert self._inner is not None
-            error: APIConnectionError | None = None
-            try:
-                return await self._inner.__anext__()
-            except StopAsyncIteration:
-                reason = "the body ended"
-            except APIConnectionError as exc:  # a cut or a read timeout
-                reason, error = f"the connection broke ({exc})", exc
-            notice = self._resume_plan(reason)
-            if notice is not None:
-                return notice
-            if error is not None:
-                raise error
-            raise StopAsyncIteration
-
-    def _resume_plan(self, reason: str) -> Reconnecting | None:
-        """The resume after a break, or ``None`` when none is allowed or needed."""
-        interpreter = self.interpreter
-        if (
-            not self._resumable
-            or interpreter.response_id is None
-            or interpreter.incomplete() is None
-        ):
-            return None
-        now = anyio.current_time()
-        self._broke_at = self._broke_at or now
-        policy = self._resume_policy
-        if self._resumes >= policy.max_attempts or now - self._broke_at > policy.budget:
-            return None
-        delay = policy.backoff(self._resumes, None)
-        self._resumes += 1
-        self._next_delay = delay
-        return Reconnecting(
-            attempt=self._resumes,
-            delay=delay,
-            last_event_id=self.last_event_id,
-            regenerating=False,
-            reason=f"{reason}: {interpreter.incomplete()}",
-        )
 
 
 class Responses:
@@ -266,15 +124,11 @@ class Responses:
         body = {"model": model, "input": input, "tools": chosen, **params, "stream": True}
         if background:
             body["background"] = True
-        content = json_body(body)
         interpreter = ResponsesInterpreter()
-
-        def open_source(resume: bool) -> EventSource:
-            if resume:
-                return self._resume_source(interpreter)
-            return self._source("POST", f"{self._client.base_url}/responses", content)
-
-        return self._stream(open_source, interpreter, background, deadline, reconnect)
+        url = f"{self._client.base_url}/responses"
+        return self._stream(
+            "POST", url, json_body(body), interpreter, background, deadline, reconnect
+        )
 
     def resume(
         self,
@@ -299,54 +153,59 @@ class Responses:
         ):
             raise ValidationError("starting_after", starting_after, "an int >= -1 or None")
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)
-
-        def open_source(resume: bool) -> EventSource:
-            return self._resume_source(interpreter)
-
-        return self._stream(open_source, interpreter, True, deadline, reconnect)
+        url = self._resume_url(interpreter)
+        return self._stream("GET", url, None, interpreter, True, deadline, reconnect)
 
     def _stream(
         self,
-        open_source: OpenSource,
+        method: str,
+        url: str,
+        content: bytes | None,
         interpreter: ResponsesInterpreter,
         resumable: bool,
         deadline: float | None,
         reconnect: ReconnectPolicy | None,
     ) -> ResponseStream:
+        """The stream of one request. A break of a background response resumes with
+        ``GET ...&starting_after=<last sequence_number>`` (EventSource's ``resume``
+        hook): never the first request again, which would be a new generation."""
         client = self._client
-        source = _ResumingSource(
-            open_source, interpreter, policy=reconnect or client.reconnect, resumable=resumable
-        )
+
+        def resume() -> tuple[str, str] | None:
+            if resumable and interpreter.response_id is not None:
+                return "GET", self._resume_url(interpreter)
+            return None
+
+        async def start() -> EventSource:
+            from .client import _USER_AGENT  # here: client.py imports this module
+
+            headers = {**client._auth_headers, "User-Agent": _USER_AGENT}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            return EventSource(
+                client._http,
+                method,
+                url,
+                headers=headers,
+                content=content,
+                reconnect=reconnect or client.reconnect,
+                max_event_bytes=client.max_event_bytes,
+                max_retries=client.max_retries,
+                timeout=client.timeout,
+                idempotent=method == "GET",
+                resume=resume,
+            )
+
         return ResponseStream(
-            source,
+            start,
+            interpreter,
             max_body_bytes=client.max_event_bytes,
             deadline=client.deadline if deadline is None else deadline,
         )
 
-    def _resume_source(self, interpreter: ResponsesInterpreter) -> EventSource:
+    def _resume_url(self, interpreter: ResponsesInterpreter) -> str:
         query = {"stream": "true"}
         if interpreter.last_sequence_number is not None:
             query["starting_after"] = str(interpreter.last_sequence_number)
         response_id = urllib.parse.quote(str(interpreter.response_id), safe="")
-        url = f"{self._client.base_url}/responses/{response_id}?{urllib.parse.urlencode(query)}"
-        return self._source("GET", url, None)
-
-    def _source(self, method: str, url: str, content: bytes | None) -> EventSource:
-        from .client import _USER_AGENT  # here: client.py imports this module
-
-        client = self._client
-        headers = {**client._auth_headers, "User-Agent": _USER_AGENT}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        return EventSource(
-            client._http,
-            method,
-            url,
-            headers=headers,
-            content=content,
-            reconnect=_NO_RECONNECT,
-            max_event_bytes=client.max_event_bytes,
-            max_retries=client.max_retries,
-            timeout=client.timeout,
-            idempotent=method == "GET",
-        )
+        return f"{self._client.base_url}/responses/{response_id}?{urllib.parse.urlencode(query)}"

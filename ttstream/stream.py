@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeAlias, TypeVar
 
+import attrs
 import httpx
 
 from ._bounds import Deadline, close_bounded
@@ -235,9 +236,12 @@ class ImageStream:
                     raise
                 raise self._incomplete(f"the connection broke ({exc})") from (exc.__cause__ or exc)
             if isinstance(item, Reconnecting):
+                missing = interpreter.incomplete()
+                if missing is None:
+                    return None  # nothing is missing: no reconnection for nothing
                 if item.regenerating:
                     interpreter.restart()
-                return item
+                return attrs.evolve(item, reason=f"{item.reason}, {missing}")
             if isinstance(item, Comment):
                 continue
             event = interpreter.handle(item)
