@@ -561,3 +561,11 @@ async def test_the_key_never_appears_in_reprs_errors_or_logs(
     assert any("retrying" in text for text in texts)
     for text in texts:
         assert KEY not in text
+
+
+def test_an_edit_with_a_mask_is_refused_for_gif_at_the_call() -> None:
+    client = AsyncClient("k", base_url="http://127.0.0.1:9/v1")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+    with pytest.raises(ValidationError, match="mask"):
+        client.edit("x", images=[png], mask=png, output_format="gif")
+    client.edit("x", images=[png], output_format="gif")  # without the mask: accepted

@@ -236,7 +236,7 @@ class AsyncClient:
         body = self._body(prompt, model, params)
         inputs = as_list(images)
         known = [bytes(i) if isinstance(i, bytes | bytearray) else None for i in inputs]
-        _params.validate("edit", model, body, images=known)
+        _params.validate("edit", model, {**body, "mask": mask}, images=known)
 
         async def prepare() -> _Prepared:
             loaded, loaded_mask = await load_images(inputs, mask)
