@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,11 +23,14 @@ from typing import Any, Literal
 import anyio
 import httpx
 
+from . import _secrets
 from . import params as _params
+from ._body import ACCEPT_ENCODING, read_body, read_prefix
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    DownloadRefusedError,
     TTStreamError,
     ValidationError,
 )
@@ -43,7 +47,7 @@ from ._request import (
 from ._retry import backoff_delay, retry_after, should_retry_status
 from .events import Completed
 from .sse import DEFAULT_MAX_EVENT_BYTES
-from .stream import ImageStream, read_limited, timeout_name
+from .stream import ImageStream, timeout_name
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -67,6 +71,10 @@ high-quality generation can stay silent for over two minutes (wire-format.md).""
 Auth = Literal["auto", "tt-api-key", "bearer"]
 _AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
 _MAX_ERROR_BODY = 1024 * 1024
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
+"""Seconds ``fetch_image`` may take in all, redirects included, unless told otherwise."""
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 _USER_AGENT = "ttstream/0.1.0"
 _Build = Callable[[], Awaitable[httpx.Request]]
 
@@ -129,10 +137,13 @@ class AsyncClient:
             raise ValidationError(
                 "api_key", api_key, "given: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
             )
-        if auth not in _AUTH_CHOICES:
-            raise ValidationError("auth", auth, "one of " + ", ".join(map(repr, _AUTH_CHOICES)))
+        if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
+            choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
+            raise ValidationError("auth", _secrets.hidden(auth), choices)
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError("max_retries", max_retries, "an int >= 0")
+        _check_limit("max_event_bytes", max_event_bytes, integer=True)
+        _check_limit("deadline", deadline)
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         if auth == "auto":
             auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
@@ -147,6 +158,8 @@ class AsyncClient:
             if auth == "tt-api-key"
             else {"Authorization": f"Bearer {api_key}"}
         )
+        _secrets.register(self, api_key)  # redacted from every ttstream error and log line
+        _secrets.install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
 
@@ -246,33 +259,84 @@ class AsyncClient:
 
         return self._stream(build, body, "edit", deadline, reconnect)
 
-    async def fetch_image(self, event: Completed) -> bytes:
+    async def fetch_image(
+        self,
+        event: Completed,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a limit of this call's own
+        url_filter: Callable[[str], bool] | None = None,
+    ) -> bytes:
         """The image file of ``event``: its decoded ``b64_json``, or, for a result
         returned as a URL (``response_format="url"``; such URLs expire after 60
-        minutes), the bytes downloaded from ``event.url``. The download carries no
-        credentials.
+        minutes), the bytes downloaded from ``event.url``.
+
+        The URL is fetched as the server gave it: the API server is trusted to name it.
+        The download is a bare ``GET`` through this client's HTTP client (its transport
+        and proxies), without its default headers, cookies or auth, and never with the
+        key. Redirects are followed only to ``http``/``https`` URLs, never from
+        ``https`` to ``http``, at most 5 times. ``url_filter(url)`` is called with the
+        URL and with every redirect target before it is fetched: returning ``False``
+        refuses it (e.g. a server-side application refusing private addresses; an
+        exception it raises propagates as it is). The body is decoded within
+        ``max_event_bytes`` (docs/hostile-servers.md, "Downloads").
+
+        Args:
+            timeout: seconds the whole download may take, redirects included; default
+                the client's ``deadline``, else :data:`DEFAULT_DOWNLOAD_TIMEOUT` (300);
+                the smaller of ``timeout`` and ``deadline`` when both are set.
 
         Raises:
-            APIStatusError, APIConnectionError, APITimeoutError: the download failed.
+            APIStatusError: the download was answered with an HTTP error status.
+            APIConnectionError, APITimeoutError: the download failed, or did not end in
+                time (``.timeout == "deadline"``).
+            DownloadRefusedError: a URL was refused (see above).
             EventTooLargeError: the image is larger than ``max_event_bytes``.
+            ProtocolError: a ``Content-Encoding`` other than gzip/deflate, or a body
+                that does not decode as its coding.
+            ValidationError: ``timeout`` is not a positive finite number.
         """
+        _check_limit("timeout", timeout)
         if event.b64_json is not None or event.url is None:
             return event.image_bytes
-        try:
-            async with self._http.stream("GET", event.url, follow_redirects=True) as response:
-                if response.is_error:
-                    raise APIStatusError(
-                        f"downloading the image failed: {response.reason_phrase}",
-                        status_code=response.status_code,
-                        headers=response.headers,
-                    )
-                return bytes(await read_limited(response, self.max_event_bytes))
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"downloading the image: {exc}", timeout=timeout_name(exc)
-            ) from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+        limits = [t for t in (timeout, self.deadline) if t is not None]
+        seconds = min(limits) if limits else DEFAULT_DOWNLOAD_TIMEOUT
+        with anyio.move_on_after(seconds):
+            return await self._download(event.url, url_filter)
+        raise APITimeoutError(
+            f"downloading the image took longer than {seconds} s", timeout="deadline"
+        )
+
+    async def _download(self, url: str, url_filter: Callable[[str], bool] | None) -> bytes:
+        previous: httpx.URL | None = None
+        for _ in range(MAX_REDIRECTS + 1):
+            target = _download_url(url, previous, url_filter)
+            request = httpx.Request(
+                "GET",
+                target,
+                headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": _USER_AGENT},
+                extensions={"timeout": self.timeout.as_dict()},
+            )
+            try:
+                response = await self._http.send(
+                    request, stream=True, auth=None, follow_redirects=False
+                )
+                try:
+                    location = response.headers.get("location")
+                    if response.status_code in _REDIRECTS and location:
+                        previous, url = target, location
+                        continue
+                    if not response.is_success:
+                        raise await _status_error(response)
+                    return await read_body(response, limit=self.max_event_bytes)
+                finally:
+                    await response.aclose()
+            except httpx.TimeoutException as exc:
+                raise APITimeoutError(
+                    f"downloading the image: {exc}", timeout=timeout_name(exc)
+                ) from exc
+            except httpx.TransportError as exc:
+                raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+        raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
     @staticmethod
     def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -285,6 +349,7 @@ class AsyncClient:
         headers = {
             **self._auth_headers,
             "Accept": "text/event-stream" if streaming else "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "User-Agent": _USER_AGENT,
         }
         if "content" in content:
@@ -301,6 +366,7 @@ class AsyncClient:
         deadline: float | None,
         reconnect: ReconnectPolicy | None,
     ) -> ImageStream:
+        _check_limit("deadline", deadline)
         n = body.get("n")
         return ImageStream(
             lambda headers: self._send(build, headers),
@@ -361,22 +427,20 @@ def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _status_error(response: httpx.Response) -> APIStatusError:
-    """Reads an error response (at most 1 MiB) into an :class:`APIStatusError`, with the
-    fields of an ``{"error": {"message", "type", "code", "param"}}`` body."""
+    """Reads an error response (at most 1 MiB, decoded within that) into an
+    :class:`APIStatusError`, with the fields of an ``{"error": {"message", "type",
+    "code", "param"}}`` body; keys and credential values are redacted before parsing."""
+    raw = bytearray()
     try:
-        raw = bytearray()
-        async for chunk in response.aiter_bytes():
-            raw += chunk
-            if len(raw) > _MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
+        raw, _ = await read_prefix(response, limit=_MAX_ERROR_BODY)
+    except (httpx.HTTPError, TTStreamError):
         pass  # the status says enough
     finally:
         await response.aclose()
-    text = raw.decode("utf-8", "replace")
+    text = _secrets.redact(raw.decode("utf-8", "replace"))
     body: Any = text
-    with contextlib.suppress(ValueError):
-        body = json.loads(raw)
+    with contextlib.suppress(ValueError, RecursionError):
+        body = json.loads(text)
     error = body.get("error") if isinstance(body, dict) else None
     fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
 
@@ -401,3 +465,55 @@ async def _status_error(response: httpx.Response) -> APIStatusError:
         request_id=response.headers.get("x-request-id"),
         headers=response.headers,
     )
+
+
+def _check_limit(name: str, value: object, *, integer: bool = False) -> None:
+    """Refuses a size (``integer``: an int > 0) or a number of seconds (finite, > 0,
+    or ``None``) that means nothing, at the call.
+
+    Raises:
+        ValidationError: ``value`` is not such a number.
+    """
+    if integer:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValidationError(name, value, "an int > 0 (bytes)")
+        return
+    if value is None:
+        return
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(name, value, "a finite number of seconds > 0, or None")
+
+
+def _download_url(
+    url: str, previous: httpx.URL | None, url_filter: Callable[[str], bool] | None
+) -> httpx.URL:
+    """The URL to fetch next: ``url`` (relative to ``previous``, the URL that redirected
+    to it), checked.
+
+    Raises:
+        DownloadRefusedError: a malformed URL or port, a scheme other than http(s), a
+            downgrade from https to http, or ``url_filter`` returned false.
+    """
+    try:
+        target = httpx.URL(url) if previous is None else previous.join(url)
+        port = target.port
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise DownloadRefusedError(f"a malformed URL ({exc})", url=str(url)) from None
+    if target.scheme not in ("http", "https"):
+        raise DownloadRefusedError(
+            f"the scheme {target.scheme!r} is not http or https", url=str(target)
+        )
+    if not target.host:
+        raise DownloadRefusedError("the URL has no host", url=str(target))
+    if port is not None and not 0 < port < 65536:
+        raise DownloadRefusedError(f"port {port} is not from 1 to 65535", url=str(target))
+    if previous is not None and previous.scheme == "https" and target.scheme == "http":
+        raise DownloadRefusedError("a redirect from https to http", url=str(target))
+    if url_filter is not None and not url_filter(str(target)):
+        raise DownloadRefusedError("url_filter refused it", url=str(target))
+    return target

@@ -27,10 +27,10 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 import httpx
 
+from ._body import aiter_bounded, read_body
 from ._exceptions import (
     APIStatusError,
     APITimeoutError,
-    EventTooLargeError,
     IncompleteStreamError,
     ProtocolError,
     short_repr,
@@ -72,18 +72,14 @@ _TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
 }
 
 
-async def read_limited(response: httpx.Response, limit: int) -> bytearray:
-    """The whole body of ``response``, refusing to hold more than ``limit`` bytes.
+async def read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The whole body of ``response``, decoded within ``limit`` bytes (:func:`read_body`).
 
     Raises:
         EventTooLargeError: the body is longer than ``limit``.
+        ProtocolError: an unsupported ``Content-Encoding``, or a body not in its coding.
     """
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        if len(body) + len(chunk) > limit:
-            raise EventTooLargeError(limit=limit, size=len(body) + len(chunk))
-        body += chunk
-    return body
+    return await read_body(response, limit=limit)
 
 
 def timeout_name(exc: httpx.TimeoutException) -> str:
@@ -241,7 +237,7 @@ class ImageStream:
                     "a stream request was answered with Content-Type "
                     f"{content_type!r}, expected 'text/event-stream'"
                 )
-            self._chunks = response.aiter_bytes()
+            self._chunks = aiter_bounded(response)
         else:
             body = await self._read_body(response)
             self._ready.extend(parse_response(_unwrap(body, response), operation=self._operation))
