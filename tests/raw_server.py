@@ -26,6 +26,7 @@ class RawServer:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     @property
@@ -33,18 +34,25 @@ class RawServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-            self._loop.run_until_complete(server.wait_closed())
-            self._loop.close()
+        await self._stop.wait()
+        server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         try:
             while True:
                 try:
@@ -67,6 +75,7 @@ class RawServer:
             pass
         finally:
             writer.close()
+            self._tasks.discard(task)
 
     def __enter__(self) -> RawServer:
         self._thread.start()
@@ -74,7 +83,7 @@ class RawServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=10)
 
 
@@ -110,3 +119,19 @@ def gzip_of(prefix: bytes, filler: bytes, size: int, suffix: bytes = b"") -> byt
 def gzip_twice(data: bytes) -> bytes:
     """``Content-Encoding: gzip, gzip``: gzip of the gzip of ``data``."""
     return gzip.compress(gzip.compress(data))
+
+
+def request_path(head: bytes) -> str:
+    """The target of a request head: ``/v1/images/generations``."""
+    return head.split(b" ", 2)[1].decode("latin-1")
+
+
+def routes(table: dict[str, tuple[int, dict[str, str], bytes]]) -> Handler:
+    """A handler answering each path of ``table`` with its (status, headers, body), and
+    any other path with 404."""
+
+    async def handler(head: bytes, _: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        status, headers, body = table.get(request_path(head), (404, {}, b""))
+        writer.write(response_head(status, {**headers, "content-length": str(len(body))}) + body)
+
+    return handler

@@ -5,25 +5,50 @@ byte the test writes (tests/raw_server.py); peak memory is measured with tracema
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import io
 import json
+import logging
+import math
+import socket
+import time
 import tracemalloc
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
+import httpx
 import pytest
-from raw_server import RawServer, answer, gzip_of, gzip_twice
+from PIL import Image
+from raw_server import (
+    Handler,
+    RawServer,
+    answer,
+    gzip_of,
+    gzip_twice,
+    request_path,
+    response_head,
+    routes,
+)
 
 import ttstream
 from ttstream import (
     APIStatusError,
+    APITimeoutError,
     AsyncClient,
     Completed,
+    DownloadRefusedError,
     EventTooLargeError,
     PartialImage,
     ProtocolError,
+    StreamError,
+    ValidationError,
 )
+from ttstream.client import _download_url
+from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +186,286 @@ async def test_a_gzip_bomb_in_fetch_image_stops_at_the_event_cap() -> None:
         async with client_for(server) as client:
             peak, _ = await peak_memory(lambda: client.fetch_image(event), EventTooLargeError)
     assert peak < CAP + MB, f"peak {peak} bytes"
+
+
+# -- fetch_image ----------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\nfetched"
+
+
+def url_event(url: str) -> Completed:
+    return Completed(b64_json=None, operation="generation", url=url)
+
+
+async def test_fetch_image_ends_at_its_timeout_and_at_the_client_deadline() -> None:
+    async def drip(_: bytes, __: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(response_head(200, {"content-length": "1000"}))
+        for _ in range(1000):  # one byte every 0.2 s: no read timeout ever fires
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    with RawServer(drip) as server:
+        for timeout, deadline in ((0.5, None), (None, 0.5), (0.5, 60.0)):
+            started = time.monotonic()
+            async with client_for(server, deadline=deadline) as client:
+                with pytest.raises(APITimeoutError) as info:
+                    await client.fetch_image(url_event(server.url + "/img"), timeout=timeout)
+            assert info.value.timeout == "deadline"
+            assert time.monotonic() - started < 3.0
+
+
+async def test_fetch_image_sends_no_caller_headers_cookies_or_key_across_redirects() -> None:
+    table = {
+        "/first": (302, {"location": "/second"}, b""),
+        "/second": (307, {"location": "http://127.0.0.1:{port}/img"}, b""),
+        "/img": (200, {}, PNG),
+    }
+    with RawServer(routes(table)) as server:
+        table["/second"] = (307, {"location": server.url + "/img"}, b"")
+        async with httpx.AsyncClient(
+            headers={"X-Caller": "caller-header-value"}, cookies={"session": "c00kie-value"}
+        ) as http:
+            client = AsyncClient(KEY, base_url=server.url + "/v1", http_client=http)
+            assert await client.fetch_image(url_event(server.url + "/first")) == PNG
+    assert [request_path(head) for head in server.heads] == ["/first", "/second", "/img"]
+    for head in server.heads:
+        text = head.decode("latin-1").lower()
+        for absent in ("x-caller", "cookie", "authorization", "tt-api-key", KEY.lower()):
+            assert absent not in text
+
+
+async def test_fetch_image_follows_at_most_five_redirects() -> None:
+    with RawServer(routes({"/loop": (302, {"location": "/loop"}, b"")})) as server:
+        async with client_for(server) as client:
+            with pytest.raises(DownloadRefusedError, match="more than 5 redirects"):
+                await client.fetch_image(url_event(server.url + "/loop"))
+    assert len(server.heads) == 6
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[::1", "malformed URL"),
+        ("http://127.0.0.1:99999/img", "port 99999"),
+        ("ftp://127.0.0.1/img", "scheme 'ftp'"),
+        ("file:///etc/passwd", "scheme 'file'"),
+        ("http:///img", "no host"),
+    ],
+)
+async def test_fetch_image_refuses_urls_it_cannot_or_must_not_fetch(url: str, reason: str) -> None:
+    async with AsyncClient(KEY) as client:
+        with pytest.raises(DownloadRefusedError, match=reason):
+            await client.fetch_image(url_event(url))
+
+
+async def test_a_redirect_to_another_scheme_is_refused() -> None:
+    with RawServer(routes({"/img": (302, {"location": "ftp://127.0.0.1/x"}, b"")})) as server:
+        async with client_for(server) as client:
+            with pytest.raises(DownloadRefusedError, match="scheme 'ftp'"):
+                await client.fetch_image(url_event(server.url + "/img"))
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    # The rule is checked before any connection, on the URL the redirect names.
+    with pytest.raises(DownloadRefusedError, match="https to http"):
+        _download_url("http://example.test/img", httpx.URL("https://example.test/a"), None)
+    same = _download_url("/img", httpx.URL("https://example.test/a"), None)
+    assert same == httpx.URL("https://example.test/img")
+
+
+async def test_url_filter_sees_every_url_and_can_refuse_it() -> None:
+    table = {"/first": (302, {"location": "/private"}, b""), "/private": (200, {}, PNG)}
+    with RawServer(routes(table)) as server:
+        seen: list[str] = []
+
+        def no_private(url: str) -> bool:
+            seen.append(url)
+            return not url.endswith("/private")
+
+        async with client_for(server) as client:
+            with pytest.raises(DownloadRefusedError, match="url_filter"):
+                await client.fetch_image(url_event(server.url + "/first"), url_filter=no_private)
+            with pytest.raises(DownloadRefusedError, match="url_filter"):
+                await client.fetch_image(url_event(server.url + "/x"), url_filter=lambda _: False)
+    assert seen == [server.url + "/first", server.url + "/private"]
+    assert [request_path(head) for head in server.heads] == ["/first"]  # nothing refused sent
+
+
+async def test_fetch_image_turns_a_false_gzip_claim_into_a_protocol_error() -> None:
+    with RawServer(answer(200, {"content-encoding": "gzip"}, PNG)) as server:
+        async with client_for(server) as client:
+            with pytest.raises(ProtocolError, match="claims Content-Encoding 'gzip'"):
+                await client.fetch_image(url_event(server.url + "/img"))
+
+
+# -- secrets and server text in errors ------------------------------------------------
+
+
+def echo(status: int, headers: dict[str, str] | None = None) -> Handler:
+    """A server whose error message echoes the request head, the key included."""
+
+    async def handler(head: bytes, _: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        text = head.decode("latin-1")
+        body = json.dumps({"error": {"message": f"bad request: {text}", "echo": text}}).encode()
+        extra = {"x-echo": text.replace("\r\n", " | ")} if headers is None else headers
+        fields = {**JSON, **extra, "content-length": str(len(body))}
+        writer.write(response_head(status, fields) + body)
+
+    return handler
+
+
+@pytest.mark.parametrize(("key", "auth"), [(KEY, "tt-api-key"), (KEY, "bearer"), ("abc", "bearer")])
+async def test_a_key_echoed_by_the_server_is_redacted_everywhere(
+    key: str, auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ttstream")
+    with RawServer(echo(500)) as server:
+        client = AsyncClient(key, base_url=server.url + "/v1", auth=auth, max_retries=1)
+        with pytest.raises(APIStatusError) as info:
+            await generate(client)
+    assert len(server.heads) == 2  # retried once, after a WARNING line
+    assert key in server.heads[0].decode()  # the server did see (and echo) the key
+    error = info.value
+    assert "[REDACTED]" in error.message
+    shown = [str(error), repr(error), error.message, json.dumps(error.body), str(error.headers)]
+    shown.append(caplog.text)
+    assert "retrying" in caplog.text
+    for text in shown:
+        assert f"Bearer {key}" not in text
+        assert f": {key}" not in text
+        if len(key) >= 6:
+            assert key not in text
+
+
+async def test_a_key_in_an_error_event_is_redacted() -> None:
+    event = {"type": "error", "error": {"message": f"key {KEY} has no credit", "code": "x"}}
+    body = f"event: error\ndata: {json.dumps(event)}\n\n".encode()
+    with RawServer(answer(200, SSE, body)) as server, pytest.raises(StreamError) as info:
+        await generate(client_for(server))
+    assert KEY not in str(info.value)
+    assert KEY not in info.value.message
+    assert "[REDACTED]" in info.value.message
+
+
+def test_long_server_text_is_shortened_in_str_and_kept_whole() -> None:
+    message = "x" * 10_000_000
+    error = StreamError(message, code="c")
+    assert len(str(error)) <= ttstream._exceptions.MAX_MESSAGE_CHARS
+    assert len(repr(error)) <= ttstream._exceptions.MAX_MESSAGE_CHARS + 20
+    assert "10000000 chars in all" in str(error)
+    assert error.message == message
+
+
+async def test_a_one_mb_error_body_is_short_in_str_and_in_the_retry_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    message = "y" * 1_000_000
+    body = json.dumps({"error": {"message": message, "code": "big"}}).encode()
+    caplog.set_level(logging.WARNING, logger="ttstream")
+    with RawServer(answer(503, JSON, body)) as server:
+        client = AsyncClient(KEY, base_url=server.url + "/v1", max_retries=1)
+        with pytest.raises(APIStatusError) as info:
+            await generate(client)
+    assert len(str(info.value)) < 1000
+    assert info.value.message == message
+    assert info.value.body == {"error": {"message": message, "code": "big"}}
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning.getMessage()) < 1500
+
+
+def test_a_key_passed_as_auth_is_not_echoed() -> None:
+    with pytest.raises(ValidationError) as info:
+        AsyncClient("some-key", auth=KEY)  # type: ignore[arg-type]
+    assert KEY not in str(info.value)
+    assert KEY not in repr(info.value.value)
+    assert "auth=" in str(info.value)
+    assert "'tt-api-key'" in str(info.value)
+
+
+@contextlib.asynccontextmanager
+async def h2c_emulator(backend: str) -> AsyncIterator[str]:
+    """The emulator served by Hypercorn (HTTP/2 without TLS, by prior knowledge) on a
+    free loopback port in the test's event loop; yields its base URL."""
+    from hypercorn.config import Config
+
+    from ttstream.emulator import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = config.errorlog = None
+    config.graceful_timeout = 1.0
+    if backend == "trio":
+        from hypercorn.trio import serve
+    else:
+        from hypercorn.asyncio import serve  # type: ignore[assignment]
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(lambda: serve(create_app(), config, shutdown_trigger=stop.wait))
+        try:
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            stop.set()
+
+
+async def test_http2_debug_logging_does_not_show_the_key(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="hpack")
+    async with (
+        h2c_emulator(anyio_backend) as base_url,
+        httpx.AsyncClient(http1=False, http2=True) as http,
+    ):
+        client = AsyncClient(KEY, base_url=base_url, http_client=http, auth="tt-api-key")
+        events = await generate(client, size="64x48")
+        assert isinstance(events[-1], Completed)
+    assert "tt-api-key" in caplog.text  # hpack did log the request headers
+    assert KEY not in caplog.text
+    assert KEY.encode().hex() not in caplog.text
+
+
+# -- limits checked at the call -------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "64"])
+def test_max_event_bytes_that_mean_nothing_are_refused(value: object) -> None:
+    with pytest.raises(ValidationError, match="max_event_bytes"):
+        AsyncClient(KEY, max_event_bytes=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [math.nan, -1.0, 0, math.inf, "5", True])
+async def test_deadlines_that_mean_nothing_are_refused_at_the_call(value: object) -> None:
+    with pytest.raises(ValidationError, match="deadline"):
+        AsyncClient(KEY, deadline=value)  # type: ignore[arg-type]
+    async with AsyncClient(KEY) as client:
+        with pytest.raises(ValidationError, match="deadline"):
+            client.generate("a kite", deadline=value)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="deadline"):
+            client.edit("a kite", images=[b"\x89PNG\r\n\x1a\n"], deadline=value)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="timeout"):
+            await client.fetch_image(url_event("http://127.0.0.1/x"), timeout=value)  # type: ignore[arg-type]
+
+
+# -- edit inputs ----------------------------------------------------------------------
+
+
+async def test_a_memoryview_is_one_edit_image() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buffer, "PNG")
+    with EmulatorServer(step_delay=0.0) as server:
+        async with AsyncClient(KEY, base_url=server.base_url) as client:
+            stream = client.edit(
+                "add a hat",
+                images=memoryview(buffer.getvalue()),
+                model="gpt-image-1",
+                size="1024x1024",
+                quality="low",
+            )
+            async with stream:
+                events = [event async for event in stream]
+    assert isinstance(events[-1], Completed)
+    assert events[-1].image_bytes.startswith(b"\x89PNG")

@@ -238,7 +238,9 @@ class AsyncClient:
         """
         body = self._body(prompt, model, params)
         inputs = as_list(images)
-        known = [bytes(i) if isinstance(i, bytes | bytearray) else None for i in inputs]
+        known = [
+            bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
+        ]
         _params.validate("edit", model, body, images=known)
 
         async def build() -> httpx.Request:
