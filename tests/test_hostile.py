@@ -6,6 +6,7 @@ byte the test writes (tests/raw_server.py); peak memory is measured with tracema
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import io
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import socket
+import struct
 import time
 import tracemalloc
 import zlib
@@ -42,6 +44,8 @@ from ttstream import (
     Completed,
     DownloadRefusedError,
     EventTooLargeError,
+    ImageDecodeError,
+    ImageTooLargeError,
     PartialImage,
     ProtocolError,
     StreamError,
@@ -49,6 +53,8 @@ from ttstream import (
 )
 from ttstream.client import _download_url
 from ttstream.emulator import EmulatorServer
+from ttstream.sinks import PillowSink, to_pil
+from ttstream.sinks._callback import DEFAULT_MAX_PIXELS
 
 pytestmark = pytest.mark.anyio
 
@@ -469,3 +475,89 @@ async def test_a_memoryview_is_one_edit_image() -> None:
                 events = [event async for event in stream]
     assert isinstance(events[-1], Completed)
     assert events[-1].image_bytes.startswith(b"\x89PNG")
+
+
+# -- images decoded with Pillow -------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` RGBA, with (almost) no pixel data:
+    what Pillow reads before it decodes."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def image_event(data: bytes) -> Completed:
+    return Completed(b64_json=base64.b64encode(data).decode(), operation="generation")
+
+
+def small_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# Pillow's own process-wide check warns on opening more than 89 M pixels; that is its.
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_to_pil_refuses_a_decompression_bomb_before_decoding_it() -> None:
+    event = image_event(png_header_only(13000, 13000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError) as info:
+            to_pil(event)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.pixels == 13000 * 13000
+    assert info.value.max_pixels == DEFAULT_MAX_PIXELS == 4096 * 4096
+    assert peak < MB, f"peak {peak} bytes"
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is left alone
+
+
+def test_to_pil_takes_its_pixel_limit_per_call() -> None:
+    event = image_event(small_png())
+    assert to_pil(event).size == (64, 48)
+    with pytest.raises(ImageTooLargeError, match="3072 pixels"):
+        to_pil(event, max_pixels=3071)
+    assert to_pil(event, max_pixels=3072).size == (64, 48)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (small_png()[:-40], "could not be decoded"),  # truncated: Pillow's OSError
+        (b"not an image at all", "could not be read"),
+        (png_header_only(64, 48), "could not be decoded"),  # pixel data missing
+    ],
+)
+def test_to_pil_turns_pillow_errors_into_image_decode_errors(data: bytes, match: str) -> None:
+    with pytest.raises(ImageDecodeError, match=match) as info:
+        to_pil(image_event(data))
+    assert not isinstance(info.value, ImageTooLargeError)
+    assert info.value.__cause__ is not None
+
+
+async def test_pillow_sink_applies_its_pixel_limit() -> None:
+    seen: list[tuple[int, int]] = []
+    sink = PillowSink(lambda event, image: seen.append(image.size), max_pixels=1000)
+    with pytest.raises(ImageTooLargeError):
+        await sink.send(image_event(small_png()))
+    await PillowSink(lambda event, image: seen.append(image.size)).send(image_event(small_png()))
+    assert seen == [(64, 48)]
+
+
+def test_pillows_own_decompression_bomb_error_is_an_image_too_large_error() -> None:
+    # 225 M pixels: past twice Pillow's process-wide limit, which Pillow refuses on open.
+    with pytest.raises(ImageTooLargeError, match="too many pixels") as info:
+        to_pil(image_event(png_header_only(15000, 15000)), max_pixels=10**9)
+    assert info.value.pixels is None
+    assert isinstance(info.value.__cause__, Image.DecompressionBombError)

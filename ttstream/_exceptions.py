@@ -282,13 +282,15 @@ class ImageDecodeError(TTStreamError):
 
 class ImageTooLargeError(ImageDecodeError):
     """The image has more pixels than allowed (a decompression bomb, or a size far
-    beyond what the models produce). ``pixels`` is width x height, ``max_pixels`` the
-    limit (docs/hostile-servers.md, "Images")."""
+    beyond what the models produce). ``pixels`` is width x height (``None`` when
+    Pillow's own process-wide limit refused the image), ``max_pixels`` the limit
+    (docs/hostile-servers.md, "Images")."""
 
-    def __init__(self, *, pixels: int, max_pixels: int) -> None:
+    def __init__(self, *, pixels: int | None, max_pixels: int, detail: str = "") -> None:
         self.pixels = pixels
         self.max_pixels = max_pixels
+        size = f"{pixels} pixels" if pixels is not None else f"too many pixels ({detail})"
         super().__init__(
-            f"the image has {pixels} pixels, more than max_pixels={max_pixels}; "
+            f"the image has {size}, more than max_pixels={max_pixels} allows; "
             "raise max_pixels if such images are expected"
         )
