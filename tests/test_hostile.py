@@ -18,7 +18,7 @@ import struct
 import time
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -35,6 +35,7 @@ from raw_server import (
     response_head,
     routes,
 )
+from uvicorn_thread import ServerThread
 
 import ttstream
 from ttstream import (
@@ -52,7 +53,9 @@ from ttstream import (
     ValidationError,
 )
 from ttstream.client import _download_url
-from ttstream.emulator import EmulatorServer
+from ttstream.emulator import EmulatorServer, create_app
+from ttstream.emulator._faults import FaultSpec, FaultSpecError
+from ttstream.emulator._images import CACHES, _BytesBoundedCache
 from ttstream.sinks import PillowSink, to_pil
 from ttstream.sinks._callback import DEFAULT_MAX_PIXELS
 
@@ -561,3 +564,111 @@ def test_pillows_own_decompression_bomb_error_is_an_image_too_large_error() -> N
         to_pil(image_event(png_header_only(15000, 15000)), max_pixels=10**9)
     assert info.value.pixels is None
     assert isinstance(info.value.__cause__, Image.DecompressionBombError)
+
+
+# -- the emulator's own limits --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0) as server:
+        yield server
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends ``request`` bytes to 127.0.0.1:``port``; the status, headers and body of the
+    answer (read to the connection's end or the ``content-length``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        while len(body) < int(headers.get("content-length", "0")):
+            body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_emulator_answers_an_announced_huge_body_with_413_at_once(
+    emulator: EmulatorServer,
+) -> None:
+    request = (
+        b"POST /v1/images/generations HTTP/1.1\r\nhost: x\r\ntt-api-key: k\r\n"
+        b"content-type: application/json\r\ncontent-length: 536870912\r\n\r\n{"
+    )
+    status, headers, body = raw_exchange(emulator.port, request)
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+    assert headers["x-request-id"].startswith("req_")
+
+
+def test_the_emulator_stops_reading_a_chunked_body_past_its_limit() -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"prompt": "'
+        for _ in range(100):
+            yield b"x" * 1000
+
+    with ServerThread(create_app(max_body_bytes=10_000)) as server:
+        answer = httpx.post(
+            f"{server.url}/v1/images/generations", headers={"TT-API-KEY": "k"}, content=chunks()
+        )
+    assert answer.status_code == 413
+    assert "10000 bytes" in answer.json()["error"]["message"]
+
+
+def test_the_emulator_answers_deeply_nested_json_with_400(emulator: EmulatorServer) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    answer = httpx.post(
+        f"{emulator.base_url}/images/generations", headers={"TT-API-KEY": "k"}, content=deep
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_json"
+
+
+def test_the_emulator_answers_a_5000_digit_last_event_id_with_400(
+    emulator: EmulatorServer,
+) -> None:
+    answer = httpx.post(
+        f"{emulator.base_url}/images/generations",
+        headers={"TT-API-KEY": "k", "X-Emulator-Fault": "ids", "Last-Event-ID": "9" * 5000},
+        json={"model": "gpt-image-2", "prompt": "a kite", "size": "64x48", "stream": True},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "Last-Event-ID"
+
+
+def test_the_emulator_refuses_an_upload_that_decodes_huge_before_decoding_it(
+    emulator: EmulatorServer,
+) -> None:
+    upload = png_header_only(5000, 5000)  # 25 M pixels in 1 KB
+    answer = httpx.post(
+        f"{emulator.base_url}/images/edits",
+        headers={"TT-API-KEY": "k"},
+        data={"model": "gpt-image-1", "prompt": "a hat"},
+        files={"image": ("big.png", upload, "image/png")},
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_image_format"
+    assert "25000000 pixels" in error["message"]
+
+
+def test_render_caches_are_bounded_in_bytes() -> None:
+    cache: _BytesBoundedCache[int, bytes] = _BytesBoundedCache(1000, lambda key, value: len(value))
+    for key in range(50):
+        assert cache.get(key, lambda: b"x" * 300) == b"x" * 300
+        assert cache.bytes_held <= 1000
+    assert cache.bytes_held == 900  # the three most recent
+    assert cache.get(49, lambda: b"other") == b"x" * 300  # still cached
+    assert cache.get(0, lambda: b"y" * 300) == b"y" * 300  # evicted long ago
+    assert cache.get(99, lambda: b"z" * 5000) == b"z" * 5000  # too large to keep
+    assert cache.bytes_held <= 1000
+    assert all(c.max_bytes <= 256 * 1024 * 1024 for c in CACHES)
+
+
+@pytest.mark.parametrize("spec", ["pad=268435456", "oversized=268435456", "bomb=2147483648"])
+def test_fault_sizes_that_would_exhaust_the_emulator_are_refused(spec: str) -> None:
+    with pytest.raises(FaultSpecError, match="whole number from 1 to"):
+        FaultSpec.parse(spec)
