@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from raw_server import (
     Handler,
@@ -52,6 +54,7 @@ from ttstream import (
     StreamError,
     ValidationError,
 )
+from ttstream._secrets import redact, register
 from ttstream.client import _download_url
 from ttstream.emulator import EmulatorServer, create_app
 from ttstream.emulator._faults import FaultSpec, FaultSpecError
@@ -240,6 +243,7 @@ async def test_fetch_image_sends_no_caller_headers_cookies_or_key_across_redirec
     assert [request_path(head) for head in server.heads] == ["/first", "/second", "/img"]
     for head in server.heads:
         text = head.decode("latin-1").lower()
+        assert "accept-encoding: gzip, deflate\r\n" in text
         for absent in ("x-caller", "cookie", "authorization", "tt-api-key", KEY.lower()):
             assert absent not in text
 
@@ -672,3 +676,60 @@ def test_render_caches_are_bounded_in_bytes() -> None:
 def test_fault_sizes_that_would_exhaust_the_emulator_are_refused(spec: str) -> None:
     with pytest.raises(FaultSpecError, match="whole number from 1 to"):
         FaultSpec.parse(spec)
+
+
+# -- redaction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("echoed", "secret"),
+    [
+        ("TT-API-KEY: abc", "abc"),
+        ("tt-api-key:abc\r\nhost: x", "abc"),
+        ("Authorization: Bearer zzz", "zzz"),
+        ("authorization=basic dXNlcjpwdw==", "dXNlcjpwdw=="),
+        ('{"tt-api-key": "qq"}', "qq"),
+        ("[(b'tt-api-key', b'vv')]", "vv"),
+        ("{'Authorization': 'Bearer ww'}", "ww"),
+        ('api_key: \\"esc\\"', "esc"),
+        ("x-api-key=yyy, next", "yyy"),
+        ("proxy-authorization: Basic pp", "pp"),
+        ("sent bearer tok.en-1 along", "tok.en-1"),
+    ],
+)
+def test_redact_takes_credential_values_out_of_echoed_headers(echoed: str, secret: str) -> None:
+    cleaned = redact(f"the server said: {echoed} (end)")
+    assert secret not in cleaned
+    assert "[REDACTED]" in cleaned
+    assert cleaned.startswith("the server said: ")
+    assert cleaned.endswith(" (end)")
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_redact_removes_a_registered_key_wherever_it_is(before: str, after: str) -> None:
+    class Owner:
+        pass
+
+    owner = Owner()
+    register(owner, KEY)
+    assert KEY not in redact(before + KEY + after)
+    text = before + after
+    if KEY not in text and not any(w in text.lower() for w in ("authorization", "api", "bearer")):
+        assert redact(text) == text  # nothing else is touched
+
+
+async def test_a_deeply_nested_non_streaming_body_is_a_protocol_error() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with (
+        RawServer(answer(200, JSON, deep)) as server,
+        pytest.raises(ProtocolError, match="not JSON"),
+    ):
+        await generate(client_for(server), stream=False)
+
+
+async def test_a_deeply_nested_error_body_is_still_an_api_status_error() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with RawServer(answer(400, JSON, deep)) as server, pytest.raises(APIStatusError) as info:
+        await generate(client_for(server))
+    assert info.value.status_code == 400
+    assert len(str(info.value)) <= ttstream._exceptions.MAX_MESSAGE_CHARS

@@ -440,9 +440,12 @@ async def _status_error(response: httpx.Response) -> APIStatusError:
     finally:
         await response.aclose()
     text = _secrets.redact(raw.decode("utf-8", "replace"))
+    del raw  # a body of 1 MiB is held once as bytes, once as text, never more at a time
     body: Any = text
     with contextlib.suppress(ValueError, RecursionError):
         body = json.loads(text)
+    snippet = text[:1000].strip()[:200]
+    del text
     error = body.get("error") if isinstance(body, dict) else None
     fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
 
@@ -456,7 +459,7 @@ async def _status_error(response: httpx.Response) -> APIStatusError:
             "(API requests never carry the key to another URL)"
         )
     else:
-        message = field("message") or text.strip()[:200] or response.reason_phrase
+        message = field("message") or snippet or response.reason_phrase
     return APIStatusError(
         message,
         status_code=response.status_code,

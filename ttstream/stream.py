@@ -246,7 +246,7 @@ class ImageStream:
         body = await read_limited(response, self._max_event_bytes * max(1, self._expected_images))
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise ProtocolError(
                 f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"
             ) from exc
