@@ -323,15 +323,18 @@ class AsyncClient:
                     request, stream=True, auth=None, follow_redirects=False
                 )
                 try:
-                    location = response.headers.get("location")
-                    if response.status_code in _REDIRECTS and location:
+                    if response.status_code in _REDIRECTS:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise DownloadRefusedError("a redirect without Location", url=url)
                         previous, url = target, location
                         continue
                     if not response.is_success:
                         raise await _status_error(response)
                     return await read_body(response, limit=self.max_event_bytes)
                 finally:
-                    await response.aclose()
+                    with anyio.CancelScope(shield=True):  # released even past the deadline
+                        await response.aclose()
             except httpx.TimeoutException as exc:
                 raise APITimeoutError(
                     f"downloading the image: {exc}", timeout=timeout_name(exc)
