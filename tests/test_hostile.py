@@ -54,6 +54,7 @@ from ttstream import (
     StreamError,
     ValidationError,
 )
+from ttstream._body import _Inflater
 from ttstream._secrets import redact, register
 from ttstream.client import _download_url
 from ttstream.emulator import EmulatorServer, create_app
@@ -733,3 +734,30 @@ async def test_a_deeply_nested_error_body_is_still_an_api_status_error() -> None
         await generate(client_for(server))
     assert info.value.status_code == 400
     assert len(str(info.value)) <= ttstream._exceptions.MAX_MESSAGE_CHARS
+
+
+@given(
+    st.binary(max_size=5000),
+    st.sampled_from(["gzip", "deflate", "raw deflate"]),
+    st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=20),
+    st.integers(min_value=1, max_value=2000),
+)
+def test_bounded_inflating_gives_the_body_back_in_pieces_within_the_limit(
+    body: bytes, coding: str, cuts: list[int], limit: int
+) -> None:
+    if coding == "raw deflate":
+        packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        wire = packer.compress(body) + packer.flush()
+    else:
+        wire = zlib.compress(body, wbits=31 if coding == "gzip" else 15)
+    inflater = _Inflater(coding.split()[-1])
+    pieces: list[bytes] = []
+    start = 0
+    for cut in [*cuts, len(wire)]:  # the network's reads, of any size
+        pieces += inflater.decode(wire[start : start + cut], limit)
+        start += cut
+        if start >= len(wire):
+            break
+    pieces += inflater.decode(wire[start:], limit)
+    assert b"".join(pieces) == body
+    assert all(0 < len(piece) <= limit for piece in pieces)

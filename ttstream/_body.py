@@ -28,7 +28,7 @@ import httpx
 
 from ._exceptions import EventTooLargeError, ProtocolError
 
-__all__ = ["ACCEPT_ENCODING", "DEFAULT_READ_LIMIT", "aiter_bounded", "read_body"]
+__all__ = ["ACCEPT_ENCODING", "DEFAULT_READ_LIMIT", "aiter_bounded", "read_body", "read_prefix"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 """The ``Accept-Encoding`` ttstream sends: the codings it decodes within bounds."""
@@ -40,19 +40,35 @@ _ALLOWED = "no Content-Encoding, 'identity', 'gzip' or 'deflate' (one coding)"
 
 
 class _Inflater:
-    """One ``gzip`` or ``deflate`` coding, decoded in pieces of at most ``limit`` bytes."""
+    """One ``gzip`` or ``deflate`` coding, decoded in pieces of at most ``limit`` bytes.
+
+    ``deflate`` is zlib-wrapped (RFC 1950) or, as some servers send it, raw (RFC 1951):
+    the first two bytes tell which (a zlib header is method 8 and a multiple of 31).
+    """
 
     def __init__(self, coding: str) -> None:
         self.coding = coding
-        self._first = True
-        self._zlib = self._new()
+        self._head = b""  # deflate: the first bytes, until the two that tell the kind
+        self._zlib: zlib._Decompress | None = (
+            zlib.decompressobj(zlib.MAX_WBITS | 16) if coding == "gzip" else None
+        )
 
-    def _new(self) -> zlib._Decompress:
-        # gzip: a gzip header; deflate: a zlib header first (raw deflate on failure).
-        return zlib.decompressobj(zlib.MAX_WBITS | 16 if self.coding == "gzip" else zlib.MAX_WBITS)
+    def _start(self, data: bytes) -> bytes:
+        """Starts the deflate decompressor once two bytes arrived; the bytes to decode."""
+        self._head += data
+        if len(self._head) < 2:
+            return b""
+        first, second = self._head[0], self._head[1]
+        zlib_wrapped = first & 0x0F == 8 and (first * 256 + second) % 31 == 0
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        data, self._head = self._head, b""
+        return data
 
     def decode(self, data: bytes, limit: int) -> Iterator[bytes]:
+        if self._zlib is None:
+            data = self._start(data)
         while data:
+            assert self._zlib is not None
             if self._zlib.eof:
                 # The end of one gzip member; another may follow (RFC 1952, 2.2). Zero
                 # bytes of padding after the end are tolerated, anything else refused.
@@ -61,19 +77,14 @@ class _Inflater:
                     return
                 if self.coding != "gzip":
                     raise ProtocolError(f"bytes follow the end of the {self.coding} body")
-                self._zlib = self._new()
+                self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
             try:
                 piece = self._zlib.decompress(data, limit)
             except zlib.error as exc:
-                if self._first and self.coding == "deflate":
-                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-                    self._first = False
-                    continue
                 raise ProtocolError(
                     f"the body claims Content-Encoding {self.coding!r} but does not decode "
                     f"as {self.coding} ({exc})"
                 ) from exc
-            self._first = False
             data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
             if piece:
                 yield piece
