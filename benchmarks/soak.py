@@ -14,8 +14,9 @@ under ``anyio.fail_after(--hang-after)``. Each ending is classified: completed, 
 untyped (any other exception; printed).
 
 Prints Markdown tables (the summary, the typed errors, the outcomes per fault) and exits
-with 1 when a stream hung, ended untyped or silently incomplete, or when a stream (on the
-server) or a connection (in the httpx pool) is still busy after a short grace period.
+with 1 when a stream hung, ended untyped or silently incomplete, an error showed the API
+key (``echo-headers`` sends it back), or when a stream (on the server) or a connection
+(in the httpx pool) is still busy after a short grace period.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ttstream.emulator import EmulatorServer
 
 MODEL = "gpt-image-2"
 SIZES = ("64x48", "128x96")
+KEY = "soak-key-5e4d3c2b1a"  # echo-headers sends it back: no error may show it
 READ_TIMEOUT = 1.0  # seconds: a `stall` longer than this ends in a read timeout
 MAX_EVENT_BYTES = 256 * 1024  # an `oversized` event beyond this is EventTooLargeError
 GRACE = 3.0  # seconds for the server to notice the last closed connections
@@ -96,6 +98,10 @@ def _fault(rng: random.Random) -> tuple[str, str | None, dict[str, Any]]:
         ("malformed-json", "malformed-json", {}),
         ("invalid-base64", "invalid-base64", {}),
         ("oversized", f"oversized={rng.choice((100_000, 400_000))}", {}),
+        ("bomb", f"bomb={rng.choice((10**6, 10**8, 10**9))}", {}),
+        ("echo-headers", "echo-headers", {}),
+        ("echo-headers (retried)", "echo-headers;status=503;retry-after-ms=1;times=1", {}),
+        ("heartbeat-data", "heartbeat-data", {}),
         ("pad", f"pad={rng.randint(1_000, 300_000)}", {}),
         ("drop-after (no ids)", f"drop-after={rng.randint(1, 4)}", {}),
         ("ids;drop-mid-event", "ids;drop-mid-event;times=1", {"reconnect": FAST_RECONNECT}),
@@ -141,6 +147,7 @@ class Results:
         default_factory=lambda: defaultdict(Counter)
     )
     untyped: list[str] = dataclasses.field(default_factory=list)
+    key_shown: int = 0  # errors whose str() or repr() contains the key
     errors_after_completed: list[str] = dataclasses.field(default_factory=list)
 
     def add(self, plan: Plan, outcome: str, typed: str | None = None) -> None:
@@ -194,6 +201,7 @@ async def run_one(
                 outcome = "cancelled by consumer"
     except ttstream.TTStreamError as exc:
         results.add(plan, "typed error", type(exc).__name__)
+        results.key_shown += KEY in str(exc) or KEY in repr(exc)
         if progress.completed:
             results.errors_after_completed.append(f"{plan.label} ({plan.spec}): {exc!r}")
     except TimeoutError as exc:
@@ -240,7 +248,7 @@ async def soak(args: argparse.Namespace) -> tuple[Results, dict[str, str], bool]
                 transport=transport, event_hooks={"request": [_add_fault_header]}
             ) as http,
             ttstream.AsyncClient(
-                "soak",
+                KEY,
                 base_url=server.base_url,
                 http_client=http,
                 timeout=httpx.Timeout(10.0, read=READ_TIMEOUT),
@@ -275,6 +283,7 @@ async def soak(args: argparse.Namespace) -> tuple[Results, dict[str, str], bool]
         "hangs": str(results.outcomes["hang"]),
         "untyped endings": str(results.outcomes["untyped"]),
         "silent incomplete": str(results.outcomes["silent incomplete"]),
+        "errors showing the key": str(results.key_shown),
         "typed errors after a Completed": str(len(results.errors_after_completed)),
         "streams left open (server, after grace)": str(open_streams),
         "busy httpx pool connections": "n/a" if busy is None else str(busy),
@@ -286,6 +295,7 @@ async def soak(args: argparse.Namespace) -> tuple[Results, dict[str, str], bool]
         results.outcomes["hang"]
         or results.outcomes["untyped"]
         or results.outcomes["silent incomplete"]
+        or results.key_shown
         or open_streams
         or busy
     )

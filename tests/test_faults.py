@@ -11,6 +11,7 @@ import contextlib
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -471,3 +472,70 @@ def test_the_emulator_answers_a_bad_spec_with_400(server: EmulatorServer) -> Non
     error = answer.json()["error"]
     assert (error["param"], error["code"]) == ("X-Emulator-Fault", "invalid_fault")
     assert "'drop-sometimes'" in error["message"]
+
+
+# Hostile bodies and noise
+
+
+async def test_a_bomb_is_refused_before_it_is_decoded(server: EmulatorServer) -> None:
+    spec = unique("bomb=1000000000")
+    with pytest.raises(ProtocolError, match="stacked Content-Encoding 'gzip, gzip'"):
+        await consume(server, spec)
+    body = {"model": "gpt-image-2", "prompt": "a kite", "size": "64x48", "stream": True}
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST",
+            f"{server.base_url}/images/generations",
+            headers={"TT-API-KEY": "k", "X-Emulator-Fault": spec},
+            json=body,
+        ) as answer,
+    ):
+        assert answer.headers["content-encoding"] == "gzip, gzip"
+        raw = b""
+        async for chunk in answer.aiter_raw():
+            raw += chunk
+            if len(raw) > 4096:
+                break
+    inner = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(raw, 4096)
+    event = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(inner, 100)
+    assert event.startswith(b"event: image_generation.partial_image\ndata: xxx")
+
+
+async def test_echo_headers_answers_an_error_that_quotes_the_key(server: EmulatorServer) -> None:
+    key = "sk-echoed-key-4f5e6d"
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{server.base_url}/images/generations",
+            headers={"TT-API-KEY": key, "X-Emulator-Fault": "echo-headers;status=503"},
+            json={"model": "gpt-image-2", "prompt": "a kite"},
+        )
+    assert answer.status_code == 503
+    assert f"tt-api-key: {key}" in answer.json()["error"]["message"]
+    async with httpx.AsyncClient(headers={"X-Emulator-Fault": unique("echo-headers")}) as http:
+        client = AsyncClient(key, base_url=server.base_url, http_client=http, max_retries=0)
+        with pytest.raises(APIStatusError) as caught:
+            await client.generate("a kite", **SMALL).__anext__()
+    assert caught.value.status_code == 400
+    assert "Your request headers were" in caught.value.message
+    assert key not in str(caught.value)
+    assert key not in caught.value.message
+
+
+async def test_heartbeat_data_sends_a_ping_data_frame_after_every_event(
+    server: EmulatorServer,
+) -> None:
+    body = {**SMALL, "prompt": "a kite", "stream": True, "partial_images": 2}
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{server.base_url}/images/generations",
+            headers={"TT-API-KEY": "k", "X-Emulator-Fault": unique("heartbeat-data")},
+            json=body,
+        )
+    frames = [frame for frame in answer.text.split("\n\n") if frame]
+    assert frames[1::2] == ["data: : PING"] * 3
+    assert [frame.split("\n")[0] for frame in frames[0::2]] == [
+        "event: image_generation.partial_image",
+        "event: image_generation.partial_image",
+        "event: image_generation.completed",
+    ]

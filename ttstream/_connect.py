@@ -23,11 +23,13 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _secrets
+from ._body import read_prefix
+from ._bounds import close_bounded
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    EventTooLargeError,
     ProtocolError,
     TTStreamError,
 )
@@ -37,7 +39,6 @@ __all__ = [
     "CREDENTIAL_HEADERS",
     "MAX_ERROR_BODY",
     "connection_error",
-    "read_limited",
     "send",
     "status_error",
     "timeout_name",
@@ -76,20 +77,6 @@ def connection_error(exc: httpx.TransportError, url: httpx.URL, what: str) -> AP
         name = timeout_name(exc)
         return APITimeoutError(f"{name} timeout {what} {_where(url)}: {detail}", timeout=name)
     return APIConnectionError(f"{what} {_where(url)} failed: {detail}")
-
-
-async def read_limited(response: httpx.Response, limit: int) -> bytearray:
-    """The whole body of ``response``, refusing to hold more than ``limit`` bytes.
-
-    Raises:
-        EventTooLargeError: the body is longer than ``limit``.
-    """
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        if len(body) + len(chunk) > limit:
-            raise EventTooLargeError(limit=limit, size=len(body) + len(chunk))
-        body += chunk
-    return body
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
@@ -161,23 +148,24 @@ async def send(
 
 
 async def status_error(response: httpx.Response) -> APIStatusError:
-    """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes) into an
-    :class:`APIStatusError` with the fields of an ``{"error": {"message", "type",
-    "code", "param"}}`` body: the one parser of HTTP error bodies."""
+    """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes, decoded within
+    that) into an :class:`APIStatusError` with the fields of an ``{"error": {"message",
+    "type", "code", "param"}}`` body: the one parser of HTTP error bodies. Keys and
+    credential values are redacted before parsing (``ttstream._secrets``)."""
     raw = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
-            raw += chunk
-            if len(raw) > MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
+        raw, _ = await read_prefix(response, limit=MAX_ERROR_BODY)
+    except (httpx.HTTPError, TTStreamError):
         pass  # the status says enough
     finally:
-        await response.aclose()
-    text = raw.decode("utf-8", "replace")
+        await close_bounded(response.aclose)
+    text = _secrets.redact(raw.decode("utf-8", "replace"))
+    del raw  # a body of 1 MiB is held once as bytes, once as text, never more at a time
     body: Any = text
     with contextlib.suppress(ValueError, RecursionError):
-        body = json.loads(raw)
+        body = json.loads(text)
+    snippet = text[:1000].strip()[:200]
+    del text
     error = body.get("error") if isinstance(body, dict) else None
     fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
 
@@ -191,7 +179,7 @@ async def status_error(response: httpx.Response) -> APIStatusError:
             "(API requests never carry the key to another URL)"
         )
     else:
-        message = field("message") or text.strip()[:200] or response.reason_phrase
+        message = field("message") or snippet or response.reason_phrase
     return APIStatusError(
         message,
         status_code=response.status_code,

@@ -29,6 +29,7 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 import httpx
 
+from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import ProtocolError, ValidationError
@@ -144,6 +145,7 @@ class EventSource:
         self._url = httpx.URL(url)
         self._headers = {
             "Accept": "text/event-stream",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "Cache-Control": "no-cache",
             **(headers or {}),
         }
@@ -296,7 +298,7 @@ class EventSource:
                 "expected 'text/event-stream'"
             )
         self.connections += 1
-        self._chunks = response.aiter_bytes()
+        self._chunks = aiter_bounded(response)  # decoded 64 KiB at a time at most
 
     async def _next(self) -> SourceItem | None:
         while True:

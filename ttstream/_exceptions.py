@@ -1,13 +1,23 @@
 """The error taxonomy: every error ttstream raises derives from :class:`TTStreamError`.
 
-No error message ever contains an API key: messages are built from response bodies,
-parameter names and values the caller passed as image parameters, never from headers.
+What an error shows (docs/hostile-servers.md, "Errors"):
+
+- ``str()`` and ``repr()`` are at most :data:`MAX_MESSAGE_CHARS` characters: server
+  text (an error body, an error event's message) is shortened there, and kept whole in
+  the attributes (``APIStatusError.message`` and ``.body``, ``StreamError.message``);
+- no message, attribute or ``repr`` contains an API key: every message goes through
+  :func:`ttstream._secrets.redact` (the keys of live clients and the values of
+  ``Authorization`` / ``TT-API-KEY`` fields), and so do the server texts kept in the
+  attributes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from ._secrets import redact
 
 if TYPE_CHECKING:
     from .events import PartialImage
@@ -16,7 +26,10 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "DownloadRefusedError",
     "EventTooLargeError",
+    "ImageDecodeError",
+    "ImageTooLargeError",
     "IncompleteStreamError",
     "MalformedEventError",
     "ProtocolError",
@@ -26,6 +39,10 @@ __all__ = [
 ]
 
 _MAX_SHOWN_CHARS = 80
+MAX_MESSAGE_CHARS = 1000
+"""The longest ``str()`` of a ttstream error, in characters."""
+_MAX_SERVER_CHARS = 500  # of one server text (a message) inside an error's str()
+_SLACK = 8192  # chars kept beyond a cut while redacting, so no key is cut in two first
 
 
 def short_repr(value: object, limit: int = _MAX_SHOWN_CHARS) -> str:
@@ -40,15 +57,46 @@ def short_repr(value: object, limit: int = _MAX_SHOWN_CHARS) -> str:
     return f"{text[: limit - 1]}… ({length})"
 
 
+def shorten(text: str, limit: int = _MAX_SERVER_CHARS) -> str:
+    """``text`` redacted and cut to ``limit`` characters, with the full length said."""
+    if len(text) <= limit:
+        return redact(text)
+    size = len(text)
+    text = redact(text[: limit + _SLACK])
+    return f"{text[: limit - 1]}… ({size} chars in all)"
+
+
 def _details(type: str | None, code: str | None, param: str | None) -> str:
     """`` (type='...', code='...', param='...')`` for the fields that are set, or ``""``."""
     fields = (("type", type), ("code", code), ("param", param))
-    details = ", ".join(f"{name}={value!r}" for name, value in fields if value is not None)
-    return f" ({details})" if details else ""
+    shown = [f"{name}={short_repr(value)}" for name, value in fields if value is not None]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _redacted_body(body: object) -> object:
+    """A parsed body with keys and credential values taken out of its strings."""
+    if isinstance(body, str):
+        return redact(body)
+    if not isinstance(body, dict | list):
+        return body
+    try:
+        text = json.dumps(body)
+        cleaned = redact(text)
+        return body if cleaned == text else json.loads(cleaned)
+    except (TypeError, ValueError, RecursionError):
+        return "<a body that could not be checked for keys, not kept>"
 
 
 class TTStreamError(Exception):
-    """The root of every error ttstream raises."""
+    """The root of every error ttstream raises.
+
+    Its message is redacted (no API key) and at most :data:`MAX_MESSAGE_CHARS` long.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (shorten(args[0], MAX_MESSAGE_CHARS), *args[1:])
+        super().__init__(*args)
 
 
 class ValidationError(TTStreamError, ValueError):
@@ -78,6 +126,8 @@ class APIStatusError(TTStreamError):
     Carries ``status_code``, the error body's ``message``, ``type``, ``code`` and
     ``param`` (``{"error": {...}}`` in the OpenAI shape), the whole parsed ``body``,
     the response ``headers`` and the ``request_id`` (header ``x-request-id``).
+    ``message``, ``body`` and ``headers`` are kept whole but redacted (no API key);
+    ``str()`` shows the message shortened to 500 characters.
     """
 
     def __init__(
@@ -93,15 +143,18 @@ class APIStatusError(TTStreamError):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.status_code = status_code
-        self.message = message
-        self.body = body
+        self.message = redact(message)
+        self.body = _redacted_body(body)
         self.type = type
         self.code = code
         self.param = param
         self.request_id = request_id
-        self.headers: Mapping[str, str] = dict(headers or {})
-        request = f" [request id {request_id}]" if request_id else ""
-        super().__init__(f"HTTP {status_code}: {message}{_details(type, code, param)}{request}")
+        self.headers: Mapping[str, str] = {
+            name: redact(value) for name, value in (headers or {}).items()
+        }
+        request = f" [request id {short_repr(request_id)}]" if request_id else ""
+        details = _details(type, code, param)
+        super().__init__(f"HTTP {status_code}: {shorten(message)}{details}{request}")
 
 
 class StreamError(TTStreamError):
@@ -109,10 +162,11 @@ class StreamError(TTStreamError):
 
     Both shapes seen on the wire are read: nested
     ``{"type": "error", "error": {"type", "code", "message", "param"}}`` and flat
-    ``{"type": "error", "code", "message", "param"}`` (wire-format.md, "Errors").
+    ``{"type": "error", "code", "message", "param"}`` (docs/hostile-servers.md, "Errors").
     ``event_id`` is the SSE last event ID at the error, ``""`` when none was sent;
     ``response_id`` the Responses API response it ended (``response.failed``,
     ``response.incomplete``, an error event), else ``None``.
+    ``message`` is kept whole but redacted; ``str()`` shows it shortened to 500 characters.
     """
 
     def __init__(
@@ -127,19 +181,19 @@ class StreamError(TTStreamError):
         response_id: str | None = None,
     ) -> None:
         self.response_id = response_id
-        self.message = message
+        self.message = redact(message)
         self.code = code
         self.param = param
         self.type = type
         self.event_id = event_id
         self.sequence_number = sequence_number
-        super().__init__(f"error event: {message}{_details(type, code, param)}")
+        super().__init__(f"error event: {shorten(message)}{_details(type, code, param)}")
 
 
 class ProtocolError(TTStreamError):
     """The server's answer does not follow the wire format: a stream request answered
     with a ``Content-Type`` other than ``text/event-stream``, or a response body that is
-    not the JSON the Images API documents (wire-format.md).
+    not the JSON the Images API documents (docs/hostile-servers.md, "Errors").
     """
 
 
@@ -176,8 +230,8 @@ class EventTooLargeError(TTStreamError):
 
 
 class IncompleteStreamError(TTStreamError):
-    """The body ended before the completed event (wire-format.md: a stream that ends
-    without a completed event is a failure, even if the body closed cleanly).
+    """The body ended before the completed event (a stream that ends without a completed
+    event is a failure, even if the body closed cleanly: docs/hostile-servers.md, "Errors").
 
     ``last_partial`` is the last preview delivered, or ``None``, so a UI can keep
     showing it.
@@ -209,3 +263,38 @@ class APITimeoutError(APIConnectionError):
     ) -> None:
         self.timeout = timeout
         super().__init__(message, last_partial=last_partial)
+
+
+class DownloadRefusedError(TTStreamError):
+    """``AsyncClient.fetch_image`` refused to fetch a URL: not ``http``/``https``, a
+    redirect from ``https`` to ``http``, more than 5 redirects, a malformed URL or
+    port, or the caller's ``url_filter`` said no (docs/hostile-servers.md, "Downloads").
+
+    ``url`` is the URL refused, ``reason`` says why.
+    """
+
+    def __init__(self, reason: str, *, url: str) -> None:
+        self.url = redact(url)
+        self.reason = reason
+        super().__init__(f"not fetching {short_repr(self.url)}: {reason}")
+
+
+class ImageDecodeError(TTStreamError):
+    """``to_pil`` / ``PillowSink`` could not decode an event's image: Pillow does not
+    recognise it, the file is truncated or damaged (``__cause__`` is Pillow's error)."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """The image has more pixels than allowed (a decompression bomb, or a size far
+    beyond what the models produce). ``pixels`` is width x height (``None`` when
+    Pillow's own process-wide limit refused the image), ``max_pixels`` the limit
+    (docs/hostile-servers.md, "Images")."""
+
+    def __init__(self, *, pixels: int | None, max_pixels: int, detail: str = "") -> None:
+        self.pixels = pixels
+        self.max_pixels = max_pixels
+        size = f"{pixels} pixels" if pixels is not None else f"too many pixels ({detail})"
+        super().__init__(
+            f"the image has {size}, more than max_pixels={max_pixels} allows; "
+            "raise max_pixels if such images are expected"
+        )

@@ -95,8 +95,11 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
 
 
 def as_list(images: ImageInput | Sequence[ImageInput]) -> list[object]:
-    """One input or a sequence of inputs, as a list (a ``str`` or ``bytes`` is one)."""
-    if isinstance(images, Sequence) and not isinstance(images, str | bytes | bytearray):
+    """One input or a sequence of inputs, as a list (a ``str`` or a bytes-like object,
+    ``memoryview`` included, is one)."""
+    if isinstance(images, Sequence) and not isinstance(
+        images, str | bytes | bytearray | memoryview
+    ):
         return list(images)
     return [images]
 

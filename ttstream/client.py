@@ -17,16 +17,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
+import anyio
 import attrs
 import httpx
 
+from . import _secrets
 from . import params as _params
-from ._connect import read_limited, send, timeout_name
+from ._body import ACCEPT_ENCODING, read_body
+from ._bounds import validate_seconds
+from ._connect import send, status_error, timeout_name
 from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
+    DownloadRefusedError,
     ValidationError,
 )
 from ._interpret import ImagesInterpreter
@@ -66,7 +70,10 @@ high-quality generation can stay silent for over two minutes (docs/sse.md)."""
 
 Auth = Literal["auto", "tt-api-key", "bearer"]
 _AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
-_MAX_ERROR_BODY = 1024 * 1024
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
+"""Seconds ``fetch_image`` may take in all, redirects included, unless told otherwise."""
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 _USER_AGENT = "ttstream/0.1.0"
 
 
@@ -137,10 +144,18 @@ class AsyncClient:
             raise ValidationError(
                 "api_key", api_key, "given: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
             )
-        if auth not in _AUTH_CHOICES:
-            raise ValidationError("auth", auth, "one of " + ", ".join(map(repr, _AUTH_CHOICES)))
+        if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
+            choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
+            raise ValidationError("auth", _secrets.hidden(auth), choices)
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError("max_retries", max_retries, "an int >= 0")
+        if (
+            not isinstance(max_event_bytes, int)
+            or isinstance(max_event_bytes, bool)
+            or max_event_bytes < 1
+        ):
+            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
+        validate_seconds("deadline", deadline)
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         if auth == "auto":
             auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
@@ -155,6 +170,8 @@ class AsyncClient:
             if auth == "tt-api-key"
             else {"Authorization": f"Bearer {api_key}"}
         )
+        _secrets.register(self, api_key)  # redacted from every ttstream error and log line
+        _secrets.install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         self.responses = Responses(self)
@@ -235,7 +252,9 @@ class AsyncClient:
         """
         body = self._body(prompt, model, params)
         inputs = as_list(images)
-        known = [bytes(i) if isinstance(i, bytes | bytearray) else None for i in inputs]
+        known = [
+            bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
+        ]
         _params.validate("edit", model, {**body, "mask": mask}, images=known)
 
         async def prepare() -> _Prepared:
@@ -257,33 +276,87 @@ class AsyncClient:
 
         return self._stream(prepare, body, "edit", deadline, reconnect)
 
-    async def fetch_image(self, event: Completed) -> bytes:
+    async def fetch_image(
+        self,
+        event: Completed,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a limit of this call's own
+        url_filter: Callable[[str], bool] | None = None,
+    ) -> bytes:
         """The image file of ``event``: its decoded ``b64_json``, or, for a result
         returned as a URL (``response_format="url"``; such URLs expire after 60
-        minutes), the bytes downloaded from ``event.url``. The download carries no
-        credentials.
+        minutes), the bytes downloaded from ``event.url``.
+
+        The URL is fetched as the server gave it: the API server is trusted to name it.
+        The download is a bare ``GET`` through this client's HTTP client (its transport
+        and proxies), without its default headers, cookies or auth, and never with the
+        key. Redirects are followed only to ``http``/``https`` URLs, never from
+        ``https`` to ``http``, at most 5 times. ``url_filter(url)`` is called with the
+        URL and with every redirect target before it is fetched: returning ``False``
+        refuses it (e.g. a server-side application refusing private addresses; an
+        exception it raises propagates as it is). The body is decoded within
+        ``max_event_bytes`` (docs/hostile-servers.md, "Downloads").
+
+        Args:
+            timeout: seconds the whole download may take, redirects included; default
+                the client's ``deadline``, else :data:`DEFAULT_DOWNLOAD_TIMEOUT` (300);
+                the smaller of ``timeout`` and ``deadline`` when both are set.
 
         Raises:
-            APIStatusError, APIConnectionError, APITimeoutError: the download failed.
+            APIStatusError: the download was answered with an HTTP error status.
+            APIConnectionError, APITimeoutError: the download failed, or did not end in
+                time (``.timeout == "deadline"``).
+            DownloadRefusedError: a URL was refused (see above).
             EventTooLargeError: the image is larger than ``max_event_bytes``.
+            ProtocolError: a ``Content-Encoding`` other than gzip/deflate, or a body
+                that does not decode as its coding.
+            ValidationError: ``timeout`` is not a positive finite number.
         """
+        validate_seconds("timeout", timeout)
         if event.b64_json is not None or event.url is None:
             return event.image_bytes
-        try:
-            async with self._http.stream("GET", event.url, follow_redirects=True) as response:
-                if response.is_error:
-                    raise APIStatusError(
-                        f"downloading the image failed: {response.reason_phrase}",
-                        status_code=response.status_code,
-                        headers=response.headers,
-                    )
-                return bytes(await read_limited(response, self.max_event_bytes))
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"downloading the image: {exc}", timeout=timeout_name(exc)
-            ) from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+        limits = [t for t in (timeout, self.deadline) if t is not None]
+        seconds = min(limits) if limits else DEFAULT_DOWNLOAD_TIMEOUT
+        with anyio.move_on_after(seconds):
+            return await self._download(event.url, url_filter)
+        raise APITimeoutError(
+            f"downloading the image took longer than {seconds} s", timeout="deadline"
+        )
+
+    async def _download(self, url: str, url_filter: Callable[[str], bool] | None) -> bytes:
+        previous: httpx.URL | None = None
+        for _ in range(MAX_REDIRECTS + 1):
+            target = _download_url(url, previous, url_filter)
+            request = httpx.Request(
+                "GET",
+                target,
+                headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": _USER_AGENT},
+                extensions={"timeout": self.timeout.as_dict()},
+            )
+            try:
+                response = await self._http.send(
+                    request, stream=True, auth=None, follow_redirects=False
+                )
+                try:
+                    if response.status_code in _REDIRECTS:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise DownloadRefusedError("a redirect without Location", url=url)
+                        previous, url = target, location
+                        continue
+                    if not response.is_success:
+                        raise await status_error(response)
+                    return await read_body(response, limit=self.max_event_bytes)
+                finally:
+                    with anyio.CancelScope(shield=True):  # released even past the deadline
+                        await response.aclose()
+            except httpx.TimeoutException as exc:
+                raise APITimeoutError(
+                    f"downloading the image: {exc}", timeout=timeout_name(exc)
+                ) from exc
+            except httpx.TransportError as exc:
+                raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+        raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
     @staticmethod
     def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -302,6 +375,7 @@ class AsyncClient:
     ) -> ImageStream:
         """The stream of one request. ``prepare`` runs once, when the stream starts: its
         body (edit files read once) is what every retry, resume and regeneration sends."""
+        validate_seconds("deadline", deadline)
         n = body.get("n")
         expected_images = n if isinstance(n, int) and n > 0 else 1
         streaming = bool(body["stream"])
@@ -330,7 +404,11 @@ class AsyncClient:
             request = self._http.build_request(
                 "POST",
                 url,
-                headers={**headers, "Accept": "application/json"},
+                headers={
+                    **headers,
+                    "Accept": "application/json",
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                },
                 content=prepared.content,
                 timeout=self.timeout,
             )
@@ -348,3 +426,33 @@ class AsyncClient:
 def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
     """The body as sent: ``stream`` only when true (dall-e models do not take it)."""
     return {name: value for name, value in body.items() if name != "stream" or value}
+
+
+def _download_url(
+    url: str, previous: httpx.URL | None, url_filter: Callable[[str], bool] | None
+) -> httpx.URL:
+    """The URL to fetch next: ``url`` (relative to ``previous``, the URL that redirected
+    to it), checked.
+
+    Raises:
+        DownloadRefusedError: a malformed URL or port, a scheme other than http(s), a
+            downgrade from https to http, or ``url_filter`` returned false.
+    """
+    try:
+        target = httpx.URL(url) if previous is None else previous.join(url)
+        port = target.port
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise DownloadRefusedError(f"a malformed URL ({exc})", url=str(url)) from None
+    if target.scheme not in ("http", "https"):
+        raise DownloadRefusedError(
+            f"the scheme {target.scheme!r} is not http or https", url=str(target)
+        )
+    if not target.host:
+        raise DownloadRefusedError("the URL has no host", url=str(target))
+    if port is not None and not 0 < port < 65536:
+        raise DownloadRefusedError(f"port {port} is not from 1 to 65535", url=str(target))
+    if previous is not None and previous.scheme == "https" and target.scheme == "http":
+        raise DownloadRefusedError("a redirect from https to http", url=str(target))
+    if url_filter is not None and not url_filter(str(target)):
+        raise DownloadRefusedError("url_filter refused it", url=str(target))
+    return target

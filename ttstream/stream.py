@@ -28,8 +28,8 @@ from typing import Any, TypeAlias, TypeVar
 import attrs
 import httpx
 
+from ._body import read_body
 from ._bounds import Deadline, close_bounded
-from ._connect import read_limited
 from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
@@ -206,7 +206,7 @@ class ImageStream:
         self._ready = deque(parse_response(_unwrap(body, started), operation=self._operation))
 
     async def _read_body(self, response: httpx.Response) -> Any:
-        body = await read_limited(response, self._max_body_bytes)
+        body = await read_body(response, limit=self._max_body_bytes)
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:

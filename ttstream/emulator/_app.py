@@ -1,6 +1,7 @@
 """The ASGI application: routes, authentication, error answers, request ids.
 
-Source: wire-format.md, "Endpoints and authentication" and "Errors". Every answer
+Source: docs/hostile-servers.md, "The emulator's limits", for the limits; the API's
+endpoints, authentication and error JSON otherwise. Every answer
 carries an ``x-request-id: req_<hex>`` header; every error answer is the OpenAI error
 JSON. API keys are compared and dropped: no answer and no log line ever contains one.
 Faults chosen per request (``X-Emulator-Fault``) are read and applied by ``_faults.py``.
@@ -37,6 +38,9 @@ __all__ = ["create_app"]
 
 FILE_ROUTE = "emulator_file"
 _MAX_FILES = 256
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest request body the emulator reads by default (413 beyond it): room for
+sixteen 4 MiB uploads, far below what would strain the emulator's memory."""
 
 
 def new_request_id() -> str:
@@ -65,6 +69,42 @@ class _RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class _BodyLimitMiddleware:
+    """Answers 413 with the error JSON for a request body over ``max_bytes``: at once
+    for a larger ``Content-Length``, else as soon as the bytes read pass the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _error(self) -> EmulatorError:
+        return EmulatorError(
+            f"The request body is larger than the emulator's limit of {self.max_bytes} bytes.",
+            status=413,
+            code="request_too_large",
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", ())).get(b"content-length", b"0")
+        if not length.isdigit() or len(length) > 18 or int(length) > self.max_bytes:
+            await _error_response(self._error())(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise self._error()
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 class _Emulator:
@@ -193,18 +233,21 @@ async def _on_server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500, headers={"x-request-id": new_request_id()})
 
 
-def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starlette:
+def create_app(
+    *, step_delay: float = 0.0, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES
+) -> Starlette:
     """The emulator as a Starlette ASGI application.
 
     Routes: ``POST /v1/images/generations``, ``POST /v1/images/edits``,
     ``POST /openai/v1/images/generations`` (TTAPI's legacy dall-e-3 endpoint),
     ``GET /v1/emulator/files/{name}`` (images of ``response_format: "url"`` answers), and
     the Responses API image tool, ``POST /v1/responses`` and ``GET /v1/responses/{id}``
-    (``_responses_api.py``).
+    (``_responses_api.py``). Limits (docs/hostile-servers.md): request bodies, upload
+    pixels, render caches.
 
     ``step_delay`` is the pause in seconds before each streamed event (and per image of a
     synchronous answer). With ``api_key`` only that key is accepted; without it any
-    non-empty key is.
+    non-empty key is. A request body over ``max_body_bytes`` is answered with 413.
 
     A request chooses faults with the ``X-Emulator-Fault`` header or ``?fault=``
     (``_faults.py``, README.md "Faults"). ``app.state.stream_stats`` is the
@@ -228,7 +271,10 @@ def create_app(*, step_delay: float = 0.0, api_key: str | None = None) -> Starle
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_RequestIdMiddleware)],
+        middleware=[
+            Middleware(_RequestIdMiddleware),
+            Middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes),
+        ],
         exception_handlers={
             EmulatorError: _on_emulator_error,
             HTTPException: _on_http_exception,

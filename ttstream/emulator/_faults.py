@@ -20,6 +20,11 @@ Rewrites of the completed event:
     ``malformed-json``       its data is not valid JSON (the closing brace is missing)
     ``invalid-base64``       its ``b64_json`` holds characters outside base64
     ``oversized=<bytes>``    an extra preview event before it, whose data is that long
+Noise and hostile bodies:
+    ``heartbeat-data``       a ``data: : PING`` event (no ``event`` field) after every
+                             event, as some gateways send heartbeats
+    ``bomb=<bytes>``         the body is a decompression bomb: ``Content-Encoding: gzip,
+                             gzip`` over one event's data line of that many bytes
 Timing:
     ``stall=<seconds>``      pause that long after the first event
     ``drip[=<seconds>]``     write the body one byte at a time, pausing after each byte
@@ -28,6 +33,8 @@ Before the stream:
     ``retry-after=<text>``   with that ``retry-after`` header (seconds or an HTTP date)
     ``retry-after-ms=<ms>``  with that ``retry-after-ms`` header
     ``wrong-content-type``   answer a stream request 200 with ``application/json``
+    ``echo-headers``         answer with an error (``status=<code>``, else 400) whose
+                             message echoes the request headers, the key included
 Shape of the stream (not faults: ``times`` does not switch them off):
     ``pad=<bytes>``          a ``"padding"`` field of that many ``x`` in every image event
     ``ids``                  number the events (``id: 1``, ``id: 2``, ...; the extra
@@ -64,11 +71,13 @@ import logging
 import math
 import re
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Literal
 
 import anyio
+import anyio.lowlevel
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -103,7 +112,11 @@ ENDINGS: tuple[Ending, ...] = (
     "error-flat",
 )
 
-_MAX_BYTES = 256 * 1024 * 1024  # pad / oversized: enough for any test, not a memory bomb
+# Sizes a fault may ask for: enough for any test, never a memory bomb for the emulator.
+_MAX_PAD = 16 * 1024 * 1024  # added to every image event
+_MAX_OVERSIZED = 64 * 1024 * 1024  # one event
+_MAX_BOMB = 1024 * 1024 * 1024  # decoded bytes; compressed as it is sent, never held
+_MAX_ID_DIGITS = 18  # a Last-Event-ID beyond this is not an event number
 _MAX_SECONDS = 3600.0
 _MAX_COUNT = 10**9
 _CHUNK = 64 * 1024  # the body is written in pieces of at most this many bytes
@@ -185,14 +198,17 @@ _RULES: Mapping[str, tuple[str, _Parse]] = {
     **dict.fromkeys(ENDINGS, ("ending", _ending)),
     "malformed-json": ("malformed_json", _flag),
     "invalid-base64": ("invalid_base64", _flag),
-    "oversized": ("oversized", _integer(1, _MAX_BYTES)),
+    "oversized": ("oversized", _integer(1, _MAX_OVERSIZED)),
+    "heartbeat-data": ("heartbeat_data", _flag),
+    "bomb": ("bomb", _integer(1, _MAX_BOMB)),
+    "echo-headers": ("echo_headers", _flag),
     "stall": ("stall", _seconds),
     "drip": ("drip", _optional_seconds),
     "status": ("status", _integer(400, 599)),
     "retry-after": ("retry_after", _header_value),
     "retry-after-ms": ("retry_after_ms", _header_value),
     "wrong-content-type": ("wrong_content_type", _flag),
-    "pad": ("pad", _integer(1, _MAX_BYTES)),
+    "pad": ("pad", _integer(1, _MAX_PAD)),
     "ids": ("ids", _flag),
     "azure": ("azure", _flag),
     "retry": ("retry", _integer(0, 3_600_000)),
@@ -217,6 +233,9 @@ class FaultSpec:
     malformed_json: bool = False
     invalid_base64: bool = False
     oversized: int | None = None
+    heartbeat_data: bool = False
+    bomb: int | None = None
+    echo_headers: bool = False
     stall: float | None = None
     drip: float | None = None
     status: int | None = None
@@ -287,20 +306,30 @@ class FaultSpec:
             key=self.key,
         )
 
-    def status_error(self) -> EmulatorError | None:
-        """The error answer of ``status=<code>``, or ``None`` without one."""
-        if self.status is None:
+    def status_error(
+        self, request_headers: Mapping[str, str] | None = None
+    ) -> EmulatorError | None:
+        """The error answer of ``status=<code>`` (or ``echo-headers``: 400 by default),
+        or ``None`` without one; with ``echo-headers`` its message quotes
+        ``request_headers``, as a careless gateway does."""
+        if self.status is None and not self.echo_headers:
             return None
+        status = 400 if self.status is None else self.status
         headers: dict[str, str] = {}
         if self.retry_after is not None:
             headers["retry-after"] = self.retry_after
         if self.retry_after_ms is not None:
             headers["retry-after-ms"] = self.retry_after_ms
+        message = f"The emulator answers HTTP {status} as {FAULT_HEADER} asked."
+        if self.echo_headers:
+            pairs = (request_headers or {}).items()
+            echoed = "; ".join(f"{name}: {value}" for name, value in pairs)
+            message += f" Your request headers were: {echoed}"
         return EmulatorError(
-            f"The emulator answers HTTP {self.status} as {FAULT_HEADER} asked.",
-            status=self.status,
-            code="rate_limit_exceeded" if self.status == 429 else _ERROR_CODE,
-            type="server_error" if self.status >= 500 else "invalid_request_error",
+            message,
+            status=status,
+            code="rate_limit_exceeded" if status == 429 else _ERROR_CODE,
+            type="server_error" if status >= 500 else "invalid_request_error",
             headers=headers,
         )
 
@@ -424,7 +453,7 @@ def faults_for(request: Request, stats: StreamStats) -> FaultSpec:
     count = stats.count_request(spec)
     if faults.times is not None and count > faults.times:
         return faults.shape_only()
-    error = faults.status_error()
+    error = faults.status_error(request.headers)
     if error is not None:
         raise error
     return faults
@@ -437,7 +466,7 @@ def _resume_point(request: Request, faults: FaultSpec) -> int | None:
     value = request.headers.get("last-event-id")
     if value is None or not value.strip():
         return None
-    if not _DIGITS.fullmatch(value.strip()):
+    if not _DIGITS.fullmatch(value.strip()) or len(value.strip()) > _MAX_ID_DIGITS:
         raise EmulatorError(
             f"Last-Event-ID must be an event number this emulator sent, got {value!r}.",
             param="Last-Event-ID",
@@ -504,6 +533,24 @@ class _Plan:
         return _Out(kind, encode_json(event))
 
 
+_HEARTBEAT = b"data: : PING\n\n"  # a gateway's heartbeat, sent as data
+
+
+async def _bomb(size: int) -> AsyncGenerator[bytes, None]:
+    """``Content-Encoding: gzip, gzip`` of one event whose data line is ``size`` bytes
+    of ``x`` (never ended): compressed as it is sent, so the emulator holds little."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    outer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    yield outer.compress(inner.compress(b"event: image_generation.partial_image\ndata: "))
+    block = b"x" * (1024 * 1024)
+    for start in range(0, size, len(block)):
+        piece = outer.compress(inner.compress(block[: size - start]))
+        if piece:
+            yield piece
+        await anyio.lowlevel.checkpoint()  # compressing is work: let other requests run
+    yield outer.compress(inner.flush()) + outer.flush()
+
+
 def _error_event(ending: str) -> dict[str, Any]:
     message = f"The emulator failed this stream as {FAULT_HEADER} asked ({ending})."
     if ending == "error-nested":
@@ -535,6 +582,8 @@ async def _faulty_frames(
                     yield frame[: len(frame) // 2]
                     raise EmulatedDisconnect("drop-mid-event")
                 yield frame
+                if faults.heartbeat_data:
+                    yield _HEARTBEAT
                 if faults.drop_after == number and resume_after is None:
                     raise EmulatedDisconnect(f"drop-after={number}")
                 if faults.stall is not None and not stalled:
@@ -579,9 +628,13 @@ class _EventStreamResponse(StreamingResponse):
     answer ends, however it ends (Starlette leaves a generator cancelled at a ``yield``
     to the garbage collector)."""
 
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+    def __init__(
+        self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(
-            body, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+            body,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", **(headers or {})},
         )
         self._body = body
 
@@ -607,9 +660,15 @@ def stream_response(
     Raises:
         EmulatorError: 400 for a ``Last-Event-ID`` that is not an event number (``ids``).
     """
-    frames = _faulty_frames(events, faults, _resume_point(request, faults))
+    resume_after = _resume_point(request, faults)
+    headers: dict[str, str] = {}
+    if faults.bomb is not None:
+        frames = _bomb(faults.bomb)
+        headers["content-encoding"] = "gzip, gzip"
+    else:
+        frames = _faulty_frames(events, faults, resume_after)
     body = _tracked(frames, stats=stats, request_id=request_id, fault=faults.spec, drip=faults.drip)
-    return _EventStreamResponse(body)
+    return _EventStreamResponse(body, headers)
 
 
 def _only_emulated(exc: BaseException | None) -> bool:

@@ -9,10 +9,12 @@ image (fitted to the size, tinted from the prompt, the mask's transparent area m
 changes); an edit of references only (URLs, file ids) is drawn from the prompt and the
 references, framed. A preview (``partial_images``) is the final image pixelated and faded
 towards its mean colour, less so as its index grows, so previews converge to the final
-image (wire-format.md, "The stream").
+image, as the API's previews do.
 
-Renders are cached (:func:`functools.lru_cache`), so repeated requests cost an encode at most.
-All functions are thread-safe and meant to run in a worker thread.
+Renders are cached, so repeated requests cost an encode at most; each cache is bounded in
+bytes (docs/hostile-servers.md, "The emulator's limits"), and so are uploads: one of more
+than :data:`MAX_UPLOAD_PIXELS` pixels is refused before it is decoded. All functions are
+thread-safe and meant to run in a worker thread.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import io
 import random
 import textwrap
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, ImageStat
 
 __all__ = [
+    "MAX_UPLOAD_PIXELS",
     "MEDIA_TYPES",
     "InvalidImageError",
     "RenderSpec",
@@ -45,8 +51,59 @@ _CAPTION_CHARS = 240  # at most this much of the prompt is drawn
 _CAPTION_LINES = 3
 _FONT_LOCK = threading.Lock()  # FreeType faces are not safe to share between threads
 
+MAX_UPLOAD_PIXELS = 4096 * 4096
+"""The most pixels an uploaded image may have (the emulator renders at most 4096x4096)."""
+_FINALS_BYTES = 256 * 1024 * 1024  # decoded final images kept for their previews
+_ENCODED_BYTES = 128 * 1024 * 1024  # encoded finals, and encoded previews, each
+
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 RGB = tuple[int, int, int]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _BytesBoundedCache(Generic[_K, _V]):
+    """A least-recently-used cache holding at most ``max_bytes`` (as ``size_of`` counts
+    a key and its value); a value larger than that alone is not kept. Thread-safe; a
+    value is computed outside the lock (two threads may compute the same one)."""
+
+    def __init__(self, max_bytes: int, size_of: Callable[[_K, _V], int]) -> None:
+        self.max_bytes = max_bytes
+        self._size_of = size_of
+        self._items: OrderedDict[_K, tuple[_V, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def bytes_held(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def get(self, key: _K, compute: Callable[[], _V]) -> _V:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found[0]
+        value = compute()
+        size = self._size_of(key, value)
+        if size > self.max_bytes:
+            return value
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._bytes -= evicted
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
 
 class InvalidImageError(ValueError):
@@ -79,36 +136,73 @@ class RenderSpec:
 
 
 def probe_size(data: bytes) -> tuple[int, int]:
-    """Width and height of an uploaded image, once it decoded completely.
+    """Width and height of an uploaded image, once it decoded completely; an image of
+    more than :data:`MAX_UPLOAD_PIXELS` pixels is refused before it is decoded.
 
     Raises:
-        InvalidImageError: Pillow does not recognise the bytes as an image.
+        InvalidImageError: Pillow does not recognise the bytes as an image, or the
+            image has too many pixels.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # a truncated file fails here, not later in a render
-            width, height = image.size
-            return (int(width), int(height))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        image = Image.open(io.BytesIO(data))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidImageError(f"could not read the upload as an image: {exc}") from exc
+    except Image.DecompressionBombWarning as exc:  # raised where warnings are errors
+        raise InvalidImageError(f"the upload has too many pixels: {exc}") from exc
+    with image:
+        width, height = image.size
+        if width * height > MAX_UPLOAD_PIXELS:
+            raise InvalidImageError(
+                f"the upload is {width}x{height} ({width * height} pixels); "
+                f"the emulator takes at most {MAX_UPLOAD_PIXELS} pixels"
+            )
+        try:
+            image.load()  # a truncated file fails here, not later in a render
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidImageError(f"could not read the upload as an image: {exc}") from exc
+        return (int(width), int(height))
 
 
-@functools.lru_cache(maxsize=64)
+def _key_bytes(key: object) -> int:
+    """The bytes a cache key holds: the upload and mask of its spec."""
+    spec = key[0] if isinstance(key, tuple) else key
+    assert isinstance(spec, RenderSpec)
+    return len(spec.source or b"") + len(spec.mask or b"") + 256
+
+
+_FINALS: _BytesBoundedCache[RenderSpec, Image.Image] = _BytesBoundedCache(
+    _FINALS_BYTES, lambda spec, image: _key_bytes(spec) + image.width * image.height * 4
+)
+_IMAGES: _BytesBoundedCache[tuple[RenderSpec, str, int | None], bytes] = _BytesBoundedCache(
+    _ENCODED_BYTES, lambda key, data: _key_bytes(key) + len(data)
+)
+_PREVIEWS: _BytesBoundedCache[tuple[RenderSpec, str, int | None, int, int], bytes] = (
+    _BytesBoundedCache(_ENCODED_BYTES, lambda key, data: _key_bytes(key) + len(data))
+)
+CACHES = (_FINALS, _IMAGES, _PREVIEWS)
+"""The render caches, for tests and stats: each has ``bytes_held`` and ``max_bytes``."""
+
+
 def render_image(spec: RenderSpec, output_format: str, compression: int | None) -> bytes:
     """The final image of ``spec``, encoded as ``output_format`` (``png``, ``jpeg`` or
     ``webp``); ``compression`` (0-100, ``output_compression``) is the JPEG/WebP quality,
     ``None`` meaning 100."""
     # A copy: Image.save() sets attributes on the image, and the cached one is shared.
-    return _encode(_final(spec).copy(), output_format, compression)
+    return _IMAGES.get(
+        (spec, output_format, compression),
+        lambda: _encode(_final(spec).copy(), output_format, compression),
+    )
 
 
-@functools.lru_cache(maxsize=128)
 def render_preview(
     spec: RenderSpec, output_format: str, compression: int | None, index: int, total: int
 ) -> bytes:
     """Preview ``index`` (0-based) of ``total`` of the image of ``spec``, encoded like the
     final image; the higher ``index``, the closer it is to :func:`render_image`."""
-    return _encode(_degrade(_final(spec), index, total), output_format, compression)
+    return _PREVIEWS.get(
+        (spec, output_format, compression, index, total),
+        lambda: _encode(_degrade(_final(spec), index, total), output_format, compression),
+    )
 
 
 def _seed(*parts: str) -> random.Random:
@@ -120,12 +214,15 @@ def _color(rng: random.Random, low: int = 0, high: int = 255) -> RGB:
     return (rng.randint(low, high), rng.randint(low, high), rng.randint(low, high))
 
 
-@functools.lru_cache(maxsize=16)
 def _final(spec: RenderSpec) -> Image.Image:
     """The final image as an ``RGBA`` (transparent) or ``RGB`` (opaque) Pillow image.
 
     Cached: callers must not modify the result.
     """
+    return _FINALS.get(spec, lambda: _draw_final(spec))
+
+
+def _draw_final(spec: RenderSpec) -> Image.Image:
     palette = _seed("palette", spec.prompt)  # shared by the n images of one prompt
     layout = _seed("layout", spec.prompt, str(spec.index), *spec.references)
     sky = (_color(palette, 0, 120), _color(palette, 120, 255))

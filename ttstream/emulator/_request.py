@@ -181,6 +181,11 @@ def json_object(raw: bytes) -> dict[str, Any]:
         raise EmulatorError(
             f"We could not parse the JSON body of your request: {exc}.", code="invalid_json"
         ) from exc
+    except RecursionError:  # nesting deeper than Python's recursion limit
+        raise EmulatorError(
+            "We could not parse the JSON body of your request: it is nested too deeply.",
+            code="invalid_json",
+        ) from None
     if not isinstance(body, dict):
         raise EmulatorError(
             f"The request body must be a JSON object, not a JSON {type(body).__name__}.",

@@ -1,0 +1,148 @@
+"""Keeping API keys out of everything ttstream formats: messages, reprs, log lines.
+
+One mechanism (docs/hostile-servers.md, "Secrets"): every :class:`~ttstream.AsyncClient`
+registers its key here while it exists, and :func:`redact` takes out of a text
+
+- every registered key of at least :data:`MIN_SECRET_CHARS` characters, wherever it
+  appears, and
+- the value of any ``Authorization``, ``Proxy-Authorization``, ``TT-API-KEY``,
+  ``X-API-Key`` or ``api_key`` field, and any ``Bearer`` token, in the forms a server
+  echoes them (``name: value``, ``"name": "value"``, ``('name', 'value')``), whatever
+  the key.
+
+:class:`~ttstream.TTStreamError` runs its message through :func:`redact`, so this holds
+for every ttstream error, wherever it is built; ``APIStatusError.body`` and ``.headers``
+are redacted as they are read. :func:`install_hpack_filter` does the same for the
+``hpack`` logger, which prints request headers at DEBUG level under HTTP/2.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import weakref
+from collections import Counter
+
+__all__ = ["MIN_SECRET_CHARS", "REDACTED", "hidden", "install_hpack_filter", "redact", "register"]
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_CHARS = 6
+"""Shorter keys are not searched for as such (they would blot out ordinary words); the
+header patterns still remove them from echoed headers."""
+
+_HEADER_VALUE = re.compile(
+    r"""(?ix)
+    ( (?:proxy-)?authorization | tt-api-key | x-api-key | api[-_]key )  # the field name
+    ( \\?["']? \s* [:=,] \s* (?:b?\\?["'])? \s* )                        # its separator
+    (?: (bearer|basic|token) \s+ )?                                      # a scheme
+    [^\s"',;}\\]+                                                        # the value
+    """
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# Words one of which every credential field above contains: a fast test before the regexes.
+_CREDENTIAL_WORDS = ("authorization", "api-key", "api_key", "bearer")
+_LOCK = threading.Lock()
+_secrets: Counter[str] = Counter()
+_longest_first: tuple[str, ...] = ()
+
+
+def register(owner: object, secret: str) -> None:
+    """Redacts ``secret`` from every ttstream text for as long as ``owner`` exists."""
+    if len(secret) < MIN_SECRET_CHARS:
+        return
+    with _LOCK:
+        _secrets[secret] += 1
+        _recompile()
+    weakref.finalize(owner, _unregister, secret)
+
+
+def _unregister(secret: str) -> None:
+    with _LOCK:
+        _secrets[secret] -= 1
+        if _secrets[secret] <= 0:
+            del _secrets[secret]
+        _recompile()
+
+
+def _recompile() -> None:
+    global _longest_first
+    # Longest first, so a key that contains another is taken out whole.
+    _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+
+
+def _header(match: re.Match[str]) -> str:
+    scheme = f"{match.group(3)} " if match.group(3) else ""
+    return f"{match.group(1)}{match.group(2)}{scheme}{REDACTED}"
+
+
+def _names_a_credential(text: str) -> bool:
+    """Whether one of :data:`_CREDENTIAL_WORDS` occurs, in any case; the text is lowered
+    64 KiB at a time (with an overlap), so no copy of a long text is made."""
+    step, overlap = 64 * 1024, max(map(len, _CREDENTIAL_WORDS))
+    for start in range(0, len(text), step):
+        piece = text[start : start + step + overlap].lower()
+        if any(word in piece for word in _CREDENTIAL_WORDS):
+            return True
+    return False
+
+
+def redact(text: str) -> str:
+    """``text`` without registered keys and without the values of credential fields.
+
+    Linear in ``text``: substring searches first, the regexes only where a credential
+    field's name occurs."""
+    for secret in _longest_first:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    if not _names_a_credential(text):
+        return text
+    text = _HEADER_VALUE.sub(_header, text)
+    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+class _Hidden:
+    """A value not shown in a message (it may be a key): only its type and length."""
+
+    def __init__(self, value: object) -> None:
+        size = f" of {len(value)} chars" if isinstance(value, str) else ""
+        self._text = f"<{type(value).__name__}{size}, not shown>"
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+def hidden(value: object) -> object:
+    """A stand-in for ``value`` in a :class:`~ttstream.ValidationError`, for parameters
+    where a key passed by mistake would otherwise be echoed (``auth=``)."""
+    return _Hidden(value)
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts the records of the ``hpack`` logger: it logs each header it encodes
+    (``Adding b'tt-api-key'=b'...'``; h2 marks only ``authorization`` sensitive) and
+    each encoded header block (the key, Huffman-coded) at DEBUG level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Encoded header block to %s" and record.args:
+            record.args = (f"<{len(record.args[0])} bytes>",)  # type: ignore[index, arg-type]
+            return True
+        message = record.getMessage()
+        cleaned = redact(_HEADER_BYTES.sub(r"\1=b'" + REDACTED + "'", message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_HEADER_BYTES = re.compile(
+    r"(?i)(b'(?:(?:proxy-)?authorization|tt-api-key|x-api-key|api[-_]key)')=b'[^']*'"
+)
+_FILTER = _RedactingFilter()
+
+
+def install_hpack_filter() -> None:
+    """Adds the redacting filter to the ``hpack`` loggers (once; idempotent)."""
+    for name in ("hpack.hpack", "hpack.table"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
