@@ -18,6 +18,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._reconnect import Reconnecting, ReconnectPolicy
+from ._sync import Client, SyncImageStream
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
@@ -31,6 +32,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "Client",
     "Completed",
     "Event",
     "EventTooLargeError",
@@ -47,6 +49,7 @@ __all__ = [
     "SinkError",
     "StreamError",
     "StreamItem",
+    "SyncImageStream",
     "TTStreamError",
     "Usage",
     "ValidationError",
