@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,4 +149,33 @@ def test_ctrl_c_while_waiting_for_an_event_cancels_the_wait_and_closes(
         next(stream)  # blocked in the stall when the signal comes
     assert time.monotonic() - started < 5
     wait_until_closed(server)
+    assert set(threading.enumerate()) <= before
+
+
+def test_a_script_that_never_closes_its_client_still_exits(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import sys, ttstream\n"
+        "client = ttstream.Client('any-key', base_url=sys.argv[1])\n"
+        "events = list(client.generate('x', model='gpt-image-2', size='64x48'))\n"
+        "print(type(events[-1]).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), server.base_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "Completed\n"), result.stderr
+
+
+def test_a_client_garbage_collected_stops_its_loop_thread(server: EmulatorServer) -> None:
+    before = set(threading.enumerate())
+    client = Client("any-key", base_url=server.base_url)
+    list(client.generate("x", model="gpt-image-2", size=SIZE))
+    del client
+    gc.collect()
     assert set(threading.enumerate()) <= before

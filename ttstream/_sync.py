@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -66,6 +67,13 @@ class _Loop:
         self._manager.__exit__(None, None, None)
 
 
+def _shut_down(loop: _Loop, client: AsyncClient) -> None:
+    try:
+        loop.call(client.aclose)
+    finally:
+        loop.stop()
+
+
 class SyncImageStream:
     """One generation or edit: a context manager and an iterator of the events of
     :class:`~ttstream.ImageStream` (``PartialImage``, ``Completed``, ``Reconnecting``).
@@ -75,7 +83,8 @@ class SyncImageStream:
     response; so does :meth:`close`. Errors are the same as the async stream's.
     """
 
-    def __init__(self, loop: _Loop, stream: ImageStream) -> None:
+    def __init__(self, client: Client, loop: _Loop, stream: ImageStream) -> None:
+        self._client = client  # keeps the client, and its loop, alive while in use
         self._loop = loop
         self._stream = stream
 
@@ -148,7 +157,9 @@ class Client:
         except BaseException:
             self._loop.stop()
             raise
-        self._closed = False
+        # Also run when the client is garbage-collected or the interpreter exits without
+        # close(): a loop thread left running would hang the interpreter's shutdown.
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._async)
 
     @property
     def base_url(self) -> str:
@@ -172,13 +183,7 @@ class Client:
     def close(self) -> None:
         """Closes the HTTP client (if this client created it) and stops the loop
         thread; streams still open are closed with it. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._loop.call(self._async.aclose)
-        finally:
-            self._loop.stop()
+        self._finalizer()
 
     def generate(
         self,
@@ -198,7 +203,7 @@ class Client:
             reconnect=reconnect,
             **params,
         )
-        return SyncImageStream(self._loop, self._loop.portal.call(make))
+        return SyncImageStream(self, self._loop, self._loop.portal.call(make))
 
     def edit(
         self,
@@ -223,7 +228,7 @@ class Client:
             reconnect=reconnect,
             **params,
         )
-        return SyncImageStream(self._loop, self._loop.portal.call(make))
+        return SyncImageStream(self, self._loop, self._loop.portal.call(make))
 
     def fetch_image(self, event: Completed) -> bytes:
         """As :meth:`AsyncClient.fetch_image`: the image bytes of ``event``, downloaded
