@@ -12,11 +12,14 @@ import json
 import socket
 import sys
 import threading
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -24,6 +27,7 @@ from starlette.routing import Route
 
 from tests.uvicorn_thread import ServerThread
 from ttstream import cli
+from ttstream._cli_output import clean
 from ttstream.emulator import EmulatorServer
 
 KEY = "sk-test-0123456789abcdef"
@@ -364,3 +368,20 @@ def test_url_results_are_downloaded_into_files(
     assert "downloading the image from http://127.0.0.1" in out
     [final] = tmp_path.iterdir()
     assert final.read_bytes().startswith(b"\x89PNG")
+
+
+@given(st.text())
+def test_clean_leaves_one_printable_line(text: str) -> None:
+    line = clean(text, limit=10_000)
+    line.encode("utf-8")  # no lone surrogate
+    assert len(line.splitlines()) <= 1
+    assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in line)
+    assert not any(c in line for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    if text.isprintable() and not set(text) & set("\u200e\u200f"):
+        assert line == text  # printable text is left alone
+
+
+def test_clean_shortens_long_server_text() -> None:
+    line = clean("x" * 1000)
+    assert len(line) == 300
+    assert line.endswith("…")

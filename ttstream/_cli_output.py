@@ -31,7 +31,7 @@ __all__ = ["LiveOutput", "Output", "PlainOutput", "Progress", "clean", "make_out
 _UNSAFE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
-_LINE_BREAKS = re.compile("[\t\n\r]+")
+_LINE_BREAKS = re.compile("[\t\n\r\u2028\u2029]+")
 _MAX_SHOWN = 300  # characters of server text shown in one line
 
 
