@@ -385,3 +385,10 @@ def test_clean_shortens_long_server_text() -> None:
     line = clean("x" * 1000)
     assert len(line) == 300
     assert line.endswith("…")
+
+
+def test_api_key_and_api_key_file_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["generate", "x", "--api-key", KEY, "--api-key-file", "k"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

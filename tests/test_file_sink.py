@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -207,3 +210,40 @@ def test_a_nul_in_a_name_is_a_validation_error(tmp_path: Path, where: str) -> No
 def test_a_path_separator_in_the_stem_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="path separators"):
         FileSink(tmp_path, stem="../escape")
+
+
+WRITER = """
+import base64, os, sys, time
+import anyio
+from ttstream import Completed
+from ttstream.sinks import FileSink
+
+directory, marker = sys.argv[1], sys.argv[2]
+open(os.path.join(directory, "..", "ready-" + marker), "w").close()
+while not os.path.exists(os.path.join(directory, "..", "go")):
+    time.sleep(0.001)
+
+async def main():
+    for i in range(10):
+        data = (marker + str(i)).encode() * 10_000
+        event = Completed(b64_json=base64.b64encode(data).decode(), operation="generation")
+        await FileSink(directory, stem="same").send(event)
+
+anyio.run(main)
+"""
+
+
+def test_two_processes_with_one_stem_never_collide(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(out), marker]) for marker in "ab"
+    ]
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"ready-{m}").exists() for m in "ab"):  # both waiting
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    assert [writer.wait(timeout=30) for writer in writers] == [0, 0]
+    contents = sorted(path.read_bytes()[:2] for path in out.iterdir())
+    assert contents == sorted(f"{m}{i}".encode() for m in "ab" for i in range(10))

@@ -113,12 +113,13 @@ def _image_options(parser: argparse.ArgumentParser, extra: dict[str, str]) -> No
     )
     parser.add_argument("--out", default="ttstream-out", help="directory for the files")
     parser.add_argument("--base-url", help="API root, e.g. https://api.openai.com/v1")
-    parser.add_argument(
+    key = parser.add_mutually_exclusive_group()
+    key.add_argument(
         "--api-key-file",
         metavar="FILE",
         help="read the API key from FILE ('-': standard input)",
     )
-    parser.add_argument(
+    key.add_argument(
         "--api-key",
         metavar="KEY",
         help="the API key itself: every local user can read it in the process list; "
