@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -298,6 +299,9 @@ def hostile_app() -> Starlette:
     del final["partial_image_index"]
 
     async def stream(request: Request) -> Response:
+        if request.headers.get("x-case") == "echo":  # a server that echoes the headers
+            echoed = dict(request.headers)
+            return JSONResponse({"error": {"message": f"bad request {echoed}"}}, status_code=400)
         if request.headers.get("x-case") == "error":
             message = {"error": {"message": "bad \x1b[31mthing\x1b[0m\nline two", "code": "x"}}
             return JSONResponse(message, status_code=400)
@@ -331,26 +335,55 @@ def test_server_fields_with_escapes_nul_and_surrogates_print_safely(
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".bin", ".bin"]
 
 
-def test_server_error_text_is_one_clean_line(
-    hostile: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TTAPI_API_KEY", KEY)
-    import httpx
-
+def ask_for(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request ttstream builds carries ``x-case: <case>`` for the hostile server."""
     original = httpx.AsyncClient.build_request
 
     def with_case(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> httpx.Request:
         request = original(self, *args, **kwargs)
-        request.headers["x-case"] = "error"
+        request.headers["x-case"] = case
         return request
 
     monkeypatch.setattr(httpx.AsyncClient, "build_request", with_case)
+
+
+def test_server_error_text_is_one_clean_line(
+    hostile: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTAPI_API_KEY", KEY)
+    ask_for("error", monkeypatch)
     status, _, err = run(capsys, "generate", "x", "--model", "m", "--base-url", hostile)
     assert status == 1
     assert "\x1b" not in err
     assert err.count("\n") == 1
     assert err.startswith("ttstream: error: 127.0.0.1:")
     assert "answered HTTP 400: bad \\x1b[31mthing\\x1b[0m line two" in err
+
+
+@pytest.mark.parametrize("source", ["env", "file", "option"])
+def test_a_key_echoed_by_the_server_is_never_printed(
+    hostile: str,
+    source: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ask_for("echo", monkeypatch)
+    (tmp_path / "key").write_text(KEY)
+    given = {
+        "env": [],
+        "file": ["--api-key-file", str(tmp_path / "key")],
+        "option": ["--api-key", KEY],
+    }
+    if source == "env":
+        monkeypatch.setenv("TTAPI_API_KEY", KEY)
+    argv = ["generate", "x", "--model", "m", "--base-url", hostile, "-v", *given[source]]
+    status, out, err = run(capsys, *argv)
+    assert status == 1
+    assert "answered HTTP 400: bad request" in err
+    assert "[redacted]" in err
+    assert KEY not in out + err
+    assert KEY[:12] not in out + err  # not even a piece of it
 
 
 # --- dall-e results as URLs ---------------------------------------------------------------

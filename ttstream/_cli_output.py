@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,17 +33,23 @@ _UNSAFE = re.compile(
 )
 _LINE_BREAKS = re.compile("[\t\n\r\u2028\u2029]+")
 _MAX_SHOWN = 300  # characters of server text shown in one line
+_REDACTED = "[redacted]"
 
 
-def clean(text: object, limit: int = _MAX_SHOWN) -> str:
-    """``text`` as one printable line: tabs and line breaks become spaces, control
-    characters (terminal escapes), lone surrogates and bidirectional overrides are shown
-    as ``\\x1b``-style escapes, and more than ``limit`` characters are cut with ``…``.
+def clean(text: object, limit: int = _MAX_SHOWN, *, secrets: Iterable[str] = ()) -> str:
+    """``text`` as one printable line: each of ``secrets`` (the API keys) is replaced
+    by ``[redacted]``, tabs and line breaks become spaces, control characters (terminal
+    escapes), lone surrogates and bidirectional overrides are shown as ``\\x1b``-style
+    escapes, and more than ``limit`` characters are cut with ``…``.
 
     Everything the CLI prints that came from a server goes through here, so a server
-    cannot move the cursor, rewrite the screen or crash the encoder of ``stdout``.
+    cannot move the cursor, rewrite the screen, crash the encoder of ``stdout``, or
+    make the CLI print a key it echoed.
     """
-    line = _LINE_BREAKS.sub(" ", str(text))
+    line = str(text)
+    for secret in secrets:
+        line = line.replace(secret, _REDACTED)
+    line = _LINE_BREAKS.sub(" ", line)
     line = _UNSAFE.sub(lambda match: ascii(match.group())[1:-1], line)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
@@ -106,9 +112,10 @@ class Output(Protocol):
 class PlainOutput:
     """One line per file written, as ``[  3.1s] preview #0  1024x1024  845 KiB -> path``."""
 
-    def __init__(self, progress: Progress, *, several: bool) -> None:
+    def __init__(self, progress: Progress, *, several: bool, secrets: Iterable[str] = ()) -> None:
         self.progress = progress
         self.several = several
+        self.secrets = tuple(secrets)
 
     def __enter__(self) -> PlainOutput:
         return self
@@ -129,7 +136,7 @@ class PlainOutput:
             print(f"         tokens used: {event.usage.total_tokens}")
 
     def notice(self, text: str) -> None:
-        print(clean(text), flush=True)
+        print(clean(text, secrets=self.secrets), flush=True)
 
     def done(self, files: int, directory: Path) -> None:
         print(self.progress.summary(files, directory))
@@ -162,13 +169,16 @@ class _Status:
 class LiveOutput:
     """A ``rich`` live display on a terminal; see the module docstring."""
 
-    def __init__(self, progress: Progress, console: Console, *, several: bool) -> None:
+    def __init__(
+        self, progress: Progress, console: Console, *, several: bool, secrets: Iterable[str] = ()
+    ) -> None:
         from rich.live import Live
         from rich.spinner import Spinner
 
         self.progress = progress
         self.console = console
         self.several = several
+        self.secrets = tuple(secrets)
         self._status = _Status(progress, Spinner("dots"))
         self._live: Live = Live(
             self._status, console=console, refresh_per_second=12, transient=True
@@ -206,23 +216,24 @@ class LiveOutput:
         self._live.refresh()
 
     def notice(self, text: str) -> None:
-        self._print(clean(text), "yellow")
+        self._print(clean(text, secrets=self.secrets), "yellow")
 
     def done(self, files: int, directory: Path) -> None:
         self._live.stop()
         self._print(self.progress.summary(files, directory), "bold")
 
 
-def make_output(progress: Progress, *, several: bool) -> Output:
+def make_output(progress: Progress, *, several: bool, secrets: Iterable[str] = ()) -> Output:
     """A :class:`LiveOutput` when stdout is a terminal (not ``TERM=dumb``) and ``rich``
-    is installed, else a :class:`PlainOutput`."""
+    is installed, else a :class:`PlainOutput`; ``secrets`` are redacted from notices."""
+    plain = PlainOutput(progress, several=several, secrets=secrets)
     if not sys.stdout.isatty():
-        return PlainOutput(progress, several=several)
+        return plain
     try:
         from rich.console import Console
     except ImportError:
-        return PlainOutput(progress, several=several)
+        return plain
     console = Console(highlight=False)
     if not console.is_terminal or console.is_dumb_terminal:
-        return PlainOutput(progress, several=several)
-    return LiveOutput(progress, console, several=several)
+        return plain
+    return LiveOutput(progress, console, several=several, secrets=secrets)

@@ -202,11 +202,10 @@ def _read_key(args: argparse.Namespace) -> str | None:
 
 
 @contextlib.contextmanager
-def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
+def _service(
+    args: argparse.Namespace, api_key: str | None
+) -> Iterator[tuple[str | None, str | None]]:
     """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
-    if args.base_url is not None:
-        _check_base_url(args.base_url)
-    api_key = _read_key(args)
     if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):
         yield api_key, args.base_url
         return
@@ -268,17 +267,18 @@ async def _run(
     base_url: str | None,
     progress: Progress,
     output: Output,
+    secrets: Sequence[str],
 ) -> None:
     sink = FileSink(args.out, stem=f"{_slug(args.prompt)}-{_timestamp()}")
     try:
         client = AsyncClient(api_key, base_url=base_url)
     except TTStreamError as exc:
-        raise _Failed(describe(exc, base_url)) from exc
+        raise _Failed(describe(exc, base_url, secrets)) from exc
     try:
         async with client:
             await _stream(args, client, sink, progress, output)
     except (TTStreamError, OSError) as exc:
-        raise _Failed(describe(exc, client.base_url)) from exc
+        raise _Failed(describe(exc, client.base_url, secrets)) from exc
     await sink.aclose()
     output.done(len(sink.written), sink.directory)
 
@@ -317,41 +317,47 @@ async def _stream(
             output.wrote(event, sink.written[-1], event.size or args.size or "")
 
 
-def describe(exc: BaseException, base_url: str | None) -> str:
-    """One line for a person: what went wrong and, where it helps, what to do."""
+def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = ()) -> str:
+    """One line for a person: what went wrong and, where it helps, what to do; through
+    :func:`clean`, with ``secrets`` redacted."""
     where = _host(base_url) if base_url else "the API"
+    text = str(exc)
     if isinstance(exc, ValidationError):
-        if exc.param == "api_key":
-            return f"no API key: {_KEY_HELP}"
-        return clean(f"{exc} (option {_option(exc.param)})")
-    if isinstance(exc, APITimeoutError):
-        return clean(f"{where} did not answer in time ({exc.timeout} timeout): {exc}")
-    if isinstance(exc, APIConnectionError):
+        no_key = exc.param == "api_key"
+        text = f"no API key: {_KEY_HELP}" if no_key else f"{exc} (option {_option(exc.param)})"
+    elif isinstance(exc, APITimeoutError):
+        text = f"{where} did not answer in time ({exc.timeout} timeout): {exc}"
+    elif isinstance(exc, APIConnectionError):
         cause = exc.__cause__
         reason = str(cause) if isinstance(cause, httpx.HTTPError) and str(cause) else str(exc)
-        return clean(f"cannot reach {where}: {reason}")
-    if isinstance(exc, APIStatusError):
+        text = f"cannot reach {where}: {reason}"
+    elif isinstance(exc, APIStatusError):
         details = f" (parameter {exc.param})" if exc.param else ""
         request = f" [request id {exc.request_id}]" if exc.request_id else ""
-        return clean(f"{where} answered HTTP {exc.status_code}: {exc.message}{details}{request}")
-    if isinstance(exc, OSError) and exc.strerror:
-        return clean(f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
-    return clean(exc)
+        text = f"{where} answered HTTP {exc.status_code}: {exc.message}{details}{request}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return clean(text, secrets=secrets)
 
 
 class _StderrHandler(logging.Handler):
     """Log lines on the current ``sys.stderr`` (a live display may redirect it), cleaned."""
 
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"ttstream: {clean(record.getMessage(), 500)}", file=sys.stderr)
+        line = clean(record.getMessage(), 500, secrets=self.secrets)
+        print(f"ttstream: {line}", file=sys.stderr)
 
 
 @contextlib.contextmanager
-def _logging(verbose: bool) -> Iterator[None]:
+def _logging(verbose: bool, secrets: Sequence[str]) -> Iterator[None]:
     """Retries and reconnections of the ``ttstream`` logger on stderr with ``-v``; none
     otherwise (the CLI reports what matters itself)."""
     logger = logging.getLogger("ttstream")
-    handler: logging.Handler = _StderrHandler() if verbose else logging.NullHandler()
+    handler: logging.Handler = _StderrHandler(secrets) if verbose else logging.NullHandler()
     level = logger.level
     logger.addHandler(handler)
     if verbose:
@@ -373,15 +379,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     progress = Progress()
+    secrets: list[str] = [os.environ[name] for name in _KEY_VARIABLES if os.environ.get(name)]
     try:
+        if args.base_url is not None:
+            _check_base_url(args.base_url)
+        api_key = _read_key(args)
+        secrets += [api_key] if api_key else []
         with (
-            _logging(args.verbose),
-            _service(args) as (api_key, base_url),
-            make_output(progress, several=(args.n or 1) > 1) as output,
+            _logging(args.verbose, secrets),
+            _service(args, api_key) as (api_key, base_url),
+            make_output(progress, several=(args.n or 1) > 1, secrets=secrets) as output,
         ):
             verb = "Editing" if args.command == "edit" else "Generating"
             output.start(f"{verb} with {args.model}")
-            anyio.run(_run, args, api_key, base_url, progress, output)
+            anyio.run(_run, args, api_key, base_url, progress, output, secrets)
     except _UsageError as exc:
         print(f"ttstream: error: {exc}", file=sys.stderr)
         return 2
@@ -389,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ttstream: error: {exc}", file=sys.stderr)
         return 1
     except (TTStreamError, OSError) as exc:
-        print(f"ttstream: error: {describe(exc, args.base_url)}", file=sys.stderr)
+        print(f"ttstream: error: {describe(exc, args.base_url, secrets)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ttstream: interrupted", file=sys.stderr)
