@@ -55,27 +55,30 @@ __all__ = ["main"]
 _EMULATOR_STEP_DELAY = 0.6  # seconds between events, so that previews visibly stream in
 _KEY_VARIABLES = ("TTAPI_API_KEY", "OPENAI_API_KEY")
 _KEY_HELP = "set TTAPI_API_KEY (or OPENAI_API_KEY), or pass --api-key-file FILE (- for stdin)"
-# Options passed through as the API parameter of the same name (dashes to underscores).
+# Options passed through as the API parameter of the same name (dashes to underscores):
+# name -> (metavar, help). The model's table checks the values before any request.
 _TEXT_PARAMS = {
-    "size": "auto, 1024x1024, 1536x1024, 1024x1536, ... (gpt-image-2: any WxH)",
-    "quality": "auto, low, medium, high (newer models: xhigh, max; dall-e-3: standard, hd)",
-    "background": "auto, opaque, transparent",
-    "output_format": "png, jpeg, webp (newer models: gif, svg)",
-    "moderation": "auto, low",
-    "response_format": "b64_json, url (dall-e only; url results are downloaded)",
-    "style": "vivid, natural (dall-e-3)",
-    "complexity": "low, medium, high",
-    "safety_identifier": "a stable id for your end user (replaces --user)",
-    "user": "an id for your end user (deprecated alias of --safety-identifier)",
+    "size": ("WxH", "auto, 1024x1024, 1536x1024, 1024x1536, ... (gpt-image-2: any WxH)"),
+    "quality": ("Q", "auto, low, medium, high (newer models: xhigh, max; dall-e-3: standard, hd)"),
+    "background": ("B", "auto, opaque, transparent"),
+    "output_format": ("FMT", "png, jpeg, webp (newer models: gif, svg)"),
+    "moderation": ("M", "auto, low"),
+    "response_format": ("FMT", "b64_json, url (dall-e only; url results are downloaded)"),
+    "style": ("S", "vivid, natural (dall-e-3)"),
+    "complexity": ("C", "low, medium, high"),
+    "safety_identifier": ("ID", "a stable id for your end user (replaces --user)"),
+    "user": ("ID", "an id for your end user (deprecated alias of --safety-identifier)"),
 }
 _INT_PARAMS = {
-    "partial_images": "previews to stream, 0 to 3",
-    "n": "number of images, 1 to 10",
-    "output_compression": "0 to 100 (jpeg, webp)",
-    "frame_count": "frames of a gif, 2 to 16",
-    "frame_duration_ms": "milliseconds per gif frame",
+    "partial_images": ("N", "previews to stream, 0 to 3"),
+    "n": ("N", "number of images, 1 to 10"),
+    "output_compression": ("PCT", "0 to 100 (jpeg, webp)"),
+    "frame_count": ("N", "frames of a gif, 2 to 16"),
+    "frame_duration_ms": ("MS", "milliseconds per gif frame"),
 }
-_EDIT_PARAMS = {"input_fidelity": "high, low: how closely the edit keeps the input's details"}
+_EDIT_PARAMS = {
+    "input_fidelity": ("F", "high, low: how closely the edit keeps the input's details")
+}
 
 
 class _UsageError(Exception):
@@ -99,20 +102,25 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _image_options(parser: argparse.ArgumentParser, extra: dict[str, str]) -> None:
+def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, str]]) -> None:
     parser.add_argument("prompt", help="what to draw")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
-    for name, text in {**_TEXT_PARAMS, **extra}.items():
-        parser.add_argument(_option(name), dest=name, help=text)
-    for name, text in _INT_PARAMS.items():
-        parser.add_argument(_option(name), dest=name, type=int, help=text)
-    parser.add_argument(
+    api = parser.add_argument_group("image parameters (the API's own, checked per model)")
+    api.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    for name, (metavar, text) in {**_TEXT_PARAMS, **extra}.items():
+        api.add_argument(_option(name), dest=name, metavar=metavar, help=text)
+    for name, (metavar, text) in _INT_PARAMS.items():
+        api.add_argument(_option(name), dest=name, metavar=metavar, type=int, help=text)
+    api.add_argument(
         "--stream",
         action=argparse.BooleanOptionalAction,
         help="stream previews (default: yes for gpt-image models, no for dall-e)",
     )
-    parser.add_argument("--out", default="ttstream-out", help="directory for the files")
-    parser.add_argument("--base-url", help="API root, e.g. https://api.openai.com/v1")
+    parser.add_argument(
+        "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
+    )
+    parser.add_argument(
+        "--base-url", metavar="URL", help="API root, e.g. https://api.openai.com/v1"
+    )
     key = parser.add_mutually_exclusive_group()
     key.add_argument(
         "--api-key-file",
