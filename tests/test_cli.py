@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+import ttstream
 from tests.uvicorn_thread import ServerThread
 from ttstream import cli
 from ttstream._cli_output import clean
@@ -425,3 +426,12 @@ def test_api_key_and_api_key_file_exclude_each_other(capsys: pytest.CaptureFixtu
         cli.main(["generate", "x", "--api-key", KEY, "--api-key-file", "k"])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_timeout_names_the_host_and_which_timeout() -> None:
+    error = ttstream.APITimeoutError("read timeout: ...", timeout="read")
+    error.__cause__ = httpx.ReadTimeout("The read operation timed out")
+    line = cli.describe(error, "https://api.ttapi.io/v1")
+    assert line == (
+        "api.ttapi.io did not answer in time (read timeout): The read operation timed out"
+    )

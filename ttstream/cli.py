@@ -325,6 +325,12 @@ async def _stream(
             output.wrote(event, sink.written[-1], event.size or args.size or "")
 
 
+def _reason(exc: APIConnectionError) -> str:
+    """The transport's own words (``All connection attempts failed``), not a repr."""
+    cause = exc.__cause__
+    return str(cause) if isinstance(cause, httpx.HTTPError) and str(cause) else str(exc)
+
+
 def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = ()) -> str:
     """One line for a person: what went wrong and, where it helps, what to do; through
     :func:`clean`, with ``secrets`` redacted."""
@@ -334,11 +340,9 @@ def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = 
         no_key = exc.param == "api_key"
         text = f"no API key: {_KEY_HELP}" if no_key else f"{exc} (option {_option(exc.param)})"
     elif isinstance(exc, APITimeoutError):
-        text = f"{where} did not answer in time ({exc.timeout} timeout): {exc}"
+        text = f"{where} did not answer in time ({exc.timeout} timeout): {_reason(exc)}"
     elif isinstance(exc, APIConnectionError):
-        cause = exc.__cause__
-        reason = str(cause) if isinstance(cause, httpx.HTTPError) and str(cause) else str(exc)
-        text = f"cannot reach {where}: {reason}"
+        text = f"cannot reach {where}: {_reason(exc)}"
     elif isinstance(exc, APIStatusError):
         details = f" (parameter {exc.param})" if exc.param else ""
         request = f" [request id {exc.request_id}]" if exc.request_id else ""
