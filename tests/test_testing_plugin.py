@@ -75,7 +75,7 @@ async def test_env_reaches_code_that_builds_its_own_client(ttstream_env):
             await generate(client)
 """
     )
-    result = pytester.runpytest("--strict-markers", "-p", "no:randomly")
+    result = pytester.runpytest("--strict-markers")
     result.assert_outcomes(passed=6)
 
 

@@ -137,7 +137,11 @@ class Client:
                     ...
 
     Use one client from one thread at a time. :meth:`close` (or leaving ``with``) closes
-    the HTTP client and stops the loop thread.
+    the HTTP client and stops the loop thread; a client never closed is closed when it
+    is garbage-collected or the interpreter exits. An ``http_client`` passed in is not
+    closed (as with ``AsyncClient``); from synchronous code, create it with
+    ``limits=httpx.Limits(max_keepalive_connections=0)`` so that it keeps no connection
+    open between requests.
 
     Raises:
         ValidationError: as ``AsyncClient`` (no key, a bad option), at construction.
