@@ -337,8 +337,9 @@ def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = 
     where = _host(base_url) if base_url else "the API"
     text = str(exc)
     if isinstance(exc, ValidationError):
-        no_key = exc.param == "api_key"
-        text = f"no API key: {_KEY_HELP}" if no_key else f"{exc} (option {_option(exc.param)})"
+        options = {*_TEXT_PARAMS, *_INT_PARAMS, *_EDIT_PARAMS, "model", "stream"}
+        hint = f" (option {_option(exc.param)})" if exc.param in options else ""
+        text = f"no API key: {_KEY_HELP}" if exc.param == "api_key" else f"{exc}{hint}"
     elif isinstance(exc, APITimeoutError):
         text = f"{where} did not answer in time ({exc.timeout} timeout): {_reason(exc)}"
     elif isinstance(exc, APIConnectionError):
