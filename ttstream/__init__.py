@@ -23,6 +23,7 @@ from ._exceptions import (
 from ._reconnect import Reconnecting, ReconnectPolicy
 from ._responses import Response
 from ._responses_client import ResponseStream
+from ._sync import Client, SyncImageStream
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
@@ -36,6 +37,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "Client",
     "Comment",
     "Completed",
     "DownloadRefusedError",
@@ -59,6 +61,7 @@ __all__ = [
     "SinkError",
     "StreamError",
     "StreamItem",
+    "SyncImageStream",
     "TTStreamError",
     "Usage",
     "ValidationError",

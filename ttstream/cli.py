@@ -1,34 +1,92 @@
 """The ``ttstream`` command: ``generate``, ``edit`` and ``emulator``.
 
 ``generate`` and ``edit`` write every preview and the final image into ``--out`` as they
-arrive and print each file's path. With no API key (``TTAPI_API_KEY``,
-``OPENAI_API_KEY`` or ``--api-key``) and no ``--base-url`` they start the built-in
-emulator on a free loopback port and say so. Errors end with one line on stderr and
-exit status 1 (2 for a command-line mistake), never a traceback.
+arrive. On a terminal a live display (``rich``, the ``cli`` extra) shows a spinner with
+the elapsed time and the bytes received, one status line per preview and a summary;
+elsewhere each file's path is printed on a line of its own. No file is ever overwritten
+(:class:`ttstream.sinks.FileSink`).
+
+The key comes from ``TTAPI_API_KEY`` or ``OPENAI_API_KEY``, or from ``--api-key-file``
+(``-`` reads standard input); ``--api-key`` works but shows the key to every local user
+in the process list, so it warns. With no key and no ``--base-url`` the built-in
+emulator runs on a free loopback port, and a line says so.
+
+Errors end with one line on stderr, exit status 1 (2 for a command-line mistake, 130
+after Ctrl-C, finished files kept), never a traceback. Text from the server is printed
+through :func:`ttstream._cli_output.clean`: no terminal escapes reach the terminal.
+Retry log lines go to stderr only with ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import getpass
+import logging
 import os
 import re
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anyio
+import attrs
+import httpx
 
-from ._exceptions import TTStreamError
+from . import __version__
+from ._cli_output import Output, Progress, clean, make_output
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    TTStreamError,
+    ValidationError,
+)
 from ._reconnect import Reconnecting
 from .client import DEFAULT_MODEL, AsyncClient
-from .events import Completed, PartialImage
+from .events import Completed
 from .sinks import FileSink
 
 __all__ = ["main"]
 
 _EMULATOR_STEP_DELAY = 0.6  # seconds between events, so that previews visibly stream in
+_KEY_VARIABLES = ("TTAPI_API_KEY", "OPENAI_API_KEY")
+_KEY_HELP = "set TTAPI_API_KEY (or OPENAI_API_KEY), or pass --api-key-file FILE (- for stdin)"
+# Options passed through as the API parameter of the same name (dashes to underscores):
+# name -> (metavar, help). The model's table checks the values before any request.
+_TEXT_PARAMS = {
+    "size": ("WxH", "auto, 1024x1024, 1536x1024, 1024x1536, ... (gpt-image-2: any WxH)"),
+    "quality": ("Q", "auto, low, medium, high (newer models: xhigh, max; dall-e-3: standard, hd)"),
+    "background": ("B", "auto, opaque, transparent"),
+    "output_format": ("FMT", "png, jpeg, webp (newer models: gif, svg)"),
+    "moderation": ("M", "auto, low"),
+    "response_format": ("FMT", "b64_json, url (dall-e only; url results are downloaded)"),
+    "style": ("S", "vivid, natural (dall-e-3)"),
+    "complexity": ("C", "low, medium, high"),
+    "safety_identifier": ("ID", "a stable id for your end user (replaces --user)"),
+    "user": ("ID", "an id for your end user (deprecated alias of --safety-identifier)"),
+}
+_INT_PARAMS = {
+    "partial_images": ("N", "previews to stream, 0 to 3"),
+    "n": ("N", "number of images, 1 to 10"),
+    "output_compression": ("PCT", "0 to 100 (jpeg, webp)"),
+    "frame_count": ("N", "frames of a gif, 2 to 16"),
+    "frame_duration_ms": ("MS", "milliseconds per gif frame"),
+}
+_EDIT_PARAMS = {
+    "input_fidelity": ("F", "high, low: how closely the edit keeps the input's details")
+}
+
+
+class _UsageError(Exception):
+    """A command-line mistake found after parsing: exit status 2."""
+
+
+class _Failed(Exception):
+    """The run failed; the message is the line for the user: exit status 1."""
 
 
 def _slug(prompt: str) -> str:
@@ -36,31 +94,67 @@ def _slug(prompt: str) -> str:
     return "-".join(words)[:48].strip("-") or "image"
 
 
-def _image_options(parser: argparse.ArgumentParser) -> None:
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, str]]) -> None:
     parser.add_argument("prompt", help="what to draw")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
-    parser.add_argument("--size", help="auto, 1024x1024, 1536x1024, 1024x1536, ...")
-    parser.add_argument("--quality", help="auto, low, medium, high (dall-e-3: standard, hd)")
-    parser.add_argument("--background", help="auto, opaque, transparent")
-    parser.add_argument("--output-format", help="png, jpeg, webp")
-    parser.add_argument("--partial-images", type=int, help="previews to stream, 0 to 3")
-    parser.add_argument("--n", type=int, help="number of images, 1 to 10")
-    parser.add_argument("--out", default="ttstream-out", help="directory for the files")
-    parser.add_argument("--base-url", help="API root, e.g. https://api.openai.com/v1")
+    api = parser.add_argument_group("image parameters (the API's own, checked per model)")
+    api.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    for name, (metavar, text) in {**_TEXT_PARAMS, **extra}.items():
+        api.add_argument(_option(name), dest=name, metavar=metavar, help=text)
+    for name, (metavar, text) in _INT_PARAMS.items():
+        api.add_argument(_option(name), dest=name, metavar=metavar, type=int, help=text)
+    api.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        help="stream previews (default: yes for gpt-image models, no for dall-e)",
+    )
     parser.add_argument(
-        "--api-key", help="default: TTAPI_API_KEY, else OPENAI_API_KEY, else the emulator"
+        "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
+    )
+    parser.add_argument(
+        "--base-url", metavar="URL", help="API root, e.g. https://api.openai.com/v1"
+    )
+    key = parser.add_mutually_exclusive_group()
+    key.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="read the API key from FILE ('-': standard input)",
+    )
+    key.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the API key itself: every local user can read it in the process list; "
+        "prefer TTAPI_API_KEY / OPENAI_API_KEY or --api-key-file",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log retries and reconnections on stderr"
     )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ttstream", description="Stream images from the TTAPI / OpenAI Images API."
+        prog="ttstream",
+        description="Stream images from the TTAPI / OpenAI Images API.",
+        epilog="API key: TTAPI_API_KEY, else OPENAI_API_KEY, else --api-key-file FILE "
+        "(- reads stdin); with none of them and no --base-url, the built-in emulator runs.",
     )
+    parser.add_argument("--version", action="version", version=f"ttstream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    generate = commands.add_parser("generate", help="generate an image from a prompt")
-    _image_options(generate)
-    edit = commands.add_parser("edit", help="edit one or more images with a prompt")
-    _image_options(edit)
+    generate = commands.add_parser(
+        "generate", help="generate an image from a prompt", epilog=parser.epilog
+    )
+    _image_options(generate, {})
+    edit = commands.add_parser(
+        "edit", help="edit one or more images with a prompt", epilog=parser.epilog
+    )
+    _image_options(edit, _EDIT_PARAMS)
     edit.add_argument(
         "--image",
         nargs="+",
@@ -74,72 +168,218 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params = {
-        "size": args.size,
-        "quality": args.quality,
-        "background": args.background,
-        "output_format": args.output_format,
-        "partial_images": args.partial_images,
-        "n": args.n,
-    }
-    if args.model.startswith("dall-e"):
+    names = [*_TEXT_PARAMS, *_INT_PARAMS, "stream"]
+    if args.command == "edit":
+        names += list(_EDIT_PARAMS)
+    params = {name: getattr(args, name) for name in names}
+    if args.model.startswith("dall-e") and params["response_format"] is None:
         params["response_format"] = "b64_json"  # files are written from the inline image
     return {name: value for name, value in params.items() if value is not None}
 
 
+def _check_base_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _UsageError(
+            f"--base-url must be an http:// or https:// URL, such as "
+            f"https://api.openai.com/v1 (got {clean(url, 80)!r})"
+        )
+
+
+def _read_key(args: argparse.Namespace) -> str | None:
+    """The key from ``--api-key-file`` or ``--api-key`` (with a warning), else ``None``
+    (the client then reads the environment)."""
+    if args.api_key_file is not None:
+        if args.api_key_file == "-":
+            key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()
+        else:
+            with open(args.api_key_file, encoding="utf-8") as file:
+                key = file.readline()
+        key = key.strip()
+        if not key:
+            raise _UsageError(f"--api-key-file {args.api_key_file}: no key in it")
+        return key
+    if args.api_key is not None:
+        print(
+            "ttstream: warning: --api-key shows the key to every local user in the process "
+            "list; set TTAPI_API_KEY or use --api-key-file instead",
+            file=sys.stderr,
+        )
+        return str(args.api_key)
+    return None
+
+
 @contextlib.contextmanager
-def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
+def _service(
+    args: argparse.Namespace, api_key: str | None
+) -> Iterator[tuple[str | None, str | None]]:
     """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
-    api_key = args.api_key or os.environ.get("TTAPI_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    if api_key or args.base_url:
-        yield args.api_key, args.base_url
+    if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):
+        yield api_key, args.base_url
         return
+    if args.base_url is not None:
+        raise TTStreamError(f"no API key for {_host(args.base_url)}: {_KEY_HELP}")
     try:
         from .emulator import api_or_emulator
     except ImportError as exc:
         raise TTStreamError(
-            "no API key set and the emulator is not installed: "
-            "set TTAPI_API_KEY or OPENAI_API_KEY, or pip install 'ttstream[emulator]'"
+            f"no API key and the emulator is not installed: {_KEY_HELP}, "
+            "or pip install 'ttstream[cli]'"
         ) from exc
     with api_or_emulator(step_delay=_EMULATOR_STEP_DELAY) as service:
         yield service
 
 
-async def _run(args: argparse.Namespace, api_key: str | None, base_url: str | None) -> None:
-    sink = FileSink(args.out, stem=f"{_slug(args.prompt)}-{time.strftime('%Y%m%d-%H%M%S')}")
-    started = time.monotonic()
-    images_done = 0
-    async with AsyncClient(api_key, base_url=base_url) as client:
-        params = _params(args)
-        if args.command == "edit":
-            stream = client.edit(
-                args.prompt, images=args.image, mask=args.mask, model=args.model, **params
-            )
-        else:
-            stream = client.generate(args.prompt, model=args.model, **params)
-        verb = "Editing" if args.command == "edit" else "Generating"
-        print(f"{verb} with {args.model}...", flush=True)
-        async with stream:
-            async for event in stream:
-                if isinstance(event, Reconnecting):
-                    what = "a new generation" if event.regenerating else "resuming"
-                    print(f"connection lost; {what} in {event.delay:.1f}s ({event.reason})")
-                    continue
-                await sink.send(event)
-                path, seconds = sink.written[-1], time.monotonic() - started
-                image = f"image {images_done + 1} " if (args.n or 1) > 1 else ""
-                if isinstance(event, PartialImage):
-                    label = f"{image}preview #{event.index}"
-                else:
-                    label = f"{image}final image"
-                    images_done += 1
-                size = f"{len(event.image_bytes) / 1024:,.0f} KiB"
-                shape = event.size or args.size or ""
-                print(f"[{seconds:5.1f}s] {label:<20} {shape:>9} {size:>10}  -> {path}")
-                if isinstance(event, Completed) and event.usage is not None:
-                    print(f"         tokens used: {event.usage.total_tokens}")
+def _host(base_url: str) -> str:
+    return clean(urllib.parse.urlsplit(base_url).netloc or base_url, 100)
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """A response body that adds the length of each chunk to ``progress.received``."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, progress: Progress) -> None:
+        self._inner = inner
+        self._progress = progress
+        self._chunks: Any = None
+
+    def __aiter__(self) -> _CountedStream:
+        self._chunks = self._inner.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk: bytes = await self._chunks.__anext__()
+        self._progress.received += len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _count_bytes(client: AsyncClient, progress: Progress) -> None:
+    """Counts the bytes of every response of ``client`` into ``progress.received``,
+    with an httpx response hook on the client's own HTTP client (if it has one)."""
+    http = getattr(client, "_http", None)
+    if not isinstance(http, httpx.AsyncClient):  # pragma: no cover - another client's shape
+        return
+
+    async def hook(response: httpx.Response) -> None:
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _CountedStream(response.stream, progress)
+
+    http.event_hooks = {**http.event_hooks, "response": [*http.event_hooks["response"], hook]}
+
+
+async def _run(
+    args: argparse.Namespace,
+    api_key: str | None,
+    base_url: str | None,
+    progress: Progress,
+    output: Output,
+    secrets: Sequence[str],
+) -> None:
+    sink = FileSink(args.out, stem=f"{_slug(args.prompt)}-{_timestamp()}")
+    try:
+        client = AsyncClient(api_key, base_url=base_url)
+    except TTStreamError as exc:
+        raise _Failed(describe(exc, base_url, secrets)) from exc
+    try:
+        async with client:
+            await _stream(args, client, sink, progress, output)
+    except (TTStreamError, OSError) as exc:
+        raise _Failed(describe(exc, client.base_url, secrets)) from exc
     await sink.aclose()
-    print(f"Done: {len(sink.written)} file(s) in {sink.directory}/")
+    output.done(len(sink.written), sink.directory)
+
+
+async def _stream(
+    args: argparse.Namespace,
+    client: AsyncClient,
+    sink: FileSink,
+    progress: Progress,
+    output: Output,
+) -> None:
+    _count_bytes(client, progress)
+    params = _params(args)
+    if args.command == "edit":
+        stream = client.edit(
+            args.prompt, images=args.image, mask=args.mask, model=args.model, **params
+        )
+    else:
+        stream = client.generate(args.prompt, model=args.model, **params)
+    async with stream:
+        async for event in stream:
+            if isinstance(event, Reconnecting):
+                what = "a new generation" if event.regenerating else "resuming"
+                output.notice(f"connection lost; {what} in {event.delay:.1f}s ({event.reason})")
+                continue
+            if isinstance(event, Completed) and event.b64_json is None and event.url:
+                output.notice(f"downloading the image from {event.url}")
+                data = await client.fetch_image(event)
+                event = attrs.evolve(event, b64_json=base64.b64encode(data).decode())
+            failures = len(sink.failed)
+            await sink.send(event)
+            if len(sink.failed) > failures:
+                path, error = sink.failed[-1]
+                output.notice(f"preview not written to {path}: {describe(error, None)}")
+                continue
+            output.wrote(event, sink.written[-1], event.size or args.size or "")
+
+
+def _reason(exc: APIConnectionError) -> str:
+    """The transport's own words (``All connection attempts failed``), not a repr."""
+    cause = exc.__cause__
+    return str(cause) if isinstance(cause, httpx.HTTPError) and str(cause) else str(exc)
+
+
+def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = ()) -> str:
+    """One line for a person: what went wrong and, where it helps, what to do; through
+    :func:`clean`, with ``secrets`` redacted."""
+    where = _host(base_url) if base_url else "the API"
+    text = str(exc)
+    if isinstance(exc, ValidationError):
+        options = {*_TEXT_PARAMS, *_INT_PARAMS, *_EDIT_PARAMS, "model", "stream"}
+        hint = f" (option {_option(exc.param)})" if exc.param in options else ""
+        text = f"no API key: {_KEY_HELP}" if exc.param == "api_key" else f"{exc}{hint}"
+    elif isinstance(exc, APITimeoutError):
+        text = f"{where} did not answer in time ({exc.timeout} timeout): {_reason(exc)}"
+    elif isinstance(exc, APIConnectionError):
+        text = f"cannot reach {where}: {_reason(exc)}"
+    elif isinstance(exc, APIStatusError):
+        details = f" (parameter {exc.param})" if exc.param else ""
+        request = f" [request id {exc.request_id}]" if exc.request_id else ""
+        text = f"{where} answered HTTP {exc.status_code}: {exc.message}{details}{request}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return clean(text, secrets=secrets)
+
+
+class _StderrHandler(logging.Handler):
+    """Log lines on the current ``sys.stderr`` (a live display may redirect it), cleaned."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = clean(record.getMessage(), 500, secrets=self.secrets)
+        print(f"ttstream: {line}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool, secrets: Sequence[str]) -> Iterator[None]:
+    """Retries and reconnections of the ``ttstream`` logger on stderr with ``-v``; none
+    otherwise (the CLI reports what matters itself)."""
+    logger = logging.getLogger("ttstream")
+    handler: logging.Handler = _StderrHandler(secrets) if verbose else logging.NullHandler()
+    level = logger.level
+    logger.addHandler(handler)
+    if verbose:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,12 +389,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator import main as emulator_main
 
         return emulator_main(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    progress = Progress()
+    secrets: list[str] = [os.environ[name] for name in _KEY_VARIABLES if os.environ.get(name)]
     try:
-        with _service(args) as (api_key, base_url):
-            anyio.run(_run, args, api_key, base_url)
-    except (TTStreamError, OSError) as exc:
+        if args.base_url is not None:
+            _check_base_url(args.base_url)
+        api_key = _read_key(args)
+        secrets += [api_key] if api_key else []
+        with (
+            _logging(args.verbose, secrets),
+            _service(args, api_key) as (api_key, base_url),
+            make_output(progress, several=(args.n or 1) > 1, secrets=secrets) as output,
+        ):
+            verb = "Editing" if args.command == "edit" else "Generating"
+            output.start(f"{verb} with {args.model}")
+            anyio.run(_run, args, api_key, base_url, progress, output, secrets)
+    except _UsageError as exc:
         print(f"ttstream: error: {exc}", file=sys.stderr)
+        return 2
+    except _Failed as exc:
+        print(f"ttstream: error: {exc}", file=sys.stderr)
+        return 1
+    except (TTStreamError, OSError) as exc:
+        print(f"ttstream: error: {describe(exc, args.base_url, secrets)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ttstream: interrupted", file=sys.stderr)

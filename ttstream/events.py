@@ -141,7 +141,8 @@ class ImageEvent:
         if self.b64_json is None:
             raise TTStreamError(
                 f"{type(self).__name__} carries no inline image (b64_json is None); "
-                "it was returned as a URL"
+                "it was returned as a URL (event.url): get the bytes with "
+                "`await client.fetch_image(event)`"
             )
         return decode_base64(self.b64_json, what=f"b64_json of {self._label()}")
 

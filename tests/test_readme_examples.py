@@ -1,0 +1,95 @@
+"""README.md's examples, extracted from README.md and run as a new user would: offline,
+with no key set. The README and these runs cannot drift apart."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import ttstream
+from ttstream.emulator import EmulatorServer
+
+pytest_plugins = ["pytester"]
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+def block_with(text: str) -> str:
+    [block] = [b for b in python_blocks() if text in b]
+    return block
+
+
+def run_offline(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    (cwd / "example.py").write_text(code)
+    return subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_quick_start_runs_offline_as_written(tmp_path: Path) -> None:
+    quick_start = python_blocks()[0]
+    result = run_offline(quick_start, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("No API key set: using the built-in emulator at http://127.0.0.1:")
+    assert [line.split()[:2] for line in lines[1:4]] == [["preview", str(i)] for i in range(3)]
+    assert lines[4].startswith("done; tokens: ")
+    with Image.open(tmp_path / "final.png") as final:
+        assert (final.format, final.size) == ("PNG", (1024, 1024))
+
+
+def test_the_sync_client_example_runs_offline(tmp_path: Path) -> None:
+    result = run_offline(block_with("ttstream.Client("), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("PartialImage(") == 2
+    assert result.stdout.count("Completed(") == 1
+
+
+def test_the_testing_example_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_readme=block_with("ttstream_faults"))
+    result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0
+    assert set(outcomes) == {"passed"}
+
+
+def test_the_first_readme_command_installs_the_cli_extra() -> None:
+    first = re.search(r"```bash\n(.*?)\n```", README.read_text(), flags=re.S)
+    assert first is not None
+    assert "pip install -q -e '.[cli]'" in first.group(1)
+    assert "\n" not in first.group(1).strip()  # one line to copy
+
+
+@pytest.mark.anyio
+async def test_a_url_result_says_how_to_get_the_bytes() -> None:
+    """Changing only the model to dall-e-3: the answer is a URL; image_bytes names the
+    way to the bytes, and fetch_image (as in the quick start's loop) gets them."""
+    with EmulatorServer() as server:
+        async with ttstream.AsyncClient("any-key", base_url=server.base_url) as client:
+            async with client.generate("a lighthouse", model="dall-e-3") as stream:
+                [event] = [e async for e in stream]
+            assert isinstance(event, ttstream.Completed)
+            assert event.url is not None
+            with pytest.raises(ttstream.TTStreamError, match=r"await client\.fetch_image\(event\)"):
+                _ = event.image_bytes
+            data = await client.fetch_image(event)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"

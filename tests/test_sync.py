@@ -1,0 +1,181 @@
+"""ttstream.Client, the synchronous client, against the emulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import gc
+import io
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+import ttstream
+from ttstream import Client, Completed, PartialImage, ValidationError
+from ttstream.emulator import EmulatorServer
+
+SIZE = "64x48"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0) as running:
+        yield running
+
+
+def faulty(spec: str) -> httpx.AsyncClient:
+    """An HTTP client asking for faults; it keeps no idle connection (the test, a sync
+    caller, has no event loop to close it in)."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    return httpx.AsyncClient(headers={"X-Emulator-Fault": spec}, limits=limits)
+
+
+def wait_until_closed(server: EmulatorServer, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while server.stream_stats.open_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.stream_stats.open_streams == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_generate_yields_the_same_events_as_the_async_client(
+    server: EmulatorServer, backend: str
+) -> None:
+    with (
+        Client("any-key", base_url=server.base_url, backend=backend) as client,
+        client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=2) as stream,
+    ):
+        events = list(stream)
+        assert stream.request_id
+    assert [type(e) for e in events] == [PartialImage, PartialImage, Completed]
+    for event in events:
+        assert Image.open(io.BytesIO(event.image_bytes)).size == (64, 48)
+    final = events[-1]
+    assert isinstance(final, Completed)
+    assert final.usage is not None
+
+
+def test_a_stream_opens_on_first_iteration_and_closes_at_its_end(server: EmulatorServer) -> None:
+    with Client("any-key", base_url=server.base_url) as client:
+        events = list(client.generate("a kite", model="gpt-image-2", size=SIZE))
+        assert [type(e) for e in events] == [Completed]
+        wait_until_closed(server)
+
+
+def test_edit_takes_image_bytes(server: EmulatorServer) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (64, 64), "red").save(buffer, "PNG")
+    with Client("any-key", base_url=server.base_url) as client:
+        stream = client.edit("add a hat", images=[buffer.getvalue()], model="gpt-image-2")
+        with stream:
+            [final] = list(stream)
+    assert isinstance(final, Completed)
+    assert final.operation == "edit"
+
+
+def test_url_results_are_fetched(server: EmulatorServer) -> None:
+    with Client("any-key", base_url=server.base_url) as client:
+        [event] = list(client.generate("a cat", model="dall-e-2", response_format="url"))
+        assert isinstance(event, Completed)
+        assert event.url is not None
+        assert client.fetch_image(event).startswith(b"\x89PNG")
+
+
+def test_a_bad_parameter_raises_at_the_call() -> None:
+    with (
+        Client("any-key", base_url="http://127.0.0.1:9/v1") as client,
+        pytest.raises(ValidationError, match="size"),
+    ):
+        client.generate("x", model="gpt-image-1", size="3x3")
+
+
+def test_no_key_is_a_validation_error_and_leaves_no_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TTAPI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = set(threading.enumerate())
+    with pytest.raises(ValidationError, match="api_key"):
+        Client()
+    assert set(threading.enumerate()) <= before
+
+
+def test_errors_are_the_async_clients(server: EmulatorServer) -> None:
+    http = faulty("end-early")
+    with Client("any-key", base_url=server.base_url, http_client=http) as client:
+        stream = client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=1)
+        with pytest.raises(ttstream.IncompleteStreamError) as info, stream:
+            list(stream)
+    assert info.value.last_partial is not None
+
+
+def test_keyboard_interrupt_in_the_loop_body_closes_everything(server: EmulatorServer) -> None:
+    before = set(threading.enumerate())
+    with (  # noqa: PT012 - the interrupt comes from the loop body
+        pytest.raises(KeyboardInterrupt),
+        Client("any-key", base_url=server.base_url) as client,
+        client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=3) as stream,
+    ):
+        for _event in stream:
+            raise KeyboardInterrupt
+    wait_until_closed(server)
+    assert set(threading.enumerate()) <= before  # the loop thread has stopped
+
+
+def test_ctrl_c_while_waiting_for_an_event_cancels_the_wait_and_closes(
+    server: EmulatorServer,
+) -> None:
+    """The stream stalls for 30 s after its first event; SIGINT arrives in the main
+    thread while it waits in ``next()``: the wait ends at once, the response closes."""
+    http = faulty("stall=30")
+    before = set(threading.enumerate())
+    timer = threading.Timer(
+        0.3, signal.pthread_kill, args=(threading.main_thread().ident, signal.SIGINT)
+    )
+    started = time.monotonic()
+    with (  # noqa: PT012
+        pytest.raises(KeyboardInterrupt),
+        Client("any-key", base_url=server.base_url, http_client=http) as client,
+        client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=2) as stream,
+    ):
+        next(stream)
+        timer.start()
+        next(stream)  # blocked in the stall when the signal comes
+    assert time.monotonic() - started < 5
+    wait_until_closed(server)
+    assert set(threading.enumerate()) <= before
+
+
+def test_a_script_that_never_closes_its_client_still_exits(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import sys, ttstream\n"
+        "client = ttstream.Client('any-key', base_url=sys.argv[1])\n"
+        "events = list(client.generate('x', model='gpt-image-2', size='64x48'))\n"
+        "print(type(events[-1]).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), server.base_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "Completed\n"), result.stderr
+
+
+def test_a_client_garbage_collected_stops_its_loop_thread(server: EmulatorServer) -> None:
+    before = set(threading.enumerate())
+    client = Client("any-key", base_url=server.base_url)
+    list(client.generate("x", model="gpt-image-2", size=SIZE))
+    del client
+    gc.collect()
+    assert set(threading.enumerate()) <= before
