@@ -40,8 +40,9 @@ def clean(text: object, limit: int = _MAX_SHOWN, *, secrets: Iterable[str] = ())
     """``text`` as one printable line: each of ``secrets`` (the API keys), every key a
     client registered and any credential header value are replaced by ``[REDACTED]``
     (``ttstream._secrets.redact``, the one redaction of ttstream), tabs and line breaks
-    become spaces, control characters (terminal escapes), lone surrogates and bidirectional overrides are shown as ``\\x1b``-style
-    escapes, and more than ``limit`` characters are cut with ``…``.
+    become spaces, control characters (terminal escapes), lone surrogates and
+    bidirectional overrides are shown as ``\\x1b``-style escapes, and more
+    than ``limit`` characters are cut with ``…``.
 
     Everything the CLI prints that came from a server goes through here, so a server
     cannot move the cursor, rewrite the screen, crash the encoder of ``stdout``, or
