@@ -31,7 +31,7 @@ import ttstream
 from ttstream.emulator import api_or_emulator
 from ttstream.sinks import CallbackSink, FileSink, pump
 
-MODEL = "gpt-image-1"
+MODEL = "gpt-image-2"
 PROMPTS = [
     "a lighthouse at dusk",
     "a red fox in the snow",

@@ -40,7 +40,7 @@ import ttstream
 from ttstream.emulator import api_or_emulator
 from ttstream.sinks import SinkError, WebSocketSink, pump
 
-MODEL = "gpt-image-1"
+MODEL = "gpt-image-2"
 SIZES = ("1024x1024", "1536x1024", "1024x1536")
 
 BROWSER_SNIPPET = """\

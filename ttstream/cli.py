@@ -257,10 +257,8 @@ class _CountedStream(httpx.AsyncByteStream):
 
 def _count_bytes(client: AsyncClient, progress: Progress) -> None:
     """Counts the bytes of every response of ``client`` into ``progress.received``,
-    with an httpx response hook on the client's own HTTP client (if it has one)."""
-    http = getattr(client, "_http", None)
-    if not isinstance(http, httpx.AsyncClient):  # pragma: no cover - another client's shape
-        return
+    with an httpx response hook on the client's HTTP client."""
+    http = client.http_client
 
     async def hook(response: httpx.Response) -> None:
         if isinstance(response.stream, httpx.AsyncByteStream):

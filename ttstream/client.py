@@ -180,6 +180,13 @@ class AsyncClient:
     def __repr__(self) -> str:
         return f"<AsyncClient base_url={self.base_url!r} auth={self.auth!r}>"
 
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` every request goes through (yours, if you passed
+        one): for its event hooks, e.g. counting the bytes received. Never give it
+        default credentials: the key is added to each API request only."""
+        return self._http
+
     async def __aenter__(self) -> AsyncClient:
         return self
 

@@ -42,11 +42,11 @@ from ttstream.sinks import SSERelay, pump
 logger = logging.getLogger("live_preview")
 
 HERE = Path(__file__).parent
-MODEL = "gpt-image-1"
-SIZES = ("1024x1024", "1536x1024", "1024x1536")  # what gpt-image-1 takes, besides "auto"
+MODEL = "gpt-image-2"
+SIZES = ("1024x1024", "1536x1024", "1024x1536")  # standard sizes; gpt-image-2 takes any WxH
 PARTIAL_IMAGES = 3
 KEEP = 16  # relays kept for late and reconnecting browsers; the oldest go first
-MAX_PROMPT = 32_000  # characters: gpt-image-1's limit on the prompt
+MAX_PROMPT = 32_000  # characters: gpt-image-2's limit on the prompt
 RETRY_MS = 1000  # a browser that lost the events stream reconnects after this long
 
 
