@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import ttstream
+from tests.helpers import assert_no_stream_open
 from ttstream import Client, Completed, PartialImage, ValidationError
 from ttstream.emulator import EmulatorServer
 
@@ -36,11 +37,8 @@ def faulty(spec: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(headers={"X-Emulator-Fault": spec}, limits=limits)
 
 
-def wait_until_closed(server: EmulatorServer, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while server.stream_stats.open_streams and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.stream_stats.open_streams == 0
+def wait_until_closed(server: EmulatorServer) -> None:
+    assert_no_stream_open(server, within=5.0)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -59,6 +57,19 @@ def test_generate_yields_the_same_events_as_the_async_client(
     final = events[-1]
     assert isinstance(final, Completed)
     assert final.usage is not None
+
+
+def test_the_responses_image_tool_runs_the_same_loop(server: EmulatorServer) -> None:
+    tool = {"type": "image_generation", "partial_images": 1, "size": "64x48"}
+    with (
+        Client("any-key", base_url=server.base_url) as client,
+        client.responses.stream(model="gpt-5", input="a kite", tools=[tool]) as stream,
+    ):
+        events = list(stream)
+    assert [type(e) for e in events] == [PartialImage, Completed]
+    assert events[-1].operation == "response"
+    assert stream.response is not None
+    assert stream.response.status == "completed"
 
 
 def test_a_stream_opens_on_first_iteration_and_closes_at_its_end(server: EmulatorServer) -> None:

@@ -24,6 +24,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
+from ._responses import Response
+from ._responses_client import ResponseStream
 from .client import DEFAULT_MODEL, AsyncClient
 from .events import Completed
 from .stream import ImageStream, StreamItem
@@ -96,6 +98,12 @@ class SyncImageStream:
         """The ``x-request-id`` of the answer, once the stream is open."""
         return self._stream.request_id
 
+    @property
+    def response(self) -> Response | None:
+        """For ``client.responses`` streams: the final response without images, once it
+        arrived (as ``ResponseStream.response``); else ``None``."""
+        return self._stream.response if isinstance(self._stream, ResponseStream) else None
+
     def __enter__(self) -> SyncImageStream:
         self._loop.call(self._stream.__aenter__)
         return self
@@ -164,6 +172,8 @@ class Client:
         # Also run when the client is garbage-collected or the interpreter exits without
         # close(): a loop thread left running would hang the interpreter's shutdown.
         self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._async)
+        self.responses = SyncResponses(self)
+        """The Responses API image tool, as ``AsyncClient.responses``."""
 
     @property
     def base_url(self) -> str:
@@ -234,7 +244,35 @@ class Client:
         )
         return SyncImageStream(self, self._loop, self._loop.portal.call(make))
 
-    def fetch_image(self, event: Completed) -> bytes:
-        """As :meth:`AsyncClient.fetch_image`: the image bytes of ``event``, downloaded
-        from ``event.url`` for a URL result."""
-        return self._loop.call(self._async.fetch_image, event)
+    def fetch_image(self, event: Completed, **options: Any) -> bytes:
+        """As :meth:`AsyncClient.fetch_image` (``timeout=``, ``url_filter=``): the image
+        bytes of ``event``, downloaded from ``event.url`` for a URL result."""
+        return self._loop.call(functools.partial(self._async.fetch_image, event, **options))
+
+    def _wrap(self, make: Callable[[], ImageStream]) -> SyncImageStream:
+        return SyncImageStream(self, self._loop, self._loop.portal.call(make))
+
+
+class SyncResponses:
+    """``Client.responses``: ``stream()`` and ``resume()`` take the arguments of
+    ``AsyncClient.responses`` and return a :class:`SyncImageStream` (with ``.response``
+    after the end)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = weakref.ref(client)  # no cycle: the client's finalizer still runs
+
+    def _owner(self) -> Client:
+        client = self._client()
+        assert client is not None, "the Client was garbage-collected"
+        return client
+
+    def stream(self, **options: Any) -> SyncImageStream:
+        """As ``AsyncClient.responses.stream``; raises ``ValidationError`` at once."""
+        client = self._owner()
+        return client._wrap(functools.partial(client._async.responses.stream, **options))
+
+    def resume(self, response_id: str, **options: Any) -> SyncImageStream:
+        """As ``AsyncClient.responses.resume``."""
+        client = self._owner()
+        make = functools.partial(client._async.responses.resume, response_id, **options)
+        return client._wrap(make)
