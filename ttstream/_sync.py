@@ -217,7 +217,7 @@ class Client:
             reconnect=reconnect,
             **params,
         )
-        return SyncImageStream(self, self._loop, self._loop.portal.call(make))
+        return self._wrap(make)
 
     def edit(
         self,
@@ -242,7 +242,7 @@ class Client:
             reconnect=reconnect,
             **params,
         )
-        return SyncImageStream(self, self._loop, self._loop.portal.call(make))
+        return self._wrap(make)
 
     def fetch_image(self, event: Completed, **options: Any) -> bytes:
         """As :meth:`AsyncClient.fetch_image` (``timeout=``, ``url_filter=``): the image
