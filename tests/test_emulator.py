@@ -1,4 +1,4 @@
-"""The emulator over real loopback HTTP: it speaks the wire format of wire-format.md."""
+"""The emulator over real loopback HTTP: it speaks the wire format of docs/sse.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The error answer of the emulator: an HTTP status with the OpenAI error JSON.
 
-Shape from wire-format.md, "Errors" (before the stream):
+Shape of the API's HTTP errors (docs/hostile-servers.md, "Errors"):
 ``{"error": {"message", "type", "param", "code"}}``.
 """
 

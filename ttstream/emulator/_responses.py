@@ -1,7 +1,8 @@
 """What the emulator answers: the SSE event stream and the synchronous JSON body.
 
-Sources: wire-format.md, "The stream" (event types, fields, framing) and "Endpoints and
-authentication" (the JSON answer and TTAPI's legacy envelope).
+Sources: docs/sse.md, "The Images API stream" (event types, fields, framing), and the
+Images API's JSON answer with TTAPI's legacy envelope (docs/models.md, "Endpoints and
+authentication").
 
 The stream is one async generator of event objects, :func:`sse_events`, each encoded as
 a frame by :func:`encode_sse` (:func:`sse_frames` does both). The fault injector
@@ -50,7 +51,7 @@ def encode_sse(data: Mapping[str, Any], *, id: int | None = None) -> bytes:
     """One SSE frame: ``event: <type>``, ``data: <one-line JSON>``, a blank line.
 
     The event name is the JSON ``type``, as the real API sends it; no ``id:`` or
-    ``retry:`` field (wire-format.md, "The stream"), unless ``id`` is given (the ``ids``
+    ``retry:`` field (docs/sse.md, "The Images API stream"), unless ``id`` is given (the ``ids``
     fault). ``json.dumps`` escapes control characters, so the data always fits on one
     line.
     """
