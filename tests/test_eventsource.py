@@ -347,3 +347,14 @@ async def test_a_resume_hook_reconnects_to_another_url_without_a_body() -> None:
     resumed = server.requests[1]
     assert (resumed.method, resumed.path, resumed.body) == ("GET", "/resume?after=1", b"")
     assert "content-type" not in resumed.headers
+
+
+async def test_a_retry_longer_than_the_budget_fails_at_once() -> None:
+    with ScriptedServer(
+        Answer([b"retry: 100000000\nid: 1\ndata: a\n\n", 0.05], end="abort")
+    ) as server:
+        started = anyio.current_time()
+        with pytest.raises(APIConnectionError):
+            await collect(server, reconnect=ReconnectPolicy(budget=5.0))
+    assert anyio.current_time() - started < 3
+    assert len(server.requests) == 1

@@ -385,6 +385,8 @@ class EventSource:
         ):
             return None
         delay = policy.backoff(self._attempts, self.retry)
+        if now + delay - self._first_break_at > policy.budget:
+            return None  # a wait past the budget (a server asking for hours): give up now
         self._attempts += 1
         if starting_over and not self._idempotent:
             self._regenerations += 1
