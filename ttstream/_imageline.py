@@ -226,7 +226,7 @@ def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, i
         if i >= n:
             return _MORE
         if key in keys:
-            if text[i] != '"' or key in members or not text.isascii():
+            if text[i] != '"' or key in members or not text[:i].isascii():
                 return None
             return members, key, i + 1
         try:

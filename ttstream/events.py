@@ -108,11 +108,11 @@ class _Image:
         assert self._data is not None
         return _base64.codec().encode_text(self._data)
 
-    def ascii(self) -> bytes:
-        """The base64 as bytes, for a ``verbatim`` image: encoded once from the image
-        bytes, or the ASCII text copied once."""
+    def utf8(self) -> bytes:
+        """The base64 text in UTF-8, for splicing a ``verbatim`` image: encoded once from
+        the image bytes, or the text encoded once (a copy, for ASCII)."""
         if self._text is not None:
-            return self._text.encode("ascii")
+            return self._text.encode()
         assert self._data is not None
         return _base64.codec().encode(self._data)
 
@@ -505,10 +505,7 @@ def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
         obj = json.loads(data)
     except (ValueError, RecursionError) as exc:
         if sse.event == "error":
-            raise StreamError(
-                f"the server sent an error event whose data is not JSON: {short_repr(data)}",
-                event_id=sse.id,
-            ) from None
+            raise _error_without_object(sse) from None
         if not data.lstrip(" \t\r\n").startswith("{"):
             logger.debug("skipping data that is not JSON (a heartbeat?): %s", short_repr(data))
             return None
@@ -522,16 +519,18 @@ def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
         ) from None
     if not isinstance(obj, dict):
         if sse.event == "error":
-            raise StreamError(
-                f"the server sent an error event whose data is not an object: {short_repr(obj)}",
-                event_id=sse.id,
-            )
+            raise _error_without_object(sse)
         raise MalformedEventError(
             f"data is a JSON {type(obj).__name__}, expected an object",
             event=sse.event,
             event_id=sse.id,
         )
     return obj, False
+
+
+def _error_without_object(sse: ServerSentEvent) -> StreamError:
+    """``event: error`` whose data is not a JSON object: its text is the message."""
+    return StreamError(f"data that is not a JSON object: {short_repr(sse.data)}", event_id=sse.id)
 
 
 def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
