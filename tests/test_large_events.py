@@ -487,3 +487,18 @@ def test_any_split_and_corruption_gives_the_plain_outcome(
     decoder = SSEDecoder(decode_images=True)
     fast = [described(e) for a, b in itertools.pairwise(bounds) for e in decoder.feed(raw[a:b])]
     assert fast == stream_outcome(raw, 1 << 20, decode_images=False)
+
+
+@pytest.mark.parametrize(
+    "data", [CLEAN[0], CLEAN[4], DOUBTFUL[0], DOUBTFUL[5], DOUBTFUL[6], DOUBTFUL[7]]
+)
+def test_every_split_near_the_string_end_gives_the_plain_outcome(data: str) -> None:
+    """Whole chunks inside the string are decoded without searching them for line ends or
+    quotes; a chunk that holds one, anywhere (its last bytes included), is not."""
+    raw = frame(data) + frame(CLEAN[1])
+    expected = stream_outcome(raw, 1 << 20, decode_images=False)
+    for cut in range(len(raw) - 1):
+        for second in (cut + 1, cut + 2, cut + 3, cut + 5, cut + 9):
+            decoder = SSEDecoder(decode_images=True)
+            parts = [raw[:cut], raw[cut:second], raw[second:]]
+            assert [described(e) for p in parts for e in decoder.feed(p)] == expected

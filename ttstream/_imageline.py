@@ -106,6 +106,34 @@ class ImageLine:
             return self._feed_head(data, start, end)
         return self._feed_value(data, start, end)
 
+    def take_run(self, data: bytes) -> bool:
+        """Decodes all of ``data`` as the inside of the image string, when it is: then
+        it holds no quote and no line end, and the caller need not search it for them
+        (the strict decoder has checked every byte). Answers ``False``, having taken
+        nothing, when ``data`` is anything else (its end, a doubt, padding)."""
+        if self._found is None or self._tail is not None:
+            return False
+        carry = self._carry
+        fill = (4 - len(carry)) % 4
+        keep = (len(data) - fill) % 4
+        if len(data) < fill + keep + 4:
+            return False
+        left = data[len(data) - keep :]
+        if b'"' in left or b"\n" in left or b"\r" in left:
+            return False
+        decode = self._codec.decode_run
+        first = decode(carry + data[:fill], last=False) if carry else b""
+        if first is None:
+            return False
+        with memoryview(data) as view:
+            out = decode(view[fill : len(data) - keep], last=False)
+        if out is None:
+            return False
+        self._out.write(first)
+        self._out.write(out)
+        self._carry = left
+        return True
+
     def end(self, data: bytes | bytearray, start: int, end: int) -> DecodedData | Fallback:
         """Takes the last bytes of the value; answers the decoded data, or the line as a
         :data:`Fallback` when the fast path cannot vouch for it."""

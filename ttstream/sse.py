@@ -228,6 +228,11 @@ class SSEDecoder:
             self._skip_lf = False
             if data[0] == 0x0A:
                 data = data[1:]
+        image = self._image
+        size = self._event_size + self._line_size + len(data)
+        if image is not None and size <= self.max_event_bytes and image.take_run(data):
+            self._line_size += len(data)  # all base64: no CR, LF or quote to look for
+            return []
         if b"\r" in data:
             # Normalise CRLF and lone CR to LF. A CR at the very end ends its line now;
             # remember it, so that an LF opening the next chunk is skipped.
