@@ -52,3 +52,23 @@ def test_the_client_keeps_its_settings() -> None:
     http = http_client(timeout=3.5, follow_redirects=True)
     assert http.timeout == httpx.Timeout(3.5)
     assert http.follow_redirects
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aiohttp_bodies_come_in_large_pieces(emulator: EmulatorServer) -> None:
+    if not AIOHTTP:
+        pytest.skip("httpx-aiohttp is not installed")
+    from httpx_aiohttp.transport import AiohttpResponseStream
+
+    from ttstream._transport import READ_SIZE
+
+    default = AiohttpResponseStream.CHUNK_SIZE
+    async with http_client(timeout=10) as http:
+        url = emulator.base_url.removesuffix("/v1") + "/"
+        response = await http._transport.handle_async_request(httpx.Request("GET", url))
+        try:
+            assert isinstance(response.stream, AiohttpResponseStream)
+            assert response.stream.CHUNK_SIZE == READ_SIZE
+        finally:
+            await response.aclose()
+    assert default == AiohttpResponseStream.CHUNK_SIZE  # nothing process-wide changed
