@@ -567,7 +567,7 @@ def draw_chart(by_size: Results, path: Path) -> None:
         rows = [by_size[size][name] for size in keys]
         speed.plot(sizes, [row["mb_per_s"] for row in rows], marker=marker, label=name)
         memory.plot(sizes, [row["peak_ratio"] for row in rows], marker=marker, label=name)
-    memory.axhline(2.5, color="grey", linestyle="--", linewidth=1, label=f"target: 2.5{TIMES}")
+    memory.axhline(1.5, color="grey", linestyle="--", linewidth=1, label=f"target: 1.5{TIMES}")
     for axes in (speed, memory):
         axes.set_xscale("log", base=2)
         axes.set_xticks(sizes, [f"{size:g}" for size in sizes])
