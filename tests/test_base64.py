@@ -117,3 +117,13 @@ def test_without_pybase64_binascii_is_the_backend(monkeypatch: pytest.MonkeyPatc
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(KeyError):
         _base64.set_backend("nope")
+
+
+def test_the_mode_decodes_unless_a_relay_lacks_pybase64(monkeypatch: pytest.MonkeyPatch) -> None:
+    for accelerated in (True, False):
+        monkeypatch.setattr(_base64, "ACCELERATED", accelerated)
+        assert _base64.decode_on_arrival(relays_base64=False)
+        assert _base64.decode_on_arrival(relays_base64=True) is accelerated
+    from ttstream.sinks import SSERelay
+
+    assert SSERelay.relays_base64

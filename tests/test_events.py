@@ -1,4 +1,4 @@
-"""parse_event and the typed events (wire-format.md, "The stream" and "Errors")."""
+"""parse_event and the typed events (the Images API's stream events and error shapes)."""
 
 from __future__ import annotations
 

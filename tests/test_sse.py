@@ -1,4 +1,4 @@
-"""SSEDecoder against the WHATWG rules (wire-format.md, "Server-Sent Events rules")."""
+"""SSEDecoder against the WHATWG rules (HTML, "Interpreting an event stream"; docs/sse.md)."""
 
 from __future__ import annotations
 

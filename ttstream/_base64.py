@@ -25,6 +25,7 @@ __all__ = [
     "Base64Error",
     "Codec",
     "codec",
+    "decode_on_arrival",
     "decoded_length",
     "set_backend",
 ]
@@ -152,6 +153,15 @@ if _FAST is not None:
 ACCELERATED = _FAST is not None
 """Whether pybase64 is installed: decoding eagerly then costs a few percent of a stream."""
 _current = _FAST or BINASCII
+
+
+def decode_on_arrival(*, relays_base64: bool) -> bool:
+    """The decoder mode (``SSEDecoder(decode_images=...)``) for a stream whose consumer
+    forwards the base64 text (``relays_base64``, e.g. only :class:`~ttstream.sinks.SSERelay`
+    reads it) or uses the image bytes: decode on arrival unless the consumer relays
+    base64 and pybase64 is missing, where a decode plus a re-encode would cost 3 to 4
+    times keeping the text (``docs/fast.md``, "Choosing the mode per stream")."""
+    return ACCELERATED or not relays_base64
 
 
 def codec() -> Codec:

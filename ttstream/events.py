@@ -1,7 +1,7 @@
 """Typed image events, and the parsing of one ``ServerSentEvent`` into one of them.
 
-The wire fields are those of ``docs/fast.md`` and the Images API reference, "The
-stream": an event's ``type`` is
+The wire fields are those of the Images API reference, "Image generation streaming
+events": an event's ``type`` is
 ``image_<operation>.partial_image`` or ``image_<operation>.completed`` (``generation``
 and ``edit`` today), its ``data`` one JSON object. Fields that ttstream does not know
 are kept in ``extra``; enums (``quality``, ``size``, ...) stay plain strings because
@@ -184,7 +184,7 @@ class InputTokensDetails:
 
 @attrs.frozen(kw_only=True)
 class Usage:
-    """Token usage of a completed image (``usage`` in wire-format.md, "The stream")."""
+    """Token usage of a completed image (``usage`` of a ``completed`` event)."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -368,7 +368,7 @@ def _parse_usage(fields: _Fields) -> Usage | None:
 
 
 def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
-    """Raises StreamError for the nested and the flat error shapes (wire-format.md)."""
+    """Raises StreamError for the nested and the flat error shapes (see StreamError)."""
     nested = obj.get("error")
     body = nested if isinstance(nested, Mapping) else obj
 

@@ -1,7 +1,7 @@
 """A sans-I/O Server-Sent Events decoder: bytes in, ``ServerSentEvent`` objects out.
 
 It follows the WHATWG HTML standard, section "Server-sent events", 9.2.6 "Interpreting
-an event stream" (summarised in wire-format.md, "Server-Sent Events rules"):
+an event stream" (summarised in ``docs/sse.md``):
 
 - the stream is UTF-8 whatever the declared charset; invalid bytes become U+FFFD and
   one leading byte order mark is stripped;
@@ -18,6 +18,12 @@ line that arrives whole inside a chunk is decoded straight from a ``memoryview``
 A data line longer than 64 KiB is decoded in 64 KiB pieces, and its event keeps them
 until ``data`` is first read (:func:`data_pieces`): ``parse_event`` copies the image's
 base64 straight out of the pieces, so the event is not copied whole once more.
+
+With ``decode_images=True`` (the default), a data line that holds a JSON object with a
+top-level image string (:data:`IMAGE_KEYS`) has its base64 decoded while the bytes arrive
+(``ttstream._imageline``; ``docs/fast.md``): the event then holds the decoded bytes
+(:func:`decoded_data`), and anything the fast path cannot vouch for stays text, exactly as
+the plain path decodes it.
 """
 
 from __future__ import annotations

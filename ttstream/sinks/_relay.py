@@ -154,6 +154,11 @@ class SSERelay:
         RuntimeError: from ``send``: the relay has already ended.
     """
 
+    relays_base64 = True
+    """The sink's declaration that it forwards the events' base64 rather than their
+    bytes: a stream feeding only such sinks may be read with
+    ``decode_images=ttstream._base64.decode_on_arrival(relays_base64=True)``."""
+
     def __init__(self, *, replay: int = 4, retry: int = 3000, keepalive: float | None = 15.0):
         if replay < 1:
             raise ValueError(f"replay must be at least 1 event, got {replay!r}")
