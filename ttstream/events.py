@@ -203,7 +203,7 @@ class ImageEvent:
     here) holds the text. Either way both attributes work:
 
     - ``image_bytes``: the file. Free when the event holds the bytes; else decoded on
-      first use (about 1 ms per MB with binascii, 0.05 with pybase64) and kept.
+      first use (about 2 ms per MB of image with binascii, 0.1 with pybase64) and kept.
     - ``b64_json``: the base64 text, exactly as it arrived. Free when the event holds the
       text; else encoded afresh on every access (about 1 ms per MB of image with
       binascii, 0.1 with pybase64, and a new string 4/3 of the image's size): keep the
