@@ -25,6 +25,9 @@ from httpx_sse import aconnect_sse
 from openai import AsyncOpenAI
 
 import ttstream
+from ttstream import _base64
+from ttstream._transport import http_client
+from ttstream.sse import SSEDecoder
 
 # The HTTP stack the openai SDK runs on: httpx in older releases, its fork httpx2 (with
 # httpcore2) in newer ones.
@@ -39,7 +42,10 @@ MODEL = "gpt-image-1"
 BASE_URL = "http://bench.invalid/v1"  # in-memory runs never leave the process
 SSE_HEADERS = {"content-type": "text/event-stream"}
 
-TTSTREAM = "ttstream"
+TTSTREAM = "ttstream"  # as installed: decoded on arrival, pybase64
+TT_STDLIB = "ttstream, stdlib base64"  # decoded on arrival, binascii
+TT_AIOHTTP = "ttstream + aiohttp"  # decoded on arrival, pybase64, aiohttp's transport
+TT_TODAY = "ttstream, text mode, stdlib"  # decode_images=False, binascii: the path before
 HTTPX_SSE = "httpx-sse + json + base64"
 OPENAI = "openai SDK"
 FLOOR_JSON = "floor: json + base64 of pre-split events"
@@ -83,21 +89,34 @@ def mock_client2(chunks: list[bytes], **kwargs: Any) -> Any:
 
 
 class TTStreamPeer:
-    name = TTSTREAM
+    """``name`` picks the variant: the base64 backend and the decoder's mode."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str = BASE_URL) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str = BASE_URL, name: str = TTSTREAM
+    ) -> None:
+        self.name = name
         self.http = http
         self.client = ttstream.AsyncClient("bench-key", base_url=base_url, http_client=http)
+        self.backend = "binascii" if name in (TT_STDLIB, TT_TODAY) else _base64.codec().name
+        self.decode_images = name != TT_TODAY
 
     async def run(self, decode: bool, tag: str | None = None, on_event: OnEvent = None) -> int:
         params = {} if tag is None else {"user": tag}
         handled = 0
-        stream = self.client.generate(PROMPT, model=MODEL, partial_images=3, **params)
-        async with stream:
-            async for index, event in _enumerate(stream):
-                if on_event is not None:
-                    on_event(index)
-                handled += len(event.image_bytes) if decode else len(event.b64_json)
+        previous = _base64.set_backend(self.backend)
+        try:
+            stream = self.client.generate(PROMPT, model=MODEL, partial_images=3, **params)
+            if not self.decode_images:
+                # The option the client's API gains with EventSource; until then, the
+                # stream's decoder is swapped before the first read.
+                stream._decoder = SSEDecoder(stream._max_event_bytes, decode_images=False)
+            async with stream:
+                async for index, event in _enumerate(stream):
+                    if on_event is not None:
+                        on_event(index)
+                    handled += len(event.image_bytes) if decode else len(event.b64_json)
+        finally:
+            _base64.set_backend(previous.name)
         return handled
 
     async def aclose(self) -> None:
@@ -201,7 +220,10 @@ def in_memory_peers(stream: Stream, names: list[str], chunk: int = CHUNK) -> lis
     """The peers ``names``, each over a mock transport that serves ``stream`` in chunks."""
     chunks = stream.chunks(chunk)
     make = {
-        TTSTREAM: lambda: TTStreamPeer(mock_client(chunks)),
+        **{
+            name: lambda name=name: TTStreamPeer(mock_client(chunks), name=name)
+            for name in (TTSTREAM, TT_STDLIB, TT_TODAY)
+        },
         HTTPX_SSE: lambda: HttpxSSEPeer(mock_client(chunks)),
         OPENAI: lambda: OpenAIPeer(mock_client2(chunks)),
         FLOOR_JSON: lambda: FloorJsonPeer(stream),
@@ -213,9 +235,10 @@ def in_memory_peers(stream: Stream, names: list[str], chunk: int = CHUNK) -> lis
 def network_peer(name: str, base_url: str, connections: int) -> Peer:
     """A peer over real HTTP to ``base_url``, its pool sized for ``connections`` streams
     (httpx's default pool of 100 would queue a larger fan-out)."""
-    if name == TTSTREAM:
+    if name in (TTSTREAM, TT_STDLIB, TT_TODAY, TT_AIOHTTP):
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return TTStreamPeer(httpx.AsyncClient(limits=limits, timeout=600), base_url)
+        make = http_client if name == TT_AIOHTTP else httpx.AsyncClient
+        return TTStreamPeer(make(limits=limits, timeout=600), base_url, name)
     if name == HTTPX_SSE:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         return HttpxSSEPeer(httpx.AsyncClient(limits=limits, timeout=600), base_url)

@@ -1,10 +1,11 @@
-"""parse_event and the typed events (wire-format.md, "The stream" and "Errors")."""
+"""parse_event and the typed events (the Images API's stream events and error shapes)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 
 import attrs
@@ -16,12 +17,13 @@ from ttstream import (
     Completed,
     MalformedEventError,
     PartialImage,
+    ProtocolError,
     ServerSentEvent,
     StreamError,
     TTStreamError,
     parse_event,
 )
-from ttstream.events import decode_base64
+from ttstream.events import decode_base64, parse_response
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 B64 = base64.b64encode(IMAGE).decode()
@@ -290,3 +292,59 @@ def test_decode_base64_error_is_not_a_bare_binascii_error() -> None:
     with pytest.raises(MalformedEventError) as info:
         decode_base64("QUJDRA", what="b64_json")
     assert not isinstance(info.value, binascii.Error)
+
+
+# -- hostile data (issue 10) -------------------------------------------------------------
+
+
+def test_an_empty_b64_json_is_malformed() -> None:
+    with pytest.raises(MalformedEventError, match="empty 'b64_json'"):
+        parse_event(sse(completed(b64_json="")))
+    with pytest.raises(MalformedEventError, match="empty 'b64_json'"):
+        parse_response({"data": [{"b64_json": ""}]}, operation="generation")
+
+
+@pytest.mark.parametrize("data", [": PING", "PING", "ping 12", "[not json", ":"])
+def test_heartbeats_sent_as_data_are_skipped_and_logged(
+    data: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="ttstream"):
+        assert parse_event(ServerSentEvent(data=data)) is None
+    assert any("not JSON" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
+
+
+@pytest.mark.parametrize("data", ["{PING", ' \t{"type": "image_generation.completed", "b64'])
+def test_data_that_starts_like_an_object_and_is_not_json_is_malformed(data: str) -> None:
+    with pytest.raises(MalformedEventError, match="not JSON"):
+        parse_event(ServerSentEvent(data=data))
+
+
+@pytest.mark.parametrize("data", ["upstream overloaded " * 500_000, "{broken", '"a string"'])
+def test_an_error_event_whose_data_is_not_an_object_is_a_stream_error(data: str) -> None:
+    with pytest.raises(StreamError) as info:
+        parse_event(ServerSentEvent(event="error", data=data, id="5"))
+    assert data[:10] in str(info.value)
+    assert len(str(info.value)) < 400  # shortened, whatever the server sent
+    assert info.value.event_id == "5"
+
+
+def test_deeply_nested_json_in_an_event_is_malformed() -> None:
+    data = '{"a":' * 100_000 + "1" + "}" * 100_000
+    with pytest.raises(MalformedEventError, match="nested too deeply"):
+        parse_event(ServerSentEvent(event="image_generation.completed", data=data))
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, bytearray(b'{"a":' * 100_000)])
+def test_deeply_nested_json_in_a_response_body_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(ProtocolError, match=r"nested too deeply|not JSON") as info:
+        parse_response(body, operation="generation")
+    assert not isinstance(info.value, RecursionError)
+    assert len(str(info.value)) < 400
+
+
+def test_a_raw_response_body_is_parsed() -> None:
+    body = json.dumps({"created": 1, "data": [{"b64_json": B64}]}).encode()
+    (event,) = parse_response(body, operation="generation")
+    assert event.image_bytes == IMAGE
+    with pytest.raises(ProtocolError, match="not JSON"):
+        parse_response(memoryview(b"<html>"), operation="generation")

@@ -10,18 +10,19 @@ import base64
 import itertools
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from _backends import NAMES, using
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ttstream
 from ttstream import Completed, MalformedEventError, PartialImage, ServerSentEvent, SSEDecoder
 from ttstream.events import _fast_loads, parse_event
-from ttstream.sse import data_pieces
+from ttstream.sse import data_pieces, decoded_data
 
 KiB = 1024
 B64 = base64.b64encode(random.Random(7).randbytes(150 * KiB)).decode()  # 200 KiB of base64
@@ -262,3 +263,242 @@ async def test_a_stream_of_large_events_in_64_kib_chunks() -> None:
     assert [e.image_bytes for e in got] == images
     assert got[2].usage is not None
     assert got[2].usage.total_tokens == 9
+
+
+# -- SSEDecoder(decode_images=True): decoded as it arrives, equal to the plain path ----------
+
+IMG = random.Random(11).randbytes(300)
+SMALL = base64.b64encode(IMG).decode()  # 400 chars: cheap at 1-byte chunks
+HEAD = '{"type":"image_generation.completed","b64_json":"'
+TAIL = '","size":"1x1","usage":{"total_tokens":3}}'
+
+
+@pytest.fixture(params=NAMES, autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    with using(request.param):
+        yield
+
+
+def described(sse: ServerSentEvent) -> Any:
+    """Everything a consumer can see of one event: its fields, what parse_event makes of
+    it, the image's bytes and base64, or the errors raised."""
+    fields = (sse.event, sse.data, sse.id, sse.retry)
+    try:
+        event = parse_event(sse)
+    except ttstream.TTStreamError as exc:
+        return fields, type(exc), str(exc)
+    if event is None:
+        return fields, None
+    try:
+        image: Any = event.image_bytes
+    except ttstream.TTStreamError as exc:
+        image = type(exc), str(exc)
+    return fields, type(event), event, event.b64_json, image, repr(event)
+
+
+def stream_outcome(raw: bytes, chunk: int, *, decode_images: bool, limit: int = 1 << 20) -> Any:
+    decoder = SSEDecoder(limit, decode_images=decode_images)
+    seen: list[Any] = []
+    try:
+        for part in split(raw, chunk):
+            seen += [described(sse) for sse in decoder.feed(part)]
+        decoder.close()
+    except ttstream.EventTooLargeError as exc:
+        seen.append(str(exc))
+    return seen
+
+
+def fast_events(raw: bytes, chunk: int) -> list[ServerSentEvent]:
+    decoder = SSEDecoder(decode_images=True)
+    return [sse for part in split(raw, chunk) for sse in decoder.feed(part)]
+
+
+CHUNKS = [1, 3, 7, 1 << 20]
+CLEAN = [
+    HEAD + SMALL + TAIL,
+    HEAD + SMALL + '"}',
+    ' \t{ "type" : "image_generation.partial_image" ,"partial_image_index": 0, "x":[1,{"y":'
+    'null}], "n": -1.5e3,"b64_json" :\t"' + SMALL + '" , "z": "\\u00e9" }  ',
+    '{"revised_prompt":"say \\"hi\\"","type":"image_generation.completed","b64_json":"'
+    + SMALL
+    + '","note":"café"}',  # an escape before, non-ASCII after: both fine
+    HEAD + SMALL[:-4] + "QQ==" + TAIL,  # padded
+    HEAD + SMALL[:-4] + "QUI=" + TAIL,
+    HEAD + TAIL,  # empty: malformed, on both paths alike
+    '{"type":"response.image_generation_call.partial_image","partial_image_b64":"'
+    + SMALL
+    + '","partial_image_index":0}',
+    '{"b64_json":1,"type":"image_generation.completed"}',  # not a string: json decides
+]
+DOUBTFUL = [
+    HEAD + SMALL[:100] + "\\/" + SMALL[100:] + TAIL,  # an escape
+    HEAD + SMALL[:100] + "\\u0041" + SMALL[101:] + TAIL,
+    HEAD + SMALL[:100] + "é" + SMALL[101:] + TAIL,  # non-ASCII
+    HEAD + SMALL[:100] + "\x01" + SMALL[101:] + TAIL,  # a control character
+    HEAD + SMALL[:101] + "\t" + SMALL[101:] + TAIL,
+    HEAD + SMALL[:100] + "\r" + SMALL[100:] + TAIL,  # a CR: a line end inside the value
+    HEAD + SMALL[:100] + "QQ==" + SMALL[100:] + TAIL,  # padding in the middle
+    HEAD + SMALL[:-4] + "QR==" + TAIL,  # non-canonical bits under the padding
+    HEAD + SMALL[:-4] + "Q===" + TAIL,
+    HEAD + SMALL[:-2] + TAIL,  # not a multiple of 4
+    HEAD + SMALL + '","b64_json":"QUJD"}',  # the key twice
+    '{"type":"image_generation.completed","b64_json":"QUJD","b64_json":"' + SMALL + '"}',
+    HEAD + SMALL + '",}',  # a trailing comma
+    HEAD + SMALL + '"} {}',  # extra data
+    HEAD + SMALL + '"',  # unterminated object
+    HEAD + SMALL,  # unterminated string
+    HEAD + SMALL + '","n":01}',
+    "\ufeff" + HEAD + SMALL + TAIL,  # a BOM inside the data
+    '["' + SMALL + '"]',
+    "{" + '"a":' * 3 + "1" + HEAD[1:] + SMALL + TAIL,
+]
+# Decoded on arrival too, and still exactly what json.loads gives.
+LOOKALIKES = [
+    '{"x":{"b64_json":"' + SMALL + '"},"type":"image_generation.completed","b64_json":"QQ=="}',
+    '{"b64_jsonx":"' + SMALL + '","type":"image_generation.completed","b64_json":"QQ=="}',
+    '{"\\"b64_json":"' + SMALL + '","type":"image_generation.completed","b64_json":"QQ=="}',
+    '{"type":"error","b64_json":"' + SMALL + '","message":"boom"}',
+]
+
+
+def frame(data: str, eol: str = "\n") -> bytes:
+    return f"event: image_generation.completed{eol}id: 4{eol}data: {data}{eol}{eol}".encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+@pytest.mark.parametrize("data", CLEAN + LOOKALIKES + DOUBTFUL)
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_decoding_on_arrival_gives_what_the_plain_path_gives(data: str, chunk: int) -> None:
+    raw = frame(data)
+    assert stream_outcome(raw, chunk, decode_images=True) == stream_outcome(
+        raw, 1 << 20, decode_images=False
+    )
+
+
+@pytest.mark.parametrize("data", CLEAN[:-1] + LOOKALIKES)
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_clean_images_are_decoded_on_arrival(data: str, chunk: int) -> None:
+    (sse,) = fast_events(frame(data), chunk)
+    decoded = decoded_data(sse)
+    assert decoded is not None
+    obj = json.loads(data)
+    assert decoded.image == base64.b64decode(obj[decoded.key])
+    assert list(decoded.members) == list(obj)
+    assert {k: v for k, v in decoded.members.items() if k != decoded.key} == {
+        k: v for k, v in obj.items() if k != decoded.key
+    }
+    assert sse.data == data  # the text, rebuilt
+
+
+@pytest.mark.parametrize("data", DOUBTFUL)
+def test_anything_doubtful_stays_text(data: str) -> None:
+    for sse in fast_events(frame(data), 5):
+        assert decoded_data(sse) is None
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\r"])
+@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 20])
+def test_line_endings_and_a_bom_do_not_change_the_outcome(eol: str, chunk: int) -> None:
+    raw = b"\xef\xbb\xbf" + frame(HEAD + SMALL + TAIL, eol) + frame(DOUBTFUL[0], eol)
+    fast = stream_outcome(raw, chunk, decode_images=True)
+    assert fast == stream_outcome(raw, 1 << 20, decode_images=False)
+    assert len(fast) == 2
+    assert decoded_data(fast_events(raw, chunk)[0]) is not None
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_several_data_lines_and_other_fields(chunk: int) -> None:
+    raw = (
+        b"retry: 10\ndata: " + (HEAD + SMALL).encode() + b'"\ndata: }\n\n'  # JSON on two lines
+        b"data: x\ndata: " + (HEAD + SMALL + TAIL).encode() + b"\n\n"  # an image line second
+        b": comment\nevent: error\ndata: not json\n\n"
+        b"data: : PING\n\n"
+    )
+    fast = stream_outcome(raw, chunk, decode_images=True)
+    assert fast == stream_outcome(raw, 1 << 20, decode_images=False)
+    assert len(fast) == 4
+    assert all(decoded_data(sse) is None for sse in fast_events(raw, chunk))
+
+
+@pytest.mark.parametrize("limit", [len(SMALL) - 10, len(SMALL) + 60, len(SMALL) + 200])
+@pytest.mark.parametrize("chunk", [1, 64, 1 << 20])
+def test_max_event_bytes_holds_on_the_fast_path(limit: int, chunk: int) -> None:
+    raw = frame(HEAD + SMALL + TAIL) * 2
+    fast = stream_outcome(raw, chunk, decode_images=True, limit=limit)
+    assert fast == stream_outcome(raw, chunk, decode_images=False, limit=limit)
+
+
+def test_a_decoded_event_equals_the_text_one_and_costs_nothing_to_read() -> None:
+    (sse,) = fast_events(frame(HEAD + B64 + TAIL), 64 * KiB)
+    event = parse_event(sse)
+    text_event = parse_event(plain(sse))
+    assert isinstance(event, Completed)
+    assert event == text_event
+    assert event.image_bytes is event.image_bytes  # held, not decoded per access
+    assert event.b64_json == B64
+    assert repr(event) == repr(text_event)
+    assert "b64_json=<" in repr(event)
+    assert f"{len(B64)} base64 chars" in repr(event)
+    assert "decoded" in repr(sse)
+
+
+def test_events_can_still_be_built_from_text() -> None:
+    event = Completed(b64_json="QUJD", operation="generation")
+    assert (event.image_bytes, event.b64_json) == (b"ABC", "QUJD")
+    assert attrs_evolve(event, b64_json="QQ==").image_bytes == b"A"
+    assert Completed(b64_json=None, operation="edit", url="http://x").b64_json is None
+
+
+def attrs_evolve(event: Completed, **changes: Any) -> Completed:
+    import attrs
+
+    return attrs.evolve(event, **changes)
+
+
+_corruptions = st.sampled_from(["\\", '"', "=", "é", "\x00", "\r", "\n", "}", ",", " ", "\ud800"])
+
+
+@settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    image=st.binary(min_size=0, max_size=120),
+    extra=st.dictionaries(st.sampled_from(["size", "n", "b64_json", "x"]), _values, max_size=2),
+    before=st.booleans(),
+    corrupt=st.lists(st.tuples(st.integers(0, 400), _corruptions), max_size=2),
+    cuts=st.lists(st.integers(0, 400), max_size=8),
+)
+def test_any_split_and_corruption_gives_the_plain_outcome(
+    image: bytes,
+    extra: dict[str, Any],
+    before: bool,
+    corrupt: list[tuple[int, str]],
+    cuts: list[int],
+) -> None:
+    members = {"type": "image_generation.partial_image", "partial_image_index": 0}
+    b64 = base64.b64encode(image).decode()
+    obj = {**extra, **members, "b64_json": b64} if before else {**members, "b64_json": b64, **extra}
+    text = json.dumps(obj, separators=(",", ":"))
+    for at, char in corrupt:
+        text = text[:at] + char + text[at:]
+    raw = frame(text)
+    bounds = sorted({0, len(raw), *(c for c in cuts if c < len(raw))})
+    decoder = SSEDecoder(decode_images=True)
+    fast = [described(e) for a, b in itertools.pairwise(bounds) for e in decoder.feed(raw[a:b])]
+    assert fast == stream_outcome(raw, 1 << 20, decode_images=False)
+
+
+@pytest.mark.parametrize(
+    "data", [CLEAN[0], CLEAN[4], DOUBTFUL[0], DOUBTFUL[5], DOUBTFUL[6], DOUBTFUL[7]]
+)
+def test_every_split_near_the_string_end_gives_the_plain_outcome(data: str) -> None:
+    """Whole chunks inside the string are decoded without searching them for line ends or
+    quotes; a chunk that holds one, anywhere (its last bytes included), is not."""
+    raw = frame(data) + frame(CLEAN[1])
+    expected = stream_outcome(raw, 1 << 20, decode_images=False)
+    for cut in range(len(raw) - 1):
+        for second in (cut + 1, cut + 2, cut + 3, cut + 5, cut + 9):
+            decoder = SSEDecoder(decode_images=True)
+            parts = [raw[:cut], raw[cut:second], raw[second:]]
+            assert [described(e) for p in parts for e in decoder.feed(p)] == expected

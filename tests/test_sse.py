@@ -1,4 +1,4 @@
-"""SSEDecoder against the WHATWG rules (wire-format.md, "Server-Sent Events rules")."""
+"""SSEDecoder against the WHATWG rules (HTML, "Interpreting an event stream"; docs/sse.md)."""
 
 from __future__ import annotations
 
@@ -399,3 +399,49 @@ def test_a_long_data_line_split_anywhere_near_its_field_name(cut: int) -> None:
     assert [e.data for e in decode(raw[:cut], raw[cut : cut + 70_000], raw[cut + 70_000 :])] == [
         value
     ]
+
+
+# -- the decoder's mode ----------------------------------------------------------------
+
+_IMAGE_LINE = b'data: {"type":"x","b64_json":"QUJD","n":1}\n\n'
+
+
+def test_decode_images_is_a_keyword_and_text_mode_keeps_text() -> None:
+    from ttstream.sse import decoded_data
+
+    with pytest.raises(TypeError):
+        SSEDecoder(1024, False)  # type: ignore[misc]
+    (text,) = decode(_IMAGE_LINE, decoder=SSEDecoder(decode_images=False))
+    (fast,) = decode(_IMAGE_LINE)
+    assert decoded_data(text) is None
+    decoded = decoded_data(fast)
+    assert decoded is not None
+    assert (decoded.key, decoded.image, decoded.members) == (
+        "b64_json",
+        b"ABC",
+        {"type": "x", "b64_json": b"ABC", "n": 1},
+    )
+    assert text.data == fast.data == '{"type":"x","b64_json":"QUJD","n":1}'
+
+
+def test_the_image_keys_are_a_parameter() -> None:
+    from ttstream.sse import decoded_data
+
+    raw = b'data: {"result":"QUJD"}\n\n'
+    assert decoded_data(decode(raw)[0]) is None
+    (event,) = decode(raw, decoder=SSEDecoder(image_keys=("result",)))
+    decoded = decoded_data(event)
+    assert decoded is not None
+    assert decoded.image == b"ABC"
+
+
+@pytest.mark.parametrize("decode_images", [True, False])
+def test_deeply_nested_json_through_the_decoder_is_malformed(decode_images: bool) -> None:
+    from ttstream import MalformedEventError, parse_event
+
+    data = '{"a":' * 100_000 + '1,"b64_json":"QUJD"' + "}" * 100_000
+    raw = f"data: {data}\n\n".encode()
+    decoder = SSEDecoder(decode_images=decode_images)
+    (event,) = [e for i in range(0, len(raw), 65536) for e in decoder.feed(raw[i : i + 65536])]
+    with pytest.raises(MalformedEventError, match="nested too deeply"):
+        parse_event(event)

@@ -1,31 +1,40 @@
 """Typed image events, and the parsing of one ``ServerSentEvent`` into one of them.
 
-The wire fields are those of wire-format.md, "The stream": an event's ``type`` is
+The wire fields are those of the Images API reference, "Image generation streaming
+events": an event's ``type`` is
 ``image_<operation>.partial_image`` or ``image_<operation>.completed`` (``generation``
 and ``edit`` today), its ``data`` one JSON object. Fields that ttstream does not know
 are kept in ``extra``; enums (``quality``, ``size``, ...) stay plain strings because
 vendors add values.
 
 No I/O happens here. Parsing is strict about what it reads: a JSON error, a field of the
-wrong type or a ``b64_json`` that is not canonical base64 raises
+wrong type, an empty ``b64_json`` or one that is not canonical base64 raises
 :class:`~ttstream.MalformedEventError`; an error event raises
-:class:`~ttstream.StreamError`. Nothing is silently coerced.
+:class:`~ttstream.StreamError`. Nothing is silently coerced. The one kind of data let
+through is noise: data that is not JSON and does not start with ``{`` (gateways' heartbeats
+such as ``data: : PING``) carries no event and is skipped, with a DEBUG log line.
 """
 
 from __future__ import annotations
 
-import binascii
-import functools
 import json
-import re
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 from httpx_sse import ServerSentEvent
 
-from ._exceptions import MalformedEventError, StreamError, TTStreamError, short_repr
-from .sse import data_pieces
+from . import _base64
+from ._exceptions import (
+    MalformedEventError,
+    ProtocolError,
+    StreamError,
+    TTStreamError,
+    short_repr,
+)
+from ._imageline import skip_whitespace as _skip
+from .sse import data_pieces, decoded_data
 
 __all__ = [
     "Completed",
@@ -40,10 +49,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-
-def _repr_b64(value: str | None) -> str:
-    return "None" if value is None else f"<{len(value)} base64 chars>"
+logger = logging.getLogger("ttstream")
 
 
 def _repr_extra(extra: Mapping[str, Any]) -> str:
@@ -55,35 +61,116 @@ def _repr_extra(extra: Mapping[str, Any]) -> str:
 def decoded_length(b64: str) -> int:
     """The number of bytes canonical base64 ``b64`` decodes to, computed from its length
     and padding alone (no decoding)."""
-    padding = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
-    return len(b64) // 4 * 3 - padding
+    return _base64.decoded_length(b64)
 
 
 def decode_base64(b64: str, *, what: str, event: str = "", event_id: str = "") -> bytes:
-    """Decodes canonical base64 (RFC 4648 section 4, padded, no line breaks).
-
-    ``binascii.a2b_base64`` skips characters outside the alphabet; a decoded length
-    shorter than the input's length implies is how a skipped character shows, so the
-    check costs O(1) on top of the C decoder.
+    """Decodes canonical base64 (RFC 4648 section 4, padded, no line breaks), with
+    pybase64 when installed, else binascii: the same bytes and errors either way.
 
     Raises:
         MalformedEventError: ``b64`` is not canonical base64; ``what`` names the field.
     """
-    reason = f"length {len(b64)} is not a multiple of 4" if len(b64) % 4 else None
-    image = b""
-    if reason is None:
-        try:
-            image = binascii.a2b_base64(b64)
-        except (binascii.Error, ValueError) as exc:
-            reason = str(exc)
-        else:
-            if len(image) != decoded_length(b64):
-                reason = "it holds characters outside the base64 alphabet"
-    if reason is not None:
+    try:
+        return _base64.codec().decode(b64)
+    except _base64.Base64Error as exc:
         raise MalformedEventError(
-            f"{what} is not valid base64: {reason}", event=event, event_id=event_id
-        )
-    return image
+            f"{what} is not valid base64: {exc}", event=event, event_id=event_id
+        ) from None
+
+
+class _Image:
+    """The inline image of an event: the base64 text as it arrived, or the bytes it was
+    decoded to as it arrived (then the text is encoded again when asked for).
+
+    ``verbatim`` says that the text is known to hold no character JSON escapes (no
+    quote, backslash or control character), so it can be spliced into JSON as it is.
+    Two images are equal when their base64 texts are.
+    """
+
+    __slots__ = ("_data", "_text", "verbatim")
+
+    def __init__(
+        self, text: str | None = None, data: bytes | None = None, *, verbatim: bool = False
+    ) -> None:
+        self._text = text
+        self._data = data
+        self.verbatim = verbatim or text is None
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the bytes are in hand (no decoding left to do)."""
+        return self._data is not None
+
+    def text(self) -> str:
+        if self._text is not None:
+            return self._text
+        assert self._data is not None
+        return _base64.codec().encode_text(self._data)
+
+    def utf8(self) -> bytes:
+        """The base64 text in UTF-8, for splicing a ``verbatim`` image: encoded once from
+        the image bytes, or the text encoded once (a copy, for ASCII)."""
+        if self._text is not None:
+            return self._text.encode()
+        assert self._data is not None
+        return _base64.codec().encode(self._data)
+
+    def data(self, what: str) -> bytes:
+        """The image bytes: decoded on first use and kept."""
+        if self._data is None:
+            assert self._text is not None
+            self._data = decode_base64(self._text, what=what)
+        return self._data
+
+    def size(self) -> int:
+        """The decoded size in bytes, without decoding."""
+        if self._data is not None:
+            return len(self._data)
+        assert self._text is not None
+        return decoded_length(self._text)
+
+    def text_length(self) -> int:
+        if self._text is not None:
+            return len(self._text)
+        assert self._data is not None
+        return (len(self._data) + 2) // 3 * 4
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Image):
+            return NotImplemented
+        if self._data is not None and other._data is not None:
+            return self._data == other._data and (
+                self._text is None or other._text is None or self._text == other._text
+            )
+        return self.text() == other.text()
+
+    def __hash__(self) -> int:
+        return hash(self.text())
+
+    def __repr__(self) -> str:
+        return f"<{self.text_length()} base64 chars>"
+
+
+def _to_image(value: str | _Image | None) -> _Image | None:
+    return value if value is None or isinstance(value, _Image) else _Image(value)
+
+
+def _event_repr(self: ImageEvent) -> str:
+    """``Type(field=value, ...)`` with the constructor's names (``b64_json``)."""
+    shown = []
+    for field in attrs.fields(type(self)):
+        if field.repr:
+            value = getattr(self, field.name)
+            text = field.repr(value) if callable(field.repr) else repr(value)
+            shown.append(f"{field.alias}={text}")
+    return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def image_of(event: ImageEvent) -> _Image | None:
+    """The inline image of ``event`` (``None`` for an image returned as a URL); for the
+    sinks, which read its size and base64 without decoding or encoding twice."""
+    return event._image
 
 
 @attrs.frozen(kw_only=True)
@@ -97,7 +184,7 @@ class InputTokensDetails:
 
 @attrs.frozen(kw_only=True)
 class Usage:
-    """Token usage of a completed image (``usage`` in wire-format.md, "The stream")."""
+    """Token usage of a completed image (``usage`` of a ``completed`` event)."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -106,16 +193,27 @@ class Usage:
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=_repr_extra)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class ImageEvent:
     """The fields every image event carries; see :class:`PartialImage`, :class:`Completed`.
 
-    ``b64_json`` is the image file (PNG, JPEG or WebP bytes) in base64; its ``repr``
-    shows only its length. ``image_bytes`` decodes it on first use and caches the
-    result. ``created_at`` is Unix seconds; ``size`` is ``"WxH"``.
+    The image file (PNG, JPEG or WebP bytes) arrives in base64. An event parsed from a
+    stream decoded on arrival (the default, ``docs/fast.md``) holds the bytes; one built
+    from text (``decode_images=False``, non-streaming answers, or ``b64_json=...`` given
+    here) holds the text. Either way both attributes work:
+
+    - ``image_bytes``: the file. Free when the event holds the bytes; else decoded on
+      first use (about 2 ms per MB of image with binascii, 0.1 with pybase64) and kept.
+    - ``b64_json``: the base64 text, exactly as it arrived. Free when the event holds the
+      text; else encoded afresh on every access (about 1 ms per MB of image with
+      binascii, 0.1 with pybase64, and a new string 4/3 of the image's size): keep the
+      value if you need it twice.
+
+    The ``repr`` shows only the base64's length. ``created_at`` is Unix seconds;
+    ``size`` is ``"WxH"``.
     """
 
-    b64_json: str | None = attrs.field(repr=_repr_b64)
+    _image: _Image | None = attrs.field(alias="b64_json", converter=_to_image)
     operation: str
     size: str | None = None
     quality: str | None = None
@@ -129,28 +227,38 @@ class ImageEvent:
     response_id: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=_repr_extra)
 
-    @functools.cached_property
+    __repr__ = _event_repr
+
+    @property
+    def b64_json(self) -> str | None:
+        """The image file in base64, the exact text the server sent; ``None`` for an
+        image returned as a URL. Encoded afresh on each access when the event holds the
+        decoded bytes (see the class docstring)."""
+        return None if self._image is None else self._image.text()
+
+    @property
     def image_bytes(self) -> bytes:
-        """The decoded image file; decoded once, on first use.
+        """The decoded image file (free when decoded on arrival; else decoded on first
+        use, and kept).
 
         Raises:
             MalformedEventError: ``b64_json`` is not valid base64.
             TTStreamError: the image was returned as a URL, not inline
                 (``response_format="url"``); ``url`` holds it.
         """
-        if self.b64_json is None:
+        if self._image is None:
             raise TTStreamError(
                 f"{type(self).__name__} carries no inline image (b64_json is None); "
                 "it was returned as a URL (event.url): get the bytes with "
                 "`await client.fetch_image(event)`"
             )
-        return decode_base64(self.b64_json, what=f"b64_json of {self._label()}")
+        return self._image.data(f"b64_json of {self._label()}")
 
     def _label(self) -> str:
         return type(self).__name__
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class PartialImage(ImageEvent):
     """A progressive preview (``image_generation.partial_image`` and
     ``image_edit.partial_image``). ``index`` is the wire ``partial_image_index``,
@@ -163,7 +271,7 @@ class PartialImage(ImageEvent):
         return f"partial image {self.index}"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Completed(ImageEvent):
     """The final image (``image_generation.completed`` and ``image_edit.completed``).
 
@@ -215,6 +323,24 @@ class _Fields:
             )
         return value
 
+    def image(self, *, verbatim: bool = False, required: bool = False) -> _Image | None:
+        """``b64_json``: its text (``verbatim`` when known to need no JSON escaping), or
+        the bytes the decoder already decoded; an empty string is malformed."""
+        value = self._rest.pop("b64_json", None)
+        if isinstance(value, bytes):
+            image = _Image(data=value)
+        else:
+            self._rest["b64_json"] = value
+            text = self.required("b64_json", str) if required else self.take("b64_json", str)
+            if text is None:
+                return None
+            image = _Image(text, verbatim=verbatim)
+        if not image.text_length():
+            raise self.malformed(
+                f"{self._where} has an empty 'b64_json': an image is at least one byte"
+            )
+        return image
+
     def nested(self, key: str) -> _Fields | None:
         """The fields of the JSON object under ``key``, or None when it is absent."""
         value = self.take(key, dict)
@@ -247,7 +373,7 @@ def _parse_usage(fields: _Fields) -> Usage | None:
 
 
 def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
-    """Raises StreamError for the nested and the flat error shapes (wire-format.md)."""
+    """Raises StreamError for the nested and the flat error shapes (see StreamError)."""
     nested = obj.get("error")
     body = nested if isinstance(nested, Mapping) else obj
 
@@ -277,26 +403,26 @@ def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
 # whole data then decides, so results and errors are exactly json.loads's.
 _FAST_MIN = 64 * 1024
 _DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON whitespace, as json.decoder skips it
 _NOT_VERBATIM = ("\\", *map(chr, range(0x20)))
-
-
-def _skip(text: str, i: int) -> int:
-    """The index of the first character at or after ``i`` that is not JSON whitespace."""
-    match = _WHITESPACE.match(text, i)
-    return i if match is None else match.end()
 
 
 def _fast_loads(pieces: Sequence[str]) -> dict[str, Any] | None:
     """``json.loads("".join(pieces))`` when the data is a JSON object that the fast path
     can vouch for; ``None`` when json.loads must decide (it may then raise)."""
+    found = _fast_loads_verbatim(pieces)
+    return None if found is None else found[0]
+
+
+def _fast_loads_verbatim(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
+    """:func:`_fast_loads`, and whether the ``b64_json`` it holds was sliced verbatim
+    (so holds no character JSON escapes)."""
     try:
         return _loads_object(pieces)
     except (ValueError, RecursionError):
         return None
 
 
-def _loads_object(pieces: Sequence[str]) -> dict[str, Any] | None:
+def _loads_object(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
     """Parses a JSON object the way json's scanner does (``_parse_object`` in
     ``Modules/_json.c``), with the ``b64_json`` string spanning any number of pieces.
     Returns ``None`` where it cannot vouch for the result; json.loads then decides."""
@@ -309,6 +435,7 @@ def _loads_object(pieces: Sequence[str]) -> dict[str, Any] | None:
         return None
     obj: dict[str, Any] = {}
     spanned = False  # past the pieces: ``text`` is now the rest of the data
+    verbatim: str | None = None
     while True:
         if not text.startswith('"', i):
             return None
@@ -322,7 +449,7 @@ def _loads_object(pieces: Sequence[str]) -> dict[str, Any] | None:
             if found is None:
                 return None
             value, text = found
-            i, spanned = 0, True
+            i, spanned, verbatim = 0, True, value
         else:
             value, i = _DECODER.raw_decode(text, i)
         obj[key] = value
@@ -334,7 +461,7 @@ def _loads_object(pieces: Sequence[str]) -> dict[str, Any] | None:
         i = _skip(text, i + 1)
     if _skip(text, i + 1) != len(text) or (not spanned and len(pieces) > 1):
         return None
-    return obj
+    return obj, verbatim is not None and obj.get("b64_json") is verbatim
 
 
 def _verbatim_string(pieces: Sequence[str], start: int) -> tuple[str, str] | None:
@@ -358,38 +485,81 @@ def _verbatim_string(pieces: Sequence[str], start: int) -> tuple[str, str] | Non
     return None
 
 
-def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
-    """Turns one Server-Sent Event of an Images API stream into a typed event.
-
-    Returns ``None`` for events that carry no image: ``data: [DONE]`` (sent by some
-    compatible servers), a blank keep-alive, and JSON objects of other types (progress
-    notices vendors may add). ``b64_json`` is not decoded here; ``image_bytes`` does it.
+def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
+    """The JSON object of ``sse``'s data, and whether its ``b64_json`` (if a str) is
+    verbatim; ``None`` for ``[DONE]``, blank data and noise (see the module docstring).
 
     Raises:
-        StreamError: an error event: ``event: error``, ``"type": "error"`` (nested or
-            flat shape), or an ``{"error": {...}}`` object.
-        MalformedEventError: the data is not a JSON object, or a known field has the
-            wrong type or is missing.
+        StreamError: ``event: error`` whose data is not a JSON object.
+        MalformedEventError: the data is not JSON (and not noise), or not an object.
     """
+    decoded = decoded_data(sse)
+    if decoded is not None:
+        obj = dict(decoded.members)
+        if decoded.key != "b64_json":  # another API's key: its text, as json.loads gives
+            obj[decoded.key] = _base64.codec().encode_text(decoded.image)
+        return obj, False
     pieces = data_pieces(sse)  # the data, possibly still in the pieces it arrived in
     if (len(pieces) == 1 and pieces[0] == "[DONE]") or all(p.isspace() or not p for p in pieces):
         return None
-    obj = _fast_loads(pieces) if sum(map(len, pieces)) >= _FAST_MIN else None
-    if obj is None:
-        try:
-            obj = json.loads(sse.data)
-        except ValueError as exc:
-            raise MalformedEventError(
-                f"data is not JSON ({exc}); data starts {short_repr(sse.data[:60])}",
-                event=sse.event,
-                event_id=sse.id,
-            ) from exc
+    found = _fast_loads_verbatim(pieces) if sum(map(len, pieces)) >= _FAST_MIN else None
+    if found is not None:
+        return found
+    data = sse.data
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        if sse.event == "error":
+            raise _error_without_object(sse) from None
+        if not data.lstrip(" \t\r\n").startswith("{"):
+            logger.debug("skipping data that is not JSON (a heartbeat?): %s", short_repr(data))
+            return None
+        reason = (
+            "JSON nested too deeply to parse (RecursionError)"
+            if isinstance(exc, RecursionError)
+            else f"data is not JSON ({exc})"
+        )
+        raise MalformedEventError(
+            f"{reason}; data starts {short_repr(data[:60])}", event=sse.event, event_id=sse.id
+        ) from None
     if not isinstance(obj, dict):
+        if sse.event == "error":
+            raise _error_without_object(sse)
         raise MalformedEventError(
             f"data is a JSON {type(obj).__name__}, expected an object",
             event=sse.event,
             event_id=sse.id,
         )
+    return obj, False
+
+
+def _error_without_object(sse: ServerSentEvent) -> StreamError:
+    """``event: error`` whose data is not a JSON object: its text is the message."""
+    return StreamError(f"data that is not a JSON object: {short_repr(sse.data)}", event_id=sse.id)
+
+
+def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
+    """Turns one Server-Sent Event of an Images API stream into a typed event.
+
+    Returns ``None`` for events that carry no image: ``data: [DONE]`` (sent by some
+    compatible servers), a blank keep-alive, heartbeats sent as data that is not JSON
+    and does not start with ``{`` (``data: : PING``; logged at DEBUG), and JSON objects
+    of other types (progress notices vendors may add). An event that
+    :class:`~ttstream.SSEDecoder` decoded on arrival yields an event holding the image
+    bytes; otherwise the event holds the base64 text and ``image_bytes`` decodes it.
+
+    Raises:
+        StreamError: an error event: ``event: error`` (whatever its data: text that is
+            not JSON is quoted, shortened), ``"type": "error"`` (nested or flat shape),
+            or an ``{"error": {...}}`` object.
+        MalformedEventError: the data starts with ``{`` and is not JSON (or is nested
+            too deeply to parse), is JSON but not an object, or a known field has the
+            wrong type, is missing, or (``b64_json``) is empty.
+    """
+    loaded = _loads(sse)
+    if loaded is None:
+        return None
+    obj, verbatim = loaded
     event_type = obj.get("type", sse.event)
     if event_type == "error" or sse.event == "error" or isinstance(obj.get("error"), Mapping):
         _raise_error_event(obj, sse)
@@ -406,7 +576,7 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
     fields = _Fields(obj, event_type, event=sse.event, event_id=sse.id)
     fields.take("type", str)
     common: dict[str, Any] = {
-        "b64_json": fields.required("b64_json", str),
+        "b64_json": fields.image(verbatim=verbatim, required=True),
         "operation": operation,
         "size": fields.take("size", str),
         "quality": fields.take("quality", str),
@@ -435,10 +605,16 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
     ``output_format``, when present, apply to every image. ``usage`` covers the whole
     request, so it rides on the last ``Completed`` only.
 
+    ``body`` may also be the raw body (``bytes``, ``bytearray``, ``memoryview``): it is
+    then parsed as JSON here.
+
     Raises:
-        MalformedEventError: the body is not of that shape, or an item has neither
-            ``b64_json`` nor ``url``.
+        ProtocolError: a raw body that is not JSON, or JSON nested too deeply to parse.
+        MalformedEventError: the body is not of that shape, an item has neither
+            ``b64_json`` nor ``url``, or its ``b64_json`` is empty.
     """
+    if isinstance(body, bytes | bytearray | memoryview):
+        body = _loads_body(body)
     if not isinstance(body, Mapping):
         raise MalformedEventError(
             f"the response body is a JSON {type(body).__name__}, expected an object",
@@ -461,7 +637,7 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
         if not isinstance(item, Mapping):
             raise top.malformed(f"response data[{position}] is not an object")
         fields = _Fields(item, f"response data[{position}]", event="(response body)")
-        b64_json, url = fields.take("b64_json", str), fields.take("url", str)
+        b64_json, url = fields.image(), fields.take("url", str)
         if b64_json is None and url is None:
             raise fields.malformed(f"response data[{position}] has neither 'b64_json' nor 'url'")
         events.append(
@@ -475,3 +651,18 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
             )
         )
     return events
+
+
+def _loads_body(body: bytes | bytearray | memoryview) -> Any:
+    """``json.loads`` of a raw response body, its failures as ProtocolError."""
+    try:
+        return json.loads(bytes(body) if isinstance(body, memoryview) else body)
+    except RecursionError:
+        raise ProtocolError(
+            "the response body is JSON nested too deeply to parse (RecursionError); "
+            f"it starts {short_repr(bytes(body[:60]))}"
+        ) from None
+    except ValueError as exc:
+        raise ProtocolError(
+            f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"
+        ) from None

@@ -1,7 +1,7 @@
 """A sans-I/O Server-Sent Events decoder: bytes in, ``ServerSentEvent`` objects out.
 
 It follows the WHATWG HTML standard, section "Server-sent events", 9.2.6 "Interpreting
-an event stream" (summarised in docs/sse.md):
+an event stream" (summarised in ``docs/sse.md``):
 
 - the stream is UTF-8 whatever the declared charset; invalid bytes become U+FFFD and
   one leading byte order mark is stripped;
@@ -18,33 +18,49 @@ line that arrives whole inside a chunk is decoded straight from a ``memoryview``
 A data line longer than 64 KiB is decoded in 64 KiB pieces, and its event keeps them
 until ``data`` is first read (:func:`data_pieces`): ``parse_event`` copies the image's
 base64 straight out of the pieces, so the event is not copied whole once more.
+
+With ``decode_images=True`` (the default), a data line that holds a JSON object with a
+top-level image string (:data:`IMAGE_KEYS`) has its base64 decoded while the bytes arrive
+(``ttstream._imageline``; ``docs/fast.md``): the event then holds the decoded bytes
+(:func:`decoded_data`), and anything the fast path cannot vouch for stays text, exactly as
+the plain path decodes it.
 """
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from httpx_sse import ServerSentEvent
 
+from . import _base64
 from ._exceptions import EventTooLargeError
+from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
 
 if TYPE_CHECKING:
     from ._eventsource import EventSource
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
+    "IMAGE_KEYS",
     "Comment",
+    "DecodedData",
     "EventSource",
     "SSEDecoder",
     "ServerSentEvent",
     "data_pieces",
+    "decoded_data",
+    "id_in_body",
 ]
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
+
+IMAGE_KEYS = ("b64_json", "partial_image_b64")
+"""The top-level JSON members whose base64 :class:`SSEDecoder` decodes as it arrives:
+the Images API's ``b64_json`` and the Responses API's ``partial_image_b64``."""
 
 _BOM = b"\xef\xbb\xbf"
 _DECODE_BATCH = 64 * 1024
@@ -99,6 +115,35 @@ class _PiecewiseEvent(_Event):
         return self._joined
 
 
+class _DecodedEvent(_Event):
+    """An event whose one data line held an image string that was decoded as it arrived
+    (see :func:`decoded_data`). ``data`` is rebuilt on every read: the image is encoded
+    to base64 again, one pass over it and a new string of the data's size."""
+
+    def __init__(self, event: str, decoded: DecodedData, id: str, retry: int | None) -> None:
+        super().__init__(event=event, id=id, retry=retry)
+        self._decoded = decoded
+
+    @property
+    def data(self) -> str:
+        return self._decoded.text()
+
+    def __repr__(self) -> str:
+        fields = [f"event={self.event!r}", f"data=<{len(self._decoded)} chars, decoded>"]
+        if self.id:
+            fields.append(f"id={self.id!r}")
+        if self.retry is not None:
+            fields.append(f"retry={self.retry!r}")
+        return f"ServerSentEvent({', '.join(fields)})"
+
+
+def decoded_data(sse: ServerSentEvent) -> DecodedData | None:
+    """The JSON object and decoded image of ``sse`` when :class:`SSEDecoder` decoded its
+    image string while it arrived (``decode_images=True``); else ``None``: the data is
+    then text only, to be parsed as usual."""
+    return sse._decoded if isinstance(sse, _DecodedEvent) else None
+
+
 def id_in_body(sse: ServerSentEvent) -> bool:
     """Whether an ``id`` field was taken in the body of ``sse``, at or before it: else its
     id was inherited from an earlier body or seeded (``True`` for events the decoder did
@@ -132,14 +177,34 @@ class SSEDecoder:
             being assembled plus the line in progress. Crossing it raises
             :class:`~ttstream.EventTooLargeError` before more than the limit is held.
 
+        decode_images: whether an event whose data is one line holding a JSON object
+            with a top-level base64 string under one of ``image_keys`` has that string
+            decoded while its bytes arrive (``docs/fast.md``). Such an event then holds
+            the decoded bytes, not the text (:func:`decoded_data`); its ``data`` is the
+            same, rebuilt on each read. Anything the fast path cannot vouch for (an
+            escape, non-ASCII bytes, bad padding, several data lines...) stays text, so
+            events, fields and errors are exactly the plain path's. ``False`` keeps
+            every event as text: the cheaper choice for a consumer that only forwards
+            the base64 when pybase64 is not installed.
+        image_keys: the members decoded in that mode, by default :data:`IMAGE_KEYS`.
+
     Each event's ``retry`` is the value of a ``retry`` field within that event's own
     lines, else ``None``; ``id`` is the last event ID at dispatch.
     """
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        *,
+        decode_images: bool = True,
+        image_keys: tuple[str, ...] = IMAGE_KEYS,
+    ) -> None:
         if max_event_bytes <= 0:
             raise ValueError(f"max_event_bytes must be a positive int, got {max_event_bytes!r}")
         self.max_event_bytes = max_event_bytes
+        self.decode_images = decode_images
+        self.image_keys = image_keys
+        self._quoted_keys = tuple(b'"' + key.encode() + b'"' for key in image_keys)
         self._last_event_id = ""
         self._comments = False  # set while feed_all() runs
         self.retry: int | None = None
@@ -173,11 +238,13 @@ class SSEDecoder:
         # ``_value`` and joined once at the end of the line.
         self._line = bytearray()
         self._value: list[str] | None = None
+        self._image: ImageLine | None = None  # the value is on the fast path
         self._line_size = 0  # bytes of the line in progress, in either form
         self._utf8.reset()
 
     def _start_event(self) -> None:
-        self._data: list[str | list[str]] = []  # a split line stays in its pieces
+        # A split line stays in its pieces; a line of the fast path is decoded data.
+        self._data: list[str | list[str] | DecodedData] = []
         self._event_type = ""
         self._event_retry: int | None = None
         self._event_size = 0  # bytes of the field lines of the event being assembled
@@ -217,30 +284,33 @@ class SSEDecoder:
             self._skip_lf = False
             if data[0] == 0x0A:
                 data = data[1:]
+        image = self._image
+        size = self._event_size + self._line_size + len(data)
+        if image is not None and size <= self.max_event_bytes and image.take_run(data):
+            self._line_size += len(data)  # all base64: no CR, LF or quote to look for
+            return []
         if b"\r" in data:
             # Normalise CRLF and lone CR to LF. A CR at the very end ends its line now;
             # remember it, so that an LF opening the next chunk is skipped.
             self._skip_lf = data[-1] == 0x0D
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
+        view = memoryview(data)
         end = data.find(b"\n")
         if end < 0:
-            self._extend_line(data)
+            self._extend_line(view, 0)
             return []
         events: list[ServerSentEvent | Comment] = []
-        view = memoryview(data)
-        first = view[:end]
         if self._line_size:
-            self._end_split_line(first, events)
+            self._end_split_line(view, end, events)
         else:
-            self._take_line(first, end, events)
+            self._take_line(view, 0, end, end, events)
         start = end + 1
         while (end := data.find(b"\n", start)) >= 0:
-            line = view[start:end]
-            self._take_line(line, len(line), events)
+            self._take_line(view, start, end, end - start, events)
             start = end + 1
         if start < len(data):
-            self._extend_line(view[start:])
+            self._extend_line(view, start)
         return events
 
     def close(self) -> list[ServerSentEvent]:
@@ -263,15 +333,20 @@ class SSEDecoder:
         self._head = None
         return head[len(_BOM) :] if head.startswith(_BOM) else head
 
-    def _extend_line(self, part: bytes | memoryview) -> None:
-        """Adds a piece of a line whose end has not arrived yet: the hot path inside a
-        multi-megabyte data line. Pieces of a data value are decoded as soon as 64 KiB
-        have gathered (large pieces at once), so the line is never held twice in bytes.
+    def _extend_line(self, view: memoryview, start: int) -> None:
+        """Adds ``view[start:]``, a piece of a line whose end has not arrived yet: the
+        hot path inside a multi-megabyte data line. On the fast path it goes to the
+        image's decoder; else pieces of a data value are decoded as soon as 64 KiB have
+        gathered (large pieces at once), so the line is never held twice in bytes.
         """
+        part = view[start:]
         size = self._event_size + self._line_size + len(part)
         if size > self.max_event_bytes:
             self._fail(size)
         self._line_size += len(part)
+        if self._image is not None:
+            self._feed_image(view.obj, start, len(view))
+            return
         line = self._line
         if self._value is not None and not line and len(part) >= _DECODE_BATCH:
             self._value.append(self._utf8.decode(part))
@@ -282,17 +357,44 @@ class SSEDecoder:
                 return
             self._value = []
             del line[: 6 if line[5] == 0x20 else 5]
+            if self.decode_images and not self._data:
+                self._image = ImageLine(self.image_keys, _base64.codec())
+                self._line = bytearray()
+                self._feed_image(line, 0, len(line))
+                return
         if len(line) >= _DECODE_BATCH:
             self._value.append(self._utf8.decode(line))
             self._line = bytearray()
 
-    def _end_split_line(self, last: memoryview, events: list[ServerSentEvent | Comment]) -> None:
-        """Completes the line in progress with ``last``, its final piece."""
+    def _feed_image(self, data: Any, start: int, end: int) -> None:
+        """Feeds ``data[start:end]`` to the fast path; on a doubt, goes on as the plain
+        path from there."""
+        assert self._image is not None
+        assert self._value is not None
+        fallback = self._image.feed(data, start, end)
+        if fallback is not None:
+            self._image = None
+            text, raw = fallback
+            self._value.append(text)
+            self._value.append(self._utf8.decode(raw))
+
+    def _end_split_line(
+        self, view: memoryview, end: int, events: list[ServerSentEvent | Comment]
+    ) -> None:
+        """Completes the line in progress with ``view[:end]``, its final piece."""
+        last = view[:end]
         size = self._line_size + len(last)
+        if self._image is not None:
+            if self._event_size + size > self.max_event_bytes:
+                self._fail(self._event_size + size)
+            self._event_size += size
+            self._data.append(self._end_image(self._image, view.obj, 0, end))
+            self._start_line()
+            return
         if self._value is None:
             self._line += last
             with memoryview(self._line) as line:
-                self._take_line(line, size, events)
+                self._take_line(line, 0, len(line), size, events)
         elif self._event_size + size > self.max_event_bytes:
             self._fail(self._event_size + size)
         else:
@@ -311,10 +413,22 @@ class SSEDecoder:
         self._start_event()
         raise self._failure
 
+    def _end_image(self, image: ImageLine, data: Any, start: int, end: int) -> str | DecodedData:
+        """The value of a line of the fast path, ended by ``data[start:end]``: decoded
+        data, or the text the plain path would have given."""
+        result = image.end(data, start, end)
+        if isinstance(result, DecodedData):
+            return result
+        text, raw = result
+        return text + str(raw, "utf-8", "replace") if raw else text
+
     def _dispatch(self) -> _Event:
         """The event assembled so far. Lines of data join with LF; when one of them is
-        still in pieces, the event keeps them all as pieces (a :class:`_PiecewiseEvent`)."""
+        still in pieces, the event keeps them all as pieces (a :class:`_PiecewiseEvent`);
+        one line of decoded data makes a :class:`_DecodedEvent`."""
         event, id, retry = self._event_type, self.last_event_id, self._event_retry
+        if len(self._data) == 1 and isinstance(self._data[0], DecodedData):
+            return _DecodedEvent(event, self._data[0], id, retry)
         pieces: list[str] = []
         split = False
         for line in self._data:
@@ -322,6 +436,8 @@ class SSEDecoder:
                 pieces.append("\n")
             if isinstance(line, str):
                 pieces.append(line)
+            elif isinstance(line, DecodedData):
+                pieces.append(line.text())
             else:
                 pieces += line
                 split = True
@@ -330,10 +446,22 @@ class SSEDecoder:
         data = pieces[0] if len(pieces) == 1 else "".join(pieces)
         return _Event(event=event, data=data, id=id, retry=retry)
 
+    def _names_an_image(self, value: memoryview) -> bool:
+        """Whether a whole data line may hold an image string: it quotes a key."""
+        head = value[:HEAD_LIMIT].tobytes()
+        return any(key in head for key in self._quoted_keys)
+
     def _take_line(
-        self, line: memoryview, size: int, events: list[ServerSentEvent | Comment]
+        self,
+        view: memoryview,
+        start: int,
+        end: int,
+        size: int,
+        events: list[ServerSentEvent | Comment],
     ) -> None:
-        """Interprets one complete line (without its line end) of ``size`` bytes."""
+        """Interprets one complete line, ``view[start:end]`` (without its line end), of
+        ``size`` bytes in all (its earlier pieces included)."""
+        line = view[start:end]
         if not line:
             # WHATWG, "dispatch the event", step 1: the last event ID becomes the buffer's
             # value at each blank line, so an event cut off before its blank line never
@@ -356,8 +484,13 @@ class SSEDecoder:
             self._fail(size)
         self._event_size = size
         if line[:5].tobytes() == b"data:":  # the hot path: decode the value in place, once
-            start = 6 if line[5:6].tobytes() == b" " else 5
-            self._data.append(str(line[start:], "utf-8", "replace"))
+            start += 6 if line[5:6].tobytes() == b" " else 5
+            raw = view[start:end]
+            if self.decode_images and not self._data and self._names_an_image(raw):
+                image = ImageLine(self.image_keys, _base64.codec())
+                self._data.append(self._end_image(image, view.obj, start, end))
+            else:
+                self._data.append(str(raw, "utf-8", "replace"))
             return
         name, colon, value = str(line, "utf-8", "replace").partition(":")
         if colon and value.startswith(" "):

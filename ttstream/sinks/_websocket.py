@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._reconnect import Reconnecting
-from ..events import Completed, PartialImage, Usage, decoded_length
+from ..events import Completed, PartialImage, Usage, image_of
 from ..stream import StreamItem
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-__all__ = ["WebSocketSink", "item_metadata", "media_type_of"]
+__all__ = ["WebSocketSink", "item_metadata", "media_type_of", "strict_json"]
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 """``output_format`` -> the media type of the image file."""
@@ -32,8 +33,8 @@ def media_type_of(output_format: str | None) -> str:
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
-    """``usage`` in its wire shape (wire-format.md, "The stream"): absent fields are
-    left out, unknown ones kept."""
+    """``usage`` in its wire shape (as the stream's ``completed`` event carries it):
+    absent fields are left out, unknown ones kept."""
     result: dict[str, Any] = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
@@ -92,13 +93,44 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
     )
     if isinstance(item, Completed):
         metadata["usage"] = None if item.usage is None else _usage_dict(item.usage)
-    metadata["bytes"] = None if item.b64_json is None else decoded_length(item.b64_json)
+    image = image_of(item)
+    metadata["bytes"] = None if image is None else image.size()  # neither decoded nor encoded
     metadata["media_type"] = media_type_of(item.output_format)
     return metadata
 
 
-def _dumps(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity (at any depth) replaced by ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def strict_json(obj: Any) -> str:
+    """Compact JSON of ``obj`` that a browser's ``JSON.parse`` takes and that UTF-8 can
+    carry, for the browser-facing sinks (``docs/fast.md``, "Relay frames").
+
+    - NaN, Infinity and -Infinity (which Python's json writes as bare ``NaN``, not
+      JSON) become ``null``, wherever they are (a server may put them in ``usage``);
+    - a lone surrogate in a string (``"\ud800"`` in the server's JSON decodes to one,
+      and UTF-8 cannot encode it) makes that text escape every non-ASCII character
+      (``ensure_ascii``): the browser gets the same string back. Otherwise non-ASCII
+      characters are written as they are.
+    """
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a non-finite float
+        obj = _finite(obj)
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 class WebSocketSink:
@@ -115,6 +147,10 @@ class WebSocketSink:
     - a :class:`~ttstream.Reconnecting` notice: one text frame ``{"type":
       "reconnecting", "attempt", "delay", "regenerating", "reason"}`` and no binary
       frame.
+
+    Text frames are strict JSON (:func:`strict_json`: NaN and infinities become
+    ``null``). The binary frame is the event's decoded image: free when the stream
+    decoded it on arrival (the default); the base64 is never read.
 
     Each ``send`` awaits both frames, so the socket paces the stream (under
     :func:`~ttstream.sinks.pump`'s ``block`` policy, down to the API's socket).
@@ -143,11 +179,11 @@ class WebSocketSink:
     async def send(self, event: StreamItem) -> None:
         """Sends the frames of ``event`` (see the class docstring)."""
         if isinstance(event, Reconnecting):
-            await self.websocket.send_text(_dumps(item_metadata(event)))
+            await self.websocket.send_text(strict_json(item_metadata(event)))
             self.frames_sent += 1
             return
         image = event.image_bytes  # raises for a URL-only image, before anything is sent
-        await self.websocket.send_text(_dumps(item_metadata(event)))
+        await self.websocket.send_text(strict_json(item_metadata(event)))
         self.frames_sent += 1
         await self.websocket.send_bytes(image)
         self.frames_sent += 1

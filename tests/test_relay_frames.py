@@ -1,0 +1,149 @@
+"""The frames of SSERelay and the text frames of WebSocketSink: built by splicing the
+event's base64 (never json.dumps of a multi-megabyte data URL), byte for byte what
+json.dumps of the whole object gives, strict JSON, and always encodable."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from _backends import NAMES, using
+
+from ttstream import Completed, PartialImage, Reconnecting, StreamItem, parse_event
+from ttstream.sinks import SSERelay
+from ttstream.sinks._websocket import item_metadata, strict_json
+from ttstream.sse import SSEDecoder
+
+pytestmark = pytest.mark.anyio
+IMAGE = random.Random(3).randbytes(100_000)
+B64 = base64.b64encode(IMAGE).decode()
+
+
+@pytest.fixture(params=NAMES, autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    with using(request.param):
+        yield
+
+
+def todays_frame(event_id: int, item: StreamItem) -> bytes:
+    """The frame as SSERelay built it before: json.dumps of the metadata and a data URL."""
+    payload = item_metadata(item)
+    if not isinstance(item, Reconnecting):
+        if item.b64_json is not None:
+            payload["image"] = f"data:{payload['media_type']};base64,{item.b64_json}"
+        else:
+            payload["image"] = getattr(item, "url", None)
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event_id}\nevent: {payload['type']}\ndata: {body}\n\n".encode()
+
+
+async def frames_of(relay: SSERelay) -> list[bytes]:
+    """What a browser connecting after the end receives, one body part per frame."""
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+
+    await relay({"type": "http", "method": "GET", "headers": []}, receive, send)
+    return bodies[1:-1]  # without the retry line and the end frame
+
+
+def events(decode_images: bool) -> list[PartialImage | Completed]:
+    """Image events through the decoder, decoded on arrival or kept as text."""
+    datas = [
+        {"type": "image_generation.partial_image", "b64_json": B64, "partial_image_index": 0},
+        {"type": "image_edit.completed", "b64_json": B64, "output_format": 'we"bp\\é'},
+        {"type": "image_generation.completed", "b64_json": B64[:50] + "\\/" + B64[50:]},
+        {"type": "image_generation.completed", "b64_json": "QUJD", "size": "é"},
+    ]
+    raw = b"".join(
+        b"data: " + json.dumps(d, ensure_ascii=False).replace("\\\\/", "\\/").encode() + b"\n\n"
+        for d in datas
+    )
+    decoder = SSEDecoder(decode_images=decode_images)
+    found = [
+        parse_event(sse)
+        for i in range(0, len(raw), 65536)
+        for sse in decoder.feed(raw[i : i + 65536])
+    ]
+    assert all(event is not None for event in found)
+    return found  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("decode_images", [True, False])
+async def test_frames_are_byte_identical_to_json_dumps_of_the_data_url(decode_images: bool) -> None:
+    items: list[StreamItem] = [
+        *events(decode_images),
+        Reconnecting(attempt=1, delay=0.5, last_event_id="3", regenerating=False, reason="x"),
+        Completed(b64_json=None, operation="generation", url="https://example.invalid/a.png"),
+    ]
+    relay = SSERelay(replay=len(items))
+    for item in items:
+        await relay.send(item)
+    await relay.aclose()
+    frames = await frames_of(relay)
+    assert frames == [todays_frame(n, item) for n, item in enumerate(items, 1)]
+    for frame in frames:
+        json.loads(frame.decode().split("data: ", 1)[1])
+
+
+def with_usage(extra: dict[str, Any]) -> Completed:
+    data = json.dumps(
+        {
+            "type": "image_generation.completed",
+            "b64_json": "QUJD",
+            "usage": {"input_tokens": 1, **extra},
+        }
+    )
+    data = data.replace('"NAN"', "NaN").replace('"INF"', "-Infinity")
+    (sse,) = SSEDecoder().feed(f"data: {data}\n\n".encode())
+    event = parse_event(sse)
+    assert isinstance(event, Completed)
+    return event
+
+
+async def test_nan_and_infinity_reach_browsers_as_null() -> None:
+    event = with_usage({"cost": "NAN", "deep": {"x": ["INF", 1.5]}})
+    assert event.usage is not None
+    assert math.isnan(event.usage.extra["cost"])
+    relay = SSERelay()
+    await relay.send(event)
+    await relay.aclose()
+    (frame,) = await frames_of(relay)
+    text = frame.decode()
+    assert "NaN" not in text
+    assert "Infinity" not in text
+    usage = json.loads(text.split("data: ", 1)[1], parse_constant=pytest.fail)["usage"]
+    assert usage == {"input_tokens": 1, "cost": None, "deep": {"x": [None, 1.5]}}
+    assert json.loads(strict_json(item_metadata(event)))["usage"]["cost"] is None
+
+
+async def test_a_lone_surrogate_does_not_break_send() -> None:
+    data = (
+        '{"type":"image_generation.completed","b64_json":"QUJD","size":"\\ud800x1",'
+        '"usage":{"note":"caf\\u00e9"}}'
+    )
+    (sse,) = SSEDecoder().feed(f"data: {data}\n\n".encode())
+    event = parse_event(sse)
+    assert isinstance(event, Completed)
+    assert event.size == "\ud800x1"
+    relay = SSERelay()
+    await relay.send(event)  # raised UnicodeEncodeError before
+    await relay.aclose()
+    (frame,) = await frames_of(relay)
+    payload = json.loads(frame.decode("utf-8").split("data: ", 1)[1])
+    assert payload["size"] == "\ud800x1"  # the same string, escaped
+    assert payload["usage"] == {"note": "café"}
+    assert payload["image"].endswith("QUJD")
+    strict_json(item_metadata(event)).encode()  # the websocket's text frame encodes too

@@ -1,0 +1,292 @@
+"""The fast path of one ``data:`` line that holds an image: its base64 is decoded while
+the line's bytes arrive, instead of being held as text, escape-checked and decoded after
+the event ends (``docs/fast.md``).
+
+The line must be a JSON object; once the members before the image's key (one of
+``keys``, e.g. ``"b64_json"``) are parsed by json's own scanner, the bytes of the string
+value are decoded in runs whose length is a multiple of 4 (0 to 3 bytes carried to the
+next run) by a strict decoder that refuses every byte outside the base64 alphabet, so
+every byte it takes is one json.loads would take verbatim (no backslash, no control
+character, ASCII). After the closing quote, the rest of the object is parsed at the end
+of the line.
+
+Any doubt (an escape, a non-ASCII byte, padding before the end, non-zero bits under the
+padding, a key that appears twice, a head that is not plain JSON, no closing quote, text
+after the object) gives the line back as text, exactly as the plain path would have
+decoded it: every byte taken was ASCII, so its character is itself, the UTF-8 decoder of
+the plain path resumes cleanly after it, and the decoded bytes encode back to the very
+text they came from.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ._base64 import Codec
+
+__all__ = ["HEAD_LIMIT", "DecodedData", "ImageLine", "skip_whitespace"]
+
+HEAD_LIMIT = 64 * 1024
+"""Bytes of a line before its image string after which the fast path gives up on it."""
+
+_DECODER = json.JSONDecoder()
+# json's own string scanner (the C one when built), as json.loads runs it: strict.
+scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON whitespace, as json.decoder skips it
+_NUMBER_GOES_ON = frozenset("0123456789.eE+-")
+_MORE = object()  # the head may parse once more bytes arrive
+
+
+def skip_whitespace(text: str, i: int) -> int:
+    """The index of the first character at or after ``i`` that is not JSON whitespace."""
+    match = _WHITESPACE.match(text, i)
+    return i if match is None else match.end()
+
+
+class DecodedData:
+    """The data of an event whose image string was decoded on arrival.
+
+    Attributes:
+        members: the event's JSON object, as ``json.loads`` of the data gives it (same
+            values, same key order), except ``members[key]``: the decoded bytes.
+        key: the member that held the base64 (``"b64_json"``, ``"partial_image_b64"``).
+        image: the decoded bytes, as canonical base64 decoding of the string gives them.
+    """
+
+    __slots__ = ("_codec", "_head", "_tail", "image", "key", "members")
+
+    def __init__(
+        self, head: str, key: str, image: bytes, tail: str, members: dict[str, Any], codec: Codec
+    ) -> None:
+        self._head, self._tail, self._codec = head, tail, codec
+        self.key, self.image, self.members = key, image, members
+
+    def text(self) -> str:
+        """The data as it arrived, rebuilt: the base64 is encoded again (one pass over
+        the image, a new string of the data's size on every call)."""
+        return self._head + self._codec.encode_text(self.image) + self._tail
+
+    def __len__(self) -> int:
+        """The length of :meth:`text`, computed without building it."""
+        return len(self._head) + (len(self.image) + 2) // 3 * 4 + len(self._tail)
+
+
+Fallback = tuple[str, bytes]
+"""What the line gives back on a doubt: its text so far, and bytes still to decode as
+UTF-8 (the plain path's work from there)."""
+
+
+class ImageLine:
+    """One data line on the fast path: feed its value's bytes as they arrive, then
+    :meth:`end` it. ``feed`` answers ``None`` while the fast path holds, or a
+    :data:`Fallback` once it gave up; after that the line is no longer fed."""
+
+    __slots__ = ("_carry", "_codec", "_found", "_head", "_keys", "_out", "_scan_at", "_tail")
+
+    def __init__(self, keys: tuple[str, ...], codec: Codec) -> None:
+        self._keys = keys
+        self._codec = codec
+        self._head = bytearray()  # the line's bytes until its image string is found
+        self._scan_at = 1  # parse the head again once it holds this many bytes
+        self._found: tuple[dict[str, Any], str, str] | None = None  # members, key, head text
+        self._out = io.BytesIO()  # the decoded image: grown in place, taken without a copy
+        self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
+        self._tail: bytearray | None = None  # the bytes from the closing quote on
+
+    def feed(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:
+        """Takes ``data[start:end]``, the next bytes of the value."""
+        if self._tail is not None:
+            self._tail += memoryview(data)[start:end]
+            return None
+        if self._found is None:
+            return self._feed_head(data, start, end)
+        return self._feed_value(data, start, end)
+
+    def take_run(self, data: bytes) -> bool:
+        """Decodes all of ``data`` as the inside of the image string, when it is: then
+        it holds no quote and no line end, and the caller need not search it for them
+        (the strict decoder has checked every byte). Answers ``False``, having taken
+        nothing, when ``data`` is anything else (its end, a doubt, padding)."""
+        if self._found is None or self._tail is not None:
+            return False
+        carry = self._carry
+        fill = (4 - len(carry)) % 4
+        keep = (len(data) - fill) % 4
+        if len(data) < fill + keep + 4:
+            return False
+        left = data[len(data) - keep :]
+        if b'"' in left or b"\n" in left or b"\r" in left:
+            return False
+        decode = self._codec.decode_run
+        first = decode(carry + data[:fill], last=False) if carry else b""
+        if first is None:
+            return False
+        with memoryview(data) as view:
+            out = decode(view[fill : len(data) - keep], last=False)
+        if out is None:
+            return False
+        self._out.write(first)
+        self._out.write(out)
+        self._carry = left
+        return True
+
+    def end(self, data: bytes | bytearray, start: int, end: int) -> DecodedData | Fallback:
+        """Takes the last bytes of the value; answers the decoded data, or the line as a
+        :data:`Fallback` when the fast path cannot vouch for it."""
+        if self._found is None:
+            self._scan_at = 0  # scan what there is, however little
+        fallback = self.feed(data, start, end)
+        if fallback is not None:
+            return fallback
+        if self._found is None:
+            return "", bytes(self._head)
+        if self._tail is None:  # no closing quote: the plain path decides
+            return self._fallback(self._carry)
+        members, key, head = self._found
+        image = self._out.getvalue()
+        tail = self._tail.decode("utf-8", "replace")
+        if not _parse_tail(tail, key, members):
+            return head + self._codec.encode_text(image) + tail, b""
+        members[key] = image
+        return DecodedData(head, key, image, tail, members, self._codec)
+
+    def _feed_head(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:
+        head = self._head
+        head += memoryview(data)[start:end]
+        if len(head) < self._scan_at:
+            return None
+        found = _scan_head(head[:HEAD_LIMIT].decode("latin-1"), self._keys)
+        if found is _MORE and len(head) <= HEAD_LIMIT:
+            self._scan_at = 2 * len(head)
+            return None
+        if not isinstance(found, tuple):
+            self._head = bytearray()
+            return "", bytes(head)
+        members, key, value_start = found
+        self._found = (members, key, head[:value_start].decode("ascii"))
+        self._head = bytearray()
+        members[key] = None  # holds the key's place in the object's order
+        return self._feed_value(head, value_start, len(head))
+
+    def _feed_value(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:
+        quote = data.find(b'"', start, end)
+        final = quote >= 0  # the string ends in this part
+        stop = quote if final else end
+        carry = self._carry
+        decode = self._codec.decode_run
+        pieces = []
+        i = start
+        if carry:
+            fill = max(0, min(4 - len(carry), stop - start))
+            quantum = carry + bytes(data[start : start + fill])
+            i = start + fill
+            if len(quantum) != 4 or (not final and i == stop and quantum.endswith(b"=")):
+                if final or len(quantum) > 4:
+                    return self._fallback(carry, data, start, end)
+                self._carry = quantum  # short, or maybe the padded last quantum
+                return None
+            out = decode(quantum, last=final and i == stop)
+            if out is None:
+                return self._fallback(carry, data, start, end)
+            pieces.append(out)
+        length = stop - i
+        if final and length % 4:
+            return self._fallback(carry, data, start, end)
+        aligned = stop - length % 4
+        if not final and aligned > i and data[aligned - 1] == 0x3D:
+            aligned -= 4  # "=": the padding of the last quantum, or an error; wait and see
+        if aligned > i:
+            with memoryview(data) as view:
+                out = decode(view[i:aligned], last=final)
+            if out is None:
+                return self._fallback(carry, data, start, end)
+            pieces.append(out)
+        for piece in pieces:
+            self._out.write(piece)
+        self._carry = bytes(data[aligned:stop])
+        if final:
+            self._tail = bytearray(memoryview(data)[quote:end])
+        return None
+
+    def _fallback(
+        self, carry: bytes, data: bytes | bytearray = b"", start: int = 0, end: int = 0
+    ) -> Fallback:
+        """The line as text so far, and the raw bytes not taken: the carried ones and
+        ``data[start:end]``."""
+        assert self._found is not None
+        text = self._found[2] + self._codec.encode_text(self._out.getvalue())
+        self._out = io.BytesIO()
+        return text, carry + bytes(memoryview(data)[start:end])
+
+
+def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, int] | object:
+    """Parses the members of the object ``text`` begins, up to the first of ``keys``
+    whose value is a string: answers the members before it, the key and the index after
+    the string's opening quote; :data:`_MORE` when ``text`` may be cut short; ``None``
+    when the fast path cannot vouch for the head (json.loads must decide)."""
+    n = len(text)
+    i = skip_whitespace(text, 0)
+    if i >= n:
+        return _MORE
+    if text[i] != "{":
+        return None
+    members: dict[str, Any] = {}
+    i = skip_whitespace(text, i + 1)
+    while True:
+        if i >= n:
+            return _MORE
+        if text[i] != '"':
+            return None
+        try:
+            key, i = scanstring(text, i + 1)
+        except ValueError:
+            return _MORE
+        i = skip_whitespace(text, i)
+        if i >= n:
+            return _MORE
+        if text[i] != ":":
+            return None
+        i = skip_whitespace(text, i + 1)
+        if i >= n:
+            return _MORE
+        if key in keys:
+            if text[i] != '"' or key in members or not text[:i].isascii():
+                return None
+            return members, key, i + 1
+        try:
+            value, i = _DECODER.raw_decode(text, i)
+        except ValueError:
+            return _MORE
+        except RecursionError:
+            return None
+        after = skip_whitespace(text, i)
+        if after >= n or (after == i and text[i] in _NUMBER_GOES_ON):
+            return _MORE  # a number may go on in the next bytes
+        members[key] = value
+        if text[after] != ",":
+            return None
+        i = skip_whitespace(text, after + 1)
+
+
+def _parse_tail(tail: str, key: str, members: dict[str, Any]) -> bool:
+    """Adds the members after the image string (``tail`` starts at its closing quote)
+    to ``members``; False when json.loads would not give the same object."""
+    try:
+        i = skip_whitespace(tail, 1)
+        while tail[i] == ",":
+            i = skip_whitespace(tail, i + 1)
+            if tail[i] != '"':
+                return False
+            name, i = scanstring(tail, i + 1)
+            i = skip_whitespace(tail, i)
+            if tail[i] != ":" or name == key:
+                return False
+            members[name], i = _DECODER.raw_decode(tail, skip_whitespace(tail, i + 1))
+            i = skip_whitespace(tail, i)
+        return tail[i] == "}" and skip_whitespace(tail, i + 1) == len(tail)
+    except (ValueError, IndexError, RecursionError):
+        return False
