@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 
+import ttstream
 from tests.scripted_server import Answer, ScriptedServer
 from ttstream import (
     APIConnectionError,
@@ -358,3 +359,33 @@ async def test_a_retry_longer_than_the_budget_fails_at_once() -> None:
             await collect(server, reconnect=ReconnectPolicy(budget=5.0))
     assert anyio.current_time() - started < 3
     assert len(server.requests) == 1
+
+
+async def test_a_callers_client_auth_never_follows_a_redirect_to_another_origin() -> None:
+    with ScriptedServer(Answer([b"data: there\n\n"])) as target:
+        moved = Answer(status=307, headers=(("Location", target.url + "/moved"),))
+        with ScriptedServer(moved) as origin:
+            auth = httpx.BasicAuth("user", "secret-password")
+            async with (
+                httpx.AsyncClient(follow_redirects=True, auth=auth) as http,
+                EventSource(http, "GET", origin.url, reconnect=no_more()) as source,
+            ):
+                got = [item async for item in source]
+    assert [item.data for item in got] == ["there"]
+    assert origin.requests[0].headers["authorization"].startswith("Basic ")
+    assert "authorization" not in target.requests[0].headers
+
+
+async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = "sk-test-SECRET123456"
+    first = Answer([f"id: Bearer {key}\ndata: a\n\n".encode(), 0.05], end="abort")
+    with ScriptedServer(first, Answer([b"data: b\n\n"])) as server:
+        async with ttstream.AsyncClient(key, base_url=server.url):  # registers the key
+            with caplog.at_level("WARNING", logger="ttstream"):
+                got = await collect(server, reconnect=no_more(1))
+    notice = next(item for item in got if isinstance(item, Reconnecting))
+    assert key not in repr(notice)
+    assert key not in caplog.text
+    assert "reconnecting" in caplog.text

@@ -338,3 +338,27 @@ async def test_an_edit_from_a_file_object_sends_the_same_bytes_on_each_regenerat
     assert len(bodies) == 3
     assert bodies[0] == bodies[1] == bodies[2]
     assert image.getvalue() in bodies[0]
+
+
+async def test_aclose_from_another_task_ends_the_reader_and_sends_nothing_more() -> None:
+    keep_alives = [b": keep-alive\n\n", 0.05] * 40
+    answer = Answer([event("partial_image", 0), *keep_alives], end="hang")
+    with ScriptedServer(answer) as server:
+        async with AsyncClient("k", base_url=server.url + "/v1") as client:
+            stream = client.generate("a cat", partial_images=1)
+            got: list[StreamItem] = []
+            first = anyio.Event()
+
+            async def read() -> None:
+                async for item in stream:
+                    got.append(item)
+                    first.set()
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(read)
+                    await first.wait()
+                    await anyio.sleep(0.2)  # the reader waits on keep-alives
+                    await stream.aclose()  # a UI's cancel button
+    assert kinds(got) == ["partial"]
+    assert len(server.requests) == 1

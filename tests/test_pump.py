@@ -351,3 +351,12 @@ def test_keyboard_interrupt_in_a_sink_leaves_pump_as_itself(backend: str) -> Non
 
     with pytest.raises(KeyboardInterrupt):
         anyio.run(main, backend=backend)
+
+
+async def test_pump_returns_only_the_images_of_the_last_generation() -> None:
+    regenerating = Reconnecting(
+        attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="cut"
+    )
+    second = Completed(b64_json=png((0, 0, 200)), operation="generation")
+    source = Source(preview(0), FINAL, regenerating, preview(0), second)
+    assert await pump(source, Recorder()) == [second]

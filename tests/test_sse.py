@@ -445,3 +445,13 @@ def test_deeply_nested_json_through_the_decoder_is_malformed(decode_images: bool
     (event,) = [e for i in range(0, len(raw), 65536) for e in decoder.feed(raw[i : i + 65536])]
     with pytest.raises(MalformedEventError, match="nested too deeply"):
         parse_event(event)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("7" * 5000, 10**15), ("0" * 30 + "5", 5), ("1" + "0" * 15, 10**15), ("999", 999)],
+)
+def test_a_retry_of_any_length_is_taken_and_capped(value: str, expected: int) -> None:
+    decoder = SSEDecoder()
+    decoder.feed(f"retry: {value}\ndata: x\n\n".encode())
+    assert decoder.retry == expected

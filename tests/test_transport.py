@@ -3,6 +3,7 @@ is installed, httpcore on trio; streams run to the end on both, over loopback.""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -67,8 +68,21 @@ async def test_aiohttp_bodies_come_in_large_pieces(emulator: EmulatorServer) -> 
         url = emulator.base_url.removesuffix("/v1") + "/"
         response = await http._transport.handle_async_request(httpx.Request("GET", url))
         try:
-            assert isinstance(response.stream, AiohttpResponseStream)
-            assert response.stream.CHUNK_SIZE == READ_SIZE
+            inner = response.stream._inner  # type: ignore[attr-defined]  # the remapping wrapper
+            assert isinstance(inner, AiohttpResponseStream)
+            assert inner.CHUNK_SIZE == READ_SIZE
         finally:
             await response.aclose()
     assert default == AiohttpResponseStream.CHUNK_SIZE  # nothing process-wide changed
+
+
+async def test_aiohttp_connection_refused_is_a_connection_error_not_a_timeout() -> None:
+    if not AIOHTTP:
+        pytest.skip("httpx-aiohttp is not installed")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with http_client(timeout=10) as http:
+        with pytest.raises(httpx.ConnectError) as info:
+            await http.get(f"http://127.0.0.1:{port}/")
+    assert not isinstance(info.value, httpx.TimeoutException)

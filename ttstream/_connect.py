@@ -37,6 +37,7 @@ from ._retry import backoff_delay, retry_after, should_retry_status
 
 __all__ = [
     "CREDENTIAL_HEADERS",
+    "ERROR_BODY_SECONDS",
     "MAX_ERROR_BODY",
     "connection_error",
     "send",
@@ -50,6 +51,8 @@ CREDENTIAL_HEADERS = ("authorization", "tt-api-key")
 """Request headers that carry a key: never sent across origins."""
 MAX_ERROR_BODY = 1024 * 1024
 """The most of an HTTP error body that is read, in bytes."""
+ERROR_BODY_SECONDS = 30.0
+"""The longest an HTTP error body is read, in seconds; past that the status alone speaks."""
 
 _TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
     httpx.ConnectTimeout: "connect",
@@ -86,8 +89,9 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
 async def _send_following(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
     """Sends ``request``, following redirects only as ``http`` is configured to."""
     hops = 0
+    auth: Any = httpx.USE_CLIENT_DEFAULT  # the client's own auth, until another origin
     while True:
-        response = await http.send(request, stream=True, follow_redirects=False)
+        response = await http.send(request, stream=True, follow_redirects=False, auth=auth)
         following = response.next_request
         if not (http.follow_redirects and response.is_redirect and following is not None):
             return response
@@ -102,6 +106,7 @@ async def _send_following(http: httpx.AsyncClient, request: httpx.Request) -> ht
         if not _same_origin(following.url, request.url):
             for name in CREDENTIAL_HEADERS:
                 following.headers.pop(name, None)
+            auth = None  # nor the caller's client's auth=
         request = following
 
 
@@ -149,12 +154,14 @@ async def send(
 
 async def status_error(response: httpx.Response) -> APIStatusError:
     """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes, decoded within
-    that) into an :class:`APIStatusError` with the fields of an ``{"error": {"message",
-    "type", "code", "param"}}`` body: the one parser of HTTP error bodies. Keys and
-    credential values are redacted before parsing (``ttstream._secrets``)."""
+    that, for at most :data:`ERROR_BODY_SECONDS`) into an :class:`APIStatusError` with
+    the fields of an ``{"error": {"message", "type", "code", "param"}}`` body: the one
+    parser of HTTP error bodies. Keys and credential values are redacted before parsing
+    (``ttstream._secrets``)."""
     raw = bytearray()
     try:
-        raw, _ = await read_prefix(response, limit=MAX_ERROR_BODY)
+        with anyio.move_on_after(ERROR_BODY_SECONDS):  # a trickled body holds nobody
+            raw, _ = await read_prefix(response, limit=MAX_ERROR_BODY)
     except (httpx.HTTPError, TTStreamError):
         pass  # the status says enough
     finally:

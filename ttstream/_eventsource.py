@@ -29,6 +29,7 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 import httpx
 
+from . import _secrets
 from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
@@ -185,9 +186,8 @@ class EventSource:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._response is not None else "idle"
-        return (
-            f"<EventSource {state} {self._method} {self._url} last_event_id={self.last_event_id!r}>"
-        )
+        last = _secrets.redact(self.last_event_id)  # server text: it may echo the key
+        return f"<EventSource {state} {self._method} {self._url} last_event_id={last!r}>"
 
     @property
     def last_event_id(self) -> str:
@@ -239,16 +239,27 @@ class EventSource:
 
     async def aclose(self) -> None:
         """Closes the current response and ends the stream. Idempotent; shielded and
-        bounded (``ttstream._bounds.CLEANUP_TIMEOUT``)."""
+        bounded (``ttstream._bounds.CLEANUP_TIMEOUT``). Called from another task while
+        this one reads (a UI's "cancel"), it interrupts that read, which then ends the
+        iteration; nothing is ever sent again."""
         self._closed = True
         self._pending.clear()
+        if self._read_scope is not None:
+            self._read_scope.cancel()
         await self._release()
 
     async def _release(self) -> None:
+        """Closes the current response. The body's iterator is closed by the task that
+        reads it: while another task is inside a read, that task closes it."""
+        reading = self._read_scope is not None
         chunks, response = self._chunks, self._response
-        self._chunks = self._response = None
-        aclose_chunks = getattr(chunks, "aclose", None)
-        steps = [] if aclose_chunks is None else [aclose_chunks]
+        self._response = None
+        steps = []
+        if not reading:
+            self._chunks = None
+            aclose_chunks = getattr(chunks, "aclose", None)
+            if aclose_chunks is not None:
+                steps.append(aclose_chunks)
         if response is not None:
             steps.append(response.aclose)
         if steps:
@@ -278,11 +289,14 @@ class EventSource:
         )
 
     async def _ensure_open(self) -> None:
+        if self._closed:
+            raise StopAsyncIteration  # closed (maybe by another task): never send again
         if self._response is not None or self._stopped:
             return
         if self._reopen_delay is not None:
             delay, self._reopen_delay = self._reopen_delay, None
-            logger.warning("reconnecting to %s in %.2f s (%s)", self._url, delay, self._reopen_note)
+            note = _secrets.redact(self._reopen_note)  # a server may echo the key in ids
+            logger.warning("reconnecting to %s in %.2f s (%s)", self._url, delay, note)
             await anyio.sleep(delay)
         request = self._request()
         response = self._response = await send(self._http, request, max_retries=self._max_retries)
@@ -302,6 +316,9 @@ class EventSource:
 
     async def _next(self) -> SourceItem | None:
         while True:
+            if self._closed:
+                await self._release()  # closed by another task during a read
+                return None
             while self._pending:
                 item = self._pending.popleft()
                 if isinstance(item, Comment) or self._deliver(item):
@@ -327,7 +344,7 @@ class EventSource:
                     if isinstance(exc, httpx.TimeoutException)
                     else "the connection broke"
                 )
-                notice = await self._plan(f"{what} ({exc})")
+                notice = await self._plan(f"{what} ({exc})" if str(exc) else what)
                 if notice is None:
                     raise connection_error(exc, self._url, "reading the stream from") from exc
                 return notice

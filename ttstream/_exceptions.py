@@ -182,10 +182,12 @@ class StreamError(TTStreamError):
     ) -> None:
         self.response_id = response_id
         self.message = redact(message)
+        # Every field is server text, which may echo the key: all are redacted.
+        code, param, type = (None if v is None else redact(v) for v in (code, param, type))
         self.code = code
         self.param = param
         self.type = type
-        self.event_id = event_id
+        self.event_id = redact(event_id)
         self.sequence_number = sequence_number
         super().__init__(f"error event: {shorten(message)}{_details(type, code, param)}")
 
@@ -208,7 +210,7 @@ class MalformedEventError(ProtocolError):
     def __init__(self, reason: str, *, event: str, event_id: str = "") -> None:
         self.reason = reason
         self.event = event
-        self.event_id = event_id
+        self.event_id = event_id = redact(event_id)
         where = f"event {event!r}" + (f" (id {event_id!r})" if event_id else "")
         super().__init__(f"malformed {where}: {reason}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import attrs
 
+from . import _secrets
 from ._retry import backoff_delay
 
 __all__ = ["ReconnectPolicy", "Reconnecting"]
@@ -67,6 +68,6 @@ class Reconnecting:
 
     attempt: int
     delay: float
-    last_event_id: str
+    last_event_id: str = attrs.field(repr=lambda value: repr(_secrets.redact(value)))
     regenerating: bool
-    reason: str
+    reason: str = attrs.field(repr=lambda value: repr(_secrets.redact(value)))

@@ -12,6 +12,7 @@ is. Measurements: ``benchmarks/RESULTS.md``; see ``docs/fast.md``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -51,15 +52,46 @@ class BackendTransport(httpx.AsyncBaseTransport):
         return self._other
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._transport().handle_async_request(request)
+        try:
+            response = await self._transport().handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            raise _untimed(exc, httpx.ConnectError) from exc.__cause__
         if AIOHTTP and isinstance(response.stream, AiohttpResponseStream):
             response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
+            response.stream = _RemappedStream(response.stream)
         return response
 
     async def aclose(self) -> None:
         for transport in (self._asyncio, self._other):
             if transport is not None:
                 await transport.aclose()
+
+
+class _RemappedStream(httpx.AsyncByteStream):
+    """An aiohttp response body whose broken connection is a read error, not a timeout."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except httpx.ConnectTimeout as exc:
+            raise _untimed(exc, httpx.ReadError) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _untimed(exc: httpx.ConnectTimeout, kind: type[httpx.TransportError]) -> httpx.TransportError:
+    """httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` (connection refused, a
+    server that disconnected) to ``httpx.ConnectTimeout``; a cause that is no timeout
+    becomes ``kind`` (``ConnectError`` when connecting, ``ReadError`` when reading)."""
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
+        return exc
+    return kind(str(exc) or type(cause).__name__)
 
 
 def _on_asyncio() -> bool:

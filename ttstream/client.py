@@ -21,7 +21,7 @@ import anyio
 import attrs
 import httpx
 
-from . import _secrets
+from . import _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import validate_seconds
@@ -173,7 +173,9 @@ class AsyncClient:
         _secrets.register(self, api_key)  # redacted from every ttstream error and log line
         _secrets.install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
         self._owns_http_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        self._http = http_client or _transport.http_client(
+            timeout=self.timeout, follow_redirects=False
+        )  # aiohttp on asyncio with the aiohttp extra; httpcore otherwise
         self.responses = Responses(self)
         """The Responses API image tool: ``stream()`` and ``resume()`` (docs/responses.md)."""
 

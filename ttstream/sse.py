@@ -63,6 +63,7 @@ IMAGE_KEYS = ("b64_json", "partial_image_b64")
 the Images API's ``b64_json`` and the Responses API's ``partial_image_b64``."""
 
 _BOM = b"\xef\xbb\xbf"
+_MAX_RETRY_MS = 10**15
 _DECODE_BATCH = 64 * 1024
 _REPR_DATA_CHARS = 80
 
@@ -504,7 +505,11 @@ class SSEDecoder:
                 self._id_buffer = value
                 self._id_field = True
         elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry = self._event_retry = int(value)
+            # Capped: a reconnection time of 10**15 ms is already 31,000 years, and a
+            # server's 5,000 digits must not reach int() (ValueError past 4,300).
+            digits = value.lstrip("0") or "0"
+            retry = int(digits) if len(digits) <= 15 else _MAX_RETRY_MS
+            self.retry = self._event_retry = min(retry, _MAX_RETRY_MS)
 
 
 def __getattr__(name: str) -> object:

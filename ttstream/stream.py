@@ -226,8 +226,8 @@ class ImageStream:
             try:
                 item = await source.__anext__()
             except StopAsyncIteration:
-                if interpreter.incomplete() is None:
-                    return None
+                if interpreter.incomplete() is None or self._state is _State.ENDED:
+                    return None  # finished, or closed by another task (a UI's "cancel")
                 raise self._incomplete("the body ended") from None
             except APITimeoutError:
                 raise

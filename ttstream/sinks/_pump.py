@@ -38,6 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._bounds import close_bounded
 from .._exceptions import APITimeoutError, TTStreamError, ValidationError
+from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
 from ..stream import StreamItem
 from ._base import Sink
@@ -232,6 +233,8 @@ async def pump(
                         deadline.deadline = _deadline_of(stream)  # known once it started
                         if isinstance(item, Completed):
                             completed.append(item)
+                        elif isinstance(item, Reconnecting) and item.regenerating:
+                            completed.clear()  # a new generation yields every image again
                         for outbox in outboxes:
                             await outbox.put(item)
                         if outboxes and all(outbox.detached for outbox in outboxes):
