@@ -61,6 +61,7 @@ __all__ = ["RedisRelay"]
 
 _KEY = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 _START = (0, 0)
+_POLL = 0.1  # seconds between two looks for a stream that does not exist yet
 
 
 def _frame(entry_id: str, name: str, payload: dict[str, Any]) -> _Frame:
@@ -221,7 +222,8 @@ class RedisRelay:
                 # 404 also stops the browser's EventSource from reconnecting.
                 await _plain_response(send, 404, b"no such preview stream")
                 return
-            newest = await last_entry(self.redis, key, self.timeout)
+            # Only a resumption needs the newest entry: to answer 204 after the end.
+            newest = None if after is None else await last_entry(self.redis, key, self.timeout)
         except RedisStreamError:
             await _plain_response(send, 503, b"the preview store is unavailable")
             return
@@ -254,20 +256,22 @@ class RedisRelay:
                 del self._tails[key]
 
     async def _exists(self, key: str) -> bool:
-        """Whether ``key`` holds a stream, waiting ``wait`` seconds for it to appear."""
-        kind = await call("TYPE", key, self.timeout, lambda: self.redis.type(key))
-        if kind == b"stream":
-            return True
-        if kind not in (None, b"none") or self.wait == 0:
-            return False
-        self.reads += 1
-        found = await call(
-            "XREAD",
-            key,
-            self.wait + self.timeout,
-            lambda: self.redis.xread({key: "0-0"}, count=1, block=max(1, round(self.wait * 1000))),
-        )
-        return bool(found)
+        """Whether ``key`` holds a stream, waiting ``wait`` seconds for it to appear.
+
+        It polls ``TYPE`` every 0.1 s rather than blocking in ``XREAD``: a blocking
+        command holds a connection of the pool, and the browsers that wait for a job
+        about to start could take them all."""
+        deadline = anyio.current_time() + self.wait
+        while True:
+            kind = await call("TYPE", key, self.timeout, lambda: self.redis.type(key))
+            if kind == b"stream":
+                return True
+            if kind not in (None, b"none"):
+                return False
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return False
+            await anyio.sleep(min(_POLL, remaining))
 
     async def _serve(self, send: Send, tail: _Tail, after: EntryId) -> None:
         """Sends the frames after ``after``, reading on as needed, until the end."""
