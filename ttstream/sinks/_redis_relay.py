@@ -258,9 +258,9 @@ class RedisRelay:
     async def _exists(self, key: str) -> bool:
         """Whether ``key`` holds a stream, waiting ``wait`` seconds for it to appear.
 
-        It polls ``TYPE`` every 0.1 s rather than blocking in ``XREAD``: a blocking
-        command holds a connection of the pool, and the browsers that wait for a job
-        about to start could take them all."""
+        It polls ``TYPE`` every 0.1 s rather than blocking in an ``XREAD`` of its own:
+        many browsers wait for a job about to start, and one blocking read each would
+        hold as many connections and fetch its first entry once per browser."""
         deadline = anyio.current_time() + self.wait
         while True:
             kind = await call("TYPE", key, self.timeout, lambda: self.redis.type(key))
