@@ -5,6 +5,9 @@ started), the claim's renewal, hand-over and expiry, and what a dead worker leav
 from __future__ import annotations
 
 import math
+import sys
+import textwrap
+import uuid
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -101,31 +104,58 @@ async def _append(results: list[bool], started: Awaitable[bool]) -> None:
     results.append(await started)
 
 
-async def test_a_dead_workers_stream_ends_for_its_browsers_and_the_job_can_start_again(
+DOOMED_WORKER = textwrap.dedent(
+    """
+    import sys, anyio, coredis, httpx, ttstream
+    from ttstream.relay import start_once
+    from ttstream.sinks import RedisStreamSink, pump
+
+    socket_path, base_url, spec, key = sys.argv[1:5]
+
+    async def main():
+        http = httpx.AsyncClient(headers={"X-Emulator-Fault": spec})
+        client = ttstream.AsyncClient("k", base_url=base_url, http_client=http)
+        async with coredis.Redis(unix_socket_path=socket_path) as redis:
+            stream = client.generate("a kite", model="gpt-image-2", size="64x48", partial_images=3)
+            await start_once(
+                redis, key, lambda: pump(stream, RedisStreamSink(redis, key)), claim_ttl=0.5
+            )
+
+    anyio.run(main)
+    """
+)
+
+
+async def test_a_worker_killed_mid_generation_leaves_no_stream_waiting_for_ever(
     redis: Redis, redis_server: RedisServer, emulator: EmulatorServer, anyio_backend: str, key: str
 ) -> None:
     job = PREFIX + key
-    api = api_of(emulator)
-    # What a worker killed mid-generation leaves: two entries and a claim it no longer renews.
-    async with api.generate() as stream:
-        leftovers = [await anext(stream), await anext(stream)]
-    sink = RedisStreamSink(redis, job)
-    for item in leftovers:
-        await sink.send(item)
-    await redis.set(claim_key(job), "running:dead", px=300)
+    stalled = f"stall=30;key={uuid.uuid4().hex}"  # one preview, then the worker stalls
+    command = [sys.executable, "-c", DOOMED_WORKER, redis_server.unix_socket]
+    async with await anyio.open_process([*command, emulator.base_url, stalled, job]) as worker:
+        try:
+            with anyio.fail_after(10):
+                while await redis.xlen(job) < 1:  # noqa: ASYNC110 - another process writes it
+                    await anyio.sleep(0.02)
+        finally:
+            worker.kill()  # SIGKILL: no finally, no terminal entry, no hand-over
+            await worker.wait()
+    assert await redis.get(claim_key(job)) is not None  # claimed, no longer renewed
 
+    api = api_of(emulator)
     async with workers(redis_server, anyio_backend, count=1, claims=True, block=0.05) as [
         (_, http)
     ]:
         with anyio.fail_after(5):
             orphaned = await Browser(http, f"/previews/{key}").run()
-        assert orphaned.names == ["partial_image", "partial_image", "error"]
-        assert "stopped before its end" in orphaned.data(2)["message"]
-
-        assert await start_once(redis, job, generation(api, redis, job))
+        assert orphaned.names == ["partial_image", "error"]
+        assert "stopped before its end" in orphaned.data(1)["message"]
+        with anyio.fail_after(5):
+            assert await start_once(redis, job, generation(api, redis, job))
         fresh = await Browser(http, f"/previews/{key}").run()
     await api.aclose()
-    assert api.generations == 2
+    assert emulator.stream_stats.requests(stalled) == 1
+    assert api.generations == 1
     # The orphaned stream was ended and deleted: the new generation has a stream of its own.
     assert await types_of(redis, job) == NAMES
     assert fresh.names == NAMES
