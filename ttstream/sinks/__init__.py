@@ -6,21 +6,30 @@ preview in a few lines::
     async with ttstream.AsyncClient() as client:
         stream = client.generate("a lighthouse", partial_images=3)
         await ttstream.sinks.pump(stream, ttstream.sinks.FileSink("out"))
+
+Across processes, ``RedisStreamSink`` writes a generation to a Redis stream and
+``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``).
 """
 
 from ._base import Sink
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
 from ._pump import Policy, SinkError, pump
+from ._redis import MalformedEntryError, RedisStreamError, RedisStreamSink
+from ._redis_relay import RedisRelay
 from ._relay import SSERelay
 from ._websocket import WebSocketSink
 
 __all__ = [
     "CallbackSink",
     "FileSink",
+    "MalformedEntryError",
     "ObjectStreamSink",
     "PillowSink",
     "Policy",
+    "RedisRelay",
+    "RedisStreamError",
+    "RedisStreamSink",
     "SSERelay",
     "Sink",
     "SinkError",

@@ -25,7 +25,7 @@ import contextlib
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -48,17 +48,21 @@ _HEADERS = [
 ]
 
 
-class _Frame:
-    """One encoded event: its id and the bytes every connection sends."""
+_Id = TypeVar("_Id", int, str)
+
+
+class _Frame(Generic[_Id]):
+    """One encoded event: its id (a counter, or a Redis entry id for ``RedisRelay``) and
+    the bytes every connection sends."""
 
     __slots__ = ("data", "event_id")
 
-    def __init__(self, event_id: int, event: str, data: bytes) -> None:
-        self.event_id = event_id
+    def __init__(self, event_id: _Id, event: str, data: bytes) -> None:
+        self.event_id: _Id = event_id
         self.data = data
 
     @classmethod
-    def of(cls, event_id: int, event: str, payload: dict[str, Any]) -> _Frame:
+    def of(cls, event_id: _Id, event: str, payload: dict[str, Any]) -> _Frame[_Id]:
         return cls(event_id, event, _encode(f"id: {event_id}\nevent: {event}\ndata: ", payload))
 
 
@@ -73,7 +77,7 @@ def _encode(head: str, payload: dict[str, Any], image: bytes = b"") -> bytes:
     return b"".join([f"{head}{body[:-2]}".encode(), image, b'"}\n\n'])
 
 
-def _frame(event_id: int, item: StreamItem) -> _Frame:
+def _frame(event_id: _Id, item: StreamItem) -> _Frame[_Id]:
     """The frame of one item. An image's ``image`` member is a ``data:`` URL made from
     the event's own base64, spliced in as bytes (encoded once when the event holds the
     decoded image, copied once when it holds base64 known to need no JSON escaping),
@@ -169,9 +173,9 @@ class SSERelay:
         self.replay = replay
         self.retry = retry
         self.keepalive = keepalive
-        self._frames: deque[_Frame] = deque(maxlen=replay)
+        self._frames: deque[_Frame[int]] = deque(maxlen=replay)
         self._last_id = 0
-        self._end: _Frame | None = None
+        self._end: _Frame[int] | None = None
         self._images = 0
         self._changed: anyio.Event | None = None  # made on demand: needs a running loop
         self.connections = 0

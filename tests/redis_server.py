@@ -1,0 +1,160 @@
+"""Helpers of the Redis tests: Debian's redis-server, started and stopped; clients.
+
+The server listens on a Unix socket in a temporary directory (and, when asked, on a free
+loopback port), saves nothing to disk, and is stopped (SIGTERM, then SIGKILL after 5 s)
+on the way out. No mocks: the tests talk to a real Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import coredis
+import httpx
+
+import ttstream
+from ttstream.emulator import EmulatorServer
+
+REDIS_SERVER = shutil.which("redis-server")
+MISSING = "redis-server is not installed (Debian: apt-get install redis-server; .ci/run does)"
+SMALL = {"model": "gpt-image-2", "size": "64x48", "partial_images": 3}
+NAMES = ["partial_image", "partial_image", "partial_image", "completed", "end"]
+
+# coredis 6.9 makes a Connection (with three anyio memory object streams) per attempt
+# to connect, and never closes those streams when the connection fails: once Redis is
+# gone they are collected later, with a ResourceWarning each. Tests that kill Redis
+# carry this mark, and their server's teardown collects them at once, under it.
+COREDIS_LEAK = "ignore:Unclosed <MemoryObject:ResourceWarning"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """``redis-server`` in a subprocess; ``unix_socket`` is its socket's path, ``port``
+    its loopback TCP port (0: none). ``settings`` are more ``--name value`` pairs."""
+
+    def __init__(self, *, tcp: bool = False, **settings: str) -> None:
+        if REDIS_SERVER is None:
+            raise RuntimeError(MISSING)
+        self._dir = tempfile.TemporaryDirectory(prefix="ttstream-redis-")
+        self.unix_socket = str(Path(self._dir.name) / "redis.sock")
+        self.port = free_port() if tcp else 0
+        arguments = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "unixsocket": self.unix_socket,
+            "unixsocketperm": "700",
+            "save": "",
+            "appendonly": "no",
+            "dir": self._dir.name,
+            **settings,
+        }
+        self.command = [REDIS_SERVER]
+        for name, value in arguments.items():
+            self.command += [f"--{name.replace('_', '-')}", value]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``unix://...`` (or ``redis://127.0.0.1:<port>`` with ``tcp``), for coredis."""
+        return f"redis://127.0.0.1:{self.port}" if self.port else f"unix://{self.unix_socket}"
+
+    def start(self) -> RedisServer:
+        """Starts the server; returns once it answers ``PING`` (10 s at most)."""
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while not self._pings():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer PING within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def _pings(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(self.unix_socket)
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stops the server (it may already be gone) and removes its directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._dir.cleanup()
+
+    def kill(self) -> None:
+        """Kills the server at once (SIGKILL), as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def client_of(server: RedisServer, **settings: Any) -> coredis.Redis[bytes]:
+    """A coredis client of ``server`` (enter it); commands time out after 5 s."""
+    return coredis.Redis(
+        unix_socket_path=server.unix_socket, stream_timeout=5, connect_timeout=5, **settings
+    )
+
+
+class Api:
+    """A ttstream client of the emulator whose requests carry ``X-Emulator-Fault:
+    key=<own>``, so that the emulator's own counter (``stream_stats.requests``) says
+    how many generations it started, whichever worker asked."""
+
+    def __init__(self, emulator: EmulatorServer, spec: str) -> None:
+        self.emulator = emulator
+        self.spec = spec
+        self.client = ttstream.AsyncClient(
+            "emulator-key",
+            base_url=emulator.base_url,
+            http_client=httpx.AsyncClient(headers={"X-Emulator-Fault": spec}),
+        )
+
+    @property
+    def generations(self) -> int:
+        return self.emulator.stream_stats.requests(self.spec)
+
+    def generate(self, prompt: str = "a kite", **params: Any) -> ttstream.ImageStream:
+        return self.client.generate(prompt, **{**SMALL, **params})
+
+    async def aclose(self) -> None:
+        await self.client._http.aclose()
+
+
+def api_of(emulator: EmulatorServer) -> Api:
+    return Api(emulator, f"key={uuid.uuid4().hex}")

@@ -1,0 +1,280 @@
+"""RedisStreamSink against a real redis-server, on asyncio and trio: the entries it
+writes, its terminal entry, MAXLEN and EXPIRE, and Redis going away under pump."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import coredis
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis_server import COREDIS_LEAK, RedisServer, api_of, client_of
+
+import ttstream
+from ttstream import Completed, PartialImage, Reconnecting, StreamItem
+from ttstream.emulator import EmulatorServer
+from ttstream.sinks import (
+    CallbackSink,
+    MalformedEntryError,
+    RedisStreamError,
+    RedisStreamSink,
+    SinkError,
+    pump,
+)
+from ttstream.sinks._redis import Terminal, decode_entry, encode_item
+
+pytestmark = pytest.mark.anyio
+pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
+
+Redis = coredis.Redis[bytes]
+
+
+async def generation(emulator: EmulatorServer, **params: Any) -> list[StreamItem]:
+    api = api_of(emulator)
+    try:
+        async with api.generate(**params) as stream:
+            return [item async for item in stream]
+    finally:
+        await api.aclose()
+
+
+async def replay(items: list[StreamItem], error: Exception | None = None) -> AsyncIterator[Any]:
+    for item in items:
+        await anyio.lowlevel.checkpoint()
+        yield item
+    if error is not None:
+        raise error
+
+
+def text(entry: Any, name: str) -> str:
+    value: bytes = entry.field_values[name.encode()]
+    return value.decode()
+
+
+async def test_every_item_becomes_an_entry_with_the_image_as_bytes_then_end(
+    redis: Redis, key: str, emulator: EmulatorServer
+) -> None:
+    items = await generation(emulator)
+    sink = RedisStreamSink(redis, key)
+    [final] = await pump(replay(items), sink)
+
+    entries = await redis.xrange(key)
+    assert [text(e, "type") for e in entries] == [
+        "partial_image",
+        "partial_image",
+        "partial_image",
+        "completed",
+        "end",
+    ]
+    assert sink.entries == 5
+    assert sink.last_id == entries[-1].identifier.decode()
+    for entry, item in zip(entries, items, strict=False):
+        assert isinstance(item, PartialImage | Completed)
+        assert entry.field_values[b"image"] == item.image_bytes
+        assert entry.field_values[b"image"].startswith(b"\x89PNG")
+        assert text(entry, "size") == "64x48"
+        assert text(entry, "operation") == "generation"
+        assert int(text(entry, "created_at")) == item.created_at
+        # What a reader rebuilds is the very item that was written.
+        assert decode_entry(entry.identifier.decode(), entry.field_values) == item
+    assert [text(e, "index") for e in entries[:3]] == ["0", "1", "2"]
+    assert b"usage" not in entries[0].field_values
+    assert final.usage is not None
+    assert json.loads(text(entries[3], "usage"))["total_tokens"] == final.usage.total_tokens
+    assert text(entries[4], "images") == "1"
+    assert decode_entry("1-0", entries[4].field_values) == Terminal(outcome="end", images=1)
+
+
+@pytest.mark.parametrize("policy", ["block", "latest"])
+async def test_under_pump_with_both_policies_beside_a_slow_sink(
+    redis: Redis, key: str, emulator: EmulatorServer, policy: Any
+) -> None:
+    items = await generation(emulator, n=2)
+    seen: list[StreamItem] = []
+
+    async def slow(item: StreamItem) -> None:
+        await anyio.sleep(0.01)
+        seen.append(item)
+
+    finals = await pump(
+        replay(items), RedisStreamSink(redis, key), CallbackSink(slow), policy=policy
+    )
+    assert len(finals) == 2
+    entries = await redis.xrange(key)
+    written = [decode_entry(e.identifier.decode(), e.field_values) for e in entries]
+    assert written[-1] == Terminal(outcome="end", images=2)
+    if policy == "block":
+        assert written[:-1] == items
+    else:  # in order, maybe without previews that a newer one superseded; every final
+        assert written[:-1] == [item for item in items if item in written]
+        assert [i for i in written if isinstance(i, Completed)] == finals
+    assert [i for i in seen if isinstance(i, Completed)] == finals
+
+
+async def test_a_failed_stream_ends_with_an_error_entry_shortened_and_without_secrets(
+    redis: Redis, key: str, emulator: EmulatorServer
+) -> None:
+    first = (await generation(emulator))[0]
+    secret = "sk-proj-abcdefghijklmnop0123456789"
+    error = ttstream.StreamError(f"refused; Authorization: Bearer {secret}; " + "x" * 2000)
+    with pytest.raises(ttstream.StreamError):
+        await pump(replay([first], error), RedisStreamSink(redis, key))
+    entries = await redis.xrange(key)
+    assert [text(e, "type") for e in entries] == ["partial_image", "error"]
+    assert text(entries[1], "error") == "StreamError"
+    message = text(entries[1], "message")
+    assert message.startswith("error event: refused; Authorization: Bearer [redacted];")
+    assert secret not in message
+    assert len(message) == 500
+
+
+async def test_a_stream_without_final_image_ends_with_an_error_entry(
+    redis: Redis, key: str, emulator: EmulatorServer
+) -> None:
+    first = (await generation(emulator))[0]
+    assert await pump(replay([first]), RedisStreamSink(redis, key)) == []
+    [entry] = (await redis.xrange(key))[-1:]
+    assert decode_entry("1-0", entry.field_values) == Terminal(
+        outcome="error",
+        error="TTStreamError",
+        message="the generation ended before its final image",
+    )
+
+
+async def test_reconnecting_notices_round_trip_and_an_ended_sink_takes_no_more(
+    redis: Redis, key: str
+) -> None:
+    notice = Reconnecting(
+        attempt=2, delay=0.25, last_event_id="7", regenerating=False, reason="reset by peer"
+    )
+    sink = RedisStreamSink(redis, key)
+    await sink.send(notice)
+    await sink.fail("gave up")
+    await sink.aclose()  # already ended: writes nothing more
+    entries = await redis.xrange(key)
+    assert len(entries) == 2
+    assert decode_entry("1-0", entries[0].field_values) == notice
+    assert decode_entry("1-0", entries[1].field_values) == Terminal(
+        outcome="error", message="gave up"
+    )
+    with pytest.raises(RuntimeError, match="terminal entry"):
+        await sink.send(notice)
+    assert "ended" in repr(sink)
+
+
+@pytest.mark.parametrize("approximate", [True, False])
+async def test_maxlen_bounds_what_redis_keeps(redis: Redis, key: str, approximate: bool) -> None:
+    notice = Reconnecting(attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r")
+    sink = RedisStreamSink(redis, key, maxlen=8, approximate=approximate)
+    for _ in range(60):
+        await sink.send(notice)
+    length = await redis.xlen(key)
+    if approximate:  # whole nodes of 4 entries (the test server's stream-node-max-entries)
+        assert 8 <= length < 8 + 4
+    else:
+        assert length == 8
+    newest = await redis.xrevrange(key, count=1)
+    assert newest[0].identifier.decode() == sink.last_id  # trimming drops the oldest
+
+
+async def test_every_entry_renews_the_expiry_and_the_stream_expires(redis: Redis, key: str) -> None:
+    notice = Reconnecting(attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r")
+    long = RedisStreamSink(redis, key, ttl=60)
+    await long.send(notice)
+    assert 59_000 < await redis.pttl(key) <= 60_000
+    short = RedisStreamSink(redis, key, ttl=0.2)
+    await short.send(notice)
+    assert 0 < await redis.pttl(key) <= 200
+    with anyio.fail_after(5):
+        while await redis.exists([key]):  # noqa: ASYNC110 - Redis expires it, nothing signals
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.filterwarnings(COREDIS_LEAK)
+async def test_redis_going_away_mid_stream_detaches_the_sink_with_a_sink_error(
+    own_redis_server: RedisServer, key: str, emulator: EmulatorServer
+) -> None:
+    items = await generation(emulator)
+    seen: list[StreamItem] = []
+
+    async def killing(item: StreamItem) -> None:
+        seen.append(item)
+        if len(seen) == 1:
+            own_redis_server.kill()
+
+    async with client_of(own_redis_server) as client:
+        sink = RedisStreamSink(client, key, timeout=2)
+        with anyio.fail_after(10), pytest.raises(SinkError) as caught:
+            await pump(replay(items), CallbackSink(killing), sink)
+    # The other sink got every item; the Redis sink was detached and named.
+    assert seen == items
+    failed = [s for s, _ in caught.value.failures]
+    assert failed
+    assert all(s is sink for s in failed)
+    errors = [e for _, e in caught.value.failures]
+    assert all(isinstance(e, RedisStreamError) for e in errors)
+    assert "XADD" in str(errors[0])
+    assert key in str(errors[0])
+
+
+async def test_settings_are_checked(redis: Redis) -> None:
+    with pytest.raises(ValueError, match="maxlen"):
+        RedisStreamSink(redis, "k", maxlen=0)
+    with pytest.raises(ValueError, match="ttl"):
+        RedisStreamSink(redis, "k", ttl=0)
+    with pytest.raises(ValueError, match="timeout"):
+        RedisStreamSink(redis, "k", timeout=-1)
+
+
+async def test_a_client_that_decodes_responses_is_refused(redis_server: RedisServer) -> None:
+    async with client_of(redis_server, decode_responses=True) as client:
+        with pytest.raises(ValueError, match="decode_responses=False"):
+            RedisStreamSink(client, "k")  # type: ignore[arg-type]
+
+
+def test_the_sink_is_a_sink_and_items_encode_without_redis() -> None:
+    notice = Reconnecting(attempt=1, delay=1.5, last_event_id="", regenerating=True, reason="x")
+    fields = encode_item(notice)
+    assert fields["type"] == "reconnecting"
+    assert decode_entry("1-0", {k.encode(): v.encode() for k, v in fields.items()}) == notice  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "'type' is required"),
+        ({b"type": b"frobnicate"}, "not a ttstream entry type"),
+        ({b"type": b"partial_image", b"operation": b"generation"}, "'index' is required"),
+        ({b"type": b"partial_image", b"operation": b"g", b"index": b"x"}, "decimal integer"),
+        ({b"type": b"completed", b"operation": b"g", b"usage": b"[1]"}, "JSON object"),
+        ({b"type": b"completed", b"operation": b"g", b"usage": b'{"a":1}'}, "Usage's fields"),
+        ({b"type": b"reconnecting", b"attempt": b"1", b"delay": b"soon"}, "not a number"),
+        ({b"type": b"end", b"images": b"\xff"}, "not UTF-8"),
+    ],
+)
+def test_foreign_entries_are_named_malformed(fields: dict[bytes, bytes], message: str) -> None:
+    with pytest.raises(MalformedEntryError, match=message) as caught:
+        decode_entry("5-1", fields)
+    assert "entry 5-1" in str(caught.value)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([b"type", b"operation", b"index", b"usage", b"extra", b"image", b"x"]),
+        st.one_of(
+            st.sampled_from([b"partial_image", b"completed", b"end", b"error", b"reconnecting"]),
+            st.binary(max_size=20),
+        ),
+    )
+)
+def test_decoding_any_entry_gives_an_item_or_a_malformed_entry_error(
+    fields: dict[bytes, bytes],
+) -> None:
+    with contextlib.suppress(MalformedEntryError):
+        decode_entry("1-0", fields)

@@ -1,0 +1,211 @@
+"""ttstream.relay.start_once with a real redis-server, on asyncio and trio: one
+generation per job across workers (the emulator's own request counter says how many
+started), the claim's renewal, hand-over and expiry, and what a dead worker leaves."""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+import uuid
+from collections.abc import Awaitable, Callable
+
+import anyio
+import coredis
+import pytest
+from redis_server import NAMES, Api, RedisServer, api_of, client_of
+from test_redis_relay import PREFIX, workers
+from test_relay import Browser, eventually, gated
+
+from ttstream.emulator import EmulatorServer
+from ttstream.relay import claim_key, start_once
+from ttstream.sinks import RedisStreamError, RedisStreamSink, pump
+from ttstream.sinks._redis import Terminal, decode_entry
+
+pytestmark = pytest.mark.anyio
+pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
+
+Redis = coredis.Redis[bytes]
+
+
+def generation(api: Api, redis: Redis, key: str) -> Callable[[], Awaitable[object]]:
+    return lambda: pump(api.generate(), RedisStreamSink(redis, key))
+
+
+async def types_of(redis: Redis, key: str) -> list[str]:
+    return [e.field_values[b"type"].decode() for e in await redis.xrange(key)]
+
+
+async def test_two_workers_asking_at_the_same_moment_start_one_generation(
+    redis_server: RedisServer, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    job = PREFIX + key
+    first = api_of(emulator)
+    second = Api(emulator, first.spec)  # the same counter: the emulator counts both
+    go = anyio.Event()
+    started: list[bool] = []
+
+    async def worker(api: Api, redis: Redis) -> None:
+        await go.wait()
+        started.append(await start_once(redis, job, generation(api, redis, job)))
+
+    async with (
+        client_of(redis_server) as one,
+        client_of(redis_server) as two,
+        workers(redis_server, anyio_backend, count=1, claims=True) as [(_, http)],
+    ):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker, first, one)
+            tasks.start_soon(worker, second, two)
+            go.set()
+        watched = await Browser(http, f"/previews/{key}").run()
+        again = await start_once(two, job, generation(second, two, job))
+        claim = await one.get(claim_key(job))
+        claim_ttl = await one.pttl(claim_key(job))
+        written = await types_of(one, job)
+    await first.aclose()
+    await second.aclose()
+    assert sorted(started) == [False, True]
+    assert again is False  # finished: a retry attaches to the finished stream
+    assert first.generations == 1
+    assert written == NAMES
+    assert watched.names == NAMES
+    assert claim is not None
+    assert claim.startswith(b"done:")
+    assert 3_590_000 < claim_ttl <= 3_600_000
+
+
+async def test_the_claim_is_renewed_while_the_generation_runs(
+    redis: Redis, emulator: EmulatorServer, key: str
+) -> None:
+    api = api_of(emulator)
+    send_permit, permits = anyio.create_memory_object_stream[None](math.inf)
+    results: list[bool] = []
+
+    async def run() -> None:
+        await pump(gated(api.generate(), permits), RedisStreamSink(redis, key))
+
+    with send_permit, permits:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lambda: _append(results, start_once(redis, key, run, claim_ttl=0.1)))
+            await eventually(lambda: api.generations == 1)
+            for _ in range(6):  # 0.36 s: more than three claim_ttl, for other workers
+                assert not await start_once(redis, key, run, claim_ttl=0.1)
+                await anyio.sleep(0.06)
+            for _ in range(4):
+                send_permit.send_nowait(None)
+    await api.aclose()
+    assert results == [True]
+    assert api.generations == 1
+    assert await types_of(redis, key) == NAMES
+
+
+async def _append(results: list[bool], started: Awaitable[bool]) -> None:
+    results.append(await started)
+
+
+DOOMED_WORKER = textwrap.dedent(
+    """
+    import sys, anyio, coredis, httpx, ttstream
+    from ttstream.relay import start_once
+    from ttstream.sinks import RedisStreamSink, pump
+
+    socket_path, base_url, spec, key = sys.argv[1:5]
+
+    async def main():
+        http = httpx.AsyncClient(headers={"X-Emulator-Fault": spec})
+        client = ttstream.AsyncClient("k", base_url=base_url, http_client=http)
+        async with coredis.Redis(unix_socket_path=socket_path) as redis:
+            stream = client.generate("a kite", model="gpt-image-2", size="64x48", partial_images=3)
+            await start_once(
+                redis, key, lambda: pump(stream, RedisStreamSink(redis, key)), claim_ttl=0.5
+            )
+
+    anyio.run(main)
+    """
+)
+
+
+async def test_a_worker_killed_mid_generation_leaves_no_stream_waiting_for_ever(
+    redis: Redis, redis_server: RedisServer, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    job = PREFIX + key
+    stalled = f"stall=30;key={uuid.uuid4().hex}"  # one preview, then the worker stalls
+    command = [sys.executable, "-c", DOOMED_WORKER, redis_server.unix_socket]
+    async with await anyio.open_process([*command, emulator.base_url, stalled, job]) as worker:
+        try:
+            with anyio.fail_after(10):
+                while await redis.xlen(job) < 1:  # noqa: ASYNC110 - another process writes it
+                    await anyio.sleep(0.02)
+        finally:
+            worker.kill()  # SIGKILL: no finally, no terminal entry, no hand-over
+            await worker.wait()
+    assert await redis.get(claim_key(job)) is not None  # claimed, no longer renewed
+
+    api = api_of(emulator)
+    async with workers(redis_server, anyio_backend, count=1, claims=True, block=0.05) as [
+        (_, http)
+    ]:
+        with anyio.fail_after(5):
+            orphaned = await Browser(http, f"/previews/{key}").run()
+        assert orphaned.names == ["partial_image", "error"]
+        assert "stopped before its end" in orphaned.data(1)["message"]
+        with anyio.fail_after(5):
+            assert await start_once(redis, job, generation(api, redis, job))
+        fresh = await Browser(http, f"/previews/{key}").run()
+    await api.aclose()
+    assert emulator.stream_stats.requests(stalled) == 1
+    assert api.generations == 1
+    # The orphaned stream was ended and deleted: the new generation has a stream of its own.
+    assert await types_of(redis, job) == NAMES
+    assert fresh.names == NAMES
+
+
+async def test_a_start_that_raises_leaves_a_terminal_error_entry(redis: Redis, key: str) -> None:
+    async def start() -> None:
+        raise ValueError("no budget left for key sk-abcdefghijklmnop")
+
+    with pytest.raises(ValueError, match="no budget"):
+        await start_once(redis, key, start)
+    [entry] = await redis.xrange(key)
+    terminal = decode_entry("1-0", entry.field_values)
+    assert terminal == Terminal(
+        outcome="error", error="ValueError", message="no budget left for key [redacted]"
+    )
+    claim = await redis.get(claim_key(key))
+    assert claim is not None
+    assert claim.startswith(b"done:")
+
+
+async def test_a_lost_claim_cancels_the_generation(
+    redis: Redis, emulator: EmulatorServer, key: str
+) -> None:
+    api = api_of(emulator)
+    send_permit, permits = anyio.create_memory_object_stream[None](math.inf)
+
+    async def run() -> None:
+        await pump(gated(api.generate(), permits), RedisStreamSink(redis, key))
+
+    async def steal() -> None:
+        await eventually(lambda: api.generations == 1)
+        await redis.set(claim_key(key), "running:someone-else", px=10_000)
+
+    with send_permit, permits, anyio.fail_after(5):
+        send_permit.send_nowait(None)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(steal)
+            with pytest.raises(RedisStreamError, match="was lost"):
+                await start_once(redis, key, run, claim_ttl=0.15)
+    await api.aclose()
+    # The cancelled pump closed its sink, which ended the stream; the thief keeps its claim.
+    assert await types_of(redis, key) == ["partial_image", "error"]
+    assert await redis.get(claim_key(key)) == b"running:someone-else"
+
+
+async def test_settings_are_checked(redis: Redis) -> None:
+    async def start() -> None:
+        pass
+
+    for name in ("claim_ttl", "ttl", "command_timeout"):
+        with pytest.raises(ValueError, match=name):
+            await start_once(redis, "k", start, **{name: 0})  # type: ignore[arg-type]

@@ -1,0 +1,461 @@
+"""RedisStreamSink: every item of a stream appended to a Redis stream, for other processes.
+
+Each item becomes one entry (``XADD``), so any process that reads the stream (the relay
+of :mod:`ttstream.sinks`'s ``RedisRelay``, ``redis-cli XRANGE``, a service in another
+language) sees the generation as it happens, with Redis's entry ids as its order. The
+entry layout is documented in ``docs/redis.md``; in short, every entry has a ``type``
+field, images carry the image file as the binary ``image`` field, and the other
+metadata are fields of their own (numbers in decimal, ``usage`` and ``extra`` as JSON).
+The last entry of a generation is a terminal one: ``type`` ``end`` (``images``: how many
+final images), or ``error`` (``error``: the exception's type name, ``message``: its
+message, shortened, with anything that looks like a credential masked).
+
+The client is ``coredis`` (``pip install 'ttstream[redis]'``), imported only here and
+in the other Redis modules, lazily: ``import ttstream.sinks`` works without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+import attrs
+
+from .._exceptions import TTStreamError, short_repr
+from .._reconnect import Reconnecting
+from ..events import Completed, InputTokensDetails, PartialImage, Usage
+from ..stream import StreamItem
+
+if TYPE_CHECKING:
+    from coredis import Redis, RedisCluster
+
+    RedisClient = Redis[bytes] | RedisCluster[bytes]
+    """A coredis client made with ``decode_responses=False`` (the default), entered."""
+
+__all__ = [
+    "MalformedEntryError",
+    "RedisStreamError",
+    "RedisStreamSink",
+    "Terminal",
+    "decode_entry",
+    "encode_item",
+    "encode_terminal",
+    "format_id",
+    "parse_id",
+]
+
+_T = TypeVar("_T")
+
+EntryId = tuple[int, int]
+"""A Redis stream entry id ``<milliseconds>-<sequence>`` as a pair of ints (ordered)."""
+
+_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_MAX_MESSAGE = 500  # characters of an error message kept in a terminal entry
+_SECRET = re.compile(r"(?i)(bearer\s+|api[_-]?key[=:]\s*)[^\s;,&'\"]+|\b(?:sk|tt)-[\w\-]{8,}")
+
+
+class RedisStreamError(TTStreamError):
+    """A Redis command of ttstream's Redis layer failed or got no answer in time.
+
+    The message names the command, the key and what went wrong (coredis's error, or the
+    timeout in seconds); the coredis exception, if any, is the ``__cause__``.
+    """
+
+
+class MalformedEntryError(TTStreamError):
+    """A stream entry that :class:`RedisStreamSink` did not write: an unknown ``type``,
+    a missing field, or a field that does not parse (the message names the entry id,
+    the field and what it held)."""
+
+
+def parse_id(text: str | bytes) -> EntryId | None:
+    """``"1700000000000-3"`` as ``(1700000000000, 3)``; ``None`` for anything else."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    match = _ID.fullmatch(text.strip())
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
+def format_id(entry_id: EntryId) -> str:
+    """``(1700000000000, 3)`` as ``"1700000000000-3"``."""
+    return f"{entry_id[0]}-{entry_id[1]}"
+
+
+def public_message(error: BaseException | str) -> str:
+    """The message of ``error`` as it may be stored and shown to browsers: at most 500
+    characters, with bearer tokens and ``sk-``/``tt-`` style keys masked."""
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    text = _SECRET.sub(lambda m: f"{m[1] or ''}[redacted]", text)
+    return text if len(text) <= _MAX_MESSAGE else f"{text[: _MAX_MESSAGE - 1]}…"
+
+
+async def call(what: str, key: str, limit: float, command: Callable[[], Awaitable[_T]]) -> _T:
+    """Runs one coredis command, bounded by ``limit`` seconds.
+
+    Raises:
+        RedisStreamError: the command failed (connection refused or lost, a wrong key
+            type, ...) or did not answer within ``timeout``.
+    """
+    from coredis.exceptions import RedisError
+
+    try:
+        with anyio.fail_after(limit):
+            return await command()
+    except TimeoutError:
+        raise RedisStreamError(f"{what} {key!r}: no answer from Redis within {limit} s") from None
+    except (RedisError, OSError) as exc:
+        reason = short_repr(str(exc) or type(exc).__name__, 200)
+        raise RedisStreamError(f"{what} {key!r} failed: {type(exc).__name__}: {reason}") from exc
+
+
+# The entry codec. Field values are bytes on the wire; these are the fields that are not
+# plain text, by how they parse.
+_INTS = frozenset({"index", "created_at", "sequence_number", "attempt", "images"})
+_JSON = frozenset({"usage", "extra"})
+_IMAGE_TEXT = ("size", "quality", "background", "output_format")
+_COMPLETED_TEXT = ("url", "revised_prompt", "safety_identifier")
+
+
+@attrs.frozen(kw_only=True)
+class Terminal:
+    """The last entry of a generation: ``outcome`` ``"end"`` (``images`` final images
+    were written) or ``"error"`` (``error``: the exception's type name, ``message``)."""
+
+    outcome: Literal["end", "error"]
+    images: int = 0
+    error: str = ""
+    message: str = ""
+
+    def payload(self) -> tuple[str, dict[str, Any]]:
+        """The SSE event name and JSON object a relay sends for it (``SSERelay``'s end
+        and error events: ``{"type": "end", "images": n}``, ``{"type": "error",
+        "message": ...}``)."""
+        if self.outcome == "end":
+            return "end", {"type": "end", "images": self.images}
+        return "error", {"type": "error", "message": self.message}
+
+
+def encode_item(item: StreamItem) -> dict[str, str | bytes]:
+    """The fields of the entry for ``item`` (``docs/redis.md``, "Entries")."""
+    if isinstance(item, Reconnecting):
+        return {
+            "type": "reconnecting",
+            "attempt": str(item.attempt),
+            "delay": repr(float(item.delay)),
+            "last_event_id": item.last_event_id,
+            "regenerating": "1" if item.regenerating else "0",
+            "reason": item.reason,
+        }
+    fields: dict[str, str | bytes] = {
+        "type": "partial_image" if isinstance(item, PartialImage) else "completed",
+        "operation": item.operation,
+    }
+    if isinstance(item, PartialImage):
+        fields["index"] = str(item.index)
+    names = _IMAGE_TEXT + (_COMPLETED_TEXT if isinstance(item, Completed) else ())
+    for name in (*names, "created_at", "sequence_number"):
+        value = getattr(item, name)
+        if value is not None:
+            fields[name] = str(value)
+    if isinstance(item, Completed) and item.usage is not None:
+        fields["usage"] = json.dumps(attrs.asdict(item.usage), separators=(",", ":"))
+    if item.extra:
+        fields["extra"] = json.dumps(dict(item.extra), separators=(",", ":"))
+    if item.b64_json is not None:
+        fields["image"] = item.image_bytes
+    return fields
+
+
+def encode_terminal(terminal: Terminal) -> dict[str, str | bytes]:
+    """The fields of a terminal entry."""
+    if terminal.outcome == "end":
+        return {"type": "end", "images": str(terminal.images)}
+    return {"type": "error", "error": terminal.error, "message": terminal.message}
+
+
+class _Entry:
+    """Typed access to the fields of one entry; errors name the entry and the field."""
+
+    def __init__(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+        self.entry_id = entry_id
+        self.fields: dict[str, bytes] = {}
+        for name, value in fields.items():
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise MalformedEntryError(
+                    f"entry {entry_id}: fields must be bytes; the coredis client must be "
+                    "made with decode_responses=False"
+                )
+            self.fields[name.decode("latin-1")] = value
+
+    def malformed(self, name: str, reason: str) -> MalformedEntryError:
+        shown = short_repr(self.fields.get(name), 60)
+        return MalformedEntryError(f"entry {self.entry_id}: field {name!r} {reason}, got {shown}")
+
+    def text(self, name: str, *, required: bool = False) -> str | None:
+        value = self.fields.get(name)
+        if value is None:
+            if required:
+                raise self.malformed(name, "is required")
+            return None
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise self.malformed(name, "is not UTF-8") from None
+
+    def number(self, name: str, *, required: bool = False) -> int | None:
+        text = self.text(name, required=required)
+        if text is None:
+            return None
+        if not re.fullmatch(r"-?[0-9]{1,30}", text):
+            raise self.malformed(name, "is not a decimal integer")
+        return int(text)
+
+    def json(self, name: str) -> dict[str, Any] | None:
+        text = self.text(name)
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise self.malformed(name, "is not JSON") from None
+        if not isinstance(value, dict):
+            raise self.malformed(name, "is not a JSON object")
+        return value
+
+
+def _usage(entry: _Entry) -> Usage | None:
+    usage = entry.json("usage")
+    if usage is None:
+        return None
+    try:
+        details = usage.pop("input_tokens_details", None)
+        return Usage(
+            **usage,
+            input_tokens_details=None if details is None else InputTokensDetails(**details),
+        )
+    except TypeError:
+        raise entry.malformed("usage", "does not hold Usage's fields") from None
+
+
+def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Terminal:
+    """The item (or terminal) an entry written by :class:`RedisStreamSink` stands for.
+
+    Images come back with ``b64_json`` re-encoded from the ``image`` field.
+
+    Raises:
+        MalformedEntryError: the entry is not one of ours (see the class).
+    """
+    entry = _Entry(entry_id, fields)
+    kind = entry.text("type", required=True)
+    if kind == "end":
+        return Terminal(outcome="end", images=entry.number("images", required=True) or 0)
+    if kind == "error":
+        return Terminal(
+            outcome="error",
+            error=entry.text("error") or "",
+            message=entry.text("message") or "the generation failed",
+        )
+    if kind == "reconnecting":
+        delay = entry.text("delay", required=True) or ""
+        try:
+            seconds = float(delay)
+        except ValueError:
+            raise entry.malformed("delay", "is not a number") from None
+        return Reconnecting(
+            attempt=entry.number("attempt", required=True) or 0,
+            delay=seconds,
+            last_event_id=entry.text("last_event_id") or "",
+            regenerating=entry.text("regenerating") == "1",
+            reason=entry.text("reason") or "",
+        )
+    if kind not in ("partial_image", "completed"):
+        raise entry.malformed("type", "is not a ttstream entry type")
+    image = entry.fields.get("image")
+    common: dict[str, Any] = {
+        "b64_json": None if image is None else base64.b64encode(image).decode("ascii"),
+        "operation": entry.text("operation", required=True),
+        "created_at": entry.number("created_at"),
+        "sequence_number": entry.number("sequence_number"),
+        "extra": entry.json("extra") or {},
+        **{name: entry.text(name) for name in _IMAGE_TEXT},
+    }
+    if kind == "partial_image":
+        return PartialImage(index=entry.number("index", required=True) or 0, **common)
+    return Completed(
+        usage=_usage(entry),
+        url=entry.text("url"),
+        revised_prompt=entry.text("revised_prompt"),
+        safety_identifier=entry.text("safety_identifier"),
+        **common,
+    )
+
+
+def is_terminal(fields: Mapping[Any, Any]) -> bool:
+    """Whether the raw fields of an entry are those of a terminal entry."""
+    kind = fields.get(b"type", fields.get("type"))
+    return kind in (b"end", b"error", "end", "error")
+
+
+async def append(
+    redis: RedisClient,
+    key: str,
+    fields: Mapping[str, str | bytes],
+    *,
+    maxlen: int,
+    approximate: bool,
+    ttl: float,
+    limit: float,
+) -> str:
+    """``XADD key MAXLEN [~] maxlen * fields`` and ``PEXPIRE key ttl``, in one round
+    trip; returns the new entry's id.
+
+    Raises:
+        RedisStreamError: Redis refused or did not answer within ``limit`` seconds.
+    """
+    from coredis import PureToken
+
+    async def xadd() -> str:
+        async with redis.pipeline(transaction=False) as pipe:
+            added = pipe.xadd(
+                key,
+                fields,
+                trim_strategy=PureToken.MAXLEN,
+                trim_operator=PureToken.APPROXIMATELY if approximate else None,
+                threshold=maxlen,
+            )
+            pipe.pexpire(key, max(1, round(ttl * 1000)))
+        entry_id = await added
+        return "" if entry_id is None else entry_id.decode("latin-1")
+
+    return await call("XADD", key, limit, xadd)
+
+
+async def last_entry(redis: RedisClient, key: str, limit: float) -> tuple[str, bool] | None:
+    """The id of the newest entry of ``key`` and whether it is terminal; ``None`` when
+    the stream is empty or absent.
+
+    Raises:
+        RedisStreamError: Redis refused or did not answer within ``limit`` seconds.
+    """
+    entries = await call("XREVRANGE", key, limit, lambda: redis.xrevrange(key, count=1))
+    if not entries:
+        return None
+    entry_id = entries[0].identifier
+    text = entry_id.decode("latin-1") if isinstance(entry_id, bytes) else entry_id
+    return text, is_terminal(entries[0].field_values)
+
+
+class RedisStreamSink:
+    """Appends every item of a stream to the Redis stream ``key``, then a terminal entry.
+
+    Items are ``PartialImage`` and ``Completed`` events (the image file as the binary
+    ``image`` field) and ``Reconnecting`` notices; ``fail(error)`` (called by
+    :func:`~ttstream.sinks.pump` when the stream fails) appends the ``error`` entry and
+    ``aclose`` appends ``end`` (or ``error`` when no final image came), unless a
+    terminal entry was already written. Every ``XADD`` trims the stream to about
+    ``maxlen`` entries (``MAXLEN ~``; exactly with ``approximate=False``) and sets its
+    expiry to ``ttl`` seconds from now (``PEXPIRE``), so Redis keeps a bounded, expiring
+    log. Entry layout: ``docs/redis.md``.
+
+    Under :func:`~ttstream.sinks.pump` it gets the ``block`` and ``latest`` policies and
+    the failure isolation of every sink: when Redis goes away, ``send`` raises, the sink
+    is detached and ``pump`` raises :class:`~ttstream.sinks.SinkError` at the end.
+
+    Args:
+        redis: an entered coredis client (``async with coredis.Redis(...) as redis``),
+            ``Redis`` or ``RedisCluster``, made with ``decode_responses=False``.
+        key: the stream's key.
+        maxlen: entries kept (at least 1); a generation writes ``n * (partial_images +
+            1) + 1`` entries plus its ``Reconnecting`` notices.
+        ttl: seconds the stream lives after its last entry (> 0).
+        approximate: ``MAXLEN ~`` (Redis trims whole nodes, cheaper; the stream may hold
+            a few more than ``maxlen`` entries) or ``MAXLEN =``.
+        timeout: seconds each command may take (> 0).
+
+    Raises:
+        ValueError: a setting out of range, or a client that decodes responses.
+        RedisStreamError: from ``send``, ``fail`` and ``aclose``: Redis refused the
+            entry or did not answer within ``timeout``.
+        RuntimeError: from ``send``: the terminal entry was already written.
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        key: str,
+        *,
+        maxlen: int = 1000,
+        ttl: float = 3600.0,
+        approximate: bool = True,
+        timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(maxlen, int) or maxlen < 1:
+            raise ValueError(f"maxlen must be an int >= 1 entries, got {maxlen!r}")
+        if not ttl > 0:
+            raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if getattr(redis, "decode_responses", False):
+            raise ValueError("the coredis client must be made with decode_responses=False")
+        self.redis = redis
+        self.key = key
+        self.maxlen = maxlen
+        self.ttl = ttl
+        self.approximate = approximate
+        self.timeout = timeout
+        self.last_id = ""
+        """The id of the newest entry written (``""`` before the first)."""
+        self.entries = 0
+        """Entries written so far, the terminal one included."""
+        self._images = 0
+        self._ended = False
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "live"
+        return f"<RedisStreamSink {state} key={self.key!r} entries={self.entries}>"
+
+    async def _append(self, fields: Mapping[str, str | bytes]) -> None:
+        self.last_id = await append(
+            self.redis,
+            self.key,
+            fields,
+            maxlen=self.maxlen,
+            approximate=self.approximate,
+            ttl=self.ttl,
+            limit=self.timeout,
+        )
+        self.entries += 1
+
+    async def send(self, event: StreamItem) -> None:
+        """Appends the entry for ``event`` (see the class docstring)."""
+        if self._ended:
+            raise RuntimeError(f"{self!r} has written its terminal entry: it takes no more")
+        await self._append(encode_item(event))
+        if isinstance(event, Completed):
+            self._images += 1
+
+    async def fail(self, error: BaseException | str) -> None:
+        """Appends the ``error`` terminal entry: ``error`` is the exception's type name,
+        ``message`` its message (:func:`public_message`). Does nothing once ended."""
+        if self._ended:
+            return
+        self._ended = True
+        name = "" if isinstance(error, str) else type(error).__name__
+        await self._append(
+            encode_terminal(Terminal(outcome="error", error=name, message=public_message(error)))
+        )
+
+    async def aclose(self) -> None:
+        """Appends ``end`` (with the number of final images), or ``error`` when no final
+        image was written; does nothing once a terminal entry was written."""
+        if self._ended:
+            return
+        if not self._images:
+            await self.fail(TTStreamError("the generation ended before its final image"))
+            return
+        self._ended = True
+        await self._append(encode_terminal(Terminal(outcome="end", images=self._images)))
