@@ -27,7 +27,6 @@ from openai import AsyncOpenAI
 import ttstream
 from ttstream import _base64
 from ttstream._transport import http_client
-from ttstream.sse import SSEDecoder
 
 # The HTTP stack the openai SDK runs on: httpx in older releases, its fork httpx2 (with
 # httpcore2) in newer ones.
@@ -106,10 +105,7 @@ class TTStreamPeer:
         previous = _base64.set_backend(self.backend)
         try:
             stream = self.client.generate(PROMPT, model=MODEL, partial_images=3, **params)
-            if not self.decode_images:
-                # The option the client's API gains with EventSource; until then, the
-                # stream's decoder is swapped before the first read.
-                stream._decoder = SSEDecoder(stream._max_event_bytes, decode_images=False)
+            stream.decode_images = self.decode_images
             async with stream:
                 async for index, event in _enumerate(stream):
                     if on_event is not None:

@@ -360,3 +360,17 @@ async def test_pump_returns_only_the_images_of_the_last_generation() -> None:
     second = Completed(b64_json=png((0, 0, 200)), operation="generation")
     source = Source(preview(0), FINAL, regenerating, preview(0), second)
     assert await pump(source, Recorder()) == [second]
+
+
+async def test_pump_keeps_text_events_when_every_sink_forwards_base64() -> None:
+    from ttstream._base64 import decode_on_arrival
+    from ttstream.sinks import SSERelay
+
+    with EmulatorServer() as server:
+        async with AsyncClient("k", base_url=server.base_url) as client:
+            relayed = client.generate("a kite", model="gpt-image-2", size="64x48")
+            await pump(relayed, SSERelay())
+            assert relayed.decode_images is decode_on_arrival(relays_base64=True)
+            decoded = client.generate("a kite", model="gpt-image-2", size="64x48")
+            await pump(decoded, SSERelay(), Recorder())  # one sink wants the bytes
+            assert decoded.decode_images is None  # decided at the start: decoded

@@ -96,6 +96,9 @@ class EventSource:
         idempotent: ``False`` when sending the request again without
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
+        decode_images: decode each event's image base64 while it arrives
+            (``SSEDecoder(decode_images=...)``; docs/fast.md): ``False`` keeps events
+            as text, for a consumer that only forwards the base64.
         resume: for protocols that resume at another URL than the stream's (the
             Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
             at each reconnection, it returns the ``(method, url)`` to resume from (sent
@@ -132,6 +135,7 @@ class EventSource:
         deadline: float | None = None,
         idempotent: bool = True,
         resume: Callable[[], tuple[str, str] | None] | None = None,
+        decode_images: bool = True,
     ) -> None:
         if json is not None and content is not None:
             raise ValidationError("content", "<bytes>", "either json= or content=, not both")
@@ -161,7 +165,7 @@ class EventSource:
         self._deadline = Deadline(deadline)
         self._idempotent = idempotent
         self._resume = resume
-        self._decoder = SSEDecoder(max_event_bytes)
+        self._decoder = SSEDecoder(max_event_bytes, decode_images=decode_images)
         self._decoder.last_event_id = last_event_id
         self._pending: deque[ServerSentEvent | Comment] = deque()
         self._response: httpx.Response | None = None

@@ -48,7 +48,7 @@ class ResponseStream(ImageStream):
 
     def __init__(
         self,
-        start: Callable[[], Awaitable[EventSource]],
+        start: Callable[[bool], Awaitable[EventSource]],
         interpreter: ResponsesInterpreter,
         *,
         max_body_bytes: int,
@@ -176,7 +176,7 @@ class Responses:
                 return "GET", self._resume_url(interpreter)
             return None
 
-        async def start() -> EventSource:
+        async def start(decode_images: bool) -> EventSource:
             from .client import _USER_AGENT  # here: client.py imports this module
 
             headers = {**client._auth_headers, "User-Agent": _USER_AGENT}
@@ -194,6 +194,7 @@ class Responses:
                 timeout=client.timeout,
                 idempotent=method == "GET",
                 resume=resume,
+                decode_images=decode_images,
             )
 
         return ResponseStream(

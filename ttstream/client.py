@@ -389,7 +389,7 @@ class AsyncClient:
         expected_images = n if isinstance(n, int) and n > 0 else 1
         streaming = bool(body["stream"])
 
-        async def start() -> EventSource | httpx.Response:
+        async def start(decode_images: bool) -> EventSource | httpx.Response:
             prepared = await prepare()
             url = f"{self.base_url}/{prepared.path}"
             headers = {
@@ -409,6 +409,7 @@ class AsyncClient:
                     max_retries=self.max_retries,
                     timeout=self.timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
+                    decode_images=decode_images,
                 )
             request = self._http.build_request(
                 "POST",

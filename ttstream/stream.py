@@ -28,6 +28,7 @@ from typing import Any, TypeAlias, TypeVar
 import attrs
 import httpx
 
+from ._base64 import decode_on_arrival
 from ._body import read_body
 from ._bounds import Deadline, close_bounded
 from ._eventsource import EventSource
@@ -51,9 +52,10 @@ Event: TypeAlias = "PartialImage | Completed"
 """An image event: a preview or a final image."""
 StreamItem: TypeAlias = "PartialImage | Completed | Reconnecting"
 """What an :class:`ImageStream` yields: image events and reconnection notices."""
-Start: TypeAlias = "Callable[[], Awaitable[EventSource | httpx.Response]]"
-"""Starts the operation, once: an :class:`EventSource` for a stream, or the 2xx
-response of a non-streaming request (with retries done)."""
+Start: TypeAlias = "Callable[[bool], Awaitable[EventSource | httpx.Response]]"
+"""Starts the operation, once, given whether to decode images on arrival: an
+:class:`EventSource` for a stream, or the 2xx response of a non-streaming request (with
+retries done)."""
 _T = TypeVar("_T")
 
 
@@ -111,6 +113,11 @@ class ImageStream:
         self._source: EventSource | None = None
         self._ready: deque[Completed] | None = None  # the images of a non-streaming answer
         self._request_id: str | None = None
+        self.decode_images: bool | None = None
+        """Whether images are decoded while they arrive (docs/fast.md): ``None`` (the
+        default) decides when the stream starts, by
+        ``ttstream._base64.decode_on_arrival``; :func:`~ttstream.sinks.pump` sets it
+        when every sink only forwards base64. Set it before the stream starts."""
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
 
@@ -121,6 +128,11 @@ class ImageStream:
     def request_id(self) -> str | None:
         """The server's ``x-request-id`` for the latest request, once it answered."""
         return self._source.request_id if self._source is not None else self._request_id
+
+    @property
+    def started(self) -> bool:
+        """Whether the request was sent (or the stream ended)."""
+        return self._state is not _State.NEW
 
     @property
     def deadline_at(self) -> float:
@@ -193,7 +205,10 @@ class ImageStream:
         if self._state is not _State.NEW:
             return
         self._state = _State.OPEN
-        started = await self._start()
+        decode = self.decode_images
+        if decode is None:
+            decode = decode_on_arrival(relays_base64=False)
+        started = await self._start(decode)
         if isinstance(started, EventSource):
             self._source = started
             await started.__aenter__()

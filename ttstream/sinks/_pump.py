@@ -36,11 +36,12 @@ from typing import Literal, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._base64 import decode_on_arrival
 from .._bounds import close_bounded
 from .._exceptions import APITimeoutError, TTStreamError, ValidationError
 from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
-from ..stream import StreamItem
+from ..stream import ImageStream, StreamItem
 from ._base import Sink
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -221,6 +222,16 @@ async def pump(
     failures: list[tuple[Sink, BaseException]] = []
     completed: list[Completed] = []
     stream_errors: list[Exception] = []  # the stream's own error, for the sinks' fail()
+    if (
+        sinks
+        and isinstance(stream, ImageStream)
+        and not stream.started
+        and stream.decode_images is None
+        and all(getattr(sink, "relays_base64", False) for sink in sinks)
+    ):
+        # Every sink forwards the base64 text (SSERelay): without pybase64, decoding
+        # on arrival would cost a decode plus a re-encode (docs/fast.md).
+        stream.decode_images = decode_on_arrival(relays_base64=True)
     items = stream.__aiter__()
     stuck: list[Sink] = []  # sinks cancelled inside send()
     try:
