@@ -112,16 +112,36 @@ def test_two_concurrent_runs_with_one_prompt_leave_two_files(
     capsys.readouterr()
 
 
-def test_a_base_url_without_scheme_is_a_usage_error_at_once(
-    capsys: pytest.CaptureFixture[str], keyed: None
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("localhost:8000/v1", "the scheme 'localhost' is not http or https"),
+        ("http://127.0.0.1:99999/v1", "port 99999 is not from 1 to 65535"),
+        ("http://[::1/v1", "a malformed URL"),
+        ("http://127.0.0.1:abc/v1", "a malformed URL"),
+    ],
+)
+def test_a_malformed_base_url_is_a_usage_error_at_once(
+    capsys: pytest.CaptureFixture[str], keyed: None, url: str, why: str
 ) -> None:
-    status, out, err = run(capsys, "generate", "x", "--base-url", "localhost:8000/v1")
+    status, out, err = run(capsys, "generate", "x", "--base-url", url)
     assert status == 2
     assert out == ""
-    assert err.strip() == (
+    assert err.startswith(
         "ttstream: error: --base-url must be an http:// or https:// URL, such as "
-        "https://api.openai.com/v1 (got 'localhost:8000/v1')"
+        f"https://api.openai.com/v1 (got {url!r}: {why}"
     )
+    assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_a_long_parameter_error_keeps_the_option_it_names(
+    capsys: pytest.CaptureFixture[str], keyed: None, emulator: EmulatorServer
+) -> None:
+    status, _, err = run(
+        capsys, "generate", "x", "--base-url", emulator.base_url, "--size", "13x13"
+    )
+    assert status == 1
+    assert err.rstrip().endswith("(option --size)")
 
 
 def test_no_key_with_a_base_url_names_the_options(capsys: pytest.CaptureFixture[str]) -> None:

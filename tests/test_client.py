@@ -569,3 +569,13 @@ def test_an_edit_with_a_mask_is_refused_for_gif_at_the_call() -> None:
     with pytest.raises(ValidationError, match="mask"):
         client.edit("x", images=[png], mask=png, output_format="gif")
     client.edit("x", images=[png], output_format="gif")  # without the mask: accepted
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://127.0.0.1:99999/v1", "http://[::1/v1", "http://127.0.0.1:abc/v1", "api.ttapi.io/v1"],
+)
+def test_a_malformed_base_url_is_refused_at_the_call(base_url: str) -> None:
+    with pytest.raises(ValidationError, match="base_url") as info:
+        AsyncClient("sk-test-key-123456", base_url=base_url)
+    assert "sk-test-key-123456" not in str(info.value)

@@ -93,3 +93,19 @@ async def test_a_url_result_says_how_to_get_the_bytes() -> None:
             data = await client.fetch_image(event)
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG"
+
+
+def test_the_sinks_example_runs_offline(tmp_path: Path) -> None:
+    result = run_offline(block_with("ttstream.sinks.FileSink("), tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = [path.name for path in (tmp_path / "previews").iterdir()]
+    assert sum(name.endswith("-final.png") for name in names) == 1
+    assert sum("-partial-" in name for name in names) == 3
+
+
+def test_the_responses_example_runs_offline(tmp_path: Path) -> None:
+    result = run_offline(block_with("client.responses.stream("), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:3] == ["preview 0", "preview 1"]
+    with Image.open(tmp_path / "lighthouse.png") as final:
+        assert final.size == (1536, 1024)

@@ -87,11 +87,13 @@ async def test_the_claim_is_renewed_while_the_generation_runs(
 
     with send_permit, permits:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(lambda: _append(results, start_once(redis, key, run, claim_ttl=0.1)))
+            # A claim of 0.5 s, renewed every 0.17 s: a loaded 2-core CI machine may delay a
+            # renewal by tens of milliseconds, never by a third of a second.
+            tasks.start_soon(lambda: _append(results, start_once(redis, key, run, claim_ttl=0.5)))
             await eventually(lambda: api.generations == 1)
-            for _ in range(6):  # 0.36 s: more than three claim_ttl, for other workers
-                assert not await start_once(redis, key, run, claim_ttl=0.1)
-                await anyio.sleep(0.06)
+            for _ in range(8):  # 1.6 s: more than three claim_ttl, for other workers
+                assert not await start_once(redis, key, run, claim_ttl=0.5)
+                await anyio.sleep(0.2)
             for _ in range(4):
                 send_permit.send_nowait(None)
     await api.aclose()

@@ -41,10 +41,14 @@ def chunks(data: bytes, size: int) -> Iterator[bytes]:
 
 
 def feed(
-    interpreter: ResponsesInterpreter, events: Sequence[Mapping[str, Any]], size: int = 1 << 30
+    interpreter: ResponsesInterpreter,
+    events: Sequence[Mapping[str, Any]],
+    size: int = 1 << 30,
+    *,
+    decode_images: bool = True,
 ) -> list[Out]:
     """Every image event the interpreter makes of ``events`` fed in ``size``-byte chunks."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(decode_images=decode_images)
     out: list[Out] = []
     for chunk in chunks(sse_bytes(events), size):
         for sse in decoder.feed(chunk):
@@ -434,3 +438,12 @@ def test_any_chunking_gives_the_same_events_and_errors(name: str, cuts: list[int
         bounds.append(position)
     pieces = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
     assert run(pieces) == run([data])
+
+
+@pytest.mark.parametrize("name", ["openai_normal", "azure_without_call_completed"])
+def test_partials_decoded_on_arrival_equal_the_text_path(name: str) -> None:
+    events = recording(name)
+    fast = feed(ResponsesInterpreter(), events, 4096)
+    text = feed(ResponsesInterpreter(), events, 4096, decode_images=False)
+    assert fast == text  # equal events: same fields, same base64
+    assert [e.image_bytes for e in fast] == [e.image_bytes for e in text]

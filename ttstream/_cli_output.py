@@ -50,7 +50,8 @@ def clean(text: object, limit: int = _MAX_SHOWN, *, secrets: Iterable[str] = ())
     """
     line = str(text)
     for secret in secrets:
-        line = line.replace(secret, _secrets.REDACTED)
+        if len(secret) >= _secrets.MIN_SECRET_CHARS:  # a short one would blot out words
+            line = line.replace(secret, _secrets.REDACTED)
     line = _secrets.redact(line)
     line = _LINE_BREAKS.sub(" ", line)
     line = _UNSAFE.sub(lambda match: ascii(match.group())[1:-1], line)

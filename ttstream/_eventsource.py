@@ -302,6 +302,8 @@ class EventSource:
             note = _secrets.redact(self._reopen_note)  # a server may echo the key in ids
             logger.warning("reconnecting to %s in %.2f s (%s)", self._url, delay, note)
             await anyio.sleep(delay)
+            if self._closed:  # closed by another task while waiting
+                raise StopAsyncIteration
         request = self._request()
         response = self._response = await send(self._http, request, max_retries=self._max_retries)
         self.request_id = response.headers.get("x-request-id")

@@ -37,8 +37,8 @@ from typing import Any
 import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr
-from .events import Completed, InputTokensDetails, PartialImage, Usage
-from .sse import ServerSentEvent
+from .events import Completed, InputTokensDetails, PartialImage, Usage, _Image
+from .sse import ServerSentEvent, decoded_data
 
 __all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
 
@@ -47,6 +47,7 @@ OPERATION = "response"
 
 _IMAGE_ITEM = "image_generation_call"
 _PARTIAL = "response.image_generation_call.partial_image"
+_PARTIAL_KEY = "partial_image_b64"
 _CALL_COMPLETED = "response.image_generation_call.completed"
 _ITEM_ADDED = "response.output_item.added"
 _ITEM_DONE = "response.output_item.done"
@@ -159,10 +160,16 @@ class ResponsesInterpreter:
                 wrong type, an image item without its image, or ``response.completed``
                 before every image item was done.
         """
-        data = sse.data
-        if not data.strip() or data == "[DONE]":
-            return None
-        obj = _loads(data, sse)
+        decoded = decoded_data(sse)
+        if decoded is not None and decoded.key == _PARTIAL_KEY:
+            # Decoded while it arrived: keep the bytes, never encode them back to text.
+            obj: dict[str, Any] = dict(decoded.members)
+            obj[_PARTIAL_KEY] = _Image(data=decoded.image)
+        else:
+            data = sse.data
+            if not data.strip() or data == "[DONE]":
+                return None
+            obj = _loads(data, sse)
         kind = obj.get("type", sse.event)
         if not isinstance(kind, str):
             raise _malformed(sse, f"field 'type' should be str, got {short_repr(kind, 40)}")
@@ -199,8 +206,12 @@ class ResponsesInterpreter:
         item_id = _take(fields, "item_id", str, sse)
         if item_id is not None:
             self._items.setdefault(item_id, _Item(fields.get("output_index")))
+        image = fields.pop(_PARTIAL_KEY, None)
+        if not isinstance(image, _Image):
+            fields[_PARTIAL_KEY] = image
+            image = _take_required(fields, _PARTIAL_KEY, str, sse)
         return PartialImage(
-            b64_json=_take_required(fields, "partial_image_b64", str, sse),
+            b64_json=image,
             index=_take_required(fields, "partial_image_index", int, sse),
             operation=OPERATION,
             item_id=item_id,

@@ -46,7 +46,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._reconnect import Reconnecting
-from .client import DEFAULT_MODEL, AsyncClient
+from .client import DEFAULT_MODEL, AsyncClient, http_url
 from .events import Completed
 from .sinks import FileSink
 
@@ -178,12 +178,13 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_base_url(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        http_url(url)
+    except ValueError as exc:
         raise _UsageError(
             f"--base-url must be an http:// or https:// URL, such as "
-            f"https://api.openai.com/v1 (got {clean(url, 80)!r})"
-        )
+            f"https://api.openai.com/v1 (got {clean(url, 80)!r}: {exc})"
+        ) from None
 
 
 def _read_key(args: argparse.Namespace) -> str | None:
@@ -348,7 +349,9 @@ def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = 
         text = f"{where} answered HTTP {exc.status_code}: {exc.message}{details}{request}"
     elif isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return clean(text, secrets=secrets)
+    # ttstream's own errors are at most 1,000 characters (their server text is cut
+    # already): the line keeps the hint at its end.
+    return clean(text, 1_100, secrets=secrets)
 
 
 class _StderrHandler(logging.Handler):

@@ -157,6 +157,11 @@ class AsyncClient:
             raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
         validate_seconds("deadline", deadline)
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
+        try:
+            http_url(self.base_url)
+        except ValueError as exc:
+            allowed = f"an http(s) URL such as {OPENAI_BASE_URL!r} ({exc})"
+            raise ValidationError("base_url", self.base_url, allowed) from None
         if auth == "auto":
             auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
         self.auth: Auth = auth
@@ -438,6 +443,29 @@ def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in body.items() if name != "stream" or value}
 
 
+def http_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
+    """``url`` (relative to ``base``) as an ``httpx.URL``, checked: the one check of the
+    URLs ttstream sends to (base URLs and image downloads).
+
+    Raises:
+        ValueError: a malformed URL (a bad IPv6 address, a port that is no number), a
+            scheme other than http(s), no host, a port outside 1-65535; the message says
+            which.
+    """
+    try:
+        target = httpx.URL(url) if base is None else base.join(url)
+        port = target.port
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(f"a malformed URL ({exc})") from None
+    if target.scheme not in ("http", "https"):
+        raise ValueError(f"the scheme {target.scheme!r} is not http or https")
+    if not target.host:
+        raise ValueError("the URL has no host")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is not from 1 to 65535")
+    return target
+
+
 def _download_url(
     url: str, previous: httpx.URL | None, url_filter: Callable[[str], bool] | None
 ) -> httpx.URL:
@@ -449,18 +477,9 @@ def _download_url(
             downgrade from https to http, or ``url_filter`` returned false.
     """
     try:
-        target = httpx.URL(url) if previous is None else previous.join(url)
-        port = target.port
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        raise DownloadRefusedError(f"a malformed URL ({exc})", url=str(url)) from None
-    if target.scheme not in ("http", "https"):
-        raise DownloadRefusedError(
-            f"the scheme {target.scheme!r} is not http or https", url=str(target)
-        )
-    if not target.host:
-        raise DownloadRefusedError("the URL has no host", url=str(target))
-    if port is not None and not 0 < port < 65536:
-        raise DownloadRefusedError(f"port {port} is not from 1 to 65535", url=str(target))
+        target = http_url(url, previous)
+    except ValueError as exc:
+        raise DownloadRefusedError(str(exc), url=str(url)) from None
     if previous is not None and previous.scheme == "https" and target.scheme == "http":
         raise DownloadRefusedError("a redirect from https to http", url=str(target))
     if url_filter is not None and not url_filter(str(target)):
