@@ -761,3 +761,10 @@ def test_bounded_inflating_gives_the_body_back_in_pieces_within_the_limit(
     pieces += inflater.decode(wire[start:], limit)
     assert b"".join(pieces) == body
     assert all(0 < len(piece) <= limit for piece in pieces)
+
+
+def test_an_openai_shaped_key_is_redacted_even_when_no_client_registered_it() -> None:
+    from ttstream._secrets import REDACTED, redact
+
+    text = redact("failed for sk-proj-abcdefghijklmnop0123 while sk-short and task-list stay")
+    assert text == f"failed for {REDACTED} while sk-short and task-list stay"

@@ -129,7 +129,7 @@ async def test_a_failed_stream_ends_with_an_error_entry_shortened_and_without_se
     assert [text(e, "type") for e in entries] == ["partial_image", "error"]
     assert text(entries[1], "error") == "StreamError"
     message = text(entries[1], "message")
-    assert message.startswith("error event: refused; Authorization: Bearer [redacted];")
+    assert message.startswith("error event: refused; Authorization: Bearer [REDACTED];")
     assert secret not in message
     assert len(message) == 500
 

@@ -172,7 +172,7 @@ async def test_a_start_that_raises_leaves_a_terminal_error_entry(redis: Redis, k
     [entry] = await redis.xrange(key)
     terminal = decode_entry("1-0", entry.field_values)
     assert terminal == Terminal(
-        outcome="error", error="ValueError", message="no budget left for key [redacted]"
+        outcome="error", error="ValueError", message="no budget left for key [REDACTED]"
     )
     claim = await redis.get(claim_key(key))
     assert claim is not None

@@ -40,6 +40,9 @@ _HEADER_VALUE = re.compile(
     """
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# OpenAI's key shape (``sk-...``, ``sk-proj-...``): redacted even where no client
+# registered it (a key in a user's own exception, stored by RedisStreamSink).
+_KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}")
 # Words one of which every credential field above contains: a fast test before the regexes.
 _CREDENTIAL_WORDS = ("authorization", "api-key", "api_key", "bearer")
 _LOCK = threading.Lock()
@@ -88,13 +91,16 @@ def _names_a_credential(text: str) -> bool:
 
 
 def redact(text: str) -> str:
-    """``text`` without registered keys and without the values of credential fields.
+    """``text`` without registered keys, without strings shaped like OpenAI keys
+    (``sk-`` and 16 or more key characters) and without the values of credential fields.
 
     Linear in ``text``: substring searches first, the regexes only where a credential
     field's name occurs."""
     for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "sk-" in text:
+        text = _KEY_SHAPE.sub(REDACTED, text)
     if not _names_a_credential(text):
         return text
     text = _HEADER_VALUE.sub(_header, text)

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 import attrs
 
-from .._exceptions import TTStreamError, short_repr
+from .. import _secrets
+from .._bounds import validate_seconds
+from .._exceptions import TTStreamError, ValidationError, short_repr
 from .._reconnect import Reconnecting
 from ..events import Completed, InputTokensDetails, PartialImage, Usage
 from ..stream import StreamItem
@@ -55,7 +57,6 @@ EntryId = tuple[int, int]
 
 _ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _MAX_MESSAGE = 500  # characters of an error message kept in a terminal entry
-_SECRET = re.compile(r"(?i)(bearer\s+|api[_-]?key[=:]\s*)[^\s;,&'\"]+|\b(?:sk|tt)-[\w\-]{8,}")
 
 
 class RedisStreamError(TTStreamError):
@@ -87,9 +88,10 @@ def format_id(entry_id: EntryId) -> str:
 
 def public_message(error: BaseException | str) -> str:
     """The message of ``error`` as it may be stored and shown to browsers: at most 500
-    characters, with bearer tokens and ``sk-``/``tt-`` style keys masked."""
+    characters, with every registered key and credential value redacted
+    (``ttstream._secrets``)."""
     text = error if isinstance(error, str) else str(error) or type(error).__name__
-    text = _SECRET.sub(lambda m: f"{m[1] or ''}[redacted]", text)
+    text = _secrets.redact(text)  # the one redaction: registered keys, credential values
     return text if len(text) <= _MAX_MESSAGE else f"{text[: _MAX_MESSAGE - 1]}…"
 
 
@@ -394,13 +396,11 @@ class RedisStreamSink:
         timeout: float = 5.0,
     ) -> None:
         if not isinstance(maxlen, int) or maxlen < 1:
-            raise ValueError(f"maxlen must be an int >= 1 entries, got {maxlen!r}")
-        if not ttl > 0:
-            raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+            raise ValidationError("maxlen", maxlen, "an int >= 1 (entries)")
+        validate_seconds("ttl", ttl)
+        validate_seconds("timeout", timeout)
         if getattr(redis, "decode_responses", False):
-            raise ValueError("the coredis client must be made with decode_responses=False")
+            raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
         self.redis = redis
         self.key = key
         self.maxlen = maxlen

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._bounds import validate_seconds
+from .._exceptions import ValidationError
 from ._redis import (
     EntryId,
     MalformedEntryError,
@@ -151,22 +153,21 @@ class RedisRelay:
         idle_timeout: float = 600.0,
         timeout: float = 5.0,
     ) -> None:
-        if window < 1:
-            raise ValueError(f"window must be at least 1 frame, got {window!r}")
-        if retry < 0:
-            raise ValueError(f"retry must be >= 0 milliseconds, got {retry!r}")
-        if not wait >= 0:
-            raise ValueError(f"wait must be >= 0 seconds, got {wait!r}")
+        if not isinstance(window, int) or window < 1:
+            raise ValidationError("window", window, "an int >= 1 (frames)")
+        if not isinstance(retry, int) or retry < 0:
+            raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
+        if wait != 0:
+            validate_seconds("wait", wait)
         for name, value in (
             ("keepalive", keepalive),
             ("block", block),
             ("idle_timeout", idle_timeout),
             ("timeout", timeout),
         ):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+            validate_seconds(name, value)
         if getattr(redis, "decode_responses", False):
-            raise ValueError("the coredis client must be made with decode_responses=False")
+            raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
         self.redis = redis
         self.prefix = prefix
         self.claims = claims
