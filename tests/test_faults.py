@@ -483,7 +483,7 @@ async def test_a_bomb_is_refused_before_it_is_decoded(server: EmulatorServer) ->
         await consume(server, spec)
     body = {"model": "gpt-image-2", "prompt": "a kite", "size": "64x48", "stream": True}
     async with (
-        httpx.AsyncClient() as http,
+        httpx.AsyncClient(timeout=30) as http,  # the emulator compresses the bomb as it goes
         http.stream(
             "POST",
             f"{server.base_url}/images/generations",
