@@ -24,7 +24,7 @@ import httpx
 from . import _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
-from ._bounds import validate_seconds
+from ._bounds import close_bounded, validate_seconds
 from ._connect import send, status_error, timeout_name
 from ._eventsource import EventSource
 from ._exceptions import (
@@ -362,8 +362,7 @@ class AsyncClient:
                         raise await status_error(response)
                     return await read_body(response, limit=self.max_event_bytes)
                 finally:
-                    with anyio.CancelScope(shield=True):  # released even past the deadline
-                        await response.aclose()
+                    await close_bounded(response.aclose)  # released even past the deadline
             except httpx.TimeoutException as exc:
                 raise APITimeoutError(
                     f"downloading the image: {exc}", timeout=timeout_name(exc)

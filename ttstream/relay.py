@@ -156,7 +156,7 @@ async def start_once(
         failure = exc
         raise
     finally:
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):  # bounded: each Redis call within ``timeout``
             try:
                 await _finish(
                     redis, job_key, token, failure, lost, maxlen=maxlen, ttl=ttl, limit=timeout
