@@ -29,6 +29,10 @@ from ttstream.emulator import EmulatorServer
 from ttstream.sinks import CallbackSink, RedisRelay, RedisStreamSink, SinkError, SSERelay, pump
 
 pytestmark = pytest.mark.anyio
+
+NOTICE = ttstream.Reconnecting(
+    attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r"
+)
 pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
 
 Redis = coredis.Redis[bytes]
@@ -204,9 +208,6 @@ async def test_an_error_entry_ends_the_browsers_stream_with_its_message(
 async def test_a_missing_key_waits_a_bounded_time_then_404(
     redis: Redis, redis_server: RedisServer, anyio_backend: str, key: str
 ) -> None:
-    notice = ttstream.Reconnecting(
-        attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r"
-    )
     async with workers(redis_server, anyio_backend, count=1, wait=0.3) as [(_, http)]:
         with anyio.fail_after(5):
             started = anyio.current_time()
@@ -223,7 +224,7 @@ async def test_a_missing_key_waits_a_bounded_time_then_404(
             tasks.start_soon(browser.run)
             await anyio.sleep(0.05)
             sink = RedisStreamSink(redis, PREFIX + key + "soon")
-            await sink.send(notice)
+            await sink.send(NOTICE)
             await sink.aclose()
     assert browser.names == ["reconnecting", "error"]
 
@@ -231,11 +232,8 @@ async def test_a_missing_key_waits_a_bounded_time_then_404(
 async def test_silence_is_broken_by_keepalive_comments(
     redis: Redis, redis_server: RedisServer, anyio_backend: str, key: str
 ) -> None:
-    notice = ttstream.Reconnecting(
-        attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r"
-    )
     sink = RedisStreamSink(redis, PREFIX + key + "quiet")
-    await sink.send(notice)
+    await sink.send(NOTICE)
     async with (
         workers(redis_server, anyio_backend, count=1, keepalive=0.05, block=0.02) as [(_, http)],
         anyio.create_task_group() as tasks,
@@ -250,10 +248,7 @@ async def test_silence_is_broken_by_keepalive_comments(
 async def test_a_stream_without_new_entries_is_given_up_after_idle_timeout(
     redis: Redis, redis_server: RedisServer, anyio_backend: str, key: str
 ) -> None:
-    notice = ttstream.Reconnecting(
-        attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r"
-    )
-    await RedisStreamSink(redis, PREFIX + key + "stuck").send(notice)
+    await RedisStreamSink(redis, PREFIX + key + "stuck").send(NOTICE)
     settings = {"idle_timeout": 0.2, "block": 0.05}
     async with workers(redis_server, anyio_backend, count=1, **settings) as [(_, http)]:
         with anyio.fail_after(5):

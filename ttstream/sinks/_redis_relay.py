@@ -52,8 +52,8 @@ from ._relay import (
     _cancel_on_disconnect,
     _Frame,
     _frame,
-    _lifespan,
     _plain_response,
+    answered_other_than_get,
 )
 
 if TYPE_CHECKING:
@@ -198,15 +198,7 @@ class RedisRelay:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serves one browser (ASGI 3); answers ``lifespan``, refuses ``websocket``."""
-        kind = scope["type"]
-        if kind == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003, "reason": ""})
-            return
-        if scope.get("method", "GET") not in ("GET", "HEAD"):
-            await _plain_response(send, 405, b"only GET", [(b"allow", b"GET, HEAD")])
+        if await answered_other_than_get(scope, receive, send):
             return
         key = self._key_of(scope)
         if key is None:

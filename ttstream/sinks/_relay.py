@@ -252,15 +252,7 @@ class SSERelay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serves one browser (ASGI 3). ``lifespan`` is answered, so the relay can be
         the whole application of a server; ``websocket`` connections are refused."""
-        kind = scope["type"]
-        if kind == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003, "reason": ""})
-            return
-        if scope.get("method", "GET") not in ("GET", "HEAD"):
-            await _plain_response(send, 405, b"only GET", [(b"allow", b"GET, HEAD")])
+        if await answered_other_than_get(scope, receive, send):
             return
         after = _last_event_id(scope)
         if self._end is not None and after >= self._end.event_id:
@@ -303,6 +295,23 @@ class SSERelay:
                 await changed.wait()
             if waited.cancelled_caught:
                 await write(b":\n\n")
+
+
+async def answered_other_than_get(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Answers what a relay serves no stream to: ``lifespan`` (so a relay can be a whole
+    application), ``websocket`` (refused) and methods other than GET and HEAD (405).
+    ``True`` when it answered; the one preamble of :class:`SSERelay` and ``RedisRelay``."""
+    kind = scope["type"]
+    if kind == "lifespan":
+        await _lifespan(receive, send)
+        return True
+    if kind == "websocket":
+        await send({"type": "websocket.close", "code": 1003, "reason": ""})
+        return True
+    if scope.get("method", "GET") not in ("GET", "HEAD"):
+        await _plain_response(send, 405, b"only GET", [(b"allow", b"GET, HEAD")])
+        return True
+    return False
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
