@@ -149,7 +149,9 @@ class Responses:
         if not isinstance(response_id, str) or not response_id:
             raise ValidationError("response_id", response_id, "a response id such as 'resp_...'")
         if starting_after is not None and (
-            not isinstance(starting_after, int) or starting_after < -1
+            not isinstance(starting_after, int)
+            or isinstance(starting_after, bool)
+            or starting_after < -1
         ):
             raise ValidationError("starting_after", starting_after, "an int >= -1 or None")
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)

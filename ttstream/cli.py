@@ -20,7 +20,6 @@ Retry log lines go to stderr only with ``-v``.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import getpass
 import logging
@@ -47,7 +46,7 @@ from ._exceptions import (
 )
 from ._reconnect import Reconnecting
 from .client import DEFAULT_MODEL, AsyncClient, http_url
-from .events import Completed
+from .events import Completed, _Image, image_of
 from .sinks import FileSink
 
 __all__ = ["main"]
@@ -311,10 +310,10 @@ async def _stream(
                 what = "a new generation" if event.regenerating else "resuming"
                 output.notice(f"connection lost; {what} in {event.delay:.1f}s ({event.reason})")
                 continue
-            if isinstance(event, Completed) and event.b64_json is None and event.url:
+            if isinstance(event, Completed) and image_of(event) is None and event.url:
                 output.notice(f"downloading the image from {event.url}")
                 data = await client.fetch_image(event)
-                event = attrs.evolve(event, b64_json=base64.b64encode(data).decode())
+                event = attrs.evolve(event, b64_json=_Image(data=data))  # no base64 round trip
             failures = len(sink.failed)
             await sink.send(event)
             if len(sink.failed) > failures:

@@ -45,7 +45,7 @@ from ._request import (
     multipart_files,
 )
 from ._responses_client import Responses
-from .events import Completed
+from .events import Completed, image_of
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
@@ -327,7 +327,7 @@ class AsyncClient:
             ValidationError: ``timeout`` is not a positive finite number.
         """
         validate_seconds("timeout", timeout)
-        if event.b64_json is not None or event.url is None:
+        if image_of(event) is not None or event.url is None:
             return event.image_bytes
         limits = [t for t in (timeout, self.deadline) if t is not None]
         seconds = min(limits) if limits else DEFAULT_DOWNLOAD_TIMEOUT

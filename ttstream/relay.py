@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._bounds import validate_seconds
 from .sinks._redis import (
     RedisStreamError,
     Terminal,
@@ -90,7 +91,7 @@ async def start_once(
         command_timeout: seconds each Redis command may take (> 0).
 
     Raises:
-        ValueError: a setting out of range.
+        ValidationError: a setting that is not a finite number of seconds > 0.
         RedisStreamError: Redis failed at the claim, or the claim was lost while the
             generation ran (renewals failed for ``claim_ttl`` seconds, or another worker
             took the expired claim): ``start()`` was then cancelled.
@@ -103,8 +104,7 @@ async def start_once(
         ("ttl", ttl),
         ("command_timeout", command_timeout),
     ):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+        validate_seconds(name, value)
     timeout = command_timeout
     claim = claim_key(job_key)
     token = f"running:{secrets.token_hex(8)}"

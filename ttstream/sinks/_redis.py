@@ -16,7 +16,6 @@ in the other Redis modules, lazily: ``import ttstream.sinks`` works without it.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,7 +28,7 @@ from .. import _secrets
 from .._bounds import validate_seconds
 from .._exceptions import TTStreamError, ValidationError, short_repr
 from .._reconnect import Reconnecting
-from ..events import Completed, InputTokensDetails, PartialImage, Usage
+from ..events import Completed, InputTokensDetails, PartialImage, Usage, _Image, image_of
 from ..stream import StreamItem
 
 if TYPE_CHECKING:
@@ -116,8 +115,6 @@ async def call(what: str, key: str, limit: float, command: Callable[[], Awaitabl
 
 # The entry codec. Field values are bytes on the wire; these are the fields that are not
 # plain text, by how they parse.
-_INTS = frozenset({"index", "created_at", "sequence_number", "attempt", "images"})
-_JSON = frozenset({"usage", "extra"})
 _IMAGE_TEXT = ("size", "quality", "background", "output_format")
 _COMPLETED_TEXT = ("url", "revised_prompt", "safety_identifier")
 
@@ -167,7 +164,7 @@ def encode_item(item: StreamItem) -> dict[str, str | bytes]:
         fields["usage"] = json.dumps(attrs.asdict(item.usage), separators=(",", ":"))
     if item.extra:
         fields["extra"] = json.dumps(dict(item.extra), separators=(",", ":"))
-    if item.b64_json is not None:
+    if image_of(item) is not None:  # not item.b64_json: that would encode the image
         fields["image"] = item.image_bytes
     return fields
 
@@ -278,7 +275,9 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
         raise entry.malformed("type", "is not a ttstream entry type")
     image = entry.fields.get("image")
     common: dict[str, Any] = {
-        "b64_json": None if image is None else base64.b64encode(image).decode("ascii"),
+        # The bytes as they are: no base64 text is made unless someone asks for it (the
+        # relay's frame encodes it once, spliced).
+        "b64_json": None if image is None else _Image(data=image),
         "operation": entry.text("operation", required=True),
         "created_at": entry.number("created_at"),
         "sequence_number": entry.number("sequence_number"),
