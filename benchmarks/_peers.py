@@ -17,8 +17,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpcore
-import httpx
+import httpx2
 import openai._base_client
 from _workload import CHUNK, Stream
 from httpx_sse import aconnect_sse
@@ -31,8 +30,8 @@ from ttstream._transport import http_client
 # The HTTP stack the openai SDK runs on: httpx in older releases, its fork httpx2 (with
 # httpcore2) in newer ones.
 sdk_httpx: Any = getattr(openai._base_client, "httpx2", None) or openai._base_client.httpx
-sdk_httpcore: Any = (
-    importlib.import_module("httpcore2") if sdk_httpx.__name__ == "httpx2" else httpcore
+sdk_httpcore: Any = importlib.import_module(
+    "httpcore2" if sdk_httpx.__name__ == "httpx2" else "httpcore"
 )
 
 OnEvent = Callable[[int], None] | None
@@ -51,7 +50,7 @@ FLOOR_JSON = "floor: json + base64 of pre-split events"
 FLOOR_B64 = "floor: base64 alone"
 
 
-class _Chunks(httpx.AsyncByteStream):
+class _Chunks(httpx2.AsyncByteStream):
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = chunks
 
@@ -69,13 +68,13 @@ class _Chunks2(sdk_httpx.AsyncByteStream):  # type: ignore[misc]
             yield chunk
 
 
-def mock_client(chunks: list[bytes], **kwargs: Any) -> httpx.AsyncClient:
+def mock_client(chunks: list[bytes], **kwargs: Any) -> httpx2.AsyncClient:
     """An httpx client whose every request is answered with ``chunks`` as an SSE body."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers=SSE_HEADERS, stream=_Chunks(chunks))
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers=SSE_HEADERS, stream=_Chunks(chunks))
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler), **kwargs)
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(handler), **kwargs)
 
 
 def mock_client2(chunks: list[bytes], **kwargs: Any) -> Any:
@@ -91,7 +90,7 @@ class TTStreamPeer:
     """``name`` picks the variant: the base64 backend and the decoder's mode."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str = BASE_URL, name: str = TTSTREAM
+        self, http: httpx2.AsyncClient, base_url: str = BASE_URL, name: str = TTSTREAM
     ) -> None:
         self.name = name
         self.http = http
@@ -123,7 +122,7 @@ class TTStreamPeer:
 class HttpxSSEPeer:
     name = HTTPX_SSE
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str = BASE_URL) -> None:
+    def __init__(self, http: httpx2.AsyncClient, base_url: str = BASE_URL) -> None:
         self.http = http
         self.url = f"{base_url}/images/generations"
 
@@ -232,12 +231,12 @@ def network_peer(name: str, base_url: str, connections: int) -> Peer:
     """A peer over real HTTP to ``base_url``, its pool sized for ``connections`` streams
     (httpx's default pool of 100 would queue a larger fan-out)."""
     if name in (TTSTREAM, TT_STDLIB, TT_TODAY, TT_AIOHTTP):
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        make = http_client if name == TT_AIOHTTP else httpx.AsyncClient
+        limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+        make = http_client if name == TT_AIOHTTP else httpx2.AsyncClient
         return TTStreamPeer(make(limits=limits, timeout=600), base_url, name)
     if name == HTTPX_SSE:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return HttpxSSEPeer(httpx.AsyncClient(limits=limits, timeout=600), base_url)
+        limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return HttpxSSEPeer(httpx2.AsyncClient(limits=limits, timeout=600), base_url)
     if name == OPENAI:
         limits = sdk_httpx.Limits(
             max_connections=connections, max_keepalive_connections=connections

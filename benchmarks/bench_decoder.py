@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 
-import httpx
+import httpx2
 from httpx_sse import EventSource, ServerSentEvent
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
@@ -46,7 +46,7 @@ def run_ttstream(chunks: list[bytes]) -> Iterator[ServerSentEvent]:
 
 def run_event_source(chunks: list[bytes]) -> Iterator[ServerSentEvent]:
     headers = {"content-type": "text/event-stream"}  # what httpx-sse users run
-    response = httpx.Response(200, headers=headers, content=iter(chunks))
+    response = httpx2.Response(200, headers=headers, content=iter(chunks))
     return EventSource(response).iter_sse()
 
 

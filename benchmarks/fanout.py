@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the redis-server launcher of the test
 
 import anyio  # noqa: E402
 import coredis  # noqa: E402
-import httpx  # noqa: E402
+import httpx2  # noqa: E402
 
 from ttstream import Completed, PartialImage  # noqa: E402
 from ttstream.relay import start_once  # noqa: E402
@@ -122,7 +122,7 @@ async def produce(
 
 
 async def view(
-    number: int, job: str, relays: list[str], reconnect: float, http: httpx.AsyncClient
+    number: int, job: str, relays: list[str], reconnect: float, http: httpx2.AsyncClient
 ) -> dict[str, Any]:
     rng = random.Random(number)
     ids: list[str] = []
@@ -172,9 +172,9 @@ async def view(
 
 async def viewers(first: int, count: int, jobs: list[str], relays: list[str], reconnect: float):
     results: list[dict[str, Any]] = []
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(10, read=120)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
+    timeout = httpx2.Timeout(10, read=120)
+    async with httpx2.AsyncClient(limits=limits, timeout=timeout) as http:
 
         async def one(number: int) -> None:
             results.append(await view(number, jobs[number % len(jobs)], relays, reconnect, http))
@@ -220,8 +220,8 @@ def run(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 30
         for url in urls:
             while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                with contextlib.suppress(httpx2.HTTPError):
+                    if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
                         break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"relay {url} did not start")

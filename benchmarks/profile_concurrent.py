@@ -97,7 +97,7 @@ async def watch_peak(out: list[tuple[str, float]]) -> None:
 def set_read_bufsize(size: int) -> None:
     """aiohttp's ``read_bufsize`` (the StreamReader's low-water mark; high is twice it)
     on the sessions httpx-aiohttp creates in this process: an experiment."""
-    from httpx_aiohttp import AiohttpTransport
+    from httpx_aiohttp.httpx2 import AiohttpTransport
 
     made = AiohttpTransport.get_client
 

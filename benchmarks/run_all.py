@@ -48,14 +48,14 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpcore
-import httpx
+import httpcore2
+import httpx2
 from _peers import (
     FLOOR_B64,
     FLOOR_JSON,
@@ -246,7 +246,7 @@ class Server:
         self.base_url = f"{self.root}/v1"
 
     def marks(self) -> dict[tuple[str, int], float]:
-        answer = httpx.get(f"{self.root}/marks", timeout=60).json()
+        answer = httpx2.get(f"{self.root}/marks", timeout=60).json()
         return {(tag, index): when for tag, index, when in answer}
 
     def stop(self) -> None:
@@ -257,7 +257,7 @@ class Server:
 def set_read_size(size: int) -> None:
     """httpcore reads a socket 64 KiB at a time (a class attribute); anyio then cuts
     each 256 KiB that asyncio received into 64 KiB pieces, by copying."""
-    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = size
+    httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES = size
     sdk_httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = size
 
 
@@ -598,7 +598,7 @@ def environment() -> list[str]:
     if sdk_httpx.__name__ != "httpx":
         packages.insert(5, sdk_httpx.__name__)
     return [
-        f"- {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- Python {sys.version.split()[0]} ({platform.python_implementation()}), "
         f"{platform.platform()}, {os.cpu_count()} CPUs ({cpu})",
         "- " + ", ".join(f"{pkg} {version(pkg)}" for pkg in packages),

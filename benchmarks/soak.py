@@ -35,7 +35,7 @@ from typing import Any
 
 import anyio
 import attrs
-import httpx
+import httpx2
 
 import ttstream
 from ttstream.emulator import EmulatorServer
@@ -133,7 +133,7 @@ def make_plan(rng: random.Random, number: int) -> Plan:
     return Plan(**fields)
 
 
-async def _add_fault_header(request: httpx.Request) -> None:
+async def _add_fault_header(request: httpx2.Request) -> None:
     spec = _fault_header.get()
     if spec is not None:
         request.headers["X-Emulator-Fault"] = spec
@@ -222,7 +222,7 @@ def _untyped(results: Results, plan: Plan, exc: BaseException) -> None:
     print(f"UNTYPED: {plan} -> {exc!r}", file=sys.stderr)
 
 
-def busy_pool_connections(transport: httpx.AsyncHTTPTransport) -> int | None:
+def busy_pool_connections(transport: httpx2.AsyncHTTPTransport) -> int | None:
     """Connections of the httpx pool that are neither idle nor closed, or ``None`` when
     the pool cannot be inspected (httpcore's pool is a private attribute of httpx)."""
     pool = getattr(transport, "_pool", None)
@@ -242,16 +242,16 @@ async def soak(args: argparse.Namespace) -> tuple[Results, dict[str, str], bool]
     plans = [make_plan(rng, number) for number in range(args.streams)]
     results = Results()
     with EmulatorServer(step_delay=0.0) as server:
-        transport = httpx.AsyncHTTPTransport()
+        transport = httpx2.AsyncHTTPTransport()
         async with (
-            httpx.AsyncClient(
+            httpx2.AsyncClient(
                 transport=transport, event_hooks={"request": [_add_fault_header]}
             ) as http,
             ttstream.AsyncClient(
                 KEY,
                 base_url=server.base_url,
                 http_client=http,
-                timeout=httpx.Timeout(10.0, read=READ_TIMEOUT),
+                timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT),
                 max_event_bytes=MAX_EVENT_BYTES,
             ) as client,
         ):

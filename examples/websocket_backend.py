@@ -111,8 +111,7 @@ def serve(host: str, port: int) -> None:
 async def run_client(url: str, prompt: str, size: str, out: Path) -> int:
     """Sends one prompt, prints each metadata frame, writes each image to ``out``."""
     try:
-        import httpx
-        from httpx_ws import aconnect_ws
+        import httpx2
     except ImportError:
         print("--client needs httpx-ws (pip install httpx-ws). Or open the server's / page")
         print("in a browser and paste this into its developer console:\n")
@@ -121,8 +120,8 @@ async def run_client(url: str, prompt: str, size: str, out: Path) -> int:
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     stem = "-".join(re.findall(r"[a-z0-9]+", prompt.lower()))[:40] or "image"
     async with (
-        httpx.AsyncClient() as http,
-        aconnect_ws(url, http, max_message_size_bytes=64 * 1024 * 1024) as ws,
+        httpx2.AsyncClient() as http,
+        http.websocket(url, max_message_size_bytes=64 * 1024 * 1024) as ws,
     ):
         await ws.send_json({"prompt": prompt, "size": size})
         while True:

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 import coredis
-import httpx
+import httpx2
 
 import ttstream
 from ttstream.emulator import EmulatorServer
@@ -142,7 +142,7 @@ class Api:
         self.client = ttstream.AsyncClient(
             "emulator-key",
             base_url=emulator.base_url,
-            http_client=httpx.AsyncClient(headers={"X-Emulator-Fault": spec}),
+            http_client=httpx2.AsyncClient(headers={"X-Emulator-Fault": spec}),
         )
 
     @property

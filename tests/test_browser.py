@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn_thread import ServerThread
@@ -458,8 +458,8 @@ def test_describe_tells_a_failure_in_a_sentence_from_the_errors_fields(
 async def test_the_page_relay_sends_that_sentence_in_its_error_event() -> None:
     relay = load_example().PageRelay(HOST)
     await relay.fail(ttstream.StreamError("Your request was rejected.", code="blocked"))
-    transport = httpx.ASGITransport(app=relay)
-    async with httpx.AsyncClient(transport=transport, base_url="http://page") as client:
+    transport = httpx2.ASGITransport(app=relay)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://page") as client:
         response = await client.get("/events")
     frames = list(SSEDecoder().feed(response.content))
     assert [(frame.event, json.loads(frame.data)) for frame in frames] == [

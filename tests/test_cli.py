@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -359,14 +359,14 @@ def test_server_fields_with_escapes_nul_and_surrogates_print_safely(
 
 def ask_for(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every request ttstream builds carries ``x-case: <case>`` for the hostile server."""
-    original = httpx.AsyncClient.build_request
+    original = httpx2.AsyncClient.build_request
 
-    def with_case(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> httpx.Request:
+    def with_case(self: httpx2.AsyncClient, *args: Any, **kwargs: Any) -> httpx2.Request:
         request = original(self, *args, **kwargs)
         request.headers["x-case"] = case
         return request
 
-    monkeypatch.setattr(httpx.AsyncClient, "build_request", with_case)
+    monkeypatch.setattr(httpx2.AsyncClient, "build_request", with_case)
 
 
 def test_server_error_text_is_one_clean_line(
@@ -451,7 +451,7 @@ def test_api_key_and_api_key_file_exclude_each_other(capsys: pytest.CaptureFixtu
 
 def test_a_timeout_names_the_host_and_which_timeout() -> None:
     error = ttstream.APITimeoutError("read timeout: ...", timeout="read")
-    error.__cause__ = httpx.ReadTimeout("The read operation timed out")
+    error.__cause__ = httpx2.ReadTimeout("The read operation timed out")
     line = cli.describe(error, "https://api.ttapi.io/v1")
     assert line == (
         "api.ttapi.io did not answer in time (read timeout): The read operation timed out"

@@ -1,4 +1,4 @@
-"""AsyncClient and ImageStream over httpx.MockTransport: requests, retries, error mapping.
+"""AsyncClient and ImageStream over httpx2.MockTransport: requests, retries, error mapping.
 
 The transport is not what these tests are about; tests/test_end_to_end.py runs the
 same client over real loopback HTTP against the emulator.
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 import ttstream
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 
 KEY = "sk-canary-5f1e2d3c4b5a"
 B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nimage").decode()
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +59,8 @@ def partial(index: int) -> dict[str, Any]:
 COMPLETED = {"type": "image_generation.completed", "b64_json": B64, "usage": {"total_tokens": 9}}
 
 
-def stream_response(body: bytes, status: int = 200, **headers: str) -> httpx.Response:
-    return httpx.Response(
+def stream_response(body: bytes, status: int = 200, **headers: str) -> httpx2.Response:
+    return httpx2.Response(
         status, headers={"content-type": "text/event-stream", **headers}, content=body
     )
 
@@ -68,11 +68,11 @@ def stream_response(body: bytes, status: int = 200, **headers: str) -> httpx.Res
 class Recorder:
     """A MockTransport handler answering from a list, recording every request."""
 
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
+    def __init__(self, *answers: httpx2.Response | Exception) -> None:
         self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
@@ -81,7 +81,7 @@ class Recorder:
 
 
 def client_for(handler: Handler, **kwargs: Any) -> AsyncClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     return AsyncClient(kwargs.pop("api_key", KEY), http_client=http, **kwargs)
 
 
@@ -141,7 +141,7 @@ async def test_key_source_decides_base_url_and_auth_header(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     recorder = Recorder(stream_response(sse_body(COMPLETED)))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(recorder))
     async with AsyncClient(http_client=http, **kwargs) as client:
         assert client.base_url == base_url
         await collect(client.generate("a cat"))
@@ -183,7 +183,7 @@ def test_unknown_auth_is_refused() -> None:
 
 
 async def test_closes_only_the_http_client_it_created() -> None:
-    http = httpx.AsyncClient()
+    http = httpx2.AsyncClient()
     async with AsyncClient(KEY, http_client=http):
         pass
     assert not http.is_closed
@@ -216,7 +216,7 @@ async def test_streaming_request_body_and_headers() -> None:
 
 async def test_dall_e_makes_a_plain_request_and_yields_completed_events() -> None:
     body = {"created": 1713833628, "data": [{"url": "https://x/1.png", "revised_prompt": "r"}]}
-    recorder = Recorder(httpx.Response(200, json=body))
+    recorder = Recorder(httpx2.Response(200, json=body))
     async with client_for(recorder) as client:
         events = await collect(client.generate("a cat", model="dall-e-3"))
     sent = json.loads(recorder.requests[0].content)
@@ -234,7 +234,7 @@ async def test_stream_false_on_a_streaming_model_yields_completed_events() -> No
         "data": [{"b64_json": B64}, {"b64_json": B64}],
         "usage": {"total_tokens": 5},
     }
-    async with client_for(Recorder(httpx.Response(200, json=body))) as client:
+    async with client_for(Recorder(httpx2.Response(200, json=body))) as client:
         events = await collect(client.generate("a cat", stream=False, n=2))
     assert [type(e) for e in events] == [Completed, Completed]
     assert all(isinstance(e, Completed) for e in events)
@@ -250,7 +250,7 @@ async def test_ttapi_envelope_is_unwrapped() -> None:
         "message": "success",
         "data": {"created": 5, "data": [{"url": "https://x/y.png"}]},
     }
-    async with client_for(Recorder(httpx.Response(200, json=body))) as client:
+    async with client_for(Recorder(httpx2.Response(200, json=body))) as client:
         [event] = await collect(client.generate("a cat", model="dall-e-3"))
     assert isinstance(event, Completed)
     assert event.url == "https://x/y.png"
@@ -258,7 +258,7 @@ async def test_ttapi_envelope_is_unwrapped() -> None:
 
 async def test_ttapi_envelope_with_failed_status_is_an_error() -> None:
     body = {"status": "FAILED", "message": "prompt rejected", "data": {"created": 5, "data": []}}
-    async with client_for(Recorder(httpx.Response(200, json=body))) as client:
+    async with client_for(Recorder(httpx2.Response(200, json=body))) as client:
         with pytest.raises(APIStatusError, match=r"FAILED.*prompt rejected") as info:
             await collect(client.generate("a cat", model="dall-e-3"))
     assert info.value.code == "FAILED"
@@ -267,12 +267,12 @@ async def test_ttapi_envelope_with_failed_status_is_an_error() -> None:
 async def test_fetch_image_downloads_url_results_without_credentials() -> None:
     png = b"\x89PNG\r\n\x1a\nfetched"
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/img.png":
             assert "TT-API-KEY" not in request.headers
             assert "Authorization" not in request.headers
-            return httpx.Response(200, content=png)
-        return httpx.Response(
+            return httpx2.Response(200, content=png)
+        return httpx2.Response(
             200, json={"created": 1, "data": [{"url": "https://cdn.test/img.png"}]}
         )
 
@@ -283,10 +283,10 @@ async def test_fetch_image_downloads_url_results_without_credentials() -> None:
 
 
 async def test_fetch_image_refuses_a_download_larger_than_max_event_bytes() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/big.png":
-            return httpx.Response(200, content=b"x" * 5000)
-        return httpx.Response(
+            return httpx2.Response(200, content=b"x" * 5000)
+        return httpx2.Response(
             200, json={"created": 1, "data": [{"url": "https://cdn.test/big.png"}]}
         )
 
@@ -300,7 +300,9 @@ async def test_fetch_image_refuses_a_download_larger_than_max_event_bytes() -> N
 
 async def test_a_non_streaming_body_larger_than_the_limit_is_refused() -> None:
     body = {"created": 1, "data": [{"b64_json": "A" * 10_000}]}
-    async with client_for(Recorder(httpx.Response(200, json=body)), max_event_bytes=4096) as client:
+    async with client_for(
+        Recorder(httpx2.Response(200, json=body)), max_event_bytes=4096
+    ) as client:
         with pytest.raises(EventTooLargeError):
             await collect(client.generate("a cat", model="dall-e-2"))
 
@@ -362,7 +364,7 @@ async def test_edit_with_references_is_json_as_ttapi_documents() -> None:
     ],
 )
 async def test_bad_edit_inputs_are_refused_before_any_request(images: Any, match: str) -> None:
-    recorder = Recorder(httpx.Response(500))
+    recorder = Recorder(httpx2.Response(500))
     async with client_for(recorder) as client:
         with pytest.raises(ValidationError, match=match):
             await collect(client.edit("hat", images=images))
@@ -372,7 +374,7 @@ async def test_bad_edit_inputs_are_refused_before_any_request(images: Any, match
 async def test_dall_e_2_edit_checks_the_file_it_read(tmp_path: Any) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(b"\xff\xd8\xffjpeg")
-    recorder = Recorder(httpx.Response(500))
+    recorder = Recorder(httpx2.Response(500))
     async with client_for(recorder) as client:
         with pytest.raises(ValidationError, match="not a PNG"):
             await collect(client.edit("hat", images=path, model="dall-e-2"))
@@ -380,7 +382,7 @@ async def test_dall_e_2_edit_checks_the_file_it_read(tmp_path: Any) -> None:
 
 
 def test_invalid_parameters_raise_at_once_before_any_connection() -> None:
-    recorder = Recorder(httpx.Response(500))
+    recorder = Recorder(httpx2.Response(500))
     client = client_for(recorder)
     with pytest.raises(ValidationError) as info:
         client.generate("a cat", model="dall-e-3", n=2)
@@ -402,7 +404,7 @@ async def test_http_error_becomes_api_status_error_with_the_error_fields() -> No
             "code": "invalid_value",
         }
     }
-    answer = httpx.Response(400, json=error, headers={"x-request-id": "req_42"})
+    answer = httpx2.Response(400, json=error, headers={"x-request-id": "req_42"})
     async with client_for(Recorder(answer)) as client:
         with pytest.raises(APIStatusError) as info:
             await collect(client.generate("a cat"))
@@ -419,7 +421,7 @@ async def test_http_error_becomes_api_status_error_with_the_error_fields() -> No
 
 
 async def test_non_json_error_body_still_gives_a_message() -> None:
-    async with client_for(Recorder(httpx.Response(502, text="Bad gateway\n"))) as client:
+    async with client_for(Recorder(httpx2.Response(502, text="Bad gateway\n"))) as client:
         with pytest.raises(APIStatusError, match="HTTP 502: Bad gateway"):
             await collect(
                 client.generate("a cat", max_retries=0) if False else client.generate("a cat")
@@ -427,7 +429,7 @@ async def test_non_json_error_body_still_gives_a_message() -> None:
 
 
 async def test_redirects_are_not_followed() -> None:
-    recorder = Recorder(httpx.Response(307, headers={"location": "https://evil.test/v1"}))
+    recorder = Recorder(httpx2.Response(307, headers={"location": "https://evil.test/v1"}))
     async with client_for(recorder) as client:
         with pytest.raises(APIStatusError, match="not followed") as info:
             await collect(client.generate("a cat"))
@@ -436,7 +438,7 @@ async def test_redirects_are_not_followed() -> None:
 
 
 async def test_wrong_content_type_for_a_stream_request_is_a_protocol_error() -> None:
-    answer = httpx.Response(200, json={"created": 1, "data": []})
+    answer = httpx2.Response(200, json={"created": 1, "data": []})
     async with client_for(Recorder(answer)) as client:
         with pytest.raises(ProtocolError, match="text/event-stream"):
             await collect(client.generate("a cat"))
@@ -486,8 +488,8 @@ async def test_done_marker_is_skipped() -> None:
 
 async def test_retries_429_and_5xx_honouring_retry_after_ms() -> None:
     recorder = Recorder(
-        httpx.Response(429, headers={"retry-after-ms": "5"}),
-        httpx.Response(503, headers={"retry-after": "0.005"}),
+        httpx2.Response(429, headers={"retry-after-ms": "5"}),
+        httpx2.Response(503, headers={"retry-after": "0.005"}),
         stream_response(sse_body(COMPLETED)),
     )
     async with client_for(recorder) as client:
@@ -496,7 +498,7 @@ async def test_retries_429_and_5xx_honouring_retry_after_ms() -> None:
 
 
 async def test_gives_up_after_max_retries() -> None:
-    recorder = Recorder(httpx.Response(500, json={"error": {"message": "down"}}))
+    recorder = Recorder(httpx2.Response(500, json={"error": {"message": "down"}}))
     async with client_for(recorder, max_retries=1) as client:
         with pytest.raises(APIStatusError, match="down"):
             await collect(client.generate("a cat"))
@@ -508,7 +510,7 @@ async def test_gives_up_after_max_retries() -> None:
 )
 async def test_x_should_retry_forces_or_vetoes(status: int, header: str | None, tries: int) -> None:
     headers = {"x-should-retry": header} if header else {}
-    recorder = Recorder(httpx.Response(status, headers=headers))
+    recorder = Recorder(httpx2.Response(status, headers=headers))
     async with client_for(recorder) as client:
         with pytest.raises(APIStatusError):
             await collect(client.generate("a cat"))
@@ -516,20 +518,20 @@ async def test_x_should_retry_forces_or_vetoes(status: int, header: str | None, 
 
 
 async def test_connection_errors_and_timeouts_are_retried_then_typed() -> None:
-    recorder = Recorder(httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"))
+    recorder = Recorder(httpx2.ConnectError("refused"), httpx2.ConnectTimeout("slow"))
     async with client_for(recorder, max_retries=1) as client:
         with pytest.raises(APITimeoutError) as info:
             await collect(client.generate("a cat"))
     assert info.value.timeout == "connect"
     assert len(recorder.requests) == 2
-    async with client_for(Recorder(httpx.ConnectError("refused")), max_retries=0) as client:
+    async with client_for(Recorder(httpx2.ConnectError("refused")), max_retries=0) as client:
         with pytest.raises(APIConnectionError, match="refused"):
             await collect(client.generate("a cat"))
 
 
 async def test_multipart_body_is_replayed_identically_on_retry() -> None:
     recorder = Recorder(
-        httpx.Response(500),
+        httpx2.Response(500),
         stream_response(sse_body({**COMPLETED, "type": "image_edit.completed"})),
     )
     async with client_for(recorder) as client:
@@ -547,8 +549,8 @@ async def test_the_key_never_appears_in_reprs_errors_or_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     recorder = Recorder(
-        httpx.Response(503, headers={"retry-after-ms": "1"}),
-        httpx.Response(401, json={"error": {"message": "Incorrect API key provided"}}),
+        httpx2.Response(503, headers={"retry-after-ms": "1"}),
+        httpx2.Response(401, json={"error": {"message": "Incorrect API key provided"}}),
     )
     texts: list[str] = []
     async with client_for(recorder) as client:

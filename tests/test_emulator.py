@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
@@ -34,8 +34,8 @@ def keyed_server() -> Iterator[EmulatorServer]:
         yield running
 
 
-def client(server: EmulatorServer, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+def client(server: EmulatorServer, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
         base_url=server.base_url, headers=KEY if headers is None else headers, timeout=30
     )
 
@@ -62,7 +62,7 @@ def mean_difference(a: Image.Image, b: Image.Image) -> float:
     return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / len(a.getbands())
 
 
-def assert_error(response: httpx.Response, status: int, param: str | None) -> dict[str, Any]:
+def assert_error(response: httpx2.Response, status: int, param: str | None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error: dict[str, Any] = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -496,7 +496,7 @@ def test_the_server_listens_on_a_free_port_and_stops_cleanly() -> None:
     with EmulatorServer(step_delay=0.05) as running:
         assert running.port > 0
         assert running.base_url == f"http://127.0.0.1:{running.port}/v1"
-        with httpx.Client(base_url=running.base_url, headers=KEY) as http:
+        with httpx2.Client(base_url=running.base_url, headers=KEY) as http:
             response = http.post("/images/generations", json={"prompt": "x", **SMALL})
         assert response.status_code == 200
         thread = running._thread

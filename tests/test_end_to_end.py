@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from PIL import Image
 
@@ -171,9 +171,9 @@ async def test_a_wrong_key_is_an_api_status_error_without_the_key() -> None:
 
 
 async def test_the_emulator_refuses_what_the_client_would_refuse(server: EmulatorServer) -> None:
-    import httpx
+    import httpx2
 
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         response = await http.post(
             f"{server.base_url}/images/generations",
             headers={"Authorization": "Bearer k"},
@@ -311,14 +311,14 @@ def test_python_dash_m_ttstream_emulator_help() -> None:
 # -- cancellation over a real connection: the pool's view --------------------------------
 
 
-def busy_connections(http: httpx.AsyncClient) -> list[object]:
+def busy_connections(http: httpx2.AsyncClient) -> list[object]:
     """Connections of httpx's pool that are neither idle nor closed (httpcore's public
     connection API; httpx keeps its pool on a private attribute)."""
     pool = http._transport._pool  # type: ignore[attr-defined]
     return [c for c in pool.connections if not (c.is_idle() or c.is_closed())]
 
 
-async def leave_early(stream: ttstream.ImageStream, http: httpx.AsyncClient, exit_by: str) -> None:
+async def leave_early(stream: ttstream.ImageStream, http: httpx2.AsyncClient, exit_by: str) -> None:
     with anyio.move_on_after(0.3 if exit_by == "cancel" else 10):
         async with stream:
             async for _ in stream:
@@ -332,7 +332,7 @@ async def leave_early(stream: ttstream.ImageStream, http: httpx.AsyncClient, exi
 @pytest.mark.parametrize("exit_by", ["break", "cancel", "exception"])
 async def test_leaving_a_stream_early_frees_its_connection(exit_by: str) -> None:
     with EmulatorServer(step_delay=0.2) as slow:
-        http = httpx.AsyncClient()
+        http = httpx2.AsyncClient()
         async with AsyncClient("k", base_url=slow.base_url, http_client=http) as client:
             stream = client.generate("a kite", model="gpt-image-2", size=SIZE, partial_images=3)
             expected = (

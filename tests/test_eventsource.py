@@ -9,7 +9,7 @@ import tracemalloc
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 
 import ttstream
@@ -34,7 +34,7 @@ FAST = ReconnectPolicy(delay=0.0)
 async def collect(server: ScriptedServer, **kwargs: Any) -> list[Any]:
     kwargs.setdefault("reconnect", FAST)
     async with (
-        httpx.AsyncClient(follow_redirects=kwargs.pop("follow", False)) as http,
+        httpx2.AsyncClient(follow_redirects=kwargs.pop("follow", False)) as http,
         EventSource(http, kwargs.pop("method", "GET"), server.url + "/events", **kwargs) as source,
     ):
         return [item async for item in source]
@@ -123,7 +123,7 @@ async def test_a_read_timeout_mid_stream_reconnects() -> None:
     first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
     second = Answer([b"id: 2\ndata: b\n\n"])
     with ScriptedServer(first, second) as server:
-        got = await collect(server, reconnect=no_more(1), timeout=httpx.Timeout(5.0, read=0.3))
+        got = await collect(server, reconnect=no_more(1), timeout=httpx2.Timeout(5.0, read=0.3))
     assert summary(got) == [("message", "a", "1"), ("reconnect", "1"), ("message", "b", "2")]
     assert "read timeout" in got[1].reason
 
@@ -131,7 +131,7 @@ async def test_a_read_timeout_mid_stream_reconnects() -> None:
 async def test_a_read_timeout_with_no_reconnection_left_is_an_api_timeout_error() -> None:
     hang = Answer([b"data: a\n\n"], end="hang")
     with ScriptedServer(hang) as server, pytest.raises(APITimeoutError) as info:
-        await collect(server, reconnect=no_more(), timeout=httpx.Timeout(5.0, read=0.2))
+        await collect(server, reconnect=no_more(), timeout=httpx2.Timeout(5.0, read=0.2))
     assert info.value.timeout == "read"
     assert "127.0.0.1" in str(info.value)
 
@@ -140,7 +140,7 @@ async def test_a_break_with_no_reconnection_left_is_an_api_connection_error() ->
     cut = Answer([b"data: a\n\n"], end="abort")
     with ScriptedServer(cut) as server, pytest.raises(APIConnectionError) as info:
         await collect(server, reconnect=no_more())
-    assert isinstance(info.value.__cause__, httpx.TransportError)
+    assert isinstance(info.value.__cause__, httpx2.TransportError)
 
 
 async def test_204_stops_for_good() -> None:
@@ -216,7 +216,7 @@ async def test_restart_drops_the_connection_and_resumes_at_once() -> None:
     with ScriptedServer(first, Answer([b"id: 2\ndata: b\n\n"])) as server:
         got: list[Any] = []
         async with (
-            httpx.AsyncClient() as http,
+            httpx2.AsyncClient() as http,
             EventSource(http, "GET", server.url, reconnect=no_more()) as source,
         ):
             async for item in source:
@@ -234,7 +234,7 @@ async def test_restart_interrupts_a_read_in_another_task() -> None:
         got: list[Any] = []
         first_arrived = anyio.Event()
         async with (
-            httpx.AsyncClient() as http,
+            httpx2.AsyncClient() as http,
             EventSource(http, "GET", server.url, reconnect=no_more()) as source,
             anyio.create_task_group() as tasks,
         ):
@@ -310,7 +310,7 @@ async def test_memory_stays_flat_over_ten_thousand_events_with_ids() -> None:
     async def peak(count: int) -> int:
         with ScriptedServer(body(count)) as server:
             async with (
-                httpx.AsyncClient() as http,
+                httpx2.AsyncClient() as http,
                 EventSource(http, "GET", server.url, reconnect=no_more()) as source,
             ):
                 gc.collect()
@@ -365,9 +365,9 @@ async def test_a_callers_client_auth_never_follows_a_redirect_to_another_origin(
     with ScriptedServer(Answer([b"data: there\n\n"])) as target:
         moved = Answer(status=307, headers=(("Location", target.url + "/moved"),))
         with ScriptedServer(moved) as origin:
-            auth = httpx.BasicAuth("user", "secret-password")
+            auth = httpx2.BasicAuth("user", "secret-password")
             async with (
-                httpx.AsyncClient(follow_redirects=True, auth=auth) as http,
+                httpx2.AsyncClient(follow_redirects=True, auth=auth) as http,
                 EventSource(http, "GET", origin.url, reconnect=no_more()) as source,
             ):
                 got = [item async for item in source]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 
 from tests.helpers import assert_no_stream_open
@@ -67,9 +67,9 @@ async def faulty(
     server: EmulatorServer, spec: str | None, *, http: dict[str, Any] | None = None, **kwargs: Any
 ) -> AsyncIterator[AsyncClient]:
     """A ttstream client whose requests all carry ``X-Emulator-Fault: spec``; ``http``
-    are more arguments of its ``httpx.AsyncClient``, ``kwargs`` of the ``AsyncClient``."""
+    are more arguments of its ``httpx2.AsyncClient``, ``kwargs`` of the ``AsyncClient``."""
     headers = {} if spec is None else {"X-Emulator-Fault": spec}
-    async with httpx.AsyncClient(headers=headers, **(http or {})) as http_client:
+    async with httpx2.AsyncClient(headers=headers, **(http or {})) as http_client:
         yield AsyncClient("k", base_url=server.base_url, http_client=http_client, **kwargs)
 
 
@@ -111,7 +111,7 @@ async def test_a_dropped_connection_is_an_incomplete_stream_without_a_new_reques
         await consume(server, spec, seen)
     assert indexes(seen) == [0, 1]
     assert caught.value.last_partial == seen[-1]
-    assert isinstance(caught.value.__cause__, httpx.TransportError)
+    assert isinstance(caught.value.__cause__, httpx2.TransportError)
     assert server.stream_stats.requests(spec) == 1
 
 
@@ -206,7 +206,7 @@ async def test_a_json_answer_to_a_stream_request_is_a_protocol_error(
 
 
 async def test_a_stall_past_the_read_timeout_is_a_read_timeout(server: EmulatorServer) -> None:
-    timeout = httpx.Timeout(5.0, read=0.3)
+    timeout = httpx2.Timeout(5.0, read=0.3)
     seen: list[StreamItem] = []
     started = time.monotonic()
     with pytest.raises(APITimeoutError) as caught:
@@ -364,7 +364,7 @@ async def test_a_slow_consumer_holds_the_server_back(server: EmulatorServer) -> 
     # The kernel may grow a receive buffer to tens of MB on loopback, which would hold
     # the whole stream whatever the client does: pin it, so only ttstream's reading is
     # measured (the server's send buffer still holds a few MB).
-    transport = httpx.AsyncHTTPTransport(
+    transport = httpx2.AsyncHTTPTransport(
         socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
     )
     stats = server.stream_stats
@@ -464,7 +464,7 @@ def test_a_bad_spec_is_refused_saying_why(spec: str, complaint: str) -> None:
 
 
 def test_the_emulator_answers_a_bad_spec_with_400(server: EmulatorServer) -> None:
-    answer = httpx.post(
+    answer = httpx2.post(
         f"{server.base_url}/images/generations?fault=drop-sometimes",
         headers={"TT-API-KEY": "k"},
         json={"prompt": "a kite", "stream": True, **SMALL},
@@ -484,7 +484,7 @@ async def test_a_bomb_is_refused_before_it_is_decoded(server: EmulatorServer) ->
         await consume(server, spec)
     body = {"model": "gpt-image-2", "prompt": "a kite", "size": "64x48", "stream": True}
     async with (
-        httpx.AsyncClient(timeout=30) as http,  # the emulator compresses the bomb as it goes
+        httpx2.AsyncClient(timeout=30) as http,  # the emulator compresses the bomb as it goes
         http.stream(
             "POST",
             f"{server.base_url}/images/generations",
@@ -505,7 +505,7 @@ async def test_a_bomb_is_refused_before_it_is_decoded(server: EmulatorServer) ->
 
 async def test_echo_headers_answers_an_error_that_quotes_the_key(server: EmulatorServer) -> None:
     key = "sk-echoed-key-4f5e6d"
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         answer = await http.post(
             f"{server.base_url}/images/generations",
             headers={"TT-API-KEY": key, "X-Emulator-Fault": "echo-headers;status=503"},
@@ -513,7 +513,7 @@ async def test_echo_headers_answers_an_error_that_quotes_the_key(server: Emulato
         )
     assert answer.status_code == 503
     assert f"tt-api-key: {key}" in answer.json()["error"]["message"]
-    async with httpx.AsyncClient(headers={"X-Emulator-Fault": unique("echo-headers")}) as http:
+    async with httpx2.AsyncClient(headers={"X-Emulator-Fault": unique("echo-headers")}) as http:
         client = AsyncClient(key, base_url=server.base_url, http_client=http, max_retries=0)
         with pytest.raises(APIStatusError) as caught:
             await client.generate("a kite", **SMALL).__anext__()
@@ -527,7 +527,7 @@ async def test_heartbeat_data_sends_a_ping_data_frame_after_every_event(
     server: EmulatorServer,
 ) -> None:
     body = {**SMALL, "prompt": "a kite", "stream": True, "partial_images": 2}
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         answer = await http.post(
             f"{server.base_url}/images/generations",
             headers={"TT-API-KEY": "k", "X-Emulator-Fault": unique("heartbeat-data")},

@@ -1,5 +1,5 @@
 """Reconnection, the overall deadline and cancellation of ImageStream
-(docs/reconnection.md), over httpx.MockTransport bodies that break or stall, and over a
+(docs/reconnection.md), over httpx2.MockTransport bodies that break or stall, and over a
 scripted loopback server."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 
 from tests.scripted_server import Answer, ScriptedServer
@@ -41,7 +41,7 @@ def event(kind: str, index: int | None = None, id: str | None = None) -> bytes:
     return f"{head}event: {body['type']}\ndata: {json.dumps(body)}\n\n".encode()
 
 
-class Body(httpx.AsyncByteStream):
+class Body(httpx2.AsyncByteStream):
     """A response body: chunks, then a break (an exception) or a stall, or the end."""
 
     def __init__(self, *chunks: bytes, error: Exception | None = None, stall: float = 0) -> None:
@@ -65,16 +65,16 @@ class Server:
 
     def __init__(self, *bodies: Body) -> None:
         self.bodies = list(bodies)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         body = self.bodies[len(self.requests) - 1]
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
 
 
 def client_for(server: Server, **kwargs: Any) -> AsyncClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(server))
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(server))
     return AsyncClient("k", http_client=http, **kwargs)
 
 
@@ -88,7 +88,7 @@ def kinds(got: list[StreamItem]) -> list[str]:
     return [names[type(item)] for item in got]
 
 
-DROP = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+DROP = httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
 
 
 async def test_resumes_with_last_event_id_and_skips_replayed_events() -> None:
@@ -186,7 +186,7 @@ async def test_the_overall_deadline_raises_a_deadline_timeout_with_the_last_prev
 
 
 async def test_a_read_timeout_mid_stream_carries_the_last_preview() -> None:
-    server = Server(Body(event("partial_image", 0), error=httpx.ReadTimeout("silent")))
+    server = Server(Body(event("partial_image", 0), error=httpx2.ReadTimeout("silent")))
     with pytest.raises(APITimeoutError) as info:
         await items(client_for(server), partial_images=1)
     assert info.value.timeout == "read"
@@ -240,12 +240,12 @@ async def test_a_204_answer_to_a_resume_stops_the_stream() -> None:
     server = Server(Body(event("partial_image", 0, id="1"), error=DROP), Body())
     answers = iter([200, 204])
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         response = server(request)
         status = next(answers)
-        return response if status == 200 else httpx.Response(204)
+        return response if status == 200 else httpx2.Response(204)
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     client = AsyncClient("k", http_client=http, reconnect=NO_WAIT)
     with pytest.raises(IncompleteStreamError):
         await items(client, partial_images=1)

@@ -9,7 +9,7 @@ import xml.dom.minidom
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from PIL import Image
 
@@ -29,8 +29,8 @@ def server() -> Iterator[EmulatorServer]:
         yield running
 
 
-def http(server: EmulatorServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.base_url, headers=KEY, timeout=30)
+def http(server: EmulatorServer) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(base_url=server.base_url, headers=KEY, timeout=30)
 
 
 async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -236,7 +236,7 @@ async def test_fetch_image_sends_no_caller_headers_cookies_or_key_across_redirec
     }
     with RawServer(routes(table)) as server:
         table["/second"] = (307, {"location": server.url + "/img"}, b"")
-        async with httpx.AsyncClient(
+        async with httpx2.AsyncClient(
             headers={"X-Caller": "caller-header-value"}, cookies={"session": "c00kie-value"}
         ) as http:
             client = AsyncClient(KEY, base_url=server.url + "/v1", http_client=http)
@@ -283,9 +283,9 @@ async def test_a_redirect_to_another_scheme_is_refused() -> None:
 def test_a_redirect_from_https_to_http_is_refused() -> None:
     # The rule is checked before any connection, on the URL the redirect names.
     with pytest.raises(DownloadRefusedError, match="https to http"):
-        _download_url("http://example.test/img", httpx.URL("https://example.test/a"), None)
-    same = _download_url("/img", httpx.URL("https://example.test/a"), None)
-    assert same == httpx.URL("https://example.test/img")
+        _download_url("http://example.test/img", httpx2.URL("https://example.test/a"), None)
+    same = _download_url("/img", httpx2.URL("https://example.test/a"), None)
+    assert same == httpx2.URL("https://example.test/img")
 
 
 async def test_url_filter_sees_every_url_and_can_refuse_it() -> None:
@@ -432,7 +432,7 @@ async def test_http2_debug_logging_does_not_show_the_key(
     caplog.set_level(logging.DEBUG, logger="hpack")
     async with (
         h2c_emulator(anyio_backend) as base_url,
-        httpx.AsyncClient(http1=False, http2=True) as http,
+        httpx2.AsyncClient(http1=False, http2=True) as http,
     ):
         client = AsyncClient(KEY, base_url=base_url, http_client=http, auth="tt-api-key")
         events = await generate(client, size="64x48")
@@ -616,7 +616,7 @@ def test_the_emulator_stops_reading_a_chunked_body_past_its_limit() -> None:
             yield b"x" * 1000
 
     with ServerThread(create_app(max_body_bytes=10_000)) as server:
-        answer = httpx.post(
+        answer = httpx2.post(
             f"{server.url}/v1/images/generations", headers={"TT-API-KEY": "k"}, content=chunks()
         )
     assert answer.status_code == 413
@@ -625,7 +625,7 @@ def test_the_emulator_stops_reading_a_chunked_body_past_its_limit() -> None:
 
 def test_the_emulator_answers_deeply_nested_json_with_400(emulator: EmulatorServer) -> None:
     deep = "[" * 100_000 + "]" * 100_000
-    answer = httpx.post(
+    answer = httpx2.post(
         f"{emulator.base_url}/images/generations", headers={"TT-API-KEY": "k"}, content=deep
     )
     assert answer.status_code == 400
@@ -635,7 +635,7 @@ def test_the_emulator_answers_deeply_nested_json_with_400(emulator: EmulatorServ
 def test_the_emulator_answers_a_5000_digit_last_event_id_with_400(
     emulator: EmulatorServer,
 ) -> None:
-    answer = httpx.post(
+    answer = httpx2.post(
         f"{emulator.base_url}/images/generations",
         headers={"TT-API-KEY": "k", "X-Emulator-Fault": "ids", "Last-Event-ID": "9" * 5000},
         json={"model": "gpt-image-2", "prompt": "a kite", "size": "64x48", "stream": True},
@@ -648,7 +648,7 @@ def test_the_emulator_refuses_an_upload_that_decodes_huge_before_decoding_it(
     emulator: EmulatorServer,
 ) -> None:
     upload = png_header_only(5000, 5000)  # 25 M pixels in 1 KB
-    answer = httpx.post(
+    answer = httpx2.post(
         f"{emulator.base_url}/images/edits",
         headers={"TT-API-KEY": "k"},
         data={"model": "gpt-image-1", "prompt": "a hat"},

@@ -13,7 +13,7 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from _backends import NAMES, using
 from hypothesis import HealthCheck, given, settings
@@ -248,15 +248,15 @@ async def test_a_stream_of_large_events_in_64_kib_chunks() -> None:
         for e in events
     )
 
-    class Chunks(httpx.AsyncByteStream):
+    class Chunks(httpx2.AsyncByteStream):
         async def __aiter__(self) -> AsyncIterator[bytes]:
             for chunk in split(body, 64 * KiB):
                 yield chunk
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Chunks())
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=Chunks())
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
         client = ttstream.AsyncClient("key", base_url="http://test/v1", http_client=http)
         got = [event async for event in client.generate("p", partial_images=2)]
     assert [type(e) for e in got] == [PartialImage, PartialImage, Completed]

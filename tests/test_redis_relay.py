@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import coredis
-import httpx
+import httpx2
 import pytest
 from redis_server import COREDIS_LEAK, NAMES, RedisServer, api_of, client_of
 from starlette.applications import Starlette
@@ -46,7 +46,7 @@ def app_of(relay: RedisRelay) -> Starlette:
 @contextlib.asynccontextmanager
 async def workers(
     server: RedisServer, backend: str, count: int = 2, **settings: Any
-) -> AsyncIterator[list[tuple[RedisRelay, httpx.AsyncClient]]]:
+) -> AsyncIterator[list[tuple[RedisRelay, httpx2.AsyncClient]]]:
     """``count`` relays, each with its own coredis client, served on their own ports;
     yields ``(relay, http client of its server)`` each."""
     async with contextlib.AsyncExitStack() as stack:
@@ -55,7 +55,7 @@ async def workers(
             client = await stack.enter_async_context(client_of(server))
             relay = RedisRelay(client, prefix=PREFIX, **settings)
             url = await stack.enter_async_context(serving(app_of(relay), backend))
-            http = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+            http = await stack.enter_async_context(httpx2.AsyncClient(base_url=url))
             result.append((relay, http))
         yield result
 

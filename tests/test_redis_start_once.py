@@ -115,7 +115,7 @@ DOOMED_WORKER = textwrap.dedent(
     socket_path, base_url, spec, key = sys.argv[1:5]
 
     async def main():
-        http = httpx.AsyncClient(headers={"X-Emulator-Fault": spec})
+        http = httpx2.AsyncClient(headers={"X-Emulator-Fault": spec})
         client = ttstream.AsyncClient("k", base_url=base_url, http_client=http)
         async with coredis.Redis(unix_socket_path=socket_path) as redis:
             stream = client.generate("a kite", model="gpt-image-2", size="64x48", partial_images=3)

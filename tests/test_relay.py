@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 from hypercorn.config import Config
@@ -49,14 +49,14 @@ class Api:
     def __init__(self, emulator: EmulatorServer) -> None:
         self.generations = 0
 
-        async def count(request: httpx.Request) -> None:
+        async def count(request: httpx2.Request) -> None:
             if request.url.path.endswith("/images/generations"):
                 self.generations += 1
 
         self.client = ttstream.AsyncClient(
             "emulator-key",
             base_url=emulator.base_url,
-            http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
+            http_client=httpx2.AsyncClient(event_hooks={"request": [count]}),
         )
 
     def generate(self, prompt: str = "a kite", **params: Any) -> ttstream.ImageStream:
@@ -120,7 +120,7 @@ class Browser:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx2.AsyncClient,
         url: str,
         *,
         last_event_id: str | None = None,
@@ -133,7 +133,7 @@ class Browser:
         self.decoder = SSEDecoder()
         self.events: list[ServerSentEvent] = []
         self.raw = bytearray()
-        self.response: httpx.Response | None = None
+        self.response: httpx2.Response | None = None
         self.done = False
 
     @property
@@ -183,7 +183,7 @@ async def test_two_browsers_receive_every_event_with_ids(api: Api, anyio_backend
     relay = SSERelay()
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         first, second = Browser(http, "/events"), Browser(http, "/events")
         async with anyio.create_task_group() as tasks:
@@ -231,7 +231,7 @@ async def test_reconnecting_browser_resumes_after_last_event_id_without_a_new_ge
     send_permit, permits = anyio.create_memory_object_stream[None](math.inf)
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
         anyio.create_task_group() as tasks,
     ):
         with send_permit, permits:
@@ -263,7 +263,7 @@ async def test_a_late_browser_gets_the_replay_then_end(api: Api, anyio_backend: 
     assert relay.ended
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         late = await Browser(http, "/events").run()
         resumed = await Browser(http, "/events", last_event_id="3").run()
@@ -284,7 +284,7 @@ async def test_the_replay_buffer_is_bounded(api: Api, anyio_backend: str) -> Non
     await pump(api.generate(), relay)
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         late = await Browser(http, "/events").run()
     # The two newest events, then the end event, which is always kept.
@@ -322,7 +322,7 @@ async def test_a_browser_that_stalls_or_leaves_does_not_hold_up_the_others(
     scope = {"type": "http", "method": "GET", "path": "/events", "headers": []}
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
         anyio.create_task_group() as tasks,
     ):
         tasks.start_soon(relay, scope, stalled.receive, stalled.send)
@@ -363,7 +363,7 @@ async def test_a_failed_generation_ends_with_an_error_event_carrying_its_message
         await pump(failing([first], error), relay)
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         browser = await Browser(http, "/events").run()
     assert browser.ids == ["1", "2"]
@@ -384,7 +384,7 @@ async def test_a_stream_that_ends_without_a_final_image_ends_with_an_error(
     assert await pump(previews_only(), relay) == []
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         browser = await Browser(http, "/events").run()
     assert browser.names == ["partial_image", "error"]
@@ -403,7 +403,7 @@ async def test_frames_are_exact_and_reconnecting_notices_are_relayed(anyio_backe
     await relay.fail("gave up")
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         browser = await Browser(http, "/events").run()
     assert bytes(browser.raw) == (
@@ -420,7 +420,7 @@ async def test_silence_is_broken_by_keepalive_comments(anyio_backend: str) -> No
     relay = SSERelay(keepalive=0.05)
     async with (
         serving(relay_app(relay), anyio_backend) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
         anyio.create_task_group() as tasks,
     ):
         browser = Browser(http, "/events")
@@ -434,7 +434,7 @@ async def test_silence_is_broken_by_keepalive_comments(anyio_backend: str) -> No
 async def test_the_relay_is_a_whole_asgi_app_that_only_answers_get(anyio_backend: str) -> None:
     relay = SSERelay()
     await relay.aclose()
-    async with serving(relay, anyio_backend) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serving(relay, anyio_backend) as url, httpx2.AsyncClient(base_url=url) as http:
         posted = await http.post("/anything")
         got = await http.get("/anything")
     assert posted.status_code == 405

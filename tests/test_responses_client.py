@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 import ttstream
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.anyio
 IMAGE_TOOL = {"type": "image_generation"}
 TOOLS = [{**IMAGE_TOOL, "partial_images": 2, "size": "64x48"}]
 FAST = ReconnectPolicy(delay=0.01, max_delay=0.05)
-UNUSED = httpx.AsyncClient()  # for the validation tests: never sends anything
+UNUSED = httpx2.AsyncClient()  # for the validation tests: never sends anything
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ async def client_for(
     this test alone)."""
     headers = {} if fault is None else {"X-Emulator-Fault": f"{fault};key={secrets.token_hex(4)}"}
     options.setdefault("reconnect", FAST)
-    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         yield AsyncClient("any-key", base_url=server.base_url, http_client=http, **options)
 
 
@@ -168,7 +168,7 @@ async def test_without_background_a_cut_is_incomplete_and_nothing_is_sent_again(
 ) -> None:
     spec = f"drop-between-events;key={secrets.token_hex(4)}"
     generations = server.stream_stats.generations
-    async with httpx.AsyncClient(headers={"X-Emulator-Fault": spec}, timeout=30) as http:
+    async with httpx2.AsyncClient(headers={"X-Emulator-Fault": spec}, timeout=30) as http:
         client = AsyncClient("k", base_url=server.base_url, http_client=http, reconnect=FAST)
         with pytest.raises(IncompleteStreamError) as caught:
             await preview_loop(client.responses.stream(model="gpt-5", input="x", tools=TOOLS))

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from PIL import Image
 
@@ -32,8 +32,8 @@ def server() -> Iterator[EmulatorServer]:
         yield running
 
 
-def http(server: EmulatorServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.base_url, headers=KEY, timeout=30)
+def http(server: EmulatorServer) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(base_url=server.base_url, headers=KEY, timeout=30)
 
 
 class Reader:
@@ -44,13 +44,13 @@ class Reader:
         self.wire: list[dict[str, Any]] = []
         self.images: list[PartialImage | Completed] = []
 
-    async def read(self, response: httpx.Response) -> bool:
+    async def read(self, response: httpx2.Response) -> bool:
         """Reads the body; False when the connection broke before its end."""
         decoder = SSEDecoder()
         try:
             async for chunk in response.aiter_bytes():
                 self.take(decoder.feed(chunk))
-        except httpx.TransportError:
+        except httpx2.TransportError:
             return False
         self.take(decoder.close())
         return True
@@ -64,7 +64,7 @@ class Reader:
 
 
 async def post(
-    client: httpx.AsyncClient, body: dict[str, Any], reader: Reader, fault: str | None = None
+    client: httpx2.AsyncClient, body: dict[str, Any], reader: Reader, fault: str | None = None
 ) -> bool:
     params = {} if fault is None else {"fault": fault}
     async with client.stream("POST", "/responses", json=body, params=params) as response:
@@ -73,7 +73,7 @@ async def post(
         return await reader.read(response)
 
 
-async def resume(client: httpx.AsyncClient, reader: Reader, fault: str | None = None) -> bool:
+async def resume(client: httpx2.AsyncClient, reader: Reader, fault: str | None = None) -> bool:
     params: dict[str, Any] = {"stream": "true"}
     if reader.interpreter.last_sequence_number is not None:
         params["starting_after"] = reader.interpreter.last_sequence_number
@@ -219,7 +219,7 @@ async def test_status_stall_and_content_type_faults_on_both_routes(
         assert await post(client, BACKGROUND, reader)
         url = f"/responses/{reader.interpreter.response_id}"
 
-        async def send(fault: str, timeout: float = 30) -> httpx.Response:
+        async def send(fault: str, timeout: float = 30) -> httpx2.Response:  # noqa: ASYNC109
             params = {"fault": fault}
             if route == "post":
                 return await client.post(
@@ -232,7 +232,7 @@ async def test_status_stall_and_content_type_faults_on_both_routes(
         plain = await send("wrong-content-type")
         assert plain.headers["content-type"] == "application/json"
         assert plain.json()["object"] == "response"
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx2.ReadTimeout):
             await send("stall=5", timeout=0.3)
 
 

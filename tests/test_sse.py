@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-import httpx
+import httpx2
 import pytest
 from httpx_sse import EventSource
 from hypothesis import given, settings
@@ -333,7 +333,7 @@ def test_arbitrary_bytes_never_crash_and_chunking_does_not_matter(
 
 
 def _httpx_sse_events(chunks: list[bytes]) -> list[ServerSentEvent]:
-    response = httpx.Response(
+    response = httpx2.Response(
         200, headers={"content-type": "text/event-stream"}, content=iter(chunks)
     )
     return list(EventSource(response).iter_sse())

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from PIL import Image
 
@@ -30,11 +30,11 @@ def server() -> Iterator[EmulatorServer]:
         yield running
 
 
-def faulty(spec: str) -> httpx.AsyncClient:
+def faulty(spec: str) -> httpx2.AsyncClient:
     """An HTTP client asking for faults; it keeps no idle connection (the test, a sync
     caller, has no event loop to close it in)."""
-    limits = httpx.Limits(max_keepalive_connections=0)
-    return httpx.AsyncClient(headers={"X-Emulator-Fault": spec}, limits=limits)
+    limits = httpx2.Limits(max_keepalive_connections=0)
+    return httpx2.AsyncClient(headers={"X-Emulator-Fault": spec}, limits=limits)
 
 
 def wait_until_closed(server: EmulatorServer) -> None:

@@ -13,7 +13,7 @@ pytest_plugins = ["pytester"]
 EXAMPLE = Path(__file__).parent.parent / "examples" / "testing" / "test_thumbnails.py"
 
 HEADER = """
-import httpx
+import httpx2
 import pytest
 import ttstream
 
@@ -61,7 +61,7 @@ async def test_parametrized(ttstream_client, ttstream_faults):
 
 @pytest.mark.ttstream_faults("status=400")
 async def test_a_request_that_names_its_fault_keeps_it(ttstream_emulator):
-    http = httpx.AsyncClient(headers={"X-Emulator-Fault": "end-early"})
+    http = httpx2.AsyncClient(headers={"X-Emulator-Fault": "end-early"})
     async with http:
         client = ttstream.AsyncClient("k", base_url=ttstream_emulator.base_url, http_client=http)
         with pytest.raises(ttstream.IncompleteStreamError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 import ttstream
@@ -41,17 +41,17 @@ async def test_streams_run_on_the_transport_of_the_running_loop(
         assert isinstance(transport, BackendTransport)
         used = transport._transport()
         if anyio_backend == "asyncio":
-            from httpx_aiohttp import AiohttpTransport
+            from httpx_aiohttp.httpx2 import AiohttpTransport
 
             assert isinstance(used, AiohttpTransport)
         else:
-            assert isinstance(used, httpx.AsyncHTTPTransport)
+            assert isinstance(used, httpx2.AsyncHTTPTransport)
     assert http.is_closed
 
 
 def test_the_client_keeps_its_settings() -> None:
     http = http_client(timeout=3.5, follow_redirects=True)
-    assert http.timeout == httpx.Timeout(3.5)
+    assert http.timeout == httpx2.Timeout(3.5)
     assert http.follow_redirects
 
 
@@ -59,14 +59,14 @@ def test_the_client_keeps_its_settings() -> None:
 async def test_aiohttp_bodies_come_in_large_pieces(emulator: EmulatorServer) -> None:
     if not AIOHTTP:
         pytest.skip("httpx-aiohttp is not installed")
-    from httpx_aiohttp.transport import AiohttpResponseStream
+    from httpx_aiohttp.httpx2.transport import AiohttpResponseStream
 
     from ttstream._transport import READ_SIZE
 
     default = AiohttpResponseStream.CHUNK_SIZE
     async with http_client(timeout=10) as http:
         url = emulator.base_url.removesuffix("/v1") + "/"
-        response = await http._transport.handle_async_request(httpx.Request("GET", url))
+        response = await http._transport.handle_async_request(httpx2.Request("GET", url))
         try:
             inner = response.stream._inner  # type: ignore[attr-defined]  # the remapping wrapper
             assert isinstance(inner, AiohttpResponseStream)
@@ -83,6 +83,6 @@ async def test_aiohttp_connection_refused_is_a_connection_error_not_a_timeout() 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     async with http_client(timeout=10) as http:
-        with pytest.raises(httpx.ConnectError) as info:
+        with pytest.raises(httpx2.ConnectError) as info:
             await http.get(f"http://127.0.0.1:{port}/")
-    assert not isinstance(info.value, httpx.TimeoutException)
+    assert not isinstance(info.value, httpx2.TimeoutException)

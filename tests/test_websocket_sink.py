@@ -9,10 +9,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
 import anyio
-import httpx
+import httpx2
 import pytest
-from httpx_ws import AsyncWebSocketSession, aconnect_ws
-from httpx_ws import WebSocketDisconnect as ClientDisconnect
+from httpx2.websockets import AsyncWebSocketSession
+from httpx2.websockets import WebSocketDisconnect as ClientDisconnect
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -229,8 +229,8 @@ async def test_frames_over_a_real_loopback_websocket(
     app = websocket_app(from_emulator(emulator), close_on_exit=True)
     with ServerThread(app, ws="wsproto") as server:
         async with (
-            httpx.AsyncClient(base_url=server.url) as http,
-            aconnect_ws("/ws", http, max_message_size_bytes=16 * 1024 * 1024) as ws,
+            httpx2.AsyncClient(base_url=server.url) as http,
+            http.websocket("/ws", max_message_size_bytes=16 * 1024 * 1024) as ws,
         ):
             await ws.send_json({"prompt": "a kite"})
             frames, code = await frames_until_closed(ws)
@@ -247,8 +247,8 @@ async def test_a_client_that_leaves_fails_the_sink_with_websocket_disconnect(
     app = websocket_app(slow, close_on_exit=True, outcomes=outcomes)
     with ServerThread(app, ws="wsproto") as server:
         async with (
-            httpx.AsyncClient(base_url=server.url) as http,
-            aconnect_ws("/ws", http, max_message_size_bytes=16 * 1024 * 1024) as ws,
+            httpx2.AsyncClient(base_url=server.url) as http,
+            http.websocket("/ws", max_message_size_bytes=16 * 1024 * 1024) as ws,
         ):
             await ws.send_json({"prompt": "a kite"})
             first = json.loads(await ws.receive_text(timeout=10))

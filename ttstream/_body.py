@@ -24,7 +24,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncGenerator, Iterator
 
-import httpx
+import httpx2
 
 from ._exceptions import EventTooLargeError, ProtocolError
 
@@ -90,7 +90,7 @@ class _Inflater:
                 yield piece
 
 
-def _coding(response: httpx.Response) -> str | None:
+def _coding(response: httpx2.Response) -> str | None:
     """The one content coding to undo, or ``None`` for an identity body.
 
     Raises:
@@ -108,7 +108,7 @@ def _coding(response: httpx.Response) -> str | None:
 
 
 async def aiter_bounded(
-    response: httpx.Response, *, read_limit: int = DEFAULT_READ_LIMIT
+    response: httpx2.Response, *, read_limit: int = DEFAULT_READ_LIMIT
 ) -> AsyncGenerator[bytes, None]:
     """The decoded body of ``response`` (opened with ``stream=True``), in pieces of at
     most ``read_limit`` bytes; the next piece is decoded only when asked for, so memory
@@ -119,11 +119,11 @@ async def aiter_bounded(
     Raises:
         ProtocolError: stacked or unknown ``Content-Encoding``, or a body that does not
             decode as its coding (checked before the first byte is read for the first).
-        httpx.TransportError: the connection failed while reading (as ``aiter_raw``).
+        httpx2.TransportError: the connection failed while reading (as ``aiter_raw``).
     """
     if read_limit < 1:
         raise ValueError(f"read_limit must be at least 1, got {read_limit!r}")
-    if response.is_stream_consumed:  # built with its content (httpx.Response(content=...))
+    if response.is_stream_consumed:  # built with its content (httpx2.Response(content=...))
         content = response.content
         for start in range(0, len(content), read_limit):
             yield content[start : start + read_limit]
@@ -141,12 +141,12 @@ async def aiter_bounded(
                 yield raw[start : start + read_limit]
 
 
-async def read_prefix(response: httpx.Response, *, limit: int) -> tuple[bytearray, bool]:
+async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearray, bool]:
     """At most the first ``limit`` decoded bytes of the body, and whether more followed;
     reading stops there, so at most ``limit`` bytes plus one piece are ever held.
 
     Raises:
-        ProtocolError, httpx.TransportError: as :func:`aiter_bounded`.
+        ProtocolError, httpx2.TransportError: as :func:`aiter_bounded`.
     """
     body = bytearray()
     pieces = aiter_bounded(response, read_limit=min(DEFAULT_READ_LIMIT, limit + 1))
@@ -162,7 +162,7 @@ async def read_prefix(response: httpx.Response, *, limit: int) -> tuple[bytearra
     return body, False
 
 
-async def read_body(response: httpx.Response, *, limit: int) -> bytes:
+async def read_body(response: httpx2.Response, *, limit: int) -> bytes:
     """The whole decoded body of ``response``, refused once it passes ``limit`` bytes:
     until then memory holds at most ``limit`` plus one piece (64 KiB) of decoded bytes
     (and a copy of a body within the limit, as it is returned).
@@ -171,7 +171,7 @@ async def read_body(response: httpx.Response, *, limit: int) -> bytes:
 
     Raises:
         EventTooLargeError: the decoded body is longer than ``limit``.
-        ProtocolError, httpx.TransportError: as :func:`aiter_bounded`.
+        ProtocolError, httpx2.TransportError: as :func:`aiter_bounded`.
     """
     body, more = await read_prefix(response, limit=limit)
     if more:

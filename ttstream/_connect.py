@@ -5,7 +5,7 @@ connection errors, timeouts, HTTP 408, 409, 429 and >= 500, with the delays of
 :mod:`ttstream._retry`. A request body is bytes built once, so every retry sends the
 same bytes.
 
-Redirects are followed only when the caller's ``httpx.AsyncClient`` follows them
+Redirects are followed only when the caller's ``httpx2.AsyncClient`` follows them
 (``follow_redirects=True``; ttstream's own client never does), at most its
 ``max_redirects``, and a redirect to another origin (scheme, host or port) drops the
 credential headers (``Authorization``, ``TT-API-KEY``), so that a key never reaches
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 
 from . import _secrets
 from ._body import read_prefix
@@ -54,42 +54,42 @@ MAX_ERROR_BODY = 1024 * 1024
 ERROR_BODY_SECONDS = 30.0
 """The longest an HTTP error body is read, in seconds; past that the status alone speaks."""
 
-_TIMEOUT_NAMES: Mapping[type[httpx.TimeoutException], str] = {
-    httpx.ConnectTimeout: "connect",
-    httpx.ReadTimeout: "read",
-    httpx.WriteTimeout: "write",
-    httpx.PoolTimeout: "pool",
+_TIMEOUT_NAMES: Mapping[type[httpx2.TimeoutException], str] = {
+    httpx2.ConnectTimeout: "connect",
+    httpx2.ReadTimeout: "read",
+    httpx2.WriteTimeout: "write",
+    httpx2.PoolTimeout: "pool",
 }
 
 
-def timeout_name(exc: httpx.TimeoutException) -> str:
+def timeout_name(exc: httpx2.TimeoutException) -> str:
     """Which httpx timeout fired: ``connect``, ``read``, ``write`` or ``pool``."""
     return next((name for kind, name in _TIMEOUT_NAMES.items() if isinstance(exc, kind)), "read")
 
 
-def _where(url: httpx.URL) -> str:
+def _where(url: httpx2.URL) -> str:
     port = url.port or {"https": 443, "http": 80}.get(url.scheme)
     return f"{url.host}:{port}" if port else url.host
 
 
-def connection_error(exc: httpx.TransportError, url: httpx.URL, what: str) -> APIConnectionError:
+def connection_error(exc: httpx2.TransportError, url: httpx2.URL, what: str) -> APIConnectionError:
     """The ttstream error for an httpx transport error while ``what`` (``"connecting"``,
     ``"reading the stream"``...), naming the host and port, never a repr."""
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx2.TimeoutException):
         name = timeout_name(exc)
         return APITimeoutError(f"{name} timeout {what} {_where(url)}: {detail}", timeout=name)
     return APIConnectionError(f"{what} {_where(url)} failed: {detail}")
 
 
-def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+def _same_origin(a: httpx2.URL, b: httpx2.URL) -> bool:
     return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
-async def _send_following(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+async def _send_following(http: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
     """Sends ``request``, following redirects only as ``http`` is configured to."""
     hops = 0
-    auth: Any = httpx.USE_CLIENT_DEFAULT  # the client's own auth, until another origin
+    auth: Any = httpx2.USE_CLIENT_DEFAULT  # the client's own auth, until another origin
     while True:
         response = await http.send(request, stream=True, follow_redirects=False, auth=auth)
         following = response.next_request
@@ -111,8 +111,8 @@ async def _send_following(http: httpx.AsyncClient, request: httpx.Request) -> ht
 
 
 async def send(
-    http: httpx.AsyncClient, request: httpx.Request, *, max_retries: int
-) -> httpx.Response:
+    http: httpx2.AsyncClient, request: httpx2.Request, *, max_retries: int
+) -> httpx2.Response:
     """Sends ``request`` (streaming its answer), retrying before the first byte of the
     answer; returns a 2xx (or 204) response, whose body the caller reads and closes.
 
@@ -125,7 +125,7 @@ async def send(
         delay: float | None = None
         try:
             response = await _send_following(http, request)
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             error: TTStreamError = connection_error(exc, request.url, "connecting to")
             cause: BaseException = exc
         else:
@@ -152,7 +152,7 @@ async def send(
         await anyio.sleep(delay)
 
 
-async def status_error(response: httpx.Response) -> APIStatusError:
+async def status_error(response: httpx2.Response) -> APIStatusError:
     """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes, decoded within
     that, for at most :data:`ERROR_BODY_SECONDS`) into an :class:`APIStatusError` with
     the fields of an ``{"error": {"message", "type", "code", "param"}}`` body: the one
@@ -162,7 +162,7 @@ async def status_error(response: httpx.Response) -> APIStatusError:
     try:
         with anyio.move_on_after(ERROR_BODY_SECONDS):  # a trickled body holds nobody
             raw, _ = await read_prefix(response, limit=MAX_ERROR_BODY)
-    except (httpx.HTTPError, TTStreamError):
+    except (httpx2.HTTPError, TTStreamError):
         pass  # the status says enough
     finally:
         await close_bounded(response.aclose)

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, TypeAlias, TypeVar
 
 import anyio
-import httpx
+import httpx2
 
 from . import _secrets
 from ._body import ACCEPT_ENCODING, aiter_bounded
@@ -73,7 +73,7 @@ class EventSource:
                     print(item.event, item.id, item.data)
 
     Args:
-        http_client: the ``httpx.AsyncClient`` to send with (not closed here). Its
+        http_client: the ``httpx2.AsyncClient`` to send with (not closed here). Its
             ``follow_redirects`` decides whether redirects are followed; credential
             headers never cross to another origin.
         method: ``"GET"`` or ``"POST"`` (any method httpx takes).
@@ -119,9 +119,9 @@ class EventSource:
 
     def __init__(
         self,
-        http_client: httpx.AsyncClient,
+        http_client: httpx2.AsyncClient,
         method: str,
-        url: str | httpx.URL,
+        url: str | httpx2.URL,
         *,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
@@ -131,7 +131,7 @@ class EventSource:
         comments: bool = False,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_retries: int = 0,
-        timeout: httpx.Timeout | None = None,
+        timeout: httpx2.Timeout | None = None,
         deadline: float | None = None,
         idempotent: bool = True,
         resume: Callable[[], tuple[str, str] | None] | None = None,
@@ -147,7 +147,7 @@ class EventSource:
             raise ValidationError("last_event_id", last_event_id, "an id without NUL, CR or LF")
         self._http = http_client
         self._method = method
-        self._url = httpx.URL(url)
+        self._url = httpx2.URL(url)
         self._headers = {
             "Accept": "text/event-stream",
             "Accept-Encoding": ACCEPT_ENCODING,
@@ -168,7 +168,7 @@ class EventSource:
         self._decoder = SSEDecoder(max_event_bytes, decode_images=decode_images)
         self._decoder.last_event_id = last_event_id
         self._pending: deque[ServerSentEvent | Comment] = deque()
-        self._response: httpx.Response | None = None
+        self._response: httpx2.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
         self._read_scope: anyio.CancelScope | None = None
         self._closed = False
@@ -280,7 +280,7 @@ class EventSource:
         await self.aclose()
         raise self._deadline.error()
 
-    def _request(self) -> httpx.Request:
+    def _request(self) -> httpx2.Request:
         headers = dict(self._headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
@@ -289,7 +289,7 @@ class EventSource:
             self._url,
             headers=headers,
             content=self._content,
-            timeout=httpx.USE_CLIENT_DEFAULT if self._timeout is None else self._timeout,
+            timeout=httpx2.USE_CLIENT_DEFAULT if self._timeout is None else self._timeout,
         )
 
     async def _ensure_open(self) -> None:
@@ -343,11 +343,11 @@ class EventSource:
                 if self._stopped:
                     return None
                 return await self._plan("the body ended")
-            except httpx.TransportError as exc:
+            except httpx2.TransportError as exc:
                 self._decoder.close()
                 what = (
                     f"a {timeout_name(exc)} timeout"
-                    if isinstance(exc, httpx.TimeoutException)
+                    if isinstance(exc, httpx2.TimeoutException)
                     else "the connection broke"
                 )
                 notice = await self._plan(f"{what} ({exc})" if str(exc) else what)
@@ -417,7 +417,7 @@ class EventSource:
         self._reopen_delay = delay
         self._replaying = resume_id or None
         if target is not None:
-            self._method, self._url, self._content = target[0], httpx.URL(target[1]), None
+            self._method, self._url, self._content = target[0], httpx2.URL(target[1]), None
             self._headers.pop("Content-Type", None)
         how = (
             f"resuming at {self._url}"

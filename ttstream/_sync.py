@@ -148,7 +148,7 @@ class Client:
     the HTTP client and stops the loop thread; a client never closed is closed when it
     is garbage-collected or the interpreter exits. An ``http_client`` passed in is not
     closed (as with ``AsyncClient``); from synchronous code, create it with
-    ``limits=httpx.Limits(max_keepalive_connections=0)`` so that it keeps no connection
+    ``limits=httpx2.Limits(max_keepalive_connections=0)`` so that it keeps no connection
     open between requests.
 
     Raises:

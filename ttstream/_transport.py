@@ -1,4 +1,4 @@
-"""The ``httpx.AsyncClient`` ttstream creates when the caller passes none.
+"""The ``httpx2.AsyncClient`` ttstream creates when the caller passes none.
 
 With the ``aiohttp`` extra (``pip install 'ttstream[aiohttp]'``, which brings
 ``httpx-aiohttp``), requests made on asyncio go through aiohttp's transport, which reads
@@ -15,13 +15,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 
 __all__ = ["AIOHTTP", "BackendTransport", "http_client"]
 
 try:
-    from httpx_aiohttp import AiohttpTransport
-    from httpx_aiohttp.transport import AiohttpResponseStream
+    from httpx_aiohttp.httpx2 import AiohttpTransport
+    from httpx_aiohttp.httpx2.transport import AiohttpResponseStream
 except ImportError:  # the extra is not installed
     AIOHTTP = False
 else:
@@ -33,29 +33,29 @@ default is 16 KiB): over loopback, a 10.7 MB stream took 12 ms in 256 KiB pieces
 19 ms in 16 KiB ones (``benchmarks/RESULTS.md``). Set on each response, not on the class."""
 
 
-class BackendTransport(httpx.AsyncBaseTransport):
+class BackendTransport(httpx2.AsyncBaseTransport):
     """aiohttp's transport for requests made on asyncio, httpcore's on any other
     event loop (trio). Each is made on first use and closed with this one."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self, limits: httpx2.Limits) -> None:
         self._limits = limits
-        self._asyncio: httpx.AsyncBaseTransport | None = None
-        self._other: httpx.AsyncBaseTransport | None = None
+        self._asyncio: httpx2.AsyncBaseTransport | None = None
+        self._other: httpx2.AsyncBaseTransport | None = None
 
-    def _transport(self) -> httpx.AsyncBaseTransport:
+    def _transport(self) -> httpx2.AsyncBaseTransport:
         if _on_asyncio():
             if self._asyncio is None:
                 self._asyncio = AiohttpTransport(limits=self._limits)
             return self._asyncio
         if self._other is None:
-            self._other = httpx.AsyncHTTPTransport(limits=self._limits)
+            self._other = httpx2.AsyncHTTPTransport(limits=self._limits)
         return self._other
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         try:
             response = await self._transport().handle_async_request(request)
-        except httpx.ConnectTimeout as exc:
-            raise _untimed(exc, httpx.ConnectError) from exc.__cause__
+        except httpx2.ConnectTimeout as exc:
+            raise _untimed(exc, httpx2.ConnectError) from exc.__cause__
         if AIOHTTP and isinstance(response.stream, AiohttpResponseStream):
             response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
             response.stream = _RemappedStream(response.stream)
@@ -67,26 +67,28 @@ class BackendTransport(httpx.AsyncBaseTransport):
                 await transport.aclose()
 
 
-class _RemappedStream(httpx.AsyncByteStream):
+class _RemappedStream(httpx2.AsyncByteStream):
     """An aiohttp response body whose broken connection is a read error, not a timeout."""
 
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
         self._inner = inner
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._inner:
                 yield chunk
-        except httpx.ConnectTimeout as exc:
-            raise _untimed(exc, httpx.ReadError) from exc.__cause__
+        except httpx2.ConnectTimeout as exc:
+            raise _untimed(exc, httpx2.ReadError) from exc.__cause__
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-def _untimed(exc: httpx.ConnectTimeout, kind: type[httpx.TransportError]) -> httpx.TransportError:
+def _untimed(
+    exc: httpx2.ConnectTimeout, kind: type[httpx2.TransportError]
+) -> httpx2.TransportError:
     """httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` (connection refused, a
-    server that disconnected) to ``httpx.ConnectTimeout``; a cause that is no timeout
+    server that disconnected) to ``httpx2.ConnectTimeout``; a cause that is no timeout
     becomes ``kind`` (``ConnectError`` when connecting, ``ReadError`` when reading)."""
     cause = exc.__cause__
     if cause is None or isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
@@ -102,14 +104,14 @@ def _on_asyncio() -> bool:
     return True
 
 
-def http_client(**kwargs: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient(**kwargs)``, on aiohttp's transport for asyncio when the
+def http_client(**kwargs: Any) -> httpx2.AsyncClient:
+    """An ``httpx2.AsyncClient(**kwargs)``, on aiohttp's transport for asyncio when the
     ``aiohttp`` extra is installed (httpcore on trio), else httpx's default transport.
 
-    ``kwargs`` are ``httpx.AsyncClient``'s (``timeout``, ``follow_redirects``,
+    ``kwargs`` are ``httpx2.AsyncClient``'s (``timeout``, ``follow_redirects``,
     ``limits``...), except ``transport``.
     """
     if not AIOHTTP:
-        return httpx.AsyncClient(**kwargs)
-    limits = kwargs.pop("limits", httpx.Limits(max_connections=100, max_keepalive_connections=20))
-    return httpx.AsyncClient(transport=BackendTransport(limits), **kwargs)
+        return httpx2.AsyncClient(**kwargs)
+    limits = kwargs.pop("limits", httpx2.Limits(max_connections=100, max_keepalive_connections=20))
+    return httpx2.AsyncClient(transport=BackendTransport(limits), **kwargs)

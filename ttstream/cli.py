@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 import attrs
-import httpx
+import httpx2
 
 from . import __version__
 from ._cli_output import Output, Progress, clean, make_output
@@ -234,10 +234,10 @@ def _host(base_url: str) -> str:
     return clean(urllib.parse.urlsplit(base_url).netloc or base_url, 100)
 
 
-class _CountedStream(httpx.AsyncByteStream):
+class _CountedStream(httpx2.AsyncByteStream):
     """A response body that adds the length of each chunk to ``progress.received``."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, progress: Progress) -> None:
+    def __init__(self, inner: httpx2.AsyncByteStream, progress: Progress) -> None:
         self._inner = inner
         self._progress = progress
         self._chunks: Any = None
@@ -260,8 +260,8 @@ def _count_bytes(client: AsyncClient, progress: Progress) -> None:
     with an httpx response hook on the client's HTTP client."""
     http = client.http_client
 
-    async def hook(response: httpx.Response) -> None:
-        if isinstance(response.stream, httpx.AsyncByteStream):
+    async def hook(response: httpx2.Response) -> None:
+        if isinstance(response.stream, httpx2.AsyncByteStream):
             response.stream = _CountedStream(response.stream, progress)
 
     http.event_hooks = {**http.event_hooks, "response": [*http.event_hooks["response"], hook]}
@@ -326,7 +326,7 @@ async def _stream(
 def _reason(exc: APIConnectionError) -> str:
     """The transport's own words (``All connection attempts failed``), not a repr."""
     cause = exc.__cause__
-    return str(cause) if isinstance(cause, httpx.HTTPError) and str(cause) else str(exc)
+    return str(cause) if isinstance(cause, httpx2.HTTPError) and str(cause) else str(exc)
 
 
 def describe(exc: BaseException, base_url: str | None, secrets: Sequence[str] = ()) -> str:

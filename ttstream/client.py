@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import anyio
 import attrs
-import httpx
+import httpx2
 
 from . import _secrets, _transport
 from . import params as _params
@@ -64,7 +64,7 @@ TTAPI_BASE_URL = "https://api.ttapi.io/v1"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-image-2"
 DEFAULT_RECONNECT = ReconnectPolicy()
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
+DEFAULT_TIMEOUT = httpx2.Timeout(connect=5.0, read=300.0, write=60.0, pool=30.0)
 """5 s to connect; 5 minutes of silence between bytes before a read timeout, since a
 high-quality generation can stay silent for over two minutes (docs/sse.md)."""
 
@@ -102,11 +102,11 @@ class AsyncClient:
             variable), else that service's URL (TTAPI's for an explicit key).
         auth: ``"tt-api-key"``, ``"bearer"`` or ``"auto"``: ``TT-API-KEY`` for a
             ``*.ttapi.io`` base URL or a ``TTAPI_API_KEY`` key, ``Bearer`` otherwise.
-        timeout: seconds (every phase) or an ``httpx.Timeout``; default
+        timeout: seconds (every phase) or an ``httpx2.Timeout``; default
             :data:`DEFAULT_TIMEOUT`.
         max_retries: retries before the stream starts (connection errors, timeouts,
             408, 409, 429, >= 500), with the official SDKs' delays.
-        http_client: an ``httpx.AsyncClient`` to use; it is not closed by this client.
+        http_client: an ``httpx2.AsyncClient`` to use; it is not closed by this client.
         max_event_bytes: the largest event (or non-streaming body per image) accepted.
         reconnect: how a stream that broke after it started reconnects (resuming with
             ``Last-Event-ID`` when the server sent ids; regenerating only if allowed).
@@ -123,9 +123,9 @@ class AsyncClient:
         *,
         base_url: str | None = None,
         auth: Auth = "auto",
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 2,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
         deadline: float | None = None,
@@ -169,7 +169,7 @@ class AsyncClient:
         self.max_event_bytes = max_event_bytes
         self.reconnect = reconnect
         self.deadline = deadline
-        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
         self._auth_headers = (
             {"TT-API-KEY": api_key}
             if auth == "tt-api-key"
@@ -188,8 +188,8 @@ class AsyncClient:
         return f"<AsyncClient base_url={self.base_url!r} auth={self.auth!r}>"
 
     @property
-    def http_client(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` every request goes through (yours, if you passed
+    def http_client(self) -> httpx2.AsyncClient:
+        """The ``httpx2.AsyncClient`` every request goes through (yours, if you passed
         one): for its event hooks, e.g. counting the bytes received. Never give it
         default credentials: the key is added to each API request only."""
         return self._http
@@ -280,7 +280,7 @@ class AsyncClient:
             uploads = [item for item in loaded if isinstance(item, Upload)]
             _params.validate("edit", model, body, images=[u.content for u in uploads])
             assert loaded_mask is None or isinstance(loaded_mask, Upload)
-            form = httpx.Request(
+            form = httpx2.Request(
                 "POST",
                 self.base_url,
                 data=form_fields(_wire(body)),
@@ -338,10 +338,10 @@ class AsyncClient:
         )
 
     async def _download(self, url: str, url_filter: Callable[[str], bool] | None) -> bytes:
-        previous: httpx.URL | None = None
+        previous: httpx2.URL | None = None
         for _ in range(MAX_REDIRECTS + 1):
             target = _download_url(url, previous, url_filter)
-            request = httpx.Request(
+            request = httpx2.Request(
                 "GET",
                 target,
                 headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": _USER_AGENT},
@@ -363,11 +363,11 @@ class AsyncClient:
                     return await read_body(response, limit=self.max_event_bytes)
                 finally:
                     await close_bounded(response.aclose)  # released even past the deadline
-            except httpx.TimeoutException as exc:
+            except httpx2.TimeoutException as exc:
                 raise APITimeoutError(
                     f"downloading the image: {exc}", timeout=timeout_name(exc)
                 ) from exc
-            except httpx.TransportError as exc:
+            except httpx2.TransportError as exc:
                 raise APIConnectionError(f"downloading the image: {exc!r}") from exc
         raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
@@ -393,7 +393,7 @@ class AsyncClient:
         expected_images = n if isinstance(n, int) and n > 0 else 1
         streaming = bool(body["stream"])
 
-        async def start(decode_images: bool) -> EventSource | httpx.Response:
+        async def start(decode_images: bool) -> EventSource | httpx2.Response:
             prepared = await prepare()
             url = f"{self.base_url}/{prepared.path}"
             headers = {
@@ -442,8 +442,8 @@ def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in body.items() if name != "stream" or value}
 
 
-def http_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
-    """``url`` (relative to ``base``) as an ``httpx.URL``, checked: the one check of the
+def http_url(url: str, base: httpx2.URL | None = None) -> httpx2.URL:
+    """``url`` (relative to ``base``) as an ``httpx2.URL``, checked: the one check of the
     URLs ttstream sends to (base URLs and image downloads).
 
     Raises:
@@ -452,9 +452,9 @@ def http_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
             which.
     """
     try:
-        target = httpx.URL(url) if base is None else base.join(url)
+        target = httpx2.URL(url) if base is None else base.join(url)
         port = target.port
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+    except (httpx2.InvalidURL, ValueError, TypeError) as exc:
         raise ValueError(f"a malformed URL ({exc})") from None
     if target.scheme not in ("http", "https"):
         raise ValueError(f"the scheme {target.scheme!r} is not http or https")
@@ -466,8 +466,8 @@ def http_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
 
 
 def _download_url(
-    url: str, previous: httpx.URL | None, url_filter: Callable[[str], bool] | None
-) -> httpx.URL:
+    url: str, previous: httpx2.URL | None, url_filter: Callable[[str], bool] | None
+) -> httpx2.URL:
     """The URL to fetch next: ``url`` (relative to ``previous``, the URL that redirected
     to it), checked.
 

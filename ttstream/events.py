@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
-from httpx_sse import ServerSentEvent
 
 from . import _base64
 from ._exceptions import (
@@ -34,7 +33,7 @@ from ._exceptions import (
     short_repr,
 )
 from ._imageline import skip_whitespace as _skip
-from .sse import data_pieces, decoded_data
+from .sse import ServerSentEvent, data_pieces, decoded_data
 
 __all__ = [
     "Completed",

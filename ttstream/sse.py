@@ -29,11 +29,11 @@ the plain path decodes it.
 from __future__ import annotations
 
 import codecs
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from httpx_sse import ServerSentEvent
 
 from . import _base64
 from ._exceptions import EventTooLargeError
@@ -77,9 +77,50 @@ class Comment:
     text: str
 
 
+class ServerSentEvent:
+    """One dispatched event: its ``event`` type (``"message"`` by default), ``data`` (the
+    data lines joined with LF), ``id`` (the last event ID when it was dispatched) and
+    ``retry`` (milliseconds, or ``None``), as the WHATWG model defines them. The same
+    shape as httpx-sse's class of that name, without its dependency on httpx."""
+
+    __slots__ = ("__dict__", "_data", "_event", "_id", "_retry")
+
+    def __init__(
+        self,
+        event: str | None = None,
+        data: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> None:
+        self._event = event or "message"  # an empty type is "message" (WHATWG dispatch)
+        self._data = data or ""
+        self._id = id or ""
+        self._retry = retry
+
+    @property
+    def event(self) -> str:
+        return self._event
+
+    @property
+    def data(self) -> str:
+        return self._data
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def retry(self) -> int | None:
+        return self._retry
+
+    def json(self) -> Any:
+        """``data`` parsed as JSON (:func:`json.loads`; its errors as they are)."""
+        return json.loads(self.data)
+
+
 class _Event(ServerSentEvent):
-    """httpx-sse's ``ServerSentEvent``, with a ``repr`` that shows the length of long
-    data instead of printing megabytes of base64 (a fault of httpx-sse's own repr)."""
+    """A ``ServerSentEvent`` whose ``repr`` shows the length of long data instead of
+    printing megabytes of base64 (a fault of httpx-sse's own repr)."""
 
     _id_in_body = False  # see id_in_body()
 

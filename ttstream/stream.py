@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
-import httpx
+import httpx2
 
 from ._base64 import decode_on_arrival
 from ._body import read_body
@@ -52,7 +52,7 @@ Event: TypeAlias = "PartialImage | Completed"
 """An image event: a preview or a final image."""
 StreamItem: TypeAlias = "PartialImage | Completed | Reconnecting"
 """What an :class:`ImageStream` yields: image events and reconnection notices."""
-Start: TypeAlias = "Callable[[bool], Awaitable[EventSource | httpx.Response]]"
+Start: TypeAlias = "Callable[[bool], Awaitable[EventSource | httpx2.Response]]"
 """Starts the operation, once, given whether to decode images on arrival: an
 :class:`EventSource` for a stream, or the 2xx response of a non-streaming request (with
 retries done)."""
@@ -220,7 +220,7 @@ class ImageStream:
             await close_bounded(started.aclose)
         self._ready = deque(parse_response(_unwrap(body, started), operation=self._operation))
 
-    async def _read_body(self, response: httpx.Response) -> Any:
+    async def _read_body(self, response: httpx2.Response) -> Any:
         body = await read_body(response, limit=self._max_body_bytes)
         try:
             return json.loads(body)
@@ -279,7 +279,7 @@ class ImageStream:
         )
 
 
-def _unwrap(body: Any, response: httpx.Response) -> Any:
+def _unwrap(body: Any, response: httpx2.Response) -> Any:
     """Unwraps TTAPI's legacy envelope ``{"status", "message", "data": {...}}``; a status
     other than ``SUCCESS`` (``FAILED``, ``ON_QUEUE``...) is an error. An
     ``{"error": {...}}`` object in a 2xx body is an error too."""

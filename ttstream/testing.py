@@ -125,12 +125,12 @@ def ttstream_emulator(
 @pytest.fixture
 def ttstream_client(ttstream_emulator: EmulatorServer) -> AsyncClient:
     """An :class:`~ttstream.AsyncClient` for the emulator, with its faults."""
-    import httpx
+    import httpx2
 
     from .client import DEFAULT_TIMEOUT, AsyncClient
 
-    http = httpx.AsyncClient(
-        timeout=DEFAULT_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)
+    http = httpx2.AsyncClient(
+        timeout=DEFAULT_TIMEOUT, limits=httpx2.Limits(max_keepalive_connections=0)
     )
     return AsyncClient(EMULATOR_KEY, base_url=ttstream_emulator.base_url, http_client=http)
 

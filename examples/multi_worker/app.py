@@ -41,7 +41,7 @@ from typing import Any
 
 import anyio
 import coredis
-import httpx
+import httpx2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -174,8 +174,8 @@ def workers(ports: list[int], args: argparse.Namespace, base_url: str | None) ->
         deadline = time.monotonic() + 20
         for port in ports:
             while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                with contextlib.suppress(httpx2.HTTPError):
+                    if httpx2.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
                         break
                 if time.monotonic() > deadline:
                     sys.exit(f"the worker on port {port} did not start within 20 s")
@@ -191,7 +191,7 @@ def workers(ports: list[int], args: argparse.Namespace, base_url: str | None) ->
 async def demonstrate(ports: list[int], prompt: str) -> None:
     """Starts a job on worker 1, watches it from worker 2, resumes on worker 1."""
     one, two = (f"http://127.0.0.1:{port}" for port in ports)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as http:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(10, read=60)) as http:
         job = (await http.post(f"{one}/jobs", json={"prompt": prompt})).json()
         print(f"started job {job['job']} on worker 1; watching it from worker 2", flush=True)
         last_event_id = await watch(http, f"{two}{job['events']}", "worker 2", "", stop_after=2)
@@ -202,7 +202,7 @@ async def demonstrate(ports: list[int], prompt: str) -> None:
 
 
 async def watch(
-    http: httpx.AsyncClient, url: str, worker: str, last_event_id: str, stop_after: int = 0
+    http: httpx2.AsyncClient, url: str, worker: str, last_event_id: str, stop_after: int = 0
 ) -> str:
     """Reads the events like a browser's EventSource; returns the last event id."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}

@@ -18,6 +18,7 @@ from ._pump import Policy, SinkError, pump
 from ._redis import MalformedEntryError, RedisStreamError, RedisStreamSink
 from ._redis_relay import RedisRelay
 from ._relay import SSERelay
+from ._viewers import sign_viewer_token, verify_viewer_token
 from ._websocket import WebSocketSink
 
 __all__ = [
@@ -35,5 +36,7 @@ __all__ = [
     "SinkError",
     "WebSocketSink",
     "pump",
+    "sign_viewer_token",
     "to_pil",
+    "verify_viewer_token",
 ]

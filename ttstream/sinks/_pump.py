@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from collections import deque
 from collections.abc import AsyncIterable, Iterator, Sequence
 from typing import Literal, Protocol
@@ -43,9 +42,6 @@ from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
 from ..stream import ImageStream, StreamItem
 from ._base import Sink
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["Policy", "SinkError", "pump"]
 

@@ -42,18 +42,16 @@ from ._redis import (
     last_entry,
     parse_id,
 )
-
-# Private to _relay.py, imported on purpose: the frames must be SSERelay's, byte for byte.
-from ._relay import (
-    _HEADERS,
+from ._sse_frames import (
+    SSE_HEADERS,
+    Frame,
     Receive,
     Scope,
     Send,
-    _cancel_on_disconnect,
-    _Frame,
-    _frame,
-    _plain_response,
     answered_other_than_get,
+    cancel_on_disconnect,
+    frame_of,
+    plain_response,
 )
 
 if TYPE_CHECKING:
@@ -72,10 +70,10 @@ class _Tail:
 
     def __init__(self, key: str, base: EntryId) -> None:
         self.key = key
-        self.frames: deque[tuple[EntryId, _Frame[str]]] = deque()
+        self.frames: deque[tuple[EntryId, Frame[str]]] = deque()
         self.base = base
         self.last = base
-        self.end: tuple[EntryId, _Frame[str]] | None = None
+        self.end: tuple[EntryId, Frame[str]] | None = None
         self.failure: str | None = None  # the stream cannot go on: why
         self.reading = False
         self.read_at = anyio.current_time()  # when the newest entry was read
@@ -202,27 +200,27 @@ class RedisRelay:
             return
         key = self._key_of(scope)
         if key is None:
-            await _plain_response(send, 404, b"no such preview stream")
+            await plain_response(send, 404, b"no such preview stream")
             return
         after = _last_event_id(scope)
         try:
             if not await self._exists(key):
                 # 404 also stops the browser's EventSource from reconnecting.
-                await _plain_response(send, 404, b"no such preview stream")
+                await plain_response(send, 404, b"no such preview stream")
                 return
             # Only a resumption needs the newest entry: to answer 204 after the end.
             newest = None if after is None else await last_entry(self.redis, key, self.timeout)
         except RedisStreamError:
-            await _plain_response(send, 503, b"the preview store is unavailable")
+            await plain_response(send, 503, b"the preview store is unavailable")
             return
         if after is not None and newest is not None:
             newest_id = parse_id(newest[0]) or _START
             if newest[1] and after >= newest_id:
-                await _plain_response(send, 204, b"")
+                await plain_response(send, 204, b"")
                 return
             if after > newest_id:
                 after = None  # not an id of this stream: the replay from the start
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         if scope.get("method") == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
@@ -233,7 +231,7 @@ class RedisRelay:
         self.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
+                tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
                 with contextlib.suppress(OSError):  # the browser left while we sent
                     await self._serve(send, tail, after or _START)
                 tasks.cancel_scope.cancel()
@@ -311,12 +309,12 @@ class RedisRelay:
 
     def _error(self, after: EntryId, reason: BaseException | str) -> bytes:
         payload = Terminal(outcome="error", message=str(reason)).payload()
-        return _Frame.of(format_id(after), *payload).data
+        return Frame.of(format_id(after), *payload).data
 
-    def _frames_of(self, entries: Any) -> list[tuple[EntryId, _Frame[str], bool]]:
+    def _frames_of(self, entries: Any) -> list[tuple[EntryId, Frame[str], bool]]:
         """Decodes and encodes entries: ``(id, frame, terminal)`` each, in order, up to
         the first terminal one."""
-        frames: list[tuple[EntryId, _Frame[str], bool]] = []
+        frames: list[tuple[EntryId, Frame[str], bool]] = []
         for entry in entries:
             raw = entry.identifier
             text = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
@@ -325,12 +323,12 @@ class RedisRelay:
                 raise MalformedEntryError(f"entry id {text!r} is not a stream entry id")
             item = decode_entry(text, entry.field_values)
             if isinstance(item, Terminal):
-                frames.append((entry_id, _Frame.of(text, *item.payload()), True))
+                frames.append((entry_id, Frame.of(text, *item.payload()), True))
                 break
-            frames.append((entry_id, _frame(text, item), False))
+            frames.append((entry_id, frame_of(text, item), False))
         return frames
 
-    async def _range(self, key: str, after: EntryId) -> list[tuple[EntryId, _Frame[str], bool]]:
+    async def _range(self, key: str, after: EntryId) -> list[tuple[EntryId, Frame[str], bool]]:
         """A page of the entries after ``after`` (``XRANGE key (after + COUNT window``)."""
         self.reads += 1
         entries = await call(

@@ -24,80 +24,25 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import anyio
 
-from .._reconnect import Reconnecting
-from ..events import Completed, image_of
+from ..events import Completed
 from ..stream import StreamItem
-from ._websocket import item_metadata, strict_json
+from ._sse_frames import (
+    SSE_HEADERS,
+    Frame,
+    Receive,
+    Scope,
+    Send,
+    answered_other_than_get,
+    cancel_on_disconnect,
+    frame_of,
+    plain_response,
+)
 
 __all__ = ["SSERelay"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # nginx: pass the frames through as they come
-]
-
-
-_Id = TypeVar("_Id", int, str)
-
-
-class _Frame(Generic[_Id]):
-    """One encoded event: its id (a counter, or a Redis entry id for ``RedisRelay``) and
-    the bytes every connection sends."""
-
-    __slots__ = ("data", "event_id")
-
-    def __init__(self, event_id: _Id, event: str, data: bytes) -> None:
-        self.event_id: _Id = event_id
-        self.data = data
-
-    @classmethod
-    def of(cls, event_id: _Id, event: str, payload: dict[str, Any]) -> _Frame[_Id]:
-        return cls(event_id, event, _encode(f"id: {event_id}\nevent: {event}\ndata: ", payload))
-
-
-def _encode(head: str, payload: dict[str, Any], image: bytes = b"") -> bytes:
-    """``head``, the strict JSON of ``payload`` with ``image`` spliced in as the value
-    of a last member ``"image"`` (whose text ``payload["image"]`` begins), and the
-    blank line; one join of the base64, which is never copied into a str."""
-    body = strict_json(payload)
-    if not image:
-        return f"{head}{body}\n\n".encode()
-    assert body.endswith('"}')
-    return b"".join([f"{head}{body[:-2]}".encode(), image, b'"}\n\n'])
-
-
-def _frame(event_id: _Id, item: StreamItem) -> _Frame[_Id]:
-    """The frame of one item. An image's ``image`` member is a ``data:`` URL made from
-    the event's own base64, spliced in as bytes (encoded once when the event holds the
-    decoded image, copied once when it holds base64 known to need no JSON escaping),
-    or the image's URL when the server answered with one. Byte for byte what
-    ``json.dumps`` of the whole object gives (``docs/fast.md``, "Relay frames")."""
-    metadata = item_metadata(item)
-    name = str(metadata["type"])
-    head = f"id: {event_id}\nevent: {name}\ndata: "
-    if isinstance(item, Reconnecting):
-        return _Frame(event_id, name, _encode(head, metadata))
-    image = image_of(item)
-    prefix = f"data:{metadata['media_type']};base64,"
-    if image is None:
-        metadata["image"] = getattr(item, "url", None)
-        return _Frame(event_id, name, _encode(head, metadata))
-    if not image.verbatim:  # text that json.loads unescaped: let json write it
-        metadata["image"] = prefix + image.text()
-        return _Frame(event_id, name, _encode(head, metadata))
-    metadata["image"] = prefix
-    return _Frame(event_id, name, _encode(head, metadata, image.utf8()))
 
 
 def _last_event_id(scope: Scope) -> int:
@@ -173,9 +118,9 @@ class SSERelay:
         self.replay = replay
         self.retry = retry
         self.keepalive = keepalive
-        self._frames: deque[_Frame[int]] = deque(maxlen=replay)
+        self._frames: deque[Frame[int]] = deque(maxlen=replay)
         self._last_id = 0
-        self._end: _Frame[int] | None = None
+        self._end: Frame[int] | None = None
         self._images = 0
         self._changed: anyio.Event | None = None  # made on demand: needs a running loop
         self.connections = 0
@@ -210,7 +155,7 @@ class SSERelay:
         if self._end is not None:
             raise RuntimeError(f"{self!r} has ended: it cannot relay more events")
         self._last_id += 1
-        self._frames.append(_frame(self._last_id, event))
+        self._frames.append(frame_of(self._last_id, event))
         if isinstance(event, Completed):
             self._images += 1
         self._notify()
@@ -239,7 +184,7 @@ class SSERelay:
 
     def _finish(self, name: str, payload: dict[str, Any]) -> None:
         self._last_id += 1
-        self._end = _Frame.of(self._last_id, name, payload)
+        self._end = Frame.of(self._last_id, name, payload)
         self._notify()
 
     def _notify(self) -> None:
@@ -256,16 +201,16 @@ class SSERelay:
             return
         after = _last_event_id(scope)
         if self._end is not None and after >= self._end.event_id:
-            await _plain_response(send, 204, b"")
+            await plain_response(send, 204, b"")
             return
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         if scope.get("method") == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
         self.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
+                tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
                 with contextlib.suppress(OSError):  # the browser left while we sent
                     await self._serve(send, after)
                 tasks.cancel_scope.cancel()
@@ -295,52 +240,3 @@ class SSERelay:
                 await changed.wait()
             if waited.cancelled_caught:
                 await write(b":\n\n")
-
-
-async def answered_other_than_get(scope: Scope, receive: Receive, send: Send) -> bool:
-    """Answers what a relay serves no stream to: ``lifespan`` (so a relay can be a whole
-    application), ``websocket`` (refused) and methods other than GET and HEAD (405).
-    ``True`` when it answered; the one preamble of :class:`SSERelay` and ``RedisRelay``."""
-    kind = scope["type"]
-    if kind == "lifespan":
-        await _lifespan(receive, send)
-        return True
-    if kind == "websocket":
-        await send({"type": "websocket.close", "code": 1003, "reason": ""})
-        return True
-    if scope.get("method", "GET") not in ("GET", "HEAD"):
-        await _plain_response(send, 405, b"only GET", [(b"allow", b"GET, HEAD")])
-        return True
-    return False
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """Cancels ``scope`` when the browser disconnects (``http.disconnect``)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
-
-
-async def _plain_response(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    head = [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])]
-    if status == 204:
-        head = []
-    else:
-        head.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """ASGI lifespan: nothing to start or stop."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
