@@ -353,7 +353,9 @@ async def test_a_misspelt_parameter_is_refused_by_the_server_like_the_api(
     async with client:
         with pytest.raises(APIStatusError) as info:
             await collect(
-                client.generate("a kite", model="gpt-image-2", size=SIZE, partial_image=2)
+                client.generate(
+                    "a kite", model="gpt-image-2", size=SIZE, extra_body={"partial_image": 2}
+                )
             )
     assert (info.value.status_code, info.value.param) == (400, "partial_image")
     assert info.value.code == "unknown_parameter"

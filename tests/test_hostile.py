@@ -223,7 +223,7 @@ async def test_fetch_image_ends_at_its_timeout_and_at_the_client_deadline() -> N
             started = time.monotonic()
             async with client_for(server, deadline=deadline) as client:
                 with pytest.raises(APITimeoutError) as info:
-                    await client.fetch_image(url_event(server.url + "/img"), timeout=timeout)
+                    await client.fetch_image(url_event(server.url + "/img"), deadline=timeout)
             assert info.value.timeout == "deadline"
             assert time.monotonic() - started < 3.0
 

@@ -5,6 +5,7 @@ The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` an
 """
 
 from . import sinks
+from ._event_types import Event, StreamItem
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -24,13 +25,12 @@ from ._reconnect import Reconnecting, ReconnectPolicy
 from ._responses import Response
 from ._responses_client import ResponseStream
 from ._sync import Client, SyncImageStream
+from ._version import VERSION as __version__
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
 from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
-from .stream import Event, ImageStream, StreamItem
-
-__version__ = "0.1.0"
+from .stream import ImageStream
 
 __all__ = [
     "APIConnectionError",

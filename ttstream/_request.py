@@ -133,12 +133,18 @@ def json_body(params: Mapping[str, Any]) -> bytes:
 
 
 def form_fields(params: Mapping[str, Any]) -> dict[str, str]:
-    """Multipart form fields: JSON booleans as ``true``/``false``, numbers as text."""
+    """Multipart form fields: JSON booleans as ``true``/``false``, numbers and strings as
+    text, objects and lists (``svg``, an ``extra_body`` field) as compact JSON."""
     fields = {}
     for name, value in params.items():
         if value is None:
             continue
-        fields[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            fields[name] = "true" if value else "false"
+        elif isinstance(value, Mapping | list | tuple):
+            fields[name] = json.dumps(value, separators=(",", ":"))
+        else:
+            fields[name] = str(value)
     return fields
 
 

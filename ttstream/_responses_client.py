@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Unpack
+
+import httpx2
 
 from . import params as _params
 from ._eventsource import EventSource
@@ -27,12 +29,34 @@ from ._exceptions import ValidationError
 from ._reconnect import ReconnectPolicy
 from ._request import json_body
 from ._responses import Response, ResponsesInterpreter
+from ._version import USER_AGENT
+from .params import ImageGenerationTool, ResponsesParameters
 from .stream import ImageStream
 
-if TYPE_CHECKING:
-    from .client import AsyncClient
+__all__ = ["APIClient", "ResponseStream", "Responses"]
 
-__all__ = ["ResponseStream", "Responses"]
+
+class APIClient(Protocol):
+    """What ``client.responses`` needs of its client (an :class:`~ttstream.AsyncClient`
+    is one): where to send, how to authenticate, and the limits of its streams."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def http_client(self) -> httpx2.AsyncClient: ...
+    @property
+    def auth_headers(self) -> dict[str, str]: ...
+    @property
+    def timeout(self) -> httpx2.Timeout: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def max_event_bytes(self) -> int: ...
+    @property
+    def reconnect(self) -> ReconnectPolicy: ...
+    @property
+    def deadline(self) -> float | None: ...
+
 
 _IMAGE_TOOL = {"type": "image_generation"}
 
@@ -83,22 +107,24 @@ class ResponseStream(ImageStream):
 class Responses:
     """``client.responses``: the Responses API image tool (docs/responses.md)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: APIClient) -> None:
         self._client = client
 
     def __repr__(self) -> str:
         return f"<Responses of {self._client!r}>"
 
+    @_params.keywords(ResponsesParameters)
     def stream(
         self,
         *,
         model: str,
-        input: Any,
-        tools: Sequence[Mapping[str, Any]] | None = None,
+        input: str | Sequence[Mapping[str, Any]],
+        tools: Sequence[ImageGenerationTool | Mapping[str, Any]] | None = None,
         background: bool = False,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
-        **params: Any,
+        extra_body: Mapping[str, object] | None = None,
+        **params: Unpack[ResponsesParameters],
     ) -> ResponseStream:
         """Prepares ``POST {base_url}/responses`` with ``stream: true``; returns its
         :class:`ResponseStream`, which sends the request when entered or first iterated.
@@ -106,24 +132,34 @@ class Responses:
         ``model`` is the text model (e.g. ``"gpt-5"``), ``input`` a string or the API's
         input items; ``tools`` defaults to ``[{"type": "image_generation"}]``, with the
         tool's options (``partial_images``, ``size``, ``quality``, ``output_format``,
-        ``model``...) as the API names them; ``params`` are other body fields
-        (``instructions``, ``previous_response_id``...). With ``background=True`` a
+        ``model``...) as the API names them (:class:`ttstream.params.ImageGenerationTool`);
+        ``params`` are the other body fields, each a keyword of its own
+        (:class:`ttstream.params.ResponsesParameters`: ``instructions``,
+        ``previous_response_id``...; ``None`` leaves one out), and ``extra_body`` is
+        merged into the top level of the JSON body as it is. With ``background=True`` a
         broken stream resumes after its last event, without a new generation.
 
         Raises:
+            TypeError: a keyword that is no body field.
             ValidationError: at once, for an image tool option its image model does not
                 take (:func:`ttstream.params.validate_tool`), or a body field ttstream
                 sets itself (``stream``).
         """
-        if "stream" in params:
+        if params.get("stream") not in (None, True):
             raise ValidationError("stream", params["stream"], "omitted (always True here)")
         chosen = [dict(tool) for tool in tools] if tools is not None else [dict(_IMAGE_TOOL)]
         for tool in chosen:
             if tool.get("type") == _IMAGE_TOOL["type"]:
                 _params.validate_tool(tool)
-        body = {"model": model, "input": input, "tools": chosen, **params, "stream": True}
+        given = {name: value for name, value in params.items() if value is not None}
+        body: dict[str, object] = {"model": model, "input": input, "tools": chosen, **given}
+        body["stream"] = True
         if background:
             body["background"] = True
+        if extra_body is not None:
+            if not isinstance(extra_body, Mapping):
+                raise ValidationError("extra_body", extra_body, "a mapping of JSON field names")
+            body.update(extra_body)
         interpreter = ResponsesInterpreter()
         url = f"{self._client.base_url}/responses"
         return self._stream(
@@ -179,13 +215,11 @@ class Responses:
             return None
 
         async def start(decode_images: bool) -> EventSource:
-            from .client import _USER_AGENT  # here: client.py imports this module
-
-            headers = {**client._auth_headers, "User-Agent": _USER_AGENT}
+            headers = {**client.auth_headers, "User-Agent": USER_AGENT}
             if content is not None:
                 headers["Content-Type"] = "application/json"
             return EventSource(
-                client._http,
+                client.http_client,
                 method,
                 url,
                 headers=headers,

@@ -16,21 +16,38 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
+import httpx2
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from . import params as _params
+from ._event_types import StreamItem
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
 from ._responses import Response
 from ._responses_client import ResponseStream
-from .client import DEFAULT_MODEL, AsyncClient
-from .events import Completed
-from .stream import ImageStream, StreamItem
+from .client import (
+    DEFAULT_MODEL,
+    DEFAULT_RECONNECT,
+    DEFAULT_TIMEOUT,
+    AsyncClient,
+    Auth,
+    deprecated_timeout,
+)
+from .events import Completed, PartialImage
+from .params import (
+    EditParameters,
+    GenerationParameters,
+    ImageGenerationTool,
+    ResponsesParameters,
+)
+from .sse import DEFAULT_MAX_EVENT_BYTES
+from .stream import ImageStream
 
-__all__ = ["Client", "SyncImageStream"]
+__all__ = ["Client", "SyncImageStream", "SyncResponses"]
 
 _T = TypeVar("_T")
 
@@ -99,10 +116,44 @@ class SyncImageStream:
         return self._stream.request_id
 
     @property
+    def started(self) -> bool:
+        """Whether the request was sent (or the stream ended), as ``ImageStream.started``."""
+        return self._stream.started
+
+    @property
+    def last_partial(self) -> PartialImage | None:
+        """The last preview delivered, or ``None`` (as ``ImageStream.last_partial``)."""
+        return self._stream.last_partial
+
+    @property
+    def decode_images(self) -> bool | None:
+        """Whether images are decoded while they arrive, as ``ImageStream.decode_images``
+        (docs/fast.md); set it before the stream starts."""
+        return self._stream.decode_images
+
+    @decode_images.setter
+    def decode_images(self, value: bool | None) -> None:
+        self._stream.decode_images = value
+
+    @property
     def response(self) -> Response | None:
         """For ``client.responses`` streams: the final response without images, once it
         arrived (as ``ResponseStream.response``); else ``None``."""
         return self._stream.response if isinstance(self._stream, ResponseStream) else None
+
+    @property
+    def response_id(self) -> str | None:
+        """For ``client.responses`` streams: the response's id (``resp_...``) once its
+        first event arrived (as ``ResponseStream.response_id``); else ``None``."""
+        return self._stream.response_id if isinstance(self._stream, ResponseStream) else None
+
+    @property
+    def last_sequence_number(self) -> int | None:
+        """For ``client.responses`` streams: the ``sequence_number`` of the last event
+        read (as ``ResponseStream.last_sequence_number``), what
+        ``client.responses.resume(response_id, starting_after=...)`` takes; else ``None``."""
+        stream = self._stream
+        return stream.last_sequence_number if isinstance(stream, ResponseStream) else None
 
     def __enter__(self) -> SyncImageStream:
         self._loop.call(self._stream.__aenter__)
@@ -134,9 +185,10 @@ class Client:
     """The synchronous client: ``with ttstream.Client() as client``.
 
     Takes the arguments of :class:`~ttstream.AsyncClient` (``api_key``, ``base_url``,
-    ``auth``, ``timeout``, ``max_retries``, ``max_event_bytes``, ``reconnect``,
-    ``deadline``, ...), plus ``backend`` (``"asyncio"`` or ``"trio"``) for the event
-    loop that runs them in a background thread. ``generate`` and ``edit`` take the same
+    ``auth``, ``timeout``, ``max_retries``, ``http_client``, ``max_event_bytes``,
+    ``reconnect``, ``deadline``: see there), plus ``backend`` (``"asyncio"`` or
+    ``"trio"``) and ``backend_options`` for the event loop that runs them in a background
+    thread (anyio's ``start_blocking_portal``). ``generate`` and ``edit`` take the same
     arguments as the async methods and return a :class:`SyncImageStream`::
 
         with ttstream.Client() as client:
@@ -159,21 +211,45 @@ class Client:
         self,
         api_key: str | None = None,
         *,
+        base_url: str | None = None,
+        auth: Auth = "auto",
+        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        http_client: httpx2.AsyncClient | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        deadline: float | None = None,
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
-        **options: Any,
     ) -> None:
+        make = functools.partial(
+            AsyncClient,
+            api_key,
+            base_url=base_url,
+            auth=auth,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            max_event_bytes=max_event_bytes,
+            reconnect=reconnect,
+            deadline=deadline,
+        )
         self._loop = _Loop(backend, backend_options)
         try:
-            self._async = self._loop.portal.call(functools.partial(AsyncClient, api_key, **options))
+            self._async = self._loop.portal.call(make)
         except BaseException:
             self._loop.stop()
             raise
         # Also run when the client is garbage-collected or the interpreter exits without
         # close(): a loop thread left running would hang the interpreter's shutdown.
         self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._async)
-        self.responses = SyncResponses(self)
-        """The Responses API image tool, as ``AsyncClient.responses``."""
+
+    @property
+    def responses(self) -> SyncResponses:
+        """The Responses API image tool, as ``AsyncClient.responses``. It keeps this
+        client alive while it is in use (``Client(...).responses.stream(...)`` works on
+        a client kept nowhere else)."""
+        return SyncResponses(self)
 
     @property
     def base_url(self) -> str:
@@ -199,6 +275,7 @@ class Client:
         thread; streams still open are closed with it. Idempotent."""
         self._finalizer()
 
+    @_params.keywords(GenerationParameters)
     def generate(
         self,
         prompt: str,
@@ -206,19 +283,23 @@ class Client:
         model: str = DEFAULT_MODEL,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
-        **params: Any,
+        extra_body: Mapping[str, object] | None = None,
+        **params: Unpack[GenerationParameters],
     ) -> SyncImageStream:
-        """As :meth:`AsyncClient.generate`; raises ``ValidationError`` at once."""
+        """As :meth:`AsyncClient.generate`; raises ``TypeError`` for a keyword that is no
+        parameter and ``ValidationError`` at once."""
         make = functools.partial(
             self._async.generate,
             prompt,
             model=model,
             deadline=deadline,
             reconnect=reconnect,
+            extra_body=extra_body,
             **params,
         )
         return self._wrap(make)
 
+    @_params.keywords(EditParameters)
     def edit(
         self,
         prompt: str,
@@ -228,10 +309,12 @@ class Client:
         model: str = DEFAULT_MODEL,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
-        **params: Any,
+        extra_body: Mapping[str, object] | None = None,
+        **params: Unpack[EditParameters],
     ) -> SyncImageStream:
-        """As :meth:`AsyncClient.edit`; raises ``ValidationError`` at once for what can
-        be checked without reading files."""
+        """As :meth:`AsyncClient.edit`; raises ``TypeError`` for a keyword that is no
+        parameter and ``ValidationError`` at once for what can be checked without reading
+        files."""
         make = functools.partial(
             self._async.edit,
             prompt,
@@ -240,14 +323,27 @@ class Client:
             model=model,
             deadline=deadline,
             reconnect=reconnect,
+            extra_body=extra_body,
             **params,
         )
         return self._wrap(make)
 
-    def fetch_image(self, event: Completed, **options: Any) -> bytes:
-        """As :meth:`AsyncClient.fetch_image` (``timeout=``, ``url_filter=``): the image
-        bytes of ``event``, downloaded from ``event.url`` for a URL result."""
-        return self._loop.call(functools.partial(self._async.fetch_image, event, **options))
+    def fetch_image(
+        self,
+        event: Completed,
+        *,
+        deadline: float | None = None,
+        url_filter: Callable[[str], bool] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """As :meth:`AsyncClient.fetch_image` (``deadline=``, ``url_filter=``;
+        ``timeout=`` is deprecated): the image bytes of ``event``, downloaded from
+        ``event.url`` for a URL result."""
+        deadline = deprecated_timeout(timeout, deadline, stacklevel=3)
+        make = functools.partial(
+            self._async.fetch_image, event, deadline=deadline, url_filter=url_filter
+        )
+        return self._loop.call(make)
 
     def _wrap(self, make: Callable[[], ImageStream]) -> SyncImageStream:
         return SyncImageStream(self, self._loop, self._loop.portal.call(make))
@@ -255,24 +351,63 @@ class Client:
 
 class SyncResponses:
     """``Client.responses``: ``stream()`` and ``resume()`` take the arguments of
-    ``AsyncClient.responses`` and return a :class:`SyncImageStream` (with ``.response``
-    after the end)."""
+    ``AsyncClient.responses`` and return a :class:`SyncImageStream` (with ``.response``,
+    ``response_id`` and ``last_sequence_number``).
+
+    It holds its :class:`Client` (the client does not hold it: no reference cycle, so
+    the client's finalizer runs as soon as both are dropped), so the client stays open
+    while its ``responses`` or one of their streams is in use."""
 
     def __init__(self, client: Client) -> None:
-        self._client = weakref.ref(client)  # no cycle: the client's finalizer still runs
+        self._client = client
 
-    def _owner(self) -> Client:
-        client = self._client()
-        assert client is not None, "the Client was garbage-collected"
-        return client
+    def __repr__(self) -> str:
+        return f"<SyncResponses of {self._client!r}>"
 
-    def stream(self, **options: Any) -> SyncImageStream:
-        """As ``AsyncClient.responses.stream``; raises ``ValidationError`` at once."""
-        client = self._owner()
-        return client._wrap(functools.partial(client._async.responses.stream, **options))
+    @_params.keywords(ResponsesParameters)
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Sequence[Mapping[str, Any]],
+        tools: Sequence[ImageGenerationTool | Mapping[str, Any]] | None = None,
+        background: bool = False,
+        deadline: float | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        **params: Unpack[ResponsesParameters],
+    ) -> SyncImageStream:
+        """As ``AsyncClient.responses.stream``; raises ``TypeError`` for a keyword that is
+        no body field and ``ValidationError`` at once."""
+        client = self._client
+        make = functools.partial(
+            client._async.responses.stream,
+            model=model,
+            input=input,
+            tools=tools,
+            background=background,
+            deadline=deadline,
+            reconnect=reconnect,
+            extra_body=extra_body,
+            **params,
+        )
+        return client._wrap(make)
 
-    def resume(self, response_id: str, **options: Any) -> SyncImageStream:
+    def resume(
+        self,
+        response_id: str,
+        *,
+        starting_after: int | None = None,
+        deadline: float | None = None,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> SyncImageStream:
         """As ``AsyncClient.responses.resume``."""
-        client = self._owner()
-        make = functools.partial(client._async.responses.resume, response_id, **options)
+        client = self._client
+        make = functools.partial(
+            client._async.responses.resume,
+            response_id,
+            starting_after=starting_after,
+            deadline=deadline,
+            reconnect=reconnect,
+        )
         return client._wrap(make)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import anyio
 import attrs
@@ -45,7 +46,9 @@ from ._request import (
     multipart_files,
 )
 from ._responses_client import Responses
+from ._version import USER_AGENT
 from .events import Completed, image_of
+from .params import EditParameters, GenerationParameters
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
@@ -74,7 +77,6 @@ DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 """Seconds ``fetch_image`` may take in all, redirects included, unless told otherwise."""
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
-_USER_AGENT = "ttstream/0.1.0"
 
 
 @attrs.frozen
@@ -156,6 +158,8 @@ class AsyncClient:
         ):
             raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
         validate_seconds("deadline", deadline)
+        if http_client is not None:
+            check_http_client(http_client)
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         try:
             http_url(self.base_url)
@@ -194,6 +198,13 @@ class AsyncClient:
         default credentials: the key is added to each API request only."""
         return self._http
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that carry the key (``TT-API-KEY`` or ``Authorization``), added to
+        each API request and to nothing else: a new dict on each read. They hold the key
+        in clear: never log them."""
+        return dict(self._auth_headers)
+
     async def __aenter__(self) -> AsyncClient:
         return self
 
@@ -210,6 +221,7 @@ class AsyncClient:
         if self._owns_http_client:
             await self._http.aclose()
 
+    @_params.keywords(GenerationParameters)
     def generate(
         self,
         prompt: str,
@@ -217,29 +229,36 @@ class AsyncClient:
         model: str = DEFAULT_MODEL,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
-        **params: Any,
+        extra_body: Mapping[str, object] | None = None,
+        **params: Unpack[GenerationParameters],
     ) -> ImageStream:
         """Prepares ``POST {base_url}/images/generations``; returns its :class:`ImageStream`,
         which sends the request when it is entered (``async with``) or first iterated.
 
-        ``params`` are the API's own parameters (``n``, ``size``, ``quality``,
-        ``partial_images``, ``output_format``, ...). ``stream`` defaults to ``True``
-        for streaming models (gpt-image-*, and unknown models) and ``False`` for dall-e.
+        ``params`` are the API's own parameters, each a keyword of its own
+        (:class:`ttstream.params.GenerationParameters`: ``n``, ``size``, ``quality``,
+        ``partial_images``, ``output_format``, ...); ``None`` leaves one out. ``stream``
+        defaults to ``True`` for streaming models (gpt-image-*, and unknown models) and
+        ``False`` for dall-e. ``extra_body`` is merged into the top level of the JSON body
+        as it is, unchecked: for a parameter or a value ttstream does not know yet.
         ``deadline`` and ``reconnect`` override the client's for this stream.
 
         Raises:
+            TypeError: a keyword that is no parameter (a misspelt one, say).
             ValidationError: at once, before any connection, for a parameter the model
-                does not take (:mod:`ttstream.params`).
+                does not take (:mod:`ttstream.params`, docs/models.md).
         """
         body = self._body(prompt, model, params)
         _params.validate("generation", model, body)
-        content = json_body(_wire(body))
+        wire = _wire(body, extra_body)
+        content = json_body(wire)
 
         async def prepare() -> _Prepared:
             return _Prepared("images/generations", content, "application/json")
 
-        return self._stream(prepare, body, "generation", deadline, reconnect)
+        return self._stream(prepare, wire, "generation", deadline, reconnect)
 
+    @_params.keywords(EditParameters)
     def edit(
         self,
         prompt: str,
@@ -249,7 +268,8 @@ class AsyncClient:
         model: str = DEFAULT_MODEL,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
-        **params: Any,
+        extra_body: Mapping[str, object] | None = None,
+        **params: Unpack[EditParameters],
     ) -> ImageStream:
         """Prepares ``POST {base_url}/images/edits``; returns its :class:`ImageStream`,
         which sends the request when it is entered (``async with``) or first iterated.
@@ -258,13 +278,16 @@ class AsyncClient:
         (sent as ``multipart/form-data``: ``image``, or ``image[]`` for several), or
         references ``{"image_url": ...}`` / ``{"file_id": ...}`` (sent as JSON, as TTAPI
         documents). ``mask`` is one input of the same kind. Files are read when the
-        stream opens.
+        stream opens. ``params`` (:class:`ttstream.params.EditParameters`) and
+        ``extra_body`` (sent as form fields with files) as for :meth:`generate`.
 
         Raises:
+            TypeError: a keyword that is no parameter.
             ValidationError: a parameter the model does not take: at once for what can
                 be checked without reading files, when the stream opens for the rest.
         """
         body = self._body(prompt, model, params)
+        wire = _wire(body, extra_body)
         inputs = as_list(images)
         known = [
             bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
@@ -275,7 +298,7 @@ class AsyncClient:
             loaded, loaded_mask = await load_images(inputs, mask)
             if not (loaded and isinstance(loaded[0], Upload)):
                 references = {"images": loaded, "mask": loaded_mask}
-                content = json_body({**_wire(body), **references})
+                content = json_body({**wire, **references})
                 return _Prepared("images/edits", content, "application/json")
             uploads = [item for item in loaded if isinstance(item, Upload)]
             _params.validate("edit", model, body, images=[u.content for u in uploads])
@@ -283,19 +306,20 @@ class AsyncClient:
             form = httpx2.Request(
                 "POST",
                 self.base_url,
-                data=form_fields(_wire(body)),
+                data=form_fields(wire),
                 files=multipart_files(uploads, loaded_mask),
             )
             return _Prepared("images/edits", form.read(), form.headers["Content-Type"])
 
-        return self._stream(prepare, body, "edit", deadline, reconnect)
+        return self._stream(prepare, wire, "edit", deadline, reconnect)
 
     async def fetch_image(
         self,
         event: Completed,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - a limit of this call's own
+        deadline: float | None = None,
         url_filter: Callable[[str], bool] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - deprecated, for deadline
     ) -> bytes:
         """The image file of ``event``: its decoded ``b64_json``, or, for a result
         returned as a URL (``response_format="url"``; such URLs expire after 60
@@ -312,9 +336,11 @@ class AsyncClient:
         ``max_event_bytes`` (docs/hostile-servers.md, "Downloads").
 
         Args:
-            timeout: seconds the whole download may take, redirects included; default
+            deadline: seconds the whole download may take, redirects included; default
                 the client's ``deadline``, else :data:`DEFAULT_DOWNLOAD_TIMEOUT` (300);
-                the smaller of ``timeout`` and ``deadline`` when both are set.
+                the smaller of this and the client's ``deadline`` when both are set.
+            timeout: the former name of ``deadline``, deprecated (``DeprecationWarning``);
+                when both are given the smaller counts.
 
         Raises:
             APIStatusError: the download was answered with an HTTP error status.
@@ -324,12 +350,13 @@ class AsyncClient:
             EventTooLargeError: the image is larger than ``max_event_bytes``.
             ProtocolError: a ``Content-Encoding`` other than gzip/deflate, or a body
                 that does not decode as its coding.
-            ValidationError: ``timeout`` is not a positive finite number.
+            ValidationError: ``deadline`` is not a positive finite number.
         """
-        validate_seconds("timeout", timeout)
+        deadline = deprecated_timeout(timeout, deadline, stacklevel=3)
+        validate_seconds("deadline", deadline)
         if image_of(event) is not None or event.url is None:
             return event.image_bytes
-        limits = [t for t in (timeout, self.deadline) if t is not None]
+        limits = [t for t in (deadline, self.deadline) if t is not None]
         seconds = min(limits) if limits else DEFAULT_DOWNLOAD_TIMEOUT
         with anyio.move_on_after(seconds):
             return await self._download(event.url, url_filter)
@@ -344,7 +371,7 @@ class AsyncClient:
             request = httpx2.Request(
                 "GET",
                 target,
-                headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": _USER_AGENT},
+                headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": USER_AGENT},
                 extensions={"timeout": self.timeout.as_dict()},
             )
             try:
@@ -386,19 +413,20 @@ class AsyncClient:
         deadline: float | None,
         reconnect: ReconnectPolicy | None,
     ) -> ImageStream:
-        """The stream of one request. ``prepare`` runs once, when the stream starts: its
-        body (edit files read once) is what every retry, resume and regeneration sends."""
+        """The stream of one request whose fields are ``body`` (as sent). ``prepare`` runs
+        once, when the stream starts: its body (edit files read once) is what every retry,
+        resume and regeneration sends."""
         validate_seconds("deadline", deadline)
         n = body.get("n")
         expected_images = n if isinstance(n, int) and n > 0 else 1
-        streaming = bool(body["stream"])
+        streaming = body.get("stream") is True
 
         async def start(decode_images: bool) -> EventSource | httpx2.Response:
             prepared = await prepare()
             url = f"{self.base_url}/{prepared.path}"
             headers = {
                 **self._auth_headers,
-                "User-Agent": _USER_AGENT,
+                "User-Agent": USER_AGENT,
                 "Content-Type": prepared.content_type,
             }
             if streaming:
@@ -437,9 +465,57 @@ class AsyncClient:
         )
 
 
-def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The body as sent: ``stream`` only when true (dall-e models do not take it)."""
-    return {name: value for name, value in body.items() if name != "stream" or value}
+def _wire(body: Mapping[str, Any], extra_body: Mapping[str, object] | None) -> dict[str, Any]:
+    """The body as sent: ``stream`` only when true (dall-e models do not take it), the
+    parameters left out (``None``) dropped, ``extra_body`` merged over the top level."""
+    wire = {
+        name: value
+        for name, value in body.items()
+        if value is not None and (name != "stream" or value)
+    }
+    if extra_body is not None:
+        if not isinstance(extra_body, Mapping) or not all(isinstance(k, str) for k in extra_body):
+            raise ValidationError("extra_body", extra_body, "a mapping of JSON field names")
+        wire.update(extra_body)
+    return wire
+
+
+def deprecated_timeout(
+    timeout: float | None, deadline: float | None, *, stacklevel: int
+) -> float | None:
+    """``fetch_image``'s ``deadline`` given its deprecated former name ``timeout`` too
+    (the smaller when both are set), with a ``DeprecationWarning`` pointing
+    ``stacklevel`` frames up when ``timeout`` was used."""
+    if timeout is None:
+        return deadline
+    warnings.warn(
+        "fetch_image(timeout=...) is deprecated: pass deadline=... (the same seconds)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    validate_seconds("timeout", timeout)
+    return timeout if deadline is None else min(timeout, deadline)
+
+
+def check_http_client(http_client: object) -> None:
+    """Refuses an ``http_client`` that is not an ``httpx2.AsyncClient``: an
+    ``httpx.AsyncClient`` of the old ``httpx`` package (recognised by its class's module,
+    without importing ``httpx``) is named as such, with what to pass instead.
+
+    Raises:
+        ValidationError: ``http_client`` is not an ``httpx2.AsyncClient``.
+    """
+    if isinstance(http_client, httpx2.AsyncClient):
+        return
+    package = type(http_client).__module__.partition(".")[0]
+    given = f"{package}.{type(http_client).__qualname__}"
+    allowed = "an httpx2.AsyncClient"
+    if package == "httpx":
+        allowed += (
+            " (ttstream runs on httpx2, the maintained continuation of httpx: create the"
+            " client with httpx2.AsyncClient(...) instead of httpx.AsyncClient(...))"
+        )
+    raise ValidationError("http_client", given, allowed)
 
 
 def http_url(url: str, base: httpx2.URL | None = None) -> httpx2.URL:

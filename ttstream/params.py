@@ -15,11 +15,13 @@ say). A parameter whose value is ``None`` counts as omitted. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Literal, cast
+from typing import Any, Literal, TypedDict, TypeVar, cast, get_type_hints
 
 import attrs
 
@@ -28,9 +30,22 @@ from ._exceptions import ValidationError
 __all__ = [
     "MODELS",
     "PARAMETERS",
+    "Background",
+    "Complexity",
+    "EditParameters",
+    "GenerationParameters",
+    "ImageGenerationTool",
+    "InputFidelity",
     "ModelSpec",
+    "Moderation",
     "Operation",
+    "OutputFormat",
+    "Quality",
+    "ResponseFormat",
+    "ResponsesParameters",
+    "Style",
     "free_size_ok",
+    "keywords",
     "streams_by_default",
     "supports_streaming",
     "tool_request",
@@ -39,6 +54,155 @@ __all__ = [
 ]
 
 Operation = Literal["generation", "edit"]
+
+# The closed sets of the API, every model's values together (which model takes which value
+# is the table's business, below). Vendors add values: one ttstream does not know yet goes
+# through ``extra_body``, which is sent as it is.
+Quality = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
+Background = Literal["transparent", "opaque", "auto"]
+OutputFormat = Literal["png", "jpeg", "webp", "gif", "svg"]
+Moderation = Literal["low", "auto"]
+ResponseFormat = Literal["url", "b64_json"]
+Style = Literal["vivid", "natural"]
+Complexity = Literal["low", "medium", "high"]
+InputFidelity = Literal["high", "low"]
+
+
+class GenerationParameters(TypedDict, total=False):
+    """The Images API parameters of ``client.generate()`` besides ``prompt`` and ``model``:
+    the one list of them (the client's keywords, :data:`PARAMETERS` and the emulator's
+    check all read it). ``None`` counts as omitted. Which model takes which value:
+    docs/models.md; the wire format: docs/sse.md.
+    """
+
+    n: int | None
+    """Images to generate: 1 to 10 (dall-e-3 and ``svg``: 1)."""
+    size: str | None
+    """``"WxH"`` in pixels or ``"auto"``; gpt-image-2 and 2.5 take any multiple of 16."""
+    quality: Quality | None
+    """``xhigh`` and ``max``: the 2.5 family; ``standard`` and ``hd``: dall-e."""
+    background: Background | None
+    """``transparent`` needs ``output_format`` ``png`` or ``webp``."""
+    output_format: OutputFormat | None
+    """``png`` (default), ``jpeg``, ``webp``; ``gif`` and ``svg`` are not streamed."""
+    output_compression: int | None
+    """0 to 100, with ``jpeg`` or ``webp``."""
+    moderation: Moderation | None
+    response_format: ResponseFormat | None
+    """dall-e only; the GPT Image models always return ``b64_json``."""
+    style: Style | None
+    """dall-e-3 only."""
+    stream: bool | None
+    """Default: ``True`` for models that stream, unless the format is gif or svg."""
+    partial_images: int | None
+    """Previews to stream, 0 to 3 (needs ``stream``)."""
+    user: str | None
+    """The end user's id; deprecated by the API in favour of ``safety_identifier``."""
+    safety_identifier: str | None
+    complexity: Complexity | None
+    frame_count: int | None
+    """Frames of a ``gif``: 2 to 16."""
+    frame_duration_ms: int | None
+    """Milliseconds per ``gif`` frame, >= 0."""
+    svg: Mapping[str, object] | None
+    """The options of ``output_format="svg"``."""
+
+
+class EditParameters(GenerationParameters, total=False):
+    """The parameters of ``client.edit()`` besides ``prompt``, ``model``, ``images`` and
+    ``mask``: those of a generation, and ``input_fidelity``."""
+
+    input_fidelity: InputFidelity | None
+    """How closely the edit keeps the input's details (gpt-image-1.x; gpt-image-2 omits it)."""
+
+
+class ImageGenerationTool(TypedDict, total=False):
+    """The Responses API ``image_generation`` tool (``tools=[...]``): its options are the
+    Images API parameters of the same names (docs/responses.md)."""
+
+    type: Literal["image_generation"]
+    model: str
+    """The image model; default ``gpt-image-2``."""
+    action: Literal["auto", "generate", "edit"]
+    size: str
+    quality: Quality
+    background: Background
+    output_format: OutputFormat
+    output_compression: int
+    moderation: Moderation
+    partial_images: int
+    input_fidelity: InputFidelity
+    input_image_mask: Mapping[str, str]
+    """``{"image_url": ...}`` or ``{"file_id": ...}``."""
+
+
+class ResponsesParameters(TypedDict, total=False):
+    """The Responses API body fields of ``client.responses.stream()`` besides ``model``,
+    ``input``, ``tools`` and ``background`` (the OpenAI API reference, "Create a
+    model response"). ``None`` counts as omitted."""
+
+    instructions: str | None
+    previous_response_id: str | None
+    conversation: str | Mapping[str, object] | None
+    include: Sequence[str] | None
+    max_output_tokens: int | None
+    max_tool_calls: int | None
+    metadata: Mapping[str, str] | None
+    parallel_tool_calls: bool | None
+    prompt: Mapping[str, object] | None
+    """A stored prompt template (``{"id": ..., "variables": ...}``)."""
+    prompt_cache_key: str | None
+    reasoning: Mapping[str, object] | None
+    safety_identifier: str | None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None
+    store: bool | None
+    stream: Literal[True] | None
+    """Always ``True`` here; anything else is a :class:`ValidationError`."""
+    temperature: float | None
+    text: Mapping[str, object] | None
+    tool_choice: str | Mapping[str, object] | None
+    top_logprobs: int | None
+    top_p: float | None
+    truncation: Literal["auto", "disabled"] | None
+    user: str | None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def keywords(parameters: Any) -> Callable[[_F], _F]:
+    """A decorator for a method whose ``**params`` are typed ``Unpack[parameters]`` (a
+    ``TypedDict`` of this module): a keyword that is neither the method's own nor one of
+    ``parameters`` raises ``TypeError`` at the call, as Python does for a function with
+    explicit keywords (type checkers report it too, through ``Unpack``), and
+    ``inspect.signature`` (``help()``) lists every parameter as a keyword of its own."""
+    names = frozenset(parameters.__optional_keys__ | parameters.__required_keys__)
+
+    def decorate(method: _F) -> _F:
+        signature = inspect.signature(method)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        known = names | {p.name for p in own}
+        hints = get_type_hints(parameters)
+
+        @functools.wraps(method)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for name in kwargs:
+                if name not in known:
+                    raise TypeError(
+                        f"{method.__qualname__}() got an unexpected keyword argument {name!r}"
+                    )
+            return method(*args, **kwargs)
+
+        typed = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hints[name]
+            )
+            for name in parameters.__annotations__
+        ]
+        checked.__signature__ = signature.replace(parameters=[*own, *typed])  # type: ignore[attr-defined]
+        return cast("_F", checked)
+
+    return decorate
 
 
 @attrs.frozen
@@ -144,16 +308,10 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     }
 )
 
-PARAMETERS = frozenset(
-    {
-        "prompt", "n", "size", "quality", "background", "output_format",
-        "output_compression", "moderation", "response_format", "style", "stream",
-        "partial_images", "input_fidelity", "user", "mask", "complexity", "frame_count",
-        "frame_duration_ms", "safety_identifier", "svg",
-    }
-)  # fmt: skip
+PARAMETERS = frozenset({"prompt", "mask", *EditParameters.__optional_keys__})
 """Every request parameter of the two endpoints besides ``model`` and the edit images
-(official SDK 3.57 parameter docs, the OpenAI Images API reference and TTAPI's pages).
+(official SDK 3.57 parameter docs, the OpenAI Images API reference and TTAPI's pages): the
+keys of :class:`EditParameters`, ``prompt`` and ``mask``.
 :func:`validate` lets other names through for the server to judge; the API (and the
 emulator) answers them with 400."""
 

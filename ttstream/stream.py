@@ -31,6 +31,7 @@ import httpx2
 from ._base64 import decode_on_arrival
 from ._body import read_body
 from ._bounds import Deadline, close_bounded
+from ._event_types import Event, StreamItem
 from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
@@ -48,10 +49,6 @@ from .sse import Comment
 
 __all__ = ["Event", "ImageStream", "Start", "StreamItem"]
 
-Event: TypeAlias = "PartialImage | Completed"
-"""An image event: a preview or a final image."""
-StreamItem: TypeAlias = "PartialImage | Completed | Reconnecting"
-"""What an :class:`ImageStream` yields: image events and reconnection notices."""
 Start: TypeAlias = "Callable[[bool], Awaitable[EventSource | httpx2.Response]]"
 """Starts the operation, once, given whether to decode images on arrival: an
 :class:`EventSource` for a stream, or the 2xx response of a non-streaming request (with

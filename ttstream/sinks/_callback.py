@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .._event_types import Event, StreamItem
 from .._exceptions import ImageDecodeError, ImageTooLargeError
 from ..events import Completed, PartialImage
-from ..stream import Event, StreamItem
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import anyio
 
+from .._event_types import Event, StreamItem
 from .._exceptions import ValidationError
 from ..events import Completed, PartialImage
-from ..stream import Event, StreamItem
 
 __all__ = ["SUFFIXES", "FileSink", "suffix_for"]
 

@@ -37,10 +37,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._base64 import decode_on_arrival
 from .._bounds import close_bounded
+from .._event_types import StreamItem
 from .._exceptions import APITimeoutError, TTStreamError, ValidationError
 from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
-from ..stream import ImageStream, StreamItem
+from ..stream import ImageStream
 from ._base import Sink
 
 __all__ = ["Policy", "SinkError", "pump"]

@@ -26,10 +26,10 @@ import attrs
 
 from .. import _secrets
 from .._bounds import validate_seconds
+from .._event_types import StreamItem
 from .._exceptions import TTStreamError, ValidationError, short_repr
 from .._reconnect import Reconnecting
 from ..events import Completed, InputTokensDetails, PartialImage, Usage, _Image, image_of
-from ..stream import StreamItem
 
 if TYPE_CHECKING:
     from coredis import Redis, RedisCluster

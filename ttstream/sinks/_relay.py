@@ -28,8 +28,8 @@ from typing import Any
 
 import anyio
 
+from .._event_types import StreamItem
 from ..events import Completed
-from ..stream import StreamItem
 from ._sse_frames import (
     SSE_HEADERS,
     Frame,

@@ -11,9 +11,9 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
+from .._event_types import StreamItem
 from .._reconnect import Reconnecting
 from ..events import image_of
-from ..stream import StreamItem
 from ._websocket import item_metadata, strict_json
 
 __all__ = [

@@ -12,9 +12,9 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from .._event_types import StreamItem
 from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage, Usage, image_of
-from ..stream import StreamItem
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
