@@ -2,10 +2,19 @@
 
 The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` and
 ``ttstream.params`` are public modules for the protocol core (no I/O).
+
+``import ttstream`` is cheap: the errors are imported with it, everything else (the
+client and its HTTP stack, the sinks, the sync client) on first use of its name, e.g.
+``ttstream.AsyncClient`` or ``from ttstream import AsyncClient`` (PEP 562). Optional
+packages (aiohttp, Pillow, Starlette, coredis, rich) are imported only where they are
+used. Type checkers see ordinary imports.
 """
 
-from . import sinks
-from ._event_types import Event, StreamItem
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -21,16 +30,47 @@ from ._exceptions import (
     TTStreamError,
     ValidationError,
 )
-from ._reconnect import Reconnecting, ReconnectPolicy
-from ._responses import Response
-from ._responses_client import ResponseStream
-from ._sync import Client, SyncImageStream
-from ._version import VERSION as __version__
-from .client import AsyncClient
-from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
-from .sinks import SinkError
-from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
-from .stream import ImageStream
+
+if TYPE_CHECKING:
+    from . import events, params, sinks, sse
+    from ._event_types import Event, StreamItem
+    from ._reconnect import Reconnecting, ReconnectPolicy
+    from ._responses import Response
+    from ._responses_client import ResponseStream
+    from ._sync import Client, SyncImageStream, SyncResponses
+    from ._version import VERSION as __version__
+    from .client import AsyncClient
+    from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
+    from .sinks import SinkError
+    from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
+    from .stream import ImageStream
+
+_LAZY = {
+    "AsyncClient": "client",
+    "Client": "_sync",
+    "Comment": "sse",
+    "Completed": "events",
+    "Event": "_event_types",
+    "EventSource": "sse",
+    "ImageStream": "stream",
+    "InputTokensDetails": "events",
+    "PartialImage": "events",
+    "ReconnectPolicy": "_reconnect",
+    "Reconnecting": "_reconnect",
+    "Response": "_responses",
+    "ResponseStream": "_responses_client",
+    "SSEDecoder": "sse",
+    "ServerSentEvent": "sse",
+    "SinkError": "sinks",
+    "StreamItem": "_event_types",
+    "SyncImageStream": "_sync",
+    "SyncResponses": "_sync",
+    "Usage": "events",
+    "parse_event": "events",
+    "__version__": "_version",  # read from the package's metadata, once
+}
+"""Each lazily exported name and the module (under ``ttstream``) that defines it."""
+_SUBMODULES = frozenset({"events", "params", "sinks", "sse"})
 
 __all__ = [
     "APIConnectionError",
@@ -62,10 +102,32 @@ __all__ = [
     "StreamError",
     "StreamItem",
     "SyncImageStream",
+    "SyncResponses",
     "TTStreamError",
     "Usage",
     "ValidationError",
     "__version__",
+    "events",
+    "params",
     "parse_event",
     "sinks",
+    "sse",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Imports a lazily exported name (or public submodule) on first use, then keeps it
+    in the module's namespace, so each is looked up once."""
+    if name in _SUBMODULES:
+        value: Any = importlib.import_module(f"{__name__}.{name}")
+    elif name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        value = getattr(module, "VERSION" if name == "__version__" else name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,25 +7,42 @@ the same client uses httpcore, httpx's own transport. The choice is made per req
 from the running event loop, so one client serves both. Nothing process-wide changes:
 only the client ttstream creates is affected; a client the caller passes is used as it
 is. Measurements: ``benchmarks/RESULTS.md``; see ``docs/fast.md``.
+
+``httpx-aiohttp`` (and with it aiohttp, which builds two SSL contexts when imported) is
+imported when the first request is sent on asyncio, not when ttstream is imported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-__all__ = ["AIOHTTP", "BackendTransport", "http_client"]
-
-try:
+if TYPE_CHECKING:
     from httpx_aiohttp.httpx2 import AiohttpTransport
     from httpx_aiohttp.httpx2.transport import AiohttpResponseStream
-except ImportError:  # the extra is not installed
-    AIOHTTP = False
-else:
-    AIOHTTP = True
+
+__all__ = ["AIOHTTP", "BackendTransport", "http_client"]
+
+AIOHTTP = importlib.util.find_spec("httpx_aiohttp") is not None
+"""Whether the ``aiohttp`` extra is installed (found without importing it)."""
+
+
+@functools.cache
+def _aiohttp() -> tuple[type[AiohttpTransport], type[AiohttpResponseStream]] | None:
+    """httpx-aiohttp's transport and response stream classes, imported on first use;
+    ``None`` when it cannot be imported (an httpx-aiohttp without httpx2 support)."""
+    try:
+        from httpx_aiohttp.httpx2 import AiohttpTransport as Transport
+        from httpx_aiohttp.httpx2.transport import AiohttpResponseStream as Stream
+    except ImportError:
+        return None
+    return Transport, Stream
+
 
 READ_SIZE = 256 * 1024
 """The largest piece an aiohttp response body is handed over in (httpx-aiohttp's own
@@ -43,9 +60,9 @@ class BackendTransport(httpx2.AsyncBaseTransport):
         self._other: httpx2.AsyncBaseTransport | None = None
 
     def _transport(self) -> httpx2.AsyncBaseTransport:
-        if _on_asyncio():
+        if _on_asyncio() and (aiohttp := _aiohttp()) is not None:
             if self._asyncio is None:
-                self._asyncio = AiohttpTransport(limits=self._limits)
+                self._asyncio = aiohttp[0](limits=self._limits)
             return self._asyncio
         if self._other is None:
             self._other = httpx2.AsyncHTTPTransport(limits=self._limits)
@@ -56,7 +73,8 @@ class BackendTransport(httpx2.AsyncBaseTransport):
             response = await self._transport().handle_async_request(request)
         except httpx2.ConnectTimeout as exc:
             raise _untimed(exc, httpx2.ConnectError) from exc.__cause__
-        if AIOHTTP and isinstance(response.stream, AiohttpResponseStream):
+        aiohttp = _aiohttp() if self._asyncio is not None else None
+        if aiohttp is not None and isinstance(response.stream, aiohttp[1]):
             response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
             response.stream = _RemappedStream(response.stream)
         return response

@@ -35,7 +35,6 @@ import anyio
 import attrs
 import httpx2
 
-from . import __version__
 from ._cli_output import Output, Progress, clean, make_output
 from ._exceptions import (
     APIConnectionError,
@@ -45,6 +44,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._reconnect import Reconnecting
+from ._version import VERSION
 from .client import DEFAULT_MODEL, AsyncClient, http_url
 from .events import Completed, _Image, image_of
 from .sinks import FileSink
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="API key: TTAPI_API_KEY, else OPENAI_API_KEY, else --api-key-file FILE "
         "(- reads stdin); with none of them and no --base-url, the built-in emulator runs.",
     )
-    parser.add_argument("--version", action="version", version=f"ttstream {__version__}")
+    parser.add_argument("--version", action="version", version=f"ttstream {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser(
         "generate", help="generate an image from a prompt", epilog=parser.epilog
