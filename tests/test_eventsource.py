@@ -383,7 +383,7 @@ async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
     first = Answer([f"id: Bearer {key}\ndata: a\n\n".encode(), 0.05], end="abort")
     with ScriptedServer(first, Answer([b"data: b\n\n"])) as server:
         async with ttstream.AsyncClient(key, base_url=server.url):  # registers the key
-            with caplog.at_level("WARNING", logger="ttstream"):
+            with caplog.at_level("INFO", logger="ttstream"):
                 got = await collect(server, reconnect=no_more(1))
     notice = next(item for item in got if isinstance(item, Reconnecting))
     assert key not in repr(notice)

@@ -333,12 +333,12 @@ def echo(status: int, headers: dict[str, str] | None = None) -> Handler:
 async def test_a_key_echoed_by_the_server_is_redacted_everywhere(
     key: str, auth: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="ttstream")
+    caplog.set_level(logging.INFO, logger="ttstream")
     with RawServer(echo(500)) as server:
         client = AsyncClient(key, base_url=server.url + "/v1", auth=auth, max_retries=1)
         with pytest.raises(APIStatusError) as info:
             await generate(client)
-    assert len(server.heads) == 2  # retried once, after a WARNING line
+    assert len(server.heads) == 2  # retried once, after an INFO line
     assert key in server.heads[0].decode()  # the server did see (and echo) the key
     error = info.value
     assert "[REDACTED]" in error.message
@@ -376,7 +376,7 @@ async def test_a_one_mb_error_body_is_short_in_str_and_in_the_retry_log(
 ) -> None:
     message = "y" * 1_000_000
     body = json.dumps({"error": {"message": message, "code": "big"}}).encode()
-    caplog.set_level(logging.WARNING, logger="ttstream")
+    caplog.set_level(logging.INFO, logger="ttstream")
     with RawServer(answer(503, JSON, body)) as server:
         client = AsyncClient(KEY, base_url=server.url + "/v1", max_retries=1)
         with pytest.raises(APIStatusError) as info:
@@ -384,7 +384,7 @@ async def test_a_one_mb_error_body_is_short_in_str_and_in_the_retry_log(
     assert len(str(info.value)) < 1000
     assert info.value.message == message
     assert info.value.body == {"error": {"message": message, "code": "big"}}
-    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    [warning] = [r for r in caplog.records if r.levelno == logging.INFO]
     assert len(warning.getMessage()) < 1500
 
 
@@ -460,8 +460,11 @@ async def test_deadlines_that_mean_nothing_are_refused_at_the_call(value: object
             client.generate("a kite", deadline=value)  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="deadline"):
             client.edit("a kite", images=[b"\x89PNG\r\n\x1a\n"], deadline=value)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="timeout"):
+        deprecated = pytest.warns(DeprecationWarning, match="deadline=")
+        with deprecated, pytest.raises(ValidationError, match="timeout"):
             await client.fetch_image(url_event("http://127.0.0.1/x"), timeout=value)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="deadline"):
+            await client.fetch_image(url_event("http://127.0.0.1/x"), deadline=value)  # type: ignore[arg-type]
 
 
 # -- edit inputs ----------------------------------------------------------------------

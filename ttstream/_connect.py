@@ -140,7 +140,7 @@ async def send(
         if delay is None:
             delay = backoff_delay(attempt)
         attempt += 1
-        logger.warning(
+        logger.info(  # routine, not a warning: a quiet library (docs/logging.md)
             "retrying %s %s in %.2f s (retry %d of %d) after: %s",
             request.method,
             request.url,

@@ -300,7 +300,7 @@ class EventSource:
         if self._reopen_delay is not None:
             delay, self._reopen_delay = self._reopen_delay, None
             note = _secrets.redact(self._reopen_note)  # a server may echo the key in ids
-            logger.warning("reconnecting to %s in %.2f s (%s)", self._url, delay, note)
+            logger.info("reconnecting to %s in %.2f s (%s)", self._url, delay, note)
             await anyio.sleep(delay)
             if self._closed:  # closed by another task while waiting
                 raise StopAsyncIteration
