@@ -120,3 +120,14 @@ def test_isinstance_works_with_the_event_unions() -> None:
     )
     assert not isinstance(notice, ttstream.Event)
     assert isinstance(notice, ttstream.StreamItem)
+
+
+def test_the_responses_client_does_not_import_the_client() -> None:
+    """No cycle: ``client`` imports ``_responses_client``, which needs only a protocol of
+    its client (base URL, HTTP client, auth headers, limits), not ``client`` itself."""
+    loaded = imported_after("import ttstream._responses_client")
+    assert "ttstream._responses_client" in loaded
+    assert "ttstream.client" not in loaded
+    source = (ROOT / "ttstream" / "_responses_client.py").read_text()
+    assert "._auth_headers" not in source
+    assert "._http" not in source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import io
 import signal
 import subprocess
@@ -190,3 +191,76 @@ def test_a_client_garbage_collected_stops_its_loop_thread(server: EmulatorServer
     del client
     gc.collect()
     assert set(threading.enumerate()) <= before
+
+
+TOOL = {"type": "image_generation", "partial_images": 1, "size": "64x48"}
+
+
+def test_responses_of_a_client_kept_nowhere_else(server: EmulatorServer) -> None:
+    before = set(threading.enumerate())
+    stream = Client("any-key", base_url=server.base_url).responses.stream(
+        model="gpt-5", input="a kite", tools=[TOOL]
+    )
+    gc.collect()  # the stream keeps its client alive
+    with stream:
+        events = list(stream)
+    assert [type(e) for e in events] == [PartialImage, Completed]
+    assert stream.response_id is not None
+    assert stream.last_sequence_number is not None
+    del stream
+    gc.collect()  # then the client is closed with its last user
+    assert set(threading.enumerate()) <= before
+
+
+def test_responses_kept_after_their_client_is_gone(server: EmulatorServer) -> None:
+    before = set(threading.enumerate())
+    client = Client("any-key", base_url=server.base_url)
+    responses = client.responses
+    del client
+    gc.collect()
+    with responses.stream(model="gpt-5", input="kite", tools=[TOOL], background=True) as stream:
+        [*_, final] = list(stream)
+    assert isinstance(final, Completed)
+    with responses.resume(stream.response_id or "", starting_after=-1) as again:
+        assert isinstance(list(again)[-1], Completed)
+    del responses, stream, again
+    gc.collect()
+    assert set(threading.enumerate()) <= before
+
+
+def test_the_sync_stream_has_what_the_async_stream_has(server: EmulatorServer) -> None:
+    asynchronous = {n for n in dir(ttstream.ResponseStream) if not n.startswith("_")}
+    # aclose is close; deadline_at is a time on the loop thread's clock, of no use here
+    assert asynchronous - {"aclose", "deadline_at"} <= set(dir(ttstream.SyncImageStream))
+    with Client("any-key", base_url=server.base_url) as client:
+        stream = client.generate("a kite", size=SIZE, partial_images=2)
+        assert (stream.started, stream.decode_images, stream.last_partial) == (False, None, None)
+        stream.decode_images = False
+        with stream:
+            events = list(stream)
+        assert stream.started
+        assert stream.last_partial is events[1]
+        assert (stream.response, stream.response_id, stream.last_sequence_number) == (None,) * 3
+
+
+def test_fetch_image_takes_a_deadline_and_deprecates_timeout(server: EmulatorServer) -> None:
+    with Client("any-key", base_url=server.base_url) as client:
+        [event] = list(client.generate("a cat", model="dall-e-2", response_format="url"))
+        assert isinstance(event, Completed)
+        assert client.fetch_image(event, deadline=30).startswith(b"\x89PNG")
+        with pytest.warns(DeprecationWarning, match="deadline=") as caught:
+            assert client.fetch_image(event, timeout=30).startswith(b"\x89PNG")
+        assert caught[0].filename == __file__  # the warning points at the caller
+        with pytest.raises(ValidationError, match="deadline"):
+            client.fetch_image(event, deadline=-1)
+
+
+def test_the_client_takes_the_async_clients_arguments() -> None:
+    asynchronous = inspect.signature(ttstream.AsyncClient).parameters
+    synchronous = inspect.signature(Client).parameters
+    assert list(asynchronous) == list(synchronous)[: len(asynchronous)]
+    for name, parameter in asynchronous.items():
+        assert synchronous[name].default is parameter.default, name
+    assert all(p.kind is not p.VAR_KEYWORD for p in synchronous.values())
+    responses = inspect.signature(ttstream.SyncResponses.resume).parameters
+    assert all(p.kind is not p.VAR_KEYWORD for p in responses.values())
