@@ -190,7 +190,7 @@ async def test_closes_only_the_http_client_it_created() -> None:
     await http.aclose()
     client = AsyncClient(KEY)
     await client.aclose()
-    assert client._http.is_closed
+    assert client.http_client.is_closed
 
 
 # -- request bodies ----------------------------------------------------------------------
