@@ -30,6 +30,7 @@ __all__ = [
     "form_fields",
     "json_body",
     "load_images",
+    "merge_extra_body",
     "multipart_files",
 ]
 
@@ -122,6 +123,21 @@ async def load_images(
             "images", "files and references mixed", "all files or all references (with mask)"
         )
     return loaded, loaded_mask  # type: ignore[return-value]
+
+
+def merge_extra_body(body: dict[str, Any], extra_body: Mapping[str, object] | None) -> None:
+    """Merges ``extra_body`` (the ``extra_body=`` of the client's methods) over the top
+    level of ``body``, as it is: unchecked, for the fields and values ttstream does not
+    know yet (openai's convention).
+
+    Raises:
+        ValidationError: ``extra_body`` is not a mapping with string keys.
+    """
+    if extra_body is None:
+        return
+    if not isinstance(extra_body, Mapping) or not all(isinstance(k, str) for k in extra_body):
+        raise ValidationError("extra_body", extra_body, "a mapping of JSON field names")
+    body.update(extra_body)
 
 
 def json_body(params: Mapping[str, Any]) -> bytes:

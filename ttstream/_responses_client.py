@@ -27,7 +27,7 @@ from . import params as _params
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
 from ._reconnect import ReconnectPolicy
-from ._request import json_body
+from ._request import json_body, merge_extra_body
 from ._responses import Response, ResponsesInterpreter
 from ._version import USER_AGENT
 from .params import ImageGenerationTool, ResponsesParameters
@@ -156,10 +156,7 @@ class Responses:
         body["stream"] = True
         if background:
             body["background"] = True
-        if extra_body is not None:
-            if not isinstance(extra_body, Mapping):
-                raise ValidationError("extra_body", extra_body, "a mapping of JSON field names")
-            body.update(extra_body)
+        merge_extra_body(body, extra_body)
         interpreter = ResponsesInterpreter()
         url = f"{self._client.base_url}/responses"
         return self._stream(

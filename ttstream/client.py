@@ -43,6 +43,7 @@ from ._request import (
     form_fields,
     json_body,
     load_images,
+    merge_extra_body,
     multipart_files,
 )
 from ._responses_client import Responses
@@ -473,10 +474,7 @@ def _wire(body: Mapping[str, Any], extra_body: Mapping[str, object] | None) -> d
         for name, value in body.items()
         if value is not None and (name != "stream" or value)
     }
-    if extra_body is not None:
-        if not isinstance(extra_body, Mapping) or not all(isinstance(k, str) for k in extra_body):
-            raise ValidationError("extra_body", extra_body, "a mapping of JSON field names")
-        wire.update(extra_body)
+    merge_extra_body(wire, extra_body)
     return wire
 
 
