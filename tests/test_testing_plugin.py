@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Loaded here, before pytester's in-process runs snapshot sys.modules and unload what each
+# run imported: ``import ttstream`` loads the client lazily, and a client module unloaded
+# between runs would leave its submodules behind as stale attributes of the package.
+import ttstream._sync  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "testing" / "test_thumbnails.py"

@@ -116,17 +116,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Imports a lazily exported name (or public submodule) on first use, then keeps it
-    in the module's namespace, so each is looked up once."""
+    """A lazily exported name (or public submodule), imported on first use.
+
+    Not kept in this module's namespace: each use reads the defining module as
+    ``sys.modules`` holds it now, so a test harness that unloads and reloads modules
+    (pytest's ``pytester``) never gets a class of an earlier load."""
     if name in _SUBMODULES:
-        value: Any = importlib.import_module(f"{__name__}.{name}")
-    elif name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
         module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        value = getattr(module, "VERSION" if name == "__version__" else name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+        return getattr(module, "VERSION" if name == "__version__" else name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
