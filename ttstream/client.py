@@ -110,6 +110,7 @@ class AsyncClient:
         max_retries: retries before the stream starts (connection errors, timeouts,
             408, 409, 429, >= 500), with the official SDKs' delays.
         http_client: an ``httpx2.AsyncClient`` to use; it is not closed by this client.
+            An ``httpx.AsyncClient`` (the old httpx package) is refused.
         max_event_bytes: the largest event (or non-streaming body per image) accepted.
         reconnect: how a stream that broke after it started reconnects (resuming with
             ``Last-Event-ID`` when the server sent ids; regenerating only if allowed).
@@ -117,7 +118,8 @@ class AsyncClient:
             event, or ``None``; overridable per call.
 
     Raises:
-        ValidationError: no key was found, or ``auth`` is not one of its values.
+        ValidationError: no key was found, ``auth`` is not one of its values, or
+            ``http_client`` is not an ``httpx2.AsyncClient``.
     """
 
     def __init__(
