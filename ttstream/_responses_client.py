@@ -40,12 +40,10 @@ class APIClient(Protocol):
     """What ``client.responses`` needs of its client (an :class:`~ttstream.AsyncClient`
     is one): where to send, how to authenticate, and the limits of its streams."""
 
-    @property
-    def base_url(self) -> str: ...
+    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str: ...
+    async def auth_headers(self, path: str) -> Mapping[str, str]: ...
     @property
     def http_client(self) -> httpx2.AsyncClient: ...
-    @property
-    def auth_headers(self) -> dict[str, str]: ...
     @property
     def timeout(self) -> httpx2.Timeout: ...
     @property
@@ -158,7 +156,7 @@ class Responses:
             body["background"] = True
         merge_extra_body(body, extra_body)
         interpreter = ResponsesInterpreter()
-        url = f"{self._client.base_url}/responses"
+        url = self._client.endpoint_url("responses")
         return self._stream(
             "POST", url, json_body(body), interpreter, background, deadline, reconnect
         )
@@ -212,7 +210,7 @@ class Responses:
             return None
 
         async def start(decode_images: bool) -> EventSource:
-            headers = {**client.auth_headers, "User-Agent": USER_AGENT}
+            headers = {**(await client.auth_headers("responses")), "User-Agent": USER_AGENT}
             if content is not None:
                 headers["Content-Type"] = "application/json"
             return EventSource(
@@ -242,4 +240,4 @@ class Responses:
         if interpreter.last_sequence_number is not None:
             query["starting_after"] = str(interpreter.last_sequence_number)
         response_id = urllib.parse.quote(str(interpreter.response_id), safe="")
-        return f"{self._client.base_url}/responses/{response_id}?{urllib.parse.urlencode(query)}"
+        return self._client.endpoint_url(f"responses/{response_id}", query)

@@ -201,12 +201,17 @@ class AsyncClient:
         default credentials: the key is added to each API request only."""
         return self._http
 
-    @property
-    def auth_headers(self) -> dict[str, str]:
-        """The headers that carry the key (``TT-API-KEY`` or ``Authorization``), added to
-        each API request and to nothing else: a new dict on each read. They hold the key
-        in clear: never log them."""
-        return dict(self._auth_headers)
+    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The URL of an API ``path`` (``"images/generations"``, ``"responses"``) with
+        ``query``: ``{base_url}/{path}?{query}``."""
+        url = f"{self.base_url}/{path}"
+        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
+
+    async def auth_headers(self, path: str) -> Mapping[str, str]:
+        """The credential headers of one request to ``path``, asked for per request:
+        ``TT-API-KEY`` or ``Authorization: Bearer``, added to API requests and to nothing
+        else. They hold the key in clear: never log them."""
+        return self._auth_headers
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -426,9 +431,9 @@ class AsyncClient:
 
         async def start(decode_images: bool) -> EventSource | httpx2.Response:
             prepared = await prepare()
-            url = f"{self.base_url}/{prepared.path}"
+            url = self.endpoint_url(prepared.path)
             headers = {
-                **self._auth_headers,
+                **(await self.auth_headers(prepared.path)),
                 "User-Agent": USER_AGENT,
                 "Content-Type": prepared.content_type,
             }
