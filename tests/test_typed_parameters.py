@@ -277,3 +277,15 @@ def test_httpx_is_recognised_by_the_class_module_without_importing_it() -> None:
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+
+
+def test_the_image_tool_options_are_images_api_parameters() -> None:
+    options = set(params.ImageGenerationTool.__annotations__)
+    not_images_api = {"type", "model", "action", "input_image_mask"}
+    assert options - not_images_api <= params.PARAMETERS
+    tool: params.ImageGenerationTool = {
+        "type": "image_generation", "model": "gpt-image-1.5", "size": "1024x1024",
+        "quality": "high", "background": "opaque", "output_format": "webp",
+        "output_compression": 50, "moderation": "low", "partial_images": 2,
+    }  # fmt: skip
+    params.validate_tool(tool)  # every option, as the Images API rules take it
