@@ -18,6 +18,7 @@ is shielded from cancellation and bounded in time (``ttstream._bounds``).
 
 from __future__ import annotations
 
+import decimal
 import enum
 import json
 from collections import deque
@@ -31,6 +32,7 @@ import httpx2
 from ._base64 import decode_on_arrival
 from ._body import read_body
 from ._bounds import Deadline, close_bounded
+from ._cost import estimate_cost
 from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
@@ -43,7 +45,7 @@ from ._exceptions import (
 )
 from ._interpret import Interpreter
 from ._reconnect import Reconnecting
-from .events import Completed, PartialImage, parse_response
+from .events import Completed, PartialImage, Usage, parse_response
 from .sse import Comment
 
 __all__ = ["Event", "ImageStream", "Start", "StreamItem"]
@@ -120,6 +122,9 @@ class ImageStream:
         when every sink only forwards base64. Set it before the stream starts."""
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
+        self.model: str | None = None
+        """The model asked for (set by the client), for :attr:`cost`."""
+        self._usages: list[Usage | None] = []  # of the Completed events delivered
 
     def __repr__(self) -> str:
         return f"<ImageStream {self._state.value} request_id={self.request_id!r}>"
@@ -128,6 +133,14 @@ class ImageStream:
     def request_id(self) -> str | None:
         """The server's ``x-request-id`` for the latest request, once it answered."""
         return self._source.request_id if self._source is not None else self._request_id
+
+    @property
+    def cost(self) -> decimal.Decimal | None:
+        """The estimated price in US dollars of the images delivered so far, from their
+        usage and ``genai-prices`` (the ``cost`` extra), or ``None`` when unknown: no
+        image yet, an image without usage, an unknown model, or the extra missing.
+        Prices are estimates (docs/batch.md, "Cost")."""
+        return estimate_cost(self.model, self._usages) if self._usages else None
 
     @property
     def started(self) -> bool:
@@ -162,6 +175,8 @@ class ImageStream:
         if item is None:
             await self.aclose()
             raise StopAsyncIteration
+        if isinstance(item, Completed):
+            self._usages.append(item.usage)
         return item
 
     async def aclose(self) -> None:
