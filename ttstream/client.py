@@ -21,7 +21,7 @@ import anyio
 import attrs
 import httpx2
 
-from . import _secrets, _transport
+from . import _otel, _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, validate_seconds
@@ -447,6 +447,7 @@ class AsyncClient:
             deadline=self.deadline if deadline is None else deadline,
         )
         stream.model = str(body["model"])
+        stream.telemetry = _otel.generation(operation, stream.model, self.base_url)
         return stream
 
 

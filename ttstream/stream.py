@@ -44,6 +44,7 @@ from ._exceptions import (
     short_repr,
 )
 from ._interpret import Interpreter
+from ._otel import Generation, observed
 from ._reconnect import Reconnecting
 from .events import Completed, PartialImage, Usage, parse_response
 from .sse import Comment
@@ -125,6 +126,9 @@ class ImageStream:
         self.model: str | None = None
         """The model asked for (set by the client), for :attr:`cost`."""
         self._usages: list[Usage | None] = []  # of the Completed events delivered
+        self.telemetry: Generation | None = None
+        """The OpenTelemetry span of this generation (set by the client; ``None``
+        without the ``otel`` extra): docs/observability.md."""
 
     def __repr__(self) -> str:
         return f"<ImageStream {self._state.value} request_id={self.request_id!r}>"
@@ -173,10 +177,13 @@ class ImageStream:
         self._check_unused()
         item = await self._guarded(self._next)
         if item is None:
+            self._ended_by(None)
             await self.aclose()
             raise StopAsyncIteration
         if isinstance(item, Completed):
             self._usages.append(item.usage)
+        if self.telemetry is not None:
+            self.telemetry.saw(item)
         return item
 
     async def aclose(self) -> None:
@@ -184,6 +191,7 @@ class ImageStream:
         cancellation and bounded in time, so it completes inside a cancelled scope too."""
         self._state = _State.ENDED
         self._ready = None
+        self._ended_by(None)
         await self._release()
 
     async def _release(self) -> None:
@@ -202,24 +210,33 @@ class ImageStream:
     async def _guarded(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """Runs one step under the overall deadline; closes the stream if it fails."""
         try:
-            with self._deadline.scope():
+            with self._deadline.scope(), observed(self.telemetry):
                 return await step()
         except (APITimeoutError, APIConnectionError) as exc:
             exc.last_partial = exc.last_partial or self.last_partial
+            self._ended_by(exc)
             await self.aclose()
             raise
-        except BaseException:
+        except BaseException as exc:
+            self._ended_by(exc)
             await self.aclose()
             raise
-        await self.aclose()
         error = self._deadline.error()
+        self._ended_by(error)
+        await self.aclose()
         error.last_partial = self.last_partial
         raise error
+
+    def _ended_by(self, error: BaseException | None) -> None:
+        if self.telemetry is not None:
+            self.telemetry.end(error, response_id=self.request_id)
 
     async def _ensure_started(self) -> None:
         if self._state is not _State.NEW:
             return
         self._state = _State.OPEN
+        if self.telemetry is not None:
+            self.telemetry.start()
         decode = self.decode_images
         if decode is None:
             decode = decode_on_arrival(relays_base64=False)
