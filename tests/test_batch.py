@@ -275,3 +275,41 @@ def test_the_sync_client_iterates_a_batch(sync_client: ttstream.Client) -> None:
     assert sorted(r.key for r in results) == keys
     assert all(r.ok for r in results)
     assert batch.batch.done == 3
+
+
+async def test_an_error_in_the_body_closes_every_stream_and_goes_on_as_it_is(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+
+    async def fail_once_streaming(client: ttstream.AsyncClient) -> None:
+        async with client.batch(concurrency=3) as batch:
+            for i in range(3):
+                batch.add(f"p{i}", partial_images=1)
+            for _ in range(1000):  # until the three streams are open (at most 10 s)
+                if len([job for job in batch.running() if job.previews]) == 3:
+                    break
+                await anyio.sleep(0.01)
+            raise KeyError("boom")
+
+    async with _client(ttstream_emulator, "stall=30") as client:
+        with pytest.raises(KeyError, match="boom"):
+            await fail_once_streaming(client)
+    for _ in range(100):
+        if ttstream_emulator.stream_stats.open_streams == 0:
+            break
+        await anyio.sleep(0.02)
+    assert ttstream_emulator.stream_stats.open_streams == 0
+
+
+async def test_leaving_early_cancels_what_still_runs(ttstream_emulator: EmulatorServer) -> None:
+    before = ttstream_emulator.stream_stats.generations
+    async with _client(ttstream_emulator) as client:
+        async with client.batch(concurrency=1) as batch:
+            for i in range(20):
+                batch.add(f"p{i}")
+            async for result in batch:
+                assert result.ok
+                break
+        with pytest.raises(ttstream.TTStreamError, match="has ended"):
+            batch.add("late")
+    assert ttstream_emulator.stream_stats.generations - before < 20

@@ -428,12 +428,14 @@ class Batch:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         self._closed = True
         assert self._tg is not None
         try:
             self._tg.cancel_scope.cancel()  # what still runs is abandoned: streams close
-            return bool(await self._tg.__aexit__(exc_type, exc, traceback))
+            # The body's own exception goes on as it is (not in an exception group): the
+            # task group only waits here for its cancelled jobs.
+            await self._tg.__aexit__(None, None, None)
         finally:
             self._remove_hooks()
             self._send.close()
