@@ -313,3 +313,44 @@ async def test_leaving_early_cancels_what_still_runs(ttstream_emulator: Emulator
         with pytest.raises(ttstream.TTStreamError, match="has ended"):
             batch.add("late")
     assert ttstream_emulator.stream_stats.generations - before < 20
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.3) as server:
+        yield server
+
+
+async def test_a_background_response_in_flight_is_resumed_not_paid_again(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+
+    def add(batch: ttstream.Batch) -> None:
+        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+
+    before = slow_emulator.stream_stats.generations
+    async with _client(slow_emulator) as client:
+        with anyio.CancelScope() as scope:
+            async with client.batch(journal=journal) as batch:
+                add(batch)
+                for _ in range(1000):  # until the first preview (at most 10 s), then stop
+                    if any(job.previews for job in batch.running()):
+                        scope.cancel()
+                    await anyio.sleep(0.01)
+    with sqlite3.connect(journal) as db:
+        ((state, response_id, number),) = db.execute(
+            "SELECT state, response_id, sequence_number FROM jobs"
+        ).fetchall()
+    assert state == "running"
+    assert response_id
+    assert number is not None
+    async with _client(slow_emulator) as client, client.batch(journal=journal) as batch:
+        add(batch)
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert result.resumed
+    assert [type(e).__name__ for e in result.events] == ["Completed"]
+    assert result.events[0].response_id == response_id
+    assert slow_emulator.stream_stats.generations - before == 1  # one image, paid once

@@ -67,6 +67,7 @@ from ._exceptions import APIStatusError, TTStreamError, ValidationError
 from ._journal import Journal, JournalRow, params_hash
 from ._reconnect import Reconnecting
 from ._request import ImageInput
+from ._responses_client import ResponseStream
 from ._retry import backoff_delay, retry_after
 from .events import Completed, PartialImage
 from .sinks._file import create_new, suffix_for
@@ -101,6 +102,9 @@ class _Client(Protocol):
 
     @property
     def fetch_image(self) -> Callable[..., Awaitable[bytes]]: ...
+
+    @property
+    def responses(self) -> Any: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -168,6 +172,7 @@ class _Job:
     added_at: float
     batch: Batch
     earlier_attempts: int = 0
+    resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
     attempts: int = 0
     resumed: bool = False
     started_at: float | None = None
@@ -370,12 +375,44 @@ class Batch:
         }
         return self._add(key, make, described, params)
 
+    def respond(
+        self,
+        input: Any,
+        *,
+        model: str,
+        key: str | None = None,
+        deadline: float | None = None,
+        **params: Any,
+    ) -> str:
+        """Adds a Responses API job: the arguments of ``client.responses.stream``
+        (``model``, ``input``, ``tools``, ``background``, ...) plus ``key``. Returns the
+        key. With ``background=True`` and a journal, the response id and the sequence
+        number of the last preview are journaled, and a rerun finds the job in flight
+        resumes it (``client.responses.resume(id, starting_after=n)``) instead of paying
+        for a new generation (docs/batch.md, "The journal")."""
+        responses = self._client.responses
+        options = {**params, "model": model, "input": input, "deadline": deadline}
+        make = functools.partial(responses.stream, **options)
+        described = {"operation": "response", **params, "model": model, "input": input}
+        resume = None
+        if params.get("background"):
+
+            def resume(response_id: str, starting_after: int | None) -> ImageStream:
+                stream: ImageStream = responses.resume(
+                    response_id, starting_after=starting_after, deadline=deadline
+                )
+                return stream
+
+        return self._add(key, make, described, params, resume=resume)
+
     def _add(
         self,
         key: str | None,
         make: Callable[[], ImageStream],
         described: Mapping[str, Any],
         params: Mapping[str, Any],
+        *,
+        resume: Callable[[str, int | None], ImageStream] | None = None,
     ) -> str:
         if self._closed:
             raise TTStreamError("this batch has ended: add jobs inside its `async with` block")
@@ -395,6 +432,7 @@ class Batch:
                 images=n if isinstance(n, int) and n > 0 else 1,
                 added_at=time.monotonic(),
                 batch=self,
+                resume=resume,
             )
         )
         self._outstanding += 1
@@ -561,6 +599,9 @@ class Batch:
                     await self._send.send(_from_journal(job, row))
                     continue
                 job.resumed = row.state == "running"
+                if job.resumed and job.resume is not None and row.response_id is not None:
+                    # A background response in flight: read it on, not generated again.
+                    job.stream = job.resume(row.response_id, row.sequence_number)
             await self._limiter.acquire_on_behalf_of(job)
             try:
                 await self._pace(job.images)
@@ -677,6 +718,8 @@ class Batch:
                                 job.first_preview_at = anyio.current_time()
                             job.previews += 1
                             job.latest_preview = item.index
+                            if job.resume is not None:
+                                await self._progress(job, stream)
                         elif isinstance(item, Completed):
                             events.append(item)
                         elif isinstance(item, Reconnecting):
@@ -688,6 +731,15 @@ class Batch:
                 await self._pace(job.images)
                 continue
             return events
+
+    async def _progress(self, job: _Job, stream: ImageStream) -> None:
+        """Journals a background response's id and the sequence number of its last
+        preview (not of a final image: a resume must deliver the final again)."""
+        if self._journal is None or not isinstance(stream, ResponseStream):
+            return
+        response_id, number = stream.response_id, stream.last_sequence_number
+        if response_id is not None and number is not None:
+            await self._journal.progress(job.key, response_id=response_id, sequence_number=number)
 
     async def _write(self, job: _Job, events: Sequence[Completed]) -> list[Path]:
         assert self.out is not None
