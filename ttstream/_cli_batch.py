@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._cli_output import clean
+from ._cli_output import clean, terminal_console
 from ._exceptions import TTStreamError, ValidationError
 from .batch import Batch, JobResult
 from .client import AsyncClient
@@ -306,19 +306,6 @@ def _money(cost: decimal.Decimal | None, unpriced: int) -> str:
     return f"{text} (+{unpriced} job(s) unpriced)" if unpriced else text
 
 
-def _console() -> Console | None:
-    if not sys.stdout.isatty():
-        return None
-    try:
-        from rich.console import Console
-    except ImportError:
-        return None
-    console = Console(highlight=False)
-    if not console.is_terminal or console.is_dumb_terminal:
-        return None
-    return console
-
-
 async def _run(
     args: argparse.Namespace,
     jobs: Sequence[JobLine],
@@ -390,7 +377,7 @@ def run(
     except TTStreamError as exc:
         print(f"ttstream: error: {describe(exc)}", file=sys.stderr)
         return 1
-    with _Display(len(jobs), _console(), secrets) as display:
+    with _Display(len(jobs), terminal_console(), secrets) as display:
         try:
             ok = anyio.run(_run, args, jobs, client, display, describe)
         except JobsFileError as exc:

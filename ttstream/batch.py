@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextvars
 import decimal
 import functools
-import math
 import os
 import re
 import time
@@ -62,6 +61,7 @@ import attrs
 import httpx2
 from anyio.from_thread import BlockingPortal
 
+from ._bounds import validate_positive
 from ._cost import estimate_cost, usage_totals
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
 from ._journal import Journal, JournalRow, params_hash
@@ -208,19 +208,6 @@ def _positive_int(name: str, value: int) -> int:
     return value
 
 
-def _rate(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(name, value, "None or a finite number > 0 (per minute)")
-    return float(value)
-
-
 class Batch:
     """Many jobs on one client: see the module docstring and docs/batch.md.
 
@@ -253,8 +240,12 @@ class Batch:
     ) -> None:
         self._client = client
         self.concurrency = _positive_int("concurrency", concurrency)
-        self.images_per_minute = _rate("images_per_minute", images_per_minute)
-        self.requests_per_minute = _rate("requests_per_minute", requests_per_minute)
+        self.images_per_minute = validate_positive(
+            "images_per_minute", images_per_minute, "images per minute"
+        )
+        self.requests_per_minute = validate_positive(
+            "requests_per_minute", requests_per_minute, "requests per minute"
+        )
         self.journal_path = None if journal is None else os.fspath(journal)
         self.out = None if out is None else Path(out)
         self._pending: deque[_Job] = deque()
