@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import decimal
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -354,3 +356,59 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     assert [type(e).__name__ for e in result.events] == ["Completed"]
     assert result.events[0].response_id == response_id
     assert slow_emulator.stream_stats.generations - before == 1  # one image, paid once
+
+
+CRASHING_RUN = """
+import sys, anyio, ttstream
+
+async def main(base_url, journal):
+    async with ttstream.AsyncClient("emulator-key", base_url=base_url) as client:
+        async with client.batch(concurrency=3, journal=journal) as batch:
+            for i in range(9):
+                batch.add(f"kite {i}", key=f"k{i}", size="64x48", partial_images=1)
+            async for result in batch:
+                print(result.key, flush=True)
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_killed_process_leaves_a_sound_journal_and_the_rerun_pays_only_the_rest(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    script = tmp_path / "run.py"
+    script.write_text(CRASHING_RUN, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, str(script), slow_emulator.base_url, str(journal)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline().strip()  # one job done, others in flight
+        assert first.startswith("k")
+    finally:
+        process.kill()  # SIGKILL: no cleanup of any kind
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    with sqlite3.connect(journal) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        done = {key for (key,) in db.execute("SELECT key FROM jobs WHERE state = 'done'")}
+    assert first in done
+    before = slow_emulator.stream_stats.generations
+
+    async def rerun() -> list[ttstream.JobResult]:
+        async with (
+            _client(slow_emulator) as client,
+            client.batch(concurrency=9, journal=journal) as batch,
+        ):
+            for i in range(9):
+                batch.add(f"kite {i}", key=f"k{i}", size="64x48", partial_images=1)
+            return [r async for r in batch]
+
+    results = anyio.run(rerun)
+    assert all(r.ok for r in results)
+    assert {r.key for r in results if r.from_journal} == done
+    assert slow_emulator.stream_stats.generations - before == 9 - len(done)

@@ -470,14 +470,14 @@ class Batch:
             self._send.close()
             self._receive.close()
             if self._journal is not None:
-                with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
                     await self._journal.aclose()
 
     def __aiter__(self) -> Batch:
         return self
 
     async def __anext__(self) -> JobResult:
-        if self._tg is None:
+        if self._tg is None or self._closed:
             raise TTStreamError("iterate a batch inside its `async with` block")
         if self._outstanding == 0:
             raise StopAsyncIteration
