@@ -204,3 +204,14 @@ def test_the_live_display_then_ctrl_c_exits_130_and_a_rerun_continues(
     assert "ttstream batch" in child.before  # the summary table's title
     assert slow_emulator.stream_stats.generations - before == 6 - len(done_before)
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_with_no_key_it_runs_on_the_emulator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TTAPI_API_KEY")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a kite", "size": "64x48"})
+    assert cli.main(["batch", str(jobs), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "using the built-in emulator" in printed
+    assert (tmp_path / "out" / "line-1.png").stat().st_size > 0
