@@ -10,14 +10,18 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from ttstream import cli
+from ttstream import _cli_batch, cli
+from ttstream._journal import params_hash
 from ttstream.emulator import EmulatorServer
 
 KEY = "sk-batch-0123456789abcdef"
@@ -215,3 +219,44 @@ def test_with_no_key_it_runs_on_the_emulator(
     printed = capsys.readouterr().out
     assert "using the built-in emulator" in printed
     assert (tmp_path / "out" / "line-1.png").stat().st_size > 0
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+_JOB = st.fixed_dictionaries(
+    {"prompt": _TEXT},
+    optional={"size": st.sampled_from(["64x48", "1024x1024"]), "n": st.integers(1, 10)},
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(jobs=st.lists(_JOB, max_size=8))
+def test_the_jobs_file_reads_back_what_was_written(jobs: list[dict[str, object]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_jobs(Path(tmp) / "jobs.jsonl", *jobs)
+        read = _cli_batch.read_jobs(path, edit=False)
+    assert [(line.prompt, line.params) for line in read] == [
+        (job["prompt"], {k: v for k, v in job.items() if k != "prompt"}) for job in jobs
+    ]
+    assert [line.key for line in read] == [f"line-{i}" for i in range(1, len(jobs) + 1)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=200))
+def test_any_jobs_file_is_read_or_refused_with_its_line(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "jobs.jsonl"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            _cli_batch.read_jobs(path, edit=False)
+        except _cli_batch.JobsFileError as exc:
+            error: str | None = str(exc)
+        else:
+            error = None
+    assert error is None or "jobs.jsonl line " in error
+
+
+@given(params=st.dictionaries(_TEXT, st.integers() | _TEXT, max_size=6))
+def test_the_parameters_hash_ignores_their_order(params: dict[str, object]) -> None:
+    shuffled = dict(reversed(list(params.items())))
+    assert params_hash(params) == params_hash(shuffled)
+    assert params_hash({**params, "extra": 1}) != params_hash({**params, "extra": 2})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import decimal
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +45,7 @@ __all__ = ["JOURNAL_NAME", "JobsFileError", "add_parser", "read_jobs", "run"]
 
 JOURNAL_NAME = ".ttstream-journal.sqlite"
 """The journal's file name inside ``--out`` unless ``--journal`` names another."""
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that did not decode (surrogateescape)
 _MAX_LINE = 1024 * 1024  # characters of one JOBS line
 _REFRESH = 0.25  # seconds between redraws of the live display
 _MAX_SHOWN_RUNNING = 12  # lines of running jobs on the live display
@@ -110,8 +112,10 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
     jobs: list[JobLine] = []
     keys: dict[str, int] = {}
     base = path.parent
-    with path.open(encoding="utf-8") as file:
+    with path.open(encoding="utf-8", errors="surrogateescape") as file:
         for number, text in enumerate(file, start=1):
+            if _NOT_UTF8.search(text):
+                raise JobsFileError(f"{path.name} line {number}: not UTF-8 text")
             text = text.strip()
             if not text or text.startswith("#"):
                 continue
