@@ -7,6 +7,7 @@ import decimal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -412,3 +413,48 @@ def test_a_killed_process_leaves_a_sound_journal_and_the_rerun_pays_only_the_res
     assert all(r.ok for r in results)
     assert {r.key for r in results if r.from_journal} == done
     assert slow_emulator.stream_stats.generations - before == 9 - len(done)
+
+
+INTERRUPTED_SYNC_RUN = """
+import os, signal, sys, threading
+import ttstream
+
+with ttstream.Client("emulator-key", base_url=sys.argv[1]) as client:
+    try:
+        with client.batch(concurrency=2, journal=sys.argv[2]) as batch:
+            for i in range(4):
+                batch.add(f"kite {i}", key=f"k{i}", size="64x48", partial_images=2)
+            for number, result in enumerate(batch):
+                print("result", result.key, flush=True)
+                if number == 0:  # one Ctrl-C, while the next jobs run
+                    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_in_a_sync_batch_closes_the_streams_and_keeps_the_journal(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    script = tmp_path / "run.py"
+    script.write_text(INTERRUPTED_SYNC_RUN, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), slow_emulator.base_url, str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "interrupted"
+    finished = {line.split()[1] for line in lines if line.startswith("result ")}
+    states = {key: row[0] for key, row in _rows(journal).items()}
+    assert {key for key, state in states.items() if state == "done"} == finished
+    assert set(states.values()) == {"done", "running"}
+    for _ in range(100):
+        if slow_emulator.stream_stats.open_streams == 0:
+            break
+        time.sleep(0.02)
+    assert slow_emulator.stream_stats.open_streams == 0
