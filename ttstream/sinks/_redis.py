@@ -16,9 +16,11 @@ in the other Redis modules, lazily: ``import ttstream.sinks`` works without it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
@@ -38,13 +40,18 @@ if TYPE_CHECKING:
     """A coredis client made with ``decode_responses=False`` (the default), entered."""
 
 __all__ = [
+    "ClaimLostError",
+    "Fence",
     "MalformedEntryError",
     "RedisStreamError",
     "RedisStreamSink",
     "Terminal",
+    "claim_key",
     "decode_entry",
     "encode_item",
     "encode_terminal",
+    "fence_of",
+    "fenced",
     "format_id",
     "parse_id",
 ]
@@ -64,6 +71,13 @@ class RedisStreamError(TTStreamError):
     The message names the command, the key and what went wrong (coredis's error, or the
     timeout in seconds); the coredis exception, if any, is the ``__cause__``.
     """
+
+
+class ClaimLostError(RedisStreamError):
+    """The worker no longer holds the claim of the job it was writing (its claim expired
+    and another worker took the job over): nothing was written, and nothing more will be.
+    Raised by fenced writes and by :func:`ttstream.relay.start_once`
+    (``docs/redis.md``, "Fencing")."""
 
 
 class MalformedEntryError(TTStreamError):
@@ -111,6 +125,113 @@ async def call(what: str, key: str, limit: float, command: Callable[[], Awaitabl
     except (RedisError, OSError) as exc:
         reason = short_repr(str(exc) or type(exc).__name__, 200)
         raise RedisStreamError(f"{what} {key!r} failed: {type(exc).__name__}: {reason}") from exc
+
+
+# KEYS[1] the stream, KEYS[2] the claim; ARGV[1] the token, ARGV[2] MAXLEN's operator
+# ("~" or "="), ARGV[3] its threshold, ARGV[4] the expiry in ms, then field, value, ...:
+# the XADD and PEXPIRE happen only while the claim holds the token, in one atomic step.
+_FENCED_XADD = """
+if redis.call('get', KEYS[2]) ~= ARGV[1] then return false end
+local id = redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], ARGV[3], '*', unpack(ARGV, 5))
+redis.call('pexpire', KEYS[1], ARGV[4])
+return id
+"""
+# KEYS[1] the stream, KEYS[2] the claim, ARGV[1] the token: DEL while the claim is ours.
+_FENCED_DEL = """
+if redis.call('get', KEYS[2]) ~= ARGV[1] then return -1 end
+return redis.call('del', KEYS[1])
+"""
+
+
+def claim_key(job_key: str) -> str:
+    """The key of the claim on the job whose stream is ``job_key``, in the stream's hash
+    slot (a Redis Cluster runs a fenced write, which names both, on one node):
+    ``<job_key>:claim`` when ``job_key`` has a hash tag (``{...}``, non-empty),
+    ``{<job_key>}:claim`` when it has no brace at all (the tag is then the whole stream
+    key, which is what the stream's slot is computed from).
+
+    Raises:
+        ValidationError: a key with braces but no hash tag (``a}b``, ``{}x``): no claim
+            key can share its slot.
+    """
+    opening = job_key.find("{")
+    if opening >= 0:
+        closing = job_key.find("}", opening + 1)
+        if closing > opening + 1:
+            return f"{job_key}:claim"
+    elif "}" not in job_key:
+        return f"{{{job_key}}}:claim"
+    raise ValidationError(
+        "job_key", job_key, "a key with a non-empty hash tag ({...}) or without braces"
+    )
+
+
+class Fence:
+    """The fencing token of a claimed job: the stream ``stream`` may be written only
+    while the claim key ``claim`` holds ``token``; each write checks it in the same
+    atomic step (a Lua script), so a worker whose claim expired writes nothing after
+    another worker took the job over (``docs/redis.md``, "Fencing").
+
+    ``lost`` becomes ``True`` once a write was refused: the claim is gone for good."""
+
+    __slots__ = ("claim", "lost", "stream", "token")
+
+    def __init__(self, stream: str, claim: str, token: str) -> None:
+        self.stream = stream
+        self.claim = claim
+        self.token = token
+        self.lost = False
+
+    def __repr__(self) -> str:  # the token is not a secret, but it is noise
+        return f"<Fence stream={self.stream!r} lost={self.lost}>"
+
+    def refused(self, what: str) -> ClaimLostError:
+        """Marks the claim lost; the error a refused write raises."""
+        self.lost = True
+        return ClaimLostError(
+            f"{what} {self.stream!r} refused: the claim {self.claim!r} is no longer this "
+            "worker's (it expired and another worker took the job over)"
+        )
+
+
+_FENCES: contextvars.ContextVar[tuple[Fence, ...]] = contextvars.ContextVar(
+    "ttstream_redis_fences", default=()
+)
+
+
+@contextlib.contextmanager
+def fenced(fence: Fence) -> Iterator[Fence]:
+    """Within this block (and the tasks started in it), every write of ttstream's Redis
+    layer to ``fence.stream`` is fenced by ``fence``; :func:`ttstream.relay.start_once`
+    enters it around ``start()``."""
+    reset = _FENCES.set((*_FENCES.get(), fence))
+    try:
+        yield fence
+    finally:
+        _FENCES.reset(reset)
+
+
+def fence_of(stream: str) -> Fence | None:
+    """The fence that holds for writes to ``stream`` here (see :func:`fenced`), if any."""
+    for fence in reversed(_FENCES.get()):
+        if fence.stream == stream:
+            return fence
+    return None
+
+
+async def delete_fenced(redis: RedisClient, fence: Fence, limit: float) -> None:
+    """``DEL`` of ``fence.stream``, only while the claim is ours.
+
+    Raises:
+        ClaimLostError: the claim is no longer ours; nothing was deleted.
+        RedisStreamError: Redis refused or did not answer within ``limit`` seconds.
+    """
+    keys = [fence.stream, fence.claim]
+    done = await call(
+        "DEL", fence.stream, limit, lambda: redis.eval(_FENCED_DEL, keys, [fence.token])
+    )
+    if done == -1:
+        raise fence.refused("DEL")
 
 
 # The entry codec. Field values are bytes on the wire; these are the fields that are not
@@ -310,14 +431,31 @@ async def append(
     approximate: bool,
     ttl: float,
     limit: float,
+    fence: Fence | None = None,
 ) -> str:
     """``XADD key MAXLEN [~] maxlen * fields`` and ``PEXPIRE key ttl``, in one round
-    trip; returns the new entry's id.
+    trip; returns the new entry's id. With ``fence``, both run in one Lua script only
+    while the claim holds the fence's token.
 
     Raises:
+        ClaimLostError: with ``fence``: the claim is no longer ours; nothing was written.
         RedisStreamError: Redis refused or did not answer within ``limit`` seconds.
     """
     from coredis import PureToken
+
+    expiry = max(1, round(ttl * 1000))
+    if fence is not None:
+        if fence.lost:
+            raise fence.refused("XADD")
+        arguments: list[str | bytes | int] = [fence.token, "~" if approximate else "=", maxlen]
+        arguments.append(expiry)
+        for name, value in fields.items():
+            arguments += [name, value]
+        keys = [key, fence.claim]
+        added = await call("XADD", key, limit, lambda: redis.eval(_FENCED_XADD, keys, arguments))
+        if added is None:
+            raise fence.refused("XADD")
+        return added.decode("latin-1") if isinstance(added, bytes) else str(added)
 
     async def xadd() -> str:
         async with redis.pipeline(transaction=False) as pipe:
@@ -328,16 +466,18 @@ async def append(
                 trim_operator=PureToken.APPROXIMATELY if approximate else None,
                 threshold=maxlen,
             )
-            pipe.pexpire(key, max(1, round(ttl * 1000)))
+            pipe.pexpire(key, expiry)
         entry_id = await added
         return "" if entry_id is None else entry_id.decode("latin-1")
 
     return await call("XADD", key, limit, xadd)
 
 
-async def last_entry(redis: RedisClient, key: str, limit: float) -> tuple[str, bool] | None:
-    """The id of the newest entry of ``key`` and whether it is terminal; ``None`` when
-    the stream is empty or absent.
+async def newest_entry(
+    redis: RedisClient, key: str, limit: float
+) -> tuple[str, Mapping[Any, Any]] | None:
+    """The id and raw fields of the newest entry of ``key``; ``None`` when the stream is
+    empty or absent.
 
     Raises:
         RedisStreamError: Redis refused or did not answer within ``limit`` seconds.
@@ -347,7 +487,18 @@ async def last_entry(redis: RedisClient, key: str, limit: float) -> tuple[str, b
         return None
     entry_id = entries[0].identifier
     text = entry_id.decode("latin-1") if isinstance(entry_id, bytes) else entry_id
-    return text, is_terminal(entries[0].field_values)
+    return text, entries[0].field_values
+
+
+async def last_entry(redis: RedisClient, key: str, limit: float) -> tuple[str, bool] | None:
+    """The id of the newest entry of ``key`` and whether it is terminal; ``None`` when
+    the stream is empty or absent.
+
+    Raises:
+        RedisStreamError: Redis refused or did not answer within ``limit`` seconds.
+    """
+    newest = await newest_entry(redis, key, limit)
+    return None if newest is None else (newest[0], is_terminal(newest[1]))
 
 
 class RedisStreamSink:
@@ -426,6 +577,7 @@ class RedisStreamSink:
             approximate=self.approximate,
             ttl=self.ttl,
             limit=self.timeout,
+            fence=fence_of(self.key),
         )
         self.entries += 1
 

@@ -37,6 +37,7 @@ from ._redis import (
     RedisStreamError,
     Terminal,
     call,
+    claim_key,
     decode_entry,
     format_id,
     last_entry,
@@ -380,8 +381,6 @@ class RedisRelay:
         if anyio.current_time() - tail.read_at > self.idle_timeout:
             return f"no new entry for {self.idle_timeout:g} s: the generation is lost"
         if self.claims:
-            from ..relay import claim_key
-
             claim = claim_key(tail.key)
             held = await call("EXISTS", claim, self.timeout, lambda: self.redis.exists([claim]))
             if not held:
