@@ -45,8 +45,9 @@ from .sinks._redis import (
     delete_fenced,
     encode_terminal,
     fenced,
+    generation_of,
     is_terminal,
-    last_entry,
+    new_generation,
     newest_entry,
     public_message,
 )
@@ -207,10 +208,11 @@ async def _close_orphan(
     deletes it, so that the new generation starts a stream of its own. Both writes are
     fenced by our claim."""
     key = fence.stream
-    newest = await last_entry(redis, key, limit)
+    newest = await newest_entry(redis, key, limit)
     if newest is None:
         return
-    if not newest[1]:
+    if not is_terminal(newest[1]):
+        orphan = generation_of(newest[1])
         terminal = Terminal(
             outcome="error", message="the worker running this generation stopped before its end"
         )
@@ -222,6 +224,7 @@ async def _close_orphan(
             approximate=True,
             ttl=ttl,
             limit=limit,
+            generation=new_generation() if orphan is None else orphan.decode("latin-1"),
             fence=fence,
         )
     await delete_fenced(redis, fence, limit)
@@ -266,6 +269,7 @@ async def _finish(
             approximate=True,
             ttl=ttl,
             limit=limit,
+            generation=fence.generation,
             fence=fence,
         )
     claim = fence.claim

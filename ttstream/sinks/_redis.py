@@ -20,6 +20,8 @@ import contextlib
 import contextvars
 import json
 import re
+import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -60,6 +62,11 @@ _T = TypeVar("_T")
 
 EntryId = tuple[int, int]
 """A Redis stream entry id ``<milliseconds>-<sequence>`` as a pair of ints (ordered)."""
+
+MARKER = "ttstream"
+"""The field every entry ttstream writes carries: the id of its generation (a random
+token, the claim's under ``start_once``). A relay serves no entry without it, and a
+``Last-Event-ID`` of another generation restarts a viewer (``docs/redis.md``)."""
 
 _ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _MAX_MESSAGE = 500  # characters of an error message kept in a terminal entry
@@ -185,6 +192,11 @@ class Fence:
     def __repr__(self) -> str:  # the token is not a secret, but it is noise
         return f"<Fence stream={self.stream!r} lost={self.lost}>"
 
+    @property
+    def generation(self) -> str:
+        """The id of the generation this claim runs: the token without its state."""
+        return self.token.rpartition(":")[2]
+
     def refused(self, what: str) -> ClaimLostError:
         """Marks the claim lost; the error a refused write raises."""
         self.lost = True
@@ -262,14 +274,16 @@ class Terminal:
 def encode_item(item: StreamItem) -> dict[str, str | bytes]:
     """The fields of the entry for ``item`` (``docs/redis.md``, "Entries")."""
     if isinstance(item, Reconnecting):
-        return {
-            "type": "reconnecting",
-            "attempt": str(item.attempt),
-            "delay": repr(float(item.delay)),
-            "last_event_id": item.last_event_id,
-            "regenerating": "1" if item.regenerating else "0",
-            "reason": item.reason,
-        }
+        return _redacted(
+            {
+                "type": "reconnecting",
+                "attempt": str(item.attempt),
+                "delay": repr(float(item.delay)),
+                "last_event_id": item.last_event_id,
+                "regenerating": "1" if item.regenerating else "0",
+                "reason": item.reason,
+            }
+        )
     fields: dict[str, str | bytes] = {
         "type": "partial_image" if isinstance(item, PartialImage) else "completed",
         "operation": item.operation,
@@ -287,14 +301,21 @@ def encode_item(item: StreamItem) -> dict[str, str | bytes]:
         fields["extra"] = json.dumps(dict(item.extra), separators=(",", ":"))
     if image_of(item) is not None:  # not item.b64_json: that would encode the image
         fields["image"] = item.image_bytes
-    return fields
+    return _redacted(fields)
+
+
+def _redacted(fields: dict[str, str | bytes]) -> dict[str, str | bytes]:
+    """Every text field through the one redaction (``ttstream._secrets``): what a server
+    echoed (a key in ``extra``, ``revised_prompt``, a ``Last-Event-ID``, a transport's
+    error text) is stored without it. The image's bytes are left as they are."""
+    return {name: _secrets.redact(v) if isinstance(v, str) else v for name, v in fields.items()}
 
 
 def encode_terminal(terminal: Terminal) -> dict[str, str | bytes]:
     """The fields of a terminal entry."""
     if terminal.outcome == "end":
         return {"type": "end", "images": str(terminal.images)}
-    return {"type": "error", "error": terminal.error, "message": terminal.message}
+    return _redacted({"type": "error", "error": terminal.error, "message": terminal.message})
 
 
 class _Entry:
@@ -340,8 +361,8 @@ class _Entry:
             return None
         try:
             value = json.loads(text)
-        except ValueError:
-            raise self.malformed(name, "is not JSON") from None
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            raise self.malformed(name, "is not JSON (or is nested too deeply)") from None
         if not isinstance(value, dict):
             raise self.malformed(name, "is not a JSON object")
         return value
@@ -416,6 +437,18 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
     )
 
 
+def generation_of(fields: Mapping[Any, Any]) -> bytes | None:
+    """The :data:`MARKER` field of an entry's raw fields: its generation's id; ``None``
+    for an entry ttstream did not write."""
+    value = fields.get(MARKER.encode())
+    return value if isinstance(value, bytes) and value else None
+
+
+def new_generation() -> str:
+    """A fresh generation id (16 hex digits)."""
+    return secrets.token_hex(8)
+
+
 def is_terminal(fields: Mapping[Any, Any]) -> bool:
     """Whether the raw fields of an entry are those of a terminal entry."""
     kind = fields.get(b"type", fields.get("type"))
@@ -431,11 +464,13 @@ async def append(
     approximate: bool,
     ttl: float,
     limit: float,
+    generation: str,
     fence: Fence | None = None,
 ) -> str:
     """``XADD key MAXLEN [~] maxlen * fields`` and ``PEXPIRE key ttl``, in one round
-    trip; returns the new entry's id. With ``fence``, both run in one Lua script only
-    while the claim holds the fence's token.
+    trip; returns the new entry's id. The entry carries :data:`MARKER` with
+    ``generation``. With ``fence``, both run in one Lua script only while the claim
+    holds the fence's token.
 
     Raises:
         ClaimLostError: with ``fence``: the claim is no longer ours; nothing was written.
@@ -444,6 +479,7 @@ async def append(
     from coredis import PureToken
 
     expiry = max(1, round(ttl * 1000))
+    fields = {MARKER: generation, **fields}
     if fence is not None:
         if fence.lost:
             raise fence.refused("XADD")
@@ -514,8 +550,22 @@ class RedisStreamSink:
     log. Entry layout: ``docs/redis.md``.
 
     Under :func:`~ttstream.sinks.pump` it gets the ``block`` and ``latest`` policies and
-    the failure isolation of every sink: when Redis goes away, ``send`` raises, the sink
-    is detached and ``pump`` raises :class:`~ttstream.sinks.SinkError` at the end.
+    the failure isolation of every sink.
+
+    A short Redis outage (a restart, a failover) is ridden out: an entry Redis did not
+    take is kept, with the ones after it, in order, in a buffer of at most
+    ``max_buffer`` bytes, and written as soon as Redis answers again (each ``send``
+    tries first; ``fail`` and ``aclose`` wait for it). Only when Redis has failed for
+    ``outage`` seconds, or the buffer would pass ``max_buffer``, does the sink fail:
+    ``send`` raises, ``pump`` detaches it and raises :class:`~ttstream.sinks.SinkError`
+    at the end. An entry whose command timed out may have been applied before the
+    timeout: it is then written twice (same fields, a later id). Entries survive a
+    Redis restart only if Redis persists them (``appendonly yes``); ``docs/redis.md``,
+    "Outages".
+
+    Within :func:`ttstream.relay.start_once` for the same key, every write is fenced by
+    the job's claim: a worker that lost it writes nothing more and raises
+    :class:`ClaimLostError`.
 
     Args:
         redis: an entered coredis client (``async with coredis.Redis(...) as redis``),
@@ -527,11 +577,15 @@ class RedisStreamSink:
         approximate: ``MAXLEN ~`` (Redis trims whole nodes, cheaper; the stream may hold
             a few more than ``maxlen`` entries) or ``MAXLEN =``.
         timeout: seconds each command may take (> 0).
+        outage: seconds a Redis failure is ridden out before the sink fails (> 0).
+        max_buffer: bytes of entries kept while Redis is away (at least 1; default
+            64 MiB: a few images at full size).
 
     Raises:
-        ValueError: a setting out of range, or a client that decodes responses.
+        ValidationError: a setting out of range, or a client that decodes responses.
         RedisStreamError: from ``send``, ``fail`` and ``aclose``: Redis refused the
-            entry or did not answer within ``timeout``.
+            entries or did not answer for ``outage`` seconds, or the buffer was full.
+        ClaimLostError: from the same, under ``start_once``: the claim was lost.
         RuntimeError: from ``send``: the terminal entry was already written.
     """
 
@@ -544,11 +598,16 @@ class RedisStreamSink:
         ttl: float = 3600.0,
         approximate: bool = True,
         timeout: float = 5.0,
+        outage: float = 10.0,
+        max_buffer: int = 64 * 1024 * 1024,
     ) -> None:
         if not isinstance(maxlen, int) or maxlen < 1:
             raise ValidationError("maxlen", maxlen, "an int >= 1 (entries)")
+        if not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValidationError("max_buffer", max_buffer, "an int >= 1 (bytes)")
         validate_seconds("ttl", ttl)
         validate_seconds("timeout", timeout)
+        validate_seconds("outage", outage)
         if getattr(redis, "decode_responses", False):
             raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
         self.redis = redis
@@ -557,18 +616,26 @@ class RedisStreamSink:
         self.ttl = ttl
         self.approximate = approximate
         self.timeout = timeout
+        self.outage = outage
+        self.max_buffer = max_buffer
         self.last_id = ""
         """The id of the newest entry written (``""`` before the first)."""
         self.entries = 0
         """Entries written so far, the terminal one included."""
         self._images = 0
         self._ended = False
+        self._generation = new_generation()
+        self._pending: deque[tuple[Mapping[str, str | bytes], int]] = deque()
+        self._pending_bytes = 0
+        self._failing_since: float | None = None
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "live"
-        return f"<RedisStreamSink {state} key={self.key!r} entries={self.entries}>"
+        waiting = f" buffered={len(self._pending)}" if self._pending else ""
+        return f"<RedisStreamSink {state} key={self.key!r} entries={self.entries}{waiting}>"
 
-    async def _append(self, fields: Mapping[str, str | bytes]) -> None:
+    async def _write(self, fields: Mapping[str, str | bytes]) -> None:
+        fence = fence_of(self.key)
         self.last_id = await append(
             self.redis,
             self.key,
@@ -577,9 +644,55 @@ class RedisStreamSink:
             approximate=self.approximate,
             ttl=self.ttl,
             limit=self.timeout,
-            fence=fence_of(self.key),
+            generation=self._generation if fence is None else fence.generation,
+            fence=fence,
         )
         self.entries += 1
+
+    async def _append(self, fields: Mapping[str, str | bytes], *, wait: bool = False) -> None:
+        """Queues the entry behind those Redis has not taken yet, and writes what it can
+        (with ``wait``, waits for Redis up to ``outage``)."""
+        size = sum(len(name) + len(value) for name, value in fields.items())
+        self._pending.append((fields, size))
+        self._pending_bytes += size
+        await self._flush(wait=wait)
+
+    async def _flush(self, *, wait: bool) -> None:
+        while True:
+            try:
+                while self._pending:
+                    fields, size = self._pending[0]
+                    await self._write(fields)
+                    self._pending.popleft()
+                    self._pending_bytes -= size
+            except ClaimLostError:
+                self._drop_pending()
+                raise
+            except RedisStreamError as exc:
+                now = anyio.current_time()
+                if self._failing_since is None:
+                    self._failing_since = now
+                failing = now - self._failing_since
+                if failing >= self.outage or self._pending_bytes > self.max_buffer:
+                    lost = len(self._pending)
+                    self._drop_pending()
+                    why = (
+                        f"Redis failed for {failing:.1f} s"
+                        if failing >= self.outage
+                        else f"more than max_buffer={self.max_buffer} bytes waited for it"
+                    )
+                    raise RedisStreamError(f"{exc} ({why}; {lost} entries not written)") from exc
+                if not wait:
+                    return
+                await anyio.sleep(min(0.25, self.outage - failing))
+            else:
+                self._failing_since = None
+                return
+
+    def _drop_pending(self) -> None:
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._ended = True  # a failed sink takes no more
 
     async def send(self, event: StreamItem) -> None:
         """Appends the entry for ``event`` (see the class docstring)."""
@@ -597,7 +710,8 @@ class RedisStreamSink:
         self._ended = True
         name = "" if isinstance(error, str) else type(error).__name__
         await self._append(
-            encode_terminal(Terminal(outcome="error", error=name, message=public_message(error)))
+            encode_terminal(Terminal(outcome="error", error=name, message=public_message(error))),
+            wait=True,
         )
 
     async def aclose(self) -> None:
@@ -609,4 +723,4 @@ class RedisStreamSink:
             await self.fail(TTStreamError("the generation ended before its final image"))
             return
         self._ended = True
-        await self._append(encode_terminal(Terminal(outcome="end", images=self._images)))
+        await self._append(encode_terminal(Terminal(outcome="end", images=self._images)), wait=True)
