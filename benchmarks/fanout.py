@@ -225,9 +225,7 @@ def answer_of(name: str, process: subprocess.Popen[bytes], timeout: float) -> di
         answer = None
     if process.returncode != 0 or not isinstance(answer, dict):
         shown = (out or b"")[-200:].decode(errors="replace")
-        raise ProcessFailed(
-            f"{name} failed (exit code {process.returncode}); it printed {shown!r}"
-        )
+        raise ProcessFailed(f"{name} failed (exit code {process.returncode}); it printed {shown!r}")
     return answer
 
 
