@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import math
 import os
 import re
@@ -17,11 +18,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import attrs
 import coredis
 import httpx2
 import pytest
-from redis_server import COREDIS_LEAK, NAMES, RedisServer, api_of, client_of
+from redis_server import (
+    COREDIS_LEAK,
+    MISSING,
+    NAMES,
+    REDIS_SERVER,
+    RedisServer,
+    api_of,
+    client_of,
+)
 from starlette.applications import Starlette
 from starlette.routing import Route
 from test_relay import Browser, eventually, gated, image_of, serving
@@ -477,3 +487,39 @@ async def test_a_viewer_that_does_not_read_is_dropped_after_send_timeout(
             await eventually(lambda: relay.connections == 0)
             assert not relay._tails  # what it held for that viewer is released
     await sink.aclose()
+
+
+@pytest.mark.filterwarnings(COREDIS_LEAK)
+async def test_a_browser_watching_through_a_short_redis_restart_gets_every_event(
+    emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    items = await emulator_items(emulator)
+    server = RedisServer(appendonly="yes", appendfsync="always").start()
+    try:
+        async with (
+            client_of(server) as writer,
+            workers(server, anyio_backend, count=1, block=0.1, keepalive=0.2) as [(relay, http)],
+            anyio.create_task_group() as tasks,
+        ):
+            sink = RedisStreamSink(writer, PREFIX + key, timeout=1)
+            await sink.send(items[0])
+            browser = Browser(http, f"/previews/{key}")
+            tasks.start_soon(browser.run)
+            await eventually(lambda: len(browser.events) == 1)
+            server.kill()
+            await sink.send(items[1])  # kept by the sink while Redis is away
+            await anyio.sleep(2)  # Redis is away for 2 s; the browser gets keepalives
+            await anyio.to_thread.run_sync(server.start)
+            for item in items[2:]:
+                await sink.send(item)
+            await sink.aclose()
+            with anyio.fail_after(10):
+                await eventually(lambda: browser.done)
+    finally:
+        server.stop()
+        gc.collect()
+    assert browser.names == NAMES
+    assert browser.raw.count(b":\n\n") >= 1  # held by keepalive comments meanwhile
+    assert relay.connections == 0
