@@ -83,7 +83,7 @@ class RedisStreamError(TTStreamError):
 class ClaimLostError(RedisStreamError):
     """The worker no longer holds the claim of the job it was writing (its claim expired
     and another worker took the job over): nothing was written, and nothing more will be.
-    Raised by fenced writes and by :func:`ttstream.relay.start_once`
+    Raised by fenced writes and by :func:`ttstream.redis.start_once`
     (``docs/redis.md``, "Fencing")."""
 
 
@@ -214,7 +214,7 @@ _FENCES: contextvars.ContextVar[tuple[Fence, ...]] = contextvars.ContextVar(
 @contextlib.contextmanager
 def fenced(fence: Fence) -> Iterator[Fence]:
     """Within this block (and the tasks started in it), every write of ttstream's Redis
-    layer to ``fence.stream`` is fenced by ``fence``; :func:`ttstream.relay.start_once`
+    layer to ``fence.stream`` is fenced by ``fence``; :func:`ttstream.redis.start_once`
     enters it around ``start()``."""
     reset = _FENCES.set((*_FENCES.get(), fence))
     try:
@@ -563,7 +563,7 @@ class RedisStreamSink:
     Redis restart only if Redis persists them (``appendonly yes``); ``docs/redis.md``,
     "Outages".
 
-    Within :func:`ttstream.relay.start_once` for the same key, every write is fenced by
+    Within :func:`ttstream.redis.start_once` for the same key, every write is fenced by
     the job's claim: a worker that lost it writes nothing more and raises
     :class:`ClaimLostError`.
 

@@ -163,8 +163,8 @@ class RedisRelay:
             ``decode_responses=False``, used from the event loop that serves the app.
         prefix: put before the key from the path (only streams under it are served;
             not empty).
-        claims: the streams are started with :func:`ttstream.relay.start_once`: a stream
-            with no terminal entry whose claim (``ttstream.relay.claim_key(key)``) is
+        claims: the streams are started with :func:`ttstream.redis.start_once`: a stream
+            with no terminal entry whose claim (``ttstream.redis.claim_key(key)``) is
             gone has lost its worker and ends with an error event.
         authorize: ``authorize(scope, key)`` (sync or async) decides who may watch.
         token_secret: the secret viewer tokens are signed with (at least 16 bytes).
