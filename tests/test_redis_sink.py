@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -372,42 +371,30 @@ async def test_a_short_redis_restart_is_ridden_out_and_every_image_reaches_redis
 
 
 @pytest.mark.filterwarnings(COREDIS_LEAK)
-async def test_an_outage_longer_than_outage_fails_the_sink_and_says_so(key: str) -> None:
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
-    server = RedisServer().start()
-    try:
-        async with client_of(server) as client:
-            sink = RedisStreamSink(client, key, timeout=1, outage=0.5)
-            await sink.send(NOTICE)
-            server.kill()
-            await sink.send(NOTICE)  # kept: Redis may come back
-            assert "buffered=1" in repr(sink)
-            with anyio.fail_after(10), pytest.raises(RedisStreamError, match="entries not written"):
-                await sink.aclose()
-    finally:
-        server.stop()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
+async def test_an_outage_longer_than_outage_fails_the_sink_and_says_so(
+    own_redis_server: RedisServer, key: str
+) -> None:
+    server = own_redis_server
+    async with client_of(server) as client:
+        sink = RedisStreamSink(client, key, timeout=1, outage=0.5)
+        await sink.send(NOTICE)
+        server.kill()
+        await sink.send(NOTICE)  # kept: Redis may come back
+        assert "buffered=1" in repr(sink)
+        with anyio.fail_after(10), pytest.raises(RedisStreamError, match="entries not written"):
+            await sink.aclose()
 
 
 @pytest.mark.filterwarnings(COREDIS_LEAK)
-async def test_a_buffer_over_max_buffer_fails_the_sink(key: str) -> None:
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
-    server = RedisServer().start()
-    try:
-        async with client_of(server) as client:
-            sink = RedisStreamSink(client, key, timeout=1, max_buffer=150)
-            server.kill()
-            with anyio.fail_after(10):
-                for _ in range(2):
-                    await sink.send(NOTICE)  # kept: about 65 bytes each
-                with pytest.raises(RedisStreamError, match="max_buffer=150"):
-                    await sink.send(NOTICE)
-    finally:
-        server.stop()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
+async def test_a_buffer_over_max_buffer_fails_the_sink(
+    own_redis_server: RedisServer, key: str
+) -> None:
+    server = own_redis_server
+    async with client_of(server) as client:
+        sink = RedisStreamSink(client, key, timeout=1, max_buffer=150)
+        server.kill()
+        with anyio.fail_after(10):
+            for _ in range(2):
+                await sink.send(NOTICE)  # kept: about 65 bytes each
+            with pytest.raises(RedisStreamError, match="max_buffer=150"):
+                await sink.send(NOTICE)

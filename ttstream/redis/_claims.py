@@ -217,18 +217,33 @@ async def _close_orphan(
         terminal = Terminal(
             outcome="error", message="the worker running this generation stopped before its end"
         )
-        await append(
-            redis,
-            key,
-            encode_terminal(terminal),
-            maxlen=maxlen,
-            approximate=True,
-            ttl=ttl,
-            limit=limit,
-            generation=new_generation() if orphan is None else orphan.decode("latin-1"),
-            fence=fence,
-        )
+        generation = new_generation() if orphan is None else orphan.decode("latin-1")
+        await _end(redis, fence, terminal, generation, maxlen=maxlen, ttl=ttl, limit=limit)
     await delete_fenced(redis, fence, limit)
+
+
+async def _end(
+    redis: RedisClient,
+    fence: Fence,
+    terminal: Terminal,
+    generation: str,
+    *,
+    maxlen: int,
+    ttl: float,
+    limit: float,
+) -> None:
+    """Appends ``terminal`` to the fenced stream, as an entry of ``generation``."""
+    await append(
+        redis,
+        fence.stream,
+        encode_terminal(terminal),
+        maxlen=maxlen,
+        approximate=True,
+        ttl=ttl,
+        limit=limit,
+        generation=generation,
+        fence=fence,
+    )
 
 
 async def _finish(
@@ -244,8 +259,7 @@ async def _finish(
     (or failed); both only while the claim is ours."""
     if fence.lost:
         return  # another worker owns the job now: not one more write
-    key = fence.stream
-    newest = await newest_entry(redis, key, limit)
+    newest = await newest_entry(redis, fence.stream, limit)
     ended = newest is not None and is_terminal(newest[1])
     failed = not ended or failure is not None
     if newest is not None and ended and newest[1].get(b"type") == b"error":
@@ -262,19 +276,9 @@ async def _finish(
             error="" if isinstance(reason, str) else type(reason).__name__,
             message=public_message(reason),
         )
-        await append(
-            redis,
-            key,
-            encode_terminal(terminal),
-            maxlen=maxlen,
-            approximate=True,
-            ttl=ttl,
-            limit=limit,
-            generation=fence.generation,
-            fence=fence,
-        )
+        await _end(redis, fence, terminal, fence.generation, maxlen=maxlen, ttl=ttl, limit=limit)
     claim = fence.claim
-    done = f"done:{'failed:' if failed else ''}{fence.token.partition(':')[2]}"
+    done = f"done:{'failed:' if failed else ''}{fence.generation}"
     await call(
         "EVAL hand over",
         claim,
