@@ -4,11 +4,13 @@ Each item becomes one entry (``XADD``), so any process that reads the stream (th
 of :mod:`ttstream.sinks`'s ``RedisRelay``, ``redis-cli XRANGE``, a service in another
 language) sees the generation as it happens, with Redis's entry ids as its order. The
 entry layout is documented in ``docs/redis.md``; in short, every entry has a ``type``
-field, images carry the image file as the binary ``image`` field, and the other
-metadata are fields of their own (numbers in decimal, ``usage`` and ``extra`` as JSON).
+field and the ``ttstream`` marker (its generation's id), images carry the image file
+as the binary ``image`` field, and the other metadata are fields of their own (numbers
+in decimal, ``usage`` and ``extra`` as JSON), every text through the one redaction.
 The last entry of a generation is a terminal one: ``type`` ``end`` (``images``: how many
 final images), or ``error`` (``error``: the exception's type name, ``message``: its
-message, shortened, with anything that looks like a credential masked).
+message, shortened and redacted). Writes within ``start_once`` are fenced by the job's
+claim (``docs/redis.md``, "Fencing").
 
 The client is ``coredis`` (``pip install 'ttstream[redis]'``), imported only here and
 in the other Redis modules, lazily: ``import ttstream.sinks`` works without it.
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     """A coredis client made with ``decode_responses=False`` (the default), entered."""
 
 __all__ = [
+    "MARKER",
     "ClaimLostError",
     "Fence",
     "MalformedEntryError",
