@@ -4,6 +4,7 @@ started), the claim's renewal, hand-over and expiry, and what a dead worker leav
 
 from __future__ import annotations
 
+import binascii
 import concurrent.futures
 import gc
 import math
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 import coredis
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis_server import (
     COREDIS_LEAK,
     NAMES,
@@ -355,3 +358,28 @@ async def test_fencing_on_a_real_redis_cluster(
     assert lost == ["partial_image"]
     assert all(len(both) == 1 for both in slots.values())  # stream and claim: one slot
     gc.collect()  # coredis's unclosed streams now, under this test's warning filter
+
+
+def redis_slot(key: bytes) -> int:
+    """A key's hash slot by the Redis Cluster specification ("Hash tags"): CRC16-XMODEM
+    (``binascii.crc_hqx`` with 0) of the hash tag if the key has a non-empty one, else of
+    the whole key, modulo 16384."""
+    opening = key.find(b"{")
+    if opening >= 0:
+        closing = key.find(b"}", opening + 1)
+        if closing > opening + 1:
+            key = key[opening + 1 : closing]
+    return binascii.crc_hqx(key, 0) % 16384
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_claim_key_is_in_its_streams_slot_or_refused(job: str) -> None:
+    try:
+        claim = claim_key(job)
+    except ValueError:
+        # Refused only when braces make a shared slot impossible.
+        assert "{" in job or "}" in job
+        return
+    assert redis_slot(claim.encode("utf-8", "surrogatepass")) == redis_slot(
+        job.encode("utf-8", "surrogatepass")
+    )
