@@ -6,7 +6,7 @@
 A task generates one image with the synchronous ``ttstream.Client`` and writes its final
 image into ``TTSTREAM_OUT`` (``<key>-final.png``, never over another file). Celery
 delivers a task at least once: with ``acks_late`` a task whose worker died is delivered
-again, and a slow one can be delivered twice. ``ttstream.relay.start_once`` makes that
+again, and a slow one can be delivered twice. ``ttstream.redis.start_once`` makes that
 safe: the job's claim in Redis lets one worker start the (billed) generation; a
 redelivered task finds the claim ``done`` and returns the same file without a request,
 or finds it still ``running`` and retries later. A worker killed mid-generation stops
@@ -14,7 +14,7 @@ renewing its claim, which expires after ``TTSTREAM_CLAIM_TTL`` seconds; the rede
 task then starts the generation again (that one image is paid twice: it never finished).
 
 Previews go to a Redis stream per job (``RedisStreamSink``), so any web worker can serve
-them to browsers with ``ttstream.sinks.RedisRelay`` (docs/redis.md).
+them to browsers with ``ttstream.redis.RedisRelay`` (docs/redis.md).
 
 Settings (environment): ``CELERY_BROKER_URL`` (default ``redis://127.0.0.1:6379/0``; the
 same Redis holds the claims, the preview streams and the results), ``TTSTREAM_OUT``
@@ -38,8 +38,8 @@ import coredis
 from celery import Celery, Task
 
 import ttstream
-from ttstream.relay import claim_key, start_once
-from ttstream.sinks import FileSink, RedisStreamSink
+from ttstream.redis import RedisStreamSink, claim_key, start_once
+from ttstream.sinks import FileSink
 
 REDIS_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 OUT = Path(os.environ.get("TTSTREAM_OUT", "ttstream-out"))
