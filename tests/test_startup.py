@@ -47,13 +47,18 @@ def imported_after(code: str) -> set[str]:
         "import ttstream",
         "from ttstream import *",  # every public name, the client and the sinks included
         "import ttstream.sinks, ttstream.params, ttstream.events, ttstream.sse",
-        # a client made, a stream prepared: aiohttp waits for the first request
-        "import ttstream\nttstream.AsyncClient('k').generate('a kite', partial_images=2)",
         "import ttstream\nttstream.Client('k').close()",
     ],
 )
 def test_import_loads_no_optional_package(code: str) -> None:
     assert imported_after(code).isdisjoint(HEAVY)
+
+
+def test_a_prepared_stream_loads_only_its_telemetry() -> None:
+    """A client made, a stream prepared: aiohttp waits for the first request; the
+    stream's span (the ``otel`` extra, when installed) is its point of use."""
+    code = "import ttstream\nttstream.AsyncClient('k').generate('a kite', partial_images=2)"
+    assert imported_after(code).isdisjoint(set(HEAVY) - {"opentelemetry"})
 
 
 def test_import_ttstream_loads_no_client_stack() -> None:

@@ -229,7 +229,8 @@ def test_responses_kept_after_their_client_is_gone(server: EmulatorServer) -> No
 
 
 def test_the_sync_stream_has_what_the_async_stream_has(server: EmulatorServer) -> None:
-    asynchronous = {n for n in dir(ttstream.ResponseStream) if not n.startswith("_")}
+    instance = ttstream.AsyncClient("k").responses.stream(model="gpt-5", input="x")
+    asynchronous = {n for n in dir(instance) if not n.startswith("_")}
     # aclose is close; deadline_at is a time on the loop thread's clock, of no use here
     assert asynchronous - {"aclose", "deadline_at"} <= set(dir(ttstream.SyncImageStream))
     with Client("any-key", base_url=server.base_url) as client:

@@ -24,6 +24,7 @@ from ._exceptions import (
     ImageDecodeError,
     ImageTooLargeError,
     IncompleteStreamError,
+    JournalError,
     MalformedEventError,
     ProtocolError,
     StreamError,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ._responses_client import ResponseStream
     from ._sync import Client, SyncImageStream, SyncResponses
     from ._version import VERSION as __version__
+    from .batch import Batch, JobResult, SyncBatch
     from .client import AsyncClient
     from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
     from .sinks import SinkError
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AsyncClient": "client",
+    "Batch": "batch",
     "Client": "_sync",
     "Comment": "sse",
     "Completed": "events",
@@ -54,6 +57,7 @@ _LAZY = {
     "EventSource": "sse",
     "ImageStream": "stream",
     "InputTokensDetails": "events",
+    "JobResult": "batch",
     "PartialImage": "events",
     "ReconnectPolicy": "_reconnect",
     "Reconnecting": "_reconnect",
@@ -63,6 +67,7 @@ _LAZY = {
     "ServerSentEvent": "sse",
     "SinkError": "sinks",
     "StreamItem": "_event_types",
+    "SyncBatch": "batch",
     "SyncImageStream": "_sync",
     "SyncResponses": "_sync",
     "Usage": "events",
@@ -77,6 +82,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "Batch",
     "Client",
     "Comment",
     "Completed",
@@ -89,6 +95,8 @@ __all__ = [
     "ImageTooLargeError",
     "IncompleteStreamError",
     "InputTokensDetails",
+    "JobResult",
+    "JournalError",
     "MalformedEventError",
     "PartialImage",
     "ProtocolError",
@@ -101,6 +109,7 @@ __all__ = [
     "SinkError",
     "StreamError",
     "StreamItem",
+    "SyncBatch",
     "SyncImageStream",
     "SyncResponses",
     "TTStreamError",

@@ -23,6 +23,7 @@ from typing import Any, Protocol, Unpack
 
 import httpx2
 
+from . import _otel
 from . import params as _params
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
@@ -42,6 +43,8 @@ class APIClient(Protocol):
 
     def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str: ...
     async def auth_headers(self, path: str) -> Mapping[str, str]: ...
+    @property
+    def base_url(self) -> str: ...
     @property
     def http_client(self) -> httpx2.AsyncClient: ...
     @property
@@ -228,12 +231,14 @@ class Responses:
                 decode_images=decode_images,
             )
 
-        return ResponseStream(
+        stream = ResponseStream(
             start,
             interpreter,
             max_body_bytes=client.max_event_bytes,
             deadline=client.deadline if deadline is None else deadline,
         )
+        stream.telemetry = _otel.generation("response", None, client.base_url)
+        return stream
 
     def _resume_url(self, interpreter: ResponsesInterpreter) -> str:
         query = {"stream": "true"}

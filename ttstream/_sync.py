@@ -13,6 +13,7 @@ then closes the response without racing it.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import threading
 import weakref
@@ -25,10 +26,12 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from . import params as _params
 from ._event_types import StreamItem
+from ._otel import Generation
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
 from ._responses import Response
 from ._responses_client import ResponseStream
+from .batch import SyncBatch
 from .client import (
     DEFAULT_MODEL,
     DEFAULT_RECONNECT,
@@ -134,6 +137,23 @@ class SyncImageStream:
     @decode_images.setter
     def decode_images(self, value: bool | None) -> None:
         self._stream.decode_images = value
+
+    @property
+    def model(self) -> str | None:
+        """The model asked for, as ``ImageStream.model``."""
+        return self._stream.model
+
+    @property
+    def cost(self) -> decimal.Decimal | None:
+        """The estimated price in US dollars of the images delivered so far, as
+        ``ImageStream.cost`` (docs/batch.md, "Cost")."""
+        return self._stream.cost
+
+    @property
+    def telemetry(self) -> Generation | None:
+        """The OpenTelemetry span of this generation, as ``ImageStream.telemetry``
+        (docs/observability.md)."""
+        return self._stream.telemetry
 
     @property
     def response(self) -> Response | None:
@@ -327,6 +347,10 @@ class Client:
             **params,
         )
         return self._wrap(make)
+
+    def batch(self, **options: Any) -> SyncBatch:
+        """As :meth:`AsyncClient.batch`; iterate the results with ``for`` (docs/batch.md)."""
+        return SyncBatch(self, self._loop.portal, self._async.batch(**options))
 
     def fetch_image(
         self,

@@ -22,7 +22,7 @@ import anyio
 import attrs
 import httpx2
 
-from . import _secrets, _transport
+from . import _otel, _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, validate_seconds
@@ -48,6 +48,7 @@ from ._request import (
 )
 from ._responses_client import Responses
 from ._version import USER_AGENT
+from .batch import Batch
 from .events import Completed, image_of
 from .params import EditParameters, GenerationParameters
 from .sse import DEFAULT_MAX_EVENT_BYTES
@@ -321,6 +322,16 @@ class AsyncClient:
 
         return self._stream(prepare, wire, "edit", deadline, reconnect)
 
+    def batch(self, **options: Any) -> Batch:
+        """A :class:`~ttstream.batch.Batch` of many jobs on this client (``async with``):
+        ``concurrency=``, ``images_per_minute=``, ``requests_per_minute=``,
+        ``journal=``, ``out=`` (docs/batch.md).
+
+        Raises:
+            ValidationError: a bad option.
+        """
+        return Batch(self, **options)
+
     async def fetch_image(
         self,
         event: Completed,
@@ -464,13 +475,16 @@ class AsyncClient:
             )
             return await send(self._http, request, max_retries=self.max_retries)
 
-        return ImageStream(
+        stream = ImageStream(
             start,
             ImagesInterpreter(expected_images=expected_images),
             operation=operation,
             max_body_bytes=self.max_event_bytes * expected_images,
             deadline=self.deadline if deadline is None else deadline,
         )
+        stream.model = str(body["model"])
+        stream.telemetry = _otel.generation(operation, stream.model, self.base_url)
+        return stream
 
 
 def _wire(body: Mapping[str, Any], extra_body: Mapping[str, object] | None) -> dict[str, Any]:
