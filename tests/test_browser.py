@@ -204,15 +204,32 @@ def until(browser: Any, script: str) -> Any:
 # Records every (status, elapsed) pair the status bar shows, as window.statusBar.
 WATCH_STATUS_BAR = """
 window.statusBar = [];
-const bar = document.querySelector('.statusbar');
-const text = (id) => document.getElementById(id).innerText;
+const bar = document.querySelector('#preview .tts-bar');
+const text = (part) => document.querySelector('#preview .tts-' + part).innerText;
 new MutationObserver(() => window.statusBar.push([text('status'), text('elapsed')]))
   .observe(bar, {subtree: true, childList: true, characterData: true});
 """
 
+# The parts of the <ttstream-preview> element on the page, by the names the page had.
+PARTS = {
+    "frame": "#preview .tts-frame",
+    "status": "#preview .tts-status",
+    "elapsed": "#preview .tts-elapsed",
+    "meta": "#preview .tts-meta",
+    "download": "#preview .tts-download",
+    "error": "#preview .tts-error",
+    "error-text": "#preview .tts-error p",
+    "connection": "#preview .tts-badge",
+    "cancel": "#preview .tts-cancel",
+}
 
-def text(browser: Any, element_id: str) -> str:
-    return str(browser.execute_script(f"return document.getElementById('{element_id}').innerText"))
+
+def part(browser: Any, name: str) -> Any:
+    return browser.find_element("css selector", PARTS[name])
+
+
+def text(browser: Any, name: str) -> str:
+    return str(browser.execute_script(f"return document.querySelector('{PARTS[name]}').innerText"))
 
 
 def screenshot(browser: Any, name: str) -> None:
@@ -223,8 +240,8 @@ def screenshot(browser: Any, name: str) -> None:
 # The image on top of the frame and where it is drawn: an <img> with object-fit:
 # contain draws its picture centred in its box, scaled by the smaller of the two ratios.
 GEOMETRY = """
-const frame = document.getElementById('frame');
-const shown = [...frame.querySelectorAll('img.shown')];
+const frame = document.querySelector('#preview .tts-frame');
+const shown = [...frame.querySelectorAll('img.tts-shown')];
 const img = shown[0];
 const box = img.getBoundingClientRect();
 const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
@@ -241,7 +258,9 @@ return {
 };
 """
 
-FADED_IN = "getComputedStyle(document.querySelector('#frame img.shown')).opacity === '1'"
+FADED_IN = (
+    "getComputedStyle(document.querySelector('#preview .tts-frame img.tts-shown')).opacity === '1'"
+)
 
 
 def assert_inside(rect: list[float], width: int, height: int, slack: float = 0.0) -> None:
@@ -289,7 +308,7 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
 
     until(browser, "window.livePreview.finalShown")
     # The crossfade ends with the final image alone in the frame.
-    until(browser, "document.querySelectorAll('#frame img[src]').length === 1")
+    until(browser, "document.querySelectorAll('#preview .tts-frame img[src]').length === 1")
     until(browser, FADED_IN)
     final = browser.execute_script(GEOMETRY)
     assert final["natural"] == [int(n) for n in size.split("x")]
@@ -310,9 +329,12 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
     assert shown_size == size.replace("x", " \N{MULTIPLICATION SIGN} ")
     assert re.fullmatch(r"[0-9,]+ tokens", tokens)
     assert browser.execute_script(
-        "const m = document.getElementById('meta');return m.scrollWidth <= m.clientWidth"
+        "const m = document.querySelector('#preview .tts-meta');"
+        "return m.scrollWidth <= m.clientWidth"
     )
-    size_text = browser.execute_script("return document.getElementById('download').textContent")
+    size_text = browser.execute_script(
+        "return document.querySelector('#preview .tts-download').textContent"
+    )
     assert re.fullmatch(r"\s*Download [0-9.]+ (KiB|MiB)", size_text)
     assert text(browser, "elapsed").startswith("in ")
     # While waiting for the first preview, the elapsed time counted up.
@@ -327,13 +349,13 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
 
     # The download link holds the final image's bytes.
     link = browser.execute_script(
-        "const a = document.getElementById('download');"
+        "const a = document.querySelector('#preview .tts-download');"
         "return {href: a.href, download: a.download, shown: a.checkVisibility()};"
     )
     assert link == {"href": final["src"], "download": "a-lighthouse-at-dusk.png", "shown": True}
     download = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "fetch(document.getElementById('download').href).then((r) => r.blob())"
+        "fetch(document.querySelector('#preview .tts-download').href).then((r) => r.blob())"
         "  .then(async (b) => { const bmp = await createImageBitmap(b);"
         "                       done([b.type, bmp.width, bmp.height]); });"
     )
@@ -353,14 +375,14 @@ def test_a_failed_generation_is_told_in_a_sentence_not_a_repr(
     open_page(browser, url, "desktop")
     generate(browser, "a lighthouse at dusk", "1024x1024")
     until(browser, "window.livePreview.errors.length")
-    assert browser.find_element("id", "error").is_displayed()
+    assert part(browser, "error").is_displayed()
     message = text(browser, "error-text")
     assert message == (
         "127.0.0.1 could not make this image: The emulator failed this stream as "
         "X-Emulator-Fault asked (error-nested)."
     )
     assert text(browser, "status") == "Failed"
-    assert not browser.find_element("id", "download").is_displayed()
+    assert not part(browser, "download").is_displayed()
     screenshot(browser, "error")
 
 
@@ -372,7 +394,7 @@ def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
     open_page(browser, url, "phone")
     generate(browser, "a lighthouse at dusk", "1024x1024")
     until(browser, "window.livePreview.notices.includes('Reconnecting…')")
-    pill = browser.find_element("id", "connection")
+    pill = part(browser, "connection")
     assert pill.is_displayed()
     assert pill.text == "Reconnecting…"
     until(browser, FADED_IN)
@@ -402,7 +424,7 @@ def test_the_page_says_when_the_server_resumes_its_stream_from_the_api(
     assert len(state["notices"]) == 2, state["notices"]
     assert state["notices"][0].startswith("API connection lost · ")
     assert state["notices"][1] == "API connection back"
-    assert browser.find_element("id", "connection").text == "API connection back"
+    assert part(browser, "connection").text == "API connection back"
     screenshot(browser, "api-resumed")
 
 

@@ -56,7 +56,9 @@ async def frames_of(relay: SSERelay) -> list[bytes]:
             bodies.append(message["body"])
 
     await relay({"type": "http", "method": "GET", "headers": []}, receive, send)
-    return bodies[1:-1]  # without the retry line and the end frame
+    # The relay writes large frames in pieces: cut the whole body at the blank lines.
+    parts = [part + b"\n\n" for part in b"".join(bodies).split(b"\n\n") if part]
+    return parts[1:-1]  # without the retry line and the end frame
 
 
 def events(decode_images: bool) -> list[PartialImage | Completed]:

@@ -18,10 +18,12 @@ from ._pump import Policy, SinkError, pump
 from ._redis import MalformedEntryError, RedisStreamError, RedisStreamSink
 from ._redis_relay import RedisRelay
 from ._relay import SSERelay
+from ._sse_frames import BROWSER_MODULE
 from ._viewers import sign_viewer_token, verify_viewer_token
 from ._websocket import WebSocketSink
 
 __all__ = [
+    "BROWSER_MODULE",
     "CallbackSink",
     "FileSink",
     "MalformedEntryError",

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .._reconnect import Reconnecting
+from .._secrets import redact
 from ..events import Completed, PartialImage, Usage, image_of
 from ..stream import StreamItem
 
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocketSink", "item_metadata", "media_type_of", "strict_json"]
 
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",  # browsers render SVG only under this type
+}
 """``output_format`` -> the media type of the image file."""
 
 
@@ -68,7 +75,8 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
 
     For a :class:`~ttstream.Reconnecting` notice: ``type`` (``"reconnecting"``),
     ``attempt`` (1 for the first), ``delay`` (seconds), ``regenerating`` (``True``: a
-    new generation starts over from its first preview) and ``reason``.
+    new generation starts over from its first preview) and ``reason`` (through the one
+    redaction, ``ttstream._secrets.redact``: it may quote what a server sent).
     """
     if isinstance(item, Reconnecting):
         return {
@@ -76,7 +84,7 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
             "attempt": item.attempt,
             "delay": item.delay,
             "regenerating": item.regenerating,
-            "reason": item.reason,
+            "reason": redact(item.reason),  # the transport's text may quote a server
         }
     metadata: dict[str, Any] = {
         "type": "partial_image" if isinstance(item, PartialImage) else "completed",
