@@ -57,7 +57,7 @@ class SinkError(TTStreamError):
     The message counts the sinks, not the failures. It names each sink by its repr and
     each exception by its repr, for logs: a repr may hold a Redis key or a path, so the
     message is not for browsers (the relays send a fixed sentence instead:
-    :func:`~ttstream.sinks._relay.public_error_text`)."""
+    :func:`~ttstream.sinks._websocket.public_error_text`)."""
 
     def __init__(self, failures: Sequence[tuple[Sink, BaseException]]) -> None:
         self.failures = list(failures)

@@ -36,10 +36,8 @@ import anyio
 
 from .._bounds import validate_seconds
 from .._exceptions import ValidationError
-from .._secrets import redact
 from ..events import Completed
 from ..stream import StreamItem
-from ._pump import SinkError
 from ._sse_frames import (
     SSE_HEADERS,
     Frame,
@@ -53,26 +51,11 @@ from ._sse_frames import (
     write_body,
 )
 from ._viewers import FORBIDDEN, Authorize, viewer_allowed
+from ._websocket import public_error_text
 
-__all__ = ["SSERelay", "public_error_text"]
+__all__ = ["SSERelay"]
 
 _MAX_ID_DIGITS = 19  # ids this relay issues fit in 64 bits; longer ones are not ours
-_MAX_MESSAGE = 500  # characters of an error message sent to browsers
-
-
-def public_error_text(error: BaseException | str) -> str:
-    """What browsers are told of ``error``: its message through the one redaction
-    (``ttstream._secrets.redact``), at most 500 characters. A :class:`SinkError` (the
-    server's own delivery failed: its text names sinks, keys and paths) becomes a fixed
-    sentence."""
-    if isinstance(error, SinkError):
-        text = "the server could not deliver this generation"
-    elif isinstance(error, str):
-        text = error
-    else:
-        text = str(error) or type(error).__name__
-    text = redact(text)
-    return text if len(text) <= _MAX_MESSAGE else f"{text[: _MAX_MESSAGE - 1]}\u2026"
 
 
 def _last_event_id(scope: Scope, issued: int) -> int:
