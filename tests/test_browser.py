@@ -23,6 +23,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -494,3 +495,169 @@ async def test_the_page_relay_sends_that_sentence_in_its_error_event() -> None:
         )
     ]
     assert "retry: 1000" in response.text
+
+
+# The element's behaviour that a user must never miss: a cut stream, cancel, websockets.
+
+# Every image in the element: a layer with a src is decoded (never a broken image) and
+# the one on top is visible.
+IMAGES_IN_FRAME = """
+const frame = document.querySelector('#preview .tts-frame');
+return [...frame.querySelectorAll('img')].map((img) => ({
+  src: (img.getAttribute('src') || '').slice(0, 22), shown: img.classList.contains('tts-shown'),
+  complete: img.complete, width: img.naturalWidth,
+  visible: img.hasAttribute('src') && getComputedStyle(img).visibility === 'visible',
+  opacity: Number(getComputedStyle(img).opacity),
+}));
+"""
+
+
+def assert_no_broken_image(images: list[dict[str, Any]]) -> None:
+    for image in images:
+        if image["src"]:
+            assert image["complete"], image
+            assert image["width"] > 0, image  # decoded: not a broken-image icon
+        else:
+            assert not image["visible"], image
+
+
+def closed_soon(streams: Any, limit: float = 10.0) -> bool:
+    """Whether the emulator's streams are all closed within ``limit`` seconds (its stall
+    is 30 s: a stream closed only at its next event would not be)."""
+    deadline = time.monotonic() + limit
+    while streams.open_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(streams.open_streams == 0)
+
+
+def test_a_cut_stream_shows_the_error_and_keeps_the_last_preview(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, faults, _ = page
+    # The API connection breaks after the second preview, with a pause before it, as a
+    # real cut comes: the preview is on screen when the error arrives.
+    faults.spec = f"stall={FIRST_PREVIEW_PAUSE};drop-after=2"
+    open_page(browser, url, "phone")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.previewsShown")
+    until(browser, "window.livePreview.errors.length")
+    until(browser, "window.livePreview.previewsShown === 2")
+    # Dimmed, not hidden, once its crossfade ended.
+    until(
+        browser, "getComputedStyle(document.querySelector('#preview img.tts-shown')).opacity > 0.3"
+    )
+    images = browser.execute_script(IMAGES_IN_FRAME)
+    assert_no_broken_image(images)
+    [kept] = [image for image in images if image["shown"]]
+    assert kept["src"].startswith("data:image/png;base64")  # the last preview, kept
+    assert kept["opacity"] > 0.3
+    assert part(browser, "error").is_displayed()
+    assert "Try again" in text(browser, "error-text")
+    assert text(browser, "status") == "Failed"
+    assert not part(browser, "download").is_displayed()
+    assert not part(browser, "cancel").is_displayed()
+    screenshot(browser, "cut-stream")
+
+
+def test_cancel_ends_the_generation_on_the_server(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, faults, requests = page
+    faults.spec = "stall=30"  # after the first preview, the API stays silent for 30 s
+    streams = faults.app.state.stream_stats
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.previewsShown")
+    assert streams.open_streams == 1
+    cancel = part(browser, "cancel")
+    assert cancel.is_displayed()
+    cancel.click()
+    until(browser, "window.livePreview.cancelled")
+    assert text(browser, "status") == "Cancelled"
+    # The server closed its API stream: the emulator sees it closed, long before 30 s.
+    assert closed_soon(streams)
+    assert ("DELETE", requests.seen[-1][1], 202) == requests.seen[-1]
+    assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
+    assert not part(browser, "error").is_displayed()
+    screenshot(browser, "cancelled")
+
+
+def load_websocket_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "websocket_backend", ROOT / "examples" / "websocket_backend.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def websocket_servers() -> Iterator[tuple[str, Faults]]:
+    example = load_websocket_example()
+    faults = Faults(create_emulator(step_delay=STEP_DELAY, api_key="emulator-key"))
+    with ServerThread(faults) as emulator:
+        app = example.create_app(api_key="emulator-key", base_url=f"{emulator.url}/v1")
+        with ServerThread(app, lifespan="on", ws="wsproto") as server:
+            yield server.url, faults
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_the_element_over_a_websocket_shows_previews_then_the_final_image(
+    browser: Any, websocket_servers: tuple[str, Faults], viewport: str
+) -> None:
+    url, faults = websocket_servers
+    faults.spec = f"stall={FIRST_PREVIEW_PAUSE}"
+    open_page(browser, url, viewport)
+    generate(browser, "a lighthouse at dusk", "1536x1024")
+    until(browser, "window.livePreview.previewsShown")
+    preview = browser.execute_script(GEOMETRY)
+    assert preview["src"].startswith("blob:")
+    until(browser, "window.livePreview.finalShown")
+    until(browser, FADED_IN)
+    final = browser.execute_script(GEOMETRY)
+    assert final["natural"] == [1536, 1024]
+    assert final["box"] == preview["box"]
+    assert_fits(final, viewport)
+    state = browser.execute_script("return window.livePreview")
+    assert state["errors"] == []
+    assert state["finalShownAt"] - state["firstPreviewAt"] > 1000 * FIRST_PREVIEW_PAUSE
+    assert text(browser, "status") == "Done"
+    assert re.fullmatch(
+        r"1536 \N{MULTIPLICATION SIGN} 1024 · [0-9,]+ tokens", text(browser, "meta")
+    )
+    assert part(browser, "download").is_displayed()
+    screenshot(browser, f"websocket-{viewport}")
+    assert browser.get_log("browser") == []
+
+
+def test_cancel_over_a_websocket_closes_the_api_stream(
+    browser: Any, websocket_servers: tuple[str, Faults]
+) -> None:
+    url, faults = websocket_servers
+    faults.spec = "stall=30"
+    streams = faults.app.state.stream_stats
+    open_page(browser, url, "phone")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.previewsShown")
+    assert streams.open_streams == 1
+    part(browser, "cancel").click()
+    until(browser, "window.livePreview.cancelled")
+    assert closed_soon(streams)
+    assert text(browser, "status") == "Cancelled"
+    assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
+    screenshot(browser, "websocket-cancelled")
+
+
+def test_a_failed_generation_over_a_websocket_is_told_in_words(
+    browser: Any, websocket_servers: tuple[str, Faults]
+) -> None:
+    url, faults = websocket_servers
+    faults.spec = "error-nested"
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.errors.length")
+    assert part(browser, "error").is_displayed()
+    assert "error-nested" in text(browser, "error-text")
+    assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
