@@ -489,6 +489,7 @@ export class TTStreamPreview extends HTMLElement {
     Object.assign(this.stats, freshStats());
     this._images = 0;
     this._apiLost = false;
+    this._cancelRequested = false;
     for (const layer of this._layers) {
       clearTimeout(layer.cleanup);
       layer.classList.remove("tts-shown");
@@ -548,8 +549,10 @@ export class TTStreamPreview extends HTMLElement {
     if (!this._live || this._live.done) return false;
     this._cancelButton.disabled = true;
     this._setStatus("Cancelling…");
+    this._cancelRequested = true;
     const accepted = await this._live.cancel();
     if (!accepted && this._live && !this._live.done) {
+      this._cancelRequested = false;
       this._cancelButton.disabled = false;
       this._setStatus("This server did not cancel the generation");
     }
@@ -574,7 +577,15 @@ export class TTStreamPreview extends HTMLElement {
       this.stats.reconnects += 1;
       this._notice("Reconnected", "tts-ok", RECONNECTED_MS);
     });
-    relay("error", (data) => this._fail(data.connection ? "Connection lost" : "The generation failed", data.message));
+    relay("error", (data) => {
+      if (this._cancelRequested && !data.connection) {
+        // What a server without a cancel frame of its own says once it stopped the
+        // generation this viewer cancelled (e.g. RedisRelay's error event).
+        this._ended({ cancelled: true });
+        return;
+      }
+      this._fail(data.connection ? "Connection lost" : "The generation failed", data.message);
+    });
     relay("end", (data) => this._ended(data));
   }
 
