@@ -71,16 +71,20 @@ def missing() -> str | None:
     return None
 
 
-def load_example() -> ModuleType:
-    """examples/live_preview/app.py as a module (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "live_preview_app", ROOT / "examples" / "live_preview" / "app.py"
-    )
+def load_file(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` imported as the module ``name`` (examples/ is not a
+    package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_example() -> ModuleType:
+    """examples/live_preview/app.py as a module."""
+    return load_file(ROOT / "examples" / "live_preview" / "app.py", "live_preview_app")
 
 
 class Faults:
@@ -583,14 +587,7 @@ def test_cancel_ends_the_generation_on_the_server(
 
 
 def load_websocket_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "websocket_backend", ROOT / "examples" / "websocket_backend.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "examples" / "websocket_backend.py", "websocket_backend")
 
 
 @pytest.fixture(scope="module")

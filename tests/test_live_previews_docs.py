@@ -5,7 +5,6 @@ end, a viewer without a token refused, a cancel that closes the API stream, erro
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import re
 import time
@@ -19,6 +18,7 @@ import pytest
 from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from test_browser import load_file
 from uvicorn_thread import ServerThread
 
 from ttstream.emulator import EmulatorServer
@@ -41,12 +41,7 @@ def example(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
     monkeypatch.setenv("VIEWER_SECRET", SECRET.decode())
     path = tmp_path / name
     path.write_text(code)
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, name.removesuffix(".py"))
 
 
 @pytest.fixture(scope="module")

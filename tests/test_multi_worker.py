@@ -6,7 +6,6 @@ with links for every worker and a cancel that reaches the worker running the job
 from __future__ import annotations
 
 import gc
-import importlib.util
 import re
 import signal
 import socket
@@ -21,7 +20,15 @@ from typing import Any
 import httpx2
 import pytest
 from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer, free_port
-from test_browser import browser, open_page, part, screenshot, text, until  # noqa: F401
+from test_browser import (  # noqa: F401 - browser: the fixture
+    browser,
+    load_file,
+    open_page,
+    part,
+    screenshot,
+    text,
+    until,
+)
 from uvicorn_thread import ServerThread
 
 from ttstream.emulator import EmulatorServer
@@ -34,12 +41,7 @@ STEP_DELAY = 0.6  # seconds before each event: a cancel lands between two previe
 
 
 def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("multi_worker_app", APP)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(APP, "multi_worker_app")
 
 
 def listening(port: int) -> bool:

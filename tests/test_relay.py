@@ -513,10 +513,9 @@ async def test_a_viewer_that_does_not_read_is_dropped_after_send_timeout(api: Ap
     assert len(viewer.sent) <= len("retry: 3000\n\n") + 64 * 1024
 
 
-async def test_large_frames_are_written_in_pieces_of_64_kib(api: Api, anyio_backend: str) -> None:
-    relay = SSERelay()
-    await pump(api.generate(size="1024x1024"), relay)
-    pieces: list[int] = []
+async def bodies_after_the_end(relay: SSERelay) -> list[bytes]:
+    """The body parts a viewer connecting after the relay ended receives, in order."""
+    bodies: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
         await anyio.sleep_forever()
@@ -524,9 +523,16 @@ async def test_large_frames_are_written_in_pieces_of_64_kib(api: Api, anyio_back
 
     async def send(message: Mapping[str, Any]) -> None:
         if message["type"] == "http.response.body":
-            pieces.append(len(message["body"]))
+            bodies.append(message["body"])
 
     await relay({"type": "http", "method": "GET", "headers": []}, receive, send)
+    return bodies
+
+
+async def test_large_frames_are_written_in_pieces_of_64_kib(api: Api, anyio_backend: str) -> None:
+    relay = SSERelay()
+    await pump(api.generate(size="1024x1024"), relay)
+    pieces = [len(body) for body in await bodies_after_the_end(relay)]
     assert max(pieces) == 64 * 1024
     assert sum(pieces) > 1024 * 1024  # the final image came through whole, in pieces
 
@@ -676,18 +682,8 @@ async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
     svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
     await relay.send(Completed(b64_json=svg, operation="generation", output_format="svg"))
     await relay.aclose()
-    bodies: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        await anyio.sleep_forever()
-        raise AssertionError
-
-    async def send(message: Mapping[str, Any]) -> None:
-        if message["type"] == "http.response.body":
-            bodies.append(message["body"])
-
-    await relay({"type": "http", "method": "GET", "headers": []}, receive, send)
-    [completed] = [e for e in SSEDecoder().feed(b"".join(bodies)) if e.event == "completed"]
+    body = b"".join(await bodies_after_the_end(relay))
+    [completed] = [e for e in SSEDecoder().feed(body) if e.event == "completed"]
     data = json.loads(completed.data)
     assert data["media_type"] == "image/svg+xml"
     assert data["image"] == f"data:image/svg+xml;base64,{svg}"
