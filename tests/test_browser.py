@@ -7,8 +7,12 @@ test types a prompt, presses Generate and checks what a user sees: the elapsed t
 while waiting, the previews and then the final image in the same frame, scaled to fit
 the viewport with no scrollbars, the size and tokens, a download link to the final
 image's bytes, human error text, the reconnect indicator, and no request answered 404
-(the favicon is inline). Screenshots go to artifacts/live_preview-*.png. The error
-sentences the server puts in its error events are checked without a browser.
+(the favicon is inline). Then what the page (ttstream's browser module,
+``<ttstream-preview>``) must never get wrong, with the emulator's pauses between events:
+a stream cut after a preview (the error shown, the preview kept, no broken image),
+Cancel (the emulator sees its stream closed), and the same element over the websocket
+example (examples/websocket_backend.py). Screenshots go to artifacts/live_preview-*.png.
+The error sentences the server puts in its error events are checked without a browser.
 
 The browser tests need Debian's ``chromium`` and ``chromium-driver`` and the ``selenium``
 package; they are skipped, with that reason, without them. Selenium is pointed at

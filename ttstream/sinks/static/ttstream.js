@@ -242,6 +242,7 @@ class SocketPreview extends EventTarget {
     }
   }
 
+  // Over a websocket the generation belongs to the socket: closing it cancels it.
   close() {
     this.cancel();
     this.done = true;
@@ -318,6 +319,7 @@ ttstream-preview [hidden] { display: none !important; }
   position: absolute; top: 10px; left: 10px; display: inline-flex; align-items: center; gap: 7px;
   padding: 4px 11px; border-radius: 999px; font-size: 13px; border: 1px solid currentColor;
   background: rgba(13, 16, 23, .85); white-space: nowrap;
+  max-width: calc(100% - 120px); overflow: hidden; text-overflow: ellipsis;
 }
 .tts-badge::before { content: ""; width: 7px; height: 7px; border-radius: 50%; background: currentColor; }
 .tts-badge.tts-warn { color: var(--tts-warn); }
@@ -368,7 +370,7 @@ ttstream-preview [hidden] { display: none !important; }
 `;
 
 const TEMPLATE = `
-<div class="tts-frame" data-state="idle" role="img">
+<div class="tts-frame" data-state="idle">
   <div class="tts-placeholder"><div class="tts-ghost"><div class="tts-ghost-text"><strong>Your image appears here</strong>
     Previews stream in as it is drawn.</div></div></div>
   <img class="tts-layer" alt=""><img class="tts-layer" alt="">
@@ -464,6 +466,8 @@ export class TTStreamPreview extends HTMLElement {
 
   disconnectedCallback() {
     this._stop();
+    if (this._socket) this._socket.close();
+    this._socket = null;
   }
 
   attributeChangedCallback(name, old, value) {
