@@ -60,15 +60,16 @@ _MAX_ID_DIGITS = 19  # ids this relay issues fit in 64 bits; longer ones are not
 
 def _last_event_id(scope: Scope, issued: int) -> int:
     """The ``Last-Event-ID`` request header as an int; 0 (the start) when absent, not
-    digits, longer than any id issued, or above ``issued`` (the newest id this relay
-    assigned: a browser that read an earlier relay at the same URL starts over)."""
+    an id as this relay writes them (ASCII digits, no leading zero), longer than any id
+    issued, or above ``issued`` (the newest id this relay assigned: a browser that read
+    an earlier relay at the same URL starts over)."""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"last-event-id":
             text = value.decode("latin-1").strip()
             if not (text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS):
                 return 0
             number = int(text)
-            return number if number <= issued else 0
+            return number if number <= issued and text == str(number) else 0
     return 0
 
 
