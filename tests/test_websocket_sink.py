@@ -482,3 +482,19 @@ async def test_reasons_and_errors_reach_the_browser_redacted() -> None:
     assert all(key not in text for text in sent)
     assert json.loads(sent[0])["reason"] == "echo [REDACTED]"
     assert json.loads(sent[1])["type"] == "error"
+
+
+def test_a_job_whose_sink_refuses_an_image_ends_with_an_error_frame(
+    anyio_backend: Literal["asyncio", "trio"],
+) -> None:
+    by_url = Completed(b64_json=None, url="https://example.test/i.png", operation="generation")
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await serve_generations(websocket, listed([by_url]))
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    with TestClient(app, backend=anyio_backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "job": "u", "params": {}})
+        error = json.loads(ws.receive_text())
+    assert (error["type"], error["job"]) == ("error", "u")
+    assert "URL" in error["message"]

@@ -227,7 +227,7 @@ class WebSocketSink:
         TimeoutError: the peer did not take a frame within ``send_timeout`` seconds.
         TTStreamError: a ``Completed`` that carries a URL instead of the image
             (``response_format="url"``): fetch it with ``AsyncClient.fetch_image``.
-            Nothing is sent for it.
+            No image is sent for it (with a ``job``, the job's ``error`` frame is).
         ValidationError: (from the constructor) ``max_frame_bytes`` below 1024, a
             ``send_timeout`` that is not a positive number of seconds, a ``job`` that is
             not 1 to 128 characters.
@@ -294,7 +294,12 @@ class WebSocketSink:
             async with self._lock:
                 await self._text(metadata)
             return
-        image = event.image_bytes  # raises for a URL-only image, before anything is sent
+        try:
+            image = event.image_bytes  # raises for a URL-only image, before anything is sent
+        except TTStreamError as exc:
+            if self.job is not None:
+                await self.fail(exc)  # the job ends here: its browser is told why
+            raise
         if self.job is None:
             async with self._lock:
                 await self._text(metadata)
@@ -427,10 +432,14 @@ async def serve_generations(
                     return
                 try:
                     await pump(stream, sink, policy=policy)
-                except SinkError:
-                    pass  # the browser went away or stopped reading: nobody to tell
-                except TTStreamError:
-                    pass  # the sink's fail() told the browser
+                except SinkError as exc:
+                    cause = exc.failures[0][1]
+                    if isinstance(cause, TTStreamError):  # e.g. an image given as a URL
+                        await sink.fail(cause)
+                    else:
+                        sink.gone = True  # the browser went away or stopped reading
+                except TTStreamError as exc:
+                    await sink.fail(exc)  # once: pump told it already, unless a deadline
         except Exception:  # the application's own error: the browser gets a sentence
             logger.exception("job %r of a websocket failed", job)
             await sink.fail("the server failed to run this generation")
