@@ -298,7 +298,7 @@ ttstream-preview [hidden] { display: none !important; }
 .tts-frame[data-state="error"] .tts-layer.tts-shown,
 .tts-frame[data-state="cancelled"] .tts-layer.tts-shown { opacity: .45; filter: grayscale(.8); }
 .tts-placeholder { position: absolute; inset: 0; display: grid; place-items: center; padding: 16px; }
-.tts-frame.tts-has-image .tts-placeholder { opacity: 0; transition: opacity var(--tts-fade) ease; }
+.tts-frame.tts-has-image .tts-placeholder { visibility: hidden; }  /* the image fades in alone */
 .tts-ghost {
   width: min(100cqw - 32px, (100cqh - 32px) * var(--ar, 1)); aspect-ratio: var(--ar, 1);
   border: 1.5px dashed var(--tts-line); border-radius: 10px;
