@@ -15,7 +15,7 @@ from ._base import Sink
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
 from ._pump import Policy, SinkError, pump
-from ._redis import MalformedEntryError, RedisStreamError, RedisStreamSink
+from ._redis import ClaimLostError, MalformedEntryError, RedisStreamError, RedisStreamSink
 from ._redis_relay import RedisRelay
 from ._relay import SSERelay
 from ._sse_frames import BROWSER_MODULE
@@ -26,6 +26,7 @@ __all__ = [
     "BROWSER_MODULE",
     "MAX_FRAME_BYTES",
     "CallbackSink",
+    "ClaimLostError",
     "FileSink",
     "MalformedEntryError",
     "ObjectStreamSink",
