@@ -22,6 +22,7 @@ import pytest
 from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer, free_port
 from test_browser import (  # noqa: F401 - browser: the fixture
     browser,
+    closed_soon,
     load_file,
     open_page,
     part,
@@ -161,11 +162,11 @@ def test_the_page_watches_a_job_from_another_worker_and_cancels_it(
     part(browser, "cancel").click()
     until(browser, "window.livePreview.cancelled")
     assert text(browser, "status") == "Cancelled"
-    deadline = time.monotonic() + 10
-    while streams.open_streams and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert streams.open_streams == 0
+    assert closed_soon(streams)
     assert browser.execute_script("return window.livePreview.finalShown") is False
-    # The same prompt again attaches to the job's stream: it ended, cancelled.
+    # A cancelled job is not done: the same prompt again starts it anew (and it is
+    # cancelled again, from the other worker).
     again = httpx2.post(f"{two}/jobs", json={"prompt": prompt}, timeout=30)
-    assert (again.status_code, again.json()["attached"]) == (200, True)
+    assert (again.status_code, again.json()["attached"]) == (202, False)
+    assert httpx2.delete(f"{one}/previews/{job}", timeout=30).status_code == 202
+    assert closed_soon(streams)

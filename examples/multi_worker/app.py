@@ -60,7 +60,7 @@ from starlette.routing import Route
 
 import ttstream
 from ttstream.emulator import api_or_emulator
-from ttstream.relay import start_once
+from ttstream.relay import claim_key, start_once
 from ttstream.sinks import RedisRelay, RedisStreamSink, pump
 from ttstream.sse import SSEDecoder
 
@@ -181,9 +181,9 @@ def create_app(
         key = PREFIX + job
 
         async def start() -> None:
-            outcome.append("claimed")
-            known.set()
             await redis.delete([cancel_key(job)])  # an old cancel of this job is no more
+            outcome.append("claimed")
+            known.set()  # from here a viewer's cancel counts
             await generate_until_cancelled(redis, job, stream)
 
         try:
@@ -219,13 +219,16 @@ def create_app(
 class Previews:
     """``GET /previews/{key}``: the worker's RedisRelay (made in the lifespan, once its
     coredis client is entered); ``DELETE /previews/{key}``: a viewer's cancel, left in
-    Redis for the worker running the job (202), or 404 for a job that has no stream."""
+    Redis for the worker running the job (202), or 404 for a job never claimed."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         state = scope["app"].state
         if scope["type"] == "http" and scope["method"] == "DELETE":
             job = scope["path_params"]["key"]
-            if not await state.redis.exists([PREFIX + job]):
+            key = PREFIX + job  # a job exists once claimed, before its first entry
+            if not await state.redis.exists([key]) and not await state.redis.exists(
+                [claim_key(key)]
+            ):
                 response: Response = JSONResponse({"error": "no such job"}, status_code=404)
             else:
                 await state.redis.set(cancel_key(job), b"1", ex=CANCEL_TTL)
