@@ -12,7 +12,8 @@ with ``send_timeout=--send-timeout``: an idle viewer holds at most one piece, an
 dropped once it has not read for that long.
 
 Prints the relay process's RSS (``VmRSS``) before the viewers connect, with them
-connected, after the final image was fed, and after the idle ones were dropped; the
+connected, after the final image was fed, after the idle ones were dropped, and after
+they closed their sockets (the server frees a dropped connection's write buffer then); the
 relay's ``connections`` and ``dropped``; and the readers' lag per event (the time from
 the relay being fed an event to a reader having all of it; one clock: same machine).
 Needs the ``emulator`` extra; about 30 s.
@@ -75,6 +76,15 @@ def serve(port: int, args: argparse.Namespace) -> None:
             {"connections": relay.connections, "dropped": relay.dropped, "fed": fed}
         )
 
+    async def trim(request: Request) -> Response:
+        """Hands freed heap memory back to the OS (glibc), so RSS shows what is held."""
+        import ctypes
+        import gc
+
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return JSONResponse({"trimmed": True})
+
     async def start(request: Request) -> Response:
         async def run() -> None:
             async with ttstream.AsyncClient("emulator-key", base_url=emulator.base_url) as client:
@@ -113,6 +123,7 @@ def serve(port: int, args: argparse.Namespace) -> None:
             Route("/events", relay),
             Route("/stats", stats),
             Route("/start", start, methods=["POST"]),
+            Route("/trim", trim, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
@@ -199,6 +210,13 @@ def main() -> int:
             time.sleep(args.send_timeout + 2)
             dropped = http.get("/stats").json()
             rss[f"after send_timeout ({args.send_timeout} s)"] = rss_mb(relay.pid)
+            for sock in sockets:
+                sock.close()
+            sockets.clear()
+            time.sleep(2)
+            rss["after the idle viewers closed their sockets"] = rss_mb(relay.pid)
+            http.post("/trim")
+            rss["then after gc and malloc_trim (what is held)"] = rss_mb(relay.pid)
     finally:
         for sock in sockets:
             sock.close()
