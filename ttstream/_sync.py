@@ -254,6 +254,16 @@ class Client:
             reconnect=reconnect,
             deadline=deadline,
         )
+        self._start(make, backend, backend_options)
+
+    def _start(
+        self,
+        make: Callable[[], AsyncClient],
+        backend: str,
+        backend_options: dict[str, Any] | None,
+    ) -> None:
+        """Starts the loop thread and makes the async client there with ``make`` (a
+        subclass's ``__init__`` passes its own, e.g. an Azure client's)."""
         self._loop = _Loop(backend, backend_options)
         try:
             self._async = self._loop.portal.call(make)
