@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import socket
 import sys
 import threading
@@ -790,3 +791,20 @@ def test_the_emulator_applies_its_fault_to_every_request(tmp_path: Path) -> None
         finally:
             process.send_signal(signal.SIGINT)  # the emulator this test started
             assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.usefixtures("keyed")
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_resumed_stream_says_where_it_was_and_the_reason_only_with_verbose(
+    faults: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    faults.default_fault = "ids;drop-after=2"
+    argv = ["generate", "a kite", *SMALL, "--partial-images", "3", "--out", str(tmp_path)]
+    status, out, err = run(capsys, *argv, "--base-url", faults.base_url, *(["-v"] * verbose))
+    assert status == 0
+    [notice] = [line for line in out.splitlines() if line.startswith("connection lost")]
+    assert re.fullmatch(r"connection lost after preview [12] of 3; resuming in 0\.\ds", notice)
+    details = [line for line in err.splitlines() if line.startswith("ttstream: detail: ")]
+    assert len(details) == (1 if verbose else 0)
+    assert all("the connection broke" in line for line in details)
+    assert len(list(tmp_path.glob("*-final.png"))) == 1

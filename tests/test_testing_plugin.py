@@ -99,16 +99,9 @@ def test_x(ttstream_emulator):
     result.stdout.fnmatch_lines(["*ttstream_faults takes one fault spec string*"])
 
 
-WAITS = """
-import pytest
-import ttstream
-
-pytestmark = pytest.mark.anyio
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
+WAITS = (
+    HEADER
+    + """
 async def read_to_the_final(client, **params):
     async with client.generate("a kite", model="gpt-image-2", size="64x48", **params) as s:
         async for event in s:
@@ -139,6 +132,7 @@ def test_synchronous_code_waits_with_stream_stats(ttstream_emulator):
     ttstream_emulator.stream_stats.wait_closed(timeout=10)
     assert ttstream_emulator.stream_stats.open_streams == 0
 """
+)
 
 
 def test_wait_closed_makes_open_streams_exact(pytester: pytest.Pytester) -> None:
@@ -149,20 +143,9 @@ def test_wait_closed_makes_open_streams_exact(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=23)
 
 
-RETRIES = """
-import pytest
-import ttstream
-
-pytestmark = pytest.mark.anyio
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-async def generate(client):
-    async with client.generate("a kite", model="gpt-image-2", size="64x48") as stream:
-        return [event async for event in stream]
-
+RETRIES = (
+    HEADER
+    + """
 @pytest.mark.ttstream_faults("status=500")
 async def test_the_client_does_not_retry_by_default(ttstream_client, ttstream_emulator):
     before = ttstream_emulator.stream_stats.requests("status=500")
@@ -179,11 +162,12 @@ async def test_a_test_can_ask_for_retries(ttstream_client, ttstream_emulator, an
     assert isinstance(event, ttstream.Completed)
     assert ttstream_emulator.stream_stats.requests(spec) == 2  # the 429, then its retry
 """
+)
 
 
 def test_the_client_retries_only_when_the_test_asks(pytester: pytest.Pytester) -> None:
-    """Issue 21: the plugin's client retried a 500 twice with real backoff (about 1.4 s
-    per test); now it makes one request, and a test that wants retries says so."""
+    """Issue 21: the plugin's client retried a 500 twice with real backoff (over a
+    second per test); now it makes one request, and a test that wants retries says so."""
     pytester.makepyfile(RETRIES)
     result = pytester.runpytest_subprocess("--strict-markers")
     result.assert_outcomes(passed=4)

@@ -523,7 +523,8 @@ async def _stream(
             if isinstance(event, Reconnecting):
                 what = "a new generation" if event.regenerating else "resuming"
                 output.notice(f"connection lost {progress.stopped()}; {what} in {event.delay:.1f}s")
-                output.log(f"ttstream: detail: {clean(event.reason, 500, secrets=secrets)}")
+                if args.verbose:
+                    output.log(f"ttstream: detail: {clean(event.reason, 500, secrets=secrets)}")
                 continue
             if isinstance(event, Completed) and image_of(event) is None and event.url:
                 output.notice(f"downloading the image from {event.url}")

@@ -18,7 +18,7 @@ import ttstream
 from ttstream.emulator import EmulatorServer
 from ttstream.sinks import to_pil
 
-pytestmark = pytest.mark.anyio  # anyio's plugin runs them on every backend installed (asyncio, trio)
+pytestmark = pytest.mark.anyio  # anyio's plugin runs them on asyncio (and trio where installed)
 
 BOX = (64, 64)  # the thumbnail fits in this box
 

@@ -8,7 +8,7 @@ no such header, with the query parameter ``?fault=<spec>``. The grammar::
 
 An unknown name, a missing or malformed value, a name given twice or two endings at
 once is answered with 400 and the error JSON (``param`` ``"X-Emulator-Fault"``, code
-``invalid_fault``). The faults (README.md, "Faults", says what a client sees):
+``invalid_fault``). The faults (docs/emulator.md, "Faults", says what a client sees):
 
 How the stream ends (at most one of these; they act at the first completed event):
     ``drop-mid-event``       abort the connection halfway through the completed event

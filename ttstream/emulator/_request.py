@@ -1,7 +1,7 @@
 """Reading one Images API request: the body, its validation, the defaults filled in.
 
 Bodies: JSON generations; edits as OpenAI ``multipart/form-data`` or TTAPI JSON with
-``images``/``mask`` references (README.md, "The emulator"). Parameters are checked by
+``images``/``mask`` references (docs/emulator.md). Parameters are checked by
 :func:`ttstream.params.validate`, the client's own table and rules (docs/models.md): the
 emulator keeps no copy of them.
 

@@ -14,7 +14,7 @@ With ``background: true`` it is kept (the last 32), and ``GET
 /v1/responses/{id}?stream=true&starting_after=N`` streams its events after ``N`` again
 without a new generation; without ``stream=true`` the GET answers the response object.
 
-Faults (``X-Emulator-Fault``, README.md "Faults") on both routes: ``status``,
+Faults (``X-Emulator-Fault``, docs/emulator.md "Faults") on both routes: ``status``,
 ``wrong-content-type``, ``stall``, ``drip``, ``drop-after=<k>`` (after the k-th event of
 that body), and, at the image's ``output_item.done``, the endings ``drop-mid-event``,
 ``drop-between-events``, ``end-early``, ``error-nested`` / ``error-flat`` (an error event,
