@@ -36,7 +36,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Serve an emulation of the TTAPI / OpenAI Images API (generations, edits, "
+            "Serve an emulation of the TTAPI / OpenAI Images API (generations, edits,\n"
             "streaming previews, the Responses API image tool) with locally drawn images."
         ),
         epilog=_FAULTS_HELP,
