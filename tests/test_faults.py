@@ -35,8 +35,7 @@ from ttstream import (
     StreamError,
     StreamItem,
 )
-from ttstream.emulator import EmulatorServer
-from ttstream.emulator._faults import FaultSpec, FaultSpecError, StreamRecord
+from ttstream.emulator import EmulatorServer, FaultSpec, FaultSpecError, StreamRecord
 
 pytestmark = pytest.mark.anyio
 
