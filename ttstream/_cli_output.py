@@ -34,6 +34,7 @@ __all__ = [
     "make_output",
     "plural",
     "shorten_middle",
+    "terminal_console",
 ]
 
 # C0 and C1 controls, DEL, lone surrogates, and the invisible formatting characters that
@@ -316,13 +317,22 @@ def make_output(progress: Progress, *, several: bool, secrets: Iterable[str] = (
     """A :class:`LiveOutput` when stdout is a terminal (not ``TERM=dumb``) and ``rich``
     is installed, else a :class:`PlainOutput`; ``secrets`` are redacted from notices."""
     plain = PlainOutput(progress, several=several, secrets=secrets)
-    if not sys.stdout.isatty():
+    console = terminal_console()
+    if console is None:
         return plain
+    return LiveOutput(progress, console, several=several, secrets=secrets)
+
+
+def terminal_console() -> Console | None:
+    """A ``rich`` console when stdout is a terminal (not ``TERM=dumb``) and ``rich`` is
+    installed; else ``None``: print plain lines."""
+    if not sys.stdout.isatty():
+        return None
     try:
         from rich.console import Console
     except ImportError:
-        return plain
+        return None
     console = Console(highlight=False)
     if not console.is_terminal or console.is_dumb_terminal:
-        return plain
-    return LiveOutput(progress, console, several=several, secrets=secrets)
+        return None
+    return console

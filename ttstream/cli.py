@@ -44,7 +44,7 @@ import ssl
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ import attrs
 import httpx2
 
 from . import __version__
+from ._cli_batch import add_parser as add_batch_parser
+from ._cli_batch import run as run_batch
 from ._cli_output import Output, Progress, clean, make_output, plural
 from ._exceptions import (
     APIConnectionError,
@@ -131,6 +133,11 @@ def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, 
     parser.add_argument(
         "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
     )
+    _connection_options(parser)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    """``--base-url``, the key options and ``-v``: every command that calls the API."""
     parser.add_argument(
         "--base-url", metavar="URL", help="API root, e.g. https://api.openai.com/v1"
     )
@@ -176,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
         help="input images (put the prompt before --image: this option takes every file after it)",
     )
     edit.add_argument("--mask", metavar="FILE", help="mask image (PNG with alpha)")
+    add_batch_parser(commands, _connection_options)
     commands.add_parser(
         "emulator",
         help="run the API emulator (ttstream emulator --help; --fault SPEC for faults)",
@@ -389,7 +397,7 @@ def _model_warning(model: str) -> str | None:
 
 def _check(args: argparse.Namespace) -> str | None:
     """Every check that needs no network, in the order of the command line; returns
-    the key of ``--api-key-file`` / ``--api-key``.
+    the key of ``--api-key-file`` / ``--api-key``. ``batch`` checks its jobs itself.
 
     Raises:
         _UsageError: the first mistake found.
@@ -400,7 +408,8 @@ def _check(args: argparse.Namespace) -> str | None:
     _check_out(args.out)
     if args.command == "edit":
         _check_inputs(args)
-    _check_params(args)
+    if args.command in ("generate", "edit"):
+        _check_params(args)
     return api_key
 
 
@@ -612,25 +621,31 @@ def describe(
     return clean(text, 1_100, secrets=secrets)
 
 
-class _OutputHandler(logging.Handler):
-    """Log lines through the run's output (the live display's console on a terminal,
-    so that no spinner fragment is left; stderr otherwise), cleaned."""
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr)
 
-    def __init__(self, output: Output, secrets: Sequence[str]) -> None:
+
+class _LineHandler(logging.Handler):
+    """Log records as cleaned lines, through ``log``: the live display's console on a
+    terminal (so that no spinner fragment is left), else stderr."""
+
+    def __init__(self, log: Callable[[str], None], secrets: Sequence[str]) -> None:
         super().__init__()
-        self.output = output
+        self.log = log
         self.secrets = secrets
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.output.log(f"ttstream: {clean(record.getMessage(), 500, secrets=self.secrets)}")
+        self.log(f"ttstream: {clean(record.getMessage(), 500, secrets=self.secrets)}")
 
 
 @contextlib.contextmanager
-def _logging(verbose: bool, output: Output, secrets: Sequence[str]) -> Iterator[None]:
-    """Retries and reconnections of the ``ttstream`` logger through ``output`` with
-    ``-v``; none otherwise (the CLI reports what matters itself)."""
+def _logging(
+    verbose: bool, secrets: Sequence[str], log: Callable[[str], None] = _stderr_line
+) -> Iterator[None]:
+    """Retries and reconnections of the ``ttstream`` logger through ``log`` with ``-v``;
+    none otherwise (the CLI reports what matters itself)."""
     logger = logging.getLogger("ttstream")
-    handler: logging.Handler = _OutputHandler(output, secrets) if verbose else logging.NullHandler()
+    handler: logging.Handler = _LineHandler(log, secrets) if verbose else logging.NullHandler()
     level = logger.level
     logger.addHandler(handler)
     if verbose:
@@ -655,20 +670,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(argv[1:], prog="ttstream emulator")
     parser = _parser()
     args = parser.parse_args(argv)
-    n = args.n if args.n is not None and args.n > 0 else 1
-    progress = Progress(previews=args.partial_images, images=n)
     secrets: list[str] = [os.environ[name] for name in _KEY_VARIABLES if os.environ.get(name)]
-    files = _Files(args.out, f"{_slug(args.prompt)}-{_timestamp()}", n)
+    files: _Files | None = None
+    progress = Progress()
     try:
         api_key = _check(args)
         secrets += [api_key] if api_key else []
+        if args.command == "batch":
+            with _logging(args.verbose, secrets), _service(args, api_key) as (key, url):
+                return run_batch(args, key, url, secrets, lambda e: describe(e, url, secrets))
         warning = _model_warning(args.model)
         if warning:
             print(f"ttstream: warning: {warning}", file=sys.stderr)
+        n = args.n if args.n is not None and args.n > 0 else 1
+        progress = Progress(previews=args.partial_images, images=n)
+        files = _Files(args.out, f"{_slug(args.prompt)}-{_timestamp()}", n)
         with (
             _service(args, api_key) as (api_key, base_url),
             make_output(progress, several=n > 1, secrets=secrets) as output,
-            _logging(args.verbose, output, secrets),
+            _logging(args.verbose, secrets, output.log),
         ):
             verb = "Editing" if args.command == "edit" else "Generating"
             output.start(f"{verb} with {args.model}")
@@ -685,13 +705,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(describe(exc, args.base_url, secrets))
         return 1
     except KeyboardInterrupt:
-        stopped = f" {progress.stopped()}" if progress.images_seen else ""
-        listing = f"; {files.kept()}:" if files.written else f"; {files.kept()}"
-        print(f"ttstream: interrupted{stopped}{listing}", file=sys.stderr)
-        for path in files.written:
-            print(f"  {path}", file=sys.stderr)
+        _interrupted(progress, files)
         return 130
     return 0
+
+
+def _interrupted(progress: Progress, files: _Files | None) -> None:
+    """The lines after Ctrl-C: where the stream was, and the files kept, one a line."""
+    if files is None:
+        print("ttstream: interrupted", file=sys.stderr)
+        return
+    stopped = f" {progress.stopped()}" if progress.images_seen else ""
+    listing = f"; {files.kept()}:" if files.written else f"; {files.kept()}"
+    print(f"ttstream: interrupted{stopped}{listing}", file=sys.stderr)
+    for path in files.written:
+        print(f"  {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
