@@ -64,7 +64,9 @@ def test_the_quick_start_runs_offline_as_written(tmp_path: Path) -> None:
 
 
 def test_the_sync_client_example_runs_offline(tmp_path: Path) -> None:
-    result = run_offline(block_with("with ttstream.Client(api_key, base_url=base_url) as client:"), tmp_path)
+    result = run_offline(
+        block_with("with ttstream.Client(api_key, base_url=base_url) as client:"), tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("PartialImage(") == 2
     assert result.stdout.count("Completed(") == 1
