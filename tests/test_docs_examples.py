@@ -40,3 +40,27 @@ def test_the_observability_example_prints_the_span_of_one_generation(tmp_path: P
     assert span["attributes"]["ttstream.images"] == 1
     names = [event["name"] for event in span["events"]]
     assert names == ["ttstream.preview", "ttstream.preview", "ttstream.image"]
+
+
+def test_the_batch_example_runs_and_its_rerun_pays_nothing(tmp_path: Path) -> None:
+    [code] = [b for b in python_blocks("batch.md") if b.startswith("# batch_demo.py")]
+    first = run_offline(code, tmp_path)
+    assert first.returncode == 0, first.stderr
+    keys = sorted(line.split()[0] for line in first.stdout.splitlines()[1:])
+    assert keys == ["sku-1", "sku-2", "sku-3"]
+    again = run_offline(code, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(again.stdout.splitlines()[1:]) == sorted(first.stdout.splitlines()[1:])
+    # Done jobs came from the journal: no second file for any of them.
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
+        "sku-1.png",
+        "sku-2.png",
+        "sku-3.png",
+    ]
+
+
+def test_the_synchronous_batch_example_runs_offline(tmp_path: Path) -> None:
+    [code] = [b for b in python_blocks("batch.md") if "client.batch(concurrency=4)" in b]
+    result = run_offline(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("lighthouse True (Completed(")
