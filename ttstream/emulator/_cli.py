@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ._app import create_app
 from ._server import base_url_for, bind_socket, serve_forever
@@ -15,7 +16,10 @@ DEFAULT_STEP_DELAY = 0.5
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ttstream.emulator",
+        # The name it was started by: the `ttstream emulator` command, or the module.
+        prog="ttstream emulator"
+        if Path(sys.argv[0]).name == "ttstream"
+        else "python -m ttstream.emulator",
         description=(
             "Serve an emulation of the TTAPI / OpenAI Images API (generations, edits, "
             "streaming previews) with locally drawn images."
@@ -58,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     keys = "only the key given with --api-key" if args.api_key else "any non-empty key"
     print(f"ttstream emulator: base URL {base_url}", flush=True)
     print(f"  accepts {keys} (TT-API-KEY or Authorization: Bearer); Ctrl+C stops", flush=True)
+    # What a client that reads its settings from the environment (AsyncClient()) needs;
+    # the --api-key value is not echoed.
+    key = "<your --api-key>" if args.api_key else "any"
+    print(f"  for a client: TTAPI_API_KEY={key} TTAPI_BASE_URL={base_url}", flush=True)
     try:
         serve_forever(app, sock)
     except KeyboardInterrupt:
