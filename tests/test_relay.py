@@ -697,6 +697,44 @@ async def test_what_reaches_browsers_is_redacted_and_never_a_sink_error(
     }
 
 
+def echoing_the_key(key: str) -> list[StreamItem]:
+    """Events of a server that echoes the caller's key into every text field it has."""
+    png = base64.b64encode(b"\x89PNG not really").decode()
+    fields = {
+        "operation": "generation",
+        "size": key,
+        "quality": f"Authorization: Bearer {key}",
+        "background": key,
+        "output_format": key,
+    }
+    usage = ttstream.Usage(input_tokens=1, extra={"note": key, key: [key]})
+    return [
+        ttstream.PartialImage(b64_json=png, index=0, **fields),
+        Completed(b64_json=png, usage=usage, **fields),
+        Completed(b64_json=None, url=f"https://cdn.test/i.png?key={key}", **fields),
+    ]
+
+
+async def test_a_key_a_server_echoes_in_any_field_never_reaches_browsers(
+    anyio_backend: str,
+) -> None:
+    key = "emulator-echoed-key-0123"
+    client = ttstream.AsyncClient(key, base_url="http://127.0.0.1:9")  # registers the key
+    relay = SSERelay()
+    for item in echoing_the_key(key):
+        await relay.send(item)
+    await relay.aclose()
+    body = b"".join(await bodies_after_the_end(relay)).decode()
+    await client.aclose()
+    assert [e.event for e in SSEDecoder().feed(body.encode())][:3] == [
+        "partial_image",
+        "completed",
+        "completed",
+    ]
+    assert key not in body
+    assert "[REDACTED]" in body
+
+
 async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
     relay = SSERelay()
     svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()

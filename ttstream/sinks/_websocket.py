@@ -97,6 +97,8 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
     ``bytes`` (the size of the image file, computed from the base64 without decoding
     it; ``None`` for an image returned as a URL) and ``media_type`` (``image/png``,
     ``image/jpeg`` or ``image/webp``). Fields the server did not send are ``None``.
+    Every text is passed through the one redaction (``ttstream._secrets.redact``): a
+    server may echo the key into any field.
 
     For a :class:`~ttstream.Reconnecting` notice: ``type`` (``"reconnecting"``),
     ``attempt`` (1 for the first), ``delay`` (seconds), ``regenerating`` (``True``: a
@@ -129,7 +131,20 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
     image = image_of(item)
     metadata["bytes"] = None if image is None else image.size()  # neither decoded nor encoded
     metadata["media_type"] = media_type_of(item.output_format)
-    return metadata
+    # every text here is the server's and reaches browsers: a server may echo the key
+    result: dict[str, Any] = _redacted(metadata)
+    return result
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every str (at any depth, keys included) through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _finite(value: Any) -> Any:
