@@ -747,6 +747,26 @@ async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
     assert data["image"] == f"data:image/svg+xml;base64,{svg}"
 
 
+@pytest.mark.parametrize(
+    "output_format",
+    ["svg+xml,<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>#", "PNG;x", "a" * 40],
+)
+async def test_an_output_format_never_shapes_the_data_url_beyond_its_type(
+    output_format: str,
+) -> None:
+    # "image/" + the server's text made the data: URL: a comma ended its type and
+    # "data:image/svg+xml,<svg onload=...>#;base64,..." was an SVG of the server's choice
+    relay = SSERelay()
+    png = base64.b64encode(b"\x89PNG not really").decode()
+    await relay.send(Completed(b64_json=png, operation="generation", output_format=output_format))
+    await relay.aclose()
+    body = b"".join(await bodies_after_the_end(relay))
+    [completed] = [e for e in SSEDecoder().feed(body) if e.event == "completed"]
+    data = json.loads(completed.data)
+    assert data["media_type"] == "application/octet-stream"
+    assert data["image"] == f"data:application/octet-stream;base64,{png}"
+
+
 async def test_settings_of_viewers_are_checked() -> None:
     with pytest.raises(ttstream.ValidationError, match="send_timeout"):
         SSERelay(send_timeout=0)

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +58,20 @@ MEDIA_TYPES = {
 """``output_format`` -> the media type of the image file."""
 
 
+_FORMAT_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,31}")
+
+
 def media_type_of(output_format: str | None) -> str:
     """The media type of an image file in ``output_format`` (``image/png`` when absent;
-    ``image/<format>`` for a format this table does not know yet)."""
+    ``image/<format>`` for a format this table does not know yet, when it is a plain
+    token: ASCII letters, digits, ``.``, ``+``, ``-``, at most 32; else
+    ``application/octet-stream``, so that the server's text never shapes the ``data:``
+    URL of the relays, RFC 2397, beyond its type)."""
     format_ = output_format or "png"
-    return MEDIA_TYPES.get(format_, f"image/{format_}")
+    known = MEDIA_TYPES.get(format_)
+    if known is not None:
+        return known
+    return f"image/{format_}" if _FORMAT_TOKEN.fullmatch(format_) else "application/octet-stream"
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
