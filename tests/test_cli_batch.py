@@ -121,6 +121,10 @@ def test_a_failed_job_exits_1_with_its_reason(
         ('{"prompt": "x", "quality": "ultra"}', "jobs.jsonl line 1: quality="),
         ('{"prompt": "x", "images": ["a.png"]}', '"images" and "mask" need --edit'),
         ('{"prompt": "x", "key": "../up"}', "key"),
+        # a lone surrogate: SQLite's UnicodeEncodeError escaped as a traceback
+        ('{"prompt": "x", "key": "x\\ud800"}', "lone surrogates"),
+        # 600 bytes: the image was paid for, then its file name was too long
+        (json.dumps({"prompt": "x", "key": "\u65e5" * 200}), "200 bytes in UTF-8"),
     ],
 )
 def test_a_bad_jobs_file_exits_2_naming_the_line(
@@ -172,6 +176,16 @@ def test_a_line_at_the_cap_is_read(tmp_path: Path) -> None:
     line += " " * (MAX_LINE - len(line))
     jobs.write_text(line + "\r\n" + line + "\n", encoding="utf-8")
     assert [job.line for job in _cli_batch.read_jobs(jobs, edit=False)] == [1, 2]
+
+
+def test_a_key_of_200_bytes_names_its_file(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "\u65e5" * 66 + "ab"  # 200 bytes in UTF-8
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a", "key": key, "size": "64x48"})
+    assert run(emulator, str(jobs), "--out", str(tmp_path / "out")) == 0
+    names = [path.name for path in (tmp_path / "out").iterdir()]
+    assert [name for name in names if not name.startswith(".")] == [f"{key}.png"]
 
 
 def test_a_key_on_two_lines_is_refused(
