@@ -735,14 +735,20 @@ async def test_a_key_a_server_echoes_in_any_field_never_reaches_browsers(
     assert "[REDACTED]" in body
 
 
-async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
+async def relayed_completed(b64: str, output_format: str) -> dict[str, Any]:
+    """The data of the ``completed`` event a relay sends for this final image."""
     relay = SSERelay()
-    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
-    await relay.send(Completed(b64_json=svg, operation="generation", output_format="svg"))
+    await relay.send(Completed(b64_json=b64, operation="generation", output_format=output_format))
     await relay.aclose()
     body = b"".join(await bodies_after_the_end(relay))
     [completed] = [e for e in SSEDecoder().feed(body) if e.event == "completed"]
-    data = json.loads(completed.data)
+    data: dict[str, Any] = json.loads(completed.data)
+    return data
+
+
+async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
+    data = await relayed_completed(svg, "svg")
     assert data["media_type"] == "image/svg+xml"
     assert data["image"] == f"data:image/svg+xml;base64,{svg}"
 
@@ -756,13 +762,8 @@ async def test_an_output_format_never_shapes_the_data_url_beyond_its_type(
 ) -> None:
     # "image/" + the server's text made the data: URL: a comma ended its type and
     # "data:image/svg+xml,<svg onload=...>#;base64,..." was an SVG of the server's choice
-    relay = SSERelay()
     png = base64.b64encode(b"\x89PNG not really").decode()
-    await relay.send(Completed(b64_json=png, operation="generation", output_format=output_format))
-    await relay.aclose()
-    body = b"".join(await bodies_after_the_end(relay))
-    [completed] = [e for e in SSEDecoder().feed(body) if e.event == "completed"]
-    data = json.loads(completed.data)
+    data = await relayed_completed(png, output_format)
     assert data["media_type"] == "application/octet-stream"
     assert data["image"] == f"data:application/octet-stream;base64,{png}"
 
