@@ -21,6 +21,7 @@ Content-Encoding rules (RFC 9110, section 8.4):
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import AsyncGenerator, Iterator
 
@@ -67,7 +68,10 @@ class _Inflater:
     def decode(self, data: bytes, limit: int) -> Iterator[bytes]:
         if self._zlib is None:
             data = self._start(data)
-        while data:
+        # A piece of exactly ``limit`` bytes may leave output inside zlib although all
+        # the input was taken (the end of a long match): ask again until a short piece.
+        more = False
+        while data or more:
             assert self._zlib is not None
             if self._zlib.eof:
                 # The end of one gzip member; another may follow (RFC 1952, 2.2). Zero
@@ -86,6 +90,7 @@ class _Inflater:
                     f"as {self.coding} ({exc})"
                 ) from exc
             data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+            more = len(piece) == limit and not self._zlib.eof
             if piece:
                 yield piece
 
@@ -130,15 +135,18 @@ async def aiter_bounded(
         return
     coding = _coding(response)
     inflater = None if coding is None else _Inflater(coding)
-    async for raw in response.aiter_raw():
-        if inflater is not None:
-            for piece in inflater.decode(raw, read_limit):
-                yield piece
-        elif len(raw) <= read_limit:
-            yield raw
-        else:
-            for start in range(0, len(raw), read_limit):
-                yield raw[start : start + read_limit]
+    # Closed on every way out (an early aclose() of this generator included), never
+    # left to the garbage collector (trio warns of each one it finalizes).
+    async with contextlib.aclosing(response.aiter_raw()) as raws:
+        async for raw in raws:
+            if inflater is not None:
+                for piece in inflater.decode(raw, read_limit):
+                    yield piece
+            elif len(raw) <= read_limit:
+                yield raw
+            else:
+                for start in range(0, len(raw), read_limit):
+                    yield raw[start : start + read_limit]
 
 
 async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearray, bool]:
