@@ -16,6 +16,8 @@ import anyio
 import anyio.lowlevel
 import httpx2
 import pytest
+import sniffio
+import trio
 
 from tests.raw_server import RawServer, response_head
 from tests.scripted_server import Answer, ScriptedServer
@@ -266,6 +268,11 @@ class TwoTaskConnect(httpx2.AsyncBaseTransport):
         self.started = anyio.Event()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if sniffio.current_async_library() == "trio":
+            async with trio.open_nursery() as nursery:  # trio's own, as in open_tcp_stream
+                nursery.start_soon(trio.sleep_forever)
+                nursery.start_soon(trio.sleep_forever)
+                self.started.set()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(anyio.sleep_forever)
             tasks.start_soon(anyio.sleep_forever)
