@@ -24,10 +24,14 @@ from tests.scripted_server import Answer, ScriptedServer
 from ttstream import (
     APIConnectionError,
     AsyncClient,
+    Completed,
     EventSource,
+    PartialImage,
     Reconnecting,
     ReconnectPolicy,
+    Response,
     ServerSentEvent,
+    SSEDecoder,
 )
 from ttstream._body import aiter_bounded
 
@@ -305,3 +309,29 @@ async def test_a_cancellation_during_the_connect_is_the_plain_cancellation() -> 
                 raise
     assert scope.cancelled_caught
     assert type(caught[0]) is anyio.get_cancelled_exc_class()
+
+
+# Item 8: no repr shows a server-echoed key.
+
+ECHOED = "sk-proj-echoed0123456789abcdefXYZ"  # OpenAI's key shape, no client registered it
+
+
+def test_no_repr_shows_a_key_the_server_echoed() -> None:
+    padded = "x" * 29 + " " + ECHOED  # a cut at 40 characters must not show a piece of it
+    extra = {"note": ECHOED, "padded": padded, "nested": {"auth": f"Bearer {ECHOED}"}}
+    events = [
+        Completed(b64_json=B64, operation="generation", extra=extra, revised_prompt=ECHOED),
+        PartialImage(b64_json=B64, operation="generation", index=0, extra=extra),
+    ]
+    [sse] = SSEDecoder().feed(f"id: {ECHOED}\nevent: {ECHOED}\ndata: {ECHOED}\n\n".encode())
+    [comment] = SSEDecoder().feed_all(f": {ECHOED}\n\n".encode())
+    response = Response(
+        id="resp_1",
+        status="completed",
+        output_text=f"Your key is {ECHOED}",
+        output=({"type": "message", "content": [{"text": padded}]},),
+    )
+    for value in [*events, sse, comment, response]:
+        shown = repr(value)
+        assert "sk-proj" not in shown, shown
+        assert "echoed012" not in shown, shown

@@ -46,7 +46,7 @@ from typing import Any
 
 import attrs
 
-from ._exceptions import MalformedEventError, StreamError, short_repr
+from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
 from .events import Completed, InputTokensDetails, PartialImage, Usage, _Image
 from .sse import ServerSentEvent, decoded_data
 
@@ -88,9 +88,12 @@ class Response:
     id: str | None
     status: str | None
     model: str | None = None
-    output_text: str = ""
+    # Server text: shortened, a server-echoed key redacted before the cut.
+    output_text: str = attrs.field(default="", repr=lambda text: shorten(repr(text), 200))
     usage: Usage | None = None
-    output: tuple[Mapping[str, Any], ...] = ()
+    output: tuple[Mapping[str, Any], ...] = attrs.field(
+        default=(), repr=lambda items: shorten(repr(items), 400)
+    )
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 

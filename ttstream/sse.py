@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import _base64
+from . import _base64, _secrets
 from ._exceptions import EventTooLargeError
 from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
 
@@ -76,7 +76,7 @@ class Comment:
     and one leading space: servers send them as keep-alives (WHATWG ignores them; a UI
     can show them as "still working"). Only :meth:`SSEDecoder.feed_all` returns them."""
 
-    text: str
+    text: str = attrs.field(repr=lambda text: repr(_secrets.redact(text)))
 
 
 class ServerSentEvent:
@@ -135,7 +135,8 @@ class _Event(ServerSentEvent):
             fields.append(f"id={self.id!r}")
         if self.retry is not None:
             fields.append(f"retry={self.retry!r}")
-        return f"ServerSentEvent({', '.join(fields)})"
+        # Server text: a server may echo the key in an id, a type or short data.
+        return _secrets.redact(f"ServerSentEvent({', '.join(fields)})")
 
 
 class _PiecewiseEvent(_Event):
@@ -178,7 +179,7 @@ class _DecodedEvent(_Event):
             fields.append(f"id={self.id!r}")
         if self.retry is not None:
             fields.append(f"retry={self.retry!r}")
-        return f"ServerSentEvent({', '.join(fields)})"
+        return _secrets.redact(f"ServerSentEvent({', '.join(fields)})")
 
 
 def decoded_data(sse: ServerSentEvent) -> DecodedData | None:
