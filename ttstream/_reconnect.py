@@ -182,6 +182,11 @@ class Reconnection:
             f"regenerations={self.regenerations} connections={self.connections}>"
         )
 
+    @property
+    def remembered(self) -> int:
+        """How many delivered events are remembered (at most :data:`REMEMBERED_EVENTS`)."""
+        return len(self._delivered)
+
     def opened(self, *, no_content: bool = False) -> None:
         """A request was answered: a 2xx event stream (``OPEN``) or, with
         ``no_content``, a 204 (``STOPPED``: WHATWG's "stop reconnecting")."""
