@@ -409,3 +409,13 @@ async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
     assert key not in repr(notice)
     assert key not in caplog.text
     assert "reconnecting" in caplog.text
+
+
+async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
+    line = b'data: {"type":"x","b64_json":"QUJD"}\n\n'
+    with ScriptedServer(Answer([line])) as server:
+        plain = await collect(server, reconnect=no_more())
+        asked = await collect(server, reconnect=no_more(), decode_images=True)
+    assert plain[0].decoded is None
+    assert asked[0].decoded is not None
+    assert plain[0].data == asked[0].data == '{"type":"x","b64_json":"QUJD"}'

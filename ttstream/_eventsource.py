@@ -31,7 +31,7 @@ import anyio
 import attrs
 import httpx2
 
-from . import _secrets
+from . import _secrets, sse
 from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
@@ -136,9 +136,11 @@ class EventSource:
         idempotent: ``False`` when sending the request again without
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
-        decode_images: decode each event's image base64 while it arrives
-            (``SSEDecoder(decode_images=...)``; docs/fast.md): ``False`` keeps events
-            as text, for a consumer that only forwards the base64.
+        decode_images: install the Images layer's fast path on the decoder: each
+            event's image base64 is decoded while it arrives (``SSEDecoder(
+            decode_images=...)``; docs/fast.md). ``False`` (the default: a generic
+            stream) keeps every event as text; an :class:`~ttstream.ImageStream` turns
+            it on unless its consumer only forwards the base64.
         resume: for protocols that resume at another URL than the stream's (the
             Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
             at each reconnection, it returns the ``(method, url)`` to resume from (sent
@@ -175,7 +177,7 @@ class EventSource:
         deadline: float | None = None,
         idempotent: bool = True,
         resume: Callable[[], tuple[str, str] | None] | None = None,
-        decode_images: bool = True,
+        decode_images: bool = False,
     ) -> None:
         if json is not None and content is not None:
             raise ValidationError("content", "<bytes>", "either json= or content=, not both")
@@ -460,3 +462,8 @@ class EventSource:
         )
         logger.warning("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)
         return notice
+
+
+# ``ttstream.sse.EventSource``, the path of earlier releases: the decoder module is the
+# layer below this one and never imports it, so this module registers the name there.
+sse.EventSource = EventSource
