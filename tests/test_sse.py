@@ -554,3 +554,23 @@ def test_the_decoder_keeps_no_image_knowledge_of_its_own() -> None:
     decoder = SSEDecoder(decode_images=False)
     assert decoder.line_hook is None
     assert SSEDecoder().line_hook is not None  # the Images layer's hook, by default
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(alphabet="ab\u00e9\u4e2d", min_size=0, max_size=20_000).map(lambda t: t * 9),
+    st.lists(st.integers(min_value=1, max_value=40_000), max_size=6),
+)
+def test_a_fingerprint_does_not_depend_on_the_chunking(text: str, cuts: list[int]) -> None:
+    from ttstream.sse import fingerprint
+
+    raw = f"event: e\ndata: {text}x\n\n".encode()
+    bounds = sorted({min(cut, len(raw)) for cut in cuts})
+    pieces = [raw[a:b] for a, b in zip([0, *bounds], [*bounds, len(raw)], strict=True)]
+    (whole_body,) = decode(raw)
+    (chunked,) = decode(*pieces)
+    for whole in (True, False):
+        assert fingerprint(chunked, whole=whole) == fingerprint(whole_body, whole=whole)
+    (other,) = decode(f"event: e\ndata: {text}y\n\n".encode())
+    assert fingerprint(other) != fingerprint(whole_body)
+    assert fingerprint(other, whole=False) != fingerprint(whole_body, whole=False)

@@ -29,6 +29,8 @@ from . import _secrets
 from ._retry import backoff_delay
 from .sse import ServerSentEvent, fingerprint, id_in_body
 
+Fingerprint = tuple[str, int, int]
+
 __all__ = ["ReconnectPolicy", "Reconnecting", "Reconnection", "State"]
 
 REMEMBERED_EVENTS = 64
@@ -128,7 +130,9 @@ class Reconnection:
       break or a failed reconnection is one attempt; at most ``policy.max_attempts`` in
       a row, none starting (nor waiting past) ``policy.budget`` seconds after the first
       of them. Progress is a delivered event whose content (type and data) differs from
-      the last :data:`REMEMBERED_EVENTS` delivered ones: it resets both, so a proxy that
+      the last :data:`REMEMBERED_EVENTS` delivered ones (compared by type, length and
+      the first and last characters: a cost that does not grow with the data); it
+      resets both, so a proxy that
       cuts a long stream every minute never ends it, while a server that sends the same
       event again on every connection runs out of attempts.
     - **Regeneration**: a request sent again without ``Last-Event-ID`` nor a resume
@@ -173,8 +177,11 @@ class Reconnection:
         self._clock = clock
         self._failing_since: float | None = None
         self._resumed_id: str | None = None  # the replay check of a resumed body is on
-        # (hash of the id, fingerprint of the content) of the last delivered events
-        self._delivered: deque[tuple[int, tuple[str, int, int]]] = deque(maxlen=REMEMBERED_EVENTS)
+        # Of the last delivered events: (hash of the id, fingerprint of the whole content
+        # when the id came in the event's own body, else None, a sample's fingerprint).
+        self._delivered: deque[tuple[int, Fingerprint | None, Fingerprint]] = deque(
+            maxlen=REMEMBERED_EVENTS
+        )
 
     def __repr__(self) -> str:
         return (
@@ -205,18 +212,23 @@ class Reconnection:
         and fingerprints of the last :data:`REMEMBERED_EVENTS` delivered events."""
         if self.state is State.CLOSED:
             return False
-        content = fingerprint(sse)
-        key = (hash(sse.id), content)
+        id_hash = hash(sse.id)
+        # Only an event whose id came in its own body can be a replay: only its whole
+        # content is hashed (the Images API sends no ids: nothing is hashed whole there).
+        whole = fingerprint(sse) if sse.id and id_in_body(sse) else None
         if self._resumed_id is not None:
-            if sse.id and id_in_body(sse) and key in self._delivered:
+            if whole is not None and any(
+                seen_id == id_hash and seen == whole for seen_id, seen, _ in self._delivered
+            ):
                 if sse.id == self._resumed_id:
                     self._resumed_id = None  # the last event of the replay
                 return False
             self._resumed_id = None  # a new event: the replay, if any, is over
-        if all(seen != content for _, seen in self._delivered):
+        sample = fingerprint(sse, whole=False)
+        if all(seen != sample for _, _, seen in self._delivered):
             self.attempts = 0
             self._failing_since = None
-        self._delivered.append(key)
+        self._delivered.append((id_hash, whole, sample))
         return True
 
     def broke(
