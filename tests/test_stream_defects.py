@@ -26,6 +26,7 @@ from ttstream import (
     AsyncClient,
     Completed,
     EventSource,
+    ImageStream,
     PartialImage,
     Reconnecting,
     ReconnectPolicy,
@@ -210,27 +211,35 @@ async def test_the_same_event_on_every_connection_is_no_progress() -> None:
     assert script.count == 3
 
 
+async def cancel_while_reconnecting(stream: EventSource | ImageStream) -> list[Any]:
+    """Reads ``stream`` in a task; once it says it reconnects, waits a moment (the reader
+    now sleeps before the reconnection) and closes it from here, as a UI's cancel does.
+    The reader must be done within 5 seconds."""
+    got: list[Any] = []
+    waiting = anyio.Event()
+
+    async def read() -> None:
+        async for item in stream:
+            got.append(item)
+            if isinstance(item, Reconnecting):
+                waiting.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read)
+            await waiting.wait()
+            await anyio.sleep(0.1)
+            await stream.aclose()
+    return got
+
+
 async def test_aclose_from_another_task_ends_a_reconnection_wait_at_once() -> None:
     # Item 10: the server asks for 20 s before the reconnection; a UI's cancel ends it.
     cut = Answer([b"retry: 20000\nid: 1\ndata: a\n\n", 0.05], end="abort")
     with ScriptedServer(cut) as server:
-        got: list[Any] = []
-        waiting = anyio.Event()
         async with httpx2.AsyncClient() as http:
             source = EventSource(http, "GET", server.url, reconnect=ReconnectPolicy(budget=60))
-
-            async def read() -> None:
-                async for item in source:
-                    got.append(item)
-                    if isinstance(item, Reconnecting):
-                        waiting.set()
-
-            with anyio.fail_after(5):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(read)
-                    await waiting.wait()
-                    await anyio.sleep(0.1)  # the reader now sleeps the server's retry
-                    await source.aclose()
+            got = await cancel_while_reconnecting(source)
     assert datas(got) == ["a"]
     assert got[-1].delay >= 20
     assert len(server.requests) == 1  # nothing sent after the cancel
@@ -241,22 +250,7 @@ async def test_aclose_of_an_image_stream_ends_its_reconnection_wait_at_once() ->
     with ScriptedServer(cut) as server:
         policy = ReconnectPolicy(budget=60)
         async with AsyncClient("k", base_url=server.url + "/v1", reconnect=policy) as client:
-            stream = client.generate("a cat", partial_images=1)
-            got: list[Any] = []
-            waiting = anyio.Event()
-
-            async def read() -> None:
-                async for item in stream:
-                    got.append(item)
-                    if isinstance(item, Reconnecting):
-                        waiting.set()
-
-            with anyio.fail_after(5):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(read)
-                    await waiting.wait()
-                    await anyio.sleep(0.1)
-                    await stream.aclose()
+            got = await cancel_while_reconnecting(client.generate("a cat", partial_images=1))
     assert [type(item).__name__ for item in got] == ["PartialImage", "Reconnecting"]
     assert len(server.requests) == 1
 
