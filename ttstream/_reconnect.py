@@ -76,7 +76,9 @@ class Reconnecting:
     that only look for ``PartialImage`` and ``Completed`` skip it.
 
     Attributes:
-        attempt: 1 for the first reconnection of this stream.
+        attempt: the number of this attempt within the current run of failures: 1 for
+            the first reconnection since the last event that brought something new
+            (docs/reconnection.md); 0 for a ``restart()``, which does not count.
         delay: seconds the stream waits before the new request.
         last_event_id: the ``Last-Event-ID`` sent; ``""`` when starting over.
         regenerating: ``True`` when the request is sent again without
