@@ -528,24 +528,34 @@ def test_a_line_hook_takes_the_first_data_line_and_the_events_stay_the_same(
     assert hooked[1].decoded is None
 
 
-def test_the_sse_module_imports_no_io_and_hands_out_nothing_lazily() -> None:
+CORE = ["sse", "_reconnect", "_imagehook", "_imageline", "events", "_responses", "_interpret"]
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_the_protocol_core_imports_no_io_and_hands_out_nothing_lazily(name: str) -> None:
     import ast
+    import importlib
     import pathlib
 
-    import ttstream.sse
-
-    tree = ast.parse(pathlib.Path(ttstream.sse.__file__).read_text())
+    module = importlib.import_module(f"ttstream.{name}")
+    tree = ast.parse(pathlib.Path(str(module.__file__)).read_text())
     imported = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(tree):  # function-level imports too
         if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
+            imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module or "")
-    assert not {"anyio", "httpx2", "httpx", "_eventsource"} & imported
+            imported.add((node.module or "").split(".")[0])
+    io_modules = {"anyio", "httpx2", "httpx", "aiohttp", "trio", "asyncio", "socket"}
+    ours_above = {"_eventsource", "stream", "client", "_connect", "_body", "_transport", "sinks"}
+    assert not (io_modules | ours_above) & imported
     assert not any(
         isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in tree.body
     )
-    from ttstream.sse import EventSource as old_path  # the old path still works
+
+
+def test_the_old_path_of_event_source_still_works() -> None:
+    import ttstream
+    from ttstream.sse import EventSource as old_path
 
     assert old_path is ttstream.EventSource
 
