@@ -186,6 +186,21 @@ async def test_a_network_error_while_reconnecting_is_retried_within_the_policy()
     assert script.count == 5
 
 
+async def test_an_image_stream_rides_out_a_failed_reconnection() -> None:
+    script = Connections(("cut", image_event("partial_image", 0, id="1")), "refuse")
+    script.script += (("end", image_event("completed", id="2")),)
+    with script.server as server:
+        policy = ReconnectPolicy(delay=0.0, max_attempts=2)
+        url = server.url + "/v1"  # no retries before the first byte: the policy decides
+        async with (
+            AsyncClient("k", base_url=url, reconnect=policy, max_retries=0) as client,
+            client.generate("a cat", partial_images=1) as stream,
+        ):
+            got = [type(item).__name__ async for item in stream]
+    assert got == ["PartialImage", "Reconnecting", "Reconnecting", "Completed"]
+    assert script.count == 3
+
+
 async def test_failed_reconnections_beyond_the_policy_raise_the_connection_error() -> None:
     script = Connections(("cut", b"id: 1\ndata: a\n\n"), "refuse")
     with script.server as server, pytest.raises(APIConnectionError):
