@@ -419,3 +419,10 @@ async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
     assert plain[0].decoded is None
     assert asked[0].decoded is not None
     assert plain[0].data == asked[0].data == '{"type":"x","b64_json":"QUJD"}'
+
+
+async def test_event_source_is_a_thin_driver() -> None:
+    # request, response, decoder, reconnection machine: at most 12 attributes (issue 17)
+    async with httpx2.AsyncClient() as http:
+        source = EventSource(http, "GET", "http://127.0.0.1:9/events")
+        assert len(vars(source)) <= 12, sorted(vars(source))
