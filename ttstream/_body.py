@@ -68,11 +68,9 @@ class _Inflater:
     def decode(self, data: bytes, limit: int) -> Iterator[bytes]:
         if self._zlib is None:
             data = self._start(data)
-        # A piece of exactly ``limit`` bytes may leave output inside zlib although all
-        # the input was taken (the end of a long match): ask again until a short piece.
-        more = False
-        while data or more:
-            assert self._zlib is not None
+            if self._zlib is None:
+                return
+        while True:
             if self._zlib.eof:
                 # The end of one gzip member; another may follow (RFC 1952, 2.2). Zero
                 # bytes of padding after the end are tolerated, anything else refused.
@@ -90,9 +88,12 @@ class _Inflater:
                     f"as {self.coding} ({exc})"
                 ) from exc
             data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
-            more = len(piece) == limit and not self._zlib.eof
             if piece:
                 yield piece
+            # A full piece may leave output inside zlib although every input byte was
+            # taken: ask again until a piece comes back short.
+            if not data and len(piece) < limit:
+                return
 
 
 def _coding(response: httpx2.Response) -> str | None:

@@ -15,7 +15,7 @@ from ._base import Sink
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
 from ._pump import Policy, SinkError, pump
-from ._redis import MalformedEntryError, RedisStreamError, RedisStreamSink
+from ._redis import ClaimLostError, MalformedEntryError, RedisStreamError, RedisStreamSink
 from ._redis_relay import RedisRelay
 from ._relay import SSERelay
 from ._viewers import sign_viewer_token, verify_viewer_token
@@ -23,6 +23,7 @@ from ._websocket import WebSocketSink
 
 __all__ = [
     "CallbackSink",
+    "ClaimLostError",
     "FileSink",
     "MalformedEntryError",
     "ObjectStreamSink",
