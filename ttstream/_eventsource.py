@@ -10,11 +10,18 @@ policy's delay); a 204 answer stops it for good; any other non-2xx status or a
 
 ttstream adds what a client facing hostile servers needs (docs/reconnection.md):
 retries before the first byte (``max_retries``, the official SDKs' rules), a bounded
-number of reconnections and a time budget (:class:`~ttstream.ReconnectPolicy`), capped
-backoff with jitter that never waits less than the server asked, a read timeout that
-reconnects like a broken connection, the skipping of events a server replays after a
-resume (O(1) memory), an overall ``deadline``, a size cap per event, and cleanup that
-is shielded and bounded. It knows nothing of the Images API.
+number of consecutive failed reconnections and a time budget
+(:class:`~ttstream.ReconnectPolicy`), capped backoff with jitter that never waits less
+than the server asked, a read timeout that reconnects like a broken connection, the
+skipping of events a server replays after a resume (same id and content; O(1) memory),
+an overall ``deadline``, a size cap per event, and cleanup that is shielded and bounded.
+It knows nothing of the Images API.
+
+This module is a driver: it builds the requests, holds the response, feeds the decoder
+(``ttstream.sse``) and does what the reconnection state machine
+(:class:`ttstream._reconnect.Reconnection`, no I/O) decides. Every wait it makes (a read,
+a reconnection wait, a reconnection's request) runs in one cancel scope that
+:meth:`EventSource.aclose` and :meth:`EventSource.restart` cancel from any task.
 """
 
 from __future__ import annotations
