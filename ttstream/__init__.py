@@ -15,6 +15,7 @@ from ._exceptions import (
     ImageDecodeError,
     ImageTooLargeError,
     IncompleteStreamError,
+    JournalError,
     MalformedEventError,
     ProtocolError,
     StreamError,
@@ -25,6 +26,7 @@ from ._reconnect import Reconnecting, ReconnectPolicy
 from ._responses import Response
 from ._responses_client import ResponseStream
 from ._sync import Client, SyncImageStream
+from .batch import Batch, JobResult, SyncBatch
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
@@ -38,6 +40,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "Batch",
     "Client",
     "Comment",
     "Completed",
@@ -50,6 +53,8 @@ __all__ = [
     "ImageTooLargeError",
     "IncompleteStreamError",
     "InputTokensDetails",
+    "JobResult",
+    "JournalError",
     "MalformedEventError",
     "PartialImage",
     "ProtocolError",
@@ -62,6 +67,7 @@ __all__ = [
     "SinkError",
     "StreamError",
     "StreamItem",
+    "SyncBatch",
     "SyncImageStream",
     "TTStreamError",
     "Usage",
