@@ -35,6 +35,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from . import events, params, sinks, sse
     from ._event_types import Event, StreamItem
+    from ._eventsource import EventSource
     from ._reconnect import Reconnecting, ReconnectPolicy
     from ._responses import Response
     from ._responses_client import ResponseStream
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from .client import AsyncClient
     from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
     from .sinks import SinkError
-    from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
+    from .sse import Comment, ServerSentEvent, SSEDecoder
     from .stream import ImageStream
 
 _LAZY = {
@@ -54,7 +55,7 @@ _LAZY = {
     "Comment": "sse",
     "Completed": "events",
     "Event": "_event_types",
-    "EventSource": "sse",
+    "EventSource": "_eventsource",
     "ImageStream": "stream",
     "InputTokensDetails": "events",
     "JobResult": "batch",
