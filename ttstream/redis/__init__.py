@@ -14,7 +14,9 @@ The keys, the entry layout, fencing and outages are described in ``docs/redis.md
 Redis command runs.
 """
 
-from ..sinks._redis import (
+from ._claims import start_once
+from ._relay import RedisRelay
+from ._sink import (
     MARKER,
     ClaimLostError,
     MalformedEntryError,
@@ -28,8 +30,6 @@ from ..sinks._redis import (
     format_id,
     parse_id,
 )
-from ..sinks._redis_relay import RedisRelay
-from ._claims import start_once
 
 __all__ = [
     "MARKER",

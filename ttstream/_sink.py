@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..stream import StreamItem
+from .stream import StreamItem
 
 __all__ = ["Sink"]
 

@@ -1,6 +1,6 @@
 """RedisRelay: SSERelay's Server-Sent Events, served from a Redis stream by any worker.
 
-A generation written by :class:`~ttstream.sinks.RedisStreamSink` (in any process) is read
+A generation written by :class:`~ttstream.redis.RedisStreamSink` (in any process) is read
 back here and sent to browsers in exactly the frames of
 :class:`~ttstream.sinks.SSERelay` (the same functions build them), except that each
 event's ``id`` is its Redis entry id. A browser that reconnects to another worker sends
@@ -33,8 +33,20 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._bounds import validate_seconds
+from .._browser.frames import (
+    SSE_HEADERS,
+    Frame,
+    Receive,
+    Scope,
+    Send,
+    answered_other_than_get,
+    cancel_on_disconnect,
+    frame_of,
+    plain_response,
+)
+from .._browser.viewers import FORBIDDEN, Authorize, viewer_allowed
 from .._exceptions import ValidationError
-from ._redis import (
+from ._sink import (
     EntryId,
     MalformedEntryError,
     RedisStreamError,
@@ -48,21 +60,9 @@ from ._redis import (
     newest_entry,
     parse_id,
 )
-from ._sse_frames import (
-    SSE_HEADERS,
-    Frame,
-    Receive,
-    Scope,
-    Send,
-    answered_other_than_get,
-    cancel_on_disconnect,
-    frame_of,
-    plain_response,
-)
-from ._viewers import FORBIDDEN, Authorize, viewer_allowed
 
 if TYPE_CHECKING:
-    from ._redis import RedisClient
+    from ._sink import RedisClient
 
 __all__ = ["RedisRelay"]
 
