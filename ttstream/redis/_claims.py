@@ -35,26 +35,19 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._bounds import validate_seconds
-from ._sink import (
-    ClaimLostError,
-    Fence,
-    RedisStreamError,
+from ._codec import (
     Terminal,
-    append,
-    call,
-    claim_key,
-    delete_fenced,
     encode_terminal,
-    fenced,
     generation_of,
     is_terminal,
     new_generation,
-    newest_entry,
     public_message,
 )
+from ._commands import Fence, append, call, claim_key, delete_fenced, fenced, newest_entry
+from ._errors import ClaimLostError, RedisStreamError
 
 if TYPE_CHECKING:
-    from ._sink import RedisClient
+    from ._commands import RedisClient
 
 __all__ = ["ClaimLostError", "claim_key", "start_once"]
 

@@ -46,23 +46,20 @@ from .._browser.frames import (
 )
 from .._browser.viewers import FORBIDDEN, Authorize, viewer_allowed
 from .._exceptions import ValidationError
-from ._sink import (
+from ._codec import (
     EntryId,
-    MalformedEntryError,
-    RedisStreamError,
     Terminal,
-    call,
-    claim_key,
     decode_entry,
     format_id,
     generation_of,
     is_terminal,
-    newest_entry,
     parse_id,
 )
+from ._commands import call, claim_key, newest_entry
+from ._errors import MalformedEntryError, RedisStreamError
 
 if TYPE_CHECKING:
-    from ._sink import RedisClient
+    from ._commands import RedisClient
 
 __all__ = ["RedisRelay"]
 
