@@ -8,7 +8,9 @@ preview in a few lines::
         await ttstream.sinks.pump(stream, ttstream.sinks.FileSink("out"))
 
 Across processes, ``RedisStreamSink`` writes a generation to a Redis stream and
-``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``).
+``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``);
+both live in :mod:`ttstream.redis` and are re-exported here, with ``RedisStreamError``,
+``ClaimLostError`` and ``MalformedEntryError``.
 """
 
 from .._browser.frames import BROWSER_MODULE
