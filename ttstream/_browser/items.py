@@ -17,7 +17,17 @@ from .._secrets import redact
 from ..events import Completed, PartialImage, Usage, image_of
 from ..stream import StreamItem
 
-__all__ = ["MEDIA_TYPES", "item_metadata", "media_type_of", "strict_json"]
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MEDIA_TYPES",
+    "item_metadata",
+    "media_type_of",
+    "public_message",
+    "strict_json",
+]
+
+MAX_MESSAGE_CHARS = 500
+"""The longest error message a browser is told, or a Redis terminal entry keeps."""
 
 MEDIA_TYPES = {
     "png": "image/png",
@@ -136,3 +146,15 @@ def strict_json(obj: Any) -> str:
     except UnicodeEncodeError:
         text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
     return text
+
+
+def public_message(error: BaseException | str) -> str:
+    """The message of ``error`` as it may be stored (a Redis terminal entry) and shown to
+    browsers (both relays, the websocket protocol): at most :data:`MAX_MESSAGE_CHARS`
+    characters (the last one ``…`` when cut), through the one redaction
+    (``ttstream._secrets.redact``: registered keys, credential values)."""
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    text = redact(text)
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[: MAX_MESSAGE_CHARS - 1]}\u2026"

@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._bounds import validate_seconds
+from .._browser.items import public_message
 from ._codec import (
     Terminal,
     encode_terminal,
     generation_of,
     is_terminal,
     new_generation,
-    public_message,
 )
 from ._commands import Fence, append, call, claim_key, delete_fenced, fenced, newest_entry
 from ._errors import ClaimLostError, RedisStreamError

@@ -39,7 +39,6 @@ __all__ = [
     "is_terminal",
     "new_generation",
     "parse_id",
-    "public_message",
 ]
 
 EntryId = tuple[int, int]
@@ -51,7 +50,6 @@ token, the claim's under ``start_once``). A relay serves no entry without it, an
 ``Last-Event-ID`` of another generation restarts a viewer (``docs/redis.md``)."""
 
 _ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
-_MAX_MESSAGE = 500  # characters of an error message kept in a terminal entry
 
 
 def parse_id(text: str | bytes) -> EntryId | None:
@@ -65,15 +63,6 @@ def parse_id(text: str | bytes) -> EntryId | None:
 def format_id(entry_id: EntryId) -> str:
     """``(1700000000000, 3)`` as ``"1700000000000-3"``."""
     return f"{entry_id[0]}-{entry_id[1]}"
-
-
-def public_message(error: BaseException | str) -> str:
-    """The message of ``error`` as it may be stored and shown to browsers: at most 500
-    characters, with every registered key and credential value redacted
-    (``ttstream._secrets``)."""
-    text = error if isinstance(error, str) else str(error) or type(error).__name__
-    text = _secrets.redact(text)  # the one redaction: registered keys, credential values
-    return text if len(text) <= _MAX_MESSAGE else f"{text[: _MAX_MESSAGE - 1]}…"
 
 
 # The entry codec. Field values are bytes on the wire; these are the fields that are not

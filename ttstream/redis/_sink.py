@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._bounds import validate_seconds
+from .._browser.items import public_message
 from .._exceptions import TTStreamError, ValidationError
 from ..events import Completed
 from ..stream import StreamItem
-from ._codec import Terminal, encode_item, encode_terminal, new_generation, public_message
+from ._codec import Terminal, encode_item, encode_terminal, new_generation
 from ._commands import append, fence_of
 from ._errors import ClaimLostError, RedisStreamError
 
@@ -200,7 +201,8 @@ class RedisStreamSink:
 
     async def fail(self, error: BaseException | str) -> None:
         """Appends the ``error`` terminal entry: ``error`` is the exception's type name,
-        ``message`` its message (:func:`public_message`). Does nothing once ended."""
+        ``message`` its message (``ttstream._browser.items.public_message``: redacted, at
+        most 500 characters). Does nothing once ended."""
         if self._ended:
             return
         self._ended = True

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._bounds import validate_seconds
-from .._browser.items import item_metadata, media_type_of, strict_json
+from .._browser.items import item_metadata, media_type_of, public_message, strict_json
 from .._exceptions import TTStreamError, ValidationError
 from .._reconnect import Reconnecting
-from .._secrets import redact
 from ..events import Completed, PartialImage
 from ..stream import StreamItem
 from ._pump import Policy, SinkError, pump
@@ -45,22 +44,16 @@ MAX_FRAME_BYTES = 65_536
 """The default largest binary frame: the default message limit of httpx2's websocket
 client and a size every browser and proxy takes."""
 
-_MAX_MESSAGE = 500  # characters of an error message sent to browsers
-
 
 def public_error_text(error: BaseException | str) -> str:
     """What browsers are told of ``error`` (both relays, the websocket protocol): its
-    message through the one redaction (``ttstream._secrets.redact``), at most 500
-    characters. A :class:`~ttstream.sinks.SinkError` (the server's own delivery failed;
-    its text names sinks, Redis keys, paths) becomes a fixed sentence."""
+    message through the one redaction, at most 500 characters
+    (``ttstream._browser.items.public_message``). A :class:`~ttstream.sinks.SinkError`
+    (the server's own delivery failed; its text names sinks, Redis keys, paths) becomes a
+    fixed sentence."""
     if isinstance(error, SinkError):
-        text = "the server could not deliver this generation"
-    elif isinstance(error, str):
-        text = error
-    else:
-        text = str(error) or type(error).__name__
-    text = redact(text)
-    return text if len(text) <= _MAX_MESSAGE else f"{text[: _MAX_MESSAGE - 1]}\u2026"
+        return "the server could not deliver this generation"
+    return public_message(error)
 
 
 class WebSocketSink:
