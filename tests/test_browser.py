@@ -662,3 +662,56 @@ def test_a_failed_generation_over_a_websocket_is_told_in_words(
     assert part(browser, "error").is_displayed()
     assert "error-nested" in text(browser, "error-text")
     assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
+
+
+SVG_WITH_SCRIPT = (
+    b"<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'"
+    b" onload='document.documentElement.dataset.ran = document.domain'>"
+    b"<rect width='8' height='8' fill='red'/></svg>"
+)
+
+
+def test_an_svg_final_image_is_shown_but_linked_as_bytes_that_cannot_run(browser: Any) -> None:
+    # The download link was a blob: URL of type image/svg+xml, which has the page's
+    # origin: opened in a tab, the SVG's script ran as the page (a model asked for an
+    # SVG can be asked for a script too)
+    import base64
+
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Mount, Route
+
+    from ttstream.sinks import SSERelay
+
+    relay = SSERelay()
+    svg = base64.b64encode(SVG_WITH_SCRIPT).decode()
+    final = ttstream.Completed(b64_json=svg, operation="generation", output_format="svg")
+    page = (
+        '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
+        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>'
+    )
+
+    async def index(request: Any) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    import anyio
+
+    async def fill() -> None:
+        await relay.send(final)
+        await relay.aclose()
+
+    anyio.run(fill)
+    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
+    with ServerThread(app) as server:
+        open_page(browser, server.url + "/", "desktop")
+        until(browser, "document.querySelector('#preview').stats.finalShown")
+        link = until(browser, "document.querySelector('#preview .tts-download').href")
+        kind = browser.execute_async_script(
+            "fetch(arguments[0]).then((r) => r.blob()).then((b) => arguments[1](b.type))", link
+        )
+        name = browser.execute_script(
+            "return document.querySelector('#preview .tts-download').download"
+        )
+    assert link.startswith("blob:")
+    assert kind == "application/octet-stream"
+    assert name == "image.svg"

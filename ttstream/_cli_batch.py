@@ -113,17 +113,22 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
     keys: dict[str, int] = {}
     base = path.parent
     with path.open(encoding="utf-8", errors="surrogateescape") as file:
-        for number, text in enumerate(file, start=1):
+        # readline with a limit: a line longer than the cap is refused without being
+        # held whole in memory
+        lines = iter(lambda: file.readline(_MAX_LINE + 2), "")
+        for number, text in enumerate(lines, start=1):
+            where = f"{path.name} line {number}"
+            if len(text.rstrip("\r\n")) > _MAX_LINE:
+                raise JobsFileError(f"{where}: longer than {_MAX_LINE} characters")
             if _NOT_UTF8.search(text):
-                raise JobsFileError(f"{path.name} line {number}: not UTF-8 text")
+                raise JobsFileError(f"{where}: not UTF-8 text")
             text = text.strip()
             if not text or text.startswith("#"):
                 continue
-            where = f"{path.name} line {number}"
-            if len(text) > _MAX_LINE:
-                raise JobsFileError(f"{where}: longer than {_MAX_LINE} characters")
             try:
                 obj = json.loads(text)
+            except RecursionError:
+                raise JobsFileError(f"{where}: JSON nested too deeply") from None
             except ValueError as exc:
                 raise JobsFileError(f"{where}: not JSON ({exc})") from None
             if not isinstance(obj, dict):
