@@ -664,6 +664,54 @@ def test_a_failed_generation_over_a_websocket_is_told_in_words(
     assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
 
 
+# A page of its own, with none of the example's CSS (no `* { box-sizing: border-box }`):
+# the element must lay itself out whatever the page's box model.
+BARE_PAGE = """<!doctype html>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<script type="module" src="/ttstream.js"></script>
+<link rel="icon" href="data:,">
+<style>body { margin: 0; height: 100dvh; display: grid; }</style>
+<ttstream-preview id="preview" previews="3" size="SIZE"></ttstream-preview>"""
+
+PLACEHOLDER = """
+const rect = (selector) => {
+  const r = document.querySelector('#preview ' + selector).getBoundingClientRect();
+  return [r.left, r.top, r.width, r.height];
+};
+return {frame: rect('.tts-frame'), ghost: rect('.tts-ghost')};
+"""
+
+
+def bare_page_app() -> ASGIApp:
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse, HTMLResponse
+    from starlette.routing import Route
+
+    from ttstream.sinks import BROWSER_MODULE
+
+    async def page(request: Any) -> HTMLResponse:
+        return HTMLResponse(BARE_PAGE.replace("SIZE", request.query_params["size"]))
+
+    async def module(request: Any) -> FileResponse:
+        return FileResponse(BROWSER_MODULE, media_type="text/javascript")
+
+    return Starlette(routes=[Route("/", page), Route("/ttstream.js", module)])
+
+
+@pytest.mark.parametrize("size", ["1024x1024", "1536x1024", "1024x1536"])
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_the_placeholder_stays_inside_the_frame_on_a_page_without_border_box(
+    browser: Any, viewport: str, size: str
+) -> None:
+    with ServerThread(bare_page_app()) as server:
+        open_page(browser, f"{server.url}/?size={size}", viewport)
+        until(browser, "document.querySelector('#preview .tts-ghost')")
+        rects = browser.execute_script(PLACEHOLDER)
+    assert_inside(rects["ghost"], *rects["frame"][2:])  # the frame starts at (0, 0)
+    assert rects["frame"][:2] == [0, 0], rects
+    assert browser.get_log("browser") == []
+
+
 SVG_WITH_SCRIPT = (
     b"<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'"
     b" onload='document.documentElement.dataset.ran = document.domain'>"

@@ -247,6 +247,7 @@ def test_the_live_display_then_ctrl_c_exits_130_and_a_rerun_continues(
     child.close()
     assert child.exitstatus == 130
     assert "interrupted" in child.before
+    assert "the same command continues" in child.before
     with sqlite3.connect(tmp_path / "out" / ".ttstream-journal.sqlite") as db:
         states = dict(db.execute("SELECT key, state FROM jobs").fetchall())
     done_before = {key for key, state in states.items() if state == "done"}

@@ -152,13 +152,14 @@ class Browser:
     async def run(self) -> Browser:
         async with self.http.stream("GET", self.url, headers=self.headers) as response:
             self.response = response
-            async for chunk in response.aiter_raw():
-                self.raw += chunk
-                for event in self.decoder.feed(chunk):
-                    self.events.append(event)
-                    if event.id == self.leave_after:
-                        self.done = True
-                        return self  # leaving the block closes the connection
+            async with contextlib.aclosing(response.aiter_raw()) as chunks:
+                async for chunk in chunks:
+                    self.raw += chunk
+                    for event in self.decoder.feed(chunk):
+                        self.events.append(event)
+                        if event.id == self.leave_after:
+                            self.done = True
+                            return self  # leaving the block closes the connection
             self.events += self.decoder.close()
         self.done = True
         return self

@@ -34,6 +34,7 @@ import anyio
 import attrs
 
 from ._cli_output import clean, terminal_console
+from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
 from .batch import Batch, JobResult
 from .client import AsyncClient
@@ -310,7 +311,9 @@ class _Display:
 
 def _money(cost: decimal.Decimal | None, unpriced: int) -> str:
     if cost is None:
-        return "unknown" if unpriced else "$0"
+        if not unpriced:
+            return "$0"
+        return "unknown" if pricing_available() else "unknown (the cost extra prices it)"
     text = f"${cost:.4f}"
     return f"{text} (+{unpriced} job(s) unpriced)" if unpriced else text
 
@@ -392,4 +395,12 @@ def run(
         except JobsFileError as exc:
             print(f"ttstream: error: {clean(exc, 1000, secrets=secrets)}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            journal = Path(args.journal) if args.journal else Path(args.out) / JOURNAL_NAME
+            print(
+                "ttstream: interrupted; the same command continues where this run stopped "
+                f"(journal {clean(journal, 300, secrets=secrets)})",
+                file=sys.stderr,
+            )
+            return 130
     return 0 if ok else 1

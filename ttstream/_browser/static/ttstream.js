@@ -283,6 +283,9 @@ ttstream-preview {
   color: var(--tts-text); font: 15px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif;
 }
 ttstream-preview [hidden] { display: none !important; }
+ttstream-preview, ttstream-preview *, ttstream-preview *::before, ttstream-preview *::after {
+  box-sizing: border-box;  /* sizes below include padding and border, whatever the page sets */
+}
 .tts-frame {
   position: relative; overflow: hidden; border-radius: 14px; border: 1px solid var(--tts-line);
   background: radial-gradient(circle at 50% 40%, #171c27, #0a0c11 75%);
