@@ -40,9 +40,9 @@ from .._bounds import close_bounded
 from .._event_types import StreamItem
 from .._exceptions import APITimeoutError, TTStreamError, ValidationError
 from .._reconnect import Reconnecting
+from .._sink import Sink
 from ..events import Completed, PartialImage
 from ..stream import ImageStream
-from ._base import Sink
 
 __all__ = ["Policy", "SinkError", "pump"]
 
