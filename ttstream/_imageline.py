@@ -85,15 +85,33 @@ class ImageLine:
     :meth:`end` it. ``feed`` answers ``None`` while the fast path holds, or a
     :data:`Fallback` once it gave up; after that the line is no longer fed."""
 
-    __slots__ = ("_carry", "_codec", "_found", "_head", "_keys", "_out", "_scan_at", "_tail")
+    __slots__ = (
+        "_carry",
+        "_codec",
+        "_found",
+        "_head",
+        "_hint",
+        "_keys",
+        "_out",
+        "_room",
+        "_scan_at",
+        "_tail",
+    )
 
-    def __init__(self, keys: tuple[str, ...], codec: Codec) -> None:
+    def __init__(self, keys: tuple[str, ...], codec: Codec, size_hint: int = 0) -> None:
+        """``size_hint``: the decoded size expected (the previous image's, on a stream
+        whose previews and final share a size), or 0: the image's buffer is made that
+        large once, so that it is filled in place (see :meth:`_write`)."""
         self._keys = keys
         self._codec = codec
         self._head = bytearray()  # the line's bytes until its image string is found
         self._scan_at = 1  # parse the head again once it holds this many bytes
         self._found: tuple[dict[str, Any], str, str] | None = None  # members, key, head text
-        self._out = io.BytesIO()  # the decoded image: grown in place, taken without a copy
+        # The decoded image: written in place, taken without a copy (``_take``); ``_room``
+        # is the size of its buffer, made ``_hint`` large by the first ``take_run``.
+        self._out = io.BytesIO()
+        self._room = 0
+        self._hint = size_hint
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
         self._tail: bytearray | None = None  # the bytes from the closing quote on
 
@@ -129,8 +147,11 @@ class ImageLine:
             out = decode(view[fill : len(data) - keep], last=False)
         if out is None:
             return False
-        self._out.write(first)
-        self._out.write(out)
+        if self._hint:
+            self._reserve()
+        if first:
+            self._write(first)
+        self._write(out)
         self._carry = left
         return True
 
@@ -147,7 +168,7 @@ class ImageLine:
         if self._tail is None:  # no closing quote: the plain path decides
             return self._fallback(self._carry)
         members, key, head = self._found
-        image = self._out.getvalue()
+        image = self._take()
         tail = self._tail.decode("utf-8", "replace")
         if not _parse_tail(tail, key, members):
             return head + self._codec.encode_text(image) + tail, b""
@@ -206,11 +227,48 @@ class ImageLine:
                 return self._fallback(carry, data, start, end)
             pieces.append(out)
         for piece in pieces:
-            self._out.write(piece)
+            self._write(piece)
         self._carry = bytes(data[aligned:stop])
         if final:
             self._tail = bytearray(memoryview(data)[quote:end])
         return None
+
+    def _write(self, piece: bytes) -> None:
+        """Appends decoded bytes to the image. The buffer is never grown by a write
+        itself (``io.BytesIO`` would grow it by an eighth at a time, copying the image
+        about eight times over as it grows, since the allocator can seldom extend a
+        block of megabytes in place); it is made ``size_hint`` large at the start and,
+        when that is passed, 1.5 times larger at a time: at most 1.5 times the image
+        (taken back by :meth:`_take`), copied about twice over in all."""
+        out = self._out
+        end = out.tell() + len(piece)
+        if end > self._room:
+            room = max(end, self._room + self._room // 2)
+            at = out.tell()
+            out.seek(room - 1)
+            out.write(b"\0")  # one resize to ``room`` (zero-filled), then back
+            out.seek(at)
+            self._room = room
+        out.write(piece)
+
+    def _reserve(self) -> None:
+        """Makes the buffer ``size_hint`` large, the written bytes copied over (at most
+        a chunk's). Done on the first chunk that lies wholly inside the string, never on
+        the chunk that began it: that one may also end the event before, which the
+        consumer has not received yet, while the one before it is still alive: the
+        image's memory is taken only once those are down to one."""
+        hint, self._hint = self._hint, 0
+        if hint > self._room:
+            written = self._take()
+            self._out, self._room = io.BytesIO(bytes(hint)), hint  # calloc: no copy, no fill
+            self._out.write(written)
+
+    def _take(self) -> bytes:
+        """The image decoded so far: the buffer is cut to what was written and becomes
+        the ``bytes`` (``io.BytesIO.getvalue`` shares a buffer it alone holds)."""
+        out = self._out
+        out.truncate(out.tell())
+        return out.getvalue()
 
     def _fallback(
         self, carry: bytes, data: bytes | bytearray = b"", start: int = 0, end: int = 0
@@ -218,8 +276,8 @@ class ImageLine:
         """The line as text so far, and the raw bytes not taken: the carried ones and
         ``data[start:end]``."""
         assert self._found is not None
-        text = self._found[2] + self._codec.encode_text(self._out.getvalue())
-        self._out = io.BytesIO()
+        text = self._found[2] + self._codec.encode_text(self._take())
+        self._out, self._room = io.BytesIO(), 0
         return text, carry + bytes(memoryview(data)[start:end])
 
 

@@ -251,6 +251,7 @@ class SSEDecoder:
         self._comments = False  # set while feed_all() runs
         self.retry: int | None = None
         self._failure: EventTooLargeError | None = None
+        self._image_size = 0  # the last decoded image's size: the next one's size hint
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self._start_body()
 
@@ -400,7 +401,7 @@ class SSEDecoder:
             self._value = []
             del line[: 6 if line[5] == 0x20 else 5]
             if self.decode_images and not self._data:
-                self._image = ImageLine(self.image_keys, _base64.codec())
+                self._image = ImageLine(self.image_keys, _base64.codec(), self._image_size)
                 self._line = bytearray()
                 self._feed_image(line, 0, len(line))
                 return
@@ -460,6 +461,7 @@ class SSEDecoder:
         data, or the text the plain path would have given."""
         result = image.end(data, start, end)
         if isinstance(result, DecodedData):
+            self._image_size = len(result.image)
             return result
         text, raw = result
         return text + str(raw, "utf-8", "replace") if raw else text
@@ -529,7 +531,7 @@ class SSEDecoder:
             start += 6 if line[5:6].tobytes() == b" " else 5
             raw = view[start:end]
             if self.decode_images and not self._data and self._names_an_image(raw):
-                image = ImageLine(self.image_keys, _base64.codec())
+                image = ImageLine(self.image_keys, _base64.codec(), self._image_size)
                 self._data.append(self._end_image(image, view.obj, start, end))
             else:
                 self._data.append(str(raw, "utf-8", "replace"))
