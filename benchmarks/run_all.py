@@ -76,7 +76,7 @@ from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
 
 from ttstream import _base64, parse_event
-from ttstream.sinks._relay import _frame as relay_frame
+from ttstream.sinks._sse_frames import frame_of as relay_frame
 from ttstream.sinks._websocket import item_metadata
 from ttstream.sse import SSEDecoder
 

@@ -93,6 +93,7 @@ class ImageLine:
         "_hint",
         "_keys",
         "_out",
+        "_pieces",
         "_room",
         "_scan_at",
         "_tail",
@@ -101,7 +102,7 @@ class ImageLine:
     def __init__(self, keys: tuple[str, ...], codec: Codec, size_hint: int = 0) -> None:
         """``size_hint``: the decoded size expected (the previous image's, on a stream
         whose previews and final share a size), or 0: the image's buffer is made that
-        large once, so that it is filled in place (see :meth:`_write`)."""
+        large once and filled in place (see :meth:`_write`)."""
         self._keys = keys
         self._codec = codec
         self._head = bytearray()  # the line's bytes until its image string is found
@@ -111,6 +112,7 @@ class ImageLine:
         # is the size of its buffer, made ``_hint`` large by the first ``take_run``.
         self._out = io.BytesIO()
         self._room = 0
+        self._pieces: list[bytes] | None = None  # decoded bytes past the buffer's room
         self._hint = size_hint
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
         self._tail: bytearray | None = None  # the bytes from the closing quote on
@@ -234,41 +236,43 @@ class ImageLine:
         return None
 
     def _write(self, piece: bytes) -> None:
-        """Appends decoded bytes to the image. The buffer is never grown by a write
-        itself (``io.BytesIO`` would grow it by an eighth at a time, copying the image
-        about eight times over as it grows, since the allocator can seldom extend a
-        block of megabytes in place); it is made ``size_hint`` large at the start and,
-        when that is passed, 1.5 times larger at a time: at most 1.5 times the image
-        (taken back by :meth:`_take`), copied about twice over in all."""
+        """Appends decoded bytes to the image: into the buffer while it has room, else
+        to a list of pieces joined at the end. The buffer is never grown (``io.BytesIO``
+        grows by an eighth at a time, and a block of megabytes can seldom be extended in
+        place, so the image would be copied about eight times over as it grows)."""
         out = self._out
-        end = out.tell() + len(piece)
-        if end > self._room:
-            room = max(end, self._room + self._room // 2)
-            at = out.tell()
-            out.seek(room - 1)
-            out.write(b"\0")  # one resize to ``room`` (zero-filled), then back
-            out.seek(at)
-            self._room = room
-        out.write(piece)
+        if self._pieces is None and out.tell() + len(piece) <= self._room:
+            out.write(piece)
+        elif self._pieces is None:
+            self._pieces = [piece]
+        else:
+            self._pieces.append(piece)
 
     def _reserve(self) -> None:
-        """Makes the buffer ``size_hint`` large, the written bytes copied over (at most
-        a chunk's). Done on the first chunk that lies wholly inside the string, never on
-        the chunk that began it: that one may also end the event before, which the
-        consumer has not received yet, while the one before it is still alive: the
-        image's memory is taken only once those are down to one."""
+        """Makes the buffer ``size_hint`` large (zeroed by ``calloc``), the bytes written
+        so far copied over. Done on the first chunk that lies wholly inside the string,
+        so never on the chunk that began it, which may also have ended the event before:
+        until the consumer takes that event, the one before it may still be alive."""
         hint, self._hint = self._hint, 0
         if hint > self._room:
             written = self._take()
-            self._out, self._room = io.BytesIO(bytes(hint)), hint  # calloc: no copy, no fill
-            self._out.write(written)
+            self._out, self._room = io.BytesIO(bytes(hint)), hint
+            self._write(written)
 
     def _take(self) -> bytes:
-        """The image decoded so far: the buffer is cut to what was written and becomes
-        the ``bytes`` (``io.BytesIO.getvalue`` shares a buffer it alone holds)."""
-        out = self._out
+        """The image decoded so far. The buffer is cut to what was written and becomes
+        the ``bytes`` without a copy (``io.BytesIO.getvalue`` shares a buffer it alone
+        holds); pieces past its room (all of them with no size hint) are joined to it
+        once, so the image is held twice for a moment."""
+        out, pieces = self._out, self._pieces
         out.truncate(out.tell())
-        return out.getvalue()
+        if pieces is None:
+            return out.getvalue()
+        self._pieces = None
+        if out.tell():
+            pieces.insert(0, out.getvalue())
+        self._out, self._room = io.BytesIO(), 0
+        return b"".join(pieces)
 
     def _fallback(
         self, carry: bytes, data: bytes | bytearray = b"", start: int = 0, end: int = 0
@@ -277,7 +281,7 @@ class ImageLine:
         ``data[start:end]``."""
         assert self._found is not None
         text = self._found[2] + self._codec.encode_text(self._take())
-        self._out, self._room = io.BytesIO(), 0
+        self._out, self._room, self._pieces = io.BytesIO(), 0, None
         return text, carry + bytes(memoryview(data)[start:end])
 
 
