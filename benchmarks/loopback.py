@@ -9,7 +9,8 @@ stream, then either ``--reps`` streams one after the other (1 stream) or N strea
 once. Rounds alternate the contenders' order (A B C, B C A, ...). Per contender it
 prints the median aggregate MB/s (SSE bytes), the median over rounds of its ratio to the
 hand-written client's and to the bare socket floor's MB/s in the same round, the median
-RSS growth per stream, and p50/p99 of the delay from the server's ``sock_sendall`` of an
+RSS growth per stream (peak ``VmHWM`` minus the RSS after the warm-up, over the number
+of concurrent streams), and p50/p99 of the delay from the server's ``sock_sendall`` of an
 event's last byte to the consumer holding the event's decoded image (``CLOCK_MONOTONIC``
 in both processes).
 
@@ -261,6 +262,16 @@ def rss_now() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
+def peak_rss() -> int:
+    """This process's peak RSS (``VmHWM``). Not ``getrusage``'s ``ru_maxrss``: Linux
+    keeps that across ``execve``, so a child starts with its parent's RSS as its peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 async def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One trial, in this (fresh) process."""
     import anyio
@@ -294,7 +305,7 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
             for number in range(streams):
                 group.start_soon(one, f"{spec['tag']}-{number}")
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     await contender.aclose()
     return {
         "seconds": seconds,

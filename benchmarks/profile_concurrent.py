@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import time
 import tracemalloc
 from typing import Any
 
 import anyio
 from _workload import MB, four_events
-from loopback import FLOOR, KEYS, TT_TRIO, make, rss_now
+from loopback import FLOOR, KEYS, TT_TRIO, make, peak_rss, rss_now
 from run_all import Server
 
 
@@ -66,9 +65,7 @@ async def main(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "mb_per_s": round(size / seconds / MB, 1),
         "rss_per_stream_mb": round(
-            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before)
-            / MB
-            / args.streams,
+            (peak_rss() - rss_before) / MB / args.streams,
             2,
         ),
         "errors": errors,
