@@ -64,9 +64,10 @@ TT_TRIO = "ttstream, httpx2 (trio)"
 SSE_HTTPX = "httpx-sse + json + base64 (httpx 0.x)"
 SSE_HTTPX2 = "httpx-sse + json + base64 (httpx2)"
 OPENAI = "openai SDK"
+HAND_JOINED = "hand-written aiohttp + split + pybase64, chunks joined per event"
 CONTENDERS = [HAND, FLOOR, TT_AIOHTTP, TT_HTTPX2, TT_TRIO, SSE_HTTPX, SSE_HTTPX2, OPENAI]
 SHORT = ["hand", "floor", "tt-aiohttp", "tt-httpx2", "tt-trio", "sse-httpx", "sse-httpx2", "openai"]
-KEYS = dict(zip(SHORT, CONTENDERS, strict=True))
+KEYS = {**dict(zip(SHORT, CONTENDERS, strict=True)), "hand-joined": HAND_JOINED}
 PROMPT = "a lighthouse at dusk"
 MODEL = "gpt-image-1"
 OnEvent = Callable[[int], None]
@@ -117,6 +118,40 @@ class Hand:
 
     async def aclose(self) -> None:
         await self.session.close()
+
+
+class HandJoined(Hand):
+    """The same, with each event's chunks kept in a list and joined once at its end
+    (no ``bytearray`` grown by an eighth at a time as a 2.7 MB event arrives)."""
+
+    async def run(self, tag: str, on_event: OnEvent) -> int:
+        decode = self._b64decode
+        handled = index = 0
+        pieces: list[bytes] = []
+
+        def take(event: bytes) -> None:
+            nonlocal handled, index
+            start = event.find(b'"b64_json":"') + 12
+            stop = event.find(b'"', start)
+            with memoryview(event) as view:
+                handled += len(decode(view[start:stop], validate=True))
+            on_event(index)
+            index += 1
+
+        async with self.session.post(self.url, json=request_body(tag)) as response:
+            response.raise_for_status()
+            async for chunk in response.content.iter_any():
+                at = 0
+                if pieces and chunk[:1] == b"\n" and pieces[-1][-1:] == b"\n":
+                    take(b"".join(pieces))  # the blank line's LF opens this chunk
+                    pieces, at = [], 1
+                while (end := chunk.find(b"\n\n", at)) >= 0:
+                    pieces.append(chunk[at:end])
+                    take(b"".join(pieces))
+                    pieces, at = [], end + 2
+                if at < len(chunk):
+                    pieces.append(chunk[at:] if at else chunk)
+        return handled
 
 
 class Floor:
@@ -244,6 +279,8 @@ class OpenAISDK:
 def make(name: str, base_url: str, connections: int) -> Any:
     if name == HAND:
         return Hand(base_url, connections)
+    if name == HAND_JOINED:
+        return HandJoined(base_url, connections)
     if name == FLOOR:
         return Floor(base_url, connections)
     if name == TT_AIOHTTP:
@@ -376,7 +413,11 @@ def bench(names: list[str], streams: int, rounds: int, reps: int, image_bytes: i
             "p99_s": quantile(delays, 0.99),
             "errors": sum(len(run["errors"]) for run in runs),
         }
-        for reference, key in ((HAND, "vs_hand"), (FLOOR, "vs_floor")):
+        for reference, key in (
+            (HAND, "vs_hand"),
+            (HAND_JOINED, "vs_hand_joined"),
+            (FLOOR, "vs_floor"),
+        ):
             if reference in trials:
                 summary[name][key] = statistics.median(
                     run["mb_per_s"] / ref["mb_per_s"]
@@ -388,15 +429,17 @@ def bench(names: list[str], streams: int, rounds: int, reps: int, image_bytes: i
 def table(summary: dict[str, Any], streams: int) -> str:
     rows = [
         f"| {streams} stream{'s' if streams > 1 else ''} | MB/s | {TIMES} hand-written "
-        f"| {TIMES} floor | RSS per stream (MB) | p50 / p99 delay, last byte {ARROW} image |"
-        " errors |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        f"| {TIMES} hand-written, joined | {TIMES} floor | RSS per stream (MB) "
+        f"| p50 / p99 delay, last byte {ARROW} image | errors |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
+    nan = float("nan")
     for name, s in summary.items():
         unit, scale = ("ms", 1e3) if streams == 1 else ("s", 1)
         rows.append(
-            f"| {name} | {s['mb_per_s']:.0f} | {s.get('vs_hand', float('nan')):.2f} "
-            f"| {s.get('vs_floor', float('nan')):.2f} | {s['rss_per_stream_mb']:.2f} "
+            f"| {name} | {s['mb_per_s']:.0f} | {s.get('vs_hand', nan):.2f} "
+            f"| {s.get('vs_hand_joined', nan):.2f} | {s.get('vs_floor', nan):.2f} "
+            f"| {s['rss_per_stream_mb']:.2f} "
             f"| {s['p50_s'] * scale:.2f} / {s['p99_s'] * scale:.2f} {unit} | {s['errors']} |"
         )
     return "\n".join(rows)
