@@ -14,6 +14,7 @@ from ._exceptions import (
     ImageDecodeError,
     ImageTooLargeError,
     IncompleteStreamError,
+    JournalError,
     MalformedEventError,
     ProtocolError,
     StreamError,
@@ -24,6 +25,7 @@ from ._reconnect import Reconnecting, ReconnectPolicy
 from ._responses import Response
 from ._responses_client import ResponseStream
 from ._sync import Client, SyncImageStream
+from .batch import Batch, JobResult, SyncBatch
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
@@ -37,6 +39,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "Batch",
     "Client",
     "Comment",
     "Completed",
@@ -49,6 +52,8 @@ __all__ = [
     "ImageTooLargeError",
     "IncompleteStreamError",
     "InputTokensDetails",
+    "JobResult",
+    "JournalError",
     "MalformedEventError",
     "PartialImage",
     "ProtocolError",
@@ -61,6 +66,7 @@ __all__ = [
     "SinkError",
     "StreamError",
     "StreamItem",
+    "SyncBatch",
     "SyncImageStream",
     "TTStreamError",
     "Usage",

@@ -33,6 +33,7 @@ from ._exceptions import (
     ProtocolError,
     TTStreamError,
 )
+from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 
 __all__ = [
@@ -140,6 +141,7 @@ async def send(
         if delay is None:
             delay = backoff_delay(attempt)
         attempt += 1
+        note_retry(attempt, delay, error)
         logger.warning(
             "retrying %s %s in %.2f s (retry %d of %d) after: %s",
             request.method,

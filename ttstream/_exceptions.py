@@ -31,6 +31,7 @@ __all__ = [
     "ImageDecodeError",
     "ImageTooLargeError",
     "IncompleteStreamError",
+    "JournalError",
     "MalformedEventError",
     "ProtocolError",
     "StreamError",
@@ -300,3 +301,9 @@ class ImageTooLargeError(ImageDecodeError):
             f"the image has {size}, more than max_pixels={max_pixels} allows; "
             "raise max_pixels if such images are expected"
         )
+
+
+class JournalError(TTStreamError):
+    """A batch journal (``client.batch(journal=...)``) cannot be opened, read or written:
+    not a SQLite database, a read-only directory, a full disk. The message names the
+    file (docs/batch.md, "The journal")."""
