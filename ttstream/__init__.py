@@ -5,6 +5,7 @@ The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` an
 """
 
 from . import sinks
+from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -29,7 +30,7 @@ from .batch import Batch, JobResult, SyncBatch
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sinks import SinkError
-from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
+from .sse import Comment, ServerSentEvent, SSEDecoder
 from .stream import Event, ImageStream, StreamItem
 
 __version__ = "0.1.0"

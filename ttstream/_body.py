@@ -21,6 +21,7 @@ Content-Encoding rules (RFC 9110, section 8.4):
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import AsyncGenerator, Iterator
 
@@ -137,12 +138,15 @@ async def aiter_bounded(
         return
     coding = _coding(response)
     inflater = None if coding is None else _Inflater(coding)
-    async for raw in response.aiter_raw():
-        if inflater is None:
-            yield raw  # as read: already in memory, so cutting it would bound nothing
-        else:
-            for piece in inflater.decode(raw, read_limit):
-                yield piece
+    # Closed on every way out (an early aclose() of this generator included), never
+    # left to the garbage collector (trio warns of each one it finalizes).
+    async with contextlib.aclosing(response.aiter_raw()) as raws:
+        async for raw in raws:
+            if inflater is None:
+                yield raw  # as read: already in memory, so cutting it would bound nothing
+            else:
+                for piece in inflater.decode(raw, read_limit):
+                    yield piece
 
 
 async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearray, bool]:

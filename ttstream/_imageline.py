@@ -83,7 +83,9 @@ UTF-8 (the plain path's work from there)."""
 class ImageLine:
     """One data line on the fast path: feed its value's bytes as they arrive, then
     :meth:`end` it. ``feed`` answers ``None`` while the fast path holds, or a
-    :data:`Fallback` once it gave up; after that the line is no longer fed."""
+    :data:`Fallback` once it gave up; after that the line is no longer fed.
+    ``decoded_size`` is the image's size once :meth:`end` gave :class:`DecodedData`
+    (``ttstream._imagehook`` sizes the next line's buffer with it), else 0."""
 
     __slots__ = (
         "_carry",
@@ -97,6 +99,7 @@ class ImageLine:
         "_room",
         "_scan_at",
         "_tail",
+        "decoded_size",
     )
 
     def __init__(self, keys: tuple[str, ...], codec: Codec, size_hint: int = 0) -> None:
@@ -114,6 +117,7 @@ class ImageLine:
         self._room = 0
         self._pieces: list[bytes] | None = None  # decoded bytes past the buffer's room
         self._hint = size_hint
+        self.decoded_size = 0  # the image's size once end() gave DecodedData
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
         self._tail: bytearray | None = None  # the bytes from the closing quote on
 
@@ -175,6 +179,7 @@ class ImageLine:
         if not _parse_tail(tail, key, members):
             return head + self._codec.encode_text(image) + tail, b""
         members[key] = image
+        self.decoded_size = len(image)
         return DecodedData(head, key, image, tail, members, self._codec)
 
     def _feed_head(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:
