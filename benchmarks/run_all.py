@@ -75,8 +75,8 @@ from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
 
 from ttstream import _base64, parse_event
-from ttstream.sinks._sse_frames import frame_of as relay_frame
-from ttstream.sinks._websocket import item_metadata
+from ttstream._browser.frames import frame_of as relay_frame
+from ttstream._browser.items import item_metadata
 from ttstream.sse import SSEDecoder
 
 HERE = Path(__file__).resolve().parent
