@@ -161,6 +161,26 @@ class JobProgress:
     attempts: int
 
 
+@attrs.define
+class _Progress:
+    """How far a running job got: when (anyio clock) it started and got its first
+    preview, the previews so far and the index of the latest."""
+
+    started_at: float | None = None
+    first_preview_at: float | None = None
+    previews: int = 0
+    latest_preview: int | None = None
+
+    def report(self, key: str, attempts: int, now: float) -> JobProgress:
+        return JobProgress(
+            key=key,
+            seconds=0.0 if self.started_at is None else now - self.started_at,
+            previews=self.previews,
+            latest_preview=self.latest_preview,
+            attempts=attempts,
+        )
+
+
 @attrs.define(eq=False)
 class _Job:
     key: str
@@ -175,10 +195,7 @@ class _Job:
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
     attempts: int = 0
     resumed: bool = False
-    started_at: float | None = None
-    first_preview_at: float | None = None
-    previews: int = 0
-    latest_preview: int | None = None
+    progress: _Progress = attrs.Factory(_Progress)
 
     def new_stream(self) -> ImageStream:
         stream, self.stream = self.stream, None
@@ -402,14 +419,7 @@ class Batch:
         """The jobs running now, oldest first."""
         now = anyio.current_time()
         return [
-            JobProgress(
-                key=job.key,
-                seconds=0.0 if job.started_at is None else now - job.started_at,
-                previews=job.previews,
-                latest_preview=job.latest_preview,
-                attempts=job.attempts,
-            )
-            for job in self._queue.running.values()
+            job.progress.report(job.key, job.attempts, now) for job in self._queue.running.values()
         ]
 
     # ---- adding jobs ------------------------------------------------------------------
@@ -669,7 +679,7 @@ class Batch:
 
     async def _result(self, job: _Job) -> JobResult:
         token = _current_job.set(job)
-        job.started_at = anyio.current_time()
+        job.progress.started_at = anyio.current_time()
         waited = time.monotonic() - job.added_at
         events: list[Completed] = []
         try:
@@ -704,7 +714,8 @@ class Batch:
     ) -> JobResult:
         usages = [event.usage for event in events]
         now = anyio.current_time()
-        started = job.started_at if job.started_at is not None else now
+        progress = job.progress
+        started = progress.started_at if progress.started_at is not None else now
         return JobResult(
             key=job.key,
             events=tuple(events),
@@ -716,7 +727,9 @@ class Batch:
             resumed=job.resumed,
             waited=waited,
             seconds=now - started,
-            first_preview=None if job.first_preview_at is None else job.first_preview_at - started,
+            first_preview=(
+                None if progress.first_preview_at is None else progress.first_preview_at - started
+            ),
         )
 
     async def _record(self, result: JobResult, *, state: str) -> None:
@@ -737,6 +750,7 @@ class Batch:
 
     async def _attempts(self, job: _Job) -> list[Completed]:
         rate_limited = 0
+        progress = job.progress
         while True:
             events: list[Completed] = []
             stream = job.new_stream()
@@ -744,12 +758,12 @@ class Batch:
                 async with stream:
                     async for item in stream:
                         if isinstance(item, PartialImage):
-                            if job.first_preview_at is None:
-                                job.first_preview_at = anyio.current_time()
+                            if progress.first_preview_at is None:
+                                progress.first_preview_at = anyio.current_time()
                             if job.resume is not None:  # journaled before it is shown
                                 await self._progress(job, stream)
-                            job.previews += 1
-                            job.latest_preview = item.index
+                            progress.previews += 1
+                            progress.latest_preview = item.index
                         elif isinstance(item, Completed):
                             events.append(item)
                         elif isinstance(item, Reconnecting):
