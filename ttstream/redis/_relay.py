@@ -256,34 +256,42 @@ class RedisRelay:
 
     @property
     def authorize(self) -> Authorize | None:
+        """The ``authorize(scope, job_key)`` callback, or ``None``."""
         return self._gate.authorize
 
     @property
     def token_secret(self) -> bytes | None:
+        """The secret viewer tokens are checked with, or ``None``."""
         return self._gate.token_secret
 
     @property
     def window(self) -> int:
+        """Frames kept in memory per stream being watched (>= 1)."""
         return self._reading.window
 
     @property
     def wait(self) -> float:
+        """Seconds a request for a missing key waits before its 404 (>= 0)."""
         return self._reading.wait
 
     @property
     def block(self) -> float:
+        """Seconds each ``XREAD BLOCK`` waits for new entries (> 0)."""
         return self._reading.block
 
     @property
     def idle_timeout(self) -> float:
+        """Seconds without a new entry after which a stream with no terminal entry is lost."""
         return self._reading.idle_timeout
 
     @property
     def timeout(self) -> float:
+        """Seconds each Redis command may take, beyond its ``BLOCK`` (> 0)."""
         return self._reading.timeout
 
     @property
     def outage(self) -> float:
+        """Seconds a Redis failure is ridden out while a response runs (> 0)."""
         return self._reading.outage
 
     # The counters.
