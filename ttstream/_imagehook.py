@@ -10,7 +10,7 @@ base64 decoded while its bytes arrive (``ttstream._imageline``; docs/fast.md). A
 
 from __future__ import annotations
 
-from . import _base64
+from ._base64 import codec
 from ._imageline import HEAD_LIMIT, ImageLine
 
 __all__ = ["IMAGE_KEYS", "ImageLineHook"]
@@ -45,5 +45,5 @@ class ImageLineHook:
         """A line decoder whose image buffer is sized like the previous line's image
         (one hook per decoder, so per stream: previews and the final share a size)."""
         hint = 0 if self._last is None else self._last.decoded_size
-        self._last = ImageLine(self.keys, _base64.codec(), hint)
+        self._last = ImageLine(self.keys, codec(), hint)
         return self._last

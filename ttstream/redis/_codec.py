@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import attrs
 
-from .. import _secrets
 from .._exceptions import short_repr
 from .._reconnect import Reconnecting
-from ..events import Completed, InputTokensDetails, PartialImage, Usage, _Image, image_of
+from .._secrets import redact
+from ..events import Completed, InlineImage, InputTokensDetails, PartialImage, Usage, image_of
 from ..stream import StreamItem
 from ._errors import MalformedEntryError
 
@@ -132,7 +132,7 @@ def _redacted(fields: dict[str, str | bytes]) -> dict[str, str | bytes]:
     """Every text field through the one redaction (``ttstream._secrets``): what a server
     echoed (a key in ``extra``, ``revised_prompt``, a ``Last-Event-ID``, a transport's
     error text) is stored without it. The image's bytes are left as they are."""
-    return {name: _secrets.redact(v) if isinstance(v, str) else v for name, v in fields.items()}
+    return {name: redact(v) if isinstance(v, str) else v for name, v in fields.items()}
 
 
 def encode_terminal(terminal: Terminal) -> dict[str, str | bytes]:
@@ -244,7 +244,7 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
     common: dict[str, Any] = {
         # The bytes as they are: no base64 text is made unless someone asks for it (the
         # relay's frame encodes it once, spliced).
-        "b64_json": None if image is None else _Image(data=image),
+        "b64_json": None if image is None else InlineImage(data=image),
         "operation": entry.text("operation", required=True),
         "created_at": entry.number("created_at"),
         "sequence_number": entry.number("sequence_number"),
