@@ -64,13 +64,13 @@ from anyio.from_thread import BlockingPortal
 from ._bounds import validate_positive
 from ._cost import estimate_cost, usage_totals
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
+from ._files import create_new, suffix_for
 from ._journal import Journal, JournalRow, params_hash
 from ._pacing import Pacing
 from ._reconnect import Reconnecting
 from ._request import ImageInput
 from ._responses_client import ResponseStream
 from .events import Completed, PartialImage
-from .sinks._file import create_new, suffix_for
 from .stream import ImageStream
 
 __all__ = ["MAX_RATE_LIMITED", "Batch", "JobProgress", "JobResult", "SyncBatch"]

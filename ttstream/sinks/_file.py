@@ -6,111 +6,25 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
-from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
 
 from .._event_types import Event, StreamItem
 from .._exceptions import ValidationError
+from .._files import (
+    MAX_COUNTER,
+    SUFFIXES,
+    claim_and_write,
+    create_new,
+    replace_atomically,
+    suffix_for,
+)
 from ..events import Completed, PartialImage
 
 __all__ = ["SUFFIXES", "FileSink", "create_new", "suffix_for"]
 
 logger = logging.getLogger("ttstream")
-
-SUFFIXES: Mapping[str, str] = {
-    "png": "png",
-    "jpeg": "jpg",
-    "jpg": "jpg",
-    "webp": "webp",
-    "gif": "gif",
-    "svg": "svg",
-}
-"""File suffix per ``output_format``; any other format is written as ``.bin``."""
-_MAX_COUNTER = 10_000  # names tried before giving up: a directory this full is a mistake
-
-
-def suffix_for(output_format: str | None) -> str:
-    """The file suffix (no dot) for an event's ``output_format``: from :data:`SUFFIXES`
-    (``png`` when absent), else ``bin``. Never the server's string itself, which could
-    hold ``/``, ``..`` or a NUL."""
-    if output_format is None:
-        return "png"
-    return SUFFIXES.get(output_format.lower(), "bin")
-
-
-def _temporary(directory: Path, data: bytes) -> Path:
-    """Writes ``data`` to a new file with a short random name in ``directory``.
-
-    The name (``.ttstream-<8 hex>.tmp``, 22 characters) does not grow with the final
-    name, so final names up to the file system's limit (255 bytes) work. The file gets
-    the umask's permissions, like ``open``.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = directory / f".ttstream-{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(temporary, flags, 0o666)
-        except FileExistsError:  # pragma: no cover - 1 in 4 billion
-            continue
-        break
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return temporary
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Writes ``data`` over ``path`` atomically: a reader sees the old file or the new
-    one, never half of it (a temporary file, then ``os.replace``)."""
-    temporary = _temporary(path.parent, data)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _create(path: Path, data: bytes) -> bool:
-    """Writes ``data`` to ``path`` only if no file has that name, atomically; ``False``
-    when the name is taken.
-
-    The complete file is linked to its name with ``os.link``, which fails when the name
-    exists, so two processes can never both claim one name and a reader never sees half
-    a file. Where the file system has no hard links, the name is claimed with
-    ``O_CREAT | O_EXCL`` (an empty file for a moment) and the content renamed over it.
-    """
-    temporary = _temporary(path.parent, data)
-    try:
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            except FileExistsError:
-                return False
-            os.replace(temporary, path)
-            return True
-        return True
-    finally:
-        if temporary.exists():
-            os.unlink(temporary)
-
-
-def create_new(path: Path, data: bytes) -> bool:
-    """Writes ``data`` to ``path`` only if no file has that name, atomically; ``False``
-    when the name is taken: FileSink's no-overwrite rule, for other writers of finals
-    (``ttstream.batch``)."""
-    return _create(path, data)
 
 
 def _check_name(param: str, value: str) -> None:
@@ -194,10 +108,10 @@ class FileSink:
         """Writes ``data`` under the event's name, claiming the name if it is new."""
         path = self.path_for(event)
         if path in self._claimed:
-            _replace(path, data)
+            replace_atomically(path, data)
             return path
-        while not _create(path, data):
-            if self._counter >= _MAX_COUNTER:
+        while not claim_and_write(path, data):
+            if self._counter >= MAX_COUNTER:
                 raise FileExistsError(errno.EEXIST, "every name is taken", str(path))
             self._counter += 1
             path = self.path_for(event)
