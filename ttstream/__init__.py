@@ -7,17 +7,31 @@ The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` an
 from . import sinks
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClosedError,
+    ConflictError,
     DownloadRefusedError,
     EventTooLargeError,
     ImageDecodeError,
     ImageTooLargeError,
     IncompleteStreamError,
+    InternalServerError,
+    MalformedEntryError,
     MalformedEventError,
+    NotFoundError,
+    PermissionDeniedError,
     ProtocolError,
+    RateLimitError,
+    RedisStreamError,
+    SinkError,
     StreamError,
     TTStreamError,
+    UnknownNameError,
+    UnprocessableEntityError,
     ValidationError,
 )
 from ._reconnect import Reconnecting, ReconnectPolicy
@@ -26,7 +40,6 @@ from ._responses_client import ResponseStream
 from ._sync import Client, SyncImageStream
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
-from .sinks import SinkError
 from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
 from .stream import Event, ImageStream, StreamItem
 
@@ -34,12 +47,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
     "Client",
+    "ClosedError",
     "Comment",
     "Completed",
+    "ConflictError",
     "DownloadRefusedError",
     "Event",
     "EventSource",
@@ -49,11 +67,17 @@ __all__ = [
     "ImageTooLargeError",
     "IncompleteStreamError",
     "InputTokensDetails",
+    "InternalServerError",
+    "MalformedEntryError",
     "MalformedEventError",
+    "NotFoundError",
     "PartialImage",
+    "PermissionDeniedError",
     "ProtocolError",
+    "RateLimitError",
     "ReconnectPolicy",
     "Reconnecting",
+    "RedisStreamError",
     "Response",
     "ResponseStream",
     "SSEDecoder",
@@ -63,6 +87,8 @@ __all__ = [
     "StreamItem",
     "SyncImageStream",
     "TTStreamError",
+    "UnknownNameError",
+    "UnprocessableEntityError",
     "Usage",
     "ValidationError",
     "__version__",

@@ -25,10 +25,9 @@ from . import _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, validate_seconds
-from ._connect import send, status_error, timeout_name
+from ._connect import check_api_key, connection_error, open_response, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
-    APIConnectionError,
     APITimeoutError,
     DownloadRefusedError,
     ValidationError,
@@ -50,6 +49,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
     "OPENAI_BASE_URL",
@@ -70,6 +70,8 @@ high-quality generation can stay silent for over two minutes (docs/sse.md)."""
 
 Auth = Literal["auto", "tt-api-key", "bearer"]
 _AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
+DEFAULT_MAX_CONNECTIONS = 100
+"""The connections the HTTP client ttstream creates opens at most (``max_connections=``)."""
 DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 """Seconds ``fetch_image`` may take in all, redirects included, unless told otherwise."""
 MAX_REDIRECTS = 5
@@ -112,9 +114,16 @@ class AsyncClient:
             ``Last-Event-ID`` when the server sent ids; regenerating only if allowed).
         deadline: seconds one stream may take in all, from its request to its last
             event, or ``None``; overridable per call.
+        max_connections: the most connections open at once (default
+            :data:`DEFAULT_MAX_CONNECTIONS`, 100) in the HTTP client ttstream creates;
+            a request past it waits up to the ``pool`` timeout, then fails with
+            ``APITimeoutError(timeout="pool")`` (docs/errors.md). Ignored with
+            ``http_client=`` (set ``limits=`` on yours).
 
     Raises:
-        ValidationError: no key was found, or ``auth`` is not one of its values.
+        ValidationError: no key was found, a key with whitespace (a newline read from a
+            file), control or non-ASCII characters (the key is not echoed), or ``auth``
+            or ``max_connections`` is not one of its values.
     """
 
     def __init__(
@@ -129,6 +138,7 @@ class AsyncClient:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
         deadline: float | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         from_ttapi_env = False
         if api_key is None:
@@ -144,6 +154,7 @@ class AsyncClient:
             raise ValidationError(
                 "api_key", api_key, "given: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
             )
+        check_api_key("api_key", api_key)
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
             choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
             raise ValidationError("auth", _secrets.hidden(auth), choices)
@@ -156,6 +167,8 @@ class AsyncClient:
         ):
             raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
         validate_seconds("deadline", deadline)
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ValidationError("max_connections", max_connections, "an int >= 1")
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         try:
             http_url(self.base_url)
@@ -179,7 +192,12 @@ class AsyncClient:
         _secrets.install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
         self._owns_http_client = http_client is None
         self._http = http_client or _transport.http_client(
-            timeout=self.timeout, follow_redirects=False
+            timeout=self.timeout,
+            follow_redirects=False,
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(20, max_connections),
+            ),
         )  # aiohttp on asyncio with the aiohttp extra; httpcore otherwise
         self.responses = Responses(self)
         """The Responses API image tool: ``stream()`` and ``resume()`` (docs/responses.md)."""
@@ -348,9 +366,7 @@ class AsyncClient:
                 extensions={"timeout": self.timeout.as_dict()},
             )
             try:
-                response = await self._http.send(
-                    request, stream=True, auth=None, follow_redirects=False
-                )
+                response = await open_response(self._http, request, auth=None)
                 try:
                     if response.status_code in _REDIRECTS:
                         location = response.headers.get("location")
@@ -363,12 +379,8 @@ class AsyncClient:
                     return await read_body(response, limit=self.max_event_bytes)
                 finally:
                     await close_bounded(response.aclose)  # released even past the deadline
-            except httpx2.TimeoutException as exc:
-                raise APITimeoutError(
-                    f"downloading the image: {exc}", timeout=timeout_name(exc)
-                ) from exc
             except httpx2.TransportError as exc:
-                raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+                raise connection_error(exc, target, "downloading the image from") from exc
         raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
     @staticmethod

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _base64
-from ._exceptions import EventTooLargeError
+from ._exceptions import EventTooLargeError, ValidationError
 from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ class SSEDecoder:
         image_keys: tuple[str, ...] = IMAGE_KEYS,
     ) -> None:
         if max_event_bytes <= 0:
-            raise ValueError(f"max_event_bytes must be a positive int, got {max_event_bytes!r}")
+            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
         self.max_event_bytes = max_event_bytes
         self.decode_images = decode_images
         self.image_keys = image_keys

@@ -11,11 +11,12 @@ Across processes, ``RedisStreamSink`` writes a generation to a Redis stream and
 ``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``).
 """
 
+from .._exceptions import MalformedEntryError, RedisStreamError, SinkError
 from ._base import Sink
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
-from ._pump import Policy, SinkError, pump
-from ._redis import MalformedEntryError, RedisStreamError, RedisStreamSink
+from ._pump import Policy, pump
+from ._redis import RedisStreamSink
 from ._redis_relay import RedisRelay
 from ._relay import SSERelay
 from ._viewers import sign_viewer_token, verify_viewer_token

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Iterator
 from typing import Literal, Protocol
 
 import anyio
@@ -37,7 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._base64 import decode_on_arrival
 from .._bounds import close_bounded
-from .._exceptions import APITimeoutError, TTStreamError, ValidationError
+from .._exceptions import APITimeoutError, SinkError, ValidationError
 from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
 from ..stream import ImageStream, StreamItem
@@ -46,17 +46,6 @@ from ._base import Sink
 __all__ = ["Policy", "SinkError", "pump"]
 
 Policy = Literal["block", "latest"]
-
-
-class SinkError(TTStreamError):
-    """One or more sinks failed while :func:`pump` fed them; the others were fed to the
-    end. ``failures`` lists ``(sink, exception)`` in the order they happened; the first
-    exception is also the ``__cause__``."""
-
-    def __init__(self, failures: Sequence[tuple[Sink, BaseException]]) -> None:
-        self.failures = list(failures)
-        described = "; ".join(f"{sink!r} raised {exc!r}" for sink, exc in self.failures)
-        super().__init__(f"{len(self.failures)} sink(s) failed and were detached: {described}")
 
 
 class _Outbox(Protocol):

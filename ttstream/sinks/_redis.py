@@ -26,7 +26,14 @@ import attrs
 
 from .. import _secrets
 from .._bounds import validate_seconds
-from .._exceptions import TTStreamError, ValidationError, short_repr
+from .._exceptions import (
+    ClosedError,
+    MalformedEntryError,
+    RedisStreamError,
+    TTStreamError,
+    ValidationError,
+    short_repr,
+)
 from .._reconnect import Reconnecting
 from ..events import Completed, InputTokensDetails, PartialImage, Usage, _Image, image_of
 from ..stream import StreamItem
@@ -56,20 +63,6 @@ EntryId = tuple[int, int]
 
 _ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _MAX_MESSAGE = 500  # characters of an error message kept in a terminal entry
-
-
-class RedisStreamError(TTStreamError):
-    """A Redis command of ttstream's Redis layer failed or got no answer in time.
-
-    The message names the command, the key and what went wrong (coredis's error, or the
-    timeout in seconds); the coredis exception, if any, is the ``__cause__``.
-    """
-
-
-class MalformedEntryError(TTStreamError):
-    """A stream entry that :class:`RedisStreamSink` did not write: an unknown ``type``,
-    a missing field, or a field that does not parse (the message names the entry id,
-    the field and what it held)."""
 
 
 def parse_id(text: str | bytes) -> EntryId | None:
@@ -381,7 +374,8 @@ class RedisStreamSink:
         ValueError: a setting out of range, or a client that decodes responses.
         RedisStreamError: from ``send``, ``fail`` and ``aclose``: Redis refused the
             entry or did not answer within ``timeout``.
-        RuntimeError: from ``send``: the terminal entry was already written.
+        ClosedError: from ``send``: the terminal entry was already written (also a
+            ``RuntimeError``).
     """
 
     def __init__(
@@ -432,7 +426,7 @@ class RedisStreamSink:
     async def send(self, event: StreamItem) -> None:
         """Appends the entry for ``event`` (see the class docstring)."""
         if self._ended:
-            raise RuntimeError(f"{self!r} has written its terminal entry: it takes no more")
+            raise ClosedError(f"{self!r} has written its terminal entry: it takes no more")
         await self._append(encode_item(event))
         if isinstance(event, Completed):
             self._images += 1

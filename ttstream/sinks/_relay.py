@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
 from ..stream import StreamItem
 from ._sse_frames import (
@@ -99,8 +100,9 @@ class SSERelay:
         keepalive: seconds of silence after which a comment line is sent; ``None``: never.
 
     Raises:
-        ValueError: ``replay`` below 1, ``retry`` below 0, or ``keepalive`` not positive.
-        RuntimeError: from ``send``: the relay has already ended.
+        ValidationError: ``replay`` below 1, ``retry`` below 0, or ``keepalive`` not
+            positive (also a ``ValueError``).
+        ClosedError: from ``send``: the relay has already ended (also a ``RuntimeError``).
     """
 
     relays_base64 = True
@@ -110,11 +112,11 @@ class SSERelay:
 
     def __init__(self, *, replay: int = 4, retry: int = 3000, keepalive: float | None = 15.0):
         if replay < 1:
-            raise ValueError(f"replay must be at least 1 event, got {replay!r}")
+            raise ValidationError("replay", replay, "an int >= 1 (events)")
         if retry < 0:
-            raise ValueError(f"retry must be >= 0 milliseconds, got {retry!r}")
+            raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
         if keepalive is not None and not keepalive > 0:
-            raise ValueError(f"keepalive must be > 0 seconds or None, got {keepalive!r}")
+            raise ValidationError("keepalive", keepalive, "a number > 0 (seconds) or None")
         self.replay = replay
         self.retry = retry
         self.keepalive = keepalive
@@ -150,10 +152,10 @@ class SSERelay:
         for a browser.
 
         Raises:
-            RuntimeError: the relay has already ended.
+            ClosedError: the relay has already ended (also a ``RuntimeError``).
         """
         if self._end is not None:
-            raise RuntimeError(f"{self!r} has ended: it cannot relay more events")
+            raise ClosedError(f"{self!r} has ended: it cannot relay more events")
         self._last_id += 1
         self._frames.append(frame_of(self._last_id, event))
         if isinstance(event, Completed):
