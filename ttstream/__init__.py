@@ -5,6 +5,7 @@ The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` an
 """
 
 from . import sinks
+from ._azure import AsyncAzureClient, AzureClient
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -50,8 +51,10 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncAzureClient",
     "AsyncClient",
     "AuthenticationError",
+    "AzureClient",
     "BadRequestError",
     "Client",
     "ClosedError",

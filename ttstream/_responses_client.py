@@ -125,7 +125,7 @@ class Responses:
         if background:
             body["background"] = True
         interpreter = ResponsesInterpreter()
-        url = f"{self._client.base_url}/responses"
+        url = self._client.endpoint_url("responses")
         return self._stream(
             "POST", url, json_body(body), interpreter, background, deadline, reconnect
         )
@@ -181,7 +181,7 @@ class Responses:
         async def start(decode_images: bool) -> EventSource:
             from .client import _USER_AGENT  # here: client.py imports this module
 
-            headers = {**client._auth_headers, "User-Agent": _USER_AGENT}
+            headers = {**(await client.auth_headers("responses")), "User-Agent": _USER_AGENT}
             if content is not None:
                 headers["Content-Type"] = "application/json"
             return EventSource(
@@ -211,4 +211,4 @@ class Responses:
         if interpreter.last_sequence_number is not None:
             query["starting_after"] = str(interpreter.last_sequence_number)
         response_id = urllib.parse.quote(str(interpreter.response_id), safe="")
-        return f"{self._client.base_url}/responses/{response_id}?{urllib.parse.urlencode(query)}"
+        return self._client.endpoint_url(f"responses/{response_id}", query)

@@ -26,7 +26,7 @@ from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
 from ._responses import Response
 from ._responses_client import ResponseStream
-from .client import DEFAULT_MODEL, AsyncClient
+from .client import AsyncClient
 from .events import Completed
 from .stream import ImageStream, StreamItem
 
@@ -155,6 +155,9 @@ class Client:
         ValidationError: as ``AsyncClient`` (no key, a bad option), at construction.
     """
 
+    async_client_class: type[AsyncClient] = AsyncClient
+    """The async client this facade runs (``AzureClient``: ``AsyncAzureClient``)."""
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -165,7 +168,8 @@ class Client:
     ) -> None:
         self._loop = _Loop(backend, backend_options)
         try:
-            self._async = self._loop.portal.call(functools.partial(AsyncClient, api_key, **options))
+            make = functools.partial(self.async_client_class, api_key, **options)
+            self._async = self._loop.portal.call(make)
         except BaseException:
             self._loop.stop()
             raise
@@ -203,7 +207,7 @@ class Client:
         self,
         prompt: str,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         **params: Any,
@@ -225,7 +229,7 @@ class Client:
         *,
         images: ImageInput | Sequence[ImageInput],
         mask: ImageInput | None = None,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         **params: Any,

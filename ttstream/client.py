@@ -183,6 +183,8 @@ class AsyncClient:
         self.reconnect = reconnect
         self.deadline = deadline
         self.timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+        self.default_model = DEFAULT_MODEL
+        """The model of a request that names none."""
         self._auth_headers = (
             {"TT-API-KEY": api_key}
             if auth == "tt-api-key"
@@ -232,7 +234,7 @@ class AsyncClient:
         self,
         prompt: str,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         **params: Any,
@@ -240,7 +242,9 @@ class AsyncClient:
         """Prepares ``POST {base_url}/images/generations``; returns its :class:`ImageStream`,
         which sends the request when it is entered (``async with``) or first iterated.
 
-        ``params`` are the API's own parameters (``n``, ``size``, ``quality``,
+        ``model`` defaults to :data:`DEFAULT_MODEL` (``AsyncAzureClient``: the
+        deployment's model, and not sent). ``params`` are the API's own parameters
+        (``n``, ``size``, ``quality``,
         ``partial_images``, ``output_format``, ...). ``stream`` defaults to ``True``
         for streaming models (gpt-image-*, and unknown models) and ``False`` for dall-e.
         ``deadline`` and ``reconnect`` override the client's for this stream.
@@ -250,8 +254,8 @@ class AsyncClient:
                 does not take (:mod:`ttstream.params`).
         """
         body = self._body(prompt, model, params)
-        _params.validate("generation", model, body)
-        content = json_body(_wire(body))
+        _params.validate("generation", body["model"], body)
+        content = json_body(self._wire(body, model))
 
         async def prepare() -> _Prepared:
             return _Prepared("images/generations", content, "application/json")
@@ -264,7 +268,7 @@ class AsyncClient:
         *,
         images: ImageInput | Sequence[ImageInput],
         mask: ImageInput | None = None,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         **params: Any,
@@ -287,21 +291,21 @@ class AsyncClient:
         known = [
             bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
         ]
-        _params.validate("edit", model, {**body, "mask": mask}, images=known)
+        _params.validate("edit", body["model"], {**body, "mask": mask}, images=known)
 
         async def prepare() -> _Prepared:
             loaded, loaded_mask = await load_images(inputs, mask)
             if not (loaded and isinstance(loaded[0], Upload)):
                 references = {"images": loaded, "mask": loaded_mask}
-                content = json_body({**_wire(body), **references})
+                content = json_body({**self._wire(body, model), **references})
                 return _Prepared("images/edits", content, "application/json")
             uploads = [item for item in loaded if isinstance(item, Upload)]
-            _params.validate("edit", model, body, images=[u.content for u in uploads])
+            _params.validate("edit", body["model"], body, images=[u.content for u in uploads])
             assert loaded_mask is None or isinstance(loaded_mask, Upload)
             form = httpx2.Request(
                 "POST",
                 self.base_url,
-                data=form_fields(_wire(body)),
+                data=form_fields(self._wire(body, model)),
                 files=multipart_files(uploads, loaded_mask),
             )
             return _Prepared("images/edits", form.read(), form.headers["Content-Type"])
@@ -383,12 +387,31 @@ class AsyncClient:
                 raise connection_error(exc, target, "downloading the image from") from exc
         raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
-    @staticmethod
-    def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _body(self, prompt: str, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The request as the rules see it: ``model`` is the given one, else the
+        client's :attr:`default_model`."""
+        model = self.default_model if model is None else model
         body = {"model": model, "prompt": prompt, **params}
         if body.get("stream") is None:
             body["stream"] = _params.streams_by_default(model, body)
         return body
+
+    def _wire(self, body: Mapping[str, Any], model: str | None) -> dict[str, Any]:
+        """The body as sent; ``model`` is what the caller gave (``None``: the default,
+        which this client sends; ``AsyncAzureClient`` does not)."""
+        return _wire(body)
+
+    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The URL of an API ``path`` (``"images/generations"``, ``"responses"``) with
+        ``query``: ``{base_url}/{path}?{query}``. ``AsyncAzureClient`` builds Azure's
+        deployment URLs here."""
+        url = f"{self.base_url}/{path}"
+        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
+
+    async def auth_headers(self, path: str) -> Mapping[str, str]:
+        """The credential headers of one request to ``path``, asked for per request (a
+        token provider refreshes them): ``TT-API-KEY`` or ``Authorization: Bearer``."""
+        return self._auth_headers
 
     def _stream(
         self,
@@ -407,9 +430,9 @@ class AsyncClient:
 
         async def start(decode_images: bool) -> EventSource | httpx2.Response:
             prepared = await prepare()
-            url = f"{self.base_url}/{prepared.path}"
+            url = self.endpoint_url(prepared.path)
             headers = {
-                **self._auth_headers,
+                **(await self.auth_headers(prepared.path)),
                 "User-Agent": _USER_AGENT,
                 "Content-Type": prepared.content_type,
             }

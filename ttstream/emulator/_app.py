@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._azure import check_api_version
 from ._errors import EmulatorError, error_body
 from ._faults import (
     FaultSpec,
@@ -71,6 +72,32 @@ class _RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class _AzureHeadersMiddleware:
+    """Azure's rate-limit headers on every answer: ``-1``, as Azure sends them for
+    image deployments, with no ``Retry-After`` (docs/azure.md)."""
+
+    HEADERS = (
+        (b"x-ratelimit-limit-requests", b"-1"),
+        (b"x-ratelimit-remaining-requests", b"-1"),
+        (b"x-ratelimit-remaining-tokens", b"-1"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *self.HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
 class _BodyLimitMiddleware:
     """Answers 413 with the error JSON for a request body over ``max_bytes``: at once
     for a larger ``Content-Length``, else as soon as the bytes read pass the limit."""
@@ -111,20 +138,22 @@ class _Emulator:
     """The state behind the routes: settings, the files served for URL answers and the
     counters of the streams."""
 
-    def __init__(self, *, step_delay: float, api_key: str | None) -> None:
+    def __init__(self, *, step_delay: float, api_key: str | None, azure: bool = False) -> None:
         self.step_delay = step_delay
         self._api_key = api_key
+        self.azure = azure
         self.files = FileStore(_MAX_FILES)
         self.stats = StreamStats()
 
     def authenticate(self, request: Request) -> None:
-        """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer``.
+        """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer`` (in Azure mode
+        from ``api-key`` or ``Authorization: Bearer``).
 
         Raises:
             EmulatorError: 401 ``invalid_api_key`` when no key was sent, or when the
                 emulator has a key and this one differs.
         """
-        key = request.headers.get("tt-api-key", "").strip()
+        key = request.headers.get("api-key" if self.azure else "tt-api-key", "").strip()
         if not key:
             scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() == "bearer":
@@ -140,6 +169,18 @@ class _Emulator:
             key.encode("utf-8"), self._api_key.encode("utf-8")
         ):
             raise EmulatorError("Incorrect API key provided.", status=401, code="invalid_api_key")
+
+    async def azure_generations(self, request: Request) -> Response:
+        """``POST /openai/deployments/{deployment}/images/generations?api-version=...``
+        and ``POST /openai/v1/images/generations``: Azure's URLs of the same answer."""
+        check_api_version(request, v1="deployment" not in request.path_params)
+        return await self.generations(request)
+
+    async def azure_edits(self, request: Request) -> Response:
+        """``POST /openai/deployments/{deployment}/images/edits?api-version=...`` and
+        ``POST /openai/v1/images/edits``."""
+        check_api_version(request, v1="deployment" not in request.path_params)
+        return await self.edits(request)
 
     async def generations(self, request: Request) -> Response:
         """``POST /v1/images/generations``."""
@@ -234,7 +275,11 @@ async def _on_server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    *, step_delay: float = 0.0, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES
+    *,
+    step_delay: float = 0.0,
+    api_key: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    azure: bool = False,
 ) -> Starlette:
     """The emulator as a Starlette ASGI application.
 
@@ -249,6 +294,13 @@ def create_app(
     synchronous answer). With ``api_key`` only that key is accepted; without it any
     non-empty key is. A request body over ``max_body_bytes`` is answered with 413.
 
+    ``azure=True`` serves Azure OpenAI instead (docs/azure.md): ``POST
+    /openai/deployments/{deployment}/images/generations`` (and ``/edits``) with a dated
+    ``api-version`` query, the v1 surface ``/openai/v1/images/...``, the Responses API at
+    ``/openai/responses`` and ``/openai/v1/responses`` (which need the
+    ``x-ms-oai-image-generation-deployment`` header) with Azure's event order; the key
+    in ``api-key`` (or a bearer token); rate-limit headers reading ``-1``.
+
     A request chooses faults with the ``X-Emulator-Fault`` header or ``?fault=``
     (``_faults.py``, README.md "Faults"). ``app.state.stream_stats`` is the
     :class:`~ttstream.emulator._faults.StreamStats` of the app: requests per fault spec,
@@ -257,22 +309,30 @@ def create_app(
     """
     if step_delay < 0:
         raise ValueError(f"step_delay must be >= 0 seconds, got {step_delay!r}")
-    emulator = _Emulator(step_delay=step_delay, api_key=api_key)
+    emulator = _Emulator(step_delay=step_delay, api_key=api_key, azure=azure)
     responses = ResponsesRoutes(
-        step_delay=step_delay, stats=emulator.stats, authenticate=emulator.authenticate
+        step_delay=step_delay,
+        stats=emulator.stats,
+        authenticate=emulator.authenticate,
+        azure=azure,
     )
-    routes = [
-        Route("/v1/responses", responses.create, methods=["POST"]),
-        Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
-        Route("/v1/images/generations", emulator.generations, methods=["POST"]),
-        Route("/v1/images/edits", emulator.edits, methods=["POST"]),
-        Route("/openai/v1/images/generations", emulator.legacy_generations, methods=["POST"]),
-        Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
-    ]
+    routes = (
+        _azure_routes(emulator, responses)
+        if azure
+        else [
+            Route("/v1/responses", responses.create, methods=["POST"]),
+            Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
+            Route("/v1/images/generations", emulator.generations, methods=["POST"]),
+            Route("/v1/images/edits", emulator.edits, methods=["POST"]),
+            Route("/openai/v1/images/generations", emulator.legacy_generations, methods=["POST"]),
+            Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
+        ]
+    )
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(_RequestIdMiddleware),
+            *([Middleware(_AzureHeadersMiddleware)] if azure else []),
             Middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes),
         ],
         exception_handlers={
@@ -286,3 +346,20 @@ def create_app(
     app.state.stream_stats = emulator.stats
     quiet_emulated_disconnects()
     return app
+
+
+def _azure_routes(emulator: _Emulator, responses: ResponsesRoutes) -> list[Route]:
+    deployment = "/openai/deployments/{deployment}"
+    routes = [
+        Route(f"{deployment}/images/generations", emulator.azure_generations, methods=["POST"]),
+        Route(f"{deployment}/images/edits", emulator.azure_edits, methods=["POST"]),
+        Route("/openai/v1/images/generations", emulator.azure_generations, methods=["POST"]),
+        Route("/openai/v1/images/edits", emulator.azure_edits, methods=["POST"]),
+        Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
+    ]
+    for root in ("/openai", "/openai/v1"):
+        routes += [
+            Route(f"{root}/responses", responses.create, methods=["POST"]),
+            Route(f"{root}/responses/{{response_id}}", responses.retrieve, methods=["GET"]),
+        ]
+    return routes

@@ -103,9 +103,11 @@ class EmulatorServer:
         port: int = 0,
         step_delay: float = 0.0,
         api_key: str | None = None,
+        azure: bool = False,
     ) -> None:
         self.host = host
-        self.app = create_app(step_delay=step_delay, api_key=api_key)
+        self.azure = azure
+        self.app = create_app(step_delay=step_delay, api_key=api_key, azure=azure)
         self._requested_port = port
         self._port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -130,6 +132,12 @@ class EmulatorServer:
     def base_url(self) -> str:
         """The API base URL, e.g. ``http://127.0.0.1:54321/v1``."""
         return base_url_for(self.host, self.port)
+
+    @property
+    def endpoint(self) -> str:
+        """The server's root, e.g. ``http://127.0.0.1:54321``: the ``azure_endpoint`` of
+        an emulator in Azure mode (``azure=True``)."""
+        return self.base_url.removesuffix("/v1")
 
     def start(self) -> None:
         """Starts serving; returns once the server accepts connections.
