@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -312,3 +313,41 @@ def test_the_sync_azure_client_streams(azure: EmulatorServer, anyio_backend: str
             events = list(stream)
         assert "AzureClient" in repr(client)
     assert [type(e).__name__ for e in events] == ["PartialImage", "Completed"]
+
+
+def test_the_cli_generates_through_azure(
+    azure: EmulatorServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ttstream.cli import main
+
+    for name in ("TTAPI_API_KEY", "OPENAI_API_KEY", "OPENAI_API_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    status = main(
+        [
+            "generate",
+            "a lighthouse",
+            "--azure-endpoint",
+            azure.endpoint,
+            "--azure-deployment",
+            "gpt-image-2",
+            "--api-version",
+            VERSION,
+            "--size",
+            SIZE,
+            "--partial-images",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "built-in emulator" not in captured.out
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert sum(name.endswith("-final.png") for name in names) == 1
+    assert sum("-partial-" in name for name in names) == 1
+    assert KEY not in captured.out + captured.err

@@ -45,7 +45,17 @@ from .client import (
 )
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
-__all__ = ["DEPLOYMENT_HEADER", "V1_VERSIONS", "AsyncAzureClient", "AzureClient", "TokenProvider"]
+__all__ = [
+    "AZURE_KEY_VARIABLE",
+    "DEPLOYMENT_HEADER",
+    "V1_VERSIONS",
+    "AsyncAzureClient",
+    "AzureClient",
+    "TokenProvider",
+]
+
+AZURE_KEY_VARIABLE = "AZURE_OPENAI_API_KEY"
+"""The environment variable of the resource's key."""
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 """``azure_ad_token_provider``: a function (sync or async) answering an Entra ID token."""
@@ -110,7 +120,7 @@ class AsyncAzureClient(AsyncClient):
                 "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
             )
         if azure_ad_token_provider is None:
-            api_key = api_key or os.environ.get("AZURE_OPENAI_API_KEY") or None
+            api_key = api_key or os.environ.get(AZURE_KEY_VARIABLE) or None
             if not api_key:
                 raise ValidationError(
                     "api_key",

@@ -36,6 +36,8 @@ import attrs
 import httpx2
 
 from . import __version__
+from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
+from ._azure import AsyncAzureClient
 from ._cli_output import Output, Progress, clean, make_output
 from ._exceptions import (
     APIConnectionError,
@@ -119,6 +121,14 @@ def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, 
     )
     parser.add_argument(
         "--base-url", metavar="URL", help="API root, e.g. https://api.openai.com/v1"
+    )
+    azure = parser.add_argument_group("Azure OpenAI (docs/azure.md; key: AZURE_OPENAI_API_KEY)")
+    azure.add_argument(
+        "--azure-endpoint", metavar="URL", help="https://<resource>.openai.azure.com"
+    )
+    azure.add_argument("--azure-deployment", metavar="NAME", help="the image model's deployment")
+    azure.add_argument(
+        "--api-version", metavar="VERSION", help="e.g. 2025-04-01-preview (or OPENAI_API_VERSION)"
     )
     key = parser.add_mutually_exclusive_group()
     key.add_argument(
@@ -214,6 +224,9 @@ def _service(
     args: argparse.Namespace, api_key: str | None
 ) -> Iterator[tuple[str | None, str | None]]:
     """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
+    if args.azure_endpoint is not None:  # Azure: the key may come from AZURE_OPENAI_API_KEY
+        yield api_key, None
+        return
     if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):
         yield api_key, args.base_url
         return
@@ -277,7 +290,16 @@ async def _run(
 ) -> None:
     sink = FileSink(args.out, stem=f"{_slug(args.prompt)}-{_timestamp()}")
     try:
-        client = AsyncClient(api_key, base_url=base_url)
+        client = (
+            AsyncClient(api_key, base_url=base_url)
+            if args.azure_endpoint is None
+            else AsyncAzureClient(
+                api_key,
+                azure_endpoint=args.azure_endpoint,
+                azure_deployment=args.azure_deployment,
+                api_version=args.api_version,
+            )
+        )
     except TTStreamError as exc:
         raise _Failed(describe(exc, base_url, secrets)) from exc
     try:
@@ -298,12 +320,13 @@ async def _stream(
 ) -> None:
     _count_bytes(client, progress)
     params = _params(args)
+    model: str | None = args.model
+    if isinstance(client, AsyncAzureClient) and model == DEFAULT_MODEL:
+        model = None  # the deployment names the model: not sent unless chosen
     if args.command == "edit":
-        stream = client.edit(
-            args.prompt, images=args.image, mask=args.mask, model=args.model, **params
-        )
+        stream = client.edit(args.prompt, images=args.image, mask=args.mask, model=model, **params)
     else:
-        stream = client.generate(args.prompt, model=args.model, **params)
+        stream = client.generate(args.prompt, model=model, **params)
     async with stream:
         async for event in stream:
             if isinstance(event, Reconnecting):
@@ -392,7 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     progress = Progress()
-    secrets: list[str] = [os.environ[name] for name in _KEY_VARIABLES if os.environ.get(name)]
+    secrets: list[str] = [
+        os.environ[name] for name in (*_KEY_VARIABLES, AZURE_KEY) if os.environ.get(name)
+    ]
     try:
         if args.base_url is not None:
             _check_base_url(args.base_url)
