@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from raw_server import RawServer, answer, response_head
 
 import ttstream
 from ttstream import _base64
 from ttstream._retry import parse_retry_after, retry_after
+from ttstream._transport_errors import safe_text
 from ttstream.sinks import SSERelay
 
 pytestmark = pytest.mark.anyio
@@ -290,3 +293,14 @@ async def _first_event(stream: AsyncIterator[object]) -> None:
 def test_max_connections_that_mean_nothing_are_refused(value: object) -> None:
     with pytest.raises(ttstream.ValidationError, match="max_connections"):
         ttstream.AsyncClient("k", max_connections=value)  # type: ignore[arg-type]
+
+
+@given(
+    st.text(alphabet=st.characters(exclude_characters="\r\n"), max_size=40),
+    st.binary(min_size=1, max_size=40),
+)
+def test_transport_texts_keep_no_quoted_server_bytes(words: str, data: bytes) -> None:
+    for quoted in (repr(data), f"bytearray({data!r})"):
+        text = safe_text(f"{words}: {quoted}\n  more {quoted}")
+        assert quoted not in text
+        assert len(text) <= 200

@@ -18,6 +18,7 @@ already loaded when aiohttp raised it.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal
@@ -28,17 +29,22 @@ __all__ = ["NormalizedStream", "normalized", "safe_text"]
 
 Phase = Literal["connect", "read"]
 
-_MAX_TEXT = 120
+_MAX_TEXT = 200
+_QUOTED_BYTES = re.compile(r"(?:bytearray\()?b['\"]")
 
 
 def safe_text(text: str) -> str:
-    """The part of a transport's message that is its own words: the first line, up to
-    the first ``:`` (past which h11 and aiohttp quote the bytes they refused), at most
-    120 characters. ``"illegal header line: bytearray(b'...')"`` is ``"illegal header
-    line"``."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    words = first.split(":", 1)[0].strip().rstrip(".")
-    return words[:_MAX_TEXT]
+    """The part of a transport's message that is its own words: the first line, cut
+    before the first quoted bytes (``b'...'``, ``bytearray(b'...')``: where h11 and
+    aiohttp quote what they refused), at most 200 characters.
+    ``"illegal header line: bytearray(b'...')"`` is ``"illegal header line"``; an
+    SSL error's text stays whole."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    match = _QUOTED_BYTES.search(first)
+    if match is not None:
+        first = first[: match.start()]
+    return first.strip().rstrip(":,;= ").strip()[:_MAX_TEXT]
 
 
 def _aiohttp_error(exc: BaseException) -> BaseException | None:
