@@ -44,6 +44,20 @@ class Recorder:
         return httpx2.AsyncClient(timeout=30, event_hooks={"request": [self]})
 
 
+def azure_client(
+    endpoint: str, http: httpx2.AsyncClient | None = None, **options: object
+) -> ttstream.AsyncAzureClient:
+    """A client of deployment ``gpt-image-2`` at ``endpoint`` with the test key, unless
+    ``options`` say otherwise."""
+    settings: dict[str, object] = {
+        "api_key": KEY,
+        "azure_deployment": "gpt-image-2",
+        "api_version": VERSION,
+        **options,
+    }
+    return ttstream.AsyncAzureClient(azure_endpoint=endpoint, http_client=http, **settings)  # type: ignore[arg-type]
+
+
 async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:
     async with stream:
         return [event async for event in stream]
@@ -54,13 +68,7 @@ async def test_generation_goes_to_the_deployment_url_with_the_api_key(
 ) -> None:
     seen = Recorder()
     async with seen.client() as http:
-        client = ttstream.AsyncAzureClient(
-            KEY,
-            azure_endpoint=azure.endpoint,
-            azure_deployment="gpt-image-2",
-            api_version=VERSION,
-            http_client=http,
-        )
+        client = azure_client(azure.endpoint, http)
         async with client:
             events = await collect(client.generate("a kite", size=SIZE, partial_images=2))
             [explicit] = await collect(client.generate("a kite", size=SIZE, model="gpt-image-2"))
@@ -80,13 +88,7 @@ async def test_edits_go_to_the_deployment_url(azure: EmulatorServer) -> None:
     seen = Recorder()
     png = await _one_png(azure)
     async with seen.client() as http:
-        client = ttstream.AsyncAzureClient(
-            KEY,
-            azure_endpoint=azure.endpoint,
-            azure_deployment="gpt-image-2",
-            api_version=VERSION,
-            http_client=http,
-        )
+        client = azure_client(azure.endpoint, http)
         async with client:
             events = await collect(client.edit("add a moon", images=png, size=SIZE))
     assert isinstance(events[-1], ttstream.Completed)
@@ -106,13 +108,7 @@ async def _one_png(azure: EmulatorServer) -> bytes:
 async def test_the_v1_surface_sends_the_deployment_as_the_model(azure: EmulatorServer) -> None:
     seen = Recorder()
     async with seen.client() as http:
-        client = ttstream.AsyncAzureClient(
-            KEY,
-            azure_endpoint=azure.endpoint + "/",
-            azure_deployment="gpt-image-2",
-            api_version="v1",
-            http_client=http,
-        )
+        client = azure_client(azure.endpoint + "/", http, api_version="v1")
         async with client:
             [final] = await collect(client.generate("a kite", size=SIZE))
     assert isinstance(final, ttstream.Completed)
@@ -137,12 +133,11 @@ async def test_the_token_provider_is_asked_before_every_request(
 
     seen = Recorder()
     async with seen.client() as http:
-        client = ttstream.AsyncAzureClient(
-            azure_endpoint=azure.endpoint,
-            azure_deployment="gpt-image-2",
-            api_version=VERSION,
+        client = azure_client(
+            azure.endpoint,
+            http,
+            api_key=None,
             azure_ad_token_provider=token if kind == "sync" else async_token,
-            http_client=http,
         )
         async with client:
             for _ in range(2):
@@ -176,13 +171,7 @@ async def test_the_responses_tool_sends_the_deployment_header_and_yields_complet
 ) -> None:
     seen = Recorder()
     async with seen.client() as http:
-        client = ttstream.AsyncAzureClient(
-            KEY,
-            azure_endpoint=azure.endpoint,
-            azure_deployment="gpt-image-1",
-            api_version=VERSION,
-            http_client=http,
-        )
+        client = azure_client(azure.endpoint, http, azure_deployment="gpt-image-1")
         async with client:
             stream = client.responses.stream(model="gpt-4.1", input="a kite", tools=[TOOL])
             events = await collect(stream)
@@ -242,13 +231,7 @@ async def test_the_api_key_is_not_sent_across_origins_on_a_redirect() -> None:
 
         with RawServer(redirect) as first:
             async with httpx2.AsyncClient(follow_redirects=True, timeout=30) as http:
-                client = ttstream.AsyncAzureClient(
-                    KEY,
-                    azure_endpoint=first.url,
-                    azure_deployment="dall-e-3",
-                    api_version=VERSION,
-                    http_client=http,
-                )
+                client = azure_client(first.url, http, azure_deployment="dall-e-3")
                 async with client:
                     await collect(client.generate("a kite", model="dall-e-3"))
             assert KEY.encode() in first.heads[0]

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._azure import check_api_version
+from ._azure import RATE_LIMIT_HEADERS, check_api_version
 from ._errors import EmulatorError, error_body
 from ._faults import (
     FaultSpec,
@@ -51,10 +51,12 @@ def new_request_id() -> str:
 
 class _RequestIdMiddleware:
     """Adds ``x-request-id`` to every response that goes through the app; the routes find
-    it in ``request.state.request_id``."""
+    it in ``request.state.request_id``. ``extra_headers`` go on every response too (Azure
+    mode: its rate-limit headers)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.app = app
+        self.extra_headers = extra_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,40 +64,14 @@ class _RequestIdMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode("ascii"))
+        headers = [(b"x-request-id", request_id.encode("ascii")), *self.extra_headers]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                message = {**message, "headers": [*message.get("headers", ()), *headers]}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-class _AzureHeadersMiddleware:
-    """Azure's rate-limit headers on every answer: ``-1``, as Azure sends them for
-    image deployments, with no ``Retry-After`` (docs/azure.md)."""
-
-    HEADERS = (
-        (b"x-ratelimit-limit-requests", b"-1"),
-        (b"x-ratelimit-remaining-requests", b"-1"),
-        (b"x-ratelimit-remaining-tokens", b"-1"),
-    )
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *self.HEADERS]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
 
 
 class _BodyLimitMiddleware:
@@ -331,8 +307,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(_RequestIdMiddleware),
-            *([Middleware(_AzureHeadersMiddleware)] if azure else []),
+            Middleware(_RequestIdMiddleware, extra_headers=RATE_LIMIT_HEADERS if azure else ()),
             Middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes),
         ],
         exception_handlers={

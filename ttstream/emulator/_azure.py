@@ -9,7 +9,15 @@ from starlette.requests import Request
 
 from ._errors import EmulatorError
 
-__all__ = ["AZURE_V1_VERSIONS", "DEPLOYMENT_HEADER", "check_api_version"]
+__all__ = ["AZURE_V1_VERSIONS", "DEPLOYMENT_HEADER", "RATE_LIMIT_HEADERS", "check_api_version"]
+
+RATE_LIMIT_HEADERS = (
+    (b"x-ratelimit-limit-requests", b"-1"),
+    (b"x-ratelimit-remaining-requests", b"-1"),
+    (b"x-ratelimit-remaining-tokens", b"-1"),
+)
+"""Azure's rate-limit headers on every answer: ``-1``, as Azure sends them for image
+deployments, with no ``Retry-After``."""
 
 DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
 """The header naming the image deployment of a Responses API request."""
