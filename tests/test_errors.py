@@ -21,6 +21,7 @@ from raw_server import RawServer, answer, response_head
 import ttstream
 from ttstream import _base64
 from ttstream._retry import parse_retry_after, retry_after
+from ttstream._transport import AIOHTTP
 from ttstream._transport_errors import safe_text
 from ttstream.sinks import SSERelay
 
@@ -304,3 +305,34 @@ def test_transport_texts_keep_no_quoted_server_bytes(words: str, data: bytes) ->
         text = safe_text(f"{words}: {quoted}\n  more {quoted}")
         assert quoted not in text
         assert len(text) <= 200
+
+
+async def test_a_bad_chunk_after_the_stream_started_ends_typed_and_bounded(
+    anyio_backend: str,
+) -> None:
+    async def handler(_: bytes, __: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        comment = b": keepalive\n\n"
+        head = response_head(
+            200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+        )
+        writer.write(head + b"%x\r\n" % len(comment) + comment + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(SECRET.encode() + b"\r\nxx\r\n")  # no chunk size
+        await writer.drain()
+        await asyncio.sleep(30)  # and the connection stays open
+
+    timeout = httpx2.Timeout(10.0, read=1.0)
+    with RawServer(handler) as server:
+        client = ttstream.AsyncClient("k", base_url=server.url, max_retries=0, timeout=timeout)
+        async with client:
+            with pytest.raises((ttstream.ProtocolError, ttstream.APITimeoutError)) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    _assert_unquoted(caught.value)
+    if anyio_backend == "asyncio" and AIOHTTP:
+        # aiohttp drops its read timer on this error: ttstream's own bound ends the wait
+        assert isinstance(caught.value, ttstream.APITimeoutError)
+        assert caught.value.timeout == "read"
+    else:  # httpcore reports it as it is
+        assert isinstance(caught.value, ttstream.ProtocolError)

@@ -68,7 +68,8 @@ class BackendTransport(httpx2.AsyncBaseTransport):
             raise
         assert isinstance(response.stream, AiohttpResponseStream)
         response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
-        response.stream = NormalizedStream(response.stream, on_close=release)
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        response.stream = NormalizedStream(response.stream, release, read_timeout)
         return response
 
     async def _pool_slot(self, request: httpx2.Request) -> Callable[[], None]:

@@ -23,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal
 
+import anyio
 import httpx2
 
 __all__ = ["NormalizedStream", "normalized", "safe_text"]
@@ -115,15 +116,34 @@ def normalized(phase: Phase) -> Iterator[None]:
 
 class NormalizedStream(httpx2.AsyncByteStream):
     """An aiohttp response body whose errors are httpx2's (see :func:`normalize`);
-    ``on_close`` runs once, after the body is closed (it frees the pool slot)."""
+    ``on_close`` runs once, after the body is closed (it frees the pool slot).
 
-    def __init__(self, inner: httpx2.AsyncByteStream, on_close: Callable[[], None]) -> None:
+    Each read is bounded by ``read_timeout`` seconds here too (``httpx2.ReadTimeout``
+    past it): aiohttp drops its own read timer when its parser fails in the middle of
+    a body (an invalid chunk size after the first chunks) and would then wait for ever.
+    """
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncByteStream,
+        on_close: Callable[[], None],
+        read_timeout: float | None = None,
+    ) -> None:
         self._inner = inner
         self._on_close: Callable[[], None] | None = on_close
+        self._read_timeout = read_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = aiter(self._inner)
         with normalized("read"):
-            async for chunk in self._inner:
+            while True:
+                with anyio.move_on_after(self._read_timeout) as waited:
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        return
+                if waited.cancelled_caught:
+                    raise httpx2.ReadTimeout(f"no data for {self._read_timeout} s")
                 yield chunk
 
     async def aclose(self) -> None:
