@@ -336,3 +336,10 @@ async def test_a_bad_chunk_after_the_stream_started_ends_typed_and_bounded(
         assert caught.value.timeout == "read"
     else:  # httpcore reports it as it is
         assert isinstance(caught.value, ttstream.ProtocolError)
+
+
+def test_a_closed_sync_client_raises_a_closed_error() -> None:
+    client = ttstream.Client("k", base_url="http://127.0.0.1:9")
+    client.close()
+    with pytest.raises(ttstream.ClosedError, match="closed"):
+        client.generate("a kite")

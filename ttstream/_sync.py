@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._exceptions import ClosedError
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
 from ._responses import Response
@@ -40,7 +41,19 @@ class _Loop:
 
     def __init__(self, backend: str, backend_options: dict[str, Any] | None) -> None:
         self._manager = start_blocking_portal(backend, backend_options)
-        self.portal: BlockingPortal = self._manager.__enter__()
+        self._portal: BlockingPortal = self._manager.__enter__()
+        self._stopped = False
+
+    @property
+    def portal(self) -> BlockingPortal:
+        """The running portal.
+
+        Raises:
+            ClosedError: the client was closed (also a ``RuntimeError``).
+        """
+        if self._stopped:
+            raise ClosedError("the client is closed: make a new ttstream.Client")
+        return self._portal
 
     def call(self, func: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         """Runs ``await func(*args)`` in the loop thread and returns its result.
@@ -66,6 +79,7 @@ class _Loop:
             raise
 
     def stop(self) -> None:
+        self._stopped = True
         self._manager.__exit__(None, None, None)
 
 
