@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._exceptions import ValidationError
 from ._azure import RATE_LIMIT_HEADERS, check_api_version
 from ._errors import EmulatorError, error_body
 from ._faults import (
@@ -284,7 +285,7 @@ def create_app(
     generated.
     """
     if step_delay < 0:
-        raise ValueError(f"step_delay must be >= 0 seconds, got {step_delay!r}")
+        raise ValidationError("step_delay", step_delay, "a number >= 0 (seconds)")
     emulator = _Emulator(step_delay=step_delay, api_key=api_key, azure=azure)
     responses = ResponsesRoutes(
         step_delay=step_delay,

@@ -13,6 +13,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
+from .._exceptions import ClosedError
 from ._app import create_app
 from ._faults import StreamStats
 
@@ -118,7 +119,7 @@ class EmulatorServer:
     def port(self) -> int:
         """The port the server listens on (the real one when 0 was asked)."""
         if self._port is None:
-            raise RuntimeError("the emulator server is not running; call start() or use `with`")
+            raise ClosedError("the emulator server is not running; call start() or use `with`")
         return self._port
 
     @property
