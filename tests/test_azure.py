@@ -334,3 +334,12 @@ def test_the_cli_generates_through_azure(
     assert sum(name.endswith("-final.png") for name in names) == 1
     assert sum("-partial-" in name for name in names) == 1
     assert KEY not in captured.out + captured.err
+
+
+def test_a_token_provider_client_registers_no_placeholder_secret() -> None:
+    client = ttstream.AsyncAzureClient(
+        azure_endpoint="https://r.openai.azure.com", azure_ad_token_provider=lambda: "t" * 20
+    )
+    assert _secrets.redact("entra id token") == "entra id token"
+    assert "entra" not in repr(client)
+    assert len("entra") < _secrets.MIN_SECRET_CHARS

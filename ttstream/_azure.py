@@ -64,7 +64,9 @@ DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
 """The header naming the image deployment of a Responses API request on Azure."""
 V1_VERSIONS = ("v1", "preview")
 """``api_version`` values that select the v1 surface ``{endpoint}/openai/v1``."""
-_PLACEHOLDER_KEY = "azure-ad-token-provider"  # never sent: auth_headers() asks the provider
+# Given to AsyncClient with a token provider: never sent (auth_headers() asks the
+# provider), and shorter than _secrets.MIN_SECRET_CHARS, so never registered as a secret.
+_PLACEHOLDER_KEY = "entra"
 
 
 class AsyncAzureClient(AsyncClient):
