@@ -93,11 +93,17 @@ def serve_relay(port: int, redis_url: str) -> None:
 # The producer process.
 
 
+def delay_until(start_at: float) -> float:
+    """Seconds from now to ``start_at`` (Unix time); 0 when it has passed (a producer
+    that starts late, on a loaded machine, starts at once)."""
+    return max(0.0, start_at - time.time())
+
+
 async def produce(
     redis_url: str, job: str, events: int, image_bytes: int, pace: float, start_at: float
 ) -> None:
     picture = os.urandom(image_bytes)
-    await anyio.sleep(start_at - time.time())  # every producer starts at once, warmed up
+    await anyio.sleep(delay_until(start_at))  # every producer starts at once, warmed up
 
     async def generation() -> AsyncIterator[Any]:
         for index in range(events):
@@ -200,6 +206,29 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
         process.wait(10)
 
 
+class ProcessFailed(Exception):
+    """A producer or viewer process failed: its name, exit code and what it printed."""
+
+
+def answer_of(name: str, process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    """The JSON object a producer or viewer process printed on its last line.
+
+    Raises:
+        ProcessFailed: it exited with an error or printed no JSON object (its traceback
+            is on stderr, above); the message names the process and its exit code.
+    """
+    out, _ = process.communicate(timeout=timeout)
+    lines = (out or b"").strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        answer = None
+    if process.returncode != 0 or not isinstance(answer, dict):
+        shown = (out or b"")[-200:].decode(errors="replace")
+        raise ProcessFailed(f"{name} failed (exit code {process.returncode}); it printed {shown!r}")
+    return answer
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -258,13 +287,11 @@ def run(args: argparse.Namespace) -> int:
         results: list[dict[str, Any]] = []
         cpu: dict[str, float] = {}
         for n, watcher in enumerate(watchers, 1):
-            out, _ = watcher.communicate(timeout=args.timeout)
-            answer = json.loads(out)
+            answer = answer_of(f"viewer process {n}", watcher, args.timeout)
             results += answer["viewers"]
             cpu[f"viewer process {n}"] = answer["cpu"]
         for n, producer in enumerate(producers, 1):
-            out, _ = producer.communicate(timeout=args.timeout)
-            cpu[f"producer {n}"] = json.loads(out)["cpu"]
+            cpu[f"producer {n}"] = answer_of(f"producer {n}", producer, args.timeout)["cpu"]
         wall = time.monotonic() - started
         for n, p in enumerate(relays, 1):
             cpu[f"relay {n}"] = cpu_seconds(p.pid) - cpu_before[p.pid]
@@ -353,7 +380,12 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=1.0, help="seconds between images")
     parser.add_argument("--reconnect", type=float, default=0.3)
     parser.add_argument("--timeout", type=float, default=300, help="seconds, for the run")
-    sys.exit(run(parser.parse_args()))
+    try:
+        code = run(parser.parse_args())
+    except ProcessFailed as exc:
+        print(f"fanout: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

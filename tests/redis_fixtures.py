@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import coredis
 import pytest
-from redis_server import MISSING, REDIS_SERVER, RedisServer, client_of
+from redis_server import (
+    MISSING,
+    REDIS_CLI,
+    REDIS_SERVER,
+    RedisClusterServers,
+    RedisServer,
+    client_of,
+)
 
 from ttstream.emulator import EmulatorServer
 
@@ -30,6 +37,16 @@ def redis_server() -> Iterator[RedisServer]:
     needs_redis()
     with RedisServer(stream_node_max_entries="4") as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real Redis Cluster: three masters on loopback, one module's worth."""
+    needs_redis()
+    if REDIS_CLI is None:
+        pytest.skip(MISSING)
+    with RedisClusterServers(3) as cluster:
+        yield cluster
 
 
 @pytest.fixture

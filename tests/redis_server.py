@@ -41,6 +41,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+REDIS_CLI = shutil.which("redis-cli")
+
+
 class RedisServer:
     """``redis-server`` in a subprocess; ``unix_socket`` is its socket's path, ``port``
     its loopback TCP port (0: none). ``settings`` are more ``--name value`` pairs."""
@@ -122,6 +125,82 @@ class RedisServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``masters`` redis-servers (``--cluster-enabled yes``) on free
+    loopback ports, made one cluster by ``redis-cli --cluster create``; ``ports`` are
+    theirs. Stopped (each server) on the way out."""
+
+    def __init__(self, masters: int = 3) -> None:
+        # The cluster bus gets a free port of its own (by default it is the port +
+        # 10000, which may be taken or past 65535).
+        self.servers = [
+            RedisServer(
+                tcp=True,
+                cluster_enabled="yes",
+                cluster_port=str(free_port()),
+                cluster_node_timeout="5000",
+            )
+            for _ in range(masters)
+        ]
+
+    @property
+    def ports(self) -> list[int]:
+        return [server.port for server in self.servers]
+
+    def start(self) -> RedisClusterServers:
+        if REDIS_CLI is None:
+            raise RuntimeError(MISSING)
+        try:
+            self._create()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _create(self) -> None:
+        assert REDIS_CLI is not None
+        for server in self.servers:
+            server.start()
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        create = [REDIS_CLI, "--cluster", "create", *nodes, "--cluster-replicas", "0"]
+        subprocess.run(
+            [*create, "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while not all(self._ok(port) for port in self.ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok in 20 s")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _ok(port: int) -> bool:
+        found = subprocess.run(
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), "cluster", "info"],
+            capture_output=True,
+            timeout=5,
+        )
+        return b"cluster_state:ok" in found.stdout
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def cluster_client_of(cluster: RedisClusterServers) -> coredis.RedisCluster[bytes]:
+    """A coredis cluster client of ``cluster`` (enter it)."""
+    return coredis.RedisCluster("127.0.0.1", cluster.ports[0], stream_timeout=5, connect_timeout=5)
 
 
 def client_of(server: RedisServer, **settings: Any) -> coredis.Redis[bytes]:

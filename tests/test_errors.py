@@ -52,7 +52,7 @@ def test_every_public_error_derives_from_the_root() -> None:
         for name in ttstream.__all__
         if name.endswith("Error") and isinstance(getattr(ttstream, name), type)
     ]
-    assert len(errors) >= 27
+    assert len(errors) >= 28
     for error in errors:
         assert issubclass(error, ttstream.TTStreamError), error
     for error in (ttstream.APIStatusError, ttstream.StreamError, ttstream.APIConnectionError):
@@ -64,8 +64,10 @@ def test_every_public_error_derives_from_the_root() -> None:
 
 
 def test_the_old_import_paths_still_work() -> None:
-    from ttstream.sinks import MalformedEntryError, RedisStreamError, SinkError
+    from ttstream.sinks import ClaimLostError, MalformedEntryError, RedisStreamError, SinkError
 
+    assert ClaimLostError is ttstream.ClaimLostError
+    assert issubclass(ClaimLostError, RedisStreamError)
     assert SinkError is ttstream.SinkError
     assert RedisStreamError is ttstream.RedisStreamError
     assert MalformedEntryError is ttstream.MalformedEntryError

@@ -8,17 +8,30 @@ SSEDecoder (``test_relay.Browser``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gc
 import math
+import os
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.to_thread
+import attrs
 import coredis
 import httpx2
 import pytest
-from redis_server import COREDIS_LEAK, NAMES, RedisServer, api_of, client_of
+from redis_server import (
+    COREDIS_LEAK,
+    MISSING,
+    NAMES,
+    REDIS_SERVER,
+    RedisServer,
+    api_of,
+    client_of,
+)
 from starlette.applications import Starlette
 from starlette.routing import Route
 from test_relay import Browser, eventually, gated, image_of, serving
@@ -26,7 +39,17 @@ from test_relay import Browser, eventually, gated, image_of, serving
 import ttstream
 from ttstream import StreamItem
 from ttstream.emulator import EmulatorServer
-from ttstream.sinks import CallbackSink, RedisRelay, RedisStreamSink, SinkError, SSERelay, pump
+from ttstream.sinks import (
+    CallbackSink,
+    RedisRelay,
+    RedisStreamSink,
+    SinkError,
+    SSERelay,
+    pump,
+    sign_viewer_token,
+)
+from ttstream.sinks._redis import parse_id
+from ttstream.sinks._viewers import FORBIDDEN
 
 pytestmark = pytest.mark.anyio
 
@@ -274,11 +297,11 @@ async def test_redis_going_away_ends_the_browser_cleanly_and_fails_the_sink(
 
     async with (
         client_of(own_redis_server) as writer,
-        workers(own_redis_server, anyio_backend, count=1, block=0.1) as [(relay, http)],
+        workers(own_redis_server, anyio_backend, count=1, block=0.1, outage=0.3) as [(relay, http)],
         anyio.create_task_group() as tasks,
     ):
         with send_permit, permits:
-            sink = RedisStreamSink(writer, PREFIX + key + "gone", timeout=2)
+            sink = RedisStreamSink(writer, PREFIX + key + "gone", timeout=2, outage=0.3)
             tasks.start_soon(feed, sink)
             send_permit.send_nowait(None)
             await eventually(lambda: sink.entries == 1)
@@ -296,7 +319,9 @@ async def test_redis_going_away_ends_the_browser_cleanly_and_fails_the_sink(
     assert "failed" in browser.data(1)["message"]
     assert browser.response is not None
     assert browser.response.status_code == 200
-    assert again.status_code == 503
+    # Never 503 (it ends an EventSource for good): 200, retry:, an immediate end.
+    assert again.status_code == 200
+    assert again.content == b"retry: 3000\n\n"
     assert relay.connections == 0
     assert isinstance(failures[0], SinkError)
 
@@ -313,3 +338,188 @@ def test_settings_are_checked() -> None:
     ]:
         with pytest.raises(ValueError, match=name):
             RedisRelay(object(), **{name: value})  # type: ignore[arg-type]
+
+
+async def emulator_items(emulator: EmulatorServer) -> list[StreamItem]:
+    api = api_of(emulator)
+    try:
+        async with api.generate() as stream:
+            return [item async for item in stream]
+    finally:
+        await api.aclose()
+
+
+async def test_a_last_event_id_of_another_generation_restarts_the_viewer_at_the_new_start(
+    redis: Redis, redis_server: RedisServer, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    items = await emulator_items(emulator)
+    job = PREFIX + key
+    # The generation that replaces the first under the same key got ids around the old
+    # ones (another Redis's clock after a failover, a clock stepped back): its preview 0
+    # comes before an id the first generation gave a viewer, the rest after it.
+    second = RedisStreamSink(redis, job + ":next")
+    await second.send(items[0])
+    await anyio.sleep(0.01)  # ids are milliseconds: let the clock move
+    first = RedisStreamSink(redis, job)
+    await first.send(items[0])
+    old_id = first.last_id
+    await anyio.sleep(0.01)
+    for item in items[1:]:
+        await second.send(item)
+    await second.aclose()
+    await redis.delete([job])  # the first generation failed; its stream was deleted
+    await redis.rename(job + ":next", job)
+    ids = [e.identifier.decode() for e in await redis.xrange(job)]
+    assert parse_id(ids[0]) < parse_id(old_id) < parse_id(ids[1])  # type: ignore[operator]
+    async with workers(redis_server, anyio_backend, count=1) as [(_, http)]:
+        with anyio.fail_after(10):
+            back = await Browser(http, f"/previews/{key}", last_event_id=old_id).run()
+            resumed = await Browser(http, f"/previews/{key}", last_event_id=ids[1]).run()
+    assert back.names == NAMES  # the new generation from its start: no splice
+    assert back.ids == ids
+    assert resumed.ids == ids[2:]  # an id of this generation still resumes after it
+
+
+async def test_only_streams_ttstream_wrote_are_served_and_errors_quote_nothing_stored(
+    redis: Redis, redis_server: RedisServer, anyio_backend: str, key: str
+) -> None:
+    foreign = {"type": "partial_image", "operation": "generation", "index": "0"}
+    await redis.xadd(PREFIX + key + "foreign", foreign)
+    sink = RedisStreamSink(redis, PREFIX + key + "mixed")
+    await sink.send(NOTICE)
+    secret_text = "private-field-value-0123456789"
+    await redis.xadd(PREFIX + key + "mixed", {"type": "error", "message": secret_text})
+    await sink.aclose()
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    nested = RedisStreamSink(redis, PREFIX + key + "deep")
+    await nested.send(NOTICE)
+    marker = (await redis.xrange(PREFIX + key + "deep"))[0].field_values[b"ttstream"]
+    await redis.xadd(
+        PREFIX + key + "deep",
+        {"ttstream": marker, **foreign, "extra": deep},
+    )
+    async with workers(redis_server, anyio_backend, count=1, wait=0.1) as [(_, http)]:
+        with anyio.fail_after(10):
+            refused = await http.get(f"/previews/{key}foreign")
+            mixed = await Browser(http, f"/previews/{key}mixed").run()
+            nested_browser = await Browser(http, f"/previews/{key}deep").run()
+    assert refused.status_code == 404
+    assert mixed.names == ["reconnecting", "error"]
+    assert mixed.data(1)["message"] == "this preview stream holds an entry ttstream did not write"
+    assert secret_text.encode() not in mixed.raw
+    # Deeply nested JSON: an error event, not an exception out of the application.
+    assert nested_browser.response is not None
+    assert nested_browser.response.status_code == 200
+    assert nested_browser.names == ["reconnecting", "error"]
+    assert nested_browser.data(1)["message"] == "an entry of this preview stream could not be read"
+
+
+async def test_viewers_present_a_token_and_pass_authorize_or_get_a_bare_403(
+    redis: Redis, redis_server: RedisServer, anyio_backend: str, key: str
+) -> None:
+    secret = b"s" * 32
+    for job in (key, key + "blocked"):
+        sink = RedisStreamSink(redis, PREFIX + job)
+        await sink.send(NOTICE)
+        await sink.aclose()
+    asked: list[str] = []
+
+    async def authorize(scope: Any, job: str) -> bool:
+        asked.append(job)
+        return not job.endswith("blocked")
+
+    settings = {"token_secret": secret, "authorize": authorize}
+    good = sign_viewer_token(key, secret=secret)
+    async with workers(redis_server, anyio_backend, count=1, **settings) as [(relay, http)]:
+        with anyio.fail_after(10):
+            missing = await http.get(f"/previews/{key}")
+            forged_token = good[:-1] + ("1" if good.endswith("0") else "0")
+            forged = await http.get(f"/previews/{key}", params={"token": forged_token})
+            other = await http.get(
+                f"/previews/{key}", params={"token": sign_viewer_token("x", secret=secret)}
+            )
+            blocked_token = sign_viewer_token(key + "blocked", secret=secret)
+            blocked = await http.get(f"/previews/{key}blocked", params={"token": blocked_token})
+            by_query = await http.get(f"/previews/{key}", params={"token": good})
+            by_header = await http.get(
+                f"/previews/{key}", headers={"Authorization": f"Bearer {good}"}
+            )
+    for refused in (missing, forged, other, blocked):
+        assert refused.status_code == 403
+        assert refused.content == FORBIDDEN
+    for allowed in (by_query, by_header):
+        assert allowed.status_code == 200
+        assert b"event: reconnecting" in allowed.content
+    assert asked == [key + "blocked", key, key]  # only viewers with a valid token are asked
+    assert relay.connections == 0
+
+
+async def test_the_default_prefix_is_ttstream_and_an_empty_one_is_refused(redis: Redis) -> None:
+    assert RedisRelay(redis).prefix == "ttstream:"
+    with pytest.raises(ValueError, match="prefix"):
+        RedisRelay(redis, prefix="")
+
+
+async def test_a_viewer_that_does_not_read_is_dropped_after_send_timeout(
+    redis: Redis, redis_server: RedisServer, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    if anyio_backend == "trio":
+        # Hypercorn's trio server shields its socket writes from cancellation: there an
+        # application cannot end a send (docs/redis.md, "Slow viewers").
+        pytest.skip("Hypercorn on trio shields socket writes; no ASGI app can time them out")
+    first = (await emulator_items(emulator))[0]
+    assert isinstance(first, ttstream.PartialImage)
+    sink = RedisStreamSink(redis, PREFIX + key + "big")
+    for index in range(24):  # 24 frames of 1.3 MB: far more than the sockets buffer
+        picture = base64.b64encode(os.urandom(1 << 20)).decode()
+        await sink.send(attrs.evolve(first, index=index, b64_json=picture))
+    async with workers(redis_server, anyio_backend, count=1, send_timeout=0.5) as [(relay, http)]:
+        port = httpx2.URL(str(http.base_url)).port
+        assert port is not None
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            request = f"GET /previews/{key}big HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            await stream.send(request)  # and never reads the answer
+            with anyio.fail_after(20):
+                await eventually(lambda: relay.connections == 1)
+                while relay.dropped == 0:  # noqa: ASYNC110 - the relay's own counter
+                    await anyio.sleep(0.05)
+            await eventually(lambda: relay.connections == 0)
+            assert not relay._tails  # what it held for that viewer is released
+    await sink.aclose()
+
+
+@pytest.mark.filterwarnings(COREDIS_LEAK)
+async def test_a_browser_watching_through_a_short_redis_restart_gets_every_event(
+    emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    items = await emulator_items(emulator)
+    server = RedisServer(appendonly="yes", appendfsync="always").start()
+    try:
+        async with (
+            client_of(server) as writer,
+            workers(server, anyio_backend, count=1, block=0.1, keepalive=0.2) as [(relay, http)],
+            anyio.create_task_group() as tasks,
+        ):
+            sink = RedisStreamSink(writer, PREFIX + key, timeout=1)
+            await sink.send(items[0])
+            browser = Browser(http, f"/previews/{key}")
+            tasks.start_soon(browser.run)
+            await eventually(lambda: len(browser.events) == 1)
+            server.kill()
+            await sink.send(items[1])  # kept by the sink while Redis is away
+            await anyio.sleep(2)  # Redis is away for 2 s; the browser gets keepalives
+            await anyio.to_thread.run_sync(server.start)
+            for item in items[2:]:
+                await sink.send(item)
+            await sink.aclose()
+            with anyio.fail_after(10):
+                await eventually(lambda: browser.done)
+    finally:
+        server.stop()
+        gc.collect()
+    assert browser.names == NAMES
+    assert browser.raw.count(b":\n\n") >= 1  # held by keepalive comments meanwhile
+    assert relay.connections == 0

@@ -4,17 +4,20 @@ writes, its terminal entry, MAXLEN and EXPIRE, and Redis going away under pump."
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
+import attrs
 import coredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_server import COREDIS_LEAK, RedisServer, api_of, client_of
+from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer, api_of, client_of
 
 import ttstream
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem
@@ -33,6 +36,7 @@ pytestmark = pytest.mark.anyio
 pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
 
 Redis = coredis.Redis[bytes]
+NOTICE = Reconnecting(attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r")
 
 
 async def generation(emulator: EmulatorServer, **params: Any) -> list[StreamItem]:
@@ -209,7 +213,7 @@ async def test_redis_going_away_mid_stream_detaches_the_sink_with_a_sink_error(
             own_redis_server.kill()
 
     async with client_of(own_redis_server) as client:
-        sink = RedisStreamSink(client, key, timeout=2)
+        sink = RedisStreamSink(client, key, timeout=2, outage=1)
         with anyio.fail_after(10), pytest.raises(SinkError) as caught:
             await pump(replay(items), CallbackSink(killing), sink)
     # The other sink got every item; the Redis sink was detached and named.
@@ -278,3 +282,119 @@ def test_decoding_any_entry_gives_an_item_or_a_malformed_entry_error(
 ) -> None:
     with contextlib.suppress(MalformedEntryError):
         decode_entry("1-0", fields)
+
+
+async def test_every_text_stored_goes_through_the_one_redaction(
+    redis: Redis, key: str, emulator: EmulatorServer
+) -> None:
+    secret = "tt-echoed-key-0123456789abcdef"
+    client = ttstream.AsyncClient(secret)  # registers its key for as long as it exists
+    first, *_, final = await generation(emulator)
+    assert isinstance(final, Completed)
+    echoed = {"echo": f"key={secret}", "nested": {"authorization": f"Bearer {secret}"}}
+    items: list[StreamItem] = [
+        attrs.evolve(first, extra=echoed),
+        Reconnecting(
+            attempt=1,
+            delay=0.5,
+            last_event_id=f"evt-{secret}",
+            regenerating=False,
+            reason=f"peer said: {secret}",
+        ),
+        attrs.evolve(final, revised_prompt=f"a kite, {secret}", extra=echoed),
+    ]
+    await pump(replay(items), RedisStreamSink(redis, key))
+    entries = await redis.xrange(key)
+    stored = b"".join(
+        name + value for entry in entries for name, value in entry.field_values.items()
+    )
+    await client.aclose()
+    assert [text(e, "type") for e in entries] == [
+        "partial_image",
+        "reconnecting",
+        "completed",
+        "end",
+    ]
+    assert secret.encode() not in stored
+    assert b"[REDACTED]" in stored
+    for entry in entries[:3]:  # still entries a reader decodes
+        decode_entry(entry.identifier.decode(), entry.field_values)
+
+
+@pytest.mark.filterwarnings(COREDIS_LEAK)
+async def test_a_short_redis_restart_is_ridden_out_and_every_image_reaches_redis(
+    key: str, emulator: EmulatorServer
+) -> None:
+    items = await generation(emulator)
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    # Redis persists what it took (as a production Redis would), so the entries written
+    # before the restart are there after it.
+    server = RedisServer(appendonly="yes", appendfsync="always").start()
+    restarted = anyio.Event()
+
+    async def restart() -> None:
+        server.kill()
+        await anyio.sleep(2)  # Redis is away for 2 s
+        await anyio.to_thread.run_sync(server.start)
+        restarted.set()
+
+    async def slowly(items: list[StreamItem]) -> AsyncIterator[StreamItem]:
+        for n, item in enumerate(items):
+            if n == 1:
+                tasks.start_soon(restart)
+            if n:
+                await anyio.sleep(0.8)  # the previews keep coming while Redis is away
+            yield item
+
+    try:
+        async with client_of(server) as client:
+            sink = RedisStreamSink(client, key, timeout=1)
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+                    [final] = await pump(slowly(items), sink)
+                    await restarted.wait()
+                entries = await client.xrange(key)
+    finally:
+        server.stop()
+        gc.collect()
+    assert isinstance(final, Completed)
+    assert [text(e, "type") for e in entries] == [
+        "partial_image",
+        "partial_image",
+        "partial_image",
+        "completed",
+        "end",
+    ]
+    assert entries[3].field_values[b"image"] == final.image_bytes
+    assert sink.entries == 5
+
+
+@pytest.mark.filterwarnings(COREDIS_LEAK)
+async def test_an_outage_longer_than_outage_fails_the_sink_and_says_so(
+    own_redis_server: RedisServer, key: str
+) -> None:
+    server = own_redis_server
+    async with client_of(server) as client:
+        sink = RedisStreamSink(client, key, timeout=1, outage=0.5)
+        await sink.send(NOTICE)
+        server.kill()
+        await sink.send(NOTICE)  # kept: Redis may come back
+        assert "buffered=1" in repr(sink)
+        with anyio.fail_after(10), pytest.raises(RedisStreamError, match="entries not written"):
+            await sink.aclose()
+
+
+@pytest.mark.filterwarnings(COREDIS_LEAK)
+async def test_a_buffer_over_max_buffer_fails_the_sink(
+    own_redis_server: RedisServer, key: str
+) -> None:
+    server = own_redis_server
+    async with client_of(server) as client:
+        sink = RedisStreamSink(client, key, timeout=1, max_buffer=150)
+        server.kill()
+        with anyio.fail_after(10):
+            for _ in range(2):
+                await sink.send(NOTICE)  # kept: about 65 bytes each
+            with pytest.raises(RedisStreamError, match="max_buffer=150"):
+                await sink.send(NOTICE)

@@ -67,8 +67,9 @@ class _Inflater:
     def decode(self, data: bytes, limit: int) -> Iterator[bytes]:
         if self._zlib is None:
             data = self._start(data)
-        while data:
-            assert self._zlib is not None
+            if self._zlib is None:
+                return
+        while True:
             if self._zlib.eof:
                 # The end of one gzip member; another may follow (RFC 1952, 2.2). Zero
                 # bytes of padding after the end are tolerated, anything else refused.
@@ -88,6 +89,10 @@ class _Inflater:
             data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
             if piece:
                 yield piece
+            # A full piece may leave output inside zlib although every input byte was
+            # taken: ask again until a piece comes back short.
+            if not data and len(piece) < limit:
+                return
 
 
 def _coding(response: httpx2.Response) -> str | None:

@@ -28,6 +28,7 @@ The tree (docs/errors.md)::
     ├── ClosedError ······················· used after its end (also a ``RuntimeError``)
     ├── SinkError ························· sinks that failed under ``pump``
     ├── RedisStreamError ·················· a Redis command failed or timed out
+    │   └── ClaimLostError ················ a worker's claim was taken over
     └── MalformedEntryError ··············· a Redis entry ttstream did not write
 
 Which :class:`APIStatusError` subclass an HTTP status gets is decided in one place,
@@ -63,6 +64,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClaimLostError",
     "ClosedError",
     "ConflictError",
     "DownloadRefusedError",
@@ -451,6 +453,13 @@ class RedisStreamError(TTStreamError):
     The message names the command, the key and what went wrong (coredis's error, or the
     timeout in seconds); the coredis exception, if any, is the ``__cause__``.
     """
+
+
+class ClaimLostError(RedisStreamError):
+    """The worker no longer holds the claim of the job it was writing (its claim expired
+    and another worker took the job over): nothing was written, and nothing more will be.
+    Raised by fenced writes and by ``ttstream.redis.start_once`` (docs/redis.md,
+    "Fencing")."""
 
 
 class MalformedEntryError(TTStreamError):

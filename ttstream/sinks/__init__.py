@@ -11,7 +11,7 @@ Across processes, ``RedisStreamSink`` writes a generation to a Redis stream and
 ``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``).
 """
 
-from .._exceptions import MalformedEntryError, RedisStreamError, SinkError
+from .._exceptions import ClaimLostError, MalformedEntryError, RedisStreamError, SinkError
 from ._base import Sink
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
@@ -24,6 +24,7 @@ from ._websocket import WebSocketSink
 
 __all__ = [
     "CallbackSink",
+    "ClaimLostError",
     "FileSink",
     "MalformedEntryError",
     "ObjectStreamSink",
