@@ -22,6 +22,7 @@ from ._exceptions import (
     ImageTooLargeError,
     IncompleteStreamError,
     InternalServerError,
+    JournalError,
     MalformedEntryError,
     MalformedEventError,
     NotFoundError,
@@ -40,6 +41,7 @@ from ._reconnect import Reconnecting, ReconnectPolicy
 from ._responses import Response
 from ._responses_client import ResponseStream
 from ._sync import Client, SyncImageStream
+from .batch import Batch, JobResult, SyncBatch
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
 from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
@@ -57,6 +59,7 @@ __all__ = [
     "AuthenticationError",
     "AzureClient",
     "BadRequestError",
+    "Batch",
     "ClaimLostError",
     "Client",
     "ClosedError",
@@ -73,6 +76,8 @@ __all__ = [
     "IncompleteStreamError",
     "InputTokensDetails",
     "InternalServerError",
+    "JobResult",
+    "JournalError",
     "MalformedEntryError",
     "MalformedEventError",
     "NotFoundError",
@@ -90,6 +95,7 @@ __all__ = [
     "SinkError",
     "StreamError",
     "StreamItem",
+    "SyncBatch",
     "SyncImageStream",
     "TTStreamError",
     "UnknownNameError",

@@ -16,7 +16,7 @@ import anyio
 
 from ._exceptions import APITimeoutError, ValidationError
 
-__all__ = ["CLEANUP_TIMEOUT", "Deadline", "close_bounded", "validate_seconds"]
+__all__ = ["CLEANUP_TIMEOUT", "Deadline", "close_bounded", "validate_positive", "validate_seconds"]
 
 CLEANUP_TIMEOUT = 3.0
 """Seconds a shielded cleanup step (closing a response, a sink's ``aclose``) may take
@@ -39,6 +39,16 @@ def validate_seconds(name: str, value: float | None) -> float | None:
     Raises:
         ValidationError: NaN, an infinity, zero, a negative number or a non-number.
     """
+    return validate_positive(name, value, "seconds")
+
+
+def validate_positive(name: str, value: float | None, unit: str) -> float | None:
+    """``value`` as a float if it is ``None`` or a finite number > 0 (of ``unit``, named
+    in the error).
+
+    Raises:
+        ValidationError: NaN, an infinity, zero, a negative number or a non-number.
+    """
     if value is None:
         return None
     if (
@@ -47,7 +57,7 @@ def validate_seconds(name: str, value: float | None) -> float | None:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValidationError(name, value, "None or a finite number of seconds > 0")
+        raise ValidationError(name, value, f"None or a finite number of {unit} > 0")
     return float(value)
 
 

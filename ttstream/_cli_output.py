@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from rich.live import Live
     from rich.spinner import Spinner
 
-__all__ = ["LiveOutput", "Output", "PlainOutput", "Progress", "clean", "make_output"]
+__all__ = [
+    "LiveOutput",
+    "Output",
+    "PlainOutput",
+    "Progress",
+    "clean",
+    "make_output",
+    "terminal_console",
+]
 
 # C0 and C1 controls, DEL, lone surrogates, and the invisible formatting characters that
 # reorder or hide text on a terminal (bidirectional overrides and isolates).
@@ -231,13 +239,22 @@ def make_output(progress: Progress, *, several: bool, secrets: Iterable[str] = (
     """A :class:`LiveOutput` when stdout is a terminal (not ``TERM=dumb``) and ``rich``
     is installed, else a :class:`PlainOutput`; ``secrets`` are redacted from notices."""
     plain = PlainOutput(progress, several=several, secrets=secrets)
-    if not sys.stdout.isatty():
+    console = terminal_console()
+    if console is None:
         return plain
+    return LiveOutput(progress, console, several=several, secrets=secrets)
+
+
+def terminal_console() -> Console | None:
+    """A ``rich`` console when stdout is a terminal (not ``TERM=dumb``) and ``rich`` is
+    installed; else ``None``: print plain lines."""
+    if not sys.stdout.isatty():
+        return None
     try:
         from rich.console import Console
     except ImportError:
-        return plain
+        return None
     console = Console(highlight=False)
     if not console.is_terminal or console.is_dumb_terminal:
-        return plain
-    return LiveOutput(progress, console, several=several, secrets=secrets)
+        return None
+    return console

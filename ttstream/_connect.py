@@ -37,6 +37,7 @@ from ._exceptions import (
     ValidationError,
     status_error_class,
 )
+from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 from ._transport_errors import safe_text
 
@@ -225,6 +226,7 @@ async def send(
         if delay is None:
             delay = backoff_delay(attempt)
         attempt += 1
+        note_retry(attempt, delay, error)
         logger.warning(
             "retrying %s %s in %.2f s (retry %d of %d) after: %s",
             request.method,

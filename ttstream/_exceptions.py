@@ -73,6 +73,7 @@ __all__ = [
     "ImageTooLargeError",
     "IncompleteStreamError",
     "InternalServerError",
+    "JournalError",
     "MalformedEntryError",
     "MalformedEventError",
     "NotFoundError",
@@ -466,3 +467,9 @@ class MalformedEntryError(TTStreamError):
     """A stream entry that ``RedisStreamSink`` did not write: an unknown ``type``,
     a missing field, or a field that does not parse (the message names the entry id,
     the field and what it held)."""
+
+
+class JournalError(TTStreamError):
+    """A batch journal (``client.batch(journal=...)``) cannot be opened, read or written:
+    not a SQLite database, a read-only directory, a full disk. The message names the
+    file (docs/batch.md, "The journal")."""

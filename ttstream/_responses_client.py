@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _otel
 from . import params as _params
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
@@ -199,12 +200,14 @@ class Responses:
                 decode_images=decode_images,
             )
 
-        return ResponseStream(
+        stream = ResponseStream(
             start,
             interpreter,
             max_body_bytes=client.max_event_bytes,
             deadline=client.deadline if deadline is None else deadline,
         )
+        stream.telemetry = _otel.generation("response", None, client.base_url)
+        return stream
 
     def _resume_url(self, interpreter: ResponsesInterpreter) -> str:
         query = {"stream": "true"}

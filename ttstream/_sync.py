@@ -27,6 +27,7 @@ from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
 from ._responses import Response
 from ._responses_client import ResponseStream
+from .batch import SyncBatch
 from .client import AsyncClient
 from .events import Completed
 from .stream import ImageStream, StreamItem
@@ -261,6 +262,10 @@ class Client:
             **params,
         )
         return self._wrap(make)
+
+    def batch(self, **options: Any) -> SyncBatch:
+        """As :meth:`AsyncClient.batch`; iterate the results with ``for`` (docs/batch.md)."""
+        return SyncBatch(self, self._loop.portal, self._async.batch(**options))
 
     def fetch_image(self, event: Completed, **options: Any) -> bytes:
         """As :meth:`AsyncClient.fetch_image` (``timeout=``, ``url_filter=``): the image

@@ -38,6 +38,8 @@ import httpx2
 from . import __version__
 from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
 from ._azure import AsyncAzureClient
+from ._cli_batch import add_parser as add_batch_parser
+from ._cli_batch import run as run_batch
 from ._cli_output import Output, Progress, clean, make_output
 from ._exceptions import (
     APIConnectionError,
@@ -119,6 +121,11 @@ def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, 
     parser.add_argument(
         "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
     )
+    _connection_options(parser)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    """``--base-url``, the key options and ``-v``: every command that calls the API."""
     parser.add_argument(
         "--base-url", metavar="URL", help="API root, e.g. https://api.openai.com/v1"
     )
@@ -172,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
         help="input images (put the prompt before --image: this option takes every file after it)",
     )
     edit.add_argument("--mask", metavar="FILE", help="mask image (PNG with alpha)")
+    add_batch_parser(commands, _connection_options)
     commands.add_parser("emulator", help="run the API emulator", add_help=False)
     return parser
 
@@ -423,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_base_url(args.base_url)
         api_key = _read_key(args)
         secrets += [api_key] if api_key else []
+        if args.command == "batch":
+            with _logging(args.verbose, secrets), _service(args, api_key) as (key, url):
+                return run_batch(args, key, url, secrets, lambda e: describe(e, url, secrets))
         with (
             _logging(args.verbose, secrets),
             _service(args, api_key) as (api_key, base_url),

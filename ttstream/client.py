@@ -21,7 +21,7 @@ import anyio
 import attrs
 import httpx2
 
-from . import _secrets, _transport
+from . import _otel, _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, validate_seconds
@@ -44,6 +44,7 @@ from ._request import (
     multipart_files,
 )
 from ._responses_client import Responses
+from .batch import Batch
 from .events import Completed, image_of
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
@@ -312,6 +313,16 @@ class AsyncClient:
 
         return self._stream(prepare, body, "edit", deadline, reconnect)
 
+    def batch(self, **options: Any) -> Batch:
+        """A :class:`~ttstream.batch.Batch` of many jobs on this client (``async with``):
+        ``concurrency=``, ``images_per_minute=``, ``requests_per_minute=``,
+        ``journal=``, ``out=`` (docs/batch.md).
+
+        Raises:
+            ValidationError: a bad option.
+        """
+        return Batch(self, **options)
+
     async def fetch_image(
         self,
         event: Completed,
@@ -463,13 +474,16 @@ class AsyncClient:
             )
             return await send(self._http, request, max_retries=self.max_retries)
 
-        return ImageStream(
+        stream = ImageStream(
             start,
             ImagesInterpreter(expected_images=expected_images),
             operation=operation,
             max_body_bytes=self.max_event_bytes * expected_images,
             deadline=self.deadline if deadline is None else deadline,
         )
+        stream.model = str(body["model"])
+        stream.telemetry = _otel.generation(operation, stream.model, self.base_url)
+        return stream
 
 
 def _wire(body: Mapping[str, Any]) -> dict[str, Any]:

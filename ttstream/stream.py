@@ -18,6 +18,7 @@ is shielded from cancellation and bounded in time (``ttstream._bounds``).
 
 from __future__ import annotations
 
+import decimal
 import enum
 import json
 from collections import deque
@@ -32,6 +33,7 @@ from ._base64 import decode_on_arrival
 from ._body import read_body
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error
+from ._cost import estimate_cost
 from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
@@ -43,8 +45,9 @@ from ._exceptions import (
     short_repr,
 )
 from ._interpret import Interpreter
+from ._otel import Generation, observed
 from ._reconnect import Reconnecting
-from .events import Completed, PartialImage, parse_response
+from .events import Completed, PartialImage, Usage, parse_response
 from .sse import Comment
 
 __all__ = ["Event", "ImageStream", "Start", "StreamItem"]
@@ -121,6 +124,12 @@ class ImageStream:
         when every sink only forwards base64. Set it before the stream starts."""
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
+        self.model: str | None = None
+        """The model asked for (set by the client), for :attr:`cost`."""
+        self._usages: list[Usage | None] = []  # of the Completed events delivered
+        self.telemetry: Generation | None = None
+        """The OpenTelemetry span of this generation (set by the client; ``None``
+        without the ``otel`` extra): docs/observability.md."""
 
     def __repr__(self) -> str:
         return f"<ImageStream {self._state.value} request_id={self.request_id!r}>"
@@ -129,6 +138,14 @@ class ImageStream:
     def request_id(self) -> str | None:
         """The server's ``x-request-id`` for the latest request, once it answered."""
         return self._source.request_id if self._source is not None else self._request_id
+
+    @property
+    def cost(self) -> decimal.Decimal | None:
+        """The estimated price in US dollars of the images delivered so far, from their
+        usage and ``genai-prices`` (the ``cost`` extra), or ``None`` when unknown: no
+        image yet, an image without usage, an unknown model, or the extra missing.
+        Prices are estimates (docs/batch.md, "Cost")."""
+        return estimate_cost(self.model, self._usages) if self._usages else None
 
     @property
     def started(self) -> bool:
@@ -161,8 +178,13 @@ class ImageStream:
         self._check_unused()
         item = await self._guarded(self._next)
         if item is None:
+            self._ended_by(None)
             await self.aclose()
             raise StopAsyncIteration
+        if isinstance(item, Completed):
+            self._usages.append(item.usage)
+        if self.telemetry is not None:
+            self.telemetry.saw(item)
         return item
 
     async def aclose(self) -> None:
@@ -170,6 +192,7 @@ class ImageStream:
         cancellation and bounded in time, so it completes inside a cancelled scope too."""
         self._state = _State.ENDED
         self._ready = None
+        self._ended_by(None)
         await self._release()
 
     async def _release(self) -> None:
@@ -188,24 +211,33 @@ class ImageStream:
     async def _guarded(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """Runs one step under the overall deadline; closes the stream if it fails."""
         try:
-            with self._deadline.scope():
+            with self._deadline.scope(), observed(self.telemetry):
                 return await step()
         except (APITimeoutError, APIConnectionError) as exc:
             exc.last_partial = exc.last_partial or self.last_partial
+            self._ended_by(exc)
             await self.aclose()
             raise
-        except BaseException:
+        except BaseException as exc:
+            self._ended_by(exc)
             await self.aclose()
             raise
-        await self.aclose()
         error = self._deadline.error()
+        self._ended_by(error)
+        await self.aclose()
         error.last_partial = self.last_partial
         raise error
+
+    def _ended_by(self, error: BaseException | None) -> None:
+        if self.telemetry is not None:
+            self.telemetry.end(error, response_id=self.request_id)
 
     async def _ensure_started(self) -> None:
         if self._state is not _State.NEW:
             return
         self._state = _State.OPEN
+        if self.telemetry is not None:
+            self.telemetry.start()
         decode = self.decode_images
         if decode is None:
             decode = decode_on_arrival(relays_base64=False)

@@ -16,7 +16,7 @@ from .._exceptions import ValidationError
 from ..events import Completed, PartialImage
 from ..stream import Event, StreamItem
 
-__all__ = ["SUFFIXES", "FileSink", "suffix_for"]
+__all__ = ["SUFFIXES", "FileSink", "create_new", "suffix_for"]
 
 logger = logging.getLogger("ttstream")
 
@@ -104,6 +104,13 @@ def _create(path: Path, data: bytes) -> bool:
     finally:
         if temporary.exists():
             os.unlink(temporary)
+
+
+def create_new(path: Path, data: bytes) -> bool:
+    """Writes ``data`` to ``path`` only if no file has that name, atomically; ``False``
+    when the name is taken: FileSink's no-overwrite rule, for other writers of finals
+    (``ttstream.batch``)."""
+    return _create(path, data)
 
 
 def _check_name(param: str, value: str) -> None:

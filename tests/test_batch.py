@@ -1,0 +1,460 @@
+"""client.batch(): concurrency, pacing, 429 pauses, failures, the journal, cancellation;
+against the emulator over loopback."""
+
+from __future__ import annotations
+
+import decimal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+import ttstream
+from ttstream.client import DEFAULT_TIMEOUT
+from ttstream.emulator import EmulatorServer
+from ttstream.testing import EMULATOR_KEY
+
+pytestmark = pytest.mark.anyio
+
+
+def _client(
+    server: EmulatorServer, fault: str | None = None, **options: object
+) -> ttstream.AsyncClient:
+    """A client of the emulator whose requests all carry ``fault`` (when given)."""
+
+    async def add_fault(request: httpx2.Request) -> None:
+        if fault is not None:
+            request.headers["X-Emulator-Fault"] = fault
+
+    http = httpx2.AsyncClient(
+        timeout=DEFAULT_TIMEOUT,
+        limits=httpx2.Limits(max_keepalive_connections=0),
+        event_hooks={"request": [add_fault]},
+    )
+    return ttstream.AsyncClient(
+        EMULATOR_KEY,
+        base_url=server.base_url,
+        http_client=http,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def _collect(batch: ttstream.Batch) -> dict[str, ttstream.JobResult]:
+    return {result.key: result async for result in batch}
+
+
+async def test_every_job_has_a_result_with_its_images(ttstream_emulator: EmulatorServer) -> None:
+    before = ttstream_emulator.stream_stats.generations
+    async with _client(ttstream_emulator) as client, client.batch(concurrency=3) as batch:
+        for i in range(5):
+            batch.add(f"a lighthouse {i}", partial_images=1)
+        batch.add("two boats", key="boats", n=2)
+        results = await _collect(batch)
+    assert sorted(results) == ["boats", "job-1", "job-2", "job-3", "job-4", "job-5"]
+    assert all(result.ok for result in results.values())
+    assert len(results["boats"].events) == 2
+    assert all(isinstance(e, ttstream.Completed) for e in results["job-1"].events)
+    assert results["job-1"].attempts == 1
+    assert results["job-1"].usage is not None
+    assert results["job-1"].usage["output_tokens"] > 0
+    assert results["job-1"].first_preview is not None
+    assert ttstream_emulator.stream_stats.generations - before == 7
+    assert batch.done == 6
+    assert batch.images == 7
+    assert batch.failed == 0
+
+
+async def test_concurrency_is_never_exceeded(ttstream_emulator: EmulatorServer) -> None:
+    most = 0
+
+    async with _client(ttstream_emulator) as client, client.batch(concurrency=2) as batch:
+        for i in range(8):
+            batch.add(f"p{i}", partial_images=2)
+        async for _ in batch:
+            most = max(most, len(batch.running()))
+        most = max(most, ttstream_emulator.stream_stats.open_streams)
+    assert 1 <= most <= 2
+
+
+async def test_a_failed_job_does_not_fail_the_batch(ttstream_emulator: EmulatorServer) -> None:
+    async with _client(ttstream_emulator) as client, client.batch() as batch:
+        batch.add("fine", key="fine")
+        batch.add("bad", key="bad", deadline=0.001)  # passes at once
+        results = await _collect(batch)
+    assert results["fine"].ok
+    assert not results["bad"].ok
+    assert isinstance(results["bad"].error, ttstream.APITimeoutError)
+    assert (batch.done, batch.failed) == (1, 1)
+
+
+async def test_a_bad_parameter_is_refused_when_added(ttstream_emulator: EmulatorServer) -> None:
+    async with _client(ttstream_emulator) as client, client.batch() as batch:
+        with pytest.raises(ttstream.ValidationError):
+            batch.add("x", quality="ultra-mega")
+        batch.add("x", key="k")
+        with pytest.raises(ttstream.ValidationError, match="not used by another job"):
+            batch.add("y", key="k")
+        with pytest.raises(ttstream.ValidationError, match="key"):
+            batch.add("y", key="../escape")
+        assert [r.key async for r in batch] == ["k"]
+
+
+async def test_options_are_checked() -> None:
+    client = ttstream.AsyncClient(EMULATOR_KEY, base_url="http://127.0.0.1:9/v1")
+    async with client:
+        for bad in ({"concurrency": 0}, {"images_per_minute": -1}, {"requests_per_minute": "x"}):
+            with pytest.raises(ttstream.ValidationError):
+                client.batch(**bad)
+
+
+async def test_a_429_pauses_the_batch_and_lowers_concurrency(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    spec = f"status=429;retry-after-ms=300;times=1;key={uuid.uuid4()}"
+    async with _client(ttstream_emulator, spec) as client, client.batch(concurrency=4) as batch:
+        for i in range(6):
+            batch.add(f"p{i}")
+        results = [result async for result in batch]
+    assert all(result.ok for result in results)
+    assert batch.rate_limited == 1
+    assert batch.pauses == 1
+    assert batch.paused_seconds == pytest.approx(0.3, abs=0.05)
+    assert batch.lowest_limit == 2  # halved once
+    assert batch.limit > 2  # and grown back
+    assert sum(result.attempts for result in results) == 7  # the 429 was retried once
+
+
+async def test_jobs_rate_limited_past_the_clients_retries_are_run_again(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    spec = f"status=429;retry-after-ms=10;times=3;key={uuid.uuid4()}"
+    async with (
+        _client(ttstream_emulator, spec, max_retries=0) as client,
+        client.batch(concurrency=1) as batch,
+    ):
+        batch.add("p", key="p")
+        (result,) = [r async for r in batch]
+    assert result.ok
+    assert result.attempts == 4
+
+
+async def test_images_per_minute_paces_requests(ttstream_emulator: EmulatorServer) -> None:
+    async with (
+        _client(ttstream_emulator) as client,
+        client.batch(concurrency=8, images_per_minute=600) as batch,  # one image per 0.1 s
+    ):
+        batch.add("a", n=2)
+        batch.add("b")
+        batch.add("c")
+        start = anyio.current_time()
+        results = [r async for r in batch]
+        elapsed = anyio.current_time() - start
+    assert all(r.ok for r in results)
+    # 2 images, then 1, then 1: the third request could not start before 0.3 s.
+    assert elapsed >= 0.3
+
+
+def _rows(path: Path) -> dict[str, tuple[str, int, str]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT key, state, attempts, outputs FROM jobs").fetchall()
+    return {key: (state, attempts, outputs) for key, state, attempts, outputs in rows}
+
+
+async def test_a_rerun_sends_nothing_for_done_jobs(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    out = tmp_path / "out"
+
+    async def run() -> dict[str, ttstream.JobResult]:
+        async with (
+            _client(ttstream_emulator) as client,
+            client.batch(journal=journal, out=out) as batch,
+        ):
+            batch.add("one", key="one")
+            batch.add("two", key="two", output_format="jpeg")
+            return await _collect(batch)
+
+    first = await run()
+    assert all(r.ok and not r.from_journal for r in first.values())
+    assert first["one"].paths == (out / "one.png",)
+    assert first["two"].paths == (out / "two.jpg",)
+    assert (out / "one.png").read_bytes() == first["one"].events[0].image_bytes
+    assert _rows(journal)["one"][:2] == ("done", 1)
+    before = ttstream_emulator.stream_stats.generations
+    second = await run()
+    assert ttstream_emulator.stream_stats.generations == before
+    assert all(r.from_journal and r.ok for r in second.values())
+    assert second["one"].paths == (out / "one.png",)
+    assert second["one"].usage == first["one"].usage
+
+
+async def test_a_changed_job_runs_again(ttstream_emulator: EmulatorServer, tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    for size in ("1024x1024", "1536x1024"):
+        async with (
+            _client(ttstream_emulator) as client,
+            client.batch(journal=journal, out=tmp_path) as batch,
+        ):
+            batch.add("one", key="one", size=size)
+            (result,) = [r async for r in batch]
+        assert not result.from_journal
+    assert sorted(p.name for p in tmp_path.glob("one*")) == ["one.png", "one_2.png"]
+
+
+async def test_cancelling_leaves_jobs_in_flight_to_rerun(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    spec = "stall=30"
+    async with _client(ttstream_emulator, spec) as client:
+        with anyio.move_on_after(1):
+            async with client.batch(journal=journal, concurrency=2) as batch:
+                batch.add("slow 1", key="s1", partial_images=1)
+                batch.add("slow 2", key="s2", partial_images=1)
+                batch.add("slow 3", key="s3", partial_images=1)
+                async for _ in batch:
+                    pytest.fail("no job can finish")
+    assert {key: row[0] for key, row in _rows(journal).items()} == {
+        "s1": "running",
+        "s2": "running",
+    }
+    for _ in range(100):  # the server notices the closed connections a moment later
+        if ttstream_emulator.stream_stats.open_streams == 0:
+            break
+        await anyio.sleep(0.02)
+    assert ttstream_emulator.stream_stats.open_streams == 0
+    async with _client(ttstream_emulator) as client, client.batch(journal=journal) as batch:
+        for key in ("s1", "s2", "s3"):
+            batch.add(f"slow {key[1]}", key=key, partial_images=1)
+        results = await _collect(batch)
+    assert all(r.ok for r in results.values())
+    assert results["s1"].resumed
+    assert results["s2"].resumed
+    assert not results["s3"].resumed
+    assert batch.resumed == 2
+    assert results["s1"].attempts == 2  # one in each run
+
+
+async def test_a_corrupt_journal_is_a_journal_error(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    journal.write_bytes(b"not a database at all" * 100)
+    async with _client(ttstream_emulator) as client:
+        with pytest.raises(ttstream.JournalError, match=r"run\.sqlite"):
+            async with client.batch(journal=journal):
+                pass
+
+
+async def test_cost_is_summed(ttstream_emulator: EmulatorServer) -> None:
+    pytest.importorskip("genai_prices")
+    async with _client(ttstream_emulator) as client, client.batch() as batch:
+        batch.add("a", model="gpt-image-1")
+        batch.add("b", model="gpt-image-1")
+        results = [r async for r in batch]
+    costs = [r.cost for r in results]
+    assert all(isinstance(c, decimal.Decimal) and c > 0 for c in costs)
+    assert batch.cost == sum(costs)
+
+
+@pytest.fixture
+def sync_client(ttstream_emulator: EmulatorServer) -> Iterator[ttstream.Client]:
+    with ttstream.Client(EMULATOR_KEY, base_url=ttstream_emulator.base_url) as client:
+        yield client
+
+
+def test_the_sync_client_iterates_a_batch(sync_client: ttstream.Client) -> None:
+    with sync_client.batch(concurrency=2) as batch:
+        keys = [batch.add(f"p{i}") for i in range(3)]
+        results = list(batch)
+    assert sorted(r.key for r in results) == keys
+    assert all(r.ok for r in results)
+    assert batch.batch.done == 3
+
+
+async def test_an_error_in_the_body_closes_every_stream_and_goes_on_as_it_is(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+
+    async def fail_once_streaming(client: ttstream.AsyncClient) -> None:
+        async with client.batch(concurrency=3) as batch:
+            for i in range(3):
+                batch.add(f"p{i}", partial_images=1)
+            for _ in range(1000):  # until the three streams are open (at most 10 s)
+                if len([job for job in batch.running() if job.previews]) == 3:
+                    break
+                await anyio.sleep(0.01)
+            raise KeyError("boom")
+
+    async with _client(ttstream_emulator, "stall=30") as client:
+        with pytest.raises(KeyError, match="boom"):
+            await fail_once_streaming(client)
+    for _ in range(100):
+        if ttstream_emulator.stream_stats.open_streams == 0:
+            break
+        await anyio.sleep(0.02)
+    assert ttstream_emulator.stream_stats.open_streams == 0
+
+
+async def test_leaving_early_cancels_what_still_runs(ttstream_emulator: EmulatorServer) -> None:
+    before = ttstream_emulator.stream_stats.generations
+    async with _client(ttstream_emulator) as client:
+        async with client.batch(concurrency=1) as batch:
+            for i in range(20):
+                batch.add(f"p{i}")
+            async for result in batch:
+                assert result.ok
+                break
+        with pytest.raises(ttstream.TTStreamError, match="has ended"):
+            batch.add("late")
+    assert ttstream_emulator.stream_stats.generations - before < 20
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.3) as server:
+        yield server
+
+
+async def test_a_background_response_in_flight_is_resumed_not_paid_again(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+
+    def add(batch: ttstream.Batch) -> None:
+        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+
+    before = slow_emulator.stream_stats.generations
+    async with _client(slow_emulator) as client:
+        with anyio.CancelScope() as scope:
+            async with client.batch(journal=journal) as batch:
+                add(batch)
+                for _ in range(1000):  # until the first preview (at most 10 s), then stop
+                    if any(job.previews for job in batch.running()):
+                        scope.cancel()
+                    await anyio.sleep(0.01)
+    with sqlite3.connect(journal) as db:
+        ((state, response_id, number),) = db.execute(
+            "SELECT state, response_id, sequence_number FROM jobs"
+        ).fetchall()
+    assert state == "running"
+    assert response_id
+    assert number is not None
+    async with _client(slow_emulator) as client, client.batch(journal=journal) as batch:
+        add(batch)
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert result.resumed
+    assert [type(e).__name__ for e in result.events] == ["Completed"]
+    assert result.events[0].response_id == response_id
+    assert slow_emulator.stream_stats.generations - before == 1  # one image, paid once
+
+
+CRASHING_RUN = """
+import sys, anyio, ttstream
+
+async def main(base_url, journal):
+    async with ttstream.AsyncClient("emulator-key", base_url=base_url) as client:
+        async with client.batch(concurrency=3, journal=journal) as batch:
+            for i in range(9):
+                batch.add(f"kite {i}", key=f"k{i}", size="64x48", partial_images=1)
+            async for result in batch:
+                print(result.key, flush=True)
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_killed_process_leaves_a_sound_journal_and_the_rerun_pays_only_the_rest(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    script = tmp_path / "run.py"
+    script.write_text(CRASHING_RUN, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, str(script), slow_emulator.base_url, str(journal)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline().strip()  # one job done, others in flight
+        assert first.startswith("k")
+    finally:
+        process.kill()  # SIGKILL: no cleanup of any kind
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    with sqlite3.connect(journal) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        done = {key for (key,) in db.execute("SELECT key FROM jobs WHERE state = 'done'")}
+    assert first in done
+    before = slow_emulator.stream_stats.generations
+
+    async def rerun() -> list[ttstream.JobResult]:
+        async with (
+            _client(slow_emulator) as client,
+            client.batch(concurrency=9, journal=journal) as batch,
+        ):
+            for i in range(9):
+                batch.add(f"kite {i}", key=f"k{i}", size="64x48", partial_images=1)
+            return [r async for r in batch]
+
+    results = anyio.run(rerun)
+    assert all(r.ok for r in results)
+    assert {r.key for r in results if r.from_journal} == done
+    assert slow_emulator.stream_stats.generations - before == 9 - len(done)
+
+
+INTERRUPTED_SYNC_RUN = """
+import os, signal, sys, threading
+import ttstream
+
+with ttstream.Client("emulator-key", base_url=sys.argv[1]) as client:
+    try:
+        with client.batch(concurrency=2, journal=sys.argv[2]) as batch:
+            for i in range(4):
+                batch.add(f"kite {i}", key=f"k{i}", size="64x48", partial_images=2)
+            for number, result in enumerate(batch):
+                print("result", result.key, flush=True)
+                if number == 0:  # one Ctrl-C, while the next jobs run
+                    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_in_a_sync_batch_closes_the_streams_and_keeps_the_journal(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    script = tmp_path / "run.py"
+    script.write_text(INTERRUPTED_SYNC_RUN, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), slow_emulator.base_url, str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "interrupted"
+    finished = {line.split()[1] for line in lines if line.startswith("result ")}
+    states = {key: row[0] for key, row in _rows(journal).items()}
+    assert {key for key, state in states.items() if state == "done"} == finished
+    assert set(states.values()) == {"done", "running"}
+    for _ in range(100):
+        if slow_emulator.stream_stats.open_streams == 0:
+            break
+        time.sleep(0.02)
+    assert slow_emulator.stream_stats.open_streams == 0

@@ -1,0 +1,262 @@
+"""``ttstream batch JOBS.jsonl --out DIR``: in-process runs see the plain lines; a run
+under a pseudo-terminal shows the live display and exits 130 on Ctrl-C, and a rerun
+continues."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ttstream import _cli_batch, cli
+from ttstream._journal import params_hash
+from ttstream.emulator import EmulatorServer
+
+KEY = "sk-batch-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def keyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "TTAPI_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TTAPI_API_KEY", KEY)
+
+
+def write_jobs(path: Path, *jobs: dict[str, object]) -> Path:
+    path.write_text("".join(json.dumps(job) + "\n" for job in jobs), encoding="utf-8")
+    return path
+
+
+def run(emulator: EmulatorServer, *args: str) -> int:
+    return cli.main(["batch", *args, "--base-url", emulator.base_url])
+
+
+def test_every_job_is_written_as_its_key(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "a kite", "key": "kite", "size": "64x48", "partial_images": 1},
+        {"prompt": "a boat", "size": "64x48", "output_format": "jpeg"},
+        {"prompt": "two cats", "size": "64x48", "n": 2},
+    )
+    out = tmp_path / "out"
+    assert run(emulator, str(jobs), "--out", str(out), "--concurrency", "2") == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        ".ttstream-journal.sqlite",
+        "kite.png",
+        "line-2.jpg",
+        "line-3-2.png",
+        "line-3.png",
+    ]
+    printed = capsys.readouterr().out
+    assert "done  kite -> " in printed
+    assert "Summary: done 3, failed 0, images 4" in printed
+    assert "estimated cost $" in printed
+    assert KEY not in printed
+
+
+def test_a_rerun_sends_nothing_again(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a kite", "size": "64x48"})
+    out = tmp_path / "out"
+    assert run(emulator, str(jobs), "--out", str(out)) == 0
+    before = emulator.stream_stats.generations
+    capsys.readouterr()
+    assert run(emulator, str(jobs), "--out", str(out)) == 0
+    assert emulator.stream_stats.generations == before
+    printed = capsys.readouterr().out
+    assert "already done  line-1" in printed
+    assert "(+1 from earlier runs)" in printed
+    assert sorted(p.name for p in out.glob("*.png")) == ["line-1.png"]
+
+
+def test_a_failed_job_exits_1_with_its_reason(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "fine", "key": "fine", "size": "64x48"},
+        {"prompt": "late", "key": "late", "size": "64x48", "deadline": 0.001},
+    )
+    journal = tmp_path / "j.sqlite"
+    assert run(emulator, str(jobs), "--out", str(tmp_path), "--journal", str(journal)) == 1
+    printed = capsys.readouterr().out
+    assert "failed  late: " in printed
+    assert "did not answer in time (deadline timeout)" in printed
+    assert "done 1, failed 1" in printed
+    with sqlite3.connect(journal) as db:
+        states = dict(db.execute("SELECT key, state FROM jobs").fetchall())
+    assert states == {"fine": "done", "late": "failed"}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "jobs.jsonl line 1: not JSON"),
+        ("[1]", "a JSON object is needed"),
+        ('{"size": "64x48"}', '"prompt" must be a non-empty string'),
+        ('{"prompt": "x", "quality": "ultra"}', "jobs.jsonl line 1: quality="),
+        ('{"prompt": "x", "images": ["a.png"]}', '"images" and "mask" need --edit'),
+        ('{"prompt": "x", "key": "../up"}', "key"),
+    ],
+)
+def test_a_bad_jobs_file_exits_2_naming_the_line(
+    emulator: EmulatorServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    message: str,
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(line + "\n", encoding="utf-8")
+    before = emulator.stream_stats.generations
+    assert run(emulator, str(jobs), "--out", str(tmp_path / "out")) == 2
+    assert message in capsys.readouterr().err
+    assert emulator.stream_stats.generations == before
+
+
+def test_a_key_on_two_lines_is_refused(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl", {"prompt": "a", "key": "k"}, {"prompt": "b", "key": "k"}
+    )
+    assert run(emulator, str(jobs), "--out", str(tmp_path)) == 2
+    assert "line 2: key 'k' is also on line 1" in capsys.readouterr().err
+
+
+def test_edit_jobs_read_their_files_next_to_the_jobs_file(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(picture, "PNG")
+    (tmp_path / "in.png").write_bytes(picture.getvalue())
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl", {"prompt": "make it blue", "key": "blue", "images": "in.png"}
+    )
+    out = tmp_path / "out"
+    assert run(emulator, str(jobs), "--out", str(out), "--edit") == 0
+    assert (out / "blue.png").stat().st_size > 0
+
+
+def spawn(base_url: str, cwd: Path, *args: str) -> pexpect.spawn:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env.update(TERM="xterm-256color", TTAPI_API_KEY="any-key", COLUMNS="160")
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "ttstream", "batch", *args, "--base-url", base_url],
+        cwd=str(cwd),
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 160),
+    )
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.4) as server:
+        yield server
+
+
+def test_the_live_display_then_ctrl_c_exits_130_and_a_rerun_continues(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        *({"prompt": f"kite {i}", "size": "64x48", "partial_images": 2} for i in range(6)),
+    )
+    child = spawn(slow_emulator.base_url, tmp_path, str(jobs), "--out", "out", "--concurrency", "2")
+    child.expect("done  line-")  # a job finished while the bar shows the rest
+    child.expect("in flight")
+    child.kill(signal.SIGINT)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "interrupted" in child.before
+    with sqlite3.connect(tmp_path / "out" / ".ttstream-journal.sqlite") as db:
+        states = dict(db.execute("SELECT key, state FROM jobs").fetchall())
+    done_before = {key for key, state in states.items() if state == "done"}
+    assert done_before
+    assert set(states.values()) <= {"done", "running"}
+    before = slow_emulator.stream_stats.generations
+    child = spawn(slow_emulator.base_url, tmp_path, str(jobs), "--out", "out", "--concurrency", "3")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "ttstream batch" in child.before  # the summary table's title
+    assert slow_emulator.stream_stats.generations - before == 6 - len(done_before)
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_with_no_key_it_runs_on_the_emulator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TTAPI_API_KEY")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a kite", "size": "64x48"})
+    assert cli.main(["batch", str(jobs), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "using the built-in emulator" in printed
+    assert (tmp_path / "out" / "line-1.png").stat().st_size > 0
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+_JOB = st.fixed_dictionaries(
+    {"prompt": _TEXT},
+    optional={"size": st.sampled_from(["64x48", "1024x1024"]), "n": st.integers(1, 10)},
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(jobs=st.lists(_JOB, max_size=8))
+def test_the_jobs_file_reads_back_what_was_written(jobs: list[dict[str, object]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_jobs(Path(tmp) / "jobs.jsonl", *jobs)
+        read = _cli_batch.read_jobs(path, edit=False)
+    assert [(line.prompt, line.params) for line in read] == [
+        (job["prompt"], {k: v for k, v in job.items() if k != "prompt"}) for job in jobs
+    ]
+    assert [line.key for line in read] == [f"line-{i}" for i in range(1, len(jobs) + 1)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=200))
+def test_any_jobs_file_is_read_or_refused_with_its_line(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "jobs.jsonl"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            _cli_batch.read_jobs(path, edit=False)
+        except _cli_batch.JobsFileError as exc:
+            error: str | None = str(exc)
+        else:
+            error = None
+    assert error is None or "jobs.jsonl line " in error
+
+
+@given(params=st.dictionaries(_TEXT, st.integers() | _TEXT, max_size=6))
+def test_the_parameters_hash_ignores_their_order(params: dict[str, object]) -> None:
+    shuffled = dict(reversed(list(params.items())))
+    assert params_hash(params) == params_hash(shuffled)
+    assert params_hash({**params, "extra": 1}) != params_hash({**params, "extra": 2})

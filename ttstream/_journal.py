@@ -1,0 +1,263 @@
+"""The batch journal: one SQLite row per job, so that a batch can be run again after a
+crash without paying twice for what it finished (docs/batch.md, "The journal").
+
+SQLite from the standard library, in WAL mode with ``synchronous=NORMAL``: every change
+is one transaction, so a write torn by a crash or a kill leaves the row as it was
+before it (SQLite's atomic commit), never half-written. Every call runs in a worker
+thread (``anyio.to_thread``) under a capacity limiter of one token: one writer at a
+time, on one connection, and the event loop never waits on the disk.
+
+A row: ``key`` (the caller's), ``params_hash`` (SHA-256 of the job's parameters),
+``state`` (``running``, ``done``, ``failed``), ``attempts`` (requests sent for it, in
+all runs), ``outputs`` (JSON list of the files written), ``error`` (one line, redacted),
+``usage`` (JSON object of token counts), ``cost`` (US dollars as text, or ``NULL``),
+``response_id`` and ``sequence_number`` (Responses API background jobs), ``updated``
+(Unix seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from ._exceptions import JournalError
+from ._secrets import redact
+
+__all__ = ["MAX_ERROR_CHARS", "Journal", "JournalRow", "params_hash"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    params_hash TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    usage TEXT,
+    cost TEXT,
+    response_id TEXT,
+    sequence_number INTEGER,
+    updated REAL NOT NULL
+)
+"""
+_BUSY_TIMEOUT = 30.0
+"""Seconds a statement waits for another process's lock before failing."""
+MAX_ERROR_CHARS = 1000
+"""The longest error text kept in a row, in characters."""
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of ``params`` as canonical JSON (sorted keys, no spaces); values
+    that are not JSON (bytes, paths) are hashed by their ``repr``-free digest: bytes by
+    their own SHA-256, anything else by ``str``."""
+
+    def default(value: object) -> object:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return "sha256:" + hashlib.sha256(value).hexdigest()
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return str(value)
+
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@attrs.frozen
+class JournalRow:
+    """One job as the journal holds it."""
+
+    key: str
+    params_hash: str
+    state: str
+    attempts: int
+    outputs: tuple[str, ...]
+    error: str | None
+    usage: Mapping[str, int]
+    cost: str | None
+    response_id: str | None
+    sequence_number: int | None
+
+
+class Journal:
+    """A batch's SQLite journal at ``path`` (created if missing, with its table).
+
+    Use ``await Journal.open(path)``, then the coroutine methods; :meth:`aclose` at the
+    end. Safe to call from one event loop's many tasks (calls are serialized).
+
+    Raises:
+        JournalError: from every method, when SQLite fails.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], connection: sqlite3.Connection) -> None:
+        self.path = os.fspath(path)
+        self._db: sqlite3.Connection | None = connection
+        self._limiter = anyio.CapacityLimiter(1)
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path!r}>"
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> Journal:
+        """Opens (or creates) the journal at ``path``."""
+        return cls(path, await anyio.to_thread.run_sync(_connect, os.fspath(path)))
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        db = self._db
+        if db is None:
+            raise JournalError(f"the journal {self.path} is closed")
+
+        def call() -> Any:
+            try:
+                return func(db, *args)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path}: {exc}") from exc
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def rows(self) -> dict[str, JournalRow]:
+        """Every row, by key."""
+        result: dict[str, JournalRow] = await self._run(_read_all)
+        return result
+
+    async def start(self, key: str, hash: str, *, attempts: int) -> None:
+        """Marks ``key`` as running (its row created or replaced, outputs kept only
+        when the hash is the same), with ``attempts`` so far."""
+        await self._run(_start, key, hash, attempts)
+
+    async def finish(
+        self,
+        key: str,
+        *,
+        state: str,
+        attempts: int,
+        outputs: Sequence[str] = (),
+        error: str | None = None,
+        usage: Mapping[str, int] | None = None,
+        cost: str | None = None,
+    ) -> None:
+        """Marks ``key`` as ``done`` or ``failed``, in one transaction."""
+        if error is not None:
+            error = redact(error)[:MAX_ERROR_CHARS]
+        await self._run(
+            _finish, key, state, attempts, json.dumps(list(outputs)), error, usage, cost
+        )
+
+    async def progress(self, key: str, *, response_id: str, sequence_number: int) -> None:
+        """Keeps a Responses background job's ``response_id`` and last sequence number."""
+        await self._run(_progress, key, response_id, sequence_number)
+
+    async def aclose(self) -> None:
+        """Closes the connection (after the calls in progress). Idempotent."""
+        db, self._db = self._db, None
+        if db is not None:
+            await anyio.to_thread.run_sync(db.close, limiter=self._limiter, abandon_on_cancel=False)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path}: {exc}") from exc
+    return db
+
+
+def _read_all(db: sqlite3.Connection) -> dict[str, JournalRow]:
+    rows = db.execute(
+        "SELECT key, params_hash, state, attempts, outputs, error, usage, cost,"
+        " response_id, sequence_number FROM jobs"
+    ).fetchall()
+    return {
+        row[0]: JournalRow(
+            key=row[0],
+            params_hash=row[1],
+            state=row[2],
+            attempts=int(row[3]),
+            outputs=tuple(json.loads(row[4] or "[]")),
+            error=row[5],
+            usage=json.loads(row[6]) if row[6] else {},
+            cost=row[7],
+            response_id=row[8],
+            sequence_number=row[9],
+        )
+        for row in rows
+    }
+
+
+def _start(db: sqlite3.Connection, key: str, hash: str, attempts: int) -> None:
+    with _transaction(db):
+        db.execute(
+            "INSERT INTO jobs (key, params_hash, state, attempts, updated)"
+            " VALUES (?, ?, 'running', ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET state='running', attempts=excluded.attempts,"
+            " error=NULL, updated=excluded.updated,"
+            " response_id=CASE WHEN params_hash=excluded.params_hash THEN response_id END,"
+            " sequence_number=CASE WHEN params_hash=excluded.params_hash"
+            " THEN sequence_number END,"
+            " params_hash=excluded.params_hash",
+            (key, hash, attempts, time.time()),
+        )
+
+
+def _finish(
+    db: sqlite3.Connection,
+    key: str,
+    state: str,
+    attempts: int,
+    outputs: str,
+    error: str | None,
+    usage: Mapping[str, int] | None,
+    cost: str | None,
+) -> None:
+    with _transaction(db):
+        db.execute(
+            "UPDATE jobs SET state=?, attempts=?, outputs=?, error=?, usage=?, cost=?,"
+            " updated=? WHERE key=?",
+            (
+                state,
+                attempts,
+                outputs,
+                error,
+                None if usage is None else json.dumps(dict(usage)),
+                cost,
+                time.time(),
+                key,
+            ),
+        )
+
+
+def _progress(db: sqlite3.Connection, key: str, response_id: str, sequence_number: int) -> None:
+    with _transaction(db):
+        db.execute(
+            "UPDATE jobs SET response_id=?, sequence_number=?, updated=? WHERE key=?",
+            (response_id, sequence_number, time.time(), key),
+        )
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

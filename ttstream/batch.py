@@ -1,0 +1,835 @@
+"""``client.batch()``: many generations and edits, within the rate limits, resumable.
+
+A :class:`Batch` runs jobs added with :meth:`Batch.add` / :meth:`Batch.edit` (the
+parameters of ``client.generate`` / ``client.edit``, plus a ``key``) and yields one
+:class:`JobResult` per job, in completion order (docs/batch.md)::
+
+    async with client.batch(concurrency=8, images_per_minute=60, journal="run.sqlite",
+                            out="images") as batch:
+        for row in rows:
+            batch.add(row.prompt, key=row.sku, size="1024x1024")
+        async for result in batch:
+            print(result.key, "ok" if result.ok else result.error)
+
+What it guarantees:
+
+- at most ``concurrency`` streams open at once (an anyio capacity limiter);
+- requests started no faster than ``requests_per_minute``, images no faster than
+  ``images_per_minute`` (a request for ``n`` images counts ``n``): requests are spaced
+  evenly, with no burst;
+- an HTTP 429 on any request of the client pauses the whole batch for the server's
+  ``retry-after-ms`` / ``Retry-After`` (:mod:`ttstream._retry`, else its backoff), and
+  halves the concurrency, which then grows back by one after each run of successes as
+  long as the concurrency (additive increase, multiplicative decrease);
+- each job gets the client's retries and reconnection rules and its own ``deadline=``;
+  a job still rate-limited after the client's retries is tried again by the batch, up to
+  :data:`MAX_RATE_LIMITED` times (a 429 is not billed);
+- one failed job never fails the batch: its result carries the error;
+- memory: at most ``concurrency`` finished results wait for the consumer, and a job
+  holds its concurrency slot until its result is taken in, so a slow consumer slows the
+  batch instead of filling memory;
+- leaving the ``async with`` block early (``break``, an exception, a cancellation,
+  Ctrl-C) cancels the jobs still running and closes every stream; the journal then holds
+  them as ``running``, and the next run sends them again.
+
+With ``journal=`` (a SQLite file, :mod:`ttstream._journal`), a job whose key is
+``done`` in the journal with the same parameters is not sent again: its result comes
+back at once with ``from_journal=True`` (and the files and usage recorded then). A job
+that was in flight or failed is run again (``resumed=True`` for one in flight). With
+``out=``, final images are written as ``out/<key>.<ext>`` (``<key>-2.<ext>``, ... for
+``n > 1``), never over an existing file (``<key>_2.<ext>`` then), before the job is
+recorded as done.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import decimal
+import functools
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+import attrs
+import httpx2
+from anyio.from_thread import BlockingPortal
+
+from ._bounds import validate_positive
+from ._cost import estimate_cost, usage_totals
+from ._exceptions import APIStatusError, TTStreamError, ValidationError
+from ._journal import Journal, JournalRow, params_hash
+from ._reconnect import Reconnecting
+from ._request import ImageInput
+from ._responses_client import ResponseStream
+from ._retry import backoff_delay, retry_after
+from .events import Completed, PartialImage
+from .sinks._file import create_new, suffix_for
+from .stream import ImageStream
+
+__all__ = ["MAX_RATE_LIMITED", "Batch", "JobProgress", "JobResult", "SyncBatch"]
+
+MAX_RATE_LIMITED = 5
+"""How many times the batch sends a job again that failed with HTTP 429 after the
+client's own retries."""
+_JOURNAL_WRITE_SECONDS = 30.0  # a shielded journal write at the end of a job
+_MAX_KEY_CHARS = 200
+_BAD_KEY = re.compile(r"[/\\\x00-\x1f]")
+_current_job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
+    "ttstream_batch_job", default=None
+)
+
+
+class _Client(Protocol):
+    """What a batch uses of :class:`~ttstream.AsyncClient`."""
+
+    base_url: str
+
+    @property
+    def http_client(self) -> httpx2.AsyncClient: ...
+
+    @property
+    def generate(self) -> Callable[..., ImageStream]: ...
+
+    @property
+    def edit(self) -> Callable[..., ImageStream]: ...
+
+    @property
+    def fetch_image(self) -> Callable[..., Awaitable[bytes]]: ...
+
+    @property
+    def responses(self) -> Any: ...
+
+
+@attrs.frozen(kw_only=True)
+class JobResult:
+    """The outcome of one job.
+
+    Attributes:
+        key: the job's key.
+        events: the final images (``Completed``, one per image) when it succeeded;
+            empty for a job found done in the journal (its files are in ``paths``).
+        error: the error when it failed (a :class:`~ttstream.TTStreamError`, or an
+            ``OSError`` writing its files), else ``None``.
+        attempts: HTTP requests sent for it (retries and reconnections included), in
+            this run and the earlier ones the journal remembers.
+        usage: token counts summed over its images (``input_tokens``,
+            ``output_tokens``, ``total_tokens``, ...), or ``None`` when unknown.
+        cost: estimated US dollars (docs/batch.md, "Cost"), or ``None``.
+        paths: the files written (with ``out=``).
+        from_journal: done in an earlier run: nothing was sent this time.
+        resumed: it was in flight when an earlier run stopped, and ran again.
+        waited: seconds from ``add`` to its first request (queue, pacing, pauses).
+        seconds: seconds from its first request to its end (0 from the journal).
+        first_preview: seconds from its first request to its first preview, or ``None``.
+    """
+
+    key: str
+    events: tuple[Completed, ...] = ()
+    error: BaseException | None = None
+    attempts: int = 0
+    usage: Mapping[str, int] | None = None
+    cost: decimal.Decimal | None = None
+    paths: tuple[Path, ...] = ()
+    from_journal: bool = False
+    resumed: bool = False
+    waited: float = 0.0
+    seconds: float = 0.0
+    first_preview: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job succeeded (now or in an earlier run)."""
+        return self.error is None
+
+
+@attrs.frozen
+class JobProgress:
+    """A running job, for a progress display: its key, seconds since its first request,
+    previews received, the index of the latest one, attempts so far."""
+
+    key: str
+    seconds: float
+    previews: int
+    latest_preview: int | None
+    attempts: int
+
+
+@attrs.define(eq=False)
+class _Job:
+    key: str
+    model: str | None
+    make: Callable[[], ImageStream]
+    stream: ImageStream | None
+    hash: str
+    images: int
+    added_at: float
+    batch: Batch
+    earlier_attempts: int = 0
+    resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
+    attempts: int = 0
+    resumed: bool = False
+    started_at: float | None = None
+    first_preview_at: float | None = None
+    previews: int = 0
+    latest_preview: int | None = None
+
+    def new_stream(self) -> ImageStream:
+        stream, self.stream = self.stream, None
+        return stream if stream is not None else self.make()
+
+
+def _check_key(key: str) -> str:
+    if (
+        not isinstance(key, str)
+        or not key
+        or len(key) > _MAX_KEY_CHARS
+        or key.startswith(".")
+        or _BAD_KEY.search(key)
+    ):
+        raise ValidationError(
+            "key",
+            key,
+            f"a non-empty str of at most {_MAX_KEY_CHARS} characters, not starting with "
+            "'.', without '/', '\\' or control characters (it names the job's files)",
+        )
+    return key
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(name, value, "an int >= 1")
+    return value
+
+
+class Batch:
+    """Many jobs on one client: see the module docstring and docs/batch.md.
+
+    Made by ``client.batch(...)``; use it as ``async with``; add jobs with :meth:`add`
+    and :meth:`edit` (before or while iterating); iterate the results with
+    ``async for``. Iteration ends when every job added so far has its result.
+
+    Args:
+        concurrency: the most streams open at once (>= 1).
+        images_per_minute: pacing by images (``n`` per request), or ``None``.
+        requests_per_minute: pacing by requests, or ``None``.
+        journal: a SQLite file path that makes the batch resumable, or ``None``.
+        out: a directory for the final images (``<key>.<ext>``), or ``None``.
+
+    Raises:
+        ValidationError: a bad option (at construction); from ``add``/``edit``, a bad
+            key, a key added twice, or a parameter the model does not take.
+        JournalError: the journal cannot be opened or written.
+    """
+
+    def __init__(
+        self,
+        client: _Client,
+        *,
+        concurrency: int = 8,
+        images_per_minute: float | None = None,
+        requests_per_minute: float | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        out: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._client = client
+        self.concurrency = _positive_int("concurrency", concurrency)
+        self.images_per_minute = validate_positive(
+            "images_per_minute", images_per_minute, "images per minute"
+        )
+        self.requests_per_minute = validate_positive(
+            "requests_per_minute", requests_per_minute, "requests per minute"
+        )
+        self.journal_path = None if journal is None else os.fspath(journal)
+        self.out = None if out is None else Path(out)
+        self._pending: deque[_Job] = deque()
+        self._keys: set[str] = set()
+        self._running: dict[str, _Job] = {}
+        self._outstanding = 0  # jobs added whose result was not taken yet
+        self._entered = False
+        self._closed = False
+        self._journal: Journal | None = None
+        self._rows: dict[str, JournalRow] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._wake: anyio.Event | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._send: Any = None
+        self._receive: Any = None
+        self._hooks: tuple[Any, Any] | None = None
+        self._next_request = 0.0
+        self._next_image = 0.0
+        self._resume_at = 0.0
+        self._successes = 0
+        self.limit = self.concurrency
+        """The concurrency in force now (lowered after a 429, then grown back)."""
+        self.lowest_limit = self.concurrency
+        """The lowest concurrency in force so far."""
+        self.done = 0
+        """Jobs that succeeded in this run (not counting those found in the journal)."""
+        self.failed = 0
+        """Jobs that failed in this run."""
+        self.skipped = 0
+        """Jobs found done in the journal: nothing sent for them."""
+        self.resumed = 0
+        """Jobs that were in flight when an earlier run stopped, sent again."""
+        self.images = 0
+        """Final images received in this run."""
+        self.tokens: dict[str, int] = {}
+        """Token counts summed over this run's jobs (as ``JobResult.usage``)."""
+        self.cost: decimal.Decimal | None = None
+        """Estimated US dollars of this run's jobs whose cost is known, or ``None``."""
+        self.unpriced = 0
+        """Jobs of this run that succeeded with no known cost."""
+        self.pauses = 0
+        """Pauses of the whole batch after a 429."""
+        self.paused_seconds = 0.0
+        """Seconds the batch spent paused after 429s (pauses may overlap jobs' own)."""
+        self.rate_limited = 0
+        """HTTP 429 answers seen."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<Batch concurrency={self.limit}/{self.concurrency} done={self.done} "
+            f"failed={self.failed} skipped={self.skipped} pending={self.pending}>"
+        )
+
+    @property
+    def pending(self) -> int:
+        """Jobs added and not started yet."""
+        return len(self._pending)
+
+    def running(self) -> list[JobProgress]:
+        """The jobs running now, oldest first."""
+        now = anyio.current_time()
+        return [
+            JobProgress(
+                key=job.key,
+                seconds=0.0 if job.started_at is None else now - job.started_at,
+                previews=job.previews,
+                latest_preview=job.latest_preview,
+                attempts=job.attempts,
+            )
+            for job in self._running.values()
+        ]
+
+    # ---- adding jobs ------------------------------------------------------------------
+
+    def add(
+        self,
+        prompt: str,
+        *,
+        key: str | None = None,
+        deadline: float | None = None,
+        **params: Any,
+    ) -> str:
+        """Adds a generation: ``params`` are ``client.generate``'s keyword arguments
+        (``model``, ``n``, ``size``, ...), passed through unchanged. Returns the key
+        (default ``job-<number>``, numbered from 1 in the order added).
+
+        Raises:
+            ValidationError: see the class docstring; nothing is added then.
+        """
+        options = {**params, "deadline": deadline}
+        make = functools.partial(self._client.generate, prompt, **options)
+        described = {"operation": "generation", "prompt": prompt, **params}
+        return self._add(key, make, described, params)
+
+    def edit(
+        self,
+        prompt: str,
+        *,
+        images: ImageInput | Sequence[ImageInput],
+        mask: ImageInput | None = None,
+        key: str | None = None,
+        deadline: float | None = None,
+        **params: Any,
+    ) -> str:
+        """Adds an edit: the arguments of ``client.edit`` (``images``, ``mask``,
+        ``model``, ...) plus ``key``. Returns the key. Input files are read when the job
+        starts; the journal's parameter hash covers their paths (or bytes), not their
+        content."""
+        options = {**params, "images": images, "mask": mask, "deadline": deadline}
+        make = functools.partial(self._client.edit, prompt, **options)
+        inputs = list(images) if isinstance(images, list | tuple) else [images]
+        described = {
+            "operation": "edit",
+            "prompt": prompt,
+            "images": inputs,
+            "mask": mask,
+            **params,
+        }
+        return self._add(key, make, described, params)
+
+    def respond(
+        self,
+        input: Any,
+        *,
+        model: str,
+        key: str | None = None,
+        deadline: float | None = None,
+        **params: Any,
+    ) -> str:
+        """Adds a Responses API job: the arguments of ``client.responses.stream``
+        (``model``, ``input``, ``tools``, ``background``, ...) plus ``key``. Returns the
+        key. With ``background=True`` and a journal, the response id and the sequence
+        number of the last preview are journaled, and a rerun finds the job in flight
+        resumes it (``client.responses.resume(id, starting_after=n)``) instead of paying
+        for a new generation (docs/batch.md, "The journal")."""
+        responses = self._client.responses
+        options = {**params, "model": model, "input": input, "deadline": deadline}
+        make = functools.partial(responses.stream, **options)
+        described = {"operation": "response", **params, "model": model, "input": input}
+        resume = None
+        if params.get("background"):
+
+            def resume(response_id: str, starting_after: int | None) -> ImageStream:
+                stream: ImageStream = responses.resume(
+                    response_id, starting_after=starting_after, deadline=deadline
+                )
+                return stream
+
+        return self._add(key, make, described, params, resume=resume)
+
+    def _add(
+        self,
+        key: str | None,
+        make: Callable[[], ImageStream],
+        described: Mapping[str, Any],
+        params: Mapping[str, Any],
+        *,
+        resume: Callable[[str, int | None], ImageStream] | None = None,
+    ) -> str:
+        if self._closed:
+            raise TTStreamError("this batch has ended: add jobs inside its `async with` block")
+        key = _check_key(f"job-{len(self._keys) + 1}" if key is None else key)
+        if key in self._keys:
+            raise ValidationError("key", key, "a key not used by another job of this batch")
+        stream = make()  # checks the parameters now; sends nothing
+        n = params.get("n")
+        self._keys.add(key)
+        self._pending.append(
+            _Job(
+                key=key,
+                model=stream.model,
+                make=make,
+                stream=stream,
+                hash=params_hash(described),
+                images=n if isinstance(n, int) and n > 0 else 1,
+                added_at=time.monotonic(),
+                batch=self,
+                resume=resume,
+            )
+        )
+        self._outstanding += 1
+        if self._wake is not None:
+            self._wake.set()
+        return key
+
+    # ---- the context manager and the iterator -----------------------------------------
+
+    async def __aenter__(self) -> Batch:
+        if self._entered:
+            raise TTStreamError("a batch is used once: call client.batch(...) again")
+        self._entered = True
+        if self.journal_path is not None:
+            self._journal = await Journal.open(self.journal_path)
+            try:
+                self._rows = await self._journal.rows()
+            except BaseException:
+                await self._journal.aclose()
+                raise
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self._send, self._receive = anyio.create_memory_object_stream[JobResult](self.concurrency)
+        self._install_hooks()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._dispatch)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closed = True
+        assert self._tg is not None
+        try:
+            self._tg.cancel_scope.cancel()  # what still runs is abandoned: streams close
+            # The body's own exception goes on as it is (not in an exception group): the
+            # task group only waits here for its cancelled jobs.
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            self._remove_hooks()
+            self._send.close()
+            self._receive.close()
+            if self._journal is not None:
+                with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
+                    await self._journal.aclose()
+
+    def __aiter__(self) -> Batch:
+        return self
+
+    async def __anext__(self) -> JobResult:
+        if self._tg is None or self._closed:
+            raise TTStreamError("iterate a batch inside its `async with` block")
+        if self._outstanding == 0:
+            raise StopAsyncIteration
+        result: JobResult = await self._receive.receive()
+        self._outstanding -= 1
+        return result
+
+    # ---- rate limits ---------------------------------------------------------------
+
+    def _install_hooks(self) -> None:
+        http = self._client.http_client
+        hooks = (self._on_request, self._on_response)
+        http.event_hooks = {
+            **http.event_hooks,
+            "request": [*http.event_hooks["request"], hooks[0]],
+            "response": [*http.event_hooks["response"], hooks[1]],
+        }
+        self._hooks = hooks
+
+    def _remove_hooks(self) -> None:
+        if self._hooks is None:
+            return
+        http = self._client.http_client
+        on_request, on_response = self._hooks
+        self._hooks = None
+        http.event_hooks = {
+            **http.event_hooks,
+            "request": [h for h in http.event_hooks["request"] if h != on_request],
+            "response": [h for h in http.event_hooks["response"] if h != on_response],
+        }
+
+    async def _on_request(self, request: httpx2.Request) -> None:
+        """Counts the job's attempts; holds every API request while the batch pauses."""
+        if not str(request.url).startswith(self._client.base_url):
+            return
+        job = _current_job.get()
+        if job is not None and job.batch is self:
+            job.attempts += 1
+        await self._wait_pause()
+
+    async def _on_response(self, response: httpx2.Response) -> None:
+        if response.status_code == 429:
+            self._rate_limited(response.headers)
+
+    def _rate_limited(self, headers: Mapping[str, str]) -> None:
+        """Pauses the batch for the server's delay and halves the concurrency, once per
+        pause (429s answering requests sent before the pause do not halve it again)."""
+        self.rate_limited += 1
+        now = anyio.current_time()
+        delay = retry_after(headers)
+        if delay is None:
+            delay = backoff_delay(min(self.pauses, 4))
+        until = now + delay
+        new_pause = now >= self._resume_at
+        self.paused_seconds += max(0.0, until - max(now, self._resume_at))
+        self._resume_at = max(self._resume_at, until)
+        if new_pause:
+            self.pauses += 1
+            self._set_limit(max(1, self.limit // 2))
+
+    def _set_limit(self, limit: int) -> None:
+        self.limit = limit
+        self.lowest_limit = min(self.lowest_limit, limit)
+        self._successes = 0
+        if self._limiter is not None:
+            self._limiter.total_tokens = limit
+
+    def _succeeded(self) -> None:
+        """Additive increase: one more slot after ``limit`` successes in a row."""
+        self._successes += 1
+        if self.limit < self.concurrency and self._successes >= self.limit:
+            self._set_limit(self.limit + 1)
+
+    async def _wait_pause(self) -> None:
+        # The end of a pause moves when another 429 arrives: sleep until it, then look again.
+        while (left := self._resume_at - anyio.current_time()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(left)
+
+    async def _pace(self, images: int) -> None:
+        """Waits for the pause, then for this request's slot under both rates."""
+        await self._wait_pause()
+        now = anyio.current_time()
+        at = now
+        if self.requests_per_minute is not None:
+            at = max(at, self._next_request)
+            self._next_request = at + 60.0 / self.requests_per_minute
+        if self.images_per_minute is not None:
+            at = max(at, self._next_image)
+            self._next_image = at + 60.0 * images / self.images_per_minute
+        if at > now:
+            await anyio.sleep(at - now)
+        await self._wait_pause()
+
+    # ---- running jobs ----------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        assert self._tg is not None
+        assert self._limiter is not None
+        while True:
+            if not self._pending:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            job = self._pending.popleft()
+            row = self._rows.get(job.key)
+            if row is not None and row.params_hash == job.hash:
+                job.earlier_attempts = row.attempts
+                if row.state == "done":
+                    self.skipped += 1
+                    await self._send.send(_from_journal(job, row))
+                    continue
+                job.resumed = row.state == "running"
+                if job.resumed and job.resume is not None and row.response_id is not None:
+                    # A background response in flight: read it on, not generated again.
+                    job.stream = job.resume(row.response_id, row.sequence_number)
+            await self._limiter.acquire_on_behalf_of(job)
+            try:
+                await self._pace(job.images)
+            except BaseException:
+                self._limiter.release_on_behalf_of(job)
+                raise
+            self._running[job.key] = job
+            self._tg.start_soon(self._run, job)
+
+    async def _run(self, job: _Job) -> None:
+        assert self._limiter is not None
+        try:
+            if job.resumed:
+                self.resumed += 1
+            result = await self._result(job)
+            if result.ok:
+                self.done += 1
+                self.images += len(result.events)
+                self._count(result)
+                self._succeeded()
+            else:
+                self.failed += 1
+            await self._send.send(result)
+        finally:
+            self._running.pop(job.key, None)
+            self._limiter.release_on_behalf_of(job)
+
+    def _count(self, result: JobResult) -> None:
+        for name, value in (result.usage or {}).items():
+            self.tokens[name] = self.tokens.get(name, 0) + value
+        if result.cost is None:
+            self.unpriced += 1
+        else:
+            self.cost = (self.cost or decimal.Decimal(0)) + result.cost
+
+    async def _result(self, job: _Job) -> JobResult:
+        token = _current_job.set(job)
+        job.started_at = anyio.current_time()
+        waited = time.monotonic() - job.added_at
+        events: list[Completed] = []
+        try:
+            if self._journal is not None:
+                await self._journal.start(job.key, job.hash, attempts=job.earlier_attempts)
+            events = await self._attempts(job)
+            paths = await self._write(job, events) if self.out is not None else ()
+        except (TTStreamError, OSError) as exc:
+            result = self._result_of(job, waited, error=exc)
+            await self._record(result, state="failed")
+            return result
+        except anyio.get_cancelled_exc_class():
+            if self._journal is not None:  # still running: only its attempts so far
+                with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
+                    attempts = job.earlier_attempts + job.attempts
+                    await self._journal.start(job.key, job.hash, attempts=attempts)
+            raise
+        finally:
+            _current_job.reset(token)
+        result = self._result_of(job, waited, events=events, paths=paths)
+        await self._record(result, state="done")
+        return result
+
+    def _result_of(
+        self,
+        job: _Job,
+        waited: float,
+        *,
+        events: Sequence[Completed] = (),
+        paths: Sequence[Path] = (),
+        error: BaseException | None = None,
+    ) -> JobResult:
+        usages = [event.usage for event in events]
+        now = anyio.current_time()
+        started = job.started_at if job.started_at is not None else now
+        return JobResult(
+            key=job.key,
+            events=tuple(events),
+            error=error,
+            attempts=job.earlier_attempts + job.attempts,
+            usage=usage_totals(usages) if events else None,
+            cost=estimate_cost(job.model, usages) if events else None,
+            paths=tuple(paths),
+            resumed=job.resumed,
+            waited=waited,
+            seconds=now - started,
+            first_preview=None if job.first_preview_at is None else job.first_preview_at - started,
+        )
+
+    async def _record(self, result: JobResult, *, state: str) -> None:
+        """Writes the job's end to the journal, shielded: a cancellation arriving now
+        does not leave a finished job recorded as running."""
+        if self._journal is None:
+            return
+        with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
+            await self._journal.finish(
+                result.key,
+                state=state,
+                attempts=result.attempts,
+                outputs=[str(path) for path in result.paths],
+                error=None if result.error is None else _one_line(result.error),
+                usage=result.usage,
+                cost=None if result.cost is None else str(result.cost),
+            )
+
+    async def _attempts(self, job: _Job) -> list[Completed]:
+        rate_limited = 0
+        while True:
+            events: list[Completed] = []
+            stream = job.new_stream()
+            try:
+                async with stream:
+                    async for item in stream:
+                        if isinstance(item, PartialImage):
+                            if job.first_preview_at is None:
+                                job.first_preview_at = anyio.current_time()
+                            job.previews += 1
+                            job.latest_preview = item.index
+                            if job.resume is not None:
+                                await self._progress(job, stream)
+                        elif isinstance(item, Completed):
+                            events.append(item)
+                        elif isinstance(item, Reconnecting):
+                            pass  # counted by the request hook as an attempt
+            except APIStatusError as exc:
+                if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
+                    raise
+                rate_limited += 1
+                await self._pace(job.images)
+                continue
+            return events
+
+    async def _progress(self, job: _Job, stream: ImageStream) -> None:
+        """Journals a background response's id and the sequence number of its last
+        preview (not of a final image: a resume must deliver the final again)."""
+        if self._journal is None or not isinstance(stream, ResponseStream):
+            return
+        response_id, number = stream.response_id, stream.last_sequence_number
+        if response_id is not None and number is not None:
+            await self._journal.progress(job.key, response_id=response_id, sequence_number=number)
+
+    async def _write(self, job: _Job, events: Sequence[Completed]) -> list[Path]:
+        assert self.out is not None
+        files: list[tuple[str, bytes]] = []
+        for number, event in enumerate(events, start=1):
+            data = (
+                await self._client.fetch_image(event)
+                if event.b64_json is None and event.url
+                else event.image_bytes
+            )
+            name = job.key if number == 1 else f"{job.key}-{number}"
+            files.append((f"{name}.{suffix_for(event.output_format)}", data))
+        await anyio.Path(self.out).mkdir(parents=True, exist_ok=True)
+        out = self.out
+        return await anyio.to_thread.run_sync(lambda: [_write_new(out, *file) for file in files])
+
+
+def _write_new(directory: Path, name: str, data: bytes) -> Path:
+    """Writes ``data`` as ``directory/name``, or ``stem_2.ext``, ... when taken."""
+    stem, dot, suffix = name.rpartition(".")
+    path = directory / name
+    counter = 1
+    while not create_new(path, data):
+        counter += 1
+        path = directory / f"{stem}_{counter}{dot}{suffix}"
+    return path
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".replace("\n", " ")
+
+
+def _from_journal(job: _Job, row: JournalRow) -> JobResult:
+    cost = None
+    if row.cost is not None:
+        try:
+            cost = decimal.Decimal(row.cost)
+        except decimal.InvalidOperation:
+            cost = None
+    return JobResult(
+        key=job.key,
+        attempts=row.attempts,
+        usage=dict(row.usage) or None,
+        cost=cost,
+        paths=tuple(Path(path) for path in row.outputs),
+        from_journal=True,
+    )
+
+
+class SyncBatch:
+    """``Client.batch(...)``: a :class:`Batch` driven from synchronous code, through the
+    client's event loop thread. ``with client.batch(...) as batch``; ``add``/``edit`` as
+    the async batch; iterate with ``for result in batch``. Leaving ``with`` early
+    (``break``, an exception, Ctrl-C) cancels the jobs still running."""
+
+    def __init__(self, owner: object, portal: BlockingPortal, batch: Batch) -> None:
+        self._owner = owner  # keeps the client, and its loop thread, alive
+        self._portal = portal
+        self._batch = batch
+        self._context: Any = None
+
+    def __repr__(self) -> str:
+        return repr(self._batch).replace("<Batch", "<SyncBatch", 1)
+
+    @property
+    def batch(self) -> Batch:
+        """The async batch underneath (its counters: ``done``, ``failed``, ...)."""
+        return self._batch
+
+    def __enter__(self) -> SyncBatch:
+        self._context = self._portal.wrap_async_context_manager(self._batch)
+        self._context.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        context, self._context = self._context, None
+        if context is None:
+            return None
+        result: bool | None = context.__exit__(exc_type, exc, traceback)
+        return result
+
+    def add(self, prompt: str, **options: Any) -> str:
+        """As :meth:`Batch.add`."""
+        key: str = self._portal.call(functools.partial(self._batch.add, prompt, **options))
+        return key
+
+    def edit(self, prompt: str, **options: Any) -> str:
+        """As :meth:`Batch.edit`."""
+        key: str = self._portal.call(functools.partial(self._batch.edit, prompt, **options))
+        return key
+
+    def __iter__(self) -> Iterator[JobResult]:
+        while True:
+            try:
+                yield self._portal.call(self._batch.__anext__)
+            except StopAsyncIteration:
+                return
