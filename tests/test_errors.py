@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import httpx2
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from raw_server import RawServer, answer, response_head
 
 import ttstream
-from ttstream import _base64
+from ttstream import _base64, _exceptions
 from ttstream._retry import parse_retry_after, retry_after
 from ttstream._transport import AIOHTTP
 from ttstream._transport_errors import safe_text
@@ -345,3 +347,15 @@ def test_a_closed_sync_client_raises_a_closed_error() -> None:
     client.close()
     with pytest.raises(ttstream.ClosedError, match="closed"):
         client.generate("a kite")
+
+
+def test_the_drawn_tree_names_every_error_of_the_module() -> None:
+    classes = {
+        name
+        for name, value in vars(_exceptions).items()
+        if isinstance(value, type) and issubclass(value, ttstream.TTStreamError)
+    }
+    drawn = set(re.findall(r"[├└]── (\w+)", _exceptions.__doc__ or "")) | {"TTStreamError"}
+    assert drawn == classes
+    page = (Path(__file__).parent.parent / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"[├└]── (\w+)", page)) | {"TTStreamError"} == classes

@@ -26,6 +26,7 @@ The tree (docs/errors.md)::
     ├── ValidationError ··················· a bad argument (also a ``ValueError``)
     │   └── UnknownNameError ·············· a name not among the known (also a ``KeyError``)
     ├── ClosedError ······················· used after its end (also a ``RuntimeError``)
+    ├── JournalError ······················ a batch journal cannot be used
     ├── SinkError ························· sinks that failed under ``pump``
     ├── RedisStreamError ·················· a Redis command failed or timed out
     │   └── ClaimLostError ················ a worker's claim was taken over
