@@ -1,21 +1,25 @@
-"""A websocket backend: each prompt a client sends is streamed back as it is generated.
+"""A websocket backend: previews streamed to the browser over one websocket, rendered by
+ttstream's browser module (``<ttstream-preview src="ws://...">``).
 
-    python examples/websocket_backend.py --port 8002            # the server
+    python examples/websocket_backend.py --port 8002            # then open http://127.0.0.1:8002
     python examples/websocket_backend.py --port 8002 --client "a lighthouse at dusk"
 
-Protocol on ``ws://<host>:<port>/ws``: the client sends ``{"prompt": "...", "size":
-"1024x1024"}`` (``size`` optional); the server answers with the frames of
-``WebSocketSink`` (for each preview and the final image, one JSON text frame with its
-metadata, then one binary frame with the PNG), then ``{"type": "done", "images": 1}``,
-or ``{"type": "error", "message": "..."}``. The socket stays open for the next prompt.
+The protocol on ``ws://<host>:<port>/ws`` is ttstream's (``docs/live-previews.md``, "The
+websocket protocol"), spoken by :func:`ttstream.sinks.serve_generations`: the browser
+sends ``{"type": "start", "job": "j1", "params": {"prompt": "...", "size":
+"1024x1024"}}``; for each preview and the final image the server sends one JSON text
+frame (``{"type": "preview" | "completed", "job": "j1", "frames": k, ...}``) and the
+image in ``k`` binary frames of at most 64 KiB, then ``{"type": "end", "job": "j1",
+"images": 1}`` or ``{"type": "error", "job": "j1", "message": "..."}``. Several jobs may
+share the socket. ``{"type": "cancel", "job": "j1"}``, or closing the tab, stops the
+generation at once: its API stream is closed.
 
-Serving websockets needs ``wsproto`` or ``websockets`` next to uvicorn
-(``pip install wsproto``); ``--client`` needs ``httpx-ws`` (``pip install httpx-ws``).
-Without it, open ``http://<host>:<port>/`` in a browser and paste the snippet that page
-shows into the developer console.
+With ``--token-secret``, the socket needs ``?token=<sign_viewer_token("ws", ...)>`` (the
+page at ``/`` gets one); without it, anyone who reaches the server may generate.
 
-With ``TTAPI_API_KEY`` or ``OPENAI_API_KEY`` set the server uses the real API; otherwise
-it starts the built-in emulator in-process.
+Serving websockets needs ``wsproto`` or ``websockets`` next to uvicorn (``pip install
+wsproto``). With ``TTAPI_API_KEY`` or ``OPENAI_API_KEY`` set the server uses the real
+API; otherwise it starts the built-in emulator in-process.
 """
 
 from __future__ import annotations
@@ -32,108 +36,170 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 import ttstream
 from ttstream.emulator import api_or_emulator
-from ttstream.sinks import SinkError, WebSocketSink, pump
+from ttstream.sinks import BROWSER_MODULE, serve_generations, sign_viewer_token, verify_viewer_token
 
 MODEL = "gpt-image-2"
 SIZES = ("1024x1024", "1536x1024", "1024x1536")
+PARTIAL_IMAGES = 2
+MAX_PROMPT = 32_000
+SOCKET_KEY = "ws"  # what the viewer tokens of this server are signed for
 
-BROWSER_SNIPPET = """\
-const ws = new WebSocket(`ws://${location.host}/ws`);
-ws.onmessage = (m) => typeof m.data === "string"
-  ? console.log(JSON.parse(m.data))
-  : console.log("image:", URL.createObjectURL(m.data), m.data.size, "bytes");
-ws.onopen = () => ws.send(JSON.stringify({prompt: "a lighthouse at dusk"}));"""
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="dark">
+<title>ttstream over a websocket</title>
+<link rel="icon" href="data:,">
+<script type="module" src="/ttstream.js"></script>
+<style>
+  html, body { margin: 0; height: 100%; background: #0d1017; color: #e8ecf3;
+    font: 15px/1.4 system-ui, sans-serif; }
+  .app { height: 100dvh; display: grid; gap: 12px; padding: 12px 16px;
+    grid-template-rows: auto minmax(0, 1fr); box-sizing: border-box; }
+  form { display: flex; gap: 8px; flex-wrap: wrap; }
+  input, select, button { font: inherit; color: inherit; background: #161b24;
+    border: 1px solid #262d3a; border-radius: 10px; padding: 9px 12px; min-width: 0; }
+  input { flex: 1 1 16rem; }
+  button { background: #7c5cff; border-color: #7c5cff; font-weight: 600; cursor: pointer; }
+</style>
+</head>
+<body>
+<div class="app">
+  <form id="form">
+    <input id="prompt" required maxlength="32000" aria-label="prompt"
+           placeholder="Describe an image: a lighthouse at dusk">
+    <select id="size" aria-label="size">
+      <option value="1024x1024">1024 &times; 1024</option>
+      <option value="1536x1024">1536 &times; 1024</option>
+      <option value="1024x1536">1024 &times; 1536</option>
+    </select>
+    <button id="generate">Generate</button>
+  </form>
+  <ttstream-preview id="preview" previews="PARTIAL_IMAGES" size="1024x1024"></ttstream-preview>
+</div>
+<script type="module">
+import "/ttstream.js";
+const preview = document.getElementById("preview");
+Object.defineProperty(window, "livePreview", { get: () => preview.stats });
+const socket = new URL("/ws", location.href);
+socket.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+const token = TOKEN;
+if (token) socket.searchParams.set("token", token);
+preview.src = socket.href;
+document.getElementById("form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const prompt = document.getElementById("prompt").value.trim();
+  const size = document.getElementById("size").value;
+  preview.setAttribute("size", size);
+  preview.setAttribute("label", prompt);
+  preview.start({ prompt, size });
+});
+</script>
+</body>
+</html>
+"""
+
+
+def make_start(client: ttstream.AsyncClient) -> Any:
+    """``start(params)`` for :func:`serve_generations`: checks the browser's parameters
+    and returns the generation's stream (a ``ValidationError`` goes back to the browser
+    as the job's error frame)."""
+
+    def start(params: dict[str, Any]) -> ttstream.ImageStream:
+        prompt = params.get("prompt")
+        size = params.get("size", SIZES[0])
+        if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
+            raise ttstream.ValidationError("prompt", "…", f"1 to {MAX_PROMPT} characters")
+        if size not in SIZES:
+            raise ttstream.ValidationError("size", size, f"one of {', '.join(SIZES)}")
+        return client.generate(
+            prompt.strip(), model=MODEL, partial_images=PARTIAL_IMAGES, size=size
+        )
+
+    return start
 
 
 async def generations(websocket: WebSocket) -> None:
-    """``/ws``: one generation per JSON message received, streamed back in order."""
-    await websocket.accept()
-    client: ttstream.AsyncClient = websocket.app.state.client
-    while True:
-        try:
-            request: Any = await websocket.receive_json()
-        except WebSocketDisconnect:
+    """``/ws``: ttstream's websocket protocol, until the browser leaves."""
+    secret: bytes | None = websocket.app.state.token_secret
+    if secret is not None:
+        token = websocket.query_params.get("token", "")
+        if not verify_viewer_token(token, SOCKET_KEY, secret=secret):
+            await websocket.close(code=1008)  # policy violation: no upgrade for strangers
             return
-        except ValueError:
-            await websocket.send_json({"type": "error", "message": "send a JSON object"})
-            continue
-        prompt = request.get("prompt") if isinstance(request, dict) else None
-        size = request.get("size", SIZES[0]) if isinstance(request, dict) else None
-        if not isinstance(prompt, str) or not prompt.strip() or size not in SIZES:
-            message = f'send {{"prompt": "...", "size": one of {", ".join(SIZES)}}}'
-            await websocket.send_json({"type": "error", "message": message})
-            continue
-        try:
-            stream = client.generate(prompt, model=MODEL, partial_images=2, size=size)
-            completed = await pump(stream, WebSocketSink(websocket))
-        except SinkError:
-            return  # the client went away mid-stream: nobody is left to tell
-        except ttstream.TTStreamError as exc:
-            await websocket.send_json({"type": "error", "message": str(exc)})
-            continue
-        await websocket.send_json({"type": "done", "images": len(completed)})
+    await serve_generations(websocket, make_start(websocket.app.state.client))
 
 
-async def index(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(
-        "A websocket backend: connect to /ws. From this page's developer console:\n\n"
-        + BROWSER_SNIPPET
-        + "\n"
-    )
+async def index(request: Request) -> Response:
+    secret: bytes | None = request.app.state.token_secret
+    token = "null" if secret is None else json.dumps(sign_viewer_token(SOCKET_KEY, secret=secret))
+    page = PAGE.replace("TOKEN", token).replace("PARTIAL_IMAGES", str(PARTIAL_IMAGES))
+    return HTMLResponse(page, headers={"cache-control": "no-cache"})
 
 
-def create_app(*, api_key: str | None, base_url: str | None = None) -> Starlette:
+async def browser_module(request: Request) -> Response:
+    return FileResponse(BROWSER_MODULE, media_type="text/javascript")
+
+
+def create_app(
+    *, api_key: str | None, base_url: str | None = None, token_secret: bytes | None = None
+) -> Starlette:
+    """``GET /`` (the page), ``GET /ttstream.js``, ``/ws`` (the websocket)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with ttstream.AsyncClient(api_key, base_url=base_url) as client:
             app.state.client = client
+            app.state.token_secret = token_secret
             yield
 
     return Starlette(
-        routes=[Route("/", index), WebSocketRoute("/ws", generations)], lifespan=lifespan
+        routes=[
+            Route("/", index),
+            Route("/ttstream.js", browser_module),
+            WebSocketRoute("/ws", generations),
+        ],
+        lifespan=lifespan,
     )
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, token_secret: bytes | None) -> None:
     import uvicorn
 
     with api_or_emulator(step_delay=0.5) as (api_key, base_url):
-        print(f"Websocket backend at ws://{host}:{port}/ws")
-        uvicorn.run(create_app(api_key=api_key, base_url=base_url), host=host, port=port)
+        print(f"Websocket backend at http://{host}:{port}/ (socket: ws://{host}:{port}/ws)")
+        app = create_app(api_key=api_key, base_url=base_url, token_secret=token_secret)
+        uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=2)
 
 
 async def run_client(url: str, prompt: str, size: str, out: Path) -> int:
-    """Sends one prompt, prints each metadata frame, writes each image to ``out``."""
-    try:
-        import httpx2
-    except ImportError:
-        print("--client needs httpx-ws (pip install httpx-ws). Or open the server's / page")
-        print("in a browser and paste this into its developer console:\n")
-        print(BROWSER_SNIPPET)
-        return 1
+    """Sends one prompt, prints each text frame, writes each image to ``out``."""
+    import httpx2
+
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     stem = "-".join(re.findall(r"[a-z0-9]+", prompt.lower()))[:40] or "image"
-    async with (
-        httpx2.AsyncClient() as http,
-        http.websocket(url, max_message_size_bytes=64 * 1024 * 1024) as ws,
-    ):
-        await ws.send_json({"prompt": prompt, "size": size})
+    async with httpx2.AsyncClient() as http, http.websocket(url) as ws:
+        await ws.send_json(
+            {"type": "start", "job": "j1", "params": {"prompt": prompt, "size": size}}
+        )
         while True:
             frame = json.loads(await ws.receive_text())
             print(json.dumps(frame))
-            if frame["type"] in ("partial_image", "completed"):
-                image = await ws.receive_bytes()
-                kind = f"partial-{frame['index']}" if "index" in frame else "final"
+            if frame["type"] in ("preview", "completed"):
+                image = b"".join([await ws.receive_bytes() for _ in range(frame["frames"])])
+                kind = f"partial-{frame['index'] + 1}" if "index" in frame else "final"
                 path = out / f"{stem}-{kind}.png"
                 await anyio.Path(path).write_bytes(image)
                 print(f"  -> {path} ({len(image)} bytes)")
-            elif frame["type"] == "done":
+            elif frame["type"] == "end":
                 return 0
             elif frame["type"] == "error":
                 return 1
@@ -146,11 +212,13 @@ def main() -> int:
     parser.add_argument("--client", metavar="PROMPT", help="run the client with this prompt")
     parser.add_argument("--size", default=SIZES[0], choices=SIZES)
     parser.add_argument("--out", default="out/websocket", help="where --client writes images")
+    parser.add_argument("--token-secret", help="require viewer tokens signed with this secret")
     args = parser.parse_args()
     if args.client:
         url = f"ws://{args.host}:{args.port}/ws"
         return anyio.run(run_client, url, args.client, args.size, Path(args.out))
-    serve(args.host, args.port)
+    secret = args.token_secret.encode() if args.token_secret else None
+    serve(args.host, args.port, secret)
     return 0
 
 

@@ -7,8 +7,12 @@ test types a prompt, presses Generate and checks what a user sees: the elapsed t
 while waiting, the previews and then the final image in the same frame, scaled to fit
 the viewport with no scrollbars, the size and tokens, a download link to the final
 image's bytes, human error text, the reconnect indicator, and no request answered 404
-(the favicon is inline). Screenshots go to artifacts/live_preview-*.png. The error
-sentences the server puts in its error events are checked without a browser.
+(the favicon is inline). Then what the page (ttstream's browser module,
+``<ttstream-preview>``) must never get wrong, with the emulator's pauses between events:
+a stream cut after a preview (the error shown, the preview kept, no broken image),
+Cancel (the emulator sees its stream closed), and the same element over the websocket
+example (examples/websocket_backend.py). Screenshots go to artifacts/live_preview-*.png.
+The error sentences the server puts in its error events are checked without a browser.
 
 The browser tests need Debian's ``chromium`` and ``chromium-driver`` and the ``selenium``
 package; they are skipped, with that reason, without them. Selenium is pointed at
@@ -23,6 +27,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -70,16 +75,20 @@ def missing() -> str | None:
     return None
 
 
-def load_example() -> ModuleType:
-    """examples/live_preview/app.py as a module (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "live_preview_app", ROOT / "examples" / "live_preview" / "app.py"
-    )
+def load_file(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` imported as the module ``name`` (examples/ is not a
+    package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_example() -> ModuleType:
+    """examples/live_preview/app.py as a module."""
+    return load_file(ROOT / "examples" / "live_preview" / "app.py", "live_preview_app")
 
 
 class Faults:
@@ -204,15 +213,32 @@ def until(browser: Any, script: str) -> Any:
 # Records every (status, elapsed) pair the status bar shows, as window.statusBar.
 WATCH_STATUS_BAR = """
 window.statusBar = [];
-const bar = document.querySelector('.statusbar');
-const text = (id) => document.getElementById(id).innerText;
+const bar = document.querySelector('#preview .tts-bar');
+const text = (part) => document.querySelector('#preview .tts-' + part).innerText;
 new MutationObserver(() => window.statusBar.push([text('status'), text('elapsed')]))
   .observe(bar, {subtree: true, childList: true, characterData: true});
 """
 
+# The parts of the <ttstream-preview> element on the page, by the names the page had.
+PARTS = {
+    "frame": "#preview .tts-frame",
+    "status": "#preview .tts-status",
+    "elapsed": "#preview .tts-elapsed",
+    "meta": "#preview .tts-meta",
+    "download": "#preview .tts-download",
+    "error": "#preview .tts-error",
+    "error-text": "#preview .tts-error p",
+    "connection": "#preview .tts-badge",
+    "cancel": "#preview .tts-cancel",
+}
 
-def text(browser: Any, element_id: str) -> str:
-    return str(browser.execute_script(f"return document.getElementById('{element_id}').innerText"))
+
+def part(browser: Any, name: str) -> Any:
+    return browser.find_element("css selector", PARTS[name])
+
+
+def text(browser: Any, name: str) -> str:
+    return str(browser.execute_script(f"return document.querySelector('{PARTS[name]}').innerText"))
 
 
 def screenshot(browser: Any, name: str) -> None:
@@ -223,8 +249,8 @@ def screenshot(browser: Any, name: str) -> None:
 # The image on top of the frame and where it is drawn: an <img> with object-fit:
 # contain draws its picture centred in its box, scaled by the smaller of the two ratios.
 GEOMETRY = """
-const frame = document.getElementById('frame');
-const shown = [...frame.querySelectorAll('img.shown')];
+const frame = document.querySelector('#preview .tts-frame');
+const shown = [...frame.querySelectorAll('img.tts-shown')];
 const img = shown[0];
 const box = img.getBoundingClientRect();
 const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
@@ -241,7 +267,9 @@ return {
 };
 """
 
-FADED_IN = "getComputedStyle(document.querySelector('#frame img.shown')).opacity === '1'"
+FADED_IN = (
+    "getComputedStyle(document.querySelector('#preview .tts-frame img.tts-shown')).opacity === '1'"
+)
 
 
 def assert_inside(rect: list[float], width: int, height: int, slack: float = 0.0) -> None:
@@ -289,7 +317,7 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
 
     until(browser, "window.livePreview.finalShown")
     # The crossfade ends with the final image alone in the frame.
-    until(browser, "document.querySelectorAll('#frame img[src]').length === 1")
+    until(browser, "document.querySelectorAll('#preview .tts-frame img[src]').length === 1")
     until(browser, FADED_IN)
     final = browser.execute_script(GEOMETRY)
     assert final["natural"] == [int(n) for n in size.split("x")]
@@ -310,9 +338,12 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
     assert shown_size == size.replace("x", " \N{MULTIPLICATION SIGN} ")
     assert re.fullmatch(r"[0-9,]+ tokens", tokens)
     assert browser.execute_script(
-        "const m = document.getElementById('meta');return m.scrollWidth <= m.clientWidth"
+        "const m = document.querySelector('#preview .tts-meta');"
+        "return m.scrollWidth <= m.clientWidth"
     )
-    size_text = browser.execute_script("return document.getElementById('download').textContent")
+    size_text = browser.execute_script(
+        "return document.querySelector('#preview .tts-download').textContent"
+    )
     assert re.fullmatch(r"\s*Download [0-9.]+ (KiB|MiB)", size_text)
     assert text(browser, "elapsed").startswith("in ")
     # While waiting for the first preview, the elapsed time counted up.
@@ -327,13 +358,13 @@ def test_previews_then_the_final_image_fit_the_viewport_in_one_frame(
 
     # The download link holds the final image's bytes.
     link = browser.execute_script(
-        "const a = document.getElementById('download');"
+        "const a = document.querySelector('#preview .tts-download');"
         "return {href: a.href, download: a.download, shown: a.checkVisibility()};"
     )
     assert link == {"href": final["src"], "download": "a-lighthouse-at-dusk.png", "shown": True}
     download = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "fetch(document.getElementById('download').href).then((r) => r.blob())"
+        "fetch(document.querySelector('#preview .tts-download').href).then((r) => r.blob())"
         "  .then(async (b) => { const bmp = await createImageBitmap(b);"
         "                       done([b.type, bmp.width, bmp.height]); });"
     )
@@ -353,14 +384,14 @@ def test_a_failed_generation_is_told_in_a_sentence_not_a_repr(
     open_page(browser, url, "desktop")
     generate(browser, "a lighthouse at dusk", "1024x1024")
     until(browser, "window.livePreview.errors.length")
-    assert browser.find_element("id", "error").is_displayed()
+    assert part(browser, "error").is_displayed()
     message = text(browser, "error-text")
     assert message == (
         "127.0.0.1 could not make this image: The emulator failed this stream as "
         "X-Emulator-Fault asked (error-nested)."
     )
     assert text(browser, "status") == "Failed"
-    assert not browser.find_element("id", "download").is_displayed()
+    assert not part(browser, "download").is_displayed()
     screenshot(browser, "error")
 
 
@@ -372,7 +403,7 @@ def test_the_page_says_when_it_reconnects_and_goes_on_where_it_was(
     open_page(browser, url, "phone")
     generate(browser, "a lighthouse at dusk", "1024x1024")
     until(browser, "window.livePreview.notices.includes('Reconnecting…')")
-    pill = browser.find_element("id", "connection")
+    pill = part(browser, "connection")
     assert pill.is_displayed()
     assert pill.text == "Reconnecting…"
     until(browser, FADED_IN)
@@ -402,7 +433,7 @@ def test_the_page_says_when_the_server_resumes_its_stream_from_the_api(
     assert len(state["notices"]) == 2, state["notices"]
     assert state["notices"][0].startswith("API connection lost · ")
     assert state["notices"][1] == "API connection back"
-    assert browser.find_element("id", "connection").text == "API connection back"
+    assert part(browser, "connection").text == "API connection back"
     screenshot(browser, "api-resumed")
 
 
@@ -472,3 +503,162 @@ async def test_the_page_relay_sends_that_sentence_in_its_error_event() -> None:
         )
     ]
     assert "retry: 1000" in response.text
+
+
+# The element's behaviour that a user must never miss: a cut stream, cancel, websockets.
+
+# Every image in the element: a layer with a src is decoded (never a broken image) and
+# the one on top is visible.
+IMAGES_IN_FRAME = """
+const frame = document.querySelector('#preview .tts-frame');
+return [...frame.querySelectorAll('img')].map((img) => ({
+  src: (img.getAttribute('src') || '').slice(0, 22), shown: img.classList.contains('tts-shown'),
+  complete: img.complete, width: img.naturalWidth,
+  visible: img.hasAttribute('src') && getComputedStyle(img).visibility === 'visible',
+  opacity: Number(getComputedStyle(img).opacity),
+}));
+"""
+
+
+def assert_no_broken_image(images: list[dict[str, Any]]) -> None:
+    for image in images:
+        if image["src"]:
+            assert image["complete"], image
+            assert image["width"] > 0, image  # decoded: not a broken-image icon
+        else:
+            assert not image["visible"], image
+
+
+def closed_soon(streams: Any, limit: float = 10.0) -> bool:
+    """Whether the emulator's streams are all closed within ``limit`` seconds (its stall
+    is 30 s: a stream closed only at its next event would not be)."""
+    deadline = time.monotonic() + limit
+    while streams.open_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(streams.open_streams == 0)
+
+
+def test_a_cut_stream_shows_the_error_and_keeps_the_last_preview(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, faults, _ = page
+    # The API connection breaks after the second preview, with a pause before it, as a
+    # real cut comes: the preview is on screen when the error arrives.
+    faults.spec = f"stall={FIRST_PREVIEW_PAUSE};drop-after=2"
+    open_page(browser, url, "phone")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.previewsShown")
+    until(browser, "window.livePreview.errors.length")
+    until(browser, "window.livePreview.previewsShown === 2")
+    # Dimmed, not hidden, once its crossfade ended.
+    until(
+        browser, "getComputedStyle(document.querySelector('#preview img.tts-shown')).opacity > 0.3"
+    )
+    images = browser.execute_script(IMAGES_IN_FRAME)
+    assert_no_broken_image(images)
+    [kept] = [image for image in images if image["shown"]]
+    assert kept["src"].startswith("data:image/png;base64")  # the last preview, kept
+    assert kept["opacity"] > 0.3
+    assert part(browser, "error").is_displayed()
+    assert "Try again" in text(browser, "error-text")
+    assert text(browser, "status") == "Failed"
+    assert not part(browser, "download").is_displayed()
+    assert not part(browser, "cancel").is_displayed()
+    screenshot(browser, "cut-stream")
+
+
+def test_cancel_ends_the_generation_on_the_server(
+    browser: Any, page: tuple[str, Faults, Requests]
+) -> None:
+    url, faults, requests = page
+    faults.spec = "stall=30"  # after the first preview, the API stays silent for 30 s
+    streams = faults.app.state.stream_stats
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.previewsShown")
+    assert streams.open_streams == 1
+    cancel = part(browser, "cancel")
+    assert cancel.is_displayed()
+    cancel.click()
+    until(browser, "window.livePreview.cancelled")
+    assert text(browser, "status") == "Cancelled"
+    # The server closed its API stream: the emulator sees it closed, long before 30 s.
+    assert closed_soon(streams)
+    assert ("DELETE", requests.seen[-1][1], 202) == requests.seen[-1]
+    assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
+    assert not part(browser, "error").is_displayed()
+    screenshot(browser, "cancelled")
+
+
+def load_websocket_example() -> ModuleType:
+    return load_file(ROOT / "examples" / "websocket_backend.py", "websocket_backend")
+
+
+@pytest.fixture(scope="module")
+def websocket_servers() -> Iterator[tuple[str, Faults]]:
+    example = load_websocket_example()
+    faults = Faults(create_emulator(step_delay=STEP_DELAY, api_key="emulator-key"))
+    with ServerThread(faults) as emulator:
+        app = example.create_app(api_key="emulator-key", base_url=f"{emulator.url}/v1")
+        with ServerThread(app, lifespan="on", ws="wsproto") as server:
+            yield server.url, faults
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_the_element_over_a_websocket_shows_previews_then_the_final_image(
+    browser: Any, websocket_servers: tuple[str, Faults], viewport: str
+) -> None:
+    url, faults = websocket_servers
+    faults.spec = f"stall={FIRST_PREVIEW_PAUSE}"
+    open_page(browser, url, viewport)
+    generate(browser, "a lighthouse at dusk", "1536x1024")
+    until(browser, "window.livePreview.previewsShown")
+    preview = browser.execute_script(GEOMETRY)
+    assert preview["src"].startswith("blob:")
+    until(browser, "window.livePreview.finalShown")
+    until(browser, FADED_IN)
+    final = browser.execute_script(GEOMETRY)
+    assert final["natural"] == [1536, 1024]
+    assert final["box"] == preview["box"]
+    assert_fits(final, viewport)
+    state = browser.execute_script("return window.livePreview")
+    assert state["errors"] == []
+    assert state["finalShownAt"] - state["firstPreviewAt"] > 1000 * FIRST_PREVIEW_PAUSE
+    assert text(browser, "status") == "Done"
+    assert re.fullmatch(
+        r"1536 \N{MULTIPLICATION SIGN} 1024 · [0-9,]+ tokens", text(browser, "meta")
+    )
+    assert part(browser, "download").is_displayed()
+    screenshot(browser, f"websocket-{viewport}")
+    assert browser.get_log("browser") == []
+
+
+def test_cancel_over_a_websocket_closes_the_api_stream(
+    browser: Any, websocket_servers: tuple[str, Faults]
+) -> None:
+    url, faults = websocket_servers
+    faults.spec = "stall=30"
+    streams = faults.app.state.stream_stats
+    open_page(browser, url, "phone")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.previewsShown")
+    assert streams.open_streams == 1
+    part(browser, "cancel").click()
+    until(browser, "window.livePreview.cancelled")
+    assert closed_soon(streams)
+    assert text(browser, "status") == "Cancelled"
+    assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
+    screenshot(browser, "websocket-cancelled")
+
+
+def test_a_failed_generation_over_a_websocket_is_told_in_words(
+    browser: Any, websocket_servers: tuple[str, Faults]
+) -> None:
+    url, faults = websocket_servers
+    faults.spec = "error-nested"
+    open_page(browser, url, "desktop")
+    generate(browser, "a lighthouse at dusk", "1024x1024")
+    until(browser, "window.livePreview.errors.length")
+    assert part(browser, "error").is_displayed()
+    assert "error-nested" in text(browser, "error-text")
+    assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import socket
 import sys
 import threading
@@ -81,11 +82,13 @@ def test_generate_writes_previews_and_the_final_with_plain_lines(
     assert (status, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == "Generating with gpt-image-2..."
-    assert [line.split()[2:4] for line in lines[1:4]] == [
-        ["preview", "#0"], ["preview", "#1"], ["final", "image"]
+    assert [line.split()[2:6][: 3 if "final" in line else 4] for line in lines[1:4]] == [
+        ["preview", "1", "of", "2"], ["preview", "2", "of", "2"], ["final", "image", "64x48"]
     ]  # fmt: skip
+    assert lines[1].endswith("-partial-1.png")  # numbered from 1, as the line says
+    assert lines[2].endswith("-partial-2.png")
     assert "tokens used:" in lines[4]
-    assert lines[5].startswith(f"Done: 3 file(s) in {tmp_path}/, first preview after ")
+    assert lines[5].startswith(f"Done: 3 files in {tmp_path}/, first preview after ")
     assert len(list(tmp_path.glob("a-kite-*-final.png"))) == 1
 
 
@@ -140,8 +143,9 @@ def test_a_long_parameter_error_keeps_the_option_it_names(
     status, _, err = run(
         capsys, "generate", "x", "--base-url", emulator.base_url, "--size", "13x13"
     )
-    assert status == 1
-    assert err.rstrip().endswith("(option --size)")
+    assert status == 2
+    assert err.startswith("ttstream: error: --size 13x13 is not allowed for gpt-image-2: ")
+    assert err.count("\n") == 1
 
 
 def test_no_key_with_a_base_url_names_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,9 +184,11 @@ def test_retry_lines_reach_stderr_only_with_verbose(capsys: pytest.CaptureFixtur
 @pytest.mark.usefixtures("keyed")
 def test_a_refused_parameter_names_the_option(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys, "generate", "x", "--model", "gpt-image-1", "--size", "3x3")
-    assert status == 1
-    assert err.startswith("ttstream: error: size='3x3' is not allowed for model 'gpt-image-1'")
-    assert err.rstrip().endswith("(option --size)")
+    assert status == 2
+    assert err == (
+        "ttstream: error: --size 3x3 is not allowed for gpt-image-1: it must be one of "
+        "'auto', '1024x1024', '1536x1024', '1024x1536'\n"
+    )
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,7 +242,7 @@ def test_the_key_is_read_from_a_file(
 ) -> None:
     recording, url = recorder
     (tmp_path / "key").write_text(KEY + "\n")
-    argv = ["generate", "x", "--model", "m", "--no-stream", "--out", str(tmp_path / "o")]
+    argv = ["generate", "x", "--model", "gpt-image-2", "--no-stream", "--out", str(tmp_path / "o")]
     status, out, err = run(
         capsys, *argv, "--base-url", url, "--api-key-file", str(tmp_path / "key")
     )
@@ -253,7 +259,7 @@ def test_the_key_is_read_from_stdin(
 ) -> None:
     recording, url = recorder
     monkeypatch.setattr(sys, "stdin", io.StringIO(KEY + "\n"))
-    argv = ["generate", "x", "--model", "m", "--no-stream", "--out", str(tmp_path)]
+    argv = ["generate", "x", "--model", "gpt-image-2", "--no-stream", "--out", str(tmp_path)]
     status, out, err = run(capsys, *argv, "--base-url", url, "--api-key-file", "-")
     assert (status, err) == (0, "")
     assert recording.keys[-1] == KEY
@@ -264,7 +270,7 @@ def test_api_key_on_the_command_line_warns(
     recorder: tuple[KeyRecorder, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recording, url = recorder
-    argv = ["generate", "x", "--model", "m", "--no-stream", "--out", str(tmp_path)]
+    argv = ["generate", "x", "--model", "gpt-image-2", "--no-stream", "--out", str(tmp_path)]
     status, out, err = run(capsys, *argv, "--base-url", url, "--api-key", KEY)
     assert status == 0
     assert recording.keys[-1] == KEY
@@ -299,6 +305,10 @@ def test_every_parameter_option_reaches_the_request(
     )  # fmt: skip
     assert status == 0
     assert err.startswith("ttstream: warning: --api-key")
+    assert err.splitlines()[1] == (
+        "ttstream: warning: model 'a-new-model' is not in ttstream's table: its parameters "
+        "are not checked; sending it as given"
+    )
     assert recording.bodies[-1] == {"model": "a-new-model", "prompt": "x", **options}
 
 
@@ -348,7 +358,15 @@ def test_server_fields_with_escapes_nul_and_surrogates_print_safely(
     hostile: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(
-        capsys, "generate", "x", "--model", "m", "--out", str(tmp_path), "--base-url", hostile
+        capsys,
+        "generate",
+        "x",
+        "--model",
+        "gpt-image-2",
+        "--out",
+        str(tmp_path),
+        "--base-url",
+        hostile,
     )
     assert (status, err) == (0, "")
     assert "\x1b" not in out
@@ -374,7 +392,7 @@ def test_server_error_text_is_one_clean_line(
 ) -> None:
     monkeypatch.setenv("TTAPI_API_KEY", KEY)
     ask_for("error", monkeypatch)
-    status, _, err = run(capsys, "generate", "x", "--model", "m", "--base-url", hostile)
+    status, _, err = run(capsys, "generate", "x", "--model", "gpt-image-2", "--base-url", hostile)
     assert status == 1
     assert "\x1b" not in err
     assert err.count("\n") == 1
@@ -399,7 +417,7 @@ def test_a_key_echoed_by_the_server_is_never_printed(
     }
     if source == "env":
         monkeypatch.setenv("TTAPI_API_KEY", KEY)
-    argv = ["generate", "x", "--model", "m", "--base-url", hostile, "-v", *given[source]]
+    argv = ["generate", "x", "--model", "gpt-image-2", "--base-url", hostile, "-v", *given[source]]
     status, out, err = run(capsys, *argv)
     assert status == 1
     assert "answered HTTP 400: bad request" in err
@@ -456,3 +474,337 @@ def test_a_timeout_names_the_host_and_which_timeout() -> None:
     assert line == (
         "api.ttapi.io did not answer in time (read timeout): The read operation timed out"
     )
+
+
+# --- checks before anything starts (issue 21) ------------------------------------------
+
+
+def one_line(err: str) -> str:
+    """The one line of ``err``, after checking that there is exactly one."""
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe" + KEY.encode("utf-16-le"),  # saved as UTF-16 by an editor
+        KEY.encode() + b"\xe9\n",  # Latin-1
+    ],
+)
+def test_a_key_file_that_is_not_utf8_is_one_line_naming_the_file(
+    recorder: tuple[KeyRecorder, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    recording, url = recorder
+    requests = len(recording.keys)
+    (tmp_path / "key").write_bytes(content)
+    argv = ["generate", "x", *SMALL, "--base-url", url, "--api-key-file", str(tmp_path / "key")]
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (2, "")
+    line = one_line(err)
+    assert line == (
+        f"ttstream: error: --api-key-file {tmp_path / 'key'}: not UTF-8 text (is it the key file?)"
+    )
+    assert len(recording.keys) == requests  # nothing was sent
+
+
+@pytest.mark.parametrize("source", ["file", "option", "env", "stdin"])
+@pytest.mark.parametrize("key", [KEY[:8] + "é" + KEY[8:], KEY + "\u00a0x", KEY[:5] + " " + KEY[5:]])
+def test_a_key_that_is_not_printable_ascii_is_one_line_without_the_key(
+    recorder: tuple[KeyRecorder, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    key: str,
+) -> None:
+    recording, url = recorder
+    requests = len(recording.keys)
+    (tmp_path / "key").write_text(key + "\n", encoding="utf-8")
+    given = {
+        "file": ["--api-key-file", str(tmp_path / "key")],
+        "option": ["--api-key", key],
+        "env": [],
+        "stdin": ["--api-key-file", "-"],
+    }[source]
+    if source == "env":
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(key + "\n"))
+    status, out, err = run(capsys, "generate", "x", *SMALL, "--base-url", url, *given)
+    assert (status, out) == (2, "")
+    line = one_line(err.removeprefix(err.split("\n")[0] + "\n") if source == "option" else err)
+    assert line.startswith("ttstream: error: the API key from ")
+    kind = "a space" if " " in key else "a non-ASCII character"
+    assert f" has {kind} (character " in line
+    assert line.endswith("); API keys are printable ASCII without spaces")
+    assert KEY[:5] not in err  # no piece of the key
+    assert KEY[-8:] not in err
+    assert len(recording.keys) == requests
+
+
+def test_a_key_file_with_a_byte_order_mark_works(
+    recorder: tuple[KeyRecorder, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording, url = recorder
+    (tmp_path / "key").write_bytes(b"\xef\xbb\xbf" + KEY.encode() + b"\r\n")  # Notepad's
+    argv = ["generate", "x", *SMALL, "--no-stream", "--out", str(tmp_path / "o")]
+    status, _, err = run(capsys, *argv, "--base-url", url, "--api-key-file", str(tmp_path / "key"))
+    assert (status, err) == (0, "")
+    assert recording.keys[-1] == KEY
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_an_out_that_is_a_file_is_refused_before_any_request(
+    recorder: tuple[KeyRecorder, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    out: str,
+) -> None:
+    recording, url = recorder
+    requests = len(recording.keys)
+    monkeypatch.setenv("TTAPI_API_KEY", KEY)
+    (tmp_path / "afile").write_text("mine")
+    argv = ["generate", "x", *SMALL, "--out", str(tmp_path / out), "--base-url", url]
+    status, stdout, err = run(capsys, *argv)
+    assert (status, stdout) == (2, "")
+    line = one_line(err)
+    assert line.startswith(f"ttstream: error: --out {tmp_path / out}")
+    assert line.endswith(
+        "is a file, not a directory" + ("; name a directory" if out == "afile" else "")
+    )
+    assert len(recording.keys) == requests  # the (billed) generation never ran
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["--model", "dall-e-3", "--partial-images", "2"],
+            "--partial-images 2 is not allowed for dall-e-3: it must be omitted "
+            "(only 12 other models take partial_images)",
+        ),
+        (["--n", "0"], "--n 0 is not allowed for gpt-image-2: it must be an int from 1 to 10"),
+        (
+            ["--quality", "max"],
+            "--quality max is not allowed for gpt-image-2: it must be one of 'auto', "
+            "'high', 'medium', 'low'",
+        ),
+        (
+            ["--output-format", "gif", "--partial-images", "1"],
+            "--partial-images 1 is not allowed for gpt-image-2: it must be omitted with "
+            "output_format='gif'",
+        ),
+    ],
+)
+def test_a_usage_error_stops_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], line: str
+) -> None:
+    """No key and no --base-url: the emulator would start; a usage error comes first."""
+    status, out, err = run(capsys, "generate", "x", "--out", str(tmp_path / "o"), *argv)
+    assert status == 2
+    assert out == ""  # no "using the built-in emulator", no "Generating with"
+    assert one_line(err) == f"ttstream: error: {line}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_edit_of_a_missing_file_stops_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, err = run(capsys, "edit", "x", "--image", str(tmp_path / "nope.png"))
+    assert (status, out) == (2, "")
+    assert one_line(err) == f"ttstream: error: --image {tmp_path / 'nope.png'}: no such file"
+
+
+@pytest.mark.usefixtures("keyed")
+def test_an_unknown_model_warns_in_one_line_and_is_sent(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["generate", "x", "--model", "gpt-image2", "--out", str(tmp_path)]
+    status, _, err = run(capsys, *argv, "--base-url", emulator.base_url)
+    warning, error = err.splitlines()
+    assert warning == (
+        "ttstream: warning: model 'gpt-image2' is not in ttstream's table (did you mean "
+        "'gpt-image-2'?): its parameters are not checked; sending it as given"
+    )
+    assert status == 1  # sent, and refused as the API refuses it
+    assert error.startswith("ttstream: error: 127.0.0.1:")
+    assert "answered HTTP 400: Invalid value: 'gpt-image2'. Supported values are: " in error
+    assert len(error) < 300
+
+
+# --- what a stream cut short says (issue 21) -------------------------------------------
+
+
+@pytest.fixture
+def faults(emulator: EmulatorServer) -> Iterator[EmulatorServer]:
+    """The module's emulator; a test sets ``default_fault``, which is reset after it."""
+    try:
+        yield emulator
+    finally:
+        emulator.default_fault = None
+
+
+@pytest.mark.usefixtures("keyed")
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_cut_stream_says_after_which_preview_and_where_the_previews_are(
+    faults: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    faults.default_fault = "drop-after=2"
+    argv = ["generate", "a kite", *SMALL, "--partial-images", "3", "--out", str(tmp_path)]
+    status, _, err = run(capsys, *argv, "--base-url", faults.base_url, *(["-v"] if verbose else []))
+    assert status == 1
+    error, *detail = err.splitlines()
+    kept = sorted(p.name[-14:] for p in tmp_path.iterdir())
+    # The emulator aborts right after preview 2; whether the client reads that preview
+    # before it notices the abort depends on the transport: the line says what it got.
+    assert kept in (["-partial-1.png"], ["-partial-1.png", "-partial-2.png"])
+    previews = "1 preview" if len(kept) == 1 else "2 previews"
+    assert error == (
+        f"ttstream: error: the connection broke after preview {len(kept)} of 3; "
+        f"{previews} kept in {tmp_path}/"
+    )
+    if verbose:
+        [line] = detail
+        assert line.startswith("ttstream: detail: the connection broke (reading the stream from")
+    else:
+        assert detail == []
+
+
+@pytest.mark.usefixtures("keyed")
+def test_a_stream_ended_early_says_so(
+    faults: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults.default_fault = "end-early"
+    argv = ["generate", "a kite", *SMALL, "--partial-images", "1", "--out", str(tmp_path)]
+    status, _, err = run(capsys, *argv, "--base-url", faults.base_url)
+    assert status == 1
+    assert one_line(err) == (
+        f"ttstream: error: 127.0.0.1:{faults.port} ended the stream after preview 1 of 1, "
+        f"without the final image; 1 preview kept in {tmp_path}/"
+    )
+
+
+@pytest.mark.usefixtures("keyed")
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_unreachable_host_is_one_human_line(
+    capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    port = free_port()
+    argv = ["generate", "x", "--base-url", f"http://127.0.0.1:{port}/v1"]
+    status, _, err = run(capsys, *argv, *(["-v"] if verbose else []))
+    assert status == 1
+    lines = [line for line in err.splitlines() if "retrying" not in line]
+    assert lines[0] == (
+        f"ttstream: error: cannot reach 127.0.0.1:{port}: the connection was refused "
+        "(is the server running, and --base-url right?)"
+    )
+    transport = ("ssl:default", "Connect call failed", "all attempts to connect")
+    assert not any(words in lines[0] for words in transport)
+    assert len(lines) == (2 if verbose else 1)  # the transport's own words only with -v
+
+
+# --- files and lines (issue 21) --------------------------------------------------------
+
+
+@pytest.mark.usefixtures("keyed")
+def test_with_n_2_each_image_names_its_files_and_previews_count_from_1(
+    emulator: EmulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(cli, "_timestamp", lambda: "20260101-120000")
+    argv = ["generate", "a fox", *SMALL, "--n", "2", "--partial-images", "1"]
+    status, out, err = run(capsys, *argv, "--out", str(tmp_path), "--base-url", emulator.base_url)
+    assert (status, err) == (0, "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a-fox-20260101-120000-image-1-final.png",
+        "a-fox-20260101-120000-image-1-partial-1.png",
+        "a-fox-20260101-120000-image-2-final.png",
+        "a-fox-20260101-120000-image-2-partial-1.png",
+    ]
+    names = [" ".join(line.split()[2:7]) for line in out.splitlines()[1:] if line.startswith("[")]
+    assert names == [
+        "image 1 preview 1 of",
+        "image 1 final image 64x48",
+        "image 2 preview 1 of",
+        "image 2 final image 64x48",
+    ]
+    assert f"Done: 4 files in {tmp_path}/" in out
+
+
+def test_the_emulator_subcommand_names_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["emulator", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: ttstream emulator ")
+    assert "--fault SPEC" in text
+    assert "drop-between-events" in text  # the faults are listed
+
+
+def test_the_emulator_refuses_a_fault_spec_it_cannot_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = cli.main(["emulator", "--port", "0", "--fault", "drop-sometimes"])
+    out, err = capsys.readouterr()
+    assert (status, out) == (2, "")
+    assert one_line(err) == (
+        "ttstream emulator: error: --fault 'drop-sometimes': unknown fault 'drop-sometimes' "
+        "(faults: ttstream emulator --help)"
+    )
+
+
+def test_the_emulator_applies_its_fault_to_every_request(tmp_path: Path) -> None:
+    """``ttstream emulator --fault SPEC`` in its own process, until SIGINT."""
+    import signal
+    import subprocess
+
+    command = [sys.executable, "-m", "ttstream", "emulator", "--port", "0", "--step-delay", "0"]
+    with subprocess.Popen(
+        [*command, "--fault", "status=503;retry-after=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()
+            assert first.startswith("ttstream emulator: base URL http://127.0.0.1:")
+            base_url = first.split()[-1]
+            body = {"prompt": "x", "model": "gpt-image-2", "size": "64x48"}
+            with httpx2.Client(headers={"TT-API-KEY": "k"}, timeout=30) as http:
+                faulty = http.post(f"{base_url}/images/generations", json=body)
+                named = http.post(
+                    f"{base_url}/images/generations",
+                    json=body,
+                    headers={"X-Emulator-Fault": "key=none"},
+                )
+            assert (faulty.status_code, faulty.headers["retry-after"]) == (503, "1")
+            assert named.status_code == 200  # a request's own spec replaces the default
+        finally:
+            process.send_signal(signal.SIGINT)  # the emulator this test started
+            assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.usefixtures("keyed")
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_resumed_stream_says_where_it_was_and_the_reason_only_with_verbose(
+    faults: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    faults.default_fault = "ids;drop-after=2"
+    argv = ["generate", "a kite", *SMALL, "--partial-images", "3", "--out", str(tmp_path)]
+    status, out, err = run(capsys, *argv, "--base-url", faults.base_url, *(["-v"] * verbose))
+    assert status == 0
+    [notice] = [line for line in out.splitlines() if line.startswith("connection lost")]
+    assert re.fullmatch(r"connection lost after preview [12] of 3; resuming in 0\.\ds", notice)
+    details = [line for line in err.splitlines() if line.startswith("ttstream: detail: ")]
+    assert len(details) == (1 if verbose else 0)
+    assert all("the connection broke" in line for line in details)
+    assert len(list(tmp_path.glob("*-final.png"))) == 1

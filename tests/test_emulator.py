@@ -460,7 +460,7 @@ async def test_the_official_openai_sdk_understands_the_emulator(server: Emulator
             {"prompt": "x", **SMALL, "background": "transparent", "output_format": "jpeg"},
             "background",
         ),
-        ({"prompt": "x", "model": "some-future-model", "size": "65x64"}, "size"),
+        ({"prompt": "x", "model": "some-future-model", "size": "65x64"}, "model"),
     ],
 )
 async def test_an_invalid_request_is_400_naming_the_parameter(
@@ -509,3 +509,145 @@ def test_the_server_listens_on_a_free_port_and_stops_cleanly() -> None:
 def test_create_app_refuses_a_negative_step_delay() -> None:
     with pytest.raises(ValueError, match="step_delay"):
         create_app(step_delay=-1)
+
+
+# -- what a new user hit (issue 21) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["gpt-image2", "some-future-model", "GPT-IMAGE-2"])
+async def test_an_unknown_model_is_refused_as_the_api_refuses_it(
+    server: EmulatorServer, model: str
+) -> None:
+    async with client(server) as http:
+        response = await http.post("/images/generations", json={"prompt": "x", "model": model})
+    error = assert_error(response, 400, "model")
+    assert error["code"] == "invalid_value"
+    assert error["message"].startswith(f"Invalid value: {model!r}. Supported values are: ")
+    assert "'gpt-image-2'" in error["message"]
+
+
+async def test_an_unknown_tool_model_is_refused_naming_the_tool(server: EmulatorServer) -> None:
+    tool = {"type": "image_generation", "model": "gpt-image2", "size": "64x48"}
+    body = {"model": "gpt-5", "input": "a fox", "tools": [tool]}
+    async with client(server) as http:
+        response = await http.post("/responses", json=body)
+    assert assert_error(response, 400, "tools[0].model")["code"] == "invalid_value"
+
+
+@pytest.mark.parametrize(
+    "upload", [b"not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"GIF89a" + b"\x01" * 20]
+)
+async def test_an_unreadable_upload_is_described_without_an_object_repr(
+    server: EmulatorServer, upload: bytes
+) -> None:
+    files = [("image", ("a.png", upload, "image/png"))]
+    async with client(server) as http:
+        response = await http.post("/images/edits", data={"prompt": "x"}, files=files)
+    message = assert_error(response, 400, "image")["message"]
+    assert message.startswith("Invalid image file for 'image': could not read the upload")
+    assert "BytesIO" not in message
+    assert " object at 0x" not in message
+
+
+@pytest.mark.parametrize("after", ["9" * 5000, "--1", "-2", "1.5", "+1", "", " 1", "1" * 19])
+async def test_a_starting_after_that_is_no_sequence_number_is_400(
+    server: EmulatorServer, after: str
+) -> None:
+    tool = {"type": "image_generation", "size": "64x48"}
+    body = {"model": "gpt-5", "input": "a fox", "tools": [tool], "background": True}
+    async with client(server) as http:
+        kept = await http.post("/responses", json=body)
+        response = await http.get(
+            f"/responses/{kept.json()['id']}", params={"stream": "true", "starting_after": after}
+        )
+    message = assert_error(response, 400, "starting_after")["message"]
+    assert len(message) < 400  # 5,000 digits are not echoed back
+
+
+async def test_a_starting_after_of_minus_one_or_a_number_streams(server: EmulatorServer) -> None:
+    tool = {"type": "image_generation", "size": "64x48"}
+    body = {"model": "gpt-5", "input": "a fox", "tools": [tool], "background": True}
+    async with client(server) as http:
+        kept = await http.post("/responses", json=body)
+        url = f"/responses/{kept.json()['id']}"
+        every = await http.get(url, params={"stream": "true", "starting_after": "-1"})
+        later = await http.get(url, params={"stream": "true", "starting_after": "3"})
+    assert (every.status_code, later.status_code) == (200, 200)
+    assert b'sequence_number":3,' in every.content
+    assert b'sequence_number":3,' not in later.content
+    assert b'sequence_number":4,' in later.content
+
+
+# -- the default fault, and waiting for every stream to close --------------------------
+
+
+async def test_a_default_fault_applies_to_requests_that_name_none() -> None:
+    with EmulatorServer(default_fault="status=503") as faulty:
+        async with client(faulty) as http:
+            plain = await http.post("/images/generations", json={"prompt": "x", **SMALL})
+            named = await http.post(
+                "/images/generations",
+                json={"prompt": "x", **SMALL},
+                headers={"X-Emulator-Fault": "status=418"},
+            )
+            queried = await http.post(
+                "/images/generations?fault=status%3D429", json={"prompt": "x", **SMALL}
+            )
+            faulty.default_fault = None
+            healthy = await http.post("/images/generations", json={"prompt": "x", **SMALL})
+    assert [r.status_code for r in (plain, named, queried, healthy)] == [503, 418, 429, 200]
+    assert faulty.stream_stats.requests("status=503") == 1
+
+
+@pytest.mark.parametrize("spec", ["drop-sometimes", "status=700", "key=caf\u00e9", "ids\n"])
+def test_a_default_fault_that_cannot_be_read_is_refused_at_once(spec: str) -> None:
+    from ttstream.emulator import FaultSpecError
+
+    with pytest.raises(FaultSpecError):
+        EmulatorServer(default_fault=spec)
+    with EmulatorServer() as running, pytest.raises(FaultSpecError):
+        running.default_fault = spec
+
+
+async def test_wait_closed_returns_once_the_emulator_closed_every_stream(
+    server: EmulatorServer,
+) -> None:
+    body = {"prompt": "x", **SMALL, "stream": True, "partial_images": 2}
+    async with client(server) as http:
+        for _ in range(5):
+            async with http.stream("POST", "/images/generations", json=body) as response:
+                async for line in response.aiter_lines():
+                    if "image_generation.completed" in line:
+                        break  # leaves before the end of the body, as a client does
+    await server.wait_closed(timeout=10)
+    assert server.stream_stats.open_streams == 0
+    assert server.stream_stats.requests_in_flight == 0
+
+
+async def test_wait_closed_times_out_while_a_stream_stays_open() -> None:
+    body = {"prompt": "x", **SMALL, "stream": True, "partial_images": 1}
+    with EmulatorServer(default_fault="stall=30") as stalling:
+        async with (
+            client(stalling) as http,
+            http.stream("POST", "/images/generations", json=body) as response,
+        ):
+            chunks = response.aiter_raw()
+            assert b"partial_image" in await chunks.__anext__()  # then the stall: open
+            with pytest.raises(TimeoutError, match="1 stream"):
+                await stalling.wait_closed(timeout=0.2)
+            assert stalling.stream_stats.open_streams == 1
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def test_wait_closed_refuses_a_negative_timeout(server: EmulatorServer) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        server.stream_stats.wait_closed(timeout=-1)
+
+
+def test_the_package_exports_the_names_tests_need() -> None:
+    import ttstream.emulator as emulator
+
+    assert emulator.FAULT_HEADER == "X-Emulator-Fault"
+    assert emulator.FAULT_QUERY == "fault"
+    assert emulator.FaultSpec.parse("ids;drop-after=2").drop_after == 2
+    assert isinstance(EmulatorServer().stream_stats, emulator.StreamStats)

@@ -295,9 +295,9 @@ def test_cli_errors_are_one_line_and_a_non_zero_status(
         ["generate", "a cat", "--model", "dall-e-3", "--size", "64x64", "--out", str(tmp_path)]
     )
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2  # a usage error, found before anything starts
     assert err.count("\n") == 1
-    assert err.startswith("ttstream: error: size='64x64' is not allowed for model 'dall-e-3'")
+    assert err.startswith("ttstream: error: --size 64x64 is not allowed for dall-e-3: ")
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 

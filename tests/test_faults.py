@@ -1,5 +1,5 @@
 """What a ttstream consumer sees under each fault of the emulator (X-Emulator-Fault),
-over real loopback HTTP, on asyncio and trio. README.md, "Faults", has the same table.
+over real loopback HTTP, on asyncio and trio. docs/emulator.md, "Faults", has the same table.
 
 After every test the emulator has no stream open: each ttstream stream, however it
 ended, closed its connection (or the server ended it).
@@ -35,8 +35,7 @@ from ttstream import (
     StreamError,
     StreamItem,
 )
-from ttstream.emulator import EmulatorServer
-from ttstream.emulator._faults import FaultSpec, FaultSpecError, StreamRecord
+from ttstream.emulator import EmulatorServer, FaultSpec, FaultSpecError, StreamRecord
 
 pytestmark = pytest.mark.anyio
 

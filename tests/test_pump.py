@@ -374,3 +374,22 @@ async def test_pump_keeps_text_events_when_every_sink_forwards_base64() -> None:
             decoded = client.generate("a kite", model="gpt-image-2", size="64x48")
             await pump(decoded, SSERelay(), Recorder())  # one sink wants the bytes
             assert decoded.decode_images is None  # decided at the start: decoded
+
+
+class FailsTwice(Recorder):
+    """Fails in ``send`` and again in ``aclose``: two failures of one sink."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        raise OSError("still full")
+
+
+async def test_sink_error_counts_sinks_not_failures() -> None:
+    twice = FailsTwice(fail_on=0)
+    with pytest.raises(SinkError) as info:
+        await pump(Source(*ALL), twice, Recorder())
+    assert len(info.value.failures) == 2
+    assert str(info.value).startswith("1 sink failed and was detached: ")
+    with pytest.raises(SinkError) as both:
+        await pump(Source(*ALL), Recorder(fail_on=0), Recorder(fail_on=1))
+    assert str(both.value).startswith("2 sinks failed and were detached: ")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -476,3 +477,220 @@ def test_bad_settings_are_refused(arguments: Mapping[str, Any], message: str) ->
 
 def test_the_relay_is_a_sink() -> None:
     assert isinstance(SSERelay(), ttstream.sinks.Sink)
+
+
+# Viewers: who may watch, slow ones, ids the relay did not issue, cancel, the module.
+
+SECRET = b"s" * 32
+
+
+class NeverReads:
+    """A viewer whose socket never drains: every body send blocks (until cancelled)."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    async def receive(self) -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.sent += message["body"]
+            if len(self.sent) > len("retry: 3000\n\n"):
+                await anyio.sleep_forever()
+
+
+async def test_a_viewer_that_does_not_read_is_dropped_after_send_timeout(api: Api) -> None:
+    relay = SSERelay(send_timeout=0.2)
+    await pump(api.generate(), relay)
+    viewer = NeverReads()
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": []}
+    with anyio.fail_after(10):
+        await relay(scope, viewer.receive, viewer.send)  # returns: the viewer was dropped
+    assert (relay.dropped, relay.connections) == (1, 0)
+    # It held at most one piece of the first frame, not the frame.
+    assert len(viewer.sent) <= len("retry: 3000\n\n") + 64 * 1024
+
+
+async def bodies_after_the_end(relay: SSERelay) -> list[bytes]:
+    """The body parts a viewer connecting after the relay ended receives, in order."""
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+
+    await relay({"type": "http", "method": "GET", "headers": []}, receive, send)
+    return bodies
+
+
+async def test_large_frames_are_written_in_pieces_of_64_kib(api: Api, anyio_backend: str) -> None:
+    relay = SSERelay()
+    await pump(api.generate(size="1024x1024"), relay)
+    pieces = [len(body) for body in await bodies_after_the_end(relay)]
+    assert max(pieces) == 64 * 1024
+    assert sum(pieces) > 1024 * 1024  # the final image came through whole, in pieces
+
+
+@pytest.mark.parametrize("sent", ["99", "4" * 4301, "-1", "1e3", "\N{ARABIC-INDIC DIGIT ONE}"])
+async def test_a_last_event_id_it_did_not_issue_starts_from_the_beginning(
+    api: Api, anyio_backend: str, sent: str
+) -> None:
+    relay = SSERelay()
+    await pump(api.generate(), relay)
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        headers = {"Last-Event-ID": sent.encode("utf-8")}  # raw bytes, as a client may send
+        response = await http.get("/events", headers=headers)
+    assert response.status_code == 200
+    ids = [event.id for event in SSEDecoder().feed(response.content)]
+    assert ids == ["1", "2", "3", "4", "5"]
+
+
+async def test_viewers_need_a_token_for_this_job(api: Api, anyio_backend: str) -> None:
+    from ttstream.sinks import sign_viewer_token
+
+    relay = SSERelay(token_secret=SECRET, job_key="job-1")
+    await pump(api.generate(), relay)
+    good = sign_viewer_token("job-1", secret=SECRET, ttl=60)
+    other = sign_viewer_token("job-2", secret=SECRET, ttl=60)
+    forged = good[:-1] + ("0" if good[-1] != "0" else "1")
+    expired = "1000000000." + good.partition(".")[2]
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        refused = [
+            await http.get("/events"),
+            await http.get("/events", params={"token": other}),
+            await http.get("/events", params={"token": forged}),
+            await http.get("/events", params={"token": expired}),
+            await http.get("/events", headers={"Authorization": f"Bearer {other}"}),
+        ]
+        by_query = await http.get("/events", params={"token": good})
+        by_header = await http.get("/events", headers={"Authorization": f"Bearer {good}"})
+    for response in refused:
+        assert response.status_code == 403
+        assert response.content == b"You are not allowed to watch this job.\n"
+    for response in (by_query, by_header):
+        assert response.status_code == 200
+        assert [e.event for e in SSEDecoder().feed(response.content)] == NAMES
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_authorize_decides_with_the_scope_and_the_job_key(
+    anyio_backend: str, asynchronous: bool
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def decide(scope: Any, job_key: str) -> bool:
+        asked.append((scope["query_string"].decode(), job_key))
+        return scope["query_string"] == b"user=ann"
+
+    async def decide_later(scope: Any, job_key: str) -> bool:
+        await anyio.lowlevel.checkpoint()
+        return decide(scope, job_key)
+
+    relay = SSERelay(authorize=decide_later if asynchronous else decide, job_key="j")
+    await relay.fail("over")
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        ann = await http.get("/events", params={"user": "ann"})
+        bob = await http.get("/events", params={"user": "bob"})
+    assert (ann.status_code, bob.status_code) == (200, 403)
+    assert bob.content == b"You are not allowed to watch this job.\n"
+    assert asked == [("user=ann", "j"), ("user=bob", "j")]
+
+
+async def test_a_viewer_may_cancel_the_generation_with_delete(api: Api, anyio_backend: str) -> None:
+    cancelled: list[bool] = []
+    relay = SSERelay(on_cancel=lambda: cancelled.append(True))
+    plain = SSERelay()
+    async with (
+        serving(
+            Starlette(routes=[Route("/events", relay), Route("/plain", plain)]), anyio_backend
+        ) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        async with api.generate() as stream:
+            await relay.send(await stream.__anext__())
+        first = await http.delete("/events")
+        again = await http.delete("/events")
+        after = await http.get("/events")
+        refused = await http.delete("/plain")
+    assert (first.status_code, again.status_code, refused.status_code) == (202, 409, 405)
+    assert cancelled == [True]
+    events = list(SSEDecoder().feed(after.content))
+    assert [e.event for e in events] == ["partial_image", "end"]
+    assert json.loads(events[-1].data) == {"type": "end", "images": 0, "cancelled": True}
+
+
+async def test_the_browser_module_is_served_under_the_relays_mount(anyio_backend: str) -> None:
+    from starlette.routing import Mount
+
+    from ttstream.sinks import BROWSER_MODULE
+
+    relay = SSERelay(token_secret=SECRET, job_key="j")  # the module needs no token
+    app = Starlette(routes=[Mount("/live", relay)])
+    async with serving(app, anyio_backend) as url, httpx2.AsyncClient(base_url=url) as http:
+        module = await http.get("/live/ttstream.js")
+        head = await http.head("/live/ttstream.js")
+    assert module.status_code == 200
+    assert module.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert module.content == BROWSER_MODULE.read_bytes()
+    assert b'customElements.define("ttstream-preview"' in module.content
+    assert (head.status_code, head.content) == (200, b"")
+
+
+async def test_what_reaches_browsers_is_redacted_and_never_a_sink_error(
+    anyio_backend: str,
+) -> None:
+    from ttstream.sinks import SinkError
+
+    key = "sk-" + "z" * 40
+    relay = SSERelay()
+    notice = Reconnecting(
+        attempt=1, delay=0.5, last_event_id="", regenerating=False, reason=f"echoed {key}"
+    )
+    await relay.send(notice)
+    failing_sink = SSERelay()
+    await relay.fail(SinkError([(failing_sink, OSError("ttstream:jobs:secret-key"))]))
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        browser = await Browser(http, "/events").run()
+    assert key not in bytes(browser.raw).decode()
+    assert browser.data(0)["reason"] == "echoed [REDACTED]"
+    assert browser.data(1) == {
+        "type": "error",
+        "message": "the server could not deliver this generation",
+    }
+
+
+async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
+    relay = SSERelay()
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
+    await relay.send(Completed(b64_json=svg, operation="generation", output_format="svg"))
+    await relay.aclose()
+    body = b"".join(await bodies_after_the_end(relay))
+    [completed] = [e for e in SSEDecoder().feed(body) if e.event == "completed"]
+    data = json.loads(completed.data)
+    assert data["media_type"] == "image/svg+xml"
+    assert data["image"] == f"data:image/svg+xml;base64,{svg}"
+
+
+async def test_settings_of_viewers_are_checked() -> None:
+    with pytest.raises(ttstream.ValidationError, match="send_timeout"):
+        SSERelay(send_timeout=0)
+    with pytest.raises(ttstream.ValidationError, match="job_key"):
+        SSERelay(token_secret=SECRET)

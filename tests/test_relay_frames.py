@@ -14,6 +14,8 @@ from typing import Any
 import anyio
 import pytest
 from _backends import NAMES, using
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem, parse_event
 from ttstream.sinks import SSERelay
@@ -56,7 +58,9 @@ async def frames_of(relay: SSERelay) -> list[bytes]:
             bodies.append(message["body"])
 
     await relay({"type": "http", "method": "GET", "headers": []}, receive, send)
-    return bodies[1:-1]  # without the retry line and the end frame
+    # The relay writes large frames in pieces: cut the whole body at the blank lines.
+    parts = [part + b"\n\n" for part in b"".join(bodies).split(b"\n\n") if part]
+    return parts[1:-1]  # without the retry line and the end frame
 
 
 def events(decode_images: bool) -> list[PartialImage | Completed]:
@@ -147,3 +151,57 @@ async def test_a_lone_surrogate_does_not_break_send() -> None:
     assert payload["usage"] == {"note": "café"}
     assert payload["image"].endswith("QUJD")
     strict_json(item_metadata(event)).encode()  # the websocket's text frame encodes too
+
+
+def relayed_ids(relay: SSERelay, last_event_id: bytes) -> list[str] | int:
+    """The ids a viewer sending ``last_event_id`` gets, or the status when not 200."""
+    parts: list[bytes] = []
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            parts.append(message["body"])
+
+    scope = {"type": "http", "method": "GET", "headers": [(b"last-event-id", last_event_id)]}
+    anyio.run(relay, scope, receive, send)
+    if status != [200]:
+        return status[0]
+    return [event.id for event in SSEDecoder().feed(b"".join(parts))]
+
+
+def ended_relay() -> SSERelay:
+    relay = SSERelay()
+
+    async def feed() -> None:
+        for index in range(3):
+            await relay.send(PartialImage(b64_json="QUJD", index=index, operation="generation"))
+        await relay.send(Completed(b64_json="QUJD", operation="generation"))
+        await relay.aclose()
+
+    anyio.run(feed)
+    return relay
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=5000),
+        st.text("0123456789", min_size=1, max_size=5000).map(str.encode),
+        st.sampled_from([b"0", b"1", b"5", b"6", b" 3 ", b"-1", b"+2", b"\xd9\xa1"]),
+    )
+)
+def test_any_last_event_id_resumes_after_an_id_issued_or_starts_over(sent: bytes) -> None:
+    relay = ended_relay()
+    got = relayed_ids(relay, sent)
+    everything = ["1", "2", "3", "4", "5"]
+    text = sent.decode("latin-1").strip()
+    if text in everything:  # an id this relay issued: what came after it
+        assert got == (everything[int(text) :] or 204)
+    else:  # anything else: from the start, never an error
+        assert got == everything

@@ -24,7 +24,7 @@ from wsproto.events import BytesMessage, TextMessage
 import ttstream
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem
 from ttstream.emulator import EmulatorServer
-from ttstream.sinks import SinkError, WebSocketSink, pump
+from ttstream.sinks import MAX_FRAME_BYTES, SinkError, WebSocketSink, pump, serve_generations
 
 SIZE = "64x48"
 IMAGE_KEYS = {
@@ -262,3 +262,239 @@ async def test_a_client_that_leaves_fails_the_sink_with_websocket_disconnect(
     assert isinstance(sink, WebSocketSink)
     assert isinstance(cause, WebSocketDisconnect)
     assert sink.frames_sent < 2 * len(generated) * 4
+
+
+# The websocket protocol (docs/live-previews.md): jobs, cut images, end and error frames,
+# cancel, several generations on one socket.
+
+BIG = "1024x1024"  # a PNG of several hundred KiB: cut into frames of 64 KiB
+
+
+def protocol_app(
+    emulator: EmulatorServer, *, fault: str | None = None, size: str = SIZE, **options: Any
+) -> Starlette:
+    """``/ws``: serve_generations, each job a generation of the emulator (with the
+    ``X-Emulator-Fault`` ``fault`` on its requests)."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        headers = {} if fault is None else {"X-Emulator-Fault": fault}
+        async with (
+            httpx2.AsyncClient(headers=headers) as http,
+            ttstream.AsyncClient(
+                "emulator-key", base_url=emulator.base_url, http_client=http
+            ) as client,
+        ):
+
+            def start(params: dict[str, Any]) -> ttstream.ImageStream:
+                return client.generate(
+                    params["prompt"], model="gpt-image-2", size=size, partial_images=2
+                )
+
+            await serve_generations(websocket, start, **options)
+
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+
+def read_job_frames(ws: Any, until_ends: int) -> dict[str, list[Any]]:
+    """Reads until ``until_ends`` terminal frames came; returns each job's messages in
+    order: headers as dicts, each image as the bytes of its binary frames joined, with
+    the list of its frame sizes after it."""
+    jobs: dict[str, list[Any]] = {}
+    ended = 0
+    while ended < until_ends:
+        header = json.loads(ws.receive_text())
+        messages = jobs.setdefault(header.get("job", ""), [])
+        messages.append(header)
+        if header["type"] in ("preview", "completed"):
+            sizes = []
+            for _ in range(header["frames"]):
+                sizes.append(len(piece := ws.receive_bytes()))
+                messages.append(piece)
+            messages[len(messages) - len(sizes) :] = [b"".join(messages[-len(sizes) :]), sizes]
+        if header["type"] in ("end", "error"):
+            ended += 1
+    return jobs
+
+
+def test_two_jobs_on_one_socket_arrive_whole_cut_into_frames_and_end(
+    anyio_backend: Literal["asyncio", "trio"], emulator: EmulatorServer
+) -> None:
+    app = protocol_app(emulator, size=BIG)
+    with TestClient(app, backend=anyio_backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "job": "one", "params": {"prompt": "a kite"}})
+        ws.send_json({"type": "start", "job": "two", "params": {"prompt": "a boat"}})
+        jobs = read_job_frames(ws, until_ends=2)
+    assert set(jobs) == {"one", "two"}
+    for job, messages in jobs.items():
+        headers = messages[::3][:-1]
+        images = messages[1::3]
+        sizes = messages[2::3]
+        assert [h["type"] for h in headers] == ["preview", "preview", "completed"]
+        assert all(h["job"] == job for h in headers)
+        assert messages[-1] == {"type": "end", "job": job, "images": 1}
+        for header, image, frame_sizes in zip(headers, images, sizes, strict=True):
+            assert header["bytes"] == len(image)
+            assert header["frames"] == len(frame_sizes)
+            assert max(frame_sizes) <= MAX_FRAME_BYTES
+            assert frame_sizes[:-1] == [MAX_FRAME_BYTES] * (len(frame_sizes) - 1)
+            opened = Image.open(io.BytesIO(image))
+            assert (opened.format, opened.size) == ("PNG", (1024, 1024))
+        assert len(sizes[-1]) > 1  # the final image is cut: it is over 64 KiB
+        assert set(headers[0]) == IMAGE_KEYS | {"index", "job", "frames"}
+
+
+def test_a_failed_generation_ends_its_job_with_one_error_frame(
+    anyio_backend: Literal["asyncio", "trio"], emulator: EmulatorServer
+) -> None:
+    app = protocol_app(emulator, fault="error-nested")
+    with TestClient(app, backend=anyio_backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "job": "j", "params": {"prompt": "a kite"}})
+        jobs = read_job_frames(ws, until_ends=1)
+        # The socket stays open: the next job runs.
+        ws.send_json({"type": "start", "job": "k", "params": {"prompt": "a kite"}})
+        again = read_job_frames(ws, until_ends=1)
+    [*_, last] = jobs["j"]
+    assert last["type"] == "error"
+    assert last["job"] == "j"
+    assert "error-nested" in last["message"]
+    assert [m["type"] for m in jobs["j"] if isinstance(m, dict)][-1] == "error"  # no end after
+    assert again["k"][-1]["type"] == "error"
+
+
+def test_bad_messages_are_answered_with_error_frames_and_the_socket_stays(
+    anyio_backend: Literal["asyncio", "trio"], emulator: EmulatorServer
+) -> None:
+    app = protocol_app(emulator, fault="stall=30", max_jobs=1)
+    with TestClient(app, backend=anyio_backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_text("not json")
+        assert json.loads(ws.receive_text()) == {
+            "type": "error",
+            "message": "a message is a JSON object",
+        }
+        ws.send_json({"type": "dance"})
+        assert "start" in json.loads(ws.receive_text())["message"]
+        ws.send_json({"type": "start", "job": "", "params": {}})
+        assert "job" in json.loads(ws.receive_text())["message"]
+        ws.send_json({"type": "start", "job": "a", "params": []})
+        assert json.loads(ws.receive_text())["message"] == '"params" must be a JSON object'
+        ws.send_json({"type": "start", "job": "a", "params": {"prompt": "a kite"}})
+        first = json.loads(ws.receive_text())
+        assert (first["type"], first["job"]) == ("preview", "a")
+        for _ in range(first["frames"]):
+            ws.receive_bytes()
+        ws.send_json({"type": "start", "job": "a", "params": {"prompt": "a kite"}})
+        assert json.loads(ws.receive_text())["message"] == (
+            "a job with this id is running on this socket"
+        )
+        ws.send_json({"type": "start", "job": "b", "params": {"prompt": "a kite"}})
+        assert json.loads(ws.receive_text()) == {
+            "type": "error",
+            "job": "b",
+            "message": "at most 1 generations run at once on one socket",
+        }
+        ws.send_json({"type": "cancel", "job": "a"})
+        assert json.loads(ws.receive_text()) == {
+            "type": "end",
+            "job": "a",
+            "images": 0,
+            "cancelled": True,
+        }
+
+
+def wait_for_no_open_stream(emulator: EmulatorServer, limit: float) -> bool:
+    """Whether the emulator's streams are all closed within ``limit`` seconds."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while emulator.stream_stats.open_streams and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return emulator.stream_stats.open_streams == 0
+
+
+def test_cancel_closes_the_api_stream_at_once(
+    anyio_backend: Literal["asyncio", "trio"], emulator: EmulatorServer
+) -> None:
+    # The emulator stalls 30 s after the first preview: without the cancel, the stream
+    # would stay open that long; it is closed well before (the bound is not a timing).
+    app = protocol_app(emulator, fault="stall=30")
+    with TestClient(app, backend=anyio_backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "job": "j", "params": {"prompt": "a kite"}})
+        first = json.loads(ws.receive_text())
+        for _ in range(first["frames"]):
+            ws.receive_bytes()
+        assert emulator.stream_stats.open_streams == 1
+        ws.send_json({"type": "cancel"})
+        assert json.loads(ws.receive_text()) == {
+            "type": "end",
+            "job": "j",
+            "images": 0,
+            "cancelled": True,
+        }
+        assert wait_for_no_open_stream(emulator, 10)
+
+
+@pytest.mark.anyio
+async def test_a_browser_that_disconnects_has_its_api_streams_closed_at_once(
+    emulator: EmulatorServer,
+) -> None:
+    app = protocol_app(emulator, fault="stall=30")
+    with ServerThread(app, ws="wsproto") as server:
+        async with (
+            httpx2.AsyncClient(base_url=server.url) as http,
+            http.websocket("/ws") as ws,
+        ):
+            for job in ("a", "b"):
+                await ws.send_json({"type": "start", "job": job, "params": {"prompt": "x"}})
+            seen = 0
+            while seen < 2:  # both generations are running
+                if isinstance(await ws.receive(timeout=10), TextMessage):
+                    seen += 1
+            assert emulator.stream_stats.open_streams == 2
+        # The socket is closed here: both API streams close, long before the stall ends.
+        assert await anyio.to_thread.run_sync(wait_for_no_open_stream, emulator, 10)
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ttstream.ValidationError, match="max_frame_bytes"):
+        WebSocketSink(None, job="j", max_frame_bytes=10)  # type: ignore[arg-type]
+    with pytest.raises(ttstream.ValidationError, match="job"):
+        WebSocketSink(None, job="")  # type: ignore[arg-type]
+    with pytest.raises(ttstream.ValidationError, match="send_timeout"):
+        WebSocketSink(None, send_timeout=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_reasons_and_errors_reach_the_browser_redacted() -> None:
+    key = "sk-" + "k" * 40
+    sent: list[str] = []
+
+    class Socket:
+        async def send_text(self, text: str) -> None:
+            sent.append(text)
+
+    sink = WebSocketSink(Socket(), job="j")  # type: ignore[arg-type]
+    notice = Reconnecting(
+        attempt=1, delay=0.5, last_event_id="", regenerating=False, reason=f"echo {key}"
+    )
+    await sink.send(notice)
+    await sink.fail(ttstream.APIConnectionError(f"Authorization: Bearer {key}"))
+    assert len(sent) == 2
+    assert all(key not in text for text in sent)
+    assert json.loads(sent[0])["reason"] == "echo [REDACTED]"
+    assert json.loads(sent[1])["type"] == "error"
+
+
+def test_a_job_whose_sink_refuses_an_image_ends_with_an_error_frame(
+    anyio_backend: Literal["asyncio", "trio"],
+) -> None:
+    by_url = Completed(b64_json=None, url="https://example.test/i.png", operation="generation")
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await serve_generations(websocket, listed([by_url]))
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    with TestClient(app, backend=anyio_backend) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "job": "u", "params": {}})
+        error = json.loads(ws.receive_text())
+    assert (error["type"], error["job"]) == ("error", "u")
+    assert "URL" in error["message"]

@@ -32,6 +32,8 @@ __all__ = [
     "Progress",
     "clean",
     "make_output",
+    "plural",
+    "shorten_middle",
     "terminal_console",
 ]
 
@@ -70,30 +72,80 @@ def kib(size: int) -> str:
     return f"{size / 1024:,.0f} KiB"
 
 
-class Progress:
-    """The counters of one run: elapsed time, bytes received, first preview, tokens."""
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``4 files``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: the middle replaced by ``…``, keeping a
+    third of the room for the start (the directory) and the rest for the end (the
+    file name's distinguishing tail, ``-partial-2.png``)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+class Progress:
+    """The counters of one run: elapsed time, bytes received, first preview, tokens,
+    and where the stream is (which preview of which image), for the lines that say
+    where a stream stopped. ``previews`` and ``images`` are what was asked
+    (``--partial-images``, ``--n``); previews are numbered from 1."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        previews: int | None = None,
+        images: int = 1,
+    ) -> None:
         self._clock = clock
         self.started = clock()
+        self.previews = previews
+        self.images = images
         self.received = 0  # bytes of response bodies, as they arrive
         self.first_preview: float | None = None  # seconds from the start
         self.tokens = 0
         self.images_done = 0
+        self.images_seen = 0  # previews and finals
+        self.last_preview = 0  # number of the last preview of the image in progress
 
     def elapsed(self) -> float:
         return self._clock() - self.started
 
     def saw(self, event: PartialImage | Completed) -> None:
-        if isinstance(event, PartialImage) and self.first_preview is None:
-            self.first_preview = self.elapsed()
+        self.images_seen += 1
+        if isinstance(event, PartialImage):
+            self.last_preview = event.index + 1
+            if self.first_preview is None:
+                self.first_preview = self.elapsed()
         if isinstance(event, Completed):
             self.images_done += 1
+            self.last_preview = 0
             if event.usage is not None:
                 self.tokens += event.usage.total_tokens or 0
 
-    def summary(self, files: int, directory: Path) -> str:
-        parts = [f"{files} file(s) in {directory}/", f"total {self.elapsed():.1f}s"]
+    def preview_name(self, number: int) -> str:
+        """``preview 2 of 3`` (``preview 2`` when the count was not asked)."""
+        return f"preview {number}" + (f" of {self.previews}" if self.previews else "")
+
+    def stopped(self) -> str:
+        """Where the stream is: ``after preview 2 of 3``, ``after 1 of 2 images and
+        preview 1 of 3``, ``before the first preview``."""
+        parts = []
+        if self.images > 1 and self.images_done:
+            parts.append(f"{self.images_done} of {self.images} images")
+        elif self.images_done:
+            parts.append("the final image")
+        if self.last_preview:
+            parts.append(self.preview_name(self.last_preview))
+        return "after " + " and ".join(parts) if parts else "before the first preview"
+
+    def summary(self, files: int, directory: Path | str) -> str:
+        parts = [f"{plural(files, 'file')} in {directory}/", f"total {self.elapsed():.1f}s"]
         if self.first_preview is not None:
             parts.insert(1, f"first preview after {self.first_preview:.1f}s")
         if self.tokens:
@@ -102,11 +154,12 @@ class Progress:
 
 
 def label(event: PartialImage | Completed, progress: Progress, several: bool) -> str:
-    """``preview #1``, ``final image``, or ``image 2 preview #0`` when ``n > 1``;
-    call before ``progress.saw(event)``."""
+    """``preview 1 of 3``, ``final image``, or ``image 2 preview 1 of 3`` when ``n > 1``
+    (previews numbered from 1, as the browser element numbers them); call before
+    ``progress.saw(event)``."""
     image = f"image {progress.images_done + 1} " if several else ""
     if isinstance(event, PartialImage):
-        return f"{image}preview #{event.index}"
+        return f"{image}{progress.preview_name(event.index + 1)}"
     return f"{image}final image"
 
 
@@ -118,11 +171,13 @@ class Output(Protocol):
     def start(self, what: str) -> None: ...
     def wrote(self, event: PartialImage | Completed, path: Path, shape: str) -> None: ...
     def notice(self, text: str) -> None: ...
+    def log(self, line: str) -> None: ...
     def done(self, files: int, directory: Path) -> None: ...
 
 
 class PlainOutput:
-    """One line per file written, as ``[  3.1s] preview #0  1024x1024  845 KiB -> path``."""
+    """One line per file written, as ``[  3.1s] preview 1 of 3  1024x1024  845 KiB -> path``
+    (paths in full, for scripts); log lines on stderr."""
 
     def __init__(self, progress: Progress, *, several: bool, secrets: Iterable[str] = ()) -> None:
         self.progress = progress
@@ -143,12 +198,15 @@ class PlainOutput:
         self.progress.saw(event)
         seconds = self.progress.elapsed()
         size = kib(len(event.image_bytes))
-        print(f"[{seconds:5.1f}s] {name:<20} {clean(shape, 20):>9} {size:>10}  -> {path}")
+        print(f"[{seconds:5.1f}s] {name:<24} {clean(shape, 20):>9} {size:>10}  -> {path}")
         if isinstance(event, Completed) and event.usage is not None:
             print(f"         tokens used: {event.usage.total_tokens}")
 
     def notice(self, text: str) -> None:
         print(clean(text, secrets=self.secrets), flush=True)
+
+    def log(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
     def done(self, files: int, directory: Path) -> None:
         print(self.progress.summary(files, directory))
@@ -203,10 +261,22 @@ class LiveOutput:
     def __exit__(self, *exc_info: object) -> None:
         self._live.stop()
 
-    def _print(self, line: str, style: str = "") -> None:
+    def _print(self, line: str, style: str = "", *, fitted: bool = False) -> None:
+        """Prints ``line`` above the live area, through the display's console (rich
+        clears the area, prints, and draws it again: nothing is left behind); a
+        ``fitted`` line is cut at the terminal's edge rather than wrapped."""
         from rich.text import Text
 
-        self._live.console.print(Text(line, style=style))
+        text = Text(line, style=style)
+        if fitted:
+            text.no_wrap, text.overflow = True, "ellipsis"
+        self._live.console.print(text)
+
+    def _fitted(self, line: str, path: Path | str, indent: int = 0) -> str:
+        """``line`` followed by ``path``, the path shortened in the middle so that the
+        whole fits the terminal's width (a path never wraps in the middle of a name)."""
+        room = self.console.width - indent - len(line)
+        return line + shorten_middle(str(path), max(room, 12))
 
     def start(self, what: str) -> None:
         self._status.what = what
@@ -214,9 +284,9 @@ class LiveOutput:
     def wrote(self, event: PartialImage | Completed, path: Path, shape: str) -> None:
         name = label(event, self.progress, self.several)
         self.progress.saw(event)
-        line = f"{name}  {clean(shape, 20)}  {kib(len(event.image_bytes))}  -> {path}"
+        line = f"{name}  {clean(shape, 20)}  {kib(len(event.image_bytes))}  -> "
         if isinstance(event, PartialImage):
-            self._status.line = line
+            self._status.line = self._fitted(line, path, indent=2)
         else:
             self._status.line = ""
             tokens = (
@@ -224,15 +294,23 @@ class LiveOutput:
                 if event.usage and event.usage.total_tokens
                 else ""
             )
-            self._print(f"[{self.progress.elapsed():5.1f}s] {line}{tokens}", "green")
+            start = f"[{self.progress.elapsed():5.1f}s] {line}"
+            room = self.console.width - len(start) - len(tokens)
+            path_shown = shorten_middle(str(path), max(room, 12))
+            self._print(start + path_shown + tokens, "green", fitted=True)
         self._live.refresh()
 
     def notice(self, text: str) -> None:
         self._print(clean(text, secrets=self.secrets), "yellow")
 
+    def log(self, line: str) -> None:
+        self._print(line, "dim")
+
     def done(self, files: int, directory: Path) -> None:
         self._live.stop()
-        self._print(self.progress.summary(files, directory), "bold")
+        room = self.console.width - len(self.progress.summary(files, ""))
+        shown = shorten_middle(str(directory), max(room, 12))
+        self._print(self.progress.summary(files, shown), "bold", fitted=True)
 
 
 def make_output(progress: Progress, *, several: bool, secrets: Iterable[str] = ()) -> Output:

@@ -440,13 +440,21 @@ class ImageTooLargeError(ImageDecodeError):
 
 class SinkError(TTStreamError):
     """One or more sinks failed while ``ttstream.sinks.pump`` fed them; the others were
-    fed to the end. ``failures`` lists ``(sink, exception)`` in the order they happened;
-    the first exception is also the ``__cause__``."""
+    fed to the end. ``failures`` lists ``(sink, exception)`` in the order they happened (a sink
+    that failed in ``send`` and again in ``aclose`` appears twice); the first exception
+    is also the ``__cause__``.
+
+    The message counts the sinks, not the failures. It names each sink by its repr and
+    each exception by its repr, for logs: a repr may hold a Redis key or a path, so the
+    message is not for browsers (the relays send a fixed sentence instead:
+    ``public_error_text`` in ``ttstream/sinks/_websocket.py``)."""
 
     def __init__(self, failures: Sequence[tuple[object, BaseException]]) -> None:
         self.failures = list(failures)
         described = "; ".join(f"{sink!r} raised {exc!r}" for sink, exc in self.failures)
-        super().__init__(f"{len(self.failures)} sink(s) failed and were detached: {described}")
+        count = len({id(sink) for sink, _ in self.failures})
+        verb = "sink failed and was" if count == 1 else "sinks failed and were"
+        super().__init__(f"{count} {verb} detached: {described}")
 
 
 class RedisStreamError(TTStreamError):

@@ -707,10 +707,10 @@ class Batch:
                         if isinstance(item, PartialImage):
                             if job.first_preview_at is None:
                                 job.first_preview_at = anyio.current_time()
+                            if job.resume is not None:  # journaled before it is shown
+                                await self._progress(job, stream)
                             job.previews += 1
                             job.latest_preview = item.index
-                            if job.resume is not None:
-                                await self._progress(job, stream)
                         elif isinstance(item, Completed):
                             events.append(item)
                         elif isinstance(item, Reconnecting):
@@ -730,7 +730,11 @@ class Batch:
             return
         response_id, number = stream.response_id, stream.last_sequence_number
         if response_id is not None and number is not None:
-            await self._journal.progress(job.key, response_id=response_id, sequence_number=number)
+            # shielded: a cancellation arriving now still leaves the resume point written
+            with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
+                await self._journal.progress(
+                    job.key, response_id=response_id, sequence_number=number
+                )
 
     async def _write(self, job: _Job, events: Sequence[Completed]) -> list[Path]:
         assert self.out is not None

@@ -249,7 +249,7 @@ class ImageEvent:
             raise TTStreamError(
                 f"{type(self).__name__} carries no inline image (b64_json is None); "
                 "it was returned as a URL (event.url): get the bytes with "
-                "`await client.fetch_image(event)`"
+                "`client.fetch_image(event)` (awaited on an AsyncClient)"
             )
         return self._image.data(f"b64_json of {self._label()}")
 

@@ -1,33 +1,47 @@
 """``ttstream.testing``: a pytest plugin for testing your own code against the emulator.
 
 Installed with ttstream, it is loaded by pytest through the ``pytest11`` entry point (it
-needs the ``emulator`` extra only when a test uses its fixtures). Fixtures:
+needs the ``emulator`` extra only when a test uses its fixtures). docs/testing.md is the
+guide. Fixtures:
 
 ``ttstream_emulator``
     The emulator (:class:`ttstream.emulator.EmulatorServer`, no delay between events)
     on a free loopback port, started once per test session: ``.base_url`` for a
-    client, ``.stream_stats`` for assertions (``open_streams`` is 0 once every stream
-    was closed; ``requests(spec)`` counts since the session started).
+    client, ``.stream_stats`` for assertions (``requests(spec)`` counts since the
+    session started). A client sees a stream end a moment before the emulator's thread
+    has closed it: ``await ttstream_emulator.wait_closed(timeout=...)`` (or, in
+    synchronous code, ``ttstream_emulator.stream_stats.wait_closed(timeout=...)``)
+    returns once the emulator has seen every stream close, after which
+    ``stream_stats.open_streams`` is 0.
 ``ttstream_client``
-    A ready :class:`ttstream.AsyncClient` pointing at it. It keeps no idle connection,
-    so it needs no closing, and works under any async test runner (anyio, trio,
-    pytest-asyncio).
+    A ready :class:`ttstream.AsyncClient` pointing at it, with ``max_retries`` from
+    ``ttstream_max_retries`` (0 by default: a ``status=500`` fault fails at once, with
+    no real backoff). It keeps no idle connection, so it needs no closing, and works
+    under any async test runner (anyio, trio, pytest-asyncio).
+``ttstream_max_retries``
+    The ``max_retries`` of ``ttstream_client``: 0. To test your retry handling, set it
+    per test with ``@pytest.mark.parametrize("ttstream_max_retries", [2])`` or override
+    the fixture in a ``conftest.py``; give the fault a ``retry-after-ms=0`` to retry
+    without waiting (``status=500;retry-after-ms=0;times=1``).
 ``ttstream_env``
     Sets ``TTAPI_API_KEY`` and ``TTAPI_BASE_URL`` for the test (and removes the
     ``OPENAI_*`` ones), so code that builds its own ``ttstream.AsyncClient()`` reaches
-    the emulator; returns the base URL.
+    the emulator; returns the base URL. Such a client has the default ``max_retries``
+    of 2.
 ``ttstream_faults``
-    The fault spec of the test (README.md, "Faults"), or ``None``: from the marker
+    The fault spec of the test (docs/emulator.md, "Faults"), or ``None``: from the marker
     ``@pytest.mark.ttstream_faults("ids;drop-after=2")``, or set directly with
     ``@pytest.mark.parametrize("ttstream_faults", ["end-early", "error-flat"])``. The
     emulator applies it to every request of the test that names no fault of its own
-    (no ``X-Emulator-Fault`` header, no ``?fault=``), whichever client sends it.
+    (no ``X-Emulator-Fault`` header, no ``?fault=``), whichever client sends it
+    (:attr:`ttstream.emulator.EmulatorServer.default_fault`). A spec that cannot be
+    read fails the test at setup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -35,44 +49,13 @@ if TYPE_CHECKING:
     from .client import AsyncClient
     from .emulator import EmulatorServer
 
-__all__ = ["EMULATOR_KEY", "MARKER"]
+__all__ = ["DEFAULT_MAX_RETRIES", "EMULATOR_KEY", "MARKER"]
 
 MARKER = "ttstream_faults"
 EMULATOR_KEY = "emulator-key"
 """The key the fixtures use: the emulator accepts any non-empty key."""
-
-_Scope = dict[str, Any]
-_ASGI = Callable[[_Scope, Any, Any], Any]
-
-
-class _Faults:
-    """The fault spec the emulator applies to requests that name none: the test's."""
-
-    def __init__(self) -> None:
-        self.spec: str | None = None
-
-
-class _DefaultFaults:
-    """ASGI middleware: adds ``X-Emulator-Fault: <spec>`` to a request that has no
-    fault header and no ``fault`` query parameter, while a spec is set."""
-
-    def __init__(self, app: _ASGI, faults: _Faults, header: str, query: str) -> None:
-        self.app = app
-        self.faults = faults
-        self.header = header.lower().encode("latin-1")
-        self.query = query.encode("latin-1") + b"="
-
-    async def __call__(self, scope: _Scope, receive: Any, send: Any) -> None:
-        spec = self.faults.spec
-        if spec is not None and scope["type"] == "http":
-            headers = scope["headers"]
-            asked = any(name == self.header for name, _ in headers)
-            queried = any(
-                part.startswith(self.query) for part in scope.get("query_string", b"").split(b"&")
-            )
-            if not (asked or queried):
-                scope = {**scope, "headers": [*headers, (self.header, spec.encode("latin-1"))]}
-        await self.app(scope, receive, send)
+DEFAULT_MAX_RETRIES = 0
+"""``max_retries`` of ``ttstream_client`` unless ``ttstream_max_retries`` says otherwise."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,15 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def _ttstream_emulator_session() -> Iterator[tuple[EmulatorServer, _Faults]]:
+def _ttstream_emulator_session() -> Iterator[EmulatorServer]:
     from .emulator import EmulatorServer
-    from .emulator._faults import FAULT_HEADER, FAULT_QUERY
 
-    faults = _Faults()
-    server = EmulatorServer(step_delay=0.0)
-    server.app.add_middleware(_DefaultFaults, faults=faults, header=FAULT_HEADER, query=FAULT_QUERY)
-    with server:
-        yield server, faults
+    with EmulatorServer(step_delay=0.0) as server:
+        yield server
 
 
 @pytest.fixture
@@ -111,20 +90,32 @@ def ttstream_faults(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.fixture
 def ttstream_emulator(
-    _ttstream_emulator_session: tuple[EmulatorServer, _Faults], ttstream_faults: str | None
+    _ttstream_emulator_session: EmulatorServer, ttstream_faults: str | None
 ) -> Iterator[EmulatorServer]:
     """The session's emulator, applying this test's faults (``ttstream_faults``)."""
-    server, faults = _ttstream_emulator_session
-    faults.spec = ttstream_faults
+    from .emulator import FaultSpecError
+
+    server = _ttstream_emulator_session
+    try:
+        server.default_fault = ttstream_faults
+    except FaultSpecError as exc:
+        raise pytest.UsageError(f"{MARKER} {ttstream_faults!r}: {exc}") from None
     try:
         yield server
     finally:
-        faults.spec = None
+        server.default_fault = None
 
 
 @pytest.fixture
-def ttstream_client(ttstream_emulator: EmulatorServer) -> AsyncClient:
-    """An :class:`~ttstream.AsyncClient` for the emulator, with its faults."""
+def ttstream_max_retries() -> int:
+    """``max_retries`` of ``ttstream_client``: :data:`DEFAULT_MAX_RETRIES` (0)."""
+    return DEFAULT_MAX_RETRIES
+
+
+@pytest.fixture
+def ttstream_client(ttstream_emulator: EmulatorServer, ttstream_max_retries: int) -> AsyncClient:
+    """An :class:`~ttstream.AsyncClient` for the emulator, with its faults, retrying
+    ``ttstream_max_retries`` times (0 unless the test says otherwise)."""
     import httpx2
 
     from .client import DEFAULT_TIMEOUT, AsyncClient
@@ -132,7 +123,12 @@ def ttstream_client(ttstream_emulator: EmulatorServer) -> AsyncClient:
     http = httpx2.AsyncClient(
         timeout=DEFAULT_TIMEOUT, limits=httpx2.Limits(max_keepalive_connections=0)
     )
-    return AsyncClient(EMULATOR_KEY, base_url=ttstream_emulator.base_url, http_client=http)
+    return AsyncClient(
+        EMULATOR_KEY,
+        base_url=ttstream_emulator.base_url,
+        http_client=http,
+        max_retries=ttstream_max_retries,
+    )
 
 
 @pytest.fixture

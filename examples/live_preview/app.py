@@ -1,5 +1,6 @@
 """Live preview: a web page that shows an image's previews as they stream in, then the
-final image in their place, scaled to fit the window, with a download link.
+final image in their place, scaled to fit the window, with a download link and a cancel
+button; the page is ttstream's browser module (``<ttstream-preview>``) and a form.
 
     python examples/live_preview/app.py --port 8001      # then open http://127.0.0.1:8001
 
@@ -22,7 +23,7 @@ import logging
 import secrets
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from starlette.types import Receive, Scope, Send
 
 import ttstream
 from ttstream.emulator import api_or_emulator
-from ttstream.sinks import SSERelay, pump
+from ttstream.sinks import BROWSER_MODULE, SSERelay, pump
 
 logger = logging.getLogger("live_preview")
 
@@ -71,10 +72,11 @@ def describe(error: BaseException, host: str) -> str:
 
 class PageRelay(SSERelay):
     """The relay of one generation, whose error event carries :func:`describe`'s
-    sentence instead of the exception's text."""
+    sentence instead of the exception's text. A viewer's cancel button (an HTTP
+    ``DELETE`` of the events URL) calls ``on_cancel``."""
 
-    def __init__(self, host: str) -> None:
-        super().__init__(replay=PARTIAL_IMAGES + 1, retry=RETRY_MS)
+    def __init__(self, host: str, on_cancel: Callable[[], object] | None = None) -> None:
+        super().__init__(replay=PARTIAL_IMAGES + 1, retry=RETRY_MS, on_cancel=on_cancel)
         self.host = host
 
     async def fail(self, error: BaseException | str) -> None:
@@ -82,13 +84,14 @@ class PageRelay(SSERelay):
 
 
 class Generation:
-    """One generation: its relay and the cancel scope of the task that feeds it."""
+    """One generation: its relay and the cancel scope of the task that feeds it (which
+    the relay cancels when a viewer presses Cancel: the API stream is closed at once)."""
 
     def __init__(self, prompt: str, size: str, host: str) -> None:
         self.prompt = prompt
         self.size = size
-        self.relay = PageRelay(host)
         self.scope = anyio.CancelScope()
+        self.relay = PageRelay(host, on_cancel=self.scope.cancel)
 
 
 class Generations:
@@ -181,6 +184,12 @@ async def index(request: Request) -> Response:
     return FileResponse(HERE / "index.html", headers={"cache-control": "no-cache"})
 
 
+async def browser_module(request: Request) -> Response:
+    """``GET /ttstream.js``: the browser module ttstream ships (the relays also serve it
+    under their own path)."""
+    return FileResponse(BROWSER_MODULE, media_type="text/javascript")
+
+
 def create_app(*, api_key: str | None, base_url: str | None = None, keep: int = KEEP) -> Starlette:
     """The application: ``GET /`` (the page), ``POST /generations``,
     ``GET /generations/{id}/events``. ``api_key`` and ``base_url`` go to
@@ -200,6 +209,7 @@ def create_app(*, api_key: str | None, base_url: str | None = None, keep: int = 
     return Starlette(
         routes=[
             Route("/", index),
+            Route("/ttstream.js", browser_module),
             Route("/generations", create_generation, methods=["POST"]),
             Route("/generations/{generation_id}/events", GenerationEvents()),
         ],

@@ -12,8 +12,11 @@ images of URL answers, and the Responses API image tool (``POST /v1/responses``,
 - :func:`main` is ``python -m ttstream.emulator`` (the foreground server).
 
 A request can ask for faults (dropped connections, error events, HTTP errors, stalls,
-malformed events, ...) with an ``X-Emulator-Fault`` header: see ``_faults.py`` and
-README.md, "Faults".
+malformed events, ...) with an ``X-Emulator-Fault`` header (:data:`FAULT_HEADER`) or
+``?fault=`` (:data:`FAULT_QUERY`); a server can apply one spec to every request that
+names none (``default_fault``, ``ttstream emulator --fault SPEC``). The grammar and the
+faults: docs/emulator.md. :class:`StreamStats` counts the streams, and
+``EmulatorServer.wait_closed()`` waits until the emulator has closed every one.
 
 Needs the ``emulator`` extra: ``pip install 'ttstream[emulator]'``.
 """
@@ -25,6 +28,14 @@ _EXTRA = ("starlette", "uvicorn", "PIL", "multipart", "python_multipart")
 try:
     from ._app import create_app
     from ._cli import main
+    from ._faults import (
+        FAULT_HEADER,
+        FAULT_QUERY,
+        FaultSpec,
+        FaultSpecError,
+        StreamRecord,
+        StreamStats,
+    )
     from ._server import EmulatorServer, api_or_emulator
 except ImportError as exc:  # pragma: no cover - depends on the environment
     if exc.name is None or exc.name.split(".")[0] not in _EXTRA:
@@ -33,4 +44,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         f"ttstream.emulator needs {exc.name!r}: pip install 'ttstream[emulator]'"
     ) from exc
 
-__all__ = ["EmulatorServer", "api_or_emulator", "create_app", "main"]
+__all__ = [
+    "FAULT_HEADER",
+    "FAULT_QUERY",
+    "EmulatorServer",
+    "FaultSpec",
+    "FaultSpecError",
+    "StreamRecord",
+    "StreamStats",
+    "api_or_emulator",
+    "create_app",
+    "main",
+]

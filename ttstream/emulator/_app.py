@@ -25,7 +25,10 @@ from .._exceptions import ValidationError
 from ._azure import RATE_LIMIT_HEADERS, check_api_version
 from ._errors import EmulatorError, error_body
 from ._faults import (
+    FAULT_HEADER,
+    FAULT_QUERY,
     FaultSpec,
+    FaultSpecError,
     StreamStats,
     faults_for,
     quiet_emulated_disconnects,
@@ -36,7 +39,7 @@ from ._request import ImageRequest, read_edit, read_generation
 from ._responses import images_body, sse_events
 from ._responses_api import ResponsesRoutes
 
-__all__ = ["create_app"]
+__all__ = ["check_fault_spec", "create_app"]
 
 FILE_ROUTE = "emulator_file"
 _MAX_FILES = 256
@@ -111,16 +114,89 @@ class _BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-class _Emulator:
-    """The state behind the routes: settings, the files served for URL answers and the
-    counters of the streams."""
+class _InFlightMiddleware:
+    """Counts every HTTP request in ``stats`` while the app answers it (for
+    :meth:`StreamStats.wait_closed`)."""
 
-    def __init__(self, *, step_delay: float, api_key: str | None, azure: bool = False) -> None:
+    def __init__(self, app: ASGIApp, stats: StreamStats) -> None:
+        self.app = app
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.stats.request_started()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.stats.request_ended()
+
+
+class _DefaultFaultMiddleware:
+    """Adds ``X-Emulator-Fault: <default fault>`` to a request that names no fault of
+    its own (no such header, no ``?fault=``), while the emulator has a default fault."""
+
+    _HEADER = FAULT_HEADER.lower().encode("ascii")
+    _QUERY = FAULT_QUERY.encode("ascii") + b"="
+
+    def __init__(self, app: ASGIApp, emulator: _Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        spec = self.emulator.default_fault
+        if spec is not None and scope["type"] == "http":
+            headers = scope.get("headers", [])
+            named = any(name == self._HEADER for name, _ in headers) or any(
+                part.startswith(self._QUERY) for part in scope.get("query_string", b"").split(b"&")
+            )
+            if not named:
+                scope = {**scope, "headers": [*headers, (self._HEADER, spec.encode("ascii"))]}
+        await self.app(scope, receive, send)
+
+
+def check_fault_spec(spec: str) -> str:
+    """``spec`` if it can be a default fault: a fault spec (``_faults.py``'s grammar)
+    in printable ASCII, as a header carries it.
+
+    Raises:
+        FaultSpecError: the spec cannot be read, or is not printable ASCII.
+    """
+    if not (spec.isascii() and spec.isprintable()):
+        raise FaultSpecError("a fault spec is printable ASCII, as the header that carries it")
+    FaultSpec.parse(spec)
+    return spec
+
+
+class _Emulator:
+    """The state behind the routes: settings, the default fault, the files served for
+    URL answers and the counters of the streams."""
+
+    def __init__(
+        self,
+        *,
+        step_delay: float,
+        api_key: str | None,
+        default_fault: str | None = None,
+        azure: bool = False,
+    ) -> None:
         self.step_delay = step_delay
         self._api_key = api_key
         self.azure = azure
         self.files = FileStore(_MAX_FILES)
         self.stats = StreamStats()
+        self._default_fault: str | None = None
+        self.default_fault = default_fault
+
+    @property
+    def default_fault(self) -> str | None:
+        """The fault spec applied to every request that names none, or ``None``."""
+        return self._default_fault
+
+    @default_fault.setter
+    def default_fault(self, spec: str | None) -> None:
+        self._default_fault = None if spec is None else check_fault_spec(spec)
 
     def authenticate(self, request: Request) -> None:
         """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer`` (in Azure mode
@@ -256,6 +332,7 @@ def create_app(
     step_delay: float = 0.0,
     api_key: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    default_fault: str | None = None,
     azure: bool = False,
 ) -> Starlette:
     """The emulator as a Starlette ASGI application.
@@ -279,14 +356,21 @@ def create_app(
     in ``api-key`` (or a bearer token); rate-limit headers reading ``-1``.
 
     A request chooses faults with the ``X-Emulator-Fault`` header or ``?fault=``
-    (``_faults.py``, README.md "Faults"). ``app.state.stream_stats`` is the
-    :class:`~ttstream.emulator._faults.StreamStats` of the app: requests per fault spec,
-    bytes yielded per stream (by ``x-request-id``), the streams open now and the images
-    generated.
+    (``_faults.py``, docs/emulator.md); ``default_fault`` is the spec applied to every
+    request that names none (``app.state.emulator.default_fault`` changes it later).
+    ``app.state.stream_stats`` is the :class:`~ttstream.emulator.StreamStats` of the
+    app: requests per fault spec, bytes yielded per stream (by ``x-request-id``), the
+    streams open now, the requests in flight and the images generated.
+
+    Raises:
+        ValidationError: a negative ``step_delay`` (a ``ValueError``).
+        FaultSpecError: a ``default_fault`` that is no fault spec (a ``ValueError``).
     """
     if step_delay < 0:
         raise ValidationError("step_delay", step_delay, "a number >= 0 (seconds)")
-    emulator = _Emulator(step_delay=step_delay, api_key=api_key, azure=azure)
+    emulator = _Emulator(
+        step_delay=step_delay, api_key=api_key, default_fault=default_fault, azure=azure
+    )
     responses = ResponsesRoutes(
         step_delay=step_delay,
         stats=emulator.stats,
@@ -308,6 +392,8 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(_InFlightMiddleware, stats=emulator.stats),
+            Middleware(_DefaultFaultMiddleware, emulator=emulator),
             Middleware(_RequestIdMiddleware, extra_headers=RATE_LIMIT_HEADERS if azure else ()),
             Middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes),
         ],

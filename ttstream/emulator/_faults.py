@@ -8,7 +8,7 @@ no such header, with the query parameter ``?fault=<spec>``. The grammar::
 
 An unknown name, a missing or malformed value, a name given twice or two endings at
 once is answered with 400 and the error JSON (``param`` ``"X-Emulator-Fault"``, code
-``invalid_fault``). The faults (README.md, "Faults", says what a client sees):
+``invalid_fault``). The faults (docs/emulator.md, "Faults", says what a client sees):
 
 How the stream ends (at most one of these; they act at the first completed event):
     ``drop-mid-event``       abort the connection halfway through the completed event
@@ -86,6 +86,7 @@ from ._errors import EmulatorError
 from ._responses import encode_frame, encode_json
 
 __all__ = [
+    "DEFAULT_WAIT_CLOSED",
     "FAULT_HEADER",
     "FAULT_QUERY",
     "EmulatedDisconnect",
@@ -102,6 +103,8 @@ FAULT_HEADER = "X-Emulator-Fault"
 FAULT_QUERY = "fault"
 DEFAULT_RETRY_MS = 50
 """The ``retry:`` field sent with ``ids`` when no ``retry=<ms>`` is given."""
+DEFAULT_WAIT_CLOSED = 10.0
+"""Seconds :meth:`StreamStats.wait_closed` waits by default."""
 
 Ending = Literal["drop-mid-event", "drop-between-events", "end-early", "error-nested", "error-flat"]
 ENDINGS: tuple[Ending, ...] = (
@@ -358,6 +361,11 @@ class StreamStats:
     whatever ended it (its end, an abort, the client going away). The records of the
     last ``keep`` streams and the request counts of the last ``keep`` spec strings are
     kept.
+
+    A client sees the end of a stream before the emulator has closed it (the client
+    stops reading at the final event; the emulator's thread closes the body a moment
+    later), so ``open_streams`` read right after a stream may still be 1:
+    :meth:`wait_closed` waits for the emulator to catch up.
     """
 
     def __init__(self, keep: int = 4096) -> None:
@@ -365,9 +373,11 @@ class StreamStats:
             raise ValueError(f"keep must be at least 1, got {keep!r}")
         self.keep = keep
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self._requests: OrderedDict[str, int] = OrderedDict()
         self._open = 0
+        self._in_flight = 0
         self._generations = 0
 
     @property
@@ -375,6 +385,50 @@ class StreamStats:
         """Stream bodies open now; 0 when no stream is in progress."""
         with self._lock:
             return self._open
+
+    @property
+    def requests_in_flight(self) -> int:
+        """HTTP requests the emulator is answering now (streams included): counted from
+        the moment the app receives a request until its answer is complete or
+        abandoned."""
+        with self._lock:
+            return self._in_flight
+
+    def wait_closed(self, timeout: float = DEFAULT_WAIT_CLOSED) -> None:
+        """Blocks the calling thread until the emulator answers no request and has no
+        stream open: every stream a client opened has been closed on the emulator's
+        side too (its record says ``open=False``, ``open_streams`` is 0). Returns at
+        once when nothing is open. ``timeout`` is in seconds.
+
+        Call it from a test's thread, never from the emulator's own event loop. In async
+        code, ``await EmulatorServer.wait_closed(timeout)`` waits without blocking the
+        loop.
+
+        Raises:
+            TimeoutError: something was still open after ``timeout`` seconds; the
+                message says how many streams and requests.
+            ValueError: ``timeout`` is negative or not a number.
+        """
+        if not timeout >= 0:  # also refuses nan
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        with self._changed:
+            idle = self._changed.wait_for(lambda: self._open == 0 and self._in_flight == 0, timeout)
+            if not idle:
+                raise TimeoutError(
+                    f"the emulator still had {self._open} stream(s) open and "
+                    f"{self._in_flight} request(s) in flight after {timeout:g} s"
+                )
+
+    def request_started(self) -> None:
+        """Counts one more request in flight (the app calls it as a request arrives)."""
+        with self._lock:
+            self._in_flight += 1
+
+    def request_ended(self) -> None:
+        """Counts one request fewer in flight (the app calls it once the answer is done)."""
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
 
     @property
     def generations(self) -> int:
@@ -423,8 +477,9 @@ class StreamStats:
                 )
 
     def _closed(self, request_id: str) -> None:
-        with self._lock:
+        with self._changed:
             self._open -= 1
+            self._changed.notify_all()
             record = self._streams.get(request_id)
             if record is not None:
                 self._streams[request_id] = dataclasses.replace(record, open=False)

@@ -24,13 +24,14 @@ import functools
 import hashlib
 import io
 import random
+import re
 import textwrap
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps, ImageStat
+from PIL import Image, ImageDraw, ImageFont, ImageOps, ImageStat, UnidentifiedImageError
 
 __all__ = [
     "MAX_UPLOAD_PIXELS",
@@ -110,6 +111,20 @@ class InvalidImageError(ValueError):
     """Uploaded bytes that Pillow cannot read as an image."""
 
 
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*? object at 0x[0-9a-fA-F]+>")
+
+
+def _unreadable(exc: BaseException) -> InvalidImageError:
+    """The error for bytes Pillow could not read, in words for the client: Pillow's
+    message without the repr of the in-memory file it was given
+    (``<_io.BytesIO object at 0x...>`` means nothing to the sender and shows an address)."""
+    if isinstance(exc, UnidentifiedImageError):
+        reason = "it is not an image in a format the emulator reads (PNG, JPEG, WebP, GIF, ...)"
+    else:
+        reason = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
+    return InvalidImageError(f"could not read the upload as an image: {reason}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderSpec:
     """What determines one final image (apart from its file format).
@@ -146,7 +161,7 @@ def probe_size(data: bytes) -> tuple[int, int]:
     try:
         image = Image.open(io.BytesIO(data))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidImageError(f"could not read the upload as an image: {exc}") from exc
+        raise _unreadable(exc) from exc
     except Image.DecompressionBombWarning as exc:  # raised where warnings are errors
         raise InvalidImageError(f"the upload has too many pixels: {exc}") from exc
     with image:
@@ -159,7 +174,7 @@ def probe_size(data: bytes) -> tuple[int, int]:
         try:
             image.load()  # a truncated file fails here, not later in a render
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InvalidImageError(f"could not read the upload as an image: {exc}") from exc
+            raise _unreadable(exc) from exc
         return (int(width), int(height))
 
 
@@ -307,7 +322,7 @@ def _open_fitted(data: bytes, size: tuple[int, int]) -> Image.Image:
         with Image.open(io.BytesIO(data)) as opened:
             image = ImageOps.exif_transpose(opened).convert("RGBA")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidImageError(f"could not read the upload as an image: {exc}") from exc
+        raise _unreadable(exc) from exc
     return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
 
 

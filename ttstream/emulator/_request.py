@@ -1,12 +1,12 @@
 """Reading one Images API request: the body, its validation, the defaults filled in.
 
 Bodies: JSON generations; edits as OpenAI ``multipart/form-data`` or TTAPI JSON with
-``images``/``mask`` references (README.md, "The emulator"). Parameters are checked by
+``images``/``mask`` references (docs/emulator.md). Parameters are checked by
 :func:`ttstream.params.validate`, the client's own table and rules (docs/models.md): the
 emulator keeps no copy of them.
 
-A model missing from the table is served like ``gpt-image-2`` (the newest GPT Image
-model), so clients can try model names the emulator does not know yet.
+A model missing from the table is refused as the API refuses it: 400, ``param``
+``model``, code ``invalid_value``, the supported names in the message (:func:`check_model`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,21 @@ from ..params import MODELS, PARAMETERS, tool_request, validate
 from ._errors import EmulatorError
 from ._images import InvalidImageError, RenderSpec, probe_size
 
-__all__ = ["ImageRequest", "InputImage", "json_object", "read_edit", "read_generation", "read_tool"]
+__all__ = [
+    "ImageRequest",
+    "InputImage",
+    "check_model",
+    "json_object",
+    "read_edit",
+    "read_generation",
+    "read_tool",
+]
 
 Operation = Literal["generation", "edit"]
 
 DEFAULT_MODEL = "gpt-image-2"  # for a body without "model": the newest model both services serve
 LEGACY_MODEL = "dall-e-3"  # the only model of TTAPI's legacy /openai/v1 endpoint
 _DALL_E = ("dall-e-2", "dall-e-3")
-_STAND_IN_MODEL = "gpt-image-2"  # how unknown models are served
 _INT_FIELDS = ("n", "partial_images", "output_compression", "frame_count", "frame_duration_ms")
 _DEFAULT_FRAME_COUNT = 9  # official SDK 3.57: frame_count "Defaults to 9 when omitted"
 _DEFAULT_FRAME_MS = 200  # and frame_duration_ms "Defaults to 200 when omitted"
@@ -312,11 +319,10 @@ def _build(
         params["mask"] = True  # validate() checks a mask for presence only
     try:
         validate(operation, model, params, images=uploads)
-        if model not in MODELS:  # served like the newest model: check it by that model's rules
-            _validate_as_stand_in(operation, model, params, uploads)
     except ValidationError as err:
         raise EmulatorError(str(err), param=err.param) from err
     assert isinstance(model, str)  # validate() refuses anything else
+    check_model(model)
     images = [_probed(image, image_param) for image in images]
     if mask is not None:
         mask = _probed(mask, "mask")
@@ -347,16 +353,24 @@ def _build(
     )
 
 
-def _validate_as_stand_in(
-    operation: Operation, model: str, params: Mapping[str, object], uploads: list[bytes | None]
-) -> None:
-    try:
-        validate(operation, _STAND_IN_MODEL, params, images=uploads)
-    except ValidationError as err:
-        served = f" (the emulator serves unknown models like {_STAND_IN_MODEL!r})"
-        raise ValidationError(
-            err.param, err.value, err.allowed + served, model=model if err.model else None
-        ) from err
+def check_model(model: str) -> None:
+    """Refuses a model name missing from :data:`ttstream.params.MODELS`, as the API
+    refuses a model it does not serve (its 400 shape: ``invalid_request_error``,
+    ``param`` ``model``, code ``invalid_value``, "Invalid value: ... Supported values
+    are: ..."; docs/emulator.md).
+
+    Raises:
+        EmulatorError: 400 for an unknown model.
+    """
+    if model in MODELS:
+        return
+    names = [repr(name) for name in MODELS]
+    supported = ", ".join(names[:-1]) + f", and {names[-1]}"
+    raise EmulatorError(
+        f"Invalid value: {short_repr(model)}. Supported values are: {supported}.",
+        param="model",
+        code="invalid_value",
+    )
 
 
 def _probed(image: InputImage, param: str) -> InputImage:
@@ -376,7 +390,7 @@ def _text(params: Mapping[str, object], key: str, default: str) -> str:
     value = params.get(key)
     if value is None:
         return default
-    if not isinstance(value, str):  # validate() lets unknown models' odd values through
+    if not isinstance(value, str):  # validate() lets names outside its table through
         raise EmulatorError(f"{key!r} must be a string, got {short_repr(value)}.", param=key)
     return value
 
@@ -396,8 +410,7 @@ def _default(value: int | None, default: int) -> int:
 
 def _size(size: str) -> tuple[int, int]:
     """``"WxH"`` (already validated for the model, by the rules of :mod:`ttstream.params`,
-    which bound the edges: unknown models are checked as the stand-in) as integers;
-    ``auto`` is 1024x1024."""
+    which bound the edges) as integers; ``auto`` is 1024x1024."""
     if size == "auto":
         return (1024, 1024)
     width_text, _, height_text = size.partition("x")

@@ -14,7 +14,7 @@ With ``background: true`` it is kept (the last 32), and ``GET
 /v1/responses/{id}?stream=true&starting_after=N`` streams its events after ``N`` again
 without a new generation; without ``stream=true`` the GET answers the response object.
 
-Faults (``X-Emulator-Fault``, README.md "Faults") on both routes: ``status``,
+Faults (``X-Emulator-Fault``, docs/emulator.md "Faults") on both routes: ``status``,
 ``wrong-content-type``, ``stall``, ``drip``, ``drop-after=<k>`` (after the k-th event of
 that body), and, at the image's ``output_item.done``, the endings ``drop-mid-event``,
 ``drop-between-events``, ``end-early``, ``error-nested`` / ``error-flat`` (an error event,
@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import re
 import secrets
 import threading
 import time
@@ -39,6 +40,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .._exceptions import short_repr
 from ._azure import DEPLOYMENT_HEADER, check_api_version
 from ._errors import EmulatorError
 from ._faults import (
@@ -58,6 +60,7 @@ from ._responses import encode_frame, encode_json, encode_sse
 __all__ = ["ResponsesRoutes"]
 
 _KEEP = 32  # background responses kept for GET
+_SEQUENCE_NUMBER = re.compile(r"-1|[0-9]{1,18}")
 _TOOL = "image_generation"
 _IMAGE_ITEM = "image_generation_call"
 _TEXT = "Here is the image you asked for."
@@ -192,13 +195,8 @@ class ResponsesRoutes:
             )
         if request.query_params.get("stream", "").lower() != "true" or faults.wrong_content_type:
             return JSONResponse(stored.final)
-        after = request.query_params.get("starting_after", "-1")
-        if not (after.isascii() and after.lstrip("-").isdigit()) or int(after) < -1:
-            raise EmulatorError(
-                f"starting_after must be a sequence number (a whole number), got {after!r}.",
-                param="starting_after",
-            )
-        events = [event for event in stored.events if event["sequence_number"] > int(after)]
+        after = _starting_after(request.query_params.get("starting_after", "-1"))
+        events = [event for event in stored.events if event["sequence_number"] > after]
         return self._stream(request, events, stored.final, faults)
 
     def _stream(
@@ -214,6 +212,23 @@ class ResponsesRoutes:
             frames, stats=self._stats, request_id=request_id, fault=faults.spec, drip=faults.drip
         )
         return _EventStreamResponse(body)
+
+
+def _starting_after(text: str) -> int:
+    """The ``starting_after`` query parameter: a sequence number, at least -1 and of at
+    most 18 digits (anything longer is no sequence number of a stored response).
+
+    Raises:
+        EmulatorError: 400 naming ``starting_after`` for anything else (``--1``, 5,000
+            digits, ``1.5``); the value is shown shortened.
+    """
+    if _SEQUENCE_NUMBER.fullmatch(text) is None:
+        raise EmulatorError(
+            "starting_after must be a sequence number (a whole number from -1), "
+            f"got {short_repr(text)}.",
+            param="starting_after",
+        )
+    return int(text)
 
 
 def _flag(body: Mapping[str, Any], key: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -10,12 +11,13 @@ import time
 from collections.abc import Iterator
 from types import TracebackType
 
+import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 
 from .._exceptions import ClosedError
 from ._app import create_app
-from ._faults import StreamStats
+from ._faults import DEFAULT_WAIT_CLOSED, StreamStats
 
 __all__ = ["EmulatorServer", "api_or_emulator", "base_url_for", "bind_socket", "serve_forever"]
 
@@ -95,7 +97,11 @@ class EmulatorServer:
     (open connections are closed, so a stream in progress ends early) and joins the
     thread. The caller's
     thread may run asyncio, trio or nothing. ``start()`` and ``stop()`` do the same
-    without ``with``.
+    without ``with``. ``default_fault`` is a fault spec applied to every request that
+    names none (:attr:`default_fault`).
+
+    Raises:
+        FaultSpecError: ``default_fault`` cannot be read (docs/emulator.md, "Faults").
     """
 
     def __init__(
@@ -104,11 +110,14 @@ class EmulatorServer:
         port: int = 0,
         step_delay: float = 0.0,
         api_key: str | None = None,
+        default_fault: str | None = None,
         azure: bool = False,
     ) -> None:
         self.host = host
         self.azure = azure
-        self.app = create_app(step_delay=step_delay, api_key=api_key, azure=azure)
+        self.app = create_app(
+            step_delay=step_delay, api_key=api_key, default_fault=default_fault, azure=azure
+        )
         self._requested_port = port
         self._port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -128,6 +137,39 @@ class EmulatorServer:
         spec, bytes yielded per stream by ``x-request-id``, streams open now."""
         stats: StreamStats = self.app.state.stream_stats
         return stats
+
+    @property
+    def default_fault(self) -> str | None:
+        """The fault spec (docs/emulator.md, "Faults") applied to every request that
+        names no fault of its own (no ``X-Emulator-Fault`` header, no ``?fault=``), or
+        ``None``. Settable at any time; applies from the next request on.
+
+        Raises:
+            FaultSpecError: (when set) a spec that cannot be read, or not printable ASCII.
+        """
+        spec: str | None = self.app.state.emulator.default_fault
+        return spec
+
+    @default_fault.setter
+    def default_fault(self, spec: str | None) -> None:
+        self.app.state.emulator.default_fault = spec
+
+    async def wait_closed(
+        self,
+        timeout: float = DEFAULT_WAIT_CLOSED,  # noqa: ASYNC109 - bounds the worker thread too
+    ) -> None:
+        """Waits until the emulator answers no request and has no stream open, so that
+        ``stream_stats`` tells the whole story of the streams a test has closed (a
+        client sees a stream end before the emulator's thread has closed it). Returns
+        at once when nothing is open. Works under asyncio and trio (and any test runner
+        on them); ``timeout`` is in seconds. The blocking form for synchronous code is
+        ``stream_stats.wait_closed(timeout)``.
+
+        Raises:
+            TimeoutError: something was still open after ``timeout`` seconds.
+        """
+        wait = functools.partial(self.stream_stats.wait_closed, timeout)
+        await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
 
     @property
     def base_url(self) -> str:

@@ -19,10 +19,13 @@ from ._pump import Policy, pump
 from ._redis import RedisStreamSink
 from ._redis_relay import RedisRelay
 from ._relay import SSERelay
+from ._sse_frames import BROWSER_MODULE
 from ._viewers import sign_viewer_token, verify_viewer_token
-from ._websocket import WebSocketSink
+from ._websocket import MAX_FRAME_BYTES, WebSocketSink, serve_generations
 
 __all__ = [
+    "BROWSER_MODULE",
+    "MAX_FRAME_BYTES",
     "CallbackSink",
     "ClaimLostError",
     "FileSink",
@@ -38,6 +41,7 @@ __all__ = [
     "SinkError",
     "WebSocketSink",
     "pump",
+    "serve_generations",
     "sign_viewer_token",
     "to_pil",
     "verify_viewer_token",

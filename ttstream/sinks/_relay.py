@@ -15,6 +15,10 @@ reconnects sends ``Last-Event-ID`` and gets only the frames after it; a connecti
 the end gets the buffered frames and the end frame, and once it has seen the end frame,
 a reconnecting browser is answered ``204 No Content``, which stops ``EventSource``.
 
+Viewers may be restricted (``authorize=``, ``token_secret=``: ``docs/live-previews.md``,
+"Who may watch"), a viewer that stops reading is dropped after ``send_timeout`` seconds,
+and a viewer may cancel the generation (``on_cancel=``, an HTTP ``DELETE``).
+
 Only anyio primitives are used, so the relay runs on asyncio and trio. The feeding task
 and the connections must run in the same event loop.
 """
@@ -22,12 +26,15 @@ and the connections must run in the same event loop.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
+from .._bounds import validate_seconds
 from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
 from ..stream import StreamItem
@@ -41,17 +48,28 @@ from ._sse_frames import (
     cancel_on_disconnect,
     frame_of,
     plain_response,
+    write_body,
 )
+from ._viewers import FORBIDDEN, Authorize, viewer_allowed
+from ._websocket import public_error_text
 
 __all__ = ["SSERelay"]
 
+_MAX_ID_DIGITS = 19  # ids this relay issues fit in 64 bits; longer ones are not ours
 
-def _last_event_id(scope: Scope) -> int:
-    """The ``Last-Event-ID`` request header as an int; 0 when absent or not ours."""
+
+def _last_event_id(scope: Scope, issued: int) -> int:
+    """The ``Last-Event-ID`` request header as an int; 0 (the start) when absent, not
+    an id as this relay writes them (ASCII digits, no leading zero), longer than any id
+    issued, or above ``issued`` (the newest id this relay assigned: a browser that read
+    an earlier relay at the same URL starts over)."""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"last-event-id":
             text = value.decode("latin-1").strip()
-            return int(text) if text.isascii() and text.isdigit() else 0
+            if not (text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS):
+                return 0
+            number = int(text)
+            return number if number <= issued and text == str(number) else 0
     return 0
 
 
@@ -61,7 +79,9 @@ class SSERelay:
     As a sink: ``await pump(stream, relay)``; if the stream fails, ``pump`` calls
     :meth:`fail` and the browsers get the error's message. As an ASGI application:
     ``Route("/events", relay)`` in Starlette or FastAPI, or served on its own. Browsers
-    connect with ``GET`` (``new EventSource(url)``); other methods get 405.
+    connect with ``GET`` (``new EventSource(url)``); other methods get 405 (DELETE is a
+    cancel when ``on_cancel`` is given). A GET of ``<path>/ttstream.js`` (under a
+    ``Mount``) answers the browser module, :data:`~ttstream.sinks.BROWSER_MODULE`.
 
     Each connection gets, as ``text/event-stream``:
 
@@ -71,12 +91,13 @@ class SSERelay:
       object of :class:`~ttstream.sinks.WebSocketSink`'s text frames (``type``,
       ``operation``, ``index``, ``size``, ``quality``, ``background``,
       ``output_format``, ``created_at``, ``usage``, ``bytes``, ``media_type``; for
-      ``reconnecting``: ``attempt``, ``delay``, ``regenerating``, ``reason``) plus, for
-      images,
+      ``reconnecting``: ``attempt``, ``delay``, ``regenerating``, ``reason``, redacted)
+      plus, for images,
       ``"image": "data:image/png;base64,..."`` (the event's own base64; a URL when the
       server answered with one);
     - at the end, one more event with the next id: ``event: end`` with
-      ``{"type": "end", "images": <final images relayed>}``, or ``event: error`` with
+      ``{"type": "end", "images": <final images relayed>}`` (and ``"cancelled": true``
+      after a viewer's cancel), or ``event: error`` with
       ``{"type": "error", "message": "..."}``; then the response ends. A browser's
       ``EventSource`` fires its own ``error`` events on network errors too: those carry
       no ``data``;
@@ -84,11 +105,16 @@ class SSERelay:
       not time the connection out.
 
     A connection that sends ``Last-Event-ID: k`` gets the buffered events after ``k``;
-    a new connection (no header) gets the buffered events from the oldest. When ``k`` is
-    the end event's id or later, the answer is ``204 No Content``. Feeding never waits
-    for a browser; a browser that falls more than ``replay`` events behind skips to the
-    oldest event still buffered. The feeding task and the connections must share one
-    event loop (asyncio or trio).
+    a new connection (no header) gets the buffered events from the oldest, and so does
+    one whose ``k`` this relay did not issue (above its newest id, or not a number).
+    When ``k`` is the end event's id or later, the answer is ``204 No Content``.
+    Feeding never waits for a browser; a browser that falls more than ``replay`` events
+    behind skips to the oldest event still buffered. The feeding task and the
+    connections must share one event loop (asyncio or trio).
+
+    Memory per viewer: the frames are shared (the replay buffer); a viewer holds at most
+    :data:`~ttstream.sinks._sse_frames.WRITE_CHUNK` (64 KiB) handed to the server and not
+    yet taken by its socket, plus the server's own write buffer (uvicorn: 64 KiB).
 
     Args:
         replay: how many events the replay buffer keeps for late, slow and reconnecting
@@ -98,10 +124,26 @@ class SSERelay:
             connections.
         retry: the reconnection time sent to browsers, in milliseconds.
         keepalive: seconds of silence after which a comment line is sent; ``None``: never.
+        authorize: ``authorize(scope, job_key) -> bool`` (or awaitable): whether the
+            viewer of this ASGI request may watch; ``False`` answers 403.
+        token_secret: with it (bytes, at least 16), a viewer must present a token of
+            :func:`~ttstream.sinks.sign_viewer_token` for ``job_key`` (query parameter
+            ``token`` or ``Authorization: Bearer``); else 403 with
+            :data:`~ttstream.sinks._viewers.FORBIDDEN` and nothing else.
+        job_key: the job's key, as tokens name it (required with ``token_secret``).
+        send_timeout: seconds a viewer may take to read what was sent (> 0): a viewer
+            that does not read for that long is dropped (its connection ended, its
+            memory released). Default 30.
+        on_cancel: called (sync or async) when an allowed viewer sends ``DELETE`` to the
+            relay's URL (the browser module's cancel button): it should cancel the task
+            running ``pump`` (e.g. ``cancel_scope.cancel``). The relay then ends with
+            ``{"type": "end", "images": n, "cancelled": true}`` and answers 202; 409 when
+            the relay had already ended. Without it, DELETE gets 405.
 
     Raises:
-        ValidationError: ``replay`` below 1, ``retry`` below 0, or ``keepalive`` not
-            positive (also a ``ValueError``).
+        ValidationError: ``replay`` below 1, ``retry`` below 0, ``keepalive`` or
+            ``send_timeout`` not a positive number of seconds, ``token_secret`` without
+            ``job_key``. (A ``ValueError`` too.)
         ClosedError: from ``send``: the relay has already ended (also a ``RuntimeError``).
     """
 
@@ -110,16 +152,37 @@ class SSERelay:
     bytes: a stream feeding only such sinks may be read with
     ``decode_images=ttstream._base64.decode_on_arrival(relays_base64=True)``."""
 
-    def __init__(self, *, replay: int = 4, retry: int = 3000, keepalive: float | None = 15.0):
-        if replay < 1:
+    def __init__(
+        self,
+        *,
+        replay: int = 4,
+        retry: int = 3000,
+        keepalive: float | None = 15.0,
+        authorize: Authorize | None = None,
+        token_secret: bytes | None = None,
+        job_key: str = "",
+        send_timeout: float = 30.0,
+        on_cancel: Callable[[], object] | None = None,
+    ):
+        if not isinstance(replay, int) or replay < 1:
             raise ValidationError("replay", replay, "an int >= 1 (events)")
-        if retry < 0:
+        if not isinstance(retry, int) or retry < 0:
             raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
         if keepalive is not None and not keepalive > 0:
-            raise ValidationError("keepalive", keepalive, "a number > 0 (seconds) or None")
+            raise ValidationError("keepalive", keepalive, "None or seconds > 0")
+        timeout = validate_seconds("send_timeout", send_timeout)
+        if timeout is None:
+            raise ValidationError("send_timeout", send_timeout, "a finite number of seconds > 0")
+        if token_secret is not None and not (isinstance(job_key, str) and job_key):
+            raise ValidationError("job_key", job_key, "the job's key (a non-empty str)")
         self.replay = replay
         self.retry = retry
         self.keepalive = keepalive
+        self.send_timeout = timeout
+        self.job_key = job_key
+        self._authorize = authorize
+        self._token_secret = token_secret
+        self._on_cancel = on_cancel
         self._frames: deque[Frame[int]] = deque(maxlen=replay)
         self._last_id = 0
         self._end: Frame[int] | None = None
@@ -127,6 +190,8 @@ class SSERelay:
         self._changed: anyio.Event | None = None  # made on demand: needs a running loop
         self.connections = 0
         """Connections being served right now."""
+        self.dropped = 0
+        """Viewers dropped because they did not read for ``send_timeout`` seconds."""
 
     def __repr__(self) -> str:
         state = "ended" if self._end is not None else "live"
@@ -164,11 +229,11 @@ class SSERelay:
 
     async def fail(self, error: BaseException | str) -> None:
         """Ends the relay with ``event: error`` and ``{"type": "error", "message": ...}``
-        (the error's message): the generation failed. :func:`~ttstream.sinks.pump` calls
-        this when the stream fails. Does nothing if the relay has already ended."""
-        message = error if isinstance(error, str) else str(error) or type(error).__name__
+        (:func:`public_error_text` of the error: redacted, at most 500 characters):
+        the generation failed. :func:`~ttstream.sinks.pump` calls this when the stream
+        fails. Does nothing if the relay has already ended."""
         if self._end is None:
-            self._finish("error", {"type": "error", "message": message})
+            self._finish("error", {"type": "error", "message": public_error_text(error)})
 
     async def aclose(self) -> None:
         """Ends the relay: ``event: end`` if at least one final image was relayed, else
@@ -183,6 +248,19 @@ class SSERelay:
             self._finish(
                 "error", {"type": "error", "message": "the generation ended before its final image"}
             )
+
+    async def cancel(self) -> bool:
+        """Ends the relay with ``{"type": "end", "images": n, "cancelled": true}`` and
+        calls ``on_cancel``; what a viewer's DELETE does. ``False`` (and nothing done)
+        when the relay had already ended."""
+        if self._end is not None:
+            return False
+        self._finish("end", {"type": "end", "images": self._images, "cancelled": True})
+        if self._on_cancel is not None:
+            outcome = self._on_cancel()
+            if inspect.isawaitable(outcome):
+                await outcome
+        return True
 
     def _finish(self, name: str, payload: dict[str, Any]) -> None:
         self._last_id += 1
@@ -199,9 +277,22 @@ class SSERelay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serves one browser (ASGI 3). ``lifespan`` is answered, so the relay can be
         the whole application of a server; ``websocket`` connections are refused."""
-        if await answered_other_than_get(scope, receive, send):
+        cancellable = self._on_cancel is not None
+        if await answered_other_than_get(scope, receive, send, allow_delete=cancellable):
             return
-        after = _last_event_id(scope)
+        allowed = await viewer_allowed(
+            scope, self.job_key, authorize=self._authorize, token_secret=self._token_secret
+        )
+        if not allowed:
+            await plain_response(send, 403, FORBIDDEN)
+            return
+        if scope.get("method") == "DELETE":
+            if await self.cancel():
+                await plain_response(send, 202, b"cancelled\n")
+            else:
+                await plain_response(send, 409, b"the generation has already ended\n")
+            return
+        after = _last_event_id(scope, self._last_id)
         if self._end is not None and after >= self._end.event_id:
             await plain_response(send, 204, b"")
             return
@@ -214,16 +305,24 @@ class SSERelay:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
                 with contextlib.suppress(OSError):  # the browser left while we sent
-                    await self._serve(send, after)
+                    try:
+                        await self._serve(send, after)
+                    except TimeoutError:  # the viewer did not read for send_timeout
+                        self.dropped += 1
                 tasks.cancel_scope.cancel()
         finally:
             self.connections -= 1
 
     async def _serve(self, send: Send, after: int) -> None:
-        """Sends the frames after id ``after``, waiting for new ones, until the end."""
+        """Sends the frames after id ``after``, waiting for new ones, until the end.
+
+        Raises:
+            TimeoutError: the viewer took more than ``send_timeout`` to take a piece.
+        """
+        timeout = self.send_timeout
 
         async def write(data: bytes, *, more: bool = True) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": more})
+            await write_body(send, data, more=more, piece_timeout=timeout)
 
         await write(f"retry: {self.retry}\n\n".encode())
         while True:

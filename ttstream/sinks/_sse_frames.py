@@ -1,12 +1,15 @@
 """The frames and the ASGI plumbing both relays share (:class:`~ttstream.sinks.SSERelay`
 and :class:`~ttstream.sinks.RedisRelay`), so that their bytes are the same, byte for byte:
 the response headers, one encoded event (:class:`Frame`), the frame of a stream item
-(:func:`frame_of`), and the preamble that answers what a relay serves no stream to.
+(:func:`frame_of`), the preamble that answers what a relay serves no stream to (and
+serves the browser module, :data:`BROWSER_MODULE`, at ``<mount>/ttstream.js``), and the
+bounded writer of a viewer's bytes (:func:`write_body`). See ``docs/live-previews.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -17,7 +20,9 @@ from ..stream import StreamItem
 from ._websocket import item_metadata, strict_json
 
 __all__ = [
+    "BROWSER_MODULE",
     "SSE_HEADERS",
+    "WRITE_CHUNK",
     "Frame",
     "Message",
     "Receive",
@@ -27,6 +32,7 @@ __all__ = [
     "cancel_on_disconnect",
     "frame_of",
     "plain_response",
+    "write_body",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -40,6 +46,22 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),  # nginx: pass the frames through as they come
 ]
 
+
+BROWSER_MODULE = Path(__file__).with_name("static") / "ttstream.js"
+"""The browser module (an ES module, no dependency): ``<ttstream-preview src="...">`` and
+``connect(src)``; the relays serve it at ``<mount>/ttstream.js``. Shipped in the wheel,
+for applications that bundle or serve it themselves (``docs/live-previews.md``)."""
+
+WRITE_CHUNK = 64 * 1024
+"""Bytes handed to the server per ``send``: a frame of several MiB is written in pieces
+of this size, each awaited, so that a viewer that does not read holds at most one piece
+(plus the server's own write buffer) in memory, not a copy of the whole frame."""
+
+_MODULE_HEADERS = [
+    (b"content-type", b"text/javascript; charset=utf-8"),
+    (b"cache-control", b"public, max-age=300"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 _Id = TypeVar("_Id", int, str)
 
@@ -93,9 +115,13 @@ def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
     return Frame(event_id, name, _encode(head, metadata, image.utf8()))
 
 
-async def answered_other_than_get(scope: Scope, receive: Receive, send: Send) -> bool:
+async def answered_other_than_get(
+    scope: Scope, receive: Receive, send: Send, *, allow_delete: bool = False
+) -> bool:
     """Answers what a relay serves no stream to: ``lifespan`` (so a relay can be a whole
-    application), ``websocket`` (refused) and methods other than GET and HEAD (405).
+    application), ``websocket`` (refused), a GET of a path ending in ``/ttstream.js``
+    (the browser module, :data:`BROWSER_MODULE`) and methods other than GET and HEAD
+    (405; with ``allow_delete``, DELETE is left to the caller: a viewer's cancel).
     ``True`` when it answered; the one preamble of :class:`SSERelay` and ``RedisRelay``."""
     kind = scope["type"]
     if kind == "lifespan":
@@ -104,10 +130,52 @@ async def answered_other_than_get(scope: Scope, receive: Receive, send: Send) ->
     if kind == "websocket":
         await send({"type": "websocket.close", "code": 1003, "reason": ""})
         return True
-    if scope.get("method", "GET") not in ("GET", "HEAD"):
-        await plain_response(send, 405, b"only GET", [(b"allow", b"GET, HEAD")])
+    if is_browser_module(scope):
+        await send_browser_module(scope, send)
+        return True
+    allowed = ("GET", "HEAD", "DELETE") if allow_delete else ("GET", "HEAD")
+    if scope.get("method", "GET") not in allowed:
+        allow = ", ".join(allowed).encode()
+        await plain_response(send, 405, b"only " + allow, [(b"allow", allow)])
         return True
     return False
+
+
+def is_browser_module(scope: Scope) -> bool:
+    """Whether the request is a GET (or HEAD) of ``<anything>/ttstream.js``."""
+    path = scope.get("path", "")
+    method = scope.get("method", "GET")
+    return isinstance(path, str) and path.endswith("/ttstream.js") and method in ("GET", "HEAD")
+
+
+_module_bytes: list[bytes] = []  # read once, on first use
+
+
+async def send_browser_module(scope: Scope, send: Send) -> None:
+    """Answers with :data:`BROWSER_MODULE` (``text/javascript``, cached 5 minutes)."""
+    if not _module_bytes:
+        _module_bytes.append(await anyio.Path(BROWSER_MODULE).read_bytes())
+    body = _module_bytes[0]
+    headers = [*_MODULE_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    head = scope.get("method") == "HEAD"
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def write_body(send: Send, data: bytes, *, more: bool = True, piece_timeout: float) -> None:
+    """Sends ``data`` as response body in pieces of :data:`WRITE_CHUNK` bytes, each
+    within ``piece_timeout`` seconds (the server's send waits while the viewer's socket is
+    full).
+
+    Raises:
+        TimeoutError: a piece was not taken within ``piece_timeout``: the viewer does not read.
+    """
+    view = memoryview(data)
+    for start in range(0, max(len(data), 1), WRITE_CHUNK):
+        piece = bytes(view[start : start + WRITE_CHUNK])
+        last = start + WRITE_CHUNK >= len(data)
+        with anyio.fail_after(piece_timeout):
+            await send({"type": "http.response.body", "body": piece, "more_body": more or not last})
 
 
 async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

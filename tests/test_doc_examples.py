@@ -1,5 +1,6 @@
-"""README.md's examples, extracted from README.md and run as a new user would: offline,
-with no key set. The README and these runs cannot drift apart."""
+"""The examples of README.md and of the docs site (docs/), extracted from the pages and run
+as a new user would: offline, with no key set. The pages and these runs cannot drift
+apart."""
 
 from __future__ import annotations
 
@@ -19,10 +20,16 @@ from ttstream.emulator import EmulatorServer
 pytest_plugins = ["pytester"]
 
 README = Path(__file__).parent.parent / "README.md"
+PAGES = [README, *sorted((README.parent / "docs").rglob("*.md"))]
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    """Every python block, README's first (its first block is the quick start)."""
+    return [
+        block
+        for page in PAGES
+        for block in re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+    ]
 
 
 def block_with(text: str) -> str:
@@ -57,14 +64,16 @@ def test_the_quick_start_runs_offline_as_written(tmp_path: Path) -> None:
 
 
 def test_the_sync_client_example_runs_offline(tmp_path: Path) -> None:
-    result = run_offline(block_with("ttstream.Client("), tmp_path)
+    result = run_offline(
+        block_with("with ttstream.Client(api_key, base_url=base_url) as client:"), tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("PartialImage(") == 2
     assert result.stdout.count("Completed(") == 1
 
 
 def test_the_testing_example_passes(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_readme=block_with("ttstream_faults"))
+    pytester.makepyfile(test_readme=block_with("def test_my_code_keeps_the_last_preview"))
     result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider")
     outcomes = result.parseoutcomes()
     assert result.ret == 0
@@ -88,7 +97,7 @@ async def test_a_url_result_says_how_to_get_the_bytes() -> None:
                 [event] = [e async for e in stream]
             assert isinstance(event, ttstream.Completed)
             assert event.url is not None
-            with pytest.raises(ttstream.TTStreamError, match=r"await client\.fetch_image\(event\)"):
+            with pytest.raises(ttstream.TTStreamError, match=r"client\.fetch_image\(event\)"):
                 _ = event.image_bytes
             data = await client.fetch_image(event)
     with Image.open(io.BytesIO(data)) as image:
