@@ -254,6 +254,47 @@ async def test_a_corrupt_journal_is_a_journal_error(
                 pass
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("outputs", "not json"), ("outputs", "5"), ("usage", "[1]"), ("attempts", "many")],
+)
+async def test_a_journal_row_it_did_not_write_is_a_journal_error(
+    ttstream_emulator: EmulatorServer, tmp_path: Path, column: str, value: str
+) -> None:
+    # a row edited by hand: json.loads' ValueError (or int's, or a TypeError) escaped
+    journal = tmp_path / "run.sqlite"
+    async with _client(ttstream_emulator) as client:
+        async with client.batch(journal=journal) as batch:
+            batch.add("a kite", key="k", size="64x48")
+            [result async for result in batch]
+        with sqlite3.connect(journal) as db:
+            db.execute(f"UPDATE jobs SET {column}=? WHERE key='k'", (value,))
+        db.close()
+        with pytest.raises(ttstream.JournalError, match=r"run\.sqlite.*malformed"):
+            async with client.batch(journal=journal):
+                pass
+
+
+async def test_a_response_id_that_echoes_the_key_is_not_journaled(tmp_path: Path) -> None:
+    from ttstream._journal import Journal
+
+    key = "journal-echoed-key-0123"
+    client = ttstream.AsyncClient(key, base_url="http://127.0.0.1:9")  # registers the key
+    journal = await Journal.open(tmp_path / "run.sqlite")
+    try:
+        await journal.start("k", "h", attempts=1)
+        await journal.progress("k", response_id=f"resp_{key}", sequence_number=3)
+        await journal.progress("k", response_id="resp_ok", sequence_number=4)
+        await journal.progress("k", response_id=f"resp_{key}", sequence_number=5)
+        row = (await journal.rows())["k"]
+    finally:
+        await journal.aclose()
+        await client.aclose()
+    assert (row.response_id, row.sequence_number) == ("resp_ok", 4)
+    stored = b"".join(path.read_bytes() for path in tmp_path.iterdir())
+    assert key.encode() not in stored
+
+
 async def test_cost_is_summed(ttstream_emulator: EmulatorServer) -> None:
     pytest.importorskip("genai_prices")
     async with _client(ttstream_emulator) as client, client.batch() as batch:

@@ -662,3 +662,104 @@ def test_a_failed_generation_over_a_websocket_is_told_in_words(
     assert part(browser, "error").is_displayed()
     assert "error-nested" in text(browser, "error-text")
     assert_no_broken_image(browser.execute_script(IMAGES_IN_FRAME))
+
+
+# A page of its own, with none of the example's CSS (no `* { box-sizing: border-box }`):
+# the element must lay itself out whatever the page's box model.
+BARE_PAGE = """<!doctype html>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<script type="module" src="/ttstream.js"></script>
+<link rel="icon" href="data:,">
+<style>body { margin: 0; height: 100dvh; display: grid; }</style>
+<ttstream-preview id="preview" previews="3" size="SIZE"></ttstream-preview>"""
+
+PLACEHOLDER = """
+const rect = (selector) => {
+  const r = document.querySelector('#preview ' + selector).getBoundingClientRect();
+  return [r.left, r.top, r.width, r.height];
+};
+return {frame: rect('.tts-frame'), ghost: rect('.tts-ghost')};
+"""
+
+
+def bare_page_app() -> ASGIApp:
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse, HTMLResponse
+    from starlette.routing import Route
+
+    from ttstream.sinks import BROWSER_MODULE
+
+    async def page(request: Any) -> HTMLResponse:
+        return HTMLResponse(BARE_PAGE.replace("SIZE", request.query_params["size"]))
+
+    async def module(request: Any) -> FileResponse:
+        return FileResponse(BROWSER_MODULE, media_type="text/javascript")
+
+    return Starlette(routes=[Route("/", page), Route("/ttstream.js", module)])
+
+
+@pytest.mark.parametrize("size", ["1024x1024", "1536x1024", "1024x1536"])
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_the_placeholder_stays_inside_the_frame_on_a_page_without_border_box(
+    browser: Any, viewport: str, size: str
+) -> None:
+    with ServerThread(bare_page_app()) as server:
+        open_page(browser, f"{server.url}/?size={size}", viewport)
+        until(browser, "document.querySelector('#preview .tts-ghost')")
+        rects = browser.execute_script(PLACEHOLDER)
+    assert_inside(rects["ghost"], *rects["frame"][2:])  # the frame starts at (0, 0)
+    assert rects["frame"][:2] == [0, 0], rects
+    assert browser.get_log("browser") == []
+
+
+SVG_WITH_SCRIPT = (
+    b"<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'"
+    b" onload='document.documentElement.dataset.ran = document.domain'>"
+    b"<rect width='8' height='8' fill='red'/></svg>"
+)
+
+
+def test_an_svg_final_image_is_shown_but_linked_as_bytes_that_cannot_run(browser: Any) -> None:
+    # The download link was a blob: URL of type image/svg+xml, which has the page's
+    # origin: opened in a tab, the SVG's script ran as the page (a model asked for an
+    # SVG can be asked for a script too)
+    import base64
+
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Mount, Route
+
+    from ttstream.sinks import SSERelay
+
+    relay = SSERelay()
+    svg = base64.b64encode(SVG_WITH_SCRIPT).decode()
+    final = ttstream.Completed(b64_json=svg, operation="generation", output_format="svg")
+    page = (
+        '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
+        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>'
+    )
+
+    async def index(request: Any) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    import anyio
+
+    async def fill() -> None:
+        await relay.send(final)
+        await relay.aclose()
+
+    anyio.run(fill)
+    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
+    with ServerThread(app) as server:
+        open_page(browser, server.url + "/", "desktop")
+        until(browser, "document.querySelector('#preview').stats.finalShown")
+        link = until(browser, "document.querySelector('#preview .tts-download').href")
+        kind = browser.execute_async_script(
+            "fetch(arguments[0]).then((r) => r.blob()).then((b) => arguments[1](b.type))", link
+        )
+        name = browser.execute_script(
+            "return document.querySelector('#preview .tts-download').download"
+        )
+    assert link.startswith("blob:")
+    assert kind == "application/octet-stream"
+    assert name == "image.svg"

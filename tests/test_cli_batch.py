@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ttstream._journal import params_hash
 from ttstream.emulator import EmulatorServer
 
 KEY = "sk-batch-0123456789abcdef"
+MAX_LINE = 1024 * 1024  # characters of one JOBS line (docs/batch.md)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,10 @@ def test_a_failed_job_exits_1_with_its_reason(
         ('{"prompt": "x", "quality": "ultra"}', "jobs.jsonl line 1: quality="),
         ('{"prompt": "x", "images": ["a.png"]}', '"images" and "mask" need --edit'),
         ('{"prompt": "x", "key": "../up"}', "key"),
+        # a lone surrogate: SQLite's UnicodeEncodeError escaped as a traceback
+        ('{"prompt": "x", "key": "x\\ud800"}', "lone surrogates"),
+        # 600 bytes: the image was paid for, then its file name was too long
+        (json.dumps({"prompt": "x", "key": "\u65e5" * 200}), "200 bytes in UTF-8"),
     ],
 )
 def test_a_bad_jobs_file_exits_2_naming_the_line(
@@ -134,6 +140,52 @@ def test_a_bad_jobs_file_exits_2_naming_the_line(
     assert run(emulator, str(jobs), "--out", str(tmp_path / "out")) == 2
     assert message in capsys.readouterr().err
     assert emulator.stream_stats.generations == before
+
+
+def test_a_deeply_nested_line_exits_2_naming_the_line(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # json.loads raises RecursionError (not a ValueError) for deep nesting: it escaped
+    # as a traceback
+    jobs = tmp_path / "jobs.jsonl"
+    depth = 200_000
+    jobs.write_text('{"prompt": "a", "x": ' + "[" * depth + "]" * depth + "}\n", "utf-8")
+    assert run(emulator, str(jobs), "--out", str(tmp_path / "out")) == 2
+    assert "jobs.jsonl line 1: JSON nested too deeply" in capsys.readouterr().err
+
+
+def test_a_line_over_the_cap_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    with jobs.open("w", encoding="utf-8") as file:
+        file.write('{"prompt": "a"}\n')
+        file.write('{"prompt": "' + "x" * (8 * MAX_LINE) + '"}\n')
+    tracemalloc.start()
+    try:
+        with pytest.raises(_cli_batch.JobsFileError, match="line 2: longer than"):
+            _cli_batch.read_jobs(jobs, edit=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the 8 MiB line was held whole before (its str: 8 MiB and more)
+    assert peak < 4 * MAX_LINE
+
+
+def test_a_line_at_the_cap_is_read(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    line = '{"prompt": "' + "x" * (MAX_LINE - 16) + '"}'
+    line += " " * (MAX_LINE - len(line))
+    jobs.write_text(line + "\r\n" + line + "\n", encoding="utf-8")
+    assert [job.line for job in _cli_batch.read_jobs(jobs, edit=False)] == [1, 2]
+
+
+def test_a_key_of_200_bytes_names_its_file(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "\u65e5" * 66 + "ab"  # 200 bytes in UTF-8
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a", "key": key, "size": "64x48"})
+    assert run(emulator, str(jobs), "--out", str(tmp_path / "out")) == 0
+    names = [path.name for path in (tmp_path / "out").iterdir()]
+    assert [name for name in names if not name.startswith(".")] == [f"{key}.png"]
 
 
 def test_a_key_on_two_lines_is_refused(
@@ -195,6 +247,7 @@ def test_the_live_display_then_ctrl_c_exits_130_and_a_rerun_continues(
     child.close()
     assert child.exitstatus == 130
     assert "interrupted" in child.before
+    assert "the same command continues" in child.before
     with sqlite3.connect(tmp_path / "out" / ".ttstream-journal.sqlite") as db:
         states = dict(db.execute("SELECT key, state FROM jobs").fetchall())
     done_before = {key for key, state in states.items() if state == "done"}

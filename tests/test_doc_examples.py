@@ -5,6 +5,7 @@ apart."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -118,3 +119,38 @@ def test_the_responses_example_runs_offline(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[1:3] == ["preview 0", "preview 1"]
     with Image.open(tmp_path / "lighthouse.png") as final:
         assert final.size == (1536, 1024)
+
+
+def test_the_observability_example_prints_the_span_of_one_generation(tmp_path: Path) -> None:
+    result = run_offline(block_with("# otel_demo.py"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    # The console exporter prints each span as one JSON object after the emulator's line.
+    span = json.loads(result.stdout.split("\n", 1)[1])
+    assert span["name"] == "image_generation gpt-image-2"
+    assert span["kind"] == "SpanKind.CLIENT"
+    assert span["attributes"]["ttstream.images"] == 1
+    names = [event["name"] for event in span["events"]]
+    assert names == ["ttstream.preview", "ttstream.preview", "ttstream.image"]
+
+
+def test_the_batch_example_runs_and_its_rerun_pays_nothing(tmp_path: Path) -> None:
+    code = block_with("# batch_demo.py")
+    first = run_offline(code, tmp_path)
+    assert first.returncode == 0, first.stderr
+    keys = sorted(line.split()[0] for line in first.stdout.splitlines()[1:])
+    assert keys == ["sku-1", "sku-2", "sku-3"]
+    again = run_offline(code, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(again.stdout.splitlines()[1:]) == sorted(first.stdout.splitlines()[1:])
+    # Done jobs came from the journal: no second file for any of them.
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
+        "sku-1.png",
+        "sku-2.png",
+        "sku-3.png",
+    ]
+
+
+def test_the_synchronous_batch_example_runs_offline(tmp_path: Path) -> None:
+    result = run_offline(block_with("client.batch(concurrency=4)"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("lighthouse True (Completed(")

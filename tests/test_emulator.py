@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -509,6 +514,43 @@ def test_the_server_listens_on_a_free_port_and_stops_cleanly() -> None:
 def test_create_app_refuses_a_negative_step_delay() -> None:
     with pytest.raises(ValueError, match="step_delay"):
         create_app(step_delay=-1)
+
+
+def test_the_command_says_what_a_client_needs_and_works_with_it() -> None:
+    """``ttstream emulator`` prints the environment for ``AsyncClient()``; with it, a
+    generation streams (no real key anywhere)."""
+    command = Path(sys.executable).parent / "ttstream"
+    with subprocess.Popen(
+        [str(command), "emulator", "--port", "0", "--step-delay", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            lines = [process.stdout.readline() for _ in range(3)]
+            settings = dict(item.split("=", 1) for item in lines[2].split(":", 1)[1].split())
+            assert settings["TTAPI_API_KEY"] == "any"
+            assert settings["TTAPI_BASE_URL"] == lines[0].split()[-1]
+            env = {k: v for k, v in os.environ.items() if not k.endswith(("_KEY", "_URL"))}
+            code = (
+                "import ttstream\n"
+                "with ttstream.Client() as client:\n"
+                "    with client.generate('a kite', model='gpt-image-2') as stream:\n"
+                "        print([type(event).__name__ for event in stream])\n"
+            )
+            result = subprocess.run(
+                [sys.executable, "-c", code],
+                env={**env, **settings},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == "['Completed']"
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
 
 
 # -- what a new user hit (issue 21) ----------------------------------------------------

@@ -57,6 +57,12 @@ def no_more(last: int = 0) -> ReconnectPolicy:
     return ReconnectPolicy(delay=0.0, max_attempts=last)
 
 
+# Attempts count consecutive failures since the last new event (issue 21 item 5): a body
+# that delivered something new and ended is followed by one more reconnection, which this
+# answer stops (WHATWG: 204 No Content means stop).
+STOP = Answer(status=204, headers=())
+
+
 async def test_requests_carry_the_sse_headers_and_events_arrive_in_order() -> None:
     with ScriptedServer(Answer([b"event: a\ndata: 1\n\n", b"data: 2\n\n"])) as server:
         got = await collect(server, reconnect=no_more())
@@ -94,11 +100,16 @@ async def test_comments_are_skipped_unless_asked_for() -> None:
 async def test_a_clean_end_reconnects_with_last_event_id_after_at_least_retry() -> None:
     first = Answer([b"retry: 150\nid: 7\ndata: a\n\n"])
     second = Answer([b"id: 8\ndata: b\n\n"])
-    with ScriptedServer(first, second) as server:
+    with ScriptedServer(first, second, STOP) as server:
         started = anyio.current_time()
         got = await collect(server, reconnect=ReconnectPolicy(delay=0.0, max_attempts=1))
         waited = anyio.current_time() - started
-    assert summary(got) == [("message", "a", "7"), ("reconnect", "7"), ("message", "b", "8")]
+    assert summary(got) == [
+        ("message", "a", "7"),
+        ("reconnect", "7"),
+        ("message", "b", "8"),
+        ("reconnect", "8"),
+    ]
     notice = got[1]
     assert notice.delay >= 0.15  # never below the server's retry, jitter only adds
     assert waited >= 0.15
@@ -108,23 +119,29 @@ async def test_a_clean_end_reconnects_with_last_event_id_after_at_least_retry() 
 async def test_a_network_error_reconnects_and_the_initial_last_event_id_is_honoured() -> None:
     first = Answer([b"data: a\n\n", 0.05], end="abort")
     second = Answer([b"data: b\n\nid: 9\ndata: c\n\n"])
-    with ScriptedServer(first, second) as server:
+    with ScriptedServer(first, second, STOP) as server:
         got = await collect(server, last_event_id="5", reconnect=no_more(1))
     assert summary(got) == [
         ("message", "a", "5"),
         ("reconnect", "5"),
         ("message", "b", "5"),
         ("message", "c", "9"),
+        ("reconnect", "9"),
     ]
-    assert [r.headers.get("last-event-id") for r in server.requests] == ["5", "5"]
+    assert [r.headers.get("last-event-id") for r in server.requests] == ["5", "5", "9"]
 
 
 async def test_a_read_timeout_mid_stream_reconnects() -> None:
     first = Answer([b"id: 1\ndata: a\n\n"], end="hang")
     second = Answer([b"id: 2\ndata: b\n\n"])
-    with ScriptedServer(first, second) as server:
+    with ScriptedServer(first, second, STOP) as server:
         got = await collect(server, reconnect=no_more(1), timeout=httpx2.Timeout(5.0, read=0.3))
-    assert summary(got) == [("message", "a", "1"), ("reconnect", "1"), ("message", "b", "2")]
+    assert summary(got) == [
+        ("message", "a", "1"),
+        ("reconnect", "1"),
+        ("message", "b", "2"),
+        ("reconnect", "2"),
+    ]
     assert "read timeout" in got[1].reason
 
 
@@ -204,10 +221,10 @@ async def test_a_redirect_within_the_origin_keeps_the_headers() -> None:
 
 async def test_json_and_content_bodies_are_sent_the_same_on_every_attempt() -> None:
     first = Answer([b"id: 1\ndata: a\n\n", 0.05], end="abort")
-    with ScriptedServer(first, Answer([b"data: b\n\n"])) as server:
+    with ScriptedServer(first, Answer([b"data: b\n\n"]), STOP) as server:
         await collect(server, method="POST", json={"prompt": "a kite"}, reconnect=no_more(1))
     bodies = [request.body for request in server.requests]
-    assert bodies == [b'{"prompt":"a kite"}'] * 2
+    assert bodies == [b'{"prompt":"a kite"}'] * 3
     assert server.requests[0].headers["content-type"] == "application/json"
 
 
@@ -298,7 +315,7 @@ async def test_a_resume_that_replays_two_events_delivers_each_event_once() -> No
 async def test_after_the_replay_a_repeated_id_is_delivered() -> None:
     first = Answer([b"id: 1\ndata: a\n\n", 0.05], end="abort")
     resumed = Answer([b"id: 1\ndata: a\n\n", b"id: 2\ndata: b\n\n", b"id: 2\ndata: c\n\n"])
-    with ScriptedServer(first, resumed) as server:
+    with ScriptedServer(first, resumed, STOP) as server:
         got = await collect(server, reconnect=no_more(1))
     assert [item.data for item in got if isinstance(item, ServerSentEvent)] == ["a", "b", "c"]
 
@@ -328,10 +345,13 @@ async def test_memory_stays_flat_over_ten_thousand_events_with_ids() -> None:
 
 
 async def test_a_resume_hook_reconnects_to_another_url_without_a_body() -> None:
+    resumes: list[Any] = []
+
     def answer(request: Any) -> Answer:
         if request.method == "POST":
             return Answer([b"data: 1\n\n", 0.05], end="abort")
-        return Answer([b"data: 2\n\n"])
+        resumes.append(request)
+        return Answer([b"data: 2\n\n"]) if len(resumes) == 1 else STOP
 
     with ScriptedServer(answer) as server:
         got = await collect(
@@ -389,3 +409,20 @@ async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
     assert key not in repr(notice)
     assert key not in caplog.text
     assert "reconnecting" in caplog.text
+
+
+async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
+    line = b'data: {"type":"x","b64_json":"QUJD"}\n\n'
+    with ScriptedServer(Answer([line])) as server:
+        plain = await collect(server, reconnect=no_more())
+        asked = await collect(server, reconnect=no_more(), decode_images=True)
+    assert plain[0].decoded is None
+    assert asked[0].decoded is not None
+    assert plain[0].data == asked[0].data == '{"type":"x","b64_json":"QUJD"}'
+
+
+async def test_event_source_is_a_thin_driver() -> None:
+    # request, response, decoder, reconnection machine: at most 12 attributes (issue 17)
+    async with httpx2.AsyncClient() as http:
+        source = EventSource(http, "GET", "http://127.0.0.1:9/events")
+        assert len(vars(source)) <= 12, sorted(vars(source))

@@ -493,10 +493,11 @@ async def test_a_bomb_is_refused_before_it_is_decoded(server: EmulatorServer) ->
     ):
         assert answer.headers["content-encoding"] == "gzip, gzip"
         raw = b""
-        async for chunk in answer.aiter_raw():
-            raw += chunk
-            if len(raw) > 4096:
-                break
+        async with contextlib.aclosing(answer.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                raw += chunk
+                if len(raw) > 4096:
+                    break
     inner = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(raw, 4096)
     event = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(inner, 100)
     assert event.startswith(b"event: image_generation.partial_image\ndata: xxx")

@@ -770,3 +770,12 @@ def test_an_openai_shaped_key_is_redacted_even_when_no_client_registered_it() ->
 
     text = redact("failed for sk-proj-abcdefghijklmnop0123 while sk-short and task-list stay")
     assert text == f"failed for {REDACTED} while sk-short and task-list stay"
+
+
+def test_a_key_shape_glued_to_an_id_or_a_digit_is_redacted_too() -> None:
+    from ttstream._secrets import REDACTED, redact
+
+    key = "sk-proj-abcdefghijklmnop0123"
+    assert redact(f"resp_{key} 1{key} task-{key[3:]}") == (
+        f"resp_{REDACTED} 1{REDACTED} task-{key[3:]}"
+    )

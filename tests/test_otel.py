@@ -180,3 +180,25 @@ async def test_without_the_api_nothing_is_recorded(
         async with stream:
             _ = [event async for event in stream]
     assert spans.get_finished_spans() == ()
+
+
+async def test_a_key_a_server_echoes_as_its_request_id_stays_out_of_the_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    import base64
+    import json
+
+    from tests.scripted_server import Answer, ScriptedServer
+
+    body = {"type": "image_generation.completed", "b64_json": base64.b64encode(b"i").decode()}
+    frame = f"event: {body['type']}\ndata: {json.dumps(body)}\n\n".encode()
+    headers = (("Content-Type", "text/event-stream"), ("x-request-id", f"req {KEY}"))
+    with ScriptedServer(Answer([frame], headers=headers)) as server:
+        async with (
+            ttstream.AsyncClient(KEY, base_url=server.url + "/v1") as c,
+            c.generate("a kite") as stream,
+        ):
+            [item async for item in stream]
+    span = only_span(spans)
+    assert (span.attributes or {})["gen_ai.response.id"] == "req [REDACTED]"
+    no_secrets_in(span)

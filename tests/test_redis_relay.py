@@ -171,6 +171,27 @@ async def test_a_late_browser_gets_the_replay_and_a_finished_one_gets_204(
     assert relay.connections == 0
 
 
+@pytest.mark.parametrize("sent", ["99999999999999999999-0", "1-18446744073709551616"])
+async def test_a_last_event_id_past_64_bits_gets_the_replay_not_a_redis_failure(
+    redis: Redis,
+    redis_server: RedisServer,
+    emulator: EmulatorServer,
+    anyio_backend: str,
+    key: str,
+    sent: str,
+) -> None:
+    # Redis refuses such an id (XRANGE: "Invalid stream ID"): the relay took it for
+    # Redis failing and answered "come back", forever, to a header the browser resends
+    api = api_of(emulator)
+    await pump(api.generate(), RedisStreamSink(redis, PREFIX + key + "big"))
+    await api.aclose()
+    ids = [e.identifier.decode() for e in await redis.xrange(PREFIX + key + "big")]
+    async with workers(redis_server, anyio_backend) as [(relay, http), _]:
+        bogus = await Browser(http, f"/previews/{key}big", last_event_id=sent).run()
+    assert bogus.ids == ids  # not one of ours: the replay from the start
+    assert relay.connections == 0
+
+
 async def test_many_browsers_on_one_worker_share_its_reads(
     redis: Redis,
     redis_server: RedisServer,

@@ -152,13 +152,14 @@ class Browser:
     async def run(self) -> Browser:
         async with self.http.stream("GET", self.url, headers=self.headers) as response:
             self.response = response
-            async for chunk in response.aiter_raw():
-                self.raw += chunk
-                for event in self.decoder.feed(chunk):
-                    self.events.append(event)
-                    if event.id == self.leave_after:
-                        self.done = True
-                        return self  # leaving the block closes the connection
+            async with contextlib.aclosing(response.aiter_raw()) as chunks:
+                async for chunk in chunks:
+                    self.raw += chunk
+                    for event in self.decoder.feed(chunk):
+                        self.events.append(event)
+                        if event.id == self.leave_after:
+                            self.done = True
+                            return self  # leaving the block closes the connection
             self.events += self.decoder.close()
         self.done = True
         return self
@@ -584,6 +585,26 @@ async def test_viewers_need_a_token_for_this_job(api: Api, anyio_backend: str) -
         assert [e.event for e in SSEDecoder().feed(response.content)] == NAMES
 
 
+async def test_a_query_of_many_fields_is_refused_not_a_server_error(
+    api: Api, anyio_backend: str
+) -> None:
+    # parse_qs raised ValueError past 32 fields: it escaped the relay (a 500 and a
+    # traceback in the server's log) instead of the 403 every bad token gets
+    from ttstream.sinks import sign_viewer_token
+
+    relay = SSERelay(token_secret=SECRET, job_key="job-1")
+    await pump(api.generate(), relay)
+    good = sign_viewer_token("job-1", secret=SECRET, ttl=60)
+    async with (
+        serving(relay_app(relay), anyio_backend) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        many = await http.get(f"/events?{'&'.join(['a=1'] * 40)}&token={good}")
+        some = await http.get(f"/events?{'&'.join(['a=1'] * 8)}&token={good}")
+    assert (many.status_code, many.content) == (403, b"You are not allowed to watch this job.\n")
+    assert some.status_code == 200
+
+
 @pytest.mark.parametrize("asynchronous", [False, True])
 async def test_authorize_decides_with_the_scope_and_the_job_key(
     anyio_backend: str, asynchronous: bool
@@ -677,16 +698,75 @@ async def test_what_reaches_browsers_is_redacted_and_never_a_sink_error(
     }
 
 
-async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
+def echoing_the_key(key: str) -> list[StreamItem]:
+    """Events of a server that echoes the caller's key into every text field it has."""
+    png = base64.b64encode(b"\x89PNG not really").decode()
+    fields = {
+        "operation": "generation",
+        "size": key,
+        "quality": f"Authorization: Bearer {key}",
+        "background": key,
+        "output_format": key,
+    }
+    usage = ttstream.Usage(input_tokens=1, extra={"note": key, key: [key]})
+    return [
+        ttstream.PartialImage(b64_json=png, index=0, **fields),
+        Completed(b64_json=png, usage=usage, **fields),
+        Completed(b64_json=None, url=f"https://cdn.test/i.png?key={key}", **fields),
+    ]
+
+
+async def test_a_key_a_server_echoes_in_any_field_never_reaches_browsers(
+    anyio_backend: str,
+) -> None:
+    key = "emulator-echoed-key-0123"
+    client = ttstream.AsyncClient(key, base_url="http://127.0.0.1:9")  # registers the key
     relay = SSERelay()
-    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
-    await relay.send(Completed(b64_json=svg, operation="generation", output_format="svg"))
+    for item in echoing_the_key(key):
+        await relay.send(item)
+    await relay.aclose()
+    body = b"".join(await bodies_after_the_end(relay)).decode()
+    await client.aclose()
+    assert [e.event for e in SSEDecoder().feed(body.encode())][:3] == [
+        "partial_image",
+        "completed",
+        "completed",
+    ]
+    assert key not in body
+    assert "[REDACTED]" in body
+
+
+async def relayed_completed(b64: str, output_format: str) -> dict[str, Any]:
+    """The data of the ``completed`` event a relay sends for this final image."""
+    relay = SSERelay()
+    await relay.send(Completed(b64_json=b64, operation="generation", output_format=output_format))
     await relay.aclose()
     body = b"".join(await bodies_after_the_end(relay))
     [completed] = [e for e in SSEDecoder().feed(body) if e.event == "completed"]
-    data = json.loads(completed.data)
+    data: dict[str, Any] = json.loads(completed.data)
+    return data
+
+
+async def test_an_svg_image_is_relayed_as_image_svg_xml() -> None:
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
+    data = await relayed_completed(svg, "svg")
     assert data["media_type"] == "image/svg+xml"
     assert data["image"] == f"data:image/svg+xml;base64,{svg}"
+
+
+@pytest.mark.parametrize(
+    "output_format",
+    ["svg+xml,<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>#", "PNG;x", "a" * 40],
+)
+async def test_an_output_format_never_shapes_the_data_url_beyond_its_type(
+    output_format: str,
+) -> None:
+    # "image/" + the server's text made the data: URL: a comma ended its type and
+    # "data:image/svg+xml,<svg onload=...>#;base64,..." was an SVG of the server's choice
+    png = base64.b64encode(b"\x89PNG not really").decode()
+    data = await relayed_completed(png, output_format)
+    assert data["media_type"] == "application/octet-stream"
+    assert data["image"] == f"data:application/octet-stream;base64,{png}"
 
 
 async def test_settings_of_viewers_are_checked() -> None:

@@ -447,3 +447,94 @@ def test_partials_decoded_on_arrival_equal_the_text_path(name: str) -> None:
     text = feed(ResponsesInterpreter(), events, 4096, decode_images=False)
     assert fast == text  # equal events: same fields, same base64
     assert [e.image_bytes for e in fast] == [e.image_bytes for e in text]
+
+
+# Issue 21 item 2: an image the server sent is delivered, or the stream fails typed.
+
+
+def without_image_events(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The stream with every event of the image item taken out, except the copy inside
+    ``response.completed``."""
+    return [
+        dict(e)
+        for e in events
+        if not e["type"].startswith("response.image_generation_call")
+        and (e.get("item") or {}).get("type") != "image_generation_call"
+    ]
+
+
+@pytest.mark.parametrize("pad", [0, 100_000], ids=["small", "large"])
+def test_an_image_only_in_response_completed_is_delivered(pad: int) -> None:
+    events = recording("openai_normal")
+    expected = image_item(events)["result"]
+    cut = without_image_events(events)
+    if pad:  # a large response.completed: its image strings are cut out before parsing
+        cut[-1]["response"]["instructions"] = "x" * pad
+    interpreter = ResponsesInterpreter()
+    out = feed(interpreter, cut)
+    assert [type(e) for e in out] == [Completed]
+    assert out[0].image_bytes == decoded(expected)
+    assert (out[0].item_id, out[0].output_index) == ("ig_68b1c0ffee0001", 0)
+    assert interpreter.done
+    assert interpreter.response is not None
+    assert interpreter.response.output[0]["result"] is None
+
+
+def test_two_images_only_in_response_completed_fail_typed() -> None:
+    cut = without_image_events(recording("openai_normal"))
+    output = cut[-1]["response"]["output"]
+    output.append({**output[0], "id": "ig_second"})
+    with pytest.raises(MalformedEventError, match="2 image items"):
+        feed(ResponsesInterpreter(), cut)
+
+
+def test_an_image_done_with_a_lower_sequence_number_is_delivered() -> None:
+    events = [dict(e) for e in recording("openai_normal")]
+    for event in events:
+        if event["type"] in (
+            "response.output_item.done",
+            "response.image_generation_call.completed",
+        ) and (event.get("item") or {}).get("type", "image_generation_call") == (
+            "image_generation_call"
+        ):
+            event["sequence_number"] = 3  # below the partials' 5 and 6
+    interpreter = ResponsesInterpreter()
+    out = feed(interpreter, events)
+    assert [type(e) for e in out] == [PartialImage, PartialImage, Completed]
+    assert out[-1].image_bytes == decoded(image_item(events)["result"])
+    assert interpreter.done
+
+
+def test_a_replayed_image_event_is_not_delivered_twice() -> None:
+    events = recording("openai_normal")
+    done = of_type(events, "response.output_item.done")[0]
+    replayed = [*events[:9], dict(done), *events[9:]]
+    out = feed(ResponsesInterpreter(), replayed)
+    assert [type(e) for e in out] == [PartialImage, PartialImage, Completed]
+
+
+def test_an_image_handled_by_another_process_is_not_delivered_again() -> None:
+    events = recording("openai_normal")
+    late = [*events[:10], *of_type(events, "response.output_item.done")[:1], *events[10:]]
+    out = feed(ResponsesInterpreter(starting_after=8), late[9:])
+    assert out == []
+
+
+# Issue 21 item 17: empty image strings are malformed, as the Images API's b64_json.
+
+
+@pytest.mark.parametrize("decode_images", [True, False])
+def test_an_empty_partial_image_is_malformed(decode_images: bool) -> None:
+    events = [dict(e) for e in recording("openai_normal")]
+    for event in of_type(events, "response.image_generation_call.partial_image"):
+        event["partial_image_b64"] = ""
+    with pytest.raises(MalformedEventError, match="'partial_image_b64' is empty"):
+        feed(ResponsesInterpreter(), events, decode_images=decode_images)
+
+
+def test_an_empty_result_is_malformed() -> None:
+    events = [dict(e) for e in recording("openai_normal")]
+    for event in of_type(events, "response.output_item.done")[:1]:
+        event["item"] = {**event["item"], "result": ""}
+    with pytest.raises(MalformedEventError, match="empty 'result'"):
+        feed(ResponsesInterpreter(), events)

@@ -4,6 +4,7 @@ HTTP, read by ttstream's SSEDecoder and ResponsesInterpreter, and by the officia
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 from collections.abc import Iterator
@@ -48,8 +49,9 @@ class Reader:
         """Reads the body; False when the connection broke before its end."""
         decoder = SSEDecoder()
         try:
-            async for chunk in response.aiter_bytes():
-                self.take(decoder.feed(chunk))
+            async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+                async for chunk in chunks:
+                    self.take(decoder.feed(chunk))
         except httpx2.TransportError:
             return False
         self.take(decoder.close())

@@ -455,3 +455,132 @@ def test_a_retry_of_any_length_is_taken_and_capped(value: str, expected: int) ->
     decoder = SSEDecoder()
     decoder.feed(f"retry: {value}\ndata: x\n\n".encode())
     assert decoder.retry == expected
+
+
+# -- a generic layer: explicit fields, a hook for data lines, no I/O (issue 17 item 3) --
+
+
+def test_what_the_decoder_knows_is_in_explicit_fields() -> None:
+    (first,) = decode(b"id: 1\ndata: a\n\n")
+    decoder = SSEDecoder()
+    decoder.last_event_id = "seeded"
+    (seeded,) = decode(b"data: b\n\n", decoder=decoder)
+    (own,) = decode(b"id: 2\ndata: c\n\n")
+    assert (first.id_in_body, seeded.id_in_body, own.id_in_body) == (True, False, True)
+    assert ServerSentEvent(data="x").id_in_body  # made by hand: its id is its own
+    long_line = "x" * 200_000
+    raw = f"data: {long_line}\n\n".encode()
+    (split,) = decode(raw[:70_000], raw[70_000:], decoder=SSEDecoder(decode_images=False))
+    assert len(split.pieces) > 1
+    assert split.decoded is None
+    assert split.data == long_line
+    assert split.pieces == (long_line,)
+    (fast,) = decode(_IMAGE_LINE)
+    assert fast.decoded is not None
+    assert fast.data == '{"type":"x","b64_json":"QUJD","n":1}'
+
+
+class Upper:
+    """A toy line hook: takes every data line whose value starts with ``{`` and keeps
+    its bytes; its product's text is the line as it arrived."""
+
+    class Line:
+        def __init__(self) -> None:
+            self.raw = bytearray()
+
+        def feed(self, data: bytes | bytearray, start: int, end: int) -> None:
+            self.raw += data[start:end]
+
+        def take_run(self, data: bytes) -> bool:
+            return False
+
+        def end(self, data: bytes | bytearray, start: int, end: int) -> Upper.Made:
+            self.raw += data[start:end]
+            return Upper.Made(self.raw.decode())
+
+    class Made:
+        def __init__(self, text: str) -> None:
+            self._text = text
+
+        def text(self) -> str:
+            return self._text
+
+        def __len__(self) -> int:
+            return len(self._text)
+
+    def wants(self, value: memoryview) -> bool:
+        return value[:1].tobytes() == b"{"
+
+    def start(self) -> Upper.Line:
+        return Upper.Line()
+
+
+@pytest.mark.parametrize("cut", [None, 3, 9])
+def test_a_line_hook_takes_the_first_data_line_and_the_events_stay_the_same(
+    cut: int | None,
+) -> None:
+    raw = b'data: {"a": 1}\n\ndata: plain\n\n'
+    pieces = [raw] if cut is None else [raw[:cut], raw[cut:]]
+    hooked = decode(*pieces, decoder=SSEDecoder(line_hook=Upper()))  # type: ignore[arg-type]
+    plain = decode(*pieces, decoder=SSEDecoder(decode_images=False))
+    assert [e.data for e in hooked] == [e.data for e in plain] == ['{"a": 1}', "plain"]
+    assert isinstance(hooked[0].decoded, Upper.Made)
+    assert hooked[1].decoded is None
+
+
+CORE = ["sse", "_reconnect", "_imagehook", "_imageline", "events", "_responses", "_interpret"]
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_the_protocol_core_imports_no_io_and_hands_out_nothing_lazily(name: str) -> None:
+    import ast
+    import importlib
+    import pathlib
+
+    module = importlib.import_module(f"ttstream.{name}")
+    tree = ast.parse(pathlib.Path(str(module.__file__)).read_text())
+    imported = set()
+    for node in ast.walk(tree):  # function-level imports too
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    io_modules = {"anyio", "httpx2", "httpx", "aiohttp", "trio", "asyncio", "socket"}
+    ours_above = {"_eventsource", "stream", "client", "_connect", "_body", "_transport", "sinks"}
+    assert not (io_modules | ours_above) & imported
+    assert not any(
+        isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in tree.body
+    )
+
+
+def test_the_old_path_of_event_source_still_works() -> None:
+    import ttstream
+    from ttstream.sse import EventSource as old_path
+
+    assert old_path is ttstream.EventSource
+
+
+def test_the_decoder_keeps_no_image_knowledge_of_its_own() -> None:
+    decoder = SSEDecoder(decode_images=False)
+    assert decoder.line_hook is None
+    assert SSEDecoder().line_hook is not None  # the Images layer's hook, by default
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(alphabet="ab\u00e9\u4e2d", min_size=0, max_size=20_000).map(lambda t: t * 9),
+    st.lists(st.integers(min_value=1, max_value=40_000), max_size=6),
+)
+def test_a_fingerprint_does_not_depend_on_the_chunking(text: str, cuts: list[int]) -> None:
+    from ttstream.sse import fingerprint
+
+    raw = f"event: e\ndata: {text}x\n\n".encode()
+    bounds = sorted({min(cut, len(raw)) for cut in cuts})
+    pieces = [raw[a:b] for a, b in zip([0, *bounds], [*bounds, len(raw)], strict=True)]
+    (whole_body,) = decode(raw)
+    (chunked,) = decode(*pieces)
+    for whole in (True, False):
+        assert fingerprint(chunked, whole=whole) == fingerprint(whole_body, whole=whole)
+    (other,) = decode(f"event: e\ndata: {text}y\n\n".encode())
+    assert fingerprint(other) != fingerprint(whole_body)
+    assert fingerprint(other, whole=False) != fingerprint(whole_body, whole=False)

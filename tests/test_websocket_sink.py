@@ -3,6 +3,7 @@ asyncio and trio) and over real loopback (uvicorn with wsproto, read with httpx-
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
@@ -482,6 +483,36 @@ async def test_reasons_and_errors_reach_the_browser_redacted() -> None:
     assert all(key not in text for text in sent)
     assert json.loads(sent[0])["reason"] == "echo [REDACTED]"
     assert json.loads(sent[1])["type"] == "error"
+
+
+def test_a_key_a_server_echoes_in_any_field_never_reaches_the_socket(
+    anyio_backend: Literal["asyncio", "trio"],
+) -> None:
+    key = "emulator-echoed-key-0123"
+    client = ttstream.AsyncClient(key, base_url="http://127.0.0.1:9")  # registers the key
+    png = base64.b64encode(b"\x89PNG not really").decode()
+    fields = {"size": key, "quality": f"api_key={key}", "background": key, "output_format": key}
+    usage = ttstream.Usage(input_tokens=1, extra={"note": key, key: [key]})
+    items: list[StreamItem] = [
+        ttstream.PartialImage(b64_json=png, index=0, operation="generation", **fields),
+        Completed(b64_json=png, usage=usage, operation="generation", **fields),
+    ]
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await serve_generations(websocket, listed(items))
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    with TestClient(app, backend=anyio_backend) as http, http.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "job": "k", "params": {}})
+        texts = []
+        while not texts or json.loads(texts[-1])["type"] not in ("end", "error"):
+            message = ws.receive()
+            if "text" in message:
+                texts.append(message["text"])
+    del client
+    # (serve_generations' policy "latest" may skip the preview)
+    assert [json.loads(text)["type"] for text in texts][-2:] == ["completed", "end"]
+    assert all(key not in text for text in texts)
 
 
 def test_a_job_whose_sink_refuses_an_image_ends_with_an_error_frame(

@@ -6,6 +6,7 @@ The public surface is re-exported here; ``ttstream.sse``, ``ttstream.events`` an
 
 from . import sinks
 from ._azure import AsyncAzureClient, AzureClient
+from ._eventsource import EventSource
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -44,7 +45,7 @@ from ._sync import Client, SyncImageStream
 from .batch import Batch, JobResult, SyncBatch
 from .client import AsyncClient
 from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
-from .sse import Comment, EventSource, ServerSentEvent, SSEDecoder
+from .sse import Comment, ServerSentEvent, SSEDecoder
 from .stream import Event, ImageStream, StreamItem
 
 __version__ = "0.1.0"

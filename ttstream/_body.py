@@ -21,6 +21,7 @@ Content-Encoding rules (RFC 9110, section 8.4):
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import AsyncGenerator, Iterator
 
@@ -135,15 +136,18 @@ async def aiter_bounded(
         return
     coding = _coding(response)
     inflater = None if coding is None else _Inflater(coding)
-    async for raw in response.aiter_raw():
-        if inflater is not None:
-            for piece in inflater.decode(raw, read_limit):
-                yield piece
-        elif len(raw) <= read_limit:
-            yield raw
-        else:
-            for start in range(0, len(raw), read_limit):
-                yield raw[start : start + read_limit]
+    # Closed on every way out (an early aclose() of this generator included), never
+    # left to the garbage collector (trio warns of each one it finalizes).
+    async with contextlib.aclosing(response.aiter_raw()) as raws:
+        async for raw in raws:
+            if inflater is not None:
+                for piece in inflater.decode(raw, read_limit):
+                    yield piece
+            elif len(raw) <= read_limit:
+                yield raw
+            else:
+                for start in range(0, len(raw), read_limit):
+                    yield raw[start : start + read_limit]
 
 
 async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearray, bool]:

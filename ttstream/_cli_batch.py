@@ -34,6 +34,7 @@ import anyio
 import attrs
 
 from ._cli_output import clean, terminal_console
+from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
 from .batch import Batch, JobResult
 from .client import AsyncClient
@@ -113,17 +114,22 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
     keys: dict[str, int] = {}
     base = path.parent
     with path.open(encoding="utf-8", errors="surrogateescape") as file:
-        for number, text in enumerate(file, start=1):
+        # readline with a limit: a line longer than the cap is refused without being
+        # held whole in memory
+        lines = iter(lambda: file.readline(_MAX_LINE + 2), "")
+        for number, text in enumerate(lines, start=1):
+            where = f"{path.name} line {number}"
+            if len(text.rstrip("\r\n")) > _MAX_LINE:
+                raise JobsFileError(f"{where}: longer than {_MAX_LINE} characters")
             if _NOT_UTF8.search(text):
-                raise JobsFileError(f"{path.name} line {number}: not UTF-8 text")
+                raise JobsFileError(f"{where}: not UTF-8 text")
             text = text.strip()
             if not text or text.startswith("#"):
                 continue
-            where = f"{path.name} line {number}"
-            if len(text) > _MAX_LINE:
-                raise JobsFileError(f"{where}: longer than {_MAX_LINE} characters")
             try:
                 obj = json.loads(text)
+            except RecursionError:
+                raise JobsFileError(f"{where}: JSON nested too deeply") from None
             except ValueError as exc:
                 raise JobsFileError(f"{where}: not JSON ({exc})") from None
             if not isinstance(obj, dict):
@@ -305,7 +311,9 @@ class _Display:
 
 def _money(cost: decimal.Decimal | None, unpriced: int) -> str:
     if cost is None:
-        return "unknown" if unpriced else "$0"
+        if not unpriced:
+            return "$0"
+        return "unknown" if pricing_available() else "unknown (the cost extra prices it)"
     text = f"${cost:.4f}"
     return f"{text} (+{unpriced} job(s) unpriced)" if unpriced else text
 
@@ -387,4 +395,12 @@ def run(
         except JobsFileError as exc:
             print(f"ttstream: error: {clean(exc, 1000, secrets=secrets)}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            journal = Path(args.journal) if args.journal else Path(args.out) / JOURNAL_NAME
+            print(
+                "ttstream: interrupted; the same command continues where this run stopped "
+                f"(journal {clean(journal, 300, secrets=secrets)})",
+                file=sys.stderr,
+            )
+            return 130
     return 0 if ok else 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from .events import Usage
 
-__all__ = ["PROVIDER", "estimate_cost", "usage_totals"]
+__all__ = ["PROVIDER", "estimate_cost", "pricing_available", "usage_totals"]
 
 PROVIDER = "openai"
 """The provider whose prices are used: the image models' maker, whatever the gateway."""
@@ -44,6 +44,16 @@ def usage_totals(usages: Iterable[Usage | None]) -> dict[str, int] | None:
     return totals
 
 
+@functools.cache
+def pricing_available() -> bool:
+    """Whether the price table is installed (the ``cost`` extra, ``genai-prices``)."""
+    try:
+        import genai_prices  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def estimate_cost(model: str | None, usages: Iterable[Usage | None]) -> decimal.Decimal | None:
     """The estimated price in US dollars of images of ``model`` with these usages (one
     per image), or ``None`` when unknown (see the module docstring).
@@ -54,9 +64,7 @@ def estimate_cost(model: str | None, usages: Iterable[Usage | None]) -> decimal.
     totals = usage_totals(usages)
     if model is None or not totals or "output_tokens" not in totals:
         return None
-    try:
-        import genai_prices  # noqa: F401 - checked here: _price caches its answers
-    except ImportError:
+    if not pricing_available():
         return None
     return _price(
         model,

@@ -10,11 +10,18 @@ policy's delay); a 204 answer stops it for good; any other non-2xx status or a
 
 ttstream adds what a client facing hostile servers needs (docs/reconnection.md):
 retries before the first byte (``max_retries``, the official SDKs' rules), a bounded
-number of reconnections and a time budget (:class:`~ttstream.ReconnectPolicy`), capped
-backoff with jitter that never waits less than the server asked, a read timeout that
-reconnects like a broken connection, the skipping of events a server replays after a
-resume (O(1) memory), an overall ``deadline``, a size cap per event, and cleanup that
-is shielded and bounded. It knows nothing of the Images API.
+number of consecutive failed reconnections and a time budget
+(:class:`~ttstream.ReconnectPolicy`), capped backoff with jitter that never waits less
+than the server asked, a read timeout that reconnects like a broken connection, the
+skipping of events a server replays after a resume (same id and content; O(1) memory),
+an overall ``deadline``, a size cap per event, and cleanup that is shielded and bounded.
+It knows nothing of the Images API.
+
+This module is a driver: it builds the requests, holds the response, feeds the decoder
+(``ttstream.sse``) and does what the reconnection state machine
+(:class:`ttstream._reconnect.Reconnection`, no I/O) decides. Every wait it makes (a read,
+a reconnection wait, a reconnection's request) runs in one cancel scope that
+:meth:`EventSource.aclose` and :meth:`EventSource.restart` cancel from any task.
 """
 
 from __future__ import annotations
@@ -22,20 +29,22 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeAlias, TypeVar
 
 import anyio
+import attrs
 import httpx2
 
-from . import _secrets
+from . import _secrets, sse
 from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
-from ._exceptions import ProtocolError, ValidationError
-from ._reconnect import Reconnecting, ReconnectPolicy
-from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder, id_in_body
+from ._exceptions import APIConnectionError, ProtocolError, ValidationError
+from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State
+from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder
 
 __all__ = ["EventSource", "SourceItem"]
 
@@ -45,7 +54,6 @@ SourceItem: TypeAlias = "ServerSentEvent | Comment | Reconnecting"
 """What an :class:`EventSource` yields."""
 
 _T = TypeVar("_T")
-_RECENT_IDS = 64  # delivered ids remembered to recognise a replay after a resume
 _DEFAULT_POLICY = ReconnectPolicy()
 
 
@@ -57,6 +65,45 @@ class _NoContent:
 
     async def __anext__(self) -> bytes:
         raise StopAsyncIteration
+
+
+@attrs.define
+class _Target:
+    """What each request of the stream sends (a resume hook may move it elsewhere)."""
+
+    method: str
+    url: httpx2.URL
+    headers: dict[str, str]
+    content: bytes | None
+    timeout: httpx2.Timeout | None
+    max_retries: int
+    resume: Callable[[], tuple[str, str] | None] | None
+
+    def move(self, method: str, url: str) -> None:
+        """Resumes at ``url`` with ``method``, without a body."""
+        self.method, self.url, self.content = method, httpx2.URL(url), None
+        self.headers.pop("Content-Type", None)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+@contextmanager
+def _plain_cancellation() -> Iterator[None]:
+    """Re-raises an exception group made only of cancellations (trio's own nursery in a
+    TCP connect, cancelled from outside) as the plain cancellation, as ``pump`` does."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if leaves and all(isinstance(exc, anyio.get_cancelled_exc_class()) for exc in leaves):
+            raise leaves[0] from None
+        raise
 
 
 class EventSource:
@@ -96,9 +143,11 @@ class EventSource:
         idempotent: ``False`` when sending the request again without
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
-        decode_images: decode each event's image base64 while it arrives
-            (``SSEDecoder(decode_images=...)``; docs/fast.md): ``False`` keeps events
-            as text, for a consumer that only forwards the base64.
+        decode_images: install the Images layer's fast path on the decoder: each
+            event's image base64 is decoded while it arrives (``SSEDecoder(
+            decode_images=...)``; docs/fast.md). ``False`` (the default: a generic
+            stream) keeps every event as text; an :class:`~ttstream.ImageStream` turns
+            it on unless its consumer only forwards the base64.
         resume: for protocols that resume at another URL than the stream's (the
             Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
             at each reconnection, it returns the ``(method, url)`` to resume from (sent
@@ -135,7 +184,7 @@ class EventSource:
         deadline: float | None = None,
         idempotent: bool = True,
         resume: Callable[[], tuple[str, str] | None] | None = None,
-        decode_images: bool = True,
+        decode_images: bool = False,
     ) -> None:
         if json is not None and content is not None:
             raise ValidationError("content", "<bytes>", "either json= or content=, not both")
@@ -145,10 +194,7 @@ class EventSource:
             raise ValidationError("max_retries", max_retries, "an int >= 0")
         if "\0" in last_event_id or "\n" in last_event_id or "\r" in last_event_id:
             raise ValidationError("last_event_id", last_event_id, "an id without NUL, CR or LF")
-        self._http = http_client
-        self._method = method
-        self._url = httpx2.URL(url)
-        self._headers = {
+        headers = {
             "Accept": "text/event-stream",
             "Accept-Encoding": ACCEPT_ENCODING,
             "Cache-Control": "no-cache",
@@ -156,42 +202,36 @@ class EventSource:
         }
         if json is not None:
             content = jsonlib.dumps(json, separators=(",", ":")).encode()
-            self._headers.setdefault("Content-Type", "application/json")
-        self._content = content
-        self._policy = reconnect
-        self._comments = comments
-        self._max_retries = max_retries
-        self._timeout = timeout
+            headers.setdefault("Content-Type", "application/json")
+        self._http = http_client
+        self._target = _Target(
+            method, httpx2.URL(url), headers, content, timeout, max_retries, resume
+        )
         self._deadline = Deadline(deadline)
-        self._idempotent = idempotent
-        self._resume = resume
         self._decoder = SSEDecoder(max_event_bytes, decode_images=decode_images)
         self._decoder.last_event_id = last_event_id
+        self._feed = self._decoder.feed_all if comments else self._decoder.feed
+        self._machine = Reconnection(reconnect, clock=anyio.current_time, idempotent=idempotent)
         self._pending: deque[ServerSentEvent | Comment] = deque()
         self._response: httpx2.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
-        self._read_scope: anyio.CancelScope | None = None
-        self._closed = False
-        self._stopped = False  # a 204 answer: the server said stop
-        self._restart = False
-        self._reopen_delay: float | None = None
-        self._reopen_note = ""  # for the log line when the reconnection starts
-        # Reconnection accounting, and replay detection after a resume: the resumed id
-        # (or None outside a resumed body's replay) and hashes of recently delivered ids.
-        self._attempts = 0
-        self._regenerations = 0
-        self._first_break_at: float | None = None
-        self._replaying: str | None = last_event_id or None
-        self._recent: deque[int] = deque(maxlen=_RECENT_IDS)
-        self.connections = 0
-        """How many 2xx stream responses were received so far."""
+        # The reader's current wait (a read, a reconnection wait, a connection): aclose()
+        # and restart() from another task cancel it.
+        self._scope: anyio.CancelScope | None = None
         self.request_id: str | None = None
         """The server's ``x-request-id`` for the latest answer."""
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._response is not None else "idle"
+        closed = self._machine.state is State.CLOSED
+        state = "closed" if closed else "open" if self._response is not None else "idle"
         last = _secrets.redact(self.last_event_id)  # server text: it may echo the key
-        return f"<EventSource {state} {self._method} {self._url} last_event_id={last!r}>"
+        target = self._target
+        return f"<EventSource {state} {target.method} {target.url} last_event_id={last!r}>"
+
+    @property
+    def connections(self) -> int:
+        """How many 2xx stream responses were received so far."""
+        return self._machine.connections
 
     @property
     def last_event_id(self) -> str:
@@ -209,7 +249,7 @@ class EventSource:
         return self._deadline.at
 
     async def __aenter__(self) -> EventSource:
-        await self._guarded(self._ensure_open)
+        await self._guarded(self._open_first)
         return self
 
     async def __aexit__(
@@ -224,7 +264,7 @@ class EventSource:
         return self
 
     async def __anext__(self) -> SourceItem:
-        if self._closed:
+        if self._machine.state is State.CLOSED:
             raise StopAsyncIteration
         item = await self._guarded(self._next)
         if item is None:
@@ -234,28 +274,29 @@ class EventSource:
 
     def restart(self) -> None:
         """Drops the current connection and reconnects at once (with ``Last-Event-ID``),
-        for callers that detect staleness themselves. A read in progress in another task
-        is interrupted; the iterator then yields a :class:`Reconnecting` notice
-        (``delay=0``). A restart does not count against ``max_attempts``."""
-        self._restart = True
-        if self._read_scope is not None:
-            self._read_scope.cancel()
+        for callers that detect staleness themselves. A read (or a reconnection wait) in
+        progress in another task is interrupted; the iterator then yields a
+        :class:`Reconnecting` notice (``delay=0``). A restart does not count against
+        ``max_attempts``."""
+        self._machine.request_restart()
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def aclose(self) -> None:
         """Closes the current response and ends the stream. Idempotent; shielded and
         bounded (``ttstream._bounds.CLEANUP_TIMEOUT``). Called from another task while
-        this one reads (a UI's "cancel"), it interrupts that read, which then ends the
-        iteration; nothing is ever sent again."""
-        self._closed = True
+        this one reads or waits to reconnect (a UI's "cancel"), it interrupts that read
+        or wait at once, which then ends the iteration; nothing is ever sent again."""
+        self._machine.close()
         self._pending.clear()
-        if self._read_scope is not None:
-            self._read_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
         await self._release()
 
     async def _release(self) -> None:
         """Closes the current response. The body's iterator is closed by the task that
         reads it: while another task is inside a read, that task closes it."""
-        reading = self._read_scope is not None
+        reading = self._scope is not None
         chunks, response = self._chunks, self._response
         self._response = None
         steps = []
@@ -272,7 +313,7 @@ class EventSource:
     async def _guarded(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """Runs one step under the deadline; closes the stream if it fails."""
         try:
-            with self._deadline.scope():
+            with _plain_cancellation(), self._deadline.scope():
                 return await step()
         except BaseException:
             await self.aclose()
@@ -281,68 +322,94 @@ class EventSource:
         raise self._deadline.error()
 
     def _request(self) -> httpx2.Request:
-        headers = dict(self._headers)
+        target = self._target
+        headers = dict(target.headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
         return self._http.build_request(
-            self._method,
-            self._url,
+            target.method,
+            target.url,
             headers=headers,
-            content=self._content,
-            timeout=httpx2.USE_CLIENT_DEFAULT if self._timeout is None else self._timeout,
+            content=target.content,
+            timeout=httpx2.USE_CLIENT_DEFAULT if target.timeout is None else target.timeout,
         )
 
-    async def _ensure_open(self) -> None:
-        if self._closed:
+    async def _open_first(self) -> None:
+        if self._machine.state is State.CLOSED:
             raise StopAsyncIteration  # closed (maybe by another task): never send again
-        if self._response is not None or self._stopped:
-            return
-        if self._reopen_delay is not None:
-            delay, self._reopen_delay = self._reopen_delay, None
-            note = _secrets.redact(self._reopen_note)  # a server may echo the key in ids
-            logger.warning("reconnecting to %s in %.2f s (%s)", self._url, delay, note)
-            await anyio.sleep(delay)
-            if self._closed:  # closed by another task while waiting
-                raise StopAsyncIteration
-        request = self._request()
-        response = self._response = await send(self._http, request, max_retries=self._max_retries)
+        if self._response is None and not self._machine.connections:
+            await self._connect()
+
+    async def _connect(self) -> Reconnecting | None:
+        """Waits for the planned reconnection, if any, then sends the request. Returns a
+        notice when the request failed with a network error and the machine plans
+        another attempt; ``None`` when connected, or when ``aclose()`` / ``restart()``
+        interrupted the wait or the request (the caller's loop then sees why)."""
+        machine = self._machine
+        response: httpx2.Response | None = None
+        try:
+            with anyio.CancelScope() as self._scope:
+                if machine.state is State.WAITING:
+                    await anyio.sleep(machine.wait_left())
+                    machine.connecting()
+                target = self._target
+                response = await send(self._http, self._request(), max_retries=target.max_retries)
+        except APIConnectionError as exc:  # timeouts too: a network error
+            if not machine.connections:
+                raise  # before the stream started, send()'s retries were the policy
+            notice = self._plan(f"reconnecting failed ({exc})")
+            if notice is None:
+                raise
+            return notice
+        finally:
+            self._scope = None
+        if response is None:
+            return None
+        if machine.state is State.CLOSED:  # closed by another task as the answer came
+            await close_bounded(response.aclose)
+            return None
+        self._response = response
         self.request_id = response.headers.get("x-request-id")
         if response.status_code == 204:
-            self._stopped = True  # WHATWG: 204 No Content means stop reconnecting
+            machine.opened(no_content=True)  # WHATWG: 204 No Content means stop
             self._chunks = _NoContent()
-            return
+            return None
         content_type = response.headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != "text/event-stream":
             raise ProtocolError(
                 f"a stream request was answered with Content-Type {content_type[:100]!r}, "
                 "expected 'text/event-stream'"
             )
-        self.connections += 1
+        machine.opened()
         self._chunks = aiter_bounded(response)  # decoded 64 KiB at a time at most
+        return None
 
     async def _next(self) -> SourceItem | None:
+        machine = self._machine
         while True:
-            if self._closed:
+            if machine.state is State.CLOSED:
                 await self._release()  # closed by another task during a read
                 return None
             while self._pending:
                 item = self._pending.popleft()
-                if isinstance(item, Comment) or self._deliver(item):
+                if isinstance(item, Comment) or machine.deliver(item):
                     return item
-            if self._restart:
-                self._restart = False
-                return await self._reconnect_now()
-            await self._ensure_open()
-            assert self._chunks is not None
-            chunk: bytes | None = None
+            if machine.restart_requested:
+                await self._release()
+                self._decoder.close()
+                return machine.restart(last_event_id=self.last_event_id)
+            if self._chunks is None:
+                notice = await self._connect()
+                if notice is not None:
+                    return notice
+                continue
             try:
-                with anyio.CancelScope() as self._read_scope:
-                    chunk = await self._chunks.__anext__()
+                chunk = await self._read(self._chunks)
             except StopAsyncIteration:
                 self._decoder.close()
-                if self._stopped:
+                if machine.state is State.STOPPED:
                     return None
-                return await self._plan("the body ended")
+                return await self._broke("the body ended")
             except httpx2.TransportError as exc:
                 self._decoder.close()
                 what = (
@@ -350,87 +417,60 @@ class EventSource:
                     if isinstance(exc, httpx2.TimeoutException)
                     else "the connection broke"
                 )
-                notice = await self._plan(f"{what} ({exc})" if str(exc) else what)
+                notice = await self._broke(f"{what} ({exc})" if str(exc) else what)
                 if notice is None:
-                    raise connection_error(exc, self._url, "reading the stream from") from exc
+                    raise connection_error(
+                        exc, self._target.url, "reading the stream from"
+                    ) from exc
                 return notice
-            finally:
-                self._read_scope = None
-            if chunk is not None:  # else restart() interrupted the read
-                feed = self._decoder.feed_all if self._comments else self._decoder.feed
-                self._pending.extend(feed(chunk))
+            if chunk is not None:  # else restart() or aclose() interrupted the read
+                self._pending.extend(self._feed(chunk))
 
-    def _deliver(self, sse: ServerSentEvent) -> bool:
-        """Whether to deliver ``sse``: ``False`` for an event a server replays at the
-        start of a resumed body (its id was delivered before the cut), up to and
-        including the resumed id itself. An id repeated within one body is never a
-        replay. Memory: the hashes of the last 64 ids."""
-        key = hash(sse.id)
-        if self._replaying is not None:
-            if not id_in_body(sse):
-                self._replaying = None  # an event with no id of its own is new
-            elif sse.id == self._replaying:
-                self._replaying = None
-                return False
-            elif sse.id and key in self._recent:
-                return False
-            else:
-                self._replaying = None  # a new event: the replay, if any, is over
-        if sse.id and (not self._recent or self._recent[-1] != key):
-            self._recent.append(key)
-        return True
+    async def _read(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        """The next chunk, or ``None`` when another task interrupted the read."""
+        try:
+            with anyio.CancelScope() as self._scope:
+                return await chunks.__anext__()
+        finally:
+            self._scope = None
+        return None
 
-    async def _reconnect_now(self) -> Reconnecting:
-        await self._release()
-        self._decoder.close()
-        self._replaying = self.last_event_id or None
-        return Reconnecting(
-            attempt=self._attempts,
-            delay=0.0,
+    async def _broke(self, reason: str) -> Reconnecting | None:
+        """Plans the reconnection after the body ended or broke (``None``: none left),
+        and releases the response."""
+        notice = self._plan(reason)
+        if notice is not None:
+            await self._release()
+        return notice
+
+    def _plan(self, reason: str) -> Reconnecting | None:
+        """Asks the machine for the next request; moves to the resume target, if any."""
+        target = self._target
+        resume_at = None if target.resume is None else target.resume()
+        notice = self._machine.broke(
+            reason,
             last_event_id=self.last_event_id,
-            regenerating=not self.last_event_id,
-            reason="restart() was called",
+            retry_ms=self.retry,
+            resumable=resume_at is not None,
         )
-
-    async def _plan(self, reason: str) -> Reconnecting | None:
-        """Plans the reconnection after a break, or returns ``None`` when none is left."""
-        now = anyio.current_time()
-        self._first_break_at = self._first_break_at or now
-        resume_id = self.last_event_id
-        target = None if self._resume is None else self._resume()
-        starting_over = not resume_id and target is None
-        policy = self._policy
-        if (
-            self._closed
-            or self._attempts >= policy.max_attempts
-            or now - self._first_break_at > policy.budget
-            or (starting_over and not self._idempotent and self._regenerations >= policy.regenerate)
-        ):
+        if notice is None:
             return None
-        delay = policy.backoff(self._attempts, self.retry)
-        if now + delay - self._first_break_at > policy.budget:
-            return None  # a wait past the budget (a server asking for hours): give up now
-        self._attempts += 1
-        if starting_over and not self._idempotent:
-            self._regenerations += 1
-        await self._release()
-        self._reopen_delay = delay
-        self._replaying = resume_id or None
-        if target is not None:
-            self._method, self._url, self._content = target[0], httpx2.URL(target[1]), None
-            self._headers.pop("Content-Type", None)
+        if resume_at is not None:
+            target.move(*resume_at)
         how = (
-            f"resuming at {self._url}"
-            if target is not None
-            else f"resuming after id {resume_id[:80]!r}"
-            if resume_id
+            f"resuming at {target.url}"
+            if resume_at is not None
+            else f"resuming after id {notice.last_event_id[:80]!r}"
+            if notice.last_event_id
             else "starting over"
         )
-        self._reopen_note = f"attempt {self._attempts} of {policy.max_attempts}, {how}: {reason}"
-        return Reconnecting(
-            attempt=self._attempts,
-            delay=delay,
-            last_event_id=resume_id,
-            regenerating=starting_over,
-            reason=reason,
+        note = _secrets.redact(  # a server may echo the key in ids
+            f"attempt {notice.attempt} of {self._machine.policy.max_attempts}, {how}: {reason}"
         )
+        logger.warning("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)
+        return notice
+
+
+# ``ttstream.sse.EventSource``, the path of earlier releases: the decoder module is the
+# layer below this one and never imports it, so this module registers the name there.
+sse.EventSource = EventSource

@@ -151,7 +151,11 @@ class Journal:
         )
 
     async def progress(self, key: str, *, response_id: str, sequence_number: int) -> None:
-        """Keeps a Responses background job's ``response_id`` and last sequence number."""
+        """Keeps a Responses background job's ``response_id`` and last sequence number.
+        An id that the one redaction would change (a server echoing the key as its id)
+        is not kept: the job then has no resume point."""
+        if redact(response_id) != response_id:
+            return
         await self._run(_progress, key, response_id, sequence_number)
 
     async def aclose(self) -> None:
@@ -183,21 +187,32 @@ def _read_all(db: sqlite3.Connection) -> dict[str, JournalRow]:
         "SELECT key, params_hash, state, attempts, outputs, error, usage, cost,"
         " response_id, sequence_number FROM jobs"
     ).fetchall()
-    return {
-        row[0]: JournalRow(
-            key=row[0],
-            params_hash=row[1],
-            state=row[2],
-            attempts=int(row[3]),
-            outputs=tuple(json.loads(row[4] or "[]")),
-            error=row[5],
-            usage=json.loads(row[6]) if row[6] else {},
-            cost=row[7],
-            response_id=row[8],
-            sequence_number=row[9],
-        )
-        for row in rows
-    }
+    try:
+        return {row[0]: _row(row) for row in rows}
+    except (ValueError, TypeError, RecursionError) as exc:
+        # a row this module did not write (edited by hand, or by another program)
+        raise sqlite3.DatabaseError(f"a row of table jobs is malformed ({exc})") from None
+
+
+def _row(row: Any) -> JournalRow:
+    outputs = json.loads(row[4] or "[]")
+    usage = json.loads(row[6]) if row[6] else {}
+    if not (isinstance(outputs, list) and all(isinstance(path, str) for path in outputs)):
+        raise TypeError(f"outputs of {row[0]!r} is not a JSON list of paths")
+    if not isinstance(usage, dict):
+        raise TypeError(f"usage of {row[0]!r} is not a JSON object")
+    return JournalRow(
+        key=row[0],
+        params_hash=row[1],
+        state=row[2],
+        attempts=int(row[3]),
+        outputs=tuple(outputs),
+        error=row[5],
+        usage=usage,
+        cost=row[7],
+        response_id=row[8],
+        sequence_number=row[9],
+    )
 
 
 def _start(db: sqlite3.Connection, key: str, hash: str, attempts: int) -> None:

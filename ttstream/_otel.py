@@ -40,6 +40,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+from ._secrets import redact
 from .events import Completed, PartialImage, image_of
 
 try:
@@ -203,8 +204,10 @@ class Generation:
             return
         self._ended = True
         attributes = self._metric_attributes()
-        if self._response_id or response_id:
-            span.set_attribute("gen_ai.response.id", self._response_id or response_id)
+        response_id = self._response_id or response_id
+        if response_id:
+            # the server's text (a header, an event's field): it may echo the key
+            span.set_attribute("gen_ai.response.id", redact(response_id))
         span.set_attribute("ttstream.images", self._images)
         if self._usage:
             span.set_attribute("gen_ai.usage.input_tokens", self._input_tokens)

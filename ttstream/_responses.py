@@ -19,7 +19,17 @@ docs/responses.md:
 - an ``error`` event (nested or flat), ``response.failed``, ``response.incomplete`` and an
   image item whose status is ``failed`` raise :class:`~ttstream.StreamError`;
 - events whose ``sequence_number`` is not above the last one seen are replays (a resumed
-  stream) and are skipped, so each event is delivered once;
+  stream) and are skipped, so each event is delivered once; except the two events that
+  carry an item's image, which a late arrival must not lose: an image not delivered yet
+  is delivered from them whatever their ``sequence_number`` (above ``starting_after``),
+  and an image item is delivered once whatever the number of events carrying it;
+- an image item that the stream never announced nor delivered, found only inside
+  ``response.completed``, is delivered from there (one such item; several raise
+  :class:`~ttstream.MalformedEventError`): a stream never ends successfully without an
+  image the server sent. Not after ``starting_after``: the events before it were handled
+  elsewhere, that image's included;
+- an empty image string (``"result": ""``, ``"partial_image_b64": ""``) is
+  :class:`~ttstream.MalformedEventError`, as an empty ``b64_json`` of the Images API;
 - after ``response.completed``, :attr:`ResponsesInterpreter.response` is the final
   response without its images.
 
@@ -36,7 +46,7 @@ from typing import Any
 
 import attrs
 
-from ._exceptions import MalformedEventError, StreamError, short_repr
+from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
 from .events import Completed, InputTokensDetails, PartialImage, Usage, _Image
 from .sse import ServerSentEvent, decoded_data
 
@@ -78,9 +88,12 @@ class Response:
     id: str | None
     status: str | None
     model: str | None = None
-    output_text: str = ""
+    # Server text: shortened, a server-echoed key redacted before the cut.
+    output_text: str = attrs.field(default="", repr=lambda text: shorten(repr(text), 200))
     usage: Usage | None = None
-    output: tuple[Mapping[str, Any], ...] = ()
+    output: tuple[Mapping[str, Any], ...] = attrs.field(
+        default=(), repr=lambda items: shorten(repr(items), 400)
+    )
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 
@@ -112,6 +125,7 @@ class ResponsesInterpreter:
 
     def _reset(self, response_id: str | None, starting_after: int | None) -> None:
         self.last_sequence_number: int | None = starting_after
+        self._handled_elsewhere = starting_after  # events up to it never count here
         self.response_id: str | None = response_id
         self._items: dict[str, _Item] = {}
         self._response: Response | None = None
@@ -176,8 +190,15 @@ class ResponsesInterpreter:
         sequence = _optional(obj, "sequence_number", int, sse)
         if sequence is not None:
             if self.last_sequence_number is not None and sequence <= self.last_sequence_number:
-                return None  # a replay after a resume: delivered already
-            self.last_sequence_number = sequence
+                floor = self._handled_elsewhere
+                if kind not in (_ITEM_DONE, _CALL_COMPLETED) or (
+                    floor is not None and sequence <= floor
+                ):
+                    return None  # a replay after a resume: delivered already
+                # An image event that arrived late (or again): its image, if not
+                # delivered yet, must not be lost; _image_done delivers it once.
+            else:
+                self.last_sequence_number = sequence
         response = obj.get("response")
         if isinstance(response, Mapping) and self.response_id is None:
             self.response_id = _optional(response, "id", str, sse)
@@ -190,7 +211,7 @@ class ResponsesInterpreter:
         elif kind in (_ITEM_DONE, _CALL_COMPLETED):
             return self._image_done(kind, obj, sse)
         elif kind in _TERMINAL:
-            self._terminal(kind, obj, sequence, sse)
+            return self._terminal(kind, obj, sequence, sse)
         return None
 
     def _item_added(self, obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
@@ -209,7 +230,9 @@ class ResponsesInterpreter:
         image = fields.pop(_PARTIAL_KEY, None)
         if not isinstance(image, _Image):
             fields[_PARTIAL_KEY] = image
-            image = _take_required(fields, _PARTIAL_KEY, str, sse)
+            image = _Image(_take_required(fields, _PARTIAL_KEY, str, sse))
+        if not image.text_length():
+            raise _malformed(sse, f"{_PARTIAL_KEY!r} is empty: an image is at least one byte")
         return PartialImage(
             b64_json=image,
             index=_take_required(fields, "partial_image_index", int, sse),
@@ -249,6 +272,10 @@ class ResponsesInterpreter:
             if kind == _CALL_COMPLETED:
                 return None  # the image comes with response.output_item.done
             raise _malformed(sse, f"image item {item_id} is done without its 'result'")
+        if not result:
+            raise _malformed(
+                sse, f"image item {item_id} has an empty 'result': an image is at least one byte"
+            )
         state.delivered = True
         output_index = _optional(obj, "output_index", int, sse)
         fields.pop("output_index", None)
@@ -266,7 +293,7 @@ class ResponsesInterpreter:
 
     def _terminal(
         self, kind: str, obj: Mapping[str, Any], sequence: int | None, sse: ServerSentEvent
-    ) -> None:
+    ) -> Completed | None:
         body = _required(obj, "response", dict, sse)
         if kind == _FAILED:
             error = body.get("error")
@@ -284,8 +311,48 @@ class ResponsesInterpreter:
         pending = [item_id for item_id, item in self._items.items() if not item.delivered]
         if pending:
             raise _malformed(sse, f"{_COMPLETED} arrived before image item {pending[0]} was done")
+        unannounced = self._unannounced_image(body, sse)
         self._response = _summary(body, sse)
         self._done = True
+        return unannounced
+
+    def _unannounced_image(self, body: Mapping[str, Any], sse: ServerSentEvent) -> Completed | None:
+        """The image of an image item that ``response.completed`` holds but the stream
+        never announced nor delivered, or ``None`` when there is none.
+
+        Raises:
+            MalformedEventError: several such items (one event delivers one image).
+        """
+        output = body.get("output")
+        if not isinstance(output, list) or self._handled_elsewhere is not None:
+            # Resumed after events another process handled: an item it did not see here
+            # may be one whose image went out there (the caller said so).
+            return None
+        missing = [
+            index
+            for index, item in enumerate(output)
+            if isinstance(item, Mapping)
+            and item.get("type") == _IMAGE_ITEM
+            and item.get("id") not in self._items
+        ]
+        if not missing:
+            return None
+        if len(missing) > 1:
+            ids = ", ".join(str(output[index].get("id")) for index in missing[:5])
+            raise _malformed(
+                sse,
+                f"{_COMPLETED} holds {len(missing)} image items the stream never announced "
+                f"nor delivered ({ids}): their images cannot be delivered one by one",
+            )
+        [index] = missing
+        item = output[index]
+        if item.get("result") is None and _RESULT_MEMBER.search(sse.data) is not None:
+            full = _loads_whole(sse.data, sse)  # the image strings were cut out: parse again
+            response = full.get("response")
+            if isinstance(response, Mapping) and isinstance(response.get("output"), list):
+                item = response["output"][index]
+        done = {"type": _ITEM_DONE, "item": item, "output_index": index}
+        return self._image_done(_ITEM_DONE, done, sse)
 
     def _error_event(self, obj: Mapping[str, Any], sequence: int | None) -> StreamError:
         nested = obj.get("error")
@@ -323,16 +390,21 @@ class ResponsesInterpreter:
 def _loads(data: str, sse: ServerSentEvent) -> dict[str, Any]:
     """The JSON object of ``data``; for a large ``response.completed``, with the image
     strings cut out first (:func:`loads_without_results`)."""
-    obj: object = None
     if len(data) >= _ELIDE_FROM and _peek_type(data, sse) == _COMPLETED:
         obj = loads_without_results(data)
-    if obj is None:
-        try:
-            obj = json.loads(data)
-        except ValueError as exc:
-            raise _malformed(
-                sse, f"data is not JSON ({exc}); data starts {short_repr(data[:60])}"
-            ) from exc
+        if isinstance(obj, dict):
+            return obj
+    return _loads_whole(data, sse)
+
+
+def _loads_whole(data: str, sse: ServerSentEvent) -> dict[str, Any]:
+    """``json.loads(data)``, a JSON object, with its errors as MalformedEventError."""
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise _malformed(
+            sse, f"data is not JSON ({exc}); data starts {short_repr(data[:60])}"
+        ) from exc
     if not isinstance(obj, dict):
         raise _malformed(sse, f"data is a JSON {type(obj).__name__}, expected an object")
     return obj

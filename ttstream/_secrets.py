@@ -42,7 +42,7 @@ _HEADER_VALUE = re.compile(
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 # OpenAI's key shape (``sk-...``, ``sk-proj-...``): redacted even where no client
 # registered it (a key in a user's own exception, stored by RedisStreamSink).
-_KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}")
+_KEY_SHAPE = re.compile(r"(?<![A-Za-z])sk-[A-Za-z0-9_\-]{16,}")  # also after "_" or a digit
 # Words one of which every credential field above contains: a fast test before the regexes.
 _CREDENTIAL_WORDS = ("authorization", "api-key", "api_key", "bearer")
 _LOCK = threading.Lock()

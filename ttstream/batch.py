@@ -185,19 +185,30 @@ class _Job:
         return stream if stream is not None else self.make()
 
 
+def _utf8_size(key: str) -> int | None:
+    """The length of ``key`` in UTF-8, or ``None`` when it has a lone surrogate (which
+    neither a file name nor the journal can store)."""
+    try:
+        return len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
 def _check_key(key: str) -> str:
     if (
         not isinstance(key, str)
         or not key
         or len(key) > _MAX_KEY_CHARS
+        or (_utf8_size(key) or _MAX_KEY_CHARS + 1) > _MAX_KEY_CHARS
         or key.startswith(".")
         or _BAD_KEY.search(key)
     ):
         raise ValidationError(
             "key",
             key,
-            f"a non-empty str of at most {_MAX_KEY_CHARS} characters, not starting with "
-            "'.', without '/', '\\' or control characters (it names the job's files)",
+            f"a non-empty str of at most {_MAX_KEY_CHARS} bytes in UTF-8, not starting with "
+            "'.', without '/', '\\', control characters or lone surrogates (it names the "
+            "job's files, whose names have at most 255 bytes)",
         )
     return key
 

@@ -24,13 +24,14 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import _base64
+from . import _base64, _secrets
 from ._exceptions import (
     MalformedEventError,
     ProtocolError,
     StreamError,
     TTStreamError,
     short_repr,
+    shorten,
 )
 from ._imageline import skip_whitespace as _skip
 from .sse import ServerSentEvent, data_pieces, decoded_data
@@ -52,9 +53,12 @@ logger = logging.getLogger("ttstream")
 
 
 def _repr_extra(extra: Mapping[str, Any]) -> str:
-    return (
-        "{" + ", ".join(f"{key!r}: {short_repr(value, 40)}" for key, value in extra.items()) + "}"
+    """``extra`` for a repr: each key and value shortened, a server-echoed key redacted
+    before it is cut (``ttstream._secrets``), so no part of it shows."""
+    shown = (
+        f"{shorten(repr(key), 40)}: {shorten(repr(value), 40)}" for key, value in extra.items()
     )
+    return "{" + ", ".join(shown) + "}"
 
 
 def decoded_length(b64: str) -> int:
@@ -163,7 +167,7 @@ def _event_repr(self: ImageEvent) -> str:
             value = getattr(self, field.name)
             text = field.repr(value) if callable(field.repr) else repr(value)
             shown.append(f"{field.alias}={text}")
-    return f"{type(self).__name__}({', '.join(shown)})"
+    return _secrets.redact(f"{type(self).__name__}({', '.join(shown)})")
 
 
 def image_of(event: ImageEvent) -> _Image | None:

@@ -19,48 +19,54 @@ A data line longer than 64 KiB is decoded in 64 KiB pieces, and its event keeps 
 until ``data`` is first read (:func:`data_pieces`): ``parse_event`` copies the image's
 base64 straight out of the pieces, so the event is not copied whole once more.
 
-With ``decode_images=True`` (the default), a data line that holds a JSON object with a
-top-level image string (:data:`IMAGE_KEYS`) has its base64 decoded while the bytes arrive
-(``ttstream._imageline``; ``docs/fast.md``): the event then holds the decoded bytes
-(:func:`decoded_data`), and anything the fast path cannot vouch for stays text, exactly as
-the plain path decodes it.
+The decoder knows nothing of what the data means. A :class:`LineHook` may take over the
+first data line of an event while its bytes arrive (the Images layer's hook,
+``ttstream._imagehook``, decodes an image's base64 on arrival; ``docs/fast.md``): the event
+then holds what the hook made (:attr:`ServerSentEvent.decoded`), and whatever the hook
+gives back stays text, exactly as the plain path decodes it.
+
+:class:`~ttstream.EventSource` (the I/O layer on top) is ``ttstream.EventSource``; the old
+path ``ttstream.sse.EventSource`` still works: that module registers it here, this one
+never imports it.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
-from . import _base64
+from . import _secrets
 from ._exceptions import EventTooLargeError, ValidationError
-from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
-
-if TYPE_CHECKING:
-    from ._eventsource import EventSource
+from ._imagehook import IMAGE_KEYS, ImageLineHook
+from ._imageline import DecodedData
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "IMAGE_KEYS",
     "Comment",
+    "Decoded",
     "DecodedData",
-    "EventSource",
+    "LineDecoder",
+    "LineHook",
     "SSEDecoder",
     "ServerSentEvent",
     "data_pieces",
     "decoded_data",
+    "fingerprint",
     "id_in_body",
 ]
 
+EventSource: Any
+"""``ttstream.EventSource``, under its old path; registered by ``ttstream._eventsource``
+(the I/O layer, which this module never imports)."""
+
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
-
-IMAGE_KEYS = ("b64_json", "partial_image_b64")
-"""The top-level JSON members whose base64 :class:`SSEDecoder` decodes as it arrives:
-the Images API's ``b64_json`` and the Responses API's ``partial_image_b64``."""
 
 _BOM = b"\xef\xbb\xbf"
 _MAX_RETRY_MS = 10**15
@@ -74,16 +80,81 @@ class Comment:
     and one leading space: servers send them as keep-alives (WHATWG ignores them; a UI
     can show them as "still working"). Only :meth:`SSEDecoder.feed_all` returns them."""
 
-    text: str
+    text: str = attrs.field(repr=lambda text: repr(_secrets.redact(text)))
+
+
+class Decoded(Protocol):
+    """What a :class:`LineHook` makes of a data line: the line's text can be rebuilt."""
+
+    def text(self) -> str:
+        """The line's value as it arrived."""
+        ...
+
+    def __len__(self) -> int:
+        """The length of :meth:`text`, without building it."""
+        ...
+
+
+Fallback = tuple[str, bytes]
+"""What a line decoder gives back on a doubt: the text so far, and bytes still to decode
+as UTF-8 (the plain path's work from there)."""
+
+
+class LineDecoder(Protocol):
+    """Takes over one data line's value while its bytes arrive (see :class:`LineHook`).
+    ``data[start:end]`` is a piece of the value; a :data:`Fallback` gives it back."""
+
+    def feed(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:
+        """Takes a piece of the value; a :data:`Fallback` hands the line back."""
+        ...
+
+    def take_run(self, data: bytes) -> bool:
+        """Takes a whole chunk when it cannot end the line (no CR, LF or quote in it);
+        ``False`` when it would not, for the decoder to look at it."""
+        ...
+
+    def end(self, data: bytes | bytearray, start: int, end: int) -> Decoded | Fallback:
+        """Takes the last piece of the value: what the line is, or a :data:`Fallback`."""
+        ...
+
+
+class LineHook(Protocol):
+    """A fast path for the first data line of an event (``SSEDecoder(line_hook=...)``):
+    ``start()`` is asked for a line decoder when a data line arrives split across chunks,
+    or when ``wants(value)`` says yes to a whole one."""
+
+    def wants(self, value: memoryview) -> bool:
+        """Whether a whole data line's value is worth the fast path."""
+        ...
+
+    def start(self) -> LineDecoder:
+        """A decoder for one line."""
+        ...
 
 
 class ServerSentEvent:
     """One dispatched event: its ``event`` type (``"message"`` by default), ``data`` (the
     data lines joined with LF), ``id`` (the last event ID when it was dispatched) and
     ``retry`` (milliseconds, or ``None``), as the WHATWG model defines them. The same
-    shape as httpx-sse's class of that name, without its dependency on httpx."""
+    shape as httpx-sse's class of that name, without its dependency on httpx.
 
-    __slots__ = ("__dict__", "_data", "_event", "_id", "_retry")
+    What :class:`SSEDecoder` knows beyond that is in explicit fields, keyword-only:
+
+    - ``id_in_body``: whether an ``id`` field was taken in the body of the event, at or
+      before it (``False``: its id was inherited from an earlier body, or seeded); a
+      replay after a resume carries its ids in its own body. ``True`` by default.
+    - ``pieces``: the data as strings whose concatenation is ``data``, when a line longer
+      than 64 KiB arrived in pieces: ``data`` joins them on first use, and
+      :func:`ttstream.parse_event` copies the image's base64 straight out of them.
+    - ``decoded``: what a :class:`LineHook` made of the event's one data line (for the
+      image fast path, a :class:`~ttstream._imageline.DecodedData`): ``data`` is then
+      rebuilt on every read (for an image, its base64 encoded again).
+
+    The ``repr`` shows the length of long data instead of printing megabytes of base64
+    (a fault of httpx-sse's own repr), and never a key a server echoed.
+    """
+
+    __slots__ = ("_data", "_decoded", "_event", "_id", "_id_in_body", "_pieces", "_retry")
 
     def __init__(
         self,
@@ -91,11 +162,18 @@ class ServerSentEvent:
         data: str | None = None,
         id: str | None = None,
         retry: int | None = None,
+        *,
+        id_in_body: bool = True,
+        pieces: Sequence[str] | None = None,
+        decoded: Decoded | None = None,
     ) -> None:
         self._event = event or "message"  # an empty type is "message" (WHATWG dispatch)
         self._data = data or ""
         self._id = id or ""
         self._retry = retry
+        self._id_in_body = id_in_body
+        self._pieces = None if pieces is None else list(pieces)
+        self._decoded = decoded
 
     @property
     def event(self) -> str:
@@ -103,6 +181,10 @@ class ServerSentEvent:
 
     @property
     def data(self) -> str:
+        if self._decoded is not None:
+            return self._decoded.text()
+        if self._pieces is not None:
+            self._data, self._pieces = "".join(self._pieces), None
         return self._data
 
     @property
@@ -113,92 +195,113 @@ class ServerSentEvent:
     def retry(self) -> int | None:
         return self._retry
 
+    @property
+    def id_in_body(self) -> bool:
+        """Whether the event's body carried an ``id`` field (see the class docstring)."""
+        return self._id_in_body
+
+    @property
+    def pieces(self) -> Sequence[str]:
+        """The data as strings whose concatenation is ``data``: the pieces it arrived in
+        while not joined yet, else ``(data,)``."""
+        return self._pieces if self._pieces is not None else (self.data,)
+
+    @property
+    def decoded(self) -> Decoded | None:
+        """What a :class:`LineHook` made of the data, or ``None`` for plain text."""
+        return self._decoded
+
     def json(self) -> Any:
         """``data`` parsed as JSON (:func:`json.loads`; its errors as they are)."""
         return json.loads(self.data)
 
-
-class _Event(ServerSentEvent):
-    """A ``ServerSentEvent`` whose ``repr`` shows the length of long data instead of
-    printing megabytes of base64 (a fault of httpx-sse's own repr)."""
-
-    _id_in_body = False  # see id_in_body()
-
     def __repr__(self) -> str:
-        pieces = data_pieces(self)
-        size = sum(map(len, pieces))
-        data = repr(pieces[0]) if size <= _REPR_DATA_CHARS else f"<{size} chars>"
+        if self._decoded is not None:
+            data = f"<{len(self._decoded)} chars, decoded>"
+        else:
+            pieces = self.pieces
+            size = sum(map(len, pieces))
+            data = repr(pieces[0]) if size <= _REPR_DATA_CHARS else f"<{size} chars>"
         fields = [f"event={self.event!r}", f"data={data}"]
         if self.id:
             fields.append(f"id={self.id!r}")
         if self.retry is not None:
             fields.append(f"retry={self.retry!r}")
-        return f"ServerSentEvent({', '.join(fields)})"
-
-
-class _PiecewiseEvent(_Event):
-    """An event whose data, holding a line longer than 64 KiB, is kept in the pieces it
-    was decoded in, and joined on first use of ``data``.
-
-    :func:`ttstream.parse_event` reads the pieces (see :func:`data_pieces`) and copies
-    out only the ``b64_json`` string, so a multi-megabyte event is not copied whole once
-    more, into fresh memory, only to be sliced.
-    """
-
-    def __init__(self, event: str, pieces: list[str], id: str, retry: int | None) -> None:
-        super().__init__(event=event, id=id, retry=retry)
-        self._pieces: list[str] | None = pieces
-        self._joined = ""
-
-    @property
-    def data(self) -> str:
-        if self._pieces is not None:
-            self._joined, self._pieces = "".join(self._pieces), None
-        return self._joined
-
-
-class _DecodedEvent(_Event):
-    """An event whose one data line held an image string that was decoded as it arrived
-    (see :func:`decoded_data`). ``data`` is rebuilt on every read: the image is encoded
-    to base64 again, one pass over it and a new string of the data's size."""
-
-    def __init__(self, event: str, decoded: DecodedData, id: str, retry: int | None) -> None:
-        super().__init__(event=event, id=id, retry=retry)
-        self._decoded = decoded
-
-    @property
-    def data(self) -> str:
-        return self._decoded.text()
-
-    def __repr__(self) -> str:
-        fields = [f"event={self.event!r}", f"data=<{len(self._decoded)} chars, decoded>"]
-        if self.id:
-            fields.append(f"id={self.id!r}")
-        if self.retry is not None:
-            fields.append(f"retry={self.retry!r}")
-        return f"ServerSentEvent({', '.join(fields)})"
+        # Server text: a server may echo the key in an id, a type or short data.
+        return _secrets.redact(f"ServerSentEvent({', '.join(fields)})")
 
 
 def decoded_data(sse: ServerSentEvent) -> DecodedData | None:
-    """The JSON object and decoded image of ``sse`` when :class:`SSEDecoder` decoded its
-    image string while it arrived (``decode_images=True``); else ``None``: the data is
-    then text only, to be parsed as usual."""
-    return sse._decoded if isinstance(sse, _DecodedEvent) else None
+    """The JSON object and decoded image of ``sse`` when the image fast path decoded its
+    image string while it arrived; else ``None``: the data is then text only, to be
+    parsed as usual."""
+    decoded = sse.decoded
+    return decoded if isinstance(decoded, DecodedData) else None
 
 
 def id_in_body(sse: ServerSentEvent) -> bool:
-    """Whether an ``id`` field was taken in the body of ``sse``, at or before it: else its
-    id was inherited from an earlier body or seeded (``True`` for events the decoder did
-    not make). A replay after a resume carries its ids in its own body."""
-    return getattr(sse, "_id_in_body", True) is True
+    """``sse.id_in_body`` (see :class:`ServerSentEvent`)."""
+    return sse.id_in_body
+
+
+def fingerprint(sse: ServerSentEvent, *, whole: bool = True) -> tuple[str, int, int]:
+    """What ``sse`` says (its type and data, not its id), in a few bytes: the type, the
+    data's length and a CRC-32, the same however the data arrived (in pieces, or decoded
+    by a line hook: then from the hook's text, which for the image fast path is the
+    image bytes and the other members, never encoded back to text).
+
+    ``whole=True``: the CRC covers all the data (about 0.2 ms per MB): equal events give
+    equal values, two different events of the same type and length collide with odds of
+    2**-32 (a server gains nothing from a collision: it decides the data anyway).
+    ``whole=False``: only the first and last :data:`SAMPLE_CHARS` characters, a cost
+    that does not grow with the data: for telling that something changed, not that two
+    events are the same."""
+    decoded = sse.decoded
+    if isinstance(decoded, DecodedData):
+        others = {key: value for key, value in decoded.members.items() if key != decoded.key}
+        head = f"{decoded.key}\0{others!r}".encode("utf-8", "surrogatepass")
+        image = decoded.image
+        if not whole and len(image) > 2 * SAMPLE_CHARS:
+            image = image[:SAMPLE_CHARS] + image[-SAMPLE_CHARS:]
+        return sse.event, len(decoded), zlib.crc32(image, zlib.crc32(head))
+    pieces = sse.pieces if decoded is None else (decoded.text(),)
+    size = sum(map(len, pieces))
+    if not whole and size > 2 * SAMPLE_CHARS:
+        pieces = (_first_chars(pieces, SAMPLE_CHARS), _last_chars(pieces, SAMPLE_CHARS))
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece.encode("utf-8", "surrogatepass"), crc)
+    return sse.event, size, crc
+
+
+SAMPLE_CHARS = 4096
+"""Characters (or bytes) at each end of the data that ``fingerprint(whole=False)`` reads."""
+
+
+def _first_chars(pieces: Sequence[str], count: int) -> str:
+    taken: list[str] = []
+    for piece in pieces:
+        taken.append(piece[:count])
+        count -= len(taken[-1])
+        if not count:
+            break
+    return "".join(taken)
+
+
+def _last_chars(pieces: Sequence[str], count: int) -> str:
+    taken: list[str] = []
+    for piece in reversed(pieces):
+        taken.append(piece[-count:] if count < len(piece) else piece)
+        count -= len(taken[-1])
+        if not count:
+            break
+    return "".join(reversed(taken))
 
 
 def data_pieces(sse: ServerSentEvent) -> Sequence[str]:
-    """The data of ``sse`` as strings whose concatenation is ``sse.data``: the pieces
-    of an event from :class:`SSEDecoder` not joined yet, else just ``(sse.data,)``."""
-    if isinstance(sse, _PiecewiseEvent) and sse._pieces is not None:
-        return sse._pieces
-    return (sse.data,)
+    """``sse.pieces``: strings whose concatenation is ``sse.data`` (see
+    :class:`ServerSentEvent`)."""
+    return sse.pieces
 
 
 class SSEDecoder:
@@ -219,15 +322,22 @@ class SSEDecoder:
             being assembled plus the line in progress. Crossing it raises
             :class:`~ttstream.EventTooLargeError` before more than the limit is held.
 
-        decode_images: whether an event whose data is one line holding a JSON object
-            with a top-level base64 string under one of ``image_keys`` has that string
-            decoded while its bytes arrive (``docs/fast.md``). Such an event then holds
-            the decoded bytes, not the text (:func:`decoded_data`); its ``data`` is the
-            same, rebuilt on each read. Anything the fast path cannot vouch for (an
-            escape, non-ASCII bytes, bad padding, several data lines...) stays text, so
-            events, fields and errors are exactly the plain path's. ``False`` keeps
-            every event as text: the cheaper choice for a consumer that only forwards
-            the base64 when pybase64 is not installed.
+        line_hook: a fast path for the first data line of each event (a
+            :class:`LineHook`), or ``None``. The events are the plain path's whatever
+            the hook does: it either makes the line's :attr:`ServerSentEvent.decoded`
+            value or gives the line back as text.
+
+    Args:
+        decode_images: with no ``line_hook``, install the Images layer's hook
+            (``ttstream._imagehook.ImageLineHook``; ``docs/fast.md``): an event whose
+            data is one line holding a JSON object with a top-level base64 string under
+            one of ``image_keys`` has that string decoded while its bytes arrive. Such
+            an event then holds the decoded bytes, not the text (:func:`decoded_data`);
+            its ``data`` is the same, rebuilt on each read. Anything the fast path
+            cannot vouch for (an escape, non-ASCII bytes, bad padding, several data
+            lines...) stays text, so events, fields and errors are exactly the plain
+            path's. ``False`` keeps every event as text: the cheaper choice for a
+            consumer that only forwards the base64 when pybase64 is not installed.
         image_keys: the members decoded in that mode, by default :data:`IMAGE_KEYS`.
 
     Each event's ``retry`` is the value of a ``retry`` field within that event's own
@@ -240,13 +350,14 @@ class SSEDecoder:
         *,
         decode_images: bool = True,
         image_keys: tuple[str, ...] = IMAGE_KEYS,
+        line_hook: LineHook | None = None,
     ) -> None:
         if max_event_bytes <= 0:
             raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
         self.max_event_bytes = max_event_bytes
-        self.decode_images = decode_images
-        self.image_keys = image_keys
-        self._quoted_keys = tuple(b'"' + key.encode() + b'"' for key in image_keys)
+        if line_hook is None and decode_images:
+            line_hook = ImageLineHook(image_keys)
+        self.line_hook = line_hook
         self._last_event_id = ""
         self._comments = False  # set while feed_all() runs
         self.retry: int | None = None
@@ -280,13 +391,13 @@ class SSEDecoder:
         # ``_value`` and joined once at the end of the line.
         self._line = bytearray()
         self._value: list[str] | None = None
-        self._image: ImageLine | None = None  # the value is on the fast path
+        self._hooked: LineDecoder | None = None  # the value is on the hook's fast path
         self._line_size = 0  # bytes of the line in progress, in either form
         self._utf8.reset()
 
     def _start_event(self) -> None:
         # A split line stays in its pieces; a line of the fast path is decoded data.
-        self._data: list[str | list[str] | DecodedData] = []
+        self._data: list[str | list[str] | Decoded] = []
         self._event_type = ""
         self._event_retry: int | None = None
         self._event_size = 0  # bytes of the field lines of the event being assembled
@@ -326,9 +437,9 @@ class SSEDecoder:
             self._skip_lf = False
             if data[0] == 0x0A:
                 data = data[1:]
-        image = self._image
+        hooked = self._hooked
         size = self._event_size + self._line_size + len(data)
-        if image is not None and size <= self.max_event_bytes and image.take_run(data):
+        if hooked is not None and size <= self.max_event_bytes and hooked.take_run(data):
             self._line_size += len(data)  # all base64: no CR, LF or quote to look for
             return []
         if b"\r" in data:
@@ -386,8 +497,8 @@ class SSEDecoder:
         if size > self.max_event_bytes:
             self._fail(size)
         self._line_size += len(part)
-        if self._image is not None:
-            self._feed_image(view.obj, start, len(view))
+        if self._hooked is not None:
+            self._feed_hooked(view.obj, start, len(view))
             return
         line = self._line
         if self._value is not None and not line and len(part) >= _DECODE_BATCH:
@@ -399,23 +510,23 @@ class SSEDecoder:
                 return
             self._value = []
             del line[: 6 if line[5] == 0x20 else 5]
-            if self.decode_images and not self._data:
-                self._image = ImageLine(self.image_keys, _base64.codec())
+            if self.line_hook is not None and not self._data:
+                self._hooked = self.line_hook.start()
                 self._line = bytearray()
-                self._feed_image(line, 0, len(line))
+                self._feed_hooked(line, 0, len(line))
                 return
         if len(line) >= _DECODE_BATCH:
             self._value.append(self._utf8.decode(line))
             self._line = bytearray()
 
-    def _feed_image(self, data: Any, start: int, end: int) -> None:
-        """Feeds ``data[start:end]`` to the fast path; on a doubt, goes on as the plain
-        path from there."""
-        assert self._image is not None
+    def _feed_hooked(self, data: Any, start: int, end: int) -> None:
+        """Feeds ``data[start:end]`` to the hook's fast path; when it gives the line
+        back, goes on as the plain path from there."""
+        assert self._hooked is not None
         assert self._value is not None
-        fallback = self._image.feed(data, start, end)
+        fallback = self._hooked.feed(data, start, end)
         if fallback is not None:
-            self._image = None
+            self._hooked = None
             text, raw = fallback
             self._value.append(text)
             self._value.append(self._utf8.decode(raw))
@@ -426,11 +537,11 @@ class SSEDecoder:
         """Completes the line in progress with ``view[:end]``, its final piece."""
         last = view[:end]
         size = self._line_size + len(last)
-        if self._image is not None:
+        if self._hooked is not None:
             if self._event_size + size > self.max_event_bytes:
                 self._fail(self._event_size + size)
             self._event_size += size
-            self._data.append(self._end_image(self._image, view.obj, 0, end))
+            self._data.append(self._end_hooked(self._hooked, view.obj, 0, end))
             self._start_line()
             return
         if self._value is None:
@@ -455,22 +566,25 @@ class SSEDecoder:
         self._start_event()
         raise self._failure
 
-    def _end_image(self, image: ImageLine, data: Any, start: int, end: int) -> str | DecodedData:
-        """The value of a line of the fast path, ended by ``data[start:end]``: decoded
-        data, or the text the plain path would have given."""
-        result = image.end(data, start, end)
-        if isinstance(result, DecodedData):
+    def _end_hooked(self, hooked: LineDecoder, data: Any, start: int, end: int) -> str | Decoded:
+        """The value of a line of the fast path, ended by ``data[start:end]``: what the
+        hook made of it, or the text the plain path would have given."""
+        result = hooked.end(data, start, end)
+        if not isinstance(result, tuple):
             return result
         text, raw = result
         return text + str(raw, "utf-8", "replace") if raw else text
 
-    def _dispatch(self) -> _Event:
+    def _dispatch(self) -> ServerSentEvent:
         """The event assembled so far. Lines of data join with LF; when one of them is
-        still in pieces, the event keeps them all as pieces (a :class:`_PiecewiseEvent`);
-        one line of decoded data makes a :class:`_DecodedEvent`."""
+        still in pieces, the event keeps them all as ``pieces``; one line the hook made
+        something of is the event's ``decoded`` value."""
         event, id, retry = self._event_type, self.last_event_id, self._event_retry
-        if len(self._data) == 1 and isinstance(self._data[0], DecodedData):
-            return _DecodedEvent(event, self._data[0], id, retry)
+        in_body = self._id_field
+        if len(self._data) == 1 and not isinstance(self._data[0], str | list):
+            return ServerSentEvent(
+                event, None, id, retry, id_in_body=in_body, decoded=self._data[0]
+            )
         pieces: list[str] = []
         split = False
         for line in self._data:
@@ -478,20 +592,15 @@ class SSEDecoder:
                 pieces.append("\n")
             if isinstance(line, str):
                 pieces.append(line)
-            elif isinstance(line, DecodedData):
-                pieces.append(line.text())
-            else:
+            elif isinstance(line, list):
                 pieces += line
                 split = True
+            else:
+                pieces.append(line.text())
         if split:
-            return _PiecewiseEvent(event, pieces, id, retry)
+            return ServerSentEvent(event, None, id, retry, id_in_body=in_body, pieces=pieces)
         data = pieces[0] if len(pieces) == 1 else "".join(pieces)
-        return _Event(event=event, data=data, id=id, retry=retry)
-
-    def _names_an_image(self, value: memoryview) -> bool:
-        """Whether a whole data line may hold an image string: it quotes a key."""
-        head = value[:HEAD_LIMIT].tobytes()
-        return any(key in head for key in self._quoted_keys)
+        return ServerSentEvent(event, data, id, retry, id_in_body=in_body)
 
     def _take_line(
         self,
@@ -510,10 +619,7 @@ class SSEDecoder:
             # moves it (a reconnection then resumes before that event, not after it).
             self._last_event_id = self._id_buffer
             if self._data:
-                event = self._dispatch()
-                if self._id_field:
-                    event._id_in_body = True
-                events.append(event)
+                events.append(self._dispatch())
             self._start_event()
             return
         if line[0] == 0x3A:  # ":" starts a comment
@@ -528,9 +634,9 @@ class SSEDecoder:
         if line[:5].tobytes() == b"data:":  # the hot path: decode the value in place, once
             start += 6 if line[5:6].tobytes() == b" " else 5
             raw = view[start:end]
-            if self.decode_images and not self._data and self._names_an_image(raw):
-                image = ImageLine(self.image_keys, _base64.codec())
-                self._data.append(self._end_image(image, view.obj, start, end))
+            hook = self.line_hook
+            if hook is not None and not self._data and hook.wants(raw):
+                self._data.append(self._end_hooked(hook.start(), view.obj, start, end))
             else:
                 self._data.append(str(raw, "utf-8", "replace"))
             return
@@ -551,13 +657,3 @@ class SSEDecoder:
             digits = value.lstrip("0") or "0"
             retry = int(digits) if len(digits) <= 15 else _MAX_RETRY_MS
             self.retry = self._event_retry = min(retry, _MAX_RETRY_MS)
-
-
-def __getattr__(name: str) -> object:
-    # ``ttstream.sse.EventSource``: the I/O layer on top of the decoder, imported lazily
-    # because it imports this module.
-    if name == "EventSource":
-        from ._eventsource import EventSource
-
-        return EventSource
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m ttstream.emula
     keys = "only the key given with --api-key" if args.api_key else "any non-empty key"
     print(f"ttstream emulator: base URL {base_url}", flush=True)
     print(f"  accepts {keys} (TT-API-KEY or Authorization: Bearer); Ctrl+C stops", flush=True)
+    # What a client that reads its settings from the environment (AsyncClient()) needs;
+    # the --api-key value is not echoed.
+    key = "<your --api-key>" if args.api_key else "any"
+    print(f"  for a client: TTAPI_API_KEY={key} TTAPI_BASE_URL={base_url}", flush=True)
     if args.fault:
         print(f"  faults for every request that names none: {args.fault}", flush=True)
     try:

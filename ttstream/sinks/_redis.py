@@ -80,15 +80,20 @@ token, the claim's under ``start_once``). A relay serves no entry without it, an
 ``Last-Event-ID`` of another generation restarts a viewer (``docs/redis.md``)."""
 
 _ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_MAX_ID_PART = 2**64 - 1  # each part of a stream entry id is an unsigned 64-bit integer
 _MAX_MESSAGE = 500  # characters of an error message kept in a terminal entry
 
 
 def parse_id(text: str | bytes) -> EntryId | None:
-    """``"1700000000000-3"`` as ``(1700000000000, 3)``; ``None`` for anything else."""
+    """``"1700000000000-3"`` as ``(1700000000000, 3)``; ``None`` for anything else,
+    including parts past 64 bits, which Redis never issues and refuses in commands."""
     if isinstance(text, bytes):
         text = text.decode("latin-1")
     match = _ID.fullmatch(text.strip())
-    return None if match is None else (int(match[1]), int(match[2]))
+    if match is None:
+        return None
+    entry_id = (int(match[1]), int(match[2]))
+    return entry_id if max(entry_id) <= _MAX_ID_PART else None
 
 
 def format_id(entry_id: EntryId) -> str:

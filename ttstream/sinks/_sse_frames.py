@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from .._reconnect import Reconnecting
+from .._secrets import redact
 from ..events import image_of
 from ..stream import StreamItem
 from ._websocket import item_metadata, strict_json
@@ -106,7 +107,8 @@ def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
     image = image_of(item)
     prefix = f"data:{metadata['media_type']};base64,"
     if image is None:
-        metadata["image"] = getattr(item, "url", None)
+        url = getattr(item, "url", None)
+        metadata["image"] = url if url is None else redact(url)  # the server's text
         return Frame(event_id, name, _encode(head, metadata))
     if not image.verbatim:  # text that json.loads unescaped: let json write it
         metadata["image"] = prefix + image.text()

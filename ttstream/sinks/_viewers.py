@@ -110,7 +110,10 @@ def _presented_token(scope: Mapping[str, Any]) -> str | None:
     Bearer <token>``."""
     query = scope.get("query_string", b"")
     if isinstance(query, bytes) and b"token=" in query:
-        values = parse_qs(query.decode("latin-1"), max_num_fields=32).get("token")
+        try:
+            values = parse_qs(query.decode("latin-1"), max_num_fields=32).get("token")
+        except ValueError:  # more than 32 fields: no viewer of ours sends that many
+            return None
         if values:
             return values[0]
     for name, value in scope.get("headers", ()):

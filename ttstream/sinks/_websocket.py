@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +58,20 @@ MEDIA_TYPES = {
 """``output_format`` -> the media type of the image file."""
 
 
+_FORMAT_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,31}")
+
+
 def media_type_of(output_format: str | None) -> str:
     """The media type of an image file in ``output_format`` (``image/png`` when absent;
-    ``image/<format>`` for a format this table does not know yet)."""
+    ``image/<format>`` for a format this table does not know yet, when it is a plain
+    token: ASCII letters, digits, ``.``, ``+``, ``-``, at most 32; else
+    ``application/octet-stream``, so that the server's text never shapes the ``data:``
+    URL of the relays, RFC 2397, beyond its type)."""
     format_ = output_format or "png"
-    return MEDIA_TYPES.get(format_, f"image/{format_}")
+    known = MEDIA_TYPES.get(format_)
+    if known is not None:
+        return known
+    return f"image/{format_}" if _FORMAT_TOKEN.fullmatch(format_) else "application/octet-stream"
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
@@ -97,6 +107,8 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
     ``bytes`` (the size of the image file, computed from the base64 without decoding
     it; ``None`` for an image returned as a URL) and ``media_type`` (``image/png``,
     ``image/jpeg`` or ``image/webp``). Fields the server did not send are ``None``.
+    Every text is passed through the one redaction (``ttstream._secrets.redact``): a
+    server may echo the key into any field.
 
     For a :class:`~ttstream.Reconnecting` notice: ``type`` (``"reconnecting"``),
     ``attempt`` (1 for the first), ``delay`` (seconds), ``regenerating`` (``True``: a
@@ -129,7 +141,20 @@ def item_metadata(item: StreamItem) -> dict[str, Any]:
     image = image_of(item)
     metadata["bytes"] = None if image is None else image.size()  # neither decoded nor encoded
     metadata["media_type"] = media_type_of(item.output_format)
-    return metadata
+    # every text here is the server's and reaches browsers: a server may echo the key
+    result: dict[str, Any] = _redacted(metadata)
+    return result
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every str (at any depth, keys included) through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _finite(value: Any) -> Any:

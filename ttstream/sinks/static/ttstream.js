@@ -283,6 +283,9 @@ ttstream-preview {
   color: var(--tts-text); font: 15px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif;
 }
 ttstream-preview [hidden] { display: none !important; }
+ttstream-preview, ttstream-preview *, ttstream-preview *::before, ttstream-preview *::after {
+  box-sizing: border-box;  /* sizes below include padding and border, whatever the page sets */
+}
 .tts-frame {
   position: relative; overflow: hidden; border-radius: 14px; border: 1px solid var(--tts-line);
   background: radial-gradient(circle at 50% 40%, #171c27, #0a0c11 75%);
@@ -396,6 +399,8 @@ const seconds = (ms) => ms < 60000
 const byteSize = (n) => n < 1024 * 1024 ? `${Math.round(n / 1024)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
 const dimensions = (text) => text.replace("x", " × ");
 const sentence = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+// Image types a browser only ever draws (never runs): the download link keeps them.
+const RASTER = new Set(["image/png", "image/jpeg", "image/webp", "image/gif", "image/avif"]);
 const slug = (text) => text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "image";
 
 function addStyle() {
@@ -437,6 +442,7 @@ export class TTStreamPreview extends HTMLElement {
     this._startedAt = 0;
     this._ticker = null;
     this._blobUrl = null;
+    this._linkUrl = null;  // the download link's own blob: URL, when the image is not raster
     this._badgeTimer = null;
     this._apiLost = false;
     this._images = 0;
@@ -502,6 +508,8 @@ export class TTStreamPreview extends HTMLElement {
     }
     if (this._blobUrl) URL.revokeObjectURL(this._blobUrl);
     this._blobUrl = null;
+    if (this._linkUrl) URL.revokeObjectURL(this._linkUrl);
+    this._linkUrl = null;
     this._frame.dataset.state = "idle";
     this._frame.classList.remove("tts-has-image");
     this._progress.style.width = "";
@@ -648,11 +656,30 @@ export class TTStreamPreview extends HTMLElement {
     if (this.stats.firstPreviewAt !== null) {
       this._elapsed.textContent += ` · first preview ${seconds(this.stats.firstPreviewAt - this._startedAt)}`;
     }
+    const link = await this._linkFor(src);
+    if (mine !== this._run || link === null) return;
     this._download.querySelector("span").textContent = data.bytes ? byteSize(data.bytes) : "";
-    this._download.href = src;
-    this._download.download = `${slug(this.label)}.${data.output_format || "png"}`;
+    this._download.href = link;
+    const extension = String(data.output_format || "png").toLowerCase().replace(/[^a-z0-9]/g, "");
+    this._download.download = `${slug(this.label)}.${extension.slice(0, 8) || "bin"}`;
     this._download.target = src.startsWith("http") ? "_blank" : "";  // another origin's: opened
     this._download.hidden = false;
+  }
+
+  // The download link's URL. A blob: or data: URL has this page's origin when opened:
+  // unless it is a raster image, its bytes (an SVG may hold scripts) are linked as
+  // application/octet-stream, which a click or a new tab saves, never runs.
+  async _linkFor(src) {
+    if (!/^(blob|data):/i.test(src)) return src;
+    try {
+      const blob = await (await fetch(src)).blob();
+      if (RASTER.has(blob.type)) return src;
+      if (this._linkUrl) URL.revokeObjectURL(this._linkUrl);
+      this._linkUrl = URL.createObjectURL(new Blob([blob], { type: "application/octet-stream" }));
+      return this._linkUrl;
+    } catch {
+      return null;  // no link rather than one that could run
+    }
   }
 
   _reconnecting(data) {
