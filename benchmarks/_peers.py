@@ -48,6 +48,7 @@ HTTPX_SSE = "httpx-sse + json + base64"
 OPENAI = "openai SDK"
 FLOOR_JSON = "floor: json + base64 of pre-split events"
 FLOOR_B64 = "floor: base64 alone"
+FLOOR_READ = "floor: the body read + base64 per image"
 
 
 class _Chunks(httpx2.AsyncByteStream):
@@ -201,6 +202,27 @@ class FloorBase64Peer:
         pass
 
 
+class FloorReadPeer:
+    """The body read through the same mock transport (64 KiB chunks), then base64
+    decoding of each image's b64_json, already out of its JSON: the work no client
+    reading this body can avoid."""
+
+    name = FLOOR_READ
+
+    def __init__(self, http: httpx2.AsyncClient, stream: Stream) -> None:
+        self.http = http
+        self.b64s = stream.b64s
+
+    async def run(self, decode: bool, tag: str | None = None, on_event: OnEvent = None) -> int:
+        async with self.http.stream("POST", f"{BASE_URL}/images/generations") as response:
+            async for _chunk in response.aiter_raw():
+                pass
+        return sum(len(base64.b64decode(b64)) for b64 in self.b64s)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
 async def _enumerate(items: Any) -> AsyncIterator[tuple[int, Any]]:
     index = 0
     async for item in items:
@@ -208,7 +230,7 @@ async def _enumerate(items: Any) -> AsyncIterator[tuple[int, Any]]:
         index += 1
 
 
-Peer = TTStreamPeer | HttpxSSEPeer | OpenAIPeer | FloorJsonPeer | FloorBase64Peer
+Peer = TTStreamPeer | HttpxSSEPeer | OpenAIPeer | FloorJsonPeer | FloorBase64Peer | FloorReadPeer
 
 
 def in_memory_peers(stream: Stream, names: list[str], chunk: int = CHUNK) -> list[Peer]:
@@ -223,6 +245,7 @@ def in_memory_peers(stream: Stream, names: list[str], chunk: int = CHUNK) -> lis
         OPENAI: lambda: OpenAIPeer(mock_client2(chunks)),
         FLOOR_JSON: lambda: FloorJsonPeer(stream),
         FLOOR_B64: lambda: FloorBase64Peer(stream),
+        FLOOR_READ: lambda: FloorReadPeer(mock_client(chunks), stream),
     }
     return [make[name]() for name in names]
 

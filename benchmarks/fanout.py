@@ -6,7 +6,7 @@
 Starts Debian's ``redis-server`` on a free loopback port, ``--relays`` relay processes
 (uvicorn serving ``RedisRelay`` at ``/previews/{job}``), ``--viewer-processes`` viewer
 processes sharing ``--viewers`` SSE viewers, then ``--producers`` producer processes.
-Each producer claims its job with ``ttstream.relay.start_once`` and pumps a generation
+Each producer claims its job with ``ttstream.redis.start_once`` and pumps a generation
 of ``--events`` images of ``--image-mb`` MB each (random bytes, so incompressible;
 previews and the final image alike), one every ``--pace`` seconds, into a
 ``RedisStreamSink``. Viewer ``i`` watches job ``i % producers`` through a random relay;
@@ -47,8 +47,8 @@ import coredis  # noqa: E402
 import httpx2  # noqa: E402
 
 from ttstream import Completed, PartialImage  # noqa: E402
-from ttstream.relay import start_once  # noqa: E402
-from ttstream.sinks import RedisRelay, RedisStreamSink, pump  # noqa: E402
+from ttstream.redis import RedisRelay, RedisStreamSink, start_once  # noqa: E402
+from ttstream.sinks import pump  # noqa: E402
 from ttstream.sse import SSEDecoder  # noqa: E402
 
 PREFIX = "fanout:"

@@ -1,6 +1,6 @@
 """Benchmarks: ttstream against httpx-sse + json + base64 and the official openai SDK.
 
-``python benchmarks/run_all.py [--quick] [--rounds N] [--only abcdefg] [--json FILE]``
+``python benchmarks/run_all.py [--quick] [--rounds N] [--only abcefg] [--json FILE]``
 prints one markdown table per benchmark and draws the chart of throughput and memory by
 event size (``benchmarks/by_event_size.png``; ``--chart PATH`` elsewhere). ttstream runs
 in variants: as installed (decoded on arrival, pybase64), with the stdlib's base64
@@ -16,9 +16,8 @@ b. the relay path: the same stream, base64 kept, nothing decoded;
    and "warm heap" (freed memory is kept for reuse: no page faults);
 c. over loopback, from a local server in another process, with no delays; then again
    with 256 KiB httpcore reads (httpcore's read size patched, an experiment);
-d. 200 concurrent streams from one process over loopback, each trial a fresh process:
-   aggregate throughput, delay from the server's write of an event's last byte to the
-   consumer's receipt of the event, RSS growth per stream, errors;
+d. the 200-stream benchmark moved to ``loopback.py`` (issue 22: every contender in a
+   process of its own, at 1 and 200 streams, against a hand-written aiohttp client);
 e. one stream of a single 1, 4, 16 and 64 MB event, and the realistic stream of 3
    previews + final: throughput, and peak memory traced by tracemalloc in separate,
    untimed runs of ``async for event in stream: n += len(event.image_bytes)``;
@@ -76,8 +75,8 @@ from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
 
 from ttstream import _base64, parse_event
-from ttstream.sinks._relay import _frame as relay_frame
-from ttstream.sinks._websocket import item_metadata
+from ttstream._browser.frames import frame_of as relay_frame
+from ttstream._browser.items import item_metadata
 from ttstream.sse import SSEDecoder
 
 HERE = Path(__file__).resolve().parent
@@ -276,120 +275,6 @@ async def bench_loopback(stream: Stream, server: Server, rounds: int, results: R
     set_read_size(64 * 1024)
     for peer in peers:
         await peer.aclose()
-
-
-def bench_concurrent(
-    stream: Stream, server: Server, streams: int, rounds: int, results: Results
-) -> None:
-    print(
-        f"\n### d. {streams} concurrent streams from one process over loopback, every image "
-        f"decoded: {stream.name} each\n"
-    )
-    trials: dict[str, list[dict[str, Any]]] = {name: [] for name in NETWORK}
-    for round_ in range(rounds):
-        shift = round_ % len(NETWORK)
-        for name in [*NETWORK[shift:], *NETWORK[:shift]]:
-            spec = {
-                "peer": name,
-                "base_url": server.base_url,
-                "streams": streams,
-                "tag": f"r{round_}",
-                "expected": stream.image_bytes,
-            }
-            command = [sys.executable, __file__, "--child-concurrent", json.dumps(spec)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                sys.exit(f"ABORT: {name} trial failed:\n{done.stderr}")
-            trial = json.loads(done.stdout.splitlines()[-1])
-            marks = server.marks()
-            trial["delays"] = [
-                when - marks[tag, index]
-                for tag, index, when in trial.pop("receipts")
-                if (tag, index) in marks
-            ]
-            trials[name].append(trial)
-    size = len(stream.body) * streams
-    summary = {}
-    for name, runs in trials.items():
-        delays = sorted(d for run in runs for d in run["delays"])
-        summary[name] = {
-            "mb_per_s": statistics.median(size / run["seconds"] / MB for run in runs),
-            "p50_ms": quantile(delays, 0.50) * 1e3,
-            "p99_ms": quantile(delays, 0.99) * 1e3,
-            "peak_rss_mb": max(run["peak_rss"] for run in runs) / MB,
-            "rss_growth_mb": max(run["peak_rss"] - run["rss_before"] for run in runs) / MB,
-            "rss_per_stream_mb": max(run["peak_rss"] - run["rss_before"] for run in runs)
-            / MB
-            / streams,
-            "errors": sum(run["errors"] for run in runs),
-            "error_kinds": sorted({kind for run in runs for kind in run["error_kinds"]}),
-        }
-    print(
-        f"| Client | Aggregate MB/s (median) | {TIMES} text mode (the path before) "
-        f"| {TIMES} the SDK | Delay p50 (ms) | Delay p99 (ms) | Peak RSS (MB) "
-        "| RSS growth per stream (MB) | Errors |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    before, sdk = summary[TT_TODAY]["mb_per_s"], summary[OPENAI]["mb_per_s"]
-    for name, s in summary.items():
-        errors = " ".join([str(s["errors"]), *s["error_kinds"]])
-        print(
-            f"| {name} | {s['mb_per_s']:.0f} | {s['mb_per_s'] / before:.2f} "
-            f"| {s['mb_per_s'] / sdk:.2f} | {s['p50_ms']:.0f} "
-            f"| {s['p99_ms']:.0f} | {s['peak_rss_mb']:.0f} | {s['rss_per_stream_mb']:.2f} "
-            f"| {errors} |"
-        )
-    results["d"] = summary
-
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
-def rss_now() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-async def child_concurrent(spec: dict[str, Any]) -> None:
-    """One trial of d, in a fresh process: prints one JSON line."""
-    streams = spec["streams"]
-    peer = network_peer(spec["peer"], spec["base_url"], connections=streams + 8)
-    await check(peer, True, spec["expected"])  # warm-up, untimed and unmarked
-    receipts: list[tuple[str, int, float]] = []
-    errors: list[str] = []
-
-    async def one(number: int) -> None:
-        tag = f"{spec['tag']}-{number}"
-
-        def on_event(index: int) -> None:
-            receipts.append((tag, index, time.clock_gettime(time.CLOCK_MONOTONIC)))
-
-        try:
-            if await peer.run(True, tag=tag, on_event=on_event) != spec["expected"]:
-                errors.append("wrong-bytes")
-        except Exception as exc:
-            errors.append(type(exc).__name__)
-
-    gc.collect()
-    rss_before = rss_now()
-    start = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        for number in range(streams):
-            group.start_soon(one, number)
-    seconds = time.perf_counter() - start
-    await peer.aclose()
-    result = {
-        "seconds": seconds,
-        "receipts": receipts,
-        "errors": len(errors),
-        "error_kinds": sorted(set(errors)),
-        "rss_before": rss_before,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }
-    print(json.dumps(result))
 
 
 # e: by event size -----------------------------------------------------------------------
@@ -611,14 +496,10 @@ async def run(args: argparse.Namespace) -> Results:
     stream = four_events(image_bytes)
     if "a" in args.only or "b" in args.only:
         bench_in_memory(stream, image_bytes, args.rounds, results)
-    if "c" in args.only or "d" in args.only:
+    if "c" in args.only:
         server = Server(image_bytes)
         try:
-            if "c" in args.only:
-                await bench_loopback(stream, server, args.rounds, results)
-            if "d" in args.only:
-                rounds = 1 if args.quick else 2
-                bench_concurrent(stream, server, args.streams, rounds, results)
+            await bench_loopback(stream, server, args.rounds, results)
         finally:
             server.stop()
     if "e" in args.only:
@@ -634,22 +515,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--rounds", type=int, help="timed runs per client (default 21, quick 3)")
-    parser.add_argument("--streams", type=int, help="concurrent streams in d (default 200)")
-    parser.add_argument("--only", default="abcdefg", help="benchmarks to run (default abcdefg)")
+    parser.add_argument("--only", default="abcefg", help="benchmarks to run (default abcefg)")
     parser.add_argument("--chart", type=Path, help="where to draw the chart (needs e)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--child-in-memory", help=argparse.SUPPRESS)
-    parser.add_argument("--child-concurrent", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_in_memory:
         spec = json.loads(args.child_in_memory)
         anyio.run(child_in_memory, spec["image_bytes"], spec["rounds"], backend="asyncio")
         return
-    if args.child_concurrent:
-        anyio.run(child_concurrent, json.loads(args.child_concurrent), backend="asyncio")
-        return
     args.rounds = args.rounds or (3 if args.quick else 21)
-    args.streams = args.streams or (20 if args.quick else 200)
     if args.chart is None and not args.quick:
         args.chart = HERE / "by_event_size.png"
     started = time.perf_counter()

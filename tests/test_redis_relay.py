@@ -38,7 +38,9 @@ from test_relay import Browser, eventually, gated, image_of, serving
 
 import ttstream
 from ttstream import StreamItem
+from ttstream._browser.viewers import FORBIDDEN
 from ttstream.emulator import EmulatorServer
+from ttstream.redis import parse_id
 from ttstream.sinks import (
     CallbackSink,
     RedisRelay,
@@ -48,8 +50,6 @@ from ttstream.sinks import (
     pump,
     sign_viewer_token,
 )
-from ttstream.sinks._redis import parse_id
-from ttstream.sinks._viewers import FORBIDDEN
 
 pytestmark = pytest.mark.anyio
 

@@ -22,6 +22,7 @@ from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer, api_o
 import ttstream
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem
 from ttstream.emulator import EmulatorServer
+from ttstream.redis import Terminal, decode_entry, encode_item
 from ttstream.sinks import (
     CallbackSink,
     MalformedEntryError,
@@ -30,7 +31,6 @@ from ttstream.sinks import (
     SinkError,
     pump,
 )
-from ttstream.sinks._redis import Terminal, decode_entry, encode_item
 
 pytestmark = pytest.mark.anyio
 pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...

@@ -33,9 +33,9 @@ from test_redis_relay import PREFIX, workers
 from test_relay import Browser, eventually, gated
 
 from ttstream.emulator import EmulatorServer
+from ttstream.redis import Terminal, decode_entry
 from ttstream.relay import claim_key, start_once
 from ttstream.sinks import ClaimLostError, RedisStreamError, RedisStreamSink, pump
-from ttstream.sinks._redis import Terminal, decode_entry
 
 pytestmark = pytest.mark.anyio
 pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem, parse_event
+from ttstream._browser.items import item_metadata, strict_json
 from ttstream.sinks import SSERelay
-from ttstream.sinks._websocket import item_metadata, strict_json
 from ttstream.sse import SSEDecoder
 
 pytestmark = pytest.mark.anyio

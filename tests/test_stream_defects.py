@@ -66,7 +66,8 @@ async def test_a_body_left_early_leaves_no_generator_to_the_garbage_collector() 
                 request = http.build_request("GET", "http://127.0.0.1/")
                 response = await http.send(request, stream=True)
                 pieces = aiter_bounded(response, read_limit=4)
-                assert await pieces.__anext__() == b"aaaa"
+                # An uncompressed body comes in its reads as they are (issue 22)
+                assert await pieces.__anext__() == b"a" * 10
                 await pieces.aclose()  # left after the first piece
                 del pieces
                 gc.collect()

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from ttstream import ValidationError
+from ttstream._browser.viewers import viewer_allowed
 from ttstream.sinks import sign_viewer_token, verify_viewer_token
-from ttstream.sinks._viewers import viewer_allowed
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 

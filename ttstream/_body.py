@@ -116,8 +116,10 @@ def _coding(response: httpx2.Response) -> str | None:
 async def aiter_bounded(
     response: httpx2.Response, *, read_limit: int = DEFAULT_READ_LIMIT
 ) -> AsyncGenerator[bytes, None]:
-    """The decoded body of ``response`` (opened with ``stream=True``), in pieces of at
-    most ``read_limit`` bytes; the next piece is decoded only when asked for, so memory
+    """The decoded body of ``response`` (opened with ``stream=True``): a compressed
+    body in pieces of at most ``read_limit`` bytes, the next piece decoded only when asked
+    for; an uncompressed one in its network reads as they come (each already held whole,
+    their size set by the transport: 256 KiB for the client ttstream creates). Memory
     holds at most one network read and one piece at a time.
 
     For event streams: the SSE decoder fed from these pieces enforces the per-event cap.
@@ -140,14 +142,11 @@ async def aiter_bounded(
     # left to the garbage collector (trio warns of each one it finalizes).
     async with contextlib.aclosing(response.aiter_raw()) as raws:
         async for raw in raws:
-            if inflater is not None:
+            if inflater is None:
+                yield raw  # as read: already in memory, so cutting it would bound nothing
+            else:
                 for piece in inflater.decode(raw, read_limit):
                     yield piece
-            elif len(raw) <= read_limit:
-                yield raw
-            else:
-                for start in range(0, len(raw), read_limit):
-                    yield raw[start : start + read_limit]
 
 
 async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearray, bool]:
@@ -173,7 +172,7 @@ async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearr
 
 async def read_body(response: httpx2.Response, *, limit: int) -> bytes:
     """The whole decoded body of ``response``, refused once it passes ``limit`` bytes:
-    until then memory holds at most ``limit`` plus one piece (64 KiB) of decoded bytes
+    until then memory holds at most ``limit`` plus one network read or decoded piece
     (and a copy of a body within the limit, as it is returned).
 
     For non-streaming answers and downloads (``fetch_image``).

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import _secrets
+from ._secrets import MIN_SECRET_CHARS, REDACTED, redact
 from .events import Completed, PartialImage
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ _MAX_SHOWN = 300  # characters of server text shown in one line
 def clean(text: object, limit: int = _MAX_SHOWN, *, secrets: Iterable[str] = ()) -> str:
     """``text`` as one printable line: each of ``secrets`` (the API keys), every key a
     client registered and any credential header value are replaced by ``[REDACTED]``
-    (``ttstream._secrets.redact``, the one redaction of ttstream), tabs and line breaks
+    (``ttstream.redact``, the one redaction of ttstream), tabs and line breaks
     become spaces, control characters (terminal escapes), lone surrogates and
     bidirectional overrides are shown as ``\\x1b``-style escapes, and more
     than ``limit`` characters are cut with ``…``.
@@ -60,9 +60,9 @@ def clean(text: object, limit: int = _MAX_SHOWN, *, secrets: Iterable[str] = ())
     """
     line = str(text)
     for secret in secrets:
-        if len(secret) >= _secrets.MIN_SECRET_CHARS:  # a short one would blot out words
-            line = line.replace(secret, _secrets.REDACTED)
-    line = _secrets.redact(line)
+        if len(secret) >= MIN_SECRET_CHARS:  # a short one would blot out words
+            line = line.replace(secret, REDACTED)
+    line = redact(line)
     line = _LINE_BREAKS.sub(" ", line)
     line = _UNSAFE.sub(lambda match: ascii(match.group())[1:-1], line)
     return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -38,12 +38,13 @@ import anyio
 import attrs
 import httpx2
 
-from . import _secrets, sse
+from . import sse
 from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import APIConnectionError, ProtocolError, ValidationError
 from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State
+from ._secrets import redact
 from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder
 
 __all__ = ["EventSource", "SourceItem"]
@@ -224,7 +225,7 @@ class EventSource:
     def __repr__(self) -> str:
         closed = self._machine.state is State.CLOSED
         state = "closed" if closed else "open" if self._response is not None else "idle"
-        last = _secrets.redact(self.last_event_id)  # server text: it may echo the key
+        last = redact(self.last_event_id)  # server text: it may echo the key
         target = self._target
         return f"<EventSource {state} {target.method} {target.url} last_event_id={last!r}>"
 
@@ -464,7 +465,7 @@ class EventSource:
             if notice.last_event_id
             else "starting over"
         )
-        note = _secrets.redact(  # a server may echo the key in ids
+        note = redact(  # a server may echo the key in ids
             f"attempt {notice.attempt} of {self._machine.policy.max_attempts}, {how}: {reason}"
         )
         logger.warning("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)

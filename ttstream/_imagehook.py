@@ -10,7 +10,7 @@ base64 decoded while its bytes arrive (``ttstream._imageline``; docs/fast.md). A
 
 from __future__ import annotations
 
-from . import _base64
+from ._base64 import codec
 from ._imageline import HEAD_LIMIT, ImageLine
 
 __all__ = ["IMAGE_KEYS", "ImageLineHook"]
@@ -32,6 +32,7 @@ class ImageLineHook:
     def __init__(self, keys: tuple[str, ...] = IMAGE_KEYS) -> None:
         self.keys = keys
         self._quoted = tuple(b'"' + key.encode() + b'"' for key in keys)
+        self._last: ImageLine | None = None  # its image's size sizes the next one's buffer
 
     def __repr__(self) -> str:
         return f"<ImageLineHook keys={self.keys!r}>"
@@ -41,4 +42,8 @@ class ImageLineHook:
         return any(key in head for key in self._quoted)
 
     def start(self) -> ImageLine:
-        return ImageLine(self.keys, _base64.codec())
+        """A line decoder whose image buffer is sized like the previous line's image
+        (one hook per decoder, so per stream: previews and the final share a size)."""
+        hint = 0 if self._last is None else self._last.decoded_size
+        self._last = ImageLine(self.keys, codec(), hint)
+        return self._last

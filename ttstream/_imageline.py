@@ -83,17 +83,41 @@ UTF-8 (the plain path's work from there)."""
 class ImageLine:
     """One data line on the fast path: feed its value's bytes as they arrive, then
     :meth:`end` it. ``feed`` answers ``None`` while the fast path holds, or a
-    :data:`Fallback` once it gave up; after that the line is no longer fed."""
+    :data:`Fallback` once it gave up; after that the line is no longer fed.
+    ``decoded_size`` is the image's size once :meth:`end` gave :class:`DecodedData`
+    (``ttstream._imagehook`` sizes the next line's buffer with it), else 0."""
 
-    __slots__ = ("_carry", "_codec", "_found", "_head", "_keys", "_out", "_scan_at", "_tail")
+    __slots__ = (
+        "_carry",
+        "_codec",
+        "_found",
+        "_head",
+        "_hint",
+        "_keys",
+        "_out",
+        "_pieces",
+        "_room",
+        "_scan_at",
+        "_tail",
+        "decoded_size",
+    )
 
-    def __init__(self, keys: tuple[str, ...], codec: Codec) -> None:
+    def __init__(self, keys: tuple[str, ...], codec: Codec, size_hint: int = 0) -> None:
+        """``size_hint``: the decoded size expected (the previous image's, on a stream
+        whose previews and final share a size), or 0: the image's buffer is made that
+        large once and filled in place (see :meth:`_write`)."""
         self._keys = keys
         self._codec = codec
         self._head = bytearray()  # the line's bytes until its image string is found
         self._scan_at = 1  # parse the head again once it holds this many bytes
         self._found: tuple[dict[str, Any], str, str] | None = None  # members, key, head text
-        self._out = io.BytesIO()  # the decoded image: grown in place, taken without a copy
+        # The decoded image: written in place, taken without a copy (``_take``); ``_room``
+        # is the size of its buffer, made ``_hint`` large by the first ``take_run``.
+        self._out = io.BytesIO()
+        self._room = 0
+        self._pieces: list[bytes] | None = None  # decoded bytes past the buffer's room
+        self._hint = size_hint
+        self.decoded_size = 0  # the image's size once end() gave DecodedData
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
         self._tail: bytearray | None = None  # the bytes from the closing quote on
 
@@ -129,8 +153,11 @@ class ImageLine:
             out = decode(view[fill : len(data) - keep], last=False)
         if out is None:
             return False
-        self._out.write(first)
-        self._out.write(out)
+        if self._hint:
+            self._reserve()
+        if first:
+            self._write(first)
+        self._write(out)
         self._carry = left
         return True
 
@@ -147,11 +174,12 @@ class ImageLine:
         if self._tail is None:  # no closing quote: the plain path decides
             return self._fallback(self._carry)
         members, key, head = self._found
-        image = self._out.getvalue()
+        image = self._take()
         tail = self._tail.decode("utf-8", "replace")
         if not _parse_tail(tail, key, members):
             return head + self._codec.encode_text(image) + tail, b""
         members[key] = image
+        self.decoded_size = len(image)
         return DecodedData(head, key, image, tail, members, self._codec)
 
     def _feed_head(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:
@@ -206,11 +234,50 @@ class ImageLine:
                 return self._fallback(carry, data, start, end)
             pieces.append(out)
         for piece in pieces:
-            self._out.write(piece)
+            self._write(piece)
         self._carry = bytes(data[aligned:stop])
         if final:
             self._tail = bytearray(memoryview(data)[quote:end])
         return None
+
+    def _write(self, piece: bytes) -> None:
+        """Appends decoded bytes to the image: into the buffer while it has room, else
+        to a list of pieces joined at the end. The buffer is never grown (``io.BytesIO``
+        grows by an eighth at a time, and a block of megabytes can seldom be extended in
+        place, so the image would be copied about eight times over as it grows)."""
+        out = self._out
+        if self._pieces is None and out.tell() + len(piece) <= self._room:
+            out.write(piece)
+        elif self._pieces is None:
+            self._pieces = [piece]
+        else:
+            self._pieces.append(piece)
+
+    def _reserve(self) -> None:
+        """Makes the buffer ``size_hint`` large (zeroed by ``calloc``), the bytes written
+        so far copied over. Done on the first chunk that lies wholly inside the string,
+        so never on the chunk that began it, which may also have ended the event before:
+        until the consumer takes that event, the one before it may still be alive."""
+        hint, self._hint = self._hint, 0
+        if hint > self._room:
+            written = self._take()
+            self._out, self._room = io.BytesIO(bytes(hint)), hint
+            self._write(written)
+
+    def _take(self) -> bytes:
+        """The image decoded so far. The buffer is cut to what was written and becomes
+        the ``bytes`` without a copy (``io.BytesIO.getvalue`` shares a buffer it alone
+        holds); pieces past its room (all of them with no size hint) are joined to it
+        once, so the image is held twice for a moment."""
+        out, pieces = self._out, self._pieces
+        out.truncate(out.tell())
+        if pieces is None:
+            return out.getvalue()
+        self._pieces = None
+        if out.tell():
+            pieces.insert(0, out.getvalue())
+        self._out, self._room = io.BytesIO(), 0
+        return b"".join(pieces)
 
     def _fallback(
         self, carry: bytes, data: bytes | bytearray = b"", start: int = 0, end: int = 0
@@ -218,8 +285,8 @@ class ImageLine:
         """The line as text so far, and the raw bytes not taken: the carried ones and
         ``data[start:end]``."""
         assert self._found is not None
-        text = self._found[2] + self._codec.encode_text(self._out.getvalue())
-        self._out = io.BytesIO()
+        text = self._found[2] + self._codec.encode_text(self._take())
+        self._out, self._room, self._pieces = io.BytesIO(), 0, None
         return text, carry + bytes(memoryview(data)[start:end])
 
 

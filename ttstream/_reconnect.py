@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import attrs
 
-from . import _secrets
 from ._retry import backoff_delay
+from ._secrets import redact
 from .sse import ServerSentEvent, fingerprint, id_in_body
 
 Fingerprint = tuple[str, int, int]
@@ -90,9 +90,9 @@ class Reconnecting:
 
     attempt: int
     delay: float
-    last_event_id: str = attrs.field(repr=lambda value: repr(_secrets.redact(value)))
+    last_event_id: str = attrs.field(repr=lambda value: repr(redact(value)))
     regenerating: bool
-    reason: str = attrs.field(repr=lambda value: repr(_secrets.redact(value)))
+    reason: str = attrs.field(repr=lambda value: repr(redact(value)))
 
 
 class State(enum.Enum):

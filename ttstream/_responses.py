@@ -47,7 +47,7 @@ from typing import Any
 import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
-from .events import Completed, InputTokensDetails, PartialImage, Usage, _Image
+from .events import Completed, InlineImage, InputTokensDetails, PartialImage, Usage
 from .sse import ServerSentEvent, decoded_data
 
 __all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
@@ -178,7 +178,7 @@ class ResponsesInterpreter:
         if decoded is not None and decoded.key == _PARTIAL_KEY:
             # Decoded while it arrived: keep the bytes, never encode them back to text.
             obj: dict[str, Any] = dict(decoded.members)
-            obj[_PARTIAL_KEY] = _Image(data=decoded.image)
+            obj[_PARTIAL_KEY] = InlineImage(data=decoded.image)
         else:
             data = sse.data
             if not data.strip() or data == "[DONE]":
@@ -228,9 +228,9 @@ class ResponsesInterpreter:
         if item_id is not None:
             self._items.setdefault(item_id, _Item(fields.get("output_index")))
         image = fields.pop(_PARTIAL_KEY, None)
-        if not isinstance(image, _Image):
+        if not isinstance(image, InlineImage):
             fields[_PARTIAL_KEY] = image
-            image = _Image(_take_required(fields, _PARTIAL_KEY, str, sse))
+            image = InlineImage(_take_required(fields, _PARTIAL_KEY, str, sse))
         if not image.text_length():
             raise _malformed(sse, f"{_PARTIAL_KEY!r} is empty: an image is at least one byte")
         return PartialImage(

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import httpcore2
 import httpx2
 
 from ._transport_errors import NormalizedStream, normalized
 
-__all__ = ["AIOHTTP", "BackendTransport", "http_client"]
+__all__ = ["AIOHTTP", "BackendTransport", "http_client", "httpcore_transport"]
 
 try:
     from httpx_aiohttp.httpx2 import AiohttpTransport
@@ -33,7 +34,9 @@ else:
 READ_SIZE = 256 * 1024
 """The largest piece an aiohttp response body is handed over in (httpx-aiohttp's own
 default is 16 KiB): over loopback, a 10.7 MB stream took 12 ms in 256 KiB pieces against
-19 ms in 16 KiB ones (``benchmarks/RESULTS.md``). Set on each response, not on the class."""
+19 ms in 16 KiB ones (``benchmarks/RESULTS.md``). Set on each response, not on the class.
+Also the smallest socket read of httpcore's connections in the client ttstream creates
+(httpcore's own is 64 KiB, which anyio serves by cutting asyncio's 256 KiB receives)."""
 
 
 class BackendTransport(httpx2.AsyncBaseTransport):
@@ -52,7 +55,7 @@ class BackendTransport(httpx2.AsyncBaseTransport):
                 self._asyncio = AiohttpTransport(limits=self._limits)
             return self._asyncio
         if self._other is None:
-            self._other = httpx2.AsyncHTTPTransport(limits=self._limits)
+            self._other = httpcore_transport(limits=self._limits)
         return self._other
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -121,6 +124,63 @@ def http_client(**kwargs: Any) -> httpx2.AsyncClient:
     ``limits``...), except ``transport``.
     """
     if not AIOHTTP:
-        return httpx2.AsyncClient(**kwargs)
+        options = {key: kwargs[key] for key in _TRANSPORT_OPTIONS if key in kwargs}
+        return httpx2.AsyncClient(transport=httpcore_transport(**options), **kwargs)
     limits = kwargs.pop("limits", httpx2.Limits(max_connections=100, max_keepalive_connections=20))
     return httpx2.AsyncClient(transport=BackendTransport(limits), **kwargs)
+
+
+_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
+
+
+def httpcore_transport(**kwargs: Any) -> httpx2.AsyncHTTPTransport:
+    """An ``httpx2.AsyncHTTPTransport(**kwargs)`` (httpcore) whose connections read the
+    socket at least :data:`READ_SIZE` bytes at a time: the transport of the client
+    ttstream creates when aiohttp's is not used (trio, or no ``aiohttp`` extra). Only
+    this transport's reads change, nothing process-wide; a transport that does not hold
+    httpcore's pool where expected is returned as it is (reads of httpcore's size)."""
+    transport = httpx2.AsyncHTTPTransport(**kwargs)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(pool, httpcore2.AsyncConnectionPool) and backend is not None:
+        pool._network_backend = _WideReads(backend)
+    return transport
+
+
+class _WideReads(httpcore2.AsyncNetworkBackend):
+    """httpcore's network backend, with every read asking for :data:`READ_SIZE` bytes at
+    least: on asyncio anyio then hands over what the event loop received (up to 256 KiB)
+    in one piece instead of slicing it into 64 KiB ones, one loop turn each; on trio the
+    socket is read that much at once. Each read still waits for the first byte only."""
+
+    def __init__(self, inner: httpcore2.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore2.AsyncNetworkStream:
+        return _WideStream(await self._inner.connect_tcp(*args, **kwargs))
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore2.AsyncNetworkStream:
+        return _WideStream(await self._inner.connect_unix_socket(*args, **kwargs))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _WideStream(httpcore2.AsyncNetworkStream):
+    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's interface)
+        return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore2.AsyncNetworkStream:
+        return _WideStream(await self._inner.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import _base64, _secrets
+from ._base64 import Base64Error, codec, decoded_length
 from ._exceptions import (
     MalformedEventError,
     ProtocolError,
@@ -34,11 +34,13 @@ from ._exceptions import (
     shorten,
 )
 from ._imageline import skip_whitespace as _skip
+from ._secrets import redact
 from .sse import ServerSentEvent, data_pieces, decoded_data
 
 __all__ = [
     "Completed",
     "ImageEvent",
+    "InlineImage",
     "InputTokensDetails",
     "PartialImage",
     "Usage",
@@ -61,12 +63,6 @@ def _repr_extra(extra: Mapping[str, Any]) -> str:
     return "{" + ", ".join(shown) + "}"
 
 
-def decoded_length(b64: str) -> int:
-    """The number of bytes canonical base64 ``b64`` decodes to, computed from its length
-    and padding alone (no decoding)."""
-    return _base64.decoded_length(b64)
-
-
 def decode_base64(b64: str, *, what: str, event: str = "", event_id: str = "") -> bytes:
     """Decodes canonical base64 (RFC 4648 section 4, padded, no line breaks), with
     pybase64 when installed, else binascii: the same bytes and errors either way.
@@ -75,14 +71,14 @@ def decode_base64(b64: str, *, what: str, event: str = "", event_id: str = "") -
         MalformedEventError: ``b64`` is not canonical base64; ``what`` names the field.
     """
     try:
-        return _base64.codec().decode(b64)
-    except _base64.Base64Error as exc:
+        return codec().decode(b64)
+    except Base64Error as exc:
         raise MalformedEventError(
             f"{what} is not valid base64: {exc}", event=event, event_id=event_id
         ) from None
 
 
-class _Image:
+class InlineImage:
     """The inline image of an event: the base64 text as it arrived, or the bytes it was
     decoded to as it arrived (then the text is encoded again when asked for).
 
@@ -109,7 +105,7 @@ class _Image:
         if self._text is not None:
             return self._text
         assert self._data is not None
-        return _base64.codec().encode_text(self._data)
+        return codec().encode_text(self._data)
 
     def utf8(self) -> bytes:
         """The base64 text in UTF-8, for splicing a ``verbatim`` image: encoded once from
@@ -117,7 +113,7 @@ class _Image:
         if self._text is not None:
             return self._text.encode()
         assert self._data is not None
-        return _base64.codec().encode(self._data)
+        return codec().encode(self._data)
 
     def data(self, what: str) -> bytes:
         """The image bytes: decoded on first use and kept."""
@@ -140,7 +136,7 @@ class _Image:
         return (len(self._data) + 2) // 3 * 4
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Image):
+        if not isinstance(other, InlineImage):
             return NotImplemented
         if self._data is not None and other._data is not None:
             return self._data == other._data and (
@@ -155,8 +151,8 @@ class _Image:
         return f"<{self.text_length()} base64 chars>"
 
 
-def _to_image(value: str | _Image | None) -> _Image | None:
-    return value if value is None or isinstance(value, _Image) else _Image(value)
+def _to_image(value: str | InlineImage | None) -> InlineImage | None:
+    return value if value is None or isinstance(value, InlineImage) else InlineImage(value)
 
 
 def _event_repr(self: ImageEvent) -> str:
@@ -167,10 +163,10 @@ def _event_repr(self: ImageEvent) -> str:
             value = getattr(self, field.name)
             text = field.repr(value) if callable(field.repr) else repr(value)
             shown.append(f"{field.alias}={text}")
-    return _secrets.redact(f"{type(self).__name__}({', '.join(shown)})")
+    return redact(f"{type(self).__name__}({', '.join(shown)})")
 
 
-def image_of(event: ImageEvent) -> _Image | None:
+def image_of(event: ImageEvent) -> InlineImage | None:
     """The inline image of ``event`` (``None`` for an image returned as a URL); for the
     sinks, which read its size and base64 without decoding or encoding twice."""
     return event._image
@@ -216,7 +212,7 @@ class ImageEvent:
     ``size`` is ``"WxH"``.
     """
 
-    _image: _Image | None = attrs.field(alias="b64_json", converter=_to_image)
+    _image: InlineImage | None = attrs.field(alias="b64_json", converter=_to_image)
     operation: str
     size: str | None = None
     quality: str | None = None
@@ -326,18 +322,18 @@ class _Fields:
             )
         return value
 
-    def image(self, *, verbatim: bool = False, required: bool = False) -> _Image | None:
+    def image(self, *, verbatim: bool = False, required: bool = False) -> InlineImage | None:
         """``b64_json``: its text (``verbatim`` when known to need no JSON escaping), or
         the bytes the decoder already decoded; an empty string is malformed."""
         value = self._rest.pop("b64_json", None)
         if isinstance(value, bytes):
-            image = _Image(data=value)
+            image = InlineImage(data=value)
         else:
             self._rest["b64_json"] = value
             text = self.required("b64_json", str) if required else self.take("b64_json", str)
             if text is None:
                 return None
-            image = _Image(text, verbatim=verbatim)
+            image = InlineImage(text, verbatim=verbatim)
         if not image.text_length():
             raise self.malformed(
                 f"{self._where} has an empty 'b64_json': an image is at least one byte"
@@ -500,7 +496,7 @@ def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
     if decoded is not None:
         obj = dict(decoded.members)
         if decoded.key != "b64_json":  # another API's key: its text, as json.loads gives
-            obj[decoded.key] = _base64.codec().encode_text(decoded.image)
+            obj[decoded.key] = codec().encode_text(decoded.image)
         return obj, False
     pieces = data_pieces(sse)  # the data, possibly still in the pieces it arrived in
     if (len(pieces) == 1 and pieces[0] == "[DONE]") or all(p.isspace() or not p for p in pieces):

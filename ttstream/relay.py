@@ -1,10 +1,13 @@
-"""The old home of ``start_once``: its names, re-exported from :mod:`ttstream.redis`.
+"""A compatibility alias: ``start_once``, ``claim_key`` and ``ClaimLostError`` of
+:mod:`ttstream.redis`, re-exported under their old home.
 
-"Relay" means the browser relays (``SSERelay``, ``RedisRelay``); one generation per job
-across workers is :func:`ttstream.redis.start_once` (``docs/redis.md``). This module
-keeps ``from ttstream.relay import start_once, claim_key`` working.
+Kept so that ``from ttstream.relay import start_once, claim_key`` goes on working; new
+code imports them from :mod:`ttstream.redis`, where everything Redis lives. "Relay" in
+ttstream means a browser relay (:class:`~ttstream.sinks.SSERelay`,
+:class:`~ttstream.redis.RedisRelay`); one generation per job across workers is
+:func:`ttstream.redis.start_once` (``docs/redis.md``). This module defines nothing.
 """
 
-from .redis._claims import ClaimLostError, claim_key, start_once
+from .redis import ClaimLostError, claim_key, start_once
 
 __all__ = ["ClaimLostError", "claim_key", "start_once"]

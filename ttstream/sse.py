@@ -40,10 +40,10 @@ from typing import Any, Protocol
 
 import attrs
 
-from . import _secrets
 from ._exceptions import EventTooLargeError, ValidationError
 from ._imagehook import IMAGE_KEYS, ImageLineHook
 from ._imageline import DecodedData
+from ._secrets import redact
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -80,7 +80,7 @@ class Comment:
     and one leading space: servers send them as keep-alives (WHATWG ignores them; a UI
     can show them as "still working"). Only :meth:`SSEDecoder.feed_all` returns them."""
 
-    text: str = attrs.field(repr=lambda text: repr(_secrets.redact(text)))
+    text: str = attrs.field(repr=lambda text: repr(redact(text)))
 
 
 class Decoded(Protocol):
@@ -228,7 +228,7 @@ class ServerSentEvent:
         if self.retry is not None:
             fields.append(f"retry={self.retry!r}")
         # Server text: a server may echo the key in an id, a type or short data.
-        return _secrets.redact(f"ServerSentEvent({', '.join(fields)})")
+        return redact(f"ServerSentEvent({', '.join(fields)})")
 
 
 def decoded_data(sse: ServerSentEvent) -> DecodedData | None:

@@ -15,7 +15,7 @@ serving the preview page at http://127.0.0.1:8001/ and http://127.0.0.1:8002/ un
 Ctrl+C.
 
 Each worker: ``POST /jobs`` with ``{"prompt": str}`` starts the job (its key is a hash
-of the prompt) with ``ttstream.relay.start_once`` in the background, feeding
+of the prompt) with ``ttstream.redis.start_once`` in the background, feeding
 ``RedisStreamSink``, and answers once the job is claimed (202) or found running
 elsewhere (200), or 503 when Redis refused at once; ``GET /previews/{job}`` is a
 ``RedisRelay`` (with ``claims``, so a job whose worker died ends with an error event),
@@ -60,8 +60,8 @@ from starlette.routing import Route
 
 import ttstream
 from ttstream.emulator import api_or_emulator
-from ttstream.relay import claim_key, start_once
-from ttstream.sinks import RedisRelay, RedisStreamSink, pump
+from ttstream.redis import RedisRelay, RedisStreamSink, claim_key, start_once
+from ttstream.sinks import pump
 from ttstream.sse import SSEDecoder
 
 logger = logging.getLogger("multi_worker")

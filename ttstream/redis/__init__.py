@@ -4,32 +4,37 @@ browsers from any worker, started once per job (``pip install 'ttstream[redis]'`
 - :class:`RedisStreamSink` appends every item of a stream to a Redis stream;
 - :class:`RedisRelay` serves that stream to browsers as Server-Sent Events, from any
   worker, with resumption;
-- :func:`start_once` runs one generation per job across workers, fenced by its claim;
+- :func:`start_once` runs one generation per job across workers, fenced by its claim
+  (:func:`claim_key` names the claim);
 - the entry codec: :func:`decode_entry` (an entry back into the item it stands for),
-  :func:`encode_item`, :class:`Terminal`, :data:`MARKER`.
+  :func:`encode_item`, :func:`encode_terminal`, :class:`Terminal`, :data:`MARKER`,
+  :func:`parse_id` and :func:`format_id` (entry ids);
+- the errors: :class:`RedisStreamError` (a command failed or timed out),
+  :class:`ClaimLostError` (a fenced write refused), :class:`MalformedEntryError`.
 
 The keys, the entry layout, fencing and outages are described in ``docs/redis.md``.
-``ttstream.sinks.RedisStreamSink``, ``ttstream.sinks.RedisRelay`` and
-``ttstream.relay.start_once`` are the same objects. ``coredis`` is imported only when a
-Redis command runs.
+The package's modules: ``_sink`` (the sink), ``_relay`` (the relay), ``_claims``
+(``start_once``), ``_codec`` (entries, no I/O), ``_commands`` (bounded and fenced Redis
+commands), ``_errors``. ``ttstream.sinks.RedisStreamSink``, ``ttstream.sinks.RedisRelay``
+(and the errors there) and ``ttstream.relay.start_once`` are the same objects.
+``coredis`` is imported only when a Redis command runs. This package imports nothing of
+:mod:`ttstream.sinks` (``docs/design.md``, "Layers").
 """
 
-from ..sinks._redis import (
+from ._claims import start_once
+from ._codec import (
     MARKER,
-    ClaimLostError,
-    MalformedEntryError,
-    RedisStreamError,
-    RedisStreamSink,
     Terminal,
-    claim_key,
     decode_entry,
     encode_item,
     encode_terminal,
     format_id,
     parse_id,
 )
-from ..sinks._redis_relay import RedisRelay
-from ._claims import start_once
+from ._commands import claim_key
+from ._errors import ClaimLostError, MalformedEntryError, RedisStreamError
+from ._relay import RedisRelay
+from ._sink import RedisStreamSink
 
 __all__ = [
     "MARKER",

@@ -15,7 +15,7 @@ Every write of a claimed job (its entries, its terminal entry, the cleanup of an
 stream) is fenced: a Lua script compares the claim with this worker's token in the same
 atomic step as the write. A worker whose claim expired (its event loop stalled longer
 than ``claim_ttl``) and was taken over writes nothing more and stops with
-:class:`~ttstream.sinks.ClaimLostError`.
+:class:`~ttstream.redis.ClaimLostError`.
 
 A worker that dies mid-generation stops renewing: its claim expires after at most
 ``claim_ttl`` seconds. ``RedisRelay(claims=True)`` then ends that stream for its
@@ -35,26 +35,19 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._bounds import validate_seconds
-from ..sinks._redis import (
-    ClaimLostError,
-    Fence,
-    RedisStreamError,
+from .._browser.items import public_message
+from ._codec import (
     Terminal,
-    append,
-    call,
-    claim_key,
-    delete_fenced,
     encode_terminal,
-    fenced,
     generation_of,
     is_terminal,
     new_generation,
-    newest_entry,
-    public_message,
 )
+from ._commands import Fence, append, call, claim_key, delete_fenced, fenced, newest_entry
+from ._errors import ClaimLostError, RedisStreamError
 
 if TYPE_CHECKING:
-    from ..sinks._redis import RedisClient
+    from ._commands import RedisClient
 
 __all__ = ["ClaimLostError", "claim_key", "start_once"]
 
@@ -98,7 +91,7 @@ async def start_once(
 
     While ``start()`` runs, the claim is renewed every ``claim_ttl / 3`` seconds, and
     every write of ttstream's Redis layer to ``job_key`` made from within ``start()``
-    (a :class:`~ttstream.sinks.RedisStreamSink` of that key, in any task ``start``
+    (a :class:`~ttstream.redis.RedisStreamSink` of that key, in any task ``start``
     starts) is fenced by the claim. When it ends, however it ends (an error, a
     cancellation), the stream gets a terminal ``error`` entry if ``start`` left it
     without one (the exception's type and message, shortened and redacted) and the

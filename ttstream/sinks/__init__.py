@@ -8,19 +8,25 @@ preview in a few lines::
         await ttstream.sinks.pump(stream, ttstream.sinks.FileSink("out"))
 
 Across processes, ``RedisStreamSink`` writes a generation to a Redis stream and
-``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``).
+``RedisRelay`` serves it to browsers from any worker (``pip install 'ttstream[redis]'``);
+both live in :mod:`ttstream.redis` and are re-exported here, with ``RedisStreamError``,
+``ClaimLostError`` and ``MalformedEntryError``.
 """
 
-from .._exceptions import ClaimLostError, MalformedEntryError, RedisStreamError, SinkError
-from ._base import Sink
+from .._browser.frames import BROWSER_MODULE
+from .._browser.viewers import sign_viewer_token, verify_viewer_token
+from .._sink import Sink
+from ..redis import (
+    ClaimLostError,
+    MalformedEntryError,
+    RedisRelay,
+    RedisStreamError,
+    RedisStreamSink,
+)
 from ._callback import CallbackSink, ObjectStreamSink, PillowSink, to_pil
 from ._file import FileSink
-from ._pump import Policy, pump
-from ._redis import RedisStreamSink
-from ._redis_relay import RedisRelay
+from ._pump import Policy, SinkError, pump
 from ._relay import SSERelay
-from ._sse_frames import BROWSER_MODULE
-from ._viewers import sign_viewer_token, verify_viewer_token
 from ._websocket import MAX_FRAME_BYTES, WebSocketSink, serve_generations
 
 __all__ = [

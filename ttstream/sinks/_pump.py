@@ -39,9 +39,9 @@ from .._base64 import decode_on_arrival
 from .._bounds import close_bounded
 from .._exceptions import APITimeoutError, SinkError, ValidationError
 from .._reconnect import Reconnecting
+from .._sink import Sink
 from ..events import Completed, PartialImage
 from ..stream import ImageStream, StreamItem
-from ._base import Sink
 
 __all__ = ["Policy", "SinkError", "pump"]
 

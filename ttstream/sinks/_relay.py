@@ -35,10 +35,7 @@ from typing import Any
 import anyio
 
 from .._bounds import validate_seconds
-from .._exceptions import ClosedError, ValidationError
-from ..events import Completed
-from ..stream import StreamItem
-from ._sse_frames import (
+from .._browser.frames import (
     SSE_HEADERS,
     Frame,
     Receive,
@@ -50,7 +47,10 @@ from ._sse_frames import (
     plain_response,
     write_body,
 )
-from ._viewers import FORBIDDEN, Authorize, viewer_allowed
+from .._browser.viewers import FORBIDDEN, Authorize, viewer_allowed
+from .._exceptions import ClosedError, ValidationError
+from ..events import Completed
+from ..stream import StreamItem
 from ._websocket import public_error_text
 
 __all__ = ["SSERelay"]
@@ -113,7 +113,7 @@ class SSERelay:
     connections must share one event loop (asyncio or trio).
 
     Memory per viewer: the frames are shared (the replay buffer); a viewer holds at most
-    :data:`~ttstream.sinks._sse_frames.WRITE_CHUNK` (64 KiB) handed to the server and not
+    :data:`~ttstream._browser.frames.WRITE_CHUNK` (64 KiB) handed to the server and not
     yet taken by its socket, plus the server's own write buffer (uvicorn: 64 KiB).
 
     Args:
@@ -129,7 +129,7 @@ class SSERelay:
         token_secret: with it (bytes, at least 16), a viewer must present a token of
             :func:`~ttstream.sinks.sign_viewer_token` for ``job_key`` (query parameter
             ``token`` or ``Authorization: Bearer``); else 403 with
-            :data:`~ttstream.sinks._viewers.FORBIDDEN` and nothing else.
+            :data:`~ttstream._browser.viewers.FORBIDDEN` and nothing else.
         job_key: the job's key, as tokens name it (required with ``token_secret``).
         send_timeout: seconds a viewer may take to read what was sent (> 0): a viewer
             that does not read for that long is dropped (its connection ended, its

@@ -1,5 +1,5 @@
 """The frames and the ASGI plumbing both relays share (:class:`~ttstream.sinks.SSERelay`
-and :class:`~ttstream.sinks.RedisRelay`), so that their bytes are the same, byte for byte:
+and :class:`~ttstream.redis.RedisRelay`), so that their bytes are the same, byte for byte:
 the response headers, one encoded event (:class:`Frame`), the frame of a stream item
 (:func:`frame_of`), the preamble that answers what a relay serves no stream to (and
 serves the browser module, :data:`BROWSER_MODULE`, at ``<mount>/ttstream.js``), and the
@@ -18,7 +18,7 @@ from .._reconnect import Reconnecting
 from .._secrets import redact
 from ..events import image_of
 from ..stream import StreamItem
-from ._websocket import item_metadata, strict_json
+from .items import item_metadata, strict_json
 
 __all__ = [
     "BROWSER_MODULE",

@@ -1,10 +1,12 @@
-"""The sink interface: where the events of a stream go."""
+"""The sink interface: where the events of a stream go. Public as
+:class:`ttstream.sinks.Sink`; it lives below both :mod:`ttstream.sinks` and
+:mod:`ttstream.redis` (whose ``RedisStreamSink`` is one), ``docs/design.md``."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..stream import StreamItem
+from .stream import StreamItem
 
 __all__ = ["Sink"]
 
