@@ -65,10 +65,10 @@ from ._bounds import validate_positive
 from ._cost import estimate_cost, usage_totals
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
 from ._journal import Journal, JournalRow, params_hash
+from ._pacing import Pacing
 from ._reconnect import Reconnecting
 from ._request import ImageInput
 from ._responses_client import ResponseStream
-from ._retry import backoff_delay, retry_after
 from .events import Completed, PartialImage
 from .sinks._file import create_new, suffix_for
 from .stream import ImageStream
@@ -161,6 +161,26 @@ class JobProgress:
     attempts: int
 
 
+@attrs.define
+class _Progress:
+    """How far a running job got: when (anyio clock) it started and got its first
+    preview, the previews so far and the index of the latest."""
+
+    started_at: float | None = None
+    first_preview_at: float | None = None
+    previews: int = 0
+    latest_preview: int | None = None
+
+    def report(self, key: str, attempts: int, now: float) -> JobProgress:
+        return JobProgress(
+            key=key,
+            seconds=0.0 if self.started_at is None else now - self.started_at,
+            previews=self.previews,
+            latest_preview=self.latest_preview,
+            attempts=attempts,
+        )
+
+
 @attrs.define(eq=False)
 class _Job:
     key: str
@@ -175,10 +195,7 @@ class _Job:
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
     attempts: int = 0
     resumed: bool = False
-    started_at: float | None = None
-    first_preview_at: float | None = None
-    previews: int = 0
-    latest_preview: int | None = None
+    progress: _Progress = attrs.Factory(_Progress)
 
     def new_stream(self) -> ImageStream:
         stream, self.stream = self.stream, None
@@ -219,6 +236,43 @@ def _positive_int(name: str, value: int) -> int:
     return value
 
 
+@attrs.define
+class _Queue:
+    """The jobs of a batch: ``pending`` (not started, in the order added), ``running``
+    (by key), every key added, how many results were not taken yet, and the event that
+    wakes the dispatcher when a job is added."""
+
+    pending: deque[_Job] = attrs.Factory(deque)
+    keys: set[str] = attrs.Factory(set)
+    running: dict[str, _Job] = attrs.Factory(dict)
+    outstanding: int = 0
+    wake: anyio.Event | None = None
+
+
+@attrs.define
+class _Tally:
+    """The counters of one run (the properties of :class:`Batch` of the same names)."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    resumed: int = 0
+    images: int = 0
+    tokens: dict[str, int] = attrs.Factory(dict)
+    cost: decimal.Decimal | None = None
+    unpriced: int = 0
+
+    def succeeded(self, result: JobResult) -> None:
+        self.done += 1
+        self.images += len(result.events)
+        for name, value in (result.usage or {}).items():
+            self.tokens[name] = self.tokens.get(name, 0) + value
+        if result.cost is None:
+            self.unpriced += 1
+        else:
+            self.cost = (self.cost or decimal.Decimal(0)) + result.cost
+
+
 class Batch:
     """Many jobs on one client: see the module docstring and docs/batch.md.
 
@@ -250,59 +304,23 @@ class Batch:
         out: str | os.PathLike[str] | None = None,
     ) -> None:
         self._client = client
-        self.concurrency = _positive_int("concurrency", concurrency)
-        self.images_per_minute = validate_positive(
-            "images_per_minute", images_per_minute, "images per minute"
-        )
-        self.requests_per_minute = validate_positive(
-            "requests_per_minute", requests_per_minute, "requests per minute"
+        self._pacing = Pacing(
+            _positive_int("concurrency", concurrency),
+            validate_positive("images_per_minute", images_per_minute, "images per minute"),
+            validate_positive("requests_per_minute", requests_per_minute, "requests per minute"),
         )
         self.journal_path = None if journal is None else os.fspath(journal)
         self.out = None if out is None else Path(out)
-        self._pending: deque[_Job] = deque()
-        self._keys: set[str] = set()
-        self._running: dict[str, _Job] = {}
-        self._outstanding = 0  # jobs added whose result was not taken yet
+        self._queue = _Queue()
         self._entered = False
         self._closed = False
         self._journal: Journal | None = None
         self._rows: dict[str, JournalRow] = {}
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._wake: anyio.Event | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._send: Any = None
         self._receive: Any = None
         self._hooks: tuple[Any, Any] | None = None
-        self._next_request = 0.0
-        self._next_image = 0.0
-        self._resume_at = 0.0
-        self._successes = 0
-        self.limit = self.concurrency
-        """The concurrency in force now (lowered after a 429, then grown back)."""
-        self.lowest_limit = self.concurrency
-        """The lowest concurrency in force so far."""
-        self.done = 0
-        """Jobs that succeeded in this run (not counting those found in the journal)."""
-        self.failed = 0
-        """Jobs that failed in this run."""
-        self.skipped = 0
-        """Jobs found done in the journal: nothing sent for them."""
-        self.resumed = 0
-        """Jobs that were in flight when an earlier run stopped, sent again."""
-        self.images = 0
-        """Final images received in this run."""
-        self.tokens: dict[str, int] = {}
-        """Token counts summed over this run's jobs (as ``JobResult.usage``)."""
-        self.cost: decimal.Decimal | None = None
-        """Estimated US dollars of this run's jobs whose cost is known, or ``None``."""
-        self.unpriced = 0
-        """Jobs of this run that succeeded with no known cost."""
-        self.pauses = 0
-        """Pauses of the whole batch after a 429."""
-        self.paused_seconds = 0.0
-        """Seconds the batch spent paused after 429s (pauses may overlap jobs' own)."""
-        self.rate_limited = 0
-        """HTTP 429 answers seen."""
+        self._tally = _Tally()
 
     def __repr__(self) -> str:
         return (
@@ -310,23 +328,98 @@ class Batch:
             f"failed={self.failed} skipped={self.skipped} pending={self.pending}>"
         )
 
+    # ---- the options and counters (read-only) -----------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        """The most streams open at once, as configured."""
+        return self._pacing.concurrency
+
+    @property
+    def images_per_minute(self) -> float | None:
+        """Pacing by images (``n`` per request), or ``None``."""
+        return self._pacing.images_per_minute
+
+    @property
+    def requests_per_minute(self) -> float | None:
+        """Pacing by requests, or ``None``."""
+        return self._pacing.requests_per_minute
+
+    @property
+    def limit(self) -> int:
+        """The concurrency in force now (lowered after a 429, then grown back)."""
+        return self._pacing.limit
+
+    @property
+    def lowest_limit(self) -> int:
+        """The lowest concurrency in force so far."""
+        return self._pacing.lowest_limit
+
+    @property
+    def pauses(self) -> int:
+        """Pauses of the whole batch after a 429."""
+        return self._pacing.pauses
+
+    @property
+    def paused_seconds(self) -> float:
+        """Seconds the batch spent paused after 429s (pauses may overlap jobs' own)."""
+        return self._pacing.paused_seconds
+
+    @property
+    def rate_limited(self) -> int:
+        """HTTP 429 answers seen."""
+        return self._pacing.rate_limited
+
+    @property
+    def done(self) -> int:
+        """Jobs that succeeded in this run (not counting those found in the journal)."""
+        return self._tally.done
+
+    @property
+    def failed(self) -> int:
+        """Jobs that failed in this run."""
+        return self._tally.failed
+
+    @property
+    def skipped(self) -> int:
+        """Jobs found done in the journal: nothing sent for them."""
+        return self._tally.skipped
+
+    @property
+    def resumed(self) -> int:
+        """Jobs that were in flight when an earlier run stopped, sent again."""
+        return self._tally.resumed
+
+    @property
+    def images(self) -> int:
+        """Final images received in this run."""
+        return self._tally.images
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        """Token counts summed over this run's jobs (as ``JobResult.usage``)."""
+        return self._tally.tokens
+
+    @property
+    def cost(self) -> decimal.Decimal | None:
+        """Estimated US dollars of this run's jobs whose cost is known, or ``None``."""
+        return self._tally.cost
+
+    @property
+    def unpriced(self) -> int:
+        """Jobs of this run that succeeded with no known cost."""
+        return self._tally.unpriced
+
     @property
     def pending(self) -> int:
         """Jobs added and not started yet."""
-        return len(self._pending)
+        return len(self._queue.pending)
 
     def running(self) -> list[JobProgress]:
         """The jobs running now, oldest first."""
         now = anyio.current_time()
         return [
-            JobProgress(
-                key=job.key,
-                seconds=0.0 if job.started_at is None else now - job.started_at,
-                previews=job.previews,
-                latest_preview=job.latest_preview,
-                attempts=job.attempts,
-            )
-            for job in self._running.values()
+            job.progress.report(job.key, job.attempts, now) for job in self._queue.running.values()
         ]
 
     # ---- adding jobs ------------------------------------------------------------------
@@ -418,13 +511,14 @@ class Batch:
     ) -> str:
         if self._closed:
             raise TTStreamError("this batch has ended: add jobs inside its `async with` block")
-        key = _check_key(f"job-{len(self._keys) + 1}" if key is None else key)
-        if key in self._keys:
+        queue = self._queue
+        key = _check_key(f"job-{len(queue.keys) + 1}" if key is None else key)
+        if key in queue.keys:
             raise ValidationError("key", key, "a key not used by another job of this batch")
         stream = make()  # checks the parameters now; sends nothing
         n = params.get("n")
-        self._keys.add(key)
-        self._pending.append(
+        queue.keys.add(key)
+        queue.pending.append(
             _Job(
                 key=key,
                 model=stream.model,
@@ -437,9 +531,9 @@ class Batch:
                 resume=resume,
             )
         )
-        self._outstanding += 1
-        if self._wake is not None:
-            self._wake.set()
+        queue.outstanding += 1
+        if queue.wake is not None:
+            queue.wake.set()
         return key
 
     # ---- the context manager and the iterator -----------------------------------------
@@ -455,7 +549,7 @@ class Batch:
             except BaseException:
                 await self._journal.aclose()
                 raise
-        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self._pacing.start()
         self._send, self._receive = anyio.create_memory_object_stream[JobResult](self.concurrency)
         self._install_hooks()
         self._tg = anyio.create_task_group()
@@ -490,10 +584,10 @@ class Batch:
     async def __anext__(self) -> JobResult:
         if self._tg is None or self._closed:
             raise TTStreamError("iterate a batch inside its `async with` block")
-        if self._outstanding == 0:
+        if self._queue.outstanding == 0:
             raise StopAsyncIteration
         result: JobResult = await self._receive.receive()
-        self._outstanding -= 1
+        self._queue.outstanding -= 1
         return result
 
     # ---- rate limits ---------------------------------------------------------------
@@ -527,121 +621,65 @@ class Batch:
         job = _current_job.get()
         if job is not None and job.batch is self:
             job.attempts += 1
-        await self._wait_pause()
+        await self._pacing.wait_pause()
 
     async def _on_response(self, response: httpx2.Response) -> None:
         if response.status_code == 429:
-            self._rate_limited(response.headers)
-
-    def _rate_limited(self, headers: Mapping[str, str]) -> None:
-        """Pauses the batch for the server's delay and halves the concurrency, once per
-        pause (429s answering requests sent before the pause do not halve it again)."""
-        self.rate_limited += 1
-        now = anyio.current_time()
-        delay = retry_after(headers)
-        if delay is None:
-            delay = backoff_delay(min(self.pauses, 4))
-        until = now + delay
-        new_pause = now >= self._resume_at
-        self.paused_seconds += max(0.0, until - max(now, self._resume_at))
-        self._resume_at = max(self._resume_at, until)
-        if new_pause:
-            self.pauses += 1
-            self._set_limit(max(1, self.limit // 2))
-
-    def _set_limit(self, limit: int) -> None:
-        self.limit = limit
-        self.lowest_limit = min(self.lowest_limit, limit)
-        self._successes = 0
-        if self._limiter is not None:
-            self._limiter.total_tokens = limit
-
-    def _succeeded(self) -> None:
-        """Additive increase: one more slot after ``limit`` successes in a row."""
-        self._successes += 1
-        if self.limit < self.concurrency and self._successes >= self.limit:
-            self._set_limit(self.limit + 1)
-
-    async def _wait_pause(self) -> None:
-        # The end of a pause moves when another 429 arrives: sleep until it, then look again.
-        while (left := self._resume_at - anyio.current_time()) > 0:  # noqa: ASYNC110
-            await anyio.sleep(left)
-
-    async def _pace(self, images: int) -> None:
-        """Waits for the pause, then for this request's slot under both rates."""
-        await self._wait_pause()
-        now = anyio.current_time()
-        at = now
-        if self.requests_per_minute is not None:
-            at = max(at, self._next_request)
-            self._next_request = at + 60.0 / self.requests_per_minute
-        if self.images_per_minute is not None:
-            at = max(at, self._next_image)
-            self._next_image = at + 60.0 * images / self.images_per_minute
-        if at > now:
-            await anyio.sleep(at - now)
-        await self._wait_pause()
+            self._pacing.on_rate_limited(response.headers)
 
     # ---- running jobs ----------------------------------------------------------------
 
     async def _dispatch(self) -> None:
         assert self._tg is not None
-        assert self._limiter is not None
+        limiter = self._pacing.limiter
+        assert limiter is not None
+        queue = self._queue
         while True:
-            if not self._pending:
-                self._wake = anyio.Event()
-                await self._wake.wait()
+            if not queue.pending:
+                queue.wake = anyio.Event()
+                await queue.wake.wait()
                 continue
-            job = self._pending.popleft()
+            job = queue.pending.popleft()
             row = self._rows.get(job.key)
             if row is not None and row.params_hash == job.hash:
                 job.earlier_attempts = row.attempts
                 if row.state == "done":
-                    self.skipped += 1
+                    self._tally.skipped += 1
                     await self._send.send(_from_journal(job, row))
                     continue
                 job.resumed = row.state == "running"
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
                     job.stream = job.resume(row.response_id, row.sequence_number)
-            await self._limiter.acquire_on_behalf_of(job)
+            await limiter.acquire_on_behalf_of(job)
             try:
-                await self._pace(job.images)
+                await self._pacing.pace(job.images)
             except BaseException:
-                self._limiter.release_on_behalf_of(job)
+                limiter.release_on_behalf_of(job)
                 raise
-            self._running[job.key] = job
+            queue.running[job.key] = job
             self._tg.start_soon(self._run, job)
 
     async def _run(self, job: _Job) -> None:
-        assert self._limiter is not None
+        limiter = self._pacing.limiter
+        assert limiter is not None
         try:
             if job.resumed:
-                self.resumed += 1
+                self._tally.resumed += 1
             result = await self._result(job)
             if result.ok:
-                self.done += 1
-                self.images += len(result.events)
-                self._count(result)
-                self._succeeded()
+                self._tally.succeeded(result)
+                self._pacing.succeeded()
             else:
-                self.failed += 1
+                self._tally.failed += 1
             await self._send.send(result)
         finally:
-            self._running.pop(job.key, None)
-            self._limiter.release_on_behalf_of(job)
-
-    def _count(self, result: JobResult) -> None:
-        for name, value in (result.usage or {}).items():
-            self.tokens[name] = self.tokens.get(name, 0) + value
-        if result.cost is None:
-            self.unpriced += 1
-        else:
-            self.cost = (self.cost or decimal.Decimal(0)) + result.cost
+            self._queue.running.pop(job.key, None)
+            limiter.release_on_behalf_of(job)
 
     async def _result(self, job: _Job) -> JobResult:
         token = _current_job.set(job)
-        job.started_at = anyio.current_time()
+        job.progress.started_at = anyio.current_time()
         waited = time.monotonic() - job.added_at
         events: list[Completed] = []
         try:
@@ -676,7 +714,8 @@ class Batch:
     ) -> JobResult:
         usages = [event.usage for event in events]
         now = anyio.current_time()
-        started = job.started_at if job.started_at is not None else now
+        progress = job.progress
+        started = progress.started_at if progress.started_at is not None else now
         return JobResult(
             key=job.key,
             events=tuple(events),
@@ -688,7 +727,9 @@ class Batch:
             resumed=job.resumed,
             waited=waited,
             seconds=now - started,
-            first_preview=None if job.first_preview_at is None else job.first_preview_at - started,
+            first_preview=(
+                None if progress.first_preview_at is None else progress.first_preview_at - started
+            ),
         )
 
     async def _record(self, result: JobResult, *, state: str) -> None:
@@ -709,6 +750,7 @@ class Batch:
 
     async def _attempts(self, job: _Job) -> list[Completed]:
         rate_limited = 0
+        progress = job.progress
         while True:
             events: list[Completed] = []
             stream = job.new_stream()
@@ -716,12 +758,12 @@ class Batch:
                 async with stream:
                     async for item in stream:
                         if isinstance(item, PartialImage):
-                            if job.first_preview_at is None:
-                                job.first_preview_at = anyio.current_time()
+                            if progress.first_preview_at is None:
+                                progress.first_preview_at = anyio.current_time()
                             if job.resume is not None:  # journaled before it is shown
                                 await self._progress(job, stream)
-                            job.previews += 1
-                            job.latest_preview = item.index
+                            progress.previews += 1
+                            progress.latest_preview = item.index
                         elif isinstance(item, Completed):
                             events.append(item)
                         elif isinstance(item, Reconnecting):
@@ -730,7 +772,7 @@ class Batch:
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
-                await self._pace(job.images)
+                await self._pacing.pace(job.images)
                 continue
             return events
 

@@ -304,6 +304,38 @@ def data_pieces(sse: ServerSentEvent) -> Sequence[str]:
     return sse.pieces
 
 
+@attrs.define
+class _SplitLine:
+    """The line in progress when a chunk ends inside it. It is held as bytes (``raw``)
+    until it is known to be a data line (its first 6 bytes); from then on its value is
+    decoded chunk by chunk into ``value`` and joined once at the end of the line, unless
+    it is on the hook's fast path (``hooked``). ``size``: its bytes so far, in either
+    form."""
+
+    utf8: codecs.IncrementalDecoder
+    raw: bytearray = attrs.Factory(bytearray)
+    value: list[str] | None = None
+    hooked: LineDecoder | None = None
+    size: int = 0
+
+    def reset(self) -> None:
+        self.raw = bytearray()
+        self.value = None
+        self.hooked = None
+        self.size = 0
+        self.utf8.reset()
+
+
+@attrs.define
+class _EventIds:
+    """WHATWG's "last event ID" (``last``) and "last event ID buffer" (``buffer``), and
+    whether an ``id`` field was taken in this body (``in_body``)."""
+
+    last: str = ""
+    buffer: str = ""
+    in_body: bool = False
+
+
 class SSEDecoder:
     """Decodes an ``text/event-stream`` body fed in chunks of any size.
 
@@ -358,11 +390,11 @@ class SSEDecoder:
         if line_hook is None and decode_images:
             line_hook = ImageLineHook(image_keys)
         self.line_hook = line_hook
-        self._last_event_id = ""
+        self._ids = _EventIds()
         self._comments = False  # set while feed_all() runs
         self.retry: int | None = None
         self._failure: EventTooLargeError | None = None
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self._split = _SplitLine(codecs.getincrementaldecoder("utf-8")("replace"))
         self._start_body()
 
     @property
@@ -370,30 +402,23 @@ class SSEDecoder:
         """The last event ID (see the class docstring). Assigning it seeds the decoder,
         e.g. with the ``Last-Event-ID`` a stream resumes from: it holds until the server
         sends an ``id`` field and is the id of the events dispatched before that."""
-        return self._last_event_id
+        return self._ids.last
 
     @last_event_id.setter
     def last_event_id(self, value: str) -> None:
-        self._last_event_id = self._id_buffer = value
+        self._ids.last = self._ids.buffer = value
 
     def _start_body(self) -> None:
         # The id of an event that never reached its blank line is forgotten.
-        self._id_buffer = self._last_event_id
-        self._id_field = False  # an id field was taken in this body
+        self._ids.buffer = self._ids.last
+        self._ids.in_body = False
         self._head: bytes | None = b""  # bytes seen while a leading BOM may be incomplete
         self._skip_lf = False  # the previous chunk ended in CR
         self._start_line()
         self._start_event()
 
     def _start_line(self) -> None:
-        # A line split across chunks is held as bytes until it is known to be a data line
-        # (its first 6 bytes); from then on its value is decoded chunk by chunk into
-        # ``_value`` and joined once at the end of the line.
-        self._line = bytearray()
-        self._value: list[str] | None = None
-        self._hooked: LineDecoder | None = None  # the value is on the hook's fast path
-        self._line_size = 0  # bytes of the line in progress, in either form
-        self._utf8.reset()
+        self._split.reset()
 
     def _start_event(self) -> None:
         # A split line stays in its pieces; a line of the fast path is decoded data.
@@ -405,7 +430,7 @@ class SSEDecoder:
     def __repr__(self) -> str:
         return (
             f"<SSEDecoder last_event_id={self.last_event_id!r} retry={self.retry!r} "
-            f"buffered={self._event_size + self._line_size} bytes>"
+            f"buffered={self._event_size + self._split.size} bytes>"
         )
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
@@ -437,10 +462,11 @@ class SSEDecoder:
             self._skip_lf = False
             if data[0] == 0x0A:
                 data = data[1:]
-        hooked = self._hooked
-        size = self._event_size + self._line_size + len(data)
+        split = self._split
+        hooked = split.hooked
+        size = self._event_size + split.size + len(data)
         if hooked is not None and size <= self.max_event_bytes and hooked.take_run(data):
-            self._line_size += len(data)  # all base64: no CR, LF or quote to look for
+            split.size += len(data)  # all base64: no CR, LF or quote to look for
             return []
         if b"\r" in data:
             # Normalise CRLF and lone CR to LF. A CR at the very end ends its line now;
@@ -454,7 +480,7 @@ class SSEDecoder:
             self._extend_line(view, 0)
             return []
         events: list[ServerSentEvent | Comment] = []
-        if self._line_size:
+        if split.size:
             self._end_split_line(view, end, events)
         else:
             self._take_line(view, 0, end, end, events)
@@ -492,72 +518,75 @@ class SSEDecoder:
         image's decoder; else pieces of a data value are decoded as soon as 64 KiB have
         gathered (large pieces at once), so the line is never held twice in bytes.
         """
+        split = self._split
         part = view[start:]
-        size = self._event_size + self._line_size + len(part)
+        size = self._event_size + split.size + len(part)
         if size > self.max_event_bytes:
             self._fail(size)
-        self._line_size += len(part)
-        if self._hooked is not None:
+        split.size += len(part)
+        if split.hooked is not None:
             self._feed_hooked(view.obj, start, len(view))
             return
-        line = self._line
-        if self._value is not None and not line and len(part) >= _DECODE_BATCH:
-            self._value.append(self._utf8.decode(part))
+        line = split.raw
+        if split.value is not None and not line and len(part) >= _DECODE_BATCH:
+            split.value.append(split.utf8.decode(part))
             return
         line += part
-        if self._value is None:
+        if split.value is None:
             if len(line) < 6 or line[:5] != b"data:":
                 return
-            self._value = []
+            split.value = []
             del line[: 6 if line[5] == 0x20 else 5]
             if self.line_hook is not None and not self._data:
-                self._hooked = self.line_hook.start()
-                self._line = bytearray()
+                split.hooked = self.line_hook.start()
+                split.raw = bytearray()
                 self._feed_hooked(line, 0, len(line))
                 return
         if len(line) >= _DECODE_BATCH:
-            self._value.append(self._utf8.decode(line))
-            self._line = bytearray()
+            split.value.append(split.utf8.decode(line))
+            split.raw = bytearray()
 
     def _feed_hooked(self, data: Any, start: int, end: int) -> None:
         """Feeds ``data[start:end]`` to the hook's fast path; when it gives the line
         back, goes on as the plain path from there."""
-        assert self._hooked is not None
-        assert self._value is not None
-        fallback = self._hooked.feed(data, start, end)
+        split = self._split
+        assert split.hooked is not None
+        assert split.value is not None
+        fallback = split.hooked.feed(data, start, end)
         if fallback is not None:
-            self._hooked = None
+            split.hooked = None
             text, raw = fallback
-            self._value.append(text)
-            self._value.append(self._utf8.decode(raw))
+            split.value.append(text)
+            split.value.append(split.utf8.decode(raw))
 
     def _end_split_line(
         self, view: memoryview, end: int, events: list[ServerSentEvent | Comment]
     ) -> None:
         """Completes the line in progress with ``view[:end]``, its final piece."""
+        split = self._split
         last = view[:end]
-        size = self._line_size + len(last)
-        if self._hooked is not None:
+        size = split.size + len(last)
+        if split.hooked is not None:
             if self._event_size + size > self.max_event_bytes:
                 self._fail(self._event_size + size)
             self._event_size += size
-            self._data.append(self._end_hooked(self._hooked, view.obj, 0, end))
+            self._data.append(self._end_hooked(split.hooked, view.obj, 0, end))
             self._start_line()
             return
-        if self._value is None:
-            self._line += last
-            with memoryview(self._line) as line:
+        if split.value is None:
+            split.raw += last
+            with memoryview(split.raw) as line:
                 self._take_line(line, 0, len(line), size, events)
         elif self._event_size + size > self.max_event_bytes:
             self._fail(self._event_size + size)
         else:
-            if self._line:
-                self._line += last
-                self._value.append(self._utf8.decode(self._line, final=True))
+            if split.raw:
+                split.raw += last
+                split.value.append(split.utf8.decode(split.raw, final=True))
             else:
-                self._value.append(self._utf8.decode(last, final=True))
+                split.value.append(split.utf8.decode(last, final=True))
             self._event_size += size
-            self._data.append(self._value[0] if len(self._value) == 1 else self._value)
+            self._data.append(split.value[0] if len(split.value) == 1 else split.value)
         self._start_line()
 
     def _fail(self, size: int) -> None:
@@ -580,7 +609,7 @@ class SSEDecoder:
         still in pieces, the event keeps them all as ``pieces``; one line the hook made
         something of is the event's ``decoded`` value."""
         event, id, retry = self._event_type, self.last_event_id, self._event_retry
-        in_body = self._id_field
+        in_body = self._ids.in_body
         if len(self._data) == 1 and not isinstance(self._data[0], str | list):
             return ServerSentEvent(
                 event, None, id, retry, id_in_body=in_body, decoded=self._data[0]
@@ -617,7 +646,8 @@ class SSEDecoder:
             # WHATWG, "dispatch the event", step 1: the last event ID becomes the buffer's
             # value at each blank line, so an event cut off before its blank line never
             # moves it (a reconnection then resumes before that event, not after it).
-            self._last_event_id = self._id_buffer
+            ids = self._ids
+            ids.last = ids.buffer
             if self._data:
                 events.append(self._dispatch())
             self._start_event()
@@ -649,8 +679,8 @@ class SSEDecoder:
             self._event_type = value
         elif name == "id":
             if "\0" not in value:
-                self._id_buffer = value
-                self._id_field = True
+                self._ids.buffer = value
+                self._ids.in_body = True
         elif name == "retry" and value.isascii() and value.isdigit():
             # Capped: a reconnection time of 10**15 ms is already 31,000 years, and a
             # server's 5,000 digits must not reach int() (ValueError past 4,300).

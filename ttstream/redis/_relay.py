@@ -31,8 +31,10 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 
 from .._bounds import validate_seconds
+from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     SSE_HEADERS,
     Frame,
@@ -44,7 +46,7 @@ from .._browser.frames import (
     frame_of,
     plain_response,
 )
-from .._browser.viewers import FORBIDDEN, Authorize, viewer_allowed
+from .._browser.viewers import FORBIDDEN, Authorize
 from .._exceptions import ValidationError
 from ._codec import (
     EntryId,
@@ -111,6 +113,23 @@ def _last_event_id(scope: Scope) -> EntryId | None:
         if name.lower() == b"last-event-id":
             return parse_id(value)
     return None
+
+
+@attrs.frozen
+class _Reading:
+    """How a relay reads Redis (the arguments of :class:`RedisRelay` of the same names)."""
+
+    window: int
+    wait: float
+    block: float
+    idle_timeout: float
+    timeout: float
+    outage: float
+
+
+@attrs.define
+class _Counts(ViewerCounts):
+    reads: int = 0  # XREAD and XRANGE commands run so far
 
 
 class RedisRelay:
@@ -225,24 +244,72 @@ class RedisRelay:
         self.redis = redis
         self.prefix = prefix
         self.claims = claims
-        self.authorize = authorize
-        self.token_secret = None if token_secret is None else bytes(token_secret)
-        self.window = window
+        self._gate = ViewerGate(authorize, None if token_secret is None else bytes(token_secret))
         self.retry = retry
         self.keepalive = keepalive
-        self.wait = wait
-        self.block = block
-        self.idle_timeout = idle_timeout
-        self.timeout = timeout
         self.send_timeout = send_timeout
-        self.outage = outage
+        self._reading = _Reading(window, wait, block, idle_timeout, timeout, outage)
         self._tails: dict[tuple[str, bytes], _Tail] = {}
-        self.connections = 0
+        self._counts = _Counts()
+
+    # The options, as given (read-only).
+
+    @property
+    def authorize(self) -> Authorize | None:
+        """The ``authorize(scope, job_key)`` callback, or ``None``."""
+        return self._gate.authorize
+
+    @property
+    def token_secret(self) -> bytes | None:
+        """The secret viewer tokens are checked with, or ``None``."""
+        return self._gate.token_secret
+
+    @property
+    def window(self) -> int:
+        """Frames kept in memory per stream being watched (>= 1)."""
+        return self._reading.window
+
+    @property
+    def wait(self) -> float:
+        """Seconds a request for a missing key waits before its 404 (>= 0)."""
+        return self._reading.wait
+
+    @property
+    def block(self) -> float:
+        """Seconds each ``XREAD BLOCK`` waits for new entries (> 0)."""
+        return self._reading.block
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds without a new entry after which a stream with no terminal entry is lost."""
+        return self._reading.idle_timeout
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each Redis command may take, beyond its ``BLOCK`` (> 0)."""
+        return self._reading.timeout
+
+    @property
+    def outage(self) -> float:
+        """Seconds a Redis failure is ridden out while a response runs (> 0)."""
+        return self._reading.outage
+
+    # The counters.
+
+    @property
+    def connections(self) -> int:
         """Connections being served right now."""
-        self.reads = 0
+        return self._counts.connections
+
+    @property
+    def reads(self) -> int:
         """``XREAD`` and ``XRANGE`` commands run so far (shared reads count once)."""
-        self.dropped = 0
+        return self._counts.reads
+
+    @property
+    def dropped(self) -> int:
         """Browsers dropped for not taking a frame within ``send_timeout``."""
+        return self._counts.dropped
 
     def __repr__(self) -> str:
         return (
@@ -270,10 +337,7 @@ class RedisRelay:
         if job is None:
             await plain_response(send, 404, b"no such preview stream")
             return
-        allowed = await viewer_allowed(
-            scope, job, authorize=self.authorize, token_secret=self.token_secret
-        )
-        if not allowed:
+        if not await self._gate.allows(scope, job):
             await plain_response(send, 403, FORBIDDEN)
             return
         key = self.prefix + job
@@ -305,7 +369,7 @@ class RedisRelay:
         if tail is None:
             tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
         tail.viewers += 1
-        self.connections += 1
+        self._counts.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
@@ -313,16 +377,16 @@ class RedisRelay:
                     with contextlib.suppress(OSError):  # the browser left while we sent
                         await self._serve(send, tail, after or _START)
                 except _Dropped:
-                    self.dropped += 1
+                    self._counts.dropped += 1
                 tasks.cancel_scope.cancel()
         finally:
-            self.connections -= 1
+            self._counts.connections -= 1
             tail.viewers -= 1
             if tail.viewers == 0 and self._tails.get((key, generation)) is tail:
                 del self._tails[key, generation]
 
     async def _newest(self, key: str) -> tuple[str, Any] | None:
-        return await newest_entry(self.redis, key, self.timeout)
+        return await newest_entry(self.redis, key, self._reading.timeout)
 
     async def _resumable(self, key: str, after: EntryId, newest: tuple[str, Any]) -> EntryId | None:
         """``after`` when it names an entry of the stream's current generation (or one
@@ -331,9 +395,12 @@ class RedisRelay:
         if after == parse_id(newest[0]):
             return after
         text = format_id(after)
-        self.reads += 1
+        self._counts.reads += 1
         found = await call(
-            "XRANGE", key, self.timeout, lambda: self.redis.xrange(key, text, text, count=1)
+            "XRANGE",
+            key,
+            self._reading.timeout,
+            lambda: self.redis.xrange(key, text, text, count=1),
         )
         if not found:
             return None
@@ -346,9 +413,9 @@ class RedisRelay:
         It polls ``TYPE`` every 0.1 s rather than blocking in an ``XREAD`` of its own:
         many browsers wait for a job about to start, and one blocking read each would
         hold as many connections and fetch its first entry once per browser."""
-        deadline = anyio.current_time() + self.wait
+        deadline = anyio.current_time() + self._reading.wait
         while True:
-            kind = await call("TYPE", key, self.timeout, lambda: self.redis.type(key))
+            kind = await call("TYPE", key, self._reading.timeout, lambda: self.redis.type(key))
             if kind == b"stream":
                 return True
             if kind not in (None, b"none"):
@@ -377,10 +444,10 @@ class RedisRelay:
                 except RedisStreamError:
                     now = anyio.current_time()
                     failing_since = now if failing_since is None else failing_since
-                    if now - failing_since >= self.outage:
+                    if now - failing_since >= self._reading.outage:
                         await write(self._error(after, UNAVAILABLE), more=False)
                         return
-                    await anyio.sleep(min(self.block, self.outage))
+                    await anyio.sleep(min(self._reading.block, self._reading.outage))
                 else:
                     failing_since = None
                     if not batch and stop is None:  # trimmed or expired: the window is left
@@ -420,7 +487,7 @@ class RedisRelay:
                     await self._read(tail)
                 else:
                     changed = tail.changed
-                    with anyio.move_on_after(self.block + self.timeout):
+                    with anyio.move_on_after(self._reading.block + self._reading.timeout):
                         await changed.wait()
             if anyio.current_time() - quiet_since >= self.keepalive:
                 await write(b":\n\n")
@@ -462,13 +529,13 @@ class RedisRelay:
         self, tail: _Tail, after: EntryId
     ) -> tuple[list[tuple[EntryId, Frame[str], bool]], str | None]:
         """A page of the entries after ``after`` (``XRANGE key (after + COUNT window``)."""
-        self.reads += 1
+        self._counts.reads += 1
         key = tail.key
         entries = await call(
             "XRANGE",
             key,
-            self.timeout,
-            lambda: self.redis.xrange(key, f"({format_id(after)}", "+", count=self.window),
+            self._reading.timeout,
+            lambda: self.redis.xrange(key, f"({format_id(after)}", "+", count=self._reading.window),
         )
         return self._frames_of(tail, entries)
 
@@ -478,15 +545,15 @@ class RedisRelay:
         retried (the next read, after ``block`` seconds) for ``outage`` seconds."""
         tail.reading = True
         try:
-            self.reads += 1
+            self._counts.reads += 1
             found = await call(
                 "XREAD",
                 tail.key,
-                self.block + self.timeout,
+                self._reading.block + self._reading.timeout,
                 lambda: self.redis.xread(
                     {tail.key: format_id(tail.last)},
-                    count=self.window,
-                    block=max(1, round(self.block * 1000)),
+                    count=self._reading.window,
+                    block=max(1, round(self._reading.block * 1000)),
                 ),
             )
             tail.failing_since = None
@@ -499,7 +566,7 @@ class RedisRelay:
                     tail.end = (entry_id, frame)
                     break
                 tail.frames.append((entry_id, frame))
-                while len(tail.frames) > self.window:
+                while len(tail.frames) > self._reading.window:
                     tail.base = tail.frames.popleft()[0]
             if stop == REPLACED:
                 tail.replaced = True
@@ -512,10 +579,10 @@ class RedisRelay:
             now = anyio.current_time()
             if tail.failing_since is None:
                 tail.failing_since = now
-            if now - tail.failing_since >= self.outage:
+            if now - tail.failing_since >= self._reading.outage:
                 self._give_up(tail, UNAVAILABLE)
             else:
-                await anyio.sleep(min(self.block, self.outage))
+                await anyio.sleep(min(self._reading.block, self._reading.outage))
         finally:
             tail.reading = False
             tail.notify()
@@ -531,11 +598,13 @@ class RedisRelay:
 
     async def _gone(self, tail: _Tail) -> str | None:
         """Why a stream that got nothing new cannot go on, or ``None`` if it can."""
-        if anyio.current_time() - tail.read_at > self.idle_timeout:
-            return f"no new entry for {self.idle_timeout:g} s: the generation is lost"
+        if anyio.current_time() - tail.read_at > self._reading.idle_timeout:
+            return f"no new entry for {self._reading.idle_timeout:g} s: the generation is lost"
         if self.claims:
             claim = claim_key(tail.key)
-            held = await call("EXISTS", claim, self.timeout, lambda: self.redis.exists([claim]))
+            held = await call(
+                "EXISTS", claim, self._reading.timeout, lambda: self.redis.exists([claim])
+            )
             if not held:
                 return "the worker running this generation stopped before its end"
         return None

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import anyio
+import attrs
 
 from .._bounds import validate_seconds
 from .._browser.items import public_message
@@ -32,6 +33,29 @@ if TYPE_CHECKING:
     from ._commands import RedisClient
 
 __all__ = ["RedisStreamSink"]
+
+
+@attrs.define
+class _Backlog:
+    """The entries Redis has not taken yet, oldest first, each with its size in bytes;
+    ``size`` is their total, ``failing_since`` when (anyio clock) Redis began failing
+    (``None`` while it works)."""
+
+    entries: deque[tuple[Mapping[str, str | bytes], int]] = attrs.Factory(deque)
+    size: int = 0
+    failing_since: float | None = None
+
+    def push(self, fields: Mapping[str, str | bytes]) -> None:
+        size = sum(len(name) + len(value) for name, value in fields.items())
+        self.entries.append((fields, size))
+        self.size += size
+
+    def pop(self) -> None:
+        self.size -= self.entries.popleft()[1]
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.size = 0
 
 
 class RedisStreamSink:
@@ -123,13 +147,12 @@ class RedisStreamSink:
         self._images = 0
         self._ended = False
         self._generation = new_generation()
-        self._pending: deque[tuple[Mapping[str, str | bytes], int]] = deque()
-        self._pending_bytes = 0
-        self._failing_since: float | None = None
+        self._backlog = _Backlog()
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "live"
-        waiting = f" buffered={len(self._pending)}" if self._pending else ""
+        pending = self._backlog.entries
+        waiting = f" buffered={len(pending)}" if pending else ""
         return f"<RedisStreamSink {state} key={self.key!r} entries={self.entries}{waiting}>"
 
     async def _write(self, fields: Mapping[str, str | bytes]) -> None:
@@ -150,29 +173,26 @@ class RedisStreamSink:
     async def _append(self, fields: Mapping[str, str | bytes], *, wait: bool = False) -> None:
         """Queues the entry behind those Redis has not taken yet, and writes what it can
         (with ``wait``, waits for Redis up to ``outage``)."""
-        size = sum(len(name) + len(value) for name, value in fields.items())
-        self._pending.append((fields, size))
-        self._pending_bytes += size
+        self._backlog.push(fields)
         await self._flush(wait=wait)
 
     async def _flush(self, *, wait: bool) -> None:
+        backlog = self._backlog
         while True:
             try:
-                while self._pending:
-                    fields, size = self._pending[0]
-                    await self._write(fields)
-                    self._pending.popleft()
-                    self._pending_bytes -= size
+                while backlog.entries:
+                    await self._write(backlog.entries[0][0])
+                    backlog.pop()
             except ClaimLostError:
                 self._drop_pending()
                 raise
             except RedisStreamError as exc:
                 now = anyio.current_time()
-                if self._failing_since is None:
-                    self._failing_since = now
-                failing = now - self._failing_since
-                if failing >= self.outage or self._pending_bytes > self.max_buffer:
-                    lost = len(self._pending)
+                if backlog.failing_since is None:
+                    backlog.failing_since = now
+                failing = now - backlog.failing_since
+                if failing >= self.outage or backlog.size > self.max_buffer:
+                    lost = len(backlog.entries)
                     self._drop_pending()
                     why = (
                         f"Redis failed for {failing:.1f} s"
@@ -184,12 +204,11 @@ class RedisStreamSink:
                     return
                 await anyio.sleep(min(0.25, self.outage - failing))
             else:
-                self._failing_since = None
+                backlog.failing_since = None
                 return
 
     def _drop_pending(self) -> None:
-        self._pending.clear()
-        self._pending_bytes = 0
+        self._backlog.clear()
         self._ended = True  # a failed sink takes no more
 
     async def send(self, event: StreamItem) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import anyio
 
 from .._bounds import validate_seconds
+from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     SSE_HEADERS,
     Frame,
@@ -47,7 +48,7 @@ from .._browser.frames import (
     plain_response,
     write_body,
 )
-from .._browser.viewers import FORBIDDEN, Authorize, viewer_allowed
+from .._browser.viewers import FORBIDDEN, Authorize
 from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
 from ..stream import StreamItem
@@ -180,18 +181,14 @@ class SSERelay:
         self.keepalive = keepalive
         self.send_timeout = timeout
         self.job_key = job_key
-        self._authorize = authorize
-        self._token_secret = token_secret
+        self._gate = ViewerGate(authorize, token_secret)
         self._on_cancel = on_cancel
         self._frames: deque[Frame[int]] = deque(maxlen=replay)
         self._last_id = 0
         self._end: Frame[int] | None = None
         self._images = 0
         self._changed: anyio.Event | None = None  # made on demand: needs a running loop
-        self.connections = 0
-        """Connections being served right now."""
-        self.dropped = 0
-        """Viewers dropped because they did not read for ``send_timeout`` seconds."""
+        self._counts = ViewerCounts()
 
     def __repr__(self) -> str:
         state = "ended" if self._end is not None else "live"
@@ -199,6 +196,16 @@ class SSERelay:
             f"<SSERelay {state} last_id={self._last_id} buffered={len(self._frames)} "
             f"connections={self.connections}>"
         )
+
+    @property
+    def connections(self) -> int:
+        """Connections being served right now."""
+        return self._counts.connections
+
+    @property
+    def dropped(self) -> int:
+        """Viewers dropped because they did not read for ``send_timeout`` seconds."""
+        return self._counts.dropped
 
     @property
     def last_id(self) -> int:
@@ -280,10 +287,7 @@ class SSERelay:
         cancellable = self._on_cancel is not None
         if await answered_other_than_get(scope, receive, send, allow_delete=cancellable):
             return
-        allowed = await viewer_allowed(
-            scope, self.job_key, authorize=self._authorize, token_secret=self._token_secret
-        )
-        if not allowed:
+        if not await self._gate.allows(scope, self.job_key):
             await plain_response(send, 403, FORBIDDEN)
             return
         if scope.get("method") == "DELETE":
@@ -300,7 +304,7 @@ class SSERelay:
         if scope.get("method") == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
-        self.connections += 1
+        self._counts.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
@@ -308,10 +312,10 @@ class SSERelay:
                     try:
                         await self._serve(send, after)
                     except TimeoutError:  # the viewer did not read for send_timeout
-                        self.dropped += 1
+                        self._counts.dropped += 1
                 tasks.cancel_scope.cancel()
         finally:
-            self.connections -= 1
+            self._counts.connections -= 1
 
     async def _serve(self, send: Send, after: int) -> None:
         """Sends the frames after id ``after``, waiting for new ones, until the end.

@@ -1,0 +1,107 @@
+"""The pacing of a :class:`~ttstream.batch.Batch`: requests spaced under two rates, the
+pause of the whole batch after an HTTP 429, and the concurrency that halves on a 429 and
+grows back by one after each run of successes (docs/batch.md, "Rate limits").
+
+One :class:`Pacing` per batch; it owns the batch's capacity limiter once the batch is
+entered. Times are anyio clock seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anyio
+import attrs
+
+from ._retry import backoff_delay, retry_after
+
+__all__ = ["Pacing"]
+
+
+@attrs.define
+class Pacing:
+    """The rate and concurrency state of one batch.
+
+    Attributes:
+        concurrency: the most streams open at once (>= 1), as configured.
+        images_per_minute: pacing by images (``n`` per request), or ``None``.
+        requests_per_minute: pacing by requests, or ``None``.
+        limit: the concurrency in force now (lowered after a 429, then grown back).
+        lowest_limit: the lowest concurrency in force so far.
+        pauses: pauses of the whole batch after a 429.
+        paused_seconds: seconds paused after 429s (pauses may overlap jobs' own).
+        rate_limited: HTTP 429 answers seen.
+    """
+
+    concurrency: int
+    images_per_minute: float | None
+    requests_per_minute: float | None
+    limit: int = attrs.field(init=False)
+    lowest_limit: int = attrs.field(init=False)
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    rate_limited: int = 0
+    limiter: anyio.CapacityLimiter | None = None
+    _next_request: float = 0.0
+    _next_image: float = 0.0
+    _resume_at: float = 0.0
+    _successes: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.limit = self.lowest_limit = self.concurrency
+
+    def start(self) -> anyio.CapacityLimiter:
+        """Makes the capacity limiter (needs a running event loop) and returns it."""
+        self.limiter = anyio.CapacityLimiter(self.concurrency)
+        return self.limiter
+
+    def on_rate_limited(self, headers: Mapping[str, str]) -> None:
+        """Pauses the batch for the server's delay and halves the concurrency, once per
+        pause (429s answering requests sent before the pause do not halve it again)."""
+        self.rate_limited += 1
+        now = anyio.current_time()
+        delay = retry_after(headers)
+        if delay is None:
+            delay = backoff_delay(min(self.pauses, 4))
+        until = now + delay
+        new_pause = now >= self._resume_at
+        self.paused_seconds += max(0.0, until - max(now, self._resume_at))
+        self._resume_at = max(self._resume_at, until)
+        if new_pause:
+            self.pauses += 1
+            self._set_limit(max(1, self.limit // 2))
+
+    def _set_limit(self, limit: int) -> None:
+        self.limit = limit
+        self.lowest_limit = min(self.lowest_limit, limit)
+        self._successes = 0
+        if self.limiter is not None:
+            self.limiter.total_tokens = limit
+
+    def succeeded(self) -> None:
+        """Additive increase: one more slot after ``limit`` successes in a row."""
+        self._successes += 1
+        if self.limit < self.concurrency and self._successes >= self.limit:
+            self._set_limit(self.limit + 1)
+
+    async def wait_pause(self) -> None:
+        """Returns when no pause is in force."""
+        # The end of a pause moves when another 429 arrives: sleep until it, then look again.
+        while (left := self._resume_at - anyio.current_time()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(left)
+
+    async def pace(self, images: int) -> None:
+        """Waits for the pause, then for a request's slot under both rates (``images``:
+        the images it asks for)."""
+        await self.wait_pause()
+        now = anyio.current_time()
+        at = now
+        if self.requests_per_minute is not None:
+            at = max(at, self._next_request)
+            self._next_request = at + 60.0 / self.requests_per_minute
+        if self.images_per_minute is not None:
+            at = max(at, self._next_image)
+            self._next_image = at + 60.0 * images / self.images_per_minute
+        if at > now:
+            await anyio.sleep(at - now)
+        await self.wait_pause()
