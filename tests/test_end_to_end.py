@@ -35,9 +35,25 @@ def server() -> Iterator[EmulatorServer]:
         yield running
 
 
-@pytest.fixture
-def client(server: EmulatorServer) -> AsyncClient:
-    return AsyncClient("emulator-key", base_url=server.base_url)
+@pytest.fixture(scope="module")
+def azure_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0, azure=True) as running:
+        yield running
+
+
+@pytest.fixture(params=["openai", "azure"])
+def client(request: pytest.FixtureRequest, server: EmulatorServer) -> AsyncClient:
+    """The same streaming checks through OpenAI's URLs and through Azure's (docs/azure.md):
+    deployment URLs with ``api-version``, the ``api-key`` header, no ``model`` sent."""
+    if request.param == "openai":
+        return AsyncClient("emulator-key", base_url=server.base_url)
+    azure: EmulatorServer = request.getfixturevalue("azure_server")
+    return ttstream.AsyncAzureClient(
+        "emulator-key",
+        azure_endpoint=azure.endpoint,
+        azure_deployment="gpt-image-2",
+        api_version="2025-04-01-preview",
+    )
 
 
 async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:

@@ -17,23 +17,39 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClaimLostError,
+    ClosedError,
+    ConflictError,
     DownloadRefusedError,
     EventTooLargeError,
     ImageDecodeError,
     ImageTooLargeError,
     IncompleteStreamError,
+    InternalServerError,
     JournalError,
+    MalformedEntryError,
     MalformedEventError,
+    NotFoundError,
+    PermissionDeniedError,
     ProtocolError,
+    RateLimitError,
+    RedisStreamError,
+    SinkError,
     StreamError,
     TTStreamError,
+    UnknownNameError,
+    UnprocessableEntityError,
     ValidationError,
 )
 
 if TYPE_CHECKING:
     from . import events, params, sinks, sse
+    from ._azure import AsyncAzureClient, AzureClient
     from ._event_types import Event, StreamItem
     from ._eventsource import EventSource
     from ._reconnect import Reconnecting, ReconnectPolicy
@@ -44,12 +60,13 @@ if TYPE_CHECKING:
     from .batch import Batch, JobResult, SyncBatch
     from .client import AsyncClient
     from .events import Completed, InputTokensDetails, PartialImage, Usage, parse_event
-    from .sinks import SinkError
     from .sse import Comment, ServerSentEvent, SSEDecoder
     from .stream import ImageStream
 
 _LAZY = {
+    "AsyncAzureClient": "_azure",
     "AsyncClient": "client",
+    "AzureClient": "_azure",
     "Batch": "batch",
     "Client": "_sync",
     "Comment": "sse",
@@ -66,7 +83,6 @@ _LAZY = {
     "ResponseStream": "_responses_client",
     "SSEDecoder": "sse",
     "ServerSentEvent": "sse",
-    "SinkError": "sinks",
     "StreamItem": "_event_types",
     "SyncBatch": "batch",
     "SyncImageStream": "_sync",
@@ -80,13 +96,21 @@ _SUBMODULES = frozenset({"events", "params", "sinks", "sse"})
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncAzureClient",
     "AsyncClient",
+    "AuthenticationError",
+    "AzureClient",
+    "BadRequestError",
     "Batch",
+    "ClaimLostError",
     "Client",
+    "ClosedError",
     "Comment",
     "Completed",
+    "ConflictError",
     "DownloadRefusedError",
     "Event",
     "EventSource",
@@ -96,13 +120,19 @@ __all__ = [
     "ImageTooLargeError",
     "IncompleteStreamError",
     "InputTokensDetails",
+    "InternalServerError",
     "JobResult",
     "JournalError",
+    "MalformedEntryError",
     "MalformedEventError",
+    "NotFoundError",
     "PartialImage",
+    "PermissionDeniedError",
     "ProtocolError",
+    "RateLimitError",
     "ReconnectPolicy",
     "Reconnecting",
+    "RedisStreamError",
     "Response",
     "ResponseStream",
     "SSEDecoder",
@@ -114,6 +144,8 @@ __all__ = [
     "SyncImageStream",
     "SyncResponses",
     "TTStreamError",
+    "UnknownNameError",
+    "UnprocessableEntityError",
     "Usage",
     "ValidationError",
     "__version__",

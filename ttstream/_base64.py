@@ -19,6 +19,8 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
+from ._exceptions import UnknownNameError
+
 __all__ = [
     "ACCELERATED",
     "BACKENDS",
@@ -180,8 +182,11 @@ def set_backend(name: str) -> Codec:
     previous one; for tests and benchmarks that compare the two in one process.
 
     Raises:
-        KeyError: that backend is not installed.
+        UnknownNameError: that backend is not installed (a ``ValidationError``, also a
+            ``KeyError``).
     """
     global _current
+    if name not in BACKENDS:
+        raise UnknownNameError("name", name, "one of " + ", ".join(map(repr, BACKENDS)))
     previous, _current = _current, BACKENDS[name]
     return previous

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,17 +31,23 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    ClosedError,
     ProtocolError,
     TTStreamError,
+    ValidationError,
+    status_error_class,
 )
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
+from ._transport_errors import safe_text
 
 __all__ = [
     "CREDENTIAL_HEADERS",
     "ERROR_BODY_SECONDS",
     "MAX_ERROR_BODY",
+    "check_api_key",
     "connection_error",
+    "open_response",
     "send",
     "status_error",
     "timeout_name",
@@ -48,7 +55,7 @@ __all__ = [
 
 logger = logging.getLogger("ttstream")
 
-CREDENTIAL_HEADERS = ("authorization", "tt-api-key")
+CREDENTIAL_HEADERS = ("authorization", "tt-api-key", "api-key")
 """Request headers that carry a key: never sent across origins."""
 MAX_ERROR_BODY = 1024 * 1024
 """The most of an HTTP error body that is read, in bytes."""
@@ -73,14 +80,92 @@ def _where(url: httpx2.URL) -> str:
     return f"{url.host}:{port}" if port else url.host
 
 
-def connection_error(exc: httpx2.TransportError, url: httpx2.URL, what: str) -> APIConnectionError:
-    """The ttstream error for an httpx transport error while ``what`` (``"connecting"``,
-    ``"reading the stream"``...), naming the host and port, never a repr."""
-    detail = str(exc) or type(exc).__name__
+_DISCONNECTED = ("peer closed connection", "server disconnected")
+
+
+def connection_error(
+    exc: httpx2.TransportError, url: httpx2.URL, what: str
+) -> APIConnectionError | ProtocolError:
+    """The ttstream error for a transport error while ``what`` (``"connecting to"``,
+    ``"reading the stream from"``...): the one mapping of transport errors to the tree,
+    for every transport (httpcore; aiohttp's errors arrive as httpx2's through
+    :mod:`ttstream._transport_errors`). It names the host and port and the transport's
+    own words, never the server's bytes (docs/errors.md):
+
+    - a timeout is :class:`APITimeoutError` (``timeout`` says which);
+    - HTTP the client cannot parse (a bad status line, a bad header, a bad chunk size,
+      ``Content-Length`` with chunked) is :class:`ProtocolError`;
+    - anything else (refused, reset, a server that disconnected) is
+      :class:`APIConnectionError`.
+    """
+    detail = safe_text(str(exc)) or type(exc).__name__
     if isinstance(exc, httpx2.TimeoutException):
         name = timeout_name(exc)
         return APITimeoutError(f"{name} timeout {what} {_where(url)}: {detail}", timeout=name)
+    malformed = isinstance(exc, httpx2.RemoteProtocolError | httpx2.LocalProtocolError)
+    if malformed and not detail.lower().startswith(_DISCONNECTED):
+        return ProtocolError(f"{what} {_where(url)}: {detail}")
     return APIConnectionError(f"{what} {_where(url)} failed: {detail}")
+
+
+_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def check_api_key(param: str, key: str) -> None:
+    """Refuses a key that cannot be sent in a header as it is: whitespace (a trailing
+    newline from ``open().read()``), control or non-ASCII characters. Keys are printable
+    ASCII (RFC 9110, section 5.5: a field value is visible ASCII; a key has no spaces).
+
+    Raises:
+        ValidationError: naming ``param`` and what was wrong, never the key.
+    """
+    if isinstance(key, str) and _KEY.fullmatch(key):
+        return
+    if not isinstance(key, str):
+        wrong = f"a {type(key).__name__}"
+    elif key != key.strip():
+        wrong = "whitespace around it (strip the newline read from a file)"
+    elif not key.isascii():
+        wrong = "a non-ASCII character"
+    else:
+        wrong = "whitespace or a control character inside it"
+    raise ValidationError(
+        param,
+        _secrets.hidden(key),
+        f"a str of printable ASCII characters with no whitespace; this one has {wrong}",
+    )
+
+
+def _framing_error(response: httpx2.Response) -> httpx2.RemoteProtocolError | None:
+    """``Content-Length`` together with ``Transfer-Encoding`` (RFC 9112, section 6.1: it
+    "ought to be handled as an error"): refused on every transport, as aiohttp does."""
+    if "content-length" in response.headers and "transfer-encoding" in response.headers:
+        return httpx2.RemoteProtocolError("Content-Length with Transfer-Encoding")
+    return None
+
+
+async def open_response(
+    http: httpx2.AsyncClient, request: httpx2.Request, *, auth: Any
+) -> httpx2.Response:
+    """``http.send(request, stream=True)``, never following redirects: the one place
+    ttstream sends a request (API calls and image downloads).
+
+    Raises:
+        ClosedError: ``http`` is closed (a request on a closed ``AsyncClient``).
+        httpx2.TransportError: as ``http.send``, and ``httpx2.RemoteProtocolError`` for
+            an answer with ``Content-Length`` and ``Transfer-Encoding``; callers map it
+            with :func:`connection_error`.
+    """
+    if http.is_closed:
+        raise ClosedError(
+            "the client is closed: make a new ttstream.AsyncClient "
+            "(or leave its `async with` block later)"
+        )
+    response = await http.send(request, stream=True, follow_redirects=False, auth=auth)
+    if (error := _framing_error(response)) is not None:
+        await close_bounded(response.aclose)
+        raise error
+    return response
 
 
 def _same_origin(a: httpx2.URL, b: httpx2.URL) -> bool:
@@ -92,7 +177,7 @@ async def _send_following(http: httpx2.AsyncClient, request: httpx2.Request) -> 
     hops = 0
     auth: Any = httpx2.USE_CLIENT_DEFAULT  # the client's own auth, until another origin
     while True:
-        response = await http.send(request, stream=True, follow_redirects=False, auth=auth)
+        response = await open_response(http, request, auth=auth)
         following = response.next_request
         if not (http.follow_redirects and response.is_redirect and following is not None):
             return response
@@ -157,7 +242,9 @@ async def send(
 async def status_error(response: httpx2.Response) -> APIStatusError:
     """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes, decoded within
     that, for at most :data:`ERROR_BODY_SECONDS`) into an :class:`APIStatusError` with
-    the fields of an ``{"error": {"message", "type", "code", "param"}}`` body: the one
+    the fields of an ``{"error": {"message", "type", "code", "param"}}`` body, of the
+    status's subclass (``RateLimitError`` for 429...,
+    :func:`ttstream._exceptions.status_error_class`): the one
     parser of HTTP error bodies. Keys and credential values are redacted before parsing
     (``ttstream._secrets``)."""
     raw = bytearray()
@@ -189,7 +276,7 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
         )
     else:
         message = field("message") or snippet or response.reason_phrase
-    return APIStatusError(
+    return status_error_class(response.status_code)(
         message,
         status_code=response.status_code,
         body=body,

@@ -1,5 +1,40 @@
 """The error taxonomy: every error ttstream raises derives from :class:`TTStreamError`.
 
+The tree (docs/errors.md)::
+
+    TTStreamError
+    ├── APIError ·························· the API answered, or could not be reached
+    │   ├── APIStatusError ················ an HTTP error status before the stream
+    │   │   ├── BadRequestError ··········· 400
+    │   │   ├── AuthenticationError ······· 401
+    │   │   ├── PermissionDeniedError ····· 403
+    │   │   ├── NotFoundError ············· 404
+    │   │   ├── ConflictError ············· 409
+    │   │   ├── UnprocessableEntityError ·· 422
+    │   │   ├── RateLimitError ············ 429 (``retry_after`` seconds)
+    │   │   └── InternalServerError ······· >= 500
+    │   ├── StreamError ··················· an error event inside the stream
+    │   └── APIConnectionError ············ connect, TLS, reset: no usable answer
+    │       └── APITimeoutError ··········· connect / read / write / pool / deadline
+    ├── ProtocolError ····················· the answer breaks the wire format or HTTP
+    │   └── MalformedEventError ··········· one event's data is not what it may be
+    ├── IncompleteStreamError ············· the body ended before the completed event
+    ├── EventTooLargeError ················ one event grew past ``max_event_bytes``
+    ├── DownloadRefusedError ·············· ``fetch_image`` refused a URL
+    ├── ImageDecodeError ·················· Pillow could not decode an image
+    │   └── ImageTooLargeError ············ more pixels than allowed
+    ├── ValidationError ··················· a bad argument (also a ``ValueError``)
+    │   └── UnknownNameError ·············· a name not among the known (also a ``KeyError``)
+    ├── ClosedError ······················· used after its end (also a ``RuntimeError``)
+    ├── JournalError ······················ a batch journal cannot be used
+    ├── SinkError ························· sinks that failed under ``pump``
+    ├── RedisStreamError ·················· a Redis command failed or timed out
+    │   └── ClaimLostError ················ a worker's claim was taken over
+    └── MalformedEntryError ··············· a Redis entry ttstream did not write
+
+Which :class:`APIStatusError` subclass an HTTP status gets is decided in one place,
+:func:`status_error_class`.
+
 What an error shows (docs/hostile-servers.md, "Errors"):
 
 - ``str()`` and ``repr()`` are at most :data:`MAX_MESSAGE_CHARS` characters: server
@@ -7,16 +42,17 @@ What an error shows (docs/hostile-servers.md, "Errors"):
   the attributes (``APIStatusError.message`` and ``.body``, ``StreamError.message``);
 - no message, attribute or ``repr`` contains an API key: every message goes through
   :func:`ttstream._secrets.redact` (the keys of live clients and the values of
-  ``Authorization`` / ``TT-API-KEY`` fields), and so do the server texts kept in the
-  attributes.
+  ``Authorization`` / ``TT-API-KEY`` / ``api-key`` fields), and so do the server texts
+  kept in the attributes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ._retry import parse_retry_after
 from ._secrets import redact
 
 if TYPE_CHECKING:
@@ -24,19 +60,35 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClaimLostError",
+    "ClosedError",
+    "ConflictError",
     "DownloadRefusedError",
     "EventTooLargeError",
     "ImageDecodeError",
     "ImageTooLargeError",
     "IncompleteStreamError",
+    "InternalServerError",
     "JournalError",
+    "MalformedEntryError",
     "MalformedEventError",
+    "NotFoundError",
+    "PermissionDeniedError",
     "ProtocolError",
+    "RateLimitError",
+    "RedisStreamError",
+    "SinkError",
     "StreamError",
     "TTStreamError",
+    "UnknownNameError",
+    "UnprocessableEntityError",
     "ValidationError",
+    "status_error_class",
 ]
 
 _MAX_SHOWN_CHARS = 80
@@ -121,7 +173,25 @@ class ValidationError(TTStreamError, ValueError):
         )
 
 
-class APIStatusError(TTStreamError):
+class UnknownNameError(ValidationError, KeyError):
+    """A name that is not among the known ones (a base64 backend that is not installed);
+    also a ``KeyError``, as a lookup by name was."""
+
+    __str__ = TTStreamError.__str__  # KeyError's would quote the whole message
+
+
+class ClosedError(TTStreamError, RuntimeError):
+    """An object used after its end: a request on a closed ``AsyncClient``, ``send`` on an
+    ``SSERelay`` that has ended or a ``RedisStreamSink`` that wrote its terminal entry.
+    Also a ``RuntimeError``, as it was before the tree."""
+
+
+class APIError(TTStreamError):
+    """The API answered with an error (a status, an error event) or could not be reached;
+    openai's ``APIError`` shape. Catch it to handle every failure of a request."""
+
+
+class APIStatusError(APIError):
     """The server answered with an HTTP error status before any stream started.
 
     Carries ``status_code``, the error body's ``message``, ``type``, ``code`` and
@@ -158,7 +228,71 @@ class APIStatusError(TTStreamError):
         super().__init__(f"HTTP {status_code}: {shorten(message)}{details}{request}")
 
 
-class StreamError(TTStreamError):
+class BadRequestError(APIStatusError):
+    """HTTP 400: a request the API refused (a parameter, a prompt, moderation)."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the key may not use this model or resource (e.g. an unverified
+    organisation for gpt-image models)."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: no such path, model, deployment or response."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409: a conflict the API reports (retried before the stream)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422: a request that parses but cannot be processed."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: too many requests or tokens (or images) per minute, or no quota left.
+
+    ``retry_after`` is the delay the server asked for, in seconds (``retry-after-ms``,
+    else ``retry-after`` as seconds or an HTTP date), or ``None`` when it named none
+    (Azure's rate-limit headers may read ``-1`` with no ``Retry-After``). It is read by
+    the same parser as the retry logic (:mod:`ttstream._retry`), without its 60 s cap.
+    """
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before trying again, or ``None``: see the class."""
+        return parse_retry_after({name.lower(): v for name, v in self.headers.items()})
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 500 or above: the server failed (retried before the stream)."""
+
+
+_STATUS_CLASSES: Mapping[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The :class:`APIStatusError` subclass of an HTTP status, openai's mapping: 400,
+    401, 403, 404, 409, 422, 429 have their own, >= 500 is
+    :class:`InternalServerError`, any other status the base class."""
+    if status_code >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status_code, APIStatusError)
+
+
+class StreamError(APIError):
     """The server sent an error event inside the stream.
 
     Both shapes seen on the wire are read: nested
@@ -245,8 +379,9 @@ class IncompleteStreamError(TTStreamError):
         super().__init__(message)
 
 
-class APIConnectionError(TTStreamError):
-    """The connection failed or broke: DNS, refused, reset, TLS, a protocol error.
+class APIConnectionError(APIError):
+    """The connection failed or broke: DNS, refused, reset, TLS (HTTP the client cannot
+    parse is a :class:`ProtocolError`).
 
     ``last_partial`` is the last preview delivered before a mid-stream failure.
     """
@@ -301,6 +436,46 @@ class ImageTooLargeError(ImageDecodeError):
             f"the image has {size}, more than max_pixels={max_pixels} allows; "
             "raise max_pixels if such images are expected"
         )
+
+
+class SinkError(TTStreamError):
+    """One or more sinks failed while ``ttstream.sinks.pump`` fed them; the others were
+    fed to the end. ``failures`` lists ``(sink, exception)`` in the order they happened (a sink
+    that failed in ``send`` and again in ``aclose`` appears twice); the first exception
+    is also the ``__cause__``.
+
+    The message counts the sinks, not the failures. It names each sink by its repr and
+    each exception by its repr, for logs: a repr may hold a Redis key or a path, so the
+    message is not for browsers (the relays send a fixed sentence instead:
+    ``public_error_text`` in ``ttstream/sinks/_websocket.py``)."""
+
+    def __init__(self, failures: Sequence[tuple[object, BaseException]]) -> None:
+        self.failures = list(failures)
+        described = "; ".join(f"{sink!r} raised {exc!r}" for sink, exc in self.failures)
+        count = len({id(sink) for sink, _ in self.failures})
+        verb = "sink failed and was" if count == 1 else "sinks failed and were"
+        super().__init__(f"{count} {verb} detached: {described}")
+
+
+class RedisStreamError(TTStreamError):
+    """A Redis command of ttstream's Redis layer failed or got no answer in time.
+
+    The message names the command, the key and what went wrong (coredis's error, or the
+    timeout in seconds); the coredis exception, if any, is the ``__cause__``.
+    """
+
+
+class ClaimLostError(RedisStreamError):
+    """The worker no longer holds the claim of the job it was writing (its claim expired
+    and another worker took the job over): nothing was written, and nothing more will be.
+    Raised by fenced writes and by ``ttstream.redis.start_once`` (docs/redis.md,
+    "Fencing")."""
+
+
+class MalformedEntryError(TTStreamError):
+    """A stream entry that ``RedisStreamSink`` did not write: an unknown ``type``,
+    a missing field, or a field that does not parse (the message names the entry id,
+    the field and what it held)."""
 
 
 class JournalError(TTStreamError):

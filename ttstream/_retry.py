@@ -16,7 +16,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry_status"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "backoff_delay",
+    "parse_retry_after",
+    "retry_after",
+    "should_retry_status",
+]
 
 MAX_RETRY_AFTER = 60.0
 """The longest server-requested delay honoured, in seconds (the Node SDK's cap)."""
@@ -37,6 +43,18 @@ def retry_after(
 ) -> float | None:
     """The delay in seconds the server asked for, or ``None`` when it asked for none
     usable (absent, unparsable, negative or above :data:`MAX_RETRY_AFTER`)."""
+    delay = parse_retry_after(headers, now=now)
+    return None if delay is None or delay > MAX_RETRY_AFTER else delay
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], *, now: Callable[[], float] = time.time
+) -> float | None:
+    """The one parser of a server's requested delay, in seconds: ``retry-after-ms``
+    (milliseconds), else ``retry-after`` (seconds, possibly fractional, or an HTTP-date
+    counted from ``now()``); ``None`` when absent, unparsable or negative (Azure's
+    ``-1``). Not capped: :func:`retry_after` caps it for the retry loop, and
+    ``RateLimitError.retry_after`` reports it as sent."""
     delay: float | None = None
     if (millis := headers.get("retry-after-ms")) is not None:
         delay = _float(millis)
@@ -46,9 +64,7 @@ def retry_after(
         if delay is None:
             date = _http_date(value)
             delay = None if date is None else date - now()
-    if delay is None or not 0 <= delay <= MAX_RETRY_AFTER:
-        return None
-    return delay
+    return None if delay is None or delay < 0 else delay
 
 
 def backoff_delay(

@@ -26,6 +26,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from . import params as _params
 from ._event_types import StreamItem
+from ._exceptions import ClosedError
 from ._otel import Generation
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
@@ -33,7 +34,7 @@ from ._responses import Response
 from ._responses_client import ResponseStream
 from .batch import SyncBatch
 from .client import (
-    DEFAULT_MODEL,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RECONNECT,
     DEFAULT_TIMEOUT,
     AsyncClient,
@@ -60,7 +61,19 @@ class _Loop:
 
     def __init__(self, backend: str, backend_options: dict[str, Any] | None) -> None:
         self._manager = start_blocking_portal(backend, backend_options)
-        self.portal: BlockingPortal = self._manager.__enter__()
+        self._portal: BlockingPortal = self._manager.__enter__()
+        self._stopped = False
+
+    @property
+    def portal(self) -> BlockingPortal:
+        """The running portal.
+
+        Raises:
+            ClosedError: the client was closed (also a ``RuntimeError``).
+        """
+        if self._stopped:
+            raise ClosedError("the client is closed: make a new ttstream.Client")
+        return self._portal
 
     def call(self, func: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         """Runs ``await func(*args)`` in the loop thread and returns its result.
@@ -86,6 +99,7 @@ class _Loop:
             raise
 
     def stop(self) -> None:
+        self._stopped = True
         self._manager.__exit__(None, None, None)
 
 
@@ -227,6 +241,9 @@ class Client:
         ValidationError: as ``AsyncClient`` (no key, a bad option), at construction.
     """
 
+    async_client_class: type[AsyncClient] = AsyncClient
+    """The async client this facade runs (``AzureClient``: ``AsyncAzureClient``)."""
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -239,6 +256,7 @@ class Client:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
         deadline: float | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
     ) -> None:
@@ -250,6 +268,7 @@ class Client:
             timeout=timeout,
             max_retries=max_retries,
             http_client=http_client,
+            max_connections=max_connections,
             max_event_bytes=max_event_bytes,
             reconnect=reconnect,
             deadline=deadline,
@@ -310,7 +329,7 @@ class Client:
         self,
         prompt: str,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -336,7 +355,7 @@ class Client:
         *,
         images: ImageInput | Sequence[ImageInput],
         mask: ImageInput | None = None,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         extra_body: Mapping[str, object] | None = None,

@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpcore2
 import httpx2
+
+from ._transport_errors import NormalizedStream, normalized
 
 if TYPE_CHECKING:
     from httpx_aiohttp.httpx2 import AiohttpTransport
@@ -61,6 +64,7 @@ class BackendTransport(httpx2.AsyncBaseTransport):
         self._limits = limits
         self._asyncio: httpx2.AsyncBaseTransport | None = None
         self._other: httpx2.AsyncBaseTransport | None = None
+        self._slots: anyio.Semaphore | None = None  # the aiohttp pool's, made on first use
 
     def _transport(self) -> httpx2.AsyncBaseTransport:
         if _on_asyncio() and (aiohttp := _aiohttp()) is not None:
@@ -72,49 +76,54 @@ class BackendTransport(httpx2.AsyncBaseTransport):
         return self._other
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        transport = self._transport()
+        aiohttp = _aiohttp() if transport is self._asyncio else None
+        if aiohttp is None:
+            return await transport.handle_async_request(request)
+        release = await self._pool_slot(request)
         try:
-            response = await self._transport().handle_async_request(request)
-        except httpx2.ConnectTimeout as exc:
-            raise _untimed(exc, httpx2.ConnectError) from exc.__cause__
-        aiohttp = _aiohttp() if self._asyncio is not None else None
-        if aiohttp is not None and isinstance(response.stream, aiohttp[1]):
-            response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
-            response.stream = _RemappedStream(response.stream)
+            with normalized("connect"):
+                response = await transport.handle_async_request(request)
+        except BaseException:
+            release()
+            raise
+        assert isinstance(response.stream, aiohttp[1])
+        response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        response.stream = NormalizedStream(response.stream, release, read_timeout)
         return response
+
+    async def _pool_slot(self, request: httpx2.Request) -> Callable[[], None]:
+        """Waits for one of the pool's ``max_connections`` (at most the request's ``pool``
+        timeout) and answers the function that frees it. aiohttp counts a wait for a
+        connection in its connect timeout; here it is ``httpx2.PoolTimeout``, as on
+        httpcore (docs/errors.md)."""
+        limit = self._limits.max_connections
+        if limit is None:
+            return lambda: None
+        if self._slots is None:
+            self._slots = anyio.Semaphore(limit)
+        slots = self._slots
+        seconds = request.extensions.get("timeout", {}).get("pool")
+        with anyio.move_on_after(seconds):
+            await slots.acquire()
+            released = False
+
+            def release() -> None:
+                nonlocal released
+                if not released:
+                    released = True
+                    slots.release()
+
+            return release
+        raise httpx2.PoolTimeout(
+            f"no connection free within {seconds} s (max_connections={limit} in use)"
+        )
 
     async def aclose(self) -> None:
         for transport in (self._asyncio, self._other):
             if transport is not None:
                 await transport.aclose()
-
-
-class _RemappedStream(httpx2.AsyncByteStream):
-    """An aiohttp response body whose broken connection is a read error, not a timeout."""
-
-    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
-        self._inner = inner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._inner:
-                yield chunk
-        except httpx2.ConnectTimeout as exc:
-            raise _untimed(exc, httpx2.ReadError) from exc.__cause__
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def _untimed(
-    exc: httpx2.ConnectTimeout, kind: type[httpx2.TransportError]
-) -> httpx2.TransportError:
-    """httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` (connection refused, a
-    server that disconnected) to ``httpx2.ConnectTimeout``; a cause that is no timeout
-    becomes ``kind`` (``ConnectError`` when connecting, ``ReadError`` when reading)."""
-    cause = exc.__cause__
-    if cause is None or isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
-        return exc
-    return kind(str(exc) or type(cause).__name__)
 
 
 def _on_asyncio() -> bool:

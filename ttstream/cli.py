@@ -52,6 +52,8 @@ import anyio
 import attrs
 import httpx2
 
+from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
+from ._azure import AsyncAzureClient
 from ._cli_batch import add_parser as add_batch_parser
 from ._cli_batch import run as run_batch
 from ._cli_output import Output, Progress, clean, make_output, plural
@@ -134,6 +136,14 @@ def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, 
         "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
     )
     _connection_options(parser)
+    azure = parser.add_argument_group("Azure OpenAI (docs/azure.md; key: AZURE_OPENAI_API_KEY)")
+    azure.add_argument(
+        "--azure-endpoint", metavar="URL", help="https://<resource>.openai.azure.com"
+    )
+    azure.add_argument("--azure-deployment", metavar="NAME", help="the image model's deployment")
+    azure.add_argument(
+        "--api-version", metavar="VERSION", help="e.g. 2025-04-01-preview (or OPENAI_API_VERSION)"
+    )
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -418,6 +428,9 @@ def _service(
     args: argparse.Namespace, api_key: str | None
 ) -> Iterator[tuple[str | None, str | None]]:
     """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
+    if getattr(args, "azure_endpoint", None) is not None:  # Azure: AZURE_OPENAI_API_KEY
+        yield api_key, None
+        return
     if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):
         yield api_key, args.base_url
         return
@@ -497,7 +510,16 @@ async def _run(
     secrets: Sequence[str],
 ) -> None:
     try:
-        client = AsyncClient(api_key, base_url=base_url)
+        client = (
+            AsyncClient(api_key, base_url=base_url)
+            if args.azure_endpoint is None
+            else AsyncAzureClient(
+                api_key,
+                azure_endpoint=args.azure_endpoint,
+                azure_deployment=args.azure_deployment,
+                api_version=args.api_version,
+            )
+        )
     except TTStreamError as exc:
         raise _Failed(describe(exc, base_url, secrets)) from exc
     try:
@@ -521,12 +543,13 @@ async def _stream(
 ) -> None:
     _count_bytes(client, progress)
     params = _params(args)
+    model: str | None = args.model
+    if isinstance(client, AsyncAzureClient) and model == DEFAULT_MODEL:
+        model = None  # the deployment names the model: not sent unless chosen
     if args.command == "edit":
-        stream = client.edit(
-            args.prompt, images=args.image, mask=args.mask, model=args.model, **params
-        )
+        stream = client.edit(args.prompt, images=args.image, mask=args.mask, model=model, **params)
     else:
-        stream = client.generate(args.prompt, model=args.model, **params)
+        stream = client.generate(args.prompt, model=model, **params)
     async with stream:
         async for event in stream:
             if isinstance(event, Reconnecting):
@@ -670,7 +693,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(argv[1:], prog="ttstream emulator")
     parser = _parser()
     args = parser.parse_args(argv)
-    secrets: list[str] = [os.environ[name] for name in _KEY_VARIABLES if os.environ.get(name)]
+    secrets: list[str] = [
+        os.environ[name] for name in (*_KEY_VARIABLES, AZURE_KEY) if os.environ.get(name)
+    ]
     files: _Files | None = None
     progress = Progress()
     try:

@@ -26,10 +26,9 @@ from . import _otel, _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, validate_seconds
-from ._connect import send, status_error, timeout_name
+from ._connect import check_api_key, connection_error, open_response, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
-    APIConnectionError,
     APITimeoutError,
     DownloadRefusedError,
     ValidationError,
@@ -55,6 +54,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
     "OPENAI_BASE_URL",
@@ -75,6 +75,8 @@ high-quality generation can stay silent for over two minutes (docs/sse.md)."""
 
 Auth = Literal["auto", "tt-api-key", "bearer"]
 _AUTH_CHOICES = ("auto", "tt-api-key", "bearer")
+DEFAULT_MAX_CONNECTIONS = 100
+"""The connections the HTTP client ttstream creates opens at most (``max_connections=``)."""
 DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 """Seconds ``fetch_image`` may take in all, redirects included, unless told otherwise."""
 MAX_REDIRECTS = 5
@@ -117,10 +119,17 @@ class AsyncClient:
             ``Last-Event-ID`` when the server sent ids; regenerating only if allowed).
         deadline: seconds one stream may take in all, from its request to its last
             event, or ``None``; overridable per call.
+        max_connections: the most connections open at once (default
+            :data:`DEFAULT_MAX_CONNECTIONS`, 100) in the HTTP client ttstream creates;
+            a request past it waits up to the ``pool`` timeout, then fails with
+            ``APITimeoutError(timeout="pool")`` (docs/errors.md). Ignored with
+            ``http_client=`` (set ``limits=`` on yours).
 
     Raises:
-        ValidationError: no key was found, ``auth`` is not one of its values, or
-            ``http_client`` is not an ``httpx2.AsyncClient``.
+        ValidationError: no key was found, a key with whitespace (a newline read from a
+            file), control or non-ASCII characters (the key is not echoed), ``auth`` or
+            ``max_connections`` is not one of its values, or ``http_client`` is not an
+            ``httpx2.AsyncClient``.
     """
 
     def __init__(
@@ -135,6 +144,7 @@ class AsyncClient:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
         deadline: float | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         from_ttapi_env = False
         if api_key is None:
@@ -150,6 +160,7 @@ class AsyncClient:
             raise ValidationError(
                 "api_key", api_key, "given: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
             )
+        check_api_key("api_key", api_key)
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
             choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
             raise ValidationError("auth", _secrets.hidden(auth), choices)
@@ -164,6 +175,8 @@ class AsyncClient:
         validate_seconds("deadline", deadline)
         if http_client is not None:
             check_http_client(http_client)
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ValidationError("max_connections", max_connections, "an int >= 1")
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         try:
             http_url(self.base_url)
@@ -178,6 +191,8 @@ class AsyncClient:
         self.reconnect = reconnect
         self.deadline = deadline
         self.timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+        self.default_model = DEFAULT_MODEL
+        """The model of a request that names none."""
         self._auth_headers = (
             {"TT-API-KEY": api_key}
             if auth == "tt-api-key"
@@ -187,7 +202,12 @@ class AsyncClient:
         _secrets.install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
         self._owns_http_client = http_client is None
         self._http = http_client or _transport.http_client(
-            timeout=self.timeout, follow_redirects=False
+            timeout=self.timeout,
+            follow_redirects=False,
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(20, max_connections),
+            ),
         )  # aiohttp on asyncio with the aiohttp extra; httpcore otherwise
         self.responses = Responses(self)
         """The Responses API image tool: ``stream()`` and ``resume()`` (docs/responses.md)."""
@@ -201,18 +221,6 @@ class AsyncClient:
         one): for its event hooks, e.g. counting the bytes received. Never give it
         default credentials: the key is added to each API request only."""
         return self._http
-
-    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
-        """The URL of an API ``path`` (``"images/generations"``, ``"responses"``) with
-        ``query``: ``{base_url}/{path}?{query}``."""
-        url = f"{self.base_url}/{path}"
-        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
-
-    async def auth_headers(self, path: str) -> Mapping[str, str]:
-        """The credential headers of one request to ``path``, asked for per request:
-        ``TT-API-KEY`` or ``Authorization: Bearer``, added to API requests and to nothing
-        else. They hold the key in clear: never log them."""
-        return self._auth_headers
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -235,7 +243,7 @@ class AsyncClient:
         self,
         prompt: str,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -244,12 +252,14 @@ class AsyncClient:
         """Prepares ``POST {base_url}/images/generations``; returns its :class:`ImageStream`,
         which sends the request when it is entered (``async with``) or first iterated.
 
-        ``params`` are the API's own parameters, each a keyword of its own
-        (:class:`ttstream.params.GenerationParameters`: ``n``, ``size``, ``quality``,
-        ``partial_images``, ``output_format``, ...); ``None`` leaves one out. ``stream``
-        defaults to ``True`` for streaming models (gpt-image-*, and unknown models) and
-        ``False`` for dall-e. ``extra_body`` is merged into the top level of the JSON body
-        as it is, unchecked: for a parameter or a value ttstream does not know yet.
+        ``model`` defaults to :data:`DEFAULT_MODEL` (``AsyncAzureClient``: the
+        deployment's model, and not sent). ``params`` are the API's own parameters, each a
+        keyword of its own (:class:`ttstream.params.GenerationParameters`: ``n``, ``size``,
+        ``quality``, ``partial_images``, ``output_format``, ...); ``None`` leaves one out.
+        ``stream`` defaults to ``True`` for streaming models (gpt-image-*, and unknown
+        models) and ``False`` for dall-e. ``extra_body`` is merged into the top level of
+        the JSON body as it is, unchecked: for a parameter or a value ttstream does not
+        know yet.
         ``deadline`` and ``reconnect`` override the client's for this stream.
 
         Raises:
@@ -258,8 +268,8 @@ class AsyncClient:
                 does not take (:mod:`ttstream.params`, docs/models.md).
         """
         body = self._body(prompt, model, params)
-        _params.validate("generation", model, body)
-        wire = _wire(body, extra_body)
+        _params.validate("generation", body["model"], body)
+        wire = self._wire(body, model, extra_body)
         content = json_body(wire)
 
         async def prepare() -> _Prepared:
@@ -274,7 +284,7 @@ class AsyncClient:
         *,
         images: ImageInput | Sequence[ImageInput],
         mask: ImageInput | None = None,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -296,12 +306,12 @@ class AsyncClient:
                 be checked without reading files, when the stream opens for the rest.
         """
         body = self._body(prompt, model, params)
-        wire = _wire(body, extra_body)
+        wire = self._wire(body, model, extra_body)
         inputs = as_list(images)
         known = [
             bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
         ]
-        _params.validate("edit", model, {**body, "mask": mask}, images=known)
+        _params.validate("edit", body["model"], {**body, "mask": mask}, images=known)
 
         async def prepare() -> _Prepared:
             loaded, loaded_mask = await load_images(inputs, mask)
@@ -310,7 +320,7 @@ class AsyncClient:
                 content = json_body({**wire, **references})
                 return _Prepared("images/edits", content, "application/json")
             uploads = [item for item in loaded if isinstance(item, Upload)]
-            _params.validate("edit", model, body, images=[u.content for u in uploads])
+            _params.validate("edit", body["model"], body, images=[u.content for u in uploads])
             assert loaded_mask is None or isinstance(loaded_mask, Upload)
             form = httpx2.Request(
                 "POST",
@@ -394,9 +404,7 @@ class AsyncClient:
                 extensions={"timeout": self.timeout.as_dict()},
             )
             try:
-                response = await self._http.send(
-                    request, stream=True, auth=None, follow_redirects=False
-                )
+                response = await open_response(self._http, request, auth=None)
                 try:
                     if response.status_code in _REDIRECTS:
                         location = response.headers.get("location")
@@ -409,20 +417,40 @@ class AsyncClient:
                     return await read_body(response, limit=self.max_event_bytes)
                 finally:
                     await close_bounded(response.aclose)  # released even past the deadline
-            except httpx2.TimeoutException as exc:
-                raise APITimeoutError(
-                    f"downloading the image: {exc}", timeout=timeout_name(exc)
-                ) from exc
             except httpx2.TransportError as exc:
-                raise APIConnectionError(f"downloading the image: {exc!r}") from exc
+                raise connection_error(exc, target, "downloading the image from") from exc
         raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
-    @staticmethod
-    def _body(prompt: str, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _body(self, prompt: str, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The request as the rules see it: ``model`` is the given one, else the
+        client's :attr:`default_model`."""
+        model = self.default_model if model is None else model
         body = {"model": model, "prompt": prompt, **params}
         if body.get("stream") is None:
             body["stream"] = _params.streams_by_default(model, body)
         return body
+
+    def _wire(
+        self, body: Mapping[str, Any], model: str | None, extra_body: Mapping[str, object] | None
+    ) -> dict[str, Any]:
+        """The body as sent, ``extra_body`` merged over it; ``model`` is what the caller
+        gave (``None``: the default, which this client sends; ``AsyncAzureClient`` does
+        not)."""
+        return _wire(body, extra_body)
+
+    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The URL of an API ``path`` (``"images/generations"``, ``"responses"``) with
+        ``query``: ``{base_url}/{path}?{query}``. ``AsyncAzureClient`` builds Azure's
+        deployment URLs here."""
+        url = f"{self.base_url}/{path}"
+        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
+
+    async def auth_headers(self, path: str) -> Mapping[str, str]:
+        """The credential headers of one request to ``path``, asked for per request (a
+        token provider refreshes them): ``TT-API-KEY`` or ``Authorization: Bearer``,
+        added to API requests and to nothing else. They hold the key in clear: never log
+        them."""
+        return self._auth_headers
 
     def _stream(
         self,
@@ -482,7 +510,7 @@ class AsyncClient:
             max_body_bytes=self.max_event_bytes * expected_images,
             deadline=self.deadline if deadline is None else deadline,
         )
-        stream.model = str(body["model"])
+        stream.model = str(body.get("model") or self.default_model)
         stream.telemetry = _otel.generation(operation, stream.model, self.base_url)
         return stream
 

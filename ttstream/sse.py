@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._exceptions import EventTooLargeError
+from ._exceptions import EventTooLargeError, ValidationError
 from ._imagehook import IMAGE_KEYS, ImageLineHook
 from ._imageline import DecodedData
 from ._secrets import redact
@@ -385,7 +385,7 @@ class SSEDecoder:
         line_hook: LineHook | None = None,
     ) -> None:
         if max_event_bytes <= 0:
-            raise ValueError(f"max_event_bytes must be a positive int, got {max_event_bytes!r}")
+            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
         self.max_event_bytes = max_event_bytes
         if line_hook is None and decode_images:
             line_hook = ImageLineHook(image_keys)

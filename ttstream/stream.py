@@ -32,6 +32,7 @@ import httpx2
 from ._base64 import decode_on_arrival
 from ._body import read_body
 from ._bounds import Deadline, close_bounded
+from ._connect import connection_error
 from ._cost import estimate_cost
 from ._event_types import Event, StreamItem
 from ._eventsource import EventSource
@@ -250,7 +251,10 @@ class ImageStream:
         self._ready = deque(parse_response(_unwrap(body, started), operation=self._operation))
 
     async def _read_body(self, response: httpx2.Response) -> Any:
-        body = await read_body(response, limit=self._max_body_bytes)
+        try:
+            body = await read_body(response, limit=self._max_body_bytes)
+        except httpx2.TransportError as exc:
+            raise connection_error(exc, response.request.url, "reading the body from") from exc
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:

@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._exceptions import ValidationError
+from ._azure import RATE_LIMIT_HEADERS, check_api_version
 from ._errors import EmulatorError, error_body
 from ._faults import (
     FAULT_HEADER,
@@ -53,10 +55,12 @@ def new_request_id() -> str:
 
 class _RequestIdMiddleware:
     """Adds ``x-request-id`` to every response that goes through the app; the routes find
-    it in ``request.state.request_id``."""
+    it in ``request.state.request_id``. ``extra_headers`` go on every response too (Azure
+    mode: its rate-limit headers)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.app = app
+        self.extra_headers = extra_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,11 +68,11 @@ class _RequestIdMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode("ascii"))
+        headers = [(b"x-request-id", request_id.encode("ascii")), *self.extra_headers]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                message = {**message, "headers": [*message.get("headers", ()), *headers]}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -170,10 +174,16 @@ class _Emulator:
     URL answers and the counters of the streams."""
 
     def __init__(
-        self, *, step_delay: float, api_key: str | None, default_fault: str | None = None
+        self,
+        *,
+        step_delay: float,
+        api_key: str | None,
+        default_fault: str | None = None,
+        azure: bool = False,
     ) -> None:
         self.step_delay = step_delay
         self._api_key = api_key
+        self.azure = azure
         self.files = FileStore(_MAX_FILES)
         self.stats = StreamStats()
         self._default_fault: str | None = None
@@ -189,13 +199,14 @@ class _Emulator:
         self._default_fault = None if spec is None else check_fault_spec(spec)
 
     def authenticate(self, request: Request) -> None:
-        """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer``.
+        """Takes the key from ``TT-API-KEY`` or ``Authorization: Bearer`` (in Azure mode
+        from ``api-key`` or ``Authorization: Bearer``).
 
         Raises:
             EmulatorError: 401 ``invalid_api_key`` when no key was sent, or when the
                 emulator has a key and this one differs.
         """
-        key = request.headers.get("tt-api-key", "").strip()
+        key = request.headers.get("api-key" if self.azure else "tt-api-key", "").strip()
         if not key:
             scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() == "bearer":
@@ -211,6 +222,18 @@ class _Emulator:
             key.encode("utf-8"), self._api_key.encode("utf-8")
         ):
             raise EmulatorError("Incorrect API key provided.", status=401, code="invalid_api_key")
+
+    async def azure_generations(self, request: Request) -> Response:
+        """``POST /openai/deployments/{deployment}/images/generations?api-version=...``
+        and ``POST /openai/v1/images/generations``: Azure's URLs of the same answer."""
+        check_api_version(request, v1="deployment" not in request.path_params)
+        return await self.generations(request)
+
+    async def azure_edits(self, request: Request) -> Response:
+        """``POST /openai/deployments/{deployment}/images/edits?api-version=...`` and
+        ``POST /openai/v1/images/edits``."""
+        check_api_version(request, v1="deployment" not in request.path_params)
+        return await self.edits(request)
 
     async def generations(self, request: Request) -> Response:
         """``POST /v1/images/generations``."""
@@ -310,6 +333,7 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     default_fault: str | None = None,
+    azure: bool = False,
 ) -> Starlette:
     """The emulator as a Starlette ASGI application.
 
@@ -324,6 +348,13 @@ def create_app(
     synchronous answer). With ``api_key`` only that key is accepted; without it any
     non-empty key is. A request body over ``max_body_bytes`` is answered with 413.
 
+    ``azure=True`` serves Azure OpenAI instead (docs/azure.md): ``POST
+    /openai/deployments/{deployment}/images/generations`` (and ``/edits``) with a dated
+    ``api-version`` query, the v1 surface ``/openai/v1/images/...``, the Responses API at
+    ``/openai/responses`` and ``/openai/v1/responses`` (which need the
+    ``x-ms-oai-image-generation-deployment`` header) with Azure's event order; the key
+    in ``api-key`` (or a bearer token); rate-limit headers reading ``-1``.
+
     A request chooses faults with the ``X-Emulator-Fault`` header or ``?fault=``
     (``_faults.py``, docs/emulator.md); ``default_fault`` is the spec applied to every
     request that names none (``app.state.emulator.default_fault`` changes it later).
@@ -332,29 +363,38 @@ def create_app(
     streams open now, the requests in flight and the images generated.
 
     Raises:
-        ValueError: a negative ``step_delay``; a ``default_fault`` that is no fault spec
-            (:class:`~ttstream.emulator.FaultSpecError`).
+        ValidationError: a negative ``step_delay`` (a ``ValueError``).
+        FaultSpecError: a ``default_fault`` that is no fault spec (a ``ValueError``).
     """
     if step_delay < 0:
-        raise ValueError(f"step_delay must be >= 0 seconds, got {step_delay!r}")
-    emulator = _Emulator(step_delay=step_delay, api_key=api_key, default_fault=default_fault)
-    responses = ResponsesRoutes(
-        step_delay=step_delay, stats=emulator.stats, authenticate=emulator.authenticate
+        raise ValidationError("step_delay", step_delay, "a number >= 0 (seconds)")
+    emulator = _Emulator(
+        step_delay=step_delay, api_key=api_key, default_fault=default_fault, azure=azure
     )
-    routes = [
-        Route("/v1/responses", responses.create, methods=["POST"]),
-        Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
-        Route("/v1/images/generations", emulator.generations, methods=["POST"]),
-        Route("/v1/images/edits", emulator.edits, methods=["POST"]),
-        Route("/openai/v1/images/generations", emulator.legacy_generations, methods=["POST"]),
-        Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
-    ]
+    responses = ResponsesRoutes(
+        step_delay=step_delay,
+        stats=emulator.stats,
+        authenticate=emulator.authenticate,
+        azure=azure,
+    )
+    routes = (
+        _azure_routes(emulator, responses)
+        if azure
+        else [
+            Route("/v1/responses", responses.create, methods=["POST"]),
+            Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
+            Route("/v1/images/generations", emulator.generations, methods=["POST"]),
+            Route("/v1/images/edits", emulator.edits, methods=["POST"]),
+            Route("/openai/v1/images/generations", emulator.legacy_generations, methods=["POST"]),
+            Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
+        ]
+    )
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(_InFlightMiddleware, stats=emulator.stats),
             Middleware(_DefaultFaultMiddleware, emulator=emulator),
-            Middleware(_RequestIdMiddleware),
+            Middleware(_RequestIdMiddleware, extra_headers=RATE_LIMIT_HEADERS if azure else ()),
             Middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes),
         ],
         exception_handlers={
@@ -368,3 +408,20 @@ def create_app(
     app.state.stream_stats = emulator.stats
     quiet_emulated_disconnects()
     return app
+
+
+def _azure_routes(emulator: _Emulator, responses: ResponsesRoutes) -> list[Route]:
+    deployment = "/openai/deployments/{deployment}"
+    routes = [
+        Route(f"{deployment}/images/generations", emulator.azure_generations, methods=["POST"]),
+        Route(f"{deployment}/images/edits", emulator.azure_edits, methods=["POST"]),
+        Route("/openai/v1/images/generations", emulator.azure_generations, methods=["POST"]),
+        Route("/openai/v1/images/edits", emulator.azure_edits, methods=["POST"]),
+        Route("/v1/emulator/files/{name}", emulator.file, methods=["GET"], name=FILE_ROUTE),
+    ]
+    for root in ("/openai", "/openai/v1"):
+        routes += [
+            Route(f"{root}/responses", responses.create, methods=["POST"]),
+            Route(f"{root}/responses/{{response_id}}", responses.retrieve, methods=["GET"]),
+        ]
+    return routes

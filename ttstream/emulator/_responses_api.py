@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .._exceptions import short_repr
+from ._azure import DEPLOYMENT_HEADER, check_api_version
 from ._errors import EmulatorError
 from ._faults import (
     FAULT_HEADER,
@@ -105,7 +106,15 @@ class _Store:
 class ResponsesRoutes:
     """The two routes, sharing the emulator's settings, key check and counters."""
 
-    def __init__(self, *, step_delay: float, stats: StreamStats, authenticate: Authenticate):
+    def __init__(
+        self,
+        *,
+        step_delay: float,
+        stats: StreamStats,
+        authenticate: Authenticate,
+        azure: bool = False,
+    ):
+        self._azure = azure  # Azure mode: its URLs, its header, its event order
         self._step_delay = step_delay
         self._stats = stats
         self._authenticate = authenticate
@@ -119,6 +128,7 @@ class ResponsesRoutes:
             EmulatorError: 400 for a body the API would refuse, naming the parameter.
         """
         self._authenticate(request)
+        self._check_azure(request)
         faults = faults_for(request, self._stats)
         body = json_object(await request.body())
         model = body.get("model")
@@ -137,13 +147,31 @@ class ResponsesRoutes:
             model=model,
             tools=body["tools"],
             background=background,
-            azure=faults.azure,
+            azure=faults.azure or self._azure,
         )
         if background:
             self._store.add(final["id"], _Stored(tuple(events), final))
         if not stream or faults.wrong_content_type:
             return JSONResponse(final)
         return self._stream(request, events, final, faults)
+
+    def _check_azure(self, request: Request) -> None:
+        """In Azure mode: the ``api-version`` query and the image deployment header.
+
+        Raises:
+            EmulatorError: 404 for an api-version Azure does not serve there; 400 without
+                ``x-ms-oai-image-generation-deployment``.
+        """
+        if not self._azure:
+            return
+        check_api_version(request, v1=request.url.path.startswith("/openai/v1/"))
+        if not request.headers.get(DEPLOYMENT_HEADER, "").strip():
+            raise EmulatorError(
+                f"The image_generation tool needs the '{DEPLOYMENT_HEADER}' header naming "
+                "an image model deployment of this resource.",
+                param=DEPLOYMENT_HEADER,
+                code="missing_required_header",
+            )
 
     async def retrieve(self, request: Request) -> Response:
         """``GET /v1/responses/{id}``: the response object, or with ``stream=true`` its

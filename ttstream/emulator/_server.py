@@ -15,6 +15,7 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 
+from .._exceptions import ClosedError
 from ._app import create_app
 from ._faults import DEFAULT_WAIT_CLOSED, StreamStats
 
@@ -110,9 +111,13 @@ class EmulatorServer:
         step_delay: float = 0.0,
         api_key: str | None = None,
         default_fault: str | None = None,
+        azure: bool = False,
     ) -> None:
         self.host = host
-        self.app = create_app(step_delay=step_delay, api_key=api_key, default_fault=default_fault)
+        self.azure = azure
+        self.app = create_app(
+            step_delay=step_delay, api_key=api_key, default_fault=default_fault, azure=azure
+        )
         self._requested_port = port
         self._port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -123,7 +128,7 @@ class EmulatorServer:
     def port(self) -> int:
         """The port the server listens on (the real one when 0 was asked)."""
         if self._port is None:
-            raise RuntimeError("the emulator server is not running; call start() or use `with`")
+            raise ClosedError("the emulator server is not running; call start() or use `with`")
         return self._port
 
     @property
@@ -170,6 +175,12 @@ class EmulatorServer:
     def base_url(self) -> str:
         """The API base URL, e.g. ``http://127.0.0.1:54321/v1``."""
         return base_url_for(self.host, self.port)
+
+    @property
+    def endpoint(self) -> str:
+        """The server's root, e.g. ``http://127.0.0.1:54321``: the ``azure_endpoint`` of
+        an emulator in Azure mode (``azure=True``)."""
+        return self.base_url.removesuffix("/v1")
 
     def start(self) -> None:
         """Starts serving; returns once the server accepts connections.

@@ -23,7 +23,7 @@ import attrs
 from .._bounds import validate_seconds
 from .._browser.items import public_message
 from .._event_types import StreamItem
-from .._exceptions import TTStreamError, ValidationError
+from .._exceptions import ClosedError, TTStreamError, ValidationError
 from ..events import Completed
 from ._codec import Terminal, encode_item, encode_terminal, new_generation
 from ._commands import append, fence_of
@@ -107,7 +107,8 @@ class RedisStreamSink:
         RedisStreamError: from ``send``, ``fail`` and ``aclose``: Redis refused the
             entries or did not answer for ``outage`` seconds, or the buffer was full.
         ClaimLostError: from the same, under ``start_once``: the claim was lost.
-        RuntimeError: from ``send``: the terminal entry was already written.
+        ClosedError: from ``send``: the terminal entry was already written (also a
+            ``RuntimeError``).
     """
 
     def __init__(
@@ -213,7 +214,7 @@ class RedisStreamSink:
     async def send(self, event: StreamItem) -> None:
         """Appends the entry for ``event`` (see the class docstring)."""
         if self._ended:
-            raise RuntimeError(f"{self!r} has written its terminal entry: it takes no more")
+            raise ClosedError(f"{self!r} has written its terminal entry: it takes no more")
         await self._append(encode_item(event))
         if isinstance(event, Completed):
             self._images += 1

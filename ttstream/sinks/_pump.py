@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Iterator
 from typing import Literal, Protocol
 
 import anyio
@@ -38,7 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._base64 import decode_on_arrival
 from .._bounds import close_bounded
 from .._event_types import StreamItem
-from .._exceptions import APITimeoutError, TTStreamError, ValidationError
+from .._exceptions import APITimeoutError, SinkError, ValidationError
 from .._reconnect import Reconnecting
 from .._sink import Sink
 from ..events import Completed, PartialImage
@@ -47,25 +47,6 @@ from ..stream import ImageStream
 __all__ = ["Policy", "SinkError", "pump"]
 
 Policy = Literal["block", "latest"]
-
-
-class SinkError(TTStreamError):
-    """One or more sinks failed while :func:`pump` fed them; the others were fed to the
-    end. ``failures`` lists ``(sink, exception)`` in the order they happened (a sink
-    that failed in ``send`` and again in ``aclose`` appears twice); the first exception
-    is also the ``__cause__``.
-
-    The message counts the sinks, not the failures. It names each sink by its repr and
-    each exception by its repr, for logs: a repr may hold a Redis key or a path, so the
-    message is not for browsers (the relays send a fixed sentence instead:
-    :func:`~ttstream.sinks._websocket.public_error_text`)."""
-
-    def __init__(self, failures: Sequence[tuple[Sink, BaseException]]) -> None:
-        self.failures = list(failures)
-        described = "; ".join(f"{sink!r} raised {exc!r}" for sink, exc in self.failures)
-        count = len({id(sink) for sink, _ in self.failures})
-        verb = "sink failed and was" if count == 1 else "sinks failed and were"
-        super().__init__(f"{count} {verb} detached: {described}")
 
 
 class _Outbox(Protocol):

@@ -50,7 +50,7 @@ from .._browser.frames import (
 )
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._event_types import StreamItem
-from .._exceptions import ValidationError
+from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
 from ._websocket import public_error_text
 
@@ -145,7 +145,7 @@ class SSERelay:
         ValidationError: ``replay`` below 1, ``retry`` below 0, ``keepalive`` or
             ``send_timeout`` not a positive number of seconds, ``token_secret`` without
             ``job_key``. (A ``ValueError`` too.)
-        RuntimeError: from ``send``: the relay has already ended.
+        ClosedError: from ``send``: the relay has already ended (also a ``RuntimeError``).
     """
 
     relays_base64 = True
@@ -224,10 +224,10 @@ class SSERelay:
         for a browser.
 
         Raises:
-            RuntimeError: the relay has already ended.
+            ClosedError: the relay has already ended (also a ``RuntimeError``).
         """
         if self._end is not None:
-            raise RuntimeError(f"{self!r} has ended: it cannot relay more events")
+            raise ClosedError(f"{self!r} has ended: it cannot relay more events")
         self._last_id += 1
         self._frames.append(frame_of(self._last_id, event))
         if isinstance(event, Completed):

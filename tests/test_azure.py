@@ -1,0 +1,345 @@
+"""Azure OpenAI (docs/azure.md): AsyncAzureClient and AzureClient against the emulator's
+Azure mode over loopback, on asyncio and trio; what goes on the wire is read from the
+HTTP client's own request hook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from raw_server import RawServer, answer, response_head
+
+import ttstream
+from ttstream import _secrets
+from ttstream.emulator import EmulatorServer
+
+pytestmark = pytest.mark.anyio
+
+KEY = "azure-key-0123456789abcdef"
+VERSION = "2025-04-01-preview"
+SIZE = "64x48"
+TOOL = {"type": "image_generation", "partial_images": 1, "size": "1024x1024"}
+
+
+@pytest.fixture(scope="module")
+def azure() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0, azure=True) as running:
+        yield running
+
+
+class Recorder:
+    """The requests an ``httpx2.AsyncClient`` sent (its ``request`` event hook)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx2.Request] = []
+
+    async def __call__(self, request: httpx2.Request) -> None:
+        self.requests.append(request)
+
+    def client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(timeout=30, event_hooks={"request": [self]})
+
+
+def azure_client(
+    endpoint: str, http: httpx2.AsyncClient | None = None, **options: object
+) -> ttstream.AsyncAzureClient:
+    """A client of deployment ``gpt-image-2`` at ``endpoint`` with the test key, unless
+    ``options`` say otherwise."""
+    settings: dict[str, object] = {
+        "api_key": KEY,
+        "azure_deployment": "gpt-image-2",
+        "api_version": VERSION,
+        **options,
+    }
+    return ttstream.AsyncAzureClient(azure_endpoint=endpoint, http_client=http, **settings)  # type: ignore[arg-type]
+
+
+async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:
+    async with stream:
+        return [event async for event in stream]
+
+
+async def test_generation_goes_to_the_deployment_url_with_the_api_key(
+    azure: EmulatorServer,
+) -> None:
+    seen = Recorder()
+    async with seen.client() as http:
+        client = azure_client(azure.endpoint, http)
+        async with client:
+            events = await collect(client.generate("a kite", size=SIZE, partial_images=2))
+            [explicit] = await collect(client.generate("a kite", size=SIZE, model="gpt-image-2"))
+    assert [type(e).__name__ for e in events] == ["PartialImage", "PartialImage", "Completed"]
+    assert events[-1].image_bytes.startswith(b"\x89PNG")
+    assert isinstance(explicit, ttstream.Completed)
+    first, second = seen.requests
+    assert first.url.path == "/openai/deployments/gpt-image-2/images/generations"
+    assert first.url.params["api-version"] == VERSION
+    assert first.headers["api-key"] == KEY
+    assert "authorization" not in first.headers
+    assert "model" not in json.loads(first.content)  # the deployment names it
+    assert json.loads(second.content)["model"] == "gpt-image-2"  # unless given
+
+
+async def test_edits_go_to_the_deployment_url(azure: EmulatorServer) -> None:
+    seen = Recorder()
+    png = await _one_png(azure)
+    async with seen.client() as http:
+        client = azure_client(azure.endpoint, http)
+        async with client:
+            events = await collect(client.edit("add a moon", images=png, size=SIZE))
+    assert isinstance(events[-1], ttstream.Completed)
+    assert events[-1].operation == "edit"
+    assert seen.requests[0].url.path == "/openai/deployments/gpt-image-2/images/edits"
+    assert b'name="model"' not in seen.requests[0].content
+
+
+async def _one_png(azure: EmulatorServer) -> bytes:
+    async with ttstream.AsyncAzureClient(
+        KEY, azure_endpoint=azure.endpoint, azure_deployment="d", api_version=VERSION
+    ) as client:
+        [final] = await collect(client.generate("a kite", size=SIZE))
+    return final.image_bytes
+
+
+async def test_the_v1_surface_sends_the_deployment_as_the_model(azure: EmulatorServer) -> None:
+    seen = Recorder()
+    async with seen.client() as http:
+        client = azure_client(azure.endpoint + "/", http, api_version="v1")
+        async with client:
+            [final] = await collect(client.generate("a kite", size=SIZE))
+    assert isinstance(final, ttstream.Completed)
+    [request] = seen.requests
+    assert request.url.path == "/openai/v1/images/generations"
+    assert "api-version" not in request.url.params
+    assert json.loads(request.content)["model"] == "gpt-image-2"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_the_token_provider_is_asked_before_every_request(
+    kind: str, azure: EmulatorServer
+) -> None:
+    calls: list[str] = []
+
+    def token() -> str:
+        calls.append("t")
+        return f"entra-token-{len(calls):04d}-abcdefghijkl"
+
+    async def async_token() -> str:
+        return token()
+
+    seen = Recorder()
+    async with seen.client() as http:
+        client = azure_client(
+            azure.endpoint,
+            http,
+            api_key=None,
+            azure_ad_token_provider=token if kind == "sync" else async_token,
+        )
+        async with client:
+            for _ in range(2):
+                await collect(client.generate("a kite", size=SIZE))
+            # tokens are secrets: registered with the redaction like keys
+            assert _secrets.redact("token entra-token-0001-abcdefghijkl") != (
+                "token entra-token-0001-abcdefghijkl"
+            )
+    assert len(calls) == 2
+    auths = [r.headers["authorization"] for r in seen.requests]
+    assert auths == ["Bearer entra-token-0001-abcdefghijkl", "Bearer entra-token-0002-abcdefghijkl"]
+    assert all("api-key" not in r.headers for r in seen.requests)
+
+
+async def test_a_token_provider_answering_nothing_usable_is_refused(
+    azure: EmulatorServer,
+) -> None:
+    async with ttstream.AsyncAzureClient(
+        azure_endpoint=azure.endpoint,
+        azure_deployment="d",
+        api_version=VERSION,
+        azure_ad_token_provider=lambda: "bad token\n",
+    ) as client:
+        with pytest.raises(ttstream.ValidationError, match="azure_ad_token_provider") as caught:
+            await collect(client.generate("a kite", size=SIZE))
+    assert "bad token" not in str(caught.value)
+
+
+async def test_the_responses_tool_sends_the_deployment_header_and_yields_completed(
+    azure: EmulatorServer,
+) -> None:
+    seen = Recorder()
+    async with seen.client() as http:
+        client = azure_client(azure.endpoint, http, azure_deployment="gpt-image-1")
+        async with client:
+            stream = client.responses.stream(model="gpt-4.1", input="a kite", tools=[TOOL])
+            events = await collect(stream)
+    # Azure's order: no image_generation_call.completed; the image arrives in
+    # output_item.done with status "generating", and is the same Completed event.
+    assert [type(e).__name__ for e in events] == ["PartialImage", "Completed"]
+    final = events[-1]
+    assert isinstance(final, ttstream.Completed)
+    assert final.extra["status"] == "generating"
+    assert final.image_bytes.startswith(b"\x89PNG")
+    [request] = seen.requests
+    assert request.url.path == "/openai/responses"
+    assert request.url.params["api-version"] == VERSION
+    assert request.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-1"
+
+
+async def test_the_emulator_checks_azures_version_key_and_header(azure: EmulatorServer) -> None:
+    async with httpx2.AsyncClient(base_url=azure.endpoint, timeout=30) as http:
+        url = "/openai/deployments/d/images/generations"
+        body = {"prompt": "a kite", "size": SIZE}
+        no_version = await http.post(url, json=body, headers={"api-key": KEY})
+        assert no_version.status_code == 404
+        wrong_header = await http.post(
+            url, params={"api-version": VERSION}, json=body, headers={"TT-API-KEY": KEY}
+        )
+        assert wrong_header.status_code == 401
+        ok = await http.post(
+            url, params={"api-version": VERSION}, json=body, headers={"api-key": KEY}
+        )
+        assert ok.status_code == 200
+        assert ok.headers["x-ratelimit-remaining-requests"] == "-1"
+        assert "retry-after" not in ok.headers
+        tool_body = {"model": "gpt-4.1", "input": "a kite", "tools": [TOOL]}
+        no_deployment = await http.post(
+            "/openai/v1/responses", json=tool_body, headers={"api-key": KEY}
+        )
+        assert no_deployment.status_code == 400
+        assert "x-ms-oai-image-generation-deployment" in no_deployment.text
+
+
+async def test_a_missing_api_version_is_a_not_found_error(azure: EmulatorServer) -> None:
+    # A dated version the emulator does not know is answered like Azure: 404.
+    client = ttstream.AsyncAzureClient(
+        KEY, azure_endpoint=azure.endpoint, azure_deployment="d", api_version="2025"
+    )
+    async with client:
+        with pytest.raises(ttstream.NotFoundError, match="api-version"):
+            await collect(client.generate("a kite", size=SIZE))
+
+
+async def test_the_api_key_is_not_sent_across_origins_on_a_redirect() -> None:
+    with RawServer(answer(200, {"content-type": "application/json"}, b'{"data": []}')) as other:
+        location = f"{other.url}/elsewhere"
+
+        async def redirect(_: bytes, __: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(response_head(307, {"location": location, "content-length": "0"}))
+
+        with RawServer(redirect) as first:
+            async with httpx2.AsyncClient(follow_redirects=True, timeout=30) as http:
+                client = azure_client(first.url, http, azure_deployment="dall-e-3")
+                async with client:
+                    await collect(client.generate("a kite", model="dall-e-3"))
+            assert KEY.encode() in first.heads[0]
+    [head] = other.heads
+    assert KEY.encode() not in head
+    assert b"api-key" not in head.lower()
+
+
+def test_the_environment_supplies_openais_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_VERSION", VERSION)
+    client = ttstream.AsyncAzureClient(azure_deployment="img")
+    assert client.endpoint_url("images/generations") == (
+        f"https://res.openai.azure.com/openai/deployments/img/images/generations"
+        f"?api-version={VERSION}"
+    )
+    assert client.endpoint_url("responses") == (
+        f"https://res.openai.azure.com/openai/responses?api-version={VERSION}"
+    )
+    assert KEY not in repr(client)
+    assert _secrets.redact(f"echo {KEY}") != f"echo {KEY}"
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"api_key": KEY}, "azure_endpoint"),
+        ({"azure_endpoint": "https://r.openai.azure.com"}, "api_key"),
+        ({"api_key": KEY, "azure_endpoint": "https://r", "azure_deployment": "d"}, "api_version"),
+        ({"api_key": KEY + "\n", "azure_endpoint": "https://r"}, "api_key"),
+        (
+            {
+                "api_key": KEY,
+                "azure_endpoint": "https://r",
+                "azure_ad_token_provider": lambda: "t",
+            },
+            "api_key",
+        ),
+    ],
+)
+def test_what_azure_needs_is_checked_at_construction(
+    options: dict[str, object], param: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "OPENAI_API_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ttstream.ValidationError) as caught:
+        ttstream.AsyncAzureClient(**options)  # type: ignore[arg-type]
+    assert caught.value.param == param
+    assert KEY not in str(caught.value)
+
+
+def test_the_sync_azure_client_streams(azure: EmulatorServer, anyio_backend: str) -> None:
+    with ttstream.AzureClient(
+        KEY,
+        azure_endpoint=azure.endpoint,
+        azure_deployment="gpt-image-2",
+        api_version=VERSION,
+        backend=anyio_backend,
+    ) as client:
+        with client.generate("a kite", size=SIZE, partial_images=1) as stream:
+            events = list(stream)
+        assert "AzureClient" in repr(client)
+    assert [type(e).__name__ for e in events] == ["PartialImage", "Completed"]
+
+
+def test_the_cli_generates_through_azure(
+    azure: EmulatorServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ttstream.cli import main
+
+    for name in ("TTAPI_API_KEY", "OPENAI_API_KEY", "OPENAI_API_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    status = main(
+        [
+            "generate",
+            "a lighthouse",
+            "--azure-endpoint",
+            azure.endpoint,
+            "--azure-deployment",
+            "gpt-image-2",
+            "--api-version",
+            VERSION,
+            "--size",
+            SIZE,
+            "--partial-images",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "built-in emulator" not in captured.out
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert sum(name.endswith("-final.png") for name in names) == 1
+    assert sum("-partial-" in name for name in names) == 1
+    assert KEY not in captured.out + captured.err
+
+
+def test_a_token_provider_client_registers_no_placeholder_secret() -> None:
+    client = ttstream.AsyncAzureClient(
+        azure_endpoint="https://r.openai.azure.com", azure_ad_token_provider=lambda: "t" * 20
+    )
+    assert _secrets.redact("entra id token") == "entra id token"
+    assert "entra" not in repr(client)
+    assert len("entra") < _secrets.MIN_SECRET_CHARS

@@ -1,0 +1,361 @@
+"""The one exception tree (docs/errors.md): openai's status classes, what each carries,
+the errors that used to escape as ValueError / RuntimeError / KeyError, keys refused at
+construction, and malformed HTTP or a full pool on every transport, over raw loopback
+servers."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from raw_server import RawServer, answer, response_head
+
+import ttstream
+from ttstream import _base64, _exceptions
+from ttstream._retry import parse_retry_after, retry_after
+from ttstream._transport import AIOHTTP
+from ttstream._transport_errors import safe_text
+from ttstream.sinks import SSERelay
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "sk-proj-hostileSECRETvalue123"  # quoted by the malformed answers below
+
+
+# The tree.
+
+STATUS_CLASSES = [
+    (400, ttstream.BadRequestError),
+    (401, ttstream.AuthenticationError),
+    (403, ttstream.PermissionDeniedError),
+    (404, ttstream.NotFoundError),
+    (409, ttstream.ConflictError),
+    (422, ttstream.UnprocessableEntityError),
+    (429, ttstream.RateLimitError),
+    (500, ttstream.InternalServerError),
+    (503, ttstream.InternalServerError),
+    (418, ttstream.APIStatusError),
+]
+
+
+def test_every_public_error_derives_from_the_root() -> None:
+    errors = [
+        getattr(ttstream, name)
+        for name in ttstream.__all__
+        if name.endswith("Error") and isinstance(getattr(ttstream, name), type)
+    ]
+    assert len(errors) >= 28
+    for error in errors:
+        assert issubclass(error, ttstream.TTStreamError), error
+    for error in (ttstream.APIStatusError, ttstream.StreamError, ttstream.APIConnectionError):
+        assert issubclass(error, ttstream.APIError)
+    assert issubclass(ttstream.APITimeoutError, ttstream.APIConnectionError)
+    assert issubclass(ttstream.ValidationError, ValueError)
+    assert issubclass(ttstream.ClosedError, RuntimeError)
+    assert issubclass(ttstream.UnknownNameError, KeyError)
+
+
+def test_the_old_import_paths_still_work() -> None:
+    from ttstream.sinks import ClaimLostError, MalformedEntryError, RedisStreamError, SinkError
+
+    assert ClaimLostError is ttstream.ClaimLostError
+    assert issubclass(ClaimLostError, RedisStreamError)
+    assert SinkError is ttstream.SinkError
+    assert RedisStreamError is ttstream.RedisStreamError
+    assert MalformedEntryError is ttstream.MalformedEntryError
+
+
+def _status_body(status: int) -> bytes:
+    return json.dumps(
+        {"error": {"message": f"status {status}", "type": "t", "code": "c", "param": None}}
+    ).encode()
+
+
+@pytest.mark.parametrize(("status", "error"), STATUS_CLASSES)
+async def test_each_status_is_its_openai_class(status: int, error: type[Exception]) -> None:
+    headers = {"content-type": "application/json", "x-request-id": "req_42"}
+    with RawServer(answer(status, headers, _status_body(status))) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.APIStatusError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert type(caught.value) is error
+    assert caught.value.status_code == status
+    assert caught.value.request_id == "req_42"
+    assert caught.value.body == json.loads(_status_body(status))
+    assert caught.value.headers["x-request-id"] == "req_42"
+    assert caught.value.message == f"status {status}"
+
+
+async def test_except_rate_limit_error_reads_retry_after() -> None:
+    headers = {"content-type": "application/json", "retry-after": "7"}
+    with RawServer(answer(429, headers, _status_body(429))) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.RateLimitError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert caught.value.retry_after == 7.0
+
+
+def test_retry_after_is_parsed_once_for_errors_and_retries() -> None:
+    now = time.time()
+    date = email.utils.formatdate(now + 120, usegmt=True)
+    cases = [
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after": date}, 120.0),
+        ({"retry-after": "-1"}, None),  # Azure's rate-limit headers may read -1
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ]
+    for headers, expected in cases:
+        parsed = parse_retry_after(headers, now=lambda: now)
+        if expected is None:
+            assert parsed is None, headers
+        else:
+            assert parsed == pytest.approx(expected, abs=1.0), headers
+        error = ttstream.RateLimitError("slow down", status_code=429, headers=headers)
+        assert (error.retry_after is None) == (expected is None)
+    # The retry loop honours at most 60 s; the error reports what the server said.
+    assert retry_after({"retry-after": "120"}) is None
+    assert ttstream.RateLimitError("x", status_code=429, headers={"Retry-After": "120"}).retry_after
+    assert ttstream.RateLimitError("x", status_code=429).retry_after is None
+
+
+# What used to escape as ValueError, RuntimeError, KeyError.
+
+
+def test_sse_decoder_arguments_are_validation_errors() -> None:
+    with pytest.raises(ttstream.ValidationError, match="max_event_bytes"):
+        ttstream.SSEDecoder(0)
+
+
+@pytest.mark.parametrize("arguments", [{"replay": 0}, {"retry": -1}, {"keepalive": 0}])
+def test_relay_settings_are_validation_errors(arguments: dict[str, float]) -> None:
+    with pytest.raises(ttstream.ValidationError) as caught:
+        SSERelay(**arguments)  # type: ignore[arg-type]
+    assert caught.value.param == next(iter(arguments))
+
+
+async def test_a_relay_that_ended_is_closed() -> None:
+    relay = SSERelay()
+    await relay.fail(ttstream.TTStreamError("stop"))
+    with pytest.raises(ttstream.ClosedError, match="has ended"):
+        await relay.send(ttstream.Completed(b64_json="aGk=", operation="generation"))
+
+
+def test_an_unknown_base64_backend_is_an_unknown_name() -> None:
+    with pytest.raises(ttstream.UnknownNameError) as caught:
+        _base64.set_backend("nope")
+    assert isinstance(caught.value, ttstream.ValidationError)
+    assert "'nope'" in str(caught.value)
+    assert "binascii" in str(caught.value)
+
+
+async def test_a_closed_client_raises_a_closed_error() -> None:
+    with RawServer(answer(200, {}, b"{}")) as server:
+        client = ttstream.AsyncClient("k", base_url=server.url)
+        await client.aclose()
+        with pytest.raises(ttstream.ClosedError, match="closed"):
+            async for _ in client.generate("a kite"):
+                pass
+        event = ttstream.Completed(b64_json=None, url=f"{server.url}/i.png", operation="generation")
+        with pytest.raises(ttstream.ClosedError):
+            await client.fetch_image(event)
+
+
+# 21.6: keys that cannot be sent as they are.
+
+
+@pytest.mark.parametrize(
+    "key",
+    [f"{SECRET}\n", f" {SECRET}", f"{SECRET}\t", f"{SECRET[:8]}\x00{SECRET[8:]}", f"{SECRET}é"],
+)
+def test_a_key_with_whitespace_control_or_non_ascii_is_refused_unechoed(key: str) -> None:
+    with pytest.raises(ttstream.ValidationError) as caught:
+        ttstream.AsyncClient(key, base_url="http://127.0.0.1:9")
+    error = caught.value
+    assert error.param == "api_key"
+    for text in (str(error), repr(error), repr(error.value)):
+        assert SECRET[3:15] not in text
+        assert "hostile" not in text
+
+
+def test_a_key_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", f"{SECRET}\n")
+    monkeypatch.delenv("TTAPI_API_KEY", raising=False)
+    with pytest.raises(ttstream.ValidationError, match="whitespace") as caught:
+        ttstream.AsyncClient()
+    assert SECRET[3:15] not in str(caught.value)
+
+
+# 21.11: malformed HTTP on every transport.
+
+MALFORMED = {
+    "bad status line": b"HTTP/1.1 2OO OK\r\nX-Key: " + SECRET.encode() + b"\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    "header without colon": b"HTTP/1.1 200 OK\r\nX-Bad " + SECRET.encode() + b"\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    "NUL in a header": b"HTTP/1.1 200 OK\r\nX-Bad: " + SECRET.encode() + b"\x00b\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    "invalid chunk size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + SECRET.encode()
+    + b"\r\nok\r\n0\r\n\r\n",
+    "Content-Length with chunked": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+    b"Transfer-Encoding: chunked\r\nX-Key: " + SECRET.encode() + b"\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+}
+
+
+def _sends(data: bytes) -> RawServer:
+    async def handler(_: bytes, __: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        await writer.drain()
+        writer.close()
+
+    return RawServer(handler)
+
+
+def _assert_unquoted(error: BaseException) -> None:
+    for text in (str(error), repr(error), str(error.args)):
+        assert "hostileSECRET" not in text
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_malformed_http_is_a_protocol_error_on_every_transport(case: str) -> None:
+    with _sends(MALFORMED[case]) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=1) as client:
+            with pytest.raises(ttstream.ProtocolError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+            _assert_unquoted(caught.value)
+            with pytest.raises(ttstream.ProtocolError) as caught:
+                async for _ in client.generate("a kite", model="dall-e-3"):  # not streaming
+                    pass
+            _assert_unquoted(caught.value)
+            event = ttstream.Completed(
+                b64_json=None, url=f"{server.url}/image.png", operation="generation"
+            )
+            with pytest.raises(ttstream.ProtocolError) as caught:
+                await client.fetch_image(event)
+            _assert_unquoted(caught.value)
+
+
+async def test_a_body_cut_short_is_still_a_broken_connection() -> None:
+    head = response_head(200, {"content-type": "text/event-stream", "content-length": "100000"})
+    with _sends(head + b"event: image_generation.partial_image\n") as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.IncompleteStreamError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+            assert not isinstance(caught.value, ttstream.ProtocolError)
+
+
+# 21.37: the pool limit, and a pool wait on every transport.
+
+
+async def test_a_full_pool_is_a_pool_timeout_on_every_transport() -> None:
+    async def hold(_: bytes, __: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(response_head(200, {"content-type": "text/event-stream"}))
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    timeout = httpx2.Timeout(10.0, pool=0.2)
+    with RawServer(hold) as server:
+        client = ttstream.AsyncClient(
+            "k", base_url=server.url, max_connections=1, max_retries=0, timeout=timeout
+        )
+        async with client:
+            first = client.generate("a kite")
+            async with first:  # holds the only connection, waiting for events
+                with pytest.raises(ttstream.APITimeoutError) as caught:
+                    async for _ in client.generate("another kite"):
+                        pass
+                assert caught.value.timeout == "pool"
+            # the slot came back: a request after the first stream closed goes out
+            second = client.generate("a third kite")
+            with anyio.move_on_after(0.5) as scope:
+                async with second:
+                    await _first_event(second)
+            assert scope.cancelled_caught  # it connected and waited for events: no error
+
+
+async def _first_event(stream: AsyncIterator[object]) -> None:
+    async for _ in stream:
+        return
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "10"])
+def test_max_connections_that_mean_nothing_are_refused(value: object) -> None:
+    with pytest.raises(ttstream.ValidationError, match="max_connections"):
+        ttstream.AsyncClient("k", max_connections=value)  # type: ignore[arg-type]
+
+
+@given(
+    st.text(alphabet=st.characters(exclude_characters="\r\n"), max_size=40),
+    st.binary(min_size=1, max_size=40),
+)
+def test_transport_texts_keep_no_quoted_server_bytes(words: str, data: bytes) -> None:
+    for quoted in (repr(data), f"bytearray({data!r})"):
+        text = safe_text(f"{words}: {quoted}\n  more {quoted}")
+        assert quoted not in text
+        assert len(text) <= 200
+
+
+async def test_a_bad_chunk_after_the_stream_started_ends_typed_and_bounded(
+    anyio_backend: str,
+) -> None:
+    async def handler(_: bytes, __: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        comment = b": keepalive\n\n"
+        head = response_head(
+            200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+        )
+        writer.write(head + b"%x\r\n" % len(comment) + comment + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(SECRET.encode() + b"\r\nxx\r\n")  # no chunk size
+        await writer.drain()
+        await asyncio.sleep(30)  # and the connection stays open
+
+    timeout = httpx2.Timeout(10.0, read=1.0)
+    with RawServer(handler) as server:
+        client = ttstream.AsyncClient("k", base_url=server.url, max_retries=0, timeout=timeout)
+        async with client:
+            with pytest.raises((ttstream.ProtocolError, ttstream.APITimeoutError)) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    _assert_unquoted(caught.value)
+    if anyio_backend == "asyncio" and AIOHTTP:
+        # aiohttp drops its read timer on this error: ttstream's own bound ends the wait
+        assert isinstance(caught.value, ttstream.APITimeoutError)
+        assert caught.value.timeout == "read"
+    else:  # httpcore reports it as it is
+        assert isinstance(caught.value, ttstream.ProtocolError)
+
+
+def test_a_closed_sync_client_raises_a_closed_error() -> None:
+    client = ttstream.Client("k", base_url="http://127.0.0.1:9")
+    client.close()
+    with pytest.raises(ttstream.ClosedError, match="closed"):
+        client.generate("a kite")
+
+
+def test_the_drawn_tree_names_every_error_of_the_module() -> None:
+    classes = {
+        name
+        for name, value in vars(_exceptions).items()
+        if isinstance(value, type) and issubclass(value, ttstream.TTStreamError)
+    }
+    drawn = set(re.findall(r"[├└]── (\w+)", _exceptions.__doc__ or "")) | {"TTStreamError"}
+    assert drawn == classes
+    page = (Path(__file__).parent.parent / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"[├└]── (\w+)", page)) | {"TTStreamError"} == classes

@@ -1,0 +1,276 @@
+"""Azure OpenAI: ``AsyncAzureClient`` and its synchronous facade ``AzureClient``.
+
+The same Images API and Responses image tool as :class:`~ttstream.AsyncClient`, at
+Azure's URLs and with Azure's credentials (docs/azure.md), with openai-python's
+parameter names:
+
+- deployment URLs ``{endpoint}/openai/deployments/{deployment}/images/generations``
+  (and ``/images/edits``), with the query ``api-version=...``; the Responses API at
+  ``{endpoint}/openai/responses?api-version=...``;
+- the v1 surface ``{endpoint}/openai/v1/...`` when ``api_version="v1"`` (or
+  ``"preview"``) or no deployment is named: there the deployment is the ``model``;
+- ``api-key: <key>``, or ``Authorization: Bearer <token>`` from
+  ``azure_ad_token_provider``, called for every request so that tokens refresh; the
+  ``api-key`` header is dropped on a redirect to another origin, as ``Authorization`` is;
+- ``model`` is not sent to a deployment URL unless given (the deployment names it);
+- the Responses image tool gets ``x-ms-oai-image-generation-deployment: <deployment>``.
+
+Azure's image-tool stream (no ``response.image_generation_call.completed``; the image in
+``response.output_item.done`` with ``status: "generating"``) yields the same
+``Completed`` events: the Responses interpreter reads both orders.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx2
+
+from . import _secrets
+from . import params as _params
+from ._connect import check_api_key
+from ._exceptions import ValidationError
+from ._reconnect import ReconnectPolicy
+from ._sync import Client
+from .client import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MODEL,
+    DEFAULT_RECONNECT,
+    DEFAULT_TIMEOUT,
+    AsyncClient,
+)
+from .sse import DEFAULT_MAX_EVENT_BYTES
+
+__all__ = [
+    "AZURE_KEY_VARIABLE",
+    "DEPLOYMENT_HEADER",
+    "V1_VERSIONS",
+    "AsyncAzureClient",
+    "AzureClient",
+    "TokenProvider",
+]
+
+AZURE_KEY_VARIABLE = "AZURE_OPENAI_API_KEY"
+"""The environment variable of the resource's key."""
+
+TokenProvider = Callable[[], str | Awaitable[str]]
+"""``azure_ad_token_provider``: a function (sync or async) answering an Entra ID token."""
+
+DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
+"""The header naming the image deployment of a Responses API request on Azure."""
+V1_VERSIONS = ("v1", "preview")
+"""``api_version`` values that select the v1 surface ``{endpoint}/openai/v1``."""
+# Given to AsyncClient with a token provider: never sent (auth_headers() asks the
+# provider), and shorter than _secrets.MIN_SECRET_CHARS, so never registered as a secret.
+_PLACEHOLDER_KEY = "entra"
+
+
+class AsyncAzureClient(AsyncClient):
+    """``async with ttstream.AsyncAzureClient(azure_endpoint=..., azure_deployment=...)``.
+
+    Args:
+        api_key: the resource's key (sent as ``api-key``); else ``AZURE_OPENAI_API_KEY``.
+            Not needed with ``azure_ad_token_provider``.
+        azure_endpoint: ``https://<resource>.openai.azure.com``; else
+            ``AZURE_OPENAI_ENDPOINT``.
+        azure_deployment: the image model's deployment (in the URL; on the v1 surface the
+            default ``model``; the ``x-ms-oai-image-generation-deployment`` of Responses
+            requests).
+        api_version: e.g. ``"2025-04-01-preview"``; else ``OPENAI_API_VERSION``;
+            ``"v1"`` (the default without a deployment) selects the v1 surface.
+        azure_ad_token_provider: a function, sync or async, answering an Entra ID token,
+            called before every request (``Authorization: Bearer <token>``).
+        timeout, max_retries, http_client, max_event_bytes, reconnect, deadline,
+            max_connections: as :class:`~ttstream.AsyncClient`.
+
+    Raises:
+        ValidationError: no endpoint, no key and no token provider, a deployment with
+            no ``api_version``, a key with whitespace or non-ASCII characters (never
+            echoed), or an option of ``AsyncClient`` out of range.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        azure_endpoint: str | None = None,
+        azure_deployment: str | None = None,
+        api_version: str | None = None,
+        azure_ad_token_provider: TokenProvider | None = None,
+        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        http_client: httpx2.AsyncClient | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        deadline: float | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        endpoint = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
+        if not endpoint:
+            raise ValidationError(
+                "azure_endpoint",
+                endpoint,
+                "given: pass azure_endpoint='https://<resource>.openai.azure.com' "
+                "or set AZURE_OPENAI_ENDPOINT",
+            )
+        if azure_ad_token_provider is not None and not callable(azure_ad_token_provider):
+            raise ValidationError(
+                "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
+            )
+        if azure_ad_token_provider is None:
+            api_key = api_key or os.environ.get(AZURE_KEY_VARIABLE) or None
+            if not api_key:
+                raise ValidationError(
+                    "api_key",
+                    api_key,
+                    "given: pass api_key=..., set AZURE_OPENAI_API_KEY, "
+                    "or pass azure_ad_token_provider=...",
+                )
+        elif api_key is not None:
+            raise ValidationError(
+                "api_key",
+                _secrets.hidden(api_key),
+                "None when azure_ad_token_provider is given (one credential, not two)",
+            )
+        api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
+        if api_version is None and azure_deployment is not None:
+            raise ValidationError(
+                "api_version",
+                api_version,
+                "given with a deployment: pass api_version='2025-04-01-preview' (or "
+                "'v1' for the v1 surface) or set OPENAI_API_VERSION",
+            )
+        self.azure_endpoint = endpoint.rstrip("/")
+        self.azure_deployment = azure_deployment
+        self.api_version = api_version or "v1"
+        self.v1 = self.api_version in V1_VERSIONS
+        """Whether requests go to the v1 surface ``{endpoint}/openai/v1``."""
+        super().__init__(
+            api_key or _PLACEHOLDER_KEY,
+            base_url=f"{self.azure_endpoint}/openai" + ("/v1" if self.v1 else ""),
+            auth="bearer",
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            max_event_bytes=max_event_bytes,
+            reconnect=reconnect,
+            deadline=deadline,
+            max_connections=max_connections,
+        )
+        self._token_provider = azure_ad_token_provider
+        self._last_token = ""
+        self._auth_headers = {} if api_key is None else {"api-key": api_key}
+        if azure_deployment is not None and not self.v1:
+            # The deployment names the model: its rules when it is a model's name.
+            known = azure_deployment in _params.MODELS
+            self.default_model = azure_deployment if known else DEFAULT_MODEL
+        elif azure_deployment is not None:
+            self.default_model = azure_deployment  # the v1 surface's model is the deployment
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncAzureClient azure_endpoint={self.azure_endpoint!r} "
+            f"azure_deployment={self.azure_deployment!r} api_version={self.api_version!r}>"
+        )
+
+    def _wire(
+        self, body: Mapping[str, Any], model: str | None, extra_body: Mapping[str, object] | None
+    ) -> dict[str, Any]:
+        if model is None and not self.v1:  # the deployment in the URL names it
+            body = {name: value for name, value in body.items() if name != "model"}
+        return super()._wire(body, model, extra_body)
+
+    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """Azure's URL of an API ``path``: ``{endpoint}/openai/deployments/{deployment}/
+        images/...?api-version=...`` for images, ``{endpoint}/openai/responses...`` for
+        the Responses API, ``{endpoint}/openai/v1/{path}`` on the v1 surface."""
+        query = dict(query or {})
+        if not self.v1 or self.api_version != "v1":
+            query["api-version"] = self.api_version
+        if not self.v1 and path.startswith("images/"):
+            if self.azure_deployment is None:
+                raise ValidationError(
+                    "azure_deployment",
+                    None,
+                    f"given for the Images API with api_version "
+                    f"{self.api_version!r} (or use api_version='v1')",
+                )
+            deployment = urllib.parse.quote(self.azure_deployment, safe="")
+            path = f"deployments/{deployment}/{path}"
+        return super().endpoint_url(path, query)
+
+    async def auth_headers(self, path: str) -> Mapping[str, str]:
+        """``api-key``, or ``Authorization: Bearer`` with a token asked of the provider
+        now; plus ``x-ms-oai-image-generation-deployment`` for the Responses API.
+
+        Raises:
+            ValidationError: the provider answered no usable token (never echoed).
+        """
+        headers = dict(self._auth_headers)
+        if self._token_provider is not None:
+            token = self._token_provider()
+            if inspect.isawaitable(token):
+                token = await token
+            if not isinstance(token, str) or not token:
+                raise ValidationError(
+                    "azure_ad_token_provider", type(token).__name__, "a function answering a str"
+                )
+            check_api_key("azure_ad_token_provider", token)
+            if token != self._last_token:  # registered once per token, not per request
+                _secrets.register(self, token)
+                self._last_token = token
+            headers["Authorization"] = f"Bearer {token}"
+        if path.startswith("responses") and self.azure_deployment is not None:
+            headers[DEPLOYMENT_HEADER] = self.azure_deployment
+        return headers
+
+
+class AzureClient(Client):
+    """The synchronous Azure client: ``with ttstream.AzureClient(azure_endpoint=...,
+    azure_deployment=..., api_version=...)``; the arguments of
+    :class:`AsyncAzureClient`, plus ``backend`` as :class:`~ttstream.Client`."""
+
+    async_client_class: type[AsyncClient] = AsyncAzureClient
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        azure_endpoint: str | None = None,
+        azure_deployment: str | None = None,
+        api_version: str | None = None,
+        azure_ad_token_provider: TokenProvider | None = None,
+        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        http_client: httpx2.AsyncClient | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        deadline: float | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        make = functools.partial(
+            AsyncAzureClient,
+            api_key,
+            azure_endpoint=azure_endpoint,
+            azure_deployment=azure_deployment,
+            api_version=api_version,
+            azure_ad_token_provider=azure_ad_token_provider,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            max_event_bytes=max_event_bytes,
+            reconnect=reconnect,
+            deadline=deadline,
+            max_connections=max_connections,
+        )
+        self._start(make, backend, backend_options)
+
+    def __repr__(self) -> str:
+        return f"<AzureClient base_url={self.base_url!r}>"
