@@ -17,6 +17,7 @@ from PIL import Image
 from ttstream import TTStreamError, ValidationError
 from ttstream.params import (
     MODELS,
+    RETIRED_ON_OPENAI,
     ModelSpec,
     free_size_ok,
     streams_by_default,
@@ -482,8 +483,7 @@ def test_models_table() -> None:
     with pytest.raises(TypeError):
         MODELS["dall-e-4"] = MODELS["dall-e-3"]  # type: ignore[index]
     assert {m: MODELS[m].prompt_max for m in ALL} == PROMPT_MAX
-    edits = {m: MODELS[m].max_edit_images for m in ALL}
+    edits = {m: MODELS[m].edits.max_images for m in ALL}
     assert edits == dict.fromkeys(GPT, 16) | {"dall-e-3": 0, "dall-e-2": 1}
-    retired = {m: MODELS[m].retired_on_openai for m in ALL if MODELS[m].retired_on_openai}
-    assert retired == RETIRED
+    assert dict(RETIRED_ON_OPENAI) == RETIRED
     assert {m for m in ALL if MODELS[m].free_sizes} == set(FREE)

@@ -31,11 +31,11 @@ from typing import Any
 
 import httpx2
 
-from . import _secrets
 from . import params as _params
 from ._connect import check_api_key
 from ._exceptions import ValidationError
 from ._reconnect import ReconnectPolicy
+from ._secrets import hidden, register
 from ._sync import Client
 from .client import (
     DEFAULT_MAX_CONNECTIONS,
@@ -66,7 +66,7 @@ DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
 V1_VERSIONS = ("v1", "preview")
 """``api_version`` values that select the v1 surface ``{endpoint}/openai/v1``."""
 # Given to AsyncClient with a token provider: never sent (auth_headers() asks the
-# provider), and shorter than _secrets.MIN_SECRET_CHARS, so never registered as a secret.
+# provider), and shorter than MIN_SECRET_CHARS, so never registered as a secret.
 _PLACEHOLDER_KEY = "entra"
 
 
@@ -134,7 +134,7 @@ class AsyncAzureClient(AsyncClient):
         elif api_key is not None:
             raise ValidationError(
                 "api_key",
-                _secrets.hidden(api_key),
+                hidden(api_key),
                 "None when azure_ad_token_provider is given (one credential, not two)",
             )
         api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
@@ -222,7 +222,7 @@ class AsyncAzureClient(AsyncClient):
                 )
             check_api_key("azure_ad_token_provider", token)
             if token != self._last_token:  # registered once per token, not per request
-                _secrets.register(self, token)
+                register(self, token)
                 self._last_token = token
             headers["Authorization"] = f"Bearer {token}"
         if path.startswith("responses") and self.azure_deployment is not None:

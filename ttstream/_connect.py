@@ -24,7 +24,6 @@ from typing import Any
 import anyio
 import httpx2
 
-from . import _secrets
 from ._body import read_prefix
 from ._bounds import close_bounded
 from ._exceptions import (
@@ -39,6 +38,7 @@ from ._exceptions import (
 )
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
+from ._secrets import hidden, redact
 from ._transport_errors import safe_text
 
 __all__ = [
@@ -131,7 +131,7 @@ def check_api_key(param: str, key: str) -> None:
         wrong = "whitespace or a control character inside it"
     raise ValidationError(
         param,
-        _secrets.hidden(key),
+        hidden(key),
         f"a str of printable ASCII characters with no whitespace; this one has {wrong}",
     )
 
@@ -255,7 +255,7 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
         pass  # the status says enough
     finally:
         await close_bounded(response.aclose)
-    text = _secrets.redact(raw.decode("utf-8", "replace"))
+    text = redact(raw.decode("utf-8", "replace"))
     del raw  # a body of 1 MiB is held once as bytes, once as text, never more at a time
     body: Any = text
     with contextlib.suppress(ValueError, RecursionError):

@@ -23,10 +23,10 @@ from typing import Any, Protocol, Unpack
 
 import httpx2
 
-from . import _otel
 from . import params as _params
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
+from ._otel import generation
 from ._reconnect import ReconnectPolicy
 from ._request import json_body, merge_extra_body
 from ._responses import Response, ResponsesInterpreter
@@ -237,7 +237,7 @@ class Responses:
             max_body_bytes=client.max_event_bytes,
             deadline=client.deadline if deadline is None else deadline,
         )
-        stream.telemetry = _otel.generation("response", None, client.base_url)
+        stream.telemetry = generation("response", None, client.base_url)
         return stream
 
     def _resume_url(self, interpreter: ResponsesInterpreter) -> str:

@@ -22,7 +22,6 @@ import anyio
 import attrs
 import httpx2
 
-from . import _otel, _secrets, _transport
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, validate_seconds
@@ -34,6 +33,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._interpret import ImagesInterpreter
+from ._otel import generation
 from ._reconnect import ReconnectPolicy
 from ._request import (
     ImageInput,
@@ -46,6 +46,8 @@ from ._request import (
     multipart_files,
 )
 from ._responses_client import Responses
+from ._secrets import hidden, install_hpack_filter, register
+from ._transport import http_client as new_http_client
 from ._version import USER_AGENT
 from .batch import Batch
 from .events import Completed, image_of
@@ -163,7 +165,7 @@ class AsyncClient:
         check_api_key("api_key", api_key)
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
             choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
-            raise ValidationError("auth", _secrets.hidden(auth), choices)
+            raise ValidationError("auth", hidden(auth), choices)
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError("max_retries", max_retries, "an int >= 0")
         if (
@@ -198,10 +200,10 @@ class AsyncClient:
             if auth == "tt-api-key"
             else {"Authorization": f"Bearer {api_key}"}
         )
-        _secrets.register(self, api_key)  # redacted from every ttstream error and log line
-        _secrets.install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
+        register(self, api_key)  # redacted from every ttstream error and log line
+        install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
         self._owns_http_client = http_client is None
-        self._http = http_client or _transport.http_client(
+        self._http = http_client or new_http_client(
             timeout=self.timeout,
             follow_redirects=False,
             limits=httpx2.Limits(
@@ -511,7 +513,7 @@ class AsyncClient:
             deadline=self.deadline if deadline is None else deadline,
         )
         stream.model = str(body.get("model") or self.default_model)
-        stream.telemetry = _otel.generation(operation, stream.model, self.base_url)
+        stream.telemetry = generation(operation, stream.model, self.base_url)
         return stream
 
 

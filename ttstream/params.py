@@ -30,9 +30,11 @@ from ._exceptions import ValidationError
 __all__ = [
     "MODELS",
     "PARAMETERS",
+    "RETIRED_ON_OPENAI",
     "Background",
     "Complexity",
     "EditParameters",
+    "EditRules",
     "GenerationParameters",
     "ImageGenerationTool",
     "InputFidelity",
@@ -206,14 +208,26 @@ def keywords(parameters: Any) -> Callable[[_F], _F]:
 
 
 @attrs.frozen
+class EditRules:
+    """What a model's edits take: at most ``max_images`` input images (0: the model takes
+    no edits) and, when ``square_png_under`` is set, only square PNGs under that many
+    bytes (dall-e-2)."""
+
+    max_images: int = 0
+    square_png_under: int | None = None
+
+
+NO_EDITS = EditRules()
+
+
+@attrs.frozen
 class ModelSpec:
     """What one model takes: one row of the table in docs/models.md.
 
     Enumerations keep the sources' order; an empty tuple means the model refuses the
     parameter. ``output_formats[0]`` is the default format, and a model with output formats
     also takes ``output_compression``; a ``streaming`` model takes ``stream=True`` and
-    ``partial_images``. ``retired_on_openai`` is the ISO date OpenAI stopped serving the
-    model (TTAPI may still serve it), ``None`` while it is served.
+    ``partial_images``; ``edits`` says what its edits take.
     """
 
     prompt_max: int
@@ -228,10 +242,8 @@ class ModelSpec:
     complexities: tuple[str, ...] = ()
     streaming: bool = False
     input_fidelities: tuple[str, ...] = ()  # edits only
-    max_edit_images: int = 0  # 0: the model takes no edits
+    edits: EditRules = NO_EDITS
     free_sizes: bool = False  # any "WxH" within the rule of free_size_ok is also a size
-    edit_square_png_under: int | None = None  # known edit images: square PNGs under N bytes
-    retired_on_openai: str | None = None
 
 
 # The GPT Image models. Source: official SDK 3.57 parameter docs (prompt "maximum length is
@@ -251,7 +263,7 @@ _GPT_IMAGE = ModelSpec(
     complexities=("low", "medium", "high"),
     streaming=True,
     input_fidelities=("high", "low"),
-    max_edit_images=16,
+    edits=EditRules(max_images=16),
 )
 # Official SDK 3.57 parameter docs, size: "For gpt-image-2, gpt-image-2-2026-04-21, [the 2.5
 # family], arbitrary resolutions are supported"; input_fidelity: "For gpt-image-2, omit
@@ -283,7 +295,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
         "gpt-image-1-mini": attrs.evolve(_GPT_IMAGE, input_fidelities=("low",)),
         # Official SDK 3.57: "GPT Image 1 was shut down on October 23, 2026"; TTAPI docs
         # still list it.
-        "gpt-image-1": attrs.evolve(_GPT_IMAGE, retired_on_openai="2026-10-23"),
+        "gpt-image-1": _GPT_IMAGE,
         # The OpenAI Images API reference and TTAPI docs (sizes, qualities, styles, n,
         # response_format); official SDK 3.57: "This model was retired on May 12, 2026".
         "dall-e-3": ModelSpec(
@@ -293,7 +305,6 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
             qualities=("hd", "standard", "auto"),
             response_formats=("url", "b64_json"),
             styles=("vivid", "natural"),
-            retired_on_openai="2026-05-12",
         ),
         "dall-e-2": ModelSpec(
             prompt_max=1000,
@@ -301,12 +312,17 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
             sizes=("256x256", "512x512", "1024x1024"),
             qualities=("standard", "auto"),
             response_formats=("url", "b64_json"),
-            max_edit_images=1,
-            edit_square_png_under=4 * 1024 * 1024,  # "less than 4MB"; read as MiB (lenient)
-            retired_on_openai="2026-05-12",
+            # "less than 4MB"; read as MiB (lenient)
+            edits=EditRules(max_images=1, square_png_under=4 * 1024 * 1024),
         ),
     }
 )
+
+RETIRED_ON_OPENAI: Mapping[str, str] = MappingProxyType(
+    {"gpt-image-1": "2026-10-23", "dall-e-3": "2026-05-12", "dall-e-2": "2026-05-12"}
+)
+"""The ISO date OpenAI stopped serving each retired model (TTAPI may still serve it;
+official SDK 3.57: "This model was retired on ...")."""
 
 PARAMETERS = frozenset({"prompt", "mask", *EditParameters.__optional_keys__})
 """Every request parameter of the two endpoints besides ``model`` and the edit images
@@ -562,14 +578,14 @@ def _check_images(
             allowed = "empty on a generation (edits take images)"
             raise ValidationError("images", len(images), allowed)
         return
-    count = spec.max_edit_images
+    count = spec.edits.max_images
     if not count:
-        allowed = f"a model that takes edits ({_takers(lambda s: s.max_edit_images)} them)"
+        allowed = f"a model that takes edits ({_takers(lambda s: s.edits.max_images)} them)"
         raise ValidationError("model", model, allowed, model=model)
     if not 1 <= len(images) <= count:
         allowed = "exactly 1 input image" if count == 1 else f"1 to {count} input images"
         raise ValidationError("images", len(images), allowed, model=model)
-    limit = spec.edit_square_png_under
+    limit = spec.edits.square_png_under
     for image in images:
         if limit is not None and image is not None and (problem := _png_problem(image, limit)):
             allowed = f"a square PNG under {limit} bytes ({limit / 2**20:g} MiB)"

@@ -650,7 +650,7 @@ async def _faulty_frames(
                 return
 
 
-async def _tracked(
+async def tracked(
     frames: AsyncGenerator[bytes, None],
     *,
     stats: StreamStats,
@@ -678,7 +678,7 @@ async def _tracked(
         stats._closed(request_id)
 
 
-class _EventStreamResponse(StreamingResponse):
+class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` answer whose body generator is closed as soon as the
     answer ends, however it ends (Starlette leaves a generator cancelled at a ``yield``
     to the garbage collector)."""
@@ -722,8 +722,8 @@ def stream_response(
         headers["content-encoding"] = "gzip, gzip"
     else:
         frames = _faulty_frames(events, faults, resume_after)
-    body = _tracked(frames, stats=stats, request_id=request_id, fault=faults.spec, drip=faults.drip)
-    return _EventStreamResponse(body, headers)
+    body = tracked(frames, stats=stats, request_id=request_id, fault=faults.spec, drip=faults.drip)
+    return EventStreamResponse(body, headers)
 
 
 def _only_emulated(exc: BaseException | None) -> bool:

@@ -46,11 +46,11 @@ from ._errors import EmulatorError
 from ._faults import (
     FAULT_HEADER,
     EmulatedDisconnect,
+    EventStreamResponse,
     FaultSpec,
     StreamStats,
-    _EventStreamResponse,
-    _tracked,
     faults_for,
+    tracked,
 )
 from ._formats import render_file
 from ._images import render_preview
@@ -208,10 +208,10 @@ class ResponsesRoutes:
     ) -> StreamingResponse:
         request_id = str(getattr(request.state, "request_id", "") or secrets.token_hex(16))
         frames = _frames(events, final, faults, step_delay=self._step_delay)
-        body = _tracked(
+        body = tracked(
             frames, stats=self._stats, request_id=request_id, fault=faults.spec, drip=faults.drip
         )
-        return _EventStreamResponse(body)
+        return EventStreamResponse(body)
 
 
 def _starting_after(text: str) -> int:

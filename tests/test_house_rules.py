@@ -1,0 +1,119 @@
+"""The house rules that a reading of the source can check (docs/design.md): no module
+imports another module's private name, no class outside the emulator holds more than 14
+attributes, ttstream imports httpx2 and never httpx, and the code cites only the
+repository's own documents."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "ttstream"
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+MAX_ATTRIBUTES = 14
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(PACKAGE.parent))
+
+
+def private_imports(path: Path) -> list[str]:
+    """``from .x import _y`` (or ``from ttstream.x import _y``): a private name of
+    another module."""
+    found = []
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.ImportFrom) and (
+            node.level or (node.module or "").startswith("ttstream")
+        ):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{_name(path)}:{node.lineno} imports {alias.name}")
+    return found
+
+
+def instance_attributes(cls: ast.ClassDef) -> set[str]:
+    """The names a class's methods assign on ``self``, its annotated class-level fields
+    (attrs) and its ``__slots__``."""
+    names: set[str] = set()
+    for node in ast.walk(cls):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+            ):
+                names.add(target.attr)
+    for statement in cls.body:
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and "ClassVar" not in ast.unparse(statement.annotation)
+        ):
+            names.add(statement.target.id)
+    return names
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    assert [hit for path in SOURCES for hit in private_imports(path)] == []
+
+
+def test_a_private_import_is_found() -> None:
+    """The check above can fail: it sees a private import where there is one."""
+    sample = PACKAGE.parent / "tests" / "_sample_private_import.py"
+    try:
+        sample.write_text("from ttstream.events import _secret\n")
+        assert private_imports(sample) != []
+    finally:
+        sample.unlink()
+
+
+def test_no_class_outside_the_emulator_holds_more_than_14_attributes() -> None:
+    crowded = []
+    for path in SOURCES:
+        if "emulator" in path.parts:
+            continue
+        for node in ast.walk(_tree(path)):
+            # A TypedDict lists a mapping's keys (the API's parameters), not an object's state.
+            if isinstance(node, ast.ClassDef) and not any(
+                ast.unparse(base) == "TypedDict" for base in node.bases
+            ):
+                count = len(instance_attributes(node))
+                if count > MAX_ATTRIBUTES:
+                    crowded.append(f"{_name(path)}:{node.name} has {count}")
+    assert crowded == []
+
+
+def test_attributes_are_counted() -> None:
+    cls = ast.parse(
+        "class A:\n    x: int\n    def f(self):\n        self.y = 1\n        self.y += 1\n"
+    )
+    assert instance_attributes(cls.body[0]) == {"x", "y"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_name)
+def test_ttstream_imports_httpx2_never_httpx(path: Path) -> None:
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Import):
+            assert all(alias.name.split(".")[0] != "httpx" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            assert node.module.split(".")[0] != "httpx", f"{_name(path)}:{node.lineno}"
+
+
+def test_the_code_cites_only_the_repositorys_documents() -> None:
+    cited = [
+        _name(path)
+        for path in SOURCES
+        if "wire-format.md" in path.read_text() or "DESIGN.md" in path.read_text()
+    ]
+    assert cited == []
