@@ -85,8 +85,9 @@ class AsyncAzureClient(AsyncClient):
             ``"v1"`` (the default without a deployment) selects the v1 surface.
         azure_ad_token_provider: a function, sync or async, answering an Entra ID token,
             called before every request (``Authorization: Bearer <token>``).
-        timeout, max_retries, http_client, max_event_bytes, reconnect, deadline,
-            max_connections: as :class:`~ttstream.AsyncClient`.
+
+    ``timeout``, ``max_retries``, ``http_client``, ``max_event_bytes``, ``reconnect``,
+    ``deadline`` and ``max_connections`` are as :class:`~ttstream.AsyncClient`'s.
 
     Raises:
         ValidationError: no endpoint, no key and no token provider, a deployment with
