@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the redis-server launcher of the tests
+sys.path.insert(0, str(ROOT / "tests"))  # the redis-server launcher of the tests (support/)
 
 import anyio  # noqa: E402
 import coredis  # noqa: E402
@@ -237,7 +237,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from redis_server import RedisServer
+    from support.redis_server import RedisServer
 
     me = [sys.executable, __file__]
     jobs = [f"job{n}-{os.getpid()}" for n in range(args.producers)]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from raw_server import RawServer, answer, response_head
 
 import ttstream
+from tests.support.raw_server import RawServer, answer, response_head
+from tests.support.streams import collect
 from ttstream import _secrets
 from ttstream.emulator import EmulatorServer
 
@@ -56,11 +57,6 @@ def azure_client(
         **options,
     }
     return ttstream.AsyncAzureClient(azure_endpoint=endpoint, http_client=http, **settings)  # type: ignore[arg-type]
-
-
-async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:
-    async with stream:
-        return [event async for event in stream]
 
 
 async def test_generation_goes_to_the_deployment_url_with_the_api_key(

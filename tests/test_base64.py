@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from _backends import NAMES, using
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.base64_backends import NAMES, using
 from ttstream import _base64
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -36,9 +36,9 @@ from typing import Any
 import httpx2
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn_thread import ServerThread
 
 import ttstream
+from tests.support.uvicorn_thread import ServerThread
 from ttstream.emulator import create_app as create_emulator
 from ttstream.sse import SSEDecoder
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import MISSING, REDIS_SERVER, RedisServer
 
+from tests.support.redis_server import MISSING, REDIS_SERVER, RedisServer
 from ttstream.emulator import EmulatorServer
 
 pytest.importorskip("celery")

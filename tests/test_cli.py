@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import re
-import socket
 import sys
 import threading
 import unicodedata
@@ -28,7 +27,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import ttstream
-from tests.uvicorn_thread import ServerThread
+from tests.support.ports import free_port
+from tests.support.uvicorn_thread import ServerThread
 from ttstream import cli
 from ttstream._cli_output import clean
 from ttstream._secrets import redact
@@ -63,12 +63,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     status = cli.main(list(argv))
     out, err = capsys.readouterr()
     return status, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.usefixtures("keyed")

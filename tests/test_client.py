@@ -10,12 +10,15 @@ import base64
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx2
 import pytest
 
 import ttstream
+from tests.support import streams
+from tests.support.streams import collect
 from ttstream import (
     APIConnectionError,
     APIStatusError,
@@ -33,6 +36,9 @@ from ttstream import (
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-canary-5f1e2d3c4b5a"
+
+client_for = partial(streams.client_for, api_key=KEY)  # the shared one, with this key
+
 B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nimage").decode()
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
@@ -78,16 +84,6 @@ class Recorder:
         if isinstance(answer, Exception):
             raise answer
         return answer
-
-
-def client_for(handler: Handler, **kwargs: Any) -> AsyncClient:
-    http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    return AsyncClient(kwargs.pop("api_key", KEY), http_client=http, **kwargs)
-
-
-async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:
-    async with stream:
-        return [event async for event in stream]
 
 
 # -- keys, base URLs and auth headers ----------------------------------------------------

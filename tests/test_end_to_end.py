@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import ttstream
+from tests.support.streams import collect
 from ttstream import (
     APIStatusError,
     AsyncClient,
@@ -54,11 +55,6 @@ def client(request: pytest.FixtureRequest, server: EmulatorServer) -> AsyncClien
         azure_deployment="gpt-image-2",
         api_version="2025-04-01-preview",
     )
-
-
-async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:
-    async with stream:
-        return [event async for event in stream]
 
 
 def opened(event: ttstream.Event) -> Image.Image:

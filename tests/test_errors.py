@@ -18,9 +18,9 @@ import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from raw_server import RawServer, answer, response_head
 
 import ttstream
+from tests.support.raw_server import RawServer, answer, response_head
 from ttstream import _base64, _exceptions
 from ttstream._retry import parse_retry_after, retry_after
 from ttstream._transport import AIOHTTP

@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 import ttstream
-from tests.scripted_server import Answer, ScriptedServer
+from tests.support.scripted_server import Answer, ScriptedServer
 from ttstream import (
     APIConnectionError,
     APIStatusError,

@@ -19,7 +19,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.helpers import assert_no_stream_open
+from tests.support.streams import assert_no_stream_open
 from ttstream import (
     APIStatusError,
     APITimeoutError,

@@ -14,7 +14,8 @@ import anyio
 import httpx2
 import pytest
 
-from tests.scripted_server import Answer, ScriptedServer
+from tests.support.scripted_server import Answer, ScriptedServer
+from tests.support.streams import client_for
 from ttstream import (
     APITimeoutError,
     AsyncClient,
@@ -71,11 +72,6 @@ class Server:
         self.requests.append(request)
         body = self.bodies[len(self.requests) - 1]
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
-
-
-def client_for(server: Server, **kwargs: Any) -> AsyncClient:
-    http = httpx2.AsyncClient(transport=httpx2.MockTransport(server))
-    return AsyncClient("k", http_client=http, **kwargs)
 
 
 async def items(client: AsyncClient, **params: Any) -> list[StreamItem]:

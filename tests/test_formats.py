@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-import ttstream
+from tests.support.streams import collect
 from ttstream import AsyncClient, Completed, ValidationError
 from ttstream.client import DEFAULT_MODEL
 from ttstream.emulator import EmulatorServer
@@ -31,11 +31,6 @@ def server() -> Iterator[EmulatorServer]:
 
 def http(server: EmulatorServer) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(base_url=server.base_url, headers=KEY, timeout=30)
-
-
-async def collect(stream: ttstream.ImageStream) -> list[ttstream.Event]:
-    async with stream:
-        return [event async for event in stream]
 
 
 def test_the_default_model_is_gpt_image_2() -> None:

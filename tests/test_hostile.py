@@ -1,6 +1,6 @@
 """Hostile servers and bad input (docs/hostile-servers.md): bounded memory, bounded waits,
 typed errors, no key anywhere. Servers are raw asyncio servers on 127.0.0.1 whose every
-byte the test writes (tests/raw_server.py); peak memory is measured with tracemalloc.
+byte the test writes (tests/support/raw_server.py); peak memory is measured with tracemalloc.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
-from raw_server import (
+
+import ttstream
+from tests.support.raw_server import (
     Handler,
     RawServer,
     answer,
@@ -37,9 +39,7 @@ from raw_server import (
     response_head,
     routes,
 )
-from uvicorn_thread import ServerThread
-
-import ttstream
+from tests.support.uvicorn_thread import ServerThread
 from ttstream import (
     APIStatusError,
     APITimeoutError,

@@ -11,8 +11,8 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from _backends import NAMES, using
 
+from tests.support.base64_backends import NAMES, using
 from ttstream import SSEDecoder, parse_event
 from ttstream.sse import decoded_data
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from _backends import NAMES, using
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ttstream
+from tests.support.base64_backends import NAMES, using
 from ttstream import Completed, MalformedEventError, PartialImage, ServerSentEvent, SSEDecoder
 from ttstream.events import _fast_loads, parse_event
 from ttstream.sse import data_pieces, decoded_data

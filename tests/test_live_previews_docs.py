@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx2
 import pytest
-from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from test_browser import load_file
-from uvicorn_thread import ServerThread
 
+from tests.support.redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer
+from tests.support.uvicorn_thread import ServerThread
 from ttstream.emulator import EmulatorServer
 from ttstream.sinks import BROWSER_MODULE, sign_viewer_token
 from ttstream.sse import SSEDecoder

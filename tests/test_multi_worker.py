@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer, free_port
 from test_browser import (  # noqa: F401 - browser: the fixture
     browser,
     closed_soon,
@@ -30,8 +29,10 @@ from test_browser import (  # noqa: F401 - browser: the fixture
     text,
     until,
 )
-from uvicorn_thread import ServerThread
 
+from tests.support.ports import free_port
+from tests.support.redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer
+from tests.support.uvicorn_thread import ServerThread
 from ttstream.emulator import EmulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -188,7 +188,7 @@ async def test_a_key_a_server_echoes_as_its_request_id_stays_out_of_the_span(
     import base64
     import json
 
-    from tests.scripted_server import Answer, ScriptedServer
+    from tests.support.scripted_server import Answer, ScriptedServer
 
     body = {"type": "image_generation.completed", "b64_json": base64.b64encode(b"i").decode()}
     frame = f"event: {body['type']}\ndata: {json.dumps(body)}\n\n".encode()

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from PIL import Image
 
-from tests.helpers import assert_no_stream_open
+from tests.support.streams import assert_no_stream_open
 from ttstream import (
     AsyncClient,
     Completed,

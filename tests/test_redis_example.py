@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from redis_server import MISSING, REDIS_SERVER, free_port
+
+from tests.support.ports import free_port
+from tests.support.redis_server import MISSING, REDIS_SERVER
 
 APP = Path(__file__).parent.parent / "examples" / "multi_worker" / "app.py"
 

@@ -13,10 +13,11 @@ from types import ModuleType
 
 import coredis
 import pytest
-from redis_server import RedisServer
+
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
-pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
+pytest_plugins = ["tests.support.redis_fixtures"]  # redis_server, redis, key, emulator, ...
 
 FANOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "fanout.py"
 

@@ -23,7 +23,12 @@ import attrs
 import coredis
 import httpx2
 import pytest
-from redis_server import (
+from starlette.applications import Starlette
+from starlette.routing import Route
+from test_relay import Browser, eventually, gated, image_of, serving
+
+import ttstream
+from tests.support.redis_server import (
     COREDIS_LEAK,
     MISSING,
     NAMES,
@@ -32,11 +37,6 @@ from redis_server import (
     api_of,
     client_of,
 )
-from starlette.applications import Starlette
-from starlette.routing import Route
-from test_relay import Browser, eventually, gated, image_of, serving
-
-import ttstream
 from ttstream import StreamItem
 from ttstream._browser.viewers import FORBIDDEN
 from ttstream.emulator import EmulatorServer
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.anyio
 NOTICE = ttstream.Reconnecting(
     attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r"
 )
-pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
+pytest_plugins = ["tests.support.redis_fixtures"]  # redis_server, redis, key, emulator, ...
 
 Redis = coredis.Redis[bytes]
 PREFIX = "previews:"

@@ -17,9 +17,16 @@ import coredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer, api_of, client_of
 
 import ttstream
+from tests.support.redis_server import (
+    COREDIS_LEAK,
+    MISSING,
+    REDIS_SERVER,
+    RedisServer,
+    api_of,
+    client_of,
+)
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem
 from ttstream.emulator import EmulatorServer
 from ttstream.redis import Terminal, decode_entry, encode_item
@@ -33,7 +40,7 @@ from ttstream.sinks import (
 )
 
 pytestmark = pytest.mark.anyio
-pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
+pytest_plugins = ["tests.support.redis_fixtures"]  # redis_server, redis, key, emulator, ...
 
 Redis = coredis.Redis[bytes]
 NOTICE = Reconnecting(attempt=1, delay=0.0, last_event_id="", regenerating=True, reason="r")

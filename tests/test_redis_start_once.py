@@ -19,7 +19,10 @@ import coredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_server import (
+from test_redis_relay import PREFIX, workers
+from test_relay import Browser, eventually, gated
+
+from tests.support.redis_server import (
     COREDIS_LEAK,
     NAMES,
     Api,
@@ -29,16 +32,13 @@ from redis_server import (
     client_of,
     cluster_client_of,
 )
-from test_redis_relay import PREFIX, workers
-from test_relay import Browser, eventually, gated
-
 from ttstream.emulator import EmulatorServer
 from ttstream.redis import Terminal, decode_entry
 from ttstream.relay import claim_key, start_once
 from ttstream.sinks import ClaimLostError, RedisStreamError, RedisStreamSink, pump
 
 pytestmark = pytest.mark.anyio
-pytest_plugins = ["redis_fixtures"]  # its fixtures: redis_server, redis, key, emulator, ...
+pytest_plugins = ["tests.support.redis_fixtures"]  # redis_server, redis, key, emulator, ...
 
 Redis = coredis.Redis[bytes]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import anyio
 import pytest
-from _backends import NAMES, using
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.base64_backends import NAMES, using
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem, parse_event
 from ttstream._browser.items import item_metadata, strict_json
 from ttstream.sinks import SSERelay

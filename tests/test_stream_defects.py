@@ -19,8 +19,8 @@ import pytest
 import sniffio
 import trio
 
-from tests.raw_server import RawServer, response_head
-from tests.scripted_server import Answer, ScriptedServer
+from tests.support.raw_server import RawServer, response_head
+from tests.support.scripted_server import Answer, ScriptedServer
 from ttstream import (
     APIConnectionError,
     AsyncClient,

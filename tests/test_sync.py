@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import ttstream
-from tests.helpers import assert_no_stream_open
+from tests.support.streams import assert_no_stream_open
 from ttstream import Client, Completed, PartialImage, ValidationError
 from ttstream.emulator import EmulatorServer
 

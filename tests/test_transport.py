@@ -3,13 +3,13 @@ is installed, httpcore on trio; streams run to the end on both, over loopback.""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx2
 import pytest
 
 import ttstream
+from tests.support.ports import free_port
 from ttstream import Completed
 from ttstream._transport import AIOHTTP, BackendTransport, http_client
 from ttstream.emulator import EmulatorServer
@@ -79,9 +79,7 @@ async def test_aiohttp_bodies_come_in_large_pieces(emulator: EmulatorServer) -> 
 async def test_aiohttp_connection_refused_is_a_connection_error_not_a_timeout() -> None:
     if not AIOHTTP:
         pytest.skip("httpx-aiohttp is not installed")
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     async with http_client(timeout=10) as http:
         with pytest.raises(httpx2.ConnectError) as info:
             await http.get(f"http://127.0.0.1:{port}/")

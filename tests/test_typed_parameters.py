@@ -15,6 +15,7 @@ import sys
 import textwrap
 import typing
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import httpx2
 import pytest
 
 import ttstream
+from tests.support import streams
+from tests.support.streams import collect
 from ttstream import AsyncClient, Client, ValidationError, params
 from ttstream.emulator import EmulatorServer
 
@@ -30,6 +33,9 @@ pytestmark = pytest.mark.anyio
 B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nimage").decode()
 COMPLETED = {"type": "image_generation.completed", "b64_json": B64}
 ROOT = Path(__file__).resolve().parent.parent
+
+# the shared one, on a base URL nobody listens at (the MockTransport answers)
+client_for = partial(streams.client_for, base_url="http://127.0.0.1:9")
 
 
 class Recorder:
@@ -46,16 +52,6 @@ class Recorder:
             self.bodies.append(content)
         body = f"event: {COMPLETED['type']}\ndata: {json.dumps(COMPLETED)}\n\n".encode()
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-
-
-def client_for(recorder: Recorder) -> AsyncClient:
-    http = httpx2.AsyncClient(transport=httpx2.MockTransport(recorder))
-    return AsyncClient("k", base_url="http://127.0.0.1:9", http_client=http)
-
-
-async def collect(stream: ttstream.ImageStream) -> list[ttstream.StreamItem]:
-    async with stream:
-        return [event async for event in stream]
 
 
 @pytest.fixture(scope="module")

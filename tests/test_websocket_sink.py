@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from uvicorn_thread import ServerThread
 from wsproto.events import BytesMessage, TextMessage
 
 import ttstream
+from tests.support.uvicorn_thread import ServerThread
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem
 from ttstream.emulator import EmulatorServer
 from ttstream.sinks import MAX_FRAME_BYTES, SinkError, WebSocketSink, pump, serve_generations

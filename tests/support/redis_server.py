@@ -23,6 +23,8 @@ import httpx2
 import ttstream
 from ttstream.emulator import EmulatorServer
 
+from .ports import free_port
+
 REDIS_SERVER = shutil.which("redis-server")
 MISSING = "redis-server is not installed (Debian: apt-get install redis-server; .ci/run does)"
 SMALL = {"model": "gpt-image-2", "size": "64x48", "partial_images": 3}
@@ -33,12 +35,6 @@ NAMES = ["partial_image", "partial_image", "partial_image", "completed", "end"]
 # gone they are collected later, with a ResourceWarning each. Tests that kill Redis
 # carry this mark, and their server's teardown collects them at once, under it.
 COREDIS_LEAK = "ignore:Unclosed <MemoryObject:ResourceWarning"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 REDIS_CLI = shutil.which("redis-cli")

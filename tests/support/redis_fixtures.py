@@ -1,7 +1,7 @@
 """Shared fixtures of the Redis tests: a real redis-server, coredis clients, the emulator.
 
-A test module loads them with ``pytest_plugins = ["redis_fixtures"]``; every test that
-asks for a server is skipped, with the reason, when redis-server is absent.
+A test module loads them with ``pytest_plugins = ["tests.support.redis_fixtures"]``;
+every test that asks for a server is skipped, with the reason, when redis-server is absent.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import coredis
 import pytest
-from redis_server import (
+
+from ttstream.emulator import EmulatorServer
+
+from .redis_server import (
     MISSING,
     REDIS_CLI,
     REDIS_SERVER,
@@ -21,8 +24,6 @@ from redis_server import (
     RedisServer,
     client_of,
 )
-
-from ttstream.emulator import EmulatorServer
 
 
 def needs_redis() -> None:
