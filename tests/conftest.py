@@ -1,6 +1,8 @@
-"""Shared test configuration: every async test runs on asyncio and on trio."""
+"""Shared test configuration: every async test runs on asyncio and on trio; the emulator."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import httpcore2  # noqa: F401 - see below
 import pytest
@@ -11,7 +13,28 @@ import pytest
 # would make new classes that the table does not know, and httpcore2's own errors would
 # escape unmapped. Imported here, it is loaded before any such run and stays.
 
+if TYPE_CHECKING:
+    from ttstream.emulator import EmulatorServer
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# The suite's emulator is the package's own (``ttstream.testing``, loaded by its pytest11
+# entry point): one EmulatorServer(step_delay=0.0) for the session, with the test's
+# ``ttstream_faults`` applied and reset after it. A module that needs another emulator
+# (a step delay, Azure, a key) defines its own fixture of the same name.
+
+
+@pytest.fixture
+def emulator(ttstream_emulator: EmulatorServer) -> EmulatorServer:
+    """The package's emulator, under the name most test modules use."""
+    return ttstream_emulator
+
+
+@pytest.fixture
+def server(ttstream_emulator: EmulatorServer) -> EmulatorServer:
+    """The package's emulator, under the other name test modules use."""
+    return ttstream_emulator

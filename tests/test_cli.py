@@ -41,12 +41,6 @@ PNG_1x1 = base64.b64decode(
 SMALL = ["--model", "gpt-image-2", "--size", "64x48"]
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TTAPI_API_KEY", "OPENAI_API_KEY", "TTAPI_BASE_URL", "OPENAI_BASE_URL"):

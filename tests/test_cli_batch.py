@@ -29,12 +29,6 @@ KEY = "sk-batch-0123456789abcdef"
 MAX_LINE = 1024 * 1024  # characters of one JOBS line (docs/batch.md)
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def keyed(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "TTAPI_BASE_URL", "OPENAI_BASE_URL"):

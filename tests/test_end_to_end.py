@@ -31,12 +31,6 @@ SIZE = "64x48"  # gpt-image-2 takes any WxH of multiples of 16: small keeps test
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def azure_server() -> Iterator[EmulatorServer]:
     with EmulatorServer(step_delay=0.0, azure=True) as running:
         yield running

@@ -43,12 +43,6 @@ SMALL: dict[str, Any] = {"model": "gpt-image-2", "size": "64x48"}
 NO_WAIT = ReconnectPolicy(delay=0)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
 def no_stream_left_open(server: EmulatorServer) -> Iterator[None]:
     """Every test ends with no stream open on the server."""

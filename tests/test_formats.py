@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import xml.dom.minidom
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -21,12 +20,6 @@ from ttstream.emulator import EmulatorServer
 pytestmark = pytest.mark.anyio
 
 KEY = {"TT-API-KEY": "test-key"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as running:
-        yield running
 
 
 def http(server: EmulatorServer) -> httpx2.AsyncClient:

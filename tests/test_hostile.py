@@ -577,12 +577,6 @@ def test_pillows_own_decompression_bomb_error_is_an_image_too_large_error() -> N
 # -- the emulator's own limits --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as server:
-        yield server
-
-
 def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Sends ``request`` bytes to 127.0.0.1:``port``; the status, headers and body of the
     answer (read to the connection's end or the ``content-length``)."""

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -35,12 +34,6 @@ async def main() -> None:
 
 anyio.run(main)
 """
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as running:
-        yield running
 
 
 def test_a_retried_429_writes_nothing_to_stderr(server: EmulatorServer, tmp_path: Path) -> None:

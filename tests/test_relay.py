@@ -13,7 +13,7 @@ import io
 import json
 import math
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.anyio
 
 SMALL = {"model": "gpt-image-2", "size": "64x48", "partial_images": 3}
 NAMES = ["partial_image", "partial_image", "partial_image", "completed", "end"]
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as server:
-        yield server
 
 
 class Api:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -31,12 +31,6 @@ IMAGE_TOOL = {"type": "image_generation"}
 TOOLS = [{**IMAGE_TOOL, "partial_images": 2, "size": "64x48"}]
 FAST = ReconnectPolicy(delay=0.01, max_delay=0.05)
 UNUSED = httpx2.AsyncClient()  # for the validation tests: never sends anything
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as running:
-        yield running
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -25,12 +24,6 @@ TOOL = {"type": "image_generation", "partial_images": 2, "size": "64x48"}
 BODY: dict[str, Any] = {"model": "gpt-5", "input": "a fox in the snow", "tools": [TOOL]}
 STREAM = {**BODY, "stream": True}
 BACKGROUND = {**STREAM, "background": True}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as running:
-        yield running
 
 
 def http(server: EmulatorServer) -> httpx2.AsyncClient:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -23,12 +22,6 @@ from ttstream import Client, Completed, PartialImage, ValidationError
 from ttstream.emulator import EmulatorServer
 
 SIZE = "64x48"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as running:
-        yield running
 
 
 def faulty(spec: str) -> httpx2.AsyncClient:

@@ -3,20 +3,12 @@ which has no ``await``, and for the ``AsyncClient``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import ttstream
 from ttstream.emulator import EmulatorServer
 
 URL_RESULT = {"model": "dall-e-2", "size": "256x256", "response_format": "url"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as running:
-        yield running
 
 
 def test_the_sync_clients_hint_has_no_await(server: EmulatorServer) -> None:

@@ -3,8 +3,6 @@ is installed, httpcore on trio; streams run to the end on both, over loopback.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx2
 import pytest
 
@@ -15,12 +13,6 @@ from ttstream._transport import AIOHTTP, BackendTransport, http_client
 from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as server:
-        yield server
 
 
 async def test_streams_run_on_the_transport_of_the_running_loop(

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,12 +52,6 @@ class Recorder:
             self.bodies.append(content)
         body = f"event: {COMPLETED['type']}\ndata: {json.dumps(COMPLETED)}\n\n".encode()
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as running:
-        yield running
 
 
 # -- a misspelt keyword --------------------------------------------------------------------

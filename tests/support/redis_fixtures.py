@@ -1,4 +1,5 @@
-"""Shared fixtures of the Redis tests: a real redis-server, coredis clients, the emulator.
+"""Shared fixtures of the Redis tests: a real redis-server, coredis clients (the emulator
+is the suite's, from tests/conftest.py).
 
 A test module loads them with ``pytest_plugins = ["tests.support.redis_fixtures"]``;
 every test that asks for a server is skipped, with the reason, when redis-server is absent.
@@ -13,8 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import coredis
 import pytest
-
-from ttstream.emulator import EmulatorServer
 
 from .redis_server import (
     MISSING,
@@ -72,9 +71,3 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[coredis.Redis[bytes]
 def key() -> str:
     """A stream key of the test's own."""
     return f"test:{uuid.uuid4().hex}"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(step_delay=0.0) as server:
-        yield server
