@@ -34,7 +34,7 @@ from typing import Any
 
 import anyio
 
-from .._bounds import validate_seconds
+from .._bounds import require_seconds
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     SSE_HEADERS,
@@ -171,9 +171,7 @@ class SSERelay:
             raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
         if keepalive is not None and not keepalive > 0:
             raise ValidationError("keepalive", keepalive, "None or seconds > 0")
-        timeout = validate_seconds("send_timeout", send_timeout)
-        if timeout is None:
-            raise ValidationError("send_timeout", send_timeout, "a finite number of seconds > 0")
+        timeout = require_seconds("send_timeout", send_timeout)
         if token_secret is not None and not (isinstance(job_key, str) and job_key):
             raise ValidationError("job_key", job_key, "the job's key (a non-empty str)")
         self.replay = replay
