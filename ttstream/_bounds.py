@@ -16,7 +16,14 @@ import anyio
 
 from ._exceptions import APITimeoutError, ValidationError
 
-__all__ = ["CLEANUP_TIMEOUT", "Deadline", "close_bounded", "validate_positive", "validate_seconds"]
+__all__ = [
+    "CLEANUP_TIMEOUT",
+    "Deadline",
+    "close_bounded",
+    "require_seconds",
+    "validate_positive",
+    "validate_seconds",
+]
 
 CLEANUP_TIMEOUT = 3.0
 """Seconds a shielded cleanup step (closing a response, a sink's ``aclose``) may take
@@ -40,6 +47,24 @@ def validate_seconds(name: str, value: float | None) -> float | None:
         ValidationError: NaN, an infinity, zero, a negative number or a non-number.
     """
     return validate_positive(name, value, "seconds")
+
+
+def require_seconds(name: str, value: float | None) -> float:
+    """``value`` as a float if it is a finite number of seconds > 0 (``None`` is refused:
+    for a setting that must bound its wait, docs/reconnection.md, "Every wait is bounded").
+
+    Raises:
+        ValidationError: ``None``, NaN, an infinity, zero, a negative number or a
+            non-number.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(name, value, "a finite number of seconds > 0")
+    return float(value)
 
 
 def validate_positive(name: str, value: float | None, unit: str) -> float | None:

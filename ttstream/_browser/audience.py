@@ -5,11 +5,14 @@ many do (:class:`ViewerCounts`). Both relays (``ttstream.sinks.SSERelay`` and
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
 import attrs
 
+from .frames import Receive, cancel_on_disconnect
 from .viewers import Authorize, viewer_allowed
 
 __all__ = ["ViewerCounts", "ViewerGate"]
@@ -37,3 +40,27 @@ class ViewerCounts:
 
     connections: int = 0
     dropped: int = 0
+
+    async def watch(
+        self,
+        receive: Receive,
+        serve: Callable[[], Awaitable[None]],
+        dropped: type[Exception],
+    ) -> None:
+        """Runs ``serve()`` (which sends one viewer its frames) as one of
+        ``connections``, until it returns or the browser disconnects; a viewer that left
+        while frames were sent (``OSError``) ends quietly, and one that raised
+        ``dropped`` (it did not take a frame within ``send_timeout``) is counted in
+        ``dropped``."""
+        self.connections += 1
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
+                with contextlib.suppress(OSError):  # the browser left while we sent
+                    try:
+                        await serve()
+                    except dropped:
+                        self.dropped += 1
+                tasks.cancel_scope.cancel()
+        finally:
+            self.connections -= 1

@@ -33,6 +33,7 @@ __all__ = [
     "cancel_on_disconnect",
     "frame_of",
     "plain_response",
+    "start_event_stream",
     "write_body",
 ]
 
@@ -187,6 +188,16 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
         if message["type"] == "http.disconnect":
             scope.cancel()
             return
+
+
+async def start_event_stream(scope: Scope, send: Send) -> bool:
+    """Answers ``200`` with :data:`SSE_HEADERS`. Returns ``False`` for a ``HEAD``
+    request (its empty body is sent: nothing follows), ``True`` when the events follow."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    if scope.get("method") == "HEAD":
+        await send({"type": "http.response.body", "body": b""})
+        return False
+    return True
 
 
 async def plain_response(

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs
 
+from .._bounds import require_seconds
 from .._exceptions import ValidationError
 
 __all__ = [
@@ -71,11 +72,8 @@ def sign_viewer_token(job_key: str, *, secret: bytes, ttl: float = 3600.0) -> st
     key = _check_secret(secret)
     if not isinstance(job_key, str):
         raise ValidationError("job_key", type(job_key).__name__, "a str")
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
-        raise ValidationError("ttl", ttl, "a finite number of seconds > 0")
-    if ttl <= 0:
-        raise ValidationError("ttl", ttl, "a finite number of seconds > 0")
-    expiry = str(math.ceil(time.time() + ttl))
+    seconds = require_seconds("ttl", ttl)
+    expiry = str(math.ceil(time.time() + seconds))
     return f"{expiry}.{_signature(job_key, expiry, key)}"
 
 

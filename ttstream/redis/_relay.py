@@ -25,7 +25,6 @@ asyncio and trio.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -42,9 +41,9 @@ from .._browser.frames import (
     Scope,
     Send,
     answered_other_than_get,
-    cancel_on_disconnect,
     frame_of,
     plain_response,
+    start_event_stream,
 )
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._exceptions import ValidationError
@@ -361,26 +360,17 @@ class RedisRelay:
         ):
             await plain_response(send, 204, b"")
             return
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        if scope.get("method") == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
+        if not await start_event_stream(scope, send):
             return
         tail = self._tails.get((key, generation))
         if tail is None:
             tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
         tail.viewers += 1
-        self._counts.connections += 1
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
-                try:
-                    with contextlib.suppress(OSError):  # the browser left while we sent
-                        await self._serve(send, tail, after or _START)
-                except _Dropped:
-                    self._counts.dropped += 1
-                tasks.cancel_scope.cancel()
+            await self._counts.watch(
+                receive, lambda: self._serve(send, tail, after or _START), _Dropped
+            )
         finally:
-            self._counts.connections -= 1
             tail.viewers -= 1
             if tail.viewers == 0 and self._tails.get((key, generation)) is tail:
                 del self._tails[key, generation]

@@ -3,32 +3,7 @@
 that imports of this module's old names keep working. New code imports
 :mod:`ttstream.redis`."""
 
-from ..redis import (
-    MARKER,
-    ClaimLostError,
-    MalformedEntryError,
-    RedisStreamError,
-    RedisStreamSink,
-    Terminal,
-    claim_key,
-    decode_entry,
-    encode_item,
-    encode_terminal,
-    format_id,
-    parse_id,
-)
+from .. import redis
+from ..redis import *  # noqa: F403  (those of __all__: the same objects)
 
-__all__ = [
-    "MARKER",
-    "ClaimLostError",
-    "MalformedEntryError",
-    "RedisStreamError",
-    "RedisStreamSink",
-    "Terminal",
-    "claim_key",
-    "decode_entry",
-    "encode_item",
-    "encode_terminal",
-    "format_id",
-    "parse_id",
-]
+__all__ = [name for name in redis.__all__ if name not in ("RedisRelay", "start_once")]

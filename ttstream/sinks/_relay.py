@@ -25,7 +25,6 @@ and the connections must run in the same event loop.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 from collections import deque
@@ -34,18 +33,17 @@ from typing import Any
 
 import anyio
 
-from .._bounds import validate_seconds
+from .._bounds import require_seconds
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
-    SSE_HEADERS,
     Frame,
     Receive,
     Scope,
     Send,
     answered_other_than_get,
-    cancel_on_disconnect,
     frame_of,
     plain_response,
+    start_event_stream,
     write_body,
 )
 from .._browser.viewers import FORBIDDEN, Authorize
@@ -171,9 +169,7 @@ class SSERelay:
             raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
         if keepalive is not None and not keepalive > 0:
             raise ValidationError("keepalive", keepalive, "None or seconds > 0")
-        timeout = validate_seconds("send_timeout", send_timeout)
-        if timeout is None:
-            raise ValidationError("send_timeout", send_timeout, "a finite number of seconds > 0")
+        timeout = require_seconds("send_timeout", send_timeout)
         if token_secret is not None and not (isinstance(job_key, str) and job_key):
             raise ValidationError("job_key", job_key, "the job's key (a non-empty str)")
         self.replay = replay
@@ -300,22 +296,9 @@ class SSERelay:
         if self._end is not None and after >= self._end.event_id:
             await plain_response(send, 204, b"")
             return
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        if scope.get("method") == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
-            return
-        self._counts.connections += 1
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
-                with contextlib.suppress(OSError):  # the browser left while we sent
-                    try:
-                        await self._serve(send, after)
-                    except TimeoutError:  # the viewer did not read for send_timeout
-                        self._counts.dropped += 1
-                tasks.cancel_scope.cancel()
-        finally:
-            self._counts.connections -= 1
+        if await start_event_stream(scope, send):
+            # TimeoutError: the viewer did not read for send_timeout
+            await self._counts.watch(receive, lambda: self._serve(send, after), TimeoutError)
 
     async def _serve(self, send: Send, after: int) -> None:
         """Sends the frames after id ``after``, waiting for new ones, until the end.

@@ -3,18 +3,7 @@
 the public ones are :func:`ttstream.sinks.sign_viewer_token` and
 :func:`ttstream.sinks.verify_viewer_token`. Same objects, re-exported."""
 
-from .._browser.viewers import (
-    FORBIDDEN,
-    Authorize,
-    sign_viewer_token,
-    verify_viewer_token,
-    viewer_allowed,
-)
+from .._browser import viewers
+from .._browser.viewers import *  # noqa: F403  (those of __all__: the same objects)
 
-__all__ = [
-    "FORBIDDEN",
-    "Authorize",
-    "sign_viewer_token",
-    "verify_viewer_token",
-    "viewer_allowed",
-]
+__all__ = list(viewers.__all__)

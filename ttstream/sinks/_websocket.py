@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._bounds import validate_seconds
+from .._bounds import require_seconds
 from .._browser.items import item_metadata, media_type_of, public_message, strict_json
 from .._event_types import StreamItem
 from .._exceptions import TTStreamError, ValidationError
@@ -124,9 +124,7 @@ class WebSocketSink:
             raise ValidationError("max_frame_bytes", max_frame_bytes, "an int >= 1024")
         if max_frame_bytes < 1024:
             raise ValidationError("max_frame_bytes", max_frame_bytes, "an int >= 1024")
-        timeout = validate_seconds("send_timeout", send_timeout)
-        if timeout is None:
-            raise ValidationError("send_timeout", send_timeout, "a finite number of seconds > 0")
+        timeout = require_seconds("send_timeout", send_timeout)
         self.websocket = websocket
         self.job = job
         self.max_frame_bytes = max_frame_bytes
