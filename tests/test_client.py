@@ -169,8 +169,10 @@ def test_a_base_url_variable_goes_only_with_its_own_key(monkeypatch: pytest.Monk
 
 
 def test_no_key_is_a_clear_error() -> None:
-    with pytest.raises(ValidationError, match="TTAPI_API_KEY or OPENAI_API_KEY"):
+    with pytest.raises(ValidationError, match="TTAPI_API_KEY or OPENAI_API_KEY") as info:
         AsyncClient()
+    assert str(info.value).startswith("api_key=None is not allowed: ")  # nothing hidden
+    assert "api_or_emulator()" in str(info.value)
 
 
 def test_unknown_auth_is_refused() -> None:

@@ -769,6 +769,15 @@ def test_an_openai_shaped_key_is_redacted_even_when_no_client_registered_it() ->
     assert text == f"failed for {REDACTED} while sk-short and task-list stay"
 
 
+def test_a_credential_field_without_a_value_is_left_as_it_is() -> None:
+    from ttstream._secrets import REDACTED, redact
+
+    assert redact("api_key=None; api-key: null; pass api_key=...") == (
+        "api_key=None; api-key: null; pass api_key=..."
+    )
+    assert redact("api_key=Nonesuch-secret") == f"api_key={REDACTED}"
+
+
 def test_a_key_shape_glued_to_an_id_or_a_digit_is_redacted_too() -> None:
     from ttstream._secrets import REDACTED, redact
 

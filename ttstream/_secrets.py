@@ -36,6 +36,7 @@ _HEADER_VALUE = re.compile(
     ( (?:proxy-)?authorization | tt-api-key | x-api-key | api[-_]key )  # the field name
     ( \\?["']? \s* [:=,] \s* (?:b?\\?["'])? \s* )                        # its separator
     (?: (bearer|basic|token) \s+ )?                                      # a scheme
+    (?! (?:None|null|\.\.\.) (?:[\s"',;}\\]|$) )                          # no value at all
     [^\s"',;}\\]+                                                        # the value
     """
 )

@@ -160,7 +160,11 @@ class AsyncClient:
                     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
         if not api_key:
             raise ValidationError(
-                "api_key", api_key, "given: pass api_key=... or set TTAPI_API_KEY or OPENAI_API_KEY"
+                "api_key",
+                api_key,
+                "given: pass the key as the first argument, or set TTAPI_API_KEY or "
+                "OPENAI_API_KEY (with no key, ttstream.emulator.api_or_emulator() runs the "
+                "built-in emulator)",
             )
         check_api_key("api_key", api_key)
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
