@@ -173,8 +173,11 @@ class ImageLine:
         if self._tail is None:  # no closing quote: the plain path decides
             return self._fallback(self._carry)
         members, key, head = self._found
-        image = self._take()
         tail = self._tail.decode("utf-8", "replace")
+        # The line is done: it keeps only its size (its decoder hook holds it until the
+        # next line starts, and must not keep the image alive after the consumer drops it).
+        self._found = self._tail = None
+        image = self._take()
         if not _parse_tail(tail, key, members):
             return head + self._codec.encode_text(image) + tail, b""
         members[key] = image
