@@ -22,7 +22,6 @@ Azure's image-tool stream (no ``response.image_generation_call.completed``; the 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import urllib.parse
@@ -34,7 +33,7 @@ from ._connect import check_api_key
 from ._exceptions import ValidationError
 from ._secrets import hidden, register
 from ._signature import forwards_to
-from ._sync import Client
+from ._sync import Client, LoopOptions
 from .client import DEFAULT_MODEL, AsyncClient, ConnectionOptions
 
 __all__ = [
@@ -44,6 +43,7 @@ __all__ = [
     "AsyncAzureClient",
     "AzureClient",
     "AzureOptions",
+    "SyncAzureOptions",
     "TokenProvider",
 ]
 
@@ -97,7 +97,7 @@ class AsyncAzureClient(AsyncClient):
             echoed), or an option of ``AsyncClient`` out of range.
     """
 
-    @forwards_to(AsyncClient.__init__, ConnectionOptions)
+    @forwards_to(AsyncClient.__init__, options=ConnectionOptions)
     def __init__(
         self,
         api_key: str | None = None,
@@ -222,6 +222,11 @@ class AsyncAzureClient(AsyncClient):
         return headers
 
 
+class SyncAzureOptions(AzureOptions, LoopOptions, total=False):
+    """Every keyword of :class:`AzureClient`: :class:`AsyncAzureClient`'s and the
+    loop's (:class:`~ttstream._sync.LoopOptions`)."""
+
+
 class AzureClient(Client):
     """The synchronous Azure client: ``with ttstream.AzureClient(azure_endpoint=...,
     azure_deployment=..., api_version=...)``; the arguments of
@@ -229,17 +234,9 @@ class AzureClient(Client):
 
     async_client_class: type[AsyncClient] = AsyncAzureClient
 
-    @forwards_to(AsyncAzureClient.__init__, AzureOptions)
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        backend: str = "asyncio",
-        backend_options: dict[str, Any] | None = None,
-        **options: Unpack[AzureOptions],
-    ) -> None:
-        make = functools.partial(AsyncAzureClient, api_key, **options)
-        self._start(make, backend, backend_options)
+    @forwards_to(AsyncAzureClient.__init__, Client.__init__, options=SyncAzureOptions)
+    def __init__(self, api_key: str | None = None, **options: Unpack[SyncAzureOptions]) -> None:
+        self._start(AsyncAzureClient, api_key, options)
 
     def __repr__(self) -> str:
         return f"<AzureClient base_url={self.base_url!r}>"

@@ -47,19 +47,23 @@ def with_keywords(method: _F, keywords: Iterable[inspect.Parameter], *, first: b
     return cast("_F", checked)
 
 
-def forwards_to(target: Callable[..., Any], options: Any) -> Callable[[_F], _F]:
+def forwards_to(*targets: Callable[..., Any], options: Any) -> Callable[[_F], _F]:
     """A decorator for a method that passes its ``**options: Unpack[options]`` (a
-    ``TypedDict`` of keywords of ``target``) to ``target`` unchanged: the method takes
-    those keywords with ``target``'s defaults and annotations, as :func:`with_keywords`
-    describes. The defaults live once, in ``target``.
+    ``TypedDict`` of keywords of ``targets``) on unchanged: the method takes those
+    keywords with the targets' defaults and annotations, in the targets' order, as
+    :func:`with_keywords` describes. The defaults live once, in the targets.
 
     Raises:
-        TypeError: at decoration, a key of ``options`` that is no keyword of ``target``
-            (the two lists drifted apart).
+        TypeError: at decoration, a key of ``options`` that is no keyword of a target
+            (the lists drifted apart).
     """
-    parameters = inspect.signature(target).parameters
     names = options.__required_keys__ | options.__optional_keys__
-    if stray := sorted(names - parameters.keys()):
-        raise TypeError(f"{target.__qualname__}() takes no keyword {', '.join(stray)}")
-    keywords = [p.replace(kind=p.KEYWORD_ONLY) for p in parameters.values() if p.name in names]
+    found: dict[str, inspect.Parameter] = {}
+    for target in targets:
+        for p in inspect.signature(target).parameters.values():
+            if p.name in names and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                found.setdefault(p.name, p.replace(kind=p.KEYWORD_ONLY))  # the first one's
+    keywords = list(found.values())
+    if stray := sorted(names - found.keys()):
+        raise TypeError(f"{targets[0].__qualname__}() takes no keyword {', '.join(stray)}")
     return lambda method: with_keywords(method, keywords, first=True)

@@ -13,14 +13,12 @@ then closes the response without racing it.
 
 from __future__ import annotations
 
-import abc
 import decimal
 import functools
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -29,6 +27,7 @@ from ._event_types import StreamItem
 from ._exceptions import ClosedError
 from ._options import EditOptions, GenerateOptions, ResponseStreamOptions, ResumeOptions
 from ._otel import Generation
+from ._resource import Resource
 from ._responses import Response
 from ._responses_client import Responses
 from ._signature import forwards_to
@@ -37,15 +36,29 @@ from .client import AsyncClient, ClientOptions, deprecated_timeout
 from .events import Completed, PartialImage
 from .stream import ImageStream
 
-__all__ = ["Client", "SyncImageStream", "SyncResponses"]
+__all__ = ["Client", "LoopOptions", "SyncClientOptions", "SyncImageStream", "SyncResponses"]
 
 _T = TypeVar("_T")
+
+
+class LoopOptions(TypedDict, total=False):
+    """The keywords of a sync client's event loop: ``backend`` (``"asyncio"``, the
+    default, or ``"trio"``) and ``backend_options`` (anyio's ``start_blocking_portal``)."""
+
+    backend: str
+    backend_options: dict[str, Any] | None
+
+
+class SyncClientOptions(ClientOptions, LoopOptions, total=False):
+    """Every keyword of :class:`Client`: :class:`~ttstream.AsyncClient`'s and the loop's."""
 
 
 class _Loop:
     """A blocking portal and the calls made through it."""
 
-    def __init__(self, backend: str, backend_options: dict[str, Any] | None) -> None:
+    def __init__(
+        self, backend: str = "asyncio", backend_options: dict[str, Any] | None = None
+    ) -> None:
         self._manager = start_blocking_portal(backend, backend_options)
         self._portal: BlockingPortal = self._manager.__enter__()
         self._stopped = False
@@ -96,27 +109,7 @@ def _shut_down(loop: _Loop, client: AsyncClient) -> None:
         loop.stop()
 
 
-class _Resource(abc.ABC):
-    """What ``with`` closes: entering returns the object, leaving calls :meth:`close`
-    (the synchronous ``anyio.abc.AsyncResource``)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Closes what this object holds; idempotent."""
-
-
-class SyncImageStream(_Resource):
+class SyncImageStream(Resource):
     """One generation or edit: a context manager and an iterator of the events of
     :class:`~ttstream.ImageStream` (``PartialImage``, ``Completed``, ``Reconnecting``).
 
@@ -179,7 +172,7 @@ class SyncImageStream(_Resource):
         self._loop.call(self._stream.aclose)
 
 
-class Client(_Resource):
+class Client(Resource):
     """The synchronous client: ``with ttstream.Client() as client``.
 
     Takes the arguments of :class:`~ttstream.AsyncClient` (``api_key``, ``base_url``,
@@ -208,26 +201,23 @@ class Client(_Resource):
     async_client_class: type[AsyncClient] = AsyncClient
     """The async client this facade runs (``AzureClient``: ``AsyncAzureClient``)."""
 
-    @forwards_to(AsyncClient.__init__, ClientOptions)
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        backend: str = "asyncio",
-        backend_options: dict[str, Any] | None = None,
-        **options: Unpack[ClientOptions],
-    ) -> None:
-        self._start(functools.partial(AsyncClient, api_key, **options), backend, backend_options)
+    @forwards_to(AsyncClient.__init__, _Loop.__init__, options=SyncClientOptions)
+    def __init__(self, api_key: str | None = None, **options: Unpack[SyncClientOptions]) -> None:
+        self._start(AsyncClient, api_key, options)
 
     def _start(
         self,
-        make: Callable[[], AsyncClient],
-        backend: str,
-        backend_options: dict[str, Any] | None,
+        client_class: Callable[..., AsyncClient],
+        api_key: str | None,
+        options: Mapping[str, Any],
     ) -> None:
-        """Starts the loop thread and makes the async client there with ``make`` (a
-        subclass's ``__init__`` passes its own, e.g. an Azure client's)."""
-        self._loop = _Loop(backend, backend_options)
+        """Starts the loop thread with the :class:`LoopOptions` of ``options`` and makes
+        ``client_class(api_key, **other_options)`` there."""
+        loop = {name: options[name] for name in LoopOptions.__optional_keys__ & options.keys()}
+        make = functools.partial(
+            client_class, api_key, **{n: v for n, v in options.items() if n not in loop}
+        )
+        self._loop = _Loop(**loop)
         try:
             self._async = self._loop.portal.call(make)
         except BaseException:
@@ -257,20 +247,20 @@ class Client(_Resource):
         thread; streams still open are closed with it. Idempotent."""
         self._finalizer()
 
-    @forwards_to(AsyncClient.generate, GenerateOptions)
+    @forwards_to(AsyncClient.generate, options=GenerateOptions)
     def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> SyncImageStream:
         """As :meth:`AsyncClient.generate`; raises ``TypeError`` for a keyword that is no
         parameter and ``ValidationError`` at once."""
         return self._wrap(functools.partial(self._async.generate, prompt, **options))
 
-    @forwards_to(AsyncClient.edit, EditOptions)
+    @forwards_to(AsyncClient.edit, options=EditOptions)
     def edit(self, prompt: str, **options: Unpack[EditOptions]) -> SyncImageStream:
         """As :meth:`AsyncClient.edit`; raises ``TypeError`` for a keyword that is no
         parameter and ``ValidationError`` at once for what can be checked without reading
         files."""
         return self._wrap(functools.partial(self._async.edit, prompt, **options))
 
-    @forwards_to(Batch.__init__, BatchOptions)
+    @forwards_to(Batch.__init__, options=BatchOptions)
     def batch(self, **options: Unpack[BatchOptions]) -> SyncBatch:
         """As :meth:`AsyncClient.batch`; iterate the results with ``for`` (docs/batch.md)."""
         return SyncBatch(self, self._loop.portal, self._async.batch(**options))
@@ -311,14 +301,14 @@ class SyncResponses:
     def __repr__(self) -> str:
         return f"<SyncResponses of {self._client!r}>"
 
-    @forwards_to(Responses.stream, ResponseStreamOptions)
+    @forwards_to(Responses.stream, options=ResponseStreamOptions)
     def stream(self, **options: Unpack[ResponseStreamOptions]) -> SyncImageStream:
         """As ``AsyncClient.responses.stream``; raises ``TypeError`` for a keyword that is
         no body field and ``ValidationError`` at once."""
         client = self._client
         return client._wrap(functools.partial(client._async.responses.stream, **options))
 
-    @forwards_to(Responses.resume, ResumeOptions)
+    @forwards_to(Responses.resume, options=ResumeOptions)
     def resume(self, response_id: str, **options: Unpack[ResumeOptions]) -> SyncImageStream:
         """As ``AsyncClient.responses.resume``."""
         client = self._client

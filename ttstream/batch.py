@@ -53,7 +53,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, Protocol, Self, TypedDict, Unpack
 
 import anyio
 import anyio.abc
@@ -70,6 +70,7 @@ from ._journal import Journal, JournalRow, params_hash
 from ._options import EditOptions, GenerateOptions, ResponseOptions
 from ._pacing import Pacing
 from ._reconnect import Reconnecting
+from ._resource import Resource
 from ._responses_client import ResponseStream
 from .events import Completed, PartialImage
 from .stream import ImageStream
@@ -792,7 +793,7 @@ def _from_journal(job: _Job, row: JournalRow) -> JobResult:
     )
 
 
-class SyncBatch:
+class SyncBatch(Resource):
     """``Client.batch(...)``: a :class:`Batch` driven from synchronous code, through the
     client's event loop thread. ``with client.batch(...) as batch``; ``add``/``edit`` as
     the async batch; iterate with ``for result in batch``. Leaving ``with`` early
@@ -812,22 +813,17 @@ class SyncBatch:
         """The async batch underneath (its counters: ``done``, ``failed``, ...)."""
         return self._batch
 
-    def __enter__(self) -> SyncBatch:
+    def __enter__(self) -> Self:
         self._context = self._portal.wrap_async_context_manager(self._batch)
         self._context.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
+    def close(self) -> None:
+        """Leaves the batch's ``async with`` block: cancels the jobs still running and
+        closes their streams; does nothing outside ``with``."""
         context, self._context = self._context, None
-        if context is None:
-            return None
-        result: bool | None = context.__exit__(exc_type, exc, traceback)
-        return result
+        if context is not None:
+            context.__exit__(None, None, None)
 
     def add(
         self, prompt: str, *, key: str | None = None, **options: Unpack[GenerateOptions]

@@ -352,7 +352,7 @@ class AsyncClient(AsyncResource):
 
         return self._stream(prepare, wire, "edit", deadline, reconnect)
 
-    @forwards_to(Batch.__init__, BatchOptions)
+    @forwards_to(Batch.__init__, options=BatchOptions)
     def batch(self, **options: Unpack[BatchOptions]) -> Batch:
         """A :class:`~ttstream.batch.Batch` of many jobs on this client (``async with``):
         ``concurrency=``, ``images_per_minute=``, ``requests_per_minute=``,

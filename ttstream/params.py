@@ -174,9 +174,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def keywords(parameters: Any) -> Callable[[_F], _F]:
     """A decorator for a method whose ``**params`` are typed ``Unpack[parameters]`` (a
-    ``TypedDict`` of this module): a keyword that is neither the method's own nor one of
-    ``parameters`` raises ``TypeError`` at the call, as Python does for a function with
-    explicit keywords (type checkers report it too, through ``Unpack``), and
+    ``TypedDict`` whose keys all default to ``None``, e.g. of this module): a keyword
+    that is neither the method's own nor one of ``parameters`` raises ``TypeError`` at
+    the call, as Python does for a function with explicit keywords (type checkers report
+    it too, through ``Unpack``), and
     ``inspect.signature`` (``help()``) lists every parameter as a keyword of its own."""
     hints = get_type_hints(parameters)
     typed = [

@@ -46,6 +46,7 @@ from .._browser.frames import (
     start_event_stream,
 )
 from .._browser.viewers import FORBIDDEN, Authorize
+from .._delegate import Delegated
 from .._exceptions import ValidationError
 from ._codec import (
     EntryId,
@@ -253,62 +254,31 @@ class RedisRelay:
 
     # The options, as given (read-only).
 
-    @property
-    def authorize(self) -> Authorize | None:
-        """The ``authorize(scope, job_key)`` callback, or ``None``."""
-        return self._gate.authorize
-
-    @property
-    def token_secret(self) -> bytes | None:
-        """The secret viewer tokens are checked with, or ``None``."""
-        return self._gate.token_secret
-
-    @property
-    def window(self) -> int:
-        """Frames kept in memory per stream being watched (>= 1)."""
-        return self._reading.window
-
-    @property
-    def wait(self) -> float:
-        """Seconds a request for a missing key waits before its 404 (>= 0)."""
-        return self._reading.wait
-
-    @property
-    def block(self) -> float:
-        """Seconds each ``XREAD BLOCK`` waits for new entries (> 0)."""
-        return self._reading.block
-
-    @property
-    def idle_timeout(self) -> float:
-        """Seconds without a new entry after which a stream with no terminal entry is lost."""
-        return self._reading.idle_timeout
-
-    @property
-    def timeout(self) -> float:
-        """Seconds each Redis command may take, beyond its ``BLOCK`` (> 0)."""
-        return self._reading.timeout
-
-    @property
-    def outage(self) -> float:
-        """Seconds a Redis failure is ridden out while a response runs (> 0)."""
-        return self._reading.outage
+    authorize: Delegated[Authorize | None] = Delegated("_gate")
+    """The ``authorize(scope, job_key)`` callback, or ``None``."""
+    token_secret: Delegated[bytes | None] = Delegated("_gate")
+    """The secret viewer tokens are checked with, or ``None``."""
+    window: Delegated[int] = Delegated("_reading")
+    """Frames kept in memory per stream being watched (>= 1)."""
+    wait: Delegated[float] = Delegated("_reading")
+    """Seconds a request for a missing key waits before its 404 (>= 0)."""
+    block: Delegated[float] = Delegated("_reading")
+    """Seconds each ``XREAD BLOCK`` waits for new entries (> 0)."""
+    idle_timeout: Delegated[float] = Delegated("_reading")
+    """Seconds without a new entry after which a stream with no terminal entry is lost."""
+    timeout: Delegated[float] = Delegated("_reading")
+    """Seconds each Redis command may take, beyond its ``BLOCK`` (> 0)."""
+    outage: Delegated[float] = Delegated("_reading")
+    """Seconds a Redis failure is ridden out while a response runs (> 0)."""
 
     # The counters.
 
-    @property
-    def connections(self) -> int:
-        """Connections being served right now."""
-        return self._counts.connections
-
-    @property
-    def reads(self) -> int:
-        """``XREAD`` and ``XRANGE`` commands run so far (shared reads count once)."""
-        return self._counts.reads
-
-    @property
-    def dropped(self) -> int:
-        """Browsers dropped for not taking a frame within ``send_timeout``."""
-        return self._counts.dropped
+    connections: Delegated[int] = Delegated("_counts")
+    """Connections being served right now."""
+    reads: Delegated[int] = Delegated("_counts")
+    """``XREAD`` and ``XRANGE`` commands run so far (shared reads count once)."""
+    dropped: Delegated[int] = Delegated("_counts")
+    """Browsers dropped for not taking a frame within ``send_timeout``."""
 
     def __repr__(self) -> str:
         return (

@@ -47,6 +47,7 @@ from .._browser.frames import (
     write_body,
 )
 from .._browser.viewers import FORBIDDEN, Authorize
+from .._delegate import Delegated
 from .._event_types import StreamItem
 from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
@@ -193,15 +194,10 @@ class SSERelay:
             f"connections={self.connections}>"
         )
 
-    @property
-    def connections(self) -> int:
-        """Connections being served right now."""
-        return self._counts.connections
-
-    @property
-    def dropped(self) -> int:
-        """Viewers dropped because they did not read for ``send_timeout`` seconds."""
-        return self._counts.dropped
+    connections: Delegated[int] = Delegated("_counts")
+    """Connections being served right now."""
+    dropped: Delegated[int] = Delegated("_counts")
+    """Viewers dropped because they did not read for ``send_timeout`` seconds."""
 
     @property
     def last_id(self) -> int:
