@@ -8,8 +8,8 @@ the API's own parameters are declared once, in :mod:`ttstream.params`. A test ch
 that each list here is exactly the keywords of its method.
 """
 
-from __future__ import annotations
-
+# Evaluated at run time (no ``from __future__ import annotations``), so that
+# ``__required_keys__`` knows the ``Required`` keys; ``ImageInput`` is a string alias.
 from collections.abc import Mapping, Sequence
 from typing import Any, Required, TypedDict
 
@@ -47,8 +47,8 @@ class GenerateOptions(_ImageRequestOptions, GenerationParameters, total=False):
 class EditOptions(_ImageRequestOptions, EditParameters, total=False):
     """The keywords of ``client.edit(prompt, ...)``."""
 
-    images: Required[ImageInput | Sequence[ImageInput]]
-    mask: ImageInput | None
+    images: Required["ImageInput | Sequence[ImageInput]"]
+    mask: "ImageInput | None"
 
 
 class ResponseOptions(StreamOptions, ResponsesParameters, total=False):
