@@ -43,6 +43,9 @@ class Delegated(Generic[_T]):
             via, default = operator.attrgetter(self._via), self._default
             self._get = lambda instance: getattr(via(instance), name, default)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name} of {self._via}>"
+
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
