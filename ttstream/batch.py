@@ -61,7 +61,7 @@ import attrs
 import httpx2
 from anyio.from_thread import BlockingPortal
 
-from ._bounds import validate_positive
+from ._bounds import require_int, validate_positive
 from ._cost import estimate_cost, usage_totals
 from ._delegate import Delegated
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
@@ -243,12 +243,6 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(name, value, "an int >= 1")
-    return value
-
-
 @attrs.define
 class _Queue:
     """The jobs of a batch: ``pending`` (not started, in the order added), ``running``
@@ -318,7 +312,7 @@ class Batch:
     ) -> None:
         self._client = client
         self._pacing = Pacing(
-            _positive_int("concurrency", concurrency),
+            require_int("concurrency", concurrency, 1),
             validate_positive("images_per_minute", images_per_minute, "images per minute"),
             validate_positive("requests_per_minute", requests_per_minute, "requests per minute"),
         )

@@ -24,7 +24,7 @@ from anyio.abc import AsyncResource
 
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
-from ._bounds import close_bounded, validate_seconds
+from ._bounds import close_bounded, require_int, validate_seconds
 from ._connect import check_api_key, connection_error, open_response, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
@@ -195,19 +195,12 @@ class AsyncClient(AsyncResource):
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
             choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
             raise ValidationError("auth", hidden(auth), choices)
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValidationError("max_retries", max_retries, "an int >= 0")
-        if (
-            not isinstance(max_event_bytes, int)
-            or isinstance(max_event_bytes, bool)
-            or max_event_bytes < 1
-        ):
-            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
+        require_int("max_retries", max_retries, 0)
+        require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         validate_seconds("deadline", deadline)
         if http_client is not None:
             check_http_client(http_client)
-        if not isinstance(max_connections, int) or max_connections < 1:
-            raise ValidationError("max_connections", max_connections, "an int >= 1")
+        require_int("max_connections", max_connections, 1)
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         try:
             http_url(self.base_url)

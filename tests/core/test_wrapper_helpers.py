@@ -1,5 +1,6 @@
-"""The helpers that let a wrapper say once what it passes on: ``Delegated`` attributes,
-``forwards_to`` / ``with_keywords`` signatures and the sync ``Resource`` base."""
+"""The helpers that let a wrapper say once what it passes on (``Delegated`` attributes,
+``forwards_to`` / ``with_keywords`` signatures, the sync ``Resource`` base) and the
+shared setting checks (``require_int``, the Redis client check)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import TypedDict
 import attrs
 import pytest
 
+from ttstream import ValidationError
+from ttstream._bounds import require_int
 from ttstream._delegate import Delegated, Settable
 from ttstream._resource import Resource
 from ttstream._signature import forwards_to, with_keywords
+from ttstream.redis._commands import check_client
 
 
 @attrs.define
@@ -124,3 +128,21 @@ def test_a_resource_must_say_how_it_closes() -> None:
 
     with pytest.raises(TypeError, match="abstract"):
         Nothing()  # type: ignore[abstract]
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "2", None])
+def test_require_int_refuses_what_is_no_int_at_least_the_minimum(value: object) -> None:
+    with pytest.raises(ValidationError, match=r"window.*an int >= 1 \(frames\)") as info:
+        require_int("window", value, 1, "frames")  # type: ignore[arg-type]
+    assert info.value.param == "window"
+    assert require_int("window", 1, 1, "frames") == 1
+    assert require_int("retry", 0, 0) == 0
+
+
+def test_a_redis_client_that_decodes_responses_is_refused() -> None:
+    class Decoding:
+        decode_responses = True
+
+    with pytest.raises(ValidationError, match="decode_responses=False"):
+        check_client(Decoding())
+    check_client(object())  # a client without the attribute decodes nothing

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._bounds import validate_seconds
+from .._bounds import require_int, validate_seconds
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     SSE_HEADERS,
@@ -57,7 +57,7 @@ from ._codec import (
     is_terminal,
     parse_id,
 )
-from ._commands import call, claim_key, newest_entry
+from ._commands import call, check_client, claim_key, newest_entry
 from ._errors import MalformedEntryError, RedisStreamError
 
 if TYPE_CHECKING:
@@ -218,10 +218,8 @@ class RedisRelay:
         send_timeout: float = 30.0,
         outage: float = 10.0,
     ) -> None:
-        if not isinstance(window, int) or window < 1:
-            raise ValidationError("window", window, "an int >= 1 (frames)")
-        if not isinstance(retry, int) or retry < 0:
-            raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
+        require_int("window", window, 1, "frames")
+        require_int("retry", retry, 0, "milliseconds")
         if not isinstance(prefix, str) or not prefix:
             raise ValidationError("prefix", prefix, "a non-empty key prefix, e.g. 'ttstream:'")
         if wait != 0:
@@ -239,8 +237,7 @@ class RedisRelay:
             not isinstance(token_secret, (bytes, bytearray)) or len(token_secret) < 16
         ):
             raise ValidationError("token_secret", "<hidden>", "bytes, at least 16 of them")
-        if getattr(redis, "decode_responses", False):
-            raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
+        check_client(redis)
         self.redis = redis
         self.prefix = prefix
         self.claims = claims

@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 
-from .._bounds import require_seconds
+from .._bounds import require_int, require_seconds
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     Frame,
@@ -164,10 +164,8 @@ class SSERelay:
         send_timeout: float = 30.0,
         on_cancel: Callable[[], object] | None = None,
     ):
-        if not isinstance(replay, int) or replay < 1:
-            raise ValidationError("replay", replay, "an int >= 1 (events)")
-        if not isinstance(retry, int) or retry < 0:
-            raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
+        require_int("replay", replay, 1, "events")
+        require_int("retry", retry, 0, "milliseconds")
         if keepalive is not None and not keepalive > 0:
             raise ValidationError("keepalive", keepalive, "None or seconds > 0")
         timeout = require_seconds("send_timeout", send_timeout)
