@@ -28,6 +28,7 @@ import ttstream._request
 import ttstream.batch
 import ttstream.client
 from tests.support import streams
+from tests.support.paths import ROOT
 from tests.support.streams import collect
 from ttstream import AsyncClient, Client, ValidationError, _options, params
 from ttstream._responses_client import Responses
@@ -38,7 +39,6 @@ pytestmark = pytest.mark.anyio
 
 B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nimage").decode()
 COMPLETED = {"type": "image_generation.completed", "b64_json": B64}
-ROOT = Path(__file__).resolve().parent.parent
 
 # the shared one, on a base URL nobody listens at (the MockTransport answers)
 client_for = partial(streams.client_for, base_url="http://127.0.0.1:9")
