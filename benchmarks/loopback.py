@@ -46,6 +46,7 @@ import asyncio
 import base64
 import gc
 import json
+import os
 import resource
 import socket
 import statistics
@@ -425,7 +426,8 @@ def bench(names: list[str], streams: int, rounds: int, reps: int, image_bytes: i
                 trials[name].append(trial)
                 print(
                     f"  round {round_} {name}: {trial['mb_per_s']:.0f} MB/s, "
-                    f"{trial['rss_per_stream'] / MB:.2f} MB/stream, errors {trial['errors'][:3]}",
+                    f"{trial['rss_per_stream'] / MB:.2f} MB/stream, errors {trial['errors'][:3]}, "
+                    f"load {os.getloadavg()[0]:.2f} at {time.strftime('%H:%M:%S', time.gmtime())}",
                     file=sys.stderr,
                     flush=True,
                 )
