@@ -652,9 +652,9 @@ def allowed_summary(name: str, model: str = TOOL_MODEL) -> str | None:
     if spec is None:
         raise ValidationError("model", model, "a model of the table: " + ", ".join(MODELS))
     if name in _CHOICE_FIELDS:
-        return _summary_of_values(name, model, _choices(spec, name), lambda s: _choices(s, name))
+        return _summary_of_values(model, _choices(spec, name), lambda s: _choices(s, name))
     if name == "size":
-        text = _summary_of_values(name, model, spec.sizes, lambda s: s.sizes)
+        text = _summary_of_values(model, spec.sizes, lambda s: s.sizes)
         if spec.free_sizes:
             free = (
                 f"or any WxH: multiples of {_SIZE_STEP}, 1:{_MAX_RATIO} to {_MAX_RATIO}:1,"
@@ -664,12 +664,12 @@ def allowed_summary(name: str, model: str = TOOL_MODEL) -> str | None:
             text = f"{own}, {free}" + (f"; {others}" if others else "")
         return text
     if name == "n":
-        others = {other: s.n_max for other, s in MODELS.items() if s.n_max != spec.n_max}
+        differing = {other: s.n_max for other, s in MODELS.items() if s.n_max != spec.n_max}
         text = _range(1, spec.n_max)
-        if 0 < len(others) <= _FEW:
-            text += " (" + ", ".join(f"{m}: {_range(1, n)}" for m, n in others.items()) + ")"
-        elif others:
-            text += f"; other models: up to {max(others.values())}"
+        if 0 < len(differing) <= _FEW:
+            text += " (" + ", ".join(f"{m}: {_range(1, n)}" for m, n in differing.items()) + ")"
+        elif differing:
+            text += f"; other models: up to {max(differing.values())}"
         return text
     formats = {
         "output_compression": f"output_format {' or '.join(_COMPRESSED_FORMATS)}",
@@ -704,7 +704,7 @@ def _range(low: int, high: int) -> str:
 
 
 def _summary_of_values(
-    name: str, model: str, own: tuple[str, ...], values: Callable[[ModelSpec], tuple[str, ...]]
+    model: str, own: tuple[str, ...], values: Callable[[ModelSpec], tuple[str, ...]]
 ) -> str:
     """``model``'s values of an enumerated parameter, then the other models' values."""
     others = list(dict.fromkeys(v for s in MODELS.values() for v in values(s) if v not in own))

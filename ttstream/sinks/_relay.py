@@ -148,8 +148,9 @@ class SSERelay:
 
     relays_base64 = True
     """The sink's declaration that it forwards the events' base64 rather than their
-    bytes: a stream feeding only such sinks may be read with
-    ``decode_images=ttstream._base64.decode_on_arrival(relays_base64=True)``."""
+    bytes (a :class:`~ttstream.sinks.Base64ForwardingSink`): :func:`~ttstream.sinks.pump`
+    keeps a stream that feeds only such sinks as text when pybase64 is missing
+    (docs/fast.md, "Choosing the mode per stream")."""
 
     def __init__(
         self,
