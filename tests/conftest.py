@@ -8,10 +8,14 @@ import httpcore2  # noqa: F401 - see below
 import pytest
 
 # httpx2 maps httpcore2's exceptions through a table it fills once, with the classes of the
-# httpcore2 module loaded then. pytester's in-process runs (tests/test_doc_examples.py)
+# httpcore2 module loaded then. pytester's in-process runs (tests/project/test_doc_examples.py)
 # drop the modules first imported inside them; were httpcore2 among them, a later import
 # would make new classes that the table does not know, and httpcore2's own errors would
 # escape unmapped. Imported here, it is loaded before any such run and stays.
+
+# The shared helpers assert too: their asserts are rewritten like a test's, and modules that
+# import them before naming them in ``pytest_plugins`` (the browser fixture) are accepted.
+pytest.register_assert_rewrite("tests.support")
 
 if TYPE_CHECKING:
     from ttstream.emulator import EmulatorServer

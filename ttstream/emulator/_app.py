@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._exceptions import ValidationError
+from ._answers import images_body, sse_events
 from ._azure import RATE_LIMIT_HEADERS, check_api_version
 from ._errors import EmulatorError, error_body
 from ._faults import (
@@ -36,7 +37,6 @@ from ._faults import (
 )
 from ._files import FileStore
 from ._request import ImageRequest, read_edit, read_generation
-from ._responses import images_body, sse_events
 from ._responses_api import ResponsesRoutes
 
 __all__ = ["check_fault_spec", "create_app"]

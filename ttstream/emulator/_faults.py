@@ -82,8 +82,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ._answers import encode_frame, encode_json
 from ._errors import EmulatorError
-from ._responses import encode_frame, encode_json
 
 __all__ = [
     "DEFAULT_WAIT_CLOSED",

@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .._exceptions import short_repr
+from ._answers import encode_frame, encode_json, encode_sse
 from ._azure import DEPLOYMENT_HEADER, check_api_version
 from ._errors import EmulatorError
 from ._faults import (
@@ -55,7 +56,6 @@ from ._faults import (
 from ._formats import render_file
 from ._images import render_preview
 from ._request import ImageRequest, json_object, read_tool
-from ._responses import encode_frame, encode_json, encode_sse
 
 __all__ = ["ResponsesRoutes"]
 

@@ -17,15 +17,16 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
-from test_browser import load_file
 
+from tests.support.chromium import load_file
+from tests.support.paths import ROOT
 from tests.support.redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer
 from tests.support.uvicorn_thread import ServerThread
 from ttstream.emulator import EmulatorServer
 from ttstream.sinks import BROWSER_MODULE, sign_viewer_token
 from ttstream.sse import SSEDecoder
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "live-previews.md"
+PAGE = ROOT / "docs" / "live-previews.md"
 SECRET = b"v" * 32
 FORBIDDEN = "You are not allowed to watch this job.\n"
 NAMES = ["partial_image", "partial_image", "partial_image", "completed", "end"]

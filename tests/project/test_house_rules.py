@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parent.parent / "ttstream"
+from tests.support.paths import ROOT
+
+PACKAGE = ROOT / "ttstream"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MAX_ATTRIBUTES = 14
 

@@ -11,13 +11,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 import ttstream
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 HEAVY = (
     "aiohttp", "httpx_aiohttp", "httpx", "rich", "click", "pygments", "starlette", "uvicorn",
     "PIL", "coredis", "opentelemetry",

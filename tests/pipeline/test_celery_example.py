@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import ROOT
 from tests.support.redis_server import MISSING, REDIS_SERVER, RedisServer
 from ttstream.emulator import EmulatorServer
 
 pytest.importorskip("celery")
 
-HERE = Path(__file__).parent.parent / "examples" / "celery"
+HERE = ROOT / "examples" / "celery"
 JOBS = 5
 CLAIM_TTL = 2.0
 VISIBILITY_TIMEOUT = 3.0

@@ -1,6 +1,6 @@
 """AsyncClient and ImageStream over httpx2.MockTransport: requests, retries, error mapping.
 
-The transport is not what these tests are about; tests/test_end_to_end.py runs the
+The transport is not what these tests are about; tests/stream/test_end_to_end.py runs the
 same client over real loopback HTTP against the emulator.
 """
 

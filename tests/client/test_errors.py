@@ -11,7 +11,6 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import httpx2
@@ -20,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ttstream
+from tests.support.paths import ROOT
 from tests.support.raw_server import RawServer, answer, response_head
 from ttstream import _base64, _exceptions
 from ttstream._retry import parse_retry_after, retry_after
@@ -357,5 +357,5 @@ def test_the_drawn_tree_names_every_error_of_the_module() -> None:
     }
     drawn = set(re.findall(r"[├└]── (\w+)", _exceptions.__doc__ or "")) | {"TTStreamError"}
     assert drawn == classes
-    page = (Path(__file__).parent.parent / "docs" / "errors.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     assert set(re.findall(r"[├└]── (\w+)", page)) | {"TTStreamError"} == classes

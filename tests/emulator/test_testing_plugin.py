@@ -7,18 +7,17 @@ first import's exception classes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 # Loaded here, before pytester's in-process runs snapshot sys.modules and unload what each
 # run imported: ``import ttstream`` loads the client lazily, and a client module unloaded
 # between runs would leave its submodules behind as stale attributes of the package.
 import ttstream._sync  # noqa: F401
+from tests.support.paths import ROOT
 
 pytest_plugins = ["pytester"]
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "testing" / "test_thumbnails.py"
+EXAMPLE = ROOT / "examples" / "testing" / "test_thumbnails.py"
 
 HEADER = """
 import httpx2

@@ -16,11 +16,12 @@ import pytest
 from PIL import Image
 
 import ttstream
+from tests.support.paths import ROOT
 from ttstream.emulator import EmulatorServer
 
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).parent.parent / "README.md"
+README = ROOT / "README.md"
 PAGES = [README, *sorted((README.parent / "docs").rglob("*.md"))]
 
 

@@ -24,6 +24,7 @@ import pytest
 
 import ttstream
 from tests.support import streams
+from tests.support.paths import ROOT
 from tests.support.streams import collect
 from tests.support.typecheck import mypy_errors
 from ttstream import AsyncClient, Client, ValidationError, params
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.anyio
 
 B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nimage").decode()
 COMPLETED = {"type": "image_generation.completed", "b64_json": B64}
-ROOT = Path(__file__).resolve().parent.parent
 
 # the shared one, on a base URL nobody listens at (the MockTransport answers)
 client_for = partial(streams.client_for, base_url="http://127.0.0.1:9")

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.support.paths import ROOT
 from ttstream import AsyncClient, Completed
 from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 import sys
 import anyio, httpx2, ttstream

@@ -8,17 +8,17 @@ import base64
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.paths import ROOT
 from ttstream import Completed, MalformedEventError, PartialImage, SSEDecoder, StreamError
 from ttstream._responses import ResponsesInterpreter, loads_without_results
 
-RECORDINGS = Path(__file__).parent / "recordings"
+RECORDINGS = ROOT / "tests" / "recordings"
 CHUNKS = (1, 7, 64, 997, 1 << 30)
 Out = PartialImage | Completed
 

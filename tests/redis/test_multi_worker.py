@@ -13,14 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx2
 import pytest
-from test_browser import (  # noqa: F401 - browser: the fixture
-    browser,
+
+from tests.support.chromium import (
     closed_soon,
     load_file,
     open_page,
@@ -29,13 +28,14 @@ from test_browser import (  # noqa: F401 - browser: the fixture
     text,
     until,
 )
-
+from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.redis_server import COREDIS_LEAK, MISSING, REDIS_SERVER, RedisServer
 from tests.support.uvicorn_thread import ServerThread
 from ttstream.emulator import EmulatorServer
 
-ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.support.chromium"]  # the browser fixture
+
 APP = ROOT / "examples" / "multi_worker" / "app.py"
 needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason=MISSING)
 pytestmark = pytest.mark.filterwarnings(COREDIS_LEAK)  # coredis's own, on disconnects
@@ -133,7 +133,7 @@ def workers(emulator: EmulatorServer) -> Iterator[tuple[list[str], Any]]:
 
 
 def test_the_page_watches_a_job_from_another_worker_and_cancels_it(
-    browser: Any,  # noqa: F811
+    browser: Any,
     workers: tuple[list[str], EmulatorServer],
 ) -> None:
     (one, two), emulator = workers

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.redis_server import MISSING, REDIS_SERVER
 
-APP = Path(__file__).parent.parent / "examples" / "multi_worker" / "app.py"
+APP = ROOT / "examples" / "multi_worker" / "app.py"
 
 
 @pytest.mark.skipif(REDIS_SERVER is None, reason=MISSING)

@@ -8,18 +8,18 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from types import ModuleType
 
 import coredis
 import pytest
 
+from tests.support.paths import ROOT
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 pytest_plugins = ["tests.support.redis_fixtures"]  # redis_server, redis, key, emulator, ...
 
-FANOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "fanout.py"
+FANOUT = ROOT / "benchmarks" / "fanout.py"
 
 
 def load_fanout() -> ModuleType:

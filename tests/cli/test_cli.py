@@ -1,7 +1,7 @@
 """The ``ttstream`` command: options, files, error lines for people, safe printing.
 
 In-process runs (``cli.main``) write to a captured, non-terminal stdout, so they see the
-plain lines; tests/test_cli_terminal.py runs the command under a pseudo-terminal.
+plain lines; tests/cli/test_cli_terminal.py runs the command under a pseudo-terminal.
 """
 
 from __future__ import annotations

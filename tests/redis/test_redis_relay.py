@@ -3,13 +3,12 @@
 Two relays stand for two workers: each has its own coredis client and its own Hypercorn
 server on its own port, and they share one Redis; the generation is written by a
 RedisStreamSink fed from the emulator. Browsers are httpx clients decoding with
-SSEDecoder (``test_relay.Browser``).
+SSEDecoder (``tests.support.relay_viewers.Browser``).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import gc
 import math
 import os
@@ -23,9 +22,6 @@ import attrs
 import coredis
 import httpx2
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route
-from test_relay import Browser, eventually, gated, image_of, serving
 
 import ttstream
 from tests.support.redis_server import (
@@ -37,6 +33,8 @@ from tests.support.redis_server import (
     api_of,
     client_of,
 )
+from tests.support.redis_workers import PREFIX, workers
+from tests.support.relay_viewers import Browser, eventually, gated, image_of
 from ttstream import StreamItem
 from ttstream._browser.viewers import FORBIDDEN
 from ttstream.emulator import EmulatorServer
@@ -59,28 +57,6 @@ NOTICE = ttstream.Reconnecting(
 pytest_plugins = ["tests.support.redis_fixtures"]  # redis_server, redis, key, emulator, ...
 
 Redis = coredis.Redis[bytes]
-PREFIX = "previews:"
-
-
-def app_of(relay: RedisRelay) -> Starlette:
-    return Starlette(routes=[Route("/previews/{key}", relay)])
-
-
-@contextlib.asynccontextmanager
-async def workers(
-    server: RedisServer, backend: str, count: int = 2, **settings: Any
-) -> AsyncIterator[list[tuple[RedisRelay, httpx2.AsyncClient]]]:
-    """``count`` relays, each with its own coredis client, served on their own ports;
-    yields ``(relay, http client of its server)`` each."""
-    async with contextlib.AsyncExitStack() as stack:
-        result = []
-        for _ in range(count):
-            client = await stack.enter_async_context(client_of(server))
-            relay = RedisRelay(client, prefix=PREFIX, **settings)
-            url = await stack.enter_async_context(serving(app_of(relay), backend))
-            http = await stack.enter_async_context(httpx2.AsyncClient(base_url=url))
-            result.append((relay, http))
-        yield result
 
 
 def without_ids(raw: bytes) -> bytes:

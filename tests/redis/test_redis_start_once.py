@@ -19,8 +19,6 @@ import coredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_redis_relay import PREFIX, workers
-from test_relay import Browser, eventually, gated
 
 from tests.support.redis_server import (
     COREDIS_LEAK,
@@ -32,6 +30,8 @@ from tests.support.redis_server import (
     client_of,
     cluster_client_of,
 )
+from tests.support.redis_workers import PREFIX, workers
+from tests.support.relay_viewers import Browser, eventually, gated
 from ttstream.emulator import EmulatorServer
 from ttstream.redis import Terminal, decode_entry
 from ttstream.relay import claim_key, start_once
