@@ -24,7 +24,6 @@ import pytest
 
 import ttstream
 from tests.support import streams
-from tests.support.paths import ROOT
 from tests.support.streams import collect
 from tests.support.typecheck import mypy_errors
 from ttstream import AsyncClient, Client, ValidationError, params

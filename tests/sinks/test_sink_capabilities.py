@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.paths import ROOT
 from tests.support.typecheck import mypy_errors
 from ttstream import AsyncClient, Completed, IncompleteStreamError, PartialImage, StreamItem
 from ttstream.emulator import EmulatorServer
@@ -180,7 +181,7 @@ def test_mypy_accepts_sinks_with_and_without_the_capabilities(tmp_path: Path) ->
 
 
 async def test_the_sink_of_the_docs_works_as_written(capsys: pytest.CaptureFixture[str]) -> None:
-    page = (Path(__file__).resolve().parents[2] / "docs" / "sinks.md").read_text()
+    page = (ROOT / "docs" / "sinks.md").read_text()
     [block] = [b for b in re.findall(r"^```python\n(.*?)^```", page, re.S | re.M) if "Sink:" in b]
     namespace: dict[str, Any] = {}
     exec(block, namespace)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def mypy_errors(source: str, tmp_path: Path) -> tuple[set[int], set[int], str]:
