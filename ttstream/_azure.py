@@ -22,29 +22,19 @@ Azure's image-tool stream (no ``response.image_generation_call.completed``; the 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-import httpx2
+from typing import Any, Unpack
 
 from . import params as _params
 from ._connect import check_api_key
 from ._exceptions import ValidationError
-from ._reconnect import ReconnectPolicy
 from ._secrets import hidden, register
-from ._sync import Client
-from .client import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MODEL,
-    DEFAULT_RECONNECT,
-    DEFAULT_TIMEOUT,
-    AsyncClient,
-)
-from .sse import DEFAULT_MAX_EVENT_BYTES
+from ._signature import forwards_to
+from ._sync import Client, LoopOptions
+from .client import DEFAULT_MODEL, AsyncClient, ConnectionOptions
 
 __all__ = [
     "AZURE_KEY_VARIABLE",
@@ -52,6 +42,8 @@ __all__ = [
     "V1_VERSIONS",
     "AsyncAzureClient",
     "AzureClient",
+    "AzureOptions",
+    "SyncAzureOptions",
     "TokenProvider",
 ]
 
@@ -68,6 +60,16 @@ V1_VERSIONS = ("v1", "preview")
 # Given to AsyncClient with a token provider: never sent (auth_headers() asks the
 # provider), and shorter than MIN_SECRET_CHARS, so never registered as a secret.
 _PLACEHOLDER_KEY = "entra"
+
+
+class AzureOptions(ConnectionOptions, total=False):
+    """Every keyword of :class:`AsyncAzureClient`: what :class:`AzureClient` passes on
+    to it as ``**options`` (PEP 692). The defaults are :class:`AsyncAzureClient`'s."""
+
+    azure_endpoint: str | None
+    azure_deployment: str | None
+    api_version: str | None
+    azure_ad_token_provider: TokenProvider | None
 
 
 class AsyncAzureClient(AsyncClient):
@@ -95,6 +97,7 @@ class AsyncAzureClient(AsyncClient):
             echoed), or an option of ``AsyncClient`` out of range.
     """
 
+    @forwards_to(AsyncClient.__init__, options=ConnectionOptions)
     def __init__(
         self,
         api_key: str | None = None,
@@ -103,13 +106,7 @@ class AsyncAzureClient(AsyncClient):
         azure_deployment: str | None = None,
         api_version: str | None = None,
         azure_ad_token_provider: TokenProvider | None = None,
-        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = 2,
-        http_client: httpx2.AsyncClient | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
-        deadline: float | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        **options: Unpack[ConnectionOptions],
     ) -> None:
         endpoint = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
         if not endpoint:
@@ -155,13 +152,7 @@ class AsyncAzureClient(AsyncClient):
             api_key or _PLACEHOLDER_KEY,
             base_url=f"{self.azure_endpoint}/openai" + ("/v1" if self.v1 else ""),
             auth="bearer",
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            max_event_bytes=max_event_bytes,
-            reconnect=reconnect,
-            deadline=deadline,
-            max_connections=max_connections,
+            **options,
         )
         self._token_provider = azure_ad_token_provider
         self._last_token = ""
@@ -231,6 +222,11 @@ class AsyncAzureClient(AsyncClient):
         return headers
 
 
+class SyncAzureOptions(AzureOptions, LoopOptions, total=False):
+    """Every keyword of :class:`AzureClient`: :class:`AsyncAzureClient`'s and the
+    loop's (:class:`~ttstream._sync.LoopOptions`)."""
+
+
 class AzureClient(Client):
     """The synchronous Azure client: ``with ttstream.AzureClient(azure_endpoint=...,
     azure_deployment=..., api_version=...)``; the arguments of
@@ -238,40 +234,9 @@ class AzureClient(Client):
 
     async_client_class: type[AsyncClient] = AsyncAzureClient
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        azure_endpoint: str | None = None,
-        azure_deployment: str | None = None,
-        api_version: str | None = None,
-        azure_ad_token_provider: TokenProvider | None = None,
-        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = 2,
-        http_client: httpx2.AsyncClient | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
-        deadline: float | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        backend: str = "asyncio",
-        backend_options: dict[str, Any] | None = None,
-    ) -> None:
-        make = functools.partial(
-            AsyncAzureClient,
-            api_key,
-            azure_endpoint=azure_endpoint,
-            azure_deployment=azure_deployment,
-            api_version=api_version,
-            azure_ad_token_provider=azure_ad_token_provider,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            max_event_bytes=max_event_bytes,
-            reconnect=reconnect,
-            deadline=deadline,
-            max_connections=max_connections,
-        )
-        self._start(make, backend, backend_options)
+    @forwards_to(AsyncAzureClient.__init__, Client.__init__, options=SyncAzureOptions)
+    def __init__(self, api_key: str | None = None, **options: Unpack[SyncAzureOptions]) -> None:
+        self._start(AsyncAzureClient, api_key, options)
 
     def __repr__(self) -> str:
         return f"<AzureClient base_url={self.base_url!r}>"

@@ -67,6 +67,18 @@ def require_seconds(name: str, value: float | None) -> float:
     return float(value)
 
 
+def require_int(name: str, value: int, minimum: int, unit: str = "") -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum`` (of ``unit``, named
+    in the error): the one check of the integer settings.
+
+    Raises:
+        ValidationError: a non-int, a bool, or an int below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValidationError(name, value, f"an int >= {minimum}" + (f" ({unit})" if unit else ""))
+    return value
+
+
 def validate_positive(name: str, value: float | None, unit: str) -> float | None:
     """``value`` as a float if it is ``None`` or a finite number > 0 (of ``unit``, named
     in the error).

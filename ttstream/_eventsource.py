@@ -31,12 +31,12 @@ import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Self, TypeAlias, TypeVar
 
 import anyio
 import attrs
 import httpx2
+from anyio.abc import AsyncResource
 
 from . import sse
 from ._body import ACCEPT_ENCODING, aiter_bounded
@@ -110,7 +110,7 @@ def _plain_cancellation() -> Iterator[None]:
         raise
 
 
-class EventSource:
+class EventSource(AsyncResource):
     """An async context manager and async iterator of the items of one SSE stream:
     :class:`~ttstream.ServerSentEvent` objects, :class:`~ttstream.sse.Comment` lines
     (with ``comments=True``) and a :class:`~ttstream.Reconnecting` notice before each
@@ -252,17 +252,9 @@ class EventSource:
         """The deadline on anyio's clock (``math.inf`` when none or not started)."""
         return self._deadline.at
 
-    async def __aenter__(self) -> EventSource:
+    async def __aenter__(self) -> Self:
         await self._guarded(self._open_first)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> EventSource:
         return self

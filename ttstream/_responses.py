@@ -128,24 +128,16 @@ class ResponsesInterpreter:
         self._handled_elsewhere = starting_after  # events up to it never count here
         self.response_id: str | None = response_id
         self._items: dict[str, _Item] = {}
-        self._response: Response | None = None
-        self._done = False
+        self.response: Response | None = None
+        """The final response (without images) once ``response.completed`` arrived."""
+        self.done = False
+        """True once ``response.completed`` arrived: nothing more is expected."""
 
     def __repr__(self) -> str:
         return (
             f"<ResponsesInterpreter response_id={self.response_id!r} "
-            f"last_sequence_number={self.last_sequence_number!r} done={self._done}>"
+            f"last_sequence_number={self.last_sequence_number!r} done={self.done}>"
         )
-
-    @property
-    def done(self) -> bool:
-        """True once ``response.completed`` arrived: nothing more is expected."""
-        return self._done
-
-    @property
-    def response(self) -> Response | None:
-        """The final response (without images) once ``response.completed`` arrived."""
-        return self._response
 
     def restart(self) -> None:
         """The request is sent again from the start: a new response, whose events are
@@ -154,7 +146,7 @@ class ResponsesInterpreter:
 
     def incomplete(self) -> str | None:
         """Why an end of the body now would be a failure, or ``None`` once done."""
-        if self._done:
+        if self.done:
             return None
         pending = [item_id for item_id, item in self._items.items() if not item.delivered]
         if pending:
@@ -312,8 +304,8 @@ class ResponsesInterpreter:
         if pending:
             raise _malformed(sse, f"{_COMPLETED} arrived before image item {pending[0]} was done")
         unannounced = self._unannounced_image(body, sse)
-        self._response = _summary(body, sse)
-        self._done = True
+        self.response = _summary(body, sse)
+        self.done = True
         return unannounced
 
     def _unannounced_image(self, body: Mapping[str, Any], sse: ServerSentEvent) -> Completed | None:

@@ -24,8 +24,10 @@ from typing import Any, Protocol, Unpack
 import httpx2
 
 from . import params as _params
+from ._delegate import Delegated
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
+from ._options import StreamOptions
 from ._otel import generation
 from ._reconnect import ReconnectPolicy
 from ._request import json_body, merge_extra_body
@@ -88,21 +90,13 @@ class ResponseStream(ImageStream):
         )
         self._responses = interpreter
 
-    @property
-    def response(self) -> Response | None:
-        """The final response (id, status, output text, usage, output items without
-        images) once ``response.completed`` arrived, else ``None``."""
-        return self._responses.response
-
-    @property
-    def response_id(self) -> str | None:
-        """The response's id (``resp_...``) once its first event arrived."""
-        return self._responses.response_id
-
-    @property
-    def last_sequence_number(self) -> int | None:
-        """The ``sequence_number`` of the last event read."""
-        return self._responses.last_sequence_number
+    response: Delegated[Response | None] = Delegated("_responses")
+    """The final response (id, status, output text, usage, output items without
+    images) once ``response.completed`` arrived, else ``None``."""
+    response_id: Delegated[str | None] = Delegated("_responses")
+    """The response's id (``resp_...``) once its first event arrived."""
+    last_sequence_number: Delegated[int | None] = Delegated("_responses")
+    """The ``sequence_number`` of the last event read."""
 
 
 class Responses:
@@ -161,16 +155,22 @@ class Responses:
         interpreter = ResponsesInterpreter()
         url = self._client.endpoint_url("responses")
         return self._stream(
-            "POST", url, json_body(body), interpreter, background, deadline, reconnect
+            "POST",
+            url,
+            json_body(body),
+            interpreter,
+            background,
+            deadline=deadline,
+            reconnect=reconnect,
         )
 
+    @_params.keywords(StreamOptions)
     def resume(
         self,
         response_id: str,
         *,
         starting_after: int | None = None,
-        deadline: float | None = None,
-        reconnect: ReconnectPolicy | None = None,
+        **options: Unpack[StreamOptions],
     ) -> ResponseStream:
         """Prepares ``GET {base_url}/responses/{response_id}?stream=true&starting_after=N``:
         the events of a background response after ``starting_after`` (all of them when
@@ -190,7 +190,7 @@ class Responses:
             raise ValidationError("starting_after", starting_after, "an int >= -1 or None")
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)
         url = self._resume_url(interpreter)
-        return self._stream("GET", url, None, interpreter, True, deadline, reconnect)
+        return self._stream("GET", url, None, interpreter, True, **options)
 
     def _stream(
         self,
@@ -199,13 +199,13 @@ class Responses:
         content: bytes | None,
         interpreter: ResponsesInterpreter,
         resumable: bool,
-        deadline: float | None,
-        reconnect: ReconnectPolicy | None,
+        **options: Unpack[StreamOptions],
     ) -> ResponseStream:
         """The stream of one request. A break of a background response resumes with
         ``GET ...&starting_after=<last sequence_number>`` (EventSource's ``resume``
         hook): never the first request again, which would be a new generation."""
         client = self._client
+        deadline = options.get("deadline")
 
         def resume() -> tuple[str, str] | None:
             if resumable and interpreter.response_id is not None:
@@ -222,7 +222,7 @@ class Responses:
                 url,
                 headers=headers,
                 content=content,
-                reconnect=reconnect or client.reconnect,
+                reconnect=options.get("reconnect") or client.reconnect,
                 max_event_bytes=client.max_event_bytes,
                 max_retries=client.max_retries,
                 timeout=client.timeout,

@@ -17,49 +17,48 @@ import decimal
 import functools
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
-import httpx2
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from . import params as _params
+from ._delegate import Delegated, Settable
 from ._event_types import StreamItem
 from ._exceptions import ClosedError
+from ._options import EditOptions, GenerateOptions, ResponseStreamOptions, ResumeOptions
 from ._otel import Generation
-from ._reconnect import ReconnectPolicy
-from ._request import ImageInput
+from ._resource import Resource
 from ._responses import Response
-from ._responses_client import ResponseStream
-from .batch import SyncBatch
-from .client import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_RECONNECT,
-    DEFAULT_TIMEOUT,
-    AsyncClient,
-    Auth,
-    deprecated_timeout,
-)
+from ._responses_client import Responses
+from ._signature import forwards_to
+from .batch import Batch, BatchOptions, SyncBatch
+from .client import AsyncClient, ClientOptions, deprecated_timeout
 from .events import Completed, PartialImage
-from .params import (
-    EditParameters,
-    GenerationParameters,
-    ImageGenerationTool,
-    ResponsesParameters,
-)
-from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
-__all__ = ["Client", "SyncImageStream", "SyncResponses"]
+__all__ = ["Client", "LoopOptions", "SyncClientOptions", "SyncImageStream", "SyncResponses"]
 
 _T = TypeVar("_T")
+
+
+class LoopOptions(TypedDict, total=False):
+    """The keywords of a sync client's event loop: ``backend`` (``"asyncio"``, the
+    default, or ``"trio"``) and ``backend_options`` (anyio's ``start_blocking_portal``)."""
+
+    backend: str
+    backend_options: dict[str, Any] | None
+
+
+class SyncClientOptions(ClientOptions, LoopOptions, total=False):
+    """Every keyword of :class:`Client`: :class:`~ttstream.AsyncClient`'s and the loop's."""
 
 
 class _Loop:
     """A blocking portal and the calls made through it."""
 
-    def __init__(self, backend: str, backend_options: dict[str, Any] | None) -> None:
+    def __init__(
+        self, backend: str = "asyncio", backend_options: dict[str, Any] | None = None
+    ) -> None:
         self._manager = start_blocking_portal(backend, backend_options)
         self._portal: BlockingPortal = self._manager.__enter__()
         self._stopped = False
@@ -110,7 +109,7 @@ def _shut_down(loop: _Loop, client: AsyncClient) -> None:
         loop.stop()
 
 
-class SyncImageStream:
+class SyncImageStream(Resource):
     """One generation or edit: a context manager and an iterator of the events of
     :class:`~ttstream.ImageStream` (``PartialImage``, ``Completed``, ``Reconnecting``).
 
@@ -127,79 +126,37 @@ class SyncImageStream:
     def __repr__(self) -> str:
         return f"<SyncImageStream request_id={self.request_id!r}>"
 
-    @property
-    def request_id(self) -> str | None:
-        """The ``x-request-id`` of the answer, once the stream is open."""
-        return self._stream.request_id
+    request_id: Delegated[str | None] = Delegated("_stream")
+    """The ``x-request-id`` of the answer, once the stream is open."""
+    started: Delegated[bool] = Delegated("_stream")
+    """Whether the request was sent (or the stream ended), as ``ImageStream.started``."""
+    last_partial: Delegated[PartialImage | None] = Delegated("_stream")
+    """The last preview delivered, or ``None`` (as ``ImageStream.last_partial``)."""
+    decode_images: Settable[bool | None] = Settable("_stream")
+    """Whether images are decoded while they arrive, as ``ImageStream.decode_images``
+    (docs/fast.md); set it before the stream starts."""
+    model: Delegated[str | None] = Delegated("_stream")
+    """The model asked for, as ``ImageStream.model``."""
+    cost: Delegated[decimal.Decimal | None] = Delegated("_stream")
+    """The estimated price in US dollars of the images delivered so far, as
+    ``ImageStream.cost`` (docs/batch.md, "Cost")."""
+    telemetry: Delegated[Generation | None] = Delegated("_stream")
+    """The OpenTelemetry span of this generation, as ``ImageStream.telemetry``
+    (docs/observability.md)."""
+    response: Delegated[Response | None] = Delegated("_stream", default=None)
+    """For ``client.responses`` streams: the final response without images, once it
+    arrived (as ``ResponseStream.response``); else ``None``."""
+    response_id: Delegated[str | None] = Delegated("_stream", default=None)
+    """For ``client.responses`` streams: the response's id (``resp_...``) once its
+    first event arrived (as ``ResponseStream.response_id``); else ``None``."""
+    last_sequence_number: Delegated[int | None] = Delegated("_stream", default=None)
+    """For ``client.responses`` streams: the ``sequence_number`` of the last event
+    read (as ``ResponseStream.last_sequence_number``), what
+    ``client.responses.resume(response_id, starting_after=...)`` takes; else ``None``."""
 
-    @property
-    def started(self) -> bool:
-        """Whether the request was sent (or the stream ended), as ``ImageStream.started``."""
-        return self._stream.started
-
-    @property
-    def last_partial(self) -> PartialImage | None:
-        """The last preview delivered, or ``None`` (as ``ImageStream.last_partial``)."""
-        return self._stream.last_partial
-
-    @property
-    def decode_images(self) -> bool | None:
-        """Whether images are decoded while they arrive, as ``ImageStream.decode_images``
-        (docs/fast.md); set it before the stream starts."""
-        return self._stream.decode_images
-
-    @decode_images.setter
-    def decode_images(self, value: bool | None) -> None:
-        self._stream.decode_images = value
-
-    @property
-    def model(self) -> str | None:
-        """The model asked for, as ``ImageStream.model``."""
-        return self._stream.model
-
-    @property
-    def cost(self) -> decimal.Decimal | None:
-        """The estimated price in US dollars of the images delivered so far, as
-        ``ImageStream.cost`` (docs/batch.md, "Cost")."""
-        return self._stream.cost
-
-    @property
-    def telemetry(self) -> Generation | None:
-        """The OpenTelemetry span of this generation, as ``ImageStream.telemetry``
-        (docs/observability.md)."""
-        return self._stream.telemetry
-
-    @property
-    def response(self) -> Response | None:
-        """For ``client.responses`` streams: the final response without images, once it
-        arrived (as ``ResponseStream.response``); else ``None``."""
-        return self._stream.response if isinstance(self._stream, ResponseStream) else None
-
-    @property
-    def response_id(self) -> str | None:
-        """For ``client.responses`` streams: the response's id (``resp_...``) once its
-        first event arrived (as ``ResponseStream.response_id``); else ``None``."""
-        return self._stream.response_id if isinstance(self._stream, ResponseStream) else None
-
-    @property
-    def last_sequence_number(self) -> int | None:
-        """For ``client.responses`` streams: the ``sequence_number`` of the last event
-        read (as ``ResponseStream.last_sequence_number``), what
-        ``client.responses.resume(response_id, starting_after=...)`` takes; else ``None``."""
-        stream = self._stream
-        return stream.last_sequence_number if isinstance(stream, ResponseStream) else None
-
-    def __enter__(self) -> SyncImageStream:
+    def __enter__(self) -> Self:
         self._loop.call(self._stream.__aenter__)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[StreamItem]:
         return self
@@ -215,7 +172,7 @@ class SyncImageStream:
         self._loop.call(self._stream.aclose)
 
 
-class Client:
+class Client(Resource):
     """The synchronous client: ``with ttstream.Client() as client``.
 
     Takes the arguments of :class:`~ttstream.AsyncClient` (``api_key``, ``base_url``,
@@ -244,46 +201,23 @@ class Client:
     async_client_class: type[AsyncClient] = AsyncClient
     """The async client this facade runs (``AzureClient``: ``AsyncAzureClient``)."""
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        auth: Auth = "auto",
-        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = 2,
-        http_client: httpx2.AsyncClient | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
-        deadline: float | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        backend: str = "asyncio",
-        backend_options: dict[str, Any] | None = None,
-    ) -> None:
-        make = functools.partial(
-            AsyncClient,
-            api_key,
-            base_url=base_url,
-            auth=auth,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            max_connections=max_connections,
-            max_event_bytes=max_event_bytes,
-            reconnect=reconnect,
-            deadline=deadline,
-        )
-        self._start(make, backend, backend_options)
+    @forwards_to(AsyncClient.__init__, _Loop.__init__, options=SyncClientOptions)
+    def __init__(self, api_key: str | None = None, **options: Unpack[SyncClientOptions]) -> None:
+        self._start(AsyncClient, api_key, options)
 
     def _start(
         self,
-        make: Callable[[], AsyncClient],
-        backend: str,
-        backend_options: dict[str, Any] | None,
+        client_class: Callable[..., AsyncClient],
+        api_key: str | None,
+        options: Mapping[str, Any],
     ) -> None:
-        """Starts the loop thread and makes the async client there with ``make`` (a
-        subclass's ``__init__`` passes its own, e.g. an Azure client's)."""
-        self._loop = _Loop(backend, backend_options)
+        """Starts the loop thread with the :class:`LoopOptions` of ``options`` and makes
+        ``client_class(api_key, **other_options)`` there."""
+        loop = {name: options[name] for name in LoopOptions.__optional_keys__ & options.keys()}
+        make = functools.partial(
+            client_class, api_key, **{n: v for n, v in options.items() if n not in loop}
+        )
+        self._loop = _Loop(**loop)
         try:
             self._async = self._loop.portal.call(make)
         except BaseException:
@@ -308,76 +242,26 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client base_url={self._async.base_url!r} auth={self._async.auth!r}>"
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         """Closes the HTTP client (if this client created it) and stops the loop
         thread; streams still open are closed with it. Idempotent."""
         self._finalizer()
 
-    @_params.keywords(GenerationParameters)
-    def generate(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        deadline: float | None = None,
-        reconnect: ReconnectPolicy | None = None,
-        extra_body: Mapping[str, object] | None = None,
-        **params: Unpack[GenerationParameters],
-    ) -> SyncImageStream:
+    @forwards_to(AsyncClient.generate, options=GenerateOptions)
+    def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> SyncImageStream:
         """As :meth:`AsyncClient.generate`; raises ``TypeError`` for a keyword that is no
         parameter and ``ValidationError`` at once."""
-        make = functools.partial(
-            self._async.generate,
-            prompt,
-            model=model,
-            deadline=deadline,
-            reconnect=reconnect,
-            extra_body=extra_body,
-            **params,
-        )
-        return self._wrap(make)
+        return self._wrap(functools.partial(self._async.generate, prompt, **options))
 
-    @_params.keywords(EditParameters)
-    def edit(
-        self,
-        prompt: str,
-        *,
-        images: ImageInput | Sequence[ImageInput],
-        mask: ImageInput | None = None,
-        model: str | None = None,
-        deadline: float | None = None,
-        reconnect: ReconnectPolicy | None = None,
-        extra_body: Mapping[str, object] | None = None,
-        **params: Unpack[EditParameters],
-    ) -> SyncImageStream:
+    @forwards_to(AsyncClient.edit, options=EditOptions)
+    def edit(self, prompt: str, **options: Unpack[EditOptions]) -> SyncImageStream:
         """As :meth:`AsyncClient.edit`; raises ``TypeError`` for a keyword that is no
         parameter and ``ValidationError`` at once for what can be checked without reading
         files."""
-        make = functools.partial(
-            self._async.edit,
-            prompt,
-            images=images,
-            mask=mask,
-            model=model,
-            deadline=deadline,
-            reconnect=reconnect,
-            extra_body=extra_body,
-            **params,
-        )
-        return self._wrap(make)
+        return self._wrap(functools.partial(self._async.edit, prompt, **options))
 
-    def batch(self, **options: Any) -> SyncBatch:
+    @forwards_to(Batch.__init__, options=BatchOptions)
+    def batch(self, **options: Unpack[BatchOptions]) -> SyncBatch:
         """As :meth:`AsyncClient.batch`; iterate the results with ``for`` (docs/batch.md)."""
         return SyncBatch(self, self._loop.portal, self._async.batch(**options))
 
@@ -417,50 +301,17 @@ class SyncResponses:
     def __repr__(self) -> str:
         return f"<SyncResponses of {self._client!r}>"
 
-    @_params.keywords(ResponsesParameters)
-    def stream(
-        self,
-        *,
-        model: str,
-        input: str | Sequence[Mapping[str, Any]],
-        tools: Sequence[ImageGenerationTool | Mapping[str, Any]] | None = None,
-        background: bool = False,
-        deadline: float | None = None,
-        reconnect: ReconnectPolicy | None = None,
-        extra_body: Mapping[str, object] | None = None,
-        **params: Unpack[ResponsesParameters],
-    ) -> SyncImageStream:
+    @forwards_to(Responses.stream, options=ResponseStreamOptions)
+    def stream(self, **options: Unpack[ResponseStreamOptions]) -> SyncImageStream:
         """As ``AsyncClient.responses.stream``; raises ``TypeError`` for a keyword that is
         no body field and ``ValidationError`` at once."""
         client = self._client
-        make = functools.partial(
-            client._async.responses.stream,
-            model=model,
-            input=input,
-            tools=tools,
-            background=background,
-            deadline=deadline,
-            reconnect=reconnect,
-            extra_body=extra_body,
-            **params,
-        )
-        return client._wrap(make)
+        return client._wrap(functools.partial(client._async.responses.stream, **options))
 
-    def resume(
-        self,
-        response_id: str,
-        *,
-        starting_after: int | None = None,
-        deadline: float | None = None,
-        reconnect: ReconnectPolicy | None = None,
-    ) -> SyncImageStream:
+    @forwards_to(Responses.resume, options=ResumeOptions)
+    def resume(self, response_id: str, **options: Unpack[ResumeOptions]) -> SyncImageStream:
         """As ``AsyncClient.responses.resume``."""
         client = self._client
-        make = functools.partial(
-            client._async.responses.resume,
-            response_id,
-            starting_after=starting_after,
-            deadline=deadline,
-            reconnect=reconnect,
+        return client._wrap(
+            functools.partial(client._async.responses.resume, response_id, **options)
         )
-        return client._wrap(make)

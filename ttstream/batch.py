@@ -53,7 +53,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self, TypedDict, Unpack
 
 import anyio
 import anyio.abc
@@ -61,19 +61,21 @@ import attrs
 import httpx2
 from anyio.from_thread import BlockingPortal
 
-from ._bounds import validate_positive
+from ._bounds import require_int, validate_positive
 from ._cost import estimate_cost, usage_totals
+from ._delegate import Delegated
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
 from ._files import create_new, suffix_for
 from ._journal import Journal, JournalRow, params_hash
+from ._options import EditOptions, GenerateOptions, ResponseOptions
 from ._pacing import Pacing
 from ._reconnect import Reconnecting
-from ._request import ImageInput
+from ._resource import Resource
 from ._responses_client import ResponseStream
 from .events import Completed, PartialImage
 from .stream import ImageStream
 
-__all__ = ["MAX_RATE_LIMITED", "Batch", "JobProgress", "JobResult", "SyncBatch"]
+__all__ = ["MAX_RATE_LIMITED", "Batch", "BatchOptions", "JobProgress", "JobResult", "SyncBatch"]
 
 MAX_RATE_LIMITED = 5
 """How many times the batch sends a job again that failed with HTTP 429 after the
@@ -84,6 +86,17 @@ _BAD_KEY = re.compile(r"[/\\\x00-\x1f]")
 _current_job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
     "ttstream_batch_job", default=None
 )
+
+
+class BatchOptions(TypedDict, total=False):
+    """The options of a :class:`Batch`, as its docstring documents them: what
+    ``client.batch(**options)`` passes on (PEP 692). The defaults are :class:`Batch`'s."""
+
+    concurrency: int
+    images_per_minute: float | None
+    requests_per_minute: float | None
+    journal: str | os.PathLike[str] | None
+    out: str | os.PathLike[str] | None
 
 
 class _Client(Protocol):
@@ -230,12 +243,6 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(name, value, "an int >= 1")
-    return value
-
-
 @attrs.define
 class _Queue:
     """The jobs of a batch: ``pending`` (not started, in the order added), ``running``
@@ -305,7 +312,7 @@ class Batch:
     ) -> None:
         self._client = client
         self._pacing = Pacing(
-            _positive_int("concurrency", concurrency),
+            require_int("concurrency", concurrency, 1),
             validate_positive("images_per_minute", images_per_minute, "images per minute"),
             validate_positive("requests_per_minute", requests_per_minute, "requests per minute"),
         )
@@ -330,85 +337,38 @@ class Batch:
 
     # ---- the options and counters (read-only) -----------------------------------------
 
-    @property
-    def concurrency(self) -> int:
-        """The most streams open at once, as configured."""
-        return self._pacing.concurrency
-
-    @property
-    def images_per_minute(self) -> float | None:
-        """Pacing by images (``n`` per request), or ``None``."""
-        return self._pacing.images_per_minute
-
-    @property
-    def requests_per_minute(self) -> float | None:
-        """Pacing by requests, or ``None``."""
-        return self._pacing.requests_per_minute
-
-    @property
-    def limit(self) -> int:
-        """The concurrency in force now (lowered after a 429, then grown back)."""
-        return self._pacing.limit
-
-    @property
-    def lowest_limit(self) -> int:
-        """The lowest concurrency in force so far."""
-        return self._pacing.lowest_limit
-
-    @property
-    def pauses(self) -> int:
-        """Pauses of the whole batch after a 429."""
-        return self._pacing.pauses
-
-    @property
-    def paused_seconds(self) -> float:
-        """Seconds the batch spent paused after 429s (pauses may overlap jobs' own)."""
-        return self._pacing.paused_seconds
-
-    @property
-    def rate_limited(self) -> int:
-        """HTTP 429 answers seen."""
-        return self._pacing.rate_limited
-
-    @property
-    def done(self) -> int:
-        """Jobs that succeeded in this run (not counting those found in the journal)."""
-        return self._tally.done
-
-    @property
-    def failed(self) -> int:
-        """Jobs that failed in this run."""
-        return self._tally.failed
-
-    @property
-    def skipped(self) -> int:
-        """Jobs found done in the journal: nothing sent for them."""
-        return self._tally.skipped
-
-    @property
-    def resumed(self) -> int:
-        """Jobs that were in flight when an earlier run stopped, sent again."""
-        return self._tally.resumed
-
-    @property
-    def images(self) -> int:
-        """Final images received in this run."""
-        return self._tally.images
-
-    @property
-    def tokens(self) -> dict[str, int]:
-        """Token counts summed over this run's jobs (as ``JobResult.usage``)."""
-        return self._tally.tokens
-
-    @property
-    def cost(self) -> decimal.Decimal | None:
-        """Estimated US dollars of this run's jobs whose cost is known, or ``None``."""
-        return self._tally.cost
-
-    @property
-    def unpriced(self) -> int:
-        """Jobs of this run that succeeded with no known cost."""
-        return self._tally.unpriced
+    concurrency: Delegated[int] = Delegated("_pacing")
+    """The most streams open at once, as configured."""
+    images_per_minute: Delegated[float | None] = Delegated("_pacing")
+    """Pacing by images (``n`` per request), or ``None``."""
+    requests_per_minute: Delegated[float | None] = Delegated("_pacing")
+    """Pacing by requests, or ``None``."""
+    limit: Delegated[int] = Delegated("_pacing")
+    """The concurrency in force now (lowered after a 429, then grown back)."""
+    lowest_limit: Delegated[int] = Delegated("_pacing")
+    """The lowest concurrency in force so far."""
+    pauses: Delegated[int] = Delegated("_pacing")
+    """Pauses of the whole batch after a 429."""
+    paused_seconds: Delegated[float] = Delegated("_pacing")
+    """Seconds the batch spent paused after 429s (pauses may overlap jobs' own)."""
+    rate_limited: Delegated[int] = Delegated("_pacing")
+    """HTTP 429 answers seen."""
+    done: Delegated[int] = Delegated("_tally")
+    """Jobs that succeeded in this run (not counting those found in the journal)."""
+    failed: Delegated[int] = Delegated("_tally")
+    """Jobs that failed in this run."""
+    skipped: Delegated[int] = Delegated("_tally")
+    """Jobs found done in the journal: nothing sent for them."""
+    resumed: Delegated[int] = Delegated("_tally")
+    """Jobs that were in flight when an earlier run stopped, sent again."""
+    images: Delegated[int] = Delegated("_tally")
+    """Final images received in this run."""
+    tokens: Delegated[dict[str, int]] = Delegated("_tally")
+    """Token counts summed over this run's jobs (as ``JobResult.usage``)."""
+    cost: Delegated[decimal.Decimal | None] = Delegated("_tally")
+    """Estimated US dollars of this run's jobs whose cost is known, or ``None``."""
+    unpriced: Delegated[int] = Delegated("_tally")
+    """Jobs of this run that succeeded with no known cost."""
 
     @property
     def pending(self) -> int:
@@ -425,59 +385,43 @@ class Batch:
     # ---- adding jobs ------------------------------------------------------------------
 
     def add(
-        self,
-        prompt: str,
-        *,
-        key: str | None = None,
-        deadline: float | None = None,
-        **params: Any,
+        self, prompt: str, *, key: str | None = None, **options: Unpack[GenerateOptions]
     ) -> str:
-        """Adds a generation: ``params`` are ``client.generate``'s keyword arguments
-        (``model``, ``n``, ``size``, ...), passed through unchanged. Returns the key
-        (default ``job-<number>``, numbered from 1 in the order added).
+        """Adds a generation: ``options`` are ``client.generate``'s keyword arguments
+        (``model``, ``n``, ``size``, ``deadline``, ...), passed through unchanged. Returns
+        the key (default ``job-<number>``, numbered from 1 in the order added).
 
         Raises:
+            TypeError: a keyword ``client.generate`` does not take; nothing is added then.
             ValidationError: see the class docstring; nothing is added then.
         """
-        options = {**params, "deadline": deadline}
         make = functools.partial(self._client.generate, prompt, **options)
-        described = {"operation": "generation", "prompt": prompt, **params}
-        return self._add(key, make, described, params)
+        described = {"operation": "generation", "prompt": prompt, **_described(options)}
+        return self._add(key, make, described, options)
 
-    def edit(
-        self,
-        prompt: str,
-        *,
-        images: ImageInput | Sequence[ImageInput],
-        mask: ImageInput | None = None,
-        key: str | None = None,
-        deadline: float | None = None,
-        **params: Any,
-    ) -> str:
+    def edit(self, prompt: str, *, key: str | None = None, **options: Unpack[EditOptions]) -> str:
         """Adds an edit: the arguments of ``client.edit`` (``images``, ``mask``,
         ``model``, ...) plus ``key``. Returns the key. Input files are read when the job
         starts; the journal's parameter hash covers their paths (or bytes), not their
         content."""
-        options = {**params, "images": images, "mask": mask, "deadline": deadline}
         make = functools.partial(self._client.edit, prompt, **options)
+        images = options["images"]
         inputs = list(images) if isinstance(images, list | tuple) else [images]
         described = {
             "operation": "edit",
             "prompt": prompt,
+            **_described(options),
             "images": inputs,
-            "mask": mask,
-            **params,
+            "mask": options.get("mask"),
         }
-        return self._add(key, make, described, params)
+        return self._add(key, make, described, options)
 
     def respond(
         self,
-        input: Any,
+        input: str | Sequence[Mapping[str, Any]],
         *,
-        model: str,
         key: str | None = None,
-        deadline: float | None = None,
-        **params: Any,
+        **options: Unpack[ResponseOptions],
     ) -> str:
         """Adds a Responses API job: the arguments of ``client.responses.stream``
         (``model``, ``input``, ``tools``, ``background``, ...) plus ``key``. Returns the
@@ -486,11 +430,11 @@ class Batch:
         resumes it (``client.responses.resume(id, starting_after=n)``) instead of paying
         for a new generation (docs/batch.md, "The journal")."""
         responses = self._client.responses
-        options = {**params, "model": model, "input": input, "deadline": deadline}
-        make = functools.partial(responses.stream, **options)
-        described = {"operation": "response", **params, "model": model, "input": input}
+        make = functools.partial(responses.stream, input=input, **options)
+        described = {"operation": "response", **_described(options), "input": input}
         resume = None
-        if params.get("background"):
+        if options.get("background"):
+            deadline = options.get("deadline")
 
             def resume(response_id: str, starting_after: int | None) -> ImageStream:
                 stream: ImageStream = responses.resume(
@@ -498,7 +442,7 @@ class Batch:
                 )
                 return stream
 
-        return self._add(key, make, described, params, resume=resume)
+        return self._add(key, make, described, options, resume=resume)
 
     def _add(
         self,
@@ -816,6 +760,12 @@ def _write_new(directory: Path, name: str, data: bytes) -> Path:
     return path
 
 
+def _described(options: Mapping[str, object]) -> dict[str, object]:
+    """What a job's parameter hash covers of its keywords: all but ``deadline``, which
+    bounds how long it may take, not what it asks for."""
+    return {name: value for name, value in options.items() if name != "deadline"}
+
+
 def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".replace("\n", " ")
 
@@ -837,7 +787,7 @@ def _from_journal(job: _Job, row: JournalRow) -> JobResult:
     )
 
 
-class SyncBatch:
+class SyncBatch(Resource):
     """``Client.batch(...)``: a :class:`Batch` driven from synchronous code, through the
     client's event loop thread. ``with client.batch(...) as batch``; ``add``/``edit`` as
     the async batch; iterate with ``for result in batch``. Leaving ``with`` early
@@ -857,32 +807,27 @@ class SyncBatch:
         """The async batch underneath (its counters: ``done``, ``failed``, ...)."""
         return self._batch
 
-    def __enter__(self) -> SyncBatch:
+    def __enter__(self) -> Self:
         self._context = self._portal.wrap_async_context_manager(self._batch)
         self._context.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
+    def close(self) -> None:
+        """Leaves the batch's ``async with`` block: cancels the jobs still running and
+        closes their streams; does nothing outside ``with``."""
         context, self._context = self._context, None
-        if context is None:
-            return None
-        result: bool | None = context.__exit__(exc_type, exc, traceback)
-        return result
+        if context is not None:
+            context.__exit__(None, None, None)
 
-    def add(self, prompt: str, **options: Any) -> str:
+    def add(
+        self, prompt: str, *, key: str | None = None, **options: Unpack[GenerateOptions]
+    ) -> str:
         """As :meth:`Batch.add`."""
-        key: str = self._portal.call(functools.partial(self._batch.add, prompt, **options))
-        return key
+        return self._portal.call(functools.partial(self._batch.add, prompt, key=key, **options))
 
-    def edit(self, prompt: str, **options: Any) -> str:
+    def edit(self, prompt: str, *, key: str | None = None, **options: Unpack[EditOptions]) -> str:
         """As :meth:`Batch.edit`."""
-        key: str = self._portal.call(functools.partial(self._batch.edit, prompt, **options))
-        return key
+        return self._portal.call(functools.partial(self._batch.edit, prompt, key=key, **options))
 
     def __iter__(self) -> Iterator[JobResult]:
         while True:

@@ -15,16 +15,16 @@ import os
 import urllib.parse
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
 import anyio
 import attrs
 import httpx2
+from anyio.abc import AsyncResource
 
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
-from ._bounds import close_bounded, validate_seconds
+from ._bounds import close_bounded, require_int, validate_seconds
 from ._connect import check_api_key, connection_error, open_response, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
@@ -47,9 +47,10 @@ from ._request import (
 )
 from ._responses_client import Responses
 from ._secrets import hidden, install_hpack_filter, register
+from ._signature import forwards_to
 from ._transport import http_client as new_http_client
 from ._version import USER_AGENT
-from .batch import Batch
+from .batch import Batch, BatchOptions
 from .events import Completed, image_of
 from .params import EditParameters, GenerationParameters
 from .sse import DEFAULT_MAX_EVENT_BYTES
@@ -63,6 +64,8 @@ __all__ = [
     "TTAPI_BASE_URL",
     "AsyncClient",
     "Auth",
+    "ClientOptions",
+    "ConnectionOptions",
 ]
 
 logger = logging.getLogger("ttstream")
@@ -85,6 +88,28 @@ MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
+class ConnectionOptions(TypedDict, total=False):
+    """The options of every client besides its credentials and its URL, as
+    :class:`AsyncClient` documents them: what ``AsyncAzureClient`` passes on to it as
+    ``**options`` (PEP 692). The defaults are :class:`AsyncClient`'s."""
+
+    timeout: float | httpx2.Timeout
+    max_retries: int
+    http_client: httpx2.AsyncClient | None
+    max_event_bytes: int
+    reconnect: ReconnectPolicy
+    deadline: float | None
+    max_connections: int
+
+
+class ClientOptions(ConnectionOptions, total=False):
+    """Every keyword of :class:`AsyncClient`: what the sync :class:`~ttstream.Client`
+    passes on to it as ``**options``."""
+
+    base_url: str | None
+    auth: Auth
+
+
 @attrs.frozen
 class _Prepared:
     """A request body built once: ``path`` under the base URL, the bytes, their type."""
@@ -99,7 +124,7 @@ def _is_ttapi(base_url: str) -> bool:
     return host == "ttapi.io" or host.endswith(".ttapi.io")
 
 
-class AsyncClient:
+class AsyncClient(AsyncResource):
     """The entry point: ``async with ttstream.AsyncClient() as client``.
 
     Args:
@@ -170,19 +195,12 @@ class AsyncClient:
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
             choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))
             raise ValidationError("auth", hidden(auth), choices)
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValidationError("max_retries", max_retries, "an int >= 0")
-        if (
-            not isinstance(max_event_bytes, int)
-            or isinstance(max_event_bytes, bool)
-            or max_event_bytes < 1
-        ):
-            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
+        require_int("max_retries", max_retries, 0)
+        require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         validate_seconds("deadline", deadline)
         if http_client is not None:
             check_http_client(http_client)
-        if not isinstance(max_connections, int) or max_connections < 1:
-            raise ValidationError("max_connections", max_connections, "an int >= 1")
+        require_int("max_connections", max_connections, 1)
         self.base_url = (base_url or TTAPI_BASE_URL).rstrip("/")
         try:
             http_url(self.base_url)
@@ -227,17 +245,6 @@ class AsyncClient:
         one): for its event hooks, e.g. counting the bytes received. Never give it
         default credentials: the key is added to each API request only."""
         return self._http
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Closes the HTTP client if this client created it."""
@@ -338,7 +345,8 @@ class AsyncClient:
 
         return self._stream(prepare, wire, "edit", deadline, reconnect)
 
-    def batch(self, **options: Any) -> Batch:
+    @forwards_to(Batch.__init__, options=BatchOptions)
+    def batch(self, **options: Unpack[BatchOptions]) -> Batch:
         """A :class:`~ttstream.batch.Batch` of many jobs on this client (``async with``):
         ``concurrency=``, ``images_per_minute=``, ``requests_per_minute=``,
         ``journal=``, ``out=`` (docs/batch.md).

@@ -15,7 +15,6 @@ say). A parameter whose value is ``None`` counts as omitted. Pure: no I/O.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
 import struct
@@ -26,6 +25,7 @@ from typing import Any, Literal, TypedDict, TypeVar, cast, get_type_hints
 import attrs
 
 from ._exceptions import ValidationError
+from ._signature import with_keywords
 
 __all__ = [
     "MODELS",
@@ -175,37 +175,19 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def keywords(parameters: Any) -> Callable[[_F], _F]:
     """A decorator for a method whose ``**params`` are typed ``Unpack[parameters]`` (a
-    ``TypedDict`` of this module): a keyword that is neither the method's own nor one of
-    ``parameters`` raises ``TypeError`` at the call, as Python does for a function with
-    explicit keywords (type checkers report it too, through ``Unpack``), and
+    ``TypedDict`` whose keys all default to ``None``, e.g. of this module): a keyword
+    that is neither the method's own nor one of ``parameters`` raises ``TypeError`` at
+    the call, as Python does for a function with explicit keywords (type checkers report
+    it too, through ``Unpack``), and
     ``inspect.signature`` (``help()``) lists every parameter as a keyword of its own."""
-    names = frozenset(parameters.__optional_keys__ | parameters.__required_keys__)
-
-    def decorate(method: _F) -> _F:
-        signature = inspect.signature(method)
-        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        known = names | {p.name for p in own}
-        hints = get_type_hints(parameters)
-
-        @functools.wraps(method)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            for name in kwargs:
-                if name not in known:
-                    raise TypeError(
-                        f"{method.__qualname__}() got an unexpected keyword argument {name!r}"
-                    )
-            return method(*args, **kwargs)
-
-        typed = [
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hints[name]
-            )
-            for name in parameters.__annotations__
-        ]
-        checked.__signature__ = signature.replace(parameters=[*own, *typed])  # type: ignore[attr-defined]
-        return cast("_F", checked)
-
-    return decorate
+    hints = get_type_hints(parameters)
+    typed = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hints[name]
+        )
+        for name in parameters.__annotations__
+    ]
+    return lambda method: with_keywords(method, typed, first=False)
 
 
 @attrs.frozen

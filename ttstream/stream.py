@@ -23,11 +23,11 @@ import enum
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Self, TypeAlias, TypeVar
 
 import attrs
 import httpx2
+from anyio.abc import AsyncResource
 
 from ._base64 import decode_on_arrival
 from ._body import read_body
@@ -66,7 +66,7 @@ class _State(enum.Enum):
     ENDED = "closed"
 
 
-class ImageStream:
+class ImageStream(AsyncResource):
     """The events of one generation or edit: :class:`PartialImage` previews, then one
     :class:`Completed` per image (``n`` of them), and a :class:`Reconnecting` notice
     whenever the stream reconnects.
@@ -155,18 +155,10 @@ class ImageStream:
         :func:`ttstream.sinks.pump` bounds its sinks by it too."""
         return self._deadline.at
 
-    async def __aenter__(self) -> ImageStream:
+    async def __aenter__(self) -> Self:
         self._check_unused()
         await self._guarded(self._ensure_started)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> ImageStream:
         return self

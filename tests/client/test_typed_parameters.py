@@ -23,10 +23,16 @@ import httpx2
 import pytest
 
 import ttstream
+import ttstream._azure
+import ttstream._request
+import ttstream.batch
+import ttstream.client
 from tests.support import streams
 from tests.support.streams import collect
 from tests.support.typecheck import mypy_errors
-from ttstream import AsyncClient, Client, ValidationError, params
+from ttstream import AsyncClient, Client, ValidationError, _options, params
+from ttstream._responses_client import Responses
+from ttstream._signature import forwards_to
 from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
@@ -115,12 +121,39 @@ async def main(client: ttstream.AsyncClient, sync: ttstream.Client) -> None:
     client.responses.stream(model="m", input="x", instruction="y")  # error: responses too
     sync.responses.stream(model="m", input="x", store="yes")  # error: a bool
     await client.fetch_image(None, deadline=5)  # type: ignore[arg-type]
+
+
+def wrappers(client: ttstream.AsyncClient, sync: ttstream.Client) -> None:
+    azure = ttstream.AzureClient(azure_endpoint="https://r.openai.azure.com", max_retries=1,
+                                 azure_ad_token_provider=lambda: "t", backend="trio")
+    ttstream.AsyncAzureClient(azure_endpoint="https://r", api_version="v1", deadline=60.0)
+    ttstream.Client("k", base_url="http://127.0.0.1:1/v1", auth="bearer", backend="asyncio")
+    azure.generate("a kite", quality="high", deadline=30.0)
+    sync.responses.resume("resp_1", starting_after=3, deadline=5.0)
+    batch = client.batch(concurrency=2, images_per_minute=60.0, journal="run.sqlite")
+    batch.add("a kite", key="k", size="1024x1024", deadline=5.0)
+    batch.edit("hat", images=b"x", input_fidelity="low")
+    batch.respond("x", model="gpt-5", background=True, store=False)
+    sync.batch(out="images").add("a kite", n=2)
+    ttstream.AzureClient(azure_endpont="https://r")  # error: the sync Azure client's keywords
+    ttstream.AzureClient(azure_endpoint="https://r", max_retries="2")  # error: an int
+    ttstream.AsyncAzureClient(azure_endpoint="https://r", timout=3)  # error: misspelt
+    ttstream.Client("k", auth="basic")  # error: not an auth
+    ttstream.Client("k", backend_option={})  # error: misspelt
+    azure.edit("hat", images=b"x", quality="ultra")  # error: the Azure wrapper's parameters
+    sync.edit("hat", n=1)  # error: images are required
+    sync.responses.resume("resp_1", starting_after="3")  # error: an int
+    sync.responses.stream(model="m", input="x", background="yes")  # error: a bool
+    client.batch(concurency=2)  # error: Client.batch's options
+    sync.batch(images_per_minute="60")  # error: a number
+    batch.add("a kite", sise="1024x1024")  # error: the batch's jobs too
+    batch.respond("x", model="m", store="yes")  # error: a bool
 """
 
 
 def test_mypy_strict_reports_a_misspelt_or_mistyped_parameter(tmp_path: Path) -> None:
     found, expected, output = mypy_errors(MYPY_SNIPPET, tmp_path)
-    assert len(expected) == 7
+    assert len(expected) == 20
     assert found == expected, output
 
 
@@ -199,6 +232,69 @@ def test_the_signatures_list_every_parameter_as_a_keyword() -> None:
         assert all(p.kind is not p.VAR_KEYWORD for p in signature.parameters.values())
     quality = inspect.signature(AsyncClient.generate).parameters["quality"].annotation
     assert "xhigh" in typing.get_args(typing.get_args(quality)[0])
+
+
+def test_the_wrappers_take_the_keywords_of_what_they_wrap() -> None:
+    """The sync, Azure, batch and Responses wrappers pass ``**options`` through: their
+    signatures list the wrapped method's keywords, with its defaults and no ``**``."""
+    pairs = [
+        (Client.generate, AsyncClient.generate),
+        (Client.edit, AsyncClient.edit),
+        (Client.batch, ttstream.Batch),
+        (AsyncClient.batch, ttstream.Batch),
+        (ttstream.SyncResponses.stream, Responses.stream),
+        (ttstream.SyncResponses.resume, Responses.resume),
+        (ttstream.AzureClient, ttstream.AsyncAzureClient),
+        (ttstream.AsyncAzureClient, AsyncClient),
+    ]
+    for wrapper, wrapped in pairs:
+        wrapper_parameters = inspect.signature(wrapper).parameters
+        for name, parameter in inspect.signature(wrapped).parameters.items():
+            if parameter.kind is parameter.KEYWORD_ONLY and name not in ("base_url", "auth"):
+                assert wrapper_parameters[name].default == parameter.default, (wrapper, name)
+        assert all(p.kind is not p.VAR_KEYWORD for p in wrapper_parameters.values()), wrapper
+    azure = inspect.signature(ttstream.AzureClient).parameters
+    assert (azure["backend"].default, azure["api_version"].default) == ("asyncio", None)
+
+
+@pytest.mark.parametrize(
+    ("options", "method", "besides"),
+    [
+        (_options.GenerateOptions, AsyncClient.generate, ()),
+        (_options.EditOptions, AsyncClient.edit, ()),
+        (_options.ResponseStreamOptions, Responses.stream, ()),
+        (_options.ResumeOptions, Responses.resume, ()),
+        (ttstream.client.ClientOptions, AsyncClient.__init__, ()),
+        (ttstream.client.ConnectionOptions, AsyncClient.__init__, ("base_url", "auth")),
+        (ttstream._azure.AzureOptions, ttstream.AsyncAzureClient.__init__, ()),
+        (ttstream.batch.BatchOptions, ttstream.Batch.__init__, ()),
+    ],
+)
+def test_each_typed_dict_is_exactly_the_keywords_of_its_method(
+    options: Any, method: Callable[..., object], besides: tuple[str, ...]
+) -> None:
+    """A keyword added to a method without its ``TypedDict`` (or the other way round)
+    would be missing from the wrappers: the lists must not drift apart."""
+    parameters = inspect.signature(method).parameters
+    keywords = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert set(options.__annotations__) == keywords - set(besides)
+    request = vars(ttstream._request)  # ImageInput is a string alias, evaluated here
+    aliases = {**request, "ImageInput": eval(ttstream._request.ImageInput, request)}
+    hints = typing.get_type_hints(options, localns=aliases)
+    own = typing.get_type_hints(inspect.unwrap(method), localns=aliases)
+    for name in options.__annotations__:
+        if name in own:  # the method's own keywords (not a TypedDict of ttstream.params)
+            assert hints[name] == own[name], name
+        required = name in options.__required_keys__
+        assert required == (parameters[name].default is inspect.Parameter.empty), name
+
+
+def test_a_typed_dict_naming_no_keyword_of_its_target_is_refused() -> None:
+    class Misspelt(typing.TypedDict, total=False):
+        deadlin: float
+
+    with pytest.raises(TypeError, match="deadlin"):
+        forwards_to(AsyncClient.generate, options=Misspelt)
 
 
 def test_parameters_is_the_keys_of_the_typed_list() -> None:

@@ -42,7 +42,8 @@ def private_imports(path: Path) -> list[str]:
 
 def instance_attributes(cls: ast.ClassDef) -> set[str]:
     """The names a class's methods assign on ``self``, its annotated class-level fields
-    (attrs) and its ``__slots__``."""
+    (attrs) and its ``__slots__``; not its ``ClassVar`` nor its ``Delegated``/``Settable``
+    attributes, which hold nothing (views of another object's, as a property is)."""
     names: set[str] = set()
     for node in ast.walk(cls):
         targets: list[ast.expr] = []
@@ -61,7 +62,9 @@ def instance_attributes(cls: ast.ClassDef) -> set[str]:
         if (
             isinstance(statement, ast.AnnAssign)
             and isinstance(statement.target, ast.Name)
-            and "ClassVar" not in ast.unparse(statement.annotation)
+            and not ast.unparse(statement.annotation).startswith(
+                ("ClassVar", "Delegated[", "Settable[")
+            )
         ):
             names.add(statement.target.id)
     return names
@@ -100,6 +103,7 @@ def test_no_class_outside_the_emulator_holds_more_than_14_attributes() -> None:
 def test_attributes_are_counted() -> None:
     cls = ast.parse(
         "class A:\n    x: int\n    def f(self):\n        self.y = 1\n        self.y += 1\n"
+        "    z: Delegated[int] = Delegated('y')\n"
     )
     assert instance_attributes(cls.body[0]) == {"x", "y"}  # type: ignore[arg-type]
 

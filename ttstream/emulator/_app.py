@@ -53,19 +53,34 @@ def new_request_id() -> str:
     return f"req_{secrets.token_hex(16)}"
 
 
-class _RequestIdMiddleware:
+class _HTTPMiddleware:
+    """An ASGI middleware of HTTP requests: :meth:`http` handles each one; other scopes
+    (``lifespan``) go to ``app`` as they are."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handles one HTTP request, passing it on to ``self.app``."""
+        await self.app(scope, receive, send)
+
+
+class _RequestIdMiddleware(_HTTPMiddleware):
     """Adds ``x-request-id`` to every response that goes through the app; the routes find
     it in ``request.state.request_id``. ``extra_headers`` go on every response too (Azure
     mode: its rate-limit headers)."""
 
     def __init__(self, app: ASGIApp, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        self.app = app
+        super().__init__(app)
         self.extra_headers = extra_headers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         headers = [(b"x-request-id", request_id.encode("ascii")), *self.extra_headers]
@@ -78,12 +93,12 @@ class _RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class _BodyLimitMiddleware:
+class _BodyLimitMiddleware(_HTTPMiddleware):
     """Answers 413 with the error JSON for a request body over ``max_bytes``: at once
     for a larger ``Content-Length``, else as soon as the bytes read pass the limit."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
     def _error(self) -> EmulatorError:
@@ -93,10 +108,7 @@ class _BodyLimitMiddleware:
             code="request_too_large",
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = dict(scope.get("headers", ())).get(b"content-length", b"0")
         if not length.isdigit() or len(length) > 18 or int(length) > self.max_bytes:
             await _error_response(self._error())(scope, receive, send)
@@ -114,18 +126,15 @@ class _BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-class _InFlightMiddleware:
+class _InFlightMiddleware(_HTTPMiddleware):
     """Counts every HTTP request in ``stats`` while the app answers it (for
     :meth:`StreamStats.wait_closed`)."""
 
     def __init__(self, app: ASGIApp, stats: StreamStats) -> None:
-        self.app = app
+        super().__init__(app)
         self.stats = stats
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.stats.request_started()
         try:
             await self.app(scope, receive, send)
@@ -133,7 +142,7 @@ class _InFlightMiddleware:
             self.stats.request_ended()
 
 
-class _DefaultFaultMiddleware:
+class _DefaultFaultMiddleware(_HTTPMiddleware):
     """Adds ``X-Emulator-Fault: <default fault>`` to a request that names no fault of
     its own (no such header, no ``?fault=``), while the emulator has a default fault."""
 
@@ -141,12 +150,12 @@ class _DefaultFaultMiddleware:
     _QUERY = FAULT_QUERY.encode("ascii") + b"="
 
     def __init__(self, app: ASGIApp, emulator: _Emulator) -> None:
-        self.app = app
+        super().__init__(app)
         self.emulator = emulator
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         spec = self.emulator.default_fault
-        if spec is not None and scope["type"] == "http":
+        if spec is not None:
             headers = scope.get("headers", [])
             named = any(name == self._HEADER for name, _ in headers) or any(
                 part.startswith(self._QUERY) for part in scope.get("query_string", b"").split(b"&")

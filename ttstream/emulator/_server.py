@@ -9,13 +9,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from types import TracebackType
+from typing import Self
 
 import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 
 from .._exceptions import ClosedError
+from .._resource import Resource
 from ._app import create_app
 from ._faults import DEFAULT_WAIT_CLOSED, StreamStats
 
@@ -85,7 +86,7 @@ def base_url_for(host: str, port: int) -> str:
     return f"http://{shown}:{port}/v1"
 
 
-class EmulatorServer:
+class EmulatorServer(Resource):
     """The emulator served by uvicorn in a daemon thread with its own asyncio loop.
 
     A context manager::
@@ -225,17 +226,11 @@ class EmulatorServer:
         self._server = self._thread = None
         self._port = None
 
-    def __enter__(self) -> EmulatorServer:
+    close = stop  # what leaving ``with`` calls
+
+    def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.base_url if self._port is not None else "stopped"

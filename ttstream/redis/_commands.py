@@ -30,6 +30,7 @@ __all__ = [
     "Fence",
     "append",
     "call",
+    "check_client",
     "claim_key",
     "delete_fenced",
     "fence_of",
@@ -39,6 +40,17 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+
+def check_client(redis: object) -> None:
+    """Refuses a coredis client made with ``decode_responses=True``: entries carry
+    binary fields (images), which such a client would decode as text.
+
+    Raises:
+        ValidationError: ``redis`` decodes responses.
+    """
+    if getattr(redis, "decode_responses", False):
+        raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
 
 
 async def call(what: str, key: str, limit: float, command: Callable[[], Awaitable[_T]]) -> _T:

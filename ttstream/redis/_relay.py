@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._bounds import validate_seconds
+from .._bounds import require_int, validate_seconds
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     SSE_HEADERS,
@@ -46,6 +46,7 @@ from .._browser.frames import (
     start_event_stream,
 )
 from .._browser.viewers import FORBIDDEN, Authorize
+from .._delegate import Delegated
 from .._exceptions import ValidationError
 from ._codec import (
     EntryId,
@@ -56,7 +57,7 @@ from ._codec import (
     is_terminal,
     parse_id,
 )
-from ._commands import call, claim_key, newest_entry
+from ._commands import call, check_client, claim_key, newest_entry
 from ._errors import MalformedEntryError, RedisStreamError
 
 if TYPE_CHECKING:
@@ -217,10 +218,8 @@ class RedisRelay:
         send_timeout: float = 30.0,
         outage: float = 10.0,
     ) -> None:
-        if not isinstance(window, int) or window < 1:
-            raise ValidationError("window", window, "an int >= 1 (frames)")
-        if not isinstance(retry, int) or retry < 0:
-            raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
+        require_int("window", window, 1, "frames")
+        require_int("retry", retry, 0, "milliseconds")
         if not isinstance(prefix, str) or not prefix:
             raise ValidationError("prefix", prefix, "a non-empty key prefix, e.g. 'ttstream:'")
         if wait != 0:
@@ -238,8 +237,7 @@ class RedisRelay:
             not isinstance(token_secret, (bytes, bytearray)) or len(token_secret) < 16
         ):
             raise ValidationError("token_secret", "<hidden>", "bytes, at least 16 of them")
-        if getattr(redis, "decode_responses", False):
-            raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
+        check_client(redis)
         self.redis = redis
         self.prefix = prefix
         self.claims = claims
@@ -253,62 +251,31 @@ class RedisRelay:
 
     # The options, as given (read-only).
 
-    @property
-    def authorize(self) -> Authorize | None:
-        """The ``authorize(scope, job_key)`` callback, or ``None``."""
-        return self._gate.authorize
-
-    @property
-    def token_secret(self) -> bytes | None:
-        """The secret viewer tokens are checked with, or ``None``."""
-        return self._gate.token_secret
-
-    @property
-    def window(self) -> int:
-        """Frames kept in memory per stream being watched (>= 1)."""
-        return self._reading.window
-
-    @property
-    def wait(self) -> float:
-        """Seconds a request for a missing key waits before its 404 (>= 0)."""
-        return self._reading.wait
-
-    @property
-    def block(self) -> float:
-        """Seconds each ``XREAD BLOCK`` waits for new entries (> 0)."""
-        return self._reading.block
-
-    @property
-    def idle_timeout(self) -> float:
-        """Seconds without a new entry after which a stream with no terminal entry is lost."""
-        return self._reading.idle_timeout
-
-    @property
-    def timeout(self) -> float:
-        """Seconds each Redis command may take, beyond its ``BLOCK`` (> 0)."""
-        return self._reading.timeout
-
-    @property
-    def outage(self) -> float:
-        """Seconds a Redis failure is ridden out while a response runs (> 0)."""
-        return self._reading.outage
+    authorize: Delegated[Authorize | None] = Delegated("_gate")
+    """The ``authorize(scope, job_key)`` callback, or ``None``."""
+    token_secret: Delegated[bytes | None] = Delegated("_gate")
+    """The secret viewer tokens are checked with, or ``None``."""
+    window: Delegated[int] = Delegated("_reading")
+    """Frames kept in memory per stream being watched (>= 1)."""
+    wait: Delegated[float] = Delegated("_reading")
+    """Seconds a request for a missing key waits before its 404 (>= 0)."""
+    block: Delegated[float] = Delegated("_reading")
+    """Seconds each ``XREAD BLOCK`` waits for new entries (> 0)."""
+    idle_timeout: Delegated[float] = Delegated("_reading")
+    """Seconds without a new entry after which a stream with no terminal entry is lost."""
+    timeout: Delegated[float] = Delegated("_reading")
+    """Seconds each Redis command may take, beyond its ``BLOCK`` (> 0)."""
+    outage: Delegated[float] = Delegated("_reading")
+    """Seconds a Redis failure is ridden out while a response runs (> 0)."""
 
     # The counters.
 
-    @property
-    def connections(self) -> int:
-        """Connections being served right now."""
-        return self._counts.connections
-
-    @property
-    def reads(self) -> int:
-        """``XREAD`` and ``XRANGE`` commands run so far (shared reads count once)."""
-        return self._counts.reads
-
-    @property
-    def dropped(self) -> int:
-        """Browsers dropped for not taking a frame within ``send_timeout``."""
-        return self._counts.dropped
+    connections: Delegated[int] = Delegated("_counts")
+    """Connections being served right now."""
+    reads: Delegated[int] = Delegated("_counts")
+    """``XREAD`` and ``XRANGE`` commands run so far (shared reads count once)."""
+    dropped: Delegated[int] = Delegated("_counts")
+    """Browsers dropped for not taking a frame within ``send_timeout``."""
 
     def __repr__(self) -> str:
         return (

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
-from .._bounds import validate_seconds
+from .._bounds import require_int, validate_seconds
 from .._browser.items import public_message
 from .._event_types import StreamItem
-from .._exceptions import ClosedError, TTStreamError, ValidationError
+from .._exceptions import ClosedError, TTStreamError
 from ..events import Completed
 from ._codec import Terminal, encode_item, encode_terminal, new_generation
-from ._commands import append, fence_of
+from ._commands import append, check_client, fence_of
 from ._errors import ClaimLostError, RedisStreamError
 
 if TYPE_CHECKING:
@@ -123,15 +123,12 @@ class RedisStreamSink:
         outage: float = 10.0,
         max_buffer: int = 64 * 1024 * 1024,
     ) -> None:
-        if not isinstance(maxlen, int) or maxlen < 1:
-            raise ValidationError("maxlen", maxlen, "an int >= 1 (entries)")
-        if not isinstance(max_buffer, int) or max_buffer < 1:
-            raise ValidationError("max_buffer", max_buffer, "an int >= 1 (bytes)")
+        require_int("maxlen", maxlen, 1, "entries")
+        require_int("max_buffer", max_buffer, 1, "bytes")
         validate_seconds("ttl", ttl)
         validate_seconds("timeout", timeout)
         validate_seconds("outage", outage)
-        if getattr(redis, "decode_responses", False):
-            raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
+        check_client(redis)
         self.redis = redis
         self.key = key
         self.maxlen = maxlen

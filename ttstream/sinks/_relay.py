@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 
-from .._bounds import require_seconds
+from .._bounds import require_int, require_seconds
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import (
     Frame,
@@ -47,6 +47,7 @@ from .._browser.frames import (
     write_body,
 )
 from .._browser.viewers import FORBIDDEN, Authorize
+from .._delegate import Delegated
 from .._event_types import StreamItem
 from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
@@ -164,10 +165,8 @@ class SSERelay:
         send_timeout: float = 30.0,
         on_cancel: Callable[[], object] | None = None,
     ):
-        if not isinstance(replay, int) or replay < 1:
-            raise ValidationError("replay", replay, "an int >= 1 (events)")
-        if not isinstance(retry, int) or retry < 0:
-            raise ValidationError("retry", retry, "an int >= 0 (milliseconds)")
+        require_int("replay", replay, 1, "events")
+        require_int("retry", retry, 0, "milliseconds")
         if keepalive is not None and not keepalive > 0:
             raise ValidationError("keepalive", keepalive, "None or seconds > 0")
         timeout = require_seconds("send_timeout", send_timeout)
@@ -194,15 +193,10 @@ class SSERelay:
             f"connections={self.connections}>"
         )
 
-    @property
-    def connections(self) -> int:
-        """Connections being served right now."""
-        return self._counts.connections
-
-    @property
-    def dropped(self) -> int:
-        """Viewers dropped because they did not read for ``send_timeout`` seconds."""
-        return self._counts.dropped
+    connections: Delegated[int] = Delegated("_counts")
+    """Connections being served right now."""
+    dropped: Delegated[int] = Delegated("_counts")
+    """Viewers dropped because they did not read for ``send_timeout`` seconds."""
 
     @property
     def last_id(self) -> int:
