@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ._responses import Response
     from ._responses_client import ResponseStream
     from ._sync import Client, SyncImageStream, SyncResponses
+    from ._transport import http_client
     from ._version import VERSION as __version__
     from .batch import Batch, JobResult, SyncBatch
     from .client import AsyncClient
@@ -88,6 +89,7 @@ _LAZY = {
     "SyncImageStream": "_sync",
     "SyncResponses": "_sync",
     "Usage": "events",
+    "http_client": "_transport",
     "parse_event": "events",
     "__version__": "_version",  # read from the package's metadata, once
 }
@@ -150,6 +152,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "events",
+    "http_client",
     "params",
     "parse_event",
     "sinks",

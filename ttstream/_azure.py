@@ -60,6 +60,11 @@ V1_VERSIONS = ("v1", "preview")
 # Given to AsyncClient with a token provider: never sent (auth_headers() asks the
 # provider), and shorter than MIN_SECRET_CHARS, so never registered as a secret.
 _PLACEHOLDER_KEY = "entra"
+# How to give a setting that is missing (ValidationError.missing).
+_GIVE_ENDPOINT = (
+    "pass azure_endpoint='https://<resource>.openai.azure.com' or set AZURE_OPENAI_ENDPOINT"
+)
+_GIVE_KEY = "pass api_key=..., set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=..."
 
 
 class AzureOptions(ConnectionOptions, total=False):
@@ -110,12 +115,7 @@ class AsyncAzureClient(AsyncClient):
     ) -> None:
         endpoint = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
         if not endpoint:
-            raise ValidationError(
-                "azure_endpoint",
-                endpoint,
-                "given: pass azure_endpoint='https://<resource>.openai.azure.com' "
-                "or set AZURE_OPENAI_ENDPOINT",
-            )
+            raise ValidationError.missing("azure_endpoint", endpoint, _GIVE_ENDPOINT)
         if azure_ad_token_provider is not None and not callable(azure_ad_token_provider):
             raise ValidationError(
                 "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
@@ -123,12 +123,7 @@ class AsyncAzureClient(AsyncClient):
         if azure_ad_token_provider is None:
             api_key = api_key or os.environ.get(AZURE_KEY_VARIABLE) or None
             if not api_key:
-                raise ValidationError(
-                    "api_key",
-                    api_key,
-                    "given: pass api_key=..., set AZURE_OPENAI_API_KEY, "
-                    "or pass azure_ad_token_provider=...",
-                )
+                raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
         elif api_key is not None:
             raise ValidationError(
                 "api_key",

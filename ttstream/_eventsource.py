@@ -29,7 +29,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Self, TypeAlias, TypeVar
 
@@ -66,6 +66,9 @@ class _NoContent:
 
     async def __anext__(self) -> bytes:
         raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Nothing to close; here so that every body is closed the same way."""
 
 
 @attrs.define
@@ -215,7 +218,7 @@ class EventSource(AsyncResource):
         self._machine = Reconnection(reconnect, clock=anyio.current_time, idempotent=idempotent)
         self._pending: deque[ServerSentEvent | Comment] = deque()
         self._response: httpx2.Response | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
+        self._chunks: AsyncGenerator[bytes, None] | _NoContent | None = None
         # The reader's current wait (a read, a reconnection wait, a connection): aclose()
         # and restart() from another task cancel it.
         self._scope: anyio.CancelScope | None = None
@@ -295,9 +298,8 @@ class EventSource(AsyncResource):
         steps = []
         if not reading:
             self._chunks = None
-            aclose_chunks = getattr(chunks, "aclose", None)
-            if aclose_chunks is not None:
-                steps.append(aclose_chunks)
+            if chunks is not None:
+                steps.append(chunks.aclose)
         if response is not None:
             steps.append(response.aclose)
         if steps:

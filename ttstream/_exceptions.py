@@ -172,6 +172,12 @@ class ValidationError(TTStreamError, ValueError):
             f"{param}={short_repr(value)} is not allowed{for_model}: {param} must be {allowed}"
         )
 
+    @classmethod
+    def missing(cls, param: str, value: object, how: str) -> ValidationError:
+        """A required setting given neither as an argument nor in the environment
+        (``value`` is what was found: ``None`` or empty); ``how`` says how to give it."""
+        return cls(param, value, f"given: {how}")
+
 
 class UnknownNameError(ValidationError, KeyError):
     """A name that is not among the known ones (a base64 backend that is not installed);

@@ -136,7 +136,10 @@ def _on_asyncio() -> bool:
 
 def http_client(**kwargs: Any) -> httpx2.AsyncClient:
     """An ``httpx2.AsyncClient(**kwargs)``, on aiohttp's transport for asyncio when the
-    ``aiohttp`` extra is installed (httpcore on trio), else httpx's default transport.
+    ``aiohttp`` extra is installed (httpcore on trio), else httpcore with wide socket
+    reads: the client ttstream creates when given none. Public as
+    ``ttstream.http_client``, for an ``http_client=`` of your own options that keeps
+    this transport (docs/fast.md, "The transport").
 
     ``kwargs`` are ``httpx2.AsyncClient``'s (``timeout``, ``follow_redirects``,
     ``limits``...), except ``transport``.

@@ -43,10 +43,12 @@ import socket
 import ssl
 import sys
 import time
+import typing
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -69,10 +71,18 @@ from ._reconnect import Reconnecting
 from ._version import VERSION
 from .client import DEFAULT_MODEL, AsyncClient, http_url
 from .events import Completed, PartialImage, image_of
-from .params import MODELS, Operation, streams_by_default, validate
+from .params import (
+    MODELS,
+    EditParameters,
+    GenerationParameters,
+    Operation,
+    allowed_summary,
+    streams_by_default,
+    validate,
+)
 from .sinks import FileSink
 
-__all__ = ["main"]
+__all__ = ["PARAMETERS_WITHOUT_OPTIONS", "main"]
 
 _EMULATOR_STEP_DELAY = 0.6  # seconds between events, so that previews visibly stream in
 _KEY_VARIABLES = ("TTAPI_API_KEY", "OPENAI_API_KEY")
@@ -80,30 +90,34 @@ _KEY_HELP = "set TTAPI_API_KEY (or OPENAI_API_KEY), or pass --api-key-file FILE 
 _MAX_KEY_LINE = 4096  # bytes of a key file read: a key is far shorter
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a header carries
 _MODEL_LIST = re.compile(r"only ((?:[\w.-]+, ){3,}[\w.-]+) take (\w+)")
-# Options passed through as the API parameter of the same name (dashes to underscores):
-# name -> (metavar, help). The model's table checks the values before any request.
-_TEXT_PARAMS = {
-    "size": ("WxH", "auto, 1024x1024, 1536x1024, 1024x1536, ... (gpt-image-2: any WxH)"),
-    "quality": ("Q", "auto, low, medium, high (newer models: xhigh, max; dall-e-3: standard, hd)"),
-    "background": ("B", "auto, opaque, transparent"),
-    "output_format": ("FMT", "png, jpeg, webp (newer models: gif, svg)"),
-    "moderation": ("M", "auto, low"),
-    "response_format": ("FMT", "b64_json, url (dall-e only; url results are downloaded)"),
-    "style": ("S", "vivid, natural (dall-e-3)"),
-    "complexity": ("C", "low, medium, high"),
-    "safety_identifier": ("ID", "a stable id for your end user (replaces --user)"),
-    "user": ("ID", "an id for your end user (deprecated alias of --safety-identifier)"),
+# The image parameters are options built from the typed declarations
+# (ttstream.params.GenerationParameters, EditParameters): one option per parameter, named
+# after it (dashes for underscores) and passed through under its API name; the help gives
+# the range from the model's table (params.allowed_summary). A parameter added there is an
+# option here with no edit. What follows is presentation only (a parameter missing from
+# it still gets its option), and the parameters that have no option, with the reason.
+PARAMETERS_WITHOUT_OPTIONS: Mapping[str, str] = MappingProxyType(
+    {"svg": "an object of options (a mapping), not a word of the command line; use the API"}
+)
+"""Typed parameters with no command-line option, each with the reason (docs/cli.md)."""
+_HELP = {  # what the option is for, around the range from the table ({})
+    "n": "number of images: {}",
+    "partial_images": "previews to stream: {}",
+    "output_compression": "compression in percent: {}",
+    "frame_count": "frames of a gif: {}",
+    "frame_duration_ms": "milliseconds per gif frame: {}",
+    "response_format": "{}; url results are downloaded",
+    "stream": "stream previews ({})",
+    "safety_identifier": "a stable id for your end user (replaces --user)",
+    "user": "an id for your end user (deprecated alias of --safety-identifier)",
+    "input_fidelity": "how closely the edit keeps the input's details: {}",
 }
-_INT_PARAMS = {
-    "partial_images": ("N", "previews to stream, 0 to 3"),
-    "n": ("N", "number of images, 1 to 10"),
-    "output_compression": ("PCT", "0 to 100 (jpeg, webp)"),
-    "frame_count": ("N", "frames of a gif, 2 to 16"),
-    "frame_duration_ms": ("MS", "milliseconds per gif frame"),
-}
-_EDIT_PARAMS = {
-    "input_fidelity": ("F", "high, low: how closely the edit keeps the input's details")
-}
+_METAVARS = {
+    "size": "WxH", "quality": "Q", "background": "B", "output_format": "FMT",
+    "moderation": "M", "response_format": "FMT", "style": "S", "complexity": "C",
+    "safety_identifier": "ID", "user": "ID", "output_compression": "PCT",
+    "frame_duration_ms": "MS", "input_fidelity": "F",
+}  # fmt: skip
 
 
 def _slug(prompt: str) -> str:
@@ -119,19 +133,38 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _image_options(parser: argparse.ArgumentParser, extra: dict[str, tuple[str, str]]) -> None:
+def _parameter_names(command: str) -> list[str]:
+    """The typed API parameters of ``command`` that are options, in declaration order."""
+    declared = EditParameters if command == "edit" else GenerationParameters
+    return [name for name in declared.__annotations__ if name not in PARAMETERS_WITHOUT_OPTIONS]
+
+
+def _parameter_option(name: str, hint: object) -> dict[str, Any]:
+    """The ``add_argument`` keywords of one typed parameter's option:
+    ``--stream/--no-stream`` for a bool, an int for an int, else the text as given (the
+    model's table checks it before anything starts, with the lines of
+    :func:`_parameter_line`)."""
+    kinds = {arg for arg in typing.get_args(hint) if arg is not type(None)}
+    summary = allowed_summary(name, DEFAULT_MODEL)
+    template = _HELP.get(name, "{}")
+    text = template if summary is None else template.format(summary)
+    options: dict[str, Any] = {"dest": name, "help": None if text == "{}" else text}
+    if kinds == {bool}:
+        return {**options, "action": argparse.BooleanOptionalAction}
+    if kinds == {int}:
+        return {**options, "metavar": _METAVARS.get(name, "N"), "type": int}
+    if all(kind is str or typing.get_origin(kind) is Literal for kind in kinds):
+        return {**options, "metavar": _METAVARS.get(name)}
+    raise TypeError(f"{name}: {hint} has no command-line form (PARAMETERS_WITHOUT_OPTIONS)")
+
+
+def _image_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("prompt", help="what to draw")
     api = parser.add_argument_group("image parameters (the API's own, checked per model)")
     api.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
-    for name, (metavar, text) in {**_TEXT_PARAMS, **extra}.items():
-        api.add_argument(_option(name), dest=name, metavar=metavar, help=text)
-    for name, (metavar, text) in _INT_PARAMS.items():
-        api.add_argument(_option(name), dest=name, metavar=metavar, type=int, help=text)
-    api.add_argument(
-        "--stream",
-        action=argparse.BooleanOptionalAction,
-        help="stream previews (default: yes for gpt-image models, no for dall-e)",
-    )
+    hints = typing.get_type_hints(EditParameters)
+    for name in _parameter_names(command):
+        api.add_argument(_option(name), **_parameter_option(name, hints[name]))
     parser.add_argument(
         "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
     )
@@ -180,11 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "generate", help="generate an image from a prompt", epilog=parser.epilog
     )
-    _image_options(generate, {})
+    _image_options(generate, "generate")
     edit = commands.add_parser(
         "edit", help="edit one or more images with a prompt", epilog=parser.epilog
     )
-    _image_options(edit, _EDIT_PARAMS)
+    _image_options(edit, "edit")
     edit.add_argument(
         "--image",
         nargs="+",
@@ -252,10 +285,7 @@ class _Failed(Exception):
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    names = [*_TEXT_PARAMS, *_INT_PARAMS, "stream"]
-    if args.command == "edit":
-        names += list(_EDIT_PARAMS)
-    params = {name: getattr(args, name) for name in names}
+    params = {name: getattr(args, name) for name in _parameter_names(args.command)}
     if args.model.startswith("dall-e") and params["response_format"] is None:
         params["response_format"] = "b64_json"  # files are written from the inline image
     return {name: value for name, value in params.items() if value is not None}
@@ -363,7 +393,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 def _parameter_line(exc: ValidationError) -> str:
     """A parameter the model does not take, as one short line: the option, the value,
     the model and what it takes, long lists of model names counted instead."""
-    options = {*_TEXT_PARAMS, *_INT_PARAMS, *_EDIT_PARAMS, "model", "stream"}
+    options = {*_parameter_names("edit"), "model"}
     name = _option(exc.param) if exc.param in options else exc.param
     value = shlex.quote(exc.value) if isinstance(exc.value, str) else repr(exc.value)
     model = f" for {clean(exc.model, 60)}" if exc.model else ""

@@ -86,6 +86,11 @@ DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 """Seconds ``fetch_image`` may take in all, redirects included, unless told otherwise."""
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
+# How to give a key that is missing (ValidationError.missing).
+_GIVE_KEY = (
+    "pass the key as the first argument, or set TTAPI_API_KEY or OPENAI_API_KEY (with no "
+    "key, ttstream.emulator.api_or_emulator() runs the built-in emulator)"
+)
 
 
 class ConnectionOptions(TypedDict, total=False):
@@ -184,13 +189,7 @@ class AsyncClient(AsyncResource):
                 if api_key is not None:
                     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
         if not api_key:
-            raise ValidationError(
-                "api_key",
-                api_key,
-                "given: pass the key as the first argument, or set TTAPI_API_KEY or "
-                "OPENAI_API_KEY (with no key, ttstream.emulator.api_or_emulator() runs the "
-                "built-in emulator)",
-            )
+            raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
         check_api_key("api_key", api_key)
         if auth not in _AUTH_CHOICES:  # a key passed here by mistake is not echoed
             choices = "one of " + ", ".join(map(repr, _AUTH_CHOICES))

@@ -46,6 +46,7 @@ __all__ = [
     "ResponseFormat",
     "ResponsesParameters",
     "Style",
+    "allowed_summary",
     "free_size_ok",
     "keywords",
     "streams_by_default",
@@ -343,6 +344,8 @@ _FORMAT_PARAMETERS: Mapping[str, str] = {
     "svg": "svg",
 }
 _FRAME_COUNT = (2, 16)  # official SDK 3.57: "Accepts integers from 2 through 16"
+_PARTIAL_IMAGES = (0, 3)  # official SDK 3.57: partial_images "between 0 and 3"
+_COMPRESSION = (0, 100)  # official SDK 3.57: output_compression "0-100%"
 # Canonical WxH only: ASCII digits, no sign or leading zero, lower-case x. Edges stay under a
 # million pixels, which keeps int() far from Python's 4300-digit conversion limit.
 _WXH = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
@@ -476,8 +479,8 @@ def _check_one(operation: Operation, model: str, spec: ModelSpec, name: str, val
     elif name == "output_compression":
         if not spec.output_formats:
             raise refuse(_omitted(name, lambda s: s.output_formats))
-        if not _int_in(value, 0, 100):
-            raise refuse("an int from 0 to 100")
+        if not _int_in(value, *_COMPRESSION):
+            raise refuse(f"an int from {_COMPRESSION[0]} to {_COMPRESSION[1]}")
     elif name == "stream":
         if not isinstance(value, bool):
             raise ValidationError(name, value, "True or False")
@@ -486,8 +489,8 @@ def _check_one(operation: Operation, model: str, spec: ModelSpec, name: str, val
     elif name == "partial_images":
         if not spec.streaming:
             raise refuse(_omitted(name, lambda s: s.streaming))
-        if not _int_in(value, 0, 3):
-            raise refuse("an int from 0 to 3")
+        if not _int_in(value, *_PARTIAL_IMAGES):
+            raise refuse(f"an int from {_PARTIAL_IMAGES[0]} to {_PARTIAL_IMAGES[1]}")
     elif name in ("user", "safety_identifier") and not isinstance(value, str):
         # Official SDK 3.57: safety_identifier is a str; user, its deprecated alias, too.
         raise ValidationError(name, value, "a string")
@@ -616,3 +619,79 @@ def _takers(has: Callable[[ModelSpec], object]) -> str:
 
 def _omitted(name: str, has: Callable[[ModelSpec], object]) -> str:
     return f"omitted (only {_takers(has)} {name}{_WHY_OMITTED.get(name, '')})"
+
+
+def allowed_summary(name: str, model: str = TOOL_MODEL) -> str | None:
+    """What the table allows for parameter ``name``, in a few words for a help text (the
+    command line's options, docs/cli.md): ``model``'s values or range first, then what
+    other models take, all read from :data:`MODELS` and the rules of this module, never
+    written twice. ``None`` for a parameter with no rule beyond its type (``user``).
+
+    Raises:
+        ValidationError: ``model`` is not in :data:`MODELS`.
+    """
+    spec = MODELS.get(model)
+    if spec is None:
+        raise ValidationError("model", model, "a model of the table: " + ", ".join(MODELS))
+    if name in _CHOICE_FIELDS:
+        return _summary_of_values(model, _choices(spec, name), lambda s: _choices(s, name))
+    if name == "size":
+        text = _summary_of_values(model, spec.sizes, lambda s: s.sizes)
+        if spec.free_sizes:
+            free = (
+                f"or any WxH: multiples of {_SIZE_STEP}, 1:{_MAX_RATIO} to {_MAX_RATIO}:1,"
+                f" at most {_MAX_LONG_EDGE} wide or high and {_MAX_PIXELS} pixels"
+            )
+            own, _, others = text.partition("; ")
+            text = f"{own}, {free}" + (f"; {others}" if others else "")
+        return text
+    if name == "n":
+        differing = {other: s.n_max for other, s in MODELS.items() if s.n_max != spec.n_max}
+        text = _range(1, spec.n_max)
+        if 0 < len(differing) <= _FEW:
+            text += " (" + ", ".join(f"{m}: {_range(1, n)}" for m, n in differing.items()) + ")"
+        elif differing:
+            text += f"; other models: up to {max(differing.values())}"
+        return text
+    formats = {
+        "output_compression": f"output_format {' or '.join(_COMPRESSED_FORMATS)}",
+        **{parameter: f"output_format {fmt}" for parameter, fmt in _FORMAT_PARAMETERS.items()},
+    }
+    ranges = {
+        "output_compression": _COMPRESSION,
+        "partial_images": _PARTIAL_IMAGES,
+        "frame_count": _FRAME_COUNT,
+    }
+    if name in ranges:
+        low, high = ranges[name]
+        needs = formats.get(name, "with stream, on the models that stream")
+        return f"{_range(low, high)} ({needs})"
+    if name == "frame_duration_ms":
+        return f">= 0 ({formats[name]})"
+    if name == "svg":
+        return f"an object of options ({formats[name]})"
+    if name == "stream":
+        unstreamed = [other for other, s in MODELS.items() if not s.streaming]
+        names = ", ".join(unstreamed) if len(unstreamed) <= _FEW else "some models"
+        formats_text = " or ".join(_UNSTREAMED_FORMATS)
+        return f"streamed by default, except on {names} and with output_format {formats_text}"
+    return None
+
+
+_FEW = 3  # models a summary names; more are "some models" or "not <model>"
+
+
+def _range(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def _summary_of_values(
+    model: str, own: tuple[str, ...], values: Callable[[ModelSpec], tuple[str, ...]]
+) -> str:
+    """``model``'s values of an enumerated parameter, then the other models' values."""
+    others = list(dict.fromkeys(v for s in MODELS.values() for v in values(s) if v not in own))
+    if own:
+        return ", ".join(own) + (f"; other models: {', '.join(others)}" if others else "")
+    takers = [other for other, s in MODELS.items() if values(s)]
+    who = ", ".join(takers) + " only" if len(takers) <= _FEW else f"not {model}"
+    return f"{', '.join(others)} ({who})"

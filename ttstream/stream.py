@@ -116,9 +116,9 @@ class ImageStream(AsyncResource):
         self._request_id: str | None = None
         self.decode_images: bool | None = None
         """Whether images are decoded while they arrive (docs/fast.md): ``None`` (the
-        default) decides when the stream starts, by
-        ``ttstream._base64.decode_on_arrival``; :func:`~ttstream.sinks.pump` sets it
-        when every sink only forwards base64. Set it before the stream starts."""
+        default) decides when the stream starts: decoded; :func:`~ttstream.sinks.pump`
+        sets it when every sink only forwards base64
+        (:class:`~ttstream.sinks.Base64ForwardingSink`). Set it before the stream starts."""
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
         self.model: str | None = None

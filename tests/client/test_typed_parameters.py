@@ -28,8 +28,8 @@ import ttstream._request
 import ttstream.batch
 import ttstream.client
 from tests.support import streams
-from tests.support.paths import ROOT
 from tests.support.streams import collect
+from tests.support.typecheck import mypy_errors
 from ttstream import AsyncClient, Client, ValidationError, _options, params
 from ttstream._responses_client import Responses
 from ttstream._signature import forwards_to
@@ -152,16 +152,9 @@ def wrappers(client: ttstream.AsyncClient, sync: ttstream.Client) -> None:
 
 
 def test_mypy_strict_reports_a_misspelt_or_mistyped_parameter(tmp_path: Path) -> None:
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(textwrap.dedent(MYPY_SNIPPET))
-    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
-    command = [*mypy, "--cache-dir", str(tmp_path / "cache"), str(snippet)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-    found = {int(line.split(":")[1]) for line in done.stdout.splitlines() if ": error:" in line}
-    source = snippet.read_text().splitlines()
-    expected = {number for number, line in enumerate(source, 1) if "# error:" in line}
+    found, expected, output = mypy_errors(MYPY_SNIPPET, tmp_path)
     assert len(expected) == 20
-    assert found == expected, done.stdout
+    assert found == expected, output
 
 
 # -- extra_body and the wire ---------------------------------------------------------------

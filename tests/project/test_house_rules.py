@@ -1,11 +1,12 @@
 """The house rules that a reading of the source can check (docs/design.md): no module
 imports another module's private name, no class outside the emulator holds more than 14
-attributes, ttstream imports httpx2 and never httpx, and the code cites only the
-repository's own documents."""
+attributes, ttstream imports httpx2 and never httpx, the code cites only the
+repository's own documents, and the user docs name public paths only."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,37 @@ def test_the_code_cites_only_the_repositorys_documents() -> None:
         if "wire-format.md" in path.read_text() or "DESIGN.md" in path.read_text()
     ]
     assert cited == []
+
+
+DOCS = PACKAGE.parent / "docs"
+USER_PAGES = [
+    PACKAGE.parent / "README.md",
+    *sorted(
+        page
+        for page in DOCS.rglob("*.md")
+        # design.md describes the layers by their modules; the reference is generated
+        if page.name != "design.md" and page.relative_to(DOCS).parts[0] != "reference"
+    ),
+]
+PRIVATE_PATH = re.compile(r"\bttstream(?:\.[A-Za-z]\w*)*\._(?!_)\w*")
+
+
+def private_paths(text: str) -> list[str]:
+    """``ttstream._x`` or ``ttstream.sinks._y`` (not ``ttstream.__version__``)."""
+    return PRIVATE_PATH.findall(text)
+
+
+def test_the_user_docs_name_no_private_module() -> None:
+    found = {
+        str(page.relative_to(PACKAGE.parent)): paths
+        for page in USER_PAGES
+        if (paths := private_paths(page.read_text()))
+    }
+    assert found == {}
+
+
+def test_a_private_path_is_found() -> None:
+    text = "see `ttstream._secrets` and ttstream.sinks._relay.SSERelay, not ttstream.__version__"
+    assert private_paths(text) == ["ttstream._secrets", "ttstream.sinks._relay"]
+    assert private_paths("ttstream.sinks.SSERelay and ttstream_emulator") == []
+    assert len(USER_PAGES) > 10

@@ -17,7 +17,7 @@ import anyio
 from .._event_types import StreamItem
 from .._reconnect import Reconnecting
 from .._secrets import redact
-from ..events import image_of
+from ..events import Completed, image_of
 from .items import item_metadata, strict_json
 
 __all__ = [
@@ -132,7 +132,7 @@ def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
     image = image_of(item)
     prefix = f"data:{metadata['media_type']};base64,"
     if image is None:
-        url = getattr(item, "url", None)
+        url = item.url if isinstance(item, Completed) else None  # previews have none
         metadata["image"] = url if url is None else redact(url)  # the server's text
         return Frame(event_id, name, _encode(head, metadata))
     if not image.verbatim:  # text that json.loads unescaped: let json write it

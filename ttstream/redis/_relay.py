@@ -33,18 +33,9 @@ import anyio
 import attrs
 
 from .._bounds import require_int, validate_seconds
+from .._browser import frames
 from .._browser.audience import ViewerCounts, ViewerGate
-from .._browser.frames import (
-    SSE_HEADERS,
-    Frame,
-    Receive,
-    Scope,
-    Send,
-    answered_other_than_get,
-    frame_of,
-    plain_response,
-    start_event_stream,
-)
+from .._browser.frames import Receive, Scope, Send
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._delegate import Delegated
 from .._exceptions import ValidationError
@@ -89,10 +80,10 @@ class _Tail:
     def __init__(self, key: str, generation: bytes, base: EntryId) -> None:
         self.key = key
         self.generation = generation
-        self.frames: deque[tuple[EntryId, Frame[str]]] = deque()
+        self.frames: deque[tuple[EntryId, frames.Frame[str]]] = deque()
         self.base = base
         self.last = base
-        self.end: tuple[EntryId, Frame[str]] | None = None
+        self.end: tuple[EntryId, frames.Frame[str]] | None = None
         self.failure: str | None = None  # the stream cannot go on: why (a fixed text)
         self.replaced = False  # a new generation took the key: viewers come back
         self.failing_since: float | None = None  # Redis has failed since then
@@ -292,19 +283,19 @@ class RedisRelay:
     async def _come_back(self, send: Send) -> None:
         """200 with ``retry:`` and an immediate end: the browser reconnects after
         ``retry`` ms (a 503 would end its ``EventSource`` for good)."""
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": frames.SSE_HEADERS})
         await send({"type": "http.response.body", "body": f"retry: {self.retry}\n\n".encode()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serves one browser (ASGI 3); answers ``lifespan``, refuses ``websocket``."""
-        if await answered_other_than_get(scope, receive, send):
+        if await frames.answered_other_than_get(scope, receive, send):
             return
         job = self._job_of(scope)
         if job is None:
-            await plain_response(send, 404, b"no such preview stream")
+            await frames.plain_response(send, 404, b"no such preview stream")
             return
         if not await self._gate.allows(scope, job):
-            await plain_response(send, 403, FORBIDDEN)
+            await frames.plain_response(send, 403, FORBIDDEN)
             return
         key = self.prefix + job
         after = _last_event_id(scope)
@@ -317,7 +308,7 @@ class RedisRelay:
             return
         if newest is None or generation_of(newest[1]) is None:
             # 404 also stops the browser's EventSource from reconnecting.
-            await plain_response(send, 404, b"no such preview stream")
+            await frames.plain_response(send, 404, b"no such preview stream")
             return
         generation = generation_of(newest[1]) or b""
         if (
@@ -325,9 +316,9 @@ class RedisRelay:
             and is_terminal(newest[1])
             and after >= (parse_id(newest[0]) or _START)
         ):
-            await plain_response(send, 204, b"")
+            await frames.plain_response(send, 204, b"")
             return
-        if not await start_event_stream(scope, send):
+        if not await frames.start_event_stream(scope, send):
             return
         tail = self._tails.get((key, generation))
         if tail is None:
@@ -452,39 +443,39 @@ class RedisRelay:
 
     def _error(self, after: EntryId, reason: str) -> bytes:
         payload = Terminal(outcome="error", message=reason).payload()
-        return Frame.of(format_id(after), *payload).data
+        return frames.Frame.of(format_id(after), *payload).data
 
     def _frames_of(
         self, tail: _Tail, entries: Any
-    ) -> tuple[list[tuple[EntryId, Frame[str], bool]], str | None]:
+    ) -> tuple[list[tuple[EntryId, frames.Frame[str], bool]], str | None]:
         """Decodes and encodes entries: ``(id, frame, terminal)`` each, in order, up to
         the first terminal one, and why the stream cannot go on after them, if it
         cannot: :data:`REPLACED` (an entry of another generation: the key was reused),
         or a fixed sentence (an entry ttstream did not write, or cannot read; no stored
         field is quoted)."""
-        frames: list[tuple[EntryId, Frame[str], bool]] = []
+        encoded: list[tuple[EntryId, frames.Frame[str], bool]] = []
         for entry in entries:
             raw = entry.identifier
             text = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
             entry_id = parse_id(text)
             generation = generation_of(entry.field_values)
             if entry_id is None or generation is None:
-                return frames, NOT_OURS
+                return encoded, NOT_OURS
             if generation != tail.generation:
-                return frames, REPLACED
+                return encoded, REPLACED
             try:
                 item = decode_entry(text, entry.field_values)
             except MalformedEntryError:
-                return frames, UNREADABLE
+                return encoded, UNREADABLE
             if isinstance(item, Terminal):
-                frames.append((entry_id, Frame.of(text, *item.payload()), True))
+                encoded.append((entry_id, frames.Frame.of(text, *item.payload()), True))
                 break
-            frames.append((entry_id, frame_of(text, item), False))
-        return frames, None
+            encoded.append((entry_id, frames.frame_of(text, item), False))
+        return encoded, None
 
     async def _range(
         self, tail: _Tail, after: EntryId
-    ) -> tuple[list[tuple[EntryId, Frame[str], bool]], str | None]:
+    ) -> tuple[list[tuple[EntryId, frames.Frame[str], bool]], str | None]:
         """A page of the entries after ``after`` (``XRANGE key (after + COUNT window``)."""
         self._counts.reads += 1
         key = tail.key
@@ -515,8 +506,8 @@ class RedisRelay:
             )
             tail.failing_since = None
             entries = next(iter(found.values()), ()) if found else ()
-            frames, stop = self._frames_of(tail, entries)
-            for entry_id, frame, terminal in frames:
+            encoded, stop = self._frames_of(tail, entries)
+            for entry_id, frame, terminal in encoded:
                 tail.read_at = anyio.current_time()
                 tail.last = entry_id
                 if terminal:

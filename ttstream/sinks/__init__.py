@@ -15,7 +15,7 @@ both live in :mod:`ttstream.redis` and are re-exported here, with ``RedisStreamE
 
 from .._browser.frames import BROWSER_MODULE
 from .._browser.viewers import sign_viewer_token, verify_viewer_token
-from .._sink import Sink
+from .._sink import Base64ForwardingSink, FailureAwareSink, Sink
 from ..redis import (
     ClaimLostError,
     MalformedEntryError,
@@ -32,8 +32,10 @@ from ._websocket import MAX_FRAME_BYTES, WebSocketSink, serve_generations
 __all__ = [
     "BROWSER_MODULE",
     "MAX_FRAME_BYTES",
+    "Base64ForwardingSink",
     "CallbackSink",
     "ClaimLostError",
+    "FailureAwareSink",
     "FileSink",
     "MalformedEntryError",
     "ObjectStreamSink",

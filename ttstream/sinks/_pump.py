@@ -12,8 +12,9 @@ sink has a bounded buffer and the policy is named:
 
 A sink that raises is detached and closed; the others go on; once the stream has ended,
 ``pump`` raises :class:`SinkError` (when every sink is detached it stops reading at
-once). If the stream itself fails, each sink that defines ``async fail(error)`` is told,
-after the items that came before the error and before ``aclose``. Every sink is closed
+once). If the stream itself fails, each :class:`~ttstream.sinks.FailureAwareSink` (a sink
+with ``async fail(error)``) is told, after the items that came before the error and
+before ``aclose``. Every sink is closed
 exactly once, on success, on an error and on cancellation, and the stream is closed too.
 
 Every wait is bounded: a sink's ``aclose`` (and the stream's) is shielded but abandoned
@@ -30,7 +31,7 @@ import contextlib
 import math
 from collections import deque
 from collections.abc import AsyncIterable, Iterator
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -40,7 +41,7 @@ from .._bounds import close_bounded
 from .._event_types import StreamItem
 from .._exceptions import APITimeoutError, SinkError, ValidationError
 from .._reconnect import Reconnecting
-from .._sink import Sink
+from .._sink import Base64ForwardingSink, FailureAwareSink, Sink
 from ..events import Completed, PartialImage
 from ..stream import ImageStream
 
@@ -62,6 +63,15 @@ class _Outbox(Protocol):
 
     @property
     def detached(self) -> bool: ...
+
+
+@runtime_checkable
+class _AsyncClosable(Protocol):
+    """What ``pump`` closes when it has it: an ``ImageStream``, an async generator. The
+    ``stream`` argument is any ``AsyncIterable``, whose type promises no ``aclose`` (an
+    ``AsyncIterator`` need not have one), so this stays a check at runtime."""
+
+    async def aclose(self) -> None: ...
 
 
 class _BlockingOutbox:
@@ -153,9 +163,8 @@ async def _feed(
             except anyio.get_cancelled_exc_class():
                 stuck.append(sink)
                 raise
-        fail = getattr(sink, "fail", None)
-        if stream_errors and fail is not None:
-            await fail(stream_errors[0])
+        if stream_errors and isinstance(sink, FailureAwareSink):
+            await sink.fail(stream_errors[0])
     except Exception as exc:
         failures.append((sink, exc))
     finally:
@@ -184,8 +193,13 @@ async def pump(
 
     Args:
         stream: an :class:`~ttstream.ImageStream` (or any async iterable of items); it
-            and its iterator are closed when ``pump`` returns or raises.
-        sinks: where the items go, each fed in order by its own task.
+            and its iterator are closed (those that have ``aclose``) when ``pump``
+            returns or raises. Only an ``ImageStream``'s deadline bounds the sinks.
+        sinks: where the items go, each fed in order by its own task: any
+            :class:`~ttstream.sinks.Sink`; a :class:`~ttstream.sinks.FailureAwareSink`
+            is also told the stream's error, and when every one is a
+            :class:`~ttstream.sinks.Base64ForwardingSink` the stream may keep its
+            images as text.
         policy: ``"block"`` or ``"latest"`` (see the module docstring).
         buffer: items each sink's buffer holds under ``"block"`` (at least 1).
 
@@ -213,7 +227,7 @@ async def pump(
         and isinstance(stream, ImageStream)
         and not stream.started
         and stream.decode_images is None
-        and all(getattr(sink, "relays_base64", False) for sink in sinks)
+        and all(isinstance(sink, Base64ForwardingSink) and sink.relays_base64 for sink in sinks)
     ):
         # Every sink forwards the base64 text (SSERelay): without pybase64, decoding
         # on arrival would cost a decode plus a re-encode (docs/fast.md).
@@ -249,9 +263,8 @@ async def pump(
             raise APITimeoutError("the stream's deadline passed", timeout="deadline")
     finally:
         for closable in (items,) if items is stream else (items, stream):
-            aclose = getattr(closable, "aclose", None)
-            if aclose is not None:
-                await close_bounded(aclose)
+            if isinstance(closable, _AsyncClosable):
+                await close_bounded(closable.aclose)
     if stream_errors:
         raise stream_errors[0]
     if failures:
@@ -263,11 +276,10 @@ def _is_deadline(error: Exception) -> bool:
     return isinstance(error, APITimeoutError) and error.timeout == "deadline"
 
 
-def _deadline_of(stream: object) -> float:
+def _deadline_of(stream: AsyncIterable[StreamItem]) -> float:
     """The stream's overall deadline on anyio's clock (an ImageStream's
-    ``deadline_at``), or ``math.inf``."""
-    at = getattr(stream, "deadline_at", math.inf)
-    return at if isinstance(at, float | int) else math.inf
+    ``deadline_at``), or ``math.inf`` for any other iterable."""
+    return stream.deadline_at if isinstance(stream, ImageStream) else math.inf
 
 
 @contextlib.contextmanager

@@ -34,19 +34,9 @@ from typing import Any
 import anyio
 
 from .._bounds import require_int, require_seconds
+from .._browser import frames
 from .._browser.audience import ViewerCounts, ViewerGate
-from .._browser.frames import (
-    Frame,
-    Receive,
-    Scope,
-    Send,
-    answered_other_than_get,
-    frame_of,
-    plain_response,
-    start_event_stream,
-    write_body,
-    write_frame,
-)
+from .._browser.frames import Receive, Scope, Send
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._delegate import Delegated
 from .._event_types import StreamItem
@@ -150,8 +140,9 @@ class SSERelay:
 
     relays_base64 = True
     """The sink's declaration that it forwards the events' base64 rather than their
-    bytes: a stream feeding only such sinks may be read with
-    ``decode_images=ttstream._base64.decode_on_arrival(relays_base64=True)``."""
+    bytes (a :class:`~ttstream.sinks.Base64ForwardingSink`): :func:`~ttstream.sinks.pump`
+    keeps a stream that feeds only such sinks as text when pybase64 is missing
+    (docs/fast.md, "Choosing the mode per stream")."""
 
     def __init__(
         self,
@@ -179,9 +170,9 @@ class SSERelay:
         self.job_key = job_key
         self._gate = ViewerGate(authorize, token_secret)
         self._on_cancel = on_cancel
-        self._frames: deque[Frame[int]] = deque(maxlen=replay)
+        self._frames: deque[frames.Frame[int]] = deque(maxlen=replay)
         self._last_id = 0
-        self._end: Frame[int] | None = None
+        self._end: frames.Frame[int] | None = None
         self._images = 0
         self._changed: anyio.Event | None = None  # made on demand: needs a running loop
         self._counts = ViewerCounts()
@@ -220,7 +211,7 @@ class SSERelay:
         if self._end is not None:
             raise ClosedError(f"{self!r} has ended: it cannot relay more events")
         self._last_id += 1
-        self._frames.append(frame_of(self._last_id, event))
+        self._frames.append(frames.frame_of(self._last_id, event))
         if isinstance(event, Completed):
             self._images += 1
         self._notify()
@@ -262,7 +253,7 @@ class SSERelay:
 
     def _finish(self, name: str, payload: dict[str, Any]) -> None:
         self._last_id += 1
-        self._end = Frame.of(self._last_id, name, payload)
+        self._end = frames.Frame.of(self._last_id, name, payload)
         self._notify()
 
     def _notify(self) -> None:
@@ -276,22 +267,22 @@ class SSERelay:
         """Serves one browser (ASGI 3). ``lifespan`` is answered, so the relay can be
         the whole application of a server; ``websocket`` connections are refused."""
         cancellable = self._on_cancel is not None
-        if await answered_other_than_get(scope, receive, send, allow_delete=cancellable):
+        if await frames.answered_other_than_get(scope, receive, send, allow_delete=cancellable):
             return
         if not await self._gate.allows(scope, self.job_key):
-            await plain_response(send, 403, FORBIDDEN)
+            await frames.plain_response(send, 403, FORBIDDEN)
             return
         if scope.get("method") == "DELETE":
             if await self.cancel():
-                await plain_response(send, 202, b"cancelled\n")
+                await frames.plain_response(send, 202, b"cancelled\n")
             else:
-                await plain_response(send, 409, b"the generation has already ended\n")
+                await frames.plain_response(send, 409, b"the generation has already ended\n")
             return
         after = _last_event_id(scope, self._last_id)
         if self._end is not None and after >= self._end.event_id:
-            await plain_response(send, 204, b"")
+            await frames.plain_response(send, 204, b"")
             return
-        if await start_event_stream(scope, send):
+        if await frames.start_event_stream(scope, send):
             # TimeoutError: the viewer did not read for send_timeout
             await self._counts.watch(receive, lambda: self._serve(send, after), TimeoutError)
 
@@ -304,17 +295,17 @@ class SSERelay:
         timeout = self.send_timeout
 
         async def write(data: bytes, *, more: bool = True) -> None:
-            await write_body(send, data, more=more, piece_timeout=timeout)
+            await frames.write_body(send, data, more=more, piece_timeout=timeout)
 
         await write(f"retry: {self.retry}\n\n".encode())
         while True:
             frame = next((f for f in self._frames if f.event_id > after), None)
             if frame is not None:
-                await write_frame(send, frame, piece_timeout=timeout)
+                await frames.write_frame(send, frame, piece_timeout=timeout)
                 after = frame.event_id
                 continue
             if self._end is not None:
-                await write_frame(send, self._end, more=False, piece_timeout=timeout)
+                await frames.write_frame(send, self._end, more=False, piece_timeout=timeout)
                 return
             if self._changed is None:
                 self._changed = anyio.Event()
