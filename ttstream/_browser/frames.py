@@ -8,7 +8,9 @@ bounded writer of a viewer's bytes (:func:`write_body`). See ``docs/live-preview
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -29,10 +31,12 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "SendWatchdog",
     "answered_other_than_get",
     "cancel_on_disconnect",
     "frame_of",
     "plain_response",
+    "send_watchdog",
     "start_event_stream",
     "write_body",
     "write_frame",
@@ -189,48 +193,97 @@ async def send_browser_module(scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-async def write_body(send: Send, data: bytes, *, more: bool = True, piece_timeout: float) -> None:
-    """Sends ``data`` as response body in pieces of :data:`WRITE_CHUNK` bytes, each
-    within ``piece_timeout`` seconds (the server's send waits while the viewer's socket is
-    full).
+class SendWatchdog:
+    """The bound of one viewer's sends: a piece not taken within ``timeout`` seconds of
+    its send ends the viewer (:func:`send_watchdog`). One sleeping task per viewer checks
+    it, so a piece costs one clock read instead of a timer of its own (at 100 viewers
+    the timers of a deadline per piece were most of SSERelay's CPU above a raw
+    forwarder's: benchmarks/RESULTS.md)."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float]) -> None:
+        self.timeout = timeout
+        self.expired = False
+        self._clock = clock
+        self._since: float | None = None  # when the piece being sent was handed over
+
+    async def send(self, send: Send, message: Message) -> None:
+        """``await send(message)``, bounded by the watchdog."""
+        self._since = self._clock()
+        await send(message)
+        self._since = None
+
+    async def watch(self, scope: anyio.CancelScope) -> None:
+        """Cancels ``scope`` once a piece has waited ``timeout`` seconds; sleeps until the
+        pending piece's deadline (or ``timeout`` when none is pending) in between."""
+        while True:
+            since, now = self._since, self._clock()
+            if since is not None and now - since >= self.timeout:
+                self.expired = True
+                scope.cancel()
+                return
+            await anyio.sleep_until((now if since is None else since) + self.timeout)
+
+
+def _event_loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, the one ``anyio.sleep_until`` reads, looked up
+    once (``anyio.current_time`` finds the backend on every call)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # trio
+        return anyio.current_time
+
+
+@contextlib.asynccontextmanager
+async def send_watchdog(seconds: float) -> AsyncIterator[SendWatchdog]:
+    """A :class:`SendWatchdog` of ``seconds`` over the block: the block is
+    cancelled when a piece sent through it is not taken in time, which then raises
+    ``TimeoutError`` here.
 
     Raises:
-        TimeoutError: a piece was not taken within ``piece_timeout``: the viewer does not read.
+        TimeoutError: a piece was not taken within ``seconds``: the viewer does not read.
     """
+    watchdog = SendWatchdog(seconds, _event_loop_clock())
+    error: Exception | None = None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.watch, tasks.cancel_scope)
+        try:
+            yield watchdog
+        except Exception as exc:  # raised as it is below, not in the group's ExceptionGroup
+            error = exc
+        tasks.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    if watchdog.expired:
+        raise TimeoutError
+
+
+async def write_body(send: Send, data: bytes, *, more: bool = True, watchdog: SendWatchdog) -> None:
+    """Sends ``data`` as response body in pieces of :data:`WRITE_CHUNK` bytes, each
+    bounded by ``watchdog`` (the server's send waits while the viewer's socket is full).
+    A piece not taken in time cancels the block of :func:`send_watchdog`, which raises
+    ``TimeoutError``: the viewer does not read."""
     view = memoryview(data)
     starts = range(0, max(len(data), 1), WRITE_CHUNK)
     pieces = (bytes(view[start : start + WRITE_CHUNK]) for start in starts)
-    await _send_pieces(send, pieces, len(starts), more=more, piece_timeout=piece_timeout)
+    await _send_pieces(send, pieces, len(starts), more=more, watchdog=watchdog)
 
 
 async def write_frame(
-    send: Send, frame: Frame[Any], *, more: bool = True, piece_timeout: float
+    send: Send, frame: Frame[Any], *, more: bool = True, watchdog: SendWatchdog
 ) -> None:
     """:func:`write_body` of ``frame``'s bytes, in the pieces the frame cut once for
-    every connection (:meth:`Frame.pieces`) instead of copies cut for each.
-
-    Raises:
-        TimeoutError: as :func:`write_body`.
-    """
+    every connection (:meth:`Frame.pieces`) instead of copies cut for each."""
     pieces = frame.pieces()
-    await _send_pieces(send, pieces, len(pieces), more=more, piece_timeout=piece_timeout)
+    await _send_pieces(send, pieces, len(pieces), more=more, watchdog=watchdog)
 
 
 async def _send_pieces(
-    send: Send, pieces: Iterable[bytes], count: int, *, more: bool, piece_timeout: float
+    send: Send, pieces: Iterable[bytes], count: int, *, more: bool, watchdog: SendWatchdog
 ) -> None:
-    # One cancel scope for all the pieces, its deadline moved before each: the same
-    # bound per piece as a fail_after per piece, for a fraction of its cost (a 2.7 MB
-    # frame is 42 pieces; at 100 viewers the scopes were most of SSERelay's CPU above
-    # a raw forwarder's: benchmarks/RESULTS.md).
-    with anyio.CancelScope() as scope:
-        for number, piece in enumerate(pieces, 1):
-            scope.deadline = anyio.current_time() + piece_timeout
-            await send(
-                {"type": "http.response.body", "body": piece, "more_body": more or number < count}
-            )
-    if scope.cancelled_caught and anyio.current_time() >= scope.deadline:
-        raise TimeoutError
+    for number, piece in enumerate(pieces, 1):
+        await watchdog.send(
+            send, {"type": "http.response.body", "body": piece, "more_body": more or number < count}
+        )
 
 
 async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

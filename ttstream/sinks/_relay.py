@@ -292,25 +292,25 @@ class SSERelay:
         Raises:
             TimeoutError: the viewer took more than ``send_timeout`` to take a piece.
         """
-        timeout = self.send_timeout
+        async with frames.send_watchdog(self.send_timeout) as watchdog:
 
-        async def write(data: bytes, *, more: bool = True) -> None:
-            await frames.write_body(send, data, more=more, piece_timeout=timeout)
+            async def write(data: bytes) -> None:
+                await frames.write_body(send, data, watchdog=watchdog)
 
-        await write(f"retry: {self.retry}\n\n".encode())
-        while True:
-            frame = next((f for f in self._frames if f.event_id > after), None)
-            if frame is not None:
-                await frames.write_frame(send, frame, piece_timeout=timeout)
-                after = frame.event_id
-                continue
-            if self._end is not None:
-                await frames.write_frame(send, self._end, more=False, piece_timeout=timeout)
-                return
-            if self._changed is None:
-                self._changed = anyio.Event()
-            changed = self._changed
-            with anyio.move_on_after(self.keepalive or math.inf) as waited:
-                await changed.wait()
-            if waited.cancelled_caught:
-                await write(b":\n\n")
+            await write(f"retry: {self.retry}\n\n".encode())
+            while True:
+                frame = next((f for f in self._frames if f.event_id > after), None)
+                if frame is not None:
+                    await frames.write_frame(send, frame, watchdog=watchdog)
+                    after = frame.event_id
+                    continue
+                if self._end is not None:
+                    await frames.write_frame(send, self._end, more=False, watchdog=watchdog)
+                    return
+                if self._changed is None:
+                    self._changed = anyio.Event()
+                changed = self._changed
+                with anyio.move_on_after(self.keepalive or math.inf) as waited:
+                    await changed.wait()
+                if waited.cancelled_caught:
+                    await write(b":\n\n")
