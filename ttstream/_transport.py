@@ -90,7 +90,13 @@ class BackendTransport(httpx2.AsyncBaseTransport):
         assert isinstance(response.stream, aiohttp[1])
         response.stream.CHUNK_SIZE = READ_SIZE  # this response's, not the class's
         read_timeout = request.extensions.get("timeout", {}).get("read")
-        response.stream = NormalizedStream(response.stream, release, read_timeout)
+        # aiohttp's reader of the body, read directly (no generator layer of
+        # httpx-aiohttp's per chunk); where httpx-aiohttp keeps it elsewhere, its
+        # iterator is read instead, the same bytes
+        body = getattr(getattr(response.stream, "_aiohttp_response", None), "content", None)
+        response.stream = NormalizedStream(
+            response.stream, release, read_timeout, body=body, read_size=READ_SIZE
+        )
         return response
 
     async def _pool_slot(self, request: httpx2.Request) -> Callable[[], None]:

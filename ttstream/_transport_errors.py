@@ -17,16 +17,17 @@ already loaded when aiohttp raised it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Literal
+from typing import Literal, Protocol
 
 import anyio
 import httpx2
 
-__all__ = ["NormalizedStream", "normalized", "safe_text"]
+__all__ = ["AiohttpBody", "NormalizedStream", "normalized", "safe_text"]
 
 Phase = Literal["connect", "read"]
 
@@ -114,6 +115,14 @@ def normalized(phase: Phase) -> Iterator[None]:
         raise mapped from _aiohttp_error(exc)
 
 
+class AiohttpBody(Protocol):
+    """What :class:`NormalizedStream` uses of aiohttp's body (``aiohttp.StreamReader``)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+    def set_exception(self, exc: BaseException) -> None: ...
+
+
 class NormalizedStream(httpx2.AsyncByteStream):
     """An aiohttp response body whose errors are httpx2's (see :func:`normalize`);
     ``on_close`` runs once, after the body is closed (it frees the pool slot).
@@ -121,6 +130,13 @@ class NormalizedStream(httpx2.AsyncByteStream):
     Each read is bounded by ``read_timeout`` seconds here too (``httpx2.ReadTimeout``
     past it): aiohttp drops its own read timer when its parser fails in the middle of
     a body (an invalid chunk size after the first chunks) and would then wait for ever.
+
+    With ``body`` (aiohttp's reader of this response), the body is read from it directly,
+    ``read_size`` bytes at most at a time, instead of through ``inner``'s iterator, and
+    the reads are bounded by one timer per stream: it sleeps until the pending read's
+    deadline and, once a read has waited ``read_timeout`` seconds, ends it with
+    ``httpx2.ReadTimeout`` through ``body.set_exception``. Without ``body``, each read
+    of ``inner`` is bounded by a cancel scope of its own.
     """
 
     def __init__(
@@ -128,12 +144,59 @@ class NormalizedStream(httpx2.AsyncByteStream):
         inner: httpx2.AsyncByteStream,
         on_close: Callable[[], None],
         read_timeout: float | None = None,
+        *,
+        body: AiohttpBody | None = None,
+        read_size: int = 64 * 1024,
     ) -> None:
         self._inner = inner
         self._on_close: Callable[[], None] | None = on_close
         self._read_timeout = read_timeout
+        self._body = body
+        self._read_size = read_size
+        self._timer: asyncio.TimerHandle | None = None
+        self._since: float | None = None  # when the pending read of ``body`` began
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._body is None:
+            async for chunk in self._bounded_reads():
+                yield chunk
+            return
+        body, size = self._body, self._read_size
+        loop = asyncio.get_running_loop()
+        if self._read_timeout is not None:
+            self._timer = loop.call_later(self._read_timeout, self._check, loop)
+        try:
+            with normalized("read"):
+                while True:
+                    self._since = loop.time()
+                    chunk = await body.read(size)
+                    self._since = None
+                    if not chunk:
+                        return
+                    yield chunk
+        finally:
+            self._stop_timer()
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: ends a read pending for ``read_timeout`` seconds, else sleeps until
+        the pending read's deadline (``read_timeout`` from now when none is pending)."""
+        assert self._read_timeout is not None
+        assert self._body is not None
+        since, now = self._since, loop.time()
+        if since is not None and now - since >= self._read_timeout:
+            self._timer = None
+            self._body.set_exception(httpx2.ReadTimeout(f"no data for {self._read_timeout} s"))
+            return
+        self._timer = loop.call_at(
+            (now if since is None else since) + self._read_timeout, self._check, loop
+        )
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    async def _bounded_reads(self) -> AsyncIterator[bytes]:
         chunks = aiter(self._inner)
         with normalized("read"):
             while True:
@@ -147,6 +210,7 @@ class NormalizedStream(httpx2.AsyncByteStream):
                 yield chunk
 
     async def aclose(self) -> None:
+        self._stop_timer()
         try:
             with normalized("read"):
                 await self._inner.aclose()

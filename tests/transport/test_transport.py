@@ -3,6 +3,10 @@ is installed, httpcore on trio; streams run to the end on both, over loopback.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx2
 import pytest
 
@@ -76,3 +80,70 @@ async def test_aiohttp_connection_refused_is_a_connection_error_not_a_timeout() 
         with pytest.raises(httpx2.ConnectError) as info:
             await http.get(f"http://127.0.0.1:{port}/")
     assert not isinstance(info.value, httpx2.TimeoutException)
+
+
+@contextlib.asynccontextmanager
+async def _two_pieces(pause: float) -> AsyncIterator[str]:
+    """The URL of a server answering every request with a chunked body of two pieces,
+    ``pause`` seconds apart (cut short when the block ends); each answer is finished and
+    its connection closed before the block is left."""
+    done = asyncio.Event()
+    answers: list[asyncio.Task[None]] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), pause)
+            writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+            await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answers.append(asyncio.create_task(answer(reader, writer)))
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    async with server:
+        try:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        finally:
+            done.set()
+            await asyncio.gather(*answers)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aiohttp_a_read_without_data_for_the_read_timeout_is_a_read_timeout() -> None:
+    if not AIOHTTP:
+        pytest.skip("httpx-aiohttp is not installed")
+    pieces: list[bytes] = []
+
+    async def read_all(response: httpx2.Response) -> None:
+        async for piece in response.aiter_raw():
+            pieces.append(piece)
+
+    http = http_client(timeout=httpx2.Timeout(10, read=0.3))
+    async with _two_pieces(pause=10.0) as url, http, http.stream("GET", url) as response:
+        with pytest.raises(httpx2.ReadTimeout):  # aiohttp's timer or ttstream's
+            await read_all(response)
+    assert pieces == [b"first"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aiohttp_a_consumer_slower_than_the_read_timeout_is_no_timeout() -> None:
+    # the bound is on a read waiting for data, not on the time between reads
+    if not AIOHTTP:
+        pytest.skip("httpx-aiohttp is not installed")
+    pieces = []
+    http = http_client(timeout=httpx2.Timeout(10, read=0.2))
+    async with _two_pieces(pause=0.0) as url, http, http.stream("GET", url) as response:
+        async for piece in response.aiter_raw():
+            pieces.append(piece)
+            await asyncio.sleep(0.5)
+    assert b"".join(pieces) == b"firstsecond"
