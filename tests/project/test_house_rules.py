@@ -59,6 +59,11 @@ def instance_attributes(cls: ast.ClassDef) -> set[str]:
             ):
                 names.add(target.attr)
     for statement in cls.body:
+        if isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__slots__"
+            for target in statement.targets
+        ):
+            names.update(ast.literal_eval(statement.value))
         if (
             isinstance(statement, ast.AnnAssign)
             and isinstance(statement.target, ast.Name)
@@ -106,6 +111,8 @@ def test_attributes_are_counted() -> None:
         "    z: Delegated[int] = Delegated('y')\n"
     )
     assert instance_attributes(cls.body[0]) == {"x", "y"}  # type: ignore[arg-type]
+    slotted = ast.parse("class B:\n    __slots__ = ('_a', 'b')\n")
+    assert instance_attributes(slotted.body[0]) == {"_a", "b"}  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=_name)
