@@ -100,8 +100,9 @@ def validate_positive(name: str, value: float | None, unit: str) -> float | None
 
 class Deadline:
     """An overall deadline of ``seconds``, started by the first :meth:`scope` (``None``:
-    no deadline). Each step of the operation runs inside ``with deadline.scope():``;
-    after a step, :meth:`check` raises once the deadline has passed.
+    no deadline). Each step of the operation runs inside ``with deadline.scope():``,
+    which ends the step at the deadline; when it did (the ``with`` block was left
+    without the step's result), the caller raises :meth:`error`.
     """
 
     def __init__(self, seconds: float | None) -> None:
