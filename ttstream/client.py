@@ -216,7 +216,7 @@ class AsyncClient(AsyncResource):
         self.max_event_bytes = max_event_bytes
         self.reconnect = reconnect
         self.deadline = deadline
-        self.timeout = timeout
+        self.timeout: httpx2.Timeout = timeout
         self.default_model = DEFAULT_MODEL
         """The model of a request that names none."""
         self._auth_headers = (
