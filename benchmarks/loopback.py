@@ -20,6 +20,12 @@ The contenders:
   an ``aiohttp`` session, ``iter_any()``, events split at the blank line in a
   ``bytearray`` (searching only the new bytes), the ``b64_json`` string sliced out and
   ``pybase64.b64decode(..., validate=True)`` of it; no JSON parsing of the rest;
+- the same, **chunks joined per event** (each event's chunks kept in a list and joined
+  once at its end), and that client **holding its latest image** until the next one is
+  decoded: ttstream's benchmark loop (``async for event in stream``) keeps the previous
+  event alive in its loop variable while the next one is read (a preview UI's
+  consumer), so the held variant is the same-consumer comparison for RSS; the
+  throughput and RSS ratios are printed against both;
 - **bare socket read**: the floor: the request written and the response read from a
   socket with ``loop.sock_recv`` (256 KiB), event ends counted; no HTTP parsing, no
   decoding;
@@ -40,6 +46,7 @@ import asyncio
 import base64
 import gc
 import json
+import os
 import resource
 import socket
 import statistics
@@ -65,9 +72,14 @@ SSE_HTTPX = "httpx-sse + json + base64 (httpx 0.x)"
 SSE_HTTPX2 = "httpx-sse + json + base64 (httpx2)"
 OPENAI = "openai SDK"
 HAND_JOINED = "hand-written aiohttp + split + pybase64, chunks joined per event"
+HAND_HELD = "hand-written, joined, the last image held (ttstream's consumer)"
 CONTENDERS = [HAND, FLOOR, TT_AIOHTTP, TT_HTTPX2, TT_TRIO, SSE_HTTPX, SSE_HTTPX2, OPENAI]
 SHORT = ["hand", "floor", "tt-aiohttp", "tt-httpx2", "tt-trio", "sse-httpx", "sse-httpx2", "openai"]
-KEYS = {**dict(zip(SHORT, CONTENDERS, strict=True)), "hand-joined": HAND_JOINED}
+KEYS = {
+    **dict(zip(SHORT, CONTENDERS, strict=True)),
+    "hand-joined": HAND_JOINED,
+    "hand-held": HAND_HELD,
+}
 PROMPT = "a lighthouse at dusk"
 MODEL = "gpt-image-1"
 OnEvent = Callable[[int], None]
@@ -124,17 +136,24 @@ class HandJoined(Hand):
     """The same, with each event's chunks kept in a list and joined once at its end
     (no ``bytearray`` grown by an eighth at a time as a 2.7 MB event arrives)."""
 
+    hold = False  # keep the latest image until the next one is decoded (HandHeld)
+
     async def run(self, tag: str, on_event: OnEvent) -> int:
         decode = self._b64decode
         handled = index = 0
         pieces: list[bytes] = []
+        held = b""
 
         def take(event: bytes) -> None:
-            nonlocal handled, index
+            nonlocal handled, index, held
             start = event.find(b'"b64_json":"') + 12
             stop = event.find(b'"', start)
             with memoryview(event) as view:
-                handled += len(decode(view[start:stop], validate=True))
+                image = decode(view[start:stop], validate=True)
+            handled += len(image)
+            if self.hold:
+                held = image
+            del image
             on_event(index)
             index += 1
 
@@ -152,6 +171,15 @@ class HandJoined(Hand):
                 if at < len(chunk):
                     pieces.append(chunk[at:] if at else chunk)
         return handled
+
+
+class HandHeld(HandJoined):
+    """The joined client with ttstream's consumer: the latest decoded image is held until
+    the next one is decoded (a preview UI showing it), as ttstream's loop variable and
+    ``ImageStream.last_partial`` hold the previous event while the next one is read. Only
+    that differs from :class:`HandJoined`: the same RSS comparison, same consumer."""
+
+    hold = True
 
 
 class Floor:
@@ -281,6 +309,8 @@ def make(name: str, base_url: str, connections: int) -> Any:
         return Hand(base_url, connections)
     if name == HAND_JOINED:
         return HandJoined(base_url, connections)
+    if name == HAND_HELD:
+        return HandHeld(base_url, connections)
     if name == FLOOR:
         return Floor(base_url, connections)
     if name == TT_AIOHTTP:
@@ -396,7 +426,8 @@ def bench(names: list[str], streams: int, rounds: int, reps: int, image_bytes: i
                 trials[name].append(trial)
                 print(
                     f"  round {round_} {name}: {trial['mb_per_s']:.0f} MB/s, "
-                    f"{trial['rss_per_stream'] / MB:.2f} MB/stream, errors {trial['errors'][:3]}",
+                    f"{trial['rss_per_stream'] / MB:.2f} MB/stream, errors {trial['errors'][:3]}, "
+                    f"load {os.getloadavg()[0]:.2f} at {time.strftime('%H:%M:%S', time.gmtime())}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -416,11 +447,20 @@ def bench(names: list[str], streams: int, rounds: int, reps: int, image_bytes: i
         for reference, key in (
             (HAND, "vs_hand"),
             (HAND_JOINED, "vs_hand_joined"),
+            (HAND_HELD, "vs_hand_held"),
             (FLOOR, "vs_floor"),
         ):
             if reference in trials:
                 summary[name][key] = statistics.median(
                     run["mb_per_s"] / ref["mb_per_s"]
+                    for run, ref in zip(runs, trials[reference], strict=True)
+                )
+        # RSS per stream against the joined hand-written client as it is (it keeps no
+        # image) and against the same client holding its latest image (ttstream's consumer)
+        for reference, key in ((HAND_JOINED, "rss_vs_joined"), (HAND_HELD, "rss_vs_held")):
+            if reference in trials and streams > 1:
+                summary[name][key] = statistics.median(
+                    run["rss_per_stream"] / ref["rss_per_stream"]
                     for run, ref in zip(runs, trials[reference], strict=True)
                 )
     return summary
@@ -429,17 +469,19 @@ def bench(names: list[str], streams: int, rounds: int, reps: int, image_bytes: i
 def table(summary: dict[str, Any], streams: int) -> str:
     rows = [
         f"| {streams} stream{'s' if streams > 1 else ''} | MB/s | {TIMES} hand-written "
-        f"| {TIMES} hand-written, joined | {TIMES} floor | RSS per stream (MB) "
+        f"| {TIMES} hand-written, joined | {TIMES} hand-written, held | {TIMES} floor "
+        f"| RSS per stream (MB) | RSS {TIMES} joined / held "
         f"| p50 / p99 delay, last byte {ARROW} image | errors |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     nan = float("nan")
     for name, s in summary.items():
         unit, scale = ("ms", 1e3) if streams == 1 else ("s", 1)
         rows.append(
             f"| {name} | {s['mb_per_s']:.0f} | {s.get('vs_hand', nan):.2f} "
-            f"| {s.get('vs_hand_joined', nan):.2f} | {s.get('vs_floor', nan):.2f} "
-            f"| {s['rss_per_stream_mb']:.2f} "
+            f"| {s.get('vs_hand_joined', nan):.2f} | {s.get('vs_hand_held', nan):.2f} "
+            f"| {s.get('vs_floor', nan):.2f} | {s['rss_per_stream_mb']:.2f} "
+            f"| {s.get('rss_vs_joined', nan):.2f} / {s.get('rss_vs_held', nan):.2f} "
             f"| {s['p50_s'] * scale:.2f} / {s['p99_s'] * scale:.2f} {unit} | {s['errors']} |"
         )
     return "\n".join(rows)
@@ -466,7 +508,11 @@ def main() -> None:
         backend = "trio" if spec["name"] == TT_TRIO else "asyncio"
         print(json.dumps(anyio.run(child, spec, backend=backend)))
         return
-    names = [KEYS[key] for key in args.only.split(",")] if args.only else CONTENDERS
+    names = (
+        [KEYS[key] for key in args.only.split(",")]
+        if args.only
+        else [HAND, HAND_JOINED, HAND_HELD, *CONTENDERS[1:]]
+    )
     results = {}
     for streams in (int(level) for level in args.streams.split(",")):
         summary = bench(names, streams, args.rounds, args.reps, args.image_bytes)

@@ -399,7 +399,7 @@ class EventSource(AsyncResource):
                     return notice
                 continue
             try:
-                chunk = await self._read(self._chunks)
+                await self._read(self._chunks)
             except StopAsyncIteration:
                 self._decoder.close()
                 if machine.state is State.STOPPED:
@@ -418,17 +418,20 @@ class EventSource(AsyncResource):
                         exc, self._target.url, "reading the stream from"
                     ) from exc
                 return notice
-            if chunk is not None:  # else restart() or aclose() interrupted the read
-                self._pending.extend(self._feed(chunk))
+            # Here the decoder has completed items, or restart() or aclose() interrupted
+            # the read: the loop sees which.
 
-    async def _read(self, chunks: AsyncIterator[bytes]) -> bytes | None:
-        """The next chunk, or ``None`` when another task interrupted the read."""
+    async def _read(self, chunks: AsyncIterator[bytes]) -> None:
+        """Reads chunks and feeds them to the decoder until they complete an item, in
+        one cancel scope (not one per chunk: an image event arrives in dozens), which
+        another task's ``restart()`` or ``aclose()`` cancels to interrupt the read."""
+        pending, feed = self._pending, self._feed
         try:
             with anyio.CancelScope() as self._scope:
-                return await chunks.__anext__()
+                while not pending:
+                    pending.extend(feed(await chunks.__anext__()))
         finally:
             self._scope = None
-        return None
 
     async def _broke(self, reason: str) -> Reconnecting | None:
         """Plans the reconnection after the body ended or broke (``None``: none left),

@@ -95,7 +95,6 @@ class ImageLine:
         "_hint",
         "_keys",
         "_out",
-        "_pieces",
         "_room",
         "_scan_at",
         "_tail",
@@ -112,10 +111,10 @@ class ImageLine:
         self._scan_at = 1  # parse the head again once it holds this many bytes
         self._found: tuple[dict[str, Any], str, str] | None = None  # members, key, head text
         # The decoded image: written in place, taken without a copy (``_take``); ``_room``
-        # is the size of its buffer, made ``_hint`` large by the first ``take_run``.
+        # is the size of its buffer, made ``_hint`` large by the first ``take_run``, else
+        # grown by half at a time (see :meth:`_write`).
         self._out = io.BytesIO()
         self._room = 0
-        self._pieces: list[bytes] | None = None  # decoded bytes past the buffer's room
         self._hint = size_hint
         self.decoded_size = 0  # the image's size once end() gave DecodedData
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
@@ -174,8 +173,11 @@ class ImageLine:
         if self._tail is None:  # no closing quote: the plain path decides
             return self._fallback(self._carry)
         members, key, head = self._found
-        image = self._take()
         tail = self._tail.decode("utf-8", "replace")
+        # The line is done: it keeps only its size (its decoder hook holds it until the
+        # next line starts, and must not keep the image alive after the consumer drops it).
+        self._found = self._tail = None
+        image = self._take()
         if not _parse_tail(tail, key, members):
             return head + self._codec.encode_text(image) + tail, b""
         members[key] = image
@@ -241,17 +243,28 @@ class ImageLine:
         return None
 
     def _write(self, piece: bytes) -> None:
-        """Appends decoded bytes to the image: into the buffer while it has room, else
-        to a list of pieces joined at the end. The buffer is never grown (``io.BytesIO``
-        grows by an eighth at a time, and a block of megabytes can seldom be extended in
-        place, so the image would be copied about eight times over as it grows)."""
+        """Appends decoded bytes to the image, in place. A buffer without room left is
+        grown by half at least (:meth:`_grow`), not by ``io.BytesIO``'s own eighth: a
+        block of megabytes can seldom be extended in place, so each growth is a copy,
+        about eight of the whole image with eighths and two with halves; joining the
+        pieces once at the end instead would hold the image twice at its end."""
         out = self._out
-        if self._pieces is None and out.tell() + len(piece) <= self._room:
-            out.write(piece)
-        elif self._pieces is None:
-            self._pieces = [piece]
-        else:
-            self._pieces.append(piece)
+        end = out.tell() + len(piece)
+        if end > self._room:
+            self._grow(end)
+        out.write(piece)
+
+    def _grow(self, end: int) -> None:
+        """Makes the buffer at least ``end`` bytes large, and half as large again as it
+        was (the bytes past what was written are zeroed, as a write past the end of an
+        ``io.BytesIO`` zeroes them; ``_take`` cuts them off)."""
+        room = max(end, self._room * 3 // 2)
+        out = self._out
+        at = out.tell()
+        out.seek(room - 1)
+        out.write(b"\0")
+        out.seek(at)
+        self._room = room
 
     def _reserve(self) -> None:
         """Makes the buffer ``size_hint`` large (zeroed by ``calloc``), the bytes written
@@ -267,17 +280,11 @@ class ImageLine:
     def _take(self) -> bytes:
         """The image decoded so far. The buffer is cut to what was written and becomes
         the ``bytes`` without a copy (``io.BytesIO.getvalue`` shares a buffer it alone
-        holds); pieces past its room (all of them with no size hint) are joined to it
-        once, so the image is held twice for a moment."""
-        out, pieces = self._out, self._pieces
+        holds, cut to size in place); the line then starts an empty buffer."""
+        out = self._out
         out.truncate(out.tell())
-        if pieces is None:
-            return out.getvalue()
-        self._pieces = None
-        if out.tell():
-            pieces.insert(0, out.getvalue())
         self._out, self._room = io.BytesIO(), 0
-        return b"".join(pieces)
+        return out.getvalue()
 
     def _fallback(
         self, carry: bytes, data: bytes | bytearray = b"", start: int = 0, end: int = 0
@@ -286,7 +293,6 @@ class ImageLine:
         ``data[start:end]``."""
         assert self._found is not None
         text = self._found[2] + self._codec.encode_text(self._take())
-        self._out, self._room, self._pieces = io.BytesIO(), 0, None
         return text, carry + bytes(memoryview(data)[start:end])
 
 

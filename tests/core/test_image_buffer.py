@@ -1,6 +1,6 @@
 """How a decoded image is gathered (``ttstream/_imageline.py``, docs/fast.md): the first
-image of a stream as pieces joined once, the next ones in a buffer sized from the
-previous image, pieces again past that size. Whatever the sizes and the chunking, the
+image of a stream in a buffer grown by half at a time, the next ones in a buffer sized
+from the previous image, grown again past that size. Whatever the sizes and the chunking, the
 events are exactly those of the plain path (``decode_images=False``), on both base64
 backends."""
 
@@ -11,6 +11,8 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.base64_backends import NAMES, using
 from ttstream import SSEDecoder, parse_event
@@ -83,3 +85,18 @@ def test_a_line_that_falls_back_after_a_hinted_buffer_gives_the_plain_text(
     for index, sse in enumerate(fast):
         if index != broken:
             assert parse_event(sse).image_bytes == images[index]  # type: ignore[union-attr]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 40 * KiB), min_size=1, max_size=5),
+    chunk=st.integers(1, 70 * KiB),
+)
+def test_growth_and_hints_match_the_plain_path(sizes: list[int], chunk: int) -> None:
+    """Any image sizes (growth past a hint, hints past the image, one-byte images) and any
+    chunking: the fast path's images and data are the plain path's."""
+    raw, images = stream(sizes)
+    fast = events(raw, chunk, decode_images=True)
+    plain = events(raw, chunk, decode_images=False)
+    assert [sse.data for sse in fast] == [sse.data for sse in plain]
+    assert [parse_event(sse).image_bytes for sse in fast] == images  # type: ignore[union-attr]

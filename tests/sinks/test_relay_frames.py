@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tests.support.base64_backends import NAMES, using
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem, parse_event
+from ttstream._browser.frames import WRITE_CHUNK, Frame
 from ttstream._browser.items import item_metadata, strict_json
 from ttstream.sinks import SSERelay
 from ttstream.sse import SSEDecoder
@@ -205,3 +206,19 @@ def test_any_last_event_id_resumes_after_an_id_issued_or_starts_over(sent: bytes
         assert got == (everything[int(text) :] or 204)
     else:  # anything else: from the start, never an error
         assert got == everything
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(0, 3 * WRITE_CHUNK + 5))
+def test_a_frames_pieces_are_its_bytes_cut_once(size: int) -> None:
+    """SSERelay writes a frame from pieces cut once for every viewer: they join to the
+    frame's bytes, each of WRITE_CHUNK bytes but the last, and the frame's bytes stay
+    the same after the cut (the frame then holds only the pieces)."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    frame = Frame(1, "message", data)
+    pieces = frame.pieces()
+    assert b"".join(pieces) == data
+    assert all(len(piece) == WRITE_CHUNK for piece in pieces[:-1])
+    assert len(pieces) == max(1, -(-size // WRITE_CHUNK))
+    assert frame.pieces() is pieces
+    assert frame.data == data

@@ -300,11 +300,11 @@ class SSERelay:
         while True:
             frame = next((f for f in self._frames if f.event_id > after), None)
             if frame is not None:
-                await write(frame.data)
+                await frames.write_frame(send, frame, piece_timeout=timeout)
                 after = frame.event_id
                 continue
             if self._end is not None:
-                await write(self._end.data, more=False)
+                await frames.write_frame(send, self._end, more=False, piece_timeout=timeout)
                 return
             if self._changed is None:
                 self._changed = anyio.Event()
