@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ._exceptions import APITimeoutError, ValidationError
+from ._checks import require_int, require_seconds, validate_positive, validate_seconds
+from ._exceptions import APITimeoutError
 
 __all__ = [
     "CLEANUP_TIMEOUT",
     "Deadline",
     "close_bounded",
+    "require_int",
     "require_seconds",
     "validate_positive",
     "validate_seconds",
@@ -40,68 +42,11 @@ async def close_bounded(*steps: Callable[[], Awaitable[object]]) -> bool:
     return not scope.cancelled_caught
 
 
-def validate_seconds(name: str, value: float | None) -> float | None:
-    """``value`` if it is ``None`` or a finite number of seconds > 0.
-
-    Raises:
-        ValidationError: NaN, an infinity, zero, a negative number or a non-number.
-    """
-    return validate_positive(name, value, "seconds")
-
-
-def require_seconds(name: str, value: float | None) -> float:
-    """``value`` as a float if it is a finite number of seconds > 0 (``None`` is refused:
-    for a setting that must bound its wait, docs/reconnection.md, "Every wait is bounded").
-
-    Raises:
-        ValidationError: ``None``, NaN, an infinity, zero, a negative number or a
-            non-number.
-    """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(name, value, "a finite number of seconds > 0")
-    return float(value)
-
-
-def require_int(name: str, value: int, minimum: int, unit: str = "") -> int:
-    """``value`` if it is an int (not a bool) of at least ``minimum`` (of ``unit``, named
-    in the error): the one check of the integer settings.
-
-    Raises:
-        ValidationError: a non-int, a bool, or an int below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValidationError(name, value, f"an int >= {minimum}" + (f" ({unit})" if unit else ""))
-    return value
-
-
-def validate_positive(name: str, value: float | None, unit: str) -> float | None:
-    """``value`` as a float if it is ``None`` or a finite number > 0 (of ``unit``, named
-    in the error).
-
-    Raises:
-        ValidationError: NaN, an infinity, zero, a negative number or a non-number.
-    """
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(name, value, f"None or a finite number of {unit} > 0")
-    return float(value)
-
-
 class Deadline:
     """An overall deadline of ``seconds``, started by the first :meth:`scope` (``None``:
-    no deadline). Each step of the operation runs inside ``with deadline.scope():``;
-    after a step, :meth:`check` raises once the deadline has passed.
+    no deadline). Each step of the operation runs inside ``with deadline.scope():``,
+    which ends the step at the deadline; when it did (the ``with`` block was left
+    without the step's result), the caller raises :meth:`error`.
     """
 
     def __init__(self, seconds: float | None) -> None:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from ._retry import parse_retry_after
 from ._secrets import redact
@@ -153,11 +153,14 @@ class TTStreamError(Exception):
 
 
 class ValidationError(TTStreamError, ValueError):
-    """A request parameter that the model does not allow, raised before any connection.
+    """A bad argument, raised before any connection: a request parameter that the model
+    does not allow, a setting out of its range or of the wrong type, or a required
+    setting (a key, an endpoint) found nowhere. Also a ``ValueError``.
 
-    ``param`` names the parameter, ``value`` is what was given, ``allowed`` says what
-    the model takes (the per-model table of the Images API reference), ``model`` is the
-    model the rule comes from (``None`` for rules that hold for every model).
+    ``param`` names the parameter, ``value`` is what was given, ``allowed`` says what is
+    taken (for a request parameter, the per-model table of the Images API reference,
+    docs/models.md), ``model`` is the model the rule comes from (``None`` for rules that
+    hold for every model).
     """
 
     def __init__(
@@ -173,7 +176,7 @@ class ValidationError(TTStreamError, ValueError):
         )
 
     @classmethod
-    def missing(cls, param: str, value: object, how: str) -> ValidationError:
+    def missing(cls, param: str, value: object, how: str) -> Self:
         """A required setting given neither as an argument nor in the environment
         (``value`` is what was found: ``None`` or empty); ``how`` says how to give it."""
         return cls(param, value, f"given: {how}")

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import attrs
 
+from ._checks import require_int, require_non_negative
 from ._retry import backoff_delay
 from ._secrets import redact
 from .sse import ServerSentEvent, fingerprint, id_in_body
@@ -36,6 +37,14 @@ __all__ = ["ReconnectPolicy", "Reconnecting", "Reconnection", "State"]
 REMEMBERED_EVENTS = 64
 """Delivered events a :class:`Reconnection` remembers (their id and a fingerprint of
 their content, a few dozen bytes each) to recognise replays and progress."""
+
+
+def _count(_: object, field: attrs.Attribute[int], value: int) -> None:
+    require_int(field.name, value, 0)
+
+
+def _seconds(_: object, field: attrs.Attribute[float], value: float) -> None:
+    require_non_negative(field.name, value, "seconds")
 
 
 @attrs.frozen(kw_only=True)
@@ -52,13 +61,17 @@ class ReconnectPolicy:
             ``id`` fields) and is not idempotent may be started over as a new, billed
             generation. 0 (the default): such a stream raises
             :class:`~ttstream.IncompleteStreamError` with the last preview.
+
+    Raises:
+        ValidationError: a count that is no int >= 0 (a bool, a float), or seconds that
+            are no finite number >= 0 (NaN, an infinity: every wait is bounded).
     """
 
-    max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(0))
-    budget: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
-    delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-    max_delay: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
-    regenerate: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    max_attempts: int = attrs.field(default=3, validator=_count)
+    budget: float = attrs.field(default=60.0, validator=_seconds)
+    delay: float = attrs.field(default=1.0, validator=_seconds)
+    max_delay: float = attrs.field(default=30.0, validator=_seconds)
+    regenerate: int = attrs.field(default=0, validator=_count)
 
     def backoff(self, attempt: int, server_retry_ms: int | None) -> float:
         """Seconds before reconnection ``attempt`` (0-based): at least the reconnection

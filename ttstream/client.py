@@ -24,7 +24,7 @@ from anyio.abc import AsyncResource
 
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
-from ._bounds import close_bounded, require_int, validate_seconds
+from ._bounds import close_bounded, require_int, require_seconds, validate_seconds
 from ._connect import check_api_key, connection_error, open_response, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
@@ -140,8 +140,8 @@ class AsyncClient(AsyncResource):
             variable), else that service's URL (TTAPI's for an explicit key).
         auth: ``"tt-api-key"``, ``"bearer"`` or ``"auto"``: ``TT-API-KEY`` for a
             ``*.ttapi.io`` base URL or a ``TTAPI_API_KEY`` key, ``Bearer`` otherwise.
-        timeout: seconds (every phase) or an ``httpx2.Timeout``; default
-            :data:`DEFAULT_TIMEOUT`.
+        timeout: seconds (every phase; a finite number > 0) or an ``httpx2.Timeout``;
+            default :data:`DEFAULT_TIMEOUT`.
         max_retries: retries before the stream starts (connection errors, timeouts,
             408, 409, 429, >= 500), with the official SDKs' delays.
         http_client: an ``httpx2.AsyncClient`` to use; it is not closed by this client.
@@ -160,8 +160,9 @@ class AsyncClient(AsyncResource):
     Raises:
         ValidationError: no key was found, a key with whitespace (a newline read from a
             file), control or non-ASCII characters (the key is not echoed), ``auth`` or
-            ``max_connections`` is not one of its values, or ``http_client`` is not an
-            ``httpx2.AsyncClient``.
+            ``max_connections`` is not one of its values, ``timeout`` is neither a
+            finite number of seconds > 0 nor an ``httpx2.Timeout``, or ``http_client``
+            is not an ``httpx2.AsyncClient``.
     """
 
     def __init__(
@@ -197,6 +198,12 @@ class AsyncClient(AsyncResource):
         require_int("max_retries", max_retries, 0)
         require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         validate_seconds("deadline", deadline)
+        if not isinstance(timeout, httpx2.Timeout):  # seconds for every phase
+            try:
+                timeout = httpx2.Timeout(require_seconds("timeout", timeout))
+            except ValidationError:  # None too: every wait is bounded
+                allowed = "a finite number of seconds > 0 or an httpx2.Timeout"
+                raise ValidationError("timeout", timeout, allowed) from None
         if http_client is not None:
             check_http_client(http_client)
         require_int("max_connections", max_connections, 1)
@@ -213,7 +220,7 @@ class AsyncClient(AsyncResource):
         self.max_event_bytes = max_event_bytes
         self.reconnect = reconnect
         self.deadline = deadline
-        self.timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+        self.timeout: httpx2.Timeout = timeout
         self.default_model = DEFAULT_MODEL
         """The model of a request that names none."""
         self._auth_headers = (

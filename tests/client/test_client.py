@@ -579,3 +579,21 @@ def test_a_malformed_base_url_is_refused_at_the_call(base_url: str) -> None:
     with pytest.raises(ValidationError, match="base_url") as info:
         AsyncClient("sk-test-key-123456", base_url=base_url)
     assert "sk-test-key-123456" not in str(info.value)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), None, True, "5"])
+def test_a_timeout_that_bounds_no_wait_is_refused_at_the_call(timeout: object) -> None:
+    """A number of seconds that is no finite positive bound (httpx2 would take 0, -1,
+    NaN and None, and fail every request, or wait for ever) or no number at all (httpx2's
+    own ``TypeError``) is a ``ValidationError`` naming ``timeout``."""
+    with pytest.raises(ValidationError, match=r"seconds > 0 or an httpx2.Timeout") as info:
+        AsyncClient("k", base_url="http://127.0.0.1:9/v1", timeout=timeout)  # type: ignore[arg-type]
+    assert info.value.param == "timeout"
+    with pytest.raises(ValidationError, match="timeout"):
+        ttstream.Client("k", base_url="http://127.0.0.1:9/v1", timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_a_timeout_in_seconds_or_an_httpx2_timeout_is_taken() -> None:
+    assert AsyncClient("k", timeout=2).timeout == httpx2.Timeout(2.0)
+    per_phase = httpx2.Timeout(10.0, read=60.0)
+    assert AsyncClient("k", timeout=per_phase).timeout is per_phase

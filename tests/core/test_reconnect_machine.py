@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ttstream import ReconnectPolicy, ServerSentEvent, SSEDecoder
+from ttstream import ReconnectPolicy, ServerSentEvent, SSEDecoder, ValidationError
 from ttstream._reconnect import REMEMBERED_EVENTS, Reconnection, State
 
 
@@ -238,3 +238,26 @@ def test_a_204_stops_for_good() -> None:
     assert (m.state, m.connections) == (State.STOPPED, 0)
     assert broke(m) is None
     assert m.state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("max_attempts", -1, "an int >= 0"),
+        ("max_attempts", True, "an int >= 0"),
+        ("regenerate", 1.5, "an int >= 0"),
+        ("budget", float("inf"), "a finite number of seconds >= 0"),
+        ("budget", -1, "a finite number of seconds >= 0"),
+        ("delay", float("nan"), "a finite number of seconds >= 0"),
+        ("max_delay", "30", "a finite number of seconds >= 0"),
+    ],
+)
+def test_a_policy_refuses_what_bounds_nothing_with_a_validation_error(
+    field: str, value: object, allowed: str
+) -> None:
+    """Counts are ints >= 0 and seconds finite numbers >= 0 (an infinite budget would
+    never end the reconnections): a ``ValidationError`` naming the field."""
+    with pytest.raises(ValidationError, match=f"{field} must be {allowed}") as info:
+        ReconnectPolicy(**{field: value})  # type: ignore[arg-type]
+    assert info.value.param == field
+    assert ReconnectPolicy(max_attempts=0, budget=0, delay=0, max_delay=0).budget == 0

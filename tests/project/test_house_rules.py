@@ -1,7 +1,8 @@
 """The house rules that a reading of the source can check (docs/design.md): no module
 imports another module's private name, no class outside the emulator holds more than 14
 attributes, ttstream imports httpx2 and never httpx, the code cites only the
-repository's own documents, and the user docs name public paths only."""
+repository's own documents, the user docs name public paths only, and a class's
+docstrings name only members the class has."""
 
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ def instance_attributes(cls: ast.ClassDef) -> set[str]:
             ):
                 names.add(target.attr)
     for statement in cls.body:
+        if isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__slots__"
+            for target in statement.targets
+        ):
+            names.update(ast.literal_eval(statement.value))
         if (
             isinstance(statement, ast.AnnAssign)
             and isinstance(statement.target, ast.Name)
@@ -106,6 +112,8 @@ def test_attributes_are_counted() -> None:
         "    z: Delegated[int] = Delegated('y')\n"
     )
     assert instance_attributes(cls.body[0]) == {"x", "y"}  # type: ignore[arg-type]
+    slotted = ast.parse("class B:\n    __slots__ = ('_a', 'b')\n")
+    assert instance_attributes(slotted.body[0]) == {"_a", "b"}  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=_name)
@@ -158,3 +166,41 @@ def test_a_private_path_is_found() -> None:
     assert private_paths(text) == ["ttstream._secrets", "ttstream.sinks._relay"]
     assert private_paths("ttstream.sinks.SSERelay and ttstream_emulator") == []
     assert len(USER_PAGES) > 10
+
+
+MEMBER_ROLE = re.compile(r":(?:meth|attr):`~?([A-Za-z_]\w*)`")
+
+
+def missing_members(tree: ast.Module) -> list[str]:
+    """The bare names (``:meth:`check```, not ``:meth:`Other.check```) that the
+    docstrings of a class and of its methods give as its members, and that the class
+    does not define: a method, an attribute set on ``self``, or a name of its body."""
+    found = []
+    for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
+        members: set[str] = set()
+        for node in ast.walk(cls):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                members.add(node.name)
+            elif isinstance(node, ast.Attribute) and ast.unparse(node.value) == "self":
+                members.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                members.add(node.id)
+        for node in ast.walk(cls):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                for name in MEMBER_ROLE.findall(ast.get_docstring(node) or ""):
+                    if name not in members:
+                        found.append(f"{cls.name}.{node.name} names {name}")
+    return found
+
+
+def test_a_class_docstring_names_only_members_it_has() -> None:
+    found = [f"{_name(path)}: {hit}" for path in SOURCES for hit in missing_members(_tree(path))]
+    assert found == []
+
+
+def test_a_missing_member_is_found() -> None:
+    tree = ast.parse(
+        'class Deadline:\n    """After a step, :meth:`check` raises; :meth:`scope` runs it."""\n'
+        "    def scope(self): ...\n"
+    )
+    assert missing_members(tree) == ["Deadline.Deadline names check"]

@@ -189,6 +189,8 @@ async def test_bad_policy_and_buffer_are_refused() -> None:
         await pump(Source(), Recorder(), policy="newest")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="buffer"):
         await pump(Source(), Recorder(), buffer=0)
+    with pytest.raises(ValidationError, match=r"buffer=True .*an int >= 1 \(items\)"):
+        await pump(Source(), Recorder(), buffer=True)  # a bool is no count (require_int)
 
 
 async def test_object_stream_sink_feeds_an_anyio_pipeline() -> None:

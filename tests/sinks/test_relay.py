@@ -352,10 +352,12 @@ async def test_an_ended_relay_refuses_more_and_ends_once(api: Api) -> None:
         ({"replay": 0}, "replay"),
         ({"retry": -1}, "retry"),
         ({"keepalive": 0}, "keepalive"),
+        ({"keepalive": "15"}, "keepalive"),  # was a TypeError from the comparison
+        ({"keepalive": float("nan")}, "keepalive"),
     ],
 )
 def test_bad_settings_are_refused(arguments: Mapping[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ttstream.ValidationError, match=message):
         SSERelay(**arguments)
 
 

@@ -37,7 +37,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._base64 import decode_on_arrival
-from .._bounds import close_bounded
+from .._bounds import close_bounded, require_int
 from .._event_types import StreamItem
 from .._exceptions import APITimeoutError, SinkError, ValidationError
 from .._reconnect import Reconnecting
@@ -204,7 +204,7 @@ async def pump(
         buffer: items each sink's buffer holds under ``"block"`` (at least 1).
 
     Raises:
-        ValidationError: an unknown ``policy`` or a ``buffer`` below 1.
+        ValidationError: an unknown ``policy``, or a ``buffer`` that is no int >= 1.
         SinkError: a sink raised in ``send``, ``fail`` or ``aclose``, once the stream
             has ended (or as soon as every sink is detached); or a sink was still busy
             when the stream's deadline passed (its failure is a ``TimeoutError``).
@@ -214,8 +214,7 @@ async def pump(
     """
     if policy not in ("block", "latest"):
         raise ValidationError("policy", policy, "'block' or 'latest'")
-    if not isinstance(buffer, int) or buffer < 1:
-        raise ValidationError("buffer", buffer, "an int >= 1")
+    require_int("buffer", buffer, 1, "items")
     outboxes: list[_Outbox] = [
         _BlockingOutbox(buffer) if policy == "block" else _LatestOutbox() for _ in sinks
     ]

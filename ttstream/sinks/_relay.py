@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 
-from .._bounds import require_int, require_seconds
+from .._bounds import require_int, require_seconds, validate_seconds
 from .._browser import frames
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import Receive, Scope, Send
@@ -158,8 +158,7 @@ class SSERelay:
     ):
         require_int("replay", replay, 1, "events")
         require_int("retry", retry, 0, "milliseconds")
-        if keepalive is not None and not keepalive > 0:
-            raise ValidationError("keepalive", keepalive, "None or seconds > 0")
+        validate_seconds("keepalive", keepalive)
         timeout = require_seconds("send_timeout", send_timeout)
         if token_secret is not None and not (isinstance(job_key, str) and job_key):
             raise ValidationError("job_key", job_key, "the job's key (a non-empty str)")

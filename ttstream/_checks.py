@@ -1,0 +1,93 @@
+"""The checks of numeric settings, each in one place: integers with a minimum, and
+seconds (or other units) that must be finite and positive. Pure: no I/O, so that the
+protocol core checks its settings with them too; ``ttstream._bounds`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._exceptions import ValidationError
+
+__all__ = [
+    "require_int",
+    "require_non_negative",
+    "require_seconds",
+    "validate_positive",
+    "validate_seconds",
+]
+
+
+def validate_seconds(name: str, value: float | None) -> float | None:
+    """``value`` if it is ``None`` or a finite number of seconds > 0.
+
+    Raises:
+        ValidationError: NaN, an infinity, zero, a negative number or a non-number.
+    """
+    return validate_positive(name, value, "seconds")
+
+
+def require_seconds(name: str, value: float | None) -> float:
+    """``value`` as a float if it is a finite number of seconds > 0 (``None`` is refused:
+    for a setting that must bound its wait, docs/reconnection.md, "Every wait is bounded").
+
+    Raises:
+        ValidationError: ``None``, NaN, an infinity, zero, a negative number or a
+            non-number.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(name, value, "a finite number of seconds > 0")
+    return float(value)
+
+
+def require_int(name: str, value: int, minimum: int, unit: str = "") -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum`` (of ``unit``, named
+    in the error): the one check of the integer settings.
+
+    Raises:
+        ValidationError: a non-int, a bool, or an int below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValidationError(name, value, f"an int >= {minimum}" + (f" ({unit})" if unit else ""))
+    return value
+
+
+def validate_positive(name: str, value: float | None, unit: str) -> float | None:
+    """``value`` as a float if it is ``None`` or a finite number > 0 (of ``unit``, named
+    in the error).
+
+    Raises:
+        ValidationError: NaN, an infinity, zero, a negative number or a non-number.
+    """
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(name, value, f"None or a finite number of {unit} > 0")
+    return float(value)
+
+
+def require_non_negative(name: str, value: float, unit: str) -> float:
+    """``value`` if it is a finite number >= 0 (of ``unit``, named in the error): for a
+    wait or a budget that may be zero.
+
+    Raises:
+        ValidationError: NaN, an infinity, a negative number or a non-number.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValidationError(name, value, f"a finite number of {unit} >= 0")
+    return value
