@@ -15,12 +15,15 @@ imported when the first request is sent on asyncio, not when ttstream is importe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import httpcore2
 import httpx2
 
@@ -194,16 +197,70 @@ class _WideReads(httpcore2.AsyncNetworkBackend):
 
 
 class _WideStream(httpcore2.AsyncNetworkStream):
+    """On asyncio, where httpcore's stream holds an anyio byte stream, each read goes to
+    that stream directly, bounded by one timer per connection: it sleeps until the
+    pending read's deadline and, once a read has waited its ``timeout``, shuts the
+    socket's receiving side, so that the read ends and raises ``httpcore2.ReadTimeout``
+    (httpcore's own read opens two context managers and a cancel scope with a timer of
+    its own per read: ``benchmarks/RESULTS.md``). The errors are httpcore's: a broken or
+    closed stream is ``httpcore2.ReadError``, the end of the stream ``b""``. Elsewhere
+    (trio), or when httpcore's stream holds something else, its own read is used."""
+
     def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
         self._inner = inner
+        self._direct: anyio.abc.ByteReceiveStream | None = None
+        self._socket = inner.get_extra_info("socket")
+        held = getattr(inner, "_stream", None)  # httpcore2's AnyIOStream keeps it there
+        if _on_asyncio() and isinstance(held, anyio.abc.ByteReceiveStream) and self._socket:
+            self._direct = held
+        self._timer: asyncio.TimerHandle | None = None
+        self._since: float | None = None  # when the pending read began
+        self._timeout = 0.0
+        self._expired = False
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's interface)
-        return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
+        stream = self._direct
+        if stream is None:
+            return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
+        if timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._since, self._timeout = loop.time(), timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._since + timeout, self._check, loop)
+        try:
+            return await stream.receive(max(max_bytes, READ_SIZE))
+        except anyio.EndOfStream:
+            if self._expired:
+                raise httpcore2.ReadTimeout(TimeoutError()) from None
+            return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            if self._expired:
+                raise httpcore2.ReadTimeout(TimeoutError()) from None
+            raise httpcore2.ReadError(exc) from exc
+        finally:
+            self._since = None
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: ends a read pending for its timeout; sleeps until the pending
+        read's deadline; stops while no read is pending (the next read starts it)."""
+        since, now = self._since, loop.time()
+        self._timer = None
+        if since is None:
+            return
+        if now - since < self._timeout:
+            self._timer = loop.call_at(since + self._timeout, self._check, loop)
+            return
+        self._expired = True
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RD)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         await self._inner.aclose()
 
     async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore2.AsyncNetworkStream:

@@ -13,7 +13,7 @@ import pytest
 import ttstream
 from tests.support.ports import free_port
 from ttstream import Completed
-from ttstream._transport import AIOHTTP, BackendTransport, http_client
+from ttstream._transport import AIOHTTP, BackendTransport, http_client, httpcore_transport
 from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
@@ -147,3 +147,33 @@ async def test_aiohttp_a_consumer_slower_than_the_read_timeout_is_no_timeout() -
             pieces.append(piece)
             await asyncio.sleep(0.5)
     assert b"".join(pieces) == b"firstsecond"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_httpcore_a_read_without_data_for_the_read_timeout_is_a_read_timeout() -> None:
+    pieces: list[bytes] = []
+
+    async def read_all(response: httpx2.Response) -> None:
+        async for piece in response.aiter_raw():
+            pieces.append(piece)
+
+    http = httpx2.AsyncClient(transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.3))
+    async with _two_pieces(pause=10.0) as url, http, http.stream("GET", url) as response:
+        with pytest.raises(httpx2.ReadTimeout):
+            await read_all(response)
+    assert pieces == [b"first"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_httpcore_bodies_and_slow_consumers_within_the_read_timeout() -> None:
+    # the bound is on a read waiting for data, not on the time between reads; the
+    # connection is reused after a body read to its end
+    http = httpx2.AsyncClient(transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.2))
+    async with _two_pieces(pause=0.0) as url, http:
+        for _ in range(2):
+            pieces = []
+            async with http.stream("GET", url) as response:
+                async for piece in response.aiter_raw():
+                    pieces.append(piece)
+                    await asyncio.sleep(0.5)
+            assert b"".join(pieces) == b"firstsecond"
