@@ -43,6 +43,7 @@ from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import APIConnectionError, ProtocolError, ValidationError
+from ._imagehook import ImageLineHook
 from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State
 from ._secrets import redact
 from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder
@@ -148,10 +149,11 @@ class EventSource(AsyncResource):
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
         decode_images: install the Images layer's fast path on the decoder: each
-            event's image base64 is decoded while it arrives (``SSEDecoder(
-            decode_images=...)``; docs/fast.md). ``False`` (the default: a generic
-            stream) keeps every event as text; an :class:`~ttstream.ImageStream` turns
-            it on unless its consumer only forwards the base64.
+            event's image base64 is decoded while it arrives (the decoder's
+            ``line_hook=ttstream.events.ImageLineHook()``; docs/fast.md). ``False``
+            (the default: a generic stream) keeps every event as text; an
+            :class:`~ttstream.ImageStream` turns it on unless its consumer only
+            forwards the base64.
         resume: for protocols that resume at another URL than the stream's (the
             Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
             at each reconnection, it returns the ``(method, url)`` to resume from (sent
@@ -212,7 +214,9 @@ class EventSource(AsyncResource):
             method, httpx2.URL(url), headers, content, timeout, max_retries, resume
         )
         self._deadline = Deadline(deadline)
-        self._decoder = SSEDecoder(max_event_bytes, decode_images=decode_images)
+        self._decoder = SSEDecoder(
+            max_event_bytes, line_hook=ImageLineHook() if decode_images else None
+        )
         self._decoder.last_event_id = last_event_id
         self._feed = self._decoder.feed_all if comments else self._decoder.feed
         self._machine = Reconnection(reconnect, clock=anyio.current_time, idempotent=idempotent)

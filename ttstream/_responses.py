@@ -47,8 +47,9 @@ from typing import Any
 import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
+from ._imagehook import decoded_data
 from .events import Completed, InlineImage, InputTokensDetails, PartialImage, Usage
-from .sse import ServerSentEvent, decoded_data
+from .sse import ServerSentEvent
 
 __all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
 

@@ -33,19 +33,25 @@ from ._exceptions import (
     short_repr,
     shorten,
 )
+from ._imagehook import IMAGE_KEYS, DecodedData, ImageLineHook, decoded_data, image_decoder
 from ._imageline import skip_whitespace as _skip
 from ._secrets import redact
-from .sse import ServerSentEvent, data_pieces, decoded_data
+from .sse import ServerSentEvent, data_pieces
 
 __all__ = [
+    "IMAGE_KEYS",
     "Completed",
+    "DecodedData",
     "ImageEvent",
+    "ImageLineHook",
     "InlineImage",
     "InputTokensDetails",
     "PartialImage",
     "Usage",
     "decode_base64",
+    "decoded_data",
     "decoded_length",
+    "image_decoder",
     "parse_event",
     "parse_response",
 ]
