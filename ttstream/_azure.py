@@ -28,6 +28,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
+import attrs
+
 from . import params as _params
 from ._connect import check_api_key
 from ._exceptions import ValidationError
@@ -43,6 +45,7 @@ __all__ = [
     "AsyncAzureClient",
     "AzureClient",
     "AzureOptions",
+    "AzureTarget",
     "SyncAzureOptions",
     "TokenProvider",
 ]
@@ -75,6 +78,32 @@ class AzureOptions(ConnectionOptions, total=False):
     azure_deployment: str | None
     api_version: str | None
     azure_ad_token_provider: TokenProvider | None
+
+
+@attrs.frozen
+class AzureTarget:
+    """Where an :class:`AsyncAzureClient` sends its requests (docs/azure.md): the
+    resource's ``endpoint`` (no trailing ``/``), the ``deployment`` (or ``None``), the
+    ``api_version``; ``v1``: whether that version selects the v1 surface
+    ``{endpoint}/openai/v1``."""
+
+    endpoint: str
+    deployment: str | None
+    api_version: str
+    v1: bool = attrs.field(init=False)
+
+    @v1.default
+    def _v1(self) -> bool:
+        return self.api_version in V1_VERSIONS
+
+
+@attrs.define
+class _TokenSource:
+    """The Entra ID token provider (or ``None``) and the last token it answered, which
+    is registered for redaction once (``ttstream._secrets``)."""
+
+    provider: TokenProvider | None
+    last: str = ""
 
 
 class AsyncAzureClient(AsyncClient):
@@ -138,19 +167,16 @@ class AsyncAzureClient(AsyncClient):
                 "given with a deployment: pass api_version='2025-04-01-preview' (or "
                 "'v1' for the v1 surface) or set OPENAI_API_VERSION",
             )
-        self.azure_endpoint = endpoint.rstrip("/")
-        self.azure_deployment = azure_deployment
-        self.api_version = api_version or "v1"
-        self.v1 = self.api_version in V1_VERSIONS
-        """Whether requests go to the v1 surface ``{endpoint}/openai/v1``."""
+        self.azure = AzureTarget(endpoint.rstrip("/"), azure_deployment, api_version or "v1")
+        """The Azure endpoint, deployment and API version (one record: see
+        :class:`AzureTarget`); also read as the attributes below."""
         super().__init__(
             api_key or _PLACEHOLDER_KEY,
             base_url=f"{self.azure_endpoint}/openai" + ("/v1" if self.v1 else ""),
             auth="bearer",
             **options,
         )
-        self._token_provider = azure_ad_token_provider
-        self._last_token = ""
+        self._token = _TokenSource(azure_ad_token_provider)
         self._auth_headers = {} if api_key is None else {"api-key": api_key}
         if azure_deployment is not None and not self.v1:
             # The deployment names the model: its rules when it is a model's name.
@@ -158,6 +184,26 @@ class AsyncAzureClient(AsyncClient):
             self.default_model = azure_deployment if known else DEFAULT_MODEL
         elif azure_deployment is not None:
             self.default_model = azure_deployment  # the v1 surface's model is the deployment
+
+    @property
+    def azure_endpoint(self) -> str:
+        """The resource's endpoint, without a trailing ``/``."""
+        return self.azure.endpoint
+
+    @property
+    def azure_deployment(self) -> str | None:
+        """The deployment the Images API requests go to, or ``None``."""
+        return self.azure.deployment
+
+    @property
+    def api_version(self) -> str:
+        """The ``api-version`` sent (``"v1"`` selects the v1 surface)."""
+        return self.azure.api_version
+
+    @property
+    def v1(self) -> bool:
+        """Whether requests go to the v1 surface ``{endpoint}/openai/v1``."""
+        return self.azure.v1
 
     def __repr__(self) -> str:
         return (
@@ -199,8 +245,8 @@ class AsyncAzureClient(AsyncClient):
             ValidationError: the provider answered no usable token (never echoed).
         """
         headers = dict(self._auth_headers)
-        if self._token_provider is not None:
-            token = self._token_provider()
+        if self._token.provider is not None:
+            token = self._token.provider()
             if inspect.isawaitable(token):
                 token = await token
             if not isinstance(token, str) or not token:
@@ -208,9 +254,9 @@ class AsyncAzureClient(AsyncClient):
                     "azure_ad_token_provider", type(token).__name__, "a function answering a str"
                 )
             check_api_key("azure_ad_token_provider", token)
-            if token != self._last_token:  # registered once per token, not per request
+            if token != self._token.last:  # registered once per token, not per request
                 register(self, token)
-                self._last_token = token
+                self._token.last = token
             headers["Authorization"] = f"Bearer {token}"
         if path.startswith("responses") and self.azure_deployment is not None:
             headers[DEPLOYMENT_HEADER] = self.azure_deployment
