@@ -252,7 +252,8 @@ def fingerprint(sse: ServerSentEvent, *, whole: bool = True) -> tuple[str, int, 
     by a line hook: then the hook's own :meth:`Decoded.crc32`, which for the image fast
     path covers the image bytes and the other members, never encoded back to text).
 
-    ``whole=True``: the CRC covers all the data (about 0.2 ms per MB): equal events give
+    ``whole=True``: the CRC covers all the data (one pass over it; its cost per MB is in
+    ``docs/fast.md``): equal events give
     equal values, two different events of the same type and length collide with odds of
     2**-32 (a server gains nothing from a collision: it decides the data anyway).
     ``whole=False``: only the first and last :data:`SAMPLE_CHARS` characters, a cost
