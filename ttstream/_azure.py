@@ -32,6 +32,7 @@ import attrs
 
 from . import params as _params
 from ._connect import check_api_key
+from ._delegate import Delegated
 from ._exceptions import ValidationError
 from ._secrets import hidden, register
 from ._signature import forwards_to
@@ -83,12 +84,12 @@ class AzureOptions(ConnectionOptions, total=False):
 @attrs.frozen
 class AzureTarget:
     """Where an :class:`AsyncAzureClient` sends its requests (docs/azure.md): the
-    resource's ``endpoint`` (no trailing ``/``), the ``deployment`` (or ``None``), the
-    ``api_version``; ``v1``: whether that version selects the v1 surface
+    resource's ``azure_endpoint`` (no trailing ``/``), the ``azure_deployment`` (or
+    ``None``), the ``api_version``; ``v1``: whether that version selects the v1 surface
     ``{endpoint}/openai/v1``."""
 
-    endpoint: str
-    deployment: str | None
+    azure_endpoint: str
+    azure_deployment: str | None
     api_version: str
     v1: bool = attrs.field(init=False)
 
@@ -130,6 +131,12 @@ class AsyncAzureClient(AsyncClient):
             no ``api_version``, a key with whitespace or non-ASCII characters (never
             echoed), or an option of ``AsyncClient`` out of range.
     """
+
+    # The fields of ``azure`` (:class:`AzureTarget`, which says what each one is), read-only.
+    azure_endpoint: Delegated[str] = Delegated("azure")
+    azure_deployment: Delegated[str | None] = Delegated("azure")
+    api_version: Delegated[str] = Delegated("azure")
+    v1: Delegated[bool] = Delegated("azure")
 
     @forwards_to(AsyncClient.__init__, options=ConnectionOptions)
     def __init__(
@@ -184,26 +191,6 @@ class AsyncAzureClient(AsyncClient):
             self.default_model = azure_deployment if known else DEFAULT_MODEL
         elif azure_deployment is not None:
             self.default_model = azure_deployment  # the v1 surface's model is the deployment
-
-    @property
-    def azure_endpoint(self) -> str:
-        """The resource's endpoint, without a trailing ``/``."""
-        return self.azure.endpoint
-
-    @property
-    def azure_deployment(self) -> str | None:
-        """The deployment the Images API requests go to, or ``None``."""
-        return self.azure.deployment
-
-    @property
-    def api_version(self) -> str:
-        """The ``api-version`` sent (``"v1"`` selects the v1 surface)."""
-        return self.azure.api_version
-
-    @property
-    def v1(self) -> bool:
-        """Whether requests go to the v1 surface ``{endpoint}/openai/v1``."""
-        return self.azure.v1
 
     def __repr__(self) -> str:
         return (
