@@ -38,7 +38,6 @@ import attrs
 import httpx2
 from anyio.abc import AsyncResource
 
-from . import sse
 from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded, require_int
 from ._connect import connection_error, send, timeout_name
@@ -480,8 +479,3 @@ class EventSource(AsyncResource):
         )
         logger.info("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)
         return notice
-
-
-# ``ttstream.sse.EventSource``, the path of earlier releases: the decoder module is the
-# layer below this one and never imports it, so this module registers the name there.
-sse.EventSource = EventSource

@@ -11,7 +11,6 @@ Its public names are exported by :mod:`ttstream.events`.
 
 from __future__ import annotations
 
-from . import sse as sse_module
 from ._base64 import codec
 from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
 from .sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
@@ -75,11 +74,3 @@ def decoded_data(sse: ServerSentEvent) -> DecodedData | None:
     parsed as usual."""
     decoded = sse.decoded
     return decoded if isinstance(decoded, DecodedData) else None
-
-
-# The paths of earlier releases (``ttstream.sse.IMAGE_KEYS``, ``.decoded_data``,
-# ``.DecodedData``): the generic decoder module never imports the Images layer, so this
-# module registers the names there, as ``ttstream._eventsource`` does ``EventSource``.
-sse_module.IMAGE_KEYS = IMAGE_KEYS
-sse_module.DecodedData = DecodedData
-sse_module.decoded_data = decoded_data

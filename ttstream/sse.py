@@ -26,9 +26,9 @@ image's base64 on arrival; ``docs/fast.md``): the event then holds what the hook
 (:attr:`ServerSentEvent.decoded`), and whatever the hook gives back stays text, exactly
 as the plain path decodes it.
 
-:class:`~ttstream.EventSource` (the I/O layer on top) is ``ttstream.EventSource``; the old
-path ``ttstream.sse.EventSource`` still works: that module registers it here, this one
-never imports it.
+:class:`~ttstream.EventSource` (the I/O layer on top) is ``ttstream.EventSource``; this
+module never imports it. The names it held in earlier releases and that moved up
+(:data:`MOVED`) raise an ``AttributeError`` that names their new home.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import codecs
 import json
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import attrs
 
@@ -47,6 +47,7 @@ from ._secrets import redact
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
+    "MOVED",
     "Comment",
     "Decoded",
     "LineDecoder",
@@ -58,16 +59,24 @@ __all__ = [
     "id_in_body",
 ]
 
-EventSource: Any
-"""``ttstream.EventSource``, under its old path; registered by ``ttstream._eventsource``
-(the I/O layer, which this module never imports)."""
+MOVED = {
+    "EventSource": "ttstream.EventSource",
+    "IMAGE_KEYS": "ttstream.events.IMAGE_KEYS",
+    "DecodedData": "ttstream.events.DecodedData",
+    "decoded_data": "ttstream.events.decoded_data",
+}
+"""Names of earlier releases that moved to the layers above (the connection, the Images
+API), each to its new path: the decoder imports neither layer (docs/design.md)."""
 
-IMAGE_KEYS: Any
-DecodedData: Any
-decoded_data: Any
-"""The Images layer's names under their old paths (now ``ttstream.events.IMAGE_KEYS``,
-``DecodedData``, ``decoded_data``); registered by ``ttstream._imagehook`` once the Images
-layer is loaded (``import ttstream.events``): this module never imports it."""
+
+def __getattr__(name: str) -> NoReturn:
+    """Raises:
+    AttributeError: always; for a name of :data:`MOVED`, naming its new home (``from
+        ttstream.sse import X`` turns it into Python's plain ``ImportError``)."""
+    if name in MOVED:
+        raise AttributeError(f"ttstream.sse.{name} moved: import {MOVED[name]} instead")
+    raise AttributeError(f"module 'ttstream.sse' has no attribute {name!r}")
+
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
