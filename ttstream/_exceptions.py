@@ -91,27 +91,14 @@ __all__ = [
 
 class Preview(Protocol):
     """What an error's ``last_partial`` is: a :class:`~ttstream.PartialImage` (the
-    last preview delivered), typed here by its shape so that this module imports no
-    event module (no import cycle: the events import their errors from here)."""
+    last preview delivered; ``isinstance`` narrows it to that class), typed here by the
+    two members a UI shows, so that this module imports no event module (no import
+    cycle: the events import their errors from here)."""
 
     @property
     def index(self) -> int: ...
     @property
-    def operation(self) -> str: ...
-    @property
-    def b64_json(self) -> str | None: ...
-    @property
     def image_bytes(self) -> bytes: ...
-    @property
-    def size(self) -> str | None: ...
-    @property
-    def output_format(self) -> str | None: ...
-    @property
-    def sequence_number(self) -> int | None: ...
-    @property
-    def item_id(self) -> str | None: ...
-    @property
-    def response_id(self) -> str | None: ...
 
 
 _MAX_SHOWN_CHARS = 80
