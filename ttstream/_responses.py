@@ -48,6 +48,7 @@ import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
 from ._fields import Fields, error_event, stream_error
+from ._jsonfast import loads_cutting
 from .events import Completed, PartialImage, Usage, parse_usage, take_image
 from .sse import ServerSentEvent, decoded_data
 
@@ -403,28 +404,11 @@ def _peek_type(data: str, sse: ServerSentEvent) -> str | None:
 def loads_without_results(data: str) -> Any:
     """``json.loads(data)`` with the value of every ``"result"`` string member replaced
     by ``null``, without copying or scanning those strings beyond finding their closing
-    quote; ``None`` when that cannot be vouched for (a ``"result"`` string holding an
-    escape, or JSON that does not parse), for ``json.loads`` to decide.
-
-    A ``"result": "`` can only be a member inside a JSON document: within a JSON string
-    the quotes would be escaped.
-    """
-    parts: list[str] = []
-    start = 0
-    while (match := _RESULT_MEMBER.search(data, start)) is not None:
-        end = data.find('"', match.end())
-        if end < 0 or data.find("\\", match.end(), end) >= 0:  # no copy of the image
-            return None
-        parts.append(data[start : match.start()])
-        parts.append('"result":null')
-        start = end + 1
-    if not parts:
-        return None
-    parts.append(data[start:])
-    try:
-        return json.loads("".join(parts))
-    except ValueError:
-        return None
+    quote (the JSON fast path, ``ttstream._jsonfast``); ``None`` when that cannot be
+    vouched for (a ``"result"`` string holding an escape or a control character, or
+    JSON that does not parse), for ``json.loads`` to decide."""
+    found = loads_cutting([data], "result", keep=False)
+    return None if found is None else found[0]
 
 
 def _summary(body: Mapping[str, Any], sse: ServerSentEvent) -> Response:

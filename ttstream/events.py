@@ -34,7 +34,7 @@ from ._exceptions import (
     shorten,
 )
 from ._fields import Fields, error_event
-from ._imageline import skip_whitespace as _skip
+from ._jsonfast import loads_cutting
 from ._secrets import redact
 from .sse import ServerSentEvent, data_pieces, decoded_data
 
@@ -354,18 +354,10 @@ def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
     )
 
 
-# The fast path of parse_event, for data of 64 KiB and more. A final image is megabytes of
-# base64 in "b64_json", which json.loads would scan character by character for quotes,
-# backslashes and control characters. Here the top-level object is parsed member by
-# member with json's own scanner (JSONDecoder.raw_decode, as json.loads does), except the
-# value of "b64_json": its closing quote is found with str.find (memchr), and the string
-# is sliced out once it is known to hold no backslash and no control character, the only
-# characters json.loads would not take verbatim (strict mode). Anything else (an escape,
-# a piece boundary inside another member, a syntax error) gives up: json.loads of the
-# whole data then decides, so results and errors are exactly json.loads's.
+# The fast path of parse_event, for data of 64 KiB and more: a final image is megabytes of
+# base64 in "b64_json", which json.loads would scan character by character; the one JSON
+# fast path (ttstream._jsonfast) slices it out instead, with exactly json.loads's results.
 _FAST_MIN = 64 * 1024
-_DECODER = json.JSONDecoder()
-_NOT_VERBATIM = ("\\", *map(chr, range(0x20)))
 
 
 def _fast_loads(pieces: Sequence[str]) -> dict[str, Any] | None:
@@ -376,75 +368,14 @@ def _fast_loads(pieces: Sequence[str]) -> dict[str, Any] | None:
 
 
 def _fast_loads_verbatim(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
-    """:func:`_fast_loads`, and whether the ``b64_json`` it holds was sliced verbatim
-    (so holds no character JSON escapes)."""
-    try:
-        return _loads_object(pieces)
-    except (ValueError, RecursionError):
+    """:func:`_fast_loads`, and whether its ``b64_json`` was sliced verbatim (so holds
+    no character JSON escapes)."""
+    found = loads_cutting(pieces, "b64_json", keep=True)
+    if found is None or not isinstance(found[0], dict):
         return None
-
-
-def _loads_object(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
-    """Parses a JSON object the way json's scanner does (``_parse_object`` in
-    ``Modules/_json.c``), with the ``b64_json`` string spanning any number of pieces.
-    Returns ``None`` where it cannot vouch for the result; json.loads then decides."""
-    text = pieces[0]
-    i = _skip(text, 0)
-    if not text.startswith("{", i):
-        return None
-    i = _skip(text, i + 1)
-    if text.startswith("}", i):
-        return None
-    obj: dict[str, Any] = {}
-    spanned = False  # past the pieces: ``text`` is now the rest of the data
-    verbatim: str | None = None
-    while True:
-        if not text.startswith('"', i):
-            return None
-        key, i = _DECODER.raw_decode(text, i)
-        i = _skip(text, i)
-        if not text.startswith(":", i):
-            return None
-        i = _skip(text, i + 1)
-        if key == "b64_json" and not spanned and text.startswith('"', i):
-            found = _verbatim_string(pieces, i + 1)
-            if found is None:
-                return None
-            value, text = found
-            i, spanned, verbatim = 0, True, value
-        else:
-            value, i = _DECODER.raw_decode(text, i)
-        obj[key] = value
-        i = _skip(text, i)
-        if text.startswith("}", i):
-            break
-        if not text.startswith(",", i):
-            return None
-        i = _skip(text, i + 1)
-    if _skip(text, i + 1) != len(text) or (not spanned and len(pieces) > 1):
-        return None
-    return obj, verbatim is not None and obj.get("b64_json") is verbatim
-
-
-def _verbatim_string(pieces: Sequence[str], start: int) -> tuple[str, str] | None:
-    """The JSON string that starts at ``pieces[0][start]`` (after its opening quote) and
-    the text after its closing quote, when the string holds no escape and no control
-    character; else ``None``."""
-    parts: list[str] = []
-    for index, piece in enumerate(pieces):
-        begin = start if index == 0 else 0
-        end = piece.find('"', begin)
-        span = piece[begin:] if end < 0 else piece[begin:end]  # no copy of a whole piece
-        for char in _NOT_VERBATIM:
-            if char in span:
-                return None
-        parts.append(span)
-        if end >= 0:
-            rest = piece[end + 1 :]
-            if index + 1 < len(pieces):
-                rest += "".join(pieces[index + 1 :])
-            return (parts[0] if len(parts) == 1 else "".join(parts)), rest
-    return None
+    obj, cut = found
+    image = obj.get("b64_json")
+    return obj, any(image is string for string in cut)
 
 
 def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
