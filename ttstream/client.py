@@ -199,7 +199,11 @@ class AsyncClient(AsyncResource):
         require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         validate_seconds("deadline", deadline)
         if not isinstance(timeout, httpx2.Timeout):  # seconds for every phase
-            timeout = httpx2.Timeout(require_seconds("timeout", timeout))
+            try:
+                timeout = httpx2.Timeout(require_seconds("timeout", timeout))
+            except ValidationError:  # None too: every wait is bounded
+                allowed = "a finite number of seconds > 0 or an httpx2.Timeout"
+                raise ValidationError("timeout", timeout, allowed) from None
         if http_client is not None:
             check_http_client(http_client)
         require_int("max_connections", max_connections, 1)
