@@ -190,8 +190,9 @@ async def follow_redirects(
     A redirect is an answer ``is_redirect`` accepts (it may raise, refusing the answer);
     after it is closed and counted, ``redirect(answer, request)`` makes the next request
     (it may raise, refusing the target). A request to another origin (scheme, host,
-    port) carries no :data:`CREDENTIAL_HEADERS` and no ``auth`` (RFC 9110 section 15.4:
-    credentials are not forwarded). Each answer not returned is closed, bounded.
+    port) carries no :data:`CREDENTIAL_HEADERS` and no ``auth`` (RFC 9110 section 15.4: a
+    client following a redirect removes ``Authorization`` and the like). Each answer not
+    returned is closed, bounded.
 
     Raises:
         TTStreamError: ``too_many(answer)`` after ``max_redirects`` redirects;
