@@ -36,6 +36,7 @@ from ._exceptions import (
     ValidationError,
     status_error_class,
 )
+from ._fields import text_of
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 from ._secrets import hidden, redact
@@ -313,25 +314,20 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
     del text
     error = body.get("error") if isinstance(body, dict) else None
     fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
-
-    def field(name: str) -> str | None:
-        value = fields.get(name)
-        return None if value is None else str(value)
-
     if 300 <= response.status_code < 400:
         message = (
             f"redirect to {response.headers.get('location')!r} not followed "
             "(API requests never carry the key to another URL)"
         )
     else:
-        message = field("message") or snippet or response.reason_phrase
+        message = text_of(fields, "message") or snippet or response.reason_phrase
     return status_error_class(response.status_code)(
         message,
         status_code=response.status_code,
         body=body,
-        type=field("type"),
-        code=field("code"),
-        param=field("param"),
+        type=text_of(fields, "type"),
+        code=text_of(fields, "code"),
+        param=text_of(fields, "param"),
         request_id=response.headers.get("x-request-id"),
         headers=response.headers,
     )
