@@ -48,9 +48,10 @@ import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
 from ._fields import Fields, error_event, stream_error
+from ._imagehook import decoded_data
 from ._jsonfast import loads_cutting
 from .events import Completed, PartialImage, Usage, parse_usage, take_image
-from .sse import ServerSentEvent, decoded_data
+from .sse import ServerSentEvent
 
 __all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
 

@@ -34,19 +34,25 @@ from ._exceptions import (
     shorten,
 )
 from ._fields import Fields, error_event
+from ._imagehook import IMAGE_KEYS, DecodedData, ImageLineHook, decoded_data, image_decoder
 from ._jsonfast import loads_cutting
 from ._secrets import redact
-from .sse import ServerSentEvent, data_pieces, decoded_data
+from .sse import ServerSentEvent, data_pieces
 
 __all__ = [
+    "IMAGE_KEYS",
     "Completed",
+    "DecodedData",
     "ImageEvent",
+    "ImageLineHook",
     "InlineImage",
     "InputTokensDetails",
     "PartialImage",
     "Usage",
     "decode_base64",
+    "decoded_data",
     "decoded_length",
+    "image_decoder",
     "parse_event",
     "parse_response",
 ]
@@ -202,11 +208,11 @@ class ImageEvent:
     here) holds the text. Either way both attributes work:
 
     - ``image_bytes``: the file. Free when the event holds the bytes; else decoded on
-      first use (about 2 ms per MB of image with binascii, 0.1 with pybase64) and kept.
+      first use (one pass over the base64) and kept.
     - ``b64_json``: the base64 text, exactly as it arrived. Free when the event holds the
-      text; else encoded afresh on every access (about 1 ms per MB of image with
-      binascii, 0.1 with pybase64, and a new string 4/3 of the image's size): keep the
-      value if you need it twice.
+      text; else encoded afresh on every access (one pass over the image, and a new
+      string 4/3 of the image's size): keep the value if you need it twice. What each
+      costs per MB, with and without pybase64: ``docs/fast.md``.
 
     The ``repr`` shows only the base64's length. ``created_at`` is Unix seconds;
     ``size`` is ``"WxH"``.

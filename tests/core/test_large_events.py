@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 import ttstream
 from tests.support.base64_backends import NAMES, using
 from ttstream import Completed, MalformedEventError, PartialImage, ServerSentEvent, SSEDecoder
-from ttstream.events import _fast_loads, parse_event
-from ttstream.sse import data_pieces, decoded_data
+from ttstream.events import _fast_loads, decoded_data, image_decoder, parse_event
+from ttstream.sse import data_pieces
 
 KiB = 1024
 B64 = base64.b64encode(random.Random(7).randbytes(150 * KiB)).decode()  # 200 KiB of base64
@@ -265,7 +265,7 @@ async def test_a_stream_of_large_events_in_64_kib_chunks() -> None:
     assert got[2].usage.total_tokens == 9
 
 
-# -- SSEDecoder(decode_images=True): decoded as it arrives, equal to the plain path ----------
+# -- image_decoder(): decoded as it arrives, equal to the plain path ----------------------
 
 IMG = random.Random(11).randbytes(300)
 SMALL = base64.b64encode(IMG).decode()  # 400 chars: cheap at 1-byte chunks
@@ -297,7 +297,7 @@ def described(sse: ServerSentEvent) -> Any:
 
 
 def stream_outcome(raw: bytes, chunk: int, *, decode_images: bool, limit: int = 1 << 20) -> Any:
-    decoder = SSEDecoder(limit, decode_images=decode_images)
+    decoder = image_decoder(limit) if decode_images else SSEDecoder(limit)
     seen: list[Any] = []
     try:
         for part in split(raw, chunk):
@@ -309,7 +309,7 @@ def stream_outcome(raw: bytes, chunk: int, *, decode_images: bool, limit: int = 
 
 
 def fast_events(raw: bytes, chunk: int) -> list[ServerSentEvent]:
-    decoder = SSEDecoder(decode_images=True)
+    decoder = image_decoder()
     return [sse for part in split(raw, chunk) for sse in decoder.feed(part)]
 
 
@@ -484,7 +484,7 @@ def test_any_split_and_corruption_gives_the_plain_outcome(
         text = text[:at] + char + text[at:]
     raw = frame(text)
     bounds = sorted({0, len(raw), *(c for c in cuts if c < len(raw))})
-    decoder = SSEDecoder(decode_images=True)
+    decoder = image_decoder()
     fast = [described(e) for a, b in itertools.pairwise(bounds) for e in decoder.feed(raw[a:b])]
     assert fast == stream_outcome(raw, 1 << 20, decode_images=False)
 
@@ -499,6 +499,6 @@ def test_every_split_near_the_string_end_gives_the_plain_outcome(data: str) -> N
     expected = stream_outcome(raw, 1 << 20, decode_images=False)
     for cut in range(len(raw) - 1):
         for second in (cut + 1, cut + 2, cut + 3, cut + 5, cut + 9):
-            decoder = SSEDecoder(decode_images=True)
+            decoder = image_decoder()
             parts = [raw[:cut], raw[cut:second], raw[second:]]
             assert [described(e) for p in parts for e in decoder.feed(p)] == expected
