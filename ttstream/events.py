@@ -366,16 +366,10 @@ def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
 _FAST_MIN = 64 * 1024
 
 
-def _fast_loads(pieces: Sequence[str]) -> dict[str, Any] | None:
-    """``json.loads("".join(pieces))`` when the data is a JSON object that the fast path
-    can vouch for; ``None`` when json.loads must decide (it may then raise)."""
-    found = _fast_loads_verbatim(pieces)
-    return None if found is None else found[0]
-
-
 def _fast_loads_verbatim(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
-    """:func:`_fast_loads`, and whether its ``b64_json`` was sliced verbatim (so holds
-    no character JSON escapes)."""
+    """``json.loads("".join(pieces))`` when the data is a JSON object that the fast path
+    can vouch for, and whether its ``b64_json`` was sliced verbatim (so holds no
+    character JSON escapes); ``None`` when json.loads must decide (it may then raise)."""
     found = loads_cutting(pieces, "b64_json", keep=True)
     if found is None or not isinstance(found[0], dict):
         return None
