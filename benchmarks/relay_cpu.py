@@ -42,10 +42,10 @@ from _workload import four_events  # noqa: E402
 
 def items() -> list[Any]:
     from ttstream import parse_event
-    from ttstream.sse import SSEDecoder
+    from ttstream.events import image_decoder
 
     stream = four_events(2_000_000)
-    events = [parse_event(sse) for sse in SSEDecoder().feed(stream.body)]
+    events = [parse_event(sse) for sse in image_decoder().feed(stream.body)]
     assert all(event is not None for event in events)
     return events
 

@@ -77,6 +77,7 @@ from httpx_sse._decoders import SSELineDecoder
 from ttstream import _base64, parse_event
 from ttstream._browser.frames import frame_of as relay_frame
 from ttstream._browser.items import item_metadata
+from ttstream.events import image_decoder
 from ttstream.sse import SSEDecoder
 
 HERE = Path(__file__).resolve().parent
@@ -338,7 +339,7 @@ def last_byte_latency(name: str, chunks: list[bytes]) -> float:
         return time.perf_counter() - start if image else math.nan
     previous = _base64.set_backend("binascii" if name in (TT_STDLIB, TT_TODAY) else "pybase64")
     try:
-        tt = SSEDecoder(decode_images=name != TT_TODAY)
+        tt = SSEDecoder() if name == TT_TODAY else image_decoder()
         for chunk in chunks[:-1]:
             tt.feed(chunk)
         start = time.perf_counter()
@@ -391,7 +392,7 @@ def bench_relay_frames(rounds: int, results: Results) -> None:
     raw = stream.body
     events = {}
     for decode_images in (True, False):
-        (sse,) = SSEDecoder(decode_images=decode_images).feed(raw)
+        (sse,) = (image_decoder() if decode_images else SSEDecoder()).feed(raw)
         events[decode_images] = parse_event(sse)
     variants: dict[str, Callable[[], bytes]] = {
         "before: json.dumps of the data URL (event kept as text)": lambda: frame_before(

@@ -28,8 +28,11 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
+import attrs
+
 from . import params as _params
 from ._connect import check_api_key
+from ._delegate import Delegated
 from ._exceptions import ValidationError
 from ._secrets import hidden, register
 from ._signature import forwards_to
@@ -43,6 +46,7 @@ __all__ = [
     "AsyncAzureClient",
     "AzureClient",
     "AzureOptions",
+    "AzureTarget",
     "SyncAzureOptions",
     "TokenProvider",
 ]
@@ -77,6 +81,32 @@ class AzureOptions(ConnectionOptions, total=False):
     azure_ad_token_provider: TokenProvider | None
 
 
+@attrs.frozen
+class AzureTarget:
+    """Where an :class:`AsyncAzureClient` sends its requests (docs/azure.md): the
+    resource's ``azure_endpoint`` (no trailing ``/``), the ``azure_deployment`` (or
+    ``None``), the ``api_version``; ``v1``: whether that version selects the v1 surface
+    ``{endpoint}/openai/v1``."""
+
+    azure_endpoint: str
+    azure_deployment: str | None
+    api_version: str
+    v1: bool = attrs.field(init=False)
+
+    @v1.default
+    def _v1(self) -> bool:
+        return self.api_version in V1_VERSIONS
+
+
+@attrs.define
+class _TokenSource:
+    """The Entra ID token provider (or ``None``) and the last token it answered, which
+    is registered for redaction once (``ttstream._secrets``)."""
+
+    provider: TokenProvider | None
+    last: str = ""
+
+
 class AsyncAzureClient(AsyncClient):
     """``async with ttstream.AsyncAzureClient(azure_endpoint=..., azure_deployment=...)``.
 
@@ -101,6 +131,12 @@ class AsyncAzureClient(AsyncClient):
             no ``api_version``, a key with whitespace or non-ASCII characters (never
             echoed), or an option of ``AsyncClient`` out of range.
     """
+
+    # The fields of ``azure`` (:class:`AzureTarget`, which says what each one is), read-only.
+    azure_endpoint: Delegated[str] = Delegated("azure")
+    azure_deployment: Delegated[str | None] = Delegated("azure")
+    api_version: Delegated[str] = Delegated("azure")
+    v1: Delegated[bool] = Delegated("azure")
 
     @forwards_to(AsyncClient.__init__, options=ConnectionOptions)
     def __init__(
@@ -138,19 +174,16 @@ class AsyncAzureClient(AsyncClient):
                 "given with a deployment: pass api_version='2025-04-01-preview' (or "
                 "'v1' for the v1 surface) or set OPENAI_API_VERSION",
             )
-        self.azure_endpoint = endpoint.rstrip("/")
-        self.azure_deployment = azure_deployment
-        self.api_version = api_version or "v1"
-        self.v1 = self.api_version in V1_VERSIONS
-        """Whether requests go to the v1 surface ``{endpoint}/openai/v1``."""
+        self.azure = AzureTarget(endpoint.rstrip("/"), azure_deployment, api_version or "v1")
+        """The Azure endpoint, deployment and API version (one record: see
+        :class:`AzureTarget`); also read as the attributes below."""
         super().__init__(
             api_key or _PLACEHOLDER_KEY,
             base_url=f"{self.azure_endpoint}/openai" + ("/v1" if self.v1 else ""),
             auth="bearer",
             **options,
         )
-        self._token_provider = azure_ad_token_provider
-        self._last_token = ""
+        self._token = _TokenSource(azure_ad_token_provider)
         self._auth_headers = {} if api_key is None else {"api-key": api_key}
         if azure_deployment is not None and not self.v1:
             # The deployment names the model: its rules when it is a model's name.
@@ -199,8 +232,8 @@ class AsyncAzureClient(AsyncClient):
             ValidationError: the provider answered no usable token (never echoed).
         """
         headers = dict(self._auth_headers)
-        if self._token_provider is not None:
-            token = self._token_provider()
+        if self._token.provider is not None:
+            token = self._token.provider()
             if inspect.isawaitable(token):
                 token = await token
             if not isinstance(token, str) or not token:
@@ -208,9 +241,9 @@ class AsyncAzureClient(AsyncClient):
                     "azure_ad_token_provider", type(token).__name__, "a function answering a str"
                 )
             check_api_key("azure_ad_token_provider", token)
-            if token != self._last_token:  # registered once per token, not per request
+            if token != self._token.last:  # registered once per token, not per request
                 register(self, token)
-                self._last_token = token
+                self._token.last = token
             headers["Authorization"] = f"Bearer {token}"
         if path.startswith("responses") and self.azure_deployment is not None:
             headers[DEPLOYMENT_HEADER] = self.azure_deployment

@@ -27,9 +27,17 @@ from collections.abc import AsyncGenerator, Iterator
 
 import httpx2
 
+from ._checks import require_int
 from ._exceptions import EventTooLargeError, ProtocolError
 
-__all__ = ["ACCEPT_ENCODING", "DEFAULT_READ_LIMIT", "aiter_bounded", "read_body", "read_prefix"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "DEFAULT_READ_LIMIT",
+    "Inflater",
+    "aiter_bounded",
+    "read_body",
+    "read_prefix",
+]
 
 ACCEPT_ENCODING = "gzip, deflate"
 """The ``Accept-Encoding`` ttstream sends: the codings it decodes within bounds."""
@@ -40,7 +48,7 @@ _DECODED = ("gzip", "deflate")
 _ALLOWED = "no Content-Encoding, 'identity', 'gzip' or 'deflate' (one coding)"
 
 
-class _Inflater:
+class Inflater:
     """One ``gzip`` or ``deflate`` coding, decoded in pieces of at most ``limit`` bytes.
 
     ``deflate`` is zlib-wrapped (RFC 1950) or, as some servers send it, raw (RFC 1951):
@@ -128,16 +136,16 @@ async def aiter_bounded(
         ProtocolError: stacked or unknown ``Content-Encoding``, or a body that does not
             decode as its coding (checked before the first byte is read for the first).
         httpx2.TransportError: the connection failed while reading (as ``aiter_raw``).
+        ValidationError: ``read_limit`` not an int >= 1.
     """
-    if read_limit < 1:
-        raise ValueError(f"read_limit must be at least 1, got {read_limit!r}")
+    require_int("read_limit", read_limit, 1, "bytes")
     if response.is_stream_consumed:  # built with its content (httpx2.Response(content=...))
         content = response.content
         for start in range(0, len(content), read_limit):
             yield content[start : start + read_limit]
         return
     coding = _coding(response)
-    inflater = None if coding is None else _Inflater(coding)
+    inflater = None if coding is None else Inflater(coding)
     # Closed on every way out (an early aclose() of this generator included), never
     # left to the garbage collector (trio warns of each one it finalizes).
     async with contextlib.aclosing(response.aiter_raw()) as raws:

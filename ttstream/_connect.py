@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -36,6 +36,7 @@ from ._exceptions import (
     ValidationError,
     status_error_class,
 )
+from ._fields import text_of
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 from ._secrets import hidden, redact
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_ERROR_BODY",
     "check_api_key",
     "connection_error",
+    "follow_redirects",
     "open_response",
     "send",
     "status_error",
@@ -172,28 +174,76 @@ def _same_origin(a: httpx2.URL, b: httpx2.URL) -> bool:
     return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
-async def _send_following(http: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
-    """Sends ``request``, following redirects only as ``http`` is configured to."""
+async def follow_redirects(
+    http: httpx2.AsyncClient,
+    request: httpx2.Request,
+    *,
+    is_redirect: Callable[[httpx2.Response], bool],
+    redirect: Callable[[httpx2.Response, httpx2.Request], httpx2.Request],
+    max_redirects: int,
+    too_many: Callable[[httpx2.Response], TTStreamError],
+    auth: Any = httpx2.USE_CLIENT_DEFAULT,
+) -> httpx2.Response:
+    """Sends ``request`` (:func:`open_response`) and follows redirects: the one redirect
+    follower, for API calls (:func:`send`) and image downloads. Returns the first answer
+    that is not a redirect, open, for the caller to read and close.
+
+    A redirect is an answer ``is_redirect`` accepts (it may raise, refusing the answer);
+    after it is closed and counted, ``redirect(answer, request)`` makes the next request
+    (it may raise, refusing the target). A request to another origin (scheme, host,
+    port) carries no :data:`CREDENTIAL_HEADERS` and no ``auth`` (RFC 9110 section 15.4: a
+    client following a redirect removes ``Authorization`` and the like). Each answer not
+    returned is closed, bounded.
+
+    Raises:
+        TTStreamError: ``too_many(answer)`` after ``max_redirects`` redirects;
+            what ``is_redirect`` or ``redirect`` raise.
+        httpx2.TransportError: as :func:`open_response`.
+    """
     hops = 0
-    auth: Any = httpx2.USE_CLIENT_DEFAULT  # the client's own auth, until another origin
     while True:
         response = await open_response(http, request, auth=auth)
-        following = response.next_request
-        if not (http.follow_redirects and response.is_redirect and following is not None):
-            return response
-        await response.aclose()
+        try:
+            if not is_redirect(response):
+                return response
+        except BaseException:
+            await close_bounded(response.aclose)
+            raise
+        await close_bounded(response.aclose)
         hops += 1
-        if hops > http.max_redirects:
-            raise APIConnectionError(
-                f"more than {http.max_redirects} redirects from {_where(request.url)}"
-            )
-        if following.url.scheme not in ("http", "https"):
-            raise ProtocolError(f"a redirect to a {following.url.scheme!r} URL, not http(s)")
+        if hops > max_redirects:
+            raise too_many(response)
+        following = redirect(response, request)
         if not _same_origin(following.url, request.url):
             for name in CREDENTIAL_HEADERS:
                 following.headers.pop(name, None)
             auth = None  # nor the caller's client's auth=
         request = following
+
+
+def _next_request(response: httpx2.Response, request: httpx2.Request) -> httpx2.Request:
+    """The request httpx2 makes of a redirect (its method, body and headers rules)."""
+    following = response.next_request
+    assert following is not None  # the answer was accepted as a redirect for it
+    if following.url.scheme not in ("http", "https"):
+        raise ProtocolError(f"a redirect to a {following.url.scheme!r} URL, not http(s)")
+    return following
+
+
+async def _send_following(http: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
+    """Sends ``request``, following redirects only as ``http`` is configured to."""
+    return await follow_redirects(
+        http,
+        request,
+        is_redirect=lambda response: (
+            http.follow_redirects and response.is_redirect and response.next_request is not None
+        ),
+        redirect=_next_request,
+        max_redirects=http.max_redirects,
+        too_many=lambda _: APIConnectionError(
+            f"more than {http.max_redirects} redirects from {_where(request.url)}"
+        ),
+    )
 
 
 async def send(
@@ -264,25 +314,20 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
     del text
     error = body.get("error") if isinstance(body, dict) else None
     fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
-
-    def field(name: str) -> str | None:
-        value = fields.get(name)
-        return None if value is None else str(value)
-
     if 300 <= response.status_code < 400:
         message = (
             f"redirect to {response.headers.get('location')!r} not followed "
             "(API requests never carry the key to another URL)"
         )
     else:
-        message = field("message") or snippet or response.reason_phrase
+        message = text_of(fields, "message") or snippet or response.reason_phrase
     return status_error_class(response.status_code)(
         message,
         status_code=response.status_code,
         body=body,
-        type=field("type"),
-        code=field("code"),
-        param=field("param"),
+        type=text_of(fields, "type"),
+        code=text_of(fields, "code"),
+        param=text_of(fields, "param"),
         request_id=response.headers.get("x-request-id"),
         headers=response.headers,
     )

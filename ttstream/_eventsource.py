@@ -38,11 +38,11 @@ import attrs
 import httpx2
 from anyio.abc import AsyncResource
 
-from . import sse
 from ._body import ACCEPT_ENCODING, aiter_bounded
-from ._bounds import Deadline, close_bounded
+from ._bounds import Deadline, close_bounded, require_int
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import APIConnectionError, ProtocolError, ValidationError
+from ._imagehook import ImageLineHook
 from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State
 from ._secrets import redact
 from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder
@@ -148,15 +148,23 @@ class EventSource(AsyncResource):
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
         decode_images: install the Images layer's fast path on the decoder: each
-            event's image base64 is decoded while it arrives (``SSEDecoder(
-            decode_images=...)``; docs/fast.md). ``False`` (the default: a generic
-            stream) keeps every event as text; an :class:`~ttstream.ImageStream` turns
-            it on unless its consumer only forwards the base64.
+            event's image base64 is decoded while it arrives (the decoder's
+            ``line_hook=ttstream.events.ImageLineHook()``; docs/fast.md). ``False``
+            (the default: a generic stream) keeps every event as text; an
+            :class:`~ttstream.ImageStream` turns it on unless its consumer only
+            forwards the base64.
         resume: for protocols that resume at another URL than the stream's (the
             Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
             at each reconnection, it returns the ``(method, url)`` to resume from (sent
             without a body; a resume, not a new start), or ``None`` to reconnect as
             WHATWG says.
+
+    Raises:
+        ValidationError: at construction, an invalid ``url``, both ``json`` and
+            ``content``, ``max_event_bytes`` not an int >= 1 or ``max_retries`` not an
+            int >= 0 (bools refused), ``timeout`` neither ``None`` nor an
+            ``httpx2.Timeout``, ``deadline`` not ``None`` or seconds > 0, or a
+            ``last_event_id`` with NUL, CR or LF.
 
     Errors raised while iterating:
         APIStatusError: a non-2xx answer (after retries); never reconnected.
@@ -192,10 +200,14 @@ class EventSource(AsyncResource):
     ) -> None:
         if json is not None and content is not None:
             raise ValidationError("content", "<bytes>", "either json= or content=, not both")
-        if not isinstance(max_event_bytes, int) or max_event_bytes <= 0:
-            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValidationError("max_retries", max_retries, "an int >= 0")
+        require_int("max_event_bytes", max_event_bytes, 1, "bytes")
+        require_int("max_retries", max_retries, 0)
+        if timeout is not None and not isinstance(timeout, httpx2.Timeout):
+            raise ValidationError("timeout", timeout, "None (the client's) or an httpx2.Timeout")
+        try:
+            parsed_url = httpx2.URL(url)
+        except httpx2.InvalidURL:
+            raise ValidationError("url", url, "a valid absolute http(s) URL") from None
         if "\0" in last_event_id or "\n" in last_event_id or "\r" in last_event_id:
             raise ValidationError("last_event_id", last_event_id, "an id without NUL, CR or LF")
         headers = {
@@ -208,11 +220,11 @@ class EventSource(AsyncResource):
             content = jsonlib.dumps(json, separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")
         self._http = http_client
-        self._target = _Target(
-            method, httpx2.URL(url), headers, content, timeout, max_retries, resume
-        )
+        self._target = _Target(method, parsed_url, headers, content, timeout, max_retries, resume)
         self._deadline = Deadline(deadline)
-        self._decoder = SSEDecoder(max_event_bytes, decode_images=decode_images)
+        self._decoder = SSEDecoder(
+            max_event_bytes, line_hook=ImageLineHook() if decode_images else None
+        )
         self._decoder.last_event_id = last_event_id
         self._feed = self._decoder.feed_all if comments else self._decoder.feed
         self._machine = Reconnection(reconnect, clock=anyio.current_time, idempotent=idempotent)
@@ -467,8 +479,3 @@ class EventSource(AsyncResource):
         )
         logger.info("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)
         return notice
-
-
-# ``ttstream.sse.EventSource``, the path of earlier releases: the decoder module is the
-# layer below this one and never imports it, so this module registers the name there.
-sse.EventSource = EventSource

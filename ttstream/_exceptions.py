@@ -50,13 +50,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Self
+from typing import Protocol, Self
 
 from ._retry import parse_retry_after
 from ._secrets import redact
-
-if TYPE_CHECKING:
-    from .events import PartialImage
 
 __all__ = [
     "APIConnectionError",
@@ -90,6 +87,19 @@ __all__ = [
     "ValidationError",
     "status_error_class",
 ]
+
+
+class Preview(Protocol):
+    """What an error's ``last_partial`` is: a :class:`~ttstream.PartialImage` (the
+    last preview delivered; ``isinstance`` narrows it to that class), typed here by the
+    two members a UI shows, so that this module imports no event module (no import
+    cycle: the events import their errors from here)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def image_bytes(self) -> bytes: ...
+
 
 _MAX_SHOWN_CHARS = 80
 MAX_MESSAGE_CHARS = 1000
@@ -383,7 +393,7 @@ class IncompleteStreamError(TTStreamError):
     showing it.
     """
 
-    def __init__(self, message: str, *, last_partial: PartialImage | None = None) -> None:
+    def __init__(self, message: str, *, last_partial: Preview | None = None) -> None:
         self.last_partial = last_partial
         super().__init__(message)
 
@@ -395,7 +405,7 @@ class APIConnectionError(APIError):
     ``last_partial`` is the last preview delivered before a mid-stream failure.
     """
 
-    def __init__(self, message: str, *, last_partial: PartialImage | None = None) -> None:
+    def __init__(self, message: str, *, last_partial: Preview | None = None) -> None:
         self.last_partial = last_partial
         super().__init__(message)
 
@@ -405,9 +415,7 @@ class APITimeoutError(APIConnectionError):
     ``"write"``, ``"pool"`` or ``"deadline"`` (the optional overall stream deadline).
     """
 
-    def __init__(
-        self, message: str, *, timeout: str, last_partial: PartialImage | None = None
-    ) -> None:
+    def __init__(self, message: str, *, timeout: str, last_partial: Preview | None = None) -> None:
         self.timeout = timeout
         super().__init__(message, last_partial=last_partial)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,17 @@ class DecodedData:
     def __len__(self) -> int:
         """The length of :meth:`text`, computed without building it."""
         return len(self._head) + (len(self.image) + 2) // 3 * 4 + len(self._tail)
+
+    def crc32(self, sample: int = 0) -> int:
+        """A CRC-32 of the key, the other members and the image bytes (never encoded back
+        to text), for ``ttstream.sse.fingerprint``; ``sample > 0``: of the image's first
+        and last ``sample`` bytes only."""
+        others = {key: value for key, value in self.members.items() if key != self.key}
+        head = f"{self.key}\0{others!r}".encode("utf-8", "surrogatepass")
+        image = self.image
+        if sample and len(image) > 2 * sample:
+            image = image[:sample] + image[-sample:]
+        return zlib.crc32(image, zlib.crc32(head))
 
 
 Fallback = tuple[str, bytes]

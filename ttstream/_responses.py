@@ -47,8 +47,11 @@ from typing import Any
 import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
-from .events import Completed, InlineImage, InputTokensDetails, PartialImage, Usage
-from .sse import ServerSentEvent, decoded_data
+from ._fields import Fields, error_event, stream_error
+from ._imagehook import decoded_data
+from ._jsonfast import loads_cutting
+from .events import Completed, PartialImage, Usage, parse_usage, take_image
+from .sse import ServerSentEvent
 
 __all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
 
@@ -170,7 +173,7 @@ class ResponsesInterpreter:
         if decoded is not None and decoded.key == _PARTIAL_KEY:
             # Decoded while it arrived: keep the bytes, never encode them back to text.
             obj: dict[str, Any] = dict(decoded.members)
-            obj[_PARTIAL_KEY] = InlineImage(data=decoded.image)
+            obj[_PARTIAL_KEY] = decoded.image
         else:
             data = sse.data
             if not data.strip() or data == "[DONE]":
@@ -179,7 +182,7 @@ class ResponsesInterpreter:
         kind = obj.get("type", sse.event)
         if not isinstance(kind, str):
             raise _malformed(sse, f"field 'type' should be str, got {short_repr(kind, 40)}")
-        sequence = _optional(obj, "sequence_number", int, sse)
+        sequence = _fields(obj, sse).peek("sequence_number", int)
         if sequence is not None:
             if self.last_sequence_number is not None and sequence <= self.last_sequence_number:
                 floor = self._handled_elsewhere
@@ -193,7 +196,7 @@ class ResponsesInterpreter:
                 self.last_sequence_number = sequence
         response = obj.get("response")
         if isinstance(response, Mapping) and self.response_id is None:
-            self.response_id = _optional(response, "id", str, sse)
+            self.response_id = _fields(response, sse).peek("id", str)
         if kind == "error" or sse.event == "error":
             raise self._error_event(obj, sequence)
         if kind == _PARTIAL:
@@ -207,34 +210,30 @@ class ResponsesInterpreter:
         return None
 
     def _item_added(self, obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
-        item = _required(obj, "item", dict, sse)
+        event = _fields(obj, sse)
+        item = event.required("item", dict)
         if item.get("type") == _IMAGE_ITEM:
-            item_id = _required(item, "id", str, sse)
-            output_index = _optional(obj, "output_index", int, sse)
+            item_id = _fields(item, sse).required("id", str)
+            output_index = event.peek("output_index", int)
             self._items.setdefault(item_id, _Item(output_index))
 
     def _partial(self, obj: Mapping[str, Any], sse: ServerSentEvent) -> PartialImage:
-        fields = dict(obj)
-        fields.pop("type", None)
-        item_id = _take(fields, "item_id", str, sse)
+        fields = _fields(obj, sse)
+        fields.pop("type")
+        item_id = fields.take("item_id", str)
         if item_id is not None:
-            self._items.setdefault(item_id, _Item(fields.get("output_index")))
-        image = fields.pop(_PARTIAL_KEY, None)
-        if not isinstance(image, InlineImage):
-            fields[_PARTIAL_KEY] = image
-            image = InlineImage(_take_required(fields, _PARTIAL_KEY, str, sse))
-        if not image.text_length():
-            raise _malformed(sse, f"{_PARTIAL_KEY!r} is empty: an image is at least one byte")
+            self._items.setdefault(item_id, _Item(obj.get("output_index")))
+        image = take_image(fields, _PARTIAL_KEY, required=True)
         return PartialImage(
             b64_json=image,
-            index=_take_required(fields, "partial_image_index", int, sse),
+            index=fields.required("partial_image_index", int),
             operation=OPERATION,
             item_id=item_id,
-            output_index=_take(fields, "output_index", int, sse),
+            output_index=fields.take("output_index", int),
             response_id=self.response_id,
-            sequence_number=_take(fields, "sequence_number", int, sse),
-            **{name: _take(fields, name, str, sse) for name in _IMAGE_FIELDS},
-            extra=fields,
+            sequence_number=fields.take("sequence_number", int),
+            **_image_fields(fields),
+            extra=fields.extra(),
         )
 
     def _image_done(
@@ -242,22 +241,23 @@ class ResponsesInterpreter:
     ) -> Completed | None:
         """``response.output_item.done`` (the item, with its ``result``) or
         ``response.image_generation_call.completed`` (which may carry ``result``)."""
+        event = _fields(obj, sse)
         if kind == _ITEM_DONE:
-            item = _required(obj, "item", dict, sse)
+            item = event.required("item", dict)
             if item.get("type") != _IMAGE_ITEM:
                 return None
         else:
             item = {"id": obj.get("item_id"), **obj}
-        fields = dict(item)
-        item_id = _take_required(fields, "id", str, sse)
-        fields.pop("item_id", None)
-        fields.pop("type", None)
+        fields = _fields(item, sse)
+        item_id = fields.required("id", str)
+        fields.pop("item_id")
+        fields.pop("type")
         state = self._items.setdefault(item_id, _Item(obj.get("output_index")))
-        status = _optional(fields, "status", str, sse)  # kept in extra: Azure's differs
+        status = fields.peek("status", str)  # kept in extra: Azure's differs
         state.status = status or state.status
         if status == "failed":
-            raise self._item_error(item_id, fields.get("error"), obj)
-        result = _take(fields, "result", str, sse)
+            raise self._item_error(item_id, item.get("error"), obj)
+        result = fields.take("result", str)
         if state.delivered:
             return None  # the other of the two events delivered it: never both
         if result is None:
@@ -269,27 +269,33 @@ class ResponsesInterpreter:
                 sse, f"image item {item_id} has an empty 'result': an image is at least one byte"
             )
         state.delivered = True
-        output_index = _optional(obj, "output_index", int, sse)
-        fields.pop("output_index", None)
+        output_index = event.peek("output_index", int)
+        fields.pop("output_index")
         return Completed(
             b64_json=result,
             operation=OPERATION,
             item_id=item_id,
             output_index=state.output_index if output_index is None else output_index,
             response_id=self.response_id,
-            sequence_number=_optional(obj, "sequence_number", int, sse),
-            revised_prompt=_take(fields, "revised_prompt", str, sse),
-            **{name: _take(fields, name, str, sse) for name in _IMAGE_FIELDS},
-            extra={key: value for key, value in fields.items() if key != "sequence_number"},
+            sequence_number=event.peek("sequence_number", int),
+            revised_prompt=fields.take("revised_prompt", str),
+            **_image_fields(fields),
+            extra={key: value for key, value in fields.extra().items() if key != "sequence_number"},
         )
 
     def _terminal(
         self, kind: str, obj: Mapping[str, Any], sequence: int | None, sse: ServerSentEvent
     ) -> Completed | None:
-        body = _required(obj, "response", dict, sse)
+        body = _fields(obj, sse).required("response", dict)
         if kind == _FAILED:
             error = body.get("error")
-            raise self._response_error(kind, error if isinstance(error, Mapping) else {}, sequence)
+            raise stream_error(
+                error if isinstance(error, Mapping) else {},
+                fallback=f"the server sent {kind} without a message",
+                default_type=kind,
+                sequence_number=sequence,
+                response_id=self.response_id,
+            )
         if kind == _INCOMPLETE:
             details = body.get("incomplete_details")
             reason = details.get("reason") if isinstance(details, Mapping) else None
@@ -347,34 +353,21 @@ class ResponsesInterpreter:
         return self._image_done(_ITEM_DONE, done, sse)
 
     def _error_event(self, obj: Mapping[str, Any], sequence: int | None) -> StreamError:
-        nested = obj.get("error")
-        return self._response_error(
-            "error", nested if isinstance(nested, Mapping) else obj, sequence
-        )
-
-    def _item_error(self, item_id: str, error: object, obj: Mapping[str, Any]) -> StreamError:
-        body = error if isinstance(error, Mapping) else {}
-        message = _text(body, "message") or f"image item {item_id} failed"
-        sequence = obj.get("sequence_number")
-        return StreamError(
-            message,
-            code=_text(body, "code"),
-            param=_text(body, "param"),
-            type=_text(body, "type") or "image_generation_call.failed",
-            sequence_number=sequence if isinstance(sequence, int) else None,
+        return error_event(
+            obj,
+            fallback="the server sent an error event without a message",
+            flat_type=True,
+            sequence_number=sequence,
             response_id=self.response_id,
         )
 
-    def _response_error(
-        self, kind: str, body: Mapping[str, Any], sequence: int | None
-    ) -> StreamError:
-        what = "an error event" if kind == "error" else kind
-        return StreamError(
-            _text(body, "message") or f"the server sent {what} without a message",
-            code=_text(body, "code"),
-            param=_text(body, "param"),
-            type=_text(body, "type") or (None if kind == "error" else kind),
-            sequence_number=sequence,
+    def _item_error(self, item_id: str, error: object, obj: Mapping[str, Any]) -> StreamError:
+        sequence = obj.get("sequence_number")
+        return stream_error(
+            error if isinstance(error, Mapping) else {},
+            fallback=f"image item {item_id} failed",
+            default_type="image_generation_call.failed",
+            sequence_number=sequence if isinstance(sequence, int) else None,
             response_id=self.response_id,
         )
 
@@ -412,33 +405,19 @@ def _peek_type(data: str, sse: ServerSentEvent) -> str | None:
 def loads_without_results(data: str) -> Any:
     """``json.loads(data)`` with the value of every ``"result"`` string member replaced
     by ``null``, without copying or scanning those strings beyond finding their closing
-    quote; ``None`` when that cannot be vouched for (a ``"result"`` string holding an
-    escape, or JSON that does not parse), for ``json.loads`` to decide.
-
-    A ``"result": "`` can only be a member inside a JSON document: within a JSON string
-    the quotes would be escaped.
-    """
-    parts: list[str] = []
-    start = 0
-    while (match := _RESULT_MEMBER.search(data, start)) is not None:
-        end = data.find('"', match.end())
-        if end < 0 or data.find("\\", match.end(), end) >= 0:  # no copy of the image
-            return None
-        parts.append(data[start : match.start()])
-        parts.append('"result":null')
-        start = end + 1
-    if not parts:
-        return None
-    parts.append(data[start:])
-    try:
-        return json.loads("".join(parts))
-    except ValueError:
-        return None
+    quote (the JSON fast path, ``ttstream._jsonfast``); ``None`` when that cannot be
+    vouched for (a ``"result"`` string holding an escape or a control character, or
+    JSON that does not parse), for ``json.loads`` to decide."""
+    found = loads_cutting([data], "result", keep=False)
+    return None if found is None else found[0]
 
 
 def _summary(body: Mapping[str, Any], sse: ServerSentEvent) -> Response:
-    fields = dict(body)
-    output = _take(fields, "output", list, sse) or []
+    """The final response; its ``usage`` is the text model's ``input_tokens``,
+    ``output_tokens``, ``total_tokens``, the rest (``input_tokens_details.cached_tokens``,
+    ``output_tokens_details``) in ``extra``."""
+    fields = _fields(body, sse)
+    output = fields.take("output", list) or []
     texts = [
         part["text"]
         for item in output
@@ -449,13 +428,13 @@ def _summary(body: Mapping[str, Any], sse: ServerSentEvent) -> Response:
         and isinstance(part.get("text"), str)
     ]
     return Response(
-        id=_take(fields, "id", str, sse),
-        status=_take(fields, "status", str, sse),
-        model=_take(fields, "model", str, sse),
+        id=fields.take("id", str),
+        status=fields.take("status", str),
+        model=fields.take("model", str),
         output_text="".join(texts),
-        usage=_usage(_take(fields, "usage", dict, sse), sse),
+        usage=parse_usage(fields, details=()),
         output=tuple(_without_result(item) for item in output if isinstance(item, Mapping)),
-        extra=fields,
+        extra=fields.extra(),
     )
 
 
@@ -465,62 +444,15 @@ def _without_result(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**item, "result": None} if item.get("result") is not None else item
 
 
-def _usage(usage: Mapping[str, Any] | None, sse: ServerSentEvent) -> Usage | None:
-    """The response's ``usage``: ``input_tokens``, ``output_tokens``, ``total_tokens``;
-    the rest (``input_tokens_details.cached_tokens``, ``output_tokens_details``) in
-    ``extra``."""
-    if usage is None:
-        return None
-    fields = dict(usage)
-    details = _take(fields, "input_tokens_details", dict, sse)
-    return Usage(
-        input_tokens=_take(fields, "input_tokens", int, sse),
-        output_tokens=_take(fields, "output_tokens", int, sse),
-        total_tokens=_take(fields, "total_tokens", int, sse),
-        input_tokens_details=None if details is None else InputTokensDetails(extra=details),
-        extra=fields,
-    )
+def _image_fields(fields: Fields) -> dict[str, Any]:
+    """``size``, ``quality``, ``background`` and ``output_format``, taken as text."""
+    return {name: fields.take(name, str) for name in _IMAGE_FIELDS}
+
+
+def _fields(obj: Mapping[str, Any], sse: ServerSentEvent) -> Fields:
+    """The fields of ``obj``, a JSON object of ``sse`` (named "the event" in errors)."""
+    return Fields(obj, event=sse.event, event_id=sse.id)
 
 
 def _malformed(sse: ServerSentEvent, reason: str) -> MalformedEventError:
     return MalformedEventError(reason, event=sse.event, event_id=sse.id)
-
-
-def _text(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    return None if value is None else str(value)
-
-
-def _check(value: object, key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
-    # bool is an int subclass in Python, but not a JSON integer.
-    if value is not None and (
-        not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-    ):
-        raise _malformed(
-            sse,
-            f"field {key!r} should be {kind.__name__}, "
-            f"got {type(value).__name__} {short_repr(value, 40)}",
-        )
-    return value
-
-
-def _optional(obj: Mapping[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
-    return _check(obj.get(key), key, kind, sse)
-
-
-def _required(obj: Mapping[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
-    value = _optional(obj, key, kind, sse)
-    if value is None:
-        raise _malformed(sse, f"the event has no {key!r} field")
-    return value
-
-
-def _take(fields: dict[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
-    return _check(fields.pop(key, None), key, kind, sse)
-
-
-def _take_required(fields: dict[str, Any], key: str, kind: type[Any], sse: ServerSentEvent) -> Any:
-    value = _take(fields, key, kind, sse)
-    if value is None:
-        raise _malformed(sse, f"the event has no {key!r} field")
-    return value

@@ -88,14 +88,15 @@ class ResponseStream(ImageStream):
             max_body_bytes=max_body_bytes,
             deadline=deadline,
         )
-        self._responses = interpreter
 
-    response: Delegated[Response | None] = Delegated("_responses")
+    # The interpreter the base class holds (``_interpreter``) is this stream's
+    # ResponsesInterpreter: these read it, with no reference of their own.
+    response: Delegated[Response | None] = Delegated("_interpreter")
     """The final response (id, status, output text, usage, output items without
     images) once ``response.completed`` arrived, else ``None``."""
-    response_id: Delegated[str | None] = Delegated("_responses")
+    response_id: Delegated[str | None] = Delegated("_interpreter")
     """The response's id (``resp_...``) once its first event arrived."""
-    last_sequence_number: Delegated[int | None] = Delegated("_responses")
+    last_sequence_number: Delegated[int | None] = Delegated("_interpreter")
     """The ``sequence_number`` of the last event read."""
 
 

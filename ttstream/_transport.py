@@ -52,9 +52,9 @@ def _aiohttp() -> tuple[type[AiohttpTransport], type[AiohttpResponseStream]] | N
 
 
 READ_SIZE = 256 * 1024
-"""The largest piece an aiohttp response body is handed over in (httpx-aiohttp's own
-default is 16 KiB): over loopback, a 10.7 MB stream took 12 ms in 256 KiB pieces against
-19 ms in 16 KiB ones (``benchmarks/RESULTS.md``). Set on each response, not on the class.
+"""The largest piece an aiohttp response body is handed over in, in bytes (httpx-aiohttp's
+own default is 16 KiB; what the larger pieces save: ``docs/fast.md``, "The transport").
+Set on each response, not on the class.
 Also the smallest socket read of httpcore's connections in the client ttstream creates
 (httpcore's own is 64 KiB, which anyio serves by cutting asyncio's 256 KiB receives)."""
 

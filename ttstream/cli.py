@@ -133,9 +133,14 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _declared(command: str) -> type[GenerationParameters]:
+    """The TypedDict of ``command``'s typed API parameters."""
+    return EditParameters if command == "edit" else GenerationParameters
+
+
 def _parameter_names(command: str) -> list[str]:
     """The typed API parameters of ``command`` that are options, in declaration order."""
-    declared = EditParameters if command == "edit" else GenerationParameters
+    declared = _declared(command)
     return [name for name in declared.__annotations__ if name not in PARAMETERS_WITHOUT_OPTIONS]
 
 
@@ -162,7 +167,7 @@ def _image_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("prompt", help="what to draw")
     api = parser.add_argument_group("image parameters (the API's own, checked per model)")
     api.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
-    hints = typing.get_type_hints(EditParameters)
+    hints = typing.get_type_hints(_declared(command))
     for name in _parameter_names(command):
         api.add_argument(_option(name), **_parameter_option(name, hints[name]))
     parser.add_argument(

@@ -25,7 +25,7 @@ from anyio.abc import AsyncResource
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
 from ._bounds import close_bounded, require_int, require_seconds, validate_seconds
-from ._connect import check_api_key, connection_error, open_response, send, status_error
+from ._connect import check_api_key, connection_error, follow_redirects, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
     APITimeoutError,
@@ -414,32 +414,50 @@ class AsyncClient(AsyncResource):
         )
 
     async def _download(self, url: str, url_filter: Callable[[str], bool] | None) -> bytes:
-        previous: httpx2.URL | None = None
-        for _ in range(MAX_REDIRECTS + 1):
-            target = _download_url(url, previous, url_filter)
-            request = httpx2.Request(
-                "GET",
-                target,
-                headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": USER_AGENT},
-                extensions={"timeout": self.timeout.as_dict()},
+        given = [url]  # the URL of the current hop as given: the event's, then a Location
+        target = [_download_url(url, None, url_filter)]  # the URL of the current hop
+
+        def is_redirect(response: httpx2.Response) -> bool:
+            if response.status_code not in _REDIRECTS:
+                return False
+            if not response.headers.get("location"):
+                raise DownloadRefusedError("a redirect without Location", url=given[0])
+            return True
+
+        def redirect(response: httpx2.Response, request: httpx2.Request) -> httpx2.Request:
+            given[0] = response.headers["location"]
+            target[0] = _download_url(given[0], request.url, url_filter)
+            return self._download_request(target[0])
+
+        try:
+            response = await follow_redirects(
+                self._http,
+                self._download_request(target[0]),
+                is_redirect=is_redirect,
+                redirect=redirect,
+                max_redirects=MAX_REDIRECTS,
+                too_many=lambda response: DownloadRefusedError(
+                    f"more than {MAX_REDIRECTS} redirects", url=response.headers["location"]
+                ),
+                auth=None,
             )
             try:
-                response = await open_response(self._http, request, auth=None)
-                try:
-                    if response.status_code in _REDIRECTS:
-                        location = response.headers.get("location")
-                        if not location:
-                            raise DownloadRefusedError("a redirect without Location", url=url)
-                        previous, url = target, location
-                        continue
-                    if not response.is_success:
-                        raise await status_error(response)
-                    return await read_body(response, limit=self.max_event_bytes)
-                finally:
-                    await close_bounded(response.aclose)  # released even past the deadline
-            except httpx2.TransportError as exc:
-                raise connection_error(exc, target, "downloading the image from") from exc
-        raise DownloadRefusedError(f"more than {MAX_REDIRECTS} redirects", url=url)
+                if not response.is_success:
+                    raise await status_error(response)
+                return await read_body(response, limit=self.max_event_bytes)
+            finally:
+                await close_bounded(response.aclose)  # released even past the deadline
+        except httpx2.TransportError as exc:
+            raise connection_error(exc, target[0], "downloading the image from") from exc
+
+    def _download_request(self, url: httpx2.URL) -> httpx2.Request:
+        """A GET of an image: no credentials, ttstream's ``Accept-Encoding``."""
+        return httpx2.Request(
+            "GET",
+            url,
+            headers={"Accept-Encoding": ACCEPT_ENCODING, "User-Agent": USER_AGENT},
+            extensions={"timeout": self.timeout.as_dict()},
+        )
 
     def _body(self, prompt: str, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
         """The request as the rules see it: ``model`` is the given one, else the

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 
@@ -33,24 +33,30 @@ from ._exceptions import (
     short_repr,
     shorten,
 )
-from ._imageline import skip_whitespace as _skip
+from ._fields import Fields, error_event
+from ._imagehook import IMAGE_KEYS, DecodedData, ImageLineHook, decoded_data, image_decoder
+from ._jsonfast import loads_cutting
 from ._secrets import redact
-from .sse import ServerSentEvent, data_pieces, decoded_data
+from .sse import ServerSentEvent, data_pieces
 
 __all__ = [
+    "IMAGE_KEYS",
     "Completed",
+    "DecodedData",
     "ImageEvent",
+    "ImageLineHook",
     "InlineImage",
     "InputTokensDetails",
     "PartialImage",
     "Usage",
     "decode_base64",
+    "decoded_data",
     "decoded_length",
+    "image_decoder",
     "parse_event",
     "parse_response",
 ]
 
-_T = TypeVar("_T")
 logger = logging.getLogger("ttstream")
 
 
@@ -202,11 +208,11 @@ class ImageEvent:
     here) holds the text. Either way both attributes work:
 
     - ``image_bytes``: the file. Free when the event holds the bytes; else decoded on
-      first use (about 2 ms per MB of image with binascii, 0.1 with pybase64) and kept.
+      first use (one pass over the base64) and kept.
     - ``b64_json``: the base64 text, exactly as it arrived. Free when the event holds the
-      text; else encoded afresh on every access (about 1 ms per MB of image with
-      binascii, 0.1 with pybase64, and a new string 4/3 of the image's size): keep the
-      value if you need it twice.
+      text; else encoded afresh on every access (one pass over the image, and a new
+      string 4/3 of the image's size): keep the value if you need it twice. What each
+      costs per MB, with and without pybase64: ``docs/fast.md``.
 
     The ``repr`` shows only the base64's length. ``created_at`` is Unix seconds;
     ``size`` is ``"WxH"``.
@@ -286,86 +292,57 @@ class Completed(ImageEvent):
     safety_identifier: str | None = None
 
 
-class _Fields:
-    """Takes typed fields out of one JSON object; what is not taken is ``extra``.
+def take_image(
+    fields: Fields, key: str = "b64_json", *, verbatim: bool = False, required: bool = False
+) -> InlineImage | None:
+    """The image under ``key`` (``b64_json`` in the Images API, ``partial_image_b64`` in
+    the Responses API), taken out of ``fields``: its base64 text (``verbatim`` when
+    known to need no JSON escaping), or the bytes the decoder already decoded on arrival;
+    ``None`` when absent (unless ``required``).
 
-    A field of the wrong type raises ``MalformedEventError`` naming ``where`` (the
-    event type or the place in a response body), the field, and what it held.
+    Raises:
+        MalformedEventError: not a string, empty (an image is at least one byte), or
+            absent when ``required``.
     """
-
-    def __init__(
-        self, obj: Mapping[str, Any], where: str, *, event: str = "", event_id: str = ""
-    ) -> None:
-        self._rest = dict(obj)
-        self._where = where
-        self._event = event
-        self._event_id = event_id
-
-    def malformed(self, reason: str) -> MalformedEventError:
-        return MalformedEventError(reason, event=self._event, event_id=self._event_id)
-
-    def required(self, key: str, kind: type[_T]) -> _T:
-        value = self.take(key, kind)
-        if value is None:
-            raise self.malformed(f"{self._where} has no {key!r} field")
-        return value
-
-    def take(self, key: str, kind: type[_T]) -> _T | None:
-        value = self._rest.pop(key, None)
-        if value is None:
+    value = fields.pop(key)
+    if isinstance(value, bytes):
+        image = InlineImage(data=value)
+    else:
+        fields.put(key, value)
+        text = fields.required(key, str) if required else fields.take(key, str)
+        if text is None:
             return None
-        # bool is an int subclass in Python, but not a JSON integer.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.malformed(
-                f"{self._where} field {key!r} should be {kind.__name__}, "
-                f"got {type(value).__name__} {short_repr(value, 40)}"
-            )
-        return value
-
-    def image(self, *, verbatim: bool = False, required: bool = False) -> InlineImage | None:
-        """``b64_json``: its text (``verbatim`` when known to need no JSON escaping), or
-        the bytes the decoder already decoded; an empty string is malformed."""
-        value = self._rest.pop("b64_json", None)
-        if isinstance(value, bytes):
-            image = InlineImage(data=value)
-        else:
-            self._rest["b64_json"] = value
-            text = self.required("b64_json", str) if required else self.take("b64_json", str)
-            if text is None:
-                return None
-            image = InlineImage(text, verbatim=verbatim)
-        if not image.text_length():
-            raise self.malformed(
-                f"{self._where} has an empty 'b64_json': an image is at least one byte"
-            )
-        return image
-
-    def nested(self, key: str) -> _Fields | None:
-        """The fields of the JSON object under ``key``, or None when it is absent."""
-        value = self.take(key, dict)
-        if value is None:
-            return None
-        return _Fields(value, f"{self._where}.{key}", event=self._event, event_id=self._event_id)
-
-    def extra(self) -> dict[str, Any]:
-        return self._rest
+        image = InlineImage(text, verbatim=verbatim)
+    if not image.text_length():
+        empty = f"{fields.where} has an empty {key!r}" if fields.where else f"{key!r} is empty"
+        raise fields.malformed(f"{empty}: an image is at least one byte")
+    return image
 
 
-def _parse_usage(fields: _Fields) -> Usage | None:
+def parse_usage(
+    fields: Fields, *, details: Sequence[str] = ("image_tokens", "text_tokens")
+) -> Usage | None:
+    """The ``usage`` object of ``fields`` (``None`` when absent): ``input_tokens``,
+    ``output_tokens``, ``total_tokens`` and, of ``input_tokens_details``, the integer
+    fields named in ``details`` (the Images API's ``image_tokens`` and ``text_tokens``;
+    none for the Responses API, whose details hold ``cached_tokens``); the rest in
+    ``extra``.
+
+    Raises:
+        MalformedEventError: a field of the wrong type.
+    """
     usage = fields.nested("usage")
     if usage is None:
         return None
-    details = usage.nested("input_tokens_details")
+    nested = usage.nested("input_tokens_details")
     return Usage(
         input_tokens=usage.take("input_tokens", int),
         output_tokens=usage.take("output_tokens", int),
         total_tokens=usage.take("total_tokens", int),
         input_tokens_details=None
-        if details is None
+        if nested is None
         else InputTokensDetails(
-            image_tokens=details.take("image_tokens", int),
-            text_tokens=details.take("text_tokens", int),
-            extra=details.extra(),
+            **{name: nested.take(name, int) for name in details}, extra=nested.extra()
         ),
         extra=usage.extra(),
     )
@@ -373,115 +350,32 @@ def _parse_usage(fields: _Fields) -> Usage | None:
 
 def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
     """Raises StreamError for the nested and the flat error shapes (see StreamError)."""
-    nested = obj.get("error")
-    body = nested if isinstance(nested, Mapping) else obj
-
-    def text(key: str) -> str | None:
-        value = body.get(key)
-        return None if value is None else str(value)
-
     sequence_number = obj.get("sequence_number")
-    raise StreamError(
-        text("message") or f"the server sent an error event without a message: {short_repr(obj)}",
-        code=text("code"),
-        param=text("param"),
-        type=text("type") if body is not obj else None,
+    raise error_event(
+        obj,
+        fallback=f"the server sent an error event without a message: {short_repr(obj)}",
+        flat_type=False,
         event_id=sse.id,
         sequence_number=sequence_number if isinstance(sequence_number, int) else None,
     )
 
 
-# The fast path of parse_event, for data of 64 KiB and more. A final image is megabytes of
-# base64 in "b64_json", which json.loads would scan character by character for quotes,
-# backslashes and control characters. Here the top-level object is parsed member by
-# member with json's own scanner (JSONDecoder.raw_decode, as json.loads does), except the
-# value of "b64_json": its closing quote is found with str.find (memchr), and the string
-# is sliced out once it is known to hold no backslash and no control character, the only
-# characters json.loads would not take verbatim (strict mode). Anything else (an escape,
-# a piece boundary inside another member, a syntax error) gives up: json.loads of the
-# whole data then decides, so results and errors are exactly json.loads's.
+# The fast path of parse_event, for data of 64 KiB and more: a final image is megabytes of
+# base64 in "b64_json", which json.loads would scan character by character; the one JSON
+# fast path (ttstream._jsonfast) slices it out instead, with exactly json.loads's results.
 _FAST_MIN = 64 * 1024
-_DECODER = json.JSONDecoder()
-_NOT_VERBATIM = ("\\", *map(chr, range(0x20)))
-
-
-def _fast_loads(pieces: Sequence[str]) -> dict[str, Any] | None:
-    """``json.loads("".join(pieces))`` when the data is a JSON object that the fast path
-    can vouch for; ``None`` when json.loads must decide (it may then raise)."""
-    found = _fast_loads_verbatim(pieces)
-    return None if found is None else found[0]
 
 
 def _fast_loads_verbatim(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
-    """:func:`_fast_loads`, and whether the ``b64_json`` it holds was sliced verbatim
-    (so holds no character JSON escapes)."""
-    try:
-        return _loads_object(pieces)
-    except (ValueError, RecursionError):
+    """``json.loads("".join(pieces))`` when the data is a JSON object that the fast path
+    can vouch for, and whether its ``b64_json`` was sliced verbatim (so holds no
+    character JSON escapes); ``None`` when json.loads must decide (it may then raise)."""
+    found = loads_cutting(pieces, "b64_json", keep=True)
+    if found is None or not isinstance(found[0], dict):
         return None
-
-
-def _loads_object(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
-    """Parses a JSON object the way json's scanner does (``_parse_object`` in
-    ``Modules/_json.c``), with the ``b64_json`` string spanning any number of pieces.
-    Returns ``None`` where it cannot vouch for the result; json.loads then decides."""
-    text = pieces[0]
-    i = _skip(text, 0)
-    if not text.startswith("{", i):
-        return None
-    i = _skip(text, i + 1)
-    if text.startswith("}", i):
-        return None
-    obj: dict[str, Any] = {}
-    spanned = False  # past the pieces: ``text`` is now the rest of the data
-    verbatim: str | None = None
-    while True:
-        if not text.startswith('"', i):
-            return None
-        key, i = _DECODER.raw_decode(text, i)
-        i = _skip(text, i)
-        if not text.startswith(":", i):
-            return None
-        i = _skip(text, i + 1)
-        if key == "b64_json" and not spanned and text.startswith('"', i):
-            found = _verbatim_string(pieces, i + 1)
-            if found is None:
-                return None
-            value, text = found
-            i, spanned, verbatim = 0, True, value
-        else:
-            value, i = _DECODER.raw_decode(text, i)
-        obj[key] = value
-        i = _skip(text, i)
-        if text.startswith("}", i):
-            break
-        if not text.startswith(",", i):
-            return None
-        i = _skip(text, i + 1)
-    if _skip(text, i + 1) != len(text) or (not spanned and len(pieces) > 1):
-        return None
-    return obj, verbatim is not None and obj.get("b64_json") is verbatim
-
-
-def _verbatim_string(pieces: Sequence[str], start: int) -> tuple[str, str] | None:
-    """The JSON string that starts at ``pieces[0][start]`` (after its opening quote) and
-    the text after its closing quote, when the string holds no escape and no control
-    character; else ``None``."""
-    parts: list[str] = []
-    for index, piece in enumerate(pieces):
-        begin = start if index == 0 else 0
-        end = piece.find('"', begin)
-        span = piece[begin:] if end < 0 else piece[begin:end]  # no copy of a whole piece
-        for char in _NOT_VERBATIM:
-            if char in span:
-                return None
-        parts.append(span)
-        if end >= 0:
-            rest = piece[end + 1 :]
-            if index + 1 < len(pieces):
-                rest += "".join(pieces[index + 1 :])
-            return (parts[0] if len(parts) == 1 else "".join(parts)), rest
-    return None
+    obj, cut = found
+    image = obj.get("b64_json")
+    return obj, any(image is string for string in cut)
 
 
 def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
@@ -572,10 +466,10 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
     if not prefix.startswith("image_") or kind not in ("partial_image", "completed"):
         return None
     operation = prefix[len("image_") :]
-    fields = _Fields(obj, event_type, event=sse.event, event_id=sse.id)
+    fields = Fields(obj, event_type, event=sse.event, event_id=sse.id)
     fields.take("type", str)
     common: dict[str, Any] = {
-        "b64_json": fields.image(verbatim=verbatim, required=True),
+        "b64_json": take_image(fields, verbatim=verbatim, required=True),
         "operation": operation,
         "size": fields.take("size", str),
         "quality": fields.take("quality", str),
@@ -588,7 +482,7 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
         index = fields.required("partial_image_index", int)
         return PartialImage(index=index, extra=fields.extra(), **common)
     return Completed(
-        usage=_parse_usage(fields),
+        usage=parse_usage(fields),
         safety_identifier=fields.take("safety_identifier", str),
         extra=fields.extra(),
         **common,
@@ -619,7 +513,7 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
             f"the response body is a JSON {type(body).__name__}, expected an object",
             event="(response body)",
         )
-    top = _Fields(body, "response", event="(response body)")
+    top = Fields(body, "response", event="(response body)")
     items = top.required("data", list)
     common: dict[str, Any] = {
         "operation": operation,
@@ -629,14 +523,14 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
         "background": top.take("background", str),
         "output_format": top.take("output_format", str),
     }
-    usage = _parse_usage(top)
+    usage = parse_usage(top)
     unknown_top = top.extra()  # kept on every image, under the item's own unknown fields
     events = []
     for position, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise top.malformed(f"response data[{position}] is not an object")
-        fields = _Fields(item, f"response data[{position}]", event="(response body)")
-        b64_json, url = fields.image(), fields.take("url", str)
+        fields = Fields(item, f"response data[{position}]", event="(response body)")
+        b64_json, url = take_image(fields), fields.take("url", str)
         if b64_json is None and url is None:
             raise fields.malformed(f"response data[{position}] has neither 'b64_json' nor 'url'")
         events.append(

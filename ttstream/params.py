@@ -24,7 +24,7 @@ from typing import Any, Literal, TypedDict, TypeVar, cast, get_type_hints
 
 import attrs
 
-from ._exceptions import ValidationError
+from ._exceptions import UnknownNameError, ValidationError
 from ._signature import with_keywords
 
 __all__ = [
@@ -628,8 +628,13 @@ def allowed_summary(name: str, model: str = TOOL_MODEL) -> str | None:
     written twice. ``None`` for a parameter with no rule beyond its type (``user``).
 
     Raises:
+        UnknownNameError: ``name`` is not a parameter of :class:`EditParameters` (which
+            holds :class:`GenerationParameters`' too); the error lists them.
         ValidationError: ``model`` is not in :data:`MODELS`.
     """
+    if name not in EditParameters.__annotations__:
+        known = ", ".join(EditParameters.__annotations__)
+        raise UnknownNameError("name", name, f"a parameter of the Images API: {known}")
     spec = MODELS.get(model)
     if spec is None:
         raise ValidationError("model", model, "a model of the table: " + ", ".join(MODELS))

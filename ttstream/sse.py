@@ -19,15 +19,16 @@ A data line longer than 64 KiB is decoded in 64 KiB pieces, and its event keeps 
 until ``data`` is first read (:func:`data_pieces`): ``parse_event`` copies the image's
 base64 straight out of the pieces, so the event is not copied whole once more.
 
-The decoder knows nothing of what the data means. A :class:`LineHook` may take over the
-first data line of an event while its bytes arrive (the Images layer's hook,
-``ttstream._imagehook``, decodes an image's base64 on arrival; ``docs/fast.md``): the event
-then holds what the hook made (:attr:`ServerSentEvent.decoded`), and whatever the hook
-gives back stays text, exactly as the plain path decodes it.
+The decoder knows nothing of what the data means, and decodes no image unless asked. A
+:class:`LineHook` may take over the first data line of an event while its bytes arrive
+(the Images layer installs one, :class:`ttstream.events.ImageLineHook`, that decodes an
+image's base64 on arrival; ``docs/fast.md``): the event then holds what the hook made
+(:attr:`ServerSentEvent.decoded`), and whatever the hook gives back stays text, exactly
+as the plain path decodes it.
 
-:class:`~ttstream.EventSource` (the I/O layer on top) is ``ttstream.EventSource``; the old
-path ``ttstream.sse.EventSource`` still works: that module registers it here, this one
-never imports it.
+:class:`~ttstream.EventSource` (the I/O layer on top) is ``ttstream.EventSource``; this
+module never imports it. The names it held in earlier releases and that moved up
+(:data:`MOVED`) raise an ``AttributeError`` that names their new home.
 """
 
 from __future__ import annotations
@@ -36,34 +37,46 @@ import codecs
 import json
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import attrs
 
-from ._exceptions import EventTooLargeError, ValidationError
-from ._imagehook import IMAGE_KEYS, ImageLineHook
-from ._imageline import DecodedData
+from ._checks import require_int
+from ._exceptions import EventTooLargeError
 from ._secrets import redact
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
-    "IMAGE_KEYS",
+    "MOVED",
     "Comment",
     "Decoded",
-    "DecodedData",
     "LineDecoder",
     "LineHook",
     "SSEDecoder",
     "ServerSentEvent",
     "data_pieces",
-    "decoded_data",
     "fingerprint",
     "id_in_body",
 ]
 
-EventSource: Any
-"""``ttstream.EventSource``, under its old path; registered by ``ttstream._eventsource``
-(the I/O layer, which this module never imports)."""
+MOVED = {
+    "EventSource": "ttstream.EventSource",
+    "IMAGE_KEYS": "ttstream.events.IMAGE_KEYS",
+    "DecodedData": "ttstream.events.DecodedData",
+    "decoded_data": "ttstream.events.decoded_data",
+}
+"""Names of earlier releases that moved to the layers above (the connection, the Images
+API), each to its new path: the decoder imports neither layer (docs/design.md)."""
+
+
+def __getattr__(name: str) -> NoReturn:
+    """Raises:
+    AttributeError: always; for a name of :data:`MOVED`, naming its new home (``from
+        ttstream.sse import X`` turns it into Python's plain ``ImportError``)."""
+    if name in MOVED:
+        raise AttributeError(f"ttstream.sse.{name} moved: import {MOVED[name]} instead")
+    raise AttributeError(f"module 'ttstream.sse' has no attribute {name!r}")
+
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The default limit on one event's size: 64 MiB, far above a 4096x4096 PNG in base64."""
@@ -92,6 +105,12 @@ class Decoded(Protocol):
 
     def __len__(self) -> int:
         """The length of :meth:`text`, without building it."""
+        ...
+
+    def crc32(self, sample: int = 0) -> int:
+        """A CRC-32 of what the line says, equal for equal lines however they arrived
+        (:func:`fingerprint`); ``sample > 0``: of its ends only, a cost that does not
+        grow with the line."""
         ...
 
 
@@ -147,7 +166,7 @@ class ServerSentEvent:
       than 64 KiB arrived in pieces: ``data`` joins them on first use, and
       :func:`ttstream.parse_event` copies the image's base64 straight out of them.
     - ``decoded``: what a :class:`LineHook` made of the event's one data line (for the
-      image fast path, a :class:`~ttstream._imageline.DecodedData`): ``data`` is then
+      image fast path, a :class:`ttstream.events.DecodedData`): ``data`` is then
       rebuilt on every read (for an image, its base64 encoded again).
 
     The ``repr`` shows the length of long data instead of printing megabytes of base64
@@ -231,14 +250,6 @@ class ServerSentEvent:
         return redact(f"ServerSentEvent({', '.join(fields)})")
 
 
-def decoded_data(sse: ServerSentEvent) -> DecodedData | None:
-    """The JSON object and decoded image of ``sse`` when the image fast path decoded its
-    image string while it arrived; else ``None``: the data is then text only, to be
-    parsed as usual."""
-    decoded = sse.decoded
-    return decoded if isinstance(decoded, DecodedData) else None
-
-
 def id_in_body(sse: ServerSentEvent) -> bool:
     """``sse.id_in_body`` (see :class:`ServerSentEvent`)."""
     return sse.id_in_body
@@ -247,24 +258,20 @@ def id_in_body(sse: ServerSentEvent) -> bool:
 def fingerprint(sse: ServerSentEvent, *, whole: bool = True) -> tuple[str, int, int]:
     """What ``sse`` says (its type and data, not its id), in a few bytes: the type, the
     data's length and a CRC-32, the same however the data arrived (in pieces, or decoded
-    by a line hook: then from the hook's text, which for the image fast path is the
-    image bytes and the other members, never encoded back to text).
+    by a line hook: then the hook's own :meth:`Decoded.crc32`, which for the image fast
+    path covers the image bytes and the other members, never encoded back to text).
 
-    ``whole=True``: the CRC covers all the data (about 0.2 ms per MB): equal events give
+    ``whole=True``: the CRC covers all the data (one pass over it; its cost per MB is in
+    ``docs/fast.md``): equal events give
     equal values, two different events of the same type and length collide with odds of
     2**-32 (a server gains nothing from a collision: it decides the data anyway).
     ``whole=False``: only the first and last :data:`SAMPLE_CHARS` characters, a cost
     that does not grow with the data: for telling that something changed, not that two
     events are the same."""
     decoded = sse.decoded
-    if isinstance(decoded, DecodedData):
-        others = {key: value for key, value in decoded.members.items() if key != decoded.key}
-        head = f"{decoded.key}\0{others!r}".encode("utf-8", "surrogatepass")
-        image = decoded.image
-        if not whole and len(image) > 2 * SAMPLE_CHARS:
-            image = image[:SAMPLE_CHARS] + image[-SAMPLE_CHARS:]
-        return sse.event, len(decoded), zlib.crc32(image, zlib.crc32(head))
-    pieces = sse.pieces if decoded is None else (decoded.text(),)
+    if decoded is not None:
+        return sse.event, len(decoded), decoded.crc32(0 if whole else SAMPLE_CHARS)
+    pieces = sse.pieces
     size = sum(map(len, pieces))
     if not whole and size > 2 * SAMPLE_CHARS:
         pieces = (_first_chars(pieces, SAMPLE_CHARS), _last_chars(pieces, SAMPLE_CHARS))
@@ -359,18 +366,12 @@ class SSEDecoder:
             the hook does: it either makes the line's :attr:`ServerSentEvent.decoded`
             value or gives the line back as text.
 
-    Args:
-        decode_images: with no ``line_hook``, install the Images layer's hook
-            (``ttstream._imagehook.ImageLineHook``; ``docs/fast.md``): an event whose
-            data is one line holding a JSON object with a top-level base64 string under
-            one of ``image_keys`` has that string decoded while its bytes arrive. Such
-            an event then holds the decoded bytes, not the text (:func:`decoded_data`);
-            its ``data`` is the same, rebuilt on each read. Anything the fast path
-            cannot vouch for (an escape, non-ASCII bytes, bad padding, several data
-            lines...) stays text, so events, fields and errors are exactly the plain
-            path's. ``False`` keeps every event as text: the cheaper choice for a
-            consumer that only forwards the base64 when pybase64 is not installed.
-        image_keys: the members decoded in that mode, by default :data:`IMAGE_KEYS`.
+    The decoder is generic: with no ``line_hook`` every event stays text. The image fast
+    path is the Images layer's hook: ``SSEDecoder(line_hook=ttstream.events.ImageLineHook())``,
+    or :func:`ttstream.events.image_decoder` (``docs/fast.md``).
+
+    Raises:
+        ValidationError: ``max_event_bytes`` not an int >= 1.
 
     Each event's ``retry`` is the value of a ``retry`` field within that event's own
     lines, else ``None``; ``id`` is the last event ID at dispatch.
@@ -380,15 +381,9 @@ class SSEDecoder:
         self,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         *,
-        decode_images: bool = True,
-        image_keys: tuple[str, ...] = IMAGE_KEYS,
         line_hook: LineHook | None = None,
     ) -> None:
-        if max_event_bytes <= 0:
-            raise ValidationError("max_event_bytes", max_event_bytes, "an int > 0 (bytes)")
-        self.max_event_bytes = max_event_bytes
-        if line_hook is None and decode_images:
-            line_hook = ImageLineHook(image_keys)
+        self.max_event_bytes = require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         self.line_hook = line_hook
         self._ids = _EventIds()
         self._comments = False  # set while feed_all() runs

@@ -81,3 +81,12 @@ def test_the_summary_follows_the_table() -> None:
     assert params.allowed_summary("user") is None
     with pytest.raises(ValidationError):
         params.allowed_summary("quality", "no-such-model")
+
+
+def test_a_misspelt_parameter_name_is_refused_naming_the_allowed_ones() -> None:
+    from ttstream import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="sise") as caught:
+        params.allowed_summary("sise")
+    assert "size" in str(caught.value)
+    assert "output_format" in str(caught.value)

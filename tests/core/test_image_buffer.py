@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.support.base64_backends import NAMES, using
 from ttstream import SSEDecoder, parse_event
-from ttstream.sse import decoded_data
+from ttstream.events import decoded_data, image_decoder
 
 KiB = 1024
 
@@ -47,7 +47,7 @@ def stream(sizes: list[int], *, broken: int | None = None) -> tuple[bytes, list[
 
 
 def events(raw: bytes, chunk: int, *, decode_images: bool) -> list[object]:
-    decoder = SSEDecoder(decode_images=decode_images)
+    decoder = image_decoder() if decode_images else SSEDecoder()
     out = []
     for start in range(0, len(raw), chunk):
         out += decoder.feed(raw[start : start + chunk])

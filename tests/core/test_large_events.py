@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 import ttstream
 from tests.support.base64_backends import NAMES, using
 from ttstream import Completed, MalformedEventError, PartialImage, ServerSentEvent, SSEDecoder
-from ttstream.events import _fast_loads, parse_event
-from ttstream.sse import data_pieces, decoded_data
+from ttstream._jsonfast import loads_cutting
+from ttstream.events import decoded_data, image_decoder, parse_event
+from ttstream.sse import data_pieces
 
 KiB = 1024
 B64 = base64.b64encode(random.Random(7).randbytes(150 * KiB)).decode()  # 200 KiB of base64
@@ -89,6 +90,13 @@ def image_data(b64: str = B64, **fields: Any) -> dict[str, Any]:
     return {"type": "image_generation.completed", "b64_json": b64, "size": "1024x1024", **fields}
 
 
+def fast_loads(pieces: list[str]) -> Any:
+    """What the Images events' JSON fast path makes of ``pieces`` (the object, or ``None``
+    when it leaves the data to ``json.loads``)."""
+    found = loads_cutting(pieces, "b64_json", keep=True)
+    return None if found is None else found[0]
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -136,7 +144,7 @@ def test_fast_path_gives_exactly_what_json_loads_gives(data: str, chunk: int | N
     if chunk is not None:  # through the decoder, so the data arrives in pieces
         raw = b"event: image_generation.completed\ndata: " + data.encode() + b"\n\n"
         (sse,) = decode(*split(raw, chunk))
-    fast = _fast_loads(data_pieces(sse))
+    fast = fast_loads(data_pieces(sse))
     assert fast is None or fast == expected
     assert outcome(sse) == outcome(plain(sse))
 
@@ -144,7 +152,7 @@ def test_fast_path_gives_exactly_what_json_loads_gives(data: str, chunk: int | N
 def test_fast_path_takes_a_plain_final_image_without_json_loads() -> None:
     data = json.dumps(image_data(usage={"total_tokens": 3}))
     (sse,) = decode(*split(f"event: x\ndata: {data}\n\n".encode(), 64 * KiB))
-    assert _fast_loads(data_pieces(sse)) == json.loads(data)
+    assert fast_loads(data_pieces(sse)) == json.loads(data)
     event = parse_event(sse)
     assert isinstance(event, Completed)
     assert event.b64_json == B64
@@ -154,7 +162,7 @@ def test_fast_path_takes_a_plain_final_image_without_json_loads() -> None:
 def test_a_control_character_in_the_image_is_still_malformed_json() -> None:
     data = '{"type":"image_generation.completed","b64_json":"' + B64 + '\x1f"}'
     (sse,) = decode(*split(f"data: {data}\n\n".encode(), 64 * KiB))
-    assert _fast_loads(data_pieces(sse)) is None
+    assert fast_loads(data_pieces(sse)) is None
     with pytest.raises(MalformedEventError, match="data is not JSON"):
         parse_event(sse)
 
@@ -216,7 +224,7 @@ def test_fast_path_equals_json_loads_for_any_object_and_any_pieces(
         expected = ValueError
     bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
-    fast = _fast_loads(pieces)
+    fast = fast_loads(pieces)
     assert fast is None or (fast == expected and list(fast) == list(expected))
 
 
@@ -265,7 +273,7 @@ async def test_a_stream_of_large_events_in_64_kib_chunks() -> None:
     assert got[2].usage.total_tokens == 9
 
 
-# -- SSEDecoder(decode_images=True): decoded as it arrives, equal to the plain path ----------
+# -- image_decoder(): decoded as it arrives, equal to the plain path ----------------------
 
 IMG = random.Random(11).randbytes(300)
 SMALL = base64.b64encode(IMG).decode()  # 400 chars: cheap at 1-byte chunks
@@ -297,7 +305,7 @@ def described(sse: ServerSentEvent) -> Any:
 
 
 def stream_outcome(raw: bytes, chunk: int, *, decode_images: bool, limit: int = 1 << 20) -> Any:
-    decoder = SSEDecoder(limit, decode_images=decode_images)
+    decoder = image_decoder(limit) if decode_images else SSEDecoder(limit)
     seen: list[Any] = []
     try:
         for part in split(raw, chunk):
@@ -309,7 +317,7 @@ def stream_outcome(raw: bytes, chunk: int, *, decode_images: bool, limit: int = 
 
 
 def fast_events(raw: bytes, chunk: int) -> list[ServerSentEvent]:
-    decoder = SSEDecoder(decode_images=True)
+    decoder = image_decoder()
     return [sse for part in split(raw, chunk) for sse in decoder.feed(part)]
 
 
@@ -484,7 +492,7 @@ def test_any_split_and_corruption_gives_the_plain_outcome(
         text = text[:at] + char + text[at:]
     raw = frame(text)
     bounds = sorted({0, len(raw), *(c for c in cuts if c < len(raw))})
-    decoder = SSEDecoder(decode_images=True)
+    decoder = image_decoder()
     fast = [described(e) for a, b in itertools.pairwise(bounds) for e in decoder.feed(raw[a:b])]
     assert fast == stream_outcome(raw, 1 << 20, decode_images=False)
 
@@ -499,6 +507,6 @@ def test_every_split_near_the_string_end_gives_the_plain_outcome(data: str) -> N
     expected = stream_outcome(raw, 1 << 20, decode_images=False)
     for cut in range(len(raw) - 1):
         for second in (cut + 1, cut + 2, cut + 3, cut + 5, cut + 9):
-            decoder = SSEDecoder(decode_images=True)
+            decoder = image_decoder()
             parts = [raw[:cut], raw[cut:second], raw[second:]]
             assert [described(e) for p in parts for e in decoder.feed(p)] == expected

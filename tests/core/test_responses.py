@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tests.support.paths import ROOT
 from ttstream import Completed, MalformedEventError, PartialImage, SSEDecoder, StreamError
 from ttstream._responses import ResponsesInterpreter, loads_without_results
+from ttstream.events import image_decoder
 
 RECORDINGS = ROOT / "tests" / "recordings"
 CHUNKS = (1, 7, 64, 997, 1 << 30)
@@ -48,7 +49,7 @@ def feed(
     decode_images: bool = True,
 ) -> list[Out]:
     """Every image event the interpreter makes of ``events`` fed in ``size``-byte chunks."""
-    decoder = SSEDecoder(decode_images=decode_images)
+    decoder = image_decoder() if decode_images else SSEDecoder()
     out: list[Out] = []
     for chunk in chunks(sse_bytes(events), size):
         for sse in decoder.feed(chunk):

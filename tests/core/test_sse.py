@@ -406,13 +406,13 @@ def test_a_long_data_line_split_anywhere_near_its_field_name(cut: int) -> None:
 _IMAGE_LINE = b'data: {"type":"x","b64_json":"QUJD","n":1}\n\n'
 
 
-def test_decode_images_is_a_keyword_and_text_mode_keeps_text() -> None:
-    from ttstream.sse import decoded_data
+def test_a_plain_decoder_keeps_text_and_the_images_layer_decodes_when_asked() -> None:
+    from ttstream.events import decoded_data, image_decoder
 
     with pytest.raises(TypeError):
-        SSEDecoder(1024, False)  # type: ignore[misc]
-    (text,) = decode(_IMAGE_LINE, decoder=SSEDecoder(decode_images=False))
-    (fast,) = decode(_IMAGE_LINE)
+        SSEDecoder(1024, None)  # type: ignore[misc]
+    (text,) = decode(_IMAGE_LINE)
+    (fast,) = decode(_IMAGE_LINE, decoder=image_decoder())
     assert decoded_data(text) is None
     decoded = decoded_data(fast)
     assert decoded is not None
@@ -425,11 +425,11 @@ def test_decode_images_is_a_keyword_and_text_mode_keeps_text() -> None:
 
 
 def test_the_image_keys_are_a_parameter() -> None:
-    from ttstream.sse import decoded_data
+    from ttstream.events import decoded_data, image_decoder
 
     raw = b'data: {"result":"QUJD"}\n\n'
-    assert decoded_data(decode(raw)[0]) is None
-    (event,) = decode(raw, decoder=SSEDecoder(image_keys=("result",)))
+    assert decoded_data(decode(raw, decoder=image_decoder())[0]) is None
+    (event,) = decode(raw, decoder=image_decoder(keys=("result",)))
     decoded = decoded_data(event)
     assert decoded is not None
     assert decoded.image == b"ABC"
@@ -438,10 +438,11 @@ def test_the_image_keys_are_a_parameter() -> None:
 @pytest.mark.parametrize("decode_images", [True, False])
 def test_deeply_nested_json_through_the_decoder_is_malformed(decode_images: bool) -> None:
     from ttstream import MalformedEventError, parse_event
+    from ttstream.events import image_decoder
 
     data = '{"a":' * 100_000 + '1,"b64_json":"QUJD"' + "}" * 100_000
     raw = f"data: {data}\n\n".encode()
-    decoder = SSEDecoder(decode_images=decode_images)
+    decoder = image_decoder() if decode_images else SSEDecoder()
     (event,) = [e for i in range(0, len(raw), 65536) for e in decoder.feed(raw[i : i + 65536])]
     with pytest.raises(MalformedEventError, match="nested too deeply"):
         parse_event(event)
@@ -461,6 +462,8 @@ def test_a_retry_of_any_length_is_taken_and_capped(value: str, expected: int) ->
 
 
 def test_what_the_decoder_knows_is_in_explicit_fields() -> None:
+    from ttstream.events import image_decoder
+
     (first,) = decode(b"id: 1\ndata: a\n\n")
     decoder = SSEDecoder()
     decoder.last_event_id = "seeded"
@@ -470,12 +473,12 @@ def test_what_the_decoder_knows_is_in_explicit_fields() -> None:
     assert ServerSentEvent(data="x").id_in_body  # made by hand: its id is its own
     long_line = "x" * 200_000
     raw = f"data: {long_line}\n\n".encode()
-    (split,) = decode(raw[:70_000], raw[70_000:], decoder=SSEDecoder(decode_images=False))
+    (split,) = decode(raw[:70_000], raw[70_000:], decoder=SSEDecoder())
     assert len(split.pieces) > 1
     assert split.decoded is None
     assert split.data == long_line
     assert split.pieces == (long_line,)
-    (fast,) = decode(_IMAGE_LINE)
+    (fast,) = decode(_IMAGE_LINE, decoder=image_decoder())
     assert fast.decoded is not None
     assert fast.data == '{"type":"x","b64_json":"QUJD","n":1}'
 
@@ -522,7 +525,7 @@ def test_a_line_hook_takes_the_first_data_line_and_the_events_stay_the_same(
     raw = b'data: {"a": 1}\n\ndata: plain\n\n'
     pieces = [raw] if cut is None else [raw[:cut], raw[cut:]]
     hooked = decode(*pieces, decoder=SSEDecoder(line_hook=Upper()))  # type: ignore[arg-type]
-    plain = decode(*pieces, decoder=SSEDecoder(decode_images=False))
+    plain = decode(*pieces, decoder=SSEDecoder())
     assert [e.data for e in hooked] == [e.data for e in plain] == ['{"a": 1}', "plain"]
     assert isinstance(hooked[0].decoded, Upper.Made)
     assert hooked[1].decoded is None
@@ -548,22 +551,40 @@ def test_the_protocol_core_imports_no_io_and_hands_out_nothing_lazily(name: str)
     io_modules = {"anyio", "httpx2", "httpx", "aiohttp", "trio", "asyncio", "socket"}
     ours_above = {"_eventsource", "stream", "client", "_connect", "_body", "_transport", "sinks"}
     assert not (io_modules | ours_above) & imported
-    assert not any(
-        isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in tree.body
-    )
+    for node in tree.body:  # a module __getattr__ may only raise: it hands out nothing
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            assert not [n for n in ast.walk(node) if isinstance(n, (ast.Return, ast.Import))]
 
 
-def test_the_old_path_of_event_source_still_works() -> None:
+@pytest.mark.parametrize("name", ["EventSource", "IMAGE_KEYS", "DecodedData", "decoded_data"])
+def test_a_name_that_moved_up_says_where_it_went(name: str) -> None:
     import ttstream
-    from ttstream.sse import EventSource as old_path
+    import ttstream.events
+    from ttstream import sse
 
-    assert old_path is ttstream.EventSource
+    new_home = sse.MOVED[name]
+    with pytest.raises(AttributeError, match=f"ttstream.sse.{name} moved: import {new_home}"):
+        getattr(sse, name)
+    assert not hasattr(sse, name)
+    owner, _, attribute = new_home.rpartition(".")
+    assert getattr(ttstream.events if owner == "ttstream.events" else ttstream, attribute)
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        sse.Nothing  # noqa: B018
 
 
 def test_the_decoder_keeps_no_image_knowledge_of_its_own() -> None:
-    decoder = SSEDecoder(decode_images=False)
-    assert decoder.line_hook is None
-    assert SSEDecoder().line_hook is not None  # the Images layer's hook, by default
+    from ttstream.events import IMAGE_KEYS, ImageLineHook, image_decoder
+
+    assert SSEDecoder().line_hook is None  # generic by default: no image decoded
+    line = f'data: {{"b64_json":"{"QUJD" * 20_000}"}}\n\n'.encode()
+    (plain,) = SSEDecoder().feed(line)
+    assert plain.decoded is None
+    assert len(plain.data) == len(line) - 8
+    with pytest.raises(TypeError):
+        SSEDecoder(decode_images=True)  # type: ignore[call-arg]
+    hook = image_decoder().line_hook
+    assert isinstance(hook, ImageLineHook)
+    assert hook.keys == IMAGE_KEYS
 
 
 @settings(max_examples=60, deadline=None)
@@ -584,3 +605,20 @@ def test_a_fingerprint_does_not_depend_on_the_chunking(text: str, cuts: list[int
     (other,) = decode(f"event: e\ndata: {text}y\n\n".encode())
     assert fingerprint(other) != fingerprint(whole_body)
     assert fingerprint(other, whole=False) != fingerprint(whole_body, whole=False)
+
+
+def test_the_generic_decoder_imports_nothing_of_the_images_api() -> None:
+    import ast
+    import pathlib
+
+    import ttstream.sse
+
+    tree = ast.parse(pathlib.Path(str(ttstream.sse.__file__)).read_text())
+    imported = {
+        alias.name if node.level == 0 and not node.module else (node.module or alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    images = {"_imagehook", "_imageline", "events", "_responses", "_interpret", "_base64"}
+    assert not {name.lstrip(".") for name in imported} & images

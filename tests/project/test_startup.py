@@ -135,3 +135,25 @@ def test_the_responses_client_does_not_import_the_client() -> None:
     source = (ROOT / "ttstream" / "_responses_client.py").read_text()
     assert "._auth_headers" not in source
     assert "._http" not in source
+
+
+@pytest.mark.parametrize(
+    "code", ["import ttstream.redis._codec", "from ttstream.redis import decode_entry"]
+)
+def test_the_redis_codec_loads_no_io_package(code: str) -> None:
+    """The entry codec is core (no I/O): reading it loads neither anyio nor coredis."""
+    loaded = imported_after(code)
+    assert "ttstream.redis._codec" in loaded
+    assert loaded.isdisjoint({"anyio", "coredis", "ttstream.redis._relay"})
+
+
+def test_every_redis_name_is_the_object_of_its_module() -> None:
+    import ttstream.redis
+    from ttstream.redis import _LAZY  # the table under test
+
+    assert set(_LAZY) == set(ttstream.redis.__all__)
+    for name, module in _LAZY.items():
+        expected = getattr(importlib.import_module(f"ttstream.redis.{module}"), name)
+        assert getattr(ttstream.redis, name) is expected
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = ttstream.redis.no_such_name  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from tests.support.base64_backends import NAMES, using
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem, parse_event
 from ttstream._browser.frames import WRITE_CHUNK, Frame
 from ttstream._browser.items import item_metadata, strict_json
+from ttstream.events import image_decoder
 from ttstream.sinks import SSERelay
 from ttstream.sse import SSEDecoder
 
@@ -76,7 +77,7 @@ def events(decode_images: bool) -> list[PartialImage | Completed]:
         b"data: " + json.dumps(d, ensure_ascii=False).replace("\\\\/", "\\/").encode() + b"\n\n"
         for d in datas
     )
-    decoder = SSEDecoder(decode_images=decode_images)
+    decoder = image_decoder() if decode_images else SSEDecoder()
     found = [
         parse_event(sse)
         for i in range(0, len(raw), 65536)

@@ -426,3 +426,30 @@ async def test_event_source_is_a_thin_driver() -> None:
     async with httpx2.AsyncClient() as http:
         source = EventSource(http, "GET", "http://127.0.0.1:9/events")
         assert len(vars(source)) <= 12, sorted(vars(source))
+
+
+@pytest.mark.parametrize(
+    ("url", "option", "named"),
+    [
+        ("http://[::1", {}, "url"),
+        ("http://127.0.0.1/", {"max_event_bytes": True}, "max_event_bytes"),
+        ("http://127.0.0.1/", {"max_event_bytes": 0}, "max_event_bytes"),
+        ("http://127.0.0.1/", {"max_retries": True}, "max_retries"),
+        ("http://127.0.0.1/", {"max_retries": -1}, "max_retries"),
+        ("http://127.0.0.1/", {"timeout": 5}, "timeout"),
+        ("http://127.0.0.1/", {"timeout": "5"}, "timeout"),
+        ("http://127.0.0.1/", {"deadline": 0}, "deadline"),
+    ],
+)
+async def test_bad_arguments_are_refused_at_construction_naming_the_argument(
+    url: str, option: dict[str, Any], named: str
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        with pytest.raises(ttstream.ValidationError) as caught:
+            ttstream.EventSource(http, "GET", url, **option)
+    assert caught.value.param == named
+
+
+async def test_a_timeout_of_httpx2_is_taken() -> None:
+    async with httpx2.AsyncClient() as http:
+        ttstream.EventSource(http, "GET", "http://127.0.0.1/", timeout=httpx2.Timeout(3.0))

@@ -54,12 +54,12 @@ from ttstream import (
     StreamError,
     ValidationError,
 )
-from ttstream._body import _Inflater
+from ttstream._body import Inflater
 from ttstream._secrets import redact, register
 from ttstream.client import _download_url
 from ttstream.emulator import EmulatorServer, create_app
 from ttstream.emulator._faults import FaultSpec, FaultSpecError
-from ttstream.emulator._images import CACHES, _BytesBoundedCache
+from ttstream.emulator._images import CACHES, BytesBoundedCache
 from ttstream.sinks import PillowSink, to_pil
 from ttstream.sinks._callback import DEFAULT_MAX_PIXELS
 
@@ -658,7 +658,7 @@ def test_the_emulator_refuses_an_upload_that_decodes_huge_before_decoding_it(
 
 
 def test_render_caches_are_bounded_in_bytes() -> None:
-    cache: _BytesBoundedCache[int, bytes] = _BytesBoundedCache(1000, lambda key, value: len(value))
+    cache: BytesBoundedCache[int, bytes] = BytesBoundedCache(1000, lambda key, value: len(value))
     for key in range(50):
         assert cache.get(key, lambda: b"x" * 300) == b"x" * 300
         assert cache.bytes_held <= 1000
@@ -749,7 +749,7 @@ def test_bounded_inflating_gives_the_body_back_in_pieces_within_the_limit(
         wire = packer.compress(body) + packer.flush()
     else:
         wire = zlib.compress(body, wbits=31 if coding == "gzip" else 15)
-    inflater = _Inflater(coding.split()[-1])
+    inflater = Inflater(coding.split()[-1])
     pieces: list[bytes] = []
     start = 0
     for cut in [*cuts, len(wire)]:  # the network's reads, of any size

@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, ImageStat, UnidentifiedIm
 __all__ = [
     "MAX_UPLOAD_PIXELS",
     "MEDIA_TYPES",
+    "BytesBoundedCache",
     "InvalidImageError",
     "RenderSpec",
     "probe_size",
@@ -63,7 +64,7 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class _BytesBoundedCache(Generic[_K, _V]):
+class BytesBoundedCache(Generic[_K, _V]):
     """A least-recently-used cache holding at most ``max_bytes`` (as ``size_of`` counts
     a key and its value); a value larger than that alone is not kept. Thread-safe; a
     value is computed outside the lock (two threads may compute the same one)."""
@@ -185,14 +186,14 @@ def _key_bytes(key: object) -> int:
     return len(spec.source or b"") + len(spec.mask or b"") + 256
 
 
-_FINALS: _BytesBoundedCache[RenderSpec, Image.Image] = _BytesBoundedCache(
+_FINALS: BytesBoundedCache[RenderSpec, Image.Image] = BytesBoundedCache(
     _FINALS_BYTES, lambda spec, image: _key_bytes(spec) + image.width * image.height * 4
 )
-_IMAGES: _BytesBoundedCache[tuple[RenderSpec, str, int | None], bytes] = _BytesBoundedCache(
+_IMAGES: BytesBoundedCache[tuple[RenderSpec, str, int | None], bytes] = BytesBoundedCache(
     _ENCODED_BYTES, lambda key, data: _key_bytes(key) + len(data)
 )
-_PREVIEWS: _BytesBoundedCache[tuple[RenderSpec, str, int | None, int, int], bytes] = (
-    _BytesBoundedCache(_ENCODED_BYTES, lambda key, data: _key_bytes(key) + len(data))
+_PREVIEWS: BytesBoundedCache[tuple[RenderSpec, str, int | None, int, int], bytes] = (
+    BytesBoundedCache(_ENCODED_BYTES, lambda key, data: _key_bytes(key) + len(data))
 )
 CACHES = (_FINALS, _IMAGES, _PREVIEWS)
 """The render caches, for tests and stats: each has ``bytes_held`` and ``max_bytes``."""

@@ -36,6 +36,7 @@ from .._bounds import require_int, validate_seconds
 from .._browser import frames
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import Receive, Scope, Send
+from .._browser.resume import last_event_id
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._delegate import Delegated
 from .._exceptions import ValidationError
@@ -100,10 +101,7 @@ class _Tail:
 def _last_event_id(scope: Scope) -> EntryId | None:
     """The ``Last-Event-ID`` request header as an entry id; ``None`` when absent or not
     an entry id (the browser then gets the replay from the start)."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"last-event-id":
-            return parse_id(value)
-    return None
+    return last_event_id(scope, parse_id)
 
 
 @attrs.frozen

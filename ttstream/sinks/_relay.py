@@ -37,6 +37,7 @@ from .._bounds import require_int, require_seconds, validate_seconds
 from .._browser import frames
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import Receive, Scope, Send
+from .._browser.resume import last_event_id
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._delegate import Delegated
 from .._event_types import StreamItem
@@ -54,14 +55,14 @@ def _last_event_id(scope: Scope, issued: int) -> int:
     an id as this relay writes them (ASCII digits, no leading zero), longer than any id
     issued, or above ``issued`` (the newest id this relay assigned: a browser that read
     an earlier relay at the same URL starts over)."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"last-event-id":
-            text = value.decode("latin-1").strip()
-            if not (text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS):
-                return 0
-            number = int(text)
-            return number if number <= issued and text == str(number) else 0
-    return 0
+
+    def issued_id(text: str) -> int | None:
+        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS):
+            return None
+        number = int(text)
+        return number if number <= issued and text == str(number) else None
+
+    return last_event_id(scope, issued_id) or 0
 
 
 class SSERelay:
