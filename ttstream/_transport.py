@@ -225,8 +225,12 @@ class _WideStream(httpcore2.AsyncNetworkStream):
         if timeout is not None:
             loop = asyncio.get_running_loop()
             self._since, self._timeout = loop.time(), timeout
-            if self._timer is None:
-                self._timer = loop.call_at(self._since + timeout, self._check, loop)
+            deadline = self._since + timeout
+            # a timer set for a longer timeout of an earlier read is moved forward
+            if self._timer is None or self._timer.when() > deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(deadline, self._check, loop)
         try:
             return await stream.receive(max(max_bytes, READ_SIZE))
         except anyio.EndOfStream:

@@ -177,3 +177,38 @@ async def test_httpcore_bodies_and_slow_consumers_within_the_read_timeout() -> N
                     pieces.append(piece)
                     await asyncio.sleep(0.5)
             assert b"".join(pieces) == b"firstsecond"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_httpcore_a_shorter_read_timeout_on_a_reused_connection_is_kept() -> None:
+    # one connection: the first answer is read with a long read timeout, the second
+    # waits for data past its own short one and must end by it, not by the first's
+    done = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfast")
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 10)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    http = httpx2.AsyncClient(transport=httpcore_transport())
+    try:
+        async with server, http:
+            first = await http.get(url, timeout=httpx2.Timeout(10, read=30))
+            assert first.content == b"fast"
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(httpx2.ReadTimeout):
+                await http.get(url, timeout=httpx2.Timeout(10, read=0.3))
+            assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        done.set()
