@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import decimal
-import json
 import re
 import sys
 import time
@@ -36,6 +35,7 @@ import attrs
 from ._cli_output import clean, terminal_console
 from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
+from ._json import NestedTooDeeply, loads
 from .batch import Batch, JobResult
 from .client import AsyncClient
 
@@ -127,9 +127,9 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
             if not text or text.startswith("#"):
                 continue
             try:
-                obj = json.loads(text)
-            except RecursionError:
-                raise JobsFileError(f"{where}: JSON nested too deeply") from None
+                obj = loads(text)
+            except NestedTooDeeply as exc:
+                raise JobsFileError(f"{where}: JSON {exc}") from None
             except ValueError as exc:
                 raise JobsFileError(f"{where}: not JSON ({exc})") from None
             if not isinstance(obj, dict):

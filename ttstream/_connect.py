@@ -15,7 +15,6 @@ another origin.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from ._exceptions import (
     status_error_class,
 )
 from ._fields import text_of
+from ._json import loads
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 from ._secrets import hidden, redact
@@ -308,8 +308,8 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
     text = redact(raw.decode("utf-8", "replace"))
     del raw  # a body of 1 MiB is held once as bytes, once as text, never more at a time
     body: Any = text
-    with contextlib.suppress(ValueError, RecursionError):
-        body = json.loads(text)
+    with contextlib.suppress(ValueError):
+        body = loads(text)
     snippet = text[:1000].strip()[:200]
     del text
     error = body.get("error") if isinstance(body, dict) else None

@@ -52,6 +52,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Protocol, Self
 
+from ._json import loads
 from ._retry import parse_retry_after
 from ._secrets import redact
 
@@ -145,7 +146,7 @@ def _redacted_body(body: object) -> object:
     try:
         text = json.dumps(body)
         cleaned = redact(text)
-        return body if cleaned == text else json.loads(cleaned)
+        return body if cleaned == text else loads(cleaned)
     except (TypeError, ValueError, RecursionError):
         return "<a body that could not be checked for keys, not kept>"
 

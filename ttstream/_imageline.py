@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._base64 import Codec
+from ._json import too_deep
 
 __all__ = ["HEAD_LIMIT", "DecodedData", "ImageLine", "skip_whitespace"]
 
@@ -342,12 +343,12 @@ def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, i
             if text[i] != '"' or key in members or not text[:i].isascii():
                 return None
             return members, key, i + 1
+        if text[i] in "[{" and too_deep(text, i) is not None:
+            return None  # nested too deeply: json.loads of the whole data refuses it
         try:
             value, i = _DECODER.raw_decode(text, i)
         except ValueError:
             return _MORE
-        except RecursionError:
-            return None
         after = skip_whitespace(text, i)
         if after >= n or (after == i and text[i] in _NUMBER_GOES_ON):
             return _MORE  # a number may go on in the next bytes
@@ -360,6 +361,8 @@ def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, i
 def _parse_tail(tail: str, key: str, members: dict[str, Any]) -> bool:
     """Adds the members after the image string (``tail`` starts at its closing quote)
     to ``members``; False when json.loads would not give the same object."""
+    if too_deep(tail) is not None:
+        return False
     try:
         i = skip_whitespace(tail, 1)
         while tail[i] == ",":
@@ -373,5 +376,5 @@ def _parse_tail(tail: str, key: str, members: dict[str, Any]) -> bool:
             members[name], i = _DECODER.raw_decode(tail, skip_whitespace(tail, i + 1))
             i = skip_whitespace(tail, i)
         return tail[i] == "}" and skip_whitespace(tail, i + 1) == len(tail)
-    except (ValueError, IndexError, RecursionError):
+    except (ValueError, IndexError):
         return False

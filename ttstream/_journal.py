@@ -29,6 +29,7 @@ import anyio
 import attrs
 
 from ._exceptions import JournalError
+from ._json import loads
 from ._secrets import redact
 
 __all__ = ["MAX_ERROR_CHARS", "Journal", "JournalRow", "params_hash"]
@@ -189,14 +190,14 @@ def _read_all(db: sqlite3.Connection) -> dict[str, JournalRow]:
     ).fetchall()
     try:
         return {row[0]: _row(row) for row in rows}
-    except (ValueError, TypeError, RecursionError) as exc:
+    except (ValueError, TypeError) as exc:
         # a row this module did not write (edited by hand, or by another program)
         raise sqlite3.DatabaseError(f"a row of table jobs is malformed ({exc})") from None
 
 
 def _row(row: Any) -> JournalRow:
-    outputs = json.loads(row[4] or "[]")
-    usage = json.loads(row[6]) if row[6] else {}
+    outputs = loads(row[4] or "[]")
+    usage = loads(row[6]) if row[6] else {}
     if not (isinstance(outputs, list) and all(isinstance(path, str) for path in outputs)):
         raise TypeError(f"outputs of {row[0]!r} is not a JSON list of paths")
     if not isinstance(usage, dict):

@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ._json import loads
+
 __all__ = ["loads_cutting"]
 
 _NOT_VERBATIM = ("\\", *map(chr, range(0x20)))
@@ -123,7 +125,7 @@ def _parsed(text: str, key: str, cut: list[str], *, keep: bool) -> tuple[Any, li
         return obj
 
     try:
-        value = json.loads(text, parse_constant=constant, object_hook=put_back)
-    except (ValueError, RecursionError):
+        value = loads(text, parse_constant=constant, object_hook=put_back)
+    except ValueError:
         return None
     return (value, cut) if seen == len(cut) else None

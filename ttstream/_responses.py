@@ -39,7 +39,6 @@ No I/O, no clock: bytes-to-events is :class:`~ttstream.SSEDecoder`'s job, connec
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +48,7 @@ import attrs
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
 from ._fields import Fields, error_event, stream_error
 from ._imagehook import decoded_data
+from ._json import loads
 from ._jsonfast import loads_cutting
 from .events import Completed, PartialImage, Usage, parse_usage, take_image
 from .sse import ServerSentEvent
@@ -385,7 +385,7 @@ def _loads(data: str, sse: ServerSentEvent) -> dict[str, Any]:
 def _loads_whole(data: str, sse: ServerSentEvent) -> dict[str, Any]:
     """``json.loads(data)``, a JSON object, with its errors as MalformedEventError."""
     try:
-        obj = json.loads(data)
+        obj = loads(data)
     except ValueError as exc:
         raise _malformed(
             sse, f"data is not JSON ({exc}); data starts {short_repr(data[:60])}"

@@ -17,7 +17,6 @@ such as ``data: : PING``) carries no event and is skipped, with a DEBUG log line
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +34,7 @@ from ._exceptions import (
 )
 from ._fields import Fields, error_event
 from ._imagehook import IMAGE_KEYS, DecodedData, ImageLineHook, decoded_data, image_decoder
+from ._json import loads
 from ._jsonfast import loads_cutting
 from ._secrets import redact
 from .sse import ServerSentEvent, data_pieces
@@ -400,20 +400,17 @@ def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
         return found
     data = sse.data
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        obj = loads(data)
+    except ValueError as exc:
         if sse.event == "error":
             raise _error_without_object(sse) from None
         if not data.lstrip(" \t\r\n").startswith("{"):
             logger.debug("skipping data that is not JSON (a heartbeat?): %s", short_repr(data))
             return None
-        reason = (
-            "JSON nested too deeply to parse (RecursionError)"
-            if isinstance(exc, RecursionError)
-            else f"data is not JSON ({exc})"
-        )
         raise MalformedEventError(
-            f"{reason}; data starts {short_repr(data[:60])}", event=sse.event, event_id=sse.id
+            f"data is not JSON ({exc}); data starts {short_repr(data[:60])}",
+            event=sse.event,
+            event_id=sse.id,
         ) from None
     if not isinstance(obj, dict):
         if sse.event == "error":
@@ -446,7 +443,7 @@ def parse_event(sse: ServerSentEvent) -> PartialImage | Completed | None:
             not JSON is quoted, shortened), ``"type": "error"`` (nested or flat shape),
             or an ``{"error": {...}}`` object.
         MalformedEventError: the data starts with ``{`` and is not JSON (or is nested
-            too deeply to parse), is JSON but not an object, or a known field has the
+            deeper than 128 levels), is JSON but not an object, or a known field has the
             wrong type, is missing, or (``b64_json``) is empty.
     """
     loaded = _loads(sse)
@@ -502,7 +499,8 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
     then parsed as JSON here.
 
     Raises:
-        ProtocolError: a raw body that is not JSON, or JSON nested too deeply to parse.
+        ProtocolError: a raw body that is not JSON, or JSON nested deeper than 128
+            levels.
         MalformedEventError: the body is not of that shape, an item has neither
             ``b64_json`` nor ``url``, or its ``b64_json`` is empty.
     """
@@ -547,14 +545,10 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
 
 
 def _loads_body(body: bytes | bytearray | memoryview) -> Any:
-    """``json.loads`` of a raw response body, its failures as ProtocolError."""
+    """The JSON of a raw response body, its nesting bounded, its failures as
+    ProtocolError."""
     try:
-        return json.loads(bytes(body) if isinstance(body, memoryview) else body)
-    except RecursionError:
-        raise ProtocolError(
-            "the response body is JSON nested too deeply to parse (RecursionError); "
-            f"it starts {short_repr(bytes(body[:60]))}"
-        ) from None
+        return loads(bytes(body) if isinstance(body, memoryview) else body)
     except ValueError as exc:
         raise ProtocolError(
             f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"

@@ -34,7 +34,6 @@ module never imports it. The names it held in earlier releases and that moved up
 from __future__ import annotations
 
 import codecs
-import json
 import zlib
 from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
@@ -43,6 +42,7 @@ import attrs
 
 from ._checks import require_int
 from ._exceptions import EventTooLargeError
+from ._json import loads
 from ._secrets import redact
 
 __all__ = [
@@ -231,8 +231,12 @@ class ServerSentEvent:
         return self._decoded
 
     def json(self) -> Any:
-        """``data`` parsed as JSON (:func:`json.loads`; its errors as they are)."""
-        return json.loads(self.data)
+        """``data`` parsed as JSON, nested at most 128 levels.
+
+        Raises:
+            ValueError: not JSON, or nested deeper (``json.JSONDecodeError``).
+        """
+        return loads(self.data)
 
     def __repr__(self) -> str:
         if self._decoded is not None:

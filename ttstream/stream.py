@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import decimal
 import enum
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeAlias, TypeVar
@@ -46,6 +45,7 @@ from ._exceptions import (
     short_repr,
 )
 from ._interpret import Interpreter
+from ._json import loads
 from ._otel import Generation, observed
 from ._reconnect import Reconnecting
 from .events import Completed, PartialImage, Usage, parse_response
@@ -248,8 +248,8 @@ class ImageStream(AsyncResource):
         except httpx2.TransportError as exc:
             raise connection_error(exc, response.request.url, "reading the body from") from exc
         try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as exc:
+            return loads(body)
+        except ValueError as exc:
             raise ProtocolError(
                 f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"
             ) from exc

@@ -2,7 +2,8 @@
 imports another module's private name, no class outside the emulator holds more than 14
 attributes, ttstream imports httpx2 and never httpx, the code cites only the
 repository's own documents, the user docs name public paths only, and a class's
-docstrings name only members the class has."""
+docstrings name only members the class has, and JSON text is parsed through the one
+loader whose nesting is bounded."""
 
 from __future__ import annotations
 
@@ -86,6 +87,42 @@ def test_a_private_import_is_found() -> None:
     try:
         sample.write_text("from ttstream.events import _secret\n")
         assert private_imports(sample) != []
+    finally:
+        sample.unlink()
+
+
+def json_parsers(path: Path) -> list[str]:
+    """Calls that parse JSON text other than through ``ttstream._json.loads``
+    (``json.loads``, ``json.load``, a decoder's ``raw_decode``): each would follow a
+    hostile nesting down to Python's recursion limit."""
+    found = []
+    for node in ast.walk(_tree(path)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        call = node.func
+        module = call.value.id if isinstance(call.value, ast.Name) else ""
+        if call.attr == "raw_decode" or (call.attr in ("load", "loads") and module == "json"):
+            found.append(f"{_name(path)}:{node.lineno} {call.attr}")
+    return found
+
+
+def test_json_text_is_parsed_through_the_bounded_loader_only() -> None:
+    found = [hit for path in SOURCES for hit in json_parsers(path)]
+    # ttstream/_json.py is the loader; the image line's head and tail members are
+    # checked with ttstream._json.too_deep before their raw_decode
+    assert [hit.split(":")[0] for hit in found] == [
+        "ttstream/_imageline.py",
+        "ttstream/_imageline.py",
+        "ttstream/_json.py",
+    ]
+
+
+def test_a_json_parser_is_found() -> None:
+    """The check above can fail: it sees a ``json.loads`` where there is one."""
+    sample = PACKAGE.parent / "tests" / "_sample_json_loads.py"
+    try:
+        sample.write_text("import json\njson.loads('[]')\n")
+        assert json_parsers(sample) != []
     finally:
         sample.unlink()
 

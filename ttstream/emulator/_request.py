@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from .._exceptions import ValidationError, short_repr
+from .._json import loads
 from ..params import MODELS, PARAMETERS, tool_request, validate
 from ._errors import EmulatorError
 from ._images import InvalidImageError, RenderSpec, probe_size
@@ -183,15 +183,10 @@ def json_object(raw: bytes) -> dict[str, Any]:
             "The request body is empty; expected a JSON object.", code="invalid_json"
         )
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError as exc:
         raise EmulatorError(
             f"We could not parse the JSON body of your request: {exc}.", code="invalid_json"
-        ) from exc
-    except RecursionError:  # nesting deeper than Python's recursion limit
-        raise EmulatorError(
-            "We could not parse the JSON body of your request: it is nested too deeply.",
-            code="invalid_json",
         ) from None
     if not isinstance(body, dict):
         raise EmulatorError(

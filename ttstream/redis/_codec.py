@@ -22,6 +22,7 @@ import attrs
 
 from .._event_types import StreamItem
 from .._exceptions import short_repr
+from .._json import loads
 from .._reconnect import Reconnecting
 from .._secrets import redact
 from ..events import Completed, InlineImage, InputTokensDetails, PartialImage, Usage, image_of
@@ -184,8 +185,8 @@ class _Entry:
         if text is None:
             return None
         try:
-            value = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            value = loads(text)
+        except ValueError:
             raise self.malformed(name, "is not JSON (or is nested too deeply)") from None
         if not isinstance(value, dict):
             raise self.malformed(name, "is not a JSON object")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from .._bounds import require_seconds
 from .._browser.items import item_metadata, media_type_of, public_message, strict_json
 from .._event_types import StreamItem
 from .._exceptions import TTStreamError, ValidationError
+from .._json import loads
 from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
 from ._pump import Policy, SinkError, pump
@@ -378,8 +378,8 @@ def _parse(text: object) -> dict[str, Any] | str:
     if len(text) > 1_000_000:
         return "a message is at most 1,000,000 characters"
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
+        value = loads(text)
+    except ValueError:
         return "a message is a JSON object"
     if not isinstance(value, dict):
         return "a message is a JSON object"

@@ -1,0 +1,81 @@
+"""JSON from outside the process, its nesting bounded (``ttstream._json``): ``loads``
+gives exactly ``json.loads``'s value for any JSON nested at most ``MAX_DEPTH`` levels,
+and refuses deeper nesting before ``json.loads`` recurses into it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ttstream._json import MAX_DEPTH, NestedTooDeeply, loads, too_deep
+
+# strings full of what the scan must not count: brackets, quotes, backslashes
+TEXTS = st.text(alphabet='[]{}"\\ xé\n', max_size=8)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXTS
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXTS, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+def depth(value: Any) -> int:
+    """The nesting of arrays and objects of a parsed value (a scalar is 0)."""
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    return 0
+
+
+def nest(value: Any, levels: int) -> Any:
+    for number in range(levels):
+        value = [value] if number % 2 else {"[{": value}
+    return value
+
+
+@given(VALUES, st.integers(0, MAX_DEPTH + 3), st.sampled_from(["str", "utf-8", "utf-16"]))
+def test_loads_is_json_loads_up_to_the_bound(value: Any, extra: int, form: str) -> None:
+    value = nest(value, extra)
+    text = json.dumps(value, ensure_ascii=False)
+    data: str | bytes = text if form == "str" else text.encode(form)
+    if depth(value) <= MAX_DEPTH:
+        assert loads(data) == json.loads(data)
+        assert too_deep(text) is None
+        return
+    with pytest.raises(NestedTooDeeply) as info:
+        loads(data)
+    # the position is the opening bracket of the first level too many
+    assert text[info.value.pos] in "[{"
+    assert too_deep(text[: info.value.pos]) is None
+    assert too_deep(text[: info.value.pos + 1]) == info.value.pos
+
+
+def test_brackets_inside_strings_and_escaped_quotes_are_not_nesting() -> None:
+    text = json.dumps(["[" * 500, '\\"{' * 300, {"{": "]" * 200}])
+    assert loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000]
+)
+def test_hostile_nesting_is_refused_without_recursing(text: str) -> None:
+    # json.loads itself raises RecursionError here, after recursing to the limit
+    with pytest.raises(RecursionError):
+        json.loads(text)
+    with pytest.raises(NestedTooDeeply, match=f"more than {MAX_DEPTH} levels") as info:
+        loads(text)
+    assert isinstance(info.value, ValueError)
+    assert info.value.pos == MAX_DEPTH * (1 if text[0] == "[" else 5)
+
+
+def test_loads_keeps_json_loads_options_and_errors() -> None:
+    assert loads('{"a": 1.5}', parse_float=str) == {"a": "1.5"}
+    with pytest.raises(json.JSONDecodeError):
+        loads("[1,")
+    with pytest.raises(UnicodeDecodeError):
+        loads(b"\xff\xfe\x00")
