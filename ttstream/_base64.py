@@ -113,7 +113,7 @@ class Codec:
         # The reference judges: the same verdict and words for every backend.
         return _reference_decode(b64)
 
-    def encode(self, data: bytes) -> bytes:
+    def encode(self, data: bytes | memoryview) -> bytes:
         """The base64 of ``data`` as ASCII bytes (no line break)."""
         return self._encode(data)
 

@@ -17,8 +17,9 @@ such as ``data: : PING``) carries no event and is skipped, with a DEBUG log line
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -120,6 +121,27 @@ class InlineImage:
             return self._text.encode()
         assert self._data is not None
         return codec().encode(self._data)
+
+    def utf8_pieces(self, first: int, size: int) -> Iterator[bytes]:
+        """:meth:`utf8` in pieces: ``first`` bytes, then ``size`` bytes each (both
+        multiples of 4; the last piece may be shorter; none is empty), each encoded from
+        its own slice of the image bytes or cut from the text: the whole text is never
+        made at once."""
+        assert first % 4 == 0
+        assert size % 4 == 0
+        assert size > 0
+        length = self.text_length()
+        cuts = [0, *range(first or size, length, size), length]
+        spans = [(start, end) for start, end in itertools.pairwise(cuts) if end > start]
+        if self._text is not None:
+            text = self._text
+            yield from (text[start:end].encode() for start, end in spans)
+            return
+        assert self._data is not None
+        encode = codec().encode
+        with memoryview(self._data) as view:
+            for start, end in spans:
+                yield encode(view[start // 4 * 3 : end // 4 * 3])
 
     def data(self, what: str) -> bytes:
         """The image bytes: decoded on first use and kept."""

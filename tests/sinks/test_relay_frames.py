@@ -223,3 +223,23 @@ def test_a_frames_pieces_are_its_bytes_cut_once(size: int) -> None:
     assert len(pieces) == max(1, -(-size // WRITE_CHUNK))
     assert frame.pieces() is pieces
     assert frame.data == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 3 * WRITE_CHUNK), decoded=st.booleans())
+def test_an_images_frame_is_made_in_pieces_of_the_chunk(size: int, decoded: bool) -> None:
+    """frame_of makes an image's frame in its pieces (the base64 encoded or copied piece
+    by piece, from the image bytes or the text): they join to json.dumps's frame, none
+    is larger than WRITE_CHUNK, and only the first and the last two are smaller."""
+    from ttstream._browser.frames import frame_of
+
+    image = IMAGE[:size]
+    b64 = base64.b64encode(image).decode()
+    data = json.dumps({"type": "image_generation.completed", "b64_json": b64})
+    (sse,) = (image_decoder() if decoded else SSEDecoder()).feed(f"data: {data}\n\n".encode())
+    item = parse_event(sse)
+    assert isinstance(item, Completed)
+    pieces = frame_of(7, item).pieces()
+    assert b"".join(pieces) == todays_frame(7, item)
+    assert all(0 < len(piece) <= WRITE_CHUNK for piece in pieces)
+    assert all(len(piece) == WRITE_CHUNK for piece in pieces[1:-2])

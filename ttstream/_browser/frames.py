@@ -19,7 +19,7 @@ import anyio
 from .._event_types import StreamItem
 from .._reconnect import Reconnecting
 from .._secrets import redact
-from ..events import Completed, image_of
+from ..events import Completed, InlineImage, image_of
 from .items import item_metadata, strict_json
 
 __all__ = [
@@ -107,19 +107,40 @@ class Frame(Generic[_Id]):
         return self._pieces
 
     @classmethod
+    def in_pieces(cls, event_id: _Id, event: str, pieces: tuple[bytes, ...]) -> Frame[_Id]:
+        """A frame made in its pieces (at most :data:`WRITE_CHUNK` bytes each), never
+        joined unless :attr:`data` is asked for."""
+        frame = cls(event_id, event, b"")
+        frame._data, frame._pieces = None, pieces
+        return frame
+
+    @classmethod
     def of(cls, event_id: _Id, event: str, payload: dict[str, Any]) -> Frame[_Id]:
         return cls(event_id, event, _encode(f"id: {event_id}\nevent: {event}\ndata: ", payload))
 
 
-def _encode(head: str, payload: dict[str, Any], image: bytes = b"") -> bytes:
-    """``head``, the strict JSON of ``payload`` with ``image`` spliced in as the value
-    of a last member ``"image"`` (whose text ``payload["image"]`` begins), and the
-    blank line; one join of the base64, which is never copied into a str."""
+def _encode(head: str, payload: dict[str, Any]) -> bytes:
+    """``head``, the strict JSON of ``payload`` and the blank line."""
+    return f"{head}{strict_json(payload)}\n\n".encode()
+
+
+def _spliced(head: str, payload: dict[str, Any], image: InlineImage) -> tuple[bytes, ...]:
+    """The pieces of ``head``, the strict JSON of ``payload`` with ``image``'s base64
+    spliced in as the value of a last member ``"image"`` (whose text
+    ``payload["image"]`` begins), and the blank line: at most :data:`WRITE_CHUNK` bytes
+    each, the base64 encoded (or copied) piece by piece, never whole and never as a str."""
     body = strict_json(payload)
-    if not image:
-        return f"{head}{body}\n\n".encode()
     assert body.endswith('"}')
-    return b"".join([f"{head}{body[:-2]}".encode(), image, b'"}\n\n'])
+    start, end = f"{head}{body[:-2]}".encode(), b'"}\n\n'
+    first = max(0, WRITE_CHUNK - len(start)) // 4 * 4
+    pieces = [start, *image.utf8_pieces(first, WRITE_CHUNK)]
+    if len(pieces) > 1 and len(pieces[0]) + len(pieces[1]) <= WRITE_CHUNK:
+        pieces[:2] = [pieces[0] + pieces[1]]
+    if len(pieces[-1]) + len(end) <= WRITE_CHUNK:
+        pieces[-1] += end
+    else:
+        pieces.append(end)
+    return tuple(pieces)
 
 
 def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
@@ -143,7 +164,7 @@ def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
         metadata["image"] = prefix + image.text()
         return Frame(event_id, name, _encode(head, metadata))
     metadata["image"] = prefix
-    return Frame(event_id, name, _encode(head, metadata, image.utf8()))
+    return Frame.in_pieces(event_id, name, _spliced(head, metadata, image))
 
 
 async def answered_other_than_get(
