@@ -38,9 +38,28 @@ def nest(value: Any, levels: int) -> Any:
     return value
 
 
-@given(VALUES, st.integers(0, MAX_DEPTH + 3), st.sampled_from(["str", "utf-8", "utf-16"]))
-def test_loads_is_json_loads_up_to_the_bound(value: Any, extra: int, form: str) -> None:
-    value = nest(value, extra)
+def padded(value: Any, pad: str) -> Any:
+    """``value`` inside a text long enough for the long paths: after a long string
+    holding escaped quotes and brackets (jumped over), after more strings than are
+    jumped over one by one (the rest checked in bulk), or after more than a block of
+    brackets outside strings (added up block by block)."""
+    if pad == "long":
+        return ['\\"' + "[" * 300 + "A" * 20_000, value]
+    if pad == "many":
+        return [*(['\\"[{' * 100] * 80), "B" * 20_000, value]
+    if pad == "wide":
+        return [[[1]] * 40_000, value]
+    return value
+
+
+@given(
+    VALUES,
+    st.integers(0, MAX_DEPTH + 3),
+    st.sampled_from(["str", "utf-8", "utf-16"]),
+    st.sampled_from(["none", "long", "many", "wide"]),
+)
+def test_loads_is_json_loads_up_to_the_bound(value: Any, extra: int, form: str, pad: str) -> None:
+    value = padded(nest(value, extra), pad)
     text = json.dumps(value, ensure_ascii=False)
     data: str | bytes = text if form == "str" else text.encode(form)
     if depth(value) <= MAX_DEPTH:
