@@ -343,7 +343,7 @@ def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, i
             if text[i] != '"' or key in members or not text[:i].isascii():
                 return None
             return members, key, i + 1
-        if text[i] in "[{" and too_deep(text, i) is not None:
+        if text[i] in "[{" and too_deep(text, i, within=1) is not None:
             return None  # nested too deeply: json.loads of the whole data refuses it
         try:
             value, i = _DECODER.raw_decode(text, i)
@@ -361,7 +361,7 @@ def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, i
 def _parse_tail(tail: str, key: str, members: dict[str, Any]) -> bool:
     """Adds the members after the image string (``tail`` starts at its closing quote)
     to ``members``; False when json.loads would not give the same object."""
-    if too_deep(tail) is not None:
+    if too_deep(tail, 1, within=1) is not None:  # after the image string's closing quote
         return False
     try:
         i = skip_whitespace(tail, 1)

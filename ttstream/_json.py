@@ -29,7 +29,8 @@ _SKIPS = 64  # strings jumped over one by one before the rest is checked in bulk
 _BLOCK = 64 * 1024  # characters whose brackets are added up in one go
 _BRACKETS = re.compile(r"[\[\]{}]")
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-_STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
+# a string from its opening quote; group 1 is its closing quote (empty: not ended)
+_STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+("?)', re.DOTALL)
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
@@ -38,18 +39,20 @@ class NestedTooDeeply(json.JSONDecodeError):
     of the first level too many."""
 
 
-def too_deep(text: str, start: int = 0) -> int | None:
+def too_deep(text: str, start: int = 0, *, within: int = 0) -> int | None:
     """The index of the first ``[`` or ``{`` at a nesting deeper than :data:`MAX_DEPTH`
-    in ``text[start:]`` (brackets inside JSON strings not counted); ``None`` when there
-    is none. Linear in the length, and in C for the most part: a short text is settled
-    by counting its brackets; a long one has its first strings jumped over with
-    ``str.find`` (an image body is a few strings, one of them megabytes long), the
-    brackets between them added up, and the rest, if there are many strings, checked
-    with its strings taken out by one regular expression."""
+    in ``text[start:]`` (brackets inside JSON strings not counted), ``start`` being
+    outside any string and ``within`` levels deep (a member's value inside an object is
+    1 deep); ``None`` when there is none. Linear in the length, and in C for the most
+    part: a short text is settled by counting its brackets; a long one has its first
+    strings jumped over with ``str.find`` (an image body is a few strings, one of them
+    megabytes long), the brackets between them added up, and the rest, if there are
+    many strings, checked with its strings taken out by one regular expression."""
     end = len(text)
-    if end - start <= _SHORT and text.count("[", start) + text.count("{", start) <= MAX_DEPTH:
+    openers = text.count("[", start) + text.count("{", start) if end - start <= _SHORT else None
+    if openers is not None and within + openers <= MAX_DEPTH:
         return None
-    at, depth = start, 0
+    at, depth = start, within
     for _ in range(_SKIPS):
         at, depth, found = _to_next_string(text, at, depth)
         if found is not None or at >= end:
@@ -77,7 +80,9 @@ def _to_next_string(text: str, at: int, depth: int) -> tuple[int, int, int | Non
         found = None
     else:
         depth, found = _walk(text, at, stop, depth)
-    return (stop if quote < 0 else _string_end(text, quote) + 1), depth, found
+    if found is not None or quote < 0:
+        return stop, depth, found
+    return _string_end(text, quote) + 1, depth, None
 
 
 def _walk(text: str, start: int, stop: int, depth: int) -> tuple[int, int | None]:
@@ -98,17 +103,17 @@ def _walk(text: str, start: int, stop: int, depth: int) -> tuple[int, int | None
 
 def _string_end(text: str, quote: int) -> int:
     """The index of the quote that ends the string opened at ``quote`` (one not escaped
-    by an odd run of backslashes); ``len(text)`` when it is not ended."""
-    at = quote
-    while True:
-        at = text.find('"', at + 1)
-        if at < 0:
-            return len(text)
-        before = at
-        while text[before - 1] == "\\":
-            before -= 1
-        if (at - before) % 2 == 0:
-            return at
+    by a backslash); ``len(text)`` when it is not ended. The next quote, found with
+    ``str.find``, when no backslash precedes it (an image's base64 has none); else the
+    string's regular expression decides, in C."""
+    at = text.find('"', quote + 1)
+    if at < 0:
+        return len(text)
+    if text[at - 1] != "\\":
+        return at
+    string = _STRINGS.match(text, quote)
+    assert string is not None  # it matches at any quote
+    return string.end() - 1 if string[1] else len(text)
 
 
 def loads(text: str | bytes | bytearray, **options: Any) -> Any:
@@ -120,9 +125,14 @@ def loads(text: str | bytes | bytearray, **options: Any) -> Any:
         NestedTooDeeply: nested deeper than :data:`MAX_DEPTH`.
         ValueError: not JSON (``json.JSONDecodeError``), or bytes that are not text
             (``UnicodeDecodeError``): ``json.loads``'s errors.
+        TypeError: ``text`` is none of str, bytes, bytearray (as ``json.loads``).
     """
-    if not isinstance(text, str):
+    if isinstance(text, bytes | bytearray):
         text = text.decode(json.detect_encoding(text), "surrogatepass")
+    elif not isinstance(text, str):  # json.loads's own error
+        raise TypeError(
+            f"the JSON object must be str, bytes or bytearray, not {type(text).__name__}"
+        )
     at = too_deep(text)
     if at is not None:
         raise NestedTooDeeply(f"nested too deeply (more than {MAX_DEPTH} levels)", text, at)

@@ -125,23 +125,25 @@ class InlineImage:
     def utf8_pieces(self, first: int, size: int) -> Iterator[bytes]:
         """:meth:`utf8` in pieces: ``first`` bytes, then ``size`` bytes each (both
         multiples of 4; the last piece may be shorter; none is empty), each encoded from
-        its own slice of the image bytes or cut from the text: the whole text is never
-        made at once."""
+        its own slice of the image bytes or cut from an ASCII text: the whole text is
+        never made at once (a text that is not ASCII, never valid base64, is encoded
+        whole, then cut)."""
         assert first % 4 == 0
         assert size % 4 == 0
         assert size > 0
-        length = self.text_length()
-        cuts = [0, *range(first or size, length, size), length]
-        spans = [(start, end) for start, end in itertools.pairwise(cuts) if end > start]
-        if self._text is not None:
-            text = self._text
+        text = self._text
+        if text is not None and not text.isascii():
+            whole = text.encode()
+            yield from (whole[start:end] for start, end in _spans(len(whole), first, size))
+        elif text is not None:
+            spans = _spans(len(text), first, size)
             yield from (text[start:end].encode() for start, end in spans)
-            return
-        assert self._data is not None
-        encode = codec().encode
-        with memoryview(self._data) as view:
-            for start, end in spans:
-                yield encode(view[start // 4 * 3 : end // 4 * 3])
+        else:
+            assert self._data is not None
+            encode = codec().encode
+            with memoryview(self._data) as view:
+                for start, end in _spans(self.text_length(), first, size):
+                    yield encode(view[start // 4 * 3 : end // 4 * 3])
 
     def data(self, what: str) -> bytes:
         """The image bytes: decoded on first use and kept."""
@@ -177,6 +179,12 @@ class InlineImage:
 
     def __repr__(self) -> str:
         return f"<{self.text_length()} base64 chars>"
+
+
+def _spans(length: int, first: int, size: int) -> list[tuple[int, int]]:
+    """``[0, length)`` cut after ``first``, then every ``size``; no empty span."""
+    cuts = [0, *range(first or size, length, size), length]
+    return [(start, end) for start, end in itertools.pairwise(cuts) if end > start]
 
 
 def _to_image(value: str | InlineImage | None) -> InlineImage | None:

@@ -98,3 +98,32 @@ def test_loads_keeps_json_loads_options_and_errors() -> None:
         loads("[1,")
     with pytest.raises(UnicodeDecodeError):
         loads(b"\xff\xfe\x00")
+
+
+def test_loads_refuses_what_json_loads_refuses_by_type() -> None:
+    for value in (5, None, memoryview(b"[]")):
+        with pytest.raises(TypeError, match="must be str, bytes or bytearray"):
+            loads(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 1, MAX_DEPTH, 100_000])
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_the_image_fast_path_keeps_the_bound(levels: int, place: str) -> None:
+    # a member nested around the image string: inside the event's object, so one level
+    # deeper than its own brackets; the fast path takes it exactly when loads does
+    # (once it recursed into 100,000 levels after the image's closing quote)
+    from ttstream._imagehook import decoded_data, image_decoder
+
+    member = '"x":' + "[" * levels + "]" * levels
+    image = '"b64_json":"QUFB"'
+    members = [member, image] if place == "before" else [image, member]
+    data = '{"type":"image_generation.partial_image",' + ",".join(members) + "}"
+    (event,) = image_decoder(max_event_bytes=10_000_000).feed(f"data: {data}\n\n".encode())
+    fast = decoded_data(event)
+    if levels + 1 <= MAX_DEPTH:
+        assert fast is not None
+        assert fast.members == {**loads(data), "b64_json": b"AAA"}
+    else:
+        assert fast is None
+        with pytest.raises(NestedTooDeeply):
+            loads(data)

@@ -243,3 +243,19 @@ def test_an_images_frame_is_made_in_pieces_of_the_chunk(size: int, decoded: bool
     assert b"".join(pieces) == todays_frame(7, item)
     assert all(0 < len(piece) <= WRITE_CHUNK for piece in pieces)
     assert all(len(piece) == WRITE_CHUNK for piece in pieces[1:-2])
+
+
+@pytest.mark.parametrize("head_bytes", [10, WRITE_CHUNK - 3, WRITE_CHUNK, 3 * WRITE_CHUNK + 7])
+@pytest.mark.parametrize("text", ["QUFB" * 40_000, "é" * 100_000])
+def test_spliced_pieces_stay_within_the_chunk(head_bytes: int, text: str) -> None:
+    # a head of any length (cut too when longer than a piece), and a verbatim text that
+    # is not ASCII (its characters are up to 4 bytes): no piece above WRITE_CHUNK
+    from ttstream._browser.frames import _spliced
+    from ttstream.events import InlineImage
+
+    head = "h" * head_bytes
+    payload = {"type": "x", "image": "data:image/png;base64,"}
+    pieces = _spliced(head, payload, InlineImage(text, verbatim=True))
+    whole = f"{head}{strict_json(payload)[:-2]}{text}" + '"}\n\n'
+    assert b"".join(pieces) == whole.encode()
+    assert all(0 < len(piece) <= WRITE_CHUNK for piece in pieces)

@@ -132,10 +132,11 @@ def _spliced(head: str, payload: dict[str, Any], image: InlineImage) -> tuple[by
     body = strict_json(payload)
     assert body.endswith('"}')
     start, end = f"{head}{body[:-2]}".encode(), b'"}\n\n'
-    first = max(0, WRITE_CHUNK - len(start)) // 4 * 4
-    pieces = [start, *image.utf8_pieces(first, WRITE_CHUNK)]
-    if len(pieces) > 1 and len(pieces[0]) + len(pieces[1]) <= WRITE_CHUNK:
-        pieces[:2] = [pieces[0] + pieces[1]]
+    pieces = [start[at : at + WRITE_CHUNK] for at in range(0, len(start), WRITE_CHUNK)]
+    heads = len(pieces)
+    pieces += image.utf8_pieces((WRITE_CHUNK - len(pieces[-1])) // 4 * 4, WRITE_CHUNK)
+    if len(pieces) > heads and len(pieces[heads - 1]) + len(pieces[heads]) <= WRITE_CHUNK:
+        pieces[heads - 1 : heads + 1] = [pieces[heads - 1] + pieces[heads]]
     if len(pieces[-1]) + len(end) <= WRITE_CHUNK:
         pieces[-1] += end
     else:
