@@ -12,8 +12,15 @@ import pytest
 
 import ttstream
 from tests.support.ports import free_port
+from tests.support.raw_server import RawServer
 from ttstream import Completed
-from ttstream._transport import AIOHTTP, BackendTransport, http_client, httpcore_transport
+from ttstream._transport import (
+    AIOHTTP,
+    BackendTransport,
+    _trio_socket_of,
+    http_client,
+    httpcore_transport,
+)
 from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
@@ -212,3 +219,60 @@ async def test_httpcore_a_shorter_read_timeout_on_a_reused_connection_is_kept() 
             assert asyncio.get_running_loop().time() - started < 5
     finally:
         done.set()
+
+
+def _pieces_apart(pause: float) -> RawServer:
+    """A server answering each request with a chunked body of two pieces, ``pause``
+    seconds apart (in its own thread: usable from trio)."""
+
+    async def handler(
+        head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await asyncio.sleep(pause)
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    return RawServer(handler)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_reads_go_to_the_socket_and_keep_the_read_timeout() -> None:
+    import trio
+
+    with _pieces_apart(pause=30.0) as server:
+        # the read of a plain trio socket stream is ttstream's own
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            assert _trio_socket_of(stream) is stream.socket._sock  # type: ignore[attr-defined]
+        pieces: list[bytes] = []
+
+        async def read_all(response: httpx2.Response) -> None:
+            async for piece in response.aiter_raw():
+                pieces.append(piece)
+
+        http = httpx2.AsyncClient(
+            transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.3)
+        )
+        async with http, http.stream("GET", server.url) as response:
+            started = trio.current_time()
+            with pytest.raises(httpx2.ReadTimeout):
+                await read_all(response)
+            assert trio.current_time() - started < 5
+    assert pieces == [b"first"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_bodies_and_slow_consumers_within_the_read_timeout() -> None:
+    import trio
+
+    http = httpx2.AsyncClient(transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.2))
+    with _pieces_apart(pause=0.0) as server:
+        async with http:
+            for _ in range(2):  # the second on the same connection
+                pieces = []
+                async with http.stream("GET", server.url) as response:
+                    async for piece in response.aiter_raw():
+                        pieces.append(piece)
+                        await trio.sleep(0.5)
+                assert b"".join(pieces) == b"firstsecond"
