@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
+import anyio
 import httpx2
 import pytest
 
@@ -89,40 +89,19 @@ async def test_aiohttp_connection_refused_is_a_connection_error_not_a_timeout() 
     assert not isinstance(info.value, httpx2.TimeoutException)
 
 
-@contextlib.asynccontextmanager
-async def _two_pieces(pause: float) -> AsyncIterator[str]:
-    """The URL of a server answering every request with a chunked body of two pieces,
-    ``pause`` seconds apart (cut short when the block ends); each answer is finished and
-    its connection closed before the block is left."""
-    done = asyncio.Event()
-    answers: list[asyncio.Task[None]] = []
+def _pieces_apart(pause: float) -> RawServer:
+    """A server answering each request with a chunked body of two pieces, ``pause``
+    seconds apart (in its own thread: usable from trio)."""
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-            await writer.drain()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), pause)
-            writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
-            await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async def handler(
+        head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await asyncio.sleep(pause)
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
 
-    def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        answers.append(asyncio.create_task(answer(reader, writer)))
-
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    async with server:
-        try:
-            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-        finally:
-            done.set()
-            await asyncio.gather(*answers)
+    return RawServer(handler)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -136,9 +115,10 @@ async def test_aiohttp_a_read_without_data_for_the_read_timeout_is_a_read_timeou
             pieces.append(piece)
 
     http = http_client(timeout=httpx2.Timeout(10, read=0.3))
-    async with _two_pieces(pause=10.0) as url, http, http.stream("GET", url) as response:
-        with pytest.raises(httpx2.ReadTimeout):  # aiohttp's timer or ttstream's
-            await read_all(response)
+    with _pieces_apart(pause=30.0) as server:
+        async with http, http.stream("GET", server.url) as response:
+            with pytest.raises(httpx2.ReadTimeout):  # aiohttp's timer or ttstream's
+                await read_all(response)
     assert pieces == [b"first"]
 
 
@@ -149,15 +129,16 @@ async def test_aiohttp_a_consumer_slower_than_the_read_timeout_is_no_timeout() -
         pytest.skip("httpx-aiohttp is not installed")
     pieces = []
     http = http_client(timeout=httpx2.Timeout(10, read=0.2))
-    async with _two_pieces(pause=0.0) as url, http, http.stream("GET", url) as response:
-        async for piece in response.aiter_raw():
-            pieces.append(piece)
-            await asyncio.sleep(0.5)
+    with _pieces_apart(pause=0.0) as server:
+        async with http, http.stream("GET", server.url) as response:
+            async for piece in response.aiter_raw():
+                pieces.append(piece)
+                await asyncio.sleep(0.5)
     assert b"".join(pieces) == b"firstsecond"
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_httpcore_a_read_without_data_for_the_read_timeout_is_a_read_timeout() -> None:
+    # ttstream's own reads on both loops: the anyio stream's on asyncio, the socket's on trio
     pieces: list[bytes] = []
 
     async def read_all(response: httpx2.Response) -> None:
@@ -165,25 +146,28 @@ async def test_httpcore_a_read_without_data_for_the_read_timeout_is_a_read_timeo
             pieces.append(piece)
 
     http = httpx2.AsyncClient(transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.3))
-    async with _two_pieces(pause=10.0) as url, http, http.stream("GET", url) as response:
-        with pytest.raises(httpx2.ReadTimeout):
-            await read_all(response)
+    with _pieces_apart(pause=30.0) as server:
+        async with http, http.stream("GET", server.url) as response:
+            started = anyio.current_time()
+            with pytest.raises(httpx2.ReadTimeout):
+                await read_all(response)
+            assert anyio.current_time() - started < 5
     assert pieces == [b"first"]
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_httpcore_bodies_and_slow_consumers_within_the_read_timeout() -> None:
     # the bound is on a read waiting for data, not on the time between reads; the
     # connection is reused after a body read to its end
     http = httpx2.AsyncClient(transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.2))
-    async with _two_pieces(pause=0.0) as url, http:
-        for _ in range(2):
-            pieces = []
-            async with http.stream("GET", url) as response:
-                async for piece in response.aiter_raw():
-                    pieces.append(piece)
-                    await asyncio.sleep(0.5)
-            assert b"".join(pieces) == b"firstsecond"
+    with _pieces_apart(pause=0.0) as server:
+        async with http:
+            for _ in range(2):
+                pieces = []
+                async with http.stream("GET", server.url) as response:
+                    async for piece in response.aiter_raw():
+                        pieces.append(piece)
+                        await anyio.sleep(0.5)
+                assert b"".join(pieces) == b"firstsecond"
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -221,58 +205,12 @@ async def test_httpcore_a_shorter_read_timeout_on_a_reused_connection_is_kept() 
         done.set()
 
 
-def _pieces_apart(pause: float) -> RawServer:
-    """A server answering each request with a chunked body of two pieces, ``pause``
-    seconds apart (in its own thread: usable from trio)."""
-
-    async def handler(
-        head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await writer.drain()
-        await asyncio.sleep(pause)
-        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
-
-    return RawServer(handler)
-
-
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_trio_reads_go_to_the_socket_and_keep_the_read_timeout() -> None:
+async def test_trio_reads_go_to_the_socket_of_a_plain_stream(emulator: EmulatorServer) -> None:
     import trio
 
-    with _pieces_apart(pause=30.0) as server:
-        # the read of a plain trio socket stream is ttstream's own
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        async with stream:
-            assert _trio_socket_of(stream) is stream.socket._sock  # type: ignore[attr-defined]
-        pieces: list[bytes] = []
-
-        async def read_all(response: httpx2.Response) -> None:
-            async for piece in response.aiter_raw():
-                pieces.append(piece)
-
-        http = httpx2.AsyncClient(
-            transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.3)
-        )
-        async with http, http.stream("GET", server.url) as response:
-            started = trio.current_time()
-            with pytest.raises(httpx2.ReadTimeout):
-                await read_all(response)
-            assert trio.current_time() - started < 5
-    assert pieces == [b"first"]
-
-
-@pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_trio_bodies_and_slow_consumers_within_the_read_timeout() -> None:
-    import trio
-
-    http = httpx2.AsyncClient(transport=httpcore_transport(), timeout=httpx2.Timeout(10, read=0.2))
-    with _pieces_apart(pause=0.0) as server:
-        async with http:
-            for _ in range(2):  # the second on the same connection
-                pieces = []
-                async with http.stream("GET", server.url) as response:
-                    async for piece in response.aiter_raw():
-                        pieces.append(piece)
-                        await trio.sleep(0.5)
-                assert b"".join(pieces) == b"firstsecond"
+    port = httpx2.URL(emulator.base_url).port
+    assert port is not None
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        assert _trio_socket_of(stream) is stream.socket._sock  # type: ignore[attr-defined]
