@@ -49,8 +49,8 @@ def too_deep(text: str, start: int = 0, *, within: int = 0) -> int | None:
     megabytes long), the brackets between them added up, and the rest, if there are
     many strings, checked with its strings taken out by one regular expression."""
     end = len(text)
-    openers = text.count("[", start) + text.count("{", start) if end - start <= _SHORT else None
-    if openers is not None and within + openers <= MAX_DEPTH:
+    short = end - start <= _SHORT  # then every bracket is counted, in strings or not
+    if short and within + text.count("[", start) + text.count("{", start) <= MAX_DEPTH:
         return None
     at, depth = start, within
     for _ in range(_SKIPS):

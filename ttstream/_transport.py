@@ -254,9 +254,10 @@ class _WideStream(httpcore2.AsyncNetworkStream):
         self._direct: anyio.abc.ByteReceiveStream | None = None
         self._socket = inner.get_extra_info("socket")
         held = getattr(inner, "_stream", None)  # httpcore2's AnyIOStream keeps it there
-        if _on_asyncio() and isinstance(held, anyio.abc.ByteReceiveStream) and self._socket:
+        on_asyncio = _on_asyncio()
+        if on_asyncio and isinstance(held, anyio.abc.ByteReceiveStream) and self._socket:
             self._direct = held
-        self._trio_socket = _trio_socket_of(held) if not _on_asyncio() else None
+        self._trio_socket = None if on_asyncio else _trio_socket_of(held)
         self._timer: asyncio.TimerHandle | None = None
         self._since: float | None = None  # when the pending read began
         self._timeout = 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,14 +82,20 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     assert [hit for path in SOURCES for hit in private_imports(path)] == []
 
 
-def test_a_private_import_is_found() -> None:
-    """The check above can fail: it sees a private import where there is one."""
-    sample = PACKAGE.parent / "tests" / "_sample_private_import.py"
+def found_in_sample(source: str, check: Callable[[Path], list[str]]) -> list[str]:
+    """What ``check`` finds in a module of ``source`` (written under ``tests/`` for the
+    time of the check, so that its path reads as the repository's)."""
+    sample = PACKAGE.parent / "tests" / "_sample_module.py"
     try:
-        sample.write_text("from ttstream.events import _secret\n")
-        assert private_imports(sample) != []
+        sample.write_text(source)
+        return check(sample)
     finally:
         sample.unlink()
+
+
+def test_a_private_import_is_found() -> None:
+    """The check above can fail: it sees a private import where there is one."""
+    assert found_in_sample("from ttstream.events import _secret\n", private_imports) != []
 
 
 def json_parsers(path: Path) -> list[str]:
@@ -119,12 +126,7 @@ def test_json_text_is_parsed_through_the_bounded_loader_only() -> None:
 
 def test_a_json_parser_is_found() -> None:
     """The check above can fail: it sees a ``json.loads`` where there is one."""
-    sample = PACKAGE.parent / "tests" / "_sample_json_loads.py"
-    try:
-        sample.write_text("import json\njson.loads('[]')\n")
-        assert json_parsers(sample) != []
-    finally:
-        sample.unlink()
+    assert found_in_sample("import json\njson.loads('[]')\n", json_parsers) != []
 
 
 API_RECORDS = {"ttstream/events.py:Completed"}

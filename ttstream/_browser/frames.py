@@ -97,12 +97,7 @@ class Frame(Generic[_Id]):
         connection that sends the frame (:func:`write_frame`); from then on the frame
         keeps only them, the same memory as its bytes."""
         if self._pieces is None:
-            data = self.data
-            view = memoryview(data)
-            self._pieces = tuple(
-                bytes(view[start : start + WRITE_CHUNK])
-                for start in range(0, max(len(data), 1), WRITE_CHUNK)
-            )
+            self._pieces = tuple(_cut(self.data) or [b""])
             self._data = None
         return self._pieces
 
@@ -119,6 +114,13 @@ class Frame(Generic[_Id]):
         return cls(event_id, event, _encode(f"id: {event_id}\nevent: {event}\ndata: ", payload))
 
 
+def _cut(data: bytes) -> list[bytes]:
+    """``data`` in pieces of :data:`WRITE_CHUNK` bytes, the last one shorter (none for
+    empty data)."""
+    with memoryview(data) as view:
+        return [bytes(view[at : at + WRITE_CHUNK]) for at in range(0, len(data), WRITE_CHUNK)]
+
+
 def _encode(head: str, payload: dict[str, Any]) -> bytes:
     """``head``, the strict JSON of ``payload`` and the blank line."""
     return f"{head}{strict_json(payload)}\n\n".encode()
@@ -132,7 +134,7 @@ def _spliced(head: str, payload: dict[str, Any], image: InlineImage) -> tuple[by
     body = strict_json(payload)
     assert body.endswith('"}')
     start, end = f"{head}{body[:-2]}".encode(), b'"}\n\n'
-    pieces = [start[at : at + WRITE_CHUNK] for at in range(0, len(start), WRITE_CHUNK)]
+    pieces = _cut(start)
     heads = len(pieces)
     pieces += image.utf8_pieces((WRITE_CHUNK - len(pieces[-1])) // 4 * 4, WRITE_CHUNK)
     if len(pieces) > heads and len(pieces[heads - 1]) + len(pieces[heads]) <= WRITE_CHUNK:
