@@ -45,10 +45,6 @@ def decoded_length(b64: str | bytes) -> int:
     return len(b64) // 4 * 3 - padding
 
 
-def _binascii_decode(data: Any) -> bytes:
-    return binascii.a2b_base64(data)
-
-
 def _binascii_encode(data: Any) -> bytes:
     return binascii.b2a_base64(data, newline=False)
 
@@ -138,7 +134,7 @@ def _reference_decode(b64: str) -> bytes:
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _VALUES = bytes(_ALPHABET.index(b) if b in _ALPHABET else 0xFF for b in range(256))
-BINASCII = Codec("binascii", _binascii_decode, _binascii_encode)
+BINASCII = Codec("binascii", binascii.a2b_base64, _binascii_encode)
 
 
 def _pybase64() -> Codec | None:

@@ -124,8 +124,8 @@ class ImageLine:
         self._scan_at = 1  # parse the head again once it holds this many bytes
         self._found: tuple[dict[str, Any], str, str] | None = None  # members, key, head text
         # The decoded image: written in place, taken without a copy (``_take``); ``_room``
-        # is the size of its buffer, made ``_hint`` large by the first ``take_run``, else
-        # grown by half at a time (see :meth:`_write`).
+        # is the size of its buffer, made ``_hint`` large by the first ``take_run`` that
+        # needs room, else grown by half at a time (see :meth:`_write`).
         self._out = io.BytesIO()
         self._room = 0
         self._hint = size_hint
@@ -150,26 +150,28 @@ class ImageLine:
         if self._found is None or self._tail is not None:
             return False
         carry = self._carry
-        fill = (4 - len(carry)) % 4
-        keep = (len(data) - fill) % 4
-        if len(data) < fill + keep + 4:
+        fill = -len(carry) % 4
+        stop = len(data) - (len(data) - fill) % 4
+        if stop - fill < 4:
             return False
-        left = data[len(data) - keep :]
-        if b'"' in left or b"\n" in left or b"\r" in left:
+        left = data[stop:]
+        if left and (b'"' in left or b"\n" in left or b"\r" in left):
             return False
         decode = self._codec.decode_run
         first = decode(carry + data[:fill], last=False) if carry else b""
         if first is None:
             return False
         with memoryview(data) as view:
-            out = decode(view[fill : len(data) - keep], last=False)
-        if out is None:
+            run = decode(view[fill:stop], last=False)
+        if run is None:
             return False
-        if self._hint:
-            self._reserve()
+        out = self._out
+        end = out.tell() + len(first) + len(run)
+        if end > self._room:
+            out = self._make_room(end)
         if first:
-            self._write(first)
-        self._write(out)
+            out.write(first)
+        out.write(run)
         self._carry = left
         return True
 
@@ -279,16 +281,21 @@ class ImageLine:
         out.seek(at)
         self._room = room
 
-    def _reserve(self) -> None:
-        """Makes the buffer ``size_hint`` large (zeroed by ``calloc``), the bytes written
-        so far copied over. Done on the first chunk that lies wholly inside the string,
-        so never on the chunk that began it, which may also have ended the event before:
-        until the consumer takes that event, the one before it may still be alive."""
+    def _make_room(self, end: int) -> io.BytesIO:
+        """Makes the buffer at least ``end`` bytes large, for :meth:`take_run`, and
+        answers it: ``size_hint`` large the first time (zeroed by ``calloc``, the bytes
+        written so far copied over), then grown by half (:meth:`_grow`). The hint is
+        taken only for a chunk that lies wholly inside the string, so never for the
+        chunk that began it, which may also have ended the event before: until the
+        consumer takes that event, the one before it may still be alive."""
         hint, self._hint = self._hint, 0
-        if hint > self._room:
+        if hint >= end:
             written = self._take()
             self._out, self._room = io.BytesIO(bytes(hint)), hint
-            self._write(written)
+            self._out.write(written)
+        else:
+            self._grow(end)
+        return self._out
 
     def _take(self) -> bytes:
         """The image decoded so far. The buffer is cut to what was written and becomes
