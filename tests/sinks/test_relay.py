@@ -23,6 +23,7 @@ from starlette.routing import Route
 import ttstream
 from tests.support.relay_viewers import Browser, eventually, gated, image_of, serving
 from ttstream import Completed, Reconnecting, StreamItem
+from ttstream._browser.frames import ViewerGuard
 from ttstream.emulator import EmulatorServer
 from ttstream.sinks import SSERelay, pump
 from ttstream.sse import SSEDecoder
@@ -397,6 +398,81 @@ async def test_a_viewer_that_does_not_read_is_dropped_after_send_timeout(api: Ap
     assert (relay.dropped, relay.connections) == (1, 0)
     # It held at most one piece of the first frame, not the frame.
     assert len(viewer.sent) <= len("retry: 3000\n\n") + 64 * 1024
+
+
+class FinishingServer:
+    """The ASGI side of one viewer. Like uvicorn, its ``receive()`` answers the
+    request's (empty) body first, then ``http.disconnect`` once the response is complete
+    (at once when it already is); with ``ends_receive=False`` it never answers again.
+    Each body message but the last yields to the event loop. It counts the calls of
+    ``receive()`` that were cancelled."""
+
+    def __init__(self, *, ends_receive: bool) -> None:
+        self.ends_receive = ends_receive
+        self.complete = anyio.Event()
+        self.requested = False
+        self.cancelled = 0
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.requested:
+            self.requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        try:
+            if not self.ends_receive:
+                await anyio.sleep_forever()
+            if not self.complete.is_set():
+                await self.complete.wait()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        if message["type"] != "http.response.body":
+            return
+        if message.get("more_body", False):
+            await anyio.lowlevel.checkpoint()  # the socket takes it: the guard runs
+        else:
+            self.complete.set()  # as uvicorn, with no wait after it
+
+
+@pytest.mark.parametrize("ends_receive", [True, False])
+async def test_a_served_viewer_ends_at_once_and_its_receive_is_cancelled_only_if_needed(
+    api: Api, ends_receive: bool
+) -> None:
+    # The viewer's guard waits in receive() with a deadline of send_timeout (an hour):
+    # once the response is sent, it ends by itself when the server answers receive()
+    # (no cancellation), else it is cancelled; either way the viewer ends at once.
+    relay = SSERelay(send_timeout=3600)
+    await pump(api.generate(), relay)
+    server = FinishingServer(ends_receive=ends_receive)
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": []}
+    with anyio.fail_after(5):
+        await relay(scope, server.receive, server.send)
+    assert server.complete.is_set()
+    assert server.cancelled == (0 if ends_receive else 1)
+    assert (relay.connections, relay.dropped) == (0, 0)
+
+
+@pytest.mark.parametrize("ends_receive", [True, False])
+async def test_a_viewer_guard_stops_by_itself_when_the_server_ends_receive(
+    anyio_backend: str, ends_receive: bool
+) -> None:
+    # Stopping the guard cancels the viewer's task group only when receive() goes on
+    # waiting: anyio's cancel() costs a task repr on asyncio. (trio may run the host
+    # before the woken guard, and then cancels: cheap there, so not asserted.)
+    server = FinishingServer(ends_receive=ends_receive)
+    guard = ViewerGuard(server.receive, send_timeout=3600)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(guard.run, tasks.cancel_scope)
+            await anyio.wait_all_tasks_blocked()  # the guard waits in receive()
+            await server.send({"type": "http.response.body", "body": b"", "more_body": False})
+            await guard.stop(tasks.cancel_scope)
+            cancelled = tasks.cancel_scope.cancel_called
+    if anyio_backend == "asyncio" or not ends_receive:
+        assert cancelled is not ends_receive
+    assert not guard.expired
 
 
 async def bodies_after_the_end(relay: SSERelay) -> list[bytes]:

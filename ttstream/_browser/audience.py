@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import attrs
 
-from .frames import Receive, cancel_on_disconnect
+from .frames import ViewerGuard
 from .viewers import Authorize, viewer_allowed
 
 __all__ = ["ViewerCounts", "ViewerGate"]
@@ -43,24 +43,28 @@ class ViewerCounts:
 
     async def watch(
         self,
-        receive: Receive,
+        guard: ViewerGuard,
         serve: Callable[[], Awaitable[None]],
-        dropped: type[Exception],
+        *,
+        dropped: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> None:
         """Runs ``serve()`` (which sends one viewer its frames) as one of
-        ``connections``, until it returns or the browser disconnects; a viewer that left
-        while frames were sent (``OSError``) ends quietly, and one that raised
-        ``dropped`` (it did not take a frame within ``send_timeout``) is counted in
-        ``dropped``."""
+        ``connections``, with ``guard`` (:meth:`ViewerGuard.run`) in the same task
+        group, until it returns or the browser disconnects. A viewer that left while
+        frames were sent (``OSError``) ends quietly; one that raised ``dropped``, or
+        that the guard ended (it did not take a piece within the relay's
+        ``send_timeout``), is counted in ``dropped``."""
         self.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(cancel_on_disconnect, receive, tasks.cancel_scope)
+                tasks.start_soon(guard.run, tasks.cancel_scope)
                 with contextlib.suppress(OSError):  # the browser left while we sent
                     try:
                         await serve()
                     except dropped:
                         self.dropped += 1
-                tasks.cancel_scope.cancel()
+                await guard.stop(tasks.cancel_scope)
+            if guard.expired:
+                self.dropped += 1
         finally:
             self.connections -= 1

@@ -9,8 +9,9 @@ bounded writer of a viewer's bytes (:func:`write_body`). See ``docs/live-preview
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -31,12 +32,10 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
-    "SendWatchdog",
+    "ViewerGuard",
     "answered_other_than_get",
-    "cancel_on_disconnect",
     "frame_of",
     "plain_response",
-    "send_watchdog",
     "start_event_stream",
     "write_body",
     "write_frame",
@@ -217,109 +216,117 @@ async def send_browser_module(scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-class SendWatchdog:
-    """The bound of one viewer's sends: a piece not taken within ``timeout`` seconds of
-    its send ends the viewer (:func:`send_watchdog`). One sleeping task per viewer checks
-    it, so a piece costs one clock read instead of a timer of its own (at 100 viewers
-    the timers of a deadline per piece were most of SSERelay's CPU above a raw
-    forwarder's: benchmarks/RESULTS.md)."""
+class ViewerGuard:
+    """The one helper task of a viewer's response (:meth:`run`, in the viewer's task
+    group: :meth:`~ttstream._browser.audience.ViewerCounts.watch`). It cancels that
+    group when the browser disconnects (``http.disconnect``) before its response is
+    sent, and, given ``send_timeout``, when a piece handed to the server has not been
+    taken within that many seconds (the viewer does not read). A piece costs one clock
+    read (:attr:`since`) instead of a timer of its own: at 100 viewers the timers of a
+    deadline per piece were most of SSERelay's CPU above a raw forwarder's
+    (benchmarks/RESULTS.md). Made inside the event loop that serves the viewer.
 
-    def __init__(self, timeout: float, clock: Callable[[], float]) -> None:
-        self.timeout = timeout
+    The waits for the deadline and for ``http.disconnect`` are one: ``receive()``
+    under a cancel scope whose deadline is the pending piece's (or ``send_timeout``
+    from now when none is pending), so it is cancelled and called again at most once
+    every ``send_timeout`` seconds while the viewer reads.
+    """
+
+    def __init__(self, receive: Receive, send_timeout: float | None = None) -> None:
+        self.send_timeout = send_timeout
         self.expired = False
-        self.clock = clock
-        """The event loop's clock (``anyio.sleep_until``'s)."""
+        """Whether :meth:`run` ended the viewer: a piece waited ``send_timeout`` seconds."""
+        self.clock = _event_loop_clock()
+        """The event loop's clock (the one anyio's deadlines are on)."""
         self.since: float | None = None
         """When the piece being sent was handed over; ``None`` while none is pending."""
+        self._receive = receive
+        self._served = False
+        self._running = True
 
-    async def watch(self, scope: anyio.CancelScope) -> None:
-        """Cancels ``scope`` once a piece has waited ``timeout`` seconds; sleeps until the
-        pending piece's deadline (or ``timeout`` when none is pending) in between."""
-        while True:
-            since, now = self.since, self.clock()
-            if since is not None and now - since >= self.timeout:
-                self.expired = True
-                scope.cancel()
-                return
-            await anyio.sleep_until((now if since is None else since) + self.timeout)
+    async def run(self, scope: anyio.CancelScope) -> None:
+        """Watches the viewer until :meth:`stop`; cancels ``scope`` (the viewer's task
+        group) on a disconnect or a piece not taken in time."""
+        timeout = self.send_timeout
+        deadline = math.inf
+        try:
+            while not self._served:
+                if timeout is not None:
+                    since, now = self.since, self.clock()
+                    if since is not None and now - since >= timeout:
+                        self.expired = True
+                        scope.cancel()
+                        return
+                    deadline = (now if since is None else since) + timeout
+                with anyio.CancelScope(deadline=deadline):
+                    message = await self._receive()
+                    if message["type"] == "http.disconnect":
+                        if not self._served:
+                            scope.cancel()
+                        return
+        finally:
+            self._running = False
+
+    async def stop(self, scope: anyio.CancelScope) -> None:
+        """Ends :meth:`run` once the response is sent. A server that answers a pending
+        ``receive()`` once the response is complete (uvicorn answers it
+        ``http.disconnect``) lets it return by itself within one checkpoint; else
+        ``scope`` (the viewer's task group) is cancelled. Not cancelled at once because
+        on asyncio anyio's ``CancelScope.cancel()``, called from a task, formats that
+        task's repr: tens of microseconds per viewer."""
+        self._served = True
+        await anyio.lowlevel.checkpoint()
+        if self._running:
+            scope.cancel()
 
 
 def _event_loop_clock() -> Callable[[], float]:
-    """The running event loop's clock, the one ``anyio.sleep_until`` reads, looked up
-    once (``anyio.current_time`` finds the backend on every call)."""
+    """The running event loop's clock, the one anyio's deadlines are on, looked up
+    once (``anyio.current_time`` finds the backend on every call). The standard
+    library's loops read ``time.monotonic()`` behind a Python method: it is called
+    directly."""
     try:
-        return asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
     except RuntimeError:  # trio
         return anyio.current_time
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
-@contextlib.asynccontextmanager
-async def send_watchdog(seconds: float) -> AsyncIterator[SendWatchdog]:
-    """A :class:`SendWatchdog` of ``seconds`` over the block: the block is
-    cancelled when a piece sent through it is not taken in time, which then raises
-    ``TimeoutError`` here.
-
-    Raises:
-        TimeoutError: a piece was not taken within ``seconds``: the viewer does not read.
-    """
-    watchdog = SendWatchdog(seconds, _event_loop_clock())
-    error: Exception | None = None
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watchdog.watch, tasks.cancel_scope)
-        try:
-            yield watchdog
-        except Exception as exc:  # raised as it is below, not in the group's ExceptionGroup
-            error = exc
-        tasks.cancel_scope.cancel()
-    if error is not None:
-        raise error
-    if watchdog.expired:
-        raise TimeoutError
-
-
-async def write_body(send: Send, data: bytes, *, more: bool = True, watchdog: SendWatchdog) -> None:
+async def write_body(send: Send, data: bytes, *, more: bool = True, guard: ViewerGuard) -> None:
     """Sends ``data`` as response body in pieces of :data:`WRITE_CHUNK` bytes, each
-    bounded by ``watchdog`` (the server's send waits while the viewer's socket is full).
-    A piece not taken in time cancels the block of :func:`send_watchdog`, which raises
-    ``TimeoutError``: the viewer does not read."""
+    bounded by ``guard`` (the server's send waits while the viewer's socket is full).
+    A piece not taken in time ends the viewer (:meth:`ViewerGuard.run`)."""
     view = memoryview(data)
     starts = range(0, max(len(data), 1), WRITE_CHUNK)
     pieces = (bytes(view[start : start + WRITE_CHUNK]) for start in starts)
-    await _send_pieces(send, pieces, len(starts), more=more, watchdog=watchdog)
+    await _send_pieces(send, pieces, len(starts), more=more, guard=guard)
 
 
 async def write_frame(
-    send: Send, frame: Frame[Any], *, more: bool = True, watchdog: SendWatchdog
+    send: Send, frame: Frame[Any], *, more: bool = True, guard: ViewerGuard
 ) -> None:
     """:func:`write_body` of ``frame``'s bytes, in the pieces the frame cut once for
     every connection (:meth:`Frame.pieces`) instead of copies cut for each."""
     pieces = frame.pieces()
-    await _send_pieces(send, pieces, len(pieces), more=more, watchdog=watchdog)
+    await _send_pieces(send, pieces, len(pieces), more=more, guard=guard)
 
 
 async def _send_pieces(
-    send: Send, pieces: Iterable[bytes], count: int, *, more: bool, watchdog: SendWatchdog
+    send: Send, pieces: Iterable[bytes], count: int, *, more: bool, guard: ViewerGuard
 ) -> None:
-    # watchdog.send inlined: one coroutine less per piece; each piece's start is noted
-    # before it is handed over, and nothing is pending once the last one was taken
-    clock = watchdog.clock
+    # each piece's start is noted before it is handed over, and nothing is pending
+    # once the last one was taken
+    clock = guard.clock
     try:
         for number, piece in enumerate(pieces, 1):
-            watchdog.since = clock()
+            guard.since = clock()
             await send(
                 {"type": "http.response.body", "body": piece, "more_body": more or number < count}
             )
     finally:
-        watchdog.since = None
-
-
-async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """Cancels ``scope`` when the browser disconnects (``http.disconnect``)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
+        guard.since = None
 
 
 async def start_event_stream(scope: Scope, send: Send) -> bool:

@@ -25,6 +25,7 @@ asyncio and trio.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -323,9 +324,9 @@ class RedisRelay:
             tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
         tail.viewers += 1
         try:
-            await self._counts.watch(
-                receive, lambda: self._serve(send, tail, after or _START), _Dropped
-            )
+            guard = frames.ViewerGuard(receive)
+            serve = functools.partial(self._serve, send, tail, after or _START)
+            await self._counts.watch(guard, serve, dropped=_Dropped)
         finally:
             tail.viewers -= 1
             if tail.viewers == 0 and self._tails.get((key, generation)) is tail:

@@ -25,8 +25,8 @@ and the connections must run in the same event loop.
 
 from __future__ import annotations
 
+import functools
 import inspect
-import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -283,34 +283,33 @@ class SSERelay:
             await frames.plain_response(send, 204, b"")
             return
         if await frames.start_event_stream(scope, send):
-            # TimeoutError: the viewer did not read for send_timeout
-            await self._counts.watch(receive, lambda: self._serve(send, after), TimeoutError)
+            guard = frames.ViewerGuard(receive, self.send_timeout)
+            await self._counts.watch(guard, functools.partial(self._serve, send, after, guard))
 
-    async def _serve(self, send: Send, after: int) -> None:
-        """Sends the frames after id ``after``, waiting for new ones, until the end.
+    async def _serve(self, send: Send, after: int, guard: frames.ViewerGuard) -> None:
+        """Sends the frames after id ``after``, waiting for new ones, until the end;
+        each piece bounded by ``guard``."""
 
-        Raises:
-            TimeoutError: the viewer took more than ``send_timeout`` to take a piece.
-        """
-        async with frames.send_watchdog(self.send_timeout) as watchdog:
+        async def write(data: bytes) -> None:
+            await frames.write_body(send, data, guard=guard)
 
-            async def write(data: bytes) -> None:
-                await frames.write_body(send, data, watchdog=watchdog)
-
-            await write(f"retry: {self.retry}\n\n".encode())
-            while True:
-                frame = next((f for f in self._frames if f.event_id > after), None)
-                if frame is not None:
-                    await frames.write_frame(send, frame, watchdog=watchdog)
-                    after = frame.event_id
-                    continue
-                if self._end is not None:
-                    await frames.write_frame(send, self._end, more=False, watchdog=watchdog)
-                    return
-                if self._changed is None:
-                    self._changed = anyio.Event()
-                changed = self._changed
-                with anyio.move_on_after(self.keepalive or math.inf) as waited:
-                    await changed.wait()
-                if waited.cancelled_caught:
-                    await write(b":\n\n")
+        await write(f"retry: {self.retry}\n\n".encode())
+        while True:
+            frame = next((f for f in self._frames if f.event_id > after), None)
+            if frame is not None:
+                await frames.write_frame(send, frame, guard=guard)
+                after = frame.event_id
+                continue
+            if self._end is not None:
+                await frames.write_frame(send, self._end, more=False, guard=guard)
+                return
+            if self._changed is None:
+                self._changed = anyio.Event()
+            changed = self._changed
+            if self.keepalive is None:
+                await changed.wait()
+                continue
+            with anyio.move_on_after(self.keepalive) as waited:
+                await changed.wait()
+            if waited.cancelled_caught:
+                await write(b":\n\n")
