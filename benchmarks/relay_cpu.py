@@ -39,6 +39,13 @@ sys.path.insert(0, str(HERE))
 
 from _workload import four_events  # noqa: E402
 
+KINDS = {
+    "relay": "SSERelay",
+    "prebuilt": "SSERelay, frames built beforehand",
+    "raw": "raw forwarder",
+}
+COLUMNS = ("cpu", "user", "system", "faults")
+
 
 def items() -> list[Any]:
     from ttstream import parse_event
@@ -50,9 +57,10 @@ def items() -> list[Any]:
     return events
 
 
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def usage() -> tuple[float, float, int]:
+    """User and system CPU seconds and minor page faults of this process so far."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return now.ru_utime, now.ru_stime, now.ru_minflt
 
 
 async def capture(events: list[Any]) -> tuple[list[Any], list[list[bytes]]]:
@@ -139,9 +147,16 @@ async def serve(kind: str, viewers: int, port_out: Any) -> None:
 
     events = items()
     start, groups = await capture(events)
-    if kind == "relay":
+    if kind in ("relay", "prebuilt"):
         relay = SSERelay(keepalive=None)
         app: Any = relay
+        if kind == "prebuilt":
+            from ttstream._browser import frames
+
+            built = {
+                number: frames.frame_of(number, event) for number, event in enumerate(events, 1)
+            }
+            frames.frame_of = lambda number, event: built[number]
     else:
         forwarder = Forwarder(start[0], groups[0])
         app = forwarder
@@ -152,11 +167,11 @@ async def serve(kind: str, viewers: int, port_out: Any) -> None:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     print(sock.getsockname()[1], file=port_out, flush=True)
-    while (relay.connections if kind == "relay" else forwarder.connections) < viewers:  # noqa: ASYNC110
+    while (forwarder.connections if kind == "raw" else relay.connections) < viewers:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    before = cpu()
+    before = usage()
     started = time.perf_counter()
-    if kind == "relay":
+    if kind != "raw":
         for event in events:
             await relay.send(event)
             await asyncio.sleep(0)
@@ -167,7 +182,16 @@ async def serve(kind: str, viewers: int, port_out: Any) -> None:
             await asyncio.sleep(0)
     # Until the last viewer's last byte: the viewer process says when (idle meanwhile).
     line = await asyncio.to_thread(sys.stdin.readline)
-    result = {"cpu": cpu() - before, "wall": time.perf_counter() - started, "viewers": line}
+    after = usage()
+    user, system, faults = (end - begin for end, begin in zip(after, before, strict=True))
+    result = {
+        "cpu": user + system,
+        "user": user,
+        "system": system,
+        "faults": faults,
+        "wall": time.perf_counter() - started,
+        "viewers": line,
+    }
     server.should_exit = True
     await task
     print(json.dumps(result), flush=True)
@@ -230,31 +254,34 @@ def main() -> None:
     if args.view:
         print(json.dumps(asyncio.run(view(args.view, args.viewers))))
         return
-    runs: dict[str, list[dict[str, Any]]] = {"relay": [], "raw": []}
+    kinds = list(KINDS)
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for round_ in range(args.rounds):
-        for kind in ("relay", "raw") if round_ % 2 == 0 else ("raw", "relay"):
+        for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:  # each kind first in turn
             result = trial(kind, args.viewers)
             runs[kind].append(result)
             print(f"  round {round_} {kind}: cpu {result['cpu']:.3f} s", file=sys.stderr)
     digests = {d for kind in runs.values() for run in kind for d in run["digests"]}
     if len(digests) != 1:
         sys.exit(f"ABORT: the viewers' bodies differ ({len(digests)} distinct)")
-    ratio = statistics.median(
-        relay["cpu"] / raw["cpu"] for relay, raw in zip(runs["relay"], runs["raw"], strict=True)
-    )
-    summary = {
-        "viewers": args.viewers,
-        "relay_cpu_s": statistics.median(run["cpu"] for run in runs["relay"]),
-        "raw_cpu_s": statistics.median(run["cpu"] for run in runs["raw"]),
-        "ratio": ratio,
-        "identical": True,
-    }
+    summary: dict[str, Any] = {"viewers": args.viewers, "rounds": args.rounds, "identical": True}
     print(
-        f"| {args.viewers} viewers | SSERelay CPU (s) | raw forwarder CPU (s) "
-        f"| SSERelay / forwarder | bodies |\n|---|---:|---:|---:|---|\n"
-        f"| median of {args.rounds} | {summary['relay_cpu_s']:.3f} "
-        f"| {summary['raw_cpu_s']:.3f} | {ratio:.3f} | byte-identical |"
+        f"| {args.viewers} viewers, median of {args.rounds} rounds | CPU (s) | user (s) "
+        "| system (s) | page faults | / forwarder (median of the paired ratios, and "
+        "their range) |\n|---|---:|---:|---:|---:|---|"
     )
+    for kind in kinds:
+        ratios = sorted(
+            run["cpu"] / raw["cpu"] for run, raw in zip(runs[kind], runs["raw"], strict=True)
+        )
+        median = {key: statistics.median(run[key] for run in runs[kind]) for key in COLUMNS}
+        summary[kind] = {**median, "ratio": statistics.median(ratios), "ratios": ratios}
+        print(
+            f"| {KINDS[kind]} | {median['cpu']:.3f} | {median['user']:.3f} "
+            f"| {median['system']:.3f} | {median['faults']:.0f} "
+            f"| {statistics.median(ratios):.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f}) |"
+        )
+    print("bodies: byte-identical across viewers and servers")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -38,7 +38,7 @@ __all__ = [
     "plain_response",
     "start_event_stream",
     "write_body",
-    "write_frame",
+    "write_pieces",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -93,7 +93,7 @@ class Frame(Generic[_Id]):
 
     def pieces(self) -> tuple[bytes, ...]:
         """The bytes in pieces of :data:`WRITE_CHUNK`, cut once and shared by every
-        connection that sends the frame (:func:`write_frame`); from then on the frame
+        connection that sends the frame (:func:`write_pieces`); from then on the frame
         keeps only them, the same memory as its bytes."""
         if self._pieces is None:
             self._pieces = tuple(_cut(self.data) or [b""])
@@ -295,35 +295,27 @@ def _event_loop_clock() -> Callable[[], float]:
 
 
 async def write_body(send: Send, data: bytes, *, more: bool = True, guard: ViewerGuard) -> None:
-    """Sends ``data`` as response body in pieces of :data:`WRITE_CHUNK` bytes, each
-    bounded by ``guard`` (the server's send waits while the viewer's socket is full).
-    A piece not taken in time ends the viewer (:meth:`ViewerGuard.run`)."""
-    view = memoryview(data)
-    starts = range(0, max(len(data), 1), WRITE_CHUNK)
-    pieces = (bytes(view[start : start + WRITE_CHUNK]) for start in starts)
-    await _send_pieces(send, pieces, len(starts), more=more, guard=guard)
+    """:func:`write_pieces` of ``data`` cut in pieces of :data:`WRITE_CHUNK` bytes."""
+    await write_pieces(send, _cut(data) or [b""], more=more, guard=guard)
 
 
-async def write_frame(
-    send: Send, frame: Frame[Any], *, more: bool = True, guard: ViewerGuard
+async def write_pieces(
+    send: Send, pieces: Sequence[bytes], *, more: bool = True, guard: ViewerGuard
 ) -> None:
-    """:func:`write_body` of ``frame``'s bytes, in the pieces the frame cut once for
-    every connection (:meth:`Frame.pieces`) instead of copies cut for each."""
-    pieces = frame.pieces()
-    await _send_pieces(send, pieces, len(pieces), more=more, guard=guard)
-
-
-async def _send_pieces(
-    send: Send, pieces: Iterable[bytes], count: int, *, more: bool, guard: ViewerGuard
-) -> None:
+    """Sends ``pieces`` as response body, a message each (``more``: whether body
+    follows the last one), each bounded by ``guard``: the server's send waits while the
+    viewer's socket is full, and a piece not taken in time ends the viewer
+    (:meth:`ViewerGuard.run`). A frame's are the pieces it cut once for every
+    connection (:meth:`Frame.pieces`)."""
     # each piece's start is noted before it is handed over, and nothing is pending
     # once the last one was taken
     clock = guard.clock
+    last = len(pieces)
     try:
         for number, piece in enumerate(pieces, 1):
             guard.since = clock()
             await send(
-                {"type": "http.response.body", "body": piece, "more_body": more or number < count}
+                {"type": "http.response.body", "body": piece, "more_body": more or number < last}
             )
     finally:
         guard.since = None

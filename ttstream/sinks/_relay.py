@@ -297,11 +297,11 @@ class SSERelay:
         while True:
             frame = next((f for f in self._frames if f.event_id > after), None)
             if frame is not None:
-                await frames.write_frame(send, frame, guard=guard)
+                await frames.write_pieces(send, frame.pieces(), guard=guard)
                 after = frame.event_id
                 continue
             if self._end is not None:
-                await frames.write_frame(send, self._end, more=False, guard=guard)
+                await frames.write_pieces(send, self._end.pieces(), more=False, guard=guard)
                 return
             if self._changed is None:
                 self._changed = anyio.Event()
