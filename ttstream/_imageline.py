@@ -125,7 +125,7 @@ class ImageLine:
         self._found: tuple[dict[str, Any], str, str] | None = None  # members, key, head text
         # The decoded image: written in place, taken without a copy (``_take``); ``_room``
         # is the size of its buffer, made ``_hint`` large by the first ``take_run`` that
-        # needs room, else grown by half at a time (see :meth:`_write`).
+        # needs room (when that is enough), else grown by half at a time (``_write``).
         self._out = io.BytesIO()
         self._room = 0
         self._hint = size_hint
@@ -283,11 +283,12 @@ class ImageLine:
 
     def _make_room(self, end: int) -> io.BytesIO:
         """Makes the buffer at least ``end`` bytes large, for :meth:`take_run`, and
-        answers it: ``size_hint`` large the first time (zeroed by ``calloc``, the bytes
-        written so far copied over), then grown by half (:meth:`_grow`). The hint is
-        taken only for a chunk that lies wholly inside the string, so never for the
-        chunk that began it, which may also have ended the event before: until the
-        consumer takes that event, the one before it may still be alive."""
+        answers it: ``size_hint`` large the first time, when that is room enough
+        (zeroed by ``calloc``, the bytes written so far copied over), else grown by half
+        (:meth:`_grow`), as it is from then on. The hint is taken only for a chunk that
+        lies wholly inside the string, so never for the chunk that began it, which may
+        also have ended the event before: until the consumer takes that event, the one
+        before it may still be alive."""
         hint, self._hint = self._hint, 0
         if hint >= end:
             written = self._take()

@@ -7,11 +7,14 @@ standing in for browsers; every frame is decoded with ``ttstream.sse.SSEDecoder`
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from unittest import mock
 
 import anyio
 import anyio.lowlevel
@@ -473,6 +476,67 @@ async def test_a_viewer_guard_stops_by_itself_when_the_server_ends_receive(
     if anyio_backend == "asyncio" or not ends_receive:
         assert cancelled is not ends_receive
     assert not guard.expired
+
+
+class SwallowingServer:
+    """A server whose ``receive()`` answers its own cancellation with
+    ``http.disconnect`` (gunicorn's ASGI worker did) while its browser stays connected
+    and reads everything."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.body = bytearray()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.requested:
+            self.requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        with contextlib.suppress(anyio.get_cancelled_exc_class()):
+            await anyio.sleep_forever()  # the browser never leaves
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.body += message["body"]
+            await anyio.lowlevel.checkpoint()
+
+
+async def test_a_viewer_stays_when_its_server_answers_a_cancelled_receive_with_a_disconnect(
+    api: Api, anyio_backend: str
+) -> None:
+    # The guard's deadline cancels receive() every send_timeout; such a server answers
+    # http.disconnect, which the guard checks by asking again instead of ending the viewer.
+    relay = SSERelay(send_timeout=0.1, keepalive=None)
+    server = SwallowingServer()
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": []}
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(relay, scope, server.receive, server.send)
+            await anyio.sleep(0.5)  # five deadlines, no frame
+            assert relay.connections == 1
+            await pump(api.generate(), relay)
+    assert (relay.connections, relay.dropped) == (0, 0)
+    assert server.body.count(b"\nevent: ") == len(NAMES)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_viewer_is_dropped_on_time_when_the_loops_clock_is_patched(
+    api: Api, anyio_backend: str
+) -> None:
+    # The guard reads the clock anyio's deadlines are on: the loop's time(), here a
+    # test clock 1000 s behind time.monotonic(), patched on the loop as test tools do.
+    relay = SSERelay(send_timeout=0.2)
+    await pump(api.generate(), relay)
+    loop = asyncio.get_running_loop()
+    real = loop.time
+
+    def behind() -> float:
+        return real() - 1000
+
+    viewer = NeverReads()
+    with mock.patch.object(loop, "time", behind), anyio.fail_after(5):
+        await relay({"type": "http", "method": "GET", "headers": []}, viewer.receive, viewer.send)
+    assert relay.dropped == 1
 
 
 async def bodies_after_the_end(relay: SSERelay) -> list[bytes]:

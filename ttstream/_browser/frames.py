@@ -228,8 +228,10 @@ class ViewerGuard:
 
     The waits for the deadline and for ``http.disconnect`` are one: ``receive()``
     under a cancel scope whose deadline is the pending piece's (or ``send_timeout``
-    from now when none is pending), so it is cancelled and called again at most once
-    every ``send_timeout`` seconds while the viewer reads.
+    from now when none is pending), so it is cancelled and called again at most twice
+    every ``send_timeout`` seconds while the viewer reads. The server's ``receive()``
+    must let that cancellation through (uvicorn's and Hypercorn's do); an
+    ``http.disconnect`` answered as the deadline passed is checked by asking again.
     """
 
     def __init__(self, receive: Receive, send_timeout: float | None = None) -> None:
@@ -258,12 +260,19 @@ class ViewerGuard:
                         scope.cancel()
                         return
                     deadline = (now if since is None else since) + timeout
-                with anyio.CancelScope(deadline=deadline):
+                message = None  # stays None when the deadline cancelled receive()
+                with anyio.CancelScope(deadline=deadline) as waiting:
                     message = await self._receive()
-                    if message["type"] == "http.disconnect":
-                        if not self._served:
-                            scope.cancel()
-                        return
+                if message is None or message["type"] != "http.disconnect":
+                    continue
+                if self._served:
+                    return
+                if not waiting.cancel_called:
+                    scope.cancel()
+                    return
+                # The deadline passed as it came: a server may have answered the
+                # cancellation with it (gunicorn's ASGI worker did). Ask again: a real
+                # disconnect is answered again at once (ASGI: every receive() after it).
         finally:
             self._running = False
 
@@ -289,8 +298,8 @@ def _event_loop_clock() -> Callable[[], float]:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # trio
         return anyio.current_time
-    if type(loop).time is asyncio.BaseEventLoop.time:
-        return time.monotonic
+    if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time:
+        return time.monotonic  # not patched on the loop either (test clocks are)
     return loop.time
 
 
