@@ -41,28 +41,18 @@ class ViewerCounts:
     connections: int = 0
     dropped: int = 0
 
-    async def watch(
-        self,
-        guard: ViewerGuard,
-        serve: Callable[[], Awaitable[None]],
-        *,
-        dropped: type[Exception] | tuple[type[Exception], ...] = (),
-    ) -> None:
+    async def watch(self, guard: ViewerGuard, serve: Callable[[], Awaitable[None]]) -> None:
         """Runs ``serve()`` (which sends one viewer its frames) as one of
         ``connections``, with ``guard`` (:meth:`ViewerGuard.run`) in the same task
         group, until it returns or the browser disconnects. A viewer that left while
-        frames were sent (``OSError``) ends quietly; one that raised ``dropped``, or
-        that the guard ended (it did not take a piece within the relay's
-        ``send_timeout``), is counted in ``dropped``."""
+        frames were sent (``OSError``) ends quietly; one that the guard ended (it did not
+        take a piece within the relay's ``send_timeout``) is counted in ``dropped``."""
         self.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(guard.run, tasks.cancel_scope)
                 with contextlib.suppress(OSError):  # the browser left while we sent
-                    try:
-                        await serve()
-                    except dropped:
-                        self.dropped += 1
+                    await serve()
                 await guard.stop(tasks.cancel_scope)
             if guard.expired:
                 self.dropped += 1

@@ -70,10 +70,6 @@ UNREADABLE = "an entry of this preview stream could not be read"
 REPLACED = ""  # not a sentence: a new generation took the key over (no error event)
 
 
-class _Dropped(Exception):
-    """A browser did not take a frame within ``send_timeout``: it is dropped."""
-
-
 class _Tail:
     """What one worker has read of one generation of one stream: the frames of every
     entry after ``base`` up to ``last`` (the newest ``window`` of them), the end, and
@@ -324,9 +320,9 @@ class RedisRelay:
             tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
         tail.viewers += 1
         try:
-            guard = frames.ViewerGuard(receive)
-            serve = functools.partial(self._serve, send, tail, after or _START)
-            await self._counts.watch(guard, serve, dropped=_Dropped)
+            guard = frames.ViewerGuard(receive, self.send_timeout)
+            serve = functools.partial(self._serve, send, guard, tail, after or _START)
+            await self._counts.watch(guard, serve)
         finally:
             tail.viewers -= 1
             if tail.viewers == 0 and self._tails.get((key, generation)) is tail:
@@ -372,14 +368,15 @@ class RedisRelay:
                 return False
             await anyio.sleep(min(_POLL, remaining))
 
-    async def _serve(self, send: Send, tail: _Tail, after: EntryId) -> None:
-        """Sends the frames after ``after``, reading on as needed, until the end."""
+    async def _serve(
+        self, send: Send, guard: frames.ViewerGuard, tail: _Tail, after: EntryId
+    ) -> None:
+        """Sends the frames after ``after``, reading on as needed, until the end; each
+        one bounded by ``guard`` (a frame not taken within ``send_timeout`` ends the
+        viewer)."""
 
         async def write(data: bytes, *, more: bool = True) -> None:
-            with anyio.move_on_after(self.send_timeout) as waited:
-                await send({"type": "http.response.body", "body": data, "more_body": more})
-            if waited.cancelled_caught:
-                raise _Dropped
+            await frames.write_pieces(send, (data,), more=more, guard=guard)
 
         await write(f"retry: {self.retry}\n\n".encode())
         quiet_since = anyio.current_time()
