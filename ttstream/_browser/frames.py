@@ -9,7 +9,6 @@ bounded writer of a viewer's bytes (:func:`write_body`). See ``docs/live-preview
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -220,8 +219,8 @@ class ViewerGuard:
     """The one helper task of a viewer's response (:meth:`run`, in the viewer's task
     group: :meth:`~ttstream._browser.audience.ViewerCounts.watch`). It cancels that
     group when the browser disconnects (``http.disconnect``) before its response is
-    sent, and, given ``send_timeout``, when a piece handed to the server has not been
-    taken within that many seconds (the viewer does not read). A piece costs one clock
+    sent, and when a piece handed to the server has not been taken within
+    ``send_timeout`` seconds (the viewer does not read). A piece costs one clock
     read (:attr:`since`) instead of a timer of its own: at 100 viewers the timers of a
     deadline per piece were most of SSERelay's CPU above a raw forwarder's
     (benchmarks/RESULTS.md). Made inside the event loop that serves the viewer.
@@ -234,7 +233,7 @@ class ViewerGuard:
     ``http.disconnect`` answered as the deadline passed is checked by asking again.
     """
 
-    def __init__(self, receive: Receive, send_timeout: float | None = None) -> None:
+    def __init__(self, receive: Receive, send_timeout: float) -> None:
         self.send_timeout = send_timeout
         self.expired = False
         """Whether :meth:`run` ended the viewer: a piece waited ``send_timeout`` seconds."""
@@ -250,16 +249,14 @@ class ViewerGuard:
         """Watches the viewer until :meth:`stop`; cancels ``scope`` (the viewer's task
         group) on a disconnect or a piece not taken in time."""
         timeout = self.send_timeout
-        deadline = math.inf
         try:
             while not self._served:
-                if timeout is not None:
-                    since, now = self.since, self.clock()
-                    if since is not None and now - since >= timeout:
-                        self.expired = True
-                        scope.cancel()
-                        return
-                    deadline = (now if since is None else since) + timeout
+                since, now = self.since, self.clock()
+                if since is not None and now - since >= timeout:
+                    self.expired = True
+                    scope.cancel()
+                    return
+                deadline = (now if since is None else since) + timeout
                 message = None  # stays None when the deadline cancelled receive()
                 with anyio.CancelScope(deadline=deadline) as waiting:
                     message = await self._receive()
