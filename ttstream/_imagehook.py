@@ -11,15 +11,87 @@ Its public names are exported by :mod:`ttstream.events`.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Hashable, Mapping
+from typing import Any
+
 from ._base64 import codec
+from ._checks import require_int
 from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
 from .sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
 
-__all__ = ["IMAGE_KEYS", "DecodedData", "ImageLineHook", "decoded_data", "image_decoder"]
+__all__ = [
+    "IMAGE_KEYS",
+    "IMAGE_SIZES",
+    "SHAPE_FIELDS",
+    "DecodedData",
+    "ImageLineHook",
+    "ImageSizes",
+    "decoded_data",
+    "image_decoder",
+    "image_shape",
+]
 
 IMAGE_KEYS = ("b64_json", "partial_image_b64")
 """The top-level JSON members decoded as they arrive: the Images API's ``b64_json`` and
 the Responses API's ``partial_image_b64``."""
+
+
+class ImageSizes:
+    """The decoded size of the latest image of each request shape, for at most ``limit``
+    shapes (the one whose size came least recently is forgotten first); safe to share
+    between threads.
+
+    The first image of a stream has no earlier image of its own to size its buffer by:
+    without a size it grows its buffer by half at a time (a copy of what it holds at
+    each step). Given the size of the latest image of the same shape (the request
+    parameters an image's size depends on, :func:`image_shape`), it is written in place
+    into a buffer made that large at its second chunk, as the stream's later images
+    are (docs/fast.md). A size is only ever that of an image decoded before, so such a
+    buffer is never larger than an image the process already held whole. The clients'
+    streams share one process-wide instance, :data:`IMAGE_SIZES`, like ``re``'s cache of
+    compiled patterns: a client made per request benefits too.
+
+    Raises:
+        ValidationError: ``limit`` not an int >= 1.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = require_int("limit", limit, 1, "shapes")
+        self._sizes: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ImageSizes of {len(self._sizes)} shapes>"
+
+    def get(self, shape: Hashable) -> int:
+        """The size in bytes of the latest image of ``shape``, or 0 if none."""
+        return self._sizes.get(shape, 0)
+
+    def put(self, shape: Hashable, size: int) -> None:
+        """Remembers ``size`` as the latest image's of ``shape``."""
+        with self._lock:
+            sizes = self._sizes
+            sizes.pop(shape, None)
+            sizes[shape] = size
+            if len(sizes) > self.limit:
+                del sizes[next(iter(sizes))]
+
+
+IMAGE_SIZES = ImageSizes()
+"""The sizes the streams of ttstream's clients share (:class:`ImageSizes`)."""
+
+SHAPE_FIELDS = ("model", "size", "quality", "output_format", "output_compression", "background")
+"""The request parameters (the Images API's, and those of the Responses API's
+``image_generation`` tool) that an image's decoded size depends on."""
+
+
+def image_shape(url: str, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The key of :class:`ImageSizes` for a request to ``url`` whose image parameters are
+    ``fields``: the URL and the :data:`SHAPE_FIELDS`, each as its ``repr`` (``None`` when
+    absent). The URL names the server, the endpoint and, on Azure, the deployment, so
+    that a server's images size the buffers of its own streams only."""
+    return (url, *(repr(fields.get(name)) for name in SHAPE_FIELDS))
 
 
 class ImageLineHook:
@@ -28,13 +100,24 @@ class ImageLineHook:
     ``wants(value)``: whether a whole data line may hold an image (it quotes one of the
     keys within its first :data:`~ttstream._imageline.HEAD_LIMIT` bytes); ``start()``:
     the incremental decoder of one line (:class:`~ttstream._imageline.ImageLine`), which
-    gives the line back as text on any doubt.
+    gives the line back as text on any doubt. One hook serves one stream: each image's
+    buffer is sized like the stream's previous image; with a ``shape``, the first one is
+    sized like the latest image of that shape in ``sizes`` (:class:`ImageSizes`), where
+    each image's size is then put.
     """
 
-    def __init__(self, keys: tuple[str, ...] = IMAGE_KEYS) -> None:
+    def __init__(
+        self,
+        keys: tuple[str, ...] = IMAGE_KEYS,
+        *,
+        shape: Hashable = None,
+        sizes: ImageSizes = IMAGE_SIZES,
+    ) -> None:
         self.keys = keys
         self._quoted = tuple(b'"' + key.encode() + b'"' for key in keys)
-        self._last: ImageLine | None = None  # its image's size sizes the next one's buffer
+        self._sizes = None if shape is None else sizes
+        self._shape = shape
+        self._size = 0 if shape is None else sizes.get(shape)
 
     def __repr__(self) -> str:
         return f"<ImageLineHook keys={self.keys!r}>"
@@ -44,11 +127,14 @@ class ImageLineHook:
         return any(key in head for key in self._quoted)
 
     def start(self) -> ImageLine:
-        """A line decoder whose image buffer is sized like the previous line's image
-        (one hook per decoder, so per stream: previews and the final share a size)."""
-        hint = 0 if self._last is None else self._last.decoded_size
-        self._last = ImageLine(self.keys, codec(), hint)
-        return self._last
+        """A line decoder whose image buffer is sized like the latest image (previews
+        and the final image of a stream share a size)."""
+        return ImageLine(self.keys, codec(), self._size, self._ended)
+
+    def _ended(self, size: int) -> None:
+        self._size = size
+        if self._sizes is not None:
+            self._sizes.put(self._shape, size)
 
 
 def image_decoder(

@@ -97,8 +97,8 @@ class ImageLine:
     """One data line on the fast path: feed its value's bytes as they arrive, then
     :meth:`end` it. ``feed`` answers ``None`` while the fast path holds, or a
     :data:`Fallback` once it gave up; after that the line is no longer fed.
-    ``decoded_size`` is the image's size once :meth:`end` gave :class:`DecodedData`
-    (``ttstream._imagehook`` sizes the next line's buffer with it), else 0."""
+    ``on_end`` is called with the image's size when :meth:`end` gives
+    :class:`DecodedData` (``ttstream._imagehook`` sizes the next lines' buffers with it)."""
 
     __slots__ = (
         "_carry",
@@ -107,17 +107,24 @@ class ImageLine:
         "_head",
         "_hint",
         "_keys",
+        "_on_end",
         "_out",
         "_room",
         "_scan_at",
         "_tail",
-        "decoded_size",
     )
 
-    def __init__(self, keys: tuple[str, ...], codec: Codec, size_hint: int = 0) -> None:
-        """``size_hint``: the decoded size expected (the previous image's, on a stream
-        whose previews and final share a size), or 0: the image's buffer is made that
-        large once and filled in place (see :meth:`_write`)."""
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        codec: Codec,
+        size_hint: int = 0,
+        on_end: Callable[[int], None] | None = None,
+    ) -> None:
+        """``size_hint``: the decoded size expected (the previous image's of the stream,
+        whose previews and final share a size, or of an earlier stream of the same
+        request shape), or 0: the image's buffer is made that large once and filled in
+        place (see :meth:`_make_room`)."""
         self._keys = keys
         self._codec = codec
         self._head = bytearray()  # the line's bytes until its image string is found
@@ -129,7 +136,7 @@ class ImageLine:
         self._out = io.BytesIO()
         self._room = 0
         self._hint = size_hint
-        self.decoded_size = 0  # the image's size once end() gave DecodedData
+        self._on_end = on_end
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
         self._tail: bytearray | None = None  # the bytes from the closing quote on
 
@@ -189,14 +196,15 @@ class ImageLine:
             return self._fallback(self._carry)
         members, key, head = self._found
         tail = self._tail.decode("utf-8", "replace")
-        # The line is done: it keeps only its size (its decoder hook holds it until the
-        # next line starts, and must not keep the image alive after the consumer drops it).
+        # The line is done and keeps nothing of it: the image must not outlive the
+        # consumer's event because something still holds the line.
         self._found = self._tail = None
         image = self._take()
         if not _parse_tail(tail, key, members):
             return head + self._codec.encode_text(image) + tail, b""
         members[key] = image
-        self.decoded_size = len(image)
+        if self._on_end is not None:
+            self._on_end(len(image))
         return DecodedData(head, key, image, tail, members, self._codec)
 
     def _feed_head(self, data: bytes | bytearray, start: int, end: int) -> Fallback | None:

@@ -27,6 +27,7 @@ from . import params as _params
 from ._delegate import Delegated
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
+from ._imagehook import ImageLineHook, image_shape
 from ._options import StreamOptions
 from ._otel import generation
 from ._reconnect import ReconnectPolicy
@@ -144,9 +145,12 @@ class Responses:
         if params.get("stream") not in (None, True):
             raise ValidationError("stream", params["stream"], "omitted (always True here)")
         chosen = [dict(tool) for tool in tools] if tools is not None else [dict(_IMAGE_TOOL)]
+        url = self._client.endpoint_url("responses")
+        shape = None
         for tool in chosen:
             if tool.get("type") == _IMAGE_TOOL["type"]:
                 _params.validate_tool(tool)
+                shape = image_shape(url, tool)
         given = {name: value for name, value in params.items() if value is not None}
         body: dict[str, object] = {"model": model, "input": input, "tools": chosen, **given}
         body["stream"] = True
@@ -154,13 +158,13 @@ class Responses:
             body["background"] = True
         merge_extra_body(body, extra_body)
         interpreter = ResponsesInterpreter()
-        url = self._client.endpoint_url("responses")
         return self._stream(
             "POST",
             url,
             json_body(body),
             interpreter,
             background,
+            shape,
             deadline=deadline,
             reconnect=reconnect,
         )
@@ -191,7 +195,7 @@ class Responses:
             raise ValidationError("starting_after", starting_after, "an int >= -1 or None")
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)
         url = self._resume_url(interpreter)
-        return self._stream("GET", url, None, interpreter, True, **options)
+        return self._stream("GET", url, None, interpreter, True, None, **options)
 
     def _stream(
         self,
@@ -200,11 +204,14 @@ class Responses:
         content: bytes | None,
         interpreter: ResponsesInterpreter,
         resumable: bool,
+        shape: tuple[str, ...] | None,
         **options: Unpack[StreamOptions],
     ) -> ResponseStream:
         """The stream of one request. A break of a background response resumes with
         ``GET ...&starting_after=<last sequence_number>`` (EventSource's ``resume``
-        hook): never the first request again, which would be a new generation."""
+        hook): never the first request again, which would be a new generation.
+        ``shape``: the :func:`~ttstream._imagehook.image_shape` of its image tool (``None``
+        when unknown: a resume)."""
         client = self._client
         deadline = options.get("deadline")
 
@@ -229,7 +236,7 @@ class Responses:
                 timeout=client.timeout,
                 idempotent=method == "GET",
                 resume=resume,
-                decode_images=decode_images,
+                decode_images=(ImageLineHook(shape=shape) if decode_images else False),
             )
 
         stream = ResponseStream(

@@ -32,6 +32,7 @@ from ._exceptions import (
     DownloadRefusedError,
     ValidationError,
 )
+from ._imagehook import ImageLineHook, image_shape
 from ._interpret import ImagesInterpreter
 from ._otel import generation
 from ._reconnect import ReconnectPolicy
@@ -526,7 +527,9 @@ class AsyncClient(AsyncResource):
                     max_retries=self.max_retries,
                     timeout=self.timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
-                    decode_images=decode_images,
+                    decode_images=(
+                        ImageLineHook(shape=image_shape(url, body)) if decode_images else False
+                    ),
                 )
             request = self._http.build_request(
                 "POST",

@@ -34,7 +34,14 @@ from ._exceptions import (
     shorten,
 )
 from ._fields import Fields, error_event
-from ._imagehook import IMAGE_KEYS, DecodedData, ImageLineHook, decoded_data, image_decoder
+from ._imagehook import (
+    IMAGE_KEYS,
+    DecodedData,
+    ImageLineHook,
+    ImageSizes,
+    decoded_data,
+    image_decoder,
+)
 from ._json import loads
 from ._jsonfast import loads_cutting
 from ._secrets import redact
@@ -46,6 +53,7 @@ __all__ = [
     "DecodedData",
     "ImageEvent",
     "ImageLineHook",
+    "ImageSizes",
     "InlineImage",
     "InputTokensDetails",
     "PartialImage",

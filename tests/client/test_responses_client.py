@@ -23,6 +23,7 @@ from ttstream import (
     StreamError,
     ValidationError,
 )
+from ttstream._imagehook import IMAGE_SIZES, image_shape
 from ttstream.emulator import EmulatorServer
 
 pytestmark = pytest.mark.anyio
@@ -227,3 +228,30 @@ def test_resume_checks_its_arguments(response_id: str, after: Any) -> None:
     client = AsyncClient("k", base_url="http://127.0.0.1:9", http_client=UNUSED)
     with pytest.raises(ValidationError):
         client.responses.resume(response_id, starting_after=after)
+
+
+async def test_streams_remember_their_latest_image_size_by_request_shape(
+    server: EmulatorServer,
+) -> None:
+    """Each image's decoded size is put under its request's shape (its URL and the
+    Images API's parameters, or those of the Responses API's image tool), where the
+    first image of the next stream of that shape finds it; another size is another
+    shape."""
+    async with client_for(server) as client:
+        _, [small], _ = await preview_loop(
+            client.generate("a fox", size="64x48", partial_images=1, quality="low")
+        )
+        _, [large], _ = await preview_loop(
+            client.generate("a fox", size="128x96", partial_images=1, quality="low")
+        )
+        tool = {**IMAGE_TOOL, "partial_images": 1, "size": "96x64"}
+        async with client.responses.stream(model="gpt-5", input="a fox", tools=[tool]) as stream:
+            # The final image comes nested in the response's output item, which the fast
+            # path does not decode on arrival: the preview's size is the one put.
+            [preview] = [e.image_bytes async for e in stream if isinstance(e, PartialImage)]
+    generations = client.endpoint_url("images/generations")
+    generated = {"model": client.default_model, "quality": "low"}
+    assert IMAGE_SIZES.get(image_shape(generations, {**generated, "size": "64x48"})) == len(small)
+    assert IMAGE_SIZES.get(image_shape(generations, {**generated, "size": "128x96"})) == len(large)
+    assert IMAGE_SIZES.get(image_shape(client.endpoint_url("responses"), tool)) == len(preview)
+    assert len({len(small), len(large), len(preview)}) == 3

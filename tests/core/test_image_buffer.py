@@ -1,22 +1,24 @@
 """How a decoded image is gathered (``ttstream/_imageline.py``, docs/fast.md): the first
-image of a stream in a buffer grown by half at a time, the next ones in a buffer sized
-from the previous image, grown again past that size. Whatever the sizes and the chunking, the
-events are exactly those of the plain path (``decode_images=False``), on both base64
-backends."""
+image of a stream in a buffer grown by half at a time, or sized like the latest image of
+the same request shape in an earlier stream (``ImageSizes``), the next ones in a buffer
+sized from the previous image, grown again past that size. Whatever the sizes and the
+chunking, the events are exactly those of the plain path (``decode_images=False``), on
+both base64 backends."""
 
 from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Hashable, Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.base64_backends import NAMES, using
-from ttstream import SSEDecoder, parse_event
-from ttstream.events import decoded_data, image_decoder
+from ttstream import SSEDecoder, ValidationError, parse_event
+from ttstream.events import ImageLineHook, ImageSizes, decoded_data, image_decoder
 
 KiB = 1024
 
@@ -46,8 +48,12 @@ def stream(sizes: list[int], *, broken: int | None = None) -> tuple[bytes, list[
     return b"".join(frames), images
 
 
-def events(raw: bytes, chunk: int, *, decode_images: bool) -> list[object]:
-    decoder = image_decoder() if decode_images else SSEDecoder()
+def events(
+    raw: bytes, chunk: int, *, decode_images: bool, hook: ImageLineHook | None = None
+) -> list[object]:
+    decoder = (
+        SSEDecoder(line_hook=hook) if hook else image_decoder() if decode_images else SSEDecoder()
+    )
     out = []
     for start in range(0, len(raw), chunk):
         out += decoder.feed(raw[start : start + chunk])
@@ -91,12 +97,58 @@ def test_a_line_that_falls_back_after_a_hinted_buffer_gives_the_plain_text(
 @given(
     sizes=st.lists(st.integers(1, 40 * KiB), min_size=1, max_size=5),
     chunk=st.integers(1, 70 * KiB),
+    remembered=st.integers(0, 60 * KiB),
 )
-def test_growth_and_hints_match_the_plain_path(sizes: list[int], chunk: int) -> None:
-    """Any image sizes (growth past a hint, hints past the image, one-byte images) and any
-    chunking: the fast path's images and data are the plain path's."""
+def test_growth_and_hints_match_the_plain_path(
+    sizes: list[int], chunk: int, remembered: int
+) -> None:
+    """Any image sizes (growth past a hint, hints past the image, one-byte images), any
+    size remembered from an earlier stream (0: none), and any chunking: the fast path's
+    images and data are the plain path's."""
     raw, images = stream(sizes)
-    fast = events(raw, chunk, decode_images=True)
+    known = ImageSizes()
+    if remembered:
+        known.put("shape", remembered)
+    fast = events(raw, chunk, decode_images=True, hook=ImageLineHook(sizes=known, shape="shape"))
     plain = events(raw, chunk, decode_images=False)
     assert [sse.data for sse in fast] == [sse.data for sse in plain]
     assert [parse_event(sse).image_bytes for sse in fast] == images  # type: ignore[union-attr]
+
+
+def test_sizes_are_remembered_per_shape_the_least_recent_forgotten_first() -> None:
+    sizes = ImageSizes(limit=2)
+    sizes.put("a", 10)
+    sizes.put("b", 20)
+    sizes.put("a", 11)  # "b" is now the least recent
+    sizes.put("c", 30)
+    assert (sizes.get("a"), sizes.get("b"), sizes.get("c")) == (11, 0, 30)
+    with pytest.raises(ValidationError, match="limit"):
+        ImageSizes(limit=0)
+
+
+def reserved_by_a_piece(raw: bytes, sizes: ImageSizes, shape: Hashable) -> int:
+    """The peak of memory allocated while a new stream of ``shape`` takes 4 KiB from the
+    middle of its first image's base64, the head of the line already fed."""
+    decoder = SSEDecoder(line_hook=ImageLineHook(sizes=sizes, shape=shape))
+    decoder.feed(raw[: 2 * KiB])
+    tracemalloc.start()
+    try:
+        decoder.feed(raw[2 * KiB : 6 * KiB])
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_new_stream_sizes_its_first_image_like_the_latest_of_its_shape() -> None:
+    """The latest image's size of a shape is remembered (not the first one's), and a new
+    stream of that shape makes its first image's buffer that large at once; a stream of
+    another shape, or of none, does not, and records nothing."""
+    sizes = ImageSizes()
+    raw, images = stream([300 * KiB, 280 * KiB])
+    first = events(raw, 64 * KiB, decode_images=True, hook=ImageLineHook(sizes=sizes, shape="a"))
+    assert [parse_event(sse).image_bytes for sse in first] == images  # type: ignore[union-attr]
+    assert sizes.get("a") == 280 * KiB
+    events(raw, 64 * KiB, decode_images=True, hook=ImageLineHook(sizes=sizes, shape=None))
+    assert sizes.get(None) == 0
+    assert reserved_by_a_piece(raw, sizes, "a") >= 280 * KiB
+    assert reserved_by_a_piece(raw, sizes, "b") < 64 * KiB
