@@ -103,7 +103,12 @@ class ImageLineHook:
     gives the line back as text on any doubt. One hook serves one stream: each image's
     buffer is sized like the stream's previous image; with a ``shape``, the first one is
     sized like the latest image of that shape in ``sizes`` (:class:`ImageSizes`), where
-    each image's size is then put.
+    each image's size is then put, but never larger than the image an event of
+    ``max_event_bytes`` can hold (3 bytes per 4 of base64): another client of the same
+    shape may take larger events.
+
+    Raises:
+        ValidationError: ``max_event_bytes`` not an int >= 1.
     """
 
     def __init__(
@@ -112,12 +117,14 @@ class ImageLineHook:
         *,
         shape: Hashable = None,
         sizes: ImageSizes = IMAGE_SIZES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.keys = keys
         self._quoted = tuple(b'"' + key.encode() + b'"' for key in keys)
         self._sizes = None if shape is None else sizes
         self._shape = shape
-        self._size = 0 if shape is None else sizes.get(shape)
+        require_int("max_event_bytes", max_event_bytes, 1, "bytes")
+        self._size = 0 if shape is None else min(sizes.get(shape), max_event_bytes // 4 * 3)
 
     def __repr__(self) -> str:
         return f"<ImageLineHook keys={self.keys!r}>"

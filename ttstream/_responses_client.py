@@ -236,7 +236,8 @@ class Responses:
                 timeout=client.timeout,
                 idempotent=method == "GET",
                 resume=resume,
-                decode_images=(ImageLineHook(shape=shape) if decode_images else False),
+                decode_images=decode_images
+                and ImageLineHook(shape=shape, max_event_bytes=client.max_event_bytes),
             )
 
         stream = ResponseStream(

@@ -527,8 +527,9 @@ class AsyncClient(AsyncResource):
                     max_retries=self.max_retries,
                     timeout=self.timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
-                    decode_images=(
-                        ImageLineHook(shape=image_shape(url, body)) if decode_images else False
+                    decode_images=decode_images
+                    and ImageLineHook(
+                        shape=image_shape(url, body), max_event_bytes=self.max_event_bytes
                     ),
                 )
             request = self._http.build_request(

@@ -126,10 +126,13 @@ def test_sizes_are_remembered_per_shape_the_least_recent_forgotten_first() -> No
         ImageSizes(limit=0)
 
 
-def reserved_by_a_piece(raw: bytes, sizes: ImageSizes, shape: Hashable) -> int:
+def reserved_by_a_piece(
+    raw: bytes, sizes: ImageSizes, shape: Hashable, max_event_bytes: int = 1 << 24
+) -> int:
     """The peak of memory allocated while a new stream of ``shape`` takes 4 KiB from the
     middle of its first image's base64, the head of the line already fed."""
-    decoder = SSEDecoder(line_hook=ImageLineHook(sizes=sizes, shape=shape))
+    hook = ImageLineHook(sizes=sizes, shape=shape, max_event_bytes=max_event_bytes)
+    decoder = SSEDecoder(max_event_bytes, line_hook=hook)
     decoder.feed(raw[: 2 * KiB])
     tracemalloc.start()
     try:
@@ -152,3 +155,13 @@ def test_a_new_stream_sizes_its_first_image_like_the_latest_of_its_shape() -> No
     assert sizes.get(None) == 0
     assert reserved_by_a_piece(raw, sizes, "a") >= 280 * KiB
     assert reserved_by_a_piece(raw, sizes, "b") < 64 * KiB
+
+
+def test_a_remembered_size_is_taken_only_up_to_the_streams_own_event_cap() -> None:
+    """Another client of the same shape may take larger events: a stream never makes a
+    buffer larger than an event within its own ``max_event_bytes`` can hold."""
+    sizes = ImageSizes()
+    sizes.put("a", 4096 * KiB)
+    raw, _ = stream([300 * KiB])
+    assert reserved_by_a_piece(raw, sizes, "a", max_event_bytes=1 << 23) >= 4096 * KiB
+    assert reserved_by_a_piece(raw, sizes, "a", max_event_bytes=40 * KiB) < 64 * KiB
