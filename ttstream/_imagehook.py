@@ -48,7 +48,8 @@ class ImageSizes:
     parameters an image's size depends on, :func:`image_shape`), it is written in place
     into a buffer made that large at its second chunk, as the stream's later images
     are (docs/fast.md). A size is only ever that of an image decoded before, so such a
-    buffer is never larger than an image the process already held whole. The clients'
+    buffer is never larger than an image the process already held whole (and
+    :class:`ImageLineHook` takes it only up to its own event cap). The clients'
     streams share one process-wide instance, :data:`IMAGE_SIZES`, like ``re``'s cache of
     compiled patterns: a client made per request benefits too.
 
