@@ -32,6 +32,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 # (a step delay, Azure, a key) defines its own fixture of the same name.
 
 
+@pytest.fixture(autouse=True)
+def _no_image_sizes_of_earlier_tests() -> None:
+    """Each test starts with the process-wide table of image sizes empty, so that what an
+    earlier test's streams decoded never sizes this one's buffers."""
+    from ttstream._imagehook import IMAGE_SIZES
+
+    IMAGE_SIZES.clear()
+
+
 @pytest.fixture
 def emulator(ttstream_emulator: EmulatorServer) -> EmulatorServer:
     """The package's emulator, under the name most test modules use."""

@@ -12,6 +12,7 @@ Its public names are exported by :mod:`ttstream.events`.
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -69,6 +70,11 @@ class ImageSizes:
         """The size in bytes of the latest image of ``shape``, or 0 if none."""
         return self._sizes.get(shape, 0)
 
+    def clear(self) -> None:
+        """Forgets every size."""
+        with self._lock:
+            self._sizes.clear()
+
     def put(self, shape: Hashable, size: int) -> None:
         """Remembers ``size`` as the latest image's of ``shape``."""
         with self._lock:
@@ -78,6 +84,12 @@ class ImageSizes:
             if len(sizes) > self.limit:
                 del sizes[next(iter(sizes))]
 
+
+REMEMBERED_FROM = 16
+"""A size remembered from another stream is taken once the image holds 1/16 of it: what
+a server can make a stream reserve for its first image is then at most 16 times the
+bytes of that image it sent (a size from the stream's own previous image, which that
+server sent whole, is taken at once)."""
 
 IMAGE_SIZES = ImageSizes()
 """The sizes the streams of ttstream's clients share (:class:`ImageSizes`)."""
@@ -89,10 +101,13 @@ SHAPE_FIELDS = ("model", "size", "quality", "output_format", "output_compression
 
 def image_shape(url: str, fields: Mapping[str, Any]) -> tuple[str, ...]:
     """The key of :class:`ImageSizes` for a request to ``url`` whose image parameters are
-    ``fields``: the URL and the :data:`SHAPE_FIELDS`, each as its ``repr`` (``None`` when
-    absent). The URL names the server, the endpoint and, on Azure, the deployment, so
-    that a server's images size the buffers of its own streams only."""
-    return (url, *(repr(fields.get(name)) for name in SHAPE_FIELDS))
+    ``fields``: the URL's scheme, host, port and path (the server and the endpoint; on
+    Azure's Images API, the deployment), without its user information and query, which
+    may hold credentials, and the :data:`SHAPE_FIELDS`, each as its ``repr`` (``None``
+    when absent)."""
+    parts = urllib.parse.urlsplit(url)
+    where = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path}"
+    return (where, *(repr(fields.get(name)) for name in SHAPE_FIELDS))
 
 
 class ImageLineHook:
@@ -124,8 +139,8 @@ class ImageLineHook:
         self._quoted = tuple(b'"' + key.encode() + b'"' for key in keys)
         self._sizes = None if shape is None else sizes
         self._shape = shape
-        require_int("max_event_bytes", max_event_bytes, 1, "bytes")
-        self._size = 0 if shape is None else min(sizes.get(shape), max_event_bytes // 4 * 3)
+        self._largest = require_int("max_event_bytes", max_event_bytes, 1, "bytes") // 4 * 3
+        self._size = 0  # the stream's latest image's
 
     def __repr__(self) -> str:
         return f"<ImageLineHook keys={self.keys!r}>"
@@ -135,9 +150,13 @@ class ImageLineHook:
         return any(key in head for key in self._quoted)
 
     def start(self) -> ImageLine:
-        """A line decoder whose image buffer is sized like the latest image (previews
-        and the final image of a stream share a size)."""
-        return ImageLine(self.keys, codec(), self._size, self._ended)
+        """A line decoder whose image buffer is sized like the stream's latest image
+        (previews and the final image of a stream share a size), else like the latest
+        of its shape once the image holds 1/:data:`REMEMBERED_FROM` of that size."""
+        if self._size or self._sizes is None:
+            return ImageLine(self.keys, codec(), self._size, self._ended)
+        size = min(self._sizes.get(self._shape), self._largest)
+        return ImageLine(self.keys, codec(), size, self._ended, size // REMEMBERED_FROM)
 
     def _ended(self, size: int) -> None:
         self._size = size

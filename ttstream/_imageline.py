@@ -106,6 +106,7 @@ class ImageLine:
         "_found",
         "_head",
         "_hint",
+        "_hint_at",
         "_keys",
         "_on_end",
         "_out",
@@ -120,11 +121,12 @@ class ImageLine:
         codec: Codec,
         size_hint: int = 0,
         on_end: Callable[[int], None] | None = None,
+        hint_at: int = 0,
     ) -> None:
         """``size_hint``: the decoded size expected (the previous image's of the stream,
         whose previews and final share a size, or of an earlier stream of the same
         request shape), or 0: the image's buffer is made that large once and filled in
-        place (see :meth:`_make_room`)."""
+        place (see :meth:`_make_room`), once the image holds ``hint_at`` bytes."""
         self._keys = keys
         self._codec = codec
         self._head = bytearray()  # the line's bytes until its image string is found
@@ -136,6 +138,7 @@ class ImageLine:
         self._out = io.BytesIO()
         self._room = 0
         self._hint = size_hint
+        self._hint_at = hint_at
         self._on_end = on_end
         self._carry = b""  # 0 to 3 bytes of base64 waiting for their quantum
         self._tail: bytearray | None = None  # the bytes from the closing quote on
@@ -291,19 +294,22 @@ class ImageLine:
 
     def _make_room(self, end: int) -> io.BytesIO:
         """Makes the buffer at least ``end`` bytes large, for :meth:`take_run`, and
-        answers it: ``size_hint`` large the first time, when that is room enough
-        (zeroed by ``calloc``, the bytes written so far copied over), else grown by half
-        (:meth:`_grow`), as it is from then on. The hint is taken only for a chunk that
-        lies wholly inside the string, so never for the chunk that began it, which may
-        also have ended the event before: until the consumer takes that event, the one
-        before it may still be alive."""
-        hint, self._hint = self._hint, 0
-        if hint >= end:
+        answers it: ``size_hint`` large once it holds ``hint_at`` bytes, when that is
+        room enough (zeroed by ``calloc``, the bytes written so far copied over), else
+        grown by half (:meth:`_grow`), as it is from then on. The hint is taken only for
+        a chunk that lies wholly inside the string, so never for the chunk that began
+        it, which may also have ended the event before: until the consumer takes that
+        event, the one before it may still be alive."""
+        hint = self._hint
+        if hint < end:
+            self._hint = 0  # the image outgrew it
+        if hint < end or end < self._hint_at:
+            self._grow(end)
+        else:
+            self._hint = 0
             written = self._take()
             self._out, self._room = io.BytesIO(bytes(hint)), hint
             self._out.write(written)
-        else:
-            self._grow(end)
         return self._out
 
     def _take(self) -> bytes:
