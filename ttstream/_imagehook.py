@@ -12,7 +12,6 @@ Its public names are exported by :mod:`ttstream.events`.
 from __future__ import annotations
 
 import threading
-import urllib.parse
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -102,11 +101,12 @@ SHAPE_FIELDS = ("model", "size", "quality", "output_format", "output_compression
 def image_shape(url: str, fields: Mapping[str, Any]) -> tuple[str, ...]:
     """The key of :class:`ImageSizes` for a request to ``url`` whose image parameters are
     ``fields``: the URL's scheme, host, port and path (the server and the endpoint; on
-    Azure's Images API, the deployment), without its user information and query, which
-    may hold credentials, and the :data:`SHAPE_FIELDS`, each as its ``repr`` (``None``
-    when absent)."""
-    parts = urllib.parse.urlsplit(url)
-    where = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path}"
+    Azure's Images API, the deployment), without its user information, query and
+    fragment, which may hold credentials, and the :data:`SHAPE_FIELDS`, each as its
+    ``repr`` (``None`` when absent). Any text is a key: nothing here raises."""
+    scheme, sep, rest = url.split("?", 1)[0].split("#", 1)[0].partition("://")
+    authority, slash, path = rest.partition("/")
+    where = scheme + sep + authority.rpartition("@")[2].lower() + slash + path
     return (where, *(repr(fields.get(name)) for name in SHAPE_FIELDS))
 
 

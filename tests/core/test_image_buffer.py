@@ -194,3 +194,5 @@ def test_a_shape_keeps_no_credentials_of_its_url() -> None:
     assert "s3cret" not in repr(shape)
     assert shape == image_shape("https://GW.example/v1/images/generations", fields)
     assert shape != image_shape("https://gw.example:8443/v1/images/generations", fields)
+    for odd in ("", "no scheme", "http://[::1", "http://h:99999/v1#s3cret", "http://@/?"):
+        assert "s3cret" not in repr(image_shape(odd, fields))
