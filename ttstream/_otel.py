@@ -37,10 +37,11 @@ import contextlib
 import contextvars
 import functools
 import time
-import urllib.parse
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
+
+import httpx2
 
 from ._secrets import redact
 from .events import Completed, PartialImage, image_of
@@ -124,8 +125,8 @@ class Generation:
     """The telemetry of one generation: its span, from :meth:`start` to :meth:`end`."""
 
     def __init__(self, operation: str, model: str | None, base_url: str) -> None:
-        url = urllib.parse.urlsplit(base_url)
-        host = url.hostname or ""
+        url = httpx2.URL(base_url)  # the client's, checked by it: the parser it sends with
+        host = url.host
         port = url.port or (443 if url.scheme == "https" else 80)
         self.operation = _OPERATIONS.get(operation, operation)
         self.attributes: dict[str, Any] = {

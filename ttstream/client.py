@@ -126,7 +126,7 @@ class _Prepared:
 
 
 def _is_ttapi(base_url: str) -> bool:
-    host = urllib.parse.urlsplit(base_url).hostname or ""
+    host = httpx2.URL(base_url).host  # checked by http_url before: the parser requests use
     return host == "ttapi.io" or host.endswith(".ttapi.io")
 
 

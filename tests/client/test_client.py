@@ -581,6 +581,23 @@ def test_a_malformed_base_url_is_refused_at_the_call(base_url: str) -> None:
     assert "sk-test-key-123456" not in str(info.value)
 
 
+async def test_a_base_url_httpx2_reads_but_urllib_refuses_streams(
+    ttstream_emulator: ttstream.emulator.EmulatorServer,
+) -> None:
+    """A port written ``+8080`` or user information that changes under NFKC: httpx2
+    reads them, as the request does, and so do the client's other readers of its URL
+    (the TTAPI check, the telemetry's server address, the image sizes' shape); urllib
+    would raise ``ValueError`` from inside ``generate()``."""
+    url = ttstream_emulator.base_url.replace(":", ":+", 2).replace("http:+", "http:", 1)
+    assert ":+" in url
+    async with AsyncClient("emulator-key", base_url=url) as client:
+        events = await collect(client.generate("a kite", size="64x48", partial_images=1))
+        responded = await collect(client.responses.stream(model="gpt-5", input="a kite"))
+    assert len(events) == 2
+    assert isinstance(responded[-1], ttstream.Completed)
+    assert AsyncClient("k", base_url="https://us\uff0fer:pw@h.example/v1").auth == "bearer"
+
+
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), None, True, "5"])
 def test_a_timeout_that_bounds_no_wait_is_refused_at_the_call(timeout: object) -> None:
     """A number of seconds that is no finite positive bound (httpx2 would take 0, -1,
