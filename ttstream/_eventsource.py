@@ -29,7 +29,15 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterator,
+    Mapping,
+)
 from contextlib import contextmanager
 from typing import Any, Self, TypeAlias, TypeVar
 
@@ -149,12 +157,14 @@ class EventSource(AsyncResource):
             reconnection then happens only ``reconnect.regenerate`` times.
         decode_images: install the Images layer's fast path on the decoder: each
             event's image base64 is decoded while it arrives (the decoder's
-            ``line_hook=ttstream.events.ImageLineHook()``; docs/fast.md), or that of
-            the :class:`~ttstream.events.ImageLineHook` given (one per stream, e.g. one
-            that shares :class:`~ttstream.events.ImageSizes` with other streams).
-            ``False`` (the default: a generic stream) keeps every event as text; an
+            ``line_hook=ttstream.events.ImageLineHook()``; docs/fast.md). ``False``
+            (the default: a generic stream) keeps every event as text; an
             :class:`~ttstream.ImageStream` turns it on unless its consumer only
             forwards the base64.
+        image_shape: with ``decode_images``, the key (any hashable) under which the
+            size of each image is remembered in the process-wide table the clients'
+            streams share, and by which the stream's first image is sized
+            (``ImageLineHook(shape=...)``; docs/fast.md); ``None``: neither.
         resume: for protocols that resume at another URL than the stream's (the
             Responses API: ``GET /responses/{id}?stream=true&starting_after=n``): called
             at each reconnection, it returns the ``(method, url)`` to resume from (sent
@@ -165,9 +175,8 @@ class EventSource(AsyncResource):
         ValidationError: at construction, an invalid ``url``, both ``json`` and
             ``content``, ``max_event_bytes`` not an int >= 1 or ``max_retries`` not an
             int >= 0 (bools refused), ``timeout`` neither ``None`` nor an
-            ``httpx2.Timeout``, ``deadline`` not ``None`` or seconds > 0, a
-            ``last_event_id`` with NUL, CR or LF, or ``decode_images`` neither a bool
-            nor an :class:`~ttstream.events.ImageLineHook`.
+            ``httpx2.Timeout``, ``deadline`` not ``None`` or seconds > 0, or a
+            ``last_event_id`` with NUL, CR or LF.
 
     Errors raised while iterating:
         APIStatusError: a non-2xx answer (after retries); never reconnected.
@@ -199,7 +208,8 @@ class EventSource(AsyncResource):
         deadline: float | None = None,
         idempotent: bool = True,
         resume: Callable[[], tuple[str, str] | None] | None = None,
-        decode_images: bool | ImageLineHook = False,
+        decode_images: bool = False,
+        image_shape: Hashable = None,
     ) -> None:
         if json is not None and content is not None:
             raise ValidationError("content", "<bytes>", "either json= or content=, not both")
@@ -225,11 +235,10 @@ class EventSource(AsyncResource):
         self._http = http_client
         self._target = _Target(method, parsed_url, headers, content, timeout, max_retries, resume)
         self._deadline = Deadline(deadline)
-        if not isinstance(decode_images, bool | ImageLineHook):
-            raise ValidationError("decode_images", decode_images, "a bool or an ImageLineHook")
-        if decode_images is True:
-            decode_images = ImageLineHook()
-        self._decoder = SSEDecoder(max_event_bytes, line_hook=decode_images or None)
+        hook = None
+        if decode_images:
+            hook = ImageLineHook(shape=image_shape, max_event_bytes=max_event_bytes)
+        self._decoder = SSEDecoder(max_event_bytes, line_hook=hook)
         self._decoder.last_event_id = last_event_id
         self._feed = self._decoder.feed_all if comments else self._decoder.feed
         self._machine = Reconnection(reconnect, clock=anyio.current_time, idempotent=idempotent)

@@ -27,7 +27,7 @@ from . import params as _params
 from ._delegate import Delegated
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
-from ._imagehook import ImageLineHook, image_shape
+from ._imagehook import image_shape
 from ._options import StreamOptions
 from ._otel import generation
 from ._reconnect import ReconnectPolicy
@@ -236,8 +236,8 @@ class Responses:
                 timeout=client.timeout,
                 idempotent=method == "GET",
                 resume=resume,
-                decode_images=decode_images
-                and ImageLineHook(shape=shape, max_event_bytes=client.max_event_bytes),
+                decode_images=decode_images,
+                image_shape=shape,
             )
 
         stream = ResponseStream(

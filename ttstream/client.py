@@ -32,7 +32,7 @@ from ._exceptions import (
     DownloadRefusedError,
     ValidationError,
 )
-from ._imagehook import ImageLineHook, image_shape
+from ._imagehook import image_shape
 from ._interpret import ImagesInterpreter
 from ._otel import generation
 from ._reconnect import ReconnectPolicy
@@ -527,10 +527,8 @@ class AsyncClient(AsyncResource):
                     max_retries=self.max_retries,
                     timeout=self.timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
-                    decode_images=decode_images
-                    and ImageLineHook(
-                        shape=image_shape(url, body), max_event_bytes=self.max_event_bytes
-                    ),
+                    decode_images=decode_images,
+                    image_shape=image_shape(url, body),
                 )
             request = self._http.build_request(
                 "POST",

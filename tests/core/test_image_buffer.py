@@ -152,7 +152,7 @@ def reserved(
 def test_a_new_stream_sizes_its_first_image_like_the_latest_of_its_shape() -> None:
     """The latest image's size of a shape is remembered (not the first one's), and a new
     stream of that shape makes its first image's buffer that large once the image holds
-    a sixteenth of it, not before: a server makes a stream reserve at most 16 times what
+    a sixteenth of it, not before: a server makes a stream hold at most 16 times what
     it sent. A stream of another shape, or of none, does not, and records nothing."""
     sizes = ImageSizes()
     raw, images = stream([300 * KiB, 280 * KiB])

@@ -24,9 +24,8 @@ from ttstream import (
     Reconnecting,
     ReconnectPolicy,
     ServerSentEvent,
-    SSEDecoder,
 )
-from ttstream.events import ImageLineHook, ImageSizes
+from ttstream._imagehook import IMAGE_SIZES
 
 pytestmark = pytest.mark.anyio
 
@@ -414,28 +413,18 @@ async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
 
 
 async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
-    """``decode_images``: ``True`` installs a new hook, an ``ImageLineHook`` that hook
-    (here one that puts its image's size in a table of its own)."""
+    """``decode_images=True`` decodes images on arrival; with an ``image_shape`` too,
+    each image's size is put under it in the table the clients' streams share."""
     line = b'data: {"type":"x","b64_json":"QUJD"}\n\n'
-    sizes = ImageSizes()
-    hook = ImageLineHook(shape="x", sizes=sizes)
     with ScriptedServer(Answer([line])) as server:
-        plain = await collect(server, reconnect=no_more())
+        plain = await collect(server, reconnect=no_more(), image_shape="plain")
         asked = await collect(server, reconnect=no_more(), decode_images=True)
-        hooked = await collect(server, reconnect=no_more(), decode_images=hook)
+        shaped = await collect(server, reconnect=no_more(), decode_images=True, image_shape="x")
     assert plain[0].decoded is None
     assert asked[0].decoded is not None
-    assert hooked[0].decoded is not None
-    assert plain[0].data == asked[0].data == hooked[0].data == '{"type":"x","b64_json":"QUJD"}'
-    assert sizes.get("x") == 3
-
-
-@pytest.mark.parametrize("wrong", [None, 1, "yes", SSEDecoder()])
-async def test_decode_images_is_a_bool_or_an_image_line_hook(wrong: object) -> None:
-    async with httpx2.AsyncClient() as http:
-        with pytest.raises(ttstream.ValidationError) as caught:
-            EventSource(http, "GET", "http://127.0.0.1/", decode_images=wrong)  # type: ignore[arg-type]
-    assert caught.value.param == "decode_images"
+    assert shaped[0].decoded is not None
+    assert plain[0].data == asked[0].data == shaped[0].data == '{"type":"x","b64_json":"QUJD"}'
+    assert (IMAGE_SIZES.get("plain"), IMAGE_SIZES.get("x")) == (0, 3)
 
 
 async def test_event_source_is_a_thin_driver() -> None:
