@@ -87,8 +87,9 @@ class ImageSizes:
 REMEMBERED_FROM = 16
 """A size remembered from another stream is taken once the image holds 1/16 of it: what
 a server can make a stream hold for its first image is then at most 16 times the
-decoded bytes of that image it sent (17 for a moment, while they are copied over) (a size from the stream's own previous image, which that
-server sent whole, is taken at once)."""
+decoded bytes of that image it sent, 17 for a moment while they are copied over. A
+size from the stream's own previous image, which that server sent whole, is taken at
+once."""
 
 IMAGE_SIZES = ImageSizes()
 """The sizes the streams of ttstream's clients share (:class:`ImageSizes`)."""
