@@ -99,18 +99,20 @@ def test_a_line_that_falls_back_after_a_hinted_buffer_gives_the_plain_text(
     sizes=st.lists(st.integers(1, 40 * KiB), min_size=1, max_size=5),
     chunk=st.integers(1, 70 * KiB),
     remembered=st.integers(0, 60 * KiB),
+    cap=st.integers(1, 100 * KiB),
 )
 def test_growth_and_hints_match_the_plain_path(
-    sizes: list[int], chunk: int, remembered: int
+    sizes: list[int], chunk: int, remembered: int, cap: int
 ) -> None:
     """Any image sizes (growth past a hint, hints past the image, one-byte images), any
-    size remembered from an earlier stream (0: none), and any chunking: the fast path's
-    images and data are the plain path's."""
+    size remembered from an earlier stream (0: none) and cap it is taken up to, and any
+    chunking: the fast path's images and data are the plain path's."""
     raw, images = stream(sizes)
     known = ImageSizes()
     if remembered:
         known.put("shape", remembered)
-    fast = events(raw, chunk, decode_images=True, hook=ImageLineHook(sizes=known, shape="shape"))
+    hook = ImageLineHook(sizes=known, shape="shape", max_event_bytes=cap)
+    fast = events(raw, chunk, decode_images=True, hook=hook)
     plain = events(raw, chunk, decode_images=False)
     assert [sse.data for sse in fast] == [sse.data for sse in plain]
     assert [parse_event(sse).image_bytes for sse in fast] == images  # type: ignore[union-attr]
