@@ -160,7 +160,7 @@ _current = _FAST or BINASCII
 
 
 def decode_on_arrival(*, relays_base64: bool) -> bool:
-    """The decoder mode (``SSEDecoder(decode_images=...)``) for a stream whose consumer
+    """The decoder mode (``EventSource(decode_images=...)``) for a stream whose consumer
     forwards the base64 text (``relays_base64``, e.g. only :class:`~ttstream.sinks.SSERelay`
     reads it) or uses the image bytes: decode on arrival unless the consumer relays
     base64 and pybase64 is missing, where a decode plus a re-encode would cost 3 to 4

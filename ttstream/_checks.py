@@ -6,10 +6,12 @@ protocol core checks its settings with them too; ``ttstream._bounds`` re-exports
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 
 from ._exceptions import ValidationError
 
 __all__ = [
+    "require_hashable",
     "require_int",
     "require_non_negative",
     "require_seconds",
@@ -90,4 +92,17 @@ def require_non_negative(name: str, value: float, unit: str) -> float:
         or value < 0
     ):
         raise ValidationError(name, value, f"a finite number of {unit} >= 0")
+    return value
+
+
+def require_hashable(name: str, value: Hashable) -> Hashable:
+    """``value`` if it is hashable (a key of a dict).
+
+    Raises:
+        ValidationError: ``value`` is not hashable.
+    """
+    try:
+        hash(value)
+    except TypeError:
+        raise ValidationError(name, value, "a hashable key, e.g. a str or a tuple") from None
     return value

@@ -48,6 +48,7 @@ from anyio.abc import AsyncResource
 
 from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded, require_int
+from ._checks import require_hashable
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import APIConnectionError, ProtocolError, ValidationError
 from ._imagehook import ImageLineHook
@@ -175,8 +176,8 @@ class EventSource(AsyncResource):
         ValidationError: at construction, an invalid ``url``, both ``json`` and
             ``content``, ``max_event_bytes`` not an int >= 1 or ``max_retries`` not an
             int >= 0 (bools refused), ``timeout`` neither ``None`` nor an
-            ``httpx2.Timeout``, ``deadline`` not ``None`` or seconds > 0, or a
-            ``last_event_id`` with NUL, CR or LF.
+            ``httpx2.Timeout``, ``deadline`` not ``None`` or seconds > 0, a
+            ``last_event_id`` with NUL, CR or LF, or an ``image_shape`` not hashable.
 
     Errors raised while iterating:
         APIStatusError: a non-2xx answer (after retries); never reconnected.
@@ -235,6 +236,7 @@ class EventSource(AsyncResource):
         self._http = http_client
         self._target = _Target(method, parsed_url, headers, content, timeout, max_retries, resume)
         self._deadline = Deadline(deadline)
+        require_hashable("image_shape", image_shape)
         hook = None
         if decode_images:
             hook = ImageLineHook(shape=image_shape, max_event_bytes=max_event_bytes)

@@ -16,7 +16,8 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from ._base64 import codec
-from ._checks import require_int
+from ._checks import require_hashable, require_int
+from ._exceptions import ValidationError
 from ._imageline import HEAD_LIMIT, DecodedData, ImageLine
 from .sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
 
@@ -46,8 +47,9 @@ class ImageSizes:
     without a size it grows its buffer by half at a time (a copy of what it holds at
     each step). Given the size of the latest image of the same shape (the request
     parameters an image's size depends on, :func:`image_shape`), it is written in place
-    into a buffer made that large at its second chunk, as the stream's later images
-    are (docs/fast.md). A size is only ever that of an image decoded before, so such a
+    into a buffer made that large once it holds a sixteenth of that size
+    (:data:`REMEMBERED_FROM`), as the stream's later images are from their second chunk
+    (docs/fast.md). A size is only ever that of an image decoded before, so such a
     buffer is never larger than an image the process already held whole (and
     :class:`ImageLineHook` takes it only up to its own event cap). The clients'
     streams share one process-wide instance, :data:`IMAGE_SIZES`, like ``re``'s cache of
@@ -75,7 +77,13 @@ class ImageSizes:
             self._sizes.clear()
 
     def put(self, shape: Hashable, size: int) -> None:
-        """Remembers ``size`` as the latest image's of ``shape``."""
+        """Remembers ``size`` (bytes) as the latest image's of ``shape``.
+
+        Raises:
+            ValidationError: ``size`` not an int >= 0, or ``shape`` not hashable.
+        """
+        require_int("size", size, 0, "bytes")
+        require_hashable("shape", shape)
         with self._lock:
             sizes = self._sizes
             sizes.pop(shape, None)
@@ -90,6 +98,7 @@ a server can make a stream hold for its first image is then at most 16 times the
 decoded bytes of that image it sent, 17 for a moment while they are copied over. A
 size from the stream's own previous image, which that server sent whole, is taken at
 once."""
+
 
 IMAGE_SIZES = ImageSizes()
 """The sizes the streams of ttstream's clients share (:class:`ImageSizes`)."""
@@ -121,11 +130,14 @@ class ImageLineHook:
     buffer is sized like the stream's previous image; with a ``shape``, the first one is
     sized like the latest image of that shape in ``sizes`` (:class:`ImageSizes`), where
     each image's size is then put, but never larger than the image an event of
-    ``max_event_bytes`` can hold (3 bytes per 4 of base64): another client of the same
-    shape may take larger events.
+    ``max_event_bytes`` can hold (3 bytes per 4 of base64): give the ``max_event_bytes``
+    of the decoder the hook is installed on, as other streams of the same shape may
+    take larger events.
 
     Raises:
-        ValidationError: ``max_event_bytes`` not an int >= 1.
+        ValidationError: ``keys`` not a non-empty tuple of member names, ``shape`` not
+            hashable, or, with a ``shape``, ``max_event_bytes`` not given or not an int
+            >= 1.
     """
 
     def __init__(
@@ -134,13 +146,26 @@ class ImageLineHook:
         *,
         shape: Hashable = None,
         sizes: ImageSizes = IMAGE_SIZES,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_event_bytes: int | None = None,
     ) -> None:
+        if (
+            not isinstance(keys, tuple)
+            or not keys
+            or not all(isinstance(key, str) and key for key in keys)
+        ):
+            raise ValidationError(
+                "keys", keys, "a non-empty tuple of member names, e.g. IMAGE_KEYS"
+            )
         self.keys = keys
         self._quoted = tuple(b'"' + key.encode() + b'"' for key in keys)
         self._sizes = None if shape is None else sizes
-        self._shape = shape
-        self._largest = require_int("max_event_bytes", max_event_bytes, 1, "bytes") // 4 * 3
+        self._shape = require_hashable("shape", shape)
+        self._largest = 0
+        if shape is not None:
+            if max_event_bytes is None:
+                allowed = "the max_event_bytes of the decoder, given with a shape"
+                raise ValidationError("max_event_bytes", None, allowed)
+            self._largest = require_int("max_event_bytes", max_event_bytes, 1, "bytes") // 4 * 3
         self._size = 0  # the stream's latest image's
 
     def __repr__(self) -> str:
@@ -177,7 +202,8 @@ def image_decoder(
     lines...) stays text, so events, fields and errors are exactly the plain path's.
 
     Raises:
-        ValidationError: ``max_event_bytes`` not an int >= 1.
+        ValidationError: ``max_event_bytes`` not an int >= 1, or ``keys`` not a non-empty
+            tuple of member names.
     """
     return SSEDecoder(max_event_bytes, line_hook=ImageLineHook(keys))
 

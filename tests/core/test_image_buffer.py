@@ -22,6 +22,7 @@ from ttstream._imagehook import image_shape
 from ttstream.events import ImageLineHook, ImageSizes, decoded_data, image_decoder
 
 KiB = 1024
+CAP = 1 << 26  # the decoders' max_event_bytes here (SSEDecoder's default)
 
 
 @pytest.fixture(params=NAMES, autouse=True)
@@ -158,7 +159,8 @@ def test_a_new_stream_sizes_its_first_image_like_the_latest_of_its_shape() -> No
     it sent. A stream of another shape, or of none, does not, and records nothing."""
     sizes = ImageSizes()
     raw, images = stream([300 * KiB, 280 * KiB])
-    first = events(raw, 64 * KiB, decode_images=True, hook=ImageLineHook(sizes=sizes, shape="a"))
+    hook = ImageLineHook(sizes=sizes, shape="a", max_event_bytes=CAP)
+    first = events(raw, 64 * KiB, decode_images=True, hook=hook)
     assert [parse_event(sse).image_bytes for sse in first] == images  # type: ignore[union-attr]
     assert sizes.get("a") == 280 * KiB
     events(raw, 64 * KiB, decode_images=True, hook=ImageLineHook(sizes=sizes, shape=None))
@@ -182,7 +184,8 @@ def test_a_remembered_size_is_taken_only_up_to_the_streams_own_event_cap() -> No
 def test_a_line_that_falls_back_records_no_size() -> None:
     sizes = ImageSizes()
     raw, _ = stream([200 * KiB], broken=0)
-    [sse] = events(raw, 64 * KiB, decode_images=True, hook=ImageLineHook(sizes=sizes, shape="a"))
+    hook = ImageLineHook(sizes=sizes, shape="a", max_event_bytes=CAP)
+    [sse] = events(raw, 64 * KiB, decode_images=True, hook=hook)
     assert decoded_data(sse) is None
     assert sizes.get("a") == 0
 
@@ -198,3 +201,31 @@ def test_a_shape_keeps_no_credentials_of_its_url() -> None:
     assert shape != image_shape("https://gw.example:8443/v1/images/generations", fields)
     for odd in ("", "no scheme", "http://[::1", "http://h:99999/v1#s3cret", "http://@/?"):
         assert "s3cret" not in repr(image_shape(odd, fields))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"keys": "b64_json"}, "keys"),  # a str, not a tuple: its letters would be keys
+        ({"keys": ()}, "keys"),
+        ({"keys": ("",)}, "keys"),
+        ({"shape": ["a"]}, "shape"),
+        ({"shape": "a"}, "max_event_bytes"),  # a shape's sizes are capped by the decoder's
+        ({"shape": "a", "max_event_bytes": 0}, "max_event_bytes"),
+    ],
+)
+def test_a_hook_is_refused_at_construction_naming_the_argument(
+    arguments: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ImageLineHook(**arguments)  # type: ignore[arg-type]
+    assert caught.value.param == named
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "named"), [("a", -1, "size"), ("a", "big", "size"), ([1], 1, "shape")]
+)
+def test_a_size_is_put_only_as_bytes_under_a_key(shape: object, size: object, named: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ImageSizes().put(shape, size)  # type: ignore[arg-type]
+    assert caught.value.param == named

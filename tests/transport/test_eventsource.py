@@ -445,6 +445,7 @@ async def test_event_source_is_a_thin_driver() -> None:
         ("http://127.0.0.1/", {"timeout": 5}, "timeout"),
         ("http://127.0.0.1/", {"timeout": "5"}, "timeout"),
         ("http://127.0.0.1/", {"deadline": 0}, "deadline"),
+        ("http://127.0.0.1/", {"decode_images": True, "image_shape": ["x"]}, "image_shape"),
     ],
 )
 async def test_bad_arguments_are_refused_at_construction_naming_the_argument(
