@@ -46,14 +46,14 @@ class ImageSizes:
     The first image of a stream has no earlier image of its own to size its buffer by:
     without a size it grows its buffer by half at a time (a copy of what it holds at
     each step). Given the size of the latest image of the same shape (the request
-    parameters an image's size depends on, :func:`image_shape`), it is written in place
-    into a buffer made that large once it holds a sixteenth of that size
-    (:data:`REMEMBERED_FROM`), as the stream's later images are from their second chunk
-    (docs/fast.md). A size is only ever that of an image decoded before, so such a
-    buffer is never larger than an image the process already held whole (and
-    :class:`ImageLineHook` takes it only up to its own event cap). The clients'
-    streams share one process-wide instance, :data:`IMAGE_SIZES`, like ``re``'s cache of
-    compiled patterns: a client made per request benefits too.
+    parameters an image's size depends on), it is written in place into a buffer made
+    that large once it holds a sixteenth of that size, as the stream's later images are
+    from their second chunk (docs/fast.md): a server then makes a stream hold at most 16
+    times the decoded bytes it sent. A size is only ever that of an image decoded
+    before, so such a buffer is never larger than an image the process already held
+    whole (and :class:`ImageLineHook` takes it only up to its decoder's event cap). The
+    clients' streams share one process-wide instance, like ``re``'s cache of compiled
+    patterns: a client made per request benefits too.
 
     Raises:
         ValidationError: ``limit`` not an int >= 1.
@@ -124,8 +124,7 @@ class ImageLineHook:
     """The decoder hook that decodes an image string of ``keys`` while it arrives.
 
     ``wants(value)``: whether a whole data line may hold an image (it quotes one of the
-    keys within its first :data:`~ttstream._imageline.HEAD_LIMIT` bytes); ``start()``:
-    the incremental decoder of one line (:class:`~ttstream._imageline.ImageLine`), which
+    keys within its first 64 KiB); ``start()``: the incremental decoder of one line, which
     gives the line back as text on any doubt. One hook serves one stream: each image's
     buffer is sized like the stream's previous image; with a ``shape``, the first one is
     sized like the latest image of that shape in ``sizes`` (:class:`ImageSizes`), where
