@@ -177,7 +177,7 @@ class ImageLineHook:
     def start(self) -> ImageLine:
         """A line decoder whose image buffer is sized like the stream's latest image
         (previews and the final image of a stream share a size), else like the latest
-        of its shape once the image holds 1/:data:`REMEMBERED_FROM` of that size."""
+        of its shape once the image holds a sixteenth of that size."""
         if self._size or self._sizes is None:
             return ImageLine(self.keys, codec(), self._size, self._ended)
         size = min(self._sizes.get(self._shape), self._largest)
