@@ -36,7 +36,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def _no_image_sizes_of_earlier_tests() -> None:
     """Each test starts with the process-wide table of image sizes empty, so that what an
     earlier test's streams decoded never sizes this one's buffers."""
-    from ttstream._imagehook import IMAGE_SIZES
+    from ttstream.events import IMAGE_SIZES
 
     IMAGE_SIZES.clear()
 

@@ -52,8 +52,8 @@ class ImageSizes:
     times the decoded bytes it sent. A size is only ever that of an image decoded
     before, so such a buffer is never larger than an image the process already held
     whole (and :class:`ImageLineHook` takes it only up to its decoder's event cap). The
-    clients' streams share one process-wide instance, like ``re``'s cache of compiled
-    patterns: a client made per request benefits too.
+    clients' streams share one process-wide instance, :data:`IMAGE_SIZES`, like ``re``'s
+    cache of compiled patterns: a client made per request benefits too.
 
     Raises:
         ValidationError: ``limit`` not an int >= 1.
@@ -101,7 +101,9 @@ once."""
 
 
 IMAGE_SIZES = ImageSizes()
-"""The sizes the streams of ttstream's clients share (:class:`ImageSizes`)."""
+"""The sizes the streams of ttstream's clients (and of an ``EventSource`` given an
+``image_shape``) share (:class:`ImageSizes`): ``IMAGE_SIZES.clear()`` forgets them, as
+``re.purge()`` empties ``re``'s cache."""
 
 SHAPE_FIELDS = ("model", "size", "quality", "output_format", "output_compression", "background")
 """The request parameters (the Images API's, and those of the Responses API's

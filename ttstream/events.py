@@ -36,6 +36,7 @@ from ._exceptions import (
 from ._fields import Fields, error_event
 from ._imagehook import (
     IMAGE_KEYS,
+    IMAGE_SIZES,
     DecodedData,
     ImageLineHook,
     ImageSizes,
@@ -49,6 +50,7 @@ from .sse import ServerSentEvent, data_pieces
 
 __all__ = [
     "IMAGE_KEYS",
+    "IMAGE_SIZES",
     "Completed",
     "DecodedData",
     "ImageEvent",

@@ -23,8 +23,9 @@ from ttstream import (
     StreamError,
     ValidationError,
 )
-from ttstream._imagehook import IMAGE_SIZES, image_shape
+from ttstream._imagehook import image_shape
 from ttstream.emulator import EmulatorServer
+from ttstream.events import IMAGE_SIZES
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from ttstream import (
     ReconnectPolicy,
     ServerSentEvent,
 )
-from ttstream._imagehook import IMAGE_SIZES
+from ttstream.events import IMAGE_SIZES
 
 pytestmark = pytest.mark.anyio
 
