@@ -300,13 +300,12 @@ class ImageLine:
         a chunk that lies wholly inside the string, so never for the chunk that began
         it, which may also have ended the event before: until the consumer takes that
         event, the one before it may still be alive."""
-        hint = self._hint
-        if hint < end:
-            self._hint = 0  # the image outgrew it
-        if hint < end or end < self._hint_at:
+        if self._hint < end:
+            self._hint = 0  # none, or the image outgrew it
+        if not self._hint or end < self._hint_at:
             self._grow(end)
         else:
-            self._hint = 0
+            hint, self._hint = self._hint, 0
             written = self._take()
             self._out, self._room = io.BytesIO(bytes(hint)), hint
             self._out.write(written)

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import attrs
 
-from .frames import ViewerGuard
+from .frames import Receive, ViewerGuard
 from .viewers import Authorize, viewer_allowed
 
 __all__ = ["ViewerCounts", "ViewerGate"]
@@ -41,18 +41,25 @@ class ViewerCounts:
     connections: int = 0
     dropped: int = 0
 
-    async def watch(self, guard: ViewerGuard, serve: Callable[[], Awaitable[None]]) -> None:
-        """Runs ``serve()`` (which sends one viewer its frames) as one of
-        ``connections``, with ``guard`` (:meth:`ViewerGuard.run`) in the same task
+    async def watch(
+        self,
+        receive: Receive,
+        send_timeout: float,
+        serve: Callable[[ViewerGuard], Awaitable[None]],
+    ) -> None:
+        """Runs ``serve(guard)`` (which sends one viewer its frames, each piece bounded by
+        ``guard``) as one of ``connections``, with the viewer's :class:`ViewerGuard` of
+        ``receive`` and ``send_timeout`` (:meth:`ViewerGuard.run`) in the same task
         group, until it returns or the browser disconnects. A viewer that left while
         frames were sent (``OSError``) ends quietly; one that the guard ended (it did not
-        take a piece within the relay's ``send_timeout``) is counted in ``dropped``."""
+        take a piece within ``send_timeout``) is counted in ``dropped``."""
+        guard = ViewerGuard(receive, send_timeout)
         self.connections += 1
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(guard.run, tasks.cancel_scope)
                 with contextlib.suppress(OSError):  # the browser left while we sent
-                    await serve()
+                    await serve(guard)
                 await guard.stop(tasks.cancel_scope)
             if guard.expired:
                 self.dropped += 1

@@ -320,9 +320,8 @@ class RedisRelay:
             tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
         tail.viewers += 1
         try:
-            guard = frames.ViewerGuard(receive, self.send_timeout)
-            serve = functools.partial(self._serve, send, guard, tail, after or _START)
-            await self._counts.watch(guard, serve)
+            serve = functools.partial(self._serve, send, tail, after or _START)
+            await self._counts.watch(receive, self.send_timeout, serve)
         finally:
             tail.viewers -= 1
             if tail.viewers == 0 and self._tails.get((key, generation)) is tail:
@@ -369,7 +368,7 @@ class RedisRelay:
             await anyio.sleep(min(_POLL, remaining))
 
     async def _serve(
-        self, send: Send, guard: frames.ViewerGuard, tail: _Tail, after: EntryId
+        self, send: Send, tail: _Tail, after: EntryId, guard: frames.ViewerGuard
     ) -> None:
         """Sends the frames after ``after``, reading on as needed, until the end; each
         one bounded by ``guard`` (a frame not taken within ``send_timeout`` ends the

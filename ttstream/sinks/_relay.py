@@ -283,8 +283,8 @@ class SSERelay:
             await frames.plain_response(send, 204, b"")
             return
         if await frames.start_event_stream(scope, send):
-            guard = frames.ViewerGuard(receive, self.send_timeout)
-            await self._counts.watch(guard, functools.partial(self._serve, send, after, guard))
+            serve = functools.partial(self._serve, send, after)
+            await self._counts.watch(receive, self.send_timeout, serve)
 
     async def _serve(self, send: Send, after: int, guard: frames.ViewerGuard) -> None:
         """Sends the frames after id ``after``, waiting for new ones, until the end;
