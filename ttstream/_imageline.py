@@ -381,21 +381,23 @@ def _scan_head(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str, i
 
 def _parse_tail(tail: str, key: str, members: dict[str, Any]) -> bool:
     """Adds the members after the image string (``tail`` starts at its closing quote)
-    to ``members``; False when json.loads would not give the same object."""
+    to ``members``; False when json.loads would not give the same object.
+
+    The members after the comma are parsed as one object by json's own decoder (``{`` in
+    place of the comma): the same values, a later duplicate replacing an earlier one in
+    its place, as json.loads of the whole data gives them."""
     if too_deep(tail, 1, within=1) is not None:  # after the image string's closing quote
         return False
+    i = skip_whitespace(tail, 1)
+    if tail.startswith("}", i):
+        return skip_whitespace(tail, i + 1) == len(tail)
+    if not tail.startswith(",", i) or not tail.startswith('"', skip_whitespace(tail, i + 1)):
+        return False  # "," then a member's name, or json.loads refuses the data
     try:
-        i = skip_whitespace(tail, 1)
-        while tail[i] == ",":
-            i = skip_whitespace(tail, i + 1)
-            if tail[i] != '"':
-                return False
-            name, i = scanstring(tail, i + 1)
-            i = skip_whitespace(tail, i)
-            if tail[i] != ":" or name == key:
-                return False
-            members[name], i = _DECODER.raw_decode(tail, skip_whitespace(tail, i + 1))
-            i = skip_whitespace(tail, i)
-        return tail[i] == "}" and skip_whitespace(tail, i + 1) == len(tail)
-    except (ValueError, IndexError):
+        after = _DECODER.decode("{" + tail[i + 1 :])
+    except ValueError:
         return False
+    if key in after:
+        return False  # the image's key again: json.loads keeps the later value
+    members.update(after)
+    return True

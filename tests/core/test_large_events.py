@@ -228,6 +228,33 @@ def test_fast_path_equals_json_loads_for_any_object_and_any_pieces(
     assert fast is None or (fast == expected and list(fast) == list(expected))
 
 
+@settings(max_examples=200, deadline=None)
+@given(text=image_objects(), cuts=st.lists(st.integers(0, 250_000), max_size=6))
+def test_an_image_line_decoded_on_arrival_holds_what_json_loads_gives(
+    text: str, cuts: list[int]
+) -> None:
+    text = text.replace("\n", " ").replace("\r", "\t")  # one data line: JSON whitespace only
+    try:
+        expected: Any = json.loads(text)
+    except ValueError:
+        expected = None
+    raw = f"data: {text}\n\n".encode("utf-8", "surrogatepass")
+    bounds = sorted({0, len(raw), *(c for c in cuts if c < len(raw))})
+    decoder = image_decoder()
+    (sse,) = [e for a, b in itertools.pairwise(bounds) for e in decoder.feed(raw[a:b])]
+    decoded = decoded_data(sse)
+    if decoded is None:
+        assert sse.data == text  # the text as it came
+        return
+    assert expected is not None
+    members = {
+        key: base64.b64encode(value).decode() if key == decoded.key else value
+        for key, value in decoded.members.items()
+    }
+    assert members == expected
+    assert list(members) == list(expected)
+
+
 # -- end to end ----------------------------------------------------------------------------
 
 
