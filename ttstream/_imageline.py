@@ -393,10 +393,13 @@ def _parse_tail(tail: str, key: str, members: dict[str, Any]) -> bool:
         return skip_whitespace(tail, i + 1) == len(tail)
     if not tail.startswith(",", i) or not tail.startswith('"', skip_whitespace(tail, i + 1)):
         return False  # "," then a member's name, or json.loads refuses the data
+    rest = "{" + tail[i + 1 :]
     try:
-        after = _DECODER.decode("{" + tail[i + 1 :])
+        after, end = _DECODER.raw_decode(rest)
     except ValueError:
         return False
+    if skip_whitespace(rest, end) != len(rest):
+        return False  # text after the object
     if key in after:
         return False  # the image's key again: json.loads keeps the later value
     members.update(after)
