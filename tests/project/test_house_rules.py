@@ -100,15 +100,31 @@ def test_a_private_import_is_found() -> None:
 
 def json_parsers(path: Path) -> list[str]:
     """Calls that parse JSON text other than through ``ttstream._json.loads``
-    (``json.loads``, ``json.load``, a decoder's ``raw_decode``): each would follow a
-    hostile nesting down to Python's recursion limit."""
+    (``json.loads``, ``json.load``, a decoder's ``raw_decode``, the ``decode`` of a name
+    bound to a ``json.JSONDecoder``): each would follow a hostile nesting down to
+    Python's recursion limit."""
+    tree = _tree(path)
+    decoders = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr == "JSONDecoder"
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     found = []
-    for node in ast.walk(_tree(path)):
+    for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         call = node.func
-        module = call.value.id if isinstance(call.value, ast.Name) else ""
-        if call.attr == "raw_decode" or (call.attr in ("load", "loads") and module == "json"):
+        name = call.value.id if isinstance(call.value, ast.Name) else ""
+        if (
+            call.attr == "raw_decode"
+            or (call.attr in ("load", "loads") and name == "json")
+            or (call.attr == "decode" and name in decoders)
+        ):
             found.append(f"{_name(path)}:{node.lineno} {call.attr}")
     return found
 
@@ -125,8 +141,11 @@ def test_json_text_is_parsed_through_the_bounded_loader_only() -> None:
 
 
 def test_a_json_parser_is_found() -> None:
-    """The check above can fail: it sees a ``json.loads`` where there is one."""
+    """The check above can fail: it sees a ``json.loads`` where there is one, and a
+    decoder's ``decode`` (not a ``bytes.decode``)."""
     assert found_in_sample("import json\njson.loads('[]')\n", json_parsers) != []
+    decoder = "import json\n_D = json.JSONDecoder()\n_D.decode('[]')\nb''.decode()\n"
+    assert [hit.split()[-1] for hit in found_in_sample(decoder, json_parsers)] == ["decode"]
 
 
 API_RECORDS = {"ttstream/events.py:Completed"}
