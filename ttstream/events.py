@@ -389,11 +389,15 @@ def parse_usage(
 
 
 def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
-    """Raises StreamError for the nested and the flat error shapes (see StreamError)."""
+    """Raises StreamError for the nested and the flat error shapes (see StreamError).
+    Without a message, the error quotes the object as json.loads gives it: an image
+    decoded on arrival as its base64 text again, as the plain path has it."""
     sequence_number = obj.get("sequence_number")
+    image = obj.get("b64_json")
+    shown = {**obj, "b64_json": codec().encode_text(image)} if isinstance(image, bytes) else obj
     raise error_event(
         obj,
-        fallback=f"the server sent an error event without a message: {short_repr(obj)}",
+        fallback=f"the server sent an error event without a message: {short_repr(shown)}",
         flat_type=False,
         event_id=sse.id,
         sequence_number=sequence_number if isinstance(sequence_number, int) else None,

@@ -393,6 +393,9 @@ LOOKALIKES = [
     '{"b64_jsonx":"' + SMALL + '","type":"image_generation.completed","b64_json":"QQ=="}',
     '{"\\"b64_json":"' + SMALL + '","type":"image_generation.completed","b64_json":"QQ=="}',
     '{"type":"error","b64_json":"' + SMALL + '","message":"boom"}',
+    # error events without a message: the error quotes the object, its image as text
+    '{"type":"error","b64_json":"' + SMALL + '"}',
+    '{"b64_json":"' + SMALL + '","error":{}}',
 ]
 
 
