@@ -201,6 +201,10 @@ def image_objects(draw: st.DrawFn) -> str:
     members.insert(draw(st.integers(0, len(members))), ('"b64_json"', f'"{b64}"'))
     if draw(st.booleans()):  # the key again, before or after
         members.insert(draw(st.integers(0, len(members))), ('"b64_json"', json.dumps("QUJD")))
+    if members[1:] and draw(st.booleans()):  # another key again, maybe across the image
+        key = draw(st.sampled_from([k for k, _ in members if k != '"b64_json"'] or ['"a"']))
+        value = json.dumps(draw(_values))
+        members.insert(draw(st.integers(0, len(members))), (key, value))
     parts = [
         draw(_whitespace) + key + draw(_whitespace) + ":" + draw(_whitespace) + value
         for key, value in members
@@ -393,6 +397,9 @@ LOOKALIKES = [
     '{"b64_jsonx":"' + SMALL + '","type":"image_generation.completed","b64_json":"QQ=="}',
     '{"\\"b64_json":"' + SMALL + '","type":"image_generation.completed","b64_json":"QQ=="}',
     '{"type":"error","b64_json":"' + SMALL + '","message":"boom"}',
+    # a member repeated across the image: the later value, in the first place
+    '{"a":1,"b64_json":"' + SMALL + '","c":3,"a":2,"c":4}',
+    '{"a":1,"type":"image_generation.completed","b64_json":"' + SMALL + '","a":[2]}',
     # error events without a message: the error quotes the object, its image as text
     '{"type":"error","b64_json":"' + SMALL + '"}',
     '{"b64_json":"' + SMALL + '","error":{}}',
