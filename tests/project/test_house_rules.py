@@ -99,53 +99,54 @@ def test_a_private_import_is_found() -> None:
 
 
 def json_parsers(path: Path) -> list[str]:
-    """Calls that parse JSON text other than through ``ttstream._json.loads``
-    (``json.loads``, ``json.load``, a decoder's ``raw_decode``, the ``decode`` of a name
-    bound to a ``json.JSONDecoder``): each would follow a hostile nesting down to
-    Python's recursion limit."""
-    tree = _tree(path)
-    decoders = {
-        target.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        and isinstance(node.value, ast.Call)
-        and isinstance(node.value.func, ast.Attribute)
-        and node.value.func.attr == "JSONDecoder"
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
+    """What parses JSON text other than through ``ttstream._json.loads``: a call of
+    ``json.loads`` or ``json.load``, a decoder's ``raw_decode``, any mention of
+    ``JSONDecoder`` (a decoder made, however it is then called), and ``load``,
+    ``loads`` or ``JSONDecoder`` imported from ``json``. Each would follow a hostile
+    nesting down to Python's recursion limit."""
     found = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        call = node.func
-        name = call.value.id if isinstance(call.value, ast.Name) else ""
-        if (
-            call.attr == "raw_decode"
-            or (call.attr in ("load", "loads") and name == "json")
-            or (call.attr == "decode" and name in decoders)
-        ):
-            found.append(f"{_name(path)}:{node.lineno} {call.attr}")
+    for node in ast.walk(_tree(path)):
+        what = ""
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            call = node.func
+            module = call.value.id if isinstance(call.value, ast.Name) else ""
+            if call.attr == "raw_decode" or (call.attr in ("load", "loads") and module == "json"):
+                what = call.attr
+        elif isinstance(node, ast.Attribute | ast.Name):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            what = "JSONDecoder" if name == "JSONDecoder" else ""
+        elif isinstance(node, ast.ImportFrom) and node.module == "json":
+            names = {alias.name for alias in node.names} & {"load", "loads", "JSONDecoder"}
+            what = ", ".join(sorted(names))
+        if what:
+            found.append(f"{_name(path)}:{node.lineno} {what}")
     return found
 
 
 def test_json_text_is_parsed_through_the_bounded_loader_only() -> None:
     found = [hit for path in SOURCES for hit in json_parsers(path)]
-    # ttstream/_json.py is the loader; the image line's head and tail members are
-    # checked with ttstream._json.too_deep before their raw_decode
-    assert [hit.split(":")[0] for hit in found] == [
-        "ttstream/_imageline.py",
-        "ttstream/_imageline.py",
-        "ttstream/_json.py",
+    # ttstream/_json.py is the loader; the image line's decoder parses its head and tail
+    # members, checked with ttstream._json.too_deep before each raw_decode
+    assert sorted(f"{hit.split(':')[0]} {hit.split(' ', 1)[1]}" for hit in found) == [
+        "ttstream/_imageline.py JSONDecoder",
+        "ttstream/_imageline.py raw_decode",
+        "ttstream/_imageline.py raw_decode",
+        "ttstream/_json.py loads",
     ]
 
 
 def test_a_json_parser_is_found() -> None:
-    """The check above can fail: it sees a ``json.loads`` where there is one, and a
-    decoder's ``decode`` (not a ``bytes.decode``)."""
+    """The check above can fail: it sees a ``json.loads`` where there is one, a decoder
+    however it is made and called, and a parser imported from ``json``; not a
+    ``bytes.decode``."""
     assert found_in_sample("import json\njson.loads('[]')\n", json_parsers) != []
-    decoder = "import json\n_D = json.JSONDecoder()\n_D.decode('[]')\nb''.decode()\n"
-    assert [hit.split()[-1] for hit in found_in_sample(decoder, json_parsers)] == ["decode"]
+    for source in (
+        "import json\n_D: json.JSONDecoder = json.JSONDecoder()\n_D.decode('[]')\n",
+        "from json import JSONDecoder\nparse = JSONDecoder().decode\n",
+        "from json import loads\nloads('[]')\n",
+    ):
+        assert found_in_sample(source, json_parsers) != [], source
+    assert found_in_sample("b''.decode()\n", json_parsers) == []
 
 
 API_RECORDS = {"ttstream/events.py:Completed"}
