@@ -393,8 +393,7 @@ def _raise_error_event(obj: Mapping[str, Any], sse: ServerSentEvent) -> None:
     Without a message, the error quotes the object as json.loads gives it: an image
     decoded on arrival as its base64 text again, as the plain path has it."""
     sequence_number = obj.get("sequence_number")
-    image = obj.get("b64_json")
-    shown = {**obj, "b64_json": codec().encode_text(image)} if isinstance(image, bytes) else obj
+    shown = _as_loaded(obj, "b64_json")
     raise error_event(
         obj,
         fallback=f"the server sent an error event without a message: {short_repr(shown)}",
@@ -422,6 +421,15 @@ def _fast_loads_verbatim(pieces: Sequence[str]) -> tuple[dict[str, Any], bool] |
     return obj, any(image is string for string in cut)
 
 
+def _as_loaded(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``obj`` as json.loads of the data gives it: an image decoded on arrival under
+    ``key`` (bytes) as its base64 text again."""
+    image = obj.get(key)
+    if isinstance(image, bytes):
+        return {**obj, key: codec().encode_text(image)}
+    return dict(obj)
+
+
 def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
     """The JSON object of ``sse``'s data, and whether its ``b64_json`` (if a str) is
     verbatim; ``None`` for ``[DONE]``, blank data and noise (see the module docstring).
@@ -432,10 +440,9 @@ def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
     """
     decoded = decoded_data(sse)
     if decoded is not None:
-        obj = dict(decoded.members)
-        if decoded.key != "b64_json":  # another API's key: its text, as json.loads gives
-            obj[decoded.key] = codec().encode_text(decoded.image)
-        return obj, False
+        if decoded.key == "b64_json":  # its bytes, taken by take_image as they are
+            return dict(decoded.members), False
+        return _as_loaded(decoded.members, decoded.key), False  # another API's key
     pieces = data_pieces(sse)  # the data, possibly still in the pieces it arrived in
     if (len(pieces) == 1 and pieces[0] == "[DONE]") or all(p.isspace() or not p for p in pieces):
         return None
