@@ -38,7 +38,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, Self, TypeAlias, TypeVar
 
 import anyio
@@ -106,17 +106,24 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exc
 
 
-@contextmanager
-def _plain_cancellation() -> Iterator[None]:
+class _PlainCancellation:
     """Re-raises an exception group made only of cancellations (trio's own nursery in a
-    TCP connect, cancelled from outside) as the plain cancellation, as ``pump`` does."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        if leaves and all(isinstance(exc, anyio.get_cancelled_exc_class()) for exc in leaves):
-            raise leaves[0] from None
-        raise
+    TCP connect, cancelled from outside) as the plain cancellation, as ``pump`` does.
+    A stream enters it once per event: it is a plain class, not a generator."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves = list(_leaves(exc))
+            if leaves and all(isinstance(leaf, anyio.get_cancelled_exc_class()) for leaf in leaves):
+                raise leaves[0] from None
+
+
+_plain_cancellation = _PlainCancellation()
 
 
 class EventSource(AsyncResource):
@@ -336,7 +343,7 @@ class EventSource(AsyncResource):
     async def _guarded(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """Runs one step under the deadline; closes the stream if it fails."""
         try:
-            with _plain_cancellation(), self._deadline.scope():
+            with _plain_cancellation, self._deadline.scope():
                 return await step()
         except BaseException:
             await self.aclose()

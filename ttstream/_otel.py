@@ -37,7 +37,7 @@ import contextlib
 import contextvars
 import functools
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
@@ -159,15 +159,6 @@ class Generation:
         self._span = tracer.start_span(name, kind=trace.SpanKind.CLIENT, attributes=self.attributes)
         self._started = time.monotonic()
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Makes this the generation that :func:`note_retry` reports to, in this task."""
-        token = _current.set(self)
-        try:
-            yield
-        finally:
-            _current.reset(token)
-
     def saw(self, item: object) -> None:
         """Records a delivered item: a preview, a final image or a reconnection."""
         span = self._span
@@ -278,11 +269,24 @@ def note_retry(attempt: int, delay: float, error: BaseException) -> None:
         current.retry(attempt, delay, error)
 
 
-@contextlib.contextmanager
-def observed(current: Generation | None) -> Iterator[None]:
-    """Within it, :func:`note_retry` reports to ``current`` (in this task)."""
-    if current is None:
-        yield
-        return
-    with current.active():
-        yield
+def observed(current: Generation | None) -> AbstractContextManager[object]:
+    """Within it, :func:`note_retry` reports to ``current`` (in this task); ``None``:
+    nothing to report to. A stream enters it once per event: it is a plain class, not a
+    generator, to cost a context variable's set and reset."""
+    return _NOT_OBSERVED if current is None else _Observed(current)
+
+
+_NOT_OBSERVED = contextlib.nullcontext()
+
+
+class _Observed:
+    __slots__ = ("_current", "_token")
+
+    def __init__(self, current: Generation) -> None:
+        self._current = current
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._current)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
