@@ -1,11 +1,13 @@
 """In memory, stdlib base64 only (issue 22, item 2): ttstream against httpx-sse + json +
 base64 and against the floor, and the realistic loop's peak memory.
 
-``python benchmarks/in_memory.py [--rounds N] [--json FILE]``
+``python benchmarks/in_memory.py [--rounds N] [--image-bytes N] [--json FILE]``
 
 The stream of ``run_all.py``'s a (3 previews + final, 2 MB images, 10.7 MB) is served by
-a mock transport in 64 KiB chunks. Contenders, alternating in one process (A B C D,
-B C D A, ...), binascii for every one of them:
+a mock transport in 64 KiB chunks; ``--image-bytes 2000`` makes the images that small,
+which leaves what each client costs per request and per event rather than per byte (the
+peak column then says little: fixed allocations outweigh such events). Contenders,
+alternating in one process (A B C D, B C D A, ...), binascii for every one of them:
 
 - ttstream (decoded on arrival, ``ttstream._base64.set_backend("binascii")``);
 - httpx-sse + json + base64 (over httpx2's mock transport);
@@ -37,8 +39,8 @@ NAMES = [TT_STDLIB, HTTPX_SSE, FLOOR_READ, FLOOR_B64]
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
-async def child(rounds: int) -> None:
-    stream = four_events(2_000_000)
+async def child(rounds: int, image_bytes: int) -> None:
+    stream = four_events(image_bytes)
     peers = in_memory_peers(stream, NAMES)
     timed = await alternate(peers, decode=True, rounds=rounds, expected=stream.image_bytes)
     summary = {
@@ -61,15 +63,22 @@ async def child(rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--image-bytes", type=int, default=2_000_000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        anyio.run(child, args.rounds)
+        anyio.run(child, args.rounds, args.image_bytes)
         return
     results = {}
     for regime, variables in REGIMES.items():
-        command = [sys.executable, __file__, "--child", f"--rounds={args.rounds}"]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            f"--rounds={args.rounds}",
+            f"--image-bytes={args.image_bytes}",
+        ]
         env = {**os.environ, **variables}
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
@@ -85,7 +94,7 @@ def main() -> None:
         for name, s in summary.items():
             peak = f"{s['peak_ratio']:.2f}" if "peak_ratio" in s else ""
             print(
-                f"| {name} | {s['median_ms']:.1f} | {s['mb_per_s']:.0f} "
+                f"| {name} | {s['median_ms']:.3g} | {s['mb_per_s']:.0f} "
                 f"| {s['vs_httpx_sse']:.2f} | {s['vs_floor']:.2f} | {peak} |"
             )
     if args.json:
