@@ -1,0 +1,125 @@
+"""SSERelay's own work against the raw forwarder's, in one process without sockets
+(issue 22, item 3: where the relay's extra CPU in ``relay_cpu.py`` lies).
+
+``python benchmarks/relay_parts.py [--viewers 100] [--rounds 15] [--image-bytes N]``
+
+``relay_cpu.py`` measures a whole uvicorn server, whose CPU is mostly socket writes and
+whose paired ratios spread by ±0.1 from round to round. Here the three servers of
+``relay_cpu.py`` (SSERelay; SSERelay with its frames built beforehand; the raw
+forwarder of SSERelay's captured messages) serve ``--viewers`` ASGI connections in this
+process, and the only work left is theirs: each ``send`` yields to the event loop once,
+as a server's does while the viewer's socket is full, and ``receive`` answers
+``http.disconnect`` once the response is complete, as uvicorn's does. What is measured
+is this process's CPU time (``time.process_time``, the garbage collector off) from the
+first item to the last viewer's end; each round runs every kind three times and keeps
+the least, the kinds alternating which goes first.
+
+Printed: each kind's median, its median paired ratio to the forwarder, and the extra
+per viewer. ``--image-bytes 2000`` leaves frames of a few hundred bytes: what a
+viewer's connection costs whatever it is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import relay_cpu  # noqa: E402
+from relay_cpu import KINDS, Forwarder, capture  # noqa: E402
+
+SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+
+
+async def viewer(app: Any) -> None:
+    """One connection to ``app``, as a server would run it."""
+    complete = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await complete.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)  # the socket is full: the server waits for it to drain
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            complete.set()
+
+    await app(dict(SCOPE), receive, send)
+
+
+async def fan_out(kind: str, events: list[Any], start: Any, groups: Any, viewers: int) -> float:
+    """CPU seconds to serve ``viewers`` connections every item, by ``kind``."""
+    from ttstream._browser import frames
+    from ttstream.sinks import SSERelay
+
+    original = frames.frame_of
+    if kind == "prebuilt":
+        built = {number: original(number, event) for number, event in enumerate(events, 1)}
+        frames.frame_of = lambda number, event: built[number]
+    app: Any = SSERelay(keepalive=None) if kind != "raw" else Forwarder(start[0], groups[0])
+    tasks = [asyncio.create_task(viewer(app)) for _ in range(viewers)]
+    await asyncio.sleep(0.01)  # every viewer connected and waiting
+    gc.collect()
+    gc.disable()
+    began = time.process_time()
+    try:
+        if kind == "raw":
+            for number, group in enumerate(groups[1:], 1):
+                app.push(group, end=number == len(groups) - 1)
+                await asyncio.sleep(0)
+        else:
+            for event in events:
+                await app.send(event)
+                await asyncio.sleep(0)
+            await app.aclose()
+        await asyncio.gather(*tasks)
+        return time.process_time() - began
+    finally:
+        gc.enable()
+        frames.frame_of = original
+
+
+async def run(viewers: int, rounds: int, image_bytes: int) -> None:
+    real_workload = relay_cpu.four_events
+    relay_cpu.four_events = lambda _size: real_workload(image_bytes)
+    try:
+        events = relay_cpu.items()
+    finally:
+        relay_cpu.four_events = real_workload
+    start, groups = await capture(events)
+    kinds = list(KINDS)
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for round_ in range(rounds):
+        for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:
+            best = min([await fan_out(kind, events, start, groups, viewers) for _ in range(3)])
+            times[kind].append(best)
+    print(
+        f"\n{viewers} viewers, images of {image_bytes:,} bytes, median of {rounds} rounds:\n\n"
+        "| Server | CPU (ms) | / forwarder | extra per viewer (µs) |\n|---|---:|---:|---:|"
+    )
+    for kind in kinds:
+        ratio = statistics.median(a / b for a, b in zip(times[kind], times["raw"], strict=True))
+        median = statistics.median(times[kind])
+        extra = (median - statistics.median(times["raw"])) / viewers
+        print(f"| {KINDS[kind]} | {median * 1e3:.2f} | {ratio:.3f} | {extra * 1e6:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--viewers", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--image-bytes", type=int, default=2_000_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.viewers, args.rounds, args.image_bytes))
+
+
+if __name__ == "__main__":
+    main()
