@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 
@@ -155,6 +157,75 @@ async def test_a_retry_and_a_reconnection_are_span_events(
         _ = [event async for event in stream]
     span = only_span(spans)
     assert "ttstream.reconnection" in [e.name for e in span.events]
+
+
+async def test_concurrent_streams_report_retries_to_their_own_span(
+    ttstream_emulator: EmulatorServer,
+    spans: InMemorySpanExporter,
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    retried = {f"a kite {i}": i % 2 == 0 for i in range(6)}
+
+    async def one(prompt: str) -> None:
+        fault = f"status=429;retry-after-ms=20;times=1;key={uuid.uuid4()}"
+        async with (
+            client(ttstream_emulator, fault if retried[prompt] else None) as c,
+            c.generate(prompt, partial_images=2, size="64x48") as stream,
+        ):
+            async for _ in stream:
+                assert _otel._current.get() is None  # set for a step, reset after it
+                await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tasks:
+        for prompt in retried:
+            tasks.start_soon(one, prompt)
+    assert _otel._current.get() is None
+    finished = spans.get_finished_spans()
+    assert len(finished) == len(retried)
+    for span in finished:
+        assert [e.name for e in span.events].count("ttstream.retry") <= 1
+    with_retry = [s for s in finished if any(e.name == "ttstream.retry" for e in s.events)]
+    assert len(with_retry) == sum(retried.values())
+
+
+async def test_the_current_generation_is_reset_when_a_step_is_cancelled(
+    ttstream_emulator: EmulatorServer,
+    spans: InMemorySpanExporter,
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    fault = f"status=429;retry-after-ms=5000;times=1;key={uuid.uuid4()}"  # waits in its retry
+    async with client(ttstream_emulator, fault) as c:
+        stream = c.generate("a kite", size="64x48")
+        with anyio.move_on_after(0.5) as scope:
+            async with stream:
+                pytest.fail("the retry's wait should have been cancelled")
+        assert scope.cancelled_caught
+        assert _otel._current.get() is None
+    assert dict(only_span(spans).attributes or {})["error.type"]
+
+
+async def test_steps_of_one_stream_in_two_tasks_leave_no_generation_behind(
+    ttstream_emulator: EmulatorServer,
+    spans: InMemorySpanExporter,
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    fault = f"status=429;retry-after-ms=10;times=1;key={uuid.uuid4()}"
+    async with client(ttstream_emulator, fault) as c:
+        stream = c.generate("a kite", partial_images=2, size="64x48")
+        seen: list[object] = []
+
+        async def enter() -> None:
+            await stream.__aenter__()  # the first step, and its retry, in a child task
+            seen.append(_otel._current.get())
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(enter)
+        items = [item async for item in stream]  # the other steps in this task
+        seen.append(_otel._current.get())
+        await stream.aclose()
+    assert seen == [None, None]
+    assert len(items) == 3
+    assert [e.name for e in only_span(spans).events].count("ttstream.retry") == 1
 
 
 async def test_a_failure_sets_error_type(
