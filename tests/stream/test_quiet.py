@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import httpx2
@@ -39,7 +40,7 @@ anyio.run(main)
 def test_a_retried_429_writes_nothing_to_stderr(server: EmulatorServer, tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    spec = f"status=429;retry-after-ms=1;times=1;key=quiet-{os.getpid()}"
+    spec = f"status=429;retry-after-ms=1;times=1;key=quiet-{uuid.uuid4()}"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     done = subprocess.run(
         [sys.executable, str(script), server.base_url, spec],
@@ -57,7 +58,9 @@ async def test_the_retry_line_is_info(
     server: EmulatorServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="ttstream")
-    spec = f"status=429;retry-after-ms=1;times=1;key=info-{os.getpid()}-{id(caplog)}"
+    # A fault key of its own per run: the asyncio and trio runs share the emulator, and
+    # an id() can be the same object address in both (the second run then had no 429).
+    spec = f"status=429;retry-after-ms=1;times=1;key=info-{uuid.uuid4()}"
     http = httpx2.AsyncClient(headers={"X-Emulator-Fault": spec})
     client = AsyncClient("k", base_url=server.base_url, http_client=http)
     async with client, client.generate("a kite", size="64x48") as stream:
