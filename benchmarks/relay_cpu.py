@@ -48,11 +48,13 @@ KINDS = {
 COLUMNS = ("cpu", "user", "system", "faults")
 
 
-def items() -> list[Any]:
+def items(image_bytes: int = 2_000_000) -> list[Any]:
+    """The realistic stream's events (3 previews and a final image of ``image_bytes``
+    each), decoded on arrival."""
     from ttstream import parse_event
     from ttstream.events import image_decoder
 
-    stream = four_events(2_000_000)
+    stream = four_events(image_bytes)
     events = [parse_event(sse) for sse in image_decoder().feed(stream.body)]
     assert all(event is not None for event in events)
     return events

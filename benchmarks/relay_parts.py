@@ -33,8 +33,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import relay_cpu  # noqa: E402
-from relay_cpu import KINDS, Forwarder, capture  # noqa: E402
+from relay_cpu import KINDS, Forwarder, capture, items  # noqa: E402
 
 SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
 
@@ -88,12 +87,7 @@ async def fan_out(kind: str, events: list[Any], start: Any, groups: Any, viewers
 
 
 async def run(viewers: int, rounds: int, image_bytes: int) -> None:
-    real_workload = relay_cpu.four_events
-    relay_cpu.four_events = lambda _size: real_workload(image_bytes)
-    try:
-        events = relay_cpu.items()
-    finally:
-        relay_cpu.four_events = real_workload
+    events = items(image_bytes)
     start, groups = await capture(events)
     kinds = list(KINDS)
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
