@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,35 @@ class Forwarder:
             await self.changed.wait()
 
 
+def frames_built_beforehand(events: list[Any]) -> Callable[[], None]:
+    """Builds every item's frame now and makes ``frames.frame_of`` answer them, for the
+    relay whose serving alone is measured; returns what undoes it."""
+    from ttstream._browser import frames
+
+    original = frames.frame_of
+    built = {number: original(number, event) for number, event in enumerate(events, 1)}
+    frames.frame_of = lambda number, event: built[number]
+
+    def undo() -> None:
+        frames.frame_of = original
+
+    return undo
+
+
+async def feed(app: Any, events: list[Any], groups: list[list[bytes]]) -> None:
+    """The timed work: every item sent to the relay, then its end; or, for the
+    forwarder, every group of messages pushed as its item would arrive."""
+    if isinstance(app, Forwarder):
+        for number, group in enumerate(groups[1:], 1):
+            app.push(group, end=number == len(groups) - 1)
+            await asyncio.sleep(0)
+        return
+    for event in events:
+        await app.send(event)
+        await asyncio.sleep(0)
+    await app.aclose()
+
+
 async def serve(kind: str, viewers: int, port_out: Any) -> None:
     import uvicorn
 
@@ -157,18 +187,11 @@ async def serve(kind: str, viewers: int, port_out: Any) -> None:
         # window, against the forwarder's 52).
         start, groups = [], []
         gc.collect()
-        relay = SSERelay(keepalive=None)
-        app: Any = relay
+        app: Any = SSERelay(keepalive=None)
         if kind == "prebuilt":
-            from ttstream._browser import frames
-
-            built = {
-                number: frames.frame_of(number, event) for number, event in enumerate(events, 1)
-            }
-            frames.frame_of = lambda number, event: built[number]
+            frames_built_beforehand(events)
     else:
-        forwarder = Forwarder(start[0], groups[0])
-        app = forwarder
+        app = Forwarder(start[0], groups[0])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
@@ -176,19 +199,11 @@ async def serve(kind: str, viewers: int, port_out: Any) -> None:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     print(sock.getsockname()[1], file=port_out, flush=True)
-    while (forwarder.connections if kind == "raw" else relay.connections) < viewers:  # noqa: ASYNC110
+    while app.connections < viewers:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     before = usage()
     started = time.perf_counter()
-    if kind != "raw":
-        for event in events:
-            await relay.send(event)
-            await asyncio.sleep(0)
-        await relay.aclose()
-    else:
-        for number, group in enumerate(groups[1:], 1):
-            forwarder.push(group, end=number == len(groups) - 1)
-            await asyncio.sleep(0)
+    await feed(app, events, groups)
     # Until the last viewer's last byte: the viewer process says when (idle meanwhile).
     line = await asyncio.to_thread(sys.stdin.readline)
     after = usage()

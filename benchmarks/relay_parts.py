@@ -33,7 +33,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from relay_cpu import KINDS, Forwarder, capture, items  # noqa: E402
+from relay_cpu import (  # noqa: E402
+    KINDS,
+    Forwarder,
+    capture,
+    feed,
+    frames_built_beforehand,
+    items,
+)
 
 SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
 
@@ -56,13 +63,9 @@ async def viewer(app: Any) -> None:
 
 async def fan_out(kind: str, events: list[Any], start: Any, groups: Any, viewers: int) -> float:
     """CPU seconds to serve ``viewers`` connections every item, by ``kind``."""
-    from ttstream._browser import frames
     from ttstream.sinks import SSERelay
 
-    original = frames.frame_of
-    if kind == "prebuilt":
-        built = {number: original(number, event) for number, event in enumerate(events, 1)}
-        frames.frame_of = lambda number, event: built[number]
+    undo = frames_built_beforehand(events) if kind == "prebuilt" else None
     app: Any = SSERelay(keepalive=None) if kind != "raw" else Forwarder(start[0], groups[0])
     tasks = [asyncio.create_task(viewer(app)) for _ in range(viewers)]
     await asyncio.sleep(0.01)  # every viewer connected and waiting
@@ -70,20 +73,13 @@ async def fan_out(kind: str, events: list[Any], start: Any, groups: Any, viewers
     gc.disable()
     began = time.process_time()
     try:
-        if kind == "raw":
-            for number, group in enumerate(groups[1:], 1):
-                app.push(group, end=number == len(groups) - 1)
-                await asyncio.sleep(0)
-        else:
-            for event in events:
-                await app.send(event)
-                await asyncio.sleep(0)
-            await app.aclose()
+        await feed(app, events, groups)
         await asyncio.gather(*tasks)
         return time.process_time() - began
     finally:
         gc.enable()
-        frames.frame_of = original
+        if undo is not None:
+            undo()
 
 
 async def run(viewers: int, rounds: int, image_bytes: int) -> None:
