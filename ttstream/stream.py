@@ -285,12 +285,14 @@ class ImageStream(AsyncResource):
             if isinstance(item, Comment):
                 continue
             event = interpreter.handle(item)
-            if event is None:
+            if interpreter.done:
+                # Finished (the last image, or the response's end): release the
+                # connection now, whatever the server sends after; None ends the stream.
+                await self._release()
+            elif event is None:
                 continue
             if isinstance(event, PartialImage):
                 self.last_partial = event
-            if interpreter.done:
-                await self._release()  # the last image: release the connection now
             return event
 
     def _incomplete(self, what: str) -> IncompleteStreamError:

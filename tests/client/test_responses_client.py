@@ -4,14 +4,18 @@ asyncio and trio: the same events as generate(), and resumption without a new ge
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
 import ttstream
+from tests.support.paths import ROOT
+from tests.support.scripted_server import Answer, ScriptedServer
 from ttstream import (
     APIStatusError,
     AsyncClient,
@@ -256,3 +260,42 @@ async def test_streams_remember_their_latest_image_size_by_request_shape(
     assert IMAGE_SIZES.get(image_shape(generations, {**generated, "size": "128x96"})) == len(large)
     assert IMAGE_SIZES.get(image_shape(client.endpoint_url("responses"), tool)) == len(preview)
     assert len({len(small), len(large), len(preview)}) == 3
+
+
+def recorded_body(name: str) -> bytes:
+    """A recording of tests/recordings/ as the API frames it: ``event:`` and ``data:``."""
+    lines = (ROOT / "tests" / "recordings" / f"{name}.jsonl").read_text().splitlines()
+    return b"".join(
+        f"event: {json.loads(line)['type']}\ndata: {line}\n\n".encode()
+        for line in lines
+        if line.strip()
+    )
+
+
+AFTER_COMPLETED = (
+    b": ping\n\n"
+    b'event: response.output_item.done\ndata: {"type": "response.output_item.done", '
+    b'"sequence_number": 17, "output_index": 2, "item": {"type": "image_generation_call", '
+    b'"id": "ig_after", "status": "completed", "result": "iVBORw0KGgo="}}\n\n'
+    b'event: error\ndata: {"type": "error", "sequence_number": 18, '
+    b'"error": {"message": "after the end"}}\n\n'
+)
+
+
+@pytest.mark.parametrize(
+    "after", [[], [b": ping\n\n", 0.2, AFTER_COMPLETED]], ids=["silence", "events"]
+)
+async def test_the_stream_ends_at_response_completed_whatever_follows(
+    after: list[bytes | float],
+) -> None:
+    """A server that holds the connection open after response.completed, or sends more
+    events (another image, an error), neither delays nor changes a finished response."""
+    answer = Answer([recorded_body("openai_normal"), *after], end="hang")
+    with ScriptedServer(answer) as server:
+        async with AsyncClient("k", base_url=server.url + "/v1", max_retries=0) as client:
+            with anyio.fail_after(5):
+                async with client.responses.stream(model="gpt-5", input="a fox") as stream:
+                    got = [type(e).__name__ async for e in stream]
+    assert got == ["PartialImage", "PartialImage", "Completed"]
+    assert stream.response is not None
+    assert stream.response.status == "completed"
