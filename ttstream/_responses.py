@@ -16,13 +16,16 @@ docs/responses.md:
   strings are cut out before the JSON is parsed (and are never base64-decoded);
 - a ``response.image_generation_call.partial_image`` is a :class:`PartialImage`, asked
   for or not;
-- an ``error`` event (nested or flat), ``response.failed``, ``response.incomplete`` and an
-  image item whose status is ``failed`` raise :class:`~ttstream.StreamError`;
+- an ``error`` event (nested or flat), ``response.failed``, ``response.incomplete``, a
+  ``response.completed`` whose response's ``status`` is not ``completed``, and an image
+  item whose status is ``failed`` raise :class:`~ttstream.StreamError`;
 - events whose ``sequence_number`` is not above the last one seen are replays (a resumed
   stream) and are skipped, so each event is delivered once; except the two events that
   carry an item's image, which a late arrival must not lose: an image not delivered yet
   is delivered from them whatever their ``sequence_number`` (above ``starting_after``),
-  and an image item is delivered once whatever the number of events carrying it;
+  and an image item is delivered once whatever the number of events carrying it; and
+  except the ends (an ``error`` event, ``response.failed``, ``.incomplete``,
+  ``.completed``), never replays of one seen here (the stream raised or ended there);
 - an image item that the stream never announced nor delivered, found only inside
   ``response.completed``, is delivered from there (one such item; several raise
   :class:`~ttstream.MalformedEventError`): a stream never ends successfully without an
@@ -46,7 +49,7 @@ from typing import Any
 import attrs
 
 from ._exceptions import MalformedEventError, StreamError, short_repr, shorten
-from ._fields import Fields, error_event, stream_error
+from ._fields import Fields, error_event, stream_error, text_of
 from ._imagehook import decoded_data
 from ._json import loads
 from ._jsonfast import loads_cutting
@@ -68,6 +71,9 @@ _COMPLETED = "response.completed"
 _FAILED = "response.failed"
 _INCOMPLETE = "response.incomplete"
 _TERMINAL = (_COMPLETED, _FAILED, _INCOMPLETE)
+# Handled even at or below the last sequence_number (above starting_after): the two
+# events carrying an image, and the ends (an error event too).
+_NEVER_REPLAYS = (_ITEM_DONE, _CALL_COMPLETED, *_TERMINAL)
 _IMAGE_FIELDS = ("size", "quality", "background", "output_format")
 # The image strings of a response.completed: a "result" member whose value is a string.
 # Base64 holds no quote and no backslash, so its closing quote is the next '"'.
@@ -164,7 +170,8 @@ class ResponsesInterpreter:
 
         Raises:
             StreamError: an ``error`` event, ``response.failed``, ``response.incomplete``,
-                or an image item done with status ``failed``.
+                ``response.completed`` with a ``status`` other than ``completed``, or an
+                image item done with status ``failed``.
             MalformedEventError: data that is not a JSON object, a known field of the
                 wrong type, an image item without its image, or ``response.completed``
                 before every image item was done.
@@ -182,22 +189,24 @@ class ResponsesInterpreter:
         kind = obj.get("type", sse.event)
         if not isinstance(kind, str):
             raise _malformed(sse, f"field 'type' should be str, got {short_repr(kind, 40)}")
+        is_error = kind == "error" or sse.event == "error"
         sequence = _fields(obj, sse).peek("sequence_number", int)
         if sequence is not None:
             if self.last_sequence_number is not None and sequence <= self.last_sequence_number:
                 floor = self._handled_elsewhere
-                if kind not in (_ITEM_DONE, _CALL_COMPLETED) or (
+                if (kind not in _NEVER_REPLAYS and not is_error) or (
                     floor is not None and sequence <= floor
                 ):
                     return None  # a replay after a resume: delivered already
                 # An image event that arrived late (or again): its image, if not
-                # delivered yet, must not be lost; _image_done delivers it once.
+                # delivered yet, must not be lost; _image_done delivers it once. An
+                # error or an end: never one this interpreter saw (it raised or ended).
             else:
                 self.last_sequence_number = sequence
         response = obj.get("response")
         if isinstance(response, Mapping) and self.response_id is None:
             self.response_id = _fields(response, sse).peek("id", str)
-        if kind == "error" or sse.event == "error":
+        if is_error:
             raise self._error_event(obj, sequence)
         if kind == _PARTIAL:
             return self._partial(obj, sse)
@@ -302,6 +311,18 @@ class ResponsesInterpreter:
             raise StreamError(
                 f"the response is incomplete: {reason or 'no reason given'}",
                 code=None if reason is None else str(reason),
+                type=kind,
+                sequence_number=sequence,
+                response_id=self.response_id,
+            )
+        status = _fields(body, sse).peek("status", str)
+        if status not in (None, "completed"):
+            error = body.get("error")
+            detail = text_of(error, "message") if isinstance(error, Mapping) else None
+            raise StreamError(
+                f"{kind} says the response's status is {short_repr(status, 40)}, "
+                f"not 'completed'" + ("" if detail is None else f": {detail}"),
+                code=status,
                 type=kind,
                 sequence_number=sequence,
                 response_id=self.response_id,

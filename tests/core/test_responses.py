@@ -539,3 +539,49 @@ def test_an_empty_result_is_malformed() -> None:
         event["item"] = {**event["item"], "result": ""}
     with pytest.raises(MalformedEventError, match="empty 'result'"):
         feed(ResponsesInterpreter(), events)
+
+
+# An error or an end is never skipped as a replay; a completed response that did not
+# complete is a failure.
+
+
+@pytest.mark.parametrize("kind", ["error", "response.failed"])
+def test_an_error_with_a_sequence_number_seen_before_still_raises(kind: str) -> None:
+    """Only a resumed stream replays, and only up to where it was handled: an error at a
+    number already seen, in a stream never resumed, is an error all the same."""
+    events = recording("openai_normal")[:7]
+    error = {"message": "boom", "code": "server_error"}
+    late = {"type": kind, "sequence_number": 5}
+    late.update({"error": error} if kind == "error" else {"response": {"error": error}})
+    with pytest.raises(StreamError, match="boom") as caught:
+        feed(ResponsesInterpreter(), [*events, late])
+    assert caught.value.sequence_number == 5
+
+
+def test_response_incomplete_with_a_sequence_number_seen_before_still_raises() -> None:
+    events = recording("openai_normal")[:7]
+    [incomplete] = of_type(recording("incomplete"), "response.incomplete")
+    with pytest.raises(StreamError, match="max_output_tokens"):
+        feed(ResponsesInterpreter(), [*events, {**incomplete, "sequence_number": 2}])
+
+
+def test_an_error_at_or_below_starting_after_was_handled_elsewhere() -> None:
+    events = recording("openai_normal")
+    late = {"type": "error", "sequence_number": 3, "error": {"message": "old news"}}
+    out = feed(ResponsesInterpreter(starting_after=5), [*events[6:8], late, *events[8:]])
+    assert [type(e) for e in out] == [PartialImage, Completed]
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "incomplete", "in_progress"])
+def test_response_completed_whose_status_is_not_completed_raises(status: str) -> None:
+    events = recording("openai_normal")
+    events[-1]["response"]["status"] = status
+    events[-1]["response"]["error"] = {"message": "it broke"} if status == "failed" else None
+    interpreter = ResponsesInterpreter()
+    with pytest.raises(StreamError) as caught:
+        feed(interpreter, events)
+    err = caught.value
+    assert (err.code, err.type) == (status, "response.completed")
+    assert f"status is '{status}', not 'completed'" in str(err)
+    assert ("it broke" in str(err)) == (status == "failed")
+    assert not interpreter.done
