@@ -31,6 +31,9 @@ docs/responses.md:
   :class:`~ttstream.MalformedEventError`): a stream never ends successfully without an
   image the server sent. Not after ``starting_after``: the events before it were handled
   elsewhere, that image's included;
+- at most :data:`MAX_IMAGE_ITEMS` image items per response, each id at most
+  :data:`MAX_ITEM_ID_CHARS` characters: what is kept until the end is bounded (more is
+  :class:`~ttstream.MalformedEventError`);
 - an empty image string (``"result": ""``, ``"partial_image_b64": ""``) is
   :class:`~ttstream.MalformedEventError`, as an empty ``b64_json`` of the Images API;
 - after ``response.completed``, :attr:`ResponsesInterpreter.response` is the final
@@ -56,10 +59,15 @@ from ._jsonfast import loads_cutting
 from .events import Completed, PartialImage, Usage, parse_usage, take_image
 from .sse import ServerSentEvent
 
-__all__ = ["OPERATION", "Response", "ResponsesInterpreter"]
+__all__ = ["MAX_IMAGE_ITEMS", "MAX_ITEM_ID_CHARS", "OPERATION", "Response", "ResponsesInterpreter"]
 
 OPERATION = "response"
 """The ``operation`` of every image event of the Responses API image tool."""
+MAX_IMAGE_ITEMS = 1000
+"""The most image items one response may name: the interpreter keeps a few bytes per
+item (its id, its ``output_index``, whether its image went out) until the end."""
+MAX_ITEM_ID_CHARS = 256
+"""The longest image item id, in characters (the API's ``ig_...`` ids are about 50)."""
 
 _IMAGE_ITEM = "image_generation_call"
 _PARTIAL = "response.image_generation_call.partial_image"
@@ -112,7 +120,6 @@ class _Item:
 
     output_index: int | None
     delivered: bool = False
-    status: str | None = None
 
 
 class ResponsesInterpreter:
@@ -223,15 +230,39 @@ class ResponsesInterpreter:
         item = event.required("item", dict)
         if item.get("type") == _IMAGE_ITEM:
             item_id = _fields(item, sse).required("id", str)
-            output_index = event.peek("output_index", int)
-            self._items.setdefault(item_id, _Item(output_index))
+            self._item(item_id, event.peek("output_index", int), sse)
+
+    def _item(self, item_id: str, output_index: int | None, sse: ServerSentEvent) -> _Item:
+        """What is known of image item ``item_id``, a new one from its first event.
+
+        Raises:
+            MalformedEventError: an id longer than :data:`MAX_ITEM_ID_CHARS`, or one
+                image item more than :data:`MAX_IMAGE_ITEMS`.
+        """
+        state = self._items.get(item_id)
+        if state is not None:
+            return state
+        if len(item_id) > MAX_ITEM_ID_CHARS:
+            raise _malformed(
+                sse,
+                f"image item id {short_repr(item_id, 40)} is {len(item_id)} characters "
+                f"long; at most {MAX_ITEM_ID_CHARS} are allowed",
+            )
+        if len(self._items) >= MAX_IMAGE_ITEMS:
+            raise _malformed(
+                sse,
+                f"image item {short_repr(item_id, 40)} is one more than the "
+                f"{MAX_IMAGE_ITEMS} image items allowed in a response",
+            )
+        state = self._items[item_id] = _Item(output_index)
+        return state
 
     def _partial(self, obj: Mapping[str, Any], sse: ServerSentEvent) -> PartialImage:
         fields = _fields(obj, sse)
         fields.pop("type")
         item_id = fields.take("item_id", str)
         if item_id is not None:
-            self._items.setdefault(item_id, _Item(obj.get("output_index")))
+            self._item(item_id, fields.peek("output_index", int), sse)
         image = take_image(fields, _PARTIAL_KEY, required=True)
         return PartialImage(
             b64_json=image,
@@ -261,9 +292,8 @@ class ResponsesInterpreter:
         item_id = fields.required("id", str)
         fields.pop("item_id")
         fields.pop("type")
-        state = self._items.setdefault(item_id, _Item(obj.get("output_index")))
+        state = self._item(item_id, _fields(obj, sse).peek("output_index", int), sse)
         status = fields.peek("status", str)  # kept in extra: Azure's differs
-        state.status = status or state.status
         if status == "failed":
             raise self._item_error(item_id, item.get("error"), obj)
         result = fields.take("result", str)

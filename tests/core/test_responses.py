@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 
 from tests.support.paths import ROOT
 from ttstream import Completed, MalformedEventError, PartialImage, SSEDecoder, StreamError
-from ttstream._responses import ResponsesInterpreter, loads_without_results
+from ttstream._responses import (
+    MAX_IMAGE_ITEMS,
+    MAX_ITEM_ID_CHARS,
+    ResponsesInterpreter,
+    loads_without_results,
+)
 from ttstream.events import image_decoder
 
 RECORDINGS = ROOT / "tests" / "recordings"
@@ -585,3 +590,42 @@ def test_response_completed_whose_status_is_not_completed_raises(status: str) ->
     assert f"status is '{status}', not 'completed'" in str(err)
     assert ("it broke" in str(err)) == (status == "failed")
     assert not interpreter.done
+
+
+# What the interpreter keeps per response is bounded: MAX_IMAGE_ITEMS ids of at most
+# MAX_ITEM_ID_CHARS characters.
+
+
+def added(item_id: str, number: int) -> dict[str, Any]:
+    return {
+        "type": "response.output_item.added",
+        "sequence_number": number,
+        "output_index": number,
+        "item": {"type": "image_generation_call", "id": item_id, "status": "in_progress"},
+    }
+
+
+@pytest.mark.parametrize("via", ["added", "partial"])
+def test_more_image_items_than_the_cap_are_malformed(via: str) -> None:
+    events = [added(f"ig_{n}", n) for n in range(MAX_IMAGE_ITEMS)]
+    events.append(added("ig_7", MAX_IMAGE_ITEMS))  # an item known already: not a new one
+    interpreter = ResponsesInterpreter()
+    assert feed(interpreter, events) == []  # the cap itself is allowed
+    partial = of_type(recording("openai_normal"), "response.image_generation_call.partial_image")
+    number = MAX_IMAGE_ITEMS + 1
+    one_more = (
+        added("ig_more", number)
+        if via == "added"
+        else {**partial[0], "item_id": "ig_more", "sequence_number": number}
+    )
+    with pytest.raises(MalformedEventError, match=f"more than the {MAX_IMAGE_ITEMS} image items"):
+        feed(interpreter, [one_more])
+
+
+def test_an_image_item_id_longer_than_the_cap_is_malformed() -> None:
+    interpreter = ResponsesInterpreter()
+    feed(interpreter, [added("i" * MAX_ITEM_ID_CHARS, 0)])
+    with pytest.raises(MalformedEventError) as caught:
+        feed(interpreter, [added("x" * 900_000, 1)])
+    assert f"900000 characters long; at most {MAX_ITEM_ID_CHARS} are allowed" in str(caught.value)
+    assert len(str(caught.value)) < 1000
