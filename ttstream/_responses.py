@@ -99,7 +99,8 @@ class Response:
     ``output_text`` the text of its ``message`` items joined; ``usage`` the text model's
     tokens (the image tool's are not in it); ``output`` the output items as JSON objects,
     each image item's ``result`` replaced by ``None`` (the image itself came as a
-    :class:`Completed` event); ``extra`` the other members of the response object.
+    :class:`Completed` event), any other ``result`` kept; ``extra`` the other members of
+    the response object.
     """
 
     id: str | None
@@ -425,12 +426,36 @@ class ResponsesInterpreter:
 
 def _loads(data: str, sse: ServerSentEvent) -> dict[str, Any]:
     """The JSON object of ``data``; for a large ``response.completed``, with the image
-    strings cut out first (:func:`loads_without_results`)."""
+    strings cut out first (:func:`loads_without_results`), unless a ``"result"`` string
+    cut was not an image item's: then parsed whole."""
     if len(data) >= _ELIDE_FROM and _peek_type(data, sse) == _COMPLETED:
         obj = loads_without_results(data)
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and _nulls_only_images(obj):
             return obj
     return _loads_whole(data, sse)
+
+
+def _nulls_only_images(obj: dict[str, Any]) -> bool:
+    """Whether every ``"result": null`` of ``obj`` (a ``response.completed`` parsed
+    without its ``"result"`` strings) is that of an image item of ``response.output``:
+    a ``result`` anywhere else (metadata, another item) must come through whole."""
+    response = obj.get("response")
+    output = response.get("output") if isinstance(response, dict) else None
+    images = {
+        id(item)
+        for item in (output if isinstance(output, list) else ())
+        if isinstance(item, dict) and item.get("type") == _IMAGE_ITEM
+    }
+    stack: list[Any] = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "result" in value and value["result"] is None and id(value) not in images:
+                return False
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
 
 
 def _loads_whole(data: str, sse: ServerSentEvent) -> dict[str, Any]:
@@ -490,9 +515,12 @@ def _summary(body: Mapping[str, Any], sse: ServerSentEvent) -> Response:
 
 
 def _without_result(item: Mapping[str, Any]) -> Mapping[str, Any]:
-    """An output item with its image (``result``) replaced by ``None``: small responses
-    are parsed whole, and their images dropped here."""
-    return {**item, "result": None} if item.get("result") is not None else item
+    """An output item, an image item's image (``result``) replaced by ``None``: small
+    responses are parsed whole, and their images dropped here. Another item's
+    ``result`` is kept."""
+    if item.get("type") == _IMAGE_ITEM and item.get("result") is not None:
+        return {**item, "result": None}
+    return item
 
 
 def _image_fields(fields: Fields) -> dict[str, Any]:

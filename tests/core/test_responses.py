@@ -629,3 +629,24 @@ def test_an_image_item_id_longer_than_the_cap_is_malformed() -> None:
         feed(interpreter, [added("x" * 900_000, 1)])
     assert f"900000 characters long; at most {MAX_ITEM_ID_CHARS} are allowed" in str(caught.value)
     assert len(str(caught.value)) < 1000
+
+
+@pytest.mark.parametrize("pad", [0, 100_000], ids=["small", "large"])
+def test_only_image_items_lose_their_result(pad: int) -> None:
+    """A ``result`` elsewhere (metadata, an annotation, another item) is the server's
+    data, kept whole; only an image item's image is dropped from the response."""
+    events = recording("openai_normal")
+    response = events[-1]["response"]
+    response["metadata"] = {"result": "keep me"}
+    response["instructions"] = "x" * pad  # a large response.completed is cut first
+    message = response["output"][1]
+    message["content"][0]["annotations"] = [{"result": "keep me too"}]
+    response["output"].append({"type": "function_call_output", "id": "f", "result": "42"})
+    interpreter = ResponsesInterpreter()
+    feed(interpreter, events)
+    got = interpreter.response
+    assert got is not None
+    assert got.extra["metadata"] == {"result": "keep me"}
+    assert got.output[1]["content"][0]["annotations"] == [{"result": "keep me too"}]
+    assert got.output[2]["result"] == "42"
+    assert got.output[0]["result"] is None
