@@ -8,8 +8,10 @@ are kept in ``extra``; enums (``quality``, ``size``, ...) stay plain strings bec
 vendors add values.
 
 No I/O happens here. Parsing is strict about what it reads: a JSON error, a field of the
-wrong type, an empty ``b64_json`` or one that is not canonical base64 raises
-:class:`~ttstream.MalformedEventError`; an error event raises
+wrong type or an empty ``b64_json`` raises :class:`~ttstream.MalformedEventError`, and
+so does a ``b64_json`` that is not canonical base64 once it is decoded (an event kept as
+text decodes in ``image_bytes``; a stream that decodes its images, the default, does so
+before it delivers the event); an error event raises
 :class:`~ttstream.StreamError`. Nothing is silently coerced. The one kind of data let
 through is noise: data that is not JSON and does not start with ``{`` (gateways' heartbeats
 such as ``data: : PING``) carries no event and is skipped, with a DEBUG log line.
@@ -301,6 +303,20 @@ class ImageEvent:
 
     def _label(self) -> str:
         return type(self).__name__
+
+
+def decode_now(event: ImageEvent) -> None:
+    """Decodes the inline image of ``event`` now when it holds base64 text (the bytes
+    are kept, as :attr:`~ImageEvent.image_bytes` keeps them): a stream whose images are
+    decoded raises for an image that is not valid base64 at its event, before the
+    consumer has it. Nothing to do for bytes decoded on arrival or an image URL.
+
+    Raises:
+        MalformedEventError: the base64 is not canonical (names the event's image).
+    """
+    image = event._image
+    if image is not None and not image.decoded:
+        image.data(f"b64_json of {event._label()}")
 
 
 @attrs.frozen(kw_only=True, repr=False)

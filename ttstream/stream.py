@@ -48,7 +48,7 @@ from ._interpret import Interpreter
 from ._json import loads
 from ._otel import Generation, observed
 from ._reconnect import Reconnecting
-from .events import Completed, PartialImage, Usage, parse_response
+from .events import Completed, ImageEvent, PartialImage, Usage, decode_now, parse_response
 from .sse import Comment
 
 __all__ = ["Event", "ImageStream", "Start", "StreamItem"]
@@ -58,6 +58,7 @@ Start: TypeAlias = "Callable[[bool], Awaitable[EventSource | httpx2.Response]]"
 :class:`EventSource` for a stream, or the 2xx response of a non-streaming request (with
 retries done)."""
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=ImageEvent)
 
 
 class _State(enum.Enum):
@@ -118,7 +119,10 @@ class ImageStream(AsyncResource):
         """Whether images are decoded while they arrive (docs/fast.md): ``None`` (the
         default) decides when the stream starts: decoded; :func:`~ttstream.sinks.pump`
         sets it when every sink only forwards base64
-        (:class:`~ttstream.sinks.Base64ForwardingSink`). Set it before the stream starts."""
+        (:class:`~ttstream.sinks.Base64ForwardingSink`). Set it before the stream starts.
+        Unless ``False``, every image is decoded by the time its event is delivered, so
+        an image that is not valid base64 raises :class:`~ttstream.MalformedEventError`
+        from the iteration; with ``False``, from ``image_bytes``."""
         self.last_partial: PartialImage | None = None
         """The last preview delivered, or ``None``."""
         self.model: str | None = None
@@ -257,7 +261,7 @@ class ImageStream(AsyncResource):
     async def _next(self) -> StreamItem | None:
         await self._ensure_started()
         if self._ready is not None:
-            return self._ready.popleft() if self._ready else None
+            return self._checked(self._ready.popleft()) if self._ready else None
         source = self._source
         interpreter = self._interpreter
         if source is None or interpreter.done:
@@ -292,8 +296,17 @@ class ImageStream(AsyncResource):
             elif event is None:
                 continue
             if isinstance(event, PartialImage):
-                self.last_partial = event
-            return event
+                self.last_partial = self._checked(event)
+            return None if event is None else self._checked(event)
+
+    def _checked(self, event: _E) -> _E:
+        """``event``, its image decoded now when the stream decodes images: an image
+        the decoder could not take on arrival, or one that came as text, fails here, at
+        its event, as :class:`~ttstream.MalformedEventError` (never kept as
+        ``last_partial``)."""
+        if self.decode_images is not False:  # None: decoded (see _ensure_started)
+            decode_now(event)
+        return event
 
     def _incomplete(self, what: str) -> IncompleteStreamError:
         preview = (

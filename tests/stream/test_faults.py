@@ -248,12 +248,12 @@ async def test_malformed_json_is_a_malformed_event_error(server: EmulatorServer)
     assert caught.value.event == "image_generation.completed"
 
 
-async def test_invalid_base64_fails_when_the_image_is_decoded(server: EmulatorServer) -> None:
-    items = await consume(server, "invalid-base64", [])
-    final = items[-1]
-    assert isinstance(final, Completed)
-    with pytest.raises(MalformedEventError):
-        final.image_bytes  # noqa: B018 - the property decodes
+async def test_invalid_base64_fails_at_its_event(server: EmulatorServer) -> None:
+    seen: list[StreamItem] = []
+    with pytest.raises(MalformedEventError, match="b64_json of Completed is not valid base64"):
+        await consume(server, "invalid-base64", seen)
+    assert indexes(seen) == [0, 1]  # the previews came; the bad final image did not
+    assert not any(isinstance(item, Completed) for item in seen)
 
 
 async def test_an_oversized_event_is_an_event_too_large_error(server: EmulatorServer) -> None:
