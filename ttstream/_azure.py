@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
@@ -69,6 +70,64 @@ _GIVE_ENDPOINT = (
     "pass azure_endpoint='https://<resource>.openai.azure.com' or set AZURE_OPENAI_ENDPOINT"
 )
 _GIVE_KEY = "pass api_key=..., set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=..."
+# Azure's deployment names: letters, digits, '-', '_' and '.', at most 64 of them; '.'
+# and '..' alone would be path steps, not a name.
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENDPOINT_ALLOWED = (
+    "an http(s) URL with a host and no user:password@, query or fragment, "
+    "e.g. 'https://<resource>.openai.azure.com'"
+)
+
+
+def _checked_endpoint(endpoint: str) -> str:
+    """``endpoint`` without its trailing ``/``, checked.
+
+    Raises:
+        ValidationError: not an http(s) URL with a host; with userinfo (shown redacted),
+            a query, a fragment, whitespace or control characters.
+    """
+    if not isinstance(endpoint, str):
+        raise ValidationError("azure_endpoint", type(endpoint).__name__, _ENDPOINT_ALLOWED)
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+    except ValueError:  # an unparsable host ("http://[::1")
+        raise ValidationError("azure_endpoint", endpoint, _ENDPOINT_ALLOWED) from None
+    if "@" in parts.netloc:  # user:password@: never echoed
+        host = parts.netloc.rpartition("@")[2]
+        shown = parts._replace(netloc=f"<userinfo hidden>@{host}").geturl()
+        raise ValidationError("azure_endpoint", shown, _ENDPOINT_ALLOWED)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "?" in endpoint  # a query or a fragment, even an empty one
+        or "#" in endpoint
+        or any(char.isspace() or not char.isprintable() for char in endpoint)
+    ):
+        raise ValidationError("azure_endpoint", endpoint, _ENDPOINT_ALLOWED)
+    return endpoint.rstrip("/")
+
+
+def _checked_deployment(deployment: str | None) -> str | None:
+    """``deployment``, checked to be one path segment of Azure's characters.
+
+    Raises:
+        ValidationError: not a str of 1 to 64 letters, digits, '-', '_' and '.', or '.'
+            or '..' alone.
+    """
+    if deployment is None:
+        return None
+    if (
+        not isinstance(deployment, str)
+        or not _DEPLOYMENT.fullmatch(deployment)
+        or deployment in (".", "..")
+    ):
+        raise ValidationError(
+            "azure_deployment",
+            deployment,
+            "None or the deployment's name: 1 to 64 ASCII letters, digits, '-', '_' "
+            "and '.' (not '.' or '..' alone)",
+        )
+    return deployment
 
 
 class AzureOptions(ConnectionOptions, total=False):
@@ -129,7 +188,10 @@ class AsyncAzureClient(AsyncClient):
     Raises:
         ValidationError: no endpoint, no key and no token provider, a deployment with
             no ``api_version``, a key with whitespace or non-ASCII characters (never
-            echoed), or an option of ``AsyncClient`` out of range.
+            echoed), an endpoint that is not an http(s) URL with a host and without
+            ``user:password@`` (never echoed), query or fragment, a deployment name other
+            than 1 to 64 letters, digits, ``-``, ``_`` and ``.`` (or ``.``/``..``), or an
+            option of ``AsyncClient`` out of range.
     """
 
     # The fields of ``azure`` (:class:`AzureTarget`, which says what each one is), read-only.
@@ -152,6 +214,8 @@ class AsyncAzureClient(AsyncClient):
         endpoint = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
         if not endpoint:
             raise ValidationError.missing("azure_endpoint", endpoint, _GIVE_ENDPOINT)
+        endpoint = _checked_endpoint(endpoint)
+        azure_deployment = _checked_deployment(azure_deployment)
         if azure_ad_token_provider is not None and not callable(azure_ad_token_provider):
             raise ValidationError(
                 "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
@@ -174,7 +238,7 @@ class AsyncAzureClient(AsyncClient):
                 "given with a deployment: pass api_version='2025-04-01-preview' (or "
                 "'v1' for the v1 surface) or set OPENAI_API_VERSION",
             )
-        self.azure = AzureTarget(endpoint.rstrip("/"), azure_deployment, api_version or "v1")
+        self.azure = AzureTarget(endpoint, azure_deployment, api_version or "v1")
         """The Azure endpoint, deployment and API version (one record: see
         :class:`AzureTarget`); also read as the attributes below."""
         super().__init__(

@@ -309,8 +309,11 @@ class ImageStream(AsyncResource):
         return event
 
     def _incomplete(self, what: str) -> IncompleteStreamError:
-        preview = (
-            "" if self.last_partial is None else f" (last preview: #{self.last_partial.index})"
+        last = self.last_partial
+        preview = (  # counted from 1 in words, as the CLI and the browser element count
+            ""
+            if last is None
+            else f" (last preview: preview {last.index + 1}, partial_image_index {last.index})"
         )
         return IncompleteStreamError(
             f"{what} {self._interpreter.incomplete()}{preview}: "

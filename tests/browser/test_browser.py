@@ -652,3 +652,47 @@ def test_an_svg_final_image_is_shown_but_linked_as_bytes_that_cannot_run(browser
     assert link.startswith("blob:")
     assert kind == "application/octet-stream"
     assert name == "image.svg"
+
+
+def test_the_end_event_comes_once_the_final_image_is_shown(browser: Any) -> None:
+    # `end` fired while the final image was still being decoded: stats.finalShown was
+    # false in an `end` listener, and the image appeared a moment later
+    import base64
+    import io
+
+    import anyio
+    from PIL import Image
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Mount, Route
+
+    from ttstream.sinks import SSERelay
+
+    png = io.BytesIO()
+    Image.new("RGB", (1536, 1024), (0, 120, 200)).save(png, "PNG")
+    final = ttstream.Completed(
+        b64_json=base64.b64encode(png.getvalue()).decode(), operation="generation"
+    )
+    relay = SSERelay()
+    page = (
+        '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
+        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>'
+        "<script>const p = document.getElementById('preview'); window.atEnd = null;"
+        "p.addEventListener('end', () => { window.atEnd = {"
+        "finalShown: p.stats.finalShown, finalSize: p.stats.finalSize,"
+        "download: !p.querySelector('.tts-download').hidden}; });</script>"
+    )
+
+    async def index(request: Any) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def fill() -> None:
+        await relay.send(final)
+        await relay.aclose()
+
+    anyio.run(fill)
+    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
+    with ServerThread(app) as server:
+        open_page(browser, server.url + "/", "desktop")
+        at_end = until(browser, "window.atEnd")
+    assert at_end == {"finalShown": True, "finalSize": "1536x1024", "download": True}

@@ -660,6 +660,12 @@ def test_a_cut_stream_says_after_which_preview_and_where_the_previews_are(
     if verbose:
         [line] = detail
         assert line.startswith("ttstream: detail: the connection broke (reading the stream from")
+        # the same preview as the error line (it said "#1" for "preview 2 of 3")
+        last = len(kept)
+        assert line.endswith(
+            f"(last preview: preview {last}, partial_image_index {last - 1}): "
+            "a stream that ends before its completed event is a failure"
+        )
     else:
         assert detail == []
 

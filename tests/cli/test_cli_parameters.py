@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from tests.support.paths import ROOT
 from ttstream import ValidationError, cli, params
 from ttstream.client import DEFAULT_MODEL
 from ttstream.params import EditParameters, GenerationParameters
@@ -90,3 +91,15 @@ def test_a_misspelt_parameter_name_is_refused_naming_the_allowed_ones() -> None:
         params.allowed_summary("sise")
     assert "size" in str(caught.value)
     assert "output_format" in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["generate", "edit"])
+def test_docs_cli_options_lists_every_option_of_the_help(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the Azure options were in --help and missing from the page
+    page = (ROOT / "docs" / "cli.md").read_text()
+    listed = page.split("## Options", 1)[1].split("\n## ", 1)[0]
+    shown = {name for name in options_in(help_of(command, capsys)) if not name.endswith("-")}
+    missing = shown - options_in(listed) - {"--help"}  # "--safety-" is a help line's wrap
+    assert not missing, f"docs/cli.md, Options, lacks {sorted(missing)}"

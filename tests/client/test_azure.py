@@ -280,6 +280,50 @@ def test_what_azure_needs_is_checked_at_construction(
     assert KEY not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"azure_deployment": ".."}, "azure_deployment"),  # was /openai/images/generations
+        ({"azure_deployment": "."}, "azure_deployment"),
+        ({"azure_deployment": ""}, "azure_deployment"),  # was /deployments//images
+        ({"azure_deployment": "dep\r\nx-evil: 1"}, "azure_deployment"),
+        ({"azure_deployment": "dép"}, "azure_deployment"),
+        ({"azure_deployment": "a/b"}, "azure_deployment"),
+        ({"azure_deployment": "d" * 65}, "azure_deployment"),
+        ({"endpoint": "https://r.openai.azure.com/?x=1"}, "azure_endpoint"),
+        ({"endpoint": "https://r.openai.azure.com#top"}, "azure_endpoint"),
+        ({"endpoint": "ftp://r.openai.azure.com"}, "azure_endpoint"),
+        ({"endpoint": "not a url"}, "azure_endpoint"),
+        ({"endpoint": "https://"}, "azure_endpoint"),
+        ({"endpoint": "https://r.openai.azure.com\r\n"}, "azure_endpoint"),
+        ({"endpoint": "http://[::1"}, "azure_endpoint"),
+    ],
+)
+def test_the_endpoint_and_deployment_are_checked_at_construction(
+    options: dict[str, object], param: str
+) -> None:
+    settings = {"endpoint": "https://r.openai.azure.com", "azure_deployment": "d", **options}
+    with pytest.raises(ttstream.ValidationError) as caught:
+        azure_client(**settings)  # type: ignore[arg-type]
+    assert caught.value.param == param
+
+
+def test_an_endpoint_with_a_password_is_refused_without_showing_it() -> None:
+    # it was kept: repr(client) showed the password, and every request raised ValueError
+    with pytest.raises(ttstream.ValidationError, match="userinfo hidden") as caught:
+        azure_client("https://user:hunter2pass@r.openai.azure.com")
+    assert "hunter2pass" not in str(caught.value)
+    assert "hunter2pass" not in repr(caught.value.value)
+
+
+def test_deployment_names_of_azures_characters_are_taken() -> None:
+    client = azure_client("https://r.openai.azure.com/", azure_deployment="My_img-2.0")
+    assert client.endpoint_url("images/generations") == (
+        "https://r.openai.azure.com/openai/deployments/My_img-2.0/images/generations"
+        f"?api-version={VERSION}"
+    )
+
+
 def test_the_sync_azure_client_streams(azure: EmulatorServer, anyio_backend: str) -> None:
     with ttstream.AzureClient(
         KEY,

@@ -114,6 +114,13 @@ def test_the_sinks_example_runs_offline(tmp_path: Path) -> None:
     assert sum("-partial-" in name for name in names) == 3
 
 
+def test_the_azure_emulator_example_runs_offline(tmp_path: Path) -> None:
+    # docs/azure.md's block lacked `import ttstream` (a NameError) and no test ran it
+    result = run_offline(block_with("EmulatorServer(azure=True)"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["PartialImage", "Completed"]
+
+
 def test_the_responses_example_runs_offline(tmp_path: Path) -> None:
     result = run_offline(block_with("client.responses.stream("), tmp_path)
     assert result.returncode == 0, result.stderr

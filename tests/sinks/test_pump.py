@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 from PIL import Image
 
@@ -191,6 +193,27 @@ async def test_bad_policy_and_buffer_are_refused() -> None:
         await pump(Source(), Recorder(), buffer=0)
     with pytest.raises(ValidationError, match=r"buffer=True .*an int >= 1 \(items\)"):
         await pump(Source(), Recorder(), buffer=True)  # a bool is no count (require_int)
+
+
+@pytest.mark.parametrize(
+    ("bad", "allowed"),
+    [
+        (FileSink, r"sinks\[1\]=.*not a class: pass FileSink\(\.\.\.\)"),
+        (object(), r"sinks\[1\]=.*async send\(item\) and aclose\(\)"),
+    ],
+)
+async def test_a_bad_sink_is_refused_before_the_generation_starts(
+    emulator: EmulatorServer, bad: object, allowed: str
+) -> None:
+    # a class or an object was found out only after the whole (billed) generation ran
+    spec = f"key={uuid.uuid4()}"
+    http = httpx2.AsyncClient(headers={"X-Emulator-Fault": spec})
+    async with AsyncClient("k", base_url=emulator.base_url, http_client=http) as client:
+        with pytest.raises(ValidationError, match=allowed):
+            await pump(client.generate("a kite", size="64x48"), Recorder(), bad)  # type: ignore[arg-type]
+        assert emulator.stream_stats.requests(spec) == 0
+        await pump(client.generate("a kite", size="64x48"), Recorder())
+        assert emulator.stream_stats.requests(spec) == 1  # the counter does count
 
 
 async def test_object_stream_sink_feeds_an_anyio_pipeline() -> None:

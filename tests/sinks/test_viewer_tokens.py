@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -76,3 +77,35 @@ async def test_authorize_sync_or_async_must_say_true() -> None:
     assert not await viewer_allowed(_scope(), "bob/1", authorize=only_alice, token_secret=None)
     assert not await viewer_allowed(_scope(), "x", authorize=lambda s, k: 1, token_secret=None)
     assert await viewer_allowed(_scope(), "x", authorize=None, token_secret=None)
+
+
+def _sse_relay(**gate: object) -> object:
+    from ttstream.sinks import SSERelay
+
+    return SSERelay(job_key="j", **gate)  # type: ignore[arg-type]
+
+
+def _redis_relay(**gate: object) -> object:
+    coredis = pytest.importorskip("coredis")
+    from ttstream.redis import RedisRelay
+
+    # made, never entered: the settings are checked before any server is needed
+    return RedisRelay(coredis.Redis(decode_responses=False), **gate)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("make", [_sse_relay, _redis_relay])
+@pytest.mark.parametrize("secret", ["0123456789abcdef0123", b"short", 16])
+def test_a_relay_refuses_a_bad_token_secret_when_it_is_made(
+    make: Callable[..., object], secret: object
+) -> None:
+    # the check ran at the first viewer: every viewer got a 500 while the generation ran
+    with pytest.raises(ValidationError, match=r"token_secret.*at least 16") as raised:
+        make(token_secret=secret)
+    assert "0123456789abcdef0123" not in str(raised.value)  # a secret is never shown
+
+
+@pytest.mark.parametrize("make", [_sse_relay, _redis_relay])
+def test_a_relay_refuses_an_authorize_that_is_not_callable(make: Callable[..., object]) -> None:
+    with pytest.raises(ValidationError, match=r"authorize.*callable"):
+        make(authorize="yes")
+    make(authorize=lambda scope, key: True, token_secret=bytearray(SECRET))

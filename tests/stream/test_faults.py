@@ -117,6 +117,7 @@ async def test_a_clean_end_before_the_completed_event_is_an_incomplete_stream(
         await consume(server, spec, seen)
     assert indexes(seen) == [0, 1]
     assert caught.value.last_partial == seen[-1]
+    assert "(last preview: preview 2, partial_image_index 1)" in str(caught.value)
     assert caught.value.__cause__ is None
     assert server.stream_stats.requests(spec) == 1
 

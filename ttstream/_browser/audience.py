@@ -12,19 +12,38 @@ from typing import Any
 import anyio
 import attrs
 
+from .._exceptions import ValidationError
 from .frames import Receive, ViewerGuard
-from .viewers import Authorize, viewer_allowed
+from .viewers import Authorize, check_secret, viewer_allowed
 
 __all__ = ["ViewerCounts", "ViewerGate"]
+
+
+def _authorize(value: object) -> Authorize | None:
+    if value is not None and not callable(value):
+        raise ValidationError(
+            "authorize", value, "None or a callable authorize(scope, job_key) -> bool"
+        )
+    return value
+
+
+def _token_secret(value: object) -> bytes | None:
+    return None if value is None else check_secret(value, "token_secret")
 
 
 @attrs.frozen
 class ViewerGate:
     """The viewer check of one relay: an ``authorize`` callback and a ``token_secret``
-    (never in the repr), either or both ``None``."""
+    (never in the repr), either or both ``None``; both checked when the gate is made, so
+    a relay refuses them at construction rather than at its first viewer.
 
-    authorize: Authorize | None = None
-    token_secret: bytes | None = attrs.field(default=None, repr=False)
+    Raises:
+        ValidationError: ``authorize`` not callable; ``token_secret`` not bytes of at
+            least 16 (the value is never shown).
+    """
+
+    authorize: Authorize | None = attrs.field(default=None, converter=_authorize)
+    token_secret: bytes | None = attrs.field(default=None, repr=False, converter=_token_secret)
 
     async def allows(self, scope: MutableMapping[str, Any], job_key: str) -> bool:
         """:func:`~ttstream._browser.viewers.viewer_allowed` with this gate's parts."""

@@ -24,6 +24,7 @@ from .._exceptions import ValidationError
 __all__ = [
     "FORBIDDEN",
     "Authorize",
+    "check_secret",
     "sign_viewer_token",
     "verify_viewer_token",
     "viewer_allowed",
@@ -45,12 +46,15 @@ def _signature(job_key: str, expiry: str, secret: bytes) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def _check_secret(secret: object) -> bytes:
+def check_secret(secret: object, param: str = "secret") -> bytes:
+    """``secret`` as ``bytes``, checked: bytes (or a bytearray) of at least 16.
+
+    Raises:
+        ValidationError: anything else, named ``param``; the value is never shown.
+    """
     if not isinstance(secret, (bytes, bytearray)) or len(secret) < 16:
         # the value is never echoed: it is a secret
-        raise ValidationError(
-            "secret", "<hidden>", "bytes, at least 16 of them (32 random is usual)"
-        )
+        raise ValidationError(param, "<hidden>", "bytes, at least 16 of them (32 random is usual)")
     return bytes(secret)
 
 
@@ -69,7 +73,7 @@ def sign_viewer_token(job_key: str, *, secret: bytes, ttl: float = 3600.0) -> st
         ValidationError: a secret that is not bytes or shorter than 16, a ttl that is not a
             finite positive number, a key that is not a string.
     """
-    key = _check_secret(secret)
+    key = check_secret(secret)
     if not isinstance(job_key, str):
         raise ValidationError("job_key", type(job_key).__name__, "a str")
     seconds = require_seconds("ttl", ttl)
@@ -89,7 +93,7 @@ def verify_viewer_token(
     Raises:
         ValidationError: a secret that is not bytes or shorter than 16.
     """
-    key = _check_secret(secret)
+    key = check_secret(secret)
     if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
         return False
     expiry, dot, signature = token.partition(".")

@@ -183,7 +183,8 @@ class RedisRelay:
         outage: seconds a Redis failure is ridden out while a response runs (> 0).
 
     Raises:
-        ValidationError: a setting out of range, or a client that decodes responses.
+        ValidationError: a setting out of range, ``token_secret`` not bytes of at least
+            16, ``authorize`` not callable, or a client that decodes responses.
     """
 
     def __init__(
@@ -219,15 +220,11 @@ class RedisRelay:
             ("outage", outage),
         ):
             validate_seconds(name, value)
-        if token_secret is not None and (
-            not isinstance(token_secret, (bytes, bytearray)) or len(token_secret) < 16
-        ):
-            raise ValidationError("token_secret", "<hidden>", "bytes, at least 16 of them")
         check_client(redis)
         self.redis = redis
         self.prefix = prefix
         self.claims = claims
-        self._gate = ViewerGate(authorize, None if token_secret is None else bytes(token_secret))
+        self._gate = ViewerGate(authorize, token_secret)
         self.retry = retry
         self.keepalive = keepalive
         self.send_timeout = send_timeout

@@ -204,7 +204,10 @@ async def pump(
         buffer: items each sink's buffer holds under ``"block"`` (at least 1).
 
     Raises:
-        ValidationError: an unknown ``policy``, or a ``buffer`` that is no int >= 1.
+        ValidationError: a sink that is not a :class:`~ttstream.sinks.Sink` instance (a
+            class, an object without ``send`` and ``aclose``), an unknown ``policy``, or
+            a ``buffer`` that is no int >= 1; all checked before the stream is read, so
+            no request is made.
         SinkError: a sink raised in ``send``, ``fail`` or ``aclose``, once the stream
             has ended (or as soon as every sink is detached); or a sink was still busy
             when the stream's deadline passed (its failure is a ``TimeoutError``).
@@ -212,6 +215,8 @@ async def pump(
         TTStreamError: the stream's own error, after every sink got the items before it
             and was closed (it takes precedence over sink failures).
     """
+    for index, sink in enumerate(sinks):
+        _check_sink(index, sink)
     if policy not in ("block", "latest"):
         raise ValidationError("policy", policy, "'block' or 'latest'")
     require_int("buffer", buffer, 1, "items")
@@ -269,6 +274,21 @@ async def pump(
     if failures:
         raise SinkError(failures) from failures[0][1]
     return completed
+
+
+def _check_sink(index: int, sink: object) -> None:
+    """Refuses what cannot be a sink before the stream starts (and is billed): a class
+    (it has ``send`` and ``aclose`` too, as functions) or an object without them."""
+    if isinstance(sink, type):
+        raise ValidationError(
+            f"sinks[{index}]", sink, f"a sink instance, not a class: pass {sink.__name__}(...)"
+        )
+    if not isinstance(sink, Sink):
+        raise ValidationError(
+            f"sinks[{index}]",
+            sink,
+            "a sink: an instance with async send(item) and aclose() (ttstream.sinks.Sink)",
+        )
 
 
 def _is_deadline(error: Exception) -> bool:

@@ -134,8 +134,9 @@ class SSERelay:
 
     Raises:
         ValidationError: ``replay`` below 1, ``retry`` below 0, ``keepalive`` or
-            ``send_timeout`` not a positive number of seconds, ``token_secret`` without
-            ``job_key``. (A ``ValueError`` too.)
+            ``send_timeout`` not a positive number of seconds, ``token_secret`` not bytes
+            of at least 16 or without ``job_key``, ``authorize`` not callable. (A
+            ``ValueError`` too.)
         ClosedError: from ``send``: the relay has already ended (also a ``RuntimeError``).
     """
 

@@ -577,13 +577,18 @@ export class TTStreamPreview extends HTMLElement {
     this._setStatus("Waiting for the first preview");
     this._cancelButton.hidden = this.hasAttribute("nocancel");
     this._cancelButton.disabled = false;
-    const relay = (type, handler) => live.addEventListener(type, (event) => {
+    // `after()`: what must be done before the event is handled and told (a promise).
+    const relay = (type, handler, after = null) => live.addEventListener(type, async (event) => {
+      if (after) await after();
       if (mine !== this._run) return;
       handler(event.detail);
       this.dispatchEvent(new CustomEvent(type, { detail: event.detail }));
     });
+    // The final images are shown (decoded, stats and download link set) before `end`
+    // is told, so that an `end` listener sees them on screen.
+    let finals = Promise.resolve();
     relay("preview", (data) => this._preview(data));
-    relay("completed", (data) => this._completed(data));
+    relay("completed", (data) => { finals = Promise.allSettled([finals, this._completed(data)]); });
     relay("reconnecting", (data) => this._reconnecting(data));
     relay("reconnected", () => {
       this.stats.reconnects += 1;
@@ -598,7 +603,7 @@ export class TTStreamPreview extends HTMLElement {
       }
       this._fail(data.connection ? "Connection lost" : "The generation failed", data.message);
     });
-    relay("end", (data) => this._ended(data));
+    relay("end", (data) => this._ended(data), () => finals);
   }
 
   _arrived() {
