@@ -206,13 +206,23 @@ class _Job:
     batch: Batch
     earlier_attempts: int = 0
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
+    # A background response's id and the sequence_number to resume after: what a retry
+    # reads on (journaled too), never a new request once the response exists.
+    response_id: str | None = None
+    resume_after: int | None = None
     attempts: int = 0
     resumed: bool = False
     progress: _Progress = attrs.Factory(_Progress)
 
     def new_stream(self) -> ImageStream:
+        """The stream of the next attempt: the one made at ``add`` first; then, for a
+        background response that exists, its resume; else a new request."""
         stream, self.stream = self.stream, None
-        return stream if stream is not None else self.make()
+        if stream is not None:
+            return stream
+        if self.resume is not None and self.response_id is not None:
+            return self.resume(self.response_id, self.resume_after)
+        return self.make()
 
 
 def _utf8_size(key: str) -> int | None:
@@ -594,7 +604,8 @@ class Batch:
                 job.resumed = row.state == "running"
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
-                    job.stream = job.resume(row.response_id, row.sequence_number)
+                    job.stream = None
+                    job.response_id, job.resume_after = row.response_id, row.sequence_number
             await limiter.acquire_on_behalf_of(job)
             try:
                 await self._pacing.pace(job.images)
@@ -704,8 +715,7 @@ class Batch:
                         if isinstance(item, PartialImage):
                             if progress.first_preview_at is None:
                                 progress.first_preview_at = anyio.current_time()
-                            if job.resume is not None:  # journaled before it is shown
-                                await self._progress(job, stream)
+                            await self._progress(job, stream)  # journaled before shown
                             progress.previews += 1
                             progress.latest_preview = item.index
                         elif isinstance(item, Completed):
@@ -716,17 +726,23 @@ class Batch:
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
+                if job.resume is not None and isinstance(stream, ResponseStream):
+                    # it exists once it has an id: the retry resumes it (new_stream)
+                    job.response_id = job.response_id or stream.response_id
                 await self._pacing.pace(job.images)
                 continue
             return events
 
     async def _progress(self, job: _Job, stream: ImageStream) -> None:
-        """Journals a background response's id and the sequence number of its last
-        preview (not of a final image: a resume must deliver the final again)."""
-        if self._journal is None or not isinstance(stream, ResponseStream):
+        """Keeps, and journals, a background response's id and the sequence number of its
+        last preview (not of a final image: a resume must deliver the final again)."""
+        if job.resume is None or not isinstance(stream, ResponseStream):
             return
         response_id, number = stream.response_id, stream.last_sequence_number
-        if response_id is not None and number is not None:
+        if response_id is None or number is None:
+            return
+        job.response_id, job.resume_after = response_id, number
+        if self._journal is not None:
             # shielded: a cancellation arriving now still leaves the resume point written
             with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
                 await self._journal.progress(

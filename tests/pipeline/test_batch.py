@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -365,6 +365,23 @@ def slow_emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
+async def _stop_after_previews(
+    client: ttstream.AsyncClient,
+    journal: Path,
+    add: Callable[[ttstream.Batch], object],
+    previews: int,
+) -> None:
+    """Runs a batch of the jobs ``add`` adds until one has shown ``previews`` previews
+    (at most 10 s), then stops it, as a crash would."""
+    with anyio.CancelScope() as scope:
+        async with client.batch(journal=journal) as batch:
+            add(batch)
+            for _ in range(1000):
+                if any(job.previews >= previews for job in batch.running()):
+                    scope.cancel()
+                await anyio.sleep(0.01)
+
+
 async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     slow_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
@@ -376,13 +393,7 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
 
     before = slow_emulator.stream_stats.generations
     async with _client(slow_emulator) as client:
-        with anyio.CancelScope() as scope:
-            async with client.batch(journal=journal) as batch:
-                add(batch)
-                for _ in range(1000):  # until the first preview (at most 10 s), then stop
-                    if any(job.previews for job in batch.running()):
-                        scope.cancel()
-                    await anyio.sleep(0.01)
+        await _stop_after_previews(client, journal, add, 1)
     with sqlite3.connect(journal) as db:
         ((state, response_id, number),) = db.execute(
             "SELECT state, response_id, sequence_number FROM jobs"
@@ -398,6 +409,50 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     assert [type(e).__name__ for e in result.events] == ["Completed"]
     assert result.events[0].response_id == response_id
     assert slow_emulator.stream_stats.generations - before == 1  # one image, paid once
+
+
+async def test_a_rerun_whose_resume_is_rate_limited_resumes_again_never_posts(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+
+    def add(batch: ttstream.Batch) -> None:
+        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+
+    before = slow_emulator.stream_stats.generations
+    async with _client(slow_emulator) as client:
+        await _stop_after_previews(client, journal, add, 1)
+    spec = f"status=429;retry-after-ms=0;times=1;key={uuid.uuid4()}"  # the resume: 429
+    async with (
+        _client(slow_emulator, spec, max_retries=0) as client,
+        client.batch(journal=journal) as batch,
+    ):
+        add(batch)
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert slow_emulator.stream_stats.requests(spec) == 2  # the GET refused, the GET again
+    assert len(result.events) == 1
+    assert slow_emulator.stream_stats.generations - before == 1  # paid once
+
+
+async def test_a_cut_response_whose_resume_is_rate_limited_is_resumed_not_paid_again(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+    # the POST cut after its first preview, the resume refused once, then served
+    spec = f"drop-after=4;resume-status=429;retry-after-ms=0;times=2;key={uuid.uuid4()}"
+    before = ttstream_emulator.stream_stats.generations
+    async with (
+        _client(ttstream_emulator, spec, max_retries=0) as client,
+        client.batch() as batch,
+    ):
+        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert len(result.events) == 1
+    assert ttstream_emulator.stream_stats.requests(spec) == 3  # POST, GET (429), GET
+    assert ttstream_emulator.stream_stats.generations - before == 1  # paid once
 
 
 CRASHING_RUN = """
