@@ -436,9 +436,10 @@ class Batch:
         """Adds a Responses API job: the arguments of ``client.responses.stream``
         (``model``, ``input``, ``tools``, ``background``, ...) plus ``key``. Returns the
         key. With ``background=True`` and a journal, the response id and the sequence
-        number of the last preview are journaled, and a rerun finds the job in flight
-        resumes it (``client.responses.resume(id, starting_after=n)``) instead of paying
-        for a new generation (docs/batch.md, "The journal")."""
+        number of the last preview before the first final image are journaled, and a
+        rerun that finds the job in flight resumes it
+        (``client.responses.resume(id, starting_after=n)``) instead of paying for a new
+        generation (docs/batch.md, "The journal")."""
         responses = self._client.responses
         make = functools.partial(responses.stream, input=input, **options)
         described = {"operation": "response", **_described(options), "input": input}
@@ -715,7 +716,8 @@ class Batch:
                         if isinstance(item, PartialImage):
                             if progress.first_preview_at is None:
                                 progress.first_preview_at = anyio.current_time()
-                            await self._progress(job, stream)  # journaled before shown
+                            if not events:  # journaled before it is shown
+                                await self._progress(job, stream)
                             progress.previews += 1
                             progress.latest_preview = item.index
                         elif isinstance(item, Completed):
@@ -734,8 +736,9 @@ class Batch:
             return events
 
     async def _progress(self, job: _Job, stream: ImageStream) -> None:
-        """Keeps, and journals, a background response's id and the sequence number of its
-        last preview (not of a final image: a resume must deliver the final again)."""
+        """Keeps, and journals, a background response's id and the sequence number of a
+        preview before its first final image (called only then): a resume must deliver
+        every final image again, as none is written before the job ends."""
         if job.resume is None or not isinstance(stream, ResponseStream):
             return
         response_id, number = stream.response_id, stream.last_sequence_number

@@ -3,11 +3,14 @@ against the emulator over loopback."""
 
 from __future__ import annotations
 
+import base64
 import decimal
+import json
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import httpx2
 import pytest
 
 import ttstream
+from tests.support.scripted_server import Answer, Request, ScriptedServer
 from ttstream.client import DEFAULT_TIMEOUT
 from ttstream.emulator import EmulatorServer
 from ttstream.testing import EMULATOR_KEY
@@ -453,6 +457,61 @@ async def test_a_cut_response_whose_resume_is_rate_limited_is_resumed_not_paid_a
     assert len(result.events) == 1
     assert ttstream_emulator.stream_stats.requests(spec) == 3  # POST, GET (429), GET
     assert ttstream_emulator.stream_stats.generations - before == 1  # paid once
+
+
+def _two_images(after: int) -> Answer:
+    """A background response of two image items, its events after ``after``: ig_1 done
+    at 3, a preview of ig_2 at 5, ig_2 done at 6, the response completed at 7."""
+    image = base64.b64encode(b"image").decode()
+    created = {"id": "resp_A", "object": "response", "status": "in_progress", "output": []}
+    done = [{"type": "image_generation_call", "id": f"ig_{i}", "status": "completed",
+             "result": image} for i in (1, 2)]  # fmt: skip
+    events: list[dict[str, object]] = [
+        {"type": "response.created", "response": created},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**done[0], "status": "in_progress", "result": None}},
+        {"type": "response.image_generation_call.partial_image", "item_id": "ig_1",
+         "output_index": 0, "partial_image_index": 0, "partial_image_b64": image},
+        {"type": "response.output_item.done", "output_index": 0, "item": done[0]},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {**done[1], "status": "in_progress", "result": None}},
+        {"type": "response.image_generation_call.partial_image", "item_id": "ig_2",
+         "output_index": 1, "partial_image_index": 0, "partial_image_b64": image},
+        {"type": "response.output_item.done", "output_index": 1, "item": done[1]},
+        {"type": "response.completed",
+         "response": {**created, "status": "completed", "output": done}},
+    ]  # fmt: skip
+    frames = [
+        f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': number})}\n\n"
+        for number, event in enumerate(events)
+    ]
+    if after < 0:  # the first run: up to the preview of ig_2, then nothing more
+        return Answer([frame.encode() for frame in frames[:6]], end="hang")
+    return Answer([frame.encode() for frame in frames[after + 1 :]])
+
+
+async def test_a_resumed_response_delivers_the_images_finished_before_the_stop(
+    tmp_path: Path,
+) -> None:
+    journal, out = tmp_path / "run.sqlite", tmp_path / "out"
+
+    def answer(request: Request) -> Answer:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        return _two_images(int(query.get("starting_after", ["-1"])[0]))
+
+    def add(batch: ttstream.Batch) -> None:
+        batch.respond("two kites", model="gpt-5", background=True, key="kites")
+
+    with ScriptedServer(answer) as server:
+        async with ttstream.AsyncClient(EMULATOR_KEY, base_url=server.url) as client:
+            await _stop_after_previews(client, journal, add, 2)  # ig_1 done, ig_2 shown
+            async with client.batch(journal=journal, out=out) as batch:
+                add(batch)
+                (result,) = [r async for r in batch]
+        assert [request.method for request in server.requests] == ["POST", "GET"]
+    assert result.ok, result.error
+    assert [event.item_id for event in result.events] == ["ig_1", "ig_2"]
+    assert sorted(path.name for path in out.iterdir()) == ["kites-2.png", "kites.png"]
 
 
 CRASHING_RUN = """
