@@ -129,7 +129,8 @@ class JobResult:
         events: the final images (``Completed``, one per image) when it succeeded;
             empty for a job found done in the journal (its files are in ``paths``).
         error: the error when it failed (a :class:`~ttstream.TTStreamError`, or an
-            ``OSError`` writing its files), else ``None``.
+            ``OSError`` writing its files or reading an input file removed since it was
+            added), else ``None``.
         attempts: HTTP requests sent for it (retries and reconnections included), in
             this run and the earlier ones the journal remembers.
         usage: token counts summed over its images (``input_tokens``,
@@ -251,6 +252,15 @@ def _check_key(key: str) -> str:
             "job's files, whose names have at most 255 bytes)",
         )
     return key
+
+
+def _check_readable(param: str, value: object) -> None:
+    """A path input of an edit must name a readable file when the job is added, so that
+    a mistake is refused then, not reported as a failed job (it is read at its start)."""
+    if isinstance(value, str | os.PathLike) and not (
+        os.path.isfile(value) and os.access(value, os.R_OK)
+    ):
+        raise ValidationError(param, os.fspath(value), "a path of a readable file")
 
 
 @attrs.define
@@ -413,10 +423,17 @@ class Batch:
         """Adds an edit: the arguments of ``client.edit`` (``images``, ``mask``,
         ``model``, ...) plus ``key``. Returns the key. Input files are read when the job
         starts; the journal's parameter hash covers their paths (or bytes), not their
-        content."""
+        content.
+
+        Raises:
+            ValidationError: as :meth:`add`, and a path in ``images`` or ``mask`` that is
+                not a readable file now.
+        """
         make = functools.partial(self._client.edit, prompt, **options)
         images = options["images"]
         inputs = list(images) if isinstance(images, list | tuple) else [images]
+        for param, value in [*(("images", i) for i in inputs), ("mask", options.get("mask"))]:
+            _check_readable(param, value)
         described = {
             "operation": "edit",
             "prompt": prompt,

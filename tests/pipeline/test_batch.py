@@ -110,6 +110,19 @@ async def test_a_bad_parameter_is_refused_when_added(ttstream_emulator: Emulator
         assert [r.key async for r in batch] == ["k"]
 
 
+async def test_an_edit_of_a_file_that_cannot_be_read_is_refused_when_added(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.png"
+    async with _client(ttstream_emulator) as client, client.batch() as batch:
+        with pytest.raises(ttstream.ValidationError, match=r"missing\.png") as raised:
+            batch.edit("x", images=[missing], key="e")
+        assert raised.value.param == "images"
+        with pytest.raises(ttstream.ValidationError, match="mask="):
+            batch.edit("x", images=[b"image"], mask=str(tmp_path), key="e")  # a directory
+        assert [r async for r in batch] == []
+
+
 async def test_options_are_checked() -> None:
     client = ttstream.AsyncClient(EMULATOR_KEY, base_url="http://127.0.0.1:9/v1")
     async with client:
