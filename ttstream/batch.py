@@ -209,8 +209,7 @@ class _Job:
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
     # A background response's id and the sequence_number to resume after: what a retry
     # reads on (journaled too), never a new request once the response exists.
-    response_id: str | None = None
-    resume_after: int | None = None
+    resume_point: tuple[str, int | None] | None = None
     attempts: int = 0
     resumed: bool = False
     progress: _Progress = attrs.Factory(_Progress)
@@ -221,8 +220,8 @@ class _Job:
         stream, self.stream = self.stream, None
         if stream is not None:
             return stream
-        if self.resume is not None and self.response_id is not None:
-            return self.resume(self.response_id, self.resume_after)
+        if self.resume is not None and self.resume_point is not None:
+            return self.resume(*self.resume_point)
         return self.make()
 
 
@@ -623,7 +622,7 @@ class Batch:
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
                     job.stream = None
-                    job.response_id, job.resume_after = row.response_id, row.sequence_number
+                    job.resume_point = (row.response_id, row.sequence_number)
             await limiter.acquire_on_behalf_of(job)
             try:
                 await self._pacing.pace(job.images)
@@ -745,9 +744,10 @@ class Batch:
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
-                if job.resume is not None and isinstance(stream, ResponseStream):
+                if job.resume_point is None and isinstance(stream, ResponseStream):
                     # it exists once it has an id: the retry resumes it (new_stream)
-                    job.response_id = job.response_id or stream.response_id
+                    response_id = stream.response_id
+                    job.resume_point = None if response_id is None else (response_id, None)
                 await self._pacing.pace(job.images)
                 continue
             return events
@@ -761,7 +761,7 @@ class Batch:
         response_id, number = stream.response_id, stream.last_sequence_number
         if response_id is None or number is None:
             return
-        job.response_id, job.resume_after = response_id, number
+        job.resume_point = (response_id, number)
         if self._journal is not None:
             # shielded: a cancellation arriving now still leaves the resume point written
             with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
