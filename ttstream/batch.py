@@ -276,8 +276,9 @@ class _Queue:
 
 
 @attrs.define
-class _Tally:
-    """The counters of one run (the properties of :class:`Batch` of the same names)."""
+class Tally:
+    """Counters of jobs' results: a batch's of one run (the properties of :class:`Batch`
+    of the same names); ``ttstream batch`` also sums those done in earlier runs."""
 
     done: int = 0
     failed: int = 0
@@ -346,7 +347,7 @@ class Batch:
         self._send: Any = None
         self._receive: Any = None
         self._hooks: tuple[Any, Any] | None = None
-        self._tally = _Tally()
+        self._tally = Tally()
 
     def __repr__(self) -> str:
         return (
