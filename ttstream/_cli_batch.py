@@ -13,15 +13,18 @@ where the last one stopped: done jobs are not sent again.
 
 On a terminal a live ``rich`` display shows an overall bar (done, failed, in flight,
 ETA) and a line per running job with its latest preview; elsewhere one plain line per
-finished job. A summary follows: done, failed with their reasons, images, tokens,
-estimated cost, time. Exit status 0 only when every job succeeded (now or before), 1
-when any failed, 2 for a mistake in the command line or the JOBS file, 130 after Ctrl-C.
+finished job. A summary follows: done, failed with their reasons, images, tokens and
+estimated cost (of every job done, earlier runs included), time. Exit status 0 only
+when every job succeeded (now or before), 1 when any failed, 2 for a mistake in the
+command line or the JOBS file (its form checked before anything starts), 130 after
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import decimal
+import difflib
 import re
 import sys
 import time
@@ -36,13 +39,14 @@ from ._cli_output import clean, terminal_console
 from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
 from ._json import NestedTooDeeply, loads
-from .batch import Batch, JobResult
+from ._options import EditOptions, GenerateOptions
+from .batch import Batch, JobResult, Tally
 from .client import AsyncClient
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-__all__ = ["JOURNAL_NAME", "JobsFileError", "add_parser", "read_jobs", "run"]
+__all__ = ["JOURNAL_NAME", "JobsFileError", "add_parser", "check", "read_jobs", "run"]
 
 JOURNAL_NAME = ".ttstream-journal.sqlite"
 """The journal's file name inside ``--out`` unless ``--journal`` names another."""
@@ -50,6 +54,10 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that did not decode (surrogat
 _MAX_LINE = 1024 * 1024  # characters of one JOBS line
 _REFRESH = 0.25  # seconds between redraws of the live display
 _MAX_SHOWN_RUNNING = 12  # lines of running jobs on the live display
+_FIELDS = {  # a JOBS line's fields besides prompt and key, with --edit and without
+    edit: sorted(options.__required_keys__ | options.__optional_keys__)
+    for edit, options in ((True, EditOptions), (False, GenerateOptions))
+}
 
 
 class JobsFileError(Exception):
@@ -107,7 +115,8 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
 
     Raises:
         JobsFileError: a line that is not a JSON object, has no ``prompt``, repeats a
-            key, or names (or lacks) input files against ``edit``.
+            key, has a field that is no parameter, or names (or lacks) input files
+            against ``edit``.
         OSError: the file cannot be read.
     """
     jobs: list[JobLine] = []
@@ -159,8 +168,22 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
                     obj["mask"] = str(base / obj["mask"])
             elif "images" in obj or "mask" in obj:
                 raise JobsFileError(f'{where}: "images" and "mask" need --edit')
+            _check_fields(obj, where, edit=edit)
             jobs.append(JobLine(number, key, prompt, obj))
     return jobs
+
+
+def _check_fields(obj: dict[str, Any], where: str, *, edit: bool) -> None:
+    """Refuses a field that is no parameter of the job, naming the nearest one."""
+    allowed = _FIELDS[edit]
+    for name in obj:
+        if name not in allowed:
+            near = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise JobsFileError(
+                f"{where}: unknown field {clean(name, 100)!r}{hint}; the fields are prompt, "
+                f"key, {', '.join(allowed)}"
+            )
 
 
 def _add(batch: Batch, job: JobLine, *, edit: bool, jobs_name: str) -> None:
@@ -190,6 +213,7 @@ class _Display:
         self.started = time.monotonic()
         self.finished = 0  # results taken in
         self.ran = 0  # results of jobs run in this run (for the ETA)
+        self.succeeded = Tally()  # every job that succeeded, in earlier runs too
         self._live: Any = None
         self._bar: Any = None
         self._task: Any = None
@@ -226,6 +250,8 @@ class _Display:
 
     def result(self, result: JobResult, describe: Callable[[BaseException], str]) -> None:
         self.finished += 1
+        if result.ok:
+            self.succeeded.succeeded(result)
         seconds = time.monotonic() - self.started
         if result.from_journal:
             self.line(f"[{seconds:6.1f}s] already done  {result.key}", "dim")
@@ -270,8 +296,8 @@ class _Display:
         if self._live is not None:
             self._live.stop()
         seconds = time.monotonic() - self.started
-        tokens = batch.tokens.get("total_tokens", 0)
-        cost = _money(batch.cost, batch.unpriced)
+        tokens = self.succeeded.tokens.get("total_tokens", 0)
+        cost = _money(self.succeeded.cost, self.succeeded.unpriced)
         rows = [
             (
                 "done",
@@ -365,25 +391,33 @@ def _check_options(args: argparse.Namespace) -> None:
             raise JobsFileError(f"--{name.replace('_', '-')} must be more than 0")
 
 
+def check(args: argparse.Namespace) -> list[JobLine]:
+    """The options and the JOBS file checked, before anything starts (the emulator, a
+    client): the jobs.
+
+    Raises:
+        JobsFileError: a mistake in an option or the JOBS file (exit status 2).
+        OSError: the JOBS file cannot be read.
+    """
+    _check_options(args)
+    return read_jobs(Path(args.jobs), edit=args.edit)
+
+
 def run(
     args: argparse.Namespace,
+    jobs: Sequence[JobLine],
     api_key: str | None,
     base_url: str | None,
     secrets: Sequence[str],
     describe: Callable[[BaseException], str],
 ) -> int:
-    """Runs ``ttstream batch``; returns the exit status (0 only if every job succeeded).
+    """Runs ``ttstream batch`` on the ``jobs`` of :func:`check`; returns the exit
+    status (0 only if every job succeeded).
 
     Raises:
         TTStreamError, OSError: the client, the journal or the files failed as a whole
             (the caller prints one line; exit status 1); KeyboardInterrupt (130).
     """
-    try:
-        _check_options(args)
-        jobs = read_jobs(Path(args.jobs), edit=args.edit)
-    except JobsFileError as exc:
-        print(f"ttstream: error: {clean(exc, 1000, secrets=secrets)}", file=sys.stderr)
-        return 2
     try:
         client = AsyncClient(api_key, base_url=base_url)
     except TTStreamError as exc:

@@ -129,7 +129,8 @@ class JobResult:
         events: the final images (``Completed``, one per image) when it succeeded;
             empty for a job found done in the journal (its files are in ``paths``).
         error: the error when it failed (a :class:`~ttstream.TTStreamError`, or an
-            ``OSError`` writing its files), else ``None``.
+            ``OSError`` writing its files or reading an input file removed since it was
+            added), else ``None``.
         attempts: HTTP requests sent for it (retries and reconnections included), in
             this run and the earlier ones the journal remembers.
         usage: token counts summed over its images (``input_tokens``,
@@ -206,13 +207,22 @@ class _Job:
     batch: Batch
     earlier_attempts: int = 0
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
+    # A background response's id and the sequence_number to resume after: what a retry
+    # reads on (journaled too), never a new request once the response exists.
+    resume_point: tuple[str, int | None] | None = None
     attempts: int = 0
     resumed: bool = False
     progress: _Progress = attrs.Factory(_Progress)
 
     def new_stream(self) -> ImageStream:
+        """The stream of the next attempt: the one made at ``add`` first; then, for a
+        background response that exists, its resume; else a new request."""
         stream, self.stream = self.stream, None
-        return stream if stream is not None else self.make()
+        if stream is not None:
+            return stream
+        if self.resume is not None and self.resume_point is not None:
+            return self.resume(*self.resume_point)
+        return self.make()
 
 
 def _utf8_size(key: str) -> int | None:
@@ -243,6 +253,15 @@ def _check_key(key: str) -> str:
     return key
 
 
+def _check_readable(param: str, value: object) -> None:
+    """A path input of an edit must name a readable file when the job is added, so that
+    a mistake is refused then, not reported as a failed job (it is read at its start)."""
+    if isinstance(value, str | os.PathLike) and not (
+        os.path.isfile(value) and os.access(value, os.R_OK)
+    ):
+        raise ValidationError(param, os.fspath(value), "a path of a readable file")
+
+
 @attrs.define
 class _Queue:
     """The jobs of a batch: ``pending`` (not started, in the order added), ``running``
@@ -257,8 +276,9 @@ class _Queue:
 
 
 @attrs.define
-class _Tally:
-    """The counters of one run (the properties of :class:`Batch` of the same names)."""
+class Tally:
+    """Counters of jobs' results: a batch's of one run (the properties of :class:`Batch`
+    of the same names); ``ttstream batch`` also sums those done in earlier runs."""
 
     done: int = 0
     failed: int = 0
@@ -327,7 +347,7 @@ class Batch:
         self._send: Any = None
         self._receive: Any = None
         self._hooks: tuple[Any, Any] | None = None
-        self._tally = _Tally()
+        self._tally = Tally()
 
     def __repr__(self) -> str:
         return (
@@ -403,10 +423,17 @@ class Batch:
         """Adds an edit: the arguments of ``client.edit`` (``images``, ``mask``,
         ``model``, ...) plus ``key``. Returns the key. Input files are read when the job
         starts; the journal's parameter hash covers their paths (or bytes), not their
-        content."""
+        content.
+
+        Raises:
+            ValidationError: as :meth:`add`, and a path in ``images`` or ``mask`` that is
+                not a readable file now.
+        """
         make = functools.partial(self._client.edit, prompt, **options)
         images = options["images"]
         inputs = list(images) if isinstance(images, list | tuple) else [images]
+        for param, value in [*(("images", i) for i in inputs), ("mask", options.get("mask"))]:
+            _check_readable(param, value)
         described = {
             "operation": "edit",
             "prompt": prompt,
@@ -426,9 +453,10 @@ class Batch:
         """Adds a Responses API job: the arguments of ``client.responses.stream``
         (``model``, ``input``, ``tools``, ``background``, ...) plus ``key``. Returns the
         key. With ``background=True`` and a journal, the response id and the sequence
-        number of the last preview are journaled, and a rerun finds the job in flight
-        resumes it (``client.responses.resume(id, starting_after=n)``) instead of paying
-        for a new generation (docs/batch.md, "The journal")."""
+        number of the last preview before the first final image are journaled, and a
+        rerun that finds the job in flight resumes it
+        (``client.responses.resume(id, starting_after=n)``) instead of paying for a new
+        generation (docs/batch.md, "The journal")."""
         responses = self._client.responses
         make = functools.partial(responses.stream, input=input, **options)
         described = {"operation": "response", **_described(options), "input": input}
@@ -594,7 +622,8 @@ class Batch:
                 job.resumed = row.state == "running"
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
-                    job.stream = job.resume(row.response_id, row.sequence_number)
+                    job.stream = None
+                    job.resume_point = (row.response_id, row.sequence_number)
             await limiter.acquire_on_behalf_of(job)
             try:
                 await self._pacing.pace(job.images)
@@ -704,7 +733,7 @@ class Batch:
                         if isinstance(item, PartialImage):
                             if progress.first_preview_at is None:
                                 progress.first_preview_at = anyio.current_time()
-                            if job.resume is not None:  # journaled before it is shown
+                            if not events:  # journaled before it is shown
                                 await self._progress(job, stream)
                             progress.previews += 1
                             progress.latest_preview = item.index
@@ -716,17 +745,25 @@ class Batch:
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
+                if job.resume_point is None and isinstance(stream, ResponseStream):
+                    # it exists once it has an id: the retry resumes it (new_stream)
+                    response_id = stream.response_id
+                    job.resume_point = None if response_id is None else (response_id, None)
                 await self._pacing.pace(job.images)
                 continue
             return events
 
     async def _progress(self, job: _Job, stream: ImageStream) -> None:
-        """Journals a background response's id and the sequence number of its last
-        preview (not of a final image: a resume must deliver the final again)."""
-        if self._journal is None or not isinstance(stream, ResponseStream):
+        """Keeps, and journals, a background response's id and the sequence number of a
+        preview before its first final image (called only then): a resume must deliver
+        every final image again, as none is written before the job ends."""
+        if job.resume is None or not isinstance(stream, ResponseStream):
             return
         response_id, number = stream.response_id, stream.last_sequence_number
-        if response_id is not None and number is not None:
+        if response_id is None or number is None:
+            return
+        job.resume_point = (response_id, number)
+        if self._journal is not None:
             # shielded: a cancellation arriving now still leaves the resume point written
             with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
                 await self._journal.progress(

@@ -56,7 +56,9 @@ import httpx2
 
 from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
 from ._azure import AsyncAzureClient
+from ._cli_batch import JobsFileError
 from ._cli_batch import add_parser as add_batch_parser
+from ._cli_batch import check as check_batch
 from ._cli_batch import run as run_batch
 from ._cli_output import Output, Progress, clean, make_output, plural
 from ._exceptions import (
@@ -737,8 +739,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key = _check(args)
         secrets += [api_key] if api_key else []
         if args.command == "batch":
+            try:
+                jobs = check_batch(args)  # before the emulator starts
+            except JobsFileError as exc:
+                raise _UsageError(clean(exc, 1000, secrets=secrets)) from None
             with _logging(args.verbose, secrets), _service(args, api_key) as (key, url):
-                return run_batch(args, key, url, secrets, lambda e: describe(e, url, secrets))
+                return run_batch(args, jobs, key, url, secrets, lambda e: describe(e, url, secrets))
         warning = _model_warning(args.model)
         if warning:
             print(f"ttstream: warning: {warning}", file=sys.stderr)

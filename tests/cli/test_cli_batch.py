@@ -87,6 +87,21 @@ def test_a_rerun_sends_nothing_again(
     assert sorted(p.name for p in out.glob("*.png")) == ["line-1.png"]
 
 
+def test_a_rerun_estimates_the_cost_as_the_first_run_did(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a kite", "size": "64x48"})
+
+    def cost() -> str:
+        assert run(emulator, str(jobs), "--out", str(tmp_path / "out")) == 0
+        (summary,) = [line for line in capsys.readouterr().out.splitlines() if "Summary" in line]
+        return summary.split("estimated cost ")[1].split(", time")[0]
+
+    first = cost()
+    assert first != "$0"
+    assert cost() == first  # every job from the journal: their cost, not $0
+
+
 def test_a_failed_job_exits_1_with_its_reason(
     emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -113,6 +128,11 @@ def test_a_failed_job_exits_1_with_its_reason(
         ("[1]", "a JSON object is needed"),
         ('{"size": "64x48"}', '"prompt" must be a non-empty string'),
         ('{"prompt": "x", "quality": "ultra"}', "jobs.jsonl line 1: quality="),
+        (
+            '{"prompt": "x", "sise": "64x48"}',
+            "jobs.jsonl line 1: unknown field 'sise' (did you mean 'size'?); the fields are "
+            "prompt, key, background,",
+        ),
         ('{"prompt": "x", "images": ["a.png"]}', '"images" and "mask" need --edit'),
         ('{"prompt": "x", "key": "../up"}', "key"),
         # a lone surrogate: SQLite's UnicodeEncodeError escaped as a traceback
@@ -266,6 +286,18 @@ def test_with_no_key_it_runs_on_the_emulator(
     printed = capsys.readouterr().out
     assert "using the built-in emulator" in printed
     assert (tmp_path / "out" / "line-1.png").stat().st_size > 0
+
+
+def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TTAPI_API_KEY")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("not json\n", encoding="utf-8")
+    assert cli.main(["batch", str(jobs), "--out", str(tmp_path / "out")]) == 2
+    printed = capsys.readouterr()
+    assert "jobs.jsonl line 1: not JSON" in printed.err
+    assert "emulator" not in printed.out + printed.err
 
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)

@@ -3,13 +3,16 @@ against the emulator over loopback."""
 
 from __future__ import annotations
 
+import base64
 import decimal
+import json
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -17,6 +20,7 @@ import httpx2
 import pytest
 
 import ttstream
+from tests.support.scripted_server import Answer, Request, ScriptedServer
 from ttstream.client import DEFAULT_TIMEOUT
 from ttstream.emulator import EmulatorServer
 from ttstream.testing import EMULATOR_KEY
@@ -104,6 +108,19 @@ async def test_a_bad_parameter_is_refused_when_added(ttstream_emulator: Emulator
         with pytest.raises(ttstream.ValidationError, match="key"):
             batch.add("y", key="../escape")
         assert [r.key async for r in batch] == ["k"]
+
+
+async def test_an_edit_of_a_file_that_cannot_be_read_is_refused_when_added(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.png"
+    async with _client(ttstream_emulator) as client, client.batch() as batch:
+        with pytest.raises(ttstream.ValidationError, match=r"missing\.png") as raised:
+            batch.edit("x", images=[missing], key="e")
+        assert raised.value.param == "images"
+        with pytest.raises(ttstream.ValidationError, match="mask="):
+            batch.edit("x", images=[b"image"], mask=str(tmp_path), key="e")  # a directory
+        assert [r async for r in batch] == []
 
 
 async def test_options_are_checked() -> None:
@@ -365,6 +382,23 @@ def slow_emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
+async def _stop_after_previews(
+    client: ttstream.AsyncClient,
+    journal: Path,
+    add: Callable[[ttstream.Batch], object],
+    previews: int,
+) -> None:
+    """Runs a batch of the jobs ``add`` adds until one has shown ``previews`` previews
+    (at most 10 s), then stops it, as a crash would."""
+    with anyio.CancelScope() as scope:
+        async with client.batch(journal=journal) as batch:
+            add(batch)
+            for _ in range(1000):
+                if any(job.previews >= previews for job in batch.running()):
+                    scope.cancel()
+                await anyio.sleep(0.01)
+
+
 async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     slow_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
@@ -376,13 +410,7 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
 
     before = slow_emulator.stream_stats.generations
     async with _client(slow_emulator) as client:
-        with anyio.CancelScope() as scope:
-            async with client.batch(journal=journal) as batch:
-                add(batch)
-                for _ in range(1000):  # until the first preview (at most 10 s), then stop
-                    if any(job.previews for job in batch.running()):
-                        scope.cancel()
-                    await anyio.sleep(0.01)
+        await _stop_after_previews(client, journal, add, 1)
     with sqlite3.connect(journal) as db:
         ((state, response_id, number),) = db.execute(
             "SELECT state, response_id, sequence_number FROM jobs"
@@ -398,6 +426,105 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     assert [type(e).__name__ for e in result.events] == ["Completed"]
     assert result.events[0].response_id == response_id
     assert slow_emulator.stream_stats.generations - before == 1  # one image, paid once
+
+
+async def test_a_rerun_whose_resume_is_rate_limited_resumes_again_never_posts(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+
+    def add(batch: ttstream.Batch) -> None:
+        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+
+    before = slow_emulator.stream_stats.generations
+    async with _client(slow_emulator) as client:
+        await _stop_after_previews(client, journal, add, 1)
+    spec = f"status=429;retry-after-ms=0;times=1;key={uuid.uuid4()}"  # the resume: 429
+    async with (
+        _client(slow_emulator, spec, max_retries=0) as client,
+        client.batch(journal=journal) as batch,
+    ):
+        add(batch)
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert slow_emulator.stream_stats.requests(spec) == 2  # the GET refused, the GET again
+    assert len(result.events) == 1
+    assert slow_emulator.stream_stats.generations - before == 1  # paid once
+
+
+async def test_a_cut_response_whose_resume_is_rate_limited_is_resumed_not_paid_again(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+    # the POST cut after its first preview, the resume refused once, then served
+    spec = f"drop-after=4;resume-status=429;retry-after-ms=0;times=2;key={uuid.uuid4()}"
+    before = ttstream_emulator.stream_stats.generations
+    async with (
+        _client(ttstream_emulator, spec, max_retries=0) as client,
+        client.batch() as batch,
+    ):
+        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert len(result.events) == 1
+    assert ttstream_emulator.stream_stats.requests(spec) == 3  # POST, GET (429), GET
+    assert ttstream_emulator.stream_stats.generations - before == 1  # paid once
+
+
+def _two_images(after: int) -> Answer:
+    """A background response of two image items, its events after ``after``: ig_1 done
+    at 3, a preview of ig_2 at 5, ig_2 done at 6, the response completed at 7."""
+    image = base64.b64encode(b"image").decode()
+    created = {"id": "resp_A", "object": "response", "status": "in_progress", "output": []}
+    done = [{"type": "image_generation_call", "id": f"ig_{i}", "status": "completed",
+             "result": image} for i in (1, 2)]  # fmt: skip
+    events: list[dict[str, object]] = [
+        {"type": "response.created", "response": created},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**done[0], "status": "in_progress", "result": None}},
+        {"type": "response.image_generation_call.partial_image", "item_id": "ig_1",
+         "output_index": 0, "partial_image_index": 0, "partial_image_b64": image},
+        {"type": "response.output_item.done", "output_index": 0, "item": done[0]},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {**done[1], "status": "in_progress", "result": None}},
+        {"type": "response.image_generation_call.partial_image", "item_id": "ig_2",
+         "output_index": 1, "partial_image_index": 0, "partial_image_b64": image},
+        {"type": "response.output_item.done", "output_index": 1, "item": done[1]},
+        {"type": "response.completed",
+         "response": {**created, "status": "completed", "output": done}},
+    ]  # fmt: skip
+    frames = [
+        f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': number})}\n\n"
+        for number, event in enumerate(events)
+    ]
+    if after < 0:  # the first run: up to the preview of ig_2, then nothing more
+        return Answer([frame.encode() for frame in frames[:6]], end="hang")
+    return Answer([frame.encode() for frame in frames[after + 1 :]])
+
+
+async def test_a_resumed_response_delivers_the_images_finished_before_the_stop(
+    tmp_path: Path,
+) -> None:
+    journal, out = tmp_path / "run.sqlite", tmp_path / "out"
+
+    def answer(request: Request) -> Answer:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        return _two_images(int(query.get("starting_after", ["-1"])[0]))
+
+    def add(batch: ttstream.Batch) -> None:
+        batch.respond("two kites", model="gpt-5", background=True, key="kites")
+
+    with ScriptedServer(answer) as server:
+        async with ttstream.AsyncClient(EMULATOR_KEY, base_url=server.url) as client:
+            await _stop_after_previews(client, journal, add, 2)  # ig_1 done, ig_2 shown
+            async with client.batch(journal=journal, out=out) as batch:
+                add(batch)
+                (result,) = [r async for r in batch]
+        assert [request.method for request in server.requests] == ["POST", "GET"]
+    assert result.ok, result.error
+    assert [event.item_id for event in result.events] == ["ig_1", "ig_2"]
+    assert sorted(path.name for path in out.iterdir()) == ["kites-2.png", "kites.png"]
 
 
 CRASHING_RUN = """

@@ -436,6 +436,14 @@ def test_a_spec_reads_into_its_fields() -> None:
     assert FaultSpec.parse("").status_error() is None
 
 
+def test_resume_status_answers_only_a_resume() -> None:
+    faults = FaultSpec.parse("resume-status=429;retry-after-ms=0")
+    assert faults.status_error() is None  # the POST is served
+    error = faults.status_error(resume=True)
+    assert error is not None
+    assert (error.status, error.headers) == (429, {"retry-after-ms": "0"})
+
+
 @pytest.mark.parametrize(
     ("spec", "complaint"),
     [

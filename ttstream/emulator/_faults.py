@@ -30,6 +30,8 @@ Timing:
     ``drip[=<seconds>]``     write the body one byte at a time, pausing after each byte
 Before the stream:
     ``status=<code>``        answer with this HTTP error status (400-599) and the error JSON
+    ``resume-status=<code>`` answer a resume (``GET /v1/responses/{id}``) only with this
+                             status and the error JSON; the ``POST`` is served
     ``retry-after=<text>``   with that ``retry-after`` header (seconds or an HTTP date)
     ``retry-after-ms=<ms>``  with that ``retry-after-ms`` header
     ``wrong-content-type``   answer a stream request 200 with ``application/json``
@@ -208,6 +210,7 @@ _RULES: Mapping[str, tuple[str, _Parse]] = {
     "stall": ("stall", _seconds),
     "drip": ("drip", _optional_seconds),
     "status": ("status", _integer(400, 599)),
+    "resume-status": ("resume_status", _integer(400, 599)),
     "retry-after": ("retry_after", _header_value),
     "retry-after-ms": ("retry_after_ms", _header_value),
     "wrong-content-type": ("wrong_content_type", _flag),
@@ -242,6 +245,7 @@ class FaultSpec:
     stall: float | None = None
     drip: float | None = None
     status: int | None = None
+    resume_status: int | None = None
     retry_after: str | None = None
     retry_after_ms: str | None = None
     wrong_content_type: bool = False
@@ -260,7 +264,8 @@ class FaultSpec:
         Raises:
             FaultSpecError: an unknown name, a missing, extra or malformed value, a name
                 given twice, two endings, or an item that needs another (``retry`` needs
-                ``ids``; ``retry-after`` and ``retry-after-ms`` need ``status``).
+                ``ids``; ``retry-after`` and ``retry-after-ms`` need ``status`` or
+                ``resume-status``).
         """
         fields: dict[str, Any] = {}
         seen: set[str] = set()
@@ -286,9 +291,9 @@ class FaultSpec:
         if "retry" in fields and "ids" not in fields:
             raise FaultSpecError("fault 'retry' needs 'ids' (the retry field comes with ids)")
         for needs_status in ("retry_after", "retry_after_ms"):
-            if needs_status in fields and "status" not in fields:
+            if needs_status in fields and not {"status", "resume_status"} & fields.keys():
                 name = needs_status.replace("_", "-")
-                raise FaultSpecError(f"fault {name!r} needs 'status=<code>'")
+                raise FaultSpecError(f"fault {name!r} needs 'status=<code>' or 'resume-status'")
         return cls(spec=spec, **fields)
 
     @property
@@ -310,14 +315,16 @@ class FaultSpec:
         )
 
     def status_error(
-        self, request_headers: Mapping[str, str] | None = None
+        self, request_headers: Mapping[str, str] | None = None, *, resume: bool = False
     ) -> EmulatorError | None:
-        """The error answer of ``status=<code>`` (or ``echo-headers``: 400 by default),
-        or ``None`` without one; with ``echo-headers`` its message quotes
+        """The error answer of ``status=<code>`` (or ``echo-headers``: 400 by default;
+        with ``resume``, for a resume request, ``resume-status=<code>`` alone), or
+        ``None`` without one; with ``echo-headers`` its message quotes
         ``request_headers``, as a careless gateway does."""
-        if self.status is None and not self.echo_headers:
+        code = self.resume_status if resume else self.status
+        if code is None and (resume or not self.echo_headers):
             return None
-        status = 400 if self.status is None else self.status
+        status = 400 if code is None else code
         headers: dict[str, str] = {}
         if self.retry_after is not None:
             headers["retry-after"] = self.retry_after

@@ -19,7 +19,8 @@ Faults (``X-Emulator-Fault``, docs/emulator.md "Faults") on both routes: ``statu
 that body), and, at the image's ``output_item.done``, the endings ``drop-mid-event``,
 ``drop-between-events``, ``end-early``, ``error-nested`` / ``error-flat`` (an error event,
 then ``response.failed``) and the rewrites ``malformed-json`` and ``invalid-base64``;
-``azure`` gives Azure's shape at creation.
+``azure`` gives Azure's shape at creation; ``resume-status=<code>`` answers the ``GET``
+alone with that status.
 """
 
 from __future__ import annotations
@@ -183,6 +184,9 @@ class ResponsesRoutes:
         """
         self._authenticate(request)
         faults = faults_for(request, self._stats)
+        error = faults.status_error(request.headers, resume=True)  # resume-status
+        if error is not None:
+            raise error
         response_id = request.path_params["response_id"]
         stored = self._store.get(response_id)
         if stored is None:
