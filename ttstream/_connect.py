@@ -124,7 +124,8 @@ def check_api_key(param: str, key: str) -> None:
     if isinstance(key, str) and _KEY.fullmatch(key):
         return
     if not isinstance(key, str):
-        wrong = f"a {type(key).__name__}"
+        kind = type(key).__name__
+        wrong = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
     elif key != key.strip():
         wrong = "whitespace around it (strip the newline read from a file)"
     elif not key.isascii():

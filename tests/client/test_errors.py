@@ -10,7 +10,7 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import httpx2
@@ -197,6 +197,46 @@ def test_a_key_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ttstream.ValidationError, match="whitespace") as caught:
         ttstream.AsyncClient()
     assert SECRET[3:15] not in str(caught.value)
+
+
+_KEY_RULE = "api_key must be a str of printable ASCII characters with no whitespace"
+# ttstream's own wording that names a credential field: the redaction leaves it whole.
+OWN_MESSAGES = [
+    (
+        lambda: ttstream.AsyncClient("sk-abc\n", base_url="http://127.0.0.1:1/v1"),
+        f"api_key=<str of 7 chars, not shown> is not allowed: {_KEY_RULE}; this one has "
+        "whitespace around it (strip the newline read from a file)",
+    ),
+    (
+        lambda: ttstream.AsyncClient(12345, base_url="http://127.0.0.1:1/v1"),  # type: ignore[arg-type]
+        f"api_key=<int, not shown> is not allowed: {_KEY_RULE}; this one has an int",
+    ),
+    (
+        lambda: ttstream.AsyncClient("sk-x-123456", base_url="http://h/v1", auth="basic"),  # type: ignore[arg-type]
+        "auth=<str of 5 chars, not shown> is not allowed: "
+        "auth must be one of 'auto', 'tt-api-key', 'bearer'",
+    ),
+    (
+        lambda: ttstream.AsyncAzureClient(
+            azure_endpoint="https://res.openai.azure.com",
+            azure_deployment="d",
+            api_version="2025-04-01-preview",
+        ),
+        "api_key=None is not allowed: api_key must be given: pass api_key=..., "
+        "set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=...",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), OWN_MESSAGES)
+def test_a_setting_refused_says_what_is_allowed_unredacted(
+    build: Callable[[], object], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    with pytest.raises(ttstream.ValidationError) as caught:
+        build()
+    assert str(caught.value) == message
+    assert "REDACTED" not in caught.value.allowed
 
 
 # 21.11: malformed HTTP on every transport.
