@@ -13,10 +13,11 @@ registers its key here while it exists, and :func:`redact` takes out of a text
   shown>``), so ttstream's own wording (``one of 'auto', 'tt-api-key', 'bearer'``, ``set
   AZURE_OPENAI_API_KEY, or ...``) is left whole.
 
-:class:`~ttstream.TTStreamError` runs its message through :func:`redact`, so this holds
-for every ttstream error, wherever it is built; ``APIStatusError.body`` and ``.headers``
-are redacted as they are read. :func:`install_hpack_filter` does the same for the
-``hpack`` logger, which prints request headers at DEBUG level under HTTP/2.
+:class:`~ttstream.TTStreamError` runs its message and every ``str`` attribute through
+:func:`redact` as they are set, so this holds for every ttstream error, wherever it is
+built; ``APIStatusError.body`` and ``.headers`` are redacted as they are read.
+:func:`install_hpack_filter` does the same for the ``hpack`` logger, which prints
+request headers at DEBUG level under HTTP/2.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ servers."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import re
@@ -399,3 +400,85 @@ def test_the_drawn_tree_names_every_error_of_the_module() -> None:
     assert drawn == classes
     page = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     assert set(re.findall(r"[├└]── (\w+)", page)) | {"TTStreamError"} == classes
+
+
+# Keys a server echoes: no attribute of an error holds one, however it was written.
+
+AZURE_KEY = "f0e1d2c3b4a5968778695a4b3c2d1e0f"  # 32 hex digits: no shape redact() knows
+_ESCAPED = "\\u0066" + AZURE_KEY[1:]  # the key in JSON text, its first letter escaped
+_SSE = {"content-type": "text/event-stream"}
+_CREATED = {"type": "response.created", "response": {"id": "r", "status": "x", "output": []}}
+_ADDED = {
+    "type": "response.output_item.added",
+    "output_index": 0,
+    "item": {"type": "image_generation_call", "id": "ig_1", "status": "in_progress"},
+}
+
+
+def _events(*events: dict[str, object]) -> bytes:
+    """Responses API events as SSE, numbered."""
+    frames = (
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n"
+        for i, e in enumerate(events)
+    )
+    return "".join(frames).encode()
+
+
+async def _read(stream: ttstream.ImageStream) -> None:
+    async with stream:
+        async for _ in stream:
+            pass
+
+
+_ERROR_FIELDS = dict.fromkeys(("message", "type", "code", "param"), "@")
+ECHOES = {
+    "an error body with the key escaped, in a header and a header's name": answer(
+        401,
+        {"content-type": "application/json", "x-request-id": AZURE_KEY, f"x-{AZURE_KEY}": "1"},
+        json.dumps({"error": _ERROR_FIELDS}).replace("@", _ESCAPED).encode(),
+    ),
+    "response.failed of a response whose id is the key": answer(
+        200,
+        _SSE,
+        _events(
+            {**_CREATED, "response": {"id": AZURE_KEY, "status": "x", "output": []}},
+            {"type": "response.failed", "response": {"id": AZURE_KEY, "error": {"code": "c"}}},
+        ),
+    ),
+    "the key as a field of the wrong type": answer(
+        200,
+        _SSE,
+        _events(
+            _CREATED,
+            _ADDED,
+            {
+                "type": "response.image_generation_call.partial_image",
+                "item_id": "ig_1",
+                "output_index": 0,
+                "partial_image_index": AZURE_KEY,
+                "partial_image_b64": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode(),
+            },
+        ),
+    ),
+    "the key as the event type and the data": answer(
+        200, _SSE, f"event: {AZURE_KEY}\nid: {AZURE_KEY}\ndata: {AZURE_KEY}\n\n".encode()
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ECHOES))
+async def test_no_attribute_of_an_error_holds_a_key_the_server_echoed(case: str) -> None:
+    with RawServer(ECHOES[case]) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.TTStreamError) as caught:
+                await _read(client.responses.stream(model="gpt-5", input="a kite"))
+            error = caught.value
+            public = [name for name in dir(error) if not name.startswith("_")]
+            holding = [name for name in public if AZURE_KEY in repr(getattr(error, name))]
+            assert holding == []
+            assert AZURE_KEY not in str(error)
+            assert AZURE_KEY not in repr(error)
+    if isinstance(error, ttstream.APIStatusError):  # each field was there, and redacted
+        assert (error.type, error.code, error.param) == ("[REDACTED]",) * 3
+        assert error.request_id == "[REDACTED]"
+        assert error.headers["x-[REDACTED]"] == "1"
