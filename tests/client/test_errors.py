@@ -482,3 +482,16 @@ async def test_no_attribute_of_an_error_holds_a_key_the_server_echoed(case: str)
         assert (error.type, error.code, error.param) == ("[REDACTED]",) * 3
         assert error.request_id == "[REDACTED]"
         assert error.headers["x-[REDACTED]"] == "1"
+
+
+async def test_the_final_response_of_a_stream_shows_no_key_in_its_repr() -> None:
+    echo = {"id": AZURE_KEY, "status": AZURE_KEY, "model": AZURE_KEY, "output": []}
+    body = _events(_CREATED, {"type": "response.completed", "response": echo})
+    with RawServer(answer(200, _SSE, body)) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            stream = client.responses.stream(model="gpt-5", input="a kite")
+            await _read(stream)
+            assert stream.response is not None
+            shown = repr(stream.response)
+    assert AZURE_KEY not in shown
+    assert "id='[REDACTED]', status='[REDACTED]', model='[REDACTED]'" in shown
