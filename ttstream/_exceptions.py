@@ -113,13 +113,18 @@ _SLACK = 8192  # chars kept beyond a cut while redacting, so no key is cut in tw
 
 
 def short_repr(value: object, limit: int = _MAX_SHOWN_CHARS) -> str:
-    """``repr(value)``, cut to ``limit`` characters with the full length said.
+    """``repr(value)`` redacted, then cut to ``limit`` characters with the full length
+    said (redacted first, so that no cut leaves a piece of a key the redaction would
+    not know).
 
     Used wherever a message quotes caller or server data, which may be megabytes long.
     """
-    text = repr(value)
-    if len(text) <= limit:
-        return text
+    if isinstance(value, str | bytes) and len(value) > limit + _SLACK:
+        text = redact(repr(value[: limit + _SLACK]))  # what is past the slack is not shown
+    else:
+        text = redact(repr(value))
+        if len(text) <= limit:
+            return text
     length = f"{len(value)} chars" if isinstance(value, str | bytes) else f"{len(text)} chars"
     return f"{text[: limit - 1]}… ({length})"
 

@@ -495,3 +495,31 @@ async def test_the_final_response_of_a_stream_shows_no_key_in_its_repr() -> None
             shown = repr(stream.response)
     assert AZURE_KEY not in shown
     assert "id='[REDACTED]', status='[REDACTED]', model='[REDACTED]'" in shown
+
+
+@pytest.mark.parametrize("before", [0, 20, 30, 38, 50])
+async def test_a_quoted_value_is_redacted_before_it_is_cut(before: int) -> None:
+    value = "y" * before + AZURE_KEY  # cut in the key, or before it, or after it
+    event = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AAAA",
+        "partial_image_index": value,
+    }
+    body = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    with RawServer(answer(200, _SSE, body)) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.MalformedEventError) as caught:
+                await _read(client.generate("a kite", partial_images=1))
+    for text in (str(caught.value), caught.value.reason):
+        assert "'partial_image_index' should be int, got str '" in text
+        assert AZURE_KEY[:6] not in text  # no piece of the key left by the cut
+
+
+async def test_data_that_is_not_json_is_quoted_redacted_before_the_cut() -> None:
+    body = f"event: image_generation.partial_image\ndata: {{{'y' * 50}{AZURE_KEY}\n\n"
+    with RawServer(answer(200, _SSE, body.encode())) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.MalformedEventError) as caught:
+                await _read(client.generate("a kite", partial_images=1))
+    assert "data starts '{yyyy" in caught.value.reason
+    assert AZURE_KEY[:6] not in caught.value.reason
