@@ -523,3 +523,22 @@ async def test_data_that_is_not_json_is_quoted_redacted_before_the_cut() -> None
                 await _read(client.generate("a kite", partial_images=1))
     assert "data starts '{yyyy" in caught.value.reason
     assert AZURE_KEY[:6] not in caught.value.reason
+
+
+async def test_every_text_an_error_keeps_is_redacted_whatever_the_class() -> None:
+    class Later(ttstream.StreamError):  # a subclass with a field of its own
+        def __init__(self, text: str) -> None:
+            self.text = text
+            super().__init__(text, code=text, param=text, type=text, event_id=text)
+
+    async with ttstream.AsyncClient(AZURE_KEY, base_url="http://127.0.0.1:9"):
+        errors = [
+            Later(f"echo {AZURE_KEY}"),
+            ttstream.MalformedEventError(AZURE_KEY, event=AZURE_KEY, event_id=AZURE_KEY),
+            ttstream.DownloadRefusedError(AZURE_KEY, url=f"http://h/{AZURE_KEY}"),
+            ttstream.ValidationError(AZURE_KEY, AZURE_KEY, AZURE_KEY, model=AZURE_KEY),
+        ]
+        errors[0].note = AZURE_KEY  # set after it was built
+    for error in errors:
+        public = [name for name in dir(error) if not name.startswith("_")]
+        assert [name for name in public if AZURE_KEY in repr(getattr(error, name))] == []
