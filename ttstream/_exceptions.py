@@ -261,9 +261,8 @@ class APIStatusError(APIError):
             # Names that differ only by a key become one: each value is kept.
             cleaned[name] = f"{cleaned[name]}, {value}" if name in cleaned else value
         self.headers: Mapping[str, str] = cleaned
-        # The redacted attributes are quoted, so that no cut leaves a piece of a key.
-        request = f" [request id {short_repr(self.request_id)}]" if request_id else ""
-        details = _details(self.type, self.code, self.param)
+        request = f" [request id {short_repr(request_id)}]" if request_id else ""
+        details = _details(type, code, param)
         super().__init__(f"HTTP {status_code}: {shorten(message)}{details}{request}")
 
 
@@ -362,8 +361,7 @@ class StreamError(APIError):
         self.type = type
         self.event_id = event_id
         self.sequence_number = sequence_number
-        details = _details(self.type, self.code, self.param)  # redacted before the cut
-        super().__init__(f"error event: {shorten(message)}{details}")
+        super().__init__(f"error event: {shorten(message)}{_details(type, code, param)}")
 
 
 class ProtocolError(TTStreamError):
@@ -385,7 +383,7 @@ class MalformedEventError(ProtocolError):
         self.reason = reason
         self.event = event
         self.event_id = event_id
-        where = f"event {self.event!r}" + (f" (id {self.event_id!r})" if event_id else "")
+        where = f"event {event!r}" + (f" (id {event_id!r})" if event_id else "")
         super().__init__(f"malformed {where}: {reason}")
 
 
