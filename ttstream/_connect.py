@@ -124,7 +124,8 @@ def check_api_key(param: str, key: str) -> None:
     if isinstance(key, str) and _KEY.fullmatch(key):
         return
     if not isinstance(key, str):
-        wrong = f"a {type(key).__name__}"
+        kind = type(key).__name__
+        wrong = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
     elif key != key.strip():
         wrong = "whitespace around it (strip the newline read from a file)"
     elif not key.isascii():
@@ -295,8 +296,9 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
     the fields of an ``{"error": {"message", "type", "code", "param"}}`` body, of the
     status's subclass (``RateLimitError`` for 429...,
     :func:`ttstream._exceptions.status_error_class`): the one
-    parser of HTTP error bodies. Keys and credential values are redacted before parsing
-    (``ttstream._secrets``)."""
+    parser of HTTP error bodies. Keys and credential values are redacted from the text
+    before a snippet of it is cut (no piece of a key is left), and by the error from every
+    field it keeps, after parsing (a key written with JSON escapes; ``ttstream._secrets``)."""
     raw = bytearray()
     try:
         with anyio.move_on_after(ERROR_BODY_SECONDS):  # a trickled body holds nobody

@@ -42,8 +42,11 @@ What an error shows (docs/hostile-servers.md, "Errors"):
   the attributes (``APIStatusError.message`` and ``.body``, ``StreamError.message``);
 - no message, attribute or ``repr`` contains an API key: every message goes through
   :func:`ttstream._secrets.redact` (the keys of live clients and the values of
-  ``Authorization`` / ``TT-API-KEY`` / ``api-key`` fields), and so do the server texts
-  kept in the attributes.
+  ``Authorization`` / ``TT-API-KEY`` / ``api-key`` fields), and so does every ``str``
+  an error keeps as an attribute, as it is set (:meth:`TTStreamError.__setattr__`):
+  server text parsed out of JSON (a key written with escapes) or taken from a header,
+  whatever the attribute. ``APIStatusError.body`` and ``.headers`` (names and values)
+  are redacted as they are read.
 """
 
 from __future__ import annotations
@@ -110,13 +113,18 @@ _SLACK = 8192  # chars kept beyond a cut while redacting, so no key is cut in tw
 
 
 def short_repr(value: object, limit: int = _MAX_SHOWN_CHARS) -> str:
-    """``repr(value)``, cut to ``limit`` characters with the full length said.
+    """``repr(value)`` redacted, then cut to ``limit`` characters with the full length
+    said (redacted first, so that no cut leaves a piece of a key the redaction would
+    not know).
 
     Used wherever a message quotes caller or server data, which may be megabytes long.
     """
-    text = repr(value)
-    if len(text) <= limit:
-        return text
+    if isinstance(value, str | bytes) and len(value) > limit + _SLACK:
+        text = redact(repr(value[: limit + _SLACK]))  # what is past the slack is not shown
+    else:
+        text = redact(repr(value))
+        if len(text) <= limit:
+            return text
     length = f"{len(value)} chars" if isinstance(value, str | bytes) else f"{len(text)} chars"
     return f"{text[: limit - 1]}… ({length})"
 
@@ -138,9 +146,9 @@ def _details(type: str | None, code: str | None, param: str | None) -> str:
 
 
 def _redacted_body(body: object) -> object:
-    """A parsed body with keys and credential values taken out of its strings."""
-    if isinstance(body, str):
-        return redact(body)
+    """A parsed body (a dict or a list) with keys and credential values taken out of its
+    strings, redacted as JSON text (so that a ``"api_key": "..."`` member is seen whole);
+    anything else as it is (a ``str`` is redacted as every attribute is)."""
     if not isinstance(body, dict | list):
         return body
     try:
@@ -154,13 +162,19 @@ def _redacted_body(body: object) -> object:
 class TTStreamError(Exception):
     """The root of every error ttstream raises.
 
-    Its message is redacted (no API key) and at most :data:`MAX_MESSAGE_CHARS` long.
+    Its message is redacted (no API key) and at most :data:`MAX_MESSAGE_CHARS` long;
+    every ``str`` set as an attribute, by any subclass, is redacted too (and not cut).
     """
 
     def __init__(self, *args: object) -> None:
         if args and isinstance(args[0], str):
             args = (shorten(args[0], MAX_MESSAGE_CHARS), *args[1:])
         super().__init__(*args)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # The one boundary of what an error keeps: any text may be a server's, which may
+        # echo a key, in any field, decoded from any escape (see the module).
+        super().__setattr__(name, redact(value) if isinstance(value, str) else value)
 
 
 class ValidationError(TTStreamError, ValueError):
@@ -217,8 +231,9 @@ class APIStatusError(APIError):
     Carries ``status_code``, the error body's ``message``, ``type``, ``code`` and
     ``param`` (``{"error": {...}}`` in the OpenAI shape), the whole parsed ``body``,
     the response ``headers`` and the ``request_id`` (header ``x-request-id``).
-    ``message``, ``body`` and ``headers`` are kept whole but redacted (no API key);
-    ``str()`` shows the message shortened to 500 characters.
+    Every one is kept whole but redacted (no API key; a header whose name holds a key is
+    kept under the redacted name); ``str()`` shows the message shortened to 500
+    characters.
     """
 
     def __init__(
@@ -234,15 +249,18 @@ class APIStatusError(APIError):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.status_code = status_code
-        self.message = redact(message)
+        self.message = message
         self.body = _redacted_body(body)
         self.type = type
         self.code = code
         self.param = param
         self.request_id = request_id
-        self.headers: Mapping[str, str] = {
-            name: redact(value) for name, value in (headers or {}).items()
-        }
+        cleaned: dict[str, str] = {}
+        for name, value in (headers or {}).items():  # a name may echo a key too
+            name, value = redact(name), redact(value)
+            # Names that differ only by a key become one: each value is kept.
+            cleaned[name] = f"{cleaned[name]}, {value}" if name in cleaned else value
+        self.headers: Mapping[str, str] = cleaned
         request = f" [request id {short_repr(request_id)}]" if request_id else ""
         details = _details(type, code, param)
         super().__init__(f"HTTP {status_code}: {shorten(message)}{details}{request}")
@@ -321,7 +339,8 @@ class StreamError(APIError):
     ``event_id`` is the SSE last event ID at the error, ``""`` when none was sent;
     ``response_id`` the Responses API response it ended (``response.failed``,
     ``response.incomplete``, an error event), else ``None``.
-    ``message`` is kept whole but redacted; ``str()`` shows it shortened to 500 characters.
+    Every text is kept whole but redacted; ``str()`` shows the message shortened to 500
+    characters.
     """
 
     def __init__(
@@ -336,13 +355,11 @@ class StreamError(APIError):
         response_id: str | None = None,
     ) -> None:
         self.response_id = response_id
-        self.message = redact(message)
-        # Every field is server text, which may echo the key: all are redacted.
-        code, param, type = (None if v is None else redact(v) for v in (code, param, type))
+        self.message = message
         self.code = code
         self.param = param
         self.type = type
-        self.event_id = redact(event_id)
+        self.event_id = event_id
         self.sequence_number = sequence_number
         super().__init__(f"error event: {shorten(message)}{_details(type, code, param)}")
 
@@ -365,7 +382,7 @@ class MalformedEventError(ProtocolError):
     def __init__(self, reason: str, *, event: str, event_id: str = "") -> None:
         self.reason = reason
         self.event = event
-        self.event_id = event_id = redact(event_id)
+        self.event_id = event_id
         where = f"event {event!r}" + (f" (id {event_id!r})" if event_id else "")
         super().__init__(f"malformed {where}: {reason}")
 
@@ -430,7 +447,7 @@ class DownloadRefusedError(TTStreamError):
     """
 
     def __init__(self, reason: str, *, url: str) -> None:
-        self.url = redact(url)
+        self.url = url
         self.reason = reason
         super().__init__(f"not fetching {short_repr(self.url)}: {reason}")
 

@@ -103,9 +103,10 @@ class Response:
     the response object.
     """
 
-    id: str | None
-    status: str | None
-    model: str | None = None
+    # Server text: a server-echoed key redacted, then shortened.
+    id: str | None = attrs.field(repr=lambda text: shorten(repr(text), 80))
+    status: str | None = attrs.field(repr=lambda text: shorten(repr(text), 80))
+    model: str | None = attrs.field(default=None, repr=lambda text: shorten(repr(text), 80))
     # Server text: shortened, a server-echoed key redacted before the cut.
     output_text: str = attrs.field(default="", repr=lambda text: shorten(repr(text), 200))
     usage: Usage | None = None

@@ -8,12 +8,16 @@ registers its key here while it exists, and :func:`redact` takes out of a text
 - the value of any ``Authorization``, ``Proxy-Authorization``, ``TT-API-KEY``,
   ``X-API-Key`` or ``api_key`` field, and any ``Bearer`` token, in the forms a server
   echoes them (``name: value``, ``"name": "value"``, ``('name', 'value')``), whatever
-  the key.
+  the key. A comma after a name makes a field only inside a pair (``('name', ...``,
+  ``["name", ...``), and a value in angle brackets is a stand-in (``<str of 7 chars, not
+  shown>``), so ttstream's own wording (``one of 'auto', 'tt-api-key', 'bearer'``, ``set
+  AZURE_OPENAI_API_KEY, or ...``) is left whole.
 
-:class:`~ttstream.TTStreamError` runs its message through :func:`redact`, so this holds
-for every ttstream error, wherever it is built; ``APIStatusError.body`` and ``.headers``
-are redacted as they are read. :func:`install_hpack_filter` does the same for the
-``hpack`` logger, which prints request headers at DEBUG level under HTTP/2.
+:class:`~ttstream.TTStreamError` runs its message and every ``str`` attribute through
+:func:`redact` as they are set, so this holds for every ttstream error, wherever it is
+built; ``APIStatusError.body`` and ``.headers`` are redacted as they are read.
+:func:`install_hpack_filter` does the same for the ``hpack`` logger, which prints
+request headers at DEBUG level under HTTP/2.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ header patterns still remove them from echoed headers."""
 
 _HEADER_VALUE = re.compile(
     r"""(?ix)
-    ( (?:proxy-)?authorization | tt-api-key | x-api-key | api[-_]key )  # the field name
-    ( \\?["']? \s* [:=,] \s* (?:b?\\?["'])? \s* )                        # its separator
-    (?: (bearer|basic|token) \s+ )?                                      # a scheme
-    (?! (?:None|null|\.\.\.) (?:[\s"',;}\\]|$) )                          # no value at all
-    [^\s"',;}\\]+                                                        # the value
+    (?P<pair> [(\[] \s* b? \\?["'] )?                  # the opening of ('name', 'value')
+    (?P<name> (?:proxy-)?authorization | tt-api-key | x-api-key | api[-_]key )
+    (?P<separator> \\?["']? \s* (?(pair),|[:=]) \s* (?:b?\\?["'])? \s* )  # "," in a pair only
+    (?: (?P<scheme> bearer|basic|token ) \s+ )?             # a scheme
+    (?! (?:None|null|\.\.\.) (?:[\s"',;}\\]|$) | < )     # no value at all, or <a stand-in>
+    [^\s"',;}\\]+                                          # the value
     """
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
@@ -76,8 +81,8 @@ def _recompile() -> None:
 
 
 def _header(match: re.Match[str]) -> str:
-    scheme = f"{match.group(3)} " if match.group(3) else ""
-    return f"{match.group(1)}{match.group(2)}{scheme}{REDACTED}"
+    scheme = f"{match['scheme']} " if match["scheme"] else ""
+    return f"{match['pair'] or ''}{match['name']}{match['separator']}{scheme}{REDACTED}"
 
 
 def _names_a_credential(text: str) -> bool:

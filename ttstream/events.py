@@ -475,7 +475,7 @@ def _loads(sse: ServerSentEvent) -> tuple[dict[str, Any], bool] | None:
             logger.debug("skipping data that is not JSON (a heartbeat?): %s", short_repr(data))
             return None
         raise MalformedEventError(
-            f"data is not JSON ({exc}); data starts {short_repr(data[:60])}",
+            f"data is not JSON ({exc}); data starts {short_repr(data, 60)}",
             event=sse.event,
             event_id=sse.id,
         ) from None

@@ -6,11 +6,12 @@ servers."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import httpx2
@@ -199,6 +200,46 @@ def test_a_key_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPat
     assert SECRET[3:15] not in str(caught.value)
 
 
+_KEY_RULE = "api_key must be a str of printable ASCII characters with no whitespace"
+# ttstream's own wording that names a credential field: the redaction leaves it whole.
+OWN_MESSAGES = [
+    (
+        lambda: ttstream.AsyncClient("sk-abc\n", base_url="http://127.0.0.1:1/v1"),
+        f"api_key=<str of 7 chars, not shown> is not allowed: {_KEY_RULE}; this one has "
+        "whitespace around it (strip the newline read from a file)",
+    ),
+    (
+        lambda: ttstream.AsyncClient(12345, base_url="http://127.0.0.1:1/v1"),  # type: ignore[arg-type]
+        f"api_key=<int, not shown> is not allowed: {_KEY_RULE}; this one has an int",
+    ),
+    (
+        lambda: ttstream.AsyncClient("sk-x-123456", base_url="http://h/v1", auth="basic"),  # type: ignore[arg-type]
+        "auth=<str of 5 chars, not shown> is not allowed: "
+        "auth must be one of 'auto', 'tt-api-key', 'bearer'",
+    ),
+    (
+        lambda: ttstream.AsyncAzureClient(
+            azure_endpoint="https://res.openai.azure.com",
+            azure_deployment="d",
+            api_version="2025-04-01-preview",
+        ),
+        "api_key=None is not allowed: api_key must be given: pass api_key=..., "
+        "set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=...",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), OWN_MESSAGES)
+def test_a_setting_refused_says_what_is_allowed_unredacted(
+    build: Callable[[], object], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    with pytest.raises(ttstream.ValidationError) as caught:
+        build()
+    assert str(caught.value) == message
+    assert "REDACTED" not in caught.value.allowed
+
+
 # 21.11: malformed HTTP on every transport.
 
 MALFORMED = {
@@ -359,3 +400,145 @@ def test_the_drawn_tree_names_every_error_of_the_module() -> None:
     assert drawn == classes
     page = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     assert set(re.findall(r"[├└]── (\w+)", page)) | {"TTStreamError"} == classes
+
+
+# Keys a server echoes: no attribute of an error holds one, however it was written.
+
+AZURE_KEY = "f0e1d2c3b4a5968778695a4b3c2d1e0f"  # 32 hex digits: no shape redact() knows
+_ESCAPED = "\\u0066" + AZURE_KEY[1:]  # the key in JSON text, its first letter escaped
+_SSE = {"content-type": "text/event-stream"}
+_CREATED = {"type": "response.created", "response": {"id": "r", "status": "x", "output": []}}
+_ADDED = {
+    "type": "response.output_item.added",
+    "output_index": 0,
+    "item": {"type": "image_generation_call", "id": "ig_1", "status": "in_progress"},
+}
+
+
+def _events(*events: dict[str, object]) -> bytes:
+    """Responses API events as SSE, numbered."""
+    frames = (
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n"
+        for i, e in enumerate(events)
+    )
+    return "".join(frames).encode()
+
+
+async def _read(stream: ttstream.ImageStream) -> None:
+    async with stream:
+        async for _ in stream:
+            pass
+
+
+_ERROR_FIELDS = dict.fromkeys(("message", "type", "code", "param"), "@")
+ECHOES = {
+    "an error body with the key escaped, in a header and a header's name": answer(
+        401,
+        {"content-type": "application/json", "x-request-id": AZURE_KEY, f"x-{AZURE_KEY}": "1"},
+        json.dumps({"error": _ERROR_FIELDS}).replace("@", _ESCAPED).encode(),
+    ),
+    "response.failed of a response whose id is the key": answer(
+        200,
+        _SSE,
+        _events(
+            {**_CREATED, "response": {"id": AZURE_KEY, "status": "x", "output": []}},
+            {"type": "response.failed", "response": {"id": AZURE_KEY, "error": {"code": "c"}}},
+        ),
+    ),
+    "the key as a field of the wrong type": answer(
+        200,
+        _SSE,
+        _events(
+            _CREATED,
+            _ADDED,
+            {
+                "type": "response.image_generation_call.partial_image",
+                "item_id": "ig_1",
+                "output_index": 0,
+                "partial_image_index": AZURE_KEY,
+                "partial_image_b64": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode(),
+            },
+        ),
+    ),
+    "the key as the event type and the data": answer(
+        200, _SSE, f"event: {AZURE_KEY}\nid: {AZURE_KEY}\ndata: {AZURE_KEY}\n\n".encode()
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ECHOES))
+async def test_no_attribute_of_an_error_holds_a_key_the_server_echoed(case: str) -> None:
+    with RawServer(ECHOES[case]) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.TTStreamError) as caught:
+                await _read(client.responses.stream(model="gpt-5", input="a kite"))
+            error = caught.value
+            public = [name for name in dir(error) if not name.startswith("_")]
+            holding = [name for name in public if AZURE_KEY in repr(getattr(error, name))]
+            assert holding == []
+            assert AZURE_KEY not in str(error)
+            assert AZURE_KEY not in repr(error)
+    if isinstance(error, ttstream.APIStatusError):  # each field was there, and redacted
+        assert (error.type, error.code, error.param) == ("[REDACTED]",) * 3
+        assert error.request_id == "[REDACTED]"
+        assert error.headers["x-[REDACTED]"] == "1"
+
+
+async def test_the_final_response_of_a_stream_shows_no_key_in_its_repr() -> None:
+    echo = {"id": AZURE_KEY, "status": AZURE_KEY, "model": AZURE_KEY, "output": []}
+    body = _events(_CREATED, {"type": "response.completed", "response": echo})
+    with RawServer(answer(200, _SSE, body)) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            stream = client.responses.stream(model="gpt-5", input="a kite")
+            await _read(stream)
+            assert stream.response is not None
+            shown = repr(stream.response)
+    assert AZURE_KEY not in shown
+    assert "id='[REDACTED]', status='[REDACTED]', model='[REDACTED]'" in shown
+
+
+@pytest.mark.parametrize("before", [0, 20, 30, 38, 50])
+async def test_a_quoted_value_is_redacted_before_it_is_cut(before: int) -> None:
+    value = "y" * before + AZURE_KEY  # cut in the key, or before it, or after it
+    event = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AAAA",
+        "partial_image_index": value,
+    }
+    body = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    with RawServer(answer(200, _SSE, body)) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.MalformedEventError) as caught:
+                await _read(client.generate("a kite", partial_images=1))
+    for text in (str(caught.value), caught.value.reason):
+        assert "'partial_image_index' should be int, got str '" in text
+        assert AZURE_KEY[:6] not in text  # no piece of the key left by the cut
+
+
+async def test_data_that_is_not_json_is_quoted_redacted_before_the_cut() -> None:
+    body = f"event: image_generation.partial_image\ndata: {{{'y' * 50}{AZURE_KEY}\n\n"
+    with RawServer(answer(200, _SSE, body.encode())) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.MalformedEventError) as caught:
+                await _read(client.generate("a kite", partial_images=1))
+    assert "data starts '{yyyy" in caught.value.reason
+    assert AZURE_KEY[:6] not in caught.value.reason
+
+
+async def test_every_text_an_error_keeps_is_redacted_whatever_the_class() -> None:
+    class Later(ttstream.StreamError):  # a subclass with a field of its own
+        def __init__(self, text: str) -> None:
+            self.text = text
+            super().__init__(text, code=text, param=text, type=text, event_id=text)
+
+    async with ttstream.AsyncClient(AZURE_KEY, base_url="http://127.0.0.1:9"):
+        errors = [
+            Later(f"echo {AZURE_KEY}"),
+            ttstream.MalformedEventError(AZURE_KEY, event=AZURE_KEY, event_id=AZURE_KEY),
+            ttstream.DownloadRefusedError(AZURE_KEY, url=f"http://h/{AZURE_KEY}"),
+            ttstream.ValidationError(AZURE_KEY, AZURE_KEY, AZURE_KEY, model=AZURE_KEY),
+        ]
+        errors[0].note = AZURE_KEY  # set after it was built
+    for error in errors:
+        public = [name for name in dir(error) if not name.startswith("_")]
+        assert [name for name in public if AZURE_KEY in repr(getattr(error, name))] == []

@@ -688,6 +688,7 @@ def test_fault_sizes_that_would_exhaust_the_emulator_are_refused(spec: str) -> N
         ("authorization=basic dXNlcjpwdw==", "dXNlcjpwdw=="),
         ('{"tt-api-key": "qq"}', "qq"),
         ("[(b'tt-api-key', b'vv')]", "vv"),
+        ('[["x-api-key", "jj"]]', "jj"),
         ("{'Authorization': 'Bearer ww'}", "ww"),
         ('api_key: \\"esc\\"', "esc"),
         ("x-api-key=yyy, next", "yyy"),
@@ -701,6 +702,19 @@ def test_redact_takes_credential_values_out_of_echoed_headers(echoed: str, secre
     assert "[REDACTED]" in cleaned
     assert cleaned.startswith("the server said: ")
     assert cleaned.endswith(" (end)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "auth must be one of 'auto', 'tt-api-key', 'bearer'",  # names listed, not a pair
+        "set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=...",
+        "api_key=<str of 7 chars, not shown> is not allowed",  # a stand-in for a value
+        "api_key=<int, not shown>; send TT-API-KEY: <key>",
+    ],
+)
+def test_redact_leaves_ttstreams_own_wording_alone(text: str) -> None:
+    assert redact(text) == text
 
 
 @given(st.text(max_size=200), st.text(max_size=200))
