@@ -465,7 +465,7 @@ def _loads_whole(data: str, sse: ServerSentEvent) -> dict[str, Any]:
         obj = loads(data)
     except ValueError as exc:
         raise _malformed(
-            sse, f"data is not JSON ({exc}); data starts {short_repr(data[:60])}"
+            sse, f"data is not JSON ({exc}); data starts {short_repr(data, 60)}"
         ) from exc
     if not isinstance(obj, dict):
         raise _malformed(sse, f"data is a JSON {type(obj).__name__}, expected an object")

@@ -618,5 +618,5 @@ def _loads_body(body: bytes | bytearray | memoryview) -> Any:
         return loads(bytes(body) if isinstance(body, memoryview) else body)
     except ValueError as exc:
         raise ProtocolError(
-            f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"
+            f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body), 60)}"
         ) from None

@@ -255,7 +255,7 @@ class ImageStream(AsyncResource):
             return loads(body)
         except ValueError as exc:
             raise ProtocolError(
-                f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body[:60]))}"
+                f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body), 60)}"
             ) from exc
 
     async def _next(self) -> StreamItem | None:

@@ -525,6 +525,29 @@ async def test_data_that_is_not_json_is_quoted_redacted_before_the_cut() -> None
     assert AZURE_KEY[:6] not in caught.value.reason
 
 
+async def test_a_body_that_is_not_json_is_quoted_redacted_before_the_cut() -> None:
+    # A non-streaming answer, and a Responses API event: the key straddles the cut.
+    body = f"{{{'y' * 50}{AZURE_KEY}".encode()
+    event = f"event: response.created\ndata: {{{'y' * 50}{AZURE_KEY}\n\n".encode()
+    for status, headers, payload, call in [
+        (200, {"content-type": "application/json"}, body, "images"),
+        (200, _SSE, event, "responses"),
+    ]:
+        with RawServer(answer(status, headers, payload)) as server:
+            async with ttstream.AsyncClient(
+                AZURE_KEY, base_url=server.url, max_retries=0
+            ) as client:
+                stream = (
+                    client.generate("a kite", stream=False)
+                    if call == "images"
+                    else client.responses.stream(model="gpt-5", input="a kite")
+                )
+                with pytest.raises(ttstream.ProtocolError) as caught:
+                    await _read(stream)
+        assert "starts b'{yyyy" in str(caught.value) or "starts '{yyyy" in str(caught.value)
+        assert AZURE_KEY[:6] not in str(caught.value)
+
+
 async def test_every_text_an_error_keeps_is_redacted_whatever_the_class() -> None:
     class Later(ttstream.StreamError):  # a subclass with a field of its own
         def __init__(self, text: str) -> None:
