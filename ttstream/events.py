@@ -164,6 +164,24 @@ class InlineImage:
             self._data = decode_base64(self._text, what=what)
         return self._data
 
+    def decode_now(self, what: str, *, event: str, event_id: str) -> None:
+        """Decodes the text now, if it is not decoded yet, and then keeps the bytes
+        alone, as an image decoded on arrival (the text is encoded again when asked for:
+        the same text, kept only when its padding bits are not zero, as encoding the
+        bytes would not give it back).
+
+        Raises:
+            MalformedEventError: the text is not canonical base64 (``what`` names the
+                field, ``event`` and ``event_id`` the event).
+        """
+        text = self._text
+        if text is None or self._data is not None:
+            return
+        data = self._data = decode_base64(text, what=what, event=event, event_id=event_id)
+        last = data[len(data) - (len(data) % 3 or 3) :]  # the last quantum's bytes
+        if codec().encode_text(last) == text[-4:]:
+            self._text, self.verbatim = None, True
+
     def size(self) -> int:
         """The decoded size in bytes, without decoding."""
         if self._data is not None:
@@ -305,18 +323,25 @@ class ImageEvent:
         return type(self).__name__
 
 
-def decode_now(event: ImageEvent) -> None:
-    """Decodes the inline image of ``event`` now when it holds base64 text (the bytes
-    are kept, as :attr:`~ImageEvent.image_bytes` keeps them): a stream whose images are
-    decoded raises for an image that is not valid base64 at its event, before the
-    consumer has it. Nothing to do for bytes decoded on arrival or an image URL.
+def decode_now(event: ImageEvent, *, sse_event: str, event_id: str) -> None:
+    """Decodes the inline image of ``event`` now when it holds base64 text, and keeps
+    only the bytes, as for an image decoded on arrival (:meth:`InlineImage.decode_now`):
+    a stream whose images are decoded raises for an image that is not valid base64 at
+    its event, before the consumer has it. Nothing to do for bytes decoded on arrival
+    or an image URL.
 
     Raises:
-        MalformedEventError: the base64 is not canonical (names the event's image).
+        MalformedEventError: the base64 is not canonical; names the field as the API
+            does (``b64_json``; the Responses API's ``partial_image_b64`` or
+            ``result``), and the event (``sse_event``, ``event_id``).
     """
     image = event._image
-    if image is not None and not image.decoded:
-        image.data(f"b64_json of {event._label()}")
+    if image is None or image.decoded:
+        return
+    field = "b64_json"
+    if event.operation == "response":
+        field = "partial_image_b64" if isinstance(event, PartialImage) else "result"
+    image.decode_now(f"{field} of {event._label()}", event=sse_event, event_id=event_id)
 
 
 @attrs.frozen(kw_only=True, repr=False)

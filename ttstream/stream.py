@@ -48,7 +48,7 @@ from ._interpret import Interpreter
 from ._json import loads
 from ._otel import Generation, observed
 from ._reconnect import Reconnecting
-from .events import Completed, ImageEvent, PartialImage, Usage, decode_now, parse_response
+from .events import Completed, PartialImage, Usage, decode_now, parse_response
 from .sse import Comment
 
 __all__ = ["Event", "ImageStream", "Start", "StreamItem"]
@@ -58,7 +58,6 @@ Start: TypeAlias = "Callable[[bool], Awaitable[EventSource | httpx2.Response]]"
 :class:`EventSource` for a stream, or the 2xx response of a non-streaming request (with
 retries done)."""
 _T = TypeVar("_T")
-_E = TypeVar("_E", bound=ImageEvent)
 
 
 class _State(enum.Enum):
@@ -261,7 +260,11 @@ class ImageStream(AsyncResource):
     async def _next(self) -> StreamItem | None:
         await self._ensure_started()
         if self._ready is not None:
-            return self._checked(self._ready.popleft()) if self._ready else None
+            if not self._ready:
+                return None
+            image = self._ready.popleft()
+            self._check(image, "(response body)", "")
+            return image
         source = self._source
         interpreter = self._interpreter
         if source is None or interpreter.done:
@@ -295,18 +298,20 @@ class ImageStream(AsyncResource):
                 await self._release()
             elif event is None:
                 continue
-            if isinstance(event, PartialImage):
-                self.last_partial = self._checked(event)
-            return None if event is None else self._checked(event)
+            if event is not None:
+                self._check(event, item.event, item.id)
+                if isinstance(event, PartialImage):
+                    self.last_partial = event
+            return event
 
-    def _checked(self, event: _E) -> _E:
-        """``event``, its image decoded now when the stream decodes images: an image
-        the decoder could not take on arrival, or one that came as text, fails here, at
-        its event, as :class:`~ttstream.MalformedEventError` (never kept as
-        ``last_partial``)."""
+    def _check(self, event: Event, sse_event: str, event_id: str) -> None:
+        """Decodes the image of ``event`` now when the stream decodes images (a no-op
+        for an image decoded on arrival): one the decoder could not take on arrival, or
+        one that came as text, fails here, at its event, as
+        :class:`~ttstream.MalformedEventError`, before it is delivered or kept as
+        ``last_partial``."""
         if self.decode_images is not False:  # None: decoded (see _ensure_started)
-            decode_now(event)
-        return event
+            decode_now(event, sse_event=sse_event, event_id=event_id)
 
     def _incomplete(self, what: str) -> IncompleteStreamError:
         last = self.last_partial

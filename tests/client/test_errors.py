@@ -485,7 +485,7 @@ async def test_no_attribute_of_an_error_holds_a_key_the_server_echoed(case: str)
 
 
 async def test_the_final_response_of_a_stream_shows_no_key_in_its_repr() -> None:
-    echo = {"id": AZURE_KEY, "status": AZURE_KEY, "model": AZURE_KEY, "output": []}
+    echo = {"id": AZURE_KEY, "status": "completed", "model": AZURE_KEY, "output": []}
     body = _events(_CREATED, {"type": "response.completed", "response": echo})
     with RawServer(answer(200, _SSE, body)) as server:
         async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
@@ -494,7 +494,19 @@ async def test_the_final_response_of_a_stream_shows_no_key_in_its_repr() -> None
             assert stream.response is not None
             shown = repr(stream.response)
     assert AZURE_KEY not in shown
-    assert "id='[REDACTED]', status='[REDACTED]', model='[REDACTED]'" in shown
+    assert "id='[REDACTED]', status='completed', model='[REDACTED]'" in shown
+
+
+async def test_a_status_that_echoes_the_key_fails_the_response_redacted() -> None:
+    echo = {"id": "resp_1", "status": AZURE_KEY, "output": []}
+    body = _events(_CREATED, {"type": "response.completed", "response": echo})
+    with RawServer(answer(200, _SSE, body)) as server:
+        async with ttstream.AsyncClient(AZURE_KEY, base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.StreamError) as caught:
+                await _read(client.responses.stream(model="gpt-5", input="a kite"))
+    assert "the response's status is '[REDACTED]', not 'completed'" in str(caught.value)
+    assert caught.value.code == "[REDACTED]"
+    assert AZURE_KEY not in repr(caught.value)
 
 
 @pytest.mark.parametrize("before", [0, 20, 30, 38, 50])
