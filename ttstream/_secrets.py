@@ -40,8 +40,8 @@ _HEADER_VALUE = re.compile(
     (?P<pair> [(\[] \s* b? \\?["'] )?                  # the opening of ('name', 'value')
     (?P<name> (?:proxy-)?authorization | tt-api-key | x-api-key | api[-_]key )
     (?P<separator> \\?["']? \s* (?(pair),|[:=]) \s* (?:b?\\?["'])? \s* )  # "," in a pair only
-    (?: (?P<scheme> bearer|basic|token ) \s+ )?             # a scheme
-    (?! (?:None|null|\.\.\.) (?:[\s"',;}\\]|$) | < )     # no value at all, or <a stand-in>
+    (?: (?P<scheme> bearer|basic|token ) \s+ )?+            # a scheme (kept once seen)
+    (?! (?:None|null|\.\.\.) (?:[\s"',;}\\]|$) | <[^<>\n]{1,80}> )  # no value, or <a stand-in>
     [^\s"',;}\\]+                                          # the value
     """
 )

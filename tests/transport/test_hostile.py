@@ -711,10 +711,18 @@ def test_redact_takes_credential_values_out_of_echoed_headers(echoed: str, secre
         "set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=...",
         "api_key=<str of 7 chars, not shown> is not allowed",  # a stand-in for a value
         "api_key=<int, not shown>; send TT-API-KEY: <key>",
+        "send Authorization: Bearer <key>",  # the emulator's 401 text: a scheme, a stand-in
     ],
 )
 def test_redact_leaves_ttstreams_own_wording_alone(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["api_key=<sk-0123456789abcdef", "Authorization: Bearer <sk-0123456789abcdef"]
+)
+def test_a_value_that_only_starts_with_an_angle_bracket_is_redacted(text: str) -> None:
+    assert "0123456789abcdef" not in redact(text)
 
 
 @given(st.text(max_size=200), st.text(max_size=200))
