@@ -83,24 +83,26 @@ def _checked_endpoint(endpoint: str) -> str:
     """``endpoint`` without its trailing ``/``, checked.
 
     Raises:
-        ValidationError: not an http(s) URL with a host; with userinfo (shown redacted),
-            a query, a fragment, whitespace or control characters.
+        ValidationError: not an http(s) URL with a host and a valid port; with userinfo,
+            a query or a fragment (those never shown), whitespace or control characters.
     """
     if not isinstance(endpoint, str):
         raise ValidationError("azure_endpoint", type(endpoint).__name__, _ENDPOINT_ALLOWED)
     try:
         parts = urllib.parse.urlsplit(endpoint)
-    except ValueError:  # an unparsable host ("http://[::1")
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:  # an unparsable host ("http://[::1"), a port such as 99999
         raise ValidationError("azure_endpoint", endpoint, _ENDPOINT_ALLOWED) from None
     if "@" in parts.netloc:  # user:password@: never echoed
         host = parts.netloc.rpartition("@")[2]
         shown = parts._replace(netloc=f"<userinfo hidden>@{host}").geturl()
         raise ValidationError("azure_endpoint", shown, _ENDPOINT_ALLOWED)
+    if "?" in endpoint or "#" in endpoint:  # even empty; never echoed (a ?sig= token)
+        shown = endpoint.partition("?")[0].partition("#")[0] + "<query or fragment hidden>"
+        raise ValidationError("azure_endpoint", shown, _ENDPOINT_ALLOWED)
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or "?" in endpoint  # a query or a fragment, even an empty one
-        or "#" in endpoint
         or any(char.isspace() or not char.isprintable() for char in endpoint)
     ):
         raise ValidationError("azure_endpoint", endpoint, _ENDPOINT_ALLOWED)

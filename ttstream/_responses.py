@@ -384,8 +384,8 @@ class ResponsesInterpreter:
             for index, item in enumerate(output)
             if isinstance(item, Mapping)
             and item.get("type") == _IMAGE_ITEM
-            and item.get("id") not in self._items
-        ]
+            and (not isinstance(item.get("id"), str) or item["id"] not in self._items)
+        ]  # an id that is not a string is refused by _image_done, as malformed
         if not missing:
             return None
         if len(missing) > 1:

@@ -297,6 +297,8 @@ def test_what_azure_needs_is_checked_at_construction(
         ({"endpoint": "https://"}, "azure_endpoint"),
         ({"endpoint": "https://r.openai.azure.com\r\n"}, "azure_endpoint"),
         ({"endpoint": "http://[::1"}, "azure_endpoint"),
+        ({"endpoint": "https://r.openai.azure.com:99999"}, "azure_endpoint"),  # was base_url
+        ({"endpoint": "https://r.openai.azure.com:port"}, "azure_endpoint"),
     ],
 )
 def test_the_endpoint_and_deployment_are_checked_at_construction(
@@ -314,6 +316,13 @@ def test_an_endpoint_with_a_password_is_refused_without_showing_it() -> None:
         azure_client("https://user:hunter2pass@r.openai.azure.com")
     assert "hunter2pass" not in str(caught.value)
     assert "hunter2pass" not in repr(caught.value.value)
+
+
+def test_an_endpoint_with_a_query_is_refused_without_showing_it() -> None:
+    with pytest.raises(ttstream.ValidationError, match="query or fragment hidden") as caught:
+        azure_client("https://r.openai.azure.com/?sig=hunter2token")
+    assert "hunter2token" not in str(caught.value)
+    assert "hunter2token" not in repr(caught.value.value)
 
 
 def test_deployment_names_of_azures_characters_are_taken() -> None:

@@ -650,3 +650,18 @@ def test_only_image_items_lose_their_result(pad: int) -> None:
     assert got.output[1]["content"][0]["annotations"] == [{"result": "keep me too"}]
     assert got.output[2]["result"] == "42"
     assert got.output[0]["result"] is None
+
+
+@pytest.mark.parametrize("item_id", [[1], {"a": 1}, 7])
+def test_an_image_item_in_response_completed_whose_id_is_not_a_string_is_malformed(
+    item_id: object,
+) -> None:
+    # An unhashable id raised a bare TypeError while looking it up.
+    item = {"type": "image_generation_call", "id": item_id, "status": "completed"}
+    completed = {
+        "type": "response.completed",
+        "sequence_number": 1,
+        "response": {"id": "resp_1", "status": "completed", "output": [item]},
+    }
+    with pytest.raises(MalformedEventError, match="'id'"):
+        feed(ResponsesInterpreter(), [completed])
