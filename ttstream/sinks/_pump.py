@@ -194,7 +194,9 @@ async def pump(
     Args:
         stream: an :class:`~ttstream.ImageStream` (or any async iterable of items); it
             and its iterator are closed (those that have ``aclose``) when ``pump``
-            returns or raises. Only an ``ImageStream``'s deadline bounds the sinks.
+            returns or raises, except for the ``ValidationError`` of a bad argument,
+            which leaves the stream as it was (not started). Only an
+            ``ImageStream``'s deadline bounds the sinks.
         sinks: where the items go, each fed in order by its own task: any
             :class:`~ttstream.sinks.Sink`; a :class:`~ttstream.sinks.FailureAwareSink`
             is also told the stream's error, and when every one is a
