@@ -211,7 +211,8 @@ class _Job:
     earlier_attempts: int = 0
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
     # A background response's id and the sequence_number to resume after: what a retry
-    # reads on (journaled too), never a new request once the response exists.
+    # reads on, never a new request once the response exists. Journaled when set at a
+    # preview (_progress); the id alone kept on a 429 is not (a rerun makes a new request).
     resume_point: tuple[str, int | None] | None = None
     attempts: int = 0
     resumed: bool = False
@@ -757,7 +758,11 @@ class Batch:
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
-                if job.resume_point is None and isinstance(stream, ResponseStream):
+                if (
+                    job.resume is not None
+                    and job.resume_point is None
+                    and isinstance(stream, ResponseStream)
+                ):
                     # it exists once it has an id: the retry resumes it (new_stream)
                     response_id = stream.response_id
                     job.resume_point = None if response_id is None else (response_id, None)
