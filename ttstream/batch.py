@@ -129,8 +129,11 @@ class JobResult:
         events: the final images (``Completed``, one per image) when it succeeded;
             empty for a job found done in the journal (its files are in ``paths``).
         error: the error when it failed (a :class:`~ttstream.TTStreamError`, or an
-            ``OSError`` writing its files or reading an input file removed since it was
-            added), else ``None``.
+            ``OSError`` writing its files or reading an input file removed between the
+            check below and the read), else ``None``. An edit whose path in ``images``
+            or ``mask`` is not a readable file when the job starts (or the batch tries
+            it again after a 429) fails with a ``ValidationError`` naming the path,
+            before that request; a job done in the journal is not checked.
         attempts: HTTP requests sent for it (retries and reconnections included), in
             this run and the earlier ones the journal remembers.
         usage: token counts summed over its images (``input_tokens``,
@@ -208,7 +211,8 @@ class _Job:
     earlier_attempts: int = 0
     resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
     # A background response's id and the sequence_number to resume after: what a retry
-    # reads on (journaled too), never a new request once the response exists.
+    # reads on, never a new request once the response exists. Journaled when set at a
+    # preview (_progress); the id alone kept on a 429 is not (a rerun makes a new request).
     resume_point: tuple[str, int | None] | None = None
     attempts: int = 0
     resumed: bool = False
@@ -253,13 +257,19 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _check_readable(param: str, value: object) -> None:
-    """A path input of an edit must name a readable file when the job is added, so that
-    a mistake is refused then, not reported as a failed job (it is read at its start)."""
-    if isinstance(value, str | os.PathLike) and not (
-        os.path.isfile(value) and os.access(value, os.R_OK)
-    ):
-        raise ValidationError(param, os.fspath(value), "a path of a readable file")
+def _readable_first(
+    inputs: Sequence[tuple[str, object]], make: Callable[[], ImageStream]
+) -> ImageStream:
+    """An edit's next stream, once each path in ``inputs`` (``(param, input)`` pairs)
+    names a readable file: checked as each attempt starts, not when the job is added (a
+    rerun skips a job done in the journal without its files), so that the job fails with
+    a ValidationError naming the path before its request, not a bare OSError."""
+    for param, value in inputs:
+        if isinstance(value, str | os.PathLike) and not (
+            os.path.isfile(value) and os.access(value, os.R_OK)
+        ):
+            raise ValidationError(param, os.fspath(value), "a path of a readable file")
+    return make()
 
 
 @attrs.define
@@ -423,17 +433,17 @@ class Batch:
         """Adds an edit: the arguments of ``client.edit`` (``images``, ``mask``,
         ``model``, ...) plus ``key``. Returns the key. Input files are read when the job
         starts; the journal's parameter hash covers their paths (or bytes), not their
-        content.
+        content. A path that is not a readable file when the job starts fails that job
+        (its ``error`` a ``ValidationError`` naming the path); a job done in the journal
+        is not run, so its files are not needed.
 
         Raises:
-            ValidationError: as :meth:`add`, and a path in ``images`` or ``mask`` that is
-                not a readable file now.
+            ValidationError: as :meth:`add`.
         """
         make = functools.partial(self._client.edit, prompt, **options)
         images = options["images"]
         inputs = list(images) if isinstance(images, list | tuple) else [images]
-        for param, value in [*(("images", i) for i in inputs), ("mask", options.get("mask"))]:
-            _check_readable(param, value)
+        checked = [*(("images", i) for i in inputs), ("mask", options.get("mask"))]
         described = {
             "operation": "edit",
             "prompt": prompt,
@@ -441,7 +451,7 @@ class Batch:
             "images": inputs,
             "mask": options.get("mask"),
         }
-        return self._add(key, make, described, options)
+        return self._add(key, make, described, options, inputs=checked)
 
     def respond(
         self,
@@ -480,6 +490,7 @@ class Batch:
         params: Mapping[str, Any],
         *,
         resume: Callable[[str, int | None], ImageStream] | None = None,
+        inputs: Sequence[tuple[str, object]] = (),
     ) -> str:
         if self._closed:
             raise TTStreamError("this batch has ended: add jobs inside its `async with` block")
@@ -487,15 +498,17 @@ class Batch:
         key = _check_key(f"job-{len(queue.keys) + 1}" if key is None else key)
         if key in queue.keys:
             raise ValidationError("key", key, "a key not used by another job of this batch")
-        stream = make()  # checks the parameters now; sends nothing
+        made = make()  # checks the parameters now; sends nothing
+        if inputs:  # an edit: its files are checked as each attempt starts, not now
+            make = functools.partial(_readable_first, inputs, make)
         n = params.get("n")
         queue.keys.add(key)
         queue.pending.append(
             _Job(
                 key=key,
-                model=stream.model,
+                model=made.model,
                 make=make,
-                stream=stream,
+                stream=None if inputs else made,
                 hash=params_hash(described),
                 images=n if isinstance(n, int) and n > 0 else 1,
                 added_at=time.monotonic(),
@@ -745,7 +758,11 @@ class Batch:
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
-                if job.resume_point is None and isinstance(stream, ResponseStream):
+                if (
+                    job.resume is not None
+                    and job.resume_point is None
+                    and isinstance(stream, ResponseStream)
+                ):
                     # it exists once it has an id: the retry resumes it (new_stream)
                     response_id = stream.response_id
                     job.resume_point = None if response_id is None else (response_id, None)

@@ -226,6 +226,28 @@ def test_edit_jobs_read_their_files_next_to_the_jobs_file(
     assert (out / "blue.png").stat().st_size > 0
 
 
+def test_an_edit_rerun_runs_without_the_files_of_done_jobs(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(picture, "PNG")
+    (tmp_path / "in.png").write_bytes(picture.getvalue())
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "make it blue", "key": "blue", "images": "in.png"},
+        {"prompt": "make it green", "key": "green", "images": "gone.png"},
+    )
+    out = tmp_path / "out"
+    assert run(emulator, str(jobs), "--out", str(out), "--edit") == 1  # green failed
+    (tmp_path / "in.png").unlink()
+    capsys.readouterr()
+    assert run(emulator, str(jobs), "--out", str(out), "--edit") == 1
+    printed = capsys.readouterr().out
+    assert "done 0 (+1 from earlier runs), failed 1" in printed
+    assert "failed  green: images " in printed  # the path, cut to the line
+    assert "a path of a readable file" in printed
+
+
 def spawn(base_url: str, cwd: Path, *args: str) -> pexpect.spawn:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env.update(TERM="xterm-256color", TTAPI_API_KEY="any-key", COLUMNS="160")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import decimal
+import io
 import json
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from PIL import Image
 
 import ttstream
 from tests.support.scripted_server import Answer, Request, ScriptedServer
@@ -110,17 +112,43 @@ async def test_a_bad_parameter_is_refused_when_added(ttstream_emulator: Emulator
         assert [r.key async for r in batch] == ["k"]
 
 
-async def test_an_edit_of_a_file_that_cannot_be_read_is_refused_when_added(
+def _png(path: Path) -> Path:
+    picture = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(picture, "PNG")
+    path.write_bytes(picture.getvalue())
+    return path
+
+
+async def test_an_edit_of_a_file_that_cannot_be_read_fails_when_it_starts(
     ttstream_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     missing = tmp_path / "missing.png"
     async with _client(ttstream_emulator) as client, client.batch() as batch:
-        with pytest.raises(ttstream.ValidationError, match=r"missing\.png") as raised:
-            batch.edit("x", images=[missing], key="e")
-        assert raised.value.param == "images"
-        with pytest.raises(ttstream.ValidationError, match="mask="):
-            batch.edit("x", images=[b"image"], mask=str(tmp_path), key="e")  # a directory
-        assert [r async for r in batch] == []
+        batch.edit("x", images=[missing], key="missing")
+        batch.edit("x", images=[b"image"], mask=str(tmp_path), key="directory")
+        batch.edit("x", images=_png(tmp_path / "in.png"), key="fine")
+        results = await _collect(batch)
+    assert results["fine"].ok
+    for key, param, path in (("missing", "images", missing), ("directory", "mask", tmp_path)):
+        error = results[key].error
+        assert isinstance(error, ttstream.ValidationError)
+        assert (error.param, results[key].attempts) == (param, 0)  # no request sent
+        assert str(path) in str(error)
+    assert (batch.done, batch.failed) == (1, 2)
+
+
+async def test_a_rerun_does_not_need_the_files_of_an_edit_done_in_the_journal(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    picture = _png(tmp_path / "in.png")
+    for run in range(2):
+        async with _client(ttstream_emulator) as client, client.batch(journal=journal) as batch:
+            batch.edit("make it blue", images=[picture], key="blue")
+            (result,) = [r async for r in batch]
+        assert result.ok
+        assert result.from_journal == (run == 1)
+        picture.unlink(missing_ok=True)  # gone before the rerun
 
 
 async def test_options_are_checked() -> None:
