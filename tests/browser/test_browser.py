@@ -22,6 +22,7 @@ browser.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -601,6 +602,37 @@ def test_the_placeholder_stays_inside_the_frame_on_a_page_without_border_box(
     assert browser.get_log("browser") == []
 
 
+@contextlib.contextmanager
+def one_final_shown(browser: Any, final: ttstream.Completed, script: str = "") -> Iterator[None]:
+    """A page of one ``<ttstream-preview>`` (``script`` after it) open in ``browser``
+    while its SSERelay, served with the page, holds ``final`` and the end."""
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Mount, Route
+
+    from ttstream.sinks import SSERelay
+
+    relay = SSERelay()
+    page = (
+        '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
+        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>' + script
+    )
+
+    async def index(request: Any) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def fill() -> None:
+        await relay.send(final)
+        await relay.aclose()
+
+    anyio.run(fill)
+    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
+    with ServerThread(app) as server:
+        open_page(browser, server.url + "/", "desktop")
+        yield
+
+
 SVG_WITH_SCRIPT = (
     b"<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'"
     b" onload='document.documentElement.dataset.ran = document.domain'>"
@@ -614,33 +646,9 @@ def test_an_svg_final_image_is_shown_but_linked_as_bytes_that_cannot_run(browser
     # SVG can be asked for a script too)
     import base64
 
-    from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse
-    from starlette.routing import Mount, Route
-
-    from ttstream.sinks import SSERelay
-
-    relay = SSERelay()
     svg = base64.b64encode(SVG_WITH_SCRIPT).decode()
     final = ttstream.Completed(b64_json=svg, operation="generation", output_format="svg")
-    page = (
-        '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
-        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>'
-    )
-
-    async def index(request: Any) -> HTMLResponse:
-        return HTMLResponse(page)
-
-    import anyio
-
-    async def fill() -> None:
-        await relay.send(final)
-        await relay.aclose()
-
-    anyio.run(fill)
-    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
-    with ServerThread(app) as server:
-        open_page(browser, server.url + "/", "desktop")
+    with one_final_shown(browser, final):
         until(browser, "document.querySelector('#preview').stats.finalShown")
         link = until(browser, "document.querySelector('#preview .tts-download').href")
         kind = browser.execute_async_script(
@@ -660,39 +668,19 @@ def test_the_end_event_comes_once_the_final_image_is_shown(browser: Any) -> None
     import base64
     import io
 
-    import anyio
     from PIL import Image
-    from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse
-    from starlette.routing import Mount, Route
-
-    from ttstream.sinks import SSERelay
 
     png = io.BytesIO()
     Image.new("RGB", (1536, 1024), (0, 120, 200)).save(png, "PNG")
     final = ttstream.Completed(
         b64_json=base64.b64encode(png.getvalue()).decode(), operation="generation"
     )
-    relay = SSERelay()
-    page = (
-        '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
-        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>'
+    script = (
         "<script>const p = document.getElementById('preview'); window.atEnd = null;"
         "p.addEventListener('end', () => { window.atEnd = {"
         "finalShown: p.stats.finalShown, finalSize: p.stats.finalSize,"
         "download: !p.querySelector('.tts-download').hidden}; });</script>"
     )
-
-    async def index(request: Any) -> HTMLResponse:
-        return HTMLResponse(page)
-
-    async def fill() -> None:
-        await relay.send(final)
-        await relay.aclose()
-
-    anyio.run(fill)
-    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
-    with ServerThread(app) as server:
-        open_page(browser, server.url + "/", "desktop")
+    with one_final_shown(browser, final, script):
         at_end = until(browser, "window.atEnd")
     assert at_end == {"finalShown": True, "finalSize": "1536x1024", "download": True}

@@ -427,18 +427,28 @@ async def _stop_after_previews(
                 await anyio.sleep(0.01)
 
 
+KITE_TOOLS = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
+
+
+def _add_kite(batch: ttstream.Batch) -> None:
+    """One background Responses job of one image and two previews, key ``kite``."""
+    batch.respond("a kite", model="gpt-5", tools=KITE_TOOLS, background=True, key="kite")
+
+
+async def _kite_stopped_after_a_preview(emulator: EmulatorServer, journal: Path) -> int:
+    """Runs the kite job until its first preview, then stops, as a crash would; answers
+    the emulator's generation count before it started."""
+    before = emulator.stream_stats.generations
+    async with _client(emulator) as client:
+        await _stop_after_previews(client, journal, _add_kite, 1)
+    return before
+
+
 async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     slow_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     journal = tmp_path / "run.sqlite"
-    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
-
-    def add(batch: ttstream.Batch) -> None:
-        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
-
-    before = slow_emulator.stream_stats.generations
-    async with _client(slow_emulator) as client:
-        await _stop_after_previews(client, journal, add, 1)
+    before = await _kite_stopped_after_a_preview(slow_emulator, journal)
     with sqlite3.connect(journal) as db:
         ((state, response_id, number),) = db.execute(
             "SELECT state, response_id, sequence_number FROM jobs"
@@ -447,7 +457,7 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     assert response_id
     assert number is not None
     async with _client(slow_emulator) as client, client.batch(journal=journal) as batch:
-        add(batch)
+        _add_kite(batch)
         (result,) = [r async for r in batch]
     assert result.ok, result.error
     assert result.resumed
@@ -460,20 +470,13 @@ async def test_a_rerun_whose_resume_is_rate_limited_resumes_again_never_posts(
     slow_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     journal = tmp_path / "run.sqlite"
-    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
-
-    def add(batch: ttstream.Batch) -> None:
-        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
-
-    before = slow_emulator.stream_stats.generations
-    async with _client(slow_emulator) as client:
-        await _stop_after_previews(client, journal, add, 1)
+    before = await _kite_stopped_after_a_preview(slow_emulator, journal)
     spec = f"status=429;retry-after-ms=0;times=1;key={uuid.uuid4()}"  # the resume: 429
     async with (
         _client(slow_emulator, spec, max_retries=0) as client,
         client.batch(journal=journal) as batch,
     ):
-        add(batch)
+        _add_kite(batch)
         (result,) = [r async for r in batch]
     assert result.ok, result.error
     assert slow_emulator.stream_stats.requests(spec) == 2  # the GET refused, the GET again
@@ -484,7 +487,6 @@ async def test_a_rerun_whose_resume_is_rate_limited_resumes_again_never_posts(
 async def test_a_cut_response_whose_resume_is_rate_limited_is_resumed_not_paid_again(
     ttstream_emulator: EmulatorServer,
 ) -> None:
-    tools = [{"type": "image_generation", "partial_images": 2, "size": "64x48"}]
     # the POST cut after its first preview, the resume refused once, then served
     spec = f"drop-after=4;resume-status=429;retry-after-ms=0;times=2;key={uuid.uuid4()}"
     before = ttstream_emulator.stream_stats.generations
@@ -492,7 +494,7 @@ async def test_a_cut_response_whose_resume_is_rate_limited_is_resumed_not_paid_a
         _client(ttstream_emulator, spec, max_retries=0) as client,
         client.batch() as batch,
     ):
-        batch.respond("a kite", model="gpt-5", tools=tools, background=True, key="kite")
+        _add_kite(batch)
         (result,) = [r async for r in batch]
     assert result.ok, result.error
     assert len(result.events) == 1
