@@ -54,6 +54,10 @@ _CREDENTIAL_WORDS = ("authorization", "api-key", "api_key", "bearer")
 _LOCK = threading.Lock()
 _secrets: Counter[str] = Counter()
 _longest_first: tuple[str, ...] = ()
+# Secrets whose owner is gone, not yet taken out: an owner's finalizer may run inside
+# register() (an allocation there runs the garbage collector) or while another thread
+# holds _LOCK, so it never waits for the lock; the next holder takes them out.
+_released: list[str] = []
 
 
 def register(owner: object, secret: str) -> None:
@@ -67,15 +71,24 @@ def register(owner: object, secret: str) -> None:
 
 
 def _unregister(secret: str) -> None:
-    with _LOCK:
-        _secrets[secret] -= 1
-        if _secrets[secret] <= 0:
-            del _secrets[secret]
-        _recompile()
+    """``owner``'s finalizer: never blocks (a key redacted a little longer is harmless;
+    a finalizer waiting for a lock its own thread holds would hang it)."""
+    _released.append(secret)
+    if _LOCK.acquire(blocking=False):
+        try:
+            _recompile()
+        finally:
+            _LOCK.release()
 
 
 def _recompile() -> None:
+    """Takes the released secrets out, then orders the rest; under ``_LOCK``."""
     global _longest_first
+    while _released:
+        secret = _released.pop()
+        _secrets[secret] -= 1
+        if _secrets[secret] <= 0:
+            del _secrets[secret]
     # Longest first, so a key that contains another is taken out whole.
     _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 

@@ -738,6 +738,36 @@ def test_redact_removes_a_registered_key_wherever_it_is(before: str, after: str)
         assert redact(text) == text  # nothing else is touched
 
 
+def test_a_key_whose_owner_the_collector_frees_under_the_lock_does_not_hang() -> None:
+    # The owner's finalizer took the registry's lock; run by the garbage collector in
+    # a thread that held it (an allocation inside register()), it waited for itself:
+    # the suite hung in test_redact_removes_a_registered_key_wherever_it_is.
+    import gc
+    import threading
+
+    from ttstream import _secrets
+
+    class Owner:
+        pass
+
+    gone, kept = Owner(), Owner()
+    gone.cycle = gone  # type: ignore[attr-defined]  # only the collector frees it
+    register(gone, "gone-key-0123456789abcdef")
+    del gone
+    finished = threading.Event()
+
+    def collect_under_the_lock() -> None:
+        with _secrets._LOCK:
+            gc.collect()
+        finished.set()
+
+    threading.Thread(target=collect_under_the_lock, daemon=True).start()
+    assert finished.wait(10), "the finalizer waited for the lock its own thread held"
+    register(kept, "kept-key-0123456789abcdef")  # the next holder takes the gone key out
+    assert redact("gone-key-0123456789abcdef") == "gone-key-0123456789abcdef"
+    assert redact("kept-key-0123456789abcdef") == "[REDACTED]"
+
+
 async def test_a_deeply_nested_non_streaming_body_is_a_protocol_error() -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     with (
