@@ -62,6 +62,8 @@ class _Loop:
         self._manager = start_blocking_portal(backend, backend_options)
         self._portal: BlockingPortal = self._manager.__enter__()
         self._stopped = False
+        self.thread_id: int = self._portal.call(threading.get_ident)
+        """The loop thread's ``threading.get_ident()``."""
 
     @property
     def portal(self) -> BlockingPortal:
@@ -103,6 +105,12 @@ class _Loop:
 
 
 def _shut_down(loop: _Loop, client: AsyncClient) -> None:
+    """Closes ``client`` and stops ``loop`` (the client's finalizer). Run by the garbage
+    collector in the loop thread itself, which cannot wait for its own loop, it hands
+    the work to a thread of its own."""
+    if threading.get_ident() == loop.thread_id:
+        threading.Thread(target=_shut_down, args=(loop, client), daemon=True).start()
+        return
     try:
         loop.call(client.aclose)
     finally:

@@ -258,3 +258,31 @@ def test_the_client_takes_the_async_clients_arguments() -> None:
     assert all(p.kind is not p.VAR_KEYWORD for p in synchronous.values())
     responses = inspect.signature(ttstream.SyncResponses.resume).parameters
     assert all(p.kind is not p.VAR_KEYWORD for p in responses.values())
+
+
+def test_a_client_the_collector_frees_in_its_own_loop_thread_closes_without_hanging(
+    server: EmulatorServer,
+) -> None:
+    # The client's finalizer waited on its loop thread for aclose(); run by the garbage
+    # collector in that very thread (which allocates, so it collects too), it waited
+    # for itself and the loop thread hung.
+    client = Client("k", base_url=server.base_url)
+    client.cycle = client  # type: ignore[attr-defined]  # only the collector frees it
+    loop = client._loop
+    del client
+
+    async def collect() -> None:
+        gc.collect()  # in the loop thread, as an allocation there would
+
+    done = threading.Event()
+
+    def run() -> None:
+        loop.call(collect)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(10), "the finalizer waited for its own loop thread"
+    deadline = time.monotonic() + 10
+    while not loop._stopped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loop._stopped  # closed all the same, from another thread
