@@ -597,7 +597,7 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
             ``b64_json`` nor ``url``, or its ``b64_json`` is empty.
     """
     if isinstance(body, bytes | bytearray | memoryview):
-        body = _loads_body(body)
+        body = loads_body(body)
     if not isinstance(body, Mapping):
         raise MalformedEventError(
             f"the response body is a JSON {type(body).__name__}, expected an object",
@@ -636,9 +636,13 @@ def parse_response(body: object, *, operation: str) -> list[Completed]:
     return events
 
 
-def _loads_body(body: bytes | bytearray | memoryview) -> Any:
-    """The JSON of a raw response body, its nesting bounded, its failures as
-    ProtocolError."""
+def loads_body(body: bytes | bytearray | memoryview) -> Any:
+    """The JSON of a raw response body, its nesting bounded (the one parser of
+    non-streaming bodies: :func:`parse_response` and ``ImageStream``).
+
+    Raises:
+        ProtocolError: the body is not JSON, quoting its start (redacted, then cut).
+    """
     try:
         return loads(bytes(body) if isinstance(body, memoryview) else body)
     except ValueError as exc:

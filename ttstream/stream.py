@@ -40,15 +40,12 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     IncompleteStreamError,
-    ProtocolError,
     TTStreamError,
-    short_repr,
 )
 from ._interpret import Interpreter
-from ._json import loads
 from ._otel import Generation, observed
 from ._reconnect import Reconnecting
-from .events import Completed, PartialImage, Usage, decode_now, parse_response
+from .events import Completed, PartialImage, Usage, decode_now, loads_body, parse_response
 from .sse import Comment
 
 __all__ = ["Event", "ImageStream", "Start", "StreamItem"]
@@ -250,12 +247,7 @@ class ImageStream(AsyncResource):
             body = await read_body(response, limit=self._max_body_bytes)
         except httpx2.TransportError as exc:
             raise connection_error(exc, response.request.url, "reading the body from") from exc
-        try:
-            return loads(body)
-        except ValueError as exc:
-            raise ProtocolError(
-                f"the response body is not JSON ({exc}); it starts {short_repr(bytes(body), 60)}"
-            ) from exc
+        return loads_body(body)
 
     async def _next(self) -> StreamItem | None:
         await self._ensure_started()
