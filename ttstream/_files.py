@@ -1,22 +1,37 @@
 """Writing image files without ever overwriting one that is not ours: the suffix of an
 ``output_format``, an atomic replace, and an exclusive create (``os.link`` of a complete
 file). One rule for every writer of images (``FileSink``, ``ttstream.batch``, the CLI).
+
+The batch writes in two steps that survive a kill between them (:class:`Staged`): each
+image into a temporary file synced to disk (:func:`stage`), then, once the batch has
+journaled them, each linked to its name (:func:`publish`); a rerun finishes the links
+from the journal (:func:`restore`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
+import re
 import secrets
-from collections.abc import Mapping
+import stat
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import attrs
 
 __all__ = [
     "MAX_COUNTER",
     "SUFFIXES",
+    "Staged",
     "claim_and_write",
-    "create_new",
+    "discard",
+    "publish",
     "replace_atomically",
+    "restore",
+    "stage",
     "suffix_for",
 ]
 
@@ -30,6 +45,9 @@ SUFFIXES: Mapping[str, str] = {
 }
 """File suffix per ``output_format``; any other format is written as ``.bin``."""
 MAX_COUNTER = 10_000  # names tried before giving up: a directory this full is a mistake
+_TEMPORARY = re.compile(r"\.ttstream-[0-9a-f]{8}\.tmp")  # the names _temporary makes
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20  # bytes read at a time to hash a file
 
 
 def suffix_for(output_format: str | None) -> str:
@@ -41,8 +59,9 @@ def suffix_for(output_format: str | None) -> str:
     return SUFFIXES.get(output_format.lower(), "bin")
 
 
-def _temporary(directory: Path, data: bytes) -> Path:
-    """Writes ``data`` to a new file with a short random name in ``directory``.
+def _temporary(directory: Path, data: bytes, *, durable: bool = False) -> Path:
+    """Writes ``data`` to a new file with a short random name in ``directory``, synced to
+    disk (``fsync``) when ``durable``.
 
     The name (``.ttstream-<8 hex>.tmp``, 22 characters) does not grow with the final
     name, so final names up to the file system's limit (255 bytes) work. The file gets
@@ -59,6 +78,9 @@ def _temporary(directory: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
     except BaseException:
         os.unlink(temporary)
         raise
@@ -87,27 +109,163 @@ def claim_and_write(path: Path, data: bytes) -> bool:
     """
     temporary = _temporary(path.parent, data)
     try:
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            except FileExistsError:
-                return False
-            os.replace(temporary, path)
-            return True
-        return True
+        return _claim(temporary, path)
     finally:
         if temporary.exists():
             os.unlink(temporary)
 
 
-def create_new(path: Path, data: bytes) -> bool:
-    """Writes ``data`` to ``path`` only if no file has that name, atomically; ``False``
-    when the name is taken: FileSink's no-overwrite rule, for other writers of finals
-    (``ttstream.batch``)."""
-    return claim_and_write(path, data)
+def _claim(temporary: Path, path: Path) -> bool:
+    """Gives the complete file ``temporary`` the name ``path`` if no file has it (see
+    :func:`claim_and_write`); ``False`` when the name is taken."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            return False
+        os.replace(temporary, path)
+    return True
+
+
+def _check_temporary(staged: Staged, attribute: object, value: str) -> None:
+    name = os.path.basename(value)
+    if not _TEMPORARY.fullmatch(name) or os.path.dirname(value) != os.path.dirname(staged.path):
+        raise ValueError(f"temporary {value!r} is not a .ttstream-<8 hex>.tmp next to its path")
+
+
+def _check_sha256(staged: Staged, attribute: object, value: str) -> None:
+    if not _SHA256.fullmatch(value):
+        raise ValueError(f"sha256 {value!r} is not 64 lowercase hex digits")
+
+
+@attrs.frozen(kw_only=True)
+class Staged:
+    """An image written but not yet named: its complete file at ``temporary`` (a
+    ``.ttstream-<8 hex>.tmp`` in the same directory, synced to disk), ``size`` in bytes
+    and ``sha256`` (hex), and the free name ``path`` it is to be linked to.
+
+    Raises:
+        ValueError: a ``temporary`` not of that form, or a ``sha256`` not 64 hex digits
+            (a journal row edited by hand).
+    """
+
+    path: str = attrs.field(validator=attrs.validators.instance_of(str))
+    temporary: str = attrs.field(validator=[attrs.validators.instance_of(str), _check_temporary])
+    size: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
+    sha256: str = attrs.field(validator=[attrs.validators.instance_of(str), _check_sha256])
+
+
+def _free_name(directory: Path, name: str) -> Path:
+    """``directory/name``, or the first of ``stem_2.ext``, ``stem_3.ext``, ... that no
+    file has; ``FileExistsError`` after :data:`MAX_COUNTER` names."""
+    stem, dot, suffix = name.rpartition(".")
+    for counter in range(1, MAX_COUNTER + 1):
+        path = directory / (name if counter == 1 else f"{stem}_{counter}{dot}{suffix}")
+        if not os.path.lexists(path):
+            return path
+    raise FileExistsError(errno.EEXIST, "every name is taken", str(directory / name))
+
+
+def _sync_directory(directory: Path) -> None:
+    """Makes the names just created or removed in ``directory`` durable (``fsync`` of
+    the directory, where the system can open one)."""
+    if not hasattr(os, "O_DIRECTORY"):  # pragma: no cover - Windows
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage(directory: Path, files: Sequence[tuple[str, bytes]]) -> list[Staged]:
+    """Writes each ``(name, data)`` of ``files`` to a temporary file of ``directory``,
+    synced to disk with its directory, and picks its free name (``name``, else
+    ``stem_2.ext``, ...). Nothing has a final name yet: :func:`publish` gives them.
+
+    Raises:
+        OSError: writing failed (no temporary file is left), or :data:`MAX_COUNTER`
+            names of one file are taken (``FileExistsError``).
+    """
+    staged: list[Staged] = []
+    try:
+        for name, data in files:
+            temporary = _temporary(directory, data, durable=True)
+            staged.append(
+                Staged(
+                    path=str(_free_name(directory, name)),
+                    temporary=str(temporary),
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
+        _sync_directory(directory)
+    except BaseException:
+        discard(staged)
+        raise
+    return staged
+
+
+def publish(staged: list[Staged], start: int) -> int:
+    """Links ``staged[start:]`` to their names, in order, never over a file, and returns
+    how many of ``staged`` have their names: all (then the temporary files are removed),
+    or up to one whose name another writer took since it was picked, which gets the next
+    free name in ``staged`` (journal it again, then call again from there)."""
+    for number in range(start, len(staged)):
+        item = staged[number]
+        path = Path(item.path)
+        if not _claim(Path(item.temporary), path):
+            staged[number] = attrs.evolve(item, path=str(_free_name(path.parent, path.name)))
+            return number
+    discard(staged)
+    return len(staged)
+
+
+def restore(staged: Sequence[Staged]) -> bool:
+    """Whether every file of ``staged`` has its name with its content (size and
+    SHA-256), after linking those found only in their (intact) temporary files; the
+    temporary files are then removed either way. ``False`` when one is missing,
+    differs, or lost its name to another file.
+
+    Raises:
+        OSError: a file could not be read or linked (other than missing); nothing is
+            removed then, so a later call can try again.
+    """
+    intact = all(
+        _holds(Path(item.path), item)
+        or (_holds(Path(item.temporary), item) and _claim(Path(item.temporary), Path(item.path)))
+        for item in staged
+    )
+    discard(staged)
+    return intact
+
+
+def discard(staged: Sequence[Staged]) -> None:
+    """Removes the temporary files of ``staged`` that are still there."""
+    for item in staged:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(item.temporary)
+    if staged:
+        _sync_directory(Path(staged[0].path).parent)
+
+
+def _holds(path: Path, staged: Staged) -> bool:
+    """Whether ``path`` is a regular file of ``staged``'s size and SHA-256 (read in
+    chunks, only when the size is right)."""
+    try:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode) or status.st_size != staged.size:
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            while chunk := file.read(_CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == staged.sha256

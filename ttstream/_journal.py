@@ -11,8 +11,14 @@ A row: ``key`` (the caller's), ``params_hash`` (SHA-256 of the job's parameters)
 ``state`` (``running``, ``done``, ``failed``), ``attempts`` (requests sent for it, in
 all runs), ``outputs`` (JSON list of the files written), ``error`` (one line, redacted),
 ``usage`` (JSON object of token counts), ``cost`` (US dollars as text, or ``NULL``),
-``response_id`` and ``sequence_number`` (Responses API background jobs), ``updated``
-(Unix seconds).
+``response_id`` and ``sequence_number`` (Responses API background jobs), ``staged``
+(JSON list of the files a job is writing, :class:`~ttstream._files.Staged` as objects:
+committed before they get their names, so that a rerun after a kill finishes the job
+from the disk instead of sending it again), ``updated`` (Unix seconds).
+
+The schema's version is SQLite's ``user_version``: a journal of an older version is
+migrated when it is opened (:data:`_MIGRATIONS`, in one transaction); one of a newer
+version is refused with a ``JournalError``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import anyio
 import attrs
 
 from ._exceptions import JournalError
+from ._files import Staged
 from ._json import loads
 from ._secrets import redact
 
@@ -49,6 +56,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL
 )
 """
+_MIGRATIONS = (
+    # version 1: the files a job is writing, journaled before they get their names
+    "ALTER TABLE jobs ADD COLUMN staged TEXT NOT NULL DEFAULT '[]'",
+)
+"""The statements that bring the table of version ``i`` to version ``i + 1``."""
 _BUSY_TIMEOUT = 30.0
 """Seconds a statement waits for another process's lock before failing."""
 MAX_ERROR_CHARS = 1000
@@ -85,6 +97,7 @@ class JournalRow:
     cost: str | None
     response_id: str | None
     sequence_number: int | None
+    staged: tuple[Staged, ...] = ()
 
 
 class Journal:
@@ -129,8 +142,9 @@ class Journal:
         return result
 
     async def start(self, key: str, hash: str, *, attempts: int) -> None:
-        """Marks ``key`` as running (its row created or replaced, outputs kept only
-        when the hash is the same), with ``attempts`` so far."""
+        """Marks ``key`` as running (its row created or replaced; outputs, resume point
+        and staged files kept only when the hash is the same), with ``attempts`` so
+        far."""
         await self._run(_start, key, hash, attempts)
 
     async def finish(
@@ -144,11 +158,28 @@ class Journal:
         usage: Mapping[str, int] | None = None,
         cost: str | None = None,
     ) -> None:
-        """Marks ``key`` as ``done`` or ``failed``, in one transaction."""
+        """Marks ``key`` as ``done`` or ``failed`` (no file staged any more), in one
+        transaction."""
         if error is not None:
             error = redact(error)[:MAX_ERROR_CHARS]
         await self._run(
             _finish, key, state, attempts, json.dumps(list(outputs)), error, usage, cost
+        )
+
+    async def stage(
+        self,
+        key: str,
+        staged: Sequence[Staged],
+        *,
+        attempts: int,
+        usage: Mapping[str, int] | None,
+        cost: str | None,
+    ) -> None:
+        """Keeps the files ``key`` is writing (as many as its images), with the
+        ``attempts``, ``usage`` and ``cost`` that :meth:`finish` would record: what a
+        rerun needs to finish the job as ``done`` from them. The row stays ``running``."""
+        await self._run(
+            _stage, key, json.dumps([attrs.asdict(item) for item in staged]), attempts, usage, cost
         )
 
     async def progress(self, key: str, *, response_id: str, sequence_number: int) -> None:
@@ -174,7 +205,7 @@ def _connect(path: str) -> sqlite3.Connection:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            _migrate(db)
         except BaseException:
             db.close()
             raise
@@ -183,10 +214,25 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Creates the table (version 0) if missing, then brings it to the latest version."""
+    with _transaction(db):
+        db.execute(_SCHEMA)
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > len(_MIGRATIONS):
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this ttstream reads"
+                f" (at most {len(_MIGRATIONS)}): a newer ttstream wrote it"
+            )
+        for statement in _MIGRATIONS[version:]:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+
+
 def _read_all(db: sqlite3.Connection) -> dict[str, JournalRow]:
     rows = db.execute(
         "SELECT key, params_hash, state, attempts, outputs, error, usage, cost,"
-        " response_id, sequence_number FROM jobs"
+        " response_id, sequence_number, staged FROM jobs"
     ).fetchall()
     try:
         return {row[0]: _row(row) for row in rows}
@@ -202,6 +248,9 @@ def _row(row: Any) -> JournalRow:
         raise TypeError(f"outputs of {row[0]!r} is not a JSON list of paths")
     if not isinstance(usage, dict):
         raise TypeError(f"usage of {row[0]!r} is not a JSON object")
+    staged = loads(row[10] or "[]")
+    if not (isinstance(staged, list) and all(isinstance(item, dict) for item in staged)):
+        raise TypeError(f"staged of {row[0]!r} is not a JSON list of objects")
     return JournalRow(
         key=row[0],
         params_hash=row[1],
@@ -213,6 +262,7 @@ def _row(row: Any) -> JournalRow:
         cost=row[7],
         response_id=row[8],
         sequence_number=row[9],
+        staged=tuple(Staged(**item) for item in staged),
     )
 
 
@@ -226,6 +276,7 @@ def _start(db: sqlite3.Connection, key: str, hash: str, attempts: int) -> None:
             " response_id=CASE WHEN params_hash=excluded.params_hash THEN response_id END,"
             " sequence_number=CASE WHEN params_hash=excluded.params_hash"
             " THEN sequence_number END,"
+            " staged=CASE WHEN params_hash=excluded.params_hash THEN staged ELSE '[]' END,"
             " params_hash=excluded.params_hash",
             (key, hash, attempts, time.time()),
         )
@@ -244,18 +295,44 @@ def _finish(
     with _transaction(db):
         db.execute(
             "UPDATE jobs SET state=?, attempts=?, outputs=?, error=?, usage=?, cost=?,"
-            " updated=? WHERE key=?",
+            " staged='[]', updated=? WHERE key=?",
             (
                 state,
                 attempts,
                 outputs,
                 error,
-                None if usage is None else json.dumps(dict(usage)),
+                _usage_text(usage),
                 cost,
                 time.time(),
                 key,
             ),
         )
+
+
+def _stage(
+    db: sqlite3.Connection,
+    key: str,
+    staged: str,
+    attempts: int,
+    usage: Mapping[str, int] | None,
+    cost: str | None,
+) -> None:
+    with _transaction(db):
+        db.execute(
+            "UPDATE jobs SET staged=?, attempts=?, usage=?, cost=?, updated=? WHERE key=?",
+            (
+                staged,
+                attempts,
+                _usage_text(usage),
+                cost,
+                time.time(),
+                key,
+            ),
+        )
+
+
+def _usage_text(usage: Mapping[str, int] | None) -> str | None:
+    return None if usage is None else json.dumps(dict(usage))
 
 
 def _progress(db: sqlite3.Connection, key: str, response_id: str, sequence_number: int) -> None:

@@ -38,7 +38,10 @@ back at once with ``from_journal=True`` (and the files and usage recorded then).
 that was in flight or failed is run again (``resumed=True`` for one in flight). With
 ``out=``, final images are written as ``out/<key>.<ext>`` (``<key>-2.<ext>``, ... for
 ``n > 1``), never over an existing file (``<key>_2.<ext>`` then), before the job is
-recorded as done.
+recorded as done: first into temporary files synced to disk, whose names, sizes and
+SHA-256 the journal keeps (``staged``), then linked to their names. A job left
+``running`` with staged files that are all intact (named, or still temporary) is
+finished from them by the next run, with nothing sent (``from_journal=True``).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from ._bounds import require_int, validate_positive
 from ._cost import estimate_cost, usage_totals
 from ._delegate import Delegated
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
-from ._files import create_new, suffix_for
+from ._files import MAX_COUNTER, Staged, discard, publish, restore, stage, suffix_for
 from ._journal import Journal, JournalRow, params_hash
 from ._options import EditOptions, GenerateOptions, ResponseOptions
 from ._pacing import Pacing
@@ -129,8 +132,9 @@ class JobResult:
         events: the final images (``Completed``, one per image) when it succeeded;
             empty for a job found done in the journal (its files are in ``paths``).
         error: the error when it failed (a :class:`~ttstream.TTStreamError`, or an
-            ``OSError`` writing its files or reading an input file removed between the
-            check below and the read), else ``None``. An edit whose path in ``images``
+            ``OSError`` writing its files, reading the files a killed run left for it
+            (see ``from_journal``), or reading an input file removed between the check
+            below and the read), else ``None``. An edit whose path in ``images``
             or ``mask`` is not a readable file when the job starts (or the batch tries
             it again after a 429) fails with a ``ValidationError`` naming the path,
             before that request; a job done in the journal is not checked.
@@ -140,7 +144,9 @@ class JobResult:
             ``output_tokens``, ``total_tokens``, ...), or ``None`` when unknown.
         cost: estimated US dollars (docs/batch.md, "Cost"), or ``None``.
         paths: the files written (with ``out=``).
-        from_journal: done in an earlier run: nothing was sent this time.
+        from_journal: done in an earlier run: nothing was sent this time. Also a job
+            whose earlier run was killed after its files were written and journaled
+            (``staged``) but before it was recorded done: finished from those files.
         resumed: it was in flight when an earlier run stopped, and ran again.
         waited: seconds from ``add`` to its first request (queue, pacing, pauses).
         seconds: seconds from its first request to its end (0 from the journal).
@@ -632,6 +638,8 @@ class Batch:
                     self._tally.skipped += 1
                     await self._send.send(_from_journal(job, row))
                     continue
+                if row.state == "running" and row.staged and await self._restored(job, row):
+                    continue
                 job.resumed = row.state == "running"
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
@@ -645,6 +653,36 @@ class Batch:
                 raise
             queue.running[job.key] = job
             self._tg.start_soon(self._run, job)
+
+    async def _restored(self, job: _Job, row: JournalRow) -> bool:
+        """Finishes a job that an earlier run left ``running`` after journaling its files
+        (:meth:`_save`): when every one is intact (:func:`~ttstream._files.restore`), it
+        is recorded ``done`` and its result sent (``from_journal=True``, counted as
+        skipped), and ``True`` returned; else ``False``, and the job runs again. A file
+        that cannot be read fails the job without a request, its row kept for the next
+        run."""
+        assert self._journal is not None
+        try:
+            restored = await anyio.to_thread.run_sync(restore, row.staged)
+        except OSError as exc:
+            self._tally.failed += 1
+            await self._send.send(JobResult(key=job.key, error=exc, attempts=row.attempts))
+            return True
+        if not restored:
+            return False
+        row = attrs.evolve(row, state="done", outputs=tuple(item.path for item in row.staged))
+        with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
+            await self._journal.finish(
+                row.key,
+                state=row.state,
+                attempts=row.attempts,
+                outputs=row.outputs,
+                usage=dict(row.usage) or None,
+                cost=row.cost,
+            )
+        self._tally.skipped += 1
+        await self._send.send(_from_journal(job, row))
+        return True
 
     async def _run(self, job: _Job) -> None:
         limiter = self._pacing.limiter
@@ -667,12 +705,14 @@ class Batch:
         token = _current_job.set(job)
         job.progress.started_at = anyio.current_time()
         waited = time.monotonic() - job.added_at
-        events: list[Completed] = []
         try:
             if self._journal is not None:
                 await self._journal.start(job.key, job.hash, attempts=job.earlier_attempts)
             events = await self._attempts(job)
-            paths = await self._write(job, events) if self.out is not None else ()
+            files = await self._images(job, events) if self.out is not None else []
+            result = self._result_of(job, waited, events=events)
+            if files:
+                result = attrs.evolve(result, paths=tuple(await self._save(result, files)))
         except (TTStreamError, OSError) as exc:
             result = self._result_of(job, waited, error=exc)
             await self._record(result, state="failed")
@@ -685,7 +725,6 @@ class Batch:
             raise
         finally:
             _current_job.reset(token)
-        result = self._result_of(job, waited, events=events, paths=paths)
         await self._record(result, state="done")
         return result
 
@@ -695,7 +734,6 @@ class Batch:
         waited: float,
         *,
         events: Sequence[Completed] = (),
-        paths: Sequence[Path] = (),
         error: BaseException | None = None,
     ) -> JobResult:
         usages = [event.usage for event in events]
@@ -709,7 +747,6 @@ class Batch:
             attempts=job.earlier_attempts + job.attempts,
             usage=usage_totals(usages) if events else None,
             cost=estimate_cost(job.model, usages) if events else None,
-            paths=tuple(paths),
             resumed=job.resumed,
             waited=waited,
             seconds=now - started,
@@ -787,8 +824,8 @@ class Batch:
                     job.key, response_id=response_id, sequence_number=number
                 )
 
-    async def _write(self, job: _Job, events: Sequence[Completed]) -> list[Path]:
-        assert self.out is not None
+    async def _images(self, job: _Job, events: Sequence[Completed]) -> list[tuple[str, bytes]]:
+        """The job's final images as ``(file name, bytes)``, URL results downloaded."""
         files: list[tuple[str, bytes]] = []
         for number, event in enumerate(events, start=1):
             data = (
@@ -798,20 +835,50 @@ class Batch:
             )
             name = job.key if number == 1 else f"{job.key}-{number}"
             files.append((f"{name}.{suffix_for(event.output_format)}", data))
-        await anyio.Path(self.out).mkdir(parents=True, exist_ok=True)
+        return files
+
+    async def _save(self, result: JobResult, files: Sequence[tuple[str, bytes]]) -> list[Path]:
+        """Writes ``files`` under ``out`` so that a kill at any moment never costs a
+        second request for an image written: into temporary files synced to disk (in a
+        worker thread, which hashes them), then their names, sizes and SHA-256 committed
+        to the journal (with the result's usage and cost), then each linked to its free
+        name, never over a file. A name another writer takes in between gets the next one,
+        journaled again before its link (at most :data:`MAX_COUNTER` times).
+
+        Raises:
+            OSError: a file could not be written, or every name is taken; the temporary
+                files are removed.
+            JournalError: the journal could not be written.
+        """
+        assert self.out is not None
         out = self.out
-        return await anyio.to_thread.run_sync(lambda: [_write_new(out, *file) for file in files])
+        await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+        staged = await anyio.to_thread.run_sync(stage, out, files)
+        try:
+            named = 0
+            for _ in range(MAX_COUNTER):
+                await self._stage(result, staged)
+                named = await anyio.to_thread.run_sync(publish, staged, named)
+                if named == len(staged):
+                    return [Path(item.path) for item in staged]
+            raise FileExistsError(f"every name of {staged[named].path} is taken")
+        except (OSError, TTStreamError):
+            await anyio.to_thread.run_sync(discard, staged)
+            raise
 
-
-def _write_new(directory: Path, name: str, data: bytes) -> Path:
-    """Writes ``data`` as ``directory/name``, or ``stem_2.ext``, ... when taken."""
-    stem, dot, suffix = name.rpartition(".")
-    path = directory / name
-    counter = 1
-    while not create_new(path, data):
-        counter += 1
-        path = directory / f"{stem}_{counter}{dot}{suffix}"
-    return path
+    async def _stage(self, result: JobResult, staged: Sequence[Staged]) -> None:
+        """Journals the files being written, shielded like :meth:`_record`: a rerun then
+        finishes the job from them instead of paying for it again."""
+        if self._journal is None:
+            return
+        with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
+            await self._journal.stage(
+                result.key,
+                staged,
+                attempts=result.attempts,
+                usage=result.usage,
+                cost=None if result.cost is None else str(result.cost),
+            )
 
 
 def _described(options: Mapping[str, object]) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import decimal
+import hashlib
 import io
 import json
 import sqlite3
@@ -301,7 +302,21 @@ async def test_a_corrupt_journal_is_a_journal_error(
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("outputs", "not json"), ("outputs", "5"), ("usage", "[1]"), ("attempts", "many")],
+    [
+        ("outputs", "not json"),
+        ("outputs", "5"),
+        ("usage", "[1]"),
+        ("attempts", "many"),
+        ("staged", "[1]"),
+        ("staged", '[{"path": "k.png"}]'),
+        # a temporary file that is not one of ours: a rerun would remove it
+        (
+            "staged",
+            json.dumps(
+                [{"path": "k.png", "temporary": "notes.txt", "size": 1, "sha256": "0" * 64}]
+            ),
+        ),
+    ],
 )
 async def test_a_journal_row_it_did_not_write_is_a_journal_error(
     ttstream_emulator: EmulatorServer, tmp_path: Path, column: str, value: str
@@ -656,3 +671,206 @@ def test_ctrl_c_in_a_sync_batch_closes_the_streams_and_keeps_the_journal(
             break
         time.sleep(0.02)
     assert slow_emulator.stream_stats.open_streams == 0
+
+
+KILLED_BEFORE_DONE = """
+import os, signal, sys, anyio, ttstream
+from ttstream import _journal
+
+base_url, journal, out, kill_at = sys.argv[1:]
+if kill_at == "link":  # the first file about to get its name
+    os.link = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+else:  # every file named, the done commit about to start
+    finish = _journal.Journal.finish
+
+    async def finish_or_die(self, key, *, state, **options):
+        if state == "done":
+            os.kill(os.getpid(), signal.SIGKILL)
+        await finish(self, key, state=state, **options)
+
+    _journal.Journal.finish = finish_or_die
+
+async def main():
+    async with ttstream.AsyncClient("emulator-key", base_url=base_url) as client:
+        async with client.batch(journal=journal, out=out) as batch:
+            batch.add("two kites", key="kite", size="64x48", n=2)
+            async for result in batch:
+                print("not killed", result, flush=True)
+
+anyio.run(main)
+"""
+
+
+def _killed_before_done(server: EmulatorServer, tmp_path: Path, kill_at: str) -> int:
+    """Runs a one-job batch (2 images, ``out=``) in a process SIGKILLed at ``kill_at``
+    (``link``: before the first file gets its name; ``done``: every file named, before
+    the done commit); returns the emulator's generations after it."""
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_BEFORE_DONE, encoding="utf-8")
+    args = [server.base_url, str(tmp_path / "run.sqlite"), str(tmp_path / "out"), kill_at]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -9, done.stdout + done.stderr
+    assert _rows(tmp_path / "run.sqlite")["kite"][0] == "running"
+    return server.stream_stats.generations
+
+
+async def _rerun_kites(server: EmulatorServer, tmp_path: Path) -> ttstream.JobResult:
+    async with (
+        _client(server) as client,
+        client.batch(journal=tmp_path / "run.sqlite", out=tmp_path / "out") as batch,
+    ):
+        batch.add("two kites", key="kite", size="64x48", n=2)
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    return result
+
+
+@pytest.mark.parametrize("kill_at", ["link", "done"])
+def test_a_kill_after_the_images_are_written_costs_no_second_request(
+    ttstream_emulator: EmulatorServer, tmp_path: Path, kill_at: str
+) -> None:
+    # The window: the images were paid for and are on disk (named, or still in their
+    # temporary files), the journal still says running. The rerun finishes the job from
+    # the disk: no request, no second copy (kite_2.png).
+    out = tmp_path / "out"
+    before = _killed_before_done(ttstream_emulator, tmp_path, kill_at)
+    result = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)
+    assert ttstream_emulator.stream_stats.generations == before
+    assert result.from_journal
+    assert result.attempts == 1
+    assert result.usage is not None
+    assert result.usage["output_tokens"] > 0
+    assert result.paths == (out / "kite.png", out / "kite-2.png")
+    assert sorted(path.name for path in out.iterdir()) == ["kite-2.png", "kite.png"]
+    for path in result.paths:
+        with Image.open(path) as image:
+            assert image.size == (64, 48)
+    assert _rows(tmp_path / "run.sqlite")["kite"] == (
+        "done",
+        1,
+        json.dumps([str(path) for path in result.paths]),
+    )
+    again = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)  # now a plain done row
+    assert again.from_journal
+    assert again.paths == result.paths
+    assert ttstream_emulator.stream_stats.generations == before
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_staged_file_missing_or_truncated_makes_the_job_run_again(
+    ttstream_emulator: EmulatorServer, tmp_path: Path, damage: str
+) -> None:
+    out = tmp_path / "out"
+    before = _killed_before_done(ttstream_emulator, tmp_path, "done")
+    with sqlite3.connect(tmp_path / "run.sqlite") as db:
+        (staged,) = db.execute("SELECT staged FROM jobs WHERE key = 'kite'").fetchone()
+    db.close()
+    journaled = {item["path"]: (item["size"], item["sha256"]) for item in json.loads(staged)}
+    on_disk = {
+        str(path): (len(path.read_bytes()), hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in out.iterdir()
+    }
+    assert journaled == on_disk
+    second = out / "kite-2.png"
+    if damage == "missing":
+        second.unlink()
+    else:
+        second.write_bytes(second.read_bytes()[:-1])
+    kept = {path.name: path.read_bytes() for path in out.iterdir()}
+    result = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)
+    assert ttstream_emulator.stream_stats.generations == before + 2
+    assert not result.from_journal
+    assert result.resumed
+    assert result.attempts == 2
+    # the files of the killed run stay as they are; the new ones take free names
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    new = {"kite_2.png", "kite-2.png"} if damage == "missing" else {"kite_2.png", "kite-2_2.png"}
+    assert {path.name for path in result.paths} == new
+    assert sorted(path.name for path in out.iterdir()) == sorted({*kept, *new})
+
+
+OLD_JOURNAL = """
+CREATE TABLE jobs (
+    key TEXT PRIMARY KEY,
+    params_hash TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    usage TEXT,
+    cost TEXT,
+    response_id TEXT,
+    sequence_number INTEGER,
+    updated REAL NOT NULL
+)
+"""
+
+
+async def test_a_journal_of_the_first_schema_is_migrated_and_kept(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    out = tmp_path / "out"
+
+    def batch(client: ttstream.AsyncClient) -> ttstream.Batch:
+        return client.batch(journal=journal, out=out)
+
+    async with _client(ttstream_emulator) as client, batch(client) as first:
+        first.add("one kite", key="one", size="64x48")
+        first.add("two kites", key="two", size="64x48")
+        [r async for r in first]
+    with sqlite3.connect(journal) as db:  # as the version before `staged` left it
+        columns = [line.split()[0] for line in OLD_JOURNAL.splitlines()[2:-1]]
+        rows = db.execute(f"SELECT {', '.join(columns)} FROM jobs").fetchall()
+        db.execute("DROP TABLE jobs")
+        db.execute(OLD_JOURNAL)
+        db.executemany(f"INSERT INTO jobs VALUES ({', '.join('?' * len(columns))})", rows)
+        db.execute("UPDATE jobs SET state = 'running' WHERE key = 'two'")
+        db.execute("PRAGMA user_version = 0")
+    db.close()
+    before = ttstream_emulator.stream_stats.generations
+    async with _client(ttstream_emulator) as client, batch(client) as second:
+        second.add("one kite", key="one", size="64x48")
+        second.add("two kites", key="two", size="64x48")
+        results = await _collect(second)
+    assert results["one"].from_journal
+    assert results["one"].paths == (out / "one.png",)
+    assert results["two"].resumed  # a running row with nothing staged runs again
+    assert ttstream_emulator.stream_stats.generations == before + 1
+    with sqlite3.connect(journal) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        table = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
+        assert db.execute("SELECT staged FROM jobs").fetchall() == [("[]",), ("[]",)]
+    db.close()
+    assert table == [*columns, "staged"]
+
+
+async def test_a_journal_of_a_newer_schema_is_a_journal_error(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    with sqlite3.connect(journal) as db:
+        db.execute(OLD_JOURNAL)
+        db.execute("PRAGMA user_version = 7")
+    db.close()
+    async with _client(ttstream_emulator) as client:
+        with pytest.raises(ttstream.JournalError, match=r"run\.sqlite.*version 7 is newer"):
+            async with client.batch(journal=journal):
+                pass
+
+
+def test_a_name_taken_between_staging_and_linking_gets_the_next_one(tmp_path: Path) -> None:
+    from ttstream._files import publish, stage
+
+    staged = stage(tmp_path, [("a.png", b"first"), ("b.png", b"second")])
+    (tmp_path / "a.png").write_bytes(b"another writer's")
+    assert publish(staged, 0) == 0
+    assert staged[0].path == str(tmp_path / "a_2.png")
+    assert publish(staged, 0) == 2
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == {
+        "a.png": b"another writer's",
+        "a_2.png": b"first",
+        "b.png": b"second",
+    }

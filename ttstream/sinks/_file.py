@@ -16,13 +16,12 @@ from .._files import (
     MAX_COUNTER,
     SUFFIXES,
     claim_and_write,
-    create_new,
     replace_atomically,
     suffix_for,
 )
 from ..events import Completed, PartialImage
 
-__all__ = ["SUFFIXES", "FileSink", "create_new", "suffix_for"]
+__all__ = ["SUFFIXES", "FileSink", "suffix_for"]
 
 logger = logging.getLogger("ttstream")
 
