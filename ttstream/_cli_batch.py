@@ -42,7 +42,8 @@ from ._exceptions import TTStreamError, ValidationError
 from ._json import NestedTooDeeply, loads
 from ._options import EditOptions, GenerateOptions
 from ._request import checked_body
-from .batch import Batch, JobResult, Tally
+from ._tally import Tally
+from .batch import Batch, JobResult
 from .client import DEFAULT_MODEL, AsyncClient
 from .params import EditParameters, GenerationParameters
 
