@@ -16,7 +16,7 @@ ETA) and a line per running job with its latest preview; elsewhere one plain lin
 finished job. A summary follows: done, failed with their reasons, images, tokens and
 estimated cost (of every job done, earlier runs included), time. Exit status 0 only
 when every job succeeded (now or before), 1 when any failed, 2 for a mistake in the
-command line or the JOBS file (its form checked before anything starts), 130 after
+command line or the JOBS file (its form and values checked before anything starts), 130 after
 Ctrl-C.
 """
 
@@ -35,13 +35,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from ._bounds import validate_seconds
 from ._cli_output import clean, terminal_console
 from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
 from ._json import NestedTooDeeply, loads
 from ._options import EditOptions, GenerateOptions
-from .batch import Batch, JobResult, Tally
-from .client import AsyncClient
+from ._request import checked_body
+from ._tally import Tally
+from .batch import Batch, JobResult
+from .client import DEFAULT_MODEL, AsyncClient
+from .params import EditParameters, GenerationParameters
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -57,6 +61,10 @@ _MAX_SHOWN_RUNNING = 12  # lines of running jobs on the live display
 _FIELDS = {  # a JOBS line's fields besides prompt and key, with --edit and without
     edit: sorted(options.__required_keys__ | options.__optional_keys__)
     for edit, options in ((True, EditOptions), (False, GenerateOptions))
+}
+_API_FIELDS = {  # the API's own parameters among them
+    edit: parameters.__optional_keys__
+    for edit, parameters in ((True, EditParameters), (False, GenerationParameters))
 }
 
 
@@ -115,8 +123,9 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
 
     Raises:
         JobsFileError: a line that is not a JSON object, has no ``prompt``, repeats a
-            key, has a field that is no parameter, or names (or lacks) input files
-            against ``edit``.
+            key, has a field that is no parameter or a value the request would refuse
+            (the checks of ``client.generate`` / ``client.edit``, docs/models.md), or
+            names (or lacks) input files against ``edit``.
         OSError: the file cannot be read.
     """
     jobs: list[JobLine] = []
@@ -169,6 +178,9 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
             elif "images" in obj or "mask" in obj:
                 raise JobsFileError(f'{where}: "images" and "mask" need --edit')
             _check_fields(obj, where, edit=edit)
+            if str(obj.get("model", "")).startswith("dall-e"):
+                obj.setdefault("response_format", "b64_json")  # files come from the inline image
+            _check_values(obj, prompt, where, edit=edit)
             jobs.append(JobLine(number, key, prompt, obj))
     return jobs
 
@@ -186,15 +198,30 @@ def _check_fields(obj: dict[str, Any], where: str, *, edit: bool) -> None:
             )
 
 
+def _check_values(obj: dict[str, Any], prompt: str, where: str, *, edit: bool) -> None:
+    """Refuses a value the job's request would refuse at once (its ``deadline``, its
+    model's parameters), with the request's own checks, naming the line."""
+    model = obj.get("model")
+    try:
+        validate_seconds("deadline", obj.get("deadline"))
+        checked_body(
+            "edit" if edit else "generation",
+            prompt,
+            DEFAULT_MODEL if model is None else model,
+            {name: value for name, value in obj.items() if name in _API_FIELDS[edit]},
+            mask=obj.get("mask"),
+            images=[None] * len(obj.get("images", ())),  # files: read when the job starts
+        )
+    except ValidationError as exc:
+        raise JobsFileError(f"{where}: {exc}") from None
+
+
 def _add(batch: Batch, job: JobLine, *, edit: bool, jobs_name: str) -> None:
-    params = dict(job.params)
-    if str(params.get("model", "")).startswith("dall-e"):
-        params.setdefault("response_format", "b64_json")  # files come from the inline image
     try:
         if edit:
-            batch.edit(job.prompt, key=job.key, **params)
+            batch.edit(job.prompt, key=job.key, **job.params)
         else:
-            batch.add(job.prompt, key=job.key, **params)
+            batch.add(job.prompt, key=job.key, **job.params)
     except (ValidationError, TypeError) as exc:
         raise JobsFileError(f"{jobs_name} line {job.line}: {exc}") from None
 

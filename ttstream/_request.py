@@ -20,6 +20,7 @@ from typing import IO, Any, TypeAlias
 import anyio
 import attrs
 
+from . import params as _params
 from ._exceptions import ValidationError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ImageInput",
     "Upload",
     "as_list",
+    "checked_body",
     "form_fields",
     "json_body",
     "load_images",
@@ -123,6 +125,33 @@ async def load_images(
             "images", "files and references mixed", "all files or all references (with mask)"
         )
     return loaded, loaded_mask  # type: ignore[return-value]
+
+
+def checked_body(
+    operation: _params.Operation,
+    prompt: str,
+    model: str,
+    params: Mapping[str, Any],
+    *,
+    mask: object = None,
+    images: Sequence[bytes | None] = (),
+) -> dict[str, Any]:
+    """The request as the rules see it, checked at once (before any connection):
+    ``model`` (the given one, else the client's default), ``prompt``, the API's own
+    ``params`` and ``stream`` (when left out, the model's default:
+    :func:`ttstream.params.streams_by_default`). ``mask`` and ``images`` are an edit's,
+    as :func:`ttstream.params.validate` takes them; ``mask`` is not in the result. The
+    one check of a request's parameters, for ``client.generate`` / ``client.edit`` and
+    for ``ttstream batch``, which checks its JOBS file before anything starts.
+
+    Raises:
+        ValidationError: a parameter the model does not take (docs/models.md).
+    """
+    body = {"model": model, "prompt": prompt, **params}
+    if body.get("stream") is None:
+        body["stream"] = _params.streams_by_default(model, body)
+    _params.validate(operation, model, {**body, "mask": mask}, images=images)
+    return body
 
 
 def merge_extra_body(body: dict[str, Any], extra_body: Mapping[str, object] | None) -> None:

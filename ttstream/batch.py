@@ -75,6 +75,7 @@ from ._pacing import Pacing
 from ._reconnect import Reconnecting
 from ._resource import Resource
 from ._responses_client import ResponseStream
+from ._tally import Tally
 from .events import Completed, PartialImage
 from .stream import ImageStream
 
@@ -289,31 +290,6 @@ class _Queue:
     running: dict[str, _Job] = attrs.Factory(dict)
     outstanding: int = 0
     wake: anyio.Event | None = None
-
-
-@attrs.define
-class Tally:
-    """Counters of jobs' results: a batch's of one run (the properties of :class:`Batch`
-    of the same names); ``ttstream batch`` also sums those done in earlier runs."""
-
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    resumed: int = 0
-    images: int = 0
-    tokens: dict[str, int] = attrs.Factory(dict)
-    cost: decimal.Decimal | None = None
-    unpriced: int = 0
-
-    def succeeded(self, result: JobResult) -> None:
-        self.done += 1
-        self.images += len(result.events)
-        for name, value in (result.usage or {}).items():
-            self.tokens[name] = self.tokens.get(name, 0) + value
-        if result.cost is None:
-            self.unpriced += 1
-        else:
-            self.cost = (self.cost or decimal.Decimal(0)) + result.cost
 
 
 class Batch:

@@ -40,6 +40,7 @@ from ._request import (
     ImageInput,
     Upload,
     as_list,
+    checked_body,
     form_fields,
     json_body,
     load_images,
@@ -287,8 +288,7 @@ class AsyncClient(AsyncResource):
             ValidationError: at once, before any connection, for a parameter the model
                 does not take (:mod:`ttstream.params`, docs/models.md).
         """
-        body = self._body(prompt, model, params)
-        _params.validate("generation", body["model"], body)
+        body = checked_body("generation", prompt, self._model(model), params)
         wire = self._wire(body, model, extra_body)
         content = json_body(wire)
 
@@ -325,13 +325,12 @@ class AsyncClient(AsyncResource):
             ValidationError: a parameter the model does not take: at once for what can
                 be checked without reading files, when the stream opens for the rest.
         """
-        body = self._body(prompt, model, params)
-        wire = self._wire(body, model, extra_body)
         inputs = as_list(images)
         known = [
             bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
         ]
-        _params.validate("edit", body["model"], {**body, "mask": mask}, images=known)
+        body = checked_body("edit", prompt, self._model(model), params, mask=mask, images=known)
+        wire = self._wire(body, model, extra_body)
 
         async def prepare() -> _Prepared:
             loaded, loaded_mask = await load_images(inputs, mask)
@@ -460,14 +459,9 @@ class AsyncClient(AsyncResource):
             extensions={"timeout": self.timeout.as_dict()},
         )
 
-    def _body(self, prompt: str, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The request as the rules see it: ``model`` is the given one, else the
-        client's :attr:`default_model`."""
-        model = self.default_model if model is None else model
-        body = {"model": model, "prompt": prompt, **params}
-        if body.get("stream") is None:
-            body["stream"] = _params.streams_by_default(model, body)
-        return body
+    def _model(self, model: str | None) -> str:
+        """The model of a request: the given one, else the client's :attr:`default_model`."""
+        return self.default_model if model is None else model
 
     def _wire(
         self, body: Mapping[str, Any], model: str | None, extra_body: Mapping[str, object] | None

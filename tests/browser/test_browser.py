@@ -603,9 +603,16 @@ def test_the_placeholder_stays_inside_the_frame_on_a_page_without_border_box(
 
 
 @contextlib.contextmanager
-def one_final_shown(browser: Any, final: ttstream.Completed, script: str = "") -> Iterator[None]:
-    """A page of one ``<ttstream-preview>`` (``script`` after it) open in ``browser``
-    while its SSERelay, served with the page, holds ``final`` and the end."""
+def one_final_shown(
+    browser: Any,
+    final: ttstream.Completed,
+    script: str = "",
+    attributes: str = "",
+    then: ttstream.Completed | None = None,
+) -> Iterator[None]:
+    """A page of one ``<ttstream-preview>`` (with ``attributes``, ``script`` after it)
+    open in ``browser`` while its SSERelay, served with the page, holds ``final`` and the
+    end; with ``then``, a second relay at ``/next/events`` holds that final and the end."""
     import anyio
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse
@@ -613,21 +620,26 @@ def one_final_shown(browser: Any, final: ttstream.Completed, script: str = "") -
 
     from ttstream.sinks import SSERelay
 
-    relay = SSERelay()
+    relays = {"live": final, **({"next": then} if then is not None else {})}
     page = (
         '<!doctype html><script type="module" src="/live/ttstream.js"></script>'
-        '<ttstream-preview id="preview" src="/live/events"></ttstream-preview>' + script
+        f'<ttstream-preview id="preview" src="/live/events" {attributes}></ttstream-preview>'
+        + script
     )
 
     async def index(request: Any) -> HTMLResponse:
         return HTMLResponse(page)
 
-    async def fill() -> None:
-        await relay.send(final)
+    async def fill(relay: SSERelay, item: ttstream.Completed) -> None:
+        await relay.send(item)
         await relay.aclose()
 
-    anyio.run(fill)
-    app = Starlette(routes=[Route("/", index), Mount("/live", relay)])
+    routes: list[Any] = [Route("/", index)]
+    for name, item in relays.items():
+        relay = SSERelay()
+        anyio.run(fill, relay, item)
+        routes.append(Mount(f"/{name}", relay))
+    app = Starlette(routes=routes)
     with ServerThread(app) as server:
         open_page(browser, server.url + "/", "desktop")
         yield
@@ -684,3 +696,66 @@ def test_the_end_event_comes_once_the_final_image_is_shown(browser: Any) -> None
     with one_final_shown(browser, final, script):
         at_end = until(browser, "window.atEnd")
     assert at_end == {"finalShown": True, "finalSize": "1536x1024", "download": True}
+
+
+def test_a_final_url_that_never_answers_ends_after_finaltimeout(browser: Any) -> None:
+    # A final given as the server's URL held `end` back until the browser's own network
+    # timeout (minutes) when that URL never answered
+    import socket
+    import time
+
+    script = (
+        "<script>const p = document.getElementById('preview'); window.atEnd = null;"
+        "p.addEventListener('completed', () => { window.completedAt = performance.now(); });"
+        "p.addEventListener('end', () => { window.atEnd = {"
+        "after: performance.now() - window.completedAt, finalShown: p.stats.finalShown,"
+        "errors: p.stats.errors, status: p.querySelector('.tts-status').textContent,"
+        "card: p.querySelector('.tts-error').textContent}; });</script>"
+    )
+    with socket.socket() as silent:  # connections wait in its backlog, never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/final.png"
+        final = ttstream.Completed(b64_json=None, url=url, operation="generation")
+        started = time.monotonic()
+        with one_final_shown(browser, final, script, 'finaltimeout="0.5"'):
+            at_end = until(browser, "window.atEnd")
+        waited = time.monotonic() - started
+    assert 450 <= at_end.pop("after") < 5000, at_end
+    assert waited < 10
+    assert at_end == {
+        "finalShown": False,
+        "errors": ["it did not load within 0.5 s."],
+        "status": "Failed",
+        "card": "The final image could not be shownIt did not load within 0.5 s.",
+    }
+
+
+def test_a_final_url_still_loading_holds_back_no_later_generation(browser: Any) -> None:
+    # Chromium leaves decode() pending when an image's src is removed: after reset()
+    # (watch() of the next generation), its images waited behind the final that never
+    # loaded
+    import base64
+    import io
+    import socket
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 120, 200)).save(png, "PNG")
+    second = ttstream.Completed(
+        b64_json=base64.b64encode(png.getvalue()).decode(), operation="generation"
+    )
+    script = (
+        "<script>const p = document.getElementById('preview');"
+        "p.addEventListener('completed', () => { if (!window.next) {"
+        "window.next = true; setTimeout(() => p.watch('/next/events'), 200); } });</script>"
+    )
+    with socket.socket() as silent:  # connections wait in its backlog, never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/final.png"
+        first = ttstream.Completed(b64_json=None, url=url, operation="generation")
+        with one_final_shown(browser, first, script, then=second):
+            size = until(browser, "document.querySelector('#preview').stats.finalSize")
+    assert size == "64x48"

@@ -186,7 +186,8 @@ def test_a_line_over_the_cap_is_refused_without_reading_it_whole(tmp_path: Path)
 
 def test_a_line_at_the_cap_is_read(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.jsonl"
-    line = '{"prompt": "' + "x" * (MAX_LINE - 16) + '"}'
+    # a model the rules do not know: its prompt has no limit of theirs
+    line = '{"model": "m", "prompt": "' + "x" * (MAX_LINE - 30) + '"}'
     line += " " * (MAX_LINE - len(line))
     jobs.write_text(line + "\r\n" + line + "\n", encoding="utf-8")
     assert [job.line for job in _cli_batch.read_jobs(jobs, edit=False)] == [1, 2]
@@ -310,16 +311,40 @@ def test_with_no_key_it_runs_on_the_emulator(
     assert (tmp_path / "out" / "line-1.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "jobs.jsonl line 2: not JSON"),
+        # a value the request refuses: it was seen only once the emulator had started
+        (
+            '{"prompt": "x", "quality": "ultra"}',
+            "jobs.jsonl line 2: quality='ultra' is not allowed for model 'gpt-image-2': "
+            "quality must be one of",
+        ),
+        ('{"prompt": "x", "size": "7x7"}', "jobs.jsonl line 2: size='7x7' is not allowed"),
+        ('{"prompt": "x", "n": 0}', "jobs.jsonl line 2: n=0 is not allowed"),
+        ('{"prompt": "x", "deadline": 0}', "jobs.jsonl line 2: deadline=0"),
+        (
+            '{"prompt": "x", "model": "dall-e-3", "n": 2}',
+            "jobs.jsonl line 2: n=2 is not allowed for model 'dall-e-3'",
+        ),
+    ],
+)
 def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    line: str,
+    message: str,
 ) -> None:
     monkeypatch.delenv("TTAPI_API_KEY")
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("not json\n", encoding="utf-8")
+    jobs.write_text('{"prompt": "a kite"}\n' + line + "\n", encoding="utf-8")
     assert cli.main(["batch", str(jobs), "--out", str(tmp_path / "out")]) == 2
     printed = capsys.readouterr()
-    assert "jobs.jsonl line 1: not JSON" in printed.err
+    assert message in printed.err
     assert "emulator" not in printed.out + printed.err
+    assert not (tmp_path / "out").exists()
 
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)

@@ -2,8 +2,9 @@
 imports another module's private name, no class outside the emulator holds more than 14
 attributes, ttstream imports httpx2 and never httpx, the code cites only the
 repository's own documents, the user docs name public paths only, and a class's
-docstrings name only members the class has, and JSON text is parsed through the one
-loader whose nesting is bounded."""
+docstrings name only members the class has, JSON text is parsed through the one
+loader whose nesting is bounded, and a public module lists each public class it defines
+in its ``__all__``."""
 
 from __future__ import annotations
 
@@ -343,3 +344,52 @@ def test_a_missing_member_is_found() -> None:
         "    def scope(self): ...\n"
     )
     assert missing_members(tree) == ["Deadline.Deadline names check"]
+
+
+PUBLIC_MODULES = [
+    path
+    for path in SOURCES
+    if not any(
+        part.startswith("_") and part != "__init__"
+        for part in path.relative_to(PACKAGE.parent).with_suffix("").parts
+    )
+]
+
+
+def unlisted_classes(tree: ast.Module) -> list[str]:
+    """The public classes a module defines and leaves out of its ``__all__`` (all of
+    them when it has none). In a public module each is API; a class other modules share
+    that is no part of the API is private, or lives in a private module."""
+    listed: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and "__all__" in {
+            ast.unparse(target)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        }:
+            assert node.value is not None
+            listed = set(ast.literal_eval(node.value))
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and not node.name.startswith("_")
+        and node.name not in listed
+    ]
+
+
+def test_a_public_module_lists_each_public_class_in_its_all() -> None:
+    found = [
+        f"{_name(path)}: {name}"
+        for path in PUBLIC_MODULES
+        for name in unlisted_classes(_tree(path))
+    ]
+    assert found == []
+
+
+def test_an_unlisted_class_is_found() -> None:
+    tree = ast.parse('__all__ = ["Batch"]\nclass Batch: ...\nclass Tally: ...\nclass _Job: ...\n')
+    assert unlisted_classes(tree) == ["Tally"]
+    assert unlisted_classes(ast.parse("class Tally: ...\n")) == ["Tally"]
+    names = {_name(path) for path in PUBLIC_MODULES}
+    assert {"ttstream/batch.py", "ttstream/sinks/__init__.py"} <= names
+    assert "ttstream/_tally.py" not in names

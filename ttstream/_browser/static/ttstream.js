@@ -392,6 +392,7 @@ const TEMPLATE = `
 </div>`;
 
 const RECONNECTED_MS = 2500;  // how long "Reconnected" stays up
+const FINAL_TIMEOUT_S = 30;  // seconds a final image may take to load (finaltimeout)
 
 const seconds = (ms) => ms < 60000
   ? `${(ms / 1000).toFixed(1)} s`
@@ -423,7 +424,9 @@ const freshStats = () => ({
  *
  * Attributes: src (events URL or ws(s):// URL), previews (how many previews to expect,
  * for the progress bar), size ("WxH": the placeholder's shape), label (the alt text and
- * download name), nocancel (no cancel button).
+ * download name), nocancel (no cancel button), finaltimeout (seconds a final image may
+ * take to load and decode, default 30: a final given as the server's URL that does not
+ * load by then is told as "could not be shown", and `end` comes).
  * Methods: start(params) (over a websocket: starts a generation), watch(src),
  * begin(text) (shows "starting" before src is known), cancel(), reset(),
  * showStatus(text), showError(title, text).
@@ -446,6 +449,7 @@ export class TTStreamPreview extends HTMLElement {
     this._badgeTimer = null;
     this._apiLost = false;
     this._images = 0;
+    this._dropping = null;  // gives up the image being loaded underneath
   }
 
   connectedCallback() {
@@ -486,6 +490,10 @@ export class TTStreamPreview extends HTMLElement {
   set src(value) { this.setAttribute("src", value); }
   get expected() { return Number(this.getAttribute("previews") || 0); }
   get label() { return this.getAttribute("label") || ""; }
+  get finalTimeout() {
+    const value = Number(this.getAttribute("finaltimeout"));
+    return Number.isFinite(value) && value > 0 ? value : FINAL_TIMEOUT_S;
+  }
 
   _shape() {
     const [w, h] = (this.getAttribute("size") || "1x1").split("x").map(Number);
@@ -496,6 +504,7 @@ export class TTStreamPreview extends HTMLElement {
   reset() {
     this._stop();
     this._run += 1;
+    this._dropLoading();  // a final that never loads holds no later image back
     Object.assign(this.stats, freshStats());
     this._images = 0;
     this._apiLost = false;
@@ -641,8 +650,15 @@ export class TTStreamPreview extends HTMLElement {
       if (mine !== this._run) { if (src.startsWith("blob:")) URL.revokeObjectURL(src); return; }
       if (src.startsWith("blob:")) this._blobUrl = src;
     }
-    if (!(await this._present(src, 0, this.label || "the final image"))) {
-      if (mine === this._run) this._fail("The final image could not be shown", "the browser could not decode it.");
+    // Bounded: a final given as a URL that never answers would hold `end` back for as
+    // long as the browser's own network timeout.
+    const limit = this.finalTimeout;
+    const late = AbortSignal.timeout(limit * 1000);
+    if (!(await this._present(src, 0, this.label || "the final image", late))) {
+      if (mine === this._run) {
+        this._fail("The final image could not be shown", late.aborted
+          ? `it did not load within ${limit} s.` : "the browser could not decode it.");
+      }
       return;
     }
     this._stopClock();
@@ -777,23 +793,42 @@ export class TTStreamPreview extends HTMLElement {
     this._live = null;
   }
 
+  // Gives up the image being loaded underneath, if any: its _present resolves false
+  // (Chromium leaves decode() pending when the src is removed, e.g. of a URL that never
+  // answers).
+  _dropLoading() {
+    const drop = this._dropping;
+    this._dropping = null;
+    if (drop) drop();
+  }
+
   // The new image is decoded on the layer underneath, then crossfades over the old one
   // (and sharpens: previews are drawn slightly blurred, less so as they improve). An
-  // image the browser cannot decode is never shown: the last good one stays.
-  _present(src, blur, alt) {
+  // image the browser cannot decode is never shown: the last good one stays. When
+  // `signal` aborts first, the image being loaded (this one, or one before it still in
+  // the way) is given up, and this one is not shown.
+  _present(src, blur, alt, signal = null) {
     const mine = this._run;
     const fade = parseFloat(getComputedStyle(this).getPropertyValue("--tts-fade")) || 0;
+    const giveUp = () => { if (mine === this._run) this._dropLoading(); };
+    signal?.addEventListener("abort", giveUp, { once: true });
     this._shown = this._shown.then(async () => {
-      if (mine !== this._run) return false;
+      if (mine !== this._run || signal?.aborted) return false;
       const back = this._layers[1 - this._front];
       const old = this._layers[this._front];
       clearTimeout(back.cleanup);
       back.src = src;
       try {
-        await back.decode();
+        await new Promise((resolve, reject) => {
+          this._dropping = reject;
+          back.decode().then(resolve, reject);
+        });
       } catch {
         back.removeAttribute("src");
         return false;
+      } finally {
+        this._dropping = null;
+        signal?.removeEventListener("abort", giveUp);
       }
       if (mine !== this._run) return false;
       back.style.setProperty("--blur", `${blur}px`);
