@@ -52,7 +52,7 @@ from ._signature import forwards_to
 from ._transport import http_client as new_http_client
 from ._version import USER_AGENT
 from .batch import Batch, BatchOptions
-from .events import Completed, image_of
+from .events import Completed, ImageEvent, image_of
 from .params import EditParameters, GenerationParameters
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
@@ -401,8 +401,12 @@ class AsyncClient(AsyncResource):
             EventTooLargeError: the image is larger than ``max_event_bytes``.
             ProtocolError: a ``Content-Encoding`` other than gzip/deflate, or a body
                 that does not decode as its coding.
-            ValidationError: ``deadline`` is not a positive finite number.
+            ValidationError: ``event`` is no image event (``None``, a URL string), or
+                ``deadline`` is not a positive finite number.
         """
+        if not isinstance(event, ImageEvent):
+            allowed = "a Completed event of a stream (or a PartialImage: its preview)"
+            raise ValidationError("event", event, allowed)
         deadline = deprecated_timeout(timeout, deadline, stacklevel=3)
         validate_seconds("deadline", deadline)
         if image_of(event) is not None or event.url is None:
