@@ -18,8 +18,9 @@ import httpx2
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from ttstream import Completed, PartialImage, SSEDecoder, parse_event
+from ttstream import Completed, PartialImage, SSEDecoder, ValidationError, parse_event
 from ttstream.emulator import EmulatorServer, create_app
+from ttstream.emulator import main as emulator_main
 
 pytestmark = pytest.mark.anyio
 
@@ -509,6 +510,24 @@ def test_the_server_listens_on_a_free_port_and_stops_cleanly() -> None:
     assert not thread.is_alive()
     with pytest.raises(RuntimeError):
         _ = running.port
+
+
+@pytest.mark.parametrize("port", [99999, 65536, -1, True])
+def test_a_port_out_of_range_is_refused_not_wrapped(port: int) -> None:
+    # 99999 listened on 34463 (99999 modulo 65536), -1 was a socket.gaierror.
+    with (
+        pytest.raises(ValidationError, match="port must be an int from 0 to 65535"),
+        EmulatorServer(port=port),
+    ):
+        pass
+
+
+def test_the_command_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    assert emulator_main(["--port", "99999"], prog="ttstream emulator") == 2
+    assert capsys.readouterr().err == (
+        "ttstream emulator: error: --port must be an int from 0 to 65535 (0: a free port) "
+        "(got 99999)\n"
+    )
 
 
 def test_create_app_refuses_a_negative_step_delay() -> None:
