@@ -377,15 +377,30 @@ def _check_out(out: str) -> None:
     directory this user may write in."""
     path = Path(out)
     shown = clean(out, 200)
-    if path.exists() and not path.is_dir():
-        raise _UsageError(f"--out {shown} is a file, not a directory; name a directory")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    try:
+        if path.exists() and not path.is_dir():
+            raise _UsageError(f"--out {shown} is a file, not a directory; name a directory")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:  # a name too long, say
+        raise _UsageError(f"--out {shown}: {exc.strerror or type(exc).__name__}") from None
     if not existing.is_dir():
         raise _UsageError(f"--out {shown}: {clean(existing, 200)} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise _UsageError(f"--out {shown}: no permission to write in {clean(existing, 200)}")
+
+
+def _make_out(out: str) -> None:
+    """Makes ``--out``, after every other check (a mistake found before leaves no
+    directory behind) and before the request: a name the file system refuses (too long,
+    on a file system ``os.access`` misjudges) ends the run before anything is billed,
+    not after the first image arrived with nowhere to go."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise _UsageError(f"--out {clean(out, 200)}: cannot make the directory: {reason}") from None
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
@@ -457,6 +472,7 @@ def _check(args: argparse.Namespace) -> str | None:
         _check_inputs(args)
     if args.command in ("generate", "edit"):
         _check_params(args)
+        _make_out(args.out)
     return api_key
 
 
