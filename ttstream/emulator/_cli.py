@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m ttstream.emula
     """
     parser = _parser(prog)
     args = parser.parse_args(argv)
-    if args.step_delay < 0:
-        print(f"{prog}: error: --step-delay must be >= 0", file=sys.stderr)
-        return 2
     try:
         app = create_app(step_delay=args.step_delay, api_key=args.api_key, default_fault=args.fault)
+    except ValidationError as exc:
+        print(f"{prog}: error: --step-delay must be {exc.allowed}", file=sys.stderr)
+        return 2
     except FaultSpecError as exc:
         reason = str(exc).split("; known faults:")[0]  # the list is in --help
         print(
