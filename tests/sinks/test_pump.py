@@ -238,6 +238,20 @@ async def test_a_sink_of_a_function_is_checked_when_made(
     assert emulator.stream_stats.requests(spec) == 0
 
 
+async def test_a_stream_that_is_no_async_iterable_is_refused_naming_it(
+    emulator: EmulatorServer,
+) -> None:
+    # pump(client, ...) and pump(sync_client.generate(...), ...) raised a bare
+    # AttributeError ('... has no attribute __aiter__') from inside pump.
+    recorder = Recorder()
+    async with AsyncClient("k", base_url=emulator.base_url) as client:
+        for wrong in (client, "a kite", [FINAL]):
+            with pytest.raises(ValidationError, match="stream must be an ImageStream") as caught:
+                await pump(wrong, recorder)  # type: ignore[arg-type]
+            assert caught.value.param == "stream"
+    assert (recorder.items, recorder.closed) == ([], 0)
+
+
 async def test_object_stream_sink_feeds_an_anyio_pipeline() -> None:
     send, receive = anyio.create_memory_object_stream[StreamItem](1)
     received: list[StreamItem] = []
