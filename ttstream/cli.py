@@ -89,6 +89,7 @@ __all__ = ["PARAMETERS_WITHOUT_OPTIONS", "main"]
 _EMULATOR_STEP_DELAY = 0.6  # seconds between events, so that previews visibly stream in
 _KEY_VARIABLES = ("TTAPI_API_KEY", "OPENAI_API_KEY")
 _KEY_HELP = "set TTAPI_API_KEY (or OPENAI_API_KEY), or pass --api-key-file FILE (- for stdin)"
+_AZURE_KEY_HELP = f"set {AZURE_KEY}, or pass --api-key-file FILE (- for stdin)"
 _MAX_KEY_LINE = 4096  # bytes of a key file read: a key is far shorter
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a header carries
 _MODEL_LIST = re.compile(r"only ((?:[\w.-]+, ){3,}[\w.-]+) take (\w+)")
@@ -482,6 +483,8 @@ def _service(
 ) -> Iterator[tuple[str | None, str | None]]:
     """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
     if getattr(args, "azure_endpoint", None) is not None:  # Azure: AZURE_OPENAI_API_KEY
+        if not (api_key or os.environ.get(AZURE_KEY)):  # TTAPI's or OpenAI's do not count
+            raise TTStreamError(f"no API key for Azure: {_AZURE_KEY_HELP}")
         yield api_key, None
         return
     if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):
