@@ -1,11 +1,13 @@
 """The checks of numeric settings, each in one place: integers with a minimum, and
-seconds (or other units) that must be finite and positive. Pure: no I/O, so that the
-protocol core checks its settings with them too; ``ttstream._bounds`` re-exports them.
+seconds (or other units) that must be finite and positive; and of path arguments. Pure:
+no I/O, so that the protocol core checks its settings with them too; ``ttstream._bounds``
+re-exports them.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Hashable
 
 from ._exceptions import ValidationError
@@ -14,6 +16,7 @@ __all__ = [
     "require_hashable",
     "require_int",
     "require_non_negative",
+    "require_path",
     "require_seconds",
     "validate_positive",
     "validate_seconds",
@@ -106,3 +109,16 @@ def require_hashable(name: str, value: Hashable) -> Hashable:
     except TypeError:
         raise ValidationError(name, value, "a hashable key, e.g. a str or a tuple") from None
     return value
+
+
+def require_path(name: str, value: str | os.PathLike[str]) -> str:
+    """``value`` as a ``str`` (``os.fspath``) if it is a ``str`` or an ``os.PathLike``
+    of one, without NUL characters.
+
+    Raises:
+        ValidationError: anything else (a number, ``None``, a ``bytes`` path, a NUL).
+    """
+    path = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(path, str) or "\0" in path:
+        raise ValidationError(name, value, "a path (a str or os.PathLike) without NUL")
+    return path

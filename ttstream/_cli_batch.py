@@ -126,12 +126,17 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
             key, has a field that is no parameter or a value the request would refuse
             (the checks of ``client.generate`` / ``client.edit``, docs/models.md), or
             names (or lacks) input files against ``edit``.
-        OSError: the file cannot be read.
+            A file that cannot be opened (none, a directory, no permission) is one too.
+        OSError: the file cannot be read once open.
     """
     jobs: list[JobLine] = []
     keys: dict[str, int] = {}
     base = path.parent
-    with path.open(encoding="utf-8", errors="surrogateescape") as file:
+    try:
+        opened = path.open(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:  # a command-line mistake, as `edit --image nope.png` is
+        raise JobsFileError(f"{clean(str(path), 200)}: {exc.strerror or exc}") from None
+    with opened as file:
         # readline with a limit: a line longer than the cap is refused without being
         # held whole in memory
         lines = iter(lambda: file.readline(_MAX_LINE + 2), "")
@@ -423,8 +428,9 @@ def check(args: argparse.Namespace) -> list[JobLine]:
     client): the jobs.
 
     Raises:
-        JobsFileError: a mistake in an option or the JOBS file (exit status 2).
-        OSError: the JOBS file cannot be read.
+        JobsFileError: a mistake in an option or the JOBS file, or a JOBS file that
+            cannot be opened (exit status 2).
+        OSError: the JOBS file cannot be read once open.
     """
     _check_options(args)
     return read_jobs(Path(args.jobs), edit=args.edit)

@@ -52,7 +52,7 @@ from ._checks import require_hashable
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import APIConnectionError, ProtocolError, ValidationError
 from ._imagehook import ImageLineHook
-from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State
+from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State, require_policy
 from ._secrets import redact
 from .sse import DEFAULT_MAX_EVENT_BYTES, Comment, ServerSentEvent, SSEDecoder
 
@@ -250,7 +250,9 @@ class EventSource(AsyncResource):
         self._decoder = SSEDecoder(max_event_bytes, line_hook=hook)
         self._decoder.last_event_id = last_event_id
         self._feed = self._decoder.feed_all if comments else self._decoder.feed
-        self._machine = Reconnection(reconnect, clock=anyio.current_time, idempotent=idempotent)
+        self._machine = Reconnection(
+            require_policy(reconnect), clock=anyio.current_time, idempotent=idempotent
+        )
         self._pending: deque[ServerSentEvent | Comment] = deque()
         self._response: httpx2.Response | None = None
         self._chunks: AsyncGenerator[bytes, None] | _NoContent | None = None

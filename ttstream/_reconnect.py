@@ -26,13 +26,14 @@ from collections.abc import Callable
 import attrs
 
 from ._checks import require_int, require_non_negative
+from ._exceptions import ValidationError
 from ._retry import backoff_delay
 from ._secrets import redact
 from .sse import ServerSentEvent, fingerprint, id_in_body
 
 Fingerprint = tuple[str, int, int]
 
-__all__ = ["ReconnectPolicy", "Reconnecting", "Reconnection", "State"]
+__all__ = ["ReconnectPolicy", "Reconnecting", "Reconnection", "State", "require_policy"]
 
 REMEMBERED_EVENTS = 64
 """Delivered events a :class:`Reconnection` remembers (their id and a fingerprint of
@@ -80,6 +81,19 @@ class ReconnectPolicy:
         from that time, doubling per attempt, capped at ``max_delay``."""
         base = self.delay if server_retry_ms is None else server_retry_ms / 1000
         return max(base, backoff_delay(attempt, initial=base, cap=max(base, self.max_delay)))
+
+
+def require_policy(value: ReconnectPolicy) -> ReconnectPolicy:
+    """``value`` if it is a :class:`ReconnectPolicy`: the check of every ``reconnect=``
+    argument, made where it is given, before any connection.
+
+    Raises:
+        ValidationError: anything else (a dict of its fields, a number, ``None``).
+    """
+    if not isinstance(value, ReconnectPolicy):
+        allowed = "a ttstream.ReconnectPolicy, e.g. ReconnectPolicy(max_attempts=5)"
+        raise ValidationError("reconnect", value, allowed)
+    return value
 
 
 @attrs.frozen(kw_only=True)

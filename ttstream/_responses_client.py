@@ -30,7 +30,7 @@ from ._exceptions import ValidationError
 from ._imagehook import image_shape
 from ._options import StreamOptions
 from ._otel import generation
-from ._reconnect import ReconnectPolicy
+from ._reconnect import ReconnectPolicy, require_policy
 from ._request import json_body, merge_extra_body
 from ._responses import Response, ResponsesInterpreter
 from ._version import USER_AGENT
@@ -63,6 +63,32 @@ class APIClient(Protocol):
 
 
 _IMAGE_TOOL = {"type": "image_generation"}
+
+
+def _check_request(model: object, input: object, tools: object, background: object) -> None:
+    """The types of ``responses.stream``'s own arguments, before anything is sent.
+
+    Raises:
+        ValidationError: the first of them that is of the wrong type.
+    """
+    if not isinstance(model, str) or not model:
+        raise ValidationError("model", model, "a non-empty text model name such as 'gpt-5'")
+    if not isinstance(input, str) and not _mappings(input):
+        raise ValidationError("input", input, "a string, or a list of the API's input items")
+    if tools is not None and not _mappings(tools):
+        example = "[{'type': 'image_generation', 'partial_images': 2}]"
+        raise ValidationError("tools", tools, f"None or a list of tool objects such as {example}")
+    if not isinstance(background, bool):
+        raise ValidationError("background", background, "True or False")
+
+
+def _mappings(value: object) -> bool:
+    """Whether ``value`` is a sequence (not a string) of mappings."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str | bytes)
+        and all(isinstance(item, Mapping) for item in value)
+    )
 
 
 class ResponseStream(ImageStream):
@@ -140,10 +166,12 @@ class Responses:
             TypeError: a keyword that is no body field.
             ValidationError: at once, for an image tool option its image model does not
                 take (:func:`ttstream.params.validate_tool`), or a body field ttstream
-                sets itself (``stream``).
+                sets itself (``stream``), or a ``model``, ``input``, ``tools`` or
+                ``background`` of the wrong type.
         """
         if params.get("stream") not in (None, True):
             raise ValidationError("stream", params["stream"], "omitted (always True here)")
+        _check_request(model, input, tools, background)
         chosen = [dict(tool) for tool in tools] if tools is not None else [dict(_IMAGE_TOOL)]
         url = self._client.endpoint_url("responses")
         shape = None
@@ -214,6 +242,8 @@ class Responses:
         when unknown: a resume)."""
         client = self._client
         deadline = options.get("deadline")
+        if (reconnect := options.get("reconnect")) is not None:
+            require_policy(reconnect)
 
         def resume() -> tuple[str, str] | None:
             if resumable and interpreter.response_id is not None:

@@ -10,6 +10,7 @@ each keyword on its own. Pure: no I/O.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 from collections.abc import Callable, Iterable
@@ -23,9 +24,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def with_keywords(method: _F, keywords: Iterable[inspect.Parameter], *, first: bool) -> _F:
     """``method`` with its ``**kwargs`` replaced by ``keywords`` (keyword-only
     parameters): a keyword that is neither one of them nor one of the method's own raises
-    ``TypeError`` at the call, naming the method, and ``inspect.signature`` lists them
-    after the method's own keyword-only parameters, or before them when ``first`` (a
-    wrapper's extra keywords, such as the sync client's ``backend``, come last)."""
+    ``TypeError`` at the call, naming the method and the closest known keyword (``image``:
+    "did you mean 'images'?", openai's name for an edit's input), and
+    ``inspect.signature`` lists them after the method's own keyword-only parameters, or
+    before them when ``first`` (a wrapper's extra keywords, such as the sync client's
+    ``backend``, come last)."""
     signature = inspect.signature(method)
     own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
     added = [p for p in keywords if p.name not in {q.name for q in own}]
@@ -35,8 +38,10 @@ def with_keywords(method: _F, keywords: Iterable[inspect.Parameter], *, first: b
     def checked(*args: Any, **kwargs: Any) -> Any:
         for name in kwargs:
             if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise TypeError(
-                    f"{method.__qualname__}() got an unexpected keyword argument {name!r}"
+                    f"{method.__qualname__}() got an unexpected keyword argument {name!r}{hint}"
                 )
         return method(*args, **kwargs)
 

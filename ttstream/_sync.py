@@ -24,7 +24,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._delegate import Delegated, Settable
 from ._event_types import StreamItem
-from ._exceptions import ClosedError
+from ._exceptions import ClosedError, ValidationError
 from ._options import EditOptions, GenerateOptions, ResponseStreamOptions, ResumeOptions
 from ._otel import Generation
 from ._resource import Resource
@@ -53,12 +53,17 @@ class SyncClientOptions(ClientOptions, LoopOptions, total=False):
     """Every keyword of :class:`Client`: :class:`~ttstream.AsyncClient`'s and the loop's."""
 
 
+_BACKENDS = ("asyncio", "trio")
+
+
 class _Loop:
     """A blocking portal and the calls made through it."""
 
     def __init__(
         self, backend: str = "asyncio", backend_options: dict[str, Any] | None = None
     ) -> None:
+        if backend not in _BACKENDS:  # anyio raised a bare LookupError
+            raise ValidationError("backend", backend, "'asyncio' or 'trio'")
         self._manager = start_blocking_portal(backend, backend_options)
         self._portal: BlockingPortal = self._manager.__enter__()
         self._stopped = False
@@ -203,7 +208,8 @@ class Client(Resource):
     open between requests.
 
     Raises:
-        ValidationError: as ``AsyncClient`` (no key, a bad option), at construction.
+        ValidationError: as ``AsyncClient`` (no key, a bad option), or a ``backend``
+            other than ``"asyncio"`` and ``"trio"``, at construction.
     """
 
     async_client_class: type[AsyncClient] = AsyncClient

@@ -65,6 +65,7 @@ import httpx2
 from anyio.from_thread import BlockingPortal
 
 from ._bounds import require_int, validate_positive
+from ._checks import require_path
 from ._cost import estimate_cost, usage_totals
 from ._delegate import Delegated
 from ._exceptions import APIStatusError, TTStreamError, ValidationError
@@ -328,8 +329,8 @@ class Batch:
             validate_positive("images_per_minute", images_per_minute, "images per minute"),
             validate_positive("requests_per_minute", requests_per_minute, "requests per minute"),
         )
-        self.journal_path = None if journal is None else os.fspath(journal)
-        self.out = None if out is None else Path(out)
+        self.journal_path = None if journal is None else require_path("journal", journal)
+        self.out = None if out is None else Path(require_path("out", out))
         self._queue = _Queue()
         self._entered = False
         self._closed = False

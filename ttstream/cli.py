@@ -89,6 +89,7 @@ __all__ = ["PARAMETERS_WITHOUT_OPTIONS", "main"]
 _EMULATOR_STEP_DELAY = 0.6  # seconds between events, so that previews visibly stream in
 _KEY_VARIABLES = ("TTAPI_API_KEY", "OPENAI_API_KEY")
 _KEY_HELP = "set TTAPI_API_KEY (or OPENAI_API_KEY), or pass --api-key-file FILE (- for stdin)"
+_AZURE_KEY_HELP = f"set {AZURE_KEY}, or pass --api-key-file FILE (- for stdin)"
 _MAX_KEY_LINE = 4096  # bytes of a key file read: a key is far shorter
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a header carries
 _MODEL_LIST = re.compile(r"only ((?:[\w.-]+, ){3,}[\w.-]+) take (\w+)")
@@ -377,15 +378,30 @@ def _check_out(out: str) -> None:
     directory this user may write in."""
     path = Path(out)
     shown = clean(out, 200)
-    if path.exists() and not path.is_dir():
-        raise _UsageError(f"--out {shown} is a file, not a directory; name a directory")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    try:
+        if path.exists() and not path.is_dir():
+            raise _UsageError(f"--out {shown} is a file, not a directory; name a directory")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:  # a name too long, say
+        raise _UsageError(f"--out {shown}: {exc.strerror or type(exc).__name__}") from None
     if not existing.is_dir():
         raise _UsageError(f"--out {shown}: {clean(existing, 200)} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise _UsageError(f"--out {shown}: no permission to write in {clean(existing, 200)}")
+
+
+def _make_out(out: str) -> None:
+    """Makes ``--out``, after every other check (a mistake found before leaves no
+    directory behind) and before the request: a name the file system refuses (too long,
+    on a file system ``os.access`` misjudges) ends the run before anything is billed,
+    not after the first image arrived with nowhere to go."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise _UsageError(f"--out {clean(out, 200)}: cannot make the directory: {reason}") from None
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
@@ -457,6 +473,7 @@ def _check(args: argparse.Namespace) -> str | None:
         _check_inputs(args)
     if args.command in ("generate", "edit"):
         _check_params(args)
+        _make_out(args.out)
     return api_key
 
 
@@ -466,6 +483,8 @@ def _service(
 ) -> Iterator[tuple[str | None, str | None]]:
     """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
     if getattr(args, "azure_endpoint", None) is not None:  # Azure: AZURE_OPENAI_API_KEY
+        if not (api_key or os.environ.get(AZURE_KEY)):  # TTAPI's or OpenAI's do not count
+            raise TTStreamError(f"no API key for Azure: {_AZURE_KEY_HELP}")
         yield api_key, None
         return
     if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):

@@ -35,7 +35,7 @@ from ._exceptions import (
 from ._imagehook import image_shape
 from ._interpret import ImagesInterpreter
 from ._otel import generation
-from ._reconnect import ReconnectPolicy
+from ._reconnect import ReconnectPolicy, require_policy
 from ._request import (
     ImageInput,
     Upload,
@@ -53,7 +53,7 @@ from ._signature import forwards_to
 from ._transport import http_client as new_http_client
 from ._version import USER_AGENT
 from .batch import Batch, BatchOptions
-from .events import Completed, image_of
+from .events import Completed, ImageEvent, image_of
 from .params import EditParameters, GenerationParameters
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
@@ -163,8 +163,9 @@ class AsyncClient(AsyncResource):
         ValidationError: no key was found, a key with whitespace (a newline read from a
             file), control or non-ASCII characters (the key is not echoed), ``auth`` or
             ``max_connections`` is not one of its values, ``timeout`` is neither a
-            finite number of seconds > 0 nor an ``httpx2.Timeout``, or ``http_client``
-            is not an ``httpx2.AsyncClient``.
+            finite number of seconds > 0 nor an ``httpx2.Timeout``, ``reconnect`` is not
+            a :class:`~ttstream.ReconnectPolicy`, or ``http_client`` is not an
+            ``httpx2.AsyncClient``.
     """
 
     def __init__(
@@ -220,7 +221,7 @@ class AsyncClient(AsyncResource):
         self.auth: Auth = auth
         self.max_retries = max_retries
         self.max_event_bytes = max_event_bytes
-        self.reconnect = reconnect
+        self.reconnect = require_policy(reconnect)
         self.deadline = deadline
         self.timeout: httpx2.Timeout = timeout
         self.default_model = DEFAULT_MODEL
@@ -399,8 +400,12 @@ class AsyncClient(AsyncResource):
             EventTooLargeError: the image is larger than ``max_event_bytes``.
             ProtocolError: a ``Content-Encoding`` other than gzip/deflate, or a body
                 that does not decode as its coding.
-            ValidationError: ``deadline`` is not a positive finite number.
+            ValidationError: ``event`` is no image event (``None``, a URL string), or
+                ``deadline`` is not a positive finite number.
         """
+        if not isinstance(event, ImageEvent):
+            allowed = "a Completed event of a stream (or a PartialImage: its preview)"
+            raise ValidationError("event", event, allowed)
         deadline = deprecated_timeout(timeout, deadline, stacklevel=3)
         validate_seconds("deadline", deadline)
         if image_of(event) is not None or event.url is None:
@@ -497,6 +502,8 @@ class AsyncClient(AsyncResource):
         once, when the stream starts: its body (edit files read once) is what every retry,
         resume and regeneration sends."""
         validate_seconds("deadline", deadline)
+        if reconnect is not None:
+            require_policy(reconnect)
         n = body.get("n")
         expected_images = n if isinstance(n, int) and n > 0 else 1
         streaming = body.get("stream") is True

@@ -569,6 +569,29 @@ def test_an_out_that_is_a_file_is_refused_before_any_request(
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.parametrize("under", ["", "new/"])
+def test_an_out_the_file_system_refuses_is_refused_before_any_request(
+    recorder: tuple[KeyRecorder, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    under: str,
+) -> None:
+    # A name longer than a file name may be. Under a new directory the checks passed (its
+    # nearest existing ancestor is writable) and the directory was made only when the
+    # first image arrived: the (billed) generation ran and the run failed with no file.
+    # Right under an existing one, the check itself raised OSError: exit status 1.
+    recording, url = recorder
+    requests = len(recording.keys)
+    monkeypatch.setenv("TTAPI_API_KEY", KEY)
+    out = tmp_path / f"{under}{'a' * 300}"
+    argv = ["generate", "x", *SMALL, "--out", str(out), "--base-url", url]
+    status, stdout, err = run(capsys, *argv)
+    assert (status, stdout) == (2, "")
+    assert one_line(err).endswith("File name too long")
+    assert len(recording.keys) == requests
+
+
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
@@ -598,6 +621,7 @@ def test_a_usage_error_stops_before_anything_starts(
     assert status == 2
     assert out == ""  # no "using the built-in emulator", no "Generating with"
     assert one_line(err) == f"ttstream: error: {line}"
+    assert not (tmp_path / "o").exists()  # made only once every check passed
     assert not (tmp_path / "o").exists()
 
 

@@ -347,6 +347,21 @@ def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["missing.jsonl", "."])
+def test_a_jobs_file_that_cannot_be_opened_exits_2_before_the_emulator_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # exit status 1, as a failed run, where docs/batch.md says 2 for a mistake in the
+    # command line or the JOBS file
+    monkeypatch.delenv("TTAPI_API_KEY")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["batch", name, "--out", "out"]) == 2
+    printed = capsys.readouterr()
+    why = "No such file or directory" if name == "missing.jsonl" else "Is a directory"
+    assert printed.err == f"ttstream: error: {name}: {why}\n"
+    assert "emulator" not in printed.out
+
+
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
 _JOB = st.fixed_dictionaries(
     {"prompt": _TEXT},

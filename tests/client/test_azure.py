@@ -385,6 +385,26 @@ def test_the_cli_generates_through_azure(
     assert KEY not in captured.out + captured.err
 
 
+def test_the_cli_without_an_azure_key_names_azures_variable(
+    azure: EmulatorServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It said "Generating with ...", then "no API key: set TTAPI_API_KEY (or
+    # OPENAI_API_KEY)": the variable the user had set, which Azure does not read.
+    from ttstream.cli import main
+
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("TTAPI_API_KEY", KEY)
+    argv = ["generate", "a kite", "--azure-endpoint", azure.endpoint]
+    argv += ["--azure-deployment", "gpt-image-2", "--api-version", VERSION]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "ttstream: error: no API key for Azure: set AZURE_OPENAI_API_KEY, "
+        "or pass --api-key-file FILE (- for stdin)\n"
+    )
+    assert captured.out == ""
+
+
 def test_a_token_provider_client_registers_no_placeholder_secret() -> None:
     client = ttstream.AsyncAzureClient(
         azure_endpoint="https://r.openai.azure.com", azure_ad_token_provider=lambda: "t" * 20

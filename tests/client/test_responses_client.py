@@ -219,12 +219,20 @@ async def test_the_default_tool_is_the_plain_image_tool(server: EmulatorServer) 
         ({"tools": [{**IMAGE_TOOL, "model": "gpt-image-2", "quality": "max"}]}, "quality"),
         ({"tools": [{**IMAGE_TOOL, "output_format": "gif", "partial_images": 0}]}, "partial_images"),  # noqa: E501
         ({"stream": False}, "stream"),
+        # Of the wrong type: a bare ValueError from inside (tools), or sent as it was.
+        ({"tools": "image_generation"}, "tools"),
+        ({"tools": ["image_generation"]}, "tools"),
+        ({"model": 5}, "model"),
+        ({"model": ""}, "model"),
+        ({"input": 5}, "input"),
+        ({"input": None}, "input"),
+        ({"background": "yes"}, "background"),
     ],
 )  # fmt: skip
 def test_tool_options_are_checked_before_any_connection(call: dict[str, Any], param: str) -> None:
     client = AsyncClient("k", base_url="http://127.0.0.1:9", http_client=UNUSED)
     with pytest.raises(ValidationError) as caught:
-        client.responses.stream(model="gpt-5", input="x", **call)
+        client.responses.stream(**{"model": "gpt-5", "input": "x", **call})
     assert caught.value.param == param
 
 

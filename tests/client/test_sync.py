@@ -53,6 +53,17 @@ def test_generate_yields_the_same_events_as_the_async_client(
     assert final.usage is not None
 
 
+@pytest.mark.parametrize("backend", ["curio", "Trio", None])
+def test_a_backend_anyio_does_not_have_is_a_validation_error(
+    server: EmulatorServer, backend: str
+) -> None:
+    # anyio's bare LookupError ("No such backend: curio"), or a TypeError for None
+    threads = threading.active_count()
+    with pytest.raises(ValidationError, match="backend must be 'asyncio' or 'trio'"):
+        Client("any-key", base_url=server.base_url, backend=backend)
+    assert threading.active_count() == threads  # no loop thread left behind
+
+
 def test_the_responses_image_tool_runs_the_same_loop(server: EmulatorServer) -> None:
     tool = {"type": "image_generation", "partial_images": 1, "size": "64x48"}
     with (

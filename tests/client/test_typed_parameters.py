@@ -70,6 +70,22 @@ ASYNC_CALLS: list[tuple[str, Callable[[AsyncClient], object]]] = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("call", "meant"),
+    [
+        (lambda c: c.generate("a kite", sise="1024x1024"), "size"),  # type: ignore[call-arg]
+        (lambda c: c.edit("hat", image=b"x"), "images"),  # openai's name  # type: ignore[call-arg]
+        (lambda c: c.responses.stream(model="m", input="x", instruction="y"), "instructions"),  # type: ignore[call-arg]
+    ],
+)  # fmt: skip
+async def test_a_misspelt_keyword_names_the_closest_one(
+    emulator: EmulatorServer, call: Callable[[AsyncClient], object], meant: str
+) -> None:
+    async with AsyncClient("k", base_url=emulator.base_url) as client:
+        with pytest.raises(TypeError, match=rf"argument '\w+' \(did you mean '{meant}'\?\)$"):
+            call(client)
+
+
 @pytest.mark.parametrize(("method", "call"), ASYNC_CALLS)
 async def test_an_unknown_keyword_is_a_type_error_before_any_request(
     method: str, call: Callable[[AsyncClient], object]

@@ -18,8 +18,9 @@ import httpx2
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from ttstream import Completed, PartialImage, SSEDecoder, parse_event
+from ttstream import Completed, PartialImage, SSEDecoder, ValidationError, parse_event
 from ttstream.emulator import EmulatorServer, create_app
+from ttstream.emulator import main as emulator_main
 
 pytestmark = pytest.mark.anyio
 
@@ -511,9 +512,44 @@ def test_the_server_listens_on_a_free_port_and_stops_cleanly() -> None:
         _ = running.port
 
 
+@pytest.mark.parametrize("port", [99999, 65536, -1, True])
+def test_a_port_out_of_range_is_refused_not_wrapped(port: int) -> None:
+    # 99999 listened on 34463 (99999 modulo 65536), -1 was a socket.gaierror.
+    with (
+        pytest.raises(ValidationError, match="port must be an int from 0 to 65535"),
+        EmulatorServer(port=port),
+    ):
+        pass
+
+
+def test_the_command_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    assert emulator_main(["--port", "99999"], prog="ttstream emulator") == 2
+    assert capsys.readouterr().err == (
+        "ttstream emulator: error: --port must be an int from 0 to 65535 (0: a free port) "
+        "(got 99999)\n"
+    )
+
+
 def test_create_app_refuses_a_negative_step_delay() -> None:
     with pytest.raises(ValueError, match="step_delay"):
         create_app(step_delay=-1)
+
+
+@pytest.mark.parametrize("step_delay", ["0.5", float("inf"), float("nan")])
+def test_a_step_delay_that_is_no_finite_number_is_refused(step_delay: float) -> None:
+    # "0.5" raised a bare TypeError; an infinity (from `--step-delay inf` too) held every
+    # stream forever, NaN failed each request.
+    with pytest.raises(ValidationError, match="step_delay must be a finite number"):
+        EmulatorServer(step_delay=step_delay)
+
+
+def test_the_command_refuses_a_step_delay_that_is_no_finite_number(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert emulator_main(["--port", "0", "--step-delay", "inf"], prog="ttstream emulator") == 2
+    assert capsys.readouterr().err == (
+        "ttstream emulator: error: --step-delay must be a finite number of seconds >= 0\n"
+    )
 
 
 def test_the_command_says_what_a_client_needs_and_works_with_it() -> None:
@@ -684,6 +720,16 @@ async def test_wait_closed_times_out_while_a_stream_stays_open() -> None:
 def test_wait_closed_refuses_a_negative_timeout(server: EmulatorServer) -> None:
     with pytest.raises(ValueError, match="timeout"):
         server.stream_stats.wait_closed(timeout=-1)
+
+
+@pytest.mark.parametrize("timeout", [None, "5", float("inf"), float("nan")])
+def test_wait_closed_refuses_a_timeout_that_is_no_bound(
+    server: EmulatorServer, timeout: float
+) -> None:
+    # None and "5" raised a bare TypeError from a comparison; an infinity was taken (a
+    # wait without end while a stream stays open).
+    with pytest.raises(ValidationError, match="timeout must be a finite number of seconds >= 0"):
+        server.stream_stats.wait_closed(timeout=timeout)
 
 
 def test_the_package_exports_the_names_tests_need() -> None:

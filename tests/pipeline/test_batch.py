@@ -158,6 +158,11 @@ async def test_options_are_checked() -> None:
         for bad in ({"concurrency": 0}, {"images_per_minute": -1}, {"requests_per_minute": "x"}):
             with pytest.raises(ttstream.ValidationError):
                 client.batch(**bad)
+        # A path that is none was a bare TypeError from os.fspath / pathlib.
+        for name, value in (("out", 5), ("journal", 5), ("out", b"images")):
+            with pytest.raises(ttstream.ValidationError) as caught:
+                client.batch(**{name: value})
+            assert caught.value.param == name
 
 
 async def test_a_429_pauses_the_batch_and_lowers_concurrency(

@@ -27,9 +27,9 @@ from tests.support.redis_server import (
     api_of,
     client_of,
 )
-from ttstream import Completed, PartialImage, Reconnecting, StreamItem
+from ttstream import Completed, PartialImage, Reconnecting, StreamItem, ValidationError
 from ttstream.emulator import EmulatorServer
-from ttstream.redis import Terminal, decode_entry, encode_item
+from ttstream.redis import RedisRelay, Terminal, decode_entry, encode_item
 from ttstream.sinks import (
     CallbackSink,
     MalformedEntryError,
@@ -247,6 +247,17 @@ async def test_a_client_that_decodes_responses_is_refused(redis_server: RedisSer
     async with client_of(redis_server, decode_responses=True) as client:
         with pytest.raises(ValueError, match="decode_responses=False"):
             RedisStreamSink(client, "k")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("wrong", ["redis://127.0.0.1:6379", None])
+def test_what_is_no_redis_client_is_refused_when_the_sink_is_made(wrong: object) -> None:
+    # A URL string was taken: pump then ran the whole (billed) generation and raised
+    # SinkError naming an AttributeError ('str' object has no attribute 'pipeline').
+    with pytest.raises(ValidationError, match="redis must be a coredis client") as caught:
+        RedisStreamSink(wrong, "k")  # type: ignore[arg-type]
+    assert caught.value.param == "redis"
+    with pytest.raises(ValidationError, match="redis must be a coredis client"):
+        RedisRelay(wrong)  # type: ignore[arg-type]
 
 
 def test_the_sink_is_a_sink_and_items_encode_without_redis() -> None:

@@ -32,6 +32,7 @@ from tests.support.redis_server import (
 )
 from tests.support.redis_workers import PREFIX, workers
 from tests.support.relay_viewers import Browser, eventually, gated
+from ttstream import ValidationError
 from ttstream.emulator import EmulatorServer
 from ttstream.redis import Terminal, decode_entry
 from ttstream.relay import claim_key, start_once
@@ -218,6 +219,17 @@ async def test_a_lost_claim_cancels_the_generation(
     # terminal one (the stream belongs to the thief); the thief keeps its claim.
     assert await types_of(redis, key) in ([], ["partial_image"])
     assert await redis.get(claim_key(key)) == b"running:someone-else"
+
+
+async def test_a_start_that_is_no_function_is_refused_before_the_claim(
+    redis: Redis, key: str
+) -> None:
+    # A bare TypeError from inside, after the claim was taken: the job was recorded as
+    # failed under a claim of its own.
+    with pytest.raises(ValidationError, match="start must be a function") as caught:
+        await start_once(redis, key, "pump")  # type: ignore[arg-type]
+    assert caught.value.param == "start"
+    assert await redis.exists([claim_key(key), key]) == 0
 
 
 async def test_settings_are_checked(redis: Redis) -> None:

@@ -207,6 +207,19 @@ def test_a_nul_in_a_name_is_a_validation_error(tmp_path: Path, where: str) -> No
         FileSink(directory, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("directory", "stem", "param"), [(5, "image", "directory"), (b"out", "image", "directory"),
+                                     (None, "image", "directory"), (".", 5, "stem")]
+)  # fmt: skip
+def test_a_directory_or_stem_of_the_wrong_type_is_a_validation_error(
+    directory: object, stem: object, param: str
+) -> None:
+    # a bare TypeError from os.fspath or from `"\0" in stem`
+    with pytest.raises(ValidationError) as caught:
+        FileSink(directory, stem=stem)  # type: ignore[arg-type]
+    assert caught.value.param == param
+
+
 def test_a_path_separator_in_the_stem_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="path separators"):
         FileSink(tmp_path, stem="../escape")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -214,6 +214,42 @@ async def test_a_bad_sink_is_refused_before_the_generation_starts(
         assert emulator.stream_stats.requests(spec) == 0
         await pump(client.generate("a kite", size="64x48"), Recorder())
         assert emulator.stream_stats.requests(spec) == 1  # the counter does count
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (lambda: CallbackSink(5), "fn"),  # type: ignore[arg-type]
+        (lambda: PillowSink("show"), "fn"),  # type: ignore[arg-type]
+        (lambda: PillowSink(print, max_pixels="4096"), "max_pixels"),  # type: ignore[arg-type]
+    ],
+)
+async def test_a_sink_of_a_function_is_checked_when_made(
+    emulator: EmulatorServer, make: Callable[[], object], param: str
+) -> None:
+    # CallbackSink(5) was taken: pump then ran the whole (billed) generation and raised
+    # SinkError naming a TypeError.
+    spec = f"key={uuid.uuid4()}"
+    http = httpx2.AsyncClient(headers={"X-Emulator-Fault": spec})
+    async with AsyncClient("k", base_url=emulator.base_url, http_client=http) as client:
+        with pytest.raises(ValidationError) as caught:
+            await pump(client.generate("a kite", size="64x48"), make())  # type: ignore[arg-type]
+    assert caught.value.param == param
+    assert emulator.stream_stats.requests(spec) == 0
+
+
+async def test_a_stream_that_is_no_async_iterable_is_refused_naming_it(
+    emulator: EmulatorServer,
+) -> None:
+    # pump(client, ...) and pump(sync_client.generate(...), ...) raised a bare
+    # AttributeError ('... has no attribute __aiter__') from inside pump.
+    recorder = Recorder()
+    async with AsyncClient("k", base_url=emulator.base_url) as client:
+        for wrong in (client, "a kite", [FINAL]):
+            with pytest.raises(ValidationError, match="stream must be an ImageStream") as caught:
+                await pump(wrong, recorder)  # type: ignore[arg-type]
+            assert caught.value.param == "stream"
+    assert (recorder.items, recorder.closed) == ([], 0)
 
 
 async def test_object_stream_sink_feeds_an_anyio_pipeline() -> None:

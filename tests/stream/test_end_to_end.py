@@ -157,6 +157,17 @@ async def test_url_results_are_fetched_from_the_emulator(client: AsyncClient) ->
         assert (await client.fetch_image(event)).startswith(b"\x89PNG")
 
 
+async def test_fetch_image_of_no_event_names_the_argument(server: EmulatorServer) -> None:
+    # None (a loop that kept no Completed) and the URL string itself raised a bare
+    # AttributeError from inside the library.
+    async with AsyncClient("emulator-key", base_url=server.base_url) as client:
+        [event] = await collect(client.generate("a red fox", model="dall-e-2", size="256x256"))
+        assert isinstance(event, Completed)
+        for wrong in (None, event.url):
+            with pytest.raises(ValidationError, match="event must be a Completed event"):
+                await client.fetch_image(wrong)  # type: ignore[arg-type]
+
+
 async def test_ttapi_legacy_dall_e_3_envelope(server: EmulatorServer) -> None:
     base_url = server.base_url.removesuffix("/v1") + "/openai/v1"
     async with AsyncClient("emulator-key", base_url=base_url) as client:

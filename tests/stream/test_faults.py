@@ -25,6 +25,7 @@ from ttstream import (
     APITimeoutError,
     AsyncClient,
     Completed,
+    EventSource,
     EventTooLargeError,
     IncompleteStreamError,
     MalformedEventError,
@@ -34,6 +35,7 @@ from ttstream import (
     ReconnectPolicy,
     StreamError,
     StreamItem,
+    ValidationError,
 )
 from ttstream.emulator import EmulatorServer, FaultSpec, FaultSpecError, StreamRecord
 
@@ -315,6 +317,33 @@ async def test_a_stream_without_ids_regenerates_only_when_allowed(
     assert isinstance(notice, Reconnecting)
     assert (notice.regenerating, notice.last_event_id) == (True, "")
     assert server.stream_stats.requests(spec) == 2
+
+
+@pytest.mark.parametrize("policy", [{"max_attempts": 5}, 5, "always"])
+async def test_a_reconnect_that_is_no_policy_is_refused_before_any_request(
+    server: EmulatorServer, policy: Any
+) -> None:
+    # It was taken, and the first break raised AttributeError from inside the
+    # reconnection, after the (billed) request.
+    spec = unique("ids;drop-after=1")
+    calls = {
+        "AsyncClient": lambda tt: AsyncClient("k", base_url=server.base_url, reconnect=policy),
+        "generate": lambda tt: tt.generate("a kite", reconnect=policy, **SMALL),
+        "edit": lambda tt: tt.edit("a hat", images=[b"x"], reconnect=policy, **SMALL),
+        "responses.stream": lambda tt: tt.responses.stream(
+            model="gpt-5", input="a kite", reconnect=policy
+        ),
+        "responses.resume": lambda tt: tt.responses.resume("resp_1", reconnect=policy),
+        "EventSource": lambda tt: EventSource(
+            tt.http_client, "GET", server.base_url, reconnect=policy
+        ),
+    }
+    async with faulty(server, spec) as tt:
+        for name, call in calls.items():
+            with pytest.raises(ValidationError, match="reconnect must be a ttstream") as caught:
+                call(tt)
+            assert caught.value.param == "reconnect", name
+    assert server.stream_stats.requests(spec) == 0
 
 
 @pytest.mark.parametrize(

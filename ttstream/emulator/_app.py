@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._exceptions import ValidationError
+from .._checks import require_non_negative
 from ._answers import images_body, sse_events
 from ._azure import RATE_LIMIT_HEADERS, check_api_version
 from ._errors import EmulatorError, error_body
@@ -372,11 +372,11 @@ def create_app(
     streams open now, the requests in flight and the images generated.
 
     Raises:
-        ValidationError: a negative ``step_delay`` (a ``ValueError``).
+        ValidationError: a ``step_delay`` that is no finite number of seconds >= 0 (a
+            ``ValueError``).
         FaultSpecError: a ``default_fault`` that is no fault spec (a ``ValueError``).
     """
-    if step_delay < 0:
-        raise ValidationError("step_delay", step_delay, "a number >= 0 (seconds)")
+    require_non_negative("step_delay", step_delay, "seconds")
     emulator = _Emulator(
         step_delay=step_delay, api_key=api_key, default_fault=default_fault, azure=azure
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._exceptions import ValidationError
 from ._app import create_app
 from ._faults import FaultSpecError
 from ._server import base_url_for, bind_socket, serve_forever
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m ttstream.emula
     """
     parser = _parser(prog)
     args = parser.parse_args(argv)
-    if args.step_delay < 0:
-        print(f"{prog}: error: --step-delay must be >= 0", file=sys.stderr)
-        return 2
     try:
         app = create_app(step_delay=args.step_delay, api_key=args.api_key, default_fault=args.fault)
+    except ValidationError as exc:
+        print(f"{prog}: error: --step-delay must be {exc.allowed}", file=sys.stderr)
+        return 2
     except FaultSpecError as exc:
         reason = str(exc).split("; known faults:")[0]  # the list is in --help
         print(
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m ttstream.emula
         return 2
     try:
         sock = bind_socket(args.host, args.port)
+    except ValidationError as exc:
+        print(f"{prog}: error: --port must be {exc.allowed} (got {args.port})", file=sys.stderr)
+        return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(f"{prog}: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)

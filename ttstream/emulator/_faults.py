@@ -84,6 +84,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .._checks import require_non_negative
 from ._answers import encode_frame, encode_json
 from ._errors import EmulatorError
 
@@ -414,10 +415,10 @@ class StreamStats:
         Raises:
             TimeoutError: something was still open after ``timeout`` seconds; the
                 message says how many streams and requests.
-            ValueError: ``timeout`` is negative or not a number.
+            ValidationError: ``timeout`` is no finite number of seconds >= 0 (``None``
+                and an infinity too: the wait is bounded); a ``ValueError``.
         """
-        if not timeout >= 0:  # also refuses nan
-            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        require_non_negative("timeout", timeout, "seconds")
         with self._changed:
             idle = self._changed.wait_for(lambda: self._open == 0 and self._in_flight == 0, timeout)
             if not idle:

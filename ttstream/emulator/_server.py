@@ -15,7 +15,7 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 
-from .._exceptions import ClosedError
+from .._exceptions import ClosedError, ValidationError
 from .._resource import Resource
 from ._app import create_app
 from ._faults import DEFAULT_WAIT_CLOSED, StreamStats
@@ -46,7 +46,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
     Binding here, not inside uvicorn, gives the real port at once and raises ``OSError``
     in the caller's thread when the address is taken.
+
+    Raises:
+        ValidationError: ``port`` is no int from 0 to 65535 (the socket layer took
+            99999 as 34463, its value modulo 65536).
+        OSError: the address cannot be bound.
     """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValidationError("port", port, "an int from 0 to 65535 (0: a free port)")
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -187,6 +194,7 @@ class EmulatorServer(Resource):
         """Starts serving; returns once the server accepts connections.
 
         Raises:
+            ValidationError: the port is no int from 0 to 65535.
             OSError: the address cannot be bound.
             RuntimeError: already started, or the server failed to start.
         """

@@ -36,6 +36,7 @@ import anyio
 
 from .._bounds import validate_seconds
 from .._browser.items import public_message
+from .._exceptions import ValidationError
 from ._codec import (
     Terminal,
     encode_terminal,
@@ -43,7 +44,16 @@ from ._codec import (
     is_terminal,
     new_generation,
 )
-from ._commands import Fence, append, call, claim_key, delete_fenced, fenced, newest_entry
+from ._commands import (
+    Fence,
+    append,
+    call,
+    check_client,
+    claim_key,
+    delete_fenced,
+    fenced,
+    newest_entry,
+)
 from ._errors import ClaimLostError, RedisStreamError
 
 if TYPE_CHECKING:
@@ -110,8 +120,10 @@ async def start_once(
         command_timeout: seconds each Redis command may take (> 0).
 
     Raises:
-        ValidationError: a setting that is not a finite number of seconds > 0, or a key
-            whose claim cannot share its hash slot (:func:`claim_key`).
+        ValidationError: a setting that is not a finite number of seconds > 0, a
+            ``redis`` that is no coredis client (or decodes responses), a ``start`` that
+            is not callable, or a key whose claim cannot share its hash slot
+            (:func:`claim_key`); before the claim is taken.
         ClaimLostError: the claim was lost while the generation ran (renewals failed for
             ``claim_ttl`` seconds, or another worker took the expired claim): ``start()``
             was cancelled, or its next write refused; nothing more was written.
@@ -124,6 +136,10 @@ async def start_once(
         ("command_timeout", command_timeout),
     ):
         validate_seconds(name, value)
+    check_client(redis)
+    if not callable(start):  # found before the claim, not as a failed job holding it
+        allowed = "a function of no arguments returning an awaitable: lambda: pump(...)"
+        raise ValidationError("start", start, allowed)
     timeout = command_timeout
     claim = claim_key(job_key)
     token = f"running:{secrets.token_hex(8)}"

@@ -43,14 +43,17 @@ _T = TypeVar("_T")
 
 
 def check_client(redis: object) -> None:
-    """Refuses a coredis client made with ``decode_responses=True``: entries carry
-    binary fields (images), which such a client would decode as text.
+    """Refuses what is no coredis client (a URL string: found here, not after a billed
+    generation whose every entry it would fail), and a client made with
+    ``decode_responses=True``: entries carry binary fields (images), which such a client
+    would decode as text.
 
     Raises:
-        ValidationError: ``redis`` decodes responses.
+        ValidationError: ``redis`` has no stream commands, or decodes responses.
     """
-    if getattr(redis, "decode_responses", False):
-        raise ValidationError("redis", redis, "a coredis client with decode_responses=False")
+    if not callable(getattr(redis, "xadd", None)) or getattr(redis, "decode_responses", False):
+        allowed = "a coredis client (coredis.Redis.from_url(...)) with decode_responses=False"
+        raise ValidationError("redis", redis, allowed)
 
 
 async def call(what: str, key: str, limit: float, command: Callable[[], Awaitable[_T]]) -> _T:

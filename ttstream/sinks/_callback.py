@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .._bounds import require_int
 from .._event_types import Event, StreamItem
-from .._exceptions import ImageDecodeError, ImageTooLargeError
+from .._exceptions import ImageDecodeError, ImageTooLargeError, ValidationError
 from ..events import Completed, PartialImage
 
 if TYPE_CHECKING:
@@ -26,13 +27,25 @@ largest image the models produce (3840x2160 = 8,294,400 pixels; docs/hostile-ser
 "Images"). Decoded as RGBA that is 64 MiB."""
 
 
+def _callable(fn: Any, allowed: str) -> Any:
+    """``fn`` if it can be called: a sink's function is checked when the sink is made,
+    before ``pump`` starts a (billed) generation whose every item it would fail."""
+    if not callable(fn):
+        raise ValidationError("fn", fn, allowed)
+    return fn
+
+
 class CallbackSink:
     """Calls ``fn(item)`` for every item; ``fn`` may be a plain function or a coroutine
     function (awaited, so a slow one paces the stream under the ``block`` policy).
-    A plain function runs in the event loop's thread: keep it quick."""
+    A plain function runs in the event loop's thread: keep it quick.
+
+    Raises:
+        ValidationError: ``fn`` is not callable (found here, not after the generation).
+    """
 
     def __init__(self, fn: Callable[[StreamItem], Awaitable[object] | object]) -> None:
-        self.fn = fn
+        self.fn = _callable(fn, "a function of the item, sync or async")
 
     def __repr__(self) -> str:
         return f"<CallbackSink {getattr(self.fn, '__qualname__', self.fn)!r}>"
@@ -110,7 +123,11 @@ class PillowSink:
     in a worker thread so the event loop stays free; ``fn`` may be sync or async.
     ``Reconnecting`` notices are skipped. ``max_pixels`` is :func:`to_pil`'s: an image
     that is larger, or that cannot be decoded, raises its ``ImageTooLargeError`` or
-    ``ImageDecodeError`` from ``send`` (under ``pump``: the sink is detached)."""
+    ``ImageDecodeError`` from ``send`` (under ``pump``: the sink is detached).
+
+    Raises:
+        ValidationError: ``fn`` is not callable, or ``max_pixels`` is no int >= 1.
+    """
 
     def __init__(
         self,
@@ -118,8 +135,8 @@ class PillowSink:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        self.fn = fn
-        self.max_pixels = max_pixels
+        self.fn = _callable(fn, "a function of (event, image), sync or async")
+        self.max_pixels = require_int("max_pixels", max_pixels, 1)
 
     def __repr__(self) -> str:
         return f"<PillowSink {getattr(self.fn, '__qualname__', self.fn)!r}>"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 
+from .._checks import require_path
 from .._event_types import Event, StreamItem
 from .._exceptions import ValidationError
 from .._files import (
@@ -24,11 +25,6 @@ from ..events import Completed, PartialImage
 __all__ = ["SUFFIXES", "FileSink", "suffix_for"]
 
 logger = logging.getLogger("ttstream")
-
-
-def _check_name(param: str, value: str) -> None:
-    if "\0" in value:
-        raise ValidationError(param, value, "a file name without NUL characters")
 
 
 class FileSink:
@@ -54,8 +50,9 @@ class FileSink:
     image is still tried.
 
     Raises:
-        ValidationError: (at construction) ``stem`` or ``directory`` contains a NUL,
-            or ``stem`` a path separator.
+        ValidationError: (at construction) ``directory`` is no path (a ``str`` or
+            ``os.PathLike``) or ``stem`` no ``str``, either contains a NUL, or ``stem``
+            a path separator.
         TTStreamError: (from ``send``) a ``Completed`` that carries a URL instead of
             the image (``response_format="url"``): fetch it with
             ``AsyncClient.fetch_image``.
@@ -63,11 +60,11 @@ class FileSink:
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, stem: str = "image") -> None:
-        _check_name("directory", os.fspath(directory))
-        _check_name("stem", stem)
+        self.directory = Path(require_path("directory", directory))
+        if not isinstance(stem, str) or "\0" in stem:
+            raise ValidationError("stem", stem, "a file name (a str) without NUL characters")
         if "/" in stem or os.sep in stem or (os.altsep and os.altsep in stem):
             raise ValidationError("stem", stem, "a file name without path separators")
-        self.directory = Path(directory)
         self.stem = stem
         self.written: list[Path] = []
         self.failed: list[tuple[Path, OSError]] = []

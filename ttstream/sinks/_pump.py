@@ -206,10 +206,11 @@ async def pump(
         buffer: items each sink's buffer holds under ``"block"`` (at least 1).
 
     Raises:
-        ValidationError: a sink that is not a :class:`~ttstream.sinks.Sink` instance (a
-            class, an object without ``send`` and ``aclose``), an unknown ``policy``, or
-            a ``buffer`` that is no int >= 1; all checked before the stream is read, so
-            no request is made.
+        ValidationError: a ``stream`` that is no async iterable (a client, a
+            ``SyncImageStream``), a sink that is not a :class:`~ttstream.sinks.Sink`
+            instance (a class, an object without ``send`` and ``aclose``), an unknown
+            ``policy``, or a ``buffer`` that is no int >= 1; all checked before the
+            stream is read, so no request is made.
         SinkError: a sink raised in ``send``, ``fail`` or ``aclose``, once the stream
             has ended (or as soon as every sink is detached); or a sink was still busy
             when the stream's deadline passed (its failure is a ``TimeoutError``).
@@ -217,6 +218,9 @@ async def pump(
         TTStreamError: the stream's own error, after every sink got the items before it
             and was closed (it takes precedence over sink failures).
     """
+    if not isinstance(stream, AsyncIterable):  # a client, a sync stream: no bare TypeError
+        allowed = "an ImageStream (client.generate(...)) or another async iterable of items"
+        raise ValidationError("stream", stream, allowed)
     for index, sink in enumerate(sinks):
         _check_sink(index, sink)
     if policy not in ("block", "latest"):
