@@ -353,6 +353,11 @@ class PartialImage(ImageEvent):
 
     index: int
 
+    @property
+    def partial_image_index(self) -> int:
+        """:attr:`index` under the wire's name, the one openai-python's event has."""
+        return self.index
+
     def _label(self) -> str:
         return f"partial image {self.index}"
 

@@ -71,6 +71,7 @@ def completed(**fields: Any) -> dict[str, Any]:
 def test_partial_image_fields(prefix: str, operation: str) -> None:
     event = parse_event(sse(partial(type=f"{prefix}.partial_image", partial_image_index=2)))
     assert isinstance(event, PartialImage)
+    assert event.partial_image_index == 2  # openai-python's name for index
     assert (event.operation, event.index, event.size, event.quality) == (
         operation,
         2,
