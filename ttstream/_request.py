@@ -86,7 +86,13 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
     if isinstance(image, bytes | bytearray | memoryview):
         return _upload(bytes(image), None)
     if isinstance(image, str | os.PathLike):
-        return _upload(await anyio.Path(image).read_bytes(), os.fspath(image))
+        try:
+            content = await anyio.Path(image).read_bytes()
+        except OSError as exc:  # none, a directory, no permission: a bad argument
+            reason = exc.strerror or type(exc).__name__
+            allowed = f"a path of a readable file ({reason})"
+            raise ValidationError(param, os.fspath(image), allowed) from None
+        return _upload(content, os.fspath(image))
     read = getattr(image, "read", None)
     if callable(read):
         content = await anyio.to_thread.run_sync(read)  # a file object may block
@@ -113,9 +119,10 @@ async def load_images(
     """Reads every file input (of :func:`as_list`) into memory; references stay as they are.
 
     Raises:
-        ValidationError: an input of an unknown kind, a malformed reference, or files
-            mixed with references (the two go in different request encodings).
-        OSError: a path that cannot be read.
+        ValidationError: an input of an unknown kind, a malformed reference, files
+            mixed with references (the two go in different request encodings), or a path
+            that cannot be read (none, a directory, no permission), named with the
+            system's reason.
     """
     loaded = [await _load_one(image, "images") for image in images]
     loaded_mask = None if mask is None else await _load_one(mask, "mask")

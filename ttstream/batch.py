@@ -134,12 +134,11 @@ class JobResult:
         events: the final images (``Completed``, one per image) when it succeeded;
             empty for a job found done in the journal (its files are in ``paths``).
         error: the error when it failed (a :class:`~ttstream.TTStreamError`, or an
-            ``OSError`` writing its files, reading the files a killed run left for it
-            (see ``from_journal``), or reading an input file removed between the check
-            below and the read), else ``None``. An edit whose path in ``images``
-            or ``mask`` is not a readable file when the job starts (or the batch tries
-            it again after a 429) fails with a ``ValidationError`` naming the path,
-            before that request; a job done in the journal is not checked.
+            ``OSError`` writing its files or reading the files a killed run left for it,
+            see ``from_journal``), else ``None``. An edit whose path in ``images`` or
+            ``mask`` cannot be read when its request is made (each attempt reads them:
+            the first, and one after a 429) fails with a ``ValidationError`` naming the
+            path, before that request; a job done in the journal reads none.
         attempts: HTTP requests sent for it (retries and reconnections included), in
             this run and the earlier ones the journal remembers.
         usage: token counts summed over its images (``input_tokens``,
@@ -263,21 +262,6 @@ def _check_key(key: str) -> str:
             "job's files, whose names have at most 255 bytes)",
         )
     return key
-
-
-def _readable_first(
-    inputs: Sequence[tuple[str, object]], make: Callable[[], ImageStream]
-) -> ImageStream:
-    """An edit's next stream, once each path in ``inputs`` (``(param, input)`` pairs)
-    names a readable file: checked as each attempt starts, not when the job is added (a
-    rerun skips a job done in the journal without its files), so that the job fails with
-    a ValidationError naming the path before its request, not a bare OSError."""
-    for param, value in inputs:
-        if isinstance(value, str | os.PathLike) and not (
-            os.path.isfile(value) and os.access(value, os.R_OK)
-        ):
-            raise ValidationError(param, os.fspath(value), "a path of a readable file")
-    return make()
 
 
 @attrs.define
@@ -426,7 +410,6 @@ class Batch:
         make = functools.partial(self._client.edit, prompt, **options)
         images = options["images"]
         inputs = list(images) if isinstance(images, list | tuple) else [images]
-        checked = [*(("images", i) for i in inputs), ("mask", options.get("mask"))]
         described = {
             "operation": "edit",
             "prompt": prompt,
@@ -434,7 +417,7 @@ class Batch:
             "images": inputs,
             "mask": options.get("mask"),
         }
-        return self._add(key, make, described, options, inputs=checked)
+        return self._add(key, make, described, options)
 
     def respond(
         self,
@@ -473,7 +456,6 @@ class Batch:
         params: Mapping[str, Any],
         *,
         resume: Callable[[str, int | None], ImageStream] | None = None,
-        inputs: Sequence[tuple[str, object]] = (),
     ) -> str:
         if self._closed:
             raise TTStreamError("this batch has ended: add jobs inside its `async with` block")
@@ -481,9 +463,7 @@ class Batch:
         key = _check_key(f"job-{len(queue.keys) + 1}" if key is None else key)
         if key in queue.keys:
             raise ValidationError("key", key, "a key not used by another job of this batch")
-        made = make()  # checks the parameters now; sends nothing
-        if inputs:  # an edit: its files are checked as each attempt starts, not now
-            make = functools.partial(_readable_first, inputs, make)
+        made = make()  # checks the parameters now; sends nothing, reads no file
         n = params.get("n")
         queue.keys.add(key)
         queue.pending.append(
@@ -491,7 +471,7 @@ class Batch:
                 key=key,
                 model=made.model,
                 make=make,
-                stream=None if inputs else made,
+                stream=made,
                 hash=params_hash(described),
                 images=n if isinstance(n, int) and n > 0 else 1,
                 added_at=time.monotonic(),

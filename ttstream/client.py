@@ -324,7 +324,9 @@ class AsyncClient(AsyncResource):
         Raises:
             TypeError: a keyword that is no parameter.
             ValidationError: a parameter the model does not take: at once for what can
-                be checked without reading files, when the stream opens for the rest.
+                be checked without reading files, when the stream opens for the rest;
+                also then, a path in ``images`` or ``mask`` that cannot be read (none, a
+                directory, no permission), named with the system's reason.
         """
         inputs = as_list(images)
         known = [

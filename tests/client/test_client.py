@@ -369,6 +369,25 @@ async def test_bad_edit_inputs_are_refused_before_any_request(images: Any, match
     assert recorder.requests == []
 
 
+async def test_an_edit_path_that_cannot_be_read_is_a_validation_error_naming_it(
+    tmp_path: Any,
+) -> None:
+    missing = tmp_path / "missing.png"
+    cases = [
+        ("images", {"images": missing}, "No such file or directory"),
+        ("mask", {"images": b"\x89PNG\r\n\x1a\n", "mask": tmp_path}, "Is a directory"),
+    ]
+    recorder = Recorder(httpx2.Response(500))
+    async with client_for(recorder) as client:
+        for param, options, reason in cases:
+            with pytest.raises(ValidationError) as caught:
+                await collect(client.edit("hat", **options))
+            assert caught.value.param == param
+            assert str(options[param]) in str(caught.value)
+            assert f"a path of a readable file ({reason})" in str(caught.value)
+    assert recorder.requests == []
+
+
 async def test_dall_e_2_edit_checks_the_file_it_read(tmp_path: Any) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(b"\xff\xd8\xffjpeg")
