@@ -140,9 +140,12 @@ def test_require_int_refuses_what_is_no_int_at_least_the_minimum(value: object) 
 
 
 def test_a_redis_client_that_decodes_responses_is_refused() -> None:
-    class Decoding:
+    class Bytes:
+        async def xadd(self, *args: object) -> None: ...
+
+    class Decoding(Bytes):
         decode_responses = True
 
     with pytest.raises(ValidationError, match="decode_responses=False"):
         check_client(Decoding())
-    check_client(object())  # a client without the attribute decodes nothing
+    check_client(Bytes())  # a client without the attribute decodes nothing
