@@ -215,9 +215,10 @@ class UnknownNameError(ValidationError, KeyError):
 
 
 class ClosedError(TTStreamError, RuntimeError):
-    """An object used after its end: a request on a closed ``AsyncClient``, ``send`` on an
-    ``SSERelay`` that has ended or a ``RedisStreamSink`` that wrote its terminal entry.
-    Also a ``RuntimeError``, as it was before the tree."""
+    """An object used after its end: a request on a closed ``AsyncClient``, an
+    ``ImageStream`` entered or iterated again after it ended (a stream is used once),
+    ``send`` on an ``SSERelay`` that has ended or a ``RedisStreamSink`` that wrote its
+    terminal entry. Also a ``RuntimeError``, as it was before the tree."""
 
 
 class APIError(TTStreamError):

@@ -39,8 +39,8 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    ClosedError,
     IncompleteStreamError,
-    TTStreamError,
 )
 from ._interpret import Interpreter
 from ._otel import Generation, observed
@@ -192,7 +192,7 @@ class ImageStream(AsyncResource):
 
     def _check_unused(self) -> None:
         if self._state is _State.ENDED:
-            raise TTStreamError(
+            raise ClosedError(
                 "this stream has already ended: a stream is used once; "
                 "call client.generate(...) or client.edit(...) again for a new one"
             )

@@ -19,13 +19,13 @@ from tests.support.streams import client_for
 from ttstream import (
     APITimeoutError,
     AsyncClient,
+    ClosedError,
     Completed,
     IncompleteStreamError,
     PartialImage,
     Reconnecting,
     ReconnectPolicy,
     StreamItem,
-    TTStreamError,
 )
 
 pytestmark = pytest.mark.anyio
@@ -213,7 +213,7 @@ async def test_break_then_aclose_closes_and_aclose_is_idempotent() -> None:
         await stream.aclose()
         await stream.aclose()
         assert body.closed
-        with pytest.raises(TTStreamError, match="already ended"):
+        with pytest.raises(ClosedError, match="already ended"):
             await stream.__anext__()
 
 
@@ -267,9 +267,9 @@ async def test_a_stream_used_again_raises_and_sends_nothing() -> None:
             stream = client.generate("a cat", partial_images=1)
             async with stream:
                 assert kinds([item async for item in stream]) == ["partial", "completed"]
-            with pytest.raises(TTStreamError, match="already ended"):
+            with pytest.raises(ClosedError, match="already ended"):
                 await stream.__aenter__()
-            with pytest.raises(TTStreamError, match="already ended"):
+            with pytest.raises(ClosedError, match="already ended"):
                 await stream.__anext__()
     assert len(server.requests) == 1
 
