@@ -437,7 +437,9 @@ class SSEDecoder:
 
         Raises:
             EventTooLargeError: an event outgrew ``max_event_bytes``. The decoder then
-                holds nothing and raises the same error on every later call.
+                holds nothing and raises the same error on every later call. When the
+                chunk completed events before the oversized one, this call returns them
+                and the next call (``feed`` or :meth:`close`) raises.
         """
         return self._feed(data)  # type: ignore[return-value]  # no Comment without feed_all
 
@@ -479,22 +481,31 @@ class SSEDecoder:
             self._extend_line(view, 0)
             return []
         events: list[ServerSentEvent | Comment] = []
-        if split.size:
-            self._end_split_line(view, end, events)
-        else:
-            self._take_line(view, 0, end, end, events)
-        start = end + 1
-        while (end := data.find(b"\n", start)) >= 0:
-            self._take_line(view, start, end, end - start, events)
+        try:
+            if split.size:
+                self._end_split_line(view, end, events)
+            else:
+                self._take_line(view, 0, end, end, events)
             start = end + 1
-        if start < len(data):
-            self._extend_line(view, start)
+            while (end := data.find(b"\n", start)) >= 0:
+                self._take_line(view, start, end, end - start, events)
+                start = end + 1
+            if start < len(data):
+                self._extend_line(view, start)
+        except EventTooLargeError:
+            if not events:
+                raise
+            # The events completed before the oversized one are delivered; the decoder
+            # is failed, so the next call (feed or close) raises the error.
         return events
 
     def close(self) -> list[ServerSentEvent]:
         """Marks the end of the body. A pending event that lacks its blank line is
         discarded (WHATWG: "any pending data must be discarded"), so this returns ``[]``;
         it exists so that callers treat the end of a body explicitly.
+
+        Raises:
+            EventTooLargeError: the decoder failed (see :meth:`feed`).
         """
         if self._failure is not None:
             raise self._failure

@@ -261,6 +261,17 @@ def test_an_event_of_exactly_the_limit_passes() -> None:
     assert len(decode(line + b"\n\n", decoder=SSEDecoder(max_event_bytes=100))) == 1
 
 
+def test_events_completed_before_an_oversized_one_in_the_same_chunk_are_kept() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    chunk = b"data: a\n\ndata: b\n\ndata: " + b"x" * 200
+    assert [e.data for e in decoder.feed(chunk)] == ["a", "b"]
+    with pytest.raises(EventTooLargeError) as info:  # the next call raises
+        decoder.feed(b"\n\n")
+    assert info.value.limit == 100
+    with pytest.raises(EventTooLargeError):
+        decoder.close()
+
+
 def test_max_event_bytes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_event_bytes"):
         SSEDecoder(max_event_bytes=0)

@@ -20,6 +20,7 @@ from ttstream import (
     APITimeoutError,
     Comment,
     EventSource,
+    EventTooLargeError,
     ProtocolError,
     Reconnecting,
     ReconnectPolicy,
@@ -410,6 +411,23 @@ async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
     assert key not in repr(notice)
     assert key not in caplog.text
     assert "reconnecting" in caplog.text
+
+
+async def test_events_before_an_oversized_event_in_the_same_read_are_delivered() -> None:
+    body = b"data: a\n\ndata: b\n\ndata: " + b"x" * 2000 + b"\n\n"
+    items: list[Any] = []
+
+    async def read(url: str) -> None:
+        async with (
+            httpx2.AsyncClient() as http,
+            EventSource(http, "GET", url, max_event_bytes=1000) as source,
+        ):
+            async for item in source:
+                items.append(item)
+
+    with ScriptedServer(Answer([body])) as server, pytest.raises(EventTooLargeError):
+        await read(server.url)
+    assert summary(items) == [("message", "a", ""), ("message", "b", "")]
 
 
 async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
