@@ -362,7 +362,7 @@ class SSEDecoder:
         retry: the reconnection time in milliseconds the server asked for with a
             ``retry`` field, or ``None``.
         max_event_bytes: the limit on one event, in bytes: the field lines of the event
-            being assembled plus the line in progress. Crossing it raises
+            being assembled plus the line in progress (a comment line too). Crossing it raises
             :class:`~ttstream.EventTooLargeError` before more than the limit is held.
 
         line_hook: a fast path for the first data line of each event (a
@@ -662,14 +662,14 @@ class SSEDecoder:
                 events.append(self._dispatch())
             self._start_event()
             return
+        size += self._event_size
+        if size > self.max_event_bytes:  # a comment too: split, it was held as it came
+            self._fail(size)
         if line[0] == 0x3A:  # ":" starts a comment
             if self._comments:
                 text = str(line[1:], "utf-8", "replace")
                 events.append(Comment(text[1:] if text.startswith(" ") else text))
             return
-        size += self._event_size
-        if size > self.max_event_bytes:
-            self._fail(size)
         self._event_size = size
         if line[:5].tobytes() == b"data:":  # the hot path: decode the value in place, once
             start += 6 if line[5:6].tobytes() == b" " else 5
