@@ -497,8 +497,9 @@ class EventSource(AsyncResource):
             if notice.last_event_id
             else "starting over"
         )
-        note = redact(  # a server may echo the key in ids
+        note = redact(  # a server may echo the key in ids, and in a resume URL's id
             f"attempt {notice.attempt} of {self._machine.policy.max_attempts}, {how}: {reason}"
         )
-        logger.info("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)
+        where = redact(str(target.url))
+        logger.info("reconnecting to %s in %.2f s (%s)", where, notice.delay, note)
         return notice

@@ -430,6 +430,24 @@ async def test_events_before_an_oversized_event_in_the_same_read_are_delivered()
     assert summary(items) == [("message", "a", ""), ("message", "b", "")]
 
 
+async def test_a_resume_url_echoing_the_key_is_redacted_from_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = "resp-key-SECRET123456"  # not shaped like an OpenAI key: redacted as registered
+    first = Answer([b"data: a\n\n", 0.05], end="abort")
+    with ScriptedServer(first, Answer([b"data: b\n\n"]), STOP) as server:
+        async with ttstream.AsyncClient(key, base_url=server.url):  # registers the key
+            with caplog.at_level("INFO", logger="ttstream"):
+                got = await collect(
+                    server,
+                    reconnect=no_more(1),
+                    resume=lambda: ("GET", f"{server.url}/responses/{key}?stream=true"),
+                )
+    assert [item.data for item in got if isinstance(item, ServerSentEvent)] == ["a", "b"]
+    assert "reconnecting to" in caplog.text
+    assert key not in caplog.text
+
+
 async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
     """``decode_images=True`` decodes images on arrival; with an ``image_shape`` too,
     each image's size is put under it in the table the clients' streams share."""
