@@ -40,7 +40,7 @@ from ._json import loads
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 from ._secrets import hidden, redact
-from ._transport_errors import safe_text
+from ._transport_errors import safe_text, without_server_bytes
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -99,7 +99,11 @@ def connection_error(
       ``Content-Length`` with chunked) is :class:`ProtocolError`;
     - anything else (refused, reset, a server that disconnected) is
       :class:`APIConnectionError`.
+
+    ``exc`` itself, the ``__cause__`` its callers raise the error from, is cut to the
+    transport's own words too (:func:`~ttstream._transport_errors.without_server_bytes`).
     """
+    without_server_bytes(exc)
     detail = safe_text(str(exc)) or type(exc).__name__
     if isinstance(exc, httpx2.TimeoutException):
         name = timeout_name(exc)

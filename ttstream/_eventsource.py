@@ -442,6 +442,8 @@ class EventSource(AsyncResource):
                 return await self._broke("the body ended")
             except httpx2.TransportError as exc:
                 self._decoder.close()
+                # First: it takes the server's bytes out of exc, which the reason quotes.
+                error = connection_error(exc, self._target.url, "reading the stream from")
                 what = (
                     f"a {timeout_name(exc)} timeout"
                     if isinstance(exc, httpx2.TimeoutException)
@@ -449,9 +451,7 @@ class EventSource(AsyncResource):
                 )
                 notice = await self._broke(f"{what} ({exc})" if str(exc) else what)
                 if notice is None:
-                    raise connection_error(
-                        exc, self._target.url, "reading the stream from"
-                    ) from exc
+                    raise error from exc
                 return notice
             # Here the decoder has completed items, or restart() or aclose() interrupted
             # the read: the loop sees which.
