@@ -149,6 +149,31 @@ async def test_a_body_that_claims_gzip_and_is_not_is_a_protocol_error() -> None:
             await generate(client_for(server), stream=stream)
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("cut", [8, 3, 1])
+async def test_a_coded_body_that_ends_before_its_coding_does_is_a_protocol_error(
+    coding: str, cut: int
+) -> None:
+    """The trailer (a gzip member's CRC and size, zlib's Adler-32) is the body's one
+    integrity check: a body cut before it is refused, not taken as whole."""
+
+    def truncated(body: bytes) -> bytes:
+        return zlib.compress(body, wbits=31 if coding == "gzip" else 15)[:-cut]
+
+    body = json.dumps({"created": 1, "data": [{"b64_json": "AAAA"}]}).encode()
+    table = {
+        "/v1/images/generations": (200, {**JSON, "content-encoding": coding}, truncated(body)),
+        "/img": (200, {"content-encoding": coding}, truncated(PNG)),
+    }
+    match = f"ends before the end of its {coding} data"
+    with RawServer(routes(table)) as server:
+        with pytest.raises(ProtocolError, match=match):
+            await generate(client_for(server), stream=False)
+        async with client_for(server) as client:
+            with pytest.raises(ProtocolError, match=match):
+                await client.fetch_image(url_event(server.url + "/img"))
+
+
 async def test_gzip_and_deflate_bodies_still_decode() -> None:
     events = [
         {"type": "image_generation.partial_image", "b64_json": "AAAA", "partial_image_index": 0},
