@@ -353,9 +353,11 @@ class EventSource(AsyncResource):
 
     def _request(self) -> httpx2.Request:
         target = self._target
-        headers = dict(target.headers)
+        headers = httpx2.Headers(target.headers)
         if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
+            # UTF-8, as browsers send it: an id is any text but NUL, CR and LF (WHATWG),
+            # and httpx2 encodes a str value as ASCII (UnicodeEncodeError past it).
+            headers.update({b"Last-Event-ID": self.last_event_id.encode()})
         return self._http.build_request(
             target.method,
             target.url,

@@ -448,6 +448,22 @@ async def test_a_resume_url_echoing_the_key_is_redacted_from_logs(
     assert key not in caplog.text
 
 
+@pytest.mark.parametrize("last_id", ["é", "\u2028", "💥", "\ufffd"])
+@pytest.mark.parametrize("transport", ["httpcore", "ttstream"])
+async def test_a_non_ascii_id_is_sent_back_as_utf8(last_id: str, transport: str) -> None:
+    first = Answer([f"id: {last_id}\ndata: a\n\n".encode(), 0.05], end="abort")
+    with ScriptedServer(first, STOP) as server:
+        http = ttstream.http_client() if transport == "ttstream" else httpx2.AsyncClient()
+        async with (
+            http,
+            EventSource(http, "GET", server.url, reconnect=no_more(1)) as source,
+        ):
+            got = [item async for item in source]
+    assert summary(got) == [("message", "a", last_id), ("reconnect", last_id)]
+    sent = server.requests[1].headers["last-event-id"]  # the server reads latin-1
+    assert sent.encode("latin-1").decode() == last_id
+
+
 async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
     """``decode_images=True`` decodes images on arrival; with an ``image_shape`` too,
     each image's size is put under it in the table the clients' streams share."""
