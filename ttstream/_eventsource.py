@@ -465,6 +465,9 @@ class EventSource(AsyncResource):
         pending, feed = self._pending, self._feed
         try:
             with anyio.CancelScope() as self._scope:
+                # An event past the cap after the events the last chunk delivered: raised
+                # now (SSEDecoder.feed), not after the server's next bytes.
+                feed(b"")
                 while not pending:
                     pending.extend(feed(await chunks.__anext__()))
         finally:

@@ -428,6 +428,15 @@ async def test_events_before_an_oversized_event_in_the_same_read_are_delivered()
     with ScriptedServer(Answer([body])) as server, pytest.raises(EventTooLargeError):
         await read(server.url)
     assert summary(items) == [("message", "a", ""), ("message", "b", "")]
+    items.clear()
+    hanging = Answer([body[:-2]], end="hang")  # the error comes before more bytes do
+    with (
+        ScriptedServer(hanging) as server,
+        anyio.fail_after(5),
+        pytest.raises(EventTooLargeError),
+    ):
+        await read(server.url)
+    assert summary(items) == [("message", "a", ""), ("message", "b", "")]
 
 
 async def test_a_resume_url_echoing_the_key_is_redacted_from_logs(
