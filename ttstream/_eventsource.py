@@ -263,9 +263,12 @@ class EventSource(AsyncResource):
     def __repr__(self) -> str:
         closed = self._machine.state is State.CLOSED
         state = "closed" if closed else "open" if self._response is not None else "idle"
-        last = redact(self.last_event_id)  # server text: it may echo the key
         target = self._target
-        return f"<EventSource {state} {target.method} {target.url} last_event_id={last!r}>"
+        # Server text, which may echo the key: the last event ID, and a resume URL's id.
+        return redact(
+            f"<EventSource {state} {target.method} {target.url} "
+            f"last_event_id={self.last_event_id!r}>"
+        )
 
     @property
     def connections(self) -> int:

@@ -457,6 +457,26 @@ async def test_a_resume_url_echoing_the_key_is_redacted_from_logs(
     assert key not in caplog.text
 
 
+async def test_the_repr_of_a_source_resumed_at_a_url_echoing_the_key_redacts_it() -> None:
+    key = "resp-key-SECRET123456"
+    first = Answer([b"data: a\n\n", 0.05], end="abort")
+    with ScriptedServer(first, Answer([b"data: b\n\n"], end="hang")) as server:
+        async with (
+            ttstream.AsyncClient(key, base_url=server.url),  # registers the key
+            httpx2.AsyncClient() as http,
+            EventSource(
+                http,
+                "GET",
+                server.url,
+                reconnect=no_more(1),
+                resume=lambda: ("GET", f"{server.url}/responses/{key}?stream=true"),
+            ) as source,
+        ):
+            [await source.__anext__() for _ in range(3)]  # a, the notice, b: resumed
+            assert "/responses/[REDACTED]?stream=true" in repr(source)
+            assert key not in repr(source)
+
+
 @pytest.mark.parametrize("last_id", ["é", "\u2028", "💥", "\ufffd"])
 @pytest.mark.parametrize("transport", ["httpcore", "ttstream"])
 async def test_a_non_ascii_id_is_sent_back_as_utf8(last_id: str, transport: str) -> None:

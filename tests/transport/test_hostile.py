@@ -387,6 +387,45 @@ async def test_a_key_in_an_error_event_is_redacted() -> None:
     assert "[REDACTED]" in info.value.message
 
 
+def echoing_ids(
+    head: bytes, _: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> Awaitable[None]:
+    """A server whose x-request-id and Responses response id are the key."""
+    created = {"type": "response.created", "sequence_number": 0, "response": {"id": KEY}}
+    partial = {"type": "image_generation.partial_image", "b64_json": "AAAA"}
+    event = created if b"/responses" in head else {**partial, "partial_image_index": 0}
+    body = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    fields = {**SSE, "x-request-id": KEY, "content-length": str(len(body))}
+    writer.write(response_head(200, fields) + body)
+    return asyncio.sleep(0)
+
+
+async def test_the_reprs_of_streams_redact_ids_that_echo_the_key() -> None:
+    with RawServer(echoing_ids) as server:
+        async with client_for(server) as client:
+            streams = [
+                client.generate("a kite", model="gpt-image-2"),
+                client.responses.stream(model="gpt-5", input="a kite", background=True),
+            ]
+            for stream in streams:
+                async with stream:
+                    await stream.__anext__()
+                    assert KEY not in repr(stream)
+                    assert "[REDACTED]" in repr(stream)
+                    assert KEY not in repr(stream._interpreter)  # the response id
+
+
+def test_the_repr_of_a_sync_stream_redacts_an_id_that_echoes_the_key() -> None:
+    with (
+        RawServer(echoing_ids) as server,
+        ttstream.Client(KEY, base_url=server.url + "/v1") as sync,
+        sync.generate("a kite", model="gpt-image-2") as stream,
+    ):
+        next(iter(stream))
+        assert KEY not in repr(stream)
+        assert "[REDACTED]" in repr(stream)
+
+
 def test_long_server_text_is_shortened_in_str_and_kept_whole() -> None:
     message = "x" * 10_000_000
     error = StreamError(message, code="c")
