@@ -493,6 +493,29 @@ async def test_a_non_ascii_id_is_sent_back_as_utf8(last_id: str, transport: str)
     assert sent.encode("latin-1").decode() == last_id
 
 
+@pytest.mark.parametrize("last_id", [" 5", "5 ", "\t5", "a\x01b", "a\x7fb"])
+@pytest.mark.parametrize("transport", ["httpcore", "ttstream"])
+async def test_an_id_that_is_no_header_value_is_a_protocol_error_at_the_reconnection(
+    last_id: str, transport: str
+) -> None:
+    first = Answer([f"id: {last_id}\ndata: a\n\n".encode(), 0.05], end="abort")
+    items: list[Any] = []
+
+    async def read(url: str) -> None:
+        http = ttstream.http_client() if transport == "ttstream" else httpx2.AsyncClient()
+        async with http, EventSource(http, "GET", url, reconnect=no_more(1)) as source:
+            async for item in source:
+                items.append(item)
+
+    with (
+        ScriptedServer(first, STOP) as server,
+        pytest.raises(ProtocolError, match="cannot be sent back as Last-Event-ID"),
+    ):
+        await read(server.url)
+    assert summary(items) == [("message", "a", last_id), ("reconnect", last_id)]
+    assert len(server.requests) == 1  # nothing sent with another id than the server's
+
+
 async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
     """``decode_images=True`` decodes images on arrival; with an ``image_shape`` too,
     each image's size is put under it in the table the clients' streams share."""
@@ -527,6 +550,8 @@ async def test_event_source_is_a_thin_driver() -> None:
         ("http://127.0.0.1/", {"timeout": "5"}, "timeout"),
         ("http://127.0.0.1/", {"deadline": 0}, "deadline"),
         ("http://127.0.0.1/", {"decode_images": True, "image_shape": ["x"]}, "image_shape"),
+        ("http://127.0.0.1/", {"last_event_id": "a\x01b"}, "last_event_id"),
+        ("http://127.0.0.1/", {"last_event_id": " 5"}, "last_event_id"),
     ],
 )
 async def test_bad_arguments_are_refused_at_construction_naming_the_argument(
