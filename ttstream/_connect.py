@@ -285,7 +285,7 @@ async def send(
         logger.info(  # routine, not a warning: a quiet library (docs/logging.md)
             "retrying %s %s in %.2f s (retry %d of %d) after: %s",
             request.method,
-            request.url,
+            redact(str(request.url)),  # a Responses resume URL holds the server's id
             delay,
             attempt,
             max_retries,

@@ -51,6 +51,7 @@ from ttstream import (
     ImageTooLargeError,
     PartialImage,
     ProtocolError,
+    ReconnectPolicy,
     StreamError,
     ValidationError,
 )
@@ -424,6 +425,27 @@ def test_the_repr_of_a_sync_stream_redacts_an_id_that_echoes_the_key() -> None:
         next(iter(stream))
         assert KEY not in repr(stream)
         assert "[REDACTED]" in repr(stream)
+
+
+async def test_the_retry_log_redacts_a_resume_url_holding_an_id_that_echoes_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    created = {"type": "response.created", "sequence_number": 0, "response": {"id": KEY}}
+    body = f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()
+    table = {
+        "/v1/responses": (200, SSE, body),  # then the body ends: a resume follows
+        f"/v1/responses/{KEY}?stream=true&starting_after=0": (503, {}, b""),
+    }
+    caplog.set_level(logging.INFO, logger="ttstream")
+    with RawServer(routes(table)) as server:
+        client = AsyncClient(  # one retry of the resume, logged
+            KEY, base_url=server.url + "/v1", max_retries=1, reconnect=ReconnectPolicy(delay=0)
+        )
+        with pytest.raises(APIStatusError):
+            async with client, client.responses.stream(model="m", input="x", background=True) as s:
+                [item async for item in s]
+    assert "retrying GET" in caplog.text
+    assert KEY not in caplog.text
 
 
 def test_long_server_text_is_shortened_in_str_and_kept_whole() -> None:
