@@ -16,8 +16,9 @@ Content-Encoding rules (RFC 9110, section 8.4):
   refused with :class:`~ttstream.ProtocolError`: ttstream asks for ``gzip, deflate``
   only (:data:`ACCEPT_ENCODING`), and neither ``brotli`` nor ``zstandard`` offers a
   bounded decoder on every Python ttstream supports;
-- a body that is not the coding it claims, or ends before its coded data does (a gzip
-  trailer and its CRC missing), is :class:`~ttstream.ProtocolError` too.
+- a body that is not the coding it claims is :class:`~ttstream.ProtocolError` too; one
+  that ends before its coded data does (a gzip trailer and its CRC missing) is cut
+  short, as a connection closed early is (``httpx2.RemoteProtocolError``).
 """
 
 from __future__ import annotations
@@ -80,10 +81,13 @@ class Inflater:
         with its CRC, or the end of the deflate stream), or be empty.
 
         Raises:
-            ProtocolError: the coded data stops before its end (a truncated body).
+            httpx2.RemoteProtocolError: the coded data stops before its end: a body cut
+                short, as a connection closed early is (callers map it with
+                ``ttstream._connect.connection_error``: :class:`~ttstream.ProtocolError`;
+                an event stream reconnects first).
         """
         if self._started and (self._zlib is None or not self._zlib.eof):
-            raise ProtocolError(
+            raise httpx2.RemoteProtocolError(
                 f"the body claims Content-Encoding {self.coding!r} but ends before the end "
                 f"of its {self.coding} data (truncated)"
             )
@@ -150,9 +154,9 @@ async def aiter_bounded(
 
     Raises:
         ProtocolError: stacked or unknown ``Content-Encoding``, or a body that does not
-            decode as its coding or ends before its coded data does (checked before the
-            first byte is read for the first).
-        httpx2.TransportError: the connection failed while reading (as ``aiter_raw``).
+            decode as its coding (checked before the first byte is read for the first).
+        httpx2.TransportError: the connection failed while reading (as ``aiter_raw``),
+            or the body ended before its coded data did (``RemoteProtocolError``).
         ValidationError: ``read_limit`` not an int >= 1.
     """
     require_int("read_limit", read_limit, 1, "bytes")

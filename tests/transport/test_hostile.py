@@ -162,6 +162,12 @@ async def test_a_coded_body_that_ends_before_its_coding_does_is_a_protocol_error
         return zlib.compress(body, wbits=31 if coding == "gzip" else 15)[:-cut]
 
     body = json.dumps({"created": 1, "data": [{"b64_json": "AAAA"}]}).encode()
+    partial = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AAAA",
+        "partial_image_index": 0,
+    }
+    events = f"event: {partial['type']}\ndata: {json.dumps(partial)}\n\n".encode()
     table = {
         "/v1/images/generations": (200, {**JSON, "content-encoding": coding}, truncated(body)),
         "/img": (200, {"content-encoding": coding}, truncated(PNG)),
@@ -173,6 +179,12 @@ async def test_a_coded_body_that_ends_before_its_coding_does_is_a_protocol_error
         async with client_for(server) as client:
             with pytest.raises(ProtocolError, match=match):
                 await client.fetch_image(url_event(server.url + "/img"))
+    headers = {**SSE, "content-encoding": coding}
+    with (  # an event stream cut there, with no reconnection left
+        RawServer(answer(200, headers, truncated(events))) as server,
+        pytest.raises(ProtocolError, match=match),
+    ):
+        await generate(client_for(server))
 
 
 async def test_gzip_and_deflate_bodies_still_decode() -> None:
@@ -393,7 +405,11 @@ def echoing_ids(
 ) -> Awaitable[None]:
     """A server whose x-request-id and Responses response id are the key."""
     created = {"type": "response.created", "sequence_number": 0, "response": {"id": KEY}}
-    partial = {"type": "image_generation.partial_image", "b64_json": "AAAA"}
+    partial = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AAAA",
+        "partial_image_index": 0,
+    }
     event = created if b"/responses" in head else {**partial, "partial_image_index": 0}
     body = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
     fields = {**SSE, "x-request-id": KEY, "content-length": str(len(body))}
