@@ -464,6 +464,15 @@ async def test_the_retry_log_redacts_a_resume_url_holding_an_id_that_echoes_the_
     assert KEY not in caplog.text
 
 
+def test_a_message_cut_to_the_limit_says_its_length_within_the_limit() -> None:
+    reason = "r" * 5000  # not server text shortened on its own: only the message cut
+    for limit in (ttstream._exceptions.MAX_MESSAGE_CHARS, 500):
+        assert len(ttstream._exceptions.shorten(reason, limit)) == limit
+    error = ttstream.TTStreamError(reason)
+    assert len(str(error)) == ttstream._exceptions.MAX_MESSAGE_CHARS
+    assert str(error).endswith("… (5000 chars in all)")
+
+
 def test_long_server_text_is_shortened_in_str_and_kept_whole() -> None:
     message = "x" * 10_000_000
     error = StreamError(message, code="c")
