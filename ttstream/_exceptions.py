@@ -384,7 +384,11 @@ class MalformedEventError(ProtocolError):
         self.reason = reason
         self.event = event
         self.event_id = event_id
-        where = f"event {event!r}" + (f" (id {event_id!r})" if event_id else "")
+        # The type and id are server text of any length: shortened, so that the reason
+        # (what was wrong) is always in the message.
+        where = f"event {short_repr(event)}"
+        if event_id:
+            where += f" (id {short_repr(event_id)})"
         super().__init__(f"malformed {where}: {reason}")
 
 

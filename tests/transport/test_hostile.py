@@ -49,6 +49,7 @@ from ttstream import (
     EventTooLargeError,
     ImageDecodeError,
     ImageTooLargeError,
+    MalformedEventError,
     PartialImage,
     ProtocolError,
     ReconnectPolicy,
@@ -471,6 +472,18 @@ def test_a_message_cut_to_the_limit_says_its_length_within_the_limit() -> None:
     error = ttstream.TTStreamError(reason)
     assert len(str(error)) == ttstream._exceptions.MAX_MESSAGE_CHARS
     assert str(error).endswith("… (5000 chars in all)")
+
+
+async def test_a_long_event_type_and_id_leave_room_for_what_was_wrong() -> None:
+    data = json.dumps({"type": "image_generation.partial_image", "b64_json": 5})
+    body = f"event: {'e' * 5000}\nid: {'i' * 5000}\ndata: {data}\n\n".encode()
+    with RawServer(answer(200, SSE, body)) as server, pytest.raises(MalformedEventError) as info:
+        await generate(client_for(server))
+    error = info.value
+    assert "b64_json" in str(error)  # the reason, after the shortened type and id
+    assert "(5000 chars)" in str(error)
+    assert len(str(error)) < 500
+    assert (error.event, error.event_id) == ("e" * 5000, "i" * 5000)  # kept whole
 
 
 def test_long_server_text_is_shortened_in_str_and_kept_whole() -> None:
