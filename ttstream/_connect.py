@@ -8,8 +8,8 @@ same bytes.
 Redirects are followed only when the caller's ``httpx2.AsyncClient`` follows them
 (``follow_redirects=True``; ttstream's own client never does), at most its
 ``max_redirects``, and a redirect to another origin (scheme, host or port) drops the
-credential headers (``Authorization``, ``TT-API-KEY``), so that a key never reaches
-another origin.
+credential headers (``Authorization``, ``TT-API-KEY``, ``api-key``, ``X-API-Key``), so
+that a key never reaches another origin.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ __all__ = [
 
 logger = logging.getLogger("ttstream")
 
-CREDENTIAL_HEADERS = ("authorization", "tt-api-key", "api-key")
-"""Request headers that carry a key: never sent across origins."""
+CREDENTIAL_HEADERS = ("authorization", "tt-api-key", "api-key", "x-api-key")
+"""Request headers that carry a key: never sent across origins (the header names
+``ttstream._secrets`` redacts, as request headers)."""
 MAX_ERROR_BODY = 1024 * 1024
 """The most of an HTTP error body that is read, in bytes."""
 ERROR_BODY_SECONDS = 30.0

@@ -197,7 +197,11 @@ async def test_redirects_follow_the_callers_client_and_drop_keys_across_origins(
     with ScriptedServer(Answer([b"data: there\n\n"])) as target:
         moved = Answer(status=307, headers=(("Location", target.url + "/moved"),))
         with ScriptedServer(moved) as origin:
-            keys = {"Authorization": "Bearer sk-secret", "TT-API-KEY": "tt-secret"}
+            keys = {
+                "Authorization": "Bearer sk-secret",
+                "TT-API-KEY": "tt-secret",
+                "X-API-Key": "gateway-secret",
+            }
             with pytest.raises(APIStatusError) as info:  # not followed by default
                 await collect(origin, headers=keys, reconnect=no_more())
             assert info.value.status_code == 307
@@ -206,6 +210,7 @@ async def test_redirects_follow_the_callers_client_and_drop_keys_across_origins(
     arrived = target.requests[0].headers
     assert "authorization" not in arrived
     assert "tt-api-key" not in arrived
+    assert "x-api-key" not in arrived
     assert origin.requests[0].headers["tt-api-key"] == "tt-secret"
 
 
