@@ -16,7 +16,9 @@ Content-Encoding rules (RFC 9110, section 8.4):
   refused with :class:`~ttstream.ProtocolError`: ttstream asks for ``gzip, deflate``
   only (:data:`ACCEPT_ENCODING`), and neither ``brotli`` nor ``zstandard`` offers a
   bounded decoder on every Python ttstream supports;
-- a body that is not the coding it claims is :class:`~ttstream.ProtocolError` too.
+- a body that is not the coding it claims is :class:`~ttstream.ProtocolError` too; one
+  that ends before its coded data does (a gzip trailer and its CRC missing) is cut
+  short, as a connection closed early is (``httpx2.RemoteProtocolError``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Inflater:
 
     def __init__(self, coding: str) -> None:
         self.coding = coding
+        self._started = False  # a byte of the body arrived
         self._head = b""  # deflate: the first bytes, until the two that tell the kind
         self._zlib: zlib._Decompress | None = (
             zlib.decompressobj(zlib.MAX_WBITS | 16) if coding == "gzip" else None
@@ -73,7 +76,24 @@ class Inflater:
         data, self._head = self._head, b""
         return data
 
+    def end(self) -> None:
+        """The body ended: it must end where its coding does (a gzip member's trailer,
+        with its CRC, or the end of the deflate stream), or be empty.
+
+        Raises:
+            httpx2.RemoteProtocolError: the coded data stops before its end: a body cut
+                short, as a connection closed early is (callers map it with
+                ``ttstream._connect.connection_error``: :class:`~ttstream.ProtocolError`;
+                an event stream reconnects first).
+        """
+        if self._started and (self._zlib is None or not self._zlib.eof):
+            raise httpx2.RemoteProtocolError(
+                f"the body claims Content-Encoding {self.coding!r} but ends before the end "
+                f"of its {self.coding} data (truncated)"
+            )
+
     def decode(self, data: bytes, limit: int) -> Iterator[bytes]:
+        self._started = self._started or bool(data)
         if self._zlib is None:
             data = self._start(data)
             if self._zlib is None:
@@ -135,7 +155,8 @@ async def aiter_bounded(
     Raises:
         ProtocolError: stacked or unknown ``Content-Encoding``, or a body that does not
             decode as its coding (checked before the first byte is read for the first).
-        httpx2.TransportError: the connection failed while reading (as ``aiter_raw``).
+        httpx2.TransportError: the connection failed while reading (as ``aiter_raw``),
+            or the body ended before its coded data did (``RemoteProtocolError``).
         ValidationError: ``read_limit`` not an int >= 1.
     """
     require_int("read_limit", read_limit, 1, "bytes")
@@ -155,6 +176,8 @@ async def aiter_bounded(
             else:
                 for piece in inflater.decode(raw, read_limit):
                     yield piece
+    if inflater is not None:
+        inflater.end()
 
 
 async def read_prefix(response: httpx2.Response, *, limit: int) -> tuple[bytearray, bool]:

@@ -8,8 +8,8 @@ same bytes.
 Redirects are followed only when the caller's ``httpx2.AsyncClient`` follows them
 (``follow_redirects=True``; ttstream's own client never does), at most its
 ``max_redirects``, and a redirect to another origin (scheme, host or port) drops the
-credential headers (``Authorization``, ``TT-API-KEY``), so that a key never reaches
-another origin.
+credential headers (``Authorization``, ``TT-API-KEY``, ``api-key``, ``X-API-Key``), so
+that a key never reaches another origin.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ._json import loads
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
 from ._secrets import hidden, redact
-from ._transport_errors import safe_text
+from ._transport_errors import safe_text, without_server_bytes
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -57,8 +57,9 @@ __all__ = [
 
 logger = logging.getLogger("ttstream")
 
-CREDENTIAL_HEADERS = ("authorization", "tt-api-key", "api-key")
-"""Request headers that carry a key: never sent across origins."""
+CREDENTIAL_HEADERS = ("authorization", "tt-api-key", "api-key", "x-api-key")
+"""Request headers that carry a key: never sent across origins (the header names
+``ttstream._secrets`` redacts, as request headers)."""
 MAX_ERROR_BODY = 1024 * 1024
 """The most of an HTTP error body that is read, in bytes."""
 ERROR_BODY_SECONDS = 30.0
@@ -99,7 +100,11 @@ def connection_error(
       ``Content-Length`` with chunked) is :class:`ProtocolError`;
     - anything else (refused, reset, a server that disconnected) is
       :class:`APIConnectionError`.
+
+    ``exc`` itself, the ``__cause__`` its callers raise the error from, is cut to the
+    transport's own words too (:func:`~ttstream._transport_errors.without_server_bytes`).
     """
+    without_server_bytes(exc)
     detail = safe_text(str(exc)) or type(exc).__name__
     if isinstance(exc, httpx2.TimeoutException):
         name = timeout_name(exc)
@@ -281,7 +286,7 @@ async def send(
         logger.info(  # routine, not a warning: a quiet library (docs/logging.md)
             "retrying %s %s in %.2f s (retry %d of %d) after: %s",
             request.method,
-            request.url,
+            redact(str(request.url)),  # a Responses resume URL holds the server's id
             delay,
             attempt,
             max_retries,

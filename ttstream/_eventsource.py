@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import re
 from collections import deque
 from collections.abc import (
     AsyncGenerator,
@@ -50,7 +51,7 @@ from ._body import ACCEPT_ENCODING, aiter_bounded
 from ._bounds import Deadline, close_bounded, require_int
 from ._checks import require_hashable
 from ._connect import connection_error, send, timeout_name
-from ._exceptions import APIConnectionError, ProtocolError, ValidationError
+from ._exceptions import APIConnectionError, ProtocolError, ValidationError, short_repr
 from ._imagehook import ImageLineHook
 from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State, require_policy
 from ._secrets import redact
@@ -65,6 +66,14 @@ SourceItem: TypeAlias = "ServerSentEvent | Comment | Reconnecting"
 
 _T = TypeVar("_T")
 _DEFAULT_POLICY = ReconnectPolicy()
+# What an HTTP field value cannot hold (RFC 9110, section 5.5), so neither can an id sent
+# as Last-Event-ID: a control character (a tab inside is allowed), a space or tab at
+# either end (which one transport refuses and another strips, changing the id).
+_UNSENDABLE_ID = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|\A[ \t]|[ \t]\Z")
+_SENDABLE_ID = (
+    "an id that is a valid header value: no control character (a tab inside is allowed) "
+    "and no space or tab at either end"
+)
 
 
 class _NoContent:
@@ -184,11 +193,13 @@ class EventSource(AsyncResource):
             ``content``, ``max_event_bytes`` not an int >= 1 or ``max_retries`` not an
             int >= 0 (bools refused), ``timeout`` neither ``None`` nor an
             ``httpx2.Timeout``, ``deadline`` not ``None`` or seconds > 0, a
-            ``last_event_id`` with NUL, CR or LF, or an ``image_shape`` not hashable.
+            ``last_event_id`` that cannot be sent as a header value (a control
+            character, a space or tab at either end), or an ``image_shape`` not hashable.
 
     Errors raised while iterating:
         APIStatusError: a non-2xx answer (after retries); never reconnected.
-        ProtocolError: a 2xx answer whose ``Content-Type`` is not ``text/event-stream``.
+        ProtocolError: a 2xx answer whose ``Content-Type`` is not ``text/event-stream``,
+            or a reconnection after an ``id`` that cannot be sent as a header value.
         APIConnectionError, APITimeoutError: a connection could not be made, or broke
             (or a read timed out) when no reconnection was left; ``timeout="deadline"``
             when the deadline passed.
@@ -229,8 +240,8 @@ class EventSource(AsyncResource):
             parsed_url = httpx2.URL(url)
         except httpx2.InvalidURL:
             raise ValidationError("url", url, "a valid absolute http(s) URL") from None
-        if "\0" in last_event_id or "\n" in last_event_id or "\r" in last_event_id:
-            raise ValidationError("last_event_id", last_event_id, "an id without NUL, CR or LF")
+        if _UNSENDABLE_ID.search(last_event_id):
+            raise ValidationError("last_event_id", last_event_id, _SENDABLE_ID)
         headers = {
             "Accept": "text/event-stream",
             "Accept-Encoding": ACCEPT_ENCODING,
@@ -265,9 +276,12 @@ class EventSource(AsyncResource):
     def __repr__(self) -> str:
         closed = self._machine.state is State.CLOSED
         state = "closed" if closed else "open" if self._response is not None else "idle"
-        last = redact(self.last_event_id)  # server text: it may echo the key
         target = self._target
-        return f"<EventSource {state} {target.method} {target.url} last_event_id={last!r}>"
+        # Server text, which may echo the key: the last event ID, and a resume URL's id.
+        return redact(
+            f"<EventSource {state} {target.method} {target.url} "
+            f"last_event_id={self.last_event_id!r}>"
+        )
 
     @property
     def connections(self) -> int:
@@ -355,9 +369,16 @@ class EventSource(AsyncResource):
 
     def _request(self) -> httpx2.Request:
         target = self._target
-        headers = dict(target.headers)
+        headers = httpx2.Headers(target.headers)
         if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
+            if _UNSENDABLE_ID.search(self.last_event_id):  # the server's: checked above
+                raise ProtocolError(
+                    f"the server's last event id {short_repr(self.last_event_id, 80)} cannot "
+                    f"be sent back as Last-Event-ID: expected {_SENDABLE_ID}"
+                )
+            # UTF-8, as browsers send it: an id is any text but NUL, CR and LF (WHATWG),
+            # and httpx2 encodes a str value as ASCII (UnicodeEncodeError past it).
+            headers.update({b"Last-Event-ID": self.last_event_id.encode()})
         return self._http.build_request(
             target.method,
             target.url,
@@ -444,6 +465,8 @@ class EventSource(AsyncResource):
                 return await self._broke("the body ended")
             except httpx2.TransportError as exc:
                 self._decoder.close()
+                # First: it takes the server's bytes out of exc, which the reason quotes.
+                error = connection_error(exc, self._target.url, "reading the stream from")
                 what = (
                     f"a {timeout_name(exc)} timeout"
                     if isinstance(exc, httpx2.TimeoutException)
@@ -451,9 +474,7 @@ class EventSource(AsyncResource):
                 )
                 notice = await self._broke(f"{what} ({exc})" if str(exc) else what)
                 if notice is None:
-                    raise connection_error(
-                        exc, self._target.url, "reading the stream from"
-                    ) from exc
+                    raise error from exc
                 return notice
             # Here the decoder has completed items, or restart() or aclose() interrupted
             # the read: the loop sees which.
@@ -465,6 +486,9 @@ class EventSource(AsyncResource):
         pending, feed = self._pending, self._feed
         try:
             with anyio.CancelScope() as self._scope:
+                # An event past the cap after the events the last chunk delivered: raised
+                # now (SSEDecoder.feed), not after the server's next bytes.
+                feed(b"")
                 while not pending:
                     pending.extend(feed(await chunks.__anext__()))
         finally:
@@ -499,8 +523,9 @@ class EventSource(AsyncResource):
             if notice.last_event_id
             else "starting over"
         )
-        note = redact(  # a server may echo the key in ids
+        note = redact(  # a server may echo the key in ids, and in a resume URL's id
             f"attempt {notice.attempt} of {self._machine.policy.max_attempts}, {how}: {reason}"
         )
-        logger.info("reconnecting to %s in %.2f s (%s)", target.url, notice.delay, note)
+        where = redact(str(target.url))
+        logger.info("reconnecting to %s in %.2f s (%s)", where, notice.delay, note)
         return notice

@@ -130,12 +130,13 @@ def short_repr(value: object, limit: int = _MAX_SHOWN_CHARS) -> str:
 
 
 def shorten(text: str, limit: int = _MAX_SERVER_CHARS) -> str:
-    """``text`` redacted and cut to ``limit`` characters, with the full length said."""
+    """``text`` redacted and cut to at most ``limit`` characters, the full length said
+    within them."""
     if len(text) <= limit:
         return redact(text)
-    size = len(text)
+    said = f"… ({len(text)} chars in all)"
     text = redact(text[: limit + _SLACK])
-    return f"{text[: limit - 1]}… ({size} chars in all)"
+    return text[: max(0, limit - len(said))] + said
 
 
 def _details(type: str | None, code: str | None, param: str | None) -> str:
@@ -384,7 +385,11 @@ class MalformedEventError(ProtocolError):
         self.reason = reason
         self.event = event
         self.event_id = event_id
-        where = f"event {event!r}" + (f" (id {event_id!r})" if event_id else "")
+        # The type and id are server text of any length: shortened, so that the reason
+        # (what was wrong) is always in the message.
+        where = f"event {short_repr(event)}"
+        if event_id:
+            where += f" (id {short_repr(event_id)})"
         super().__init__(f"malformed {where}: {reason}")
 
 

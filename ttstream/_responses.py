@@ -56,6 +56,7 @@ from ._fields import Fields, error_event, stream_error, text_of
 from ._imagehook import decoded_data
 from ._json import loads
 from ._jsonfast import loads_cutting
+from ._secrets import redact
 from .events import Completed, PartialImage, Usage, parse_usage, take_image
 from .sse import ServerSentEvent
 
@@ -152,7 +153,7 @@ class ResponsesInterpreter:
         """True once ``response.completed`` arrived: nothing more is expected."""
 
     def __repr__(self) -> str:
-        return (
+        return redact(  # the response id is server text: it may echo the key
             f"<ResponsesInterpreter response_id={self.response_id!r} "
             f"last_sequence_number={self.last_sequence_number!r} done={self.done}>"
         )

@@ -30,6 +30,7 @@ from ._otel import Generation
 from ._resource import Resource
 from ._responses import Response
 from ._responses_client import Responses
+from ._secrets import redact
 from ._signature import forwards_to
 from .batch import Batch, BatchOptions, SyncBatch
 from .client import AsyncClient, ClientOptions, deprecated_timeout
@@ -137,7 +138,7 @@ class SyncImageStream(Resource):
         self._stream = stream
 
     def __repr__(self) -> str:
-        return f"<SyncImageStream request_id={self.request_id!r}>"
+        return redact(f"<SyncImageStream request_id={self.request_id!r}>")  # server text
 
     request_id: Delegated[str | None] = Delegated("_stream")
     """The ``x-request-id`` of the answer, once the stream is open."""

@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 import anyio
 import httpx2
 
-__all__ = ["AiohttpBody", "NormalizedStream", "normalized", "safe_text"]
+__all__ = ["AiohttpBody", "NormalizedStream", "normalized", "safe_text", "without_server_bytes"]
 
 Phase = Literal["connect", "read"]
 
@@ -47,6 +47,27 @@ def safe_text(text: str) -> str:
     if match is not None:
         first = first[: match.start()]
     return first.strip().rstrip(":,;= ").strip()[:_MAX_TEXT]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions chained to it (``__cause__``, else ``__context__``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def without_server_bytes(exc: BaseException) -> None:
+    """Takes the server's bytes out of ``exc``, in place, when it or an exception chained
+    to it quotes them (h11 and aiohttp quote the bytes they refused, and a traceback of the
+    ttstream error raised ``from exc`` prints every exception of the chain): its message
+    becomes :func:`safe_text` of it, and the chain below it is cut."""
+    if not any(_QUOTED_BYTES.search(str(link)) for link in _chain(exc)):
+        return
+    exc.args = (safe_text(str(exc)) or type(exc).__name__,)
+    exc.__cause__ = exc.__context__ = None
 
 
 def _aiohttp_error(exc: BaseException) -> BaseException | None:

@@ -362,7 +362,7 @@ class SSEDecoder:
         retry: the reconnection time in milliseconds the server asked for with a
             ``retry`` field, or ``None``.
         max_event_bytes: the limit on one event, in bytes: the field lines of the event
-            being assembled plus the line in progress. Crossing it raises
+            being assembled plus the line in progress (a comment line too). Crossing it raises
             :class:`~ttstream.EventTooLargeError` before more than the limit is held.
 
         line_hook: a fast path for the first data line of each event (a
@@ -437,7 +437,9 @@ class SSEDecoder:
 
         Raises:
             EventTooLargeError: an event outgrew ``max_event_bytes``. The decoder then
-                holds nothing and raises the same error on every later call.
+                holds nothing and raises the same error on every later call. When the
+                chunk completed events before the oversized one, this call returns them
+                and the next call (``feed`` or :meth:`close`) raises.
         """
         return self._feed(data)  # type: ignore[return-value]  # no Comment without feed_all
 
@@ -479,22 +481,31 @@ class SSEDecoder:
             self._extend_line(view, 0)
             return []
         events: list[ServerSentEvent | Comment] = []
-        if split.size:
-            self._end_split_line(view, end, events)
-        else:
-            self._take_line(view, 0, end, end, events)
-        start = end + 1
-        while (end := data.find(b"\n", start)) >= 0:
-            self._take_line(view, start, end, end - start, events)
+        try:
+            if split.size:
+                self._end_split_line(view, end, events)
+            else:
+                self._take_line(view, 0, end, end, events)
             start = end + 1
-        if start < len(data):
-            self._extend_line(view, start)
+            while (end := data.find(b"\n", start)) >= 0:
+                self._take_line(view, start, end, end - start, events)
+                start = end + 1
+            if start < len(data):
+                self._extend_line(view, start)
+        except EventTooLargeError:
+            if not events:
+                raise
+            # The events completed before the oversized one are delivered; the decoder
+            # is failed, so the next call (feed or close) raises the error.
         return events
 
     def close(self) -> list[ServerSentEvent]:
         """Marks the end of the body. A pending event that lacks its blank line is
         discarded (WHATWG: "any pending data must be discarded"), so this returns ``[]``;
         it exists so that callers treat the end of a body explicitly.
+
+        Raises:
+            EventTooLargeError: the decoder failed (see :meth:`feed`).
         """
         if self._failure is not None:
             raise self._failure
@@ -651,14 +662,14 @@ class SSEDecoder:
                 events.append(self._dispatch())
             self._start_event()
             return
+        size += self._event_size
+        if size > self.max_event_bytes:  # a comment too: split, it was held as it came
+            self._fail(size)
         if line[0] == 0x3A:  # ":" starts a comment
             if self._comments:
                 text = str(line[1:], "utf-8", "replace")
                 events.append(Comment(text[1:] if text.startswith(" ") else text))
             return
-        size += self._event_size
-        if size > self.max_event_bytes:
-            self._fail(size)
         self._event_size = size
         if line[:5].tobytes() == b"data:":  # the hot path: decode the value in place, once
             start += 6 if line[5:6].tobytes() == b" " else 5

@@ -45,6 +45,7 @@ from ._exceptions import (
 from ._interpret import Interpreter
 from ._otel import Generation, observed
 from ._reconnect import Reconnecting
+from ._secrets import redact
 from .events import Completed, PartialImage, Usage, decode_now, loads_body, parse_response
 from .sse import Comment
 
@@ -129,7 +130,8 @@ class ImageStream(AsyncResource):
         without the ``otel`` extra): docs/observability.md."""
 
     def __repr__(self) -> str:
-        return f"<ImageStream {self._state.value} request_id={self.request_id!r}>"
+        # Server text: a server may echo the key in its x-request-id.
+        return redact(f"<ImageStream {self._state.value} request_id={self.request_id!r}>")
 
     @property
     def request_id(self) -> str | None:

@@ -261,6 +261,29 @@ def test_an_event_of_exactly_the_limit_passes() -> None:
     assert len(decode(line + b"\n\n", decoder=SSEDecoder(max_event_bytes=100))) == 1
 
 
+def test_events_completed_before_an_oversized_one_in_the_same_chunk_are_kept() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    chunk = b"data: a\n\ndata: b\n\ndata: " + b"x" * 200
+    assert [e.data for e in decoder.feed(chunk)] == ["a", "b"]
+    with pytest.raises(EventTooLargeError) as info:  # the next call raises
+        decoder.feed(b"\n\n")
+    assert info.value.limit == 100
+    with pytest.raises(EventTooLargeError):
+        decoder.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50, 1000])
+def test_a_comment_line_past_the_limit_is_refused_however_it_is_split(chunk: int) -> None:
+    raw = b"data: a\n\n:" + b"c" * 100 + b"\ndata: b\n\n"
+    pieces = [raw[i : i + chunk] for i in range(0, len(raw), chunk)]
+    with pytest.raises(EventTooLargeError) as info:
+        decode(*pieces, decoder=SSEDecoder(max_event_bytes=100))
+    assert info.value.size == 101
+    assert as_tuples(decode(raw[:9] + b":" + b"c" * 99 + b"\n", decoder=SSEDecoder(100))) == [
+        ("message", "a", "", None)
+    ]
+
+
 def test_max_event_bytes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_event_bytes"):
         SSEDecoder(max_event_bytes=0)

@@ -20,6 +20,7 @@ from ttstream import (
     APITimeoutError,
     Comment,
     EventSource,
+    EventTooLargeError,
     ProtocolError,
     Reconnecting,
     ReconnectPolicy,
@@ -196,7 +197,11 @@ async def test_redirects_follow_the_callers_client_and_drop_keys_across_origins(
     with ScriptedServer(Answer([b"data: there\n\n"])) as target:
         moved = Answer(status=307, headers=(("Location", target.url + "/moved"),))
         with ScriptedServer(moved) as origin:
-            keys = {"Authorization": "Bearer sk-secret", "TT-API-KEY": "tt-secret"}
+            keys = {
+                "Authorization": "Bearer sk-secret",
+                "TT-API-KEY": "tt-secret",
+                "X-API-Key": "gateway-secret",
+            }
             with pytest.raises(APIStatusError) as info:  # not followed by default
                 await collect(origin, headers=keys, reconnect=no_more())
             assert info.value.status_code == 307
@@ -205,6 +210,7 @@ async def test_redirects_follow_the_callers_client_and_drop_keys_across_origins(
     arrived = target.requests[0].headers
     assert "authorization" not in arrived
     assert "tt-api-key" not in arrived
+    assert "x-api-key" not in arrived
     assert origin.requests[0].headers["tt-api-key"] == "tt-secret"
 
 
@@ -412,6 +418,109 @@ async def test_an_id_echoing_the_key_is_redacted_from_logs_and_reprs(
     assert "reconnecting" in caplog.text
 
 
+async def test_events_before_an_oversized_event_in_the_same_read_are_delivered() -> None:
+    body = b"data: a\n\ndata: b\n\ndata: " + b"x" * 2000 + b"\n\n"
+    items: list[Any] = []
+
+    async def read(url: str) -> None:
+        async with (
+            httpx2.AsyncClient() as http,
+            EventSource(http, "GET", url, max_event_bytes=1000) as source,
+        ):
+            async for item in source:
+                items.append(item)
+
+    with ScriptedServer(Answer([body])) as server, pytest.raises(EventTooLargeError):
+        await read(server.url)
+    assert summary(items) == [("message", "a", ""), ("message", "b", "")]
+    items.clear()
+    hanging = Answer([body[:-2]], end="hang")  # the error comes before more bytes do
+    with (
+        ScriptedServer(hanging) as server,
+        anyio.fail_after(5),
+        pytest.raises(EventTooLargeError),
+    ):
+        await read(server.url)
+    assert summary(items) == [("message", "a", ""), ("message", "b", "")]
+
+
+async def test_a_resume_url_echoing_the_key_is_redacted_from_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = "resp-key-SECRET123456"  # not shaped like an OpenAI key: redacted as registered
+    first = Answer([b"data: a\n\n", 0.05], end="abort")
+    with ScriptedServer(first, Answer([b"data: b\n\n"]), STOP) as server:
+        async with ttstream.AsyncClient(key, base_url=server.url):  # registers the key
+            with caplog.at_level("INFO", logger="ttstream"):
+                got = await collect(
+                    server,
+                    reconnect=no_more(1),
+                    resume=lambda: ("GET", f"{server.url}/responses/{key}?stream=true"),
+                )
+    assert [item.data for item in got if isinstance(item, ServerSentEvent)] == ["a", "b"]
+    assert "reconnecting to" in caplog.text
+    assert key not in caplog.text
+
+
+async def test_the_repr_of_a_source_resumed_at_a_url_echoing_the_key_redacts_it() -> None:
+    key = "resp-key-SECRET123456"
+    first = Answer([b"data: a\n\n", 0.05], end="abort")
+    with ScriptedServer(first, Answer([b"data: b\n\n"], end="hang")) as server:
+        async with (
+            ttstream.AsyncClient(key, base_url=server.url),  # registers the key
+            httpx2.AsyncClient() as http,
+            EventSource(
+                http,
+                "GET",
+                server.url,
+                reconnect=no_more(1),
+                resume=lambda: ("GET", f"{server.url}/responses/{key}?stream=true"),
+            ) as source,
+        ):
+            [await source.__anext__() for _ in range(3)]  # a, the notice, b: resumed
+            assert "/responses/[REDACTED]?stream=true" in repr(source)
+            assert key not in repr(source)
+
+
+@pytest.mark.parametrize("last_id", ["é", "\u2028", "💥", "\ufffd"])
+@pytest.mark.parametrize("transport", ["httpcore", "ttstream"])
+async def test_a_non_ascii_id_is_sent_back_as_utf8(last_id: str, transport: str) -> None:
+    first = Answer([f"id: {last_id}\ndata: a\n\n".encode(), 0.05], end="abort")
+    with ScriptedServer(first, STOP) as server:
+        http = ttstream.http_client() if transport == "ttstream" else httpx2.AsyncClient()
+        async with (
+            http,
+            EventSource(http, "GET", server.url, reconnect=no_more(1)) as source,
+        ):
+            got = [item async for item in source]
+    assert summary(got) == [("message", "a", last_id), ("reconnect", last_id)]
+    sent = server.requests[1].headers["last-event-id"]  # the server reads latin-1
+    assert sent.encode("latin-1").decode() == last_id
+
+
+@pytest.mark.parametrize("last_id", [" 5", "5 ", "\t5", "a\x01b", "a\x7fb"])
+@pytest.mark.parametrize("transport", ["httpcore", "ttstream"])
+async def test_an_id_that_is_no_header_value_is_a_protocol_error_at_the_reconnection(
+    last_id: str, transport: str
+) -> None:
+    first = Answer([f"id: {last_id}\ndata: a\n\n".encode(), 0.05], end="abort")
+    items: list[Any] = []
+
+    async def read(url: str) -> None:
+        http = ttstream.http_client() if transport == "ttstream" else httpx2.AsyncClient()
+        async with http, EventSource(http, "GET", url, reconnect=no_more(1)) as source:
+            async for item in source:
+                items.append(item)
+
+    with (
+        ScriptedServer(first, STOP) as server,
+        pytest.raises(ProtocolError, match="cannot be sent back as Last-Event-ID"),
+    ):
+        await read(server.url)
+    assert summary(items) == [("message", "a", last_id), ("reconnect", last_id)]
+    assert len(server.requests) == 1  # nothing sent with another id than the server's
+
+
 async def test_a_plain_event_source_decodes_no_image_unless_asked() -> None:
     """``decode_images=True`` decodes images on arrival; with an ``image_shape`` too,
     each image's size is put under it in the table the clients' streams share."""
@@ -446,6 +555,8 @@ async def test_event_source_is_a_thin_driver() -> None:
         ("http://127.0.0.1/", {"timeout": "5"}, "timeout"),
         ("http://127.0.0.1/", {"deadline": 0}, "deadline"),
         ("http://127.0.0.1/", {"decode_images": True, "image_shape": ["x"]}, "image_shape"),
+        ("http://127.0.0.1/", {"last_event_id": "a\x01b"}, "last_event_id"),
+        ("http://127.0.0.1/", {"last_event_id": " 5"}, "last_event_id"),
     ],
 )
 async def test_bad_arguments_are_refused_at_construction_naming_the_argument(

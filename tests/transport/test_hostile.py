@@ -49,8 +49,10 @@ from ttstream import (
     EventTooLargeError,
     ImageDecodeError,
     ImageTooLargeError,
+    MalformedEventError,
     PartialImage,
     ProtocolError,
+    ReconnectPolicy,
     StreamError,
     ValidationError,
 )
@@ -147,6 +149,43 @@ async def test_a_body_that_claims_gzip_and_is_not_is_a_protocol_error() -> None:
             pytest.raises(ProtocolError, match="claims Content-Encoding 'gzip'"),
         ):
             await generate(client_for(server), stream=stream)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("cut", [8, 3, 1])
+async def test_a_coded_body_that_ends_before_its_coding_does_is_a_protocol_error(
+    coding: str, cut: int
+) -> None:
+    """The trailer (a gzip member's CRC and size, zlib's Adler-32) is the body's one
+    integrity check: a body cut before it is refused, not taken as whole."""
+
+    def truncated(body: bytes) -> bytes:
+        return zlib.compress(body, wbits=31 if coding == "gzip" else 15)[:-cut]
+
+    body = json.dumps({"created": 1, "data": [{"b64_json": "AAAA"}]}).encode()
+    partial = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AAAA",
+        "partial_image_index": 0,
+    }
+    events = f"event: {partial['type']}\ndata: {json.dumps(partial)}\n\n".encode()
+    table = {
+        "/v1/images/generations": (200, {**JSON, "content-encoding": coding}, truncated(body)),
+        "/img": (200, {"content-encoding": coding}, truncated(PNG)),
+    }
+    match = f"ends before the end of its {coding} data"
+    with RawServer(routes(table)) as server:
+        with pytest.raises(ProtocolError, match=match):
+            await generate(client_for(server), stream=False)
+        async with client_for(server) as client:
+            with pytest.raises(ProtocolError, match=match):
+                await client.fetch_image(url_event(server.url + "/img"))
+    headers = {**SSE, "content-encoding": coding}
+    with (  # an event stream cut there, with no reconnection left
+        RawServer(answer(200, headers, truncated(events))) as server,
+        pytest.raises(ProtocolError, match=match),
+    ):
+        await generate(client_for(server))
 
 
 async def test_gzip_and_deflate_bodies_still_decode() -> None:
@@ -360,6 +399,91 @@ async def test_a_key_in_an_error_event_is_redacted() -> None:
     assert KEY not in str(info.value)
     assert KEY not in info.value.message
     assert "[REDACTED]" in info.value.message
+
+
+def echoing_ids(
+    head: bytes, _: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> Awaitable[None]:
+    """A server whose x-request-id and Responses response id are the key."""
+    created = {"type": "response.created", "sequence_number": 0, "response": {"id": KEY}}
+    partial = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AAAA",
+        "partial_image_index": 0,
+    }
+    event = created if b"/responses" in head else {**partial, "partial_image_index": 0}
+    body = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    fields = {**SSE, "x-request-id": KEY, "content-length": str(len(body))}
+    writer.write(response_head(200, fields) + body)
+    return asyncio.sleep(0)
+
+
+async def test_the_reprs_of_streams_redact_ids_that_echo_the_key() -> None:
+    with RawServer(echoing_ids) as server:
+        async with client_for(server) as client:
+            streams = [
+                client.generate("a kite", model="gpt-image-2"),
+                client.responses.stream(model="gpt-5", input="a kite", background=True),
+            ]
+            for stream in streams:
+                async with stream:
+                    await stream.__anext__()
+                    assert KEY not in repr(stream)
+                    assert "[REDACTED]" in repr(stream)
+                    assert KEY not in repr(stream._interpreter)  # the response id
+
+
+def test_the_repr_of_a_sync_stream_redacts_an_id_that_echoes_the_key() -> None:
+    with (
+        RawServer(echoing_ids) as server,
+        ttstream.Client(KEY, base_url=server.url + "/v1") as sync,
+        sync.generate("a kite", model="gpt-image-2") as stream,
+    ):
+        next(iter(stream))
+        assert KEY not in repr(stream)
+        assert "[REDACTED]" in repr(stream)
+
+
+async def test_the_retry_log_redacts_a_resume_url_holding_an_id_that_echoes_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    created = {"type": "response.created", "sequence_number": 0, "response": {"id": KEY}}
+    body = f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()
+    table = {
+        "/v1/responses": (200, SSE, body),  # then the body ends: a resume follows
+        f"/v1/responses/{KEY}?stream=true&starting_after=0": (503, {}, b""),
+    }
+    caplog.set_level(logging.INFO, logger="ttstream")
+    with RawServer(routes(table)) as server:
+        client = AsyncClient(  # one retry of the resume, logged
+            KEY, base_url=server.url + "/v1", max_retries=1, reconnect=ReconnectPolicy(delay=0)
+        )
+        with pytest.raises(APIStatusError):
+            async with client, client.responses.stream(model="m", input="x", background=True) as s:
+                [item async for item in s]
+    assert "retrying GET" in caplog.text
+    assert KEY not in caplog.text
+
+
+def test_a_message_cut_to_the_limit_says_its_length_within_the_limit() -> None:
+    reason = "r" * 5000  # not server text shortened on its own: only the message cut
+    for limit in (ttstream._exceptions.MAX_MESSAGE_CHARS, 500):
+        assert len(ttstream._exceptions.shorten(reason, limit)) == limit
+    error = ttstream.TTStreamError(reason)
+    assert len(str(error)) == ttstream._exceptions.MAX_MESSAGE_CHARS
+    assert str(error).endswith("… (5000 chars in all)")
+
+
+async def test_a_long_event_type_and_id_leave_room_for_what_was_wrong() -> None:
+    data = json.dumps({"type": "image_generation.partial_image", "b64_json": 5})
+    body = f"event: {'e' * 5000}\nid: {'i' * 5000}\ndata: {data}\n\n".encode()
+    with RawServer(answer(200, SSE, body)) as server, pytest.raises(MalformedEventError) as info:
+        await generate(client_for(server))
+    error = info.value
+    assert "b64_json" in str(error)  # the reason, after the shortened type and id
+    assert "(5000 chars)" in str(error)
+    assert len(str(error)) < 500
+    assert (error.event, error.event_id) == ("e" * 5000, "i" * 5000)  # kept whole
 
 
 def test_long_server_text_is_shortened_in_str_and_kept_whole() -> None:
