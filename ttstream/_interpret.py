@@ -36,8 +36,8 @@ class Interpreter(Protocol):
         ...
 
     def incomplete(self) -> str | None:
-        """Why an end of the stream now would be a failure (``"after 0 of 1 completed
-        image(s)"``), or ``None`` when it would not."""
+        """Why an end of the stream now would be a failure, worded to follow "the body
+        ended" (``"after 0 of 1 completed image(s)"``), or ``None`` when it would not."""
         ...
 
     def restart(self) -> None:

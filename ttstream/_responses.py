@@ -164,16 +164,18 @@ class ResponsesInterpreter:
         self._reset(None, None)
 
     def incomplete(self) -> str | None:
-        """Why an end of the body now would be a failure, or ``None`` once done."""
+        """Why an end of the body now would be a failure, worded to follow "the body
+        ended" (``"while image item ig_1 was still generating"``), or ``None`` once
+        done."""
         if self.done:
             return None
         pending = [item_id for item_id, item in self._items.items() if not item.delivered]
         if pending:
-            return f"image item {pending[0]} was still generating"
+            return f"while image item {pending[0]} was still generating"
         if self.last_sequence_number is None:
-            return "the response sent no event"
+            return "before the response sent any event"
         last = self.last_sequence_number
-        return f"the response ended before {_COMPLETED} (last sequence_number {last})"
+        return f"before {_COMPLETED} (last sequence_number {last})"
 
     def handle(self, sse: ServerSentEvent) -> PartialImage | Completed | None:
         """The image event ``sse`` carries, or ``None`` (progress, text, replays).

@@ -127,6 +127,7 @@ async def test_resume_from_a_new_client_after_the_first_gave_up(server: Emulator
             await preview_loop(stream)
     assert caught.value.last_partial is not None
     assert caught.value.last_partial.index == 1
+    assert ") while image item " in str(caught.value)  # "the connection broke (...) while"
     response_id, last = stream.response_id, stream.last_sequence_number
     assert response_id is not None
     assert last is not None

@@ -191,7 +191,7 @@ def test_response_failed_alone_raises_after_the_previews(size: int) -> None:
     interpreter = ResponsesInterpreter()
     out = feed(interpreter, events[:-1], size)
     assert [type(e) for e in out] == [PartialImage]
-    assert interpreter.incomplete() == "image item ig_failed0005 was still generating"
+    assert interpreter.incomplete() == "while image item ig_failed0005 was still generating"
     with pytest.raises(StreamError) as caught:
         feed(interpreter, events[-1:], size)
     err = caught.value
@@ -222,7 +222,7 @@ def test_a_cut_stream_says_why_it_is_incomplete_and_resumes_each_event_once() ->
     interpreter = ResponsesInterpreter()
     before = feed(interpreter, events[: second_partial + 1])
     assert [type(e) for e in before] == [PartialImage, PartialImage]
-    assert interpreter.incomplete() == "image item ig_68b1c0ffee0001 was still generating"
+    assert interpreter.incomplete() == "while image item ig_68b1c0ffee0001 was still generating"
     assert not interpreter.done
     starting_after = interpreter.last_sequence_number
     assert starting_after == events[second_partial]["sequence_number"]
@@ -236,7 +236,7 @@ def test_a_cut_stream_says_why_it_is_incomplete_and_resumes_each_event_once() ->
 def test_an_end_after_the_image_but_before_response_completed_is_incomplete() -> None:
     events = recording("openai_normal")
     interpreter = ResponsesInterpreter()
-    assert interpreter.incomplete() == "the response sent no event"
+    assert interpreter.incomplete() == "before the response sent any event"
     feed(interpreter, events[:-1])
     reason = interpreter.incomplete()
     assert reason is not None
