@@ -8,8 +8,9 @@ same bytes.
 Redirects are followed only when the caller's ``httpx2.AsyncClient`` follows them
 (``follow_redirects=True``; ttstream's own client never does), at most its
 ``max_redirects``, and a redirect to another origin (scheme, host or port) drops the
-credential headers (``Authorization``, ``TT-API-KEY``, ``api-key``, ``X-API-Key``), so
-that a key never reaches another origin.
+credential headers (``ttstream._secrets.CREDENTIAL_HEADERS``: ``Authorization``,
+``Proxy-Authorization``, ``TT-API-KEY``, ``X-API-Key``, ``api-key``), so that a key
+never reaches another origin.
 """
 
 from __future__ import annotations
@@ -39,11 +40,10 @@ from ._fields import text_of
 from ._json import loads
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
-from ._secrets import hidden, redact
+from ._secrets import CREDENTIAL_HEADERS, hidden, redact
 from ._transport_errors import safe_text, without_server_bytes
 
 __all__ = [
-    "CREDENTIAL_HEADERS",
     "ERROR_BODY_SECONDS",
     "MAX_ERROR_BODY",
     "check_api_key",
@@ -57,9 +57,6 @@ __all__ = [
 
 logger = logging.getLogger("ttstream")
 
-CREDENTIAL_HEADERS = ("authorization", "tt-api-key", "api-key", "x-api-key")
-"""Request headers that carry a key: never sent across origins (the header names
-``ttstream._secrets`` redacts, as request headers)."""
 MAX_ERROR_BODY = 1024 * 1024
 """The most of an HTTP error body that is read, in bytes."""
 ERROR_BODY_SECONDS = 30.0

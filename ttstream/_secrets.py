@@ -28,17 +28,39 @@ import threading
 import weakref
 from collections import Counter
 
-__all__ = ["MIN_SECRET_CHARS", "REDACTED", "hidden", "install_hpack_filter", "redact", "register"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "MIN_SECRET_CHARS",
+    "REDACTED",
+    "hidden",
+    "install_hpack_filter",
+    "redact",
+    "register",
+]
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
 """Shorter keys are not searched for as such (they would blot out ordinary words); the
 header patterns still remove them from echoed headers."""
 
+CREDENTIAL_HEADERS = (
+    "authorization",
+    "proxy-authorization",
+    "tt-api-key",
+    "x-api-key",
+    "api-key",
+    "api_key",
+)
+"""The names (lowercase) of the headers that carry a key: their values are redacted
+wherever they are quoted, and they are never sent to another origin
+(``ttstream._connect``)."""
+_NAMES = "|".join(re.escape(name) for name in sorted(CREDENTIAL_HEADERS, key=len, reverse=True))
 _HEADER_VALUE = re.compile(
     r"""(?ix)
     (?P<pair> [(\[] \s* b? \\?["'] )?                  # the opening of ('name', 'value')
-    (?P<name> (?:proxy-)?authorization | tt-api-key | x-api-key | api[-_]key )
+    (?P<name> """
+    + _NAMES
+    + r""" )
     (?P<separator> \\?["']? \s* (?(pair),|[:=]) \s* (?:b?\\?["'])? \s* )  # "," in a pair only
     (?: (?P<scheme> bearer|basic|token ) \s+ )?+            # a scheme (kept once seen)
     (?! (?:None|null|\.\.\.) (?:[\s"',;}\\]|$) | <[^<>\n]{1,80}> )  # no value, or <a stand-in>
@@ -159,9 +181,7 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-_HEADER_BYTES = re.compile(
-    r"(?i)(b'(?:(?:proxy-)?authorization|tt-api-key|x-api-key|api[-_]key)')=b'[^']*'"
-)
+_HEADER_BYTES = re.compile(rf"(?i)(b'(?:{_NAMES})')=b'[^']*'")
 _FILTER = _RedactingFilter()
 
 
