@@ -247,11 +247,14 @@ def restore(staged: Sequence[Staged]) -> bool:
 
 
 def discard(staged: Sequence[Staged]) -> None:
-    """Removes the temporary files of ``staged`` that are still there."""
+    """Removes the temporary files of ``staged`` that are still there (the directory is
+    synced only when one was: a directory removed since is no error)."""
+    removed = False
     for item in staged:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(item.temporary)
-    if staged:
+            removed = True
+    if removed:
         _sync_directory(Path(staged[0].path).parent)
 
 

@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import io
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -794,6 +795,22 @@ def test_a_staged_file_missing_or_truncated_makes_the_job_run_again(
     new = {"kite_2.png", "kite-2.png"} if damage == "missing" else {"kite_2.png", "kite-2_2.png"}
     assert {path.name for path in result.paths} == new
     assert sorted(path.name for path in out.iterdir()) == sorted({*kept, *new})
+
+
+def test_a_rerun_after_out_was_removed_runs_the_staged_job_again(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # The killed run's files and their directory are gone: nothing to finish from, so the
+    # job runs again (it failed with FileNotFoundError on every rerun, its row kept).
+    out = tmp_path / "out"
+    before = _killed_before_done(ttstream_emulator, tmp_path, "done")
+    shutil.rmtree(out)
+    result = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)
+    assert ttstream_emulator.stream_stats.generations == before + 2
+    assert result.resumed
+    assert not result.from_journal
+    assert result.paths == (out / "kite.png", out / "kite-2.png")
+    assert _rows(tmp_path / "run.sqlite")["kite"][0] == "done"
 
 
 OLD_JOURNAL = """
