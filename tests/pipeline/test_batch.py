@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import decimal
+import errno
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +19,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -811,6 +814,46 @@ def test_a_rerun_after_out_was_removed_runs_the_staged_job_again(
     assert not result.from_journal
     assert result.paths == (out / "kite.png", out / "kite-2.png")
     assert _rows(tmp_path / "run.sqlite")["kite"][0] == "done"
+
+
+@pytest.mark.parametrize("refusal", ["open", "fsync"])
+async def test_a_directory_that_cannot_be_synced_still_gets_the_images(
+    ttstream_emulator: EmulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: str,
+) -> None:
+    # A directory this user may write in but not read (mode -wx: EACCES on opening it),
+    # or a file system that does not sync directories (EINVAL): the job was paid for,
+    # then failed with that OSError, its images discarded.
+    opened, synced = os.open, os.fsync
+    directories: set[int] = set()
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_DIRECTORY and refusal == "open":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        fd = opened(path, flags, *args, **kwargs)
+        if flags & os.O_DIRECTORY:
+            directories.add(fd)
+        return fd
+
+    def fsync(fd: int) -> None:
+        if fd in directories:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        synced(fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    async with (
+        _client(ttstream_emulator) as client,
+        client.batch(journal=tmp_path / "run.sqlite", out=out) as batch,
+    ):
+        batch.add("a kite", key="kite", size="64x48")
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert result.paths == (out / "kite.png",)
+    assert sorted(path.name for path in out.iterdir()) == ["kite.png"]
 
 
 OLD_JOURNAL = """
