@@ -328,6 +328,10 @@ def test_with_no_key_it_runs_on_the_emulator(
             '{"prompt": "x", "model": "dall-e-3", "n": 2}',
             "jobs.jsonl line 2: n=2 is not allowed for model 'dall-e-3'",
         ),
+        # the stream's own options, refused at once by client.generate too: they were
+        # seen only once the emulator had started and --out was made
+        ('{"prompt": "x", "reconnect": {"max_attempts": 5}}', "line 2: reconnect={"),
+        ('{"prompt": "x", "extra_body": 5}', "jobs.jsonl line 2: extra_body=5 is not allowed"),
     ],
 )
 def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(
