@@ -168,8 +168,8 @@ def checked_body(
     images: Sequence[bytes | None] = (),
 ) -> dict[str, Any]:
     """The request as the rules see it, checked at once (before any connection):
-    ``model`` (the given one, else the client's default), ``prompt``, the API's own
-    ``params`` and ``stream`` (when left out, the model's default:
+    ``model`` (as given: the caller puts in its default for ``None``), ``prompt``, the
+    API's own ``params`` and ``stream`` (when left out, the model's default:
     :func:`ttstream.params.streams_by_default`). ``mask`` and ``images`` are an edit's,
     as :func:`ttstream.params.validate` takes them; ``mask`` is not in the result. The
     one check of a request's parameters, for ``client.generate`` / ``client.edit`` and
