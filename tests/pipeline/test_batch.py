@@ -856,6 +856,34 @@ async def test_a_directory_that_cannot_be_synced_still_gets_the_images(
     assert sorted(path.name for path in out.iterdir()) == ["kite.png"]
 
 
+async def test_a_journal_that_refuses_the_staged_files_keeps_the_paid_images(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # The journal refusing the write of the staged list (full, locked too long): the
+    # images, paid for and complete in their temporary files, were deleted with them.
+    journal, out = tmp_path / "run.sqlite", tmp_path / "out"
+    async with _client(ttstream_emulator) as client, client.batch(journal=journal) as batch:
+        batch.add("a boat", key="boat", size="64x48")  # makes the journal
+        [r async for r in batch]
+    with sqlite3.connect(journal) as db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE UPDATE OF staged ON jobs WHEN NEW.staged != '[]'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    db.close()
+    async with (
+        _client(ttstream_emulator) as client,
+        client.batch(journal=journal, out=out) as batch,
+    ):
+        batch.add("a kite", key="kite", size="64x48")
+        (result,) = [r async for r in batch]
+    assert isinstance(result.error, ttstream.JournalError), result.error
+    assert "disk is full" in str(result.error)
+    assert sorted(path.name for path in out.iterdir()) == ["kite.png"]
+    with Image.open(out / "kite.png") as image:
+        assert image.size == (64, 48)
+
+
 OLD_JOURNAL = """
 CREATE TABLE jobs (
     key TEXT PRIMARY KEY,
