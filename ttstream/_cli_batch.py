@@ -41,7 +41,8 @@ from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
 from ._json import NestedTooDeeply, loads
 from ._options import EditOptions, GenerateOptions
-from ._request import checked_body
+from ._reconnect import require_policy
+from ._request import checked_body, merge_extra_body
 from ._tally import Tally
 from .batch import Batch, JobResult
 from .client import DEFAULT_MODEL, AsyncClient
@@ -204,11 +205,15 @@ def _check_fields(obj: dict[str, Any], where: str, *, edit: bool) -> None:
 
 
 def _check_values(obj: dict[str, Any], prompt: str, where: str, *, edit: bool) -> None:
-    """Refuses a value the job's request would refuse at once (its ``deadline``, its
-    model's parameters), with the request's own checks, naming the line."""
+    """Refuses a value the job's request would refuse at once (its ``deadline``,
+    ``reconnect`` and ``extra_body``, its model's parameters), with the request's own
+    checks, naming the line."""
     model = obj.get("model")
     try:
         validate_seconds("deadline", obj.get("deadline"))
+        if obj.get("reconnect") is not None:  # JSON holds no ReconnectPolicy: refused
+            require_policy(obj["reconnect"])
+        merge_extra_body({}, obj.get("extra_body"))
         checked_body(
             "edit" if edit else "generation",
             prompt,

@@ -48,6 +48,9 @@ MAX_COUNTER = 10_000  # names tried before giving up: a directory this full is a
 _TEMPORARY = re.compile(r"\.ttstream-[0-9a-f]{8}\.tmp")  # the names _temporary makes
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20  # bytes read at a time to hash a file
+_NO_DIRECTORY_SYNC = frozenset(  # a directory not to be opened or synced: skipped
+    {errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+)
 
 
 def suffix_for(output_format: str | None) -> str:
@@ -174,12 +177,26 @@ def _free_name(directory: Path, name: str) -> Path:
 
 def _sync_directory(directory: Path) -> None:
     """Makes the names just created or removed in ``directory`` durable (``fsync`` of
-    the directory, where the system can open one)."""
+    the directory), where the system lets it: a directory this user may write in but
+    not read (mode ``-wx``), or a file system that does not sync directories, is left
+    unsynced (as SQLite does), not an error: the files themselves are synced.
+
+    Raises:
+        OSError: any other failure (``EIO``: the disk), or a missing directory.
+    """
     if not hasattr(os, "O_DIRECTORY"):  # pragma: no cover - Windows
         return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno in _NO_DIRECTORY_SYNC:
+            return
+        raise
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_DIRECTORY_SYNC:
+            raise
     finally:
         os.close(fd)
 
@@ -247,11 +264,14 @@ def restore(staged: Sequence[Staged]) -> bool:
 
 
 def discard(staged: Sequence[Staged]) -> None:
-    """Removes the temporary files of ``staged`` that are still there."""
+    """Removes the temporary files of ``staged`` that are still there (the directory is
+    synced only when one was: a directory removed since is no error)."""
+    removed = False
     for item in staged:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(item.temporary)
-    if staged:
+            removed = True
+    if removed:
         _sync_directory(Path(staged[0].path).parent)
 
 

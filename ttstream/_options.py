@@ -57,7 +57,7 @@ class ResponseOptions(StreamOptions, ResponsesParameters, total=False):
 
     model: Required[str]
     tools: Sequence[ImageGenerationTool | Mapping[str, Any]] | None
-    background: bool
+    background: bool | None
     extra_body: Mapping[str, object] | None
 
 

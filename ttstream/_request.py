@@ -12,8 +12,10 @@ regeneration sends the same bytes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, TypeAlias
 
@@ -87,8 +89,8 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
         return _upload(bytes(image), None)
     if isinstance(image, str | os.PathLike):
         try:
-            content = await anyio.Path(image).read_bytes()
-        except OSError as exc:  # none, a directory, no permission: a bad argument
+            content = await anyio.to_thread.run_sync(_read_regular_file, image)
+        except OSError as exc:  # none, a directory, a device, no permission: a bad argument
             reason = exc.strerror or type(exc).__name__
             allowed = f"a path of a readable file ({reason})"
             raise ValidationError(param, os.fspath(image), allowed) from None
@@ -101,6 +103,28 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
         return _upload(content, getattr(image, "name", None))
     allowed = "a path, bytes, a binary file object, or {'image_url': ...} / {'file_id': ...}"
     raise ValidationError(param, image, allowed)
+
+
+def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The content of the regular file ``path``. Opened without waiting (a pipe without a
+    writer would block the open) and refused unread when it is no regular file: a
+    device or a pipe has no end (``/dev/zero``) or may never answer.
+
+    Raises:
+        OSError: it cannot be opened or read, or is no regular file (``IsADirectoryError``
+            for a directory).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(mode):
+            reason = "not a regular file (a device, a pipe or a socket)"
+            raise OSError(errno.EINVAL, reason, os.fspath(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return file.read()
 
 
 def as_list(images: ImageInput | Sequence[ImageInput]) -> list[object]:
@@ -121,8 +145,8 @@ async def load_images(
     Raises:
         ValidationError: an input of an unknown kind, a malformed reference, files
             mixed with references (the two go in different request encodings), or a path
-            that cannot be read (none, a directory, no permission), named with the
-            system's reason.
+            that cannot be read (none, a directory, a device or a pipe, no permission),
+            named with the system's reason.
     """
     loaded = [await _load_one(image, "images") for image in images]
     loaded_mask = None if mask is None else await _load_one(mask, "mask")
@@ -144,8 +168,8 @@ def checked_body(
     images: Sequence[bytes | None] = (),
 ) -> dict[str, Any]:
     """The request as the rules see it, checked at once (before any connection):
-    ``model`` (the given one, else the client's default), ``prompt``, the API's own
-    ``params`` and ``stream`` (when left out, the model's default:
+    ``model`` (as given: the caller puts in its default for ``None``), ``prompt``, the
+    API's own ``params`` and ``stream`` (when left out, the model's default:
     :func:`ttstream.params.streams_by_default`). ``mask`` and ``images`` are an edit's,
     as :func:`ttstream.params.validate` takes them; ``mask`` is not in the result. The
     one check of a request's parameters, for ``client.generate`` / ``client.edit`` and

@@ -78,8 +78,8 @@ def _check_request(model: object, input: object, tools: object, background: obje
     if tools is not None and not _mappings(tools):
         example = "[{'type': 'image_generation', 'partial_images': 2}]"
         raise ValidationError("tools", tools, f"None or a list of tool objects such as {example}")
-    if not isinstance(background, bool):
-        raise ValidationError("background", background, "True or False")
+    if background is not None and not isinstance(background, bool):
+        raise ValidationError("background", background, "True, False or None (left out)")
 
 
 def _mappings(value: object) -> bool:
@@ -143,7 +143,7 @@ class Responses:
         model: str,
         input: str | Sequence[Mapping[str, Any]],
         tools: Sequence[ImageGenerationTool | Mapping[str, Any]] | None = None,
-        background: bool = False,
+        background: bool | None = False,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -160,7 +160,8 @@ class Responses:
         (:class:`ttstream.params.ResponsesParameters`: ``instructions``,
         ``previous_response_id``...; ``None`` leaves one out), and ``extra_body`` is
         merged into the top level of the JSON body as it is. With ``background=True`` a
-        broken stream resumes after its last event, without a new generation.
+        broken stream resumes after its last event, without a new generation; ``False``
+        and ``None`` leave the field out.
 
         Raises:
             TypeError: a keyword that is no body field.
@@ -191,7 +192,7 @@ class Responses:
             url,
             json_body(body),
             interpreter,
-            background,
+            background is True,
             shape,
             deadline=deadline,
             reconnect=reconnect,

@@ -68,7 +68,7 @@ from ._bounds import require_int, validate_positive
 from ._checks import require_path
 from ._cost import estimate_cost, usage_totals
 from ._delegate import Delegated
-from ._exceptions import APIStatusError, TTStreamError, ValidationError
+from ._exceptions import APIStatusError, JournalError, TTStreamError, ValidationError
 from ._files import MAX_COUNTER, Staged, discard, publish, restore, stage, suffix_for
 from ._journal import Journal, JournalRow, params_hash
 from ._options import EditOptions, GenerateOptions, ResponseOptions
@@ -805,18 +805,26 @@ class Batch:
         Raises:
             OSError: a file could not be written, or every name is taken; the temporary
                 files are removed.
-            JournalError: the journal could not be written.
+            JournalError: the journal could not be written; the images still get their
+                names first (they are paid for: a journal that fails loses none of them).
         """
         assert self.out is not None
         out = self.out
         await anyio.Path(out).mkdir(parents=True, exist_ok=True)
         staged = await anyio.to_thread.run_sync(stage, out, files)
+        failed: JournalError | None = None
         try:
             named = 0
             for _ in range(MAX_COUNTER):
-                await self._stage(result, staged)
+                if failed is None:
+                    try:
+                        await self._stage(result, staged)
+                    except JournalError as exc:
+                        failed = exc
                 named = await anyio.to_thread.run_sync(publish, staged, named)
                 if named == len(staged):
+                    if failed is not None:
+                        raise failed
                     return [Path(item.path) for item in staged]
             raise FileExistsError(f"every name of {staged[named].path} is taken")
         except (OSError, TTStreamError):

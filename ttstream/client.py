@@ -326,7 +326,8 @@ class AsyncClient(AsyncResource):
             ValidationError: a parameter the model does not take: at once for what can
                 be checked without reading files, when the stream opens for the rest;
                 also then, a path in ``images`` or ``mask`` that cannot be read (none, a
-                directory, no permission), named with the system's reason.
+                directory, a device or a pipe, no permission), named with the system's
+                reason.
         """
         inputs = as_list(images)
         known = [

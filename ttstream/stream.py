@@ -73,7 +73,7 @@ class ImageStream(AsyncResource):
     Iterating without ``async with`` works too and closes the response at the end of the
     events or on an error; call :meth:`aclose` when leaving the loop early. A stream is
     used once: entering or iterating it again after it ended raises
-    :class:`~ttstream.TTStreamError` and sends nothing.
+    :class:`~ttstream.ClosedError` (a ``TTStreamError``) and sends nothing.
 
     Non-streaming requests (dall-e models, ``stream=False``) yield their images as
     ``Completed`` events, so one loop serves every model.

@@ -288,8 +288,10 @@ def test_the_live_display_then_ctrl_c_exits_130_and_a_rerun_continues(
     with sqlite3.connect(tmp_path / "out" / ".ttstream-journal.sqlite") as db:
         rows = db.execute("SELECT key, state, staged FROM jobs").fetchall()
     states = {key: state for key, state, _ in rows}
-    # done, or interrupted once its images were written (staged): the rerun sends neither
-    done_before = {key for key, state, staged in rows if state == "done" or staged != "[]"}
+    done_before = {key for key, state in states.items() if state == "done"}
+    # a job whose images were written and journaled (staged) when Ctrl-C came: the
+    # rerun finishes it from its files, with no request
+    staged_before = {key for key, state, staged in rows if state == "running" and staged != "[]"}
     assert done_before
     assert set(states.values()) <= {"done", "running"}
     before = slow_emulator.stream_stats.generations
@@ -298,7 +300,7 @@ def test_the_live_display_then_ctrl_c_exits_130_and_a_rerun_continues(
     child.close()
     assert child.exitstatus == 0
     assert "ttstream batch" in child.before  # the summary table's title
-    assert slow_emulator.stream_stats.generations - before == 6 - len(done_before)
+    assert slow_emulator.stream_stats.generations - before == 6 - len(done_before | staged_before)
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
 
 
@@ -330,6 +332,10 @@ def test_with_no_key_it_runs_on_the_emulator(
             '{"prompt": "x", "model": "dall-e-3", "n": 2}',
             "jobs.jsonl line 2: n=2 is not allowed for model 'dall-e-3'",
         ),
+        # the stream's own options, refused at once by client.generate too: they were
+        # seen only once the emulator had started and --out was made
+        ('{"prompt": "x", "reconnect": {"max_attempts": 5}}', "line 2: reconnect={"),
+        ('{"prompt": "x", "extra_body": 5}', "jobs.jsonl line 2: extra_body=5 is not allowed"),
     ],
 )
 def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(

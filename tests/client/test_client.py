@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -385,6 +387,23 @@ async def test_an_edit_path_that_cannot_be_read_is_a_validation_error_naming_it(
             assert caught.value.param == param
             assert str(options[param]) in str(caught.value)
             assert f"a path of a readable file ({reason})" in str(caught.value)
+    assert recorder.requests == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+async def test_an_edit_path_that_is_no_regular_file_is_refused_unread(tmp_path: Any) -> None:
+    # A device or a pipe was read as the image: /dev/null sent an empty file, /dev/zero
+    # read until memory ran out, a pipe without a writer waited forever. batch.edit
+    # refused them (a regular-file check) until it relied on this read.
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    recorder = Recorder(httpx2.Response(500))
+    async with client_for(recorder) as client:
+        for path in ("/dev/null", fifo):
+            with anyio.fail_after(10), pytest.raises(ValidationError) as caught:
+                await collect(client.edit("hat", images=path))
+            assert caught.value.param == "images"
+            assert "a path of a readable file (not a regular file" in str(caught.value)
     assert recorder.requests == []
 
 

@@ -213,6 +213,20 @@ async def test_the_default_tool_is_the_plain_image_tool(server: EmulatorServer) 
     assert stream.response.extra["tools"] == [{"type": "image_generation"}]
 
 
+async def test_background_none_is_left_out_as_every_none_parameter(
+    server: EmulatorServer,
+) -> None:
+    # None leaves a parameter out (docs/parameters.md), and background=None streamed as
+    # the default did (openai-python takes it too); the type check refused it.
+    async with client_for(server) as client:
+        stream = client.responses.stream(model="gpt-5", input="a lighthouse", background=None)
+        async with stream:
+            [final] = [event async for event in stream]
+    assert isinstance(final, Completed)
+    assert stream.response is not None
+    assert "background" not in stream.response.extra or not stream.response.extra["background"]
+
+
 @pytest.mark.parametrize(
     ("call", "param"),
     [

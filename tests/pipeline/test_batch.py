@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import decimal
+import errno
 import hashlib
 import io
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -794,6 +798,90 @@ def test_a_staged_file_missing_or_truncated_makes_the_job_run_again(
     new = {"kite_2.png", "kite-2.png"} if damage == "missing" else {"kite_2.png", "kite-2_2.png"}
     assert {path.name for path in result.paths} == new
     assert sorted(path.name for path in out.iterdir()) == sorted({*kept, *new})
+
+
+def test_a_rerun_after_out_was_removed_runs_the_staged_job_again(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # The killed run's files and their directory are gone: nothing to finish from, so the
+    # job runs again (it failed with FileNotFoundError on every rerun, its row kept).
+    out = tmp_path / "out"
+    before = _killed_before_done(ttstream_emulator, tmp_path, "done")
+    shutil.rmtree(out)
+    result = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)
+    assert ttstream_emulator.stream_stats.generations == before + 2
+    assert result.resumed
+    assert not result.from_journal
+    assert result.paths == (out / "kite.png", out / "kite-2.png")
+    assert _rows(tmp_path / "run.sqlite")["kite"][0] == "done"
+
+
+@pytest.mark.parametrize("refusal", ["open", "fsync"])
+async def test_a_directory_that_cannot_be_synced_still_gets_the_images(
+    ttstream_emulator: EmulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: str,
+) -> None:
+    # A directory this user may write in but not read (mode -wx: EACCES on opening it),
+    # or a file system that does not sync directories (EINVAL): the job was paid for,
+    # then failed with that OSError, its images discarded.
+    opened, synced = os.open, os.fsync
+    directories: set[int] = set()
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_DIRECTORY and refusal == "open":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        fd = opened(path, flags, *args, **kwargs)
+        if flags & os.O_DIRECTORY:
+            directories.add(fd)
+        return fd
+
+    def fsync(fd: int) -> None:
+        if fd in directories:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        synced(fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    async with (
+        _client(ttstream_emulator) as client,
+        client.batch(journal=tmp_path / "run.sqlite", out=out) as batch,
+    ):
+        batch.add("a kite", key="kite", size="64x48")
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert result.paths == (out / "kite.png",)
+    assert sorted(path.name for path in out.iterdir()) == ["kite.png"]
+
+
+async def test_a_journal_that_refuses_the_staged_files_keeps_the_paid_images(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # The journal refusing the write of the staged list (full, locked too long): the
+    # images, paid for and complete in their temporary files, were deleted with them.
+    journal, out = tmp_path / "run.sqlite", tmp_path / "out"
+    async with _client(ttstream_emulator) as client, client.batch(journal=journal) as batch:
+        batch.add("a boat", key="boat", size="64x48")  # makes the journal
+        [r async for r in batch]
+    with sqlite3.connect(journal) as db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE UPDATE OF staged ON jobs WHEN NEW.staged != '[]'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    db.close()
+    async with (
+        _client(ttstream_emulator) as client,
+        client.batch(journal=journal, out=out) as batch,
+    ):
+        batch.add("a kite", key="kite", size="64x48")
+        (result,) = [r async for r in batch]
+    assert isinstance(result.error, ttstream.JournalError), result.error
+    assert "disk is full" in str(result.error)
+    assert sorted(path.name for path in out.iterdir()) == ["kite.png"]
+    with Image.open(out / "kite.png") as image:
+        assert image.size == (64, 48)
 
 
 OLD_JOURNAL = """

@@ -260,6 +260,17 @@ def test_what_is_no_redis_client_is_refused_when_the_sink_is_made(wrong: object)
         RedisRelay(wrong)  # type: ignore[arg-type]
 
 
+def test_a_redis_url_given_as_the_client_is_not_echoed() -> None:
+    # The URL's password was in the ValidationError's message and value.
+    url = "redis://default:s3cret-passw0rd@cache.example.com:6379/0"
+    for make in (lambda: RedisStreamSink(url, "k"), lambda: RedisRelay(url)):  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="redis must be a coredis client") as caught:
+            make()
+        assert "s3cret" not in str(caught.value)
+        assert "s3cret" not in repr(caught.value.value)
+        assert "<str of 56 chars, not shown>" in str(caught.value)
+
+
 def test_the_sink_is_a_sink_and_items_encode_without_redis() -> None:
     notice = Reconnecting(attempt=1, delay=1.5, last_event_id="", regenerating=True, reason="x")
     fields = encode_item(notice)

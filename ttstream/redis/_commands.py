@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._exceptions import ValidationError, short_repr
+from .._secrets import hidden
 from ._codec import MARKER, is_terminal
 from ._errors import ClaimLostError, RedisStreamError
 
@@ -49,11 +50,13 @@ def check_client(redis: object) -> None:
     would decode as text.
 
     Raises:
-        ValidationError: ``redis`` has no stream commands, or decodes responses.
+        ValidationError: ``redis`` has no stream commands, or decodes responses. A
+            string is not shown, only its length: a Redis URL may hold a password.
     """
     if not callable(getattr(redis, "xadd", None)) or getattr(redis, "decode_responses", False):
         allowed = "a coredis client (coredis.Redis.from_url(...)) with decode_responses=False"
-        raise ValidationError("redis", redis, allowed)
+        shown = hidden(redis) if isinstance(redis, str | bytes) else redis
+        raise ValidationError("redis", shown, allowed)
 
 
 async def call(what: str, key: str, limit: float, command: Callable[[], Awaitable[_T]]) -> _T:
