@@ -16,6 +16,13 @@ all runs), ``outputs`` (JSON list of the files written), ``error`` (one line, re
 committed before they get their names, so that a rerun after a kill finishes the job
 from the disk instead of sending it again), ``updated`` (Unix seconds).
 
+One batch at a time: :meth:`Journal.open` takes an exclusive ``flock`` on
+``<journal>.lock`` (a file of its own, created and kept, never SQLite's database, whose
+POSIX locks are SQLite's), without waiting, and :meth:`Journal.aclose` gives it back; the
+kernel gives it back when the process dies, even by ``kill -9``. A second run on the
+same journal is refused with a ``JournalError``: its restore would link and remove the
+files the first run is writing. (Windows has no ``flock``: no lock there.)
+
 The schema's version is SQLite's ``user_version``: a journal of an older version is
 migrated when it is opened (:data:`_MIGRATIONS`, in one transaction); one of a newer
 version is refused with a ``JournalError``.
@@ -23,10 +30,12 @@ version is refused with a ``JournalError``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,6 +47,9 @@ from ._exceptions import JournalError
 from ._files import Staged
 from ._json import loads
 from ._secrets import redact
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = ["MAX_ERROR_CHARS", "Journal", "JournalRow", "params_hash"]
 
@@ -107,12 +119,16 @@ class Journal:
     end. Safe to call from one event loop's many tasks (calls are serialized).
 
     Raises:
-        JournalError: from every method, when SQLite fails.
+        JournalError: from every method, when SQLite fails; from :meth:`open`, when
+            another run holds the journal.
     """
 
-    def __init__(self, path: str | os.PathLike[str], connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], connection: sqlite3.Connection, lock: int | None
+    ) -> None:
         self.path = os.fspath(path)
         self._db: sqlite3.Connection | None = connection
+        self._lock = lock
         self._limiter = anyio.CapacityLimiter(1)
 
     def __repr__(self) -> str:
@@ -120,8 +136,15 @@ class Journal:
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Journal:
-        """Opens (or creates) the journal at ``path``."""
-        return cls(path, await anyio.to_thread.run_sync(_connect, os.fspath(path)))
+        """Opens (or creates) the journal at ``path``, for this run alone (its lock,
+        module docstring).
+
+        Raises:
+            JournalError: another run (of this process or another) holds the journal, or
+                SQLite failed.
+        """
+        path = os.fspath(path)
+        return cls(path, *await anyio.to_thread.run_sync(_open, path))
 
     async def _run(self, func: Any, *args: Any) -> Any:
         db = self._db
@@ -191,10 +214,60 @@ class Journal:
         await self._run(_progress, key, response_id, sequence_number)
 
     async def aclose(self) -> None:
-        """Closes the connection (after the calls in progress). Idempotent."""
+        """Closes the connection (after the calls in progress), then gives the lock
+        back. Idempotent."""
         db, self._db = self._db, None
         if db is not None:
-            await anyio.to_thread.run_sync(db.close, limiter=self._limiter, abandon_on_cancel=False)
+            await anyio.to_thread.run_sync(
+                _close, db, self._lock, limiter=self._limiter, abandon_on_cancel=False
+            )
+
+
+def _open(path: str) -> tuple[sqlite3.Connection, int | None]:
+    """The connection to the journal at ``path``, after its lock (:func:`_lock`)."""
+    lock = _lock(path)
+    try:
+        return _connect(path), lock
+    except BaseException:
+        if lock is not None:
+            os.close(lock)
+        raise
+
+
+def _close(db: sqlite3.Connection, lock: int | None) -> None:
+    try:
+        db.close()
+    finally:
+        if lock is not None:
+            os.close(lock)  # frees the flock
+
+
+def _lock(path: str) -> int | None:
+    """Takes the exclusive ``flock`` of ``<path>.lock`` without waiting and returns its
+    descriptor (closing it frees the lock); ``None`` on Windows.
+
+    Raises:
+        JournalError: another run holds it, or the lock file cannot be opened.
+    """
+    if sys.platform == "win32":  # pragma: no cover - no flock
+        return None
+    lock_path = f"{path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise JournalError(f"journal {path}: its lock file {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise JournalError(f"journal {path}: its lock file {lock_path}: {exc}") from exc
+        raise JournalError(
+            f"the journal {path} is in use by another batch run (it holds {lock_path}):"
+            " a journal serves one run at a time; wait for that run to end (or stop it),"
+            " or give this run another journal"
+        ) from None
+    return fd
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -294,7 +294,8 @@ class Batch:
     Raises:
         ValidationError: a bad option (at construction); from ``add``/``edit``, a bad
             key, a key added twice, or a parameter the model does not take.
-        JournalError: the journal cannot be opened or written.
+        JournalError: the journal cannot be opened or written; at ``async with``, another
+            run holds it (one batch at a time per journal).
     """
 
     def __init__(

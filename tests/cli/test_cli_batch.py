@@ -59,6 +59,7 @@ def test_every_job_is_written_as_its_key(
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         ".ttstream-journal.sqlite",
+        ".ttstream-journal.sqlite.lock",
         "kite.png",
         "line-2.jpg",
         "line-3-2.png",

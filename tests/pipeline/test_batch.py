@@ -967,3 +967,69 @@ def test_a_name_taken_between_staging_and_linking_gets_the_next_one(tmp_path: Pa
         "a_2.png": b"first",
         "b.png": b"second",
     }
+
+
+async def test_a_journal_serves_one_batch_at_a_time(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # Two runs on one journal: the second's restore linked and removed the files the
+    # first was writing, and a job could be paid twice.
+    journal = tmp_path / "run.sqlite"
+    async with _client(ttstream_emulator) as client:
+        async with client.batch(journal=journal) as first:
+            with pytest.raises(ttstream.JournalError) as refused:
+                async with client.batch(journal=journal):
+                    pass
+            first.add("a kite", key="kite", size="64x48")
+            (result,) = [r async for r in first]
+        assert result.ok, result.error
+        message = str(refused.value)
+        assert str(journal) in message
+        assert "another batch run" in message
+        assert "another journal" in message
+        async with client.batch(journal=journal) as second:  # free once the first ended
+            second.add("a kite", key="kite", size="64x48")
+            (again,) = [r async for r in second]
+    assert again.from_journal
+
+
+HOLDING_RUN = """
+import sys, anyio, ttstream
+
+async def main():
+    async with ttstream.AsyncClient("emulator-key", base_url=sys.argv[1]) as client:
+        async with client.batch(journal=sys.argv[2]):
+            print("holding", flush=True)
+            await anyio.sleep(60)
+
+anyio.run(main)
+"""
+
+
+def test_the_journal_of_a_killed_process_is_free(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    script = tmp_path / "hold.py"
+    script.write_text(HOLDING_RUN, encoding="utf-8")
+
+    async def enter() -> None:
+        async with _client(ttstream_emulator) as client, client.batch(journal=journal):
+            pass
+
+    process = subprocess.Popen(
+        [sys.executable, str(script), ttstream_emulator.base_url, str(journal)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "holding\n"
+        with pytest.raises(ttstream.JournalError, match="in use by another batch run"):
+            anyio.run(enter)
+    finally:
+        process.kill()  # SIGKILL: the process gives nothing back itself
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    anyio.run(enter)  # the kernel freed the lock
