@@ -250,14 +250,20 @@ def restore(staged: Sequence[Staged]) -> bool:
     temporary files are then removed either way. ``False`` when one is missing,
     differs, or lost its name to another file.
 
+    Every file is checked before any is linked: one missing or differing leaves no new
+    name behind (the job then runs again, and its new files get the names these would
+    have had, not ``key_2.png``).
+
     Raises:
         OSError: a file could not be read or linked (other than missing); nothing is
             removed then, so a later call can try again.
     """
+    named = [_holds(Path(item.path), item) for item in staged]
     intact = all(
-        _holds(Path(item.path), item)
-        or (_holds(Path(item.temporary), item) and _claim(Path(item.temporary), Path(item.path)))
-        for item in staged
+        done or _holds(Path(item.temporary), item) for done, item in zip(named, staged, strict=True)
+    ) and all(
+        done or _claim(Path(item.temporary), Path(item.path))
+        for done, item in zip(named, staged, strict=True)
     )
     discard(staged)
     return intact

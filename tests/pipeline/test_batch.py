@@ -1033,3 +1033,22 @@ def test_the_journal_of_a_killed_process_is_free(
         if process.stdout is not None:
             process.stdout.close()
     anyio.run(enter)  # the kernel freed the lock
+
+
+def test_a_staged_job_that_cannot_be_restored_leaves_no_name_behind(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # Killed before any link, then the second image's temporary file lost: the restore
+    # linked the first (kite.png) before finding the second missing, and the job's
+    # rerun wrote its new first image beside it as kite_2.png.
+    out = tmp_path / "out"
+    before = _killed_before_done(ttstream_emulator, tmp_path, "link")
+    with sqlite3.connect(tmp_path / "run.sqlite") as db:
+        (staged,) = db.execute("SELECT staged FROM jobs WHERE key = 'kite'").fetchone()
+    db.close()
+    Path(json.loads(staged)[1]["temporary"]).unlink()
+    result = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)
+    assert ttstream_emulator.stream_stats.generations == before + 2
+    assert not result.from_journal
+    assert result.paths == (out / "kite.png", out / "kite-2.png")
+    assert sorted(path.name for path in out.iterdir()) == ["kite-2.png", "kite.png"]
