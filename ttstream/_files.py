@@ -4,8 +4,8 @@ file). One rule for every writer of images (``FileSink``, ``ttstream.batch``, th
 
 The batch writes in two steps that survive a kill between them (:class:`Staged`): each
 image into a temporary file synced to disk (:func:`stage`), then, once the batch has
-journaled them, each linked to its name (:func:`publish`); a rerun finishes the links
-from the journal (:func:`restore`).
+journaled them, each linked to its name (:func:`publish`); a rerun checks them
+(:func:`restore`) and finishes the links from the journal.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -229,12 +229,15 @@ def stage(directory: Path, files: Sequence[tuple[str, bytes]]) -> list[Staged]:
     return staged
 
 
-def publish(staged: list[Staged], start: int) -> int:
+def publish(staged: list[Staged], start: int, *, named: Collection[int] = ()) -> int:
     """Links ``staged[start:]`` to their names, in order, never over a file, and returns
     how many of ``staged`` have their names: all (then the temporary files are removed),
     or up to one whose name another writer took since it was picked, which gets the next
-    free name in ``staged`` (journal it again, then call again from there)."""
+    free name in ``staged`` (journal it again, then call again from there). The numbers
+    in ``named`` are skipped: those files are at their names already (:func:`restore`)."""
     for number in range(start, len(staged)):
+        if number in named:
+            continue
         item = staged[number]
         path = Path(item.path)
         if not _claim(Path(item.temporary), path):
@@ -244,29 +247,25 @@ def publish(staged: list[Staged], start: int) -> int:
     return len(staged)
 
 
-def restore(staged: Sequence[Staged]) -> bool:
-    """Whether every file of ``staged`` has its name with its content (size and
-    SHA-256), after linking those found only in their (intact) temporary files; the
-    temporary files are then removed either way. ``False`` when one is missing,
-    differs, or lost its name to another file.
-
-    Every file is checked before any is linked: one missing or differing leaves no new
-    name behind (the job then runs again, and its new files get the names these would
-    have had, not ``key_2.png``).
+def restore(staged: Sequence[Staged]) -> set[int] | None:
+    """Checks the files of ``staged``, which an earlier run journaled, before any is
+    linked: the numbers of those already at their names with their content (size and
+    SHA-256), the others being intact in their temporary files (give them their names
+    with :func:`publish`); or ``None`` when one is neither, and then the temporary files
+    are removed and nothing gets a new name (the job runs again, and its new files get
+    the names these would have had, not ``key_2.png``).
 
     Raises:
-        OSError: a file could not be read or linked (other than missing); nothing is
-            removed then, so a later call can try again.
+        OSError: a file could not be read (other than missing); nothing is removed then,
+            so a later call can try again.
     """
-    named = [_holds(Path(item.path), item) for item in staged]
-    intact = all(
-        done or _holds(Path(item.temporary), item) for done, item in zip(named, staged, strict=True)
-    ) and all(
-        done or _claim(Path(item.temporary), Path(item.path))
-        for done, item in zip(named, staged, strict=True)
-    )
+    named = {number for number, item in enumerate(staged) if _holds(Path(item.path), item)}
+    if all(
+        number in named or _holds(Path(item.temporary), item) for number, item in enumerate(staged)
+    ):
+        return named
     discard(staged)
-    return intact
+    return None
 
 
 def discard(staged: Sequence[Staged]) -> None:

@@ -614,21 +614,40 @@ class Batch:
 
     async def _restored(self, job: _Job, row: JournalRow) -> bool:
         """Finishes a job that an earlier run left ``running`` after journaling its files
-        (:meth:`_save`): when every one is intact (:func:`~ttstream._files.restore`), it
+        (:meth:`_save`): when every one is intact (:func:`~ttstream._files.restore`), those
+        not at their names yet get them (:func:`~ttstream._files.publish`: a name another
+        file took gets the next free one, journaled first, as in :meth:`_save`), the job
         is recorded ``done`` and its result sent (``from_journal=True``, counted as
         skipped), and ``True`` returned; else ``False``, and the job runs again. A file
-        that cannot be read fails the job without a request, its row kept for the next
-        run."""
+        that cannot be read or linked, or a journal that cannot be written, fails the job
+        without a request, its row kept for the next run."""
         assert self._journal is not None
+        staged = list(row.staged)
         try:
-            restored = await anyio.to_thread.run_sync(restore, row.staged)
-        except OSError as exc:
+            named = await anyio.to_thread.run_sync(restore, staged)
+            if named is None:
+                return False
+            linked = 0
+            for _ in range(MAX_COUNTER):
+                linked = await anyio.to_thread.run_sync(
+                    functools.partial(publish, staged, linked, named=named)
+                )
+                if linked == len(staged):
+                    break
+                await self._stage(
+                    row.key,
+                    staged,
+                    attempts=row.attempts,
+                    usage=dict(row.usage) or None,
+                    cost=row.cost,
+                )
+            else:
+                raise FileExistsError(f"every name of {staged[linked].path} is taken")
+        except (OSError, JournalError) as exc:
             self._tally.failed += 1
             await self._send.send(JobResult(key=job.key, error=exc, attempts=row.attempts))
             return True
-        if not restored:
-            return False
-        row = attrs.evolve(row, state="done", outputs=tuple(item.path for item in row.staged))
+        row = attrs.evolve(row, state="done", outputs=tuple(item.path for item in staged))
         with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
             await self._journal.finish(
                 row.key,
@@ -819,7 +838,13 @@ class Batch:
             for _ in range(MAX_COUNTER):
                 if failed is None:
                     try:
-                        await self._stage(result, staged)
+                        await self._stage(
+                            result.key,
+                            staged,
+                            attempts=result.attempts,
+                            usage=result.usage,
+                            cost=None if result.cost is None else str(result.cost),
+                        )
                     except JournalError as exc:
                         failed = exc
                 named = await anyio.to_thread.run_sync(publish, staged, named)
@@ -832,19 +857,21 @@ class Batch:
             await anyio.to_thread.run_sync(discard, staged)
             raise
 
-    async def _stage(self, result: JobResult, staged: Sequence[Staged]) -> None:
+    async def _stage(
+        self,
+        key: str,
+        staged: Sequence[Staged],
+        *,
+        attempts: int,
+        usage: Mapping[str, int] | None,
+        cost: str | None,
+    ) -> None:
         """Journals the files being written, shielded like :meth:`_record`: a rerun then
         finishes the job from them instead of paying for it again."""
         if self._journal is None:
             return
         with anyio.move_on_after(_JOURNAL_WRITE_SECONDS, shield=True):
-            await self._journal.stage(
-                result.key,
-                staged,
-                attempts=result.attempts,
-                usage=result.usage,
-                cost=None if result.cost is None else str(result.cost),
-            )
+            await self._journal.stage(key, staged, attempts=attempts, usage=usage, cost=cost)
 
 
 def _described(options: Mapping[str, object]) -> dict[str, object]:

@@ -1052,3 +1052,27 @@ def test_a_staged_job_that_cannot_be_restored_leaves_no_name_behind(
     assert not result.from_journal
     assert result.paths == (out / "kite.png", out / "kite-2.png")
     assert sorted(path.name for path in out.iterdir()) == ["kite-2.png", "kite.png"]
+
+
+def test_a_staged_name_taken_meanwhile_gets_the_next_free_one_on_the_rerun(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # Killed before any link, then another program wrote kite.png: the rerun deleted the
+    # intact temporary files and paid for the job again.
+    out = tmp_path / "out"
+    before = _killed_before_done(ttstream_emulator, tmp_path, "link")
+    (out / "kite.png").write_bytes(b"another program's")
+    result = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)
+    assert ttstream_emulator.stream_stats.generations == before
+    assert result.from_journal
+    assert result.paths == (out / "kite_2.png", out / "kite-2.png")
+    assert sorted(path.name for path in out.iterdir()) == ["kite-2.png", "kite.png", "kite_2.png"]
+    assert (out / "kite.png").read_bytes() == b"another program's"
+    for path in result.paths:
+        with Image.open(path) as image:
+            assert image.size == (64, 48)
+    assert _rows(tmp_path / "run.sqlite")["kite"] == (
+        "done",
+        1,
+        json.dumps([str(path) for path in result.paths]),
+    )
