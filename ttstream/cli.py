@@ -56,7 +56,7 @@ import httpx2
 
 from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
 from ._azure import AsyncAzureClient
-from ._cli_batch import JobsFileError
+from ._cli_batch import JobsFileError, inline_images
 from ._cli_batch import add_parser as add_batch_parser
 from ._cli_batch import check as check_batch
 from ._cli_batch import run as run_batch
@@ -294,9 +294,9 @@ class _Failed(Exception):
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params = {name: getattr(args, name) for name in _parameter_names(args.command)}
-    if args.model.startswith("dall-e") and params["response_format"] is None:
-        params["response_format"] = "b64_json"  # files are written from the inline image
-    return {name: value for name, value in params.items() if value is not None}
+    given = {name: value for name, value in params.items() if value is not None}
+    inline_images(args.model, given)
+    return given
 
 
 def _check_base_url(url: str) -> None:
