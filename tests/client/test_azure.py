@@ -396,7 +396,7 @@ def test_the_cli_without_an_azure_key_names_azures_variable(
     monkeypatch.setenv("TTAPI_API_KEY", KEY)
     argv = ["generate", "a kite", "--azure-endpoint", azure.endpoint]
     argv += ["--azure-deployment", "gpt-image-2", "--api-version", VERSION]
-    assert main(argv) == 1
+    assert main(argv) == 2  # a mistake found before anything starts
     captured = capsys.readouterr()
     assert captured.err == (
         "ttstream: error: no API key for Azure: set AZURE_OPENAI_API_KEY, "
