@@ -32,6 +32,7 @@ from typing import Any, Unpack
 import attrs
 
 from . import params as _params
+from ._checks import require_callable
 from ._connect import check_api_key
 from ._delegate import Delegated
 from ._exceptions import ValidationError
@@ -218,20 +219,20 @@ class AsyncAzureClient(AsyncClient):
             raise ValidationError.missing("azure_endpoint", endpoint, _GIVE_ENDPOINT)
         endpoint = _checked_endpoint(endpoint)
         azure_deployment = _checked_deployment(azure_deployment)
-        if azure_ad_token_provider is not None and not callable(azure_ad_token_provider):
-            raise ValidationError(
-                "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
-            )
         if azure_ad_token_provider is None:
             api_key = api_key or os.environ.get(AZURE_KEY_VARIABLE) or None
             if not api_key:
                 raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
-        elif api_key is not None:
-            raise ValidationError(
-                "api_key",
-                hidden(api_key),
-                "None when azure_ad_token_provider is given (one credential, not two)",
+        else:
+            require_callable(
+                "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
             )
+            if api_key is not None:
+                raise ValidationError(
+                    "api_key",
+                    hidden(api_key),
+                    "None when azure_ad_token_provider is given (one credential, not two)",
+                )
         api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
         if api_version is None and azure_deployment is not None:
             raise ValidationError(

@@ -1,7 +1,7 @@
 """The checks of numeric settings, each in one place: integers with a minimum, and
-seconds (or other units) that must be finite and positive; and of path arguments. Pure:
-no I/O, so that the protocol core checks its settings with them too; ``ttstream._bounds``
-re-exports them.
+seconds (or other units) that must be finite and positive; and of path and callable
+arguments. Pure: no I/O, so that the protocol core checks its settings with them too;
+``ttstream._bounds`` re-exports them.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Hashable
+from typing import TypeVar
 
 from ._exceptions import ValidationError
 
 __all__ = [
+    "require_callable",
     "require_hashable",
     "require_int",
     "require_non_negative",
@@ -21,6 +23,8 @@ __all__ = [
     "validate_positive",
     "validate_seconds",
 ]
+
+_T = TypeVar("_T")
 
 
 def validate_seconds(name: str, value: float | None) -> float | None:
@@ -122,3 +126,16 @@ def require_path(name: str, value: str | os.PathLike[str]) -> str:
     if not isinstance(path, str) or "\0" in path:
         raise ValidationError(name, value, "a path (a str or os.PathLike) without NUL")
     return path
+
+
+def require_callable(name: str, value: _T, allowed: str) -> _T:
+    """``value`` if it can be called; ``allowed`` says, in the error, what the argument
+    takes (e.g. "a function of the item, sync or async"). Checked where the argument is
+    given, before the work that would call it starts.
+
+    Raises:
+        ValidationError: ``value`` is not callable.
+    """
+    if not callable(value):
+        raise ValidationError(name, value, allowed)
+    return value

@@ -51,7 +51,15 @@ from .params import EditParameters, GenerationParameters
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-__all__ = ["JOURNAL_NAME", "JobsFileError", "add_parser", "check", "read_jobs", "run"]
+__all__ = [
+    "JOURNAL_NAME",
+    "JobsFileError",
+    "add_parser",
+    "check",
+    "inline_images",
+    "read_jobs",
+    "run",
+]
 
 JOURNAL_NAME = ".ttstream-journal.sqlite"
 """The journal's file name inside ``--out`` unless ``--journal`` names another."""
@@ -184,11 +192,19 @@ def read_jobs(path: Path, *, edit: bool) -> list[JobLine]:
             elif "images" in obj or "mask" in obj:
                 raise JobsFileError(f'{where}: "images" and "mask" need --edit')
             _check_fields(obj, where, edit=edit)
-            if str(obj.get("model", "")).startswith("dall-e"):
-                obj.setdefault("response_format", "b64_json")  # files come from the inline image
+            inline_images(obj.get("model"), obj)
             _check_values(obj, prompt, where, edit=edit)
             jobs.append(JobLine(number, key, prompt, obj))
     return jobs
+
+
+def inline_images(model: object, params: dict[str, Any]) -> None:
+    """Asks a dall-e ``model`` for ``response_format="b64_json"`` when ``params`` (the
+    request's, the ones not given left out) has none: the command writes its files from
+    the inline image (a URL answer, asked for explicitly, is downloaded). Of ``ttstream
+    generate``/``edit`` and of every JOBS line of ``ttstream batch``."""
+    if isinstance(model, str) and model.startswith("dall-e"):
+        params.setdefault("response_format", "b64_json")
 
 
 def _check_fields(obj: dict[str, Any], where: str, *, edit: bool) -> None:

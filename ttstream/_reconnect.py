@@ -33,7 +33,14 @@ from .sse import ServerSentEvent, fingerprint, id_in_body
 
 Fingerprint = tuple[str, int, int]
 
-__all__ = ["ReconnectPolicy", "Reconnecting", "Reconnection", "State", "require_policy"]
+__all__ = [
+    "ReconnectPolicy",
+    "Reconnecting",
+    "Reconnection",
+    "State",
+    "require_policy",
+    "stream_policy",
+]
 
 REMEMBERED_EVENTS = 64
 """Delivered events a :class:`Reconnection` remembers (their id and a fingerprint of
@@ -94,6 +101,18 @@ def require_policy(value: ReconnectPolicy) -> ReconnectPolicy:
         allowed = "a ttstream.ReconnectPolicy, e.g. ReconnectPolicy(max_attempts=5)"
         raise ValidationError("reconnect", value, allowed)
     return value
+
+
+def stream_policy(value: ReconnectPolicy | None, default: ReconnectPolicy) -> ReconnectPolicy:
+    """The policy of one stream: ``value``, the ``reconnect=`` of the call that makes the
+    stream (checked by :func:`require_policy` here, at the call, before any request), or
+    the client's ``default`` when it is ``None``. Every request method's stream takes its
+    policy from here.
+
+    Raises:
+        ValidationError: ``value`` is neither ``None`` nor a :class:`ReconnectPolicy`.
+    """
+    return default if value is None else require_policy(value)
 
 
 @attrs.frozen(kw_only=True)

@@ -30,7 +30,7 @@ from ._exceptions import ValidationError
 from ._imagehook import image_shape
 from ._options import StreamOptions
 from ._otel import generation
-from ._reconnect import ReconnectPolicy, require_policy
+from ._reconnect import ReconnectPolicy, stream_policy
 from ._request import json_body, merge_extra_body
 from ._responses import Response, ResponsesInterpreter
 from ._version import USER_AGENT
@@ -243,8 +243,7 @@ class Responses:
         when unknown: a resume)."""
         client = self._client
         deadline = options.get("deadline")
-        if (reconnect := options.get("reconnect")) is not None:
-            require_policy(reconnect)
+        policy = stream_policy(options.get("reconnect"), client.reconnect)
 
         def resume() -> tuple[str, str] | None:
             if resumable and interpreter.response_id is not None:
@@ -261,7 +260,7 @@ class Responses:
                 url,
                 headers=headers,
                 content=content,
-                reconnect=options.get("reconnect") or client.reconnect,
+                reconnect=policy,
                 max_event_bytes=client.max_event_bytes,
                 max_retries=client.max_retries,
                 timeout=client.timeout,

@@ -56,7 +56,7 @@ import httpx2
 
 from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
 from ._azure import AsyncAzureClient
-from ._cli_batch import JobsFileError
+from ._cli_batch import JobsFileError, inline_images
 from ._cli_batch import add_parser as add_batch_parser
 from ._cli_batch import check as check_batch
 from ._cli_batch import run as run_batch
@@ -294,9 +294,9 @@ class _Failed(Exception):
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params = {name: getattr(args, name) for name in _parameter_names(args.command)}
-    if args.model.startswith("dall-e") and params["response_format"] is None:
-        params["response_format"] = "b64_json"  # files are written from the inline image
-    return {name: value for name, value in params.items() if value is not None}
+    given = {name: value for name, value in params.items() if value is not None}
+    inline_images(args.model, given)
+    return given
 
 
 def _check_base_url(url: str) -> None:
@@ -371,6 +371,17 @@ def _read_key(args: argparse.Namespace) -> str | None:
             _check_key(os.environ[name], name)
             break
     return None
+
+
+def _check_key_given(args: argparse.Namespace, api_key: str | None) -> None:
+    """A run for Azure or for ``--base-url`` has a key (only a run for neither may start
+    the emulator without one): Azure's own variable for Azure, since TTAPI's and OpenAI's
+    are not Azure's."""
+    if getattr(args, "azure_endpoint", None) is not None:
+        if not (api_key or os.environ.get(AZURE_KEY)):
+            raise _UsageError(f"no API key for Azure: {_AZURE_KEY_HELP}")
+    elif args.base_url is not None and not (api_key or any(map(os.environ.get, _KEY_VARIABLES))):
+        raise _UsageError(f"no API key for {_host(args.base_url)}: {_KEY_HELP}")
 
 
 def _check_out(out: str) -> None:
@@ -468,6 +479,7 @@ def _check(args: argparse.Namespace) -> str | None:
     if args.base_url is not None:
         _check_base_url(args.base_url)
     api_key = _read_key(args)
+    _check_key_given(args, api_key)
     _check_out(args.out)
     if args.command == "edit":
         _check_inputs(args)
@@ -481,17 +493,15 @@ def _check(args: argparse.Namespace) -> str | None:
 def _service(
     args: argparse.Namespace, api_key: str | None
 ) -> Iterator[tuple[str | None, str | None]]:
-    """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's."""
-    if getattr(args, "azure_endpoint", None) is not None:  # Azure: AZURE_OPENAI_API_KEY
-        if not (api_key or os.environ.get(AZURE_KEY)):  # TTAPI's or OpenAI's do not count
-            raise TTStreamError(f"no API key for Azure: {_AZURE_KEY_HELP}")
+    """Yields ``(api_key, base_url)``: the caller's, or an in-process emulator's (no
+    key, no ``--base-url``, no Azure: :func:`_check_key_given` refused a service without
+    one before)."""
+    if getattr(args, "azure_endpoint", None) is not None:
         yield api_key, None
         return
-    if api_key or any(os.environ.get(name) for name in _KEY_VARIABLES):
+    if api_key or args.base_url is not None or any(map(os.environ.get, _KEY_VARIABLES)):
         yield api_key, args.base_url
         return
-    if args.base_url is not None:
-        raise TTStreamError(f"no API key for {_host(args.base_url)}: {_KEY_HELP}")
     try:
         from .emulator import api_or_emulator
     except ImportError as exc:

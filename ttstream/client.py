@@ -35,7 +35,7 @@ from ._exceptions import (
 from ._imagehook import image_shape
 from ._interpret import ImagesInterpreter
 from ._otel import generation
-from ._reconnect import ReconnectPolicy, require_policy
+from ._reconnect import ReconnectPolicy, require_policy, stream_policy
 from ._request import (
     ImageInput,
     Upload,
@@ -505,8 +505,7 @@ class AsyncClient(AsyncResource):
         once, when the stream starts: its body (edit files read once) is what every retry,
         resume and regeneration sends."""
         validate_seconds("deadline", deadline)
-        if reconnect is not None:
-            require_policy(reconnect)
+        policy = stream_policy(reconnect, self.reconnect)
         n = body.get("n")
         expected_images = n if isinstance(n, int) and n > 0 else 1
         streaming = body.get("stream") is True
@@ -526,7 +525,7 @@ class AsyncClient(AsyncResource):
                     url,
                     headers=headers,
                     content=prepared.content,
-                    reconnect=reconnect or self.reconnect,
+                    reconnect=policy,
                     max_event_bytes=self.max_event_bytes,
                     max_retries=self.max_retries,
                     timeout=self.timeout,

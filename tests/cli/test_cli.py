@@ -138,7 +138,7 @@ def test_a_long_parameter_error_keeps_the_option_it_names(
 
 def test_no_key_with_a_base_url_names_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys, "generate", "x", "--base-url", "http://127.0.0.1:9/v1")
-    assert status == 1
+    assert status == 2  # a mistake found before anything starts
     assert err.count("\n") == 1
     assert "TTAPI_API_KEY" in err
     assert "--api-key-file" in err
@@ -826,3 +826,33 @@ def test_a_resumed_stream_says_where_it_was_and_the_reason_only_with_verbose(
     assert len(details) == (1 if verbose else 0)
     assert all("the connection broke" in line for line in details)
     assert len(list(tmp_path.glob("*-final.png"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("service", "line"),
+    [
+        (
+            ["--base-url", "http://127.0.0.1:9/v1"],
+            "no API key for 127.0.0.1:9: set TTAPI_API_KEY (or OPENAI_API_KEY), "
+            "or pass --api-key-file FILE (- for stdin)",
+        ),
+        (
+            ["--azure-endpoint", "https://r.openai.azure.com"],
+            "no API key for Azure: set AZURE_OPENAI_API_KEY, "
+            "or pass --api-key-file FILE (- for stdin)",
+        ),
+    ],
+)
+def test_no_key_for_a_service_is_a_mistake_found_before_out_is_made(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    service: list[str],
+    line: str,
+) -> None:
+    # It was found only when the run started: --out NEW was made and left empty, exit 1.
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    out = tmp_path / "new"
+    status, stdout, err = run(capsys, "generate", "x", *SMALL, "--out", str(out), *service)
+    assert (status, stdout, err) == (2, "", f"ttstream: error: {line}\n")
+    assert not out.exists()

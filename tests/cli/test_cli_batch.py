@@ -410,3 +410,17 @@ def test_the_parameters_hash_ignores_their_order(params: dict[str, object]) -> N
     shuffled = dict(reversed(list(params.items())))
     assert params_hash(params) == params_hash(shuffled)
     assert params_hash({**params, "extra": 1}) != params_hash({**params, "extra": 2})
+
+
+def test_a_dall_e_request_of_the_cli_asks_for_inline_images_unless_told() -> None:
+    # The one rule of `generate`/`edit` and of every JOBS line: files come from b64_json.
+    params: dict[str, object] = {"size": "256x256"}
+    _cli_batch.inline_images("dall-e-2", params)
+    assert params == {"size": "256x256", "response_format": "b64_json"}
+    told: dict[str, object] = {"response_format": "url"}
+    _cli_batch.inline_images("dall-e-3", told)
+    assert told == {"response_format": "url"}
+    for model in ("gpt-image-1", None, 3):
+        other: dict[str, object] = {}
+        _cli_batch.inline_images(model, other)
+        assert other == {}

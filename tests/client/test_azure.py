@@ -396,13 +396,24 @@ def test_the_cli_without_an_azure_key_names_azures_variable(
     monkeypatch.setenv("TTAPI_API_KEY", KEY)
     argv = ["generate", "a kite", "--azure-endpoint", azure.endpoint]
     argv += ["--azure-deployment", "gpt-image-2", "--api-version", VERSION]
-    assert main(argv) == 1
+    assert main(argv) == 2  # a mistake found before anything starts
     captured = capsys.readouterr()
     assert captured.err == (
         "ttstream: error: no API key for Azure: set AZURE_OPENAI_API_KEY, "
         "or pass --api-key-file FILE (- for stdin)\n"
     )
     assert captured.out == ""
+
+
+@pytest.mark.parametrize("api_key", [None, "k" * 20])
+def test_a_token_provider_that_cannot_be_called_is_refused_first(api_key: str | None) -> None:
+    with pytest.raises(ttstream.ValidationError, match="a function or None") as caught:
+        ttstream.AsyncAzureClient(
+            api_key,
+            azure_endpoint="https://r.openai.azure.com",
+            azure_ad_token_provider="token",  # type: ignore[arg-type]
+        )
+    assert caught.value.param == "azure_ad_token_provider"
 
 
 def test_a_token_provider_client_registers_no_placeholder_secret() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ttstream import ReconnectPolicy, ServerSentEvent, SSEDecoder, ValidationError
-from ttstream._reconnect import REMEMBERED_EVENTS, Reconnection, State
+from ttstream._reconnect import REMEMBERED_EVENTS, Reconnection, State, stream_policy
 
 
 class Clock:
@@ -261,3 +261,12 @@ def test_a_policy_refuses_what_bounds_nothing_with_a_validation_error(
         ReconnectPolicy(**{field: value})  # type: ignore[arg-type]
     assert info.value.param == field
     assert ReconnectPolicy(max_attempts=0, budget=0, delay=0, max_delay=0).budget == 0
+
+
+def test_a_streams_policy_is_the_calls_checked_else_the_clients() -> None:
+    client, call = ReconnectPolicy(), ReconnectPolicy(max_attempts=2)
+    assert stream_policy(None, client) is client
+    assert stream_policy(call, client) is call
+    with pytest.raises(ValidationError, match="reconnect must be a ttstream") as caught:
+        stream_policy({"max_attempts": 2}, client)  # type: ignore[arg-type]
+    assert caught.value.param == "reconnect"

@@ -1,6 +1,6 @@
 """The helpers that let a wrapper say once what it passes on (``Delegated`` attributes,
 ``forwards_to`` / ``with_keywords`` signatures, the sync ``Resource`` base) and the
-shared setting checks (``require_int``, the Redis client check)."""
+shared setting checks (``require_int``, ``require_callable``, the Redis client check)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from ttstream import ValidationError
 from ttstream._bounds import require_int
+from ttstream._checks import require_callable
 from ttstream._delegate import Delegated, Settable
 from ttstream._resource import Resource
 from ttstream._signature import forwards_to, with_keywords
@@ -137,6 +138,16 @@ def test_require_int_refuses_what_is_no_int_at_least_the_minimum(value: object) 
     assert info.value.param == "window"
     assert require_int("window", 1, 1, "frames") == 1
     assert require_int("retry", 0, 0) == 0
+
+
+@pytest.mark.parametrize("value", [None, 5, "print", b"f"])
+def test_require_callable_refuses_what_cannot_be_called_saying_what_is_allowed(
+    value: object,
+) -> None:
+    with pytest.raises(ValidationError, match=r"fn.*a function of the item") as info:
+        require_callable("fn", value, "a function of the item")
+    assert info.value.param == "fn"
+    assert require_callable("fn", print, "a function of the item") is print
 
 
 def test_a_redis_client_that_decodes_responses_is_refused() -> None:

@@ -12,19 +12,18 @@ from typing import Any
 import anyio
 import attrs
 
-from .._exceptions import ValidationError
+from .._checks import require_callable
 from .frames import Receive, ViewerGuard
 from .viewers import Authorize, check_secret, viewer_allowed
 
 __all__ = ["ViewerCounts", "ViewerGate"]
 
 
-def _authorize(value: object) -> Authorize | None:
-    if value is not None and not callable(value):
-        raise ValidationError(
-            "authorize", value, "None or a callable authorize(scope, job_key) -> bool"
-        )
-    return value
+def _authorize(value: Authorize | None) -> Authorize | None:
+    if value is None:
+        return None
+    allowed = "None or a callable authorize(scope, job_key) -> bool"
+    return require_callable("authorize", value, allowed)
 
 
 def _token_secret(value: object) -> bytes | None:

@@ -36,7 +36,7 @@ import anyio
 
 from .._bounds import validate_seconds
 from .._browser.items import public_message
-from .._exceptions import ValidationError
+from .._checks import require_callable
 from ._codec import (
     Terminal,
     encode_terminal,
@@ -137,9 +137,9 @@ async def start_once(
     ):
         validate_seconds(name, value)
     check_client(redis)
-    if not callable(start):  # found before the claim, not as a failed job holding it
-        allowed = "a function of no arguments returning an awaitable: lambda: pump(...)"
-        raise ValidationError("start", start, allowed)
+    # found before the claim, not as a failed job holding it
+    allowed = "a function of no arguments returning an awaitable: lambda: pump(...)"
+    require_callable("start", start, allowed)
     timeout = command_timeout
     claim = claim_key(job_key)
     token = f"running:{secrets.token_hex(8)}"

@@ -12,8 +12,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .._bounds import require_int
+from .._checks import require_callable
 from .._event_types import Event, StreamItem
-from .._exceptions import ImageDecodeError, ImageTooLargeError, ValidationError
+from .._exceptions import ImageDecodeError, ImageTooLargeError
 from ..events import Completed, PartialImage
 
 if TYPE_CHECKING:
@@ -27,14 +28,6 @@ largest image the models produce (3840x2160 = 8,294,400 pixels; docs/hostile-ser
 "Images"). Decoded as RGBA that is 64 MiB."""
 
 
-def _callable(fn: Any, allowed: str) -> Any:
-    """``fn`` if it can be called: a sink's function is checked when the sink is made,
-    before ``pump`` starts a (billed) generation whose every item it would fail."""
-    if not callable(fn):
-        raise ValidationError("fn", fn, allowed)
-    return fn
-
-
 class CallbackSink:
     """Calls ``fn(item)`` for every item; ``fn`` may be a plain function or a coroutine
     function (awaited, so a slow one paces the stream under the ``block`` policy).
@@ -45,7 +38,8 @@ class CallbackSink:
     """
 
     def __init__(self, fn: Callable[[StreamItem], Awaitable[object] | object]) -> None:
-        self.fn = _callable(fn, "a function of the item, sync or async")
+        # checked when the sink is made, before pump starts a (billed) generation
+        self.fn = require_callable("fn", fn, "a function of the item, sync or async")
 
     def __repr__(self) -> str:
         return f"<CallbackSink {getattr(self.fn, '__qualname__', self.fn)!r}>"
@@ -135,7 +129,7 @@ class PillowSink:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        self.fn = _callable(fn, "a function of (event, image), sync or async")
+        self.fn = require_callable("fn", fn, "a function of (event, image), sync or async")
         self.max_pixels = require_int("max_pixels", max_pixels, 1)
 
     def __repr__(self) -> str:
