@@ -674,19 +674,24 @@ def test_an_svg_final_image_is_shown_but_linked_as_bytes_that_cannot_run(browser
     assert name == "image.svg"
 
 
-def test_the_end_event_comes_once_the_final_image_is_shown(browser: Any) -> None:
-    # `end` fired while the final image was still being decoded: stats.finalShown was
-    # false in an `end` listener, and the image appeared a moment later
+def _blue_final(size: tuple[int, int]) -> ttstream.Completed:
+    """A final image event: a blue PNG of ``size``, inline."""
     import base64
     import io
 
     from PIL import Image
 
     png = io.BytesIO()
-    Image.new("RGB", (1536, 1024), (0, 120, 200)).save(png, "PNG")
-    final = ttstream.Completed(
+    Image.new("RGB", size, (0, 120, 200)).save(png, "PNG")
+    return ttstream.Completed(
         b64_json=base64.b64encode(png.getvalue()).decode(), operation="generation"
     )
+
+
+def test_the_end_event_comes_once_the_final_image_is_shown(browser: Any) -> None:
+    # `end` fired while the final image was still being decoded: stats.finalShown was
+    # false in an `end` listener, and the image appeared a moment later
+    final = _blue_final((1536, 1024))
     script = (
         "<script>const p = document.getElementById('preview'); window.atEnd = null;"
         "p.addEventListener('end', () => { window.atEnd = {"
@@ -735,17 +740,9 @@ def test_a_final_url_still_loading_holds_back_no_later_generation(browser: Any) 
     # Chromium leaves decode() pending when an image's src is removed: after reset()
     # (watch() of the next generation), its images waited behind the final that never
     # loaded
-    import base64
-    import io
     import socket
 
-    from PIL import Image
-
-    png = io.BytesIO()
-    Image.new("RGB", (64, 48), (0, 120, 200)).save(png, "PNG")
-    second = ttstream.Completed(
-        b64_json=base64.b64encode(png.getvalue()).decode(), operation="generation"
-    )
+    second = _blue_final((64, 48))
     script = (
         "<script>const p = document.getElementById('preview');"
         "p.addEventListener('completed', () => { if (!window.next) {"

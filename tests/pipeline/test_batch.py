@@ -736,6 +736,18 @@ async def _rerun_kites(server: EmulatorServer, tmp_path: Path) -> ttstream.JobRe
     return result
 
 
+def _assert_kites_done(result: ttstream.JobResult, tmp_path: Path) -> None:
+    """The kite job's files are its images, and its row is done after one request."""
+    for path in result.paths:
+        with Image.open(path) as image:
+            assert image.size == (64, 48)
+    assert _rows(tmp_path / "run.sqlite")["kite"] == (
+        "done",
+        1,
+        json.dumps([str(path) for path in result.paths]),
+    )
+
+
 @pytest.mark.parametrize("kill_at", ["link", "done"])
 def test_a_kill_after_the_images_are_written_costs_no_second_request(
     ttstream_emulator: EmulatorServer, tmp_path: Path, kill_at: str
@@ -753,14 +765,7 @@ def test_a_kill_after_the_images_are_written_costs_no_second_request(
     assert result.usage["output_tokens"] > 0
     assert result.paths == (out / "kite.png", out / "kite-2.png")
     assert sorted(path.name for path in out.iterdir()) == ["kite-2.png", "kite.png"]
-    for path in result.paths:
-        with Image.open(path) as image:
-            assert image.size == (64, 48)
-    assert _rows(tmp_path / "run.sqlite")["kite"] == (
-        "done",
-        1,
-        json.dumps([str(path) for path in result.paths]),
-    )
+    _assert_kites_done(result, tmp_path)
     again = anyio.run(_rerun_kites, ttstream_emulator, tmp_path)  # now a plain done row
     assert again.from_journal
     assert again.paths == result.paths
@@ -1068,11 +1073,4 @@ def test_a_staged_name_taken_meanwhile_gets_the_next_free_one_on_the_rerun(
     assert result.paths == (out / "kite_2.png", out / "kite-2.png")
     assert sorted(path.name for path in out.iterdir()) == ["kite-2.png", "kite.png", "kite_2.png"]
     assert (out / "kite.png").read_bytes() == b"another program's"
-    for path in result.paths:
-        with Image.open(path) as image:
-            assert image.size == (64, 48)
-    assert _rows(tmp_path / "run.sqlite")["kite"] == (
-        "done",
-        1,
-        json.dumps([str(path) for path in result.paths]),
-    )
+    _assert_kites_done(result, tmp_path)
