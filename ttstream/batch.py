@@ -53,7 +53,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypedDict, Unpack
@@ -615,8 +615,7 @@ class Batch:
     async def _restored(self, job: _Job, row: JournalRow) -> bool:
         """Finishes a job that an earlier run left ``running`` after journaling its files
         (:meth:`_save`): when every one is intact (:func:`~ttstream._files.restore`), those
-        not at their names yet get them (:func:`~ttstream._files.publish`: a name another
-        file took gets the next free one, journaled first, as in :meth:`_save`), the job
+        not at their names yet get them (:meth:`_name`, as in :meth:`_save`), the job
         is recorded ``done`` and its result sent (``from_journal=True``, counted as
         skipped), and ``True`` returned; else ``False``, and the job runs again. A file
         that cannot be read or linked, or a journal that cannot be written, fails the job
@@ -627,22 +626,10 @@ class Batch:
             named = await anyio.to_thread.run_sync(restore, staged)
             if named is None:
                 return False
-            linked = 0
-            for _ in range(MAX_COUNTER):
-                linked = await anyio.to_thread.run_sync(
-                    functools.partial(publish, staged, linked, named=named)
-                )
-                if linked == len(staged):
-                    break
-                await self._stage(
-                    row.key,
-                    staged,
-                    attempts=row.attempts,
-                    usage=dict(row.usage) or None,
-                    cost=row.cost,
-                )
-            else:
-                raise FileExistsError(f"every name of {staged[linked].path} is taken")
+            usage = dict(row.usage) or None
+            await self._name(
+                row.key, staged, attempts=row.attempts, usage=usage, cost=row.cost, named=named
+            )
         except (OSError, JournalError) as exc:
             self._tally.failed += 1
             await self._send.send(JobResult(key=job.key, error=exc, attempts=row.attempts))
@@ -819,8 +806,7 @@ class Batch:
         second request for an image written: into temporary files synced to disk (in a
         worker thread, which hashes them), then their names, sizes and SHA-256 committed
         to the journal (with the result's usage and cost), then each linked to its free
-        name, never over a file. A name another writer takes in between gets the next one,
-        journaled again before its link (at most :data:`MAX_COUNTER` times).
+        name, never over a file (:meth:`_name`).
 
         Raises:
             OSError: a file could not be written, or every name is taken; the temporary
@@ -832,30 +818,55 @@ class Batch:
         out = self.out
         await anyio.Path(out).mkdir(parents=True, exist_ok=True)
         staged = await anyio.to_thread.run_sync(stage, out, files)
-        failed: JournalError | None = None
+        cost = None if result.cost is None else str(result.cost)
         try:
-            named = 0
-            for _ in range(MAX_COUNTER):
-                if failed is None:
-                    try:
-                        await self._stage(
-                            result.key,
-                            staged,
-                            attempts=result.attempts,
-                            usage=result.usage,
-                            cost=None if result.cost is None else str(result.cost),
-                        )
-                    except JournalError as exc:
-                        failed = exc
-                named = await anyio.to_thread.run_sync(publish, staged, named)
-                if named == len(staged):
-                    if failed is not None:
-                        raise failed
-                    return [Path(item.path) for item in staged]
-            raise FileExistsError(f"every name of {staged[named].path} is taken")
+            await self._name(
+                result.key, staged, attempts=result.attempts, usage=result.usage, cost=cost
+            )
         except (OSError, TTStreamError):
             await anyio.to_thread.run_sync(discard, staged)
             raise
+        return [Path(item.path) for item in staged]
+
+    async def _name(
+        self,
+        key: str,
+        staged: list[Staged],
+        *,
+        attempts: int,
+        usage: Mapping[str, int] | None,
+        cost: str | None,
+        named: Collection[int] | None = None,
+    ) -> None:
+        """Gives the files of ``staged`` their names (:func:`~ttstream._files.publish`),
+        each journaled first (:meth:`_stage`, with ``attempts``, ``usage`` and ``cost``):
+        a name another writer took in between gets the next free one, journaled again
+        before its link, at most :data:`MAX_COUNTER` times. ``named``: those of a rerun
+        (:meth:`_restored`), journaled already, the numbers of the files at their names.
+
+        Raises:
+            OSError: a file could not be linked, or every name is taken.
+            JournalError: the journal could not be written; the files still get their
+                names first (they are paid for: a journal that fails loses none of them).
+        """
+        failed: JournalError | None = None
+        journaled = named is not None
+        linked = 0
+        for _ in range(MAX_COUNTER):
+            if not journaled and failed is None:
+                try:
+                    await self._stage(key, staged, attempts=attempts, usage=usage, cost=cost)
+                except JournalError as exc:
+                    failed = exc
+            linked = await anyio.to_thread.run_sync(
+                functools.partial(publish, staged, linked, named=named or ())
+            )
+            if linked == len(staged):
+                if failed is not None:
+                    raise failed
+                return
+            journaled = False
+        raise FileExistsError(f"every name of {staged[linked].path} is taken")
 
     async def _stage(
         self,
