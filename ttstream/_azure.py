@@ -186,7 +186,8 @@ class AsyncAzureClient(AsyncClient):
             called before every request (``Authorization: Bearer <token>``).
 
     ``timeout``, ``max_retries``, ``http_client``, ``max_event_bytes``, ``reconnect``,
-    ``deadline`` and ``max_connections`` are as :class:`~ttstream.AsyncClient`'s.
+    ``deadline``, ``max_connections``, ``default_headers`` and ``default_query`` are as
+    :class:`~ttstream.AsyncClient`'s.
 
     Raises:
         ValidationError: no endpoint, no key and no token provider, a deployment with
@@ -251,7 +252,9 @@ class AsyncAzureClient(AsyncClient):
             **options,
         )
         self._token = _TokenSource(azure_ad_token_provider)
-        self._auth_headers = {} if api_key is None else {"api-key": api_key}
+        self._extras = attrs.evolve(
+            self._extras, credentials={} if api_key is None else {"api-key": api_key}
+        )
         if azure_deployment is not None and not self.v1:
             # The deployment names the model: its rules when it is a model's name.
             known = azure_deployment in _params.MODELS
@@ -298,7 +301,7 @@ class AsyncAzureClient(AsyncClient):
         Raises:
             ValidationError: the provider answered no usable token (never echoed).
         """
-        headers = dict(self._auth_headers)
+        headers = dict(self._extras.credentials)
         if self._token.provider is not None:
             token = self._token.provider()
             if inspect.isawaitable(token):

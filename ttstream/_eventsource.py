@@ -52,6 +52,7 @@ from ._bounds import Deadline, close_bounded, require_int
 from ._checks import require_hashable
 from ._connect import connection_error, send, timeout_name
 from ._exceptions import APIConnectionError, ProtocolError, ValidationError, short_repr
+from ._headers import merge_headers, sendable
 from ._imagehook import ImageLineHook
 from ._reconnect import Reconnecting, Reconnection, ReconnectPolicy, State, require_policy
 from ._secrets import redact
@@ -104,7 +105,8 @@ class _Target:
     def move(self, method: str, url: str) -> None:
         """Resumes at ``url`` with ``method``, without a body."""
         self.method, self.url, self.content = method, httpx2.URL(url), None
-        self.headers.pop("Content-Type", None)
+        for name in [name for name in self.headers if name.lower() == "content-type"]:
+            del self.headers[name]
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -154,7 +156,9 @@ class EventSource(AsyncResource):
             headers never cross to another origin.
         method: ``"GET"`` or ``"POST"`` (any method httpx takes).
         url: the stream's URL.
-        headers: extra request headers.
+        headers: extra request headers, over its own (``Accept``, ``Accept-Encoding``,
+            ``Cache-Control``), names compared without regard to case; ``None`` removes
+            one. Every request of the stream sends them.
         json: a JSON body (encoded once, compactly), or
         content: the body's bytes; the same bytes are sent on every attempt.
         last_event_id: the ID to resume after: sent as ``Last-Event-ID`` on the first
@@ -215,7 +219,7 @@ class EventSource(AsyncResource):
         method: str,
         url: str | httpx2.URL,
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | None] | None = None,
         json: Any = None,
         content: bytes | None = None,
         last_event_id: str = "",
@@ -242,12 +246,12 @@ class EventSource(AsyncResource):
             raise ValidationError("url", url, "a valid absolute http(s) URL") from None
         if _UNSENDABLE_ID.search(last_event_id):
             raise ValidationError("last_event_id", last_event_id, _SENDABLE_ID)
-        headers = {
+        own = {
             "Accept": "text/event-stream",
             "Accept-Encoding": ACCEPT_ENCODING,
             "Cache-Control": "no-cache",
-            **(headers or {}),
         }
+        headers = sendable(merge_headers(own, headers or {}))
         if json is not None:
             content = jsonlib.dumps(json, separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")

@@ -13,6 +13,7 @@ that each list here is exactly the keywords of its method.
 from collections.abc import Mapping, Sequence
 from typing import Any, Required, TypedDict
 
+from ._headers import HeaderValues, QueryValues
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
 from .params import EditParameters, GenerationParameters, ImageGenerationTool, ResponsesParameters
@@ -28,11 +29,15 @@ __all__ = [
 
 
 class StreamOptions(TypedDict, total=False):
-    """What every stream takes: ``deadline`` (seconds, the client's by default) and
-    ``reconnect`` (the client's :class:`~ttstream.ReconnectPolicy` by default)."""
+    """What every stream takes: ``deadline`` (seconds, the client's by default),
+    ``reconnect`` (the client's :class:`~ttstream.ReconnectPolicy` by default), and
+    ``extra_headers`` / ``extra_query`` (over the client's ``default_headers`` /
+    ``default_query``; a header given as ``None`` is not sent)."""
 
     deadline: float | None
     reconnect: ReconnectPolicy | None
+    extra_headers: HeaderValues | None
+    extra_query: QueryValues | None
 
 
 class _ImageRequestOptions(StreamOptions, total=False):

@@ -27,6 +27,7 @@ from . import params as _params
 from ._delegate import Delegated
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
+from ._headers import HeaderValues, QueryValues, RequestExtras, merge_headers
 from ._imagehook import image_shape
 from ._options import StreamOptions
 from ._otel import generation
@@ -46,6 +47,7 @@ class APIClient(Protocol):
 
     def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str: ...
     async def auth_headers(self, path: str) -> Mapping[str, str]: ...
+    def request_extras(self, extra_headers: object, extra_query: object) -> RequestExtras: ...
     @property
     def base_url(self) -> str: ...
     @property
@@ -146,6 +148,8 @@ class Responses:
         background: bool | None = False,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        extra_headers: HeaderValues | None = None,
+        extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
         **params: Unpack[ResponsesParameters],
     ) -> ResponseStream:
@@ -161,20 +165,23 @@ class Responses:
         ``previous_response_id``...; ``None`` leaves one out), and ``extra_body`` is
         merged into the top level of the JSON body as it is. With ``background=True`` a
         broken stream resumes after its last event, without a new generation; ``False``
-        and ``None`` leave the field out.
+        and ``None`` leave the field out. ``extra_headers`` and ``extra_query`` go with
+        the ``POST`` and every resume, over the client's ``default_headers`` and
+        ``default_query`` (a header given as ``None`` is not sent).
 
         Raises:
             TypeError: a keyword that is no body field.
             ValidationError: at once, for an image tool option its image model does not
                 take (:func:`ttstream.params.validate_tool`), or a body field ttstream
-                sets itself (``stream``), or a ``model``, ``input``, ``tools`` or
-                ``background`` of the wrong type.
+                sets itself (``stream``), or a ``model``, ``input``, ``tools``,
+                ``background``, ``extra_headers`` or ``extra_query`` of the wrong type.
         """
         if params.get("stream") not in (None, True):
             raise ValidationError("stream", params["stream"], "omitted (always True here)")
         _check_request(model, input, tools, background)
+        extras = self._client.request_extras(extra_headers, extra_query)
         chosen = [dict(tool) for tool in tools] if tools is not None else [dict(_IMAGE_TOOL)]
-        url = self._client.endpoint_url("responses")
+        url = self._client.endpoint_url("responses", extras.query)
         shape = None
         for tool in chosen:
             if tool.get("type") == _IMAGE_TOOL["type"]:
@@ -194,6 +201,7 @@ class Responses:
             interpreter,
             background is True,
             shape,
+            extras,
             deadline=deadline,
             reconnect=reconnect,
         )
@@ -209,10 +217,12 @@ class Responses:
         """Prepares ``GET {base_url}/responses/{response_id}?stream=true&starting_after=N``:
         the events of a background response after ``starting_after`` (all of them when
         ``None``), e.g. from a process that restarted, with no new generation. A break
-        resumes again, as for :meth:`stream`.
+        resumes again, as for :meth:`stream`, with the same ``extra_headers`` and
+        ``extra_query``.
 
         Raises:
-            ValidationError: ``response_id`` is empty or ``starting_after`` below -1.
+            ValidationError: ``response_id`` is empty, ``starting_after`` below -1, or
+                ``extra_headers`` / ``extra_query`` of the wrong type.
         """
         if not isinstance(response_id, str) or not response_id:
             raise ValidationError("response_id", response_id, "a response id such as 'resp_...'")
@@ -222,9 +232,12 @@ class Responses:
             or starting_after < -1
         ):
             raise ValidationError("starting_after", starting_after, "an int >= -1 or None")
+        extras = self._client.request_extras(
+            options.pop("extra_headers", None), options.pop("extra_query", None)
+        )
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)
-        url = self._resume_url(interpreter)
-        return self._stream("GET", url, None, interpreter, True, None, **options)
+        url = self._resume_url(interpreter, extras.query)
+        return self._stream("GET", url, None, interpreter, True, None, extras, **options)
 
     def _stream(
         self,
@@ -234,11 +247,14 @@ class Responses:
         interpreter: ResponsesInterpreter,
         resumable: bool,
         shape: tuple[str, ...] | None,
+        extras: RequestExtras,
         **options: Unpack[StreamOptions],
     ) -> ResponseStream:
-        """The stream of one request. A break of a background response resumes with
+        """The stream of one request, with the caller's ``extras`` (headers and query;
+        ``url`` has the query already). A break of a background response resumes with
         ``GET ...&starting_after=<last sequence_number>`` (EventSource's ``resume``
-        hook): never the first request again, which would be a new generation.
+        hook), with the same headers and query: never the first request again, which
+        would be a new generation.
         ``shape``: the :func:`~ttstream._imagehook.image_shape` of its image tool (``None``
         when unknown: a resume)."""
         client = self._client
@@ -247,13 +263,14 @@ class Responses:
 
         def resume() -> tuple[str, str] | None:
             if resumable and interpreter.response_id is not None:
-                return "GET", self._resume_url(interpreter)
+                return "GET", self._resume_url(interpreter, extras.query)
             return None
 
         async def start(decode_images: bool) -> EventSource:
-            headers = {**(await client.auth_headers("responses")), "User-Agent": USER_AGENT}
+            own = {**(await client.auth_headers("responses")), "User-Agent": USER_AGENT}
             if content is not None:
-                headers["Content-Type"] = "application/json"
+                own["Content-Type"] = "application/json"
+            headers = merge_headers(own, extras.headers)
             return EventSource(
                 client.http_client,
                 method,
@@ -279,8 +296,10 @@ class Responses:
         stream.telemetry = generation("response", None, client.base_url)
         return stream
 
-    def _resume_url(self, interpreter: ResponsesInterpreter) -> str:
-        query = {"stream": "true"}
+    def _resume_url(self, interpreter: ResponsesInterpreter, extra: Mapping[str, str]) -> str:
+        """The resume ``GET`` after the last event read, with the caller's query
+        ``extra`` (its own ``stream`` and ``starting_after`` win)."""
+        query = {**extra, "stream": "true"}
         if interpreter.last_sequence_number is not None:
             query["starting_after"] = str(interpreter.last_sequence_number)
         response_id = urllib.parse.quote(str(interpreter.response_id), safe="")

@@ -440,10 +440,15 @@ class Batch:
         resume = None
         if options.get("background"):
             deadline = options.get("deadline")
+            extra_headers, extra_query = options.get("extra_headers"), options.get("extra_query")
 
             def resume(response_id: str, starting_after: int | None) -> ImageStream:
                 stream: ImageStream = responses.resume(
-                    response_id, starting_after=starting_after, deadline=deadline
+                    response_id,
+                    starting_after=starting_after,
+                    deadline=deadline,
+                    extra_headers=extra_headers,
+                    extra_query=extra_query,
                 )
                 return stream
 
@@ -887,8 +892,11 @@ class Batch:
 
 def _described(options: Mapping[str, object]) -> dict[str, object]:
     """What a job's parameter hash covers of its keywords: all but ``deadline``, which
-    bounds how long it may take, not what it asks for."""
-    return {name: value for name, value in options.items() if name != "deadline"}
+    bounds how long it may take, and ``extra_headers``, which say how it is sent (a key,
+    a project), not what it asks for."""
+    return {
+        name: value for name, value in options.items() if name not in ("deadline", "extra_headers")
+    }
 
 
 def _one_line(error: BaseException) -> str:

@@ -32,6 +32,7 @@ from ._exceptions import (
     DownloadRefusedError,
     ValidationError,
 )
+from ._headers import HeaderValues, QueryValues, RequestExtras, merge_headers, sendable
 from ._imagehook import image_shape
 from ._interpret import ImagesInterpreter
 from ._otel import generation
@@ -107,6 +108,8 @@ class ConnectionOptions(TypedDict, total=False):
     reconnect: ReconnectPolicy
     deadline: float | None
     max_connections: int
+    default_headers: HeaderValues | None
+    default_query: QueryValues | None
 
 
 class ClientOptions(ConnectionOptions, total=False):
@@ -158,6 +161,14 @@ class AsyncClient(AsyncResource):
             a request past it waits up to the ``pool`` timeout, then fails with
             ``APITimeoutError(timeout="pool")`` (docs/errors.md). Ignored with
             ``http_client=`` (set ``limits=`` on yours).
+        default_headers: headers sent with every API request of this client (Images
+            API, Responses API, resumes, retries and reconnections), over ttstream's own
+            (``User-Agent``, the key's header...); a header given as ``None`` is not sent
+            at all. Not sent with :meth:`fetch_image`, which fetches from another host.
+            The value of a header that carries a key (``Authorization``, ``api-key``...)
+            is redacted from reprs, logs and errors as the client's key is.
+        default_query: query parameters added to the URL of every API request of this
+            client: str, int, float or bool values (bools as ``true``/``false``).
 
     Raises:
         ValidationError: no key was found, a key with whitespace (a newline read from a
@@ -165,7 +176,10 @@ class AsyncClient(AsyncResource):
             ``max_connections`` is not one of its values, ``timeout`` is neither a
             finite number of seconds > 0 nor an ``httpx2.Timeout``, ``reconnect`` is not
             a :class:`~ttstream.ReconnectPolicy`, or ``http_client`` is not an
-            ``httpx2.AsyncClient``.
+            ``httpx2.AsyncClient``; ``default_headers`` that are not a mapping of
+            header names to str values (without CR or LF) or ``None``, or a
+            ``default_query`` that is not a mapping of str names to str, int, float or
+            bool values.
     """
 
     def __init__(
@@ -181,6 +195,8 @@ class AsyncClient(AsyncResource):
         reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
         deadline: float | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        default_headers: HeaderValues | None = None,
+        default_query: QueryValues | None = None,
     ) -> None:
         from_ttapi_env = False
         if api_key is None:
@@ -226,10 +242,12 @@ class AsyncClient(AsyncResource):
         self.timeout: httpx2.Timeout = timeout
         self.default_model = DEFAULT_MODEL
         """The model of a request that names none."""
-        self._auth_headers = (
+        self._extras = RequestExtras.checked(
             {"TT-API-KEY": api_key}
             if auth == "tt-api-key"
-            else {"Authorization": f"Bearer {api_key}"}
+            else {"Authorization": f"Bearer {api_key}"},
+            default_headers,
+            default_query,
         )
         register(self, api_key)  # redacted from every ttstream error and log line
         install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
@@ -268,6 +286,8 @@ class AsyncClient(AsyncResource):
         model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        extra_headers: HeaderValues | None = None,
+        extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
         **params: Unpack[GenerationParameters],
     ) -> ImageStream:
@@ -283,12 +303,18 @@ class AsyncClient(AsyncResource):
         the JSON body as it is, unchecked: for a parameter or a value ttstream does not
         know yet.
         ``deadline`` and ``reconnect`` override the client's for this stream.
+        ``extra_headers`` and ``extra_query`` are merged over the client's
+        ``default_headers`` and ``default_query`` for this stream's requests (a header
+        given as ``None`` is not sent), as the client documents them.
 
         Raises:
             TypeError: a keyword that is no parameter (a misspelt one, say).
             ValidationError: at once, before any connection, for a parameter the model
-                does not take (:mod:`ttstream.params`, docs/models.md).
+                does not take (:mod:`ttstream.params`, docs/models.md), or
+                ``extra_headers`` / ``extra_query`` of the wrong shape (as the client's
+                ``default_headers`` / ``default_query``).
         """
+        extras = self.request_extras(extra_headers, extra_query)
         body = checked_body("generation", prompt, self._model(model), params)
         wire = self._wire(body, model, extra_body)
         content = json_body(wire)
@@ -296,7 +322,7 @@ class AsyncClient(AsyncResource):
         async def prepare() -> _Prepared:
             return _Prepared("images/generations", content, "application/json")
 
-        return self._stream(prepare, wire, "generation", deadline, reconnect)
+        return self._stream(prepare, wire, "generation", deadline, reconnect, extras)
 
     @_params.keywords(EditParameters)
     def edit(
@@ -308,6 +334,8 @@ class AsyncClient(AsyncResource):
         model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        extra_headers: HeaderValues | None = None,
+        extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
         **params: Unpack[EditParameters],
     ) -> ImageStream:
@@ -319,7 +347,8 @@ class AsyncClient(AsyncResource):
         references ``{"image_url": ...}`` / ``{"file_id": ...}`` (sent as JSON, as TTAPI
         documents). ``mask`` is one input of the same kind. Files are read when the
         stream opens. ``params`` (:class:`ttstream.params.EditParameters`) and
-        ``extra_body`` (sent as form fields with files) as for :meth:`generate`.
+        ``extra_body`` (sent as form fields with files), ``extra_headers`` and
+        ``extra_query`` as for :meth:`generate`.
 
         Raises:
             TypeError: a keyword that is no parameter.
@@ -327,8 +356,9 @@ class AsyncClient(AsyncResource):
                 be checked without reading files, when the stream opens for the rest;
                 also then, a path in ``images`` or ``mask`` that cannot be read (none, a
                 directory, a device or a pipe, no permission), named with the system's
-                reason.
+                reason; ``extra_headers`` / ``extra_query`` as for :meth:`generate`.
         """
+        extras = self.request_extras(extra_headers, extra_query)
         inputs = as_list(images)
         known = [
             bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
@@ -353,7 +383,7 @@ class AsyncClient(AsyncResource):
             )
             return _Prepared("images/edits", form.read(), form.headers["Content-Type"])
 
-        return self._stream(prepare, wire, "edit", deadline, reconnect)
+        return self._stream(prepare, wire, "edit", deadline, reconnect, extras)
 
     @forwards_to(Batch.__init__, options=BatchOptions)
     def batch(self, **options: Unpack[BatchOptions]) -> Batch:
@@ -381,9 +411,11 @@ class AsyncClient(AsyncResource):
         The URL is fetched as the server gave it: the API server is trusted to name it.
         The download is a bare ``GET`` through this client's HTTP client (its transport
         and proxies), without its default headers, cookies or auth, and never with the
-        key. Redirects are followed only to ``http``/``https`` URLs, never from
-        ``https`` to ``http``, at most 5 times. ``url_filter(url)`` is called with the
-        URL and with every redirect target before it is fetched: returning ``False``
+        key, nor with this client's ``default_headers`` and ``default_query``: they are
+        for API requests, and an image URL names another host (a storage server).
+        Redirects are followed only to ``http``/``https`` URLs, never from ``https`` to
+        ``http``, at most 5 times. ``url_filter(url)`` is called with the URL and with
+        every redirect target before it is fetched: returning ``False``
         refuses it (e.g. a server-side application refusing private addresses; an
         exception it raises propagates as it is). The body is decoded within
         ``max_event_bytes`` (docs/hostile-servers.md, "Downloads").
@@ -479,6 +511,15 @@ class AsyncClient(AsyncResource):
         not)."""
         return _wire(body, extra_body)
 
+    def request_extras(self, extra_headers: object, extra_query: object) -> RequestExtras:
+        """A call's ``extra_headers`` and ``extra_query`` merged over the client's
+        ``default_headers`` and ``default_query``: what each request of its stream sends.
+
+        Raises:
+            ValidationError: either of the wrong shape (see :meth:`generate`).
+        """
+        return self._extras.over(extra_headers, extra_query)
+
     def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         """The URL of an API ``path`` (``"images/generations"``, ``"responses"``) with
         ``query``: ``{base_url}/{path}?{query}``. ``AsyncAzureClient`` builds Azure's
@@ -491,7 +532,7 @@ class AsyncClient(AsyncResource):
         token provider refreshes them): ``TT-API-KEY`` or ``Authorization: Bearer``,
         added to API requests and to nothing else. They hold the key in clear: never log
         them."""
-        return self._auth_headers
+        return self._extras.credentials
 
     def _stream(
         self,
@@ -500,10 +541,12 @@ class AsyncClient(AsyncResource):
         operation: str,
         deadline: float | None,
         reconnect: ReconnectPolicy | None,
+        extras: RequestExtras,
     ) -> ImageStream:
-        """The stream of one request whose fields are ``body`` (as sent). ``prepare`` runs
-        once, when the stream starts: its body (edit files read once) is what every retry,
-        resume and regeneration sends."""
+        """The stream of one request whose fields are ``body`` (as sent), with the
+        caller's ``extras``. ``prepare`` runs once, when the stream starts: its body (edit
+        files read once), headers and URL are what every retry, resume and regeneration
+        sends."""
         validate_seconds("deadline", deadline)
         policy = stream_policy(reconnect, self.reconnect)
         n = body.get("n")
@@ -512,13 +555,14 @@ class AsyncClient(AsyncResource):
 
         async def start(decode_images: bool) -> EventSource | httpx2.Response:
             prepared = await prepare()
-            url = self.endpoint_url(prepared.path)
-            headers = {
+            url = self.endpoint_url(prepared.path, extras.query)
+            own = {
                 **(await self.auth_headers(prepared.path)),
                 "User-Agent": USER_AGENT,
                 "Content-Type": prepared.content_type,
             }
             if streaming:
+                headers = merge_headers(own, extras.headers)
                 return EventSource(
                     self._http,
                     "POST",
@@ -536,11 +580,13 @@ class AsyncClient(AsyncResource):
             request = self._http.build_request(
                 "POST",
                 url,
-                headers={
-                    **headers,
-                    "Accept": "application/json",
-                    "Accept-Encoding": ACCEPT_ENCODING,
-                },
+                headers=sendable(
+                    merge_headers(
+                        own,
+                        {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
+                        extras.headers,
+                    )
+                ),
                 content=prepared.content,
                 timeout=self.timeout,
             )

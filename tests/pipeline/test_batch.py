@@ -490,6 +490,48 @@ async def test_a_background_response_in_flight_is_resumed_not_paid_again(
     assert slow_emulator.stream_stats.generations - before == 1  # one image, paid once
 
 
+async def test_a_resumed_job_sends_the_headers_and_query_it_was_added_with(
+    slow_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A rerun resumes a job in flight with its own ``extra_headers`` and ``extra_query``;
+    the headers are not part of what the journal compares (a new key, the same job)."""
+    journal = tmp_path / "run.sqlite"
+
+    def kite(team: str) -> Callable[[ttstream.Batch], object]:
+        return lambda batch: batch.respond(
+            "a kite",
+            model="gpt-5",
+            tools=KITE_TOOLS,
+            background=True,
+            key="kite",
+            extra_headers={"X-Team": team},
+            extra_query={"region": "eu"},
+        )
+
+    async with _client(slow_emulator) as client:
+        await _stop_after_previews(client, journal, kite("owl"), 1)
+    sent: list[httpx2.Request] = []
+
+    async def record(request: httpx2.Request) -> None:
+        sent.append(request)
+
+    http = httpx2.AsyncClient(timeout=DEFAULT_TIMEOUT, event_hooks={"request": [record]})
+    async with (
+        http,
+        ttstream.AsyncClient(
+            EMULATOR_KEY, base_url=slow_emulator.base_url, http_client=http
+        ) as client,
+        client.batch(journal=journal) as batch,
+    ):
+        kite("fox")(batch)
+        (result,) = [r async for r in batch]
+    assert result.ok, result.error
+    assert result.resumed
+    assert [(r.method, r.headers["x-team"], r.url.params["region"]) for r in sent] == [
+        ("GET", "fox", "eu")
+    ]
+
+
 async def test_a_rerun_whose_resume_is_rate_limited_resumes_again_never_posts(
     slow_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
