@@ -89,6 +89,15 @@ def test_the_first_readme_command_installs_the_cli_extra() -> None:
     assert "\n" not in first.group(1).strip()  # one line to copy
 
 
+def test_ci_runs_the_second_readme_command_and_stops_at_any_failure_in_it() -> None:
+    second = re.findall(r"```bash\n(.*?)\n```", README.read_text(), flags=re.S)[1].strip()
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci
+    # set -e does not stop at a failure inside an && list but at its last command only:
+    # without `|| exit 1`, a failing linter let CI go on and pass
+    assert f"\n{second} || exit 1\n" in ci
+
+
 @pytest.mark.anyio
 async def test_a_url_result_says_how_to_get_the_bytes() -> None:
     """Changing only the model to dall-e-3: the answer is a URL; image_bytes names the
