@@ -194,8 +194,11 @@ class AsyncAzureClient(AsyncClient):
             no ``api_version``, a key with whitespace or non-ASCII characters (never
             echoed), an endpoint that is not an http(s) URL with a host and without
             ``user:password@`` (never echoed), query or fragment, a deployment name other
-            than 1 to 64 letters, digits, ``-``, ``_`` and ``.`` (or ``.``/``..``), or an
-            option of ``AsyncClient`` out of range.
+            than 1 to 64 letters, digits, ``-``, ``_`` and ``.`` (or ``.``/``..``), an
+            option of ``AsyncClient`` out of range, or a ``default_query`` naming
+            ``api-version``, which the client sends from ``api_version`` (so does a
+            call's ``extra_query`` naming it; not on the v1 surface with
+            ``api_version="v1"``, which sends none).
     """
 
     # The fields of ``azure`` (:class:`AzureTarget`, which says what each one is), read-only.
@@ -252,8 +255,9 @@ class AsyncAzureClient(AsyncClient):
             **options,
         )
         self._token = _TokenSource(azure_ad_token_provider)
-        self._extras = attrs.evolve(
-            self._extras, credentials={} if api_key is None else {"api-key": api_key}
+        self._extras = self._extras.owning(
+            {} if api_key is None else {"api-key": api_key},
+            dict.fromkeys(self._version_query, "api_version"),
         )
         if azure_deployment is not None and not self.v1:
             # The deployment names the model: its rules when it is a model's name.
@@ -275,13 +279,17 @@ class AsyncAzureClient(AsyncClient):
             body = {name: value for name, value in body.items() if name != "model"}
         return super()._wire(body, model, extra_body)
 
+    @property
+    def _version_query(self) -> dict[str, str]:
+        """The query parameter naming the API version on every URL: none on the v1
+        surface with ``api_version="v1"``."""
+        return {} if self.v1 and self.api_version == "v1" else {"api-version": self.api_version}
+
     def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         """Azure's URL of an API ``path``: ``{endpoint}/openai/deployments/{deployment}/
         images/...?api-version=...`` for images, ``{endpoint}/openai/responses...`` for
         the Responses API, ``{endpoint}/openai/v1/{path}`` on the v1 surface."""
-        query = dict(query or {})
-        if not self.v1 or self.api_version != "v1":
-            query["api-version"] = self.api_version
+        query = {**(query or {}), **self._version_query}
         if not self.v1 and path.startswith("images/"):
             if self.azure_deployment is None:
                 raise ValidationError(

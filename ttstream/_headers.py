@@ -95,6 +95,22 @@ def _checked_query(param: str, query: object) -> dict[str, str]:
     return checked
 
 
+def _refuse_own(param: str, query: Mapping[str, str], own: Mapping[str, str]) -> None:
+    """Refuses a parameter of ``query`` that the client sets itself (``own``: its names
+    to the argument that sets each): the client's would silently replace it.
+
+    Raises:
+        ValidationError: naming the parameter and the argument to use instead.
+    """
+    for name, value in query.items():
+        if name in own:
+            raise ValidationError(
+                f"{param}[{name!r}]",
+                hidden(value),
+                f"left out: the client sends {name!r} itself, from its {own[name]}= argument",
+            )
+
+
 def merge_headers(*layers: HeaderValues) -> dict[str, str | None]:
     """The layers merged, later ones winning, names compared without regard to case
     (spelt as the winning layer spells them); a ``None`` stays, to remove the header
@@ -126,13 +142,15 @@ def _register_credentials(owner: object, headers: HeaderValues) -> None:
 class RequestExtras:
     """What a request carries besides its body (never shown: it holds keys): the
     client's ``credentials`` (its key's header, which the client registers itself) and
-    the caller's ``headers`` and ``query``. Made by :meth:`checked` for a client, then
-    :meth:`over` for each call; the keys in ``headers`` are redacted for as long as it
-    exists."""
+    the caller's ``headers`` and ``query``, and ``own_query``: the query parameters the
+    client sets itself (each to the argument that sets it), refused in the caller's.
+    Made by :meth:`checked` for a client, then :meth:`over` for each call; the keys in
+    ``headers`` are redacted for as long as it exists."""
 
     credentials: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     headers: dict[str, str | None] = attrs.field(factory=dict, repr=False)
     query: dict[str, str] = attrs.field(factory=dict, repr=False)
+    own_query: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
         _register_credentials(self, self.headers)
@@ -154,17 +172,30 @@ class RequestExtras:
             _checked_query("default_query", query),
         )
 
+    def owning(self, credentials: Mapping[str, str], own_query: Mapping[str, str]) -> RequestExtras:
+        """These, with other ``credentials`` and the client's ``own_query`` (query
+        parameter names to the argument that sets each, e.g. ``{"api-version":
+        "api_version"}``), which the caller's query may not name.
+
+        Raises:
+            ValidationError: ``default_query`` names one of ``own_query``.
+        """
+        _refuse_own("default_query", self.query, own_query)
+        return attrs.evolve(self, credentials=credentials, own_query=own_query)
+
     def over(self, extra_headers: object, extra_query: object) -> RequestExtras:
         """A call's ``extra_headers`` and ``extra_query``, checked, merged over these.
 
         Raises:
             ValidationError: headers that are not a mapping of token names to ``None``
                 or str values without CR or LF, or a query that is not a mapping of str
-                names to str, int, float or bool values; naming the argument (and the
-                header), never the value.
+                names to str, int, float or bool values, or one that names a parameter
+                of ``own_query``; naming the argument (and the header or parameter),
+                never the value.
         """
         headers = _checked_headers("extra_headers", extra_headers)
         query = _checked_query("extra_query", extra_query)
+        _refuse_own("extra_query", query, self.own_query)
         if not headers and not query:
             return self
         return attrs.evolve(

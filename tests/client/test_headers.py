@@ -243,3 +243,37 @@ async def test_bad_shapes_are_refused_before_any_request(
                 assert caught.value.param == f"extra_{param}"
                 assert "a\r\nX-Evil" not in str(caught.value)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("api_version", ["2025-04-01-preview", "preview"])
+async def test_azure_refuses_an_api_version_in_them(api_version: str) -> None:
+    """The client sets ``api-version`` from ``api_version=``: one given in a query would
+    be lost, so it is refused (openai's ``extra_query`` would replace it)."""
+    options = {"azure_endpoint": "https://x.openai.azure.com", "api_version": api_version}
+    with pytest.raises(ValidationError) as caught:
+        ttstream.AsyncAzureClient("k" * 8, default_query={"api-version": "x"}, **options)
+    assert caught.value.param == "default_query['api-version']"
+    assert "api_version" in str(caught.value)
+    async with ttstream.AsyncAzureClient(
+        "k" * 8, default_query={"region": "eu"}, **options
+    ) as azure:
+        for call in (
+            lambda: azure.generate("a fox", extra_query={"api-version": "x"}),
+            lambda: azure.responses.resume("resp_1", extra_query={"api-version": "x"}),
+        ):
+            with pytest.raises(ValidationError) as caught:
+                call()
+            assert caught.value.param == "extra_query['api-version']"
+
+
+async def test_azure_v1_sends_an_api_version_of_theirs() -> None:
+    """On the v1 surface with ``api_version='v1'`` no ``api-version`` is sent: theirs is."""
+    with ScriptedServer(Answer([event(COMPLETED)])) as server:
+        async with (
+            ttstream.AsyncAzureClient(
+                "k" * 8, azure_endpoint=server.url, api_version="v1"
+            ) as azure,
+            azure.generate("a fox", extra_query={"api-version": "preview"}) as stream,
+        ):
+            _ = [item async for item in stream]
+    assert query_of(server.requests[0]) == {"api-version": "preview"}
