@@ -42,17 +42,23 @@ def _checked_headers(param: str, headers: object) -> dict[str, str | None]:
 
     Raises:
         ValidationError: not a mapping, a name that is no str or no token (a space, a
-            colon, CR/LF), or a value that is neither ``None`` nor a str of visible
-            ASCII characters, spaces and tabs (CR or LF would split the header).
+            colon, CR/LF) or that is given twice in different cases, or a value that is
+            neither ``None`` nor a str of visible ASCII characters, spaces and tabs (CR
+            or LF would split the header).
     """
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
         raise ValidationError(param, type(headers).__name__, _HEADER_RULE)
     checked: dict[str, str | None] = {}
+    seen: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ValidationError(f"{param} name", name, f"{_HEADER_RULE}; this name is not")
+        if (twin := seen.setdefault(name.lower(), name)) != name:
+            raise ValidationError(
+                f"{param} name", name, f"given once, whatever its case (also given as {twin!r})"
+            )
         if value is not None and not (isinstance(value, str) and _VALUE.fullmatch(value)):
             raise ValidationError(
                 f"{param}[{name!r}]",

@@ -216,6 +216,7 @@ async def test_a_key_in_them_is_redacted_from_reprs_logs_and_errors(
         ("headers", {"X-Team": "a\nb"}, "headers['X-Team']"),
         ("headers", {b"X-Team": "a"}, "headers name"),
         ("headers", {"X Team": "a"}, "headers name"),
+        ("headers", {"X-Team": "a", "x-team": None}, "headers name"),
         ("query", "region=eu", "query"),
         ("query", {"region": None}, "query['region']"),
         ("query", {"region": ["eu"]}, "query['region']"),
