@@ -72,8 +72,13 @@ def _checked_headers(param: str, headers: object) -> dict[str, str | None]:
 def _query_text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | int):
+    if isinstance(value, str):
         return str(value)
+    if isinstance(value, int):
+        try:
+            return str(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            return None
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)
     return None
@@ -84,7 +89,8 @@ def _checked_query(param: str, query: object) -> dict[str, str]:
 
     Raises:
         ValidationError: not a mapping, a name that is no str, or a value that is not a
-            str, an int, a finite float or a bool.
+            str, an int (of no more digits than ``sys.get_int_max_str_digits()``), a
+            finite float or a bool.
     """
     if query is None:
         return {}

@@ -221,6 +221,7 @@ async def test_a_key_in_them_is_redacted_from_reprs_logs_and_errors(
         ("query", {"region": None}, "query['region']"),
         ("query", {"region": ["eu"]}, "query['region']"),
         ("query", {1: "eu"}, "query name"),
+        ("query", {"n": 10**5000}, "query['n']"),
     ],
 )
 async def test_bad_shapes_are_refused_before_any_request(
