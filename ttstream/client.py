@@ -142,7 +142,8 @@ class AsyncClient(AsyncResource):
             ``OPENAI_API_KEY`` (OpenAI, ``Authorization: Bearer``).
         base_url: the API root, e.g. ``https://api.openai.com/v1``; defaults to
             ``TTAPI_BASE_URL`` or ``OPENAI_BASE_URL`` (whichever goes with the key's
-            variable), else that service's URL (TTAPI's for an explicit key).
+            variable), else that service's URL (TTAPI's for an explicit key). No query
+            or fragment: ``default_query`` carries query parameters.
         auth: ``"tt-api-key"``, ``"bearer"`` or ``"auto"``: ``TT-API-KEY`` for a
             ``*.ttapi.io`` base URL or a ``TTAPI_API_KEY`` key, ``Bearer`` otherwise.
         timeout: seconds (every phase; a finite number > 0) or an ``httpx2.Timeout``;
@@ -175,8 +176,9 @@ class AsyncClient(AsyncResource):
             file), control or non-ASCII characters (the key is not echoed), ``auth`` or
             ``max_connections`` is not one of its values, ``timeout`` is neither a
             finite number of seconds > 0 nor an ``httpx2.Timeout``, ``reconnect`` is not
-            a :class:`~ttstream.ReconnectPolicy`, or ``http_client`` is not an
-            ``httpx2.AsyncClient``; ``default_headers`` that are not a mapping of
+            a :class:`~ttstream.ReconnectPolicy`, ``http_client`` is not an
+            ``httpx2.AsyncClient``, or ``base_url`` is no http(s) URL or has a query or
+            fragment (not shown); ``default_headers`` that are not a mapping of
             header names to str values (without CR or LF) or ``None``, or a
             ``default_query`` that is not a mapping of str names to str, int, float or
             bool values.
@@ -232,6 +234,13 @@ class AsyncClient(AsyncResource):
         except ValueError as exc:
             allowed = f"an http(s) URL such as {OPENAI_BASE_URL!r} ({exc})"
             raise ValidationError("base_url", self.base_url, allowed) from None
+        if (head := self.base_url.partition("?")[0].partition("#")[0]) != self.base_url:
+            raise ValidationError(  # a query may carry a key: not shown
+                "base_url",
+                f"{head}<its query or fragment, not shown>",
+                "a URL without a query or fragment ({base_url}/{path} is sent): pass query "
+                "parameters as default_query=",
+            )
         if auth == "auto":
             auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
         self.auth: Auth = auth

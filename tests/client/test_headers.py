@@ -279,3 +279,14 @@ async def test_azure_v1_sends_an_api_version_of_theirs() -> None:
         ):
             _ = [item async for item in stream]
     assert query_of(server.requests[0]) == {"api-version": "preview"}
+
+
+@pytest.mark.parametrize("tail", ["?region=eu", "?", "#top"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(tail: str) -> None:
+    """``{base_url}/{path}`` would put the path inside the query (or the fragment, never
+    sent): ``default_query`` carries parameters."""
+    with pytest.raises(ValidationError) as caught:
+        AsyncClient("k" * 8, base_url=f"https://gateway.example/v1{tail}")
+    assert caught.value.param == "base_url"
+    assert "default_query" in str(caught.value)
+    assert "region=eu" not in str(caught.value)  # a query may carry a key
