@@ -157,8 +157,9 @@ class EventSource(AsyncResource):
         method: ``"GET"`` or ``"POST"`` (any method httpx takes).
         url: the stream's URL.
         headers: extra request headers, over its own (``Accept``, ``Accept-Encoding``,
-            ``Cache-Control``), names compared without regard to case; ``None`` removes
-            one. Every request of the stream sends them.
+            ``Cache-Control``, and ``Content-Type`` with ``json``), names compared
+            without regard to case; ``None`` removes one. Every request of the stream
+            sends them.
         json: a JSON body (encoded once, compactly), or
         content: the body's bytes; the same bytes are sent on every attempt.
         last_event_id: the ID to resume after: sent as ``Last-Event-ID`` on the first
@@ -251,10 +252,10 @@ class EventSource(AsyncResource):
             "Accept-Encoding": ACCEPT_ENCODING,
             "Cache-Control": "no-cache",
         }
-        headers = sendable(merge_headers(own, headers or {}))
         if json is not None:
             content = jsonlib.dumps(json, separators=(",", ":")).encode()
-            headers.setdefault("Content-Type", "application/json")
+            own["Content-Type"] = "application/json"
+        headers = sendable(merge_headers(own, headers or {}))
         self._http = http_client
         self._target = _Target(method, parsed_url, headers, content, timeout, max_retries, resume)
         self._deadline = Deadline(deadline)

@@ -11,6 +11,7 @@ import logging
 import urllib.parse
 from typing import Any
 
+import httpx2
 import pytest
 
 import ttstream
@@ -290,3 +291,20 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(tail: str) -> None:
     assert caught.value.param == "base_url"
     assert "default_query" in str(caught.value)
     assert "region=eu" not in str(caught.value)  # a query may carry a key
+
+
+async def test_event_source_takes_a_content_type_for_its_json_in_any_case() -> None:
+    """``EventSource(json=...)`` sends ``Content-Type: application/json`` unless its
+    ``headers`` name another, in whatever case (one header, not two)."""
+    with ScriptedServer(Answer([b"data: x\n\n"])) as server:
+        async with httpx2.AsyncClient() as http:
+            source = ttstream.EventSource(
+                http,
+                "POST",
+                server.url + "/events",
+                headers={"content-type": "application/merge-patch+json"},
+                json={"a": 1},
+            )
+            async with source:
+                assert (await anext(source)).data == "x"
+    assert server.requests[0].headers["content-type"] == "application/merge-patch+json"
