@@ -6,10 +6,11 @@ stream (:meth:`RequestExtras.over`), and then sent as they are by every request 
 stream: its retries, its reconnections and resumes. Headers merge without regard to
 case, a later layer winning (``extra_headers`` over ``default_headers`` over ttstream's
 own); a header given as ``None`` is not sent at all, even one ttstream would send
-(openai's rule for ``None`` / ``Omit``). The value of a header that carries a key
-(``ttstream._secrets.CREDENTIAL_HEADERS``) is registered for redaction for as long as
-the :class:`RequestExtras` that holds it exists (the client's, or the one of a call's
-stream). Pure: no I/O.
+(openai's rule for ``None`` / ``Omit``). The value of a header or query parameter whose
+name says it is a secret (``ttstream._secrets.names_a_secret``: ``api-key``,
+``Ocp-Apim-Subscription-Key``, ``access_token``, ``sig``...) is registered for redaction
+for as long as the :class:`RequestExtras` that holds it exists (the client's, or the one
+of a call's stream). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TypeAlias
 import attrs
 
 from ._exceptions import ValidationError
-from ._secrets import CREDENTIAL_HEADERS, hidden, register
+from ._secrets import hidden, names_a_secret, register
 
 __all__ = ["HeaderValues", "QueryValues", "RequestExtras", "merge_headers", "sendable"]
 
@@ -139,11 +140,12 @@ def sendable(headers: HeaderValues) -> dict[str, str]:
     return {name: value for name, value in headers.items() if value is not None}
 
 
-def _register_credentials(owner: object, headers: HeaderValues) -> None:
-    """Redacts the value of each header that carries a key, and its token after a
+def _register_credentials(owner: object, headers: HeaderValues, query: Mapping[str, str]) -> None:
+    """Redacts the value of each header and query parameter whose name says it carries
+    a secret (:func:`~ttstream._secrets.names_a_secret`), and a header's token after a
     scheme (``Bearer <token>``), for as long as ``owner`` exists."""
-    for name, value in headers.items():
-        if value is not None and name.lower() in CREDENTIAL_HEADERS:
+    for name, value in [*headers.items(), *query.items()]:
+        if value is not None and names_a_secret(name):
             register(owner, value)
             scheme, _, token = value.partition(" ")
             if token and scheme.isalpha():
@@ -156,8 +158,8 @@ class RequestExtras:
     client's ``credentials`` (its key's header, which the client registers itself) and
     the caller's ``headers`` and ``query``, and ``own_query``: the query parameters the
     client sets itself (each to the argument that sets it), refused in the caller's.
-    Made by :meth:`checked` for a client, then :meth:`over` for each call; the keys in
-    ``headers`` are redacted for as long as it exists."""
+    Made by :meth:`checked` for a client, then :meth:`over` for each call; the secrets in
+    ``headers`` and ``query`` are redacted for as long as it exists."""
 
     credentials: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     headers: dict[str, str | None] = attrs.field(factory=dict, repr=False)
@@ -165,7 +167,7 @@ class RequestExtras:
     own_query: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        _register_credentials(self, self.headers)
+        _register_credentials(self, self.headers, self.query)
 
     @classmethod
     def checked(

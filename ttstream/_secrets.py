@@ -16,8 +16,9 @@ registers its key here while it exists, and :func:`redact` takes out of a text
 :class:`~ttstream.TTStreamError` runs its message and every ``str`` attribute through
 :func:`redact` as they are set, so this holds for every ttstream error, wherever it is
 built; ``APIStatusError.body`` and ``.headers`` are redacted as they are read.
-:func:`install_hpack_filter` does the same for the ``hpack`` logger, which prints
-request headers at DEBUG level under HTTP/2.
+:func:`install_log_filter` does the same for the ``hpack`` logger, which prints
+request headers at DEBUG level under HTTP/2, and the ``httpx2`` logger, which prints
+each request's URL at INFO level.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "REDACTED",
     "hidden",
-    "install_hpack_filter",
+    "install_log_filter",
+    "names_a_secret",
     "redact",
     "register",
 ]
@@ -54,6 +56,26 @@ CREDENTIAL_HEADERS = (
 """The names (lowercase) of the headers that carry a key: their values are redacted
 wherever they are quoted, and they are never sent to another origin
 (``ttstream._connect``)."""
+_SECRET_WORDS = frozenset(
+    {
+        "key", "apikey", "token", "secret", "auth", "authorization", "sig", "signature",
+        "password", "passwd", "credential", "credentials", "cookie",
+    }
+)  # fmt: skip
+"""Words of a header or query parameter name that say its value is a secret."""
+
+
+def names_a_secret(name: str) -> bool:
+    """Whether a header or query parameter named ``name`` carries a secret: one of
+    :data:`CREDENTIAL_HEADERS`, or a name with a word such as ``key``, ``token``,
+    ``secret``, ``sig`` or ``password`` (``Ocp-Apim-Subscription-Key``, ``X-Goog-Api-Key``,
+    ``access_token``, an Azure SAS ``sig``), words split at ``-``, ``_`` and ``.``."""
+    lowered = name.lower()
+    if lowered in CREDENTIAL_HEADERS:
+        return True
+    return not _SECRET_WORDS.isdisjoint(re.split(r"[-_.]", lowered))
+
+
 _NAMES = "|".join(re.escape(name) for name in sorted(CREDENTIAL_HEADERS, key=len, reverse=True))
 _HEADER_VALUE = re.compile(
     r"""(?ix)
@@ -166,9 +188,11 @@ def hidden(value: object) -> object:
 
 
 class _RedactingFilter(logging.Filter):
-    """Redacts the records of the ``hpack`` logger: it logs each header it encodes
+    """Redacts the records of the ``hpack`` loggers, which log each header they encode
     (``Adding b'tt-api-key'=b'...'``; h2 marks only ``authorization`` sensitive) and
-    each encoded header block (the key, Huffman-coded) at DEBUG level."""
+    each encoded header block (the key, Huffman-coded) at DEBUG level, and of the
+    ``httpx2`` logger, whose INFO line of each request quotes its URL (a secret of a
+    ``default_query``, a resume URL's echoed id)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "Encoded header block to %s" and record.args:
@@ -185,9 +209,10 @@ _HEADER_BYTES = re.compile(rf"(?i)(b'(?:{_NAMES})')=b'[^']*'")
 _FILTER = _RedactingFilter()
 
 
-def install_hpack_filter() -> None:
-    """Adds the redacting filter to the ``hpack`` loggers (once; idempotent)."""
-    for name in ("hpack.hpack", "hpack.table"):
+def install_log_filter() -> None:
+    """Adds the redacting filter to the ``hpack`` and ``httpx2`` loggers (once;
+    idempotent)."""
+    for name in ("hpack.hpack", "hpack.table", "httpx2"):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

@@ -49,7 +49,7 @@ from ._request import (
     multipart_files,
 )
 from ._responses_client import Responses
-from ._secrets import hidden, install_hpack_filter, register
+from ._secrets import hidden, install_log_filter, register
 from ._signature import forwards_to
 from ._transport import http_client as new_http_client
 from ._version import USER_AGENT
@@ -259,7 +259,7 @@ class AsyncClient(AsyncResource):
             default_query,
         )
         register(self, api_key)  # redacted from every ttstream error and log line
-        install_hpack_filter()  # HTTP/2 logs headers at DEBUG level
+        install_log_filter()  # hpack logs headers at DEBUG, httpx2 URLs at INFO
         self._owns_http_client = http_client is None
         self._http = http_client or new_http_client(
             timeout=self.timeout,

@@ -208,6 +208,42 @@ async def test_a_key_in_them_is_redacted_from_reprs_logs_and_errors(
         assert SECRET not in text
 
 
+def echo_request(request: Request) -> Answer:
+    """A careless gateway: quotes the request's target and every header value."""
+    quoted = " ".join([request.path, *(value for _, value in request.headers.items())])
+    body = json.dumps({"error": {"message": f"upstream refused {quoted}"}})
+    return Answer([body.encode()], status=500, headers=(("Content-Type", "application/json"),))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"default_headers": {"Ocp-Apim-Subscription-Key": SECRET}},
+        {"default_query": {"sig": SECRET}},
+        {"extra_query": {"access_token": SECRET}},
+    ],
+    ids=["a custom key header", "a SAS sig", "an access_token"],
+)
+async def test_a_secret_by_its_name_is_redacted_from_reprs_logs_and_errors(
+    options: dict[str, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    extra = options.get("extra_query")
+    defaults = {name: value for name, value in options.items() if name != "extra_query"}
+    with ScriptedServer(echo_request) as server:
+        async with client(server, max_retries=1, **defaults) as api:
+            stream = api.generate("a fox", extra_query=extra)
+            with pytest.raises(ttstream.APIStatusError) as caught:
+                async with stream:
+                    _ = [item async for item in stream]
+            texts = [repr(api), repr(stream), str(caught.value), repr(caught.value.body)]
+    sent = server.requests[0]
+    assert SECRET in sent.path + " ".join(value for _, value in sent.headers.items())
+    assert "retrying POST" in caplog.text
+    for text in [*texts, caplog.text]:
+        assert SECRET not in text
+
+
 @pytest.mark.parametrize(
     ("argument", "value", "param"),
     [
