@@ -169,6 +169,10 @@ def test_fastapi_across_workers_with_redis(
             # Cancelled from the other worker: the first worker's API stream closes.
             job = http.post(f"{one.url}/jobs", json={"prompt": "a boat"}).json()["events"]
             seen = first_event_then_cancel(http, f"{two.url}{job}")
-            assert seen == ["partial_image", "error"]
+            # the cancel crosses Redis to the first worker: a preview on its way may come
+            # before the end, the final image never
+            assert seen[0] == "partial_image"
+            assert seen[-1] == "error"
+            assert set(seen[1:-1]) <= {"partial_image"}
             assert closed_soon(emulator)
         gc.collect()  # coredis's leaked streams warn here, under COREDIS_LEAK
