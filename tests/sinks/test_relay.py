@@ -358,6 +358,7 @@ async def test_an_ended_relay_refuses_more_and_ends_once(api: Api) -> None:
         ({"keepalive": 0}, "keepalive"),
         ({"keepalive": "15"}, "keepalive"),  # was a TypeError from the comparison
         ({"keepalive": float("nan")}, "keepalive"),
+        ({"on_cancel": "cancel"}, "on_cancel"),  # was taken: every DELETE then failed
     ],
 )
 def test_bad_settings_are_refused(arguments: Mapping[str, Any], message: str) -> None:

@@ -39,6 +39,7 @@ from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import Receive, Scope, Send
 from .._browser.resume import last_event_id
 from .._browser.viewers import FORBIDDEN, Authorize
+from .._checks import require_callable
 from .._delegate import Delegated
 from .._event_types import StreamItem
 from .._exceptions import ClosedError, ValidationError
@@ -135,8 +136,8 @@ class SSERelay:
     Raises:
         ValidationError: ``replay`` below 1, ``retry`` below 0, ``keepalive`` or
             ``send_timeout`` not a positive number of seconds, ``token_secret`` not bytes
-            of at least 16 or without ``job_key``, ``authorize`` not callable. (A
-            ``ValueError`` too.)
+            of at least 16 or without ``job_key``, ``authorize`` or ``on_cancel`` not
+            callable. (A ``ValueError`` too.)
         ClosedError: from ``send``: the relay has already ended (also a ``RuntimeError``).
     """
 
@@ -170,7 +171,11 @@ class SSERelay:
         self.send_timeout = timeout
         self.job_key = job_key
         self._gate = ViewerGate(authorize, token_secret)
-        self._on_cancel = on_cancel
+        self._on_cancel = (
+            None
+            if on_cancel is None
+            else require_callable("on_cancel", on_cancel, "None or a function, sync or async")
+        )
         self._frames: deque[frames.Frame[int]] = deque(maxlen=replay)
         self._last_id = 0
         self._end: frames.Frame[int] | None = None
