@@ -703,10 +703,22 @@ def test_the_end_event_comes_once_the_final_image_is_shown(browser: Any) -> None
     assert at_end == {"finalShown": True, "finalSize": "1536x1024", "download": True}
 
 
+@contextlib.contextmanager
+def _final_url_never_answered() -> Iterator[ttstream.Completed]:
+    """A final image given as a loopback URL whose server accepts and never answers
+    (connections wait in its listen backlog)."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/final.png"
+        yield ttstream.Completed(b64_json=None, url=url, operation="generation")
+
+
 def test_a_final_url_that_never_answers_ends_after_finaltimeout(browser: Any) -> None:
     # A final given as the server's URL held `end` back until the browser's own network
     # timeout (minutes) when that URL never answered
-    import socket
     import time
 
     script = (
@@ -717,11 +729,7 @@ def test_a_final_url_that_never_answers_ends_after_finaltimeout(browser: Any) ->
         "errors: p.stats.errors, status: p.querySelector('.tts-status').textContent,"
         "card: p.querySelector('.tts-error').textContent}; });</script>"
     )
-    with socket.socket() as silent:  # connections wait in its backlog, never answered
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}/final.png"
-        final = ttstream.Completed(b64_json=None, url=url, operation="generation")
+    with _final_url_never_answered() as final:
         started = time.monotonic()
         with one_final_shown(browser, final, script, 'finaltimeout="0.5"'):
             at_end = until(browser, "window.atEnd")
@@ -740,19 +748,15 @@ def test_a_final_url_still_loading_holds_back_no_later_generation(browser: Any) 
     # Chromium leaves decode() pending when an image's src is removed: after reset()
     # (watch() of the next generation), its images waited behind the final that never
     # loaded
-    import socket
-
     second = _blue_final((64, 48))
     script = (
         "<script>const p = document.getElementById('preview');"
         "p.addEventListener('completed', () => { if (!window.next) {"
         "window.next = true; setTimeout(() => p.watch('/next/events'), 200); } });</script>"
     )
-    with socket.socket() as silent:  # connections wait in its backlog, never answered
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}/final.png"
-        first = ttstream.Completed(b64_json=None, url=url, operation="generation")
-        with one_final_shown(browser, first, script, then=second):
-            size = until(browser, "document.querySelector('#preview').stats.finalSize")
+    with (
+        _final_url_never_answered() as first,
+        one_final_shown(browser, first, script, then=second),
+    ):
+        size = until(browser, "document.querySelector('#preview').stats.finalSize")
     assert size == "64x48"
