@@ -6,7 +6,8 @@ stream (:meth:`RequestExtras.over`), and then sent as they are by every request 
 stream: its retries, its reconnections and resumes. Headers merge without regard to
 case, a later layer winning (``extra_headers`` over ``default_headers`` over ttstream's
 own); a header given as ``None`` is not sent at all, even one ttstream would send
-(openai's rule for ``None`` / ``Omit``). The value of a header or query parameter whose
+(openai's rule for ``None`` / ``Omit``), and a query parameter given as ``None`` is left
+out, even one ``default_query`` sets. The value of a header or query parameter whose
 name says it is a secret (``ttstream._secrets.names_a_secret``: ``api-key``,
 ``Ocp-Apim-Subscription-Key``, ``access_token``, ``sig``...) is registered for redaction
 for as long as the :class:`RequestExtras` that holds it exists (the client's, or the one
@@ -29,13 +30,14 @@ __all__ = ["HeaderValues", "QueryValues", "RequestExtras", "merge_headers", "sen
 
 HeaderValues: TypeAlias = Mapping[str, str | None]
 """Header names to values; ``None`` removes the header."""
-QueryValues: TypeAlias = Mapping[str, str | int | float | bool]
-"""Query parameter names to values (``True`` is sent as ``true``, numbers as text)."""
+QueryValues: TypeAlias = Mapping[str, str | int | float | bool | None]
+"""Query parameter names to values (``True`` is sent as ``true``, numbers as text);
+``None`` leaves the parameter out."""
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # visible ASCII, spaces and tabs: no CR, LF, NUL
 _HEADER_RULE = "a mapping of header names (RFC 9110 tokens) to str values or None"
-_QUERY_RULE = "a mapping of str names to str, int, float or bool values"
+_QUERY_RULE = "a mapping of str names to str, int, float or bool values or None"
 
 
 def _checked_headers(param: str, headers: object) -> dict[str, str | None]:
@@ -85,30 +87,31 @@ def _query_text(value: object) -> str | None:
     return None
 
 
-def _checked_query(param: str, query: object) -> dict[str, str]:
-    """``query`` as text values, checked.
+def _checked_query(param: str, query: object) -> dict[str, str | None]:
+    """``query`` as text values, checked; a ``None`` stays, to remove the parameter from
+    an earlier layer (:func:`sendable` drops it).
 
     Raises:
-        ValidationError: not a mapping, a name that is no str, or a value that is not a
-            str, an int (of no more digits than ``sys.get_int_max_str_digits()``), a
-            finite float or a bool.
+        ValidationError: not a mapping, a name that is no str, or a value that is not
+            ``None``, a str, an int (of no more digits than
+            ``sys.get_int_max_str_digits()``), a finite float or a bool.
     """
     if query is None:
         return {}
     if not isinstance(query, Mapping):
         raise ValidationError(param, type(query).__name__, _QUERY_RULE)
-    checked = {}
+    checked: dict[str, str | None] = {}
     for name, value in query.items():
         if not isinstance(name, str):
             raise ValidationError(f"{param} name", name, _QUERY_RULE)
         text = _query_text(value)
-        if text is None:
+        if text is None and value is not None:
             raise ValidationError(f"{param}[{name!r}]", hidden(value), _QUERY_RULE)
         checked[name] = text
     return checked
 
 
-def _refuse_own(param: str, query: Mapping[str, str], own: Mapping[str, str]) -> None:
+def _refuse_own(param: str, query: Mapping[str, str | None], own: Mapping[str, str]) -> None:
     """Refuses a parameter of ``query`` that the client sets itself (``own``: its names
     to the argument that sets each): the client's would silently replace it.
 
@@ -136,7 +139,7 @@ def merge_headers(*layers: HeaderValues) -> dict[str, str | None]:
 
 
 def sendable(headers: HeaderValues) -> dict[str, str]:
-    """``headers`` without the ones given as ``None``."""
+    """``headers`` (or query parameters) without the ones given as ``None``."""
     return {name: value for name, value in headers.items() if value is not None}
 
 
@@ -183,7 +186,7 @@ class RequestExtras:
         return cls(
             credentials,
             _checked_headers("default_headers", headers),
-            _checked_query("default_query", query),
+            sendable(_checked_query("default_query", query)),
         )
 
     def owning(self, credentials: Mapping[str, str], own_query: Mapping[str, str]) -> RequestExtras:
@@ -203,7 +206,8 @@ class RequestExtras:
         Raises:
             ValidationError: headers that are not a mapping of token names to ``None``
                 or str values without CR or LF, or a query that is not a mapping of str
-                names to str, int, float or bool values, or one that names a parameter
+                names to ``None`` (left out, even if ``default_query`` sets it) or str,
+                int, float or bool values, or one that names a parameter
                 of ``own_query``; naming the argument (and the header or parameter),
                 never the value.
         """
@@ -213,5 +217,7 @@ class RequestExtras:
         if not headers and not query:
             return self
         return attrs.evolve(
-            self, headers=merge_headers(self.headers, headers), query={**self.query, **query}
+            self,
+            headers=merge_headers(self.headers, headers),
+            query=sendable({**self.query, **query}),
         )

@@ -32,7 +32,7 @@ class StreamOptions(TypedDict, total=False):
     """What every stream takes: ``deadline`` (seconds, the client's by default),
     ``reconnect`` (the client's :class:`~ttstream.ReconnectPolicy` by default), and
     ``extra_headers`` / ``extra_query`` (over the client's ``default_headers`` /
-    ``default_query``; a header given as ``None`` is not sent)."""
+    ``default_query``; a header or query parameter given as ``None`` is not sent)."""
 
     deadline: float | None
     reconnect: ReconnectPolicy | None

@@ -167,7 +167,7 @@ class Responses:
         broken stream resumes after its last event, without a new generation; ``False``
         and ``None`` leave the field out. ``extra_headers`` and ``extra_query`` go with
         the ``POST`` and every resume, over the client's ``default_headers`` and
-        ``default_query`` (a header given as ``None`` is not sent).
+        ``default_query`` (a header or query parameter given as ``None`` is not sent).
 
         Raises:
             TypeError: a keyword that is no body field.

@@ -169,7 +169,8 @@ class AsyncClient(AsyncResource):
             The value of a header that carries a key (``Authorization``, ``api-key``...)
             is redacted from reprs, logs and errors as the client's key is.
         default_query: query parameters added to the URL of every API request of this
-            client: str, int, float or bool values (bools as ``true``/``false``).
+            client: str, int, float or bool values (bools as ``true``/``false``); a
+            parameter given as ``None`` is left out.
 
     Raises:
         ValidationError: no key was found, a key with whitespace (a newline read from a
@@ -181,7 +182,7 @@ class AsyncClient(AsyncResource):
             fragment (not shown); ``default_headers`` that are not a mapping of
             header names to str values (without CR or LF) or ``None``, or a
             ``default_query`` that is not a mapping of str names to str, int, float or
-            bool values.
+            bool values or ``None``.
     """
 
     def __init__(
@@ -314,7 +315,8 @@ class AsyncClient(AsyncResource):
         ``deadline`` and ``reconnect`` override the client's for this stream.
         ``extra_headers`` and ``extra_query`` are merged over the client's
         ``default_headers`` and ``default_query`` for this stream's requests (a header
-        given as ``None`` is not sent), as the client documents them.
+        or query parameter given as ``None`` is not sent, even one the client's defaults
+        set), as the client documents them.
 
         Raises:
             TypeError: a keyword that is no parameter (a misspelt one, say).
