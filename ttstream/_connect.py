@@ -7,9 +7,10 @@ same bytes.
 
 Redirects are followed only when the caller's ``httpx2.AsyncClient`` follows them
 (``follow_redirects=True``; ttstream's own client never does), at most its
-``max_redirects``, and a redirect to another origin (scheme, host or port) drops the
-credential headers (``ttstream._secrets.CREDENTIAL_HEADERS``: ``Authorization``,
-``Proxy-Authorization``, ``TT-API-KEY``, ``X-API-Key``, ``api-key``), so that a key
+``max_redirects``, and a redirect to another origin (scheme, host or port) drops every
+header whose name says it carries a secret (``ttstream._secrets.names_a_secret``:
+``Authorization``, ``Proxy-Authorization``, ``TT-API-KEY``, ``X-API-Key``, ``api-key``,
+and a caller's ``Ocp-Apim-Subscription-Key``, ``X-Access-Token``...), so that a key
 never reaches another origin.
 """
 
@@ -40,7 +41,7 @@ from ._fields import text_of
 from ._json import loads
 from ._otel import note_retry
 from ._retry import backoff_delay, retry_after, should_retry_status
-from ._secrets import CREDENTIAL_HEADERS, hidden, redact
+from ._secrets import hidden, names_a_secret, redact
 from ._transport_errors import safe_text, without_server_bytes
 
 __all__ = [
@@ -194,9 +195,10 @@ async def follow_redirects(
     A redirect is an answer ``is_redirect`` accepts (it may raise, refusing the answer);
     after it is closed and counted, ``redirect(answer, request)`` makes the next request
     (it may raise, refusing the target). A request to another origin (scheme, host,
-    port) carries no :data:`CREDENTIAL_HEADERS` and no ``auth`` (RFC 9110 section 15.4: a
-    client following a redirect removes ``Authorization`` and the like). Each answer not
-    returned is closed, bounded.
+    port) carries no header whose name says it carries a secret
+    (:func:`~ttstream._secrets.names_a_secret`) and no ``auth`` (RFC 9110 section 15.4:
+    a client following a redirect removes ``Authorization`` and the like). Each answer
+    not returned is closed, bounded.
 
     Raises:
         TTStreamError: ``too_many(answer)`` after ``max_redirects`` redirects;
@@ -218,8 +220,8 @@ async def follow_redirects(
             raise too_many(response)
         following = redirect(response, request)
         if not _same_origin(following.url, request.url):
-            for name in CREDENTIAL_HEADERS:
-                following.headers.pop(name, None)
+            for name in [name for name in following.headers if names_a_secret(name)]:
+                del following.headers[name]
             auth = None  # nor the caller's client's auth=
         request = following
 

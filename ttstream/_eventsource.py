@@ -152,8 +152,9 @@ class EventSource(AsyncResource):
 
     Args:
         http_client: the ``httpx2.AsyncClient`` to send with (not closed here). Its
-            ``follow_redirects`` decides whether redirects are followed; credential
-            headers never cross to another origin.
+            ``follow_redirects`` decides whether redirects are followed; a header
+            whose name says it carries a secret (``Authorization``, ``X-API-Key``,
+            ``X-Access-Token``...) never crosses to another origin.
         method: ``"GET"`` or ``"POST"`` (any method httpx takes).
         url: the stream's URL.
         headers: extra request headers, over its own (``Accept``, ``Accept-Encoding``,

@@ -54,8 +54,8 @@ CREDENTIAL_HEADERS = (
     "api_key",
 )
 """The names (lowercase) of the headers that carry a key: their values are redacted
-wherever they are quoted, and they are never sent to another origin
-(``ttstream._connect``)."""
+wherever they are quoted, and they (as every name :func:`names_a_secret` recognises)
+are never sent to another origin (``ttstream._connect``)."""
 _SECRET_WORDS = frozenset(
     {
         "key", "apikey", "token", "secret", "auth", "authorization", "sig", "signature",

@@ -257,6 +257,29 @@ async def test_a_secret_by_its_name_is_redacted_from_reprs_logs_and_errors(
         assert SECRET not in text
 
 
+async def test_a_secret_header_by_its_name_never_follows_a_redirect_to_another_origin() -> None:
+    """Not only the known key headers: a caller's own secret header (a name
+    :func:`ttstream._secrets.names_a_secret` recognises) is dropped too, the others kept."""
+    secrets = {"Ocp-Apim-Subscription-Key": SECRET, "X-Access-Token": SECRET}
+    with ScriptedServer(Answer([event(COMPLETED)])) as other:
+        moved = Answer(status=307, headers=(("Location", other.url + "/v1/moved"),))
+        with ScriptedServer(moved) as first:
+            async with (
+                httpx2.AsyncClient(follow_redirects=True, timeout=30) as http,
+                client(
+                    first, http_client=http, default_headers={**secrets, "X-Team": "fox"}
+                ) as api,
+                api.generate("a fox", extra_headers={"X-Gateway-Secret": SECRET}) as stream,
+            ):
+                _ = [item async for item in stream]
+    sent, arrived = first.requests[0].headers, other.requests[0].headers
+    assert [sent[name.lower()] for name in [*secrets, "X-Gateway-Secret"]] == [SECRET] * 3
+    assert SECRET not in " ".join(arrived.values())
+    assert "tt-api-key" not in arrived
+    assert "authorization" not in arrived
+    assert arrived["x-team"] == "fox"  # not a secret: kept
+
+
 @pytest.mark.parametrize(
     ("argument", "value", "param"),
     [
