@@ -158,5 +158,7 @@ def test_a_redis_client_that_decodes_responses_is_refused() -> None:
         decode_responses = True
 
     with pytest.raises(ValidationError, match="decode_responses=False"):
-        check_client(Decoding())
-    check_client(Bytes())  # a client without the attribute decodes nothing
+        check_client(Decoding(), ["xadd"])
+    check_client(Bytes(), ["xadd"])  # a client without the attribute decodes nothing
+    with pytest.raises(ValidationError, match=r"this has no xread\)"):
+        check_client(Bytes(), ["xadd", "xread"])

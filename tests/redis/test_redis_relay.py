@@ -33,8 +33,8 @@ from tests.support.redis_server import (
     api_of,
     client_of,
 )
-from tests.support.redis_workers import PREFIX, workers
-from tests.support.relay_viewers import Browser, eventually, gated, image_of
+from tests.support.redis_workers import PREFIX, app_of, workers
+from tests.support.relay_viewers import Browser, eventually, gated, image_of, serving
 from ttstream import StreamItem
 from ttstream._browser.viewers import FORBIDDEN
 from ttstream.emulator import EmulatorServer
@@ -145,6 +145,34 @@ async def test_a_late_browser_gets_the_replay_and_a_finished_one_gets_204(
     assert finished.response.status_code == 204
     assert bogus.ids == ids  # not one of ours: the replay from the start
     assert relay.connections == 0
+
+
+class ReadOnly:
+    """What a caller may hand a relay that must never write: a coredis client's reading
+    commands only (no ``xadd``, ``eval`` or ``pipeline``)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.xrange, self.xread, self.xrevrange = client.xrange, client.xread, client.xrevrange
+        self.type, self.exists = client.type, client.exists
+
+
+async def test_a_relay_takes_a_client_that_only_reads_and_a_sink_does_not(
+    redis: Redis, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    # check_client asked every client for xadd, which the relay never calls.
+    reader = ReadOnly(redis)
+    api = api_of(emulator)
+    await pump(api.generate(), RedisStreamSink(redis, PREFIX + key))
+    await api.aclose()
+    relay = RedisRelay(reader, prefix=PREFIX, claims=True)  # type: ignore[arg-type]
+    async with (
+        serving(app_of(relay), anyio_backend) as url,
+        httpx2.AsyncClient(base_url=url) as http,
+    ):
+        browser = await Browser(http, f"/previews/{key}").run()
+    assert browser.names == NAMES
+    with pytest.raises(ttstream.ValidationError, match=r"this has no eval, pipeline\)"):
+        RedisStreamSink(reader, PREFIX + key)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("sent", ["99999999999999999999-0", "1-18446744073709551616"])

@@ -136,7 +136,7 @@ async def start_once(
         ("command_timeout", command_timeout),
     ):
         validate_seconds(name, value)
-    check_client(redis)
+    check_client(redis, ("eval", "xrevrange"))  # the claim, fenced writes, newest_entry()
     # found before the claim, not as a failed job holding it
     allowed = "a function of no arguments returning an awaitable: lambda: pump(...)"
     require_callable("start", start, allowed)

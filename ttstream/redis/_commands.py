@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -43,18 +43,22 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-def check_client(redis: object) -> None:
+def check_client(redis: object, needs: Sequence[str]) -> None:
     """Refuses what is no coredis client (a URL string: found here, not after a billed
     generation whose every entry it would fail), and a client made with
     ``decode_responses=True``: entries carry binary fields (images), which such a client
-    would decode as text.
+    would decode as text. ``needs`` names the client methods the caller calls (a
+    read-only :class:`~ttstream.redis.RedisRelay` needs no ``xadd``), and only those.
 
     Raises:
-        ValidationError: ``redis`` has no stream commands, or decodes responses. A
+        ValidationError: ``redis`` lacks one of ``needs``, or decodes responses. A
             string is not shown, only its length: a Redis URL may hold a password.
     """
-    if not callable(getattr(redis, "xadd", None)) or getattr(redis, "decode_responses", False):
+    missing = [name for name in needs if not callable(getattr(redis, name, None))]
+    if missing or getattr(redis, "decode_responses", False):
         allowed = "a coredis client (coredis.Redis.from_url(...)) with decode_responses=False"
+        if missing:
+            allowed += f" (this has no {', '.join(missing)})"
         shown = hidden(redis) if isinstance(redis, str | bytes) else redis
         raise ValidationError("redis", shown, allowed)
 

@@ -220,7 +220,7 @@ class RedisRelay:
             ("outage", outage),
         ):
             validate_seconds(name, value)
-        check_client(redis)
+        check_client(redis, ("xrange", "xread", "xrevrange", "type", "exists"))  # reads only
         self.redis = redis
         self.prefix = prefix
         self.claims = claims

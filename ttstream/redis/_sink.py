@@ -128,7 +128,7 @@ class RedisStreamSink:
         validate_seconds("ttl", ttl)
         validate_seconds("timeout", timeout)
         validate_seconds("outage", outage)
-        check_client(redis)
+        check_client(redis, ("eval", "pipeline"))  # append(): eval if fenced, else a pipeline
         self.redis = redis
         self.key = key
         self.maxlen = maxlen
