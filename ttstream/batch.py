@@ -76,6 +76,7 @@ from ._pacing import Pacing
 from ._reconnect import Reconnecting
 from ._resource import Resource
 from ._responses_client import ResponseStream
+from ._secrets import names_a_secret
 from ._tally import Tally
 from .events import Completed, PartialImage
 from .stream import ImageStream
@@ -892,11 +893,22 @@ class Batch:
 
 def _described(options: Mapping[str, object]) -> dict[str, object]:
     """What a job's parameter hash covers of its keywords: all but ``deadline``, which
-    bounds how long it may take, and ``extra_headers``, which say how it is sent (a key,
-    a project), not what it asks for."""
-    return {
+    bounds how long it may take, ``extra_headers``, which say how it is sent (a key, a
+    project), not what it asks for, and the parameters of ``extra_query`` whose name says
+    they carry a secret (:func:`~ttstream._secrets.names_a_secret`: ``sig``, ``api_key``,
+    ``access_token``...), so that a new key is the same job; a query without such
+    parameters is covered whole, as before."""
+    described = {
         name: value for name, value in options.items() if name not in ("deadline", "extra_headers")
     }
+    query = described.get("extra_query")
+    if isinstance(query, Mapping):
+        described["extra_query"] = {
+            name: value
+            for name, value in query.items()
+            if not (isinstance(name, str) and names_a_secret(name))
+        }
+    return described
 
 
 def _one_line(error: BaseException) -> str:

@@ -532,6 +532,38 @@ async def test_a_resumed_job_sends_the_headers_and_query_it_was_added_with(
     ]
 
 
+async def test_a_key_rotated_in_the_query_is_the_same_job_and_old_journals_still_match(
+    ttstream_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A query parameter whose name says it carries a secret is left out of the hash,
+    as ``extra_headers`` are: a new ``sig`` does not pay for the job again. A job without
+    one is hashed as before, so a journal written before still matches it."""
+    journal, out = tmp_path / "run.sqlite", tmp_path / "out"
+
+    def add(batch: ttstream.Batch, sig: str) -> None:
+        batch.add("a kite", key="kite", size="64x48", extra_query={"region": "eu", "sig": sig})
+        batch.add("an owl", key="owl", size="64x48", extra_query={"region": "eu"})
+
+    async with _client(ttstream_emulator) as client, client.batch(journal=journal, out=out) as b:
+        add(b, "sig-one")
+        assert all(result.ok for result in (await _collect(b)).values())
+    # The owl's hash as every earlier ttstream wrote it: its parameters as canonical JSON.
+    owl: dict[str, object] = {"operation": "generation", "prompt": "an owl", "size": "64x48"}
+    owl["extra_query"] = {"region": "eu"}
+    text = json.dumps(owl, sort_keys=True, separators=(",", ":"))
+    with sqlite3.connect(journal) as db:
+        [(stored,)] = db.execute("SELECT params_hash FROM jobs WHERE key = 'owl'").fetchall()
+    db.close()
+    assert stored == hashlib.sha256(text.encode()).hexdigest()
+    before = ttstream_emulator.stream_stats.generations
+    async with _client(ttstream_emulator) as client, client.batch(journal=journal, out=out) as b:
+        add(b, "sig-two")
+        results = await _collect(b)
+    assert results["kite"].from_journal
+    assert results["owl"].from_journal
+    assert ttstream_emulator.stream_stats.generations == before  # nothing paid again
+
+
 async def test_a_rerun_whose_resume_is_rate_limited_resumes_again_never_posts(
     slow_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
