@@ -178,6 +178,11 @@ class EventSource(AsyncResource):
         idempotent: ``False`` when sending the request again without
             ``Last-Event-ID`` repeats a side effect (a new, billed generation): such a
             reconnection then happens only ``reconnect.regenerate`` times.
+        confirm_progress: ``True``: a new event resets the reconnection attempts and
+            budget only once :meth:`progressed` confirms it brought what the consumer
+            waits for (an :class:`~ttstream.ImageStream` confirms its previews and
+            images); ``False`` (the default): every new event does
+            (docs/reconnection.md).
         decode_images: install the Images layer's fast path on the decoder: each
             event's image base64 is decoded while it arrives (the decoder's
             ``line_hook=ttstream.events.ImageLineHook()``; docs/fast.md). ``False``
@@ -232,6 +237,7 @@ class EventSource(AsyncResource):
         timeout: httpx2.Timeout | None = None,
         deadline: float | None = None,
         idempotent: bool = True,
+        confirm_progress: bool = False,
         resume: Callable[[], tuple[str, str] | None] | None = None,
         decode_images: bool = False,
         image_shape: Hashable = None,
@@ -268,7 +274,10 @@ class EventSource(AsyncResource):
         self._decoder.last_event_id = last_event_id
         self._feed = self._decoder.feed_all if comments else self._decoder.feed
         self._machine = Reconnection(
-            require_policy(reconnect), clock=anyio.current_time, idempotent=idempotent
+            require_policy(reconnect),
+            clock=anyio.current_time,
+            idempotent=idempotent,
+            confirm_progress=confirm_progress,
         )
         self._pending: deque[ServerSentEvent | Comment] = deque()
         self._response: httpx2.Response | None = None
@@ -293,6 +302,11 @@ class EventSource(AsyncResource):
     def connections(self) -> int:
         """How many 2xx stream responses were received so far."""
         return self._machine.connections
+
+    def progressed(self) -> None:
+        """With ``confirm_progress``: the last event delivered brought what the consumer
+        waits for; if it was new, the reconnection attempts and budget start again."""
+        self._machine.progressed()
 
     @property
     def last_event_id(self) -> str:

@@ -11,7 +11,8 @@ would start a new, billed generation, which ttstream does only when the caller o
 :class:`Reconnection` holds every rule that decides whether, when and how a stream
 reconnects (h11's rule: everything that affects the state machine lives in one place):
 the attempts and the time budget, counted over consecutive failures since the last
-event that brought something new; the opt-in regeneration; the ``retry:`` floor of each
+event that brought something new (for an image stream: a new image event); the opt-in
+regeneration; the ``retry:`` floor of each
 wait; and which events of a resumed body are replays. :class:`~ttstream.EventSource`
 drives it: it tells the machine what happened (a 2xx answer, an event, a break, a failed
 connection) and does what the machine says. docs/reconnection.md states the rules.
@@ -123,8 +124,9 @@ class Reconnecting:
 
     Attributes:
         attempt: the number of this attempt within the current run of failures: 1 for
-            the first reconnection since the last event that brought something new
-            (docs/reconnection.md); 0 for a ``restart()``, which does not count.
+            the first reconnection since the last event that brought something new (for
+            an :class:`~ttstream.ImageStream`, a new preview or image;
+            docs/reconnection.md); 0 for a ``restart()``, which does not count.
         delay: seconds the stream waits before the new request.
         last_event_id: the ``Last-Event-ID`` sent; ``""`` when starting over.
         regenerating: ``True`` when the request is sent again without
@@ -182,7 +184,12 @@ class Reconnection:
       the first and last characters: a cost that does not grow with the data); it
       resets both, so a proxy that
       cuts a long stream every minute never ends it, while a server that sends the same
-      event again on every connection runs out of attempts.
+      event again on every connection runs out of attempts. With ``confirm_progress``
+      a new event resets them only once :meth:`progressed` confirms that it brought
+      what the consumer waits for (an :class:`~ttstream.ImageStream`: a preview or an
+      image), so a server that ends every connection after some other new event (a
+      fresh ``id``, a status) runs out of attempts, with the backoff, instead of being
+      reconnected for ever (at once, after ``retry: 0``).
     - **Regeneration**: a request sent again without ``Last-Event-ID`` nor a resume
       target of a stream that is not idempotent (a new, billed generation) happens at
       most ``policy.regenerate`` times per stream, never reset.
@@ -200,6 +207,8 @@ class Reconnection:
             in tests).
         idempotent: ``False`` when sending the request again from the start repeats a
             side effect (see ``policy.regenerate``).
+        confirm_progress: a new event is progress only once :meth:`progressed` says so
+            (the rule above); ``False``: every new event is.
     """
 
     def __init__(
@@ -208,9 +217,11 @@ class Reconnection:
         *,
         clock: Callable[[], float],
         idempotent: bool = True,
+        confirm_progress: bool = False,
     ) -> None:
         self.policy = policy
         self.idempotent = idempotent
+        self.confirm_progress = confirm_progress
         self.state = State.CONNECTING
         self.attempts = 0
         """Consecutive failures since the last progress (the current notice's number)."""
@@ -225,6 +236,7 @@ class Reconnection:
         self._clock = clock
         self._failing_since: float | None = None
         self._resumed_id: str | None = None  # the replay check of a resumed body is on
+        self._new = False  # the last delivered event was new (for progressed())
         # Of the last delivered events: (hash of the id, fingerprint of the whole content
         # when the id came in the event's own body, else None, a sample's fingerprint).
         self._delivered: deque[tuple[int, Fingerprint | None, Fingerprint]] = deque(
@@ -256,8 +268,9 @@ class Reconnection:
     def deliver(self, sse: ServerSentEvent) -> bool:
         """Whether to deliver ``sse``, decoded from the current body: ``False`` for a
         replay at the start of a resumed body (see the class docstring). A delivered
-        event whose content is new resets the attempts and the budget. Memory: the ids
-        and fingerprints of the last :data:`REMEMBERED_EVENTS` delivered events."""
+        event whose content is new resets the attempts and the budget (with
+        ``confirm_progress``, once :meth:`progressed` confirms it). Memory: the ids and
+        fingerprints of the last :data:`REMEMBERED_EVENTS` delivered events."""
         if self.state is State.CLOSED:
             return False
         id_hash = hash(sse.id)
@@ -273,11 +286,20 @@ class Reconnection:
                 return False
             self._resumed_id = None  # a new event: the replay, if any, is over
         sample = fingerprint(sse, whole=False)
-        if all(seen != sample for _, _, seen in self._delivered):
-            self.attempts = 0
-            self._failing_since = None
+        self._new = all(seen != sample for _, _, seen in self._delivered)
+        if not self.confirm_progress:
+            self.progressed()
         self._delivered.append((id_hash, whole, sample))
         return True
+
+    def progressed(self) -> None:
+        """The last delivered event brought what the consumer waits for (with
+        ``confirm_progress``: an image stream's preview or image): if its content was
+        new, the attempts and the budget start again."""
+        if self._new:
+            self._new = False
+            self.attempts = 0
+            self._failing_since = None
 
     def broke(
         self,

@@ -282,6 +282,7 @@ class Responses:
                 max_retries=client.max_retries,
                 timeout=client.timeout,
                 idempotent=method == "GET",
+                confirm_progress=True,  # a new preview or image is progress
                 resume=resume,
                 decode_images=decode_images,
                 image_shape=shape,

@@ -585,6 +585,7 @@ class AsyncClient(AsyncResource):
                     max_retries=self.max_retries,
                     timeout=self.timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
+                    confirm_progress=True,  # a new preview or image is progress
                     decode_images=decode_images,
                     image_shape=image_shape(url, body),
                 )

@@ -286,6 +286,8 @@ class ImageStream(AsyncResource):
             if isinstance(item, Comment):
                 continue
             event = interpreter.handle(item)
+            if event is not None:
+                source.progressed()  # only an image resets the reconnection attempts
             if interpreter.done:
                 # Finished (the last image, or the response's end): release the
                 # connection now, whatever the server sends after; None ends the stream.

@@ -76,6 +76,34 @@ def test_a_new_event_resets_the_attempts() -> None:
         assert notice.attempt == 1  # 1 after progress, every time
 
 
+def test_with_confirm_progress_only_a_confirmed_new_event_resets_the_attempts() -> None:
+    # An image stream's machine: new events that bring no image (a fresh id, a status)
+    # count no progress, so a server that ends every connection after one runs out.
+    policy = ReconnectPolicy(delay=1.0, max_delay=1.0, max_attempts=2)
+    m, decoder = Reconnection(policy, clock=Clock(), confirm_progress=True), SSEDecoder()
+    plans = []
+    for i in range(3):
+        m.opened()
+        [event] = body(decoder, b"id: %d\ndata: status %d\n\n" % (i, i))
+        assert m.deliver(event)
+        plans.append(broke(m, decoder))
+    assert plans[2] is None
+    m, decoder = Reconnection(policy, clock=Clock(), confirm_progress=True), SSEDecoder()
+    for i in range(5):  # a proxy that cuts after every new image
+        m.opened()
+        [event] = body(decoder, b"id: %d\ndata: image %d\n\n" % (i, i))
+        assert m.deliver(event)
+        m.progressed()
+        notice = broke(m, decoder)
+        assert notice is not None
+        assert notice.attempt == 1
+    m.opened()
+    [again] = body(decoder, b"id: 9\ndata: image 4\n\n")  # the same image: no progress
+    assert m.deliver(again)
+    m.progressed()
+    assert broke(m, decoder).attempt == 2  # type: ignore[attr-defined]
+
+
 def test_the_same_event_again_is_no_progress() -> None:
     m, decoder = machine(max_attempts=2), SSEDecoder()
     plans = []

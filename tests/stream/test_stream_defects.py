@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import itertools
 import json
 import warnings
 from collections.abc import AsyncIterator
@@ -20,13 +21,14 @@ import sniffio
 import trio
 
 from tests.support.raw_server import RawServer, response_head
-from tests.support.scripted_server import Answer, ScriptedServer
+from tests.support.scripted_server import Answer, Request, ScriptedServer
 from ttstream import (
     APIConnectionError,
     AsyncClient,
     Completed,
     EventSource,
     ImageStream,
+    IncompleteStreamError,
     PartialImage,
     Reconnecting,
     ReconnectPolicy,
@@ -345,3 +347,32 @@ def test_no_repr_shows_a_key_the_server_echoed() -> None:
         shown = repr(value)
         assert "sk-proj" not in shown, shown
         assert "echoed012" not in shown, shown
+
+
+async def test_reconnections_that_bring_no_image_run_out_of_attempts() -> None:
+    """A server that ends every connection after a new event that is no image (a fresh
+    ``id``), asking for ``retry: 0``, was reconnected at once for ever: every new event
+    reset the attempts, and only the deadline ended it. Only a new preview or image
+    resets them now (docs/reconnection.md), so ``max_attempts`` ends it."""
+    count = itertools.count()
+
+    def status(_: Request) -> Answer:
+        n = next(count)
+        data = json.dumps({"type": "image_generation.in_progress", "n": n})
+        return Answer([f"retry: 0\nid: {n}\ndata: {data}\n\n".encode()])
+
+    items: list[object] = []
+
+    async def read(stream: ImageStream) -> None:
+        async with stream:
+            async for item in stream:  # kept as they come: the end raises
+                items.append(item)
+
+    with ScriptedServer(status) as server:
+        policy = ReconnectPolicy(max_attempts=3)
+        async with AsyncClient("k" * 8, base_url=server.url, reconnect=policy, deadline=2) as api:
+            with pytest.raises(IncompleteStreamError):
+                await read(api.generate("a fox"))
+    assert len(server.requests) == 4
+    assert [item.attempt for item in items if isinstance(item, Reconnecting)] == [1, 2, 3]
+    assert server.requests[-1].headers["last-event-id"] == "2"
