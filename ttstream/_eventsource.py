@@ -507,8 +507,8 @@ class EventSource(AsyncResource):
         try:
             with anyio.CancelScope() as self._scope:
                 # An event past the cap after the events the last chunk delivered: raised
-                # now (SSEDecoder.feed), not after the server's next bytes.
-                feed(b"")
+                # now, not after the server's next bytes.
+                self._decoder.raise_failure()
                 while not pending:
                     pending.extend(feed(await chunks.__anext__()))
         finally:

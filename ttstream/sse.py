@@ -439,9 +439,21 @@ class SSEDecoder:
             EventTooLargeError: an event outgrew ``max_event_bytes``. The decoder then
                 holds nothing and raises the same error on every later call. When the
                 chunk completed events before the oversized one, this call returns them
-                and the next call (``feed`` or :meth:`close`) raises.
+                and the next call (``feed``, :meth:`close` or :meth:`raise_failure`)
+                raises.
         """
         return self._feed(data)  # type: ignore[return-value]  # no Comment without feed_all
+
+    def raise_failure(self) -> None:
+        """Raises the error of a failed decoder now, with no data: a chunk that completed
+        events before an oversized one returned them and held the error back (see
+        :meth:`feed`). Does nothing when the decoder has not failed.
+
+        Raises:
+            EventTooLargeError: the decoder failed.
+        """
+        if self._failure is not None:
+            raise self._failure
 
     def feed_all(self, data: bytes) -> list[ServerSentEvent | Comment]:
         """Like :meth:`feed`, with the comment lines the chunk completed as
@@ -453,8 +465,7 @@ class SSEDecoder:
             self._comments = False
 
     def _feed(self, data: bytes) -> list[ServerSentEvent | Comment]:
-        if self._failure is not None:
-            raise self._failure
+        self.raise_failure()
         if self._head is not None:
             data = self._strip_bom(data)
         if not data:
@@ -507,8 +518,7 @@ class SSEDecoder:
         Raises:
             EventTooLargeError: the decoder failed (see :meth:`feed`).
         """
-        if self._failure is not None:
-            raise self._failure
+        self.raise_failure()
         self._start_body()
         return []
 

@@ -270,6 +270,9 @@ def test_events_completed_before_an_oversized_one_in_the_same_chunk_are_kept() -
     assert info.value.limit == 100
     with pytest.raises(EventTooLargeError):
         decoder.close()
+    with pytest.raises(EventTooLargeError):  # at once, with no data
+        decoder.raise_failure()
+    SSEDecoder(max_event_bytes=100).raise_failure()  # a decoder that has not failed
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 50, 1000])
