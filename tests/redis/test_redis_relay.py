@@ -520,3 +520,40 @@ async def test_a_browser_watching_through_a_short_redis_restart_gets_every_event
     assert browser.names == NAMES
     assert browser.raw.count(b":\n\n") >= 1  # held by keepalive comments meanwhile
     assert relay.connections == 0
+
+
+async def asgi_bodies(relay: RedisRelay, path: str) -> list[bytes]:
+    """The body parts one viewer of ``path`` receives from ``relay``, in order, each as
+    the relay handed it to the server."""
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+    with anyio.fail_after(10):
+        await relay(scope, receive, send)
+    return bodies
+
+
+async def test_large_frames_reach_each_viewer_in_pieces_of_64_kib_as_from_sse_relay(
+    redis: Redis, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    # A viewer that stops reading holds what was handed to the server for it: a whole
+    # frame (a copy joined for that viewer, megabytes) instead of one 64 KiB piece.
+    api = api_of(emulator)
+    async with api.generate(size="1024x1024") as stream:
+        items = [item async for item in stream]
+    await api.aclose()
+    sink = RedisStreamSink(redis, PREFIX + key)
+    for item in items:
+        await sink.send(item)
+    await sink.aclose()
+    pieces = await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}")
+    assert max(map(len, pieces)) == 64 * 1024
+    assert sum(map(len, pieces)) > 1024 * 1024  # the final image came, whole, in pieces
