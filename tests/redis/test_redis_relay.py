@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
 import math
 import os
 import re
@@ -48,6 +49,7 @@ from ttstream.sinks import (
     pump,
     sign_viewer_token,
 )
+from ttstream.sse import SSEDecoder
 
 pytestmark = pytest.mark.anyio
 
@@ -557,3 +559,25 @@ async def test_large_frames_reach_each_viewer_in_pieces_of_64_kib_as_from_sse_re
     pieces = await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}")
     assert max(map(len, pieces)) == 64 * 1024
     assert sum(map(len, pieces)) > 1024 * 1024  # the final image came, whole, in pieces
+
+
+async def test_a_hostile_terminal_entry_reaches_viewers_redacted_and_shortened(
+    redis: Redis, anyio_backend: str, key: str
+) -> None:
+    # An entry ttstream's sink did not write (another service, an older version, a
+    # hostile writer) carries the generation's marker and an error message of its own.
+    secret = "hostile-entry-key-0123456789"
+    client = ttstream.AsyncClient(secret, base_url="http://127.0.0.1:9")  # registers it
+    sink = RedisStreamSink(redis, PREFIX + key)
+    await sink.send(NOTICE)
+    marker = (await redis.xrange(PREFIX + key))[0].field_values[b"ttstream"]
+    message = f"failed with {secret} " + "x" * 100_000
+    await redis.xadd(PREFIX + key, {"ttstream": marker, "type": "error", "message": message})
+    body = b"".join(await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}"))
+    await client.aclose()
+    events = SSEDecoder().feed(body)
+    assert [event.event for event in events] == ["reconnecting", "error"]
+    told = json.loads(events[1].data)["message"]
+    assert secret.encode() not in body
+    assert told.startswith("failed with [REDACTED] x")
+    assert len(told) == 500  # public_message's bound, as the sink stores them

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._browser.items import public_message
 from .._event_types import StreamItem
 from .._exceptions import short_repr
 from .._json import loads
@@ -211,7 +212,9 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
     """The item (or terminal) an entry written by :class:`~ttstream.redis.RedisStreamSink`
     stands for (the layout: ``docs/redis.md``, "Entries").
 
-    Images come back with ``b64_json`` re-encoded from the ``image`` field.
+    Images come back with ``b64_json`` re-encoded from the ``image`` field; a terminal
+    ``error``'s ``message`` through ``ttstream._browser.items.public_message`` (redacted,
+    at most 500 characters), whoever wrote the entry.
 
     Raises:
         MalformedEntryError: the entry is not one of ours (see the class).
@@ -221,10 +224,12 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
     if kind == "end":
         return Terminal(outcome="end", images=entry.number("images", required=True) or 0)
     if kind == "error":
+        # What browsers are told: whoever wrote the entry, through the one rule of
+        # RedisStreamSink.fail (redacted, at most MAX_MESSAGE_CHARS).
         return Terminal(
             outcome="error",
             error=entry.text("error") or "",
-            message=entry.text("message") or "the generation failed",
+            message=public_message(entry.text("message") or "the generation failed"),
         )
     if kind == "reconnecting":
         delay = entry.text("delay", required=True) or ""
