@@ -145,6 +145,21 @@ async def test_a_failed_stream_ends_with_an_error_entry_shortened_and_without_se
     assert len(message) == 500
 
 
+async def test_a_sink_error_is_stored_as_the_relays_fixed_sentence_not_its_text(
+    redis: Redis, key: str
+) -> None:
+    # An application that hands pump's SinkError on (``await sink.fail(exc)``): its text
+    # names the failed sinks' Redis keys and the paths of their errors. SSERelay and the
+    # websocket protocol tell viewers a fixed sentence instead; the Redis path must too.
+    broken = RedisStreamSink(redis, "ttstream:private:tenant-42")
+    error = SinkError([(broken, OSError("/srv/app/private/disk-full"))])
+    sink = RedisStreamSink(redis, key)
+    await sink.send(NOTICE)
+    await sink.fail(error)
+    stored = text((await redis.xrange(key))[-1], "message")
+    assert stored == "the server could not deliver this generation"
+
+
 async def test_a_stream_without_final_image_ends_with_an_error_entry(
     redis: Redis, key: str, emulator: EmulatorServer
 ) -> None:
