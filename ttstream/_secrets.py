@@ -17,8 +17,8 @@ registers its key here while it exists, and :func:`redact` takes out of a text
 :func:`redact` as they are set, so this holds for every ttstream error, wherever it is
 built; ``APIStatusError.body`` and ``.headers`` are redacted as they are read.
 :func:`install_log_filter` does the same for the ``hpack`` logger, which prints
-request headers at DEBUG level under HTTP/2, and the ``httpx2`` logger, which prints
-each request's URL at INFO level.
+request headers at DEBUG level under HTTP/2, the ``httpx2`` logger, which prints
+each request's URL at INFO level, and the ``ttstream`` logger (tracebacks included).
 """
 
 from __future__ import annotations
@@ -190,11 +190,18 @@ def hidden(value: object) -> object:
 class _RedactingFilter(logging.Filter):
     """Redacts the records of the ``hpack`` loggers, which log each header they encode
     (``Adding b'tt-api-key'=b'...'``; h2 marks only ``authorization`` sensitive) and
-    each encoded header block (the key, Huffman-coded) at DEBUG level, and of the
+    each encoded header block (the key, Huffman-coded) at DEBUG level, of the
     ``httpx2`` logger, whose INFO line of each request quotes its URL (a secret of a
-    ``default_query``, a resume URL's echoed id)."""
+    ``default_query``, a resume URL's echoed id), and of the ``ttstream`` logger, whose
+    records may carry an application's traceback (``serve_generations``). A record's
+    traceback is formatted here (``exc_text``, which handlers then print as it is) and
+    redacted too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
         if record.msg == "Encoded header block to %s" and record.args:
             record.args = (f"<{len(record.args[0])} bytes>",)  # type: ignore[index, arg-type]
             return True
@@ -206,13 +213,15 @@ class _RedactingFilter(logging.Filter):
 
 
 _HEADER_BYTES = re.compile(rf"(?i)(b'(?:{_NAMES})')=b'[^']*'")
+_TRACEBACKS = logging.Formatter()  # formats a record's traceback, as handlers would
 _FILTER = _RedactingFilter()
 
 
 def install_log_filter() -> None:
-    """Adds the redacting filter to the ``hpack`` and ``httpx2`` loggers (once;
-    idempotent)."""
-    for name in ("hpack.hpack", "hpack.table", "httpx2"):
+    """Adds the redacting filter to the ``hpack``, ``httpx2`` and ``ttstream`` loggers
+    (once; idempotent). A logger's filters see only its own records, not its
+    children's: ttstream logs to ``ttstream`` itself."""
+    for name in ("hpack.hpack", "hpack.table", "httpx2", "ttstream"):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

@@ -38,7 +38,7 @@ __all__ = [
     "strict_json",
 ]
 
-logger = logging.getLogger("ttstream.sinks")
+logger = logging.getLogger("ttstream")  # its filter redacts (docs/logging.md)
 
 MAX_FRAME_BYTES = 65_536
 """The default largest binary frame: the default message limit of httpx2's websocket
