@@ -202,6 +202,41 @@ async def test_many_browsers_on_one_worker_share_its_reads(
     assert relay.reads <= 12
 
 
+async def test_late_browsers_share_the_reads_after_a_resuming_one_opened_the_stream(
+    redis: Redis,
+    redis_server: RedisServer,
+    emulator: EmulatorServer,
+    anyio_backend: str,
+    key: str,
+) -> None:
+    # The first browser of a worker resumes after the newest entry (it reconnected from
+    # another worker). The browsers that come next, from the start, must share the
+    # worker's window as any others: not each read the stream on its own, holding a page
+    # of frames encoded for it alone (with hundreds that never read, hundreds of pages).
+    items = await emulator_items(emulator)
+    sink = RedisStreamSink(redis, PREFIX + key)
+    for item in items[:3]:
+        await sink.send(item)
+    async with (
+        workers(redis_server, anyio_backend, count=1) as [(relay, http)],
+        anyio.create_task_group() as tasks,
+    ):
+        resuming = Browser(http, f"/previews/{key}", last_event_id=sink.last_id)
+        tasks.start_soon(resuming.run)
+        await eventually(lambda: relay.connections == 1)
+        browsers = [Browser(http, f"/previews/{key}") for _ in range(12)]
+        for browser in browsers:
+            tasks.start_soon(browser.run)
+        await eventually(lambda: relay.connections == 13)
+        for item in items[3:]:
+            await sink.send(item)
+        await sink.aclose()
+        await eventually(lambda: all(b.done for b in [resuming, *browsers]))
+    assert resuming.names == NAMES[3:]
+    assert all(b.names == NAMES for b in browsers)
+    assert relay.reads <= 12  # shared: not one or more per browser
+
+
 async def test_an_error_entry_ends_the_browsers_stream_with_its_message(
     redis: Redis,
     redis_server: RedisServer,

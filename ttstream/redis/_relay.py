@@ -315,7 +315,10 @@ class RedisRelay:
             return
         tail = self._tails.get((key, generation))
         if tail is None:
-            tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
+            # From the generation's start, whoever comes first: a window that began at a
+            # resuming browser's id would send every later browser from the start to
+            # catch up on its own (a page of frames each, encoded for it alone).
+            tail = self._tails[key, generation] = _Tail(key, generation, _START)
         tail.viewers += 1
         try:
             serve = functools.partial(self._serve, send, tail, after or _START)
