@@ -28,12 +28,14 @@ import re
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 
 __all__ = [
     "CREDENTIAL_HEADERS",
     "MIN_SECRET_CHARS",
     "REDACTED",
     "hidden",
+    "holds_secret",
     "install_log_filter",
     "names_a_secret",
     "redact",
@@ -150,6 +152,31 @@ def _names_a_credential(text: str) -> bool:
         piece = text[start : start + step + overlap].lower()
         if any(word in piece for word in _CREDENTIAL_WORDS):
             return True
+    return False
+
+
+_KEY_SHAPE_BYTES = re.compile(_KEY_SHAPE.pattern.encode())
+
+
+def holds_secret(pieces: Iterable[bytes]) -> bool:
+    """Whether the bytes of ``pieces`` joined hold a registered key or a string shaped
+    like an OpenAI key (what :func:`redact` takes out of a text), in UTF-8: for a text
+    kept in pieces and never joined (an image's base64, where a server may echo the key,
+    cannot be redacted without breaking it). Each piece is searched with the end of the
+    one before, so a key cut between two pieces is found too."""
+    secrets = [secret.encode("utf-8", "surrogatepass") for secret in _longest_first]
+    overlap = max(len(secret) for secret in secrets) if secrets else 0
+    overlap = max(overlap, 64)  # an sk- key cut between pieces: its first 64 bytes
+    tail = b""
+    for piece in pieces:
+        window = tail + piece[: overlap - 1] if tail else piece
+        for text in (window, piece) if tail else (piece,):
+            if any(secret in text for secret in secrets):
+                return True
+            # "-" first: one memchr, and never in standard base64 ("sk-" is slower)
+            if b"-" in text and b"sk-" in text and _KEY_SHAPE_BYTES.search(text):
+                return True
+        tail = piece[-(overlap - 1) :]
     return False
 
 

@@ -616,3 +616,21 @@ async def test_a_hostile_terminal_entry_reaches_viewers_redacted_and_shortened(
     assert secret.encode() not in body
     assert told.startswith("failed with [REDACTED] x")
     assert len(told) == 500  # public_message's bound, as the sink stores them
+
+
+async def test_a_key_a_server_echoed_into_an_image_reaches_no_redis_viewer(
+    redis: Redis, anyio_backend: str, key: str
+) -> None:
+    secret = "0123456789abcdef0123456789abcdef"  # an Azure key's shape: valid base64
+    client = ttstream.AsyncClient(secret, base_url="http://127.0.0.1:9")  # registers it
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(49)).decode()
+    sink = RedisStreamSink(redis, PREFIX + key)
+    await sink.send(ttstream.PartialImage(b64_json=png + secret, index=0, operation="edit"))
+    await sink.send(ttstream.Completed(b64_json=png, operation="edit"))
+    await sink.aclose()
+    body = b"".join(await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}"))
+    await client.aclose()
+    assert secret.encode() not in body
+    events = SSEDecoder().feed(body)
+    assert [e.event for e in events] == ["partial_image", "completed", "end"]
+    assert json.loads(events[0].data)["image"] is None
