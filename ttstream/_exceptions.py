@@ -487,8 +487,8 @@ class SinkError(TTStreamError):
 
     The message counts the sinks, not the failures. It names each sink by its repr and
     each exception by its repr, for logs: a repr may hold a Redis key or a path, so the
-    message is not for browsers (the relays send a fixed sentence instead:
-    ``public_error_text`` in ``ttstream/sinks/_websocket.py``)."""
+    message is not for browsers (the relays, the websocket protocol and the Redis
+    entries carry a fixed sentence instead: ``ttstream._browser.items.public_message``)."""
 
     def __init__(self, failures: Sequence[tuple[object, BaseException]]) -> None:
         self.failures = list(failures)

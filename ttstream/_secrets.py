@@ -17,8 +17,8 @@ registers its key here while it exists, and :func:`redact` takes out of a text
 :func:`redact` as they are set, so this holds for every ttstream error, wherever it is
 built; ``APIStatusError.body`` and ``.headers`` are redacted as they are read.
 :func:`install_log_filter` does the same for the ``hpack`` logger, which prints
-request headers at DEBUG level under HTTP/2, and the ``httpx2`` logger, which prints
-each request's URL at INFO level.
+request headers at DEBUG level under HTTP/2, the ``httpx2`` logger, which prints
+each request's URL at INFO level, and the ``ttstream`` logger (tracebacks included).
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ import re
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 
 __all__ = [
     "CREDENTIAL_HEADERS",
     "MIN_SECRET_CHARS",
     "REDACTED",
     "hidden",
+    "holds_secret",
     "install_log_filter",
     "names_a_secret",
     "redact",
@@ -153,6 +155,31 @@ def _names_a_credential(text: str) -> bool:
     return False
 
 
+_KEY_SHAPE_BYTES = re.compile(_KEY_SHAPE.pattern.encode())
+
+
+def holds_secret(pieces: Iterable[bytes]) -> bool:
+    """Whether the bytes of ``pieces`` joined hold a registered key or a string shaped
+    like an OpenAI key (what :func:`redact` takes out of a text), in UTF-8: for a text
+    kept in pieces and never joined (an image's base64, where a server may echo the key,
+    cannot be redacted without breaking it). Each piece is searched with the end of the
+    one before, so a key cut between two pieces is found too."""
+    secrets = [secret.encode("utf-8", "surrogatepass") for secret in _longest_first]
+    overlap = max(len(secret) for secret in secrets) if secrets else 0
+    overlap = max(overlap, 64)  # an sk- key cut between pieces: its first 64 bytes
+    tail = b""
+    for piece in pieces:
+        window = tail + piece[: overlap - 1] if tail else piece
+        for text in (window, piece) if tail else (piece,):
+            if any(secret in text for secret in secrets):
+                return True
+            # "-" first: one memchr, and never in standard base64 ("sk-" is slower)
+            if b"-" in text and b"sk-" in text and _KEY_SHAPE_BYTES.search(text):
+                return True
+        tail = piece[-(overlap - 1) :]
+    return False
+
+
 def redact(text: str) -> str:
     """``text`` without registered keys, without strings shaped like OpenAI keys
     (``sk-`` and 16 or more key characters) and without the values of credential fields.
@@ -190,11 +217,18 @@ def hidden(value: object) -> object:
 class _RedactingFilter(logging.Filter):
     """Redacts the records of the ``hpack`` loggers, which log each header they encode
     (``Adding b'tt-api-key'=b'...'``; h2 marks only ``authorization`` sensitive) and
-    each encoded header block (the key, Huffman-coded) at DEBUG level, and of the
+    each encoded header block (the key, Huffman-coded) at DEBUG level, of the
     ``httpx2`` logger, whose INFO line of each request quotes its URL (a secret of a
-    ``default_query``, a resume URL's echoed id)."""
+    ``default_query``, a resume URL's echoed id), and of the ``ttstream`` logger, whose
+    records may carry an application's traceback (``serve_generations``). A record's
+    traceback is formatted here (``exc_text``, which handlers then print as it is) and
+    redacted too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
         if record.msg == "Encoded header block to %s" and record.args:
             record.args = (f"<{len(record.args[0])} bytes>",)  # type: ignore[index, arg-type]
             return True
@@ -206,13 +240,15 @@ class _RedactingFilter(logging.Filter):
 
 
 _HEADER_BYTES = re.compile(rf"(?i)(b'(?:{_NAMES})')=b'[^']*'")
+_TRACEBACKS = logging.Formatter()  # formats a record's traceback, as handlers would
 _FILTER = _RedactingFilter()
 
 
 def install_log_filter() -> None:
-    """Adds the redacting filter to the ``hpack`` and ``httpx2`` loggers (once;
-    idempotent)."""
-    for name in ("hpack.hpack", "hpack.table", "httpx2"):
+    """Adds the redacting filter to the ``hpack``, ``httpx2`` and ``ttstream`` loggers
+    (once; idempotent). A logger's filters see only its own records, not its
+    children's: ttstream logs to ``ttstream`` itself."""
+    for name in ("hpack.hpack", "hpack.table", "httpx2", "ttstream"):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

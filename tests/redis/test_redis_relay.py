@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
 import math
 import os
 import re
@@ -48,6 +49,7 @@ from ttstream.sinks import (
     pump,
     sign_viewer_token,
 )
+from ttstream.sse import SSEDecoder
 
 pytestmark = pytest.mark.anyio
 
@@ -226,6 +228,41 @@ async def test_many_browsers_on_one_worker_share_its_reads(
     assert len({bytes(b.raw) for b in browsers}) == 1
     # Reads are shared: far fewer than one per browser and entry (12 * 5).
     assert relay.reads <= 12
+
+
+async def test_late_browsers_share_the_reads_after_a_resuming_one_opened_the_stream(
+    redis: Redis,
+    redis_server: RedisServer,
+    emulator: EmulatorServer,
+    anyio_backend: str,
+    key: str,
+) -> None:
+    # The first browser of a worker resumes after the newest entry (it reconnected from
+    # another worker). The browsers that come next, from the start, must share the
+    # worker's window as any others: not each read the stream on its own, holding a page
+    # of frames encoded for it alone (with hundreds that never read, hundreds of pages).
+    items = await emulator_items(emulator)
+    sink = RedisStreamSink(redis, PREFIX + key)
+    for item in items[:3]:
+        await sink.send(item)
+    async with (
+        workers(redis_server, anyio_backend, count=1) as [(relay, http)],
+        anyio.create_task_group() as tasks,
+    ):
+        resuming = Browser(http, f"/previews/{key}", last_event_id=sink.last_id)
+        tasks.start_soon(resuming.run)
+        await eventually(lambda: relay.connections == 1)
+        browsers = [Browser(http, f"/previews/{key}") for _ in range(12)]
+        for browser in browsers:
+            tasks.start_soon(browser.run)
+        await eventually(lambda: relay.connections == 13)
+        for item in items[3:]:
+            await sink.send(item)
+        await sink.aclose()
+        await eventually(lambda: all(b.done for b in [resuming, *browsers]))
+    assert resuming.names == NAMES[3:]
+    assert all(b.names == NAMES for b in browsers)
+    assert relay.reads <= 12  # shared: not one or more per browser
 
 
 async def test_an_error_entry_ends_the_browsers_stream_with_its_message(
@@ -548,3 +585,80 @@ async def test_a_browser_watching_through_a_short_redis_restart_gets_every_event
     assert browser.names == NAMES
     assert browser.raw.count(b":\n\n") >= 1  # held by keepalive comments meanwhile
     assert relay.connections == 0
+
+
+async def asgi_bodies(relay: RedisRelay, path: str) -> list[bytes]:
+    """The body parts one viewer of ``path`` receives from ``relay``, in order, each as
+    the relay handed it to the server."""
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+    with anyio.fail_after(10):
+        await relay(scope, receive, send)
+    return bodies
+
+
+async def test_large_frames_reach_each_viewer_in_pieces_of_64_kib_as_from_sse_relay(
+    redis: Redis, emulator: EmulatorServer, anyio_backend: str, key: str
+) -> None:
+    # A viewer that stops reading holds what was handed to the server for it: a whole
+    # frame (a copy joined for that viewer, megabytes) instead of one 64 KiB piece.
+    api = api_of(emulator)
+    async with api.generate(size="1024x1024") as stream:
+        items = [item async for item in stream]
+    await api.aclose()
+    sink = RedisStreamSink(redis, PREFIX + key)
+    for item in items:
+        await sink.send(item)
+    await sink.aclose()
+    pieces = await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}")
+    assert max(map(len, pieces)) == 64 * 1024
+    assert sum(map(len, pieces)) > 1024 * 1024  # the final image came, whole, in pieces
+
+
+async def test_a_hostile_terminal_entry_reaches_viewers_redacted_and_shortened(
+    redis: Redis, anyio_backend: str, key: str
+) -> None:
+    # An entry ttstream's sink did not write (another service, an older version, a
+    # hostile writer) carries the generation's marker and an error message of its own.
+    secret = "hostile-entry-key-0123456789"
+    client = ttstream.AsyncClient(secret, base_url="http://127.0.0.1:9")  # registers it
+    sink = RedisStreamSink(redis, PREFIX + key)
+    await sink.send(NOTICE)
+    marker = (await redis.xrange(PREFIX + key))[0].field_values[b"ttstream"]
+    message = f"failed with {secret} " + "x" * 100_000
+    await redis.xadd(PREFIX + key, {"ttstream": marker, "type": "error", "message": message})
+    body = b"".join(await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}"))
+    await client.aclose()
+    events = SSEDecoder().feed(body)
+    assert [event.event for event in events] == ["reconnecting", "error"]
+    told = json.loads(events[1].data)["message"]
+    assert secret.encode() not in body
+    assert told.startswith("failed with [REDACTED] x")
+    assert len(told) == 500  # public_message's bound, as the sink stores them
+
+
+async def test_a_key_a_server_echoed_into_an_image_reaches_no_redis_viewer(
+    redis: Redis, anyio_backend: str, key: str
+) -> None:
+    secret = "0123456789abcdef0123456789abcdef"  # an Azure key's shape: valid base64
+    client = ttstream.AsyncClient(secret, base_url="http://127.0.0.1:9")  # registers it
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(49)).decode()
+    sink = RedisStreamSink(redis, PREFIX + key)
+    await sink.send(ttstream.PartialImage(b64_json=png + secret, index=0, operation="edit"))
+    await sink.send(ttstream.Completed(b64_json=png, operation="edit"))
+    await sink.aclose()
+    body = b"".join(await asgi_bodies(RedisRelay(redis, prefix=PREFIX), f"/previews/{key}"))
+    await client.aclose()
+    assert secret.encode() not in body
+    events = SSEDecoder().feed(body)
+    assert [e.event for e in events] == ["partial_image", "completed", "end"]
+    assert json.loads(events[0].data)["image"] is None

@@ -3,6 +3,7 @@ writes, its terminal entry, MAXLEN and EXPIRE, and Redis going away under pump."
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
 import json
@@ -28,6 +29,7 @@ from tests.support.redis_server import (
     client_of,
 )
 from ttstream import Completed, PartialImage, Reconnecting, StreamItem, ValidationError
+from ttstream._browser.frames import frame_of
 from ttstream.emulator import EmulatorServer
 from ttstream.redis import RedisRelay, Terminal, decode_entry, encode_item
 from ttstream.sinks import (
@@ -143,6 +145,21 @@ async def test_a_failed_stream_ends_with_an_error_entry_shortened_and_without_se
     assert message.startswith("error event: refused; Authorization: Bearer [REDACTED];")
     assert secret not in message
     assert len(message) == 500
+
+
+async def test_a_sink_error_is_stored_as_the_relays_fixed_sentence_not_its_text(
+    redis: Redis, key: str
+) -> None:
+    # An application that hands pump's SinkError on (``await sink.fail(exc)``): its text
+    # names the failed sinks' Redis keys and the paths of their errors. SSERelay and the
+    # websocket protocol tell viewers a fixed sentence instead; the Redis path must too.
+    broken = RedisStreamSink(redis, "ttstream:private:tenant-42")
+    error = SinkError([(broken, OSError("/srv/app/private/disk-full"))])
+    sink = RedisStreamSink(redis, key)
+    await sink.send(NOTICE)
+    await sink.fail(error)
+    stored = text((await redis.xrange(key))[-1], "message")
+    assert stored == "the server could not deliver this generation"
 
 
 async def test_a_stream_without_final_image_ends_with_an_error_entry(
@@ -427,3 +444,24 @@ async def test_a_buffer_over_max_buffer_fails_the_sink(
                 await sink.send(NOTICE)  # kept: about 65 bytes each
             with pytest.raises(RedisStreamError, match="max_buffer=150"):
                 await sink.send(NOTICE)
+
+
+async def test_a_lone_surrogate_a_server_sent_is_stored_and_relayed_as_sse_relay_sends_it(
+    redis: Redis, key: str
+) -> None:
+    # JSON's "\ud800" decodes to a lone surrogate, which UTF-8 cannot encode: a hostile
+    # server puts one in any text field. SSERelay sends it escaped (strict_json); the
+    # Redis path must neither fail nor lose the entry.
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    preview = PartialImage(b64_json=png, index=0, operation="generation", quality="hi\ud800")
+    notice = Reconnecting(
+        attempt=1, delay=0.5, last_event_id="\udfff", regenerating=False, reason="r\ud800"
+    )
+    sink = RedisStreamSink(redis, key)
+    await sink.send(preview)
+    await sink.send(notice)
+    entries = await redis.xrange(key)
+    assert [text(e, "type") for e in entries] == ["partial_image", "reconnecting"]
+    for entry, item in zip(entries, [preview, notice], strict=True):
+        back = decode_entry(entry.identifier.decode(), entry.field_values)
+        assert frame_of("1", back).data == frame_of("1", item).data

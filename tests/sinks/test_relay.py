@@ -28,6 +28,7 @@ from tests.support.relay_viewers import Browser, eventually, gated, image_of, se
 from ttstream import Completed, Reconnecting, StreamItem
 from ttstream._browser.frames import ViewerGuard
 from ttstream.emulator import EmulatorServer
+from ttstream.events import InlineImage
 from ttstream.sinks import SSERelay, pump
 from ttstream.sse import SSEDecoder
 
@@ -760,6 +761,39 @@ async def test_a_key_a_server_echoes_in_any_field_never_reaches_browsers(
     ]
     assert key not in body
     assert "[REDACTED]" in body
+
+
+@pytest.mark.parametrize("form", ["text", "verbatim", "decoded", "escaped", "cut"])
+async def test_a_key_a_server_echoes_into_the_image_never_reaches_browsers(
+    anyio_backend: str, form: str
+) -> None:
+    # The server got the key in the request's headers; it echoes it inside the image's
+    # base64 (an Azure key is 32 hex digits: valid base64, so it even decodes). Every
+    # other field is redacted; the image must not carry it to every viewer either.
+    key = "0123456789abcdef0123456789abcdef"
+    client = ttstream.AsyncClient(key, base_url="http://127.0.0.1:9")  # registers it
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(49)).decode()  # no padding
+    b64 = png + key
+    if form == "cut":  # the key cut between two 64 KiB pieces of the frame
+        b64 = "A" * (64 * 1024 - 16) + key + "AAAA"
+    image = {
+        "text": b64,
+        "verbatim": InlineImage(b64, verbatim=True),
+        "decoded": InlineImage(data=base64.b64decode(b64)),
+        "escaped": InlineImage(b64),  # not known verbatim: json writes it
+        "cut": InlineImage(b64, verbatim=True),
+    }[form]
+    relay = SSERelay()
+    await relay.send(ttstream.PartialImage(b64_json=image, index=0, operation="generation"))
+    await relay.send(Completed(b64_json=png, operation="generation"))
+    await relay.aclose()
+    body = b"".join(await bodies_after_the_end(relay))
+    await client.aclose()
+    assert key.encode() not in body
+    events = SSEDecoder().feed(body)
+    assert [e.event for e in events] == ["partial_image", "completed", "end"]
+    assert json.loads(events[0].data)["image"] is None  # no image rather than the key
+    assert json.loads(events[1].data)["image"] == f"data:image/png;base64,{png}"
 
 
 async def relayed_completed(b64: str, output_format: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
@@ -453,6 +454,37 @@ async def test_a_browser_that_disconnects_has_its_api_streams_closed_at_once(
             assert emulator.stream_stats.open_streams == 2
         # The socket is closed here: both API streams close, long before the stall ends.
         assert await anyio.to_thread.run_sync(wait_for_no_open_stream, emulator, 10)
+
+
+def test_a_failed_job_is_logged_with_the_key_redacted_from_its_traceback(
+    anyio_backend: Literal["asyncio", "trio"], caplog: pytest.LogCaptureFixture
+) -> None:
+    # docs/logging.md: keys are redacted from every record. serve_generations logs an
+    # application's failing start() with its traceback, whose text may quote the key
+    # (a configuration echoed back, an exception of another library).
+    key = "ws-logged-key-0123456789"
+
+    async def endpoint(websocket: WebSocket) -> None:
+        async with ttstream.AsyncClient(key, base_url="http://127.0.0.1:9"):  # registers it
+
+            def start(params: dict[str, Any]) -> ttstream.ImageStream:
+                raise RuntimeError(f"the upstream refused api_key={key} for {key}")
+
+            await serve_generations(websocket, start)
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    with (
+        caplog.at_level("ERROR"),
+        TestClient(app, backend=anyio_backend) as client,
+        client.websocket_connect("/ws") as ws,
+    ):
+        ws.send_json({"type": "start", "job": "j", "params": {}})
+        jobs = read_job_frames(ws, until_ends=1)
+    assert jobs["j"][-1]["message"] == "the server failed to run this generation"
+    [record] = [r for r in caplog.records if r.name.startswith("ttstream")]
+    assert "RuntimeError: the upstream refused" in caplog.text  # the traceback is there
+    assert key not in caplog.text
+    assert key not in logging.Formatter().format(record)
 
 
 def test_settings_are_checked() -> None:

@@ -18,7 +18,7 @@ import anyio
 
 from .._event_types import StreamItem
 from .._reconnect import Reconnecting
-from .._secrets import redact
+from .._secrets import holds_secret, redact
 from ..events import Completed, InlineImage, image_of
 from .items import item_metadata, strict_json
 
@@ -148,8 +148,9 @@ def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
     """The frame of one item. An image's ``image`` member is a ``data:`` URL made from
     the event's own base64, spliced in as bytes (encoded once when the event holds the
     decoded image, copied once when it holds base64 known to need no JSON escaping),
-    or the image's URL when the server answered with one. Byte for byte what
-    ``json.dumps`` of the whole object gives (``docs/fast.md``, "Relay frames")."""
+    or the image's URL when the server answered with one; ``null`` when the base64
+    holds a key (a server echoed it into the image). Byte for byte what ``json.dumps``
+    of the whole object gives (``docs/fast.md``, "Relay frames")."""
     metadata = item_metadata(item)
     name = str(metadata["type"])
     head = f"id: {event_id}\nevent: {name}\ndata: "
@@ -162,10 +163,24 @@ def frame_of(event_id: _Id, item: StreamItem) -> Frame[_Id]:
         metadata["image"] = url if url is None else redact(url)  # the server's text
         return Frame(event_id, name, _encode(head, metadata))
     if not image.verbatim:  # text that json.loads unescaped: let json write it
-        metadata["image"] = prefix + image.text()
+        text = image.text()
+        if holds_secret([text.encode("utf-8", "surrogatepass")]):
+            return _without_image(event_id, name, head, metadata)
+        metadata["image"] = prefix + text
         return Frame(event_id, name, _encode(head, metadata))
     metadata["image"] = prefix
-    return Frame.in_pieces(event_id, name, _spliced(head, metadata, image))
+    pieces = _spliced(head, metadata, image)
+    if holds_secret(pieces):
+        return _without_image(event_id, name, head, metadata)
+    return Frame.in_pieces(event_id, name, pieces)
+
+
+def _without_image(event_id: _Id, name: str, head: str, metadata: dict[str, Any]) -> Frame[_Id]:
+    """The frame of an image whose base64 holds a key (``ttstream._secrets.holds_secret``:
+    a server echoed it there, where no redaction can take it out without breaking the
+    image): its metadata with ``"image": null``, as for an image that never came."""
+    metadata["image"] = None
+    return Frame(event_id, name, _encode(head, metadata))
 
 
 async def answered_other_than_get(

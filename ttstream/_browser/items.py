@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from .._event_types import StreamItem
+from .._exceptions import SinkError
 from .._reconnect import Reconnecting
 from .._secrets import redact
 from ..events import Completed, PartialImage, Usage, image_of
@@ -21,6 +22,7 @@ from ..events import Completed, PartialImage, Usage, image_of
 __all__ = [
     "MAX_MESSAGE_CHARS",
     "MEDIA_TYPES",
+    "SINK_FAILED",
     "item_metadata",
     "media_type_of",
     "public_message",
@@ -173,11 +175,20 @@ def strict_json(obj: Any) -> str:
     return text
 
 
+SINK_FAILED = "the server could not deliver this generation"
+"""What browsers are told of a :class:`~ttstream.sinks.SinkError`: its text names sinks,
+Redis keys and paths, for the server's log only."""
+
+
 def public_message(error: BaseException | str) -> str:
     """The message of ``error`` as it may be stored (a Redis terminal entry) and shown to
     browsers (both relays, the websocket protocol): at most :data:`MAX_MESSAGE_CHARS`
     characters (the last one ``…`` when cut), through the one redaction
-    (``ttstream._secrets.redact``: registered keys, credential values)."""
+    (``ttstream._secrets.redact``: registered keys, credential values); for a
+    :class:`~ttstream.sinks.SinkError` (the server's own delivery failed),
+    :data:`SINK_FAILED`."""
+    if isinstance(error, SinkError):
+        return SINK_FAILED
     text = error if isinstance(error, str) else str(error) or type(error).__name__
     text = redact(text)
     if len(text) <= MAX_MESSAGE_CHARS:

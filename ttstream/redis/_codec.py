@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._browser.items import public_message
 from .._event_types import StreamItem
 from .._exceptions import short_repr
 from .._json import loads
@@ -132,8 +133,28 @@ def encode_item(item: StreamItem) -> dict[str, str | bytes]:
 def _redacted(fields: dict[str, str | bytes]) -> dict[str, str | bytes]:
     """Every text field through the one redaction (``ttstream._secrets``): what a server
     echoed (a key in ``extra``, ``revised_prompt``, a ``Last-Event-ID``, a transport's
-    error text) is stored without it. The image's bytes are left as they are."""
-    return {name: redact(v) if isinstance(v, str) else v for name, v in fields.items()}
+    error text) is stored without it (:func:`_stored`). The image's bytes are left as
+    they are."""
+    return {name: _stored(v) if isinstance(v, str) else v for name, v in fields.items()}
+
+
+_TEXT_ERRORS = "surrogatepass"
+"""How text fields are decoded, and encoded when they must be: UTF-8, except that a
+lone surrogate (JSON's ``"\\ud800"`` decodes to one, and a server may send it in any
+field) is kept as its three bytes, so the round trip stays exact and a relay's frame is
+SSERelay's (``strict_json`` escapes it)."""
+
+
+def _stored(text: str) -> str | bytes:
+    """``text`` redacted, as a field value: the str itself, or its bytes
+    (:data:`_TEXT_ERRORS`) when it holds a lone surrogate, which the client cannot
+    encode (the write would fail, and every entry queued after it)."""
+    text = redact(text)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", _TEXT_ERRORS)
+    return text
 
 
 def encode_terminal(terminal: Terminal) -> dict[str, str | bytes]:
@@ -168,7 +189,7 @@ class _Entry:
                 raise self.malformed(name, "is required")
             return None
         try:
-            return value.decode()
+            return value.decode("utf-8", _TEXT_ERRORS)
         except UnicodeDecodeError:
             raise self.malformed(name, "is not UTF-8") from None
 
@@ -211,7 +232,9 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
     """The item (or terminal) an entry written by :class:`~ttstream.redis.RedisStreamSink`
     stands for (the layout: ``docs/redis.md``, "Entries").
 
-    Images come back with ``b64_json`` re-encoded from the ``image`` field.
+    Images come back with ``b64_json`` re-encoded from the ``image`` field; a terminal
+    ``error``'s ``message`` through ``ttstream._browser.items.public_message`` (redacted,
+    at most 500 characters), whoever wrote the entry.
 
     Raises:
         MalformedEntryError: the entry is not one of ours (see the class).
@@ -221,10 +244,12 @@ def decode_entry(entry_id: str, fields: Mapping[Any, Any]) -> StreamItem | Termi
     if kind == "end":
         return Terminal(outcome="end", images=entry.number("images", required=True) or 0)
     if kind == "error":
+        # What browsers are told: whoever wrote the entry, through the one rule of
+        # RedisStreamSink.fail (redacted, at most MAX_MESSAGE_CHARS).
         return Terminal(
             outcome="error",
             error=entry.text("error") or "",
-            message=entry.text("message") or "the generation failed",
+            message=public_message(entry.text("message") or "the generation failed"),
         )
     if kind == "reconnecting":
         delay = entry.text("delay", required=True) or ""

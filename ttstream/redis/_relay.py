@@ -156,9 +156,10 @@ class RedisRelay:
 
     A browser that does not take a frame within ``send_timeout`` seconds is dropped:
     its response ends and what the relay held for it is released. Per browser the relay
-    holds at most one frame being sent (the frames themselves are shared), plus one
-    ``XRANGE`` page of ``window`` frames while it catches up; the server's socket
-    buffers are the ASGI server's.
+    holds at most one piece of 64 KiB handed to the server (the frames are shared, and
+    written in the pieces each cuts once, as :class:`~ttstream.sinks.SSERelay` does),
+    plus one ``XRANGE`` page of ``window`` frames while it catches up; the server's
+    socket buffers are the ASGI server's.
 
     Args:
         redis: an entered coredis client (``Redis`` or ``RedisCluster``) made with
@@ -314,7 +315,10 @@ class RedisRelay:
             return
         tail = self._tails.get((key, generation))
         if tail is None:
-            tail = self._tails[key, generation] = _Tail(key, generation, after or _START)
+            # From the generation's start, whoever comes first: a window that began at a
+            # resuming browser's id would send every later browser from the start to
+            # catch up on its own (a page of frames each, encoded for it alone).
+            tail = self._tails[key, generation] = _Tail(key, generation, _START)
         tail.viewers += 1
         try:
             serve = functools.partial(self._serve, send, tail, after or _START)
@@ -374,6 +378,11 @@ class RedisRelay:
         async def write(data: bytes, *, more: bool = True) -> None:
             await frames.write_pieces(send, (data,), more=more, guard=guard)
 
+        async def put(frame: frames.Frame[str], *, more: bool = True) -> None:
+            # in the pieces the frame cut once for every viewer: a viewer holds one
+            # piece handed to the server, never a copy of the whole frame
+            await frames.write_pieces(send, frame.pieces(), more=more, guard=guard)
+
         await write(f"retry: {self.retry}\n\n".encode())
         quiet_since = anyio.current_time()
         failing_since: float | None = None
@@ -393,7 +402,7 @@ class RedisRelay:
                     if not batch and stop is None:  # trimmed or expired: the window is left
                         after = tail.base
                     for entry_id, frame, terminal in batch:
-                        await write(frame.data, more=not terminal)
+                        await put(frame, more=not terminal)
                         after = entry_id
                         if terminal:
                             return
@@ -408,14 +417,17 @@ class RedisRelay:
             else:
                 pending = [(i, frame) for i, frame in tail.frames if i > after]
                 for entry_id, frame in pending:
-                    await write(frame.data)
+                    await put(frame)
                     after = entry_id
                 if pending:
                     quiet_since = anyio.current_time()
                     continue
                 if tail.end is not None:
                     end_id, frame = tail.end
-                    await write(frame.data if end_id > after else b"", more=False)
+                    if end_id > after:
+                        await put(frame, more=False)
+                    else:
+                        await write(b"", more=False)
                     return
                 if tail.replaced:  # a new generation: the browser comes back to it
                     await write(b"", more=False)

@@ -219,7 +219,8 @@ class RedisStreamSink:
     async def fail(self, error: BaseException | str) -> None:
         """Appends the ``error`` terminal entry: ``error`` is the exception's type name,
         ``message`` its message (``ttstream._browser.items.public_message``: redacted, at
-        most 500 characters). Does nothing once ended."""
+        most 500 characters; for a ``SinkError``, the relays' fixed sentence). Does
+        nothing once ended."""
         if self._ended:
             return
         self._ended = True

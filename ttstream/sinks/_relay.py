@@ -37,6 +37,7 @@ from .._bounds import require_int, require_seconds, validate_seconds
 from .._browser import frames
 from .._browser.audience import ViewerCounts, ViewerGate
 from .._browser.frames import Receive, Scope, Send
+from .._browser.items import public_message
 from .._browser.resume import last_event_id
 from .._browser.viewers import FORBIDDEN, Authorize
 from .._checks import require_callable
@@ -44,7 +45,6 @@ from .._delegate import Delegated
 from .._event_types import StreamItem
 from .._exceptions import ClosedError, ValidationError
 from ..events import Completed
-from ._websocket import public_error_text
 
 __all__ = ["SSERelay"]
 
@@ -224,11 +224,12 @@ class SSERelay:
 
     async def fail(self, error: BaseException | str) -> None:
         """Ends the relay with ``event: error`` and ``{"type": "error", "message": ...}``
-        (:func:`public_error_text` of the error: redacted, at most 500 characters):
+        (:func:`~ttstream._browser.items.public_message` of the error: redacted, at most
+        500 characters; a fixed sentence for a ``SinkError``):
         the generation failed. :func:`~ttstream.sinks.pump` calls this when the stream
         fails. Does nothing if the relay has already ended."""
         if self._end is None:
-            self._finish("error", {"type": "error", "message": public_error_text(error)})
+            self._finish("error", {"type": "error", "message": public_message(error)})
 
     async def aclose(self) -> None:
         """Ends the relay: ``event: end`` if at least one final image was relayed, else

@@ -33,27 +33,16 @@ __all__ = [
     "WebSocketSink",
     "item_metadata",
     "media_type_of",
-    "public_error_text",
+    "public_message",
     "serve_generations",
     "strict_json",
 ]
 
-logger = logging.getLogger("ttstream.sinks")
+logger = logging.getLogger("ttstream")  # its filter redacts (docs/logging.md)
 
 MAX_FRAME_BYTES = 65_536
 """The default largest binary frame: the default message limit of httpx2's websocket
 client and a size every browser and proxy takes."""
-
-
-def public_error_text(error: BaseException | str) -> str:
-    """What browsers are told of ``error`` (both relays, the websocket protocol): its
-    message through the one redaction, at most 500 characters
-    (``ttstream._browser.items.public_message``). A :class:`~ttstream.sinks.SinkError`
-    (the server's own delivery failed; its text names sinks, Redis keys, paths) becomes a
-    fixed sentence."""
-    if isinstance(error, SinkError):
-        return "the server could not deliver this generation"
-    return public_message(error)
 
 
 class WebSocketSink:
@@ -73,7 +62,7 @@ class WebSocketSink:
     - at the end, exactly one terminal frame: ``{"type": "end", "job", "images": <final
       images sent>}`` (with ``"cancelled": true`` once :attr:`cancelled` was set), or
       ``{"type": "error", "job", "message": ...}`` from :meth:`fail` (the message through
-      :func:`public_error_text`).
+      :func:`public_message`).
 
     Sinks of several jobs may share one socket: give them one ``lock`` (an
     ``anyio.Lock``), so that an image's text frame and its binary frames are never
@@ -191,7 +180,7 @@ class WebSocketSink:
             self.images += 1
 
     async def fail(self, error: BaseException | str) -> None:
-        """Sends ``{"type": "error", "job", "message"}`` (:func:`public_error_text`): the
+        """Sends ``{"type": "error", "job", "message"}`` (:func:`public_message`): the
         generation failed; :func:`~ttstream.sinks.pump` calls this when the stream
         fails. Nothing more is sent for this job (``aclose`` sends no ``end``)."""
         if self._ended or self.gone:
@@ -200,7 +189,7 @@ class WebSocketSink:
         payload: dict[str, Any] = {"type": "error"}
         if self.job is not None:
             payload["job"] = self.job
-        payload["message"] = public_error_text(error)
+        payload["message"] = public_message(error)
         async with self._lock:
             await self._text(payload)
 
