@@ -94,9 +94,62 @@ async def test_each_status_is_its_openai_class(status: int, error: type[Exceptio
     assert type(caught.value) is error
     assert caught.value.status_code == status
     assert caught.value.request_id == "req_42"
-    assert caught.value.body == json.loads(_status_body(status))
+    # openai's body: the error object of an {"error": {...}} body, not its envelope.
+    assert caught.value.body == json.loads(_status_body(status))["error"]
     assert caught.value.headers["x-request-id"] == "req_42"
     assert caught.value.message == f"status {status}"
+    assert (caught.value.type, caught.value.code, caught.value.param) == ("t", "c", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"detail": "no such model"}', {"detail": "no such model"}),  # no envelope: whole
+        (b'{"error": "quota exceeded"}', "quota exceeded"),  # openai's body.get("error")
+        (b"upstream exploded", "upstream exploded"),  # not JSON: the text
+    ],
+)
+async def test_a_body_without_an_error_object_is_kept_as_openai_keeps_it(
+    body: bytes, expected: object
+) -> None:
+    with RawServer(answer(400, {"content-type": "application/json"}, body)) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.BadRequestError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert caught.value.body == expected
+
+
+async def test_an_error_object_in_a_successful_answer_is_the_body_too() -> None:
+    error = {"message": "moderation", "type": "image_generation_user_error", "code": "x"}
+    payload = json.dumps({"error": error}).encode()
+    with RawServer(answer(200, {"content-type": "application/json"}, payload)) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.APIStatusError) as caught:
+                async for _ in client.generate("a kite", model="dall-e-3"):
+                    pass
+    assert caught.value.body == error
+
+
+async def test_every_api_error_has_openais_attributes_even_without_an_answer() -> None:
+    # openai's APIError: message, body, code, param, type on every subclass, None when
+    # there was no answer; ``except openai.APIError as e: e.message, e.code`` carries over.
+    async def hang_up(head: bytes, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    with RawServer(hang_up) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.APIConnectionError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    error: ttstream.APIError = caught.value
+    assert error.message
+    assert error.message in str(error)
+    assert (error.body, error.code, error.param, error.type) == (None, None, None, None)
+    timeout = ttstream.APITimeoutError("read timeout", timeout="read")
+    assert (timeout.message, timeout.body, timeout.code) == ("read timeout", None, None)
+    event = ttstream.StreamError("refused", code="moderation_blocked")
+    assert (event.body, event.code, event.type) == (None, "moderation_blocked", None)
 
 
 async def test_except_rate_limit_error_reads_retry_after() -> None:
