@@ -110,8 +110,9 @@ def _checked_endpoint(endpoint: str) -> str:
     return endpoint.rstrip("/")
 
 
-def _checked_deployment(deployment: str | None) -> str | None:
-    """``deployment``, checked to be one path segment of Azure's characters.
+def _checked_deployment(deployment: str | None, param: str = "azure_deployment") -> str | None:
+    """``deployment`` (given as ``param``), checked to be one path segment of Azure's
+    characters.
 
     Raises:
         ValidationError: not a str of 1 to 64 letters, digits, '-', '_' and '.', or '.'
@@ -125,7 +126,7 @@ def _checked_deployment(deployment: str | None) -> str | None:
         or deployment in (".", "..")
     ):
         raise ValidationError(
-            "azure_deployment",
+            param,
             deployment,
             "None or the deployment's name: 1 to 64 ASCII letters, digits, '-', '_' "
             "and '.' (not '.' or '..' alone)",
@@ -277,7 +278,15 @@ class AsyncAzureClient(AsyncClient):
     ) -> dict[str, Any]:
         if model is None and not self.v1:  # the deployment in the URL names it
             body = {name: value for name, value in body.items() if name != "model"}
+        elif self._routes_by_model:  # the model names the deployment: a path segment
+            _checked_deployment(model, "model")
         return super()._wire(body, model, extra_body)
+
+    @property
+    def _routes_by_model(self) -> bool:
+        """Whether an Images request goes to the deployment its ``model`` names (no
+        ``azure_deployment``, a dated ``api_version``), as openai routes it."""
+        return not self.v1 and self.azure_deployment is None
 
     @property
     def _version_query(self) -> dict[str, str]:
@@ -285,20 +294,30 @@ class AsyncAzureClient(AsyncClient):
         surface with ``api_version="v1"``."""
         return {} if self.v1 and self.api_version == "v1" else {"api-version": self.api_version}
 
-    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+    def endpoint_url(
+        self, path: str, query: Mapping[str, str] | None = None, *, model: str | None = None
+    ) -> str:
         """Azure's URL of an API ``path``: ``{endpoint}/openai/deployments/{deployment}/
         images/...?api-version=...`` for images, ``{endpoint}/openai/responses...`` for
-        the Responses API, ``{endpoint}/openai/v1/{path}`` on the v1 surface."""
+        the Responses API, ``{endpoint}/openai/v1/{path}`` on the v1 surface. Without
+        ``azure_deployment``, an Images request's ``model`` names the deployment, as in
+        openai.
+
+        Raises:
+            ValidationError: an Images ``path`` with no deployment named either way.
+        """
         query = {**(query or {}), **self._version_query}
         if not self.v1 and path.startswith("images/"):
-            if self.azure_deployment is None:
+            deployment = self.azure_deployment or _checked_deployment(model, "model")
+            if deployment is None:
                 raise ValidationError(
                     "azure_deployment",
                     None,
-                    f"given for the Images API with api_version "
-                    f"{self.api_version!r} (or use api_version='v1')",
+                    f"given for the Images API with api_version {self.api_version!r}: "
+                    "pass azure_deployment=..., or model=<deployment> to the call "
+                    "(or use api_version='v1')",
                 )
-            deployment = urllib.parse.quote(self.azure_deployment, safe="")
+            deployment = urllib.parse.quote(deployment, safe="")
             path = f"deployments/{deployment}/{path}"
         return super().endpoint_url(path, query)
 

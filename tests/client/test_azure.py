@@ -114,6 +114,31 @@ async def test_the_v1_surface_sends_the_deployment_as_the_model(azure: EmulatorS
     assert json.loads(request.content)["model"] == "gpt-image-2"
 
 
+async def test_without_a_deployment_the_model_names_it_as_in_openai(
+    azure: EmulatorServer,
+) -> None:
+    # openai's AzureOpenAI(azure_endpoint=..., api_version=...) with
+    # images.generate(model="<deployment>") posts to /openai/deployments/<deployment>/...
+    seen = Recorder()
+    async with seen.client() as http:
+        client = azure_client(azure.endpoint, http, azure_deployment=None)
+        async with client:
+            [final] = await collect(client.generate("a kite", size=SIZE, model="gpt-image-2"))
+            png = final.image_bytes
+            [edited] = await collect(client.edit("a moon", images=png, model="gpt-image-1.5"))
+            with pytest.raises(ttstream.ValidationError) as caught:
+                client.generate("a kite", model="../images")
+            assert caught.value.param == "model"
+            with pytest.raises(ttstream.ValidationError, match="model="):
+                await collect(client.generate("a kite"))  # nothing names a deployment
+    assert isinstance(edited, ttstream.Completed)
+    first, second = seen.requests
+    assert first.url.path == "/openai/deployments/gpt-image-2/images/generations"
+    assert first.url.params["api-version"] == VERSION
+    assert json.loads(first.content)["model"] == "gpt-image-2"  # sent, as openai sends it
+    assert second.url.path == "/openai/deployments/gpt-image-1.5/images/edits"
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_the_token_provider_is_asked_before_every_request(
     kind: str, azure: EmulatorServer
