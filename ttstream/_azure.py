@@ -10,7 +10,7 @@ parameter names:
 - the v1 surface ``{endpoint}/openai/v1/...`` when ``api_version="v1"`` (or
   ``"preview"``) or no deployment is named: there the deployment is the ``model``;
 - ``api-key: <key>``, or ``Authorization: Bearer <token>`` from
-  ``azure_ad_token_provider``, called for every request so that tokens refresh; the
+  ``azure_ad_token_provider``, called for every stream so that tokens refresh; the
   ``api-key`` header is dropped on a redirect to another origin, as ``Authorization`` is;
 - ``model`` is not sent to a deployment URL unless given (the deployment names it);
 - the Responses image tool gets ``x-ms-oai-image-generation-deployment: <deployment>``.
@@ -42,6 +42,7 @@ from ._sync import Client, LoopOptions
 from .client import DEFAULT_MODEL, AsyncClient, ConnectionOptions
 
 __all__ = [
+    "AD_TOKEN_VARIABLE",
     "AZURE_KEY_VARIABLE",
     "DEPLOYMENT_HEADER",
     "V1_VERSIONS",
@@ -55,6 +56,8 @@ __all__ = [
 
 AZURE_KEY_VARIABLE = "AZURE_OPENAI_API_KEY"
 """The environment variable of the resource's key."""
+AD_TOKEN_VARIABLE = "AZURE_OPENAI_AD_TOKEN"
+"""The environment variable of an Entra ID token, preferred to the key (openai's order)."""
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 """``azure_ad_token_provider``: a function (sync or async) answering an Entra ID token."""
@@ -134,6 +137,46 @@ def _checked_deployment(deployment: str | None, param: str = "azure_deployment")
     return deployment
 
 
+_KEY_SOURCES = ("api_key", "azure_ad_token", "azure_ad_token_provider")
+
+
+def _credentials(
+    api_key: str | None, azure_ad_token: str | None, provider: TokenProvider | None
+) -> tuple[str | None, str | None]:
+    """The ``(api_key, azure_ad_token)`` to use, at most one of them (``(None, None)``
+    with a ``provider``), as openai resolves them: at most one credential given; with
+    none, ``AZURE_OPENAI_AD_TOKEN``, else ``AZURE_OPENAI_API_KEY``.
+
+    Raises:
+        ValidationError: two credentials given, none found, a key or token with
+            whitespace or non-ASCII characters, a provider that cannot be called (no
+            credential is ever shown).
+    """
+    if provider is not None:  # a provider given by mistake (a token) is named first
+        require_callable("azure_ad_token_provider", provider, "a function or None")
+    given = [
+        (name, value)
+        for name, value in zip(_KEY_SOURCES, (api_key, azure_ad_token, provider), strict=True)
+        if value is not None
+    ]
+    if len(given) > 1:
+        (first, value), (second, _) = given[:2]
+        raise ValidationError(
+            first, hidden(value), f"None when {second} is given (one credential, not two)"
+        )
+    if provider is not None:
+        return None, None
+    if not given:
+        azure_ad_token = os.environ.get(AD_TOKEN_VARIABLE) or None
+        if azure_ad_token is None:
+            api_key = os.environ.get(AZURE_KEY_VARIABLE) or None
+            if not api_key:
+                raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
+    if azure_ad_token is not None:
+        check_api_key("azure_ad_token", azure_ad_token)
+    return api_key, azure_ad_token
+
+
 class AzureOptions(ConnectionOptions, total=False):
     """Every keyword of :class:`AsyncAzureClient`: what :class:`AzureClient` passes on
     to it as ``**options`` (PEP 692). The defaults are :class:`AsyncAzureClient`'s."""
@@ -141,6 +184,7 @@ class AzureOptions(ConnectionOptions, total=False):
     azure_endpoint: str | None
     azure_deployment: str | None
     api_version: str | None
+    azure_ad_token: str | None
     azure_ad_token_provider: TokenProvider | None
 
 
@@ -175,7 +219,7 @@ class AsyncAzureClient(AsyncClient):
 
     Args:
         api_key: the resource's key (sent as ``api-key``); else ``AZURE_OPENAI_API_KEY``.
-            Not needed with ``azure_ad_token_provider``.
+            Not needed with ``azure_ad_token`` or ``azure_ad_token_provider``.
         azure_endpoint: ``https://<resource>.openai.azure.com``; else
             ``AZURE_OPENAI_ENDPOINT``.
         azure_deployment: the image model's deployment (in the URL; on the v1 surface the
@@ -183,15 +227,20 @@ class AsyncAzureClient(AsyncClient):
             requests).
         api_version: e.g. ``"2025-04-01-preview"``; else ``OPENAI_API_VERSION``;
             ``"v1"`` (the default without a deployment) selects the v1 surface.
+        azure_ad_token: an Entra ID token sent as ``Authorization: Bearer <token>``;
+            else ``AZURE_OPENAI_AD_TOKEN`` when no credential is given (preferred to
+            ``AZURE_OPENAI_API_KEY``, as openai prefers it).
         azure_ad_token_provider: a function, sync or async, answering an Entra ID token,
-            called before every request (``Authorization: Bearer <token>``).
+            called before every stream, whose retries and reconnections send that
+            token again (``Authorization: Bearer <token>``).
 
     ``timeout``, ``max_retries``, ``http_client``, ``max_event_bytes``, ``reconnect``,
     ``deadline``, ``max_connections``, ``default_headers`` and ``default_query`` are as
     :class:`~ttstream.AsyncClient`'s.
 
     Raises:
-        ValidationError: no endpoint, no key and no token provider, a deployment with
+        ValidationError: no endpoint, no credential, more than one of ``api_key``,
+            ``azure_ad_token`` and ``azure_ad_token_provider``, a deployment with
             no ``api_version``, a key with whitespace or non-ASCII characters (never
             echoed), an endpoint that is not an http(s) URL with a host and without
             ``user:password@`` (never echoed), query or fragment, a deployment name other
@@ -216,6 +265,7 @@ class AsyncAzureClient(AsyncClient):
         azure_endpoint: str | None = None,
         azure_deployment: str | None = None,
         api_version: str | None = None,
+        azure_ad_token: str | None = None,
         azure_ad_token_provider: TokenProvider | None = None,
         **options: Unpack[ConnectionOptions],
     ) -> None:
@@ -224,20 +274,10 @@ class AsyncAzureClient(AsyncClient):
             raise ValidationError.missing("azure_endpoint", endpoint, _GIVE_ENDPOINT)
         endpoint = _checked_endpoint(endpoint)
         azure_deployment = _checked_deployment(azure_deployment)
-        if azure_ad_token_provider is None:
-            api_key = api_key or os.environ.get(AZURE_KEY_VARIABLE) or None
-            if not api_key:
-                raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
-        else:
-            require_callable(
-                "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
-            )
-            if api_key is not None:
-                raise ValidationError(
-                    "api_key",
-                    hidden(api_key),
-                    "None when azure_ad_token_provider is given (one credential, not two)",
-                )
+        api_key, azure_ad_token = _credentials(api_key, azure_ad_token, azure_ad_token_provider)
+        if azure_ad_token is not None:
+            token = azure_ad_token
+            azure_ad_token_provider = lambda: token  # noqa: E731 - one token, every request
         api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
         if api_version is None and azure_deployment is not None:
             raise ValidationError(
@@ -256,6 +296,9 @@ class AsyncAzureClient(AsyncClient):
             **options,
         )
         self._token = _TokenSource(azure_ad_token_provider)
+        if azure_ad_token is not None:  # redacted from the start, like a key
+            register(self, azure_ad_token)
+            self._token.last = azure_ad_token
         self._extras = self._extras.owning(
             {} if api_key is None else {"api-key": api_key},
             dict.fromkeys(self._version_query, "api_version"),

@@ -139,6 +139,38 @@ async def test_without_a_deployment_the_model_names_it_as_in_openai(
     assert second.url.path == "/openai/deployments/gpt-image-1.5/images/edits"
 
 
+async def test_a_static_azure_ad_token_is_sent_as_a_bearer_token(
+    azure: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # openai's AzureOpenAI(azure_ad_token=...), and AZURE_OPENAI_AD_TOKEN, which openai
+    # prefers to AZURE_OPENAI_API_KEY when no credential is passed.
+    token = "entra-static-token-0123456789"
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    seen = Recorder()
+    async with seen.client() as http:
+        given = azure_client(azure.endpoint, http, api_key=None, azure_ad_token=token)
+        monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", token)
+        from_env = azure_client(azure.endpoint, http, api_key=None)
+        for client in (given, from_env):
+            async with client:
+                await collect(client.generate("a kite", size=SIZE))
+            assert token not in repr(client)
+    assert [r.headers["authorization"] for r in seen.requests] == [f"Bearer {token}"] * 2
+    assert all("api-key" not in r.headers for r in seen.requests)
+    assert _secrets.redact(f"echo {token}") != f"echo {token}"
+    for options in (
+        {"api_key": KEY, "azure_ad_token": token},
+        {"api_key": None, "azure_ad_token": token, "azure_ad_token_provider": lambda: token},
+    ):
+        with pytest.raises(ttstream.ValidationError, match="one credential") as caught:
+            azure_client(azure.endpoint, **options)
+        assert token not in str(caught.value)
+        assert KEY not in str(caught.value)
+    with pytest.raises(ttstream.ValidationError) as refused:
+        azure_client(azure.endpoint, api_key=None, azure_ad_token=token + "\n")
+    assert refused.value.param == "azure_ad_token"
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_the_token_provider_is_asked_before_every_request(
     kind: str, azure: EmulatorServer
