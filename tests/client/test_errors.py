@@ -24,7 +24,7 @@ import ttstream
 from tests.support.paths import ROOT
 from tests.support.raw_server import RawServer, answer, response_head
 from ttstream import _base64, _exceptions
-from ttstream._retry import parse_retry_after, retry_after
+from ttstream._retry import parse_retry_after, retry_after, should_retry_status
 from ttstream._transport import AIOHTTP
 from ttstream._transport_errors import safe_text
 from ttstream.sinks import SSERelay
@@ -185,6 +185,33 @@ def test_retry_after_is_parsed_once_for_errors_and_retries() -> None:
     assert retry_after({"retry-after": "120"}) is None
     assert ttstream.RateLimitError("x", status_code=429, headers={"Retry-After": "120"}).retry_after
     assert ttstream.RateLimitError("x", status_code=429).retry_after is None
+
+
+@pytest.mark.parametrize("should_retry", [None, "true"])
+async def test_a_wait_longer_than_honoured_is_not_retried_as_in_openai(
+    should_retry: str | None,
+) -> None:
+    # openai: a retry-after past its cap means "not now": the error is raised at once
+    # (even with x-should-retry: true), not retried after a short backoff the server
+    # did not ask for.
+    headers = {"content-type": "application/json", "retry-after": "3600"}
+    if should_retry:
+        headers["x-should-retry"] = should_retry
+    with RawServer(answer(429, headers, _status_body(429))) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=2) as client:
+            with pytest.raises(ttstream.RateLimitError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert len(server.heads) == 1
+    assert caught.value.retry_after == 3600.0
+
+
+def test_a_wait_of_zero_is_backoff_as_in_openai() -> None:
+    assert retry_after({"retry-after": "0"}) is None  # openai honours 0 < wait <= cap
+    assert retry_after({"retry-after-ms": "0", "retry-after": "2"}) is None
+    assert should_retry_status(429, {"retry-after": "60"})
+    assert not should_retry_status(429, {"retry-after": "61"})
+    assert not should_retry_status(503, {"retry-after-ms": "61000", "x-should-retry": "true"})
 
 
 # What used to escape as ValueError, RuntimeError, KeyError.
