@@ -353,7 +353,8 @@ class StreamError(APIError):
     ``{"type": "error", "code", "message", "param"}`` (docs/hostile-servers.md, "Errors").
     ``event_id`` is the SSE last event ID at the error, ``""`` when none was sent;
     ``response_id`` the Responses API response it ended (``response.failed``,
-    ``response.incomplete``, an error event), else ``None``.
+    ``response.incomplete``, an error event), else ``None``; ``body`` the error object
+    the event carried (openai's ``body``), else ``None``.
     Every text is kept whole but redacted; ``str()`` shows the message shortened to 500
     characters.
     """
@@ -368,8 +369,10 @@ class StreamError(APIError):
         event_id: str = "",
         sequence_number: int | None = None,
         response_id: str | None = None,
+        body: object = None,
     ) -> None:
         self.response_id = response_id
+        self.body = _redacted_body(body)
         self.message = message
         self.code = code
         self.param = param

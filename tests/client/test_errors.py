@@ -187,6 +187,25 @@ def test_retry_after_is_parsed_once_for_errors_and_retries() -> None:
     assert ttstream.RateLimitError("x", status_code=429).retry_after is None
 
 
+async def test_an_error_event_keeps_its_error_object_as_body_as_in_openai() -> None:
+    # openai's stream raises APIError(body=<the event's "error" object>).
+    error = {
+        "type": "image_generation_user_error",
+        "code": "moderation_blocked",
+        "message": "blocked",
+        "param": None,
+    }
+    data = json.dumps({"type": "error", "error": error}).encode()
+    sse = b"event: error\ndata: " + data + b"\n\n"
+    with RawServer(answer(200, {"content-type": "text/event-stream"}, sse)) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.StreamError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert caught.value.body == error
+    assert caught.value.code == "moderation_blocked"
+
+
 @pytest.mark.parametrize("should_retry", [None, "true"])
 async def test_a_wait_longer_than_honoured_is_not_retried_as_in_openai(
     should_retry: str | None,
