@@ -10,7 +10,7 @@ parameter names:
 - the v1 surface ``{endpoint}/openai/v1/...`` when ``api_version="v1"`` (or
   ``"preview"``) or no deployment is named: there the deployment is the ``model``;
 - ``api-key: <key>``, or ``Authorization: Bearer <token>`` from
-  ``azure_ad_token_provider``, called for every request so that tokens refresh; the
+  ``azure_ad_token_provider``, called for every stream so that tokens refresh; the
   ``api-key`` header is dropped on a redirect to another origin, as ``Authorization`` is;
 - ``model`` is not sent to a deployment URL unless given (the deployment names it);
 - the Responses image tool gets ``x-ms-oai-image-generation-deployment: <deployment>``.
@@ -42,6 +42,7 @@ from ._sync import Client, LoopOptions
 from .client import DEFAULT_MODEL, AsyncClient, ConnectionOptions
 
 __all__ = [
+    "AD_TOKEN_VARIABLE",
     "AZURE_KEY_VARIABLE",
     "DEPLOYMENT_HEADER",
     "V1_VERSIONS",
@@ -55,6 +56,8 @@ __all__ = [
 
 AZURE_KEY_VARIABLE = "AZURE_OPENAI_API_KEY"
 """The environment variable of the resource's key."""
+AD_TOKEN_VARIABLE = "AZURE_OPENAI_AD_TOKEN"
+"""The environment variable of an Entra ID token, preferred to the key (openai's order)."""
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 """``azure_ad_token_provider``: a function (sync or async) answering an Entra ID token."""
@@ -110,8 +113,9 @@ def _checked_endpoint(endpoint: str) -> str:
     return endpoint.rstrip("/")
 
 
-def _checked_deployment(deployment: str | None) -> str | None:
-    """``deployment``, checked to be one path segment of Azure's characters.
+def _checked_deployment(deployment: str | None, param: str = "azure_deployment") -> str | None:
+    """``deployment`` (given as ``param``), checked to be one path segment of Azure's
+    characters.
 
     Raises:
         ValidationError: not a str of 1 to 64 letters, digits, '-', '_' and '.', or '.'
@@ -125,12 +129,52 @@ def _checked_deployment(deployment: str | None) -> str | None:
         or deployment in (".", "..")
     ):
         raise ValidationError(
-            "azure_deployment",
+            param,
             deployment,
             "None or the deployment's name: 1 to 64 ASCII letters, digits, '-', '_' "
             "and '.' (not '.' or '..' alone)",
         )
     return deployment
+
+
+_KEY_SOURCES = ("api_key", "azure_ad_token", "azure_ad_token_provider")
+
+
+def _credentials(
+    api_key: str | None, azure_ad_token: str | None, provider: TokenProvider | None
+) -> tuple[str | None, str | None]:
+    """The ``(api_key, azure_ad_token)`` to use, at most one of them (``(None, None)``
+    with a ``provider``), as openai resolves them: at most one credential given; with
+    none, ``AZURE_OPENAI_AD_TOKEN``, else ``AZURE_OPENAI_API_KEY``.
+
+    Raises:
+        ValidationError: two credentials given, none found, a key or token with
+            whitespace or non-ASCII characters, a provider that cannot be called (no
+            credential is ever shown).
+    """
+    if provider is not None:  # a provider given by mistake (a token) is named first
+        require_callable("azure_ad_token_provider", provider, "a function or None")
+    given = [
+        (name, value)
+        for name, value in zip(_KEY_SOURCES, (api_key, azure_ad_token, provider), strict=True)
+        if value is not None
+    ]
+    if len(given) > 1:
+        (first, value), (second, _) = given[:2]
+        raise ValidationError(
+            first, hidden(value), f"None when {second} is given (one credential, not two)"
+        )
+    if provider is not None:
+        return None, None
+    if not given:
+        azure_ad_token = os.environ.get(AD_TOKEN_VARIABLE) or None
+        if azure_ad_token is None:
+            api_key = os.environ.get(AZURE_KEY_VARIABLE) or None
+            if not api_key:
+                raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
+    if azure_ad_token is not None:
+        check_api_key("azure_ad_token", azure_ad_token)
+    return api_key, azure_ad_token
 
 
 class AzureOptions(ConnectionOptions, total=False):
@@ -140,6 +184,7 @@ class AzureOptions(ConnectionOptions, total=False):
     azure_endpoint: str | None
     azure_deployment: str | None
     api_version: str | None
+    azure_ad_token: str | None
     azure_ad_token_provider: TokenProvider | None
 
 
@@ -174,7 +219,7 @@ class AsyncAzureClient(AsyncClient):
 
     Args:
         api_key: the resource's key (sent as ``api-key``); else ``AZURE_OPENAI_API_KEY``.
-            Not needed with ``azure_ad_token_provider``.
+            Not needed with ``azure_ad_token`` or ``azure_ad_token_provider``.
         azure_endpoint: ``https://<resource>.openai.azure.com``; else
             ``AZURE_OPENAI_ENDPOINT``.
         azure_deployment: the image model's deployment (in the URL; on the v1 surface the
@@ -182,15 +227,20 @@ class AsyncAzureClient(AsyncClient):
             requests).
         api_version: e.g. ``"2025-04-01-preview"``; else ``OPENAI_API_VERSION``;
             ``"v1"`` (the default without a deployment) selects the v1 surface.
+        azure_ad_token: an Entra ID token sent as ``Authorization: Bearer <token>``;
+            else ``AZURE_OPENAI_AD_TOKEN`` when no credential is given (preferred to
+            ``AZURE_OPENAI_API_KEY``, as openai prefers it).
         azure_ad_token_provider: a function, sync or async, answering an Entra ID token,
-            called before every request (``Authorization: Bearer <token>``).
+            called before every stream, whose retries and reconnections send that
+            token again (``Authorization: Bearer <token>``).
 
     ``timeout``, ``max_retries``, ``http_client``, ``max_event_bytes``, ``reconnect``,
     ``deadline``, ``max_connections``, ``default_headers`` and ``default_query`` are as
     :class:`~ttstream.AsyncClient`'s.
 
     Raises:
-        ValidationError: no endpoint, no key and no token provider, a deployment with
+        ValidationError: no endpoint, no credential, more than one of ``api_key``,
+            ``azure_ad_token`` and ``azure_ad_token_provider``, a deployment with
             no ``api_version``, a key with whitespace or non-ASCII characters (never
             echoed), an endpoint that is not an http(s) URL with a host and without
             ``user:password@`` (never echoed), query or fragment, a deployment name other
@@ -215,6 +265,7 @@ class AsyncAzureClient(AsyncClient):
         azure_endpoint: str | None = None,
         azure_deployment: str | None = None,
         api_version: str | None = None,
+        azure_ad_token: str | None = None,
         azure_ad_token_provider: TokenProvider | None = None,
         **options: Unpack[ConnectionOptions],
     ) -> None:
@@ -223,20 +274,10 @@ class AsyncAzureClient(AsyncClient):
             raise ValidationError.missing("azure_endpoint", endpoint, _GIVE_ENDPOINT)
         endpoint = _checked_endpoint(endpoint)
         azure_deployment = _checked_deployment(azure_deployment)
-        if azure_ad_token_provider is None:
-            api_key = api_key or os.environ.get(AZURE_KEY_VARIABLE) or None
-            if not api_key:
-                raise ValidationError.missing("api_key", api_key, _GIVE_KEY)
-        else:
-            require_callable(
-                "azure_ad_token_provider", azure_ad_token_provider, "a function or None"
-            )
-            if api_key is not None:
-                raise ValidationError(
-                    "api_key",
-                    hidden(api_key),
-                    "None when azure_ad_token_provider is given (one credential, not two)",
-                )
+        api_key, azure_ad_token = _credentials(api_key, azure_ad_token, azure_ad_token_provider)
+        if azure_ad_token is not None:
+            token = azure_ad_token
+            azure_ad_token_provider = lambda: token  # noqa: E731 - one token, every request
         api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
         if api_version is None and azure_deployment is not None:
             raise ValidationError(
@@ -255,6 +296,9 @@ class AsyncAzureClient(AsyncClient):
             **options,
         )
         self._token = _TokenSource(azure_ad_token_provider)
+        if azure_ad_token is not None:  # redacted from the start, like a key
+            register(self, azure_ad_token)
+            self._token.last = azure_ad_token
         self._extras = self._extras.owning(
             {} if api_key is None else {"api-key": api_key},
             dict.fromkeys(self._version_query, "api_version"),
@@ -277,7 +321,15 @@ class AsyncAzureClient(AsyncClient):
     ) -> dict[str, Any]:
         if model is None and not self.v1:  # the deployment in the URL names it
             body = {name: value for name, value in body.items() if name != "model"}
+        elif self._routes_by_model:  # the model names the deployment: a path segment
+            _checked_deployment(model, "model")
         return super()._wire(body, model, extra_body)
+
+    @property
+    def _routes_by_model(self) -> bool:
+        """Whether an Images request goes to the deployment its ``model`` names (no
+        ``azure_deployment``, a dated ``api_version``), as openai routes it."""
+        return not self.v1 and self.azure_deployment is None
 
     @property
     def _version_query(self) -> dict[str, str]:
@@ -285,20 +337,30 @@ class AsyncAzureClient(AsyncClient):
         surface with ``api_version="v1"``."""
         return {} if self.v1 and self.api_version == "v1" else {"api-version": self.api_version}
 
-    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+    def endpoint_url(
+        self, path: str, query: Mapping[str, str] | None = None, *, model: str | None = None
+    ) -> str:
         """Azure's URL of an API ``path``: ``{endpoint}/openai/deployments/{deployment}/
         images/...?api-version=...`` for images, ``{endpoint}/openai/responses...`` for
-        the Responses API, ``{endpoint}/openai/v1/{path}`` on the v1 surface."""
+        the Responses API, ``{endpoint}/openai/v1/{path}`` on the v1 surface. Without
+        ``azure_deployment``, an Images request's ``model`` names the deployment, as in
+        openai.
+
+        Raises:
+            ValidationError: an Images ``path`` with no deployment named either way.
+        """
         query = {**(query or {}), **self._version_query}
         if not self.v1 and path.startswith("images/"):
-            if self.azure_deployment is None:
+            deployment = self.azure_deployment or _checked_deployment(model, "model")
+            if deployment is None:
                 raise ValidationError(
                     "azure_deployment",
                     None,
-                    f"given for the Images API with api_version "
-                    f"{self.api_version!r} (or use api_version='v1')",
+                    f"given for the Images API with api_version {self.api_version!r}: "
+                    "pass azure_deployment=..., or model=<deployment> to the call "
+                    "(or use api_version='v1')",
                 )
-            deployment = urllib.parse.quote(self.azure_deployment, safe="")
+            deployment = urllib.parse.quote(deployment, safe="")
             path = f"deployments/{deployment}/{path}"
         return super().endpoint_url(path, query)
 

@@ -297,7 +297,8 @@ async def send(
 async def status_error(response: httpx2.Response) -> APIStatusError:
     """Reads an error response (at most :data:`MAX_ERROR_BODY` bytes, decoded within
     that, for at most :data:`ERROR_BODY_SECONDS`) into an :class:`APIStatusError` with
-    the fields of an ``{"error": {"message", "type", "code", "param"}}`` body, of the
+    the fields of an ``{"error": {"message", "type", "code", "param"}}`` body (``body``
+    is that error object, as openai keeps it; a body without one is kept whole), of the
     status's subclass (``RateLimitError`` for 429...,
     :func:`ttstream._exceptions.status_error_class`): the one
     parser of HTTP error bodies. Keys and credential values are redacted from the text
@@ -330,7 +331,7 @@ async def status_error(response: httpx2.Response) -> APIStatusError:
     return status_error_class(response.status_code)(
         message,
         status_code=response.status_code,
-        body=body,
+        body=body.get("error", body) if isinstance(body, dict) else body,  # openai's
         type=text_of(fields, "type"),
         code=text_of(fields, "code"),
         param=text_of(fields, "param"),

@@ -224,15 +224,28 @@ class ClosedError(TTStreamError, RuntimeError):
 
 class APIError(TTStreamError):
     """The API answered with an error (a status, an error event) or could not be reached;
-    openai's ``APIError`` shape. Catch it to handle every failure of a request."""
+    openai's ``APIError`` shape. Catch it to handle every failure of a request.
+
+    Every subclass has openai's attributes: ``message`` (str), ``body`` (the error
+    object an answer carried, else ``None``), ``code``, ``param`` and ``type`` (str, or
+    ``None`` when the error had none: always for a connection error or a timeout).
+    """
+
+    message: str
+    body: object = None
+    code: str | None = None
+    param: str | None = None
+    type: str | None = None
 
 
 class APIStatusError(APIError):
     """The server answered with an HTTP error status before any stream started.
 
     Carries ``status_code``, the error body's ``message``, ``type``, ``code`` and
-    ``param`` (``{"error": {...}}`` in the OpenAI shape), the whole parsed ``body``,
-    the response ``headers`` and the ``request_id`` (header ``x-request-id``).
+    ``param`` (``{"error": {...}}`` in the OpenAI shape), the parsed ``body``,
+    the response ``headers`` and the ``request_id`` (header ``x-request-id``). ``body`` is
+    openai's: the error object of an ``{"error": {...}}`` body (``body.get("error",
+    body)``), else the parsed body, else its text.
     Every one is kept whole but redacted (no API key; a header whose name holds a key is
     kept under the redacted name); ``str()`` shows the message shortened to 500
     characters.
@@ -340,7 +353,8 @@ class StreamError(APIError):
     ``{"type": "error", "code", "message", "param"}`` (docs/hostile-servers.md, "Errors").
     ``event_id`` is the SSE last event ID at the error, ``""`` when none was sent;
     ``response_id`` the Responses API response it ended (``response.failed``,
-    ``response.incomplete``, an error event), else ``None``.
+    ``response.incomplete``, an error event), else ``None``; ``body`` the error object
+    the event carried (openai's ``body``), else ``None``.
     Every text is kept whole but redacted; ``str()`` shows the message shortened to 500
     characters.
     """
@@ -355,8 +369,10 @@ class StreamError(APIError):
         event_id: str = "",
         sequence_number: int | None = None,
         response_id: str | None = None,
+        body: object = None,
     ) -> None:
         self.response_id = response_id
+        self.body = _redacted_body(body)
         self.message = message
         self.code = code
         self.param = param
@@ -431,6 +447,7 @@ class APIConnectionError(APIError):
 
     def __init__(self, message: str, *, last_partial: Preview | None = None) -> None:
         self.last_partial = last_partial
+        self.message = message
         super().__init__(message)
 
 

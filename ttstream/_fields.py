@@ -111,9 +111,11 @@ def stream_error(
 ) -> StreamError:
     """The :class:`~ttstream.StreamError` of an error object ``{"message", "code",
     "param", "type"}`` (each optional, taken as text): ``fallback`` is the message when
-    it has none, ``default_type`` the type."""
+    it has none, ``default_type`` the type; ``body`` is kept as its ``body`` (openai's),
+    ``None`` when empty."""
     return StreamError(
         text_of(body, "message") or fallback,
+        body=dict(body) or None,
         code=text_of(body, "code"),
         param=text_of(body, "param"),
         type=text_of(body, "type") or default_type,

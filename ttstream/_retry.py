@@ -4,7 +4,8 @@ The conventions of the official OpenAI SDKs (docs/reconnection.md, "Retries befo
 stream"): connection errors, timeouts, HTTP 408, 409, 429 and >= 500 are retried;
 a response header ``x-should-retry: true|false`` forces or vetoes; the delay is
 ``retry-after-ms``, else ``retry-after`` (seconds, possibly fractional, or an HTTP-date),
-honoured up to 60 s; otherwise ``min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random())``.
+honoured when above 0 and up to 60 s (a longer one is not retried at all); otherwise
+``min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random())``.
 Pure functions: the caller sleeps.
 """
 
@@ -30,8 +31,16 @@ MAX_RETRY_AFTER = 60.0
 _RETRIED_STATUSES = frozenset({408, 409, 429})
 
 
-def should_retry_status(status_code: int, headers: Mapping[str, str]) -> bool:
-    """Whether an HTTP error response is worth retrying."""
+def should_retry_status(
+    status_code: int, headers: Mapping[str, str], *, now: Callable[[], float] = time.time
+) -> bool:
+    """Whether an HTTP error response is worth retrying: never when the server asks for
+    a longer wait than :data:`MAX_RETRY_AFTER` (the error is the answer, as in openai,
+    whatever ``x-should-retry`` says); else as ``x-should-retry`` says; else for 408,
+    409, 429 and >= 500."""
+    asked = parse_retry_after(headers, now=now)
+    if asked is not None and asked > MAX_RETRY_AFTER:
+        return False
     veto = headers.get("x-should-retry", "").strip().lower()
     if veto in ("true", "false"):
         return veto == "true"
@@ -42,9 +51,10 @@ def retry_after(
     headers: Mapping[str, str], *, now: Callable[[], float] = time.time
 ) -> float | None:
     """The delay in seconds the server asked for, or ``None`` when it asked for none
-    usable (absent, unparsable, negative or above :data:`MAX_RETRY_AFTER`)."""
+    usable (absent, unparsable, not above 0, or above :data:`MAX_RETRY_AFTER`): openai
+    honours ``0 < delay <= cap`` and backs off otherwise."""
     delay = parse_retry_after(headers, now=now)
-    return None if delay is None or delay > MAX_RETRY_AFTER else delay
+    return None if delay is None or not 0 < delay <= MAX_RETRY_AFTER else delay
 
 
 def parse_retry_after(

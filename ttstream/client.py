@@ -531,10 +531,13 @@ class AsyncClient(AsyncResource):
         """
         return self._extras.over(extra_headers, extra_query)
 
-    def endpoint_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+    def endpoint_url(
+        self, path: str, query: Mapping[str, str] | None = None, *, model: str | None = None
+    ) -> str:
         """The URL of an API ``path`` (``"images/generations"``, ``"responses"``) with
         ``query``: ``{base_url}/{path}?{query}``. ``AsyncAzureClient`` builds Azure's
-        deployment URLs here."""
+        deployment URLs here (``model``, the model a request names, if any, names the
+        deployment when it has none; unused here)."""
         url = f"{self.base_url}/{path}"
         return f"{url}?{urllib.parse.urlencode(query)}" if query else url
 
@@ -566,7 +569,10 @@ class AsyncClient(AsyncResource):
 
         async def start(decode_images: bool) -> EventSource | httpx2.Response:
             prepared = await prepare()
-            url = self.endpoint_url(prepared.path, extras.query)
+            model = body.get("model")
+            url = self.endpoint_url(
+                prepared.path, extras.query, model=model if isinstance(model, str) else None
+            )
             own = {
                 **(await self.auth_headers(prepared.path)),
                 "User-Agent": USER_AGENT,

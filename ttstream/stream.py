@@ -332,7 +332,7 @@ def _unwrap(body: Any, response: httpx2.Response) -> Any:
         raise APIStatusError(
             str(error.get("message") or "error in a successful response"),
             status_code=response.status_code,
-            body=body,
+            body=error,  # the error object, as for an error status (openai's body)
             code=None if error.get("code") is None else str(error.get("code")),
             request_id=response.headers.get("x-request-id"),
         )

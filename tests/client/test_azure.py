@@ -114,6 +114,63 @@ async def test_the_v1_surface_sends_the_deployment_as_the_model(azure: EmulatorS
     assert json.loads(request.content)["model"] == "gpt-image-2"
 
 
+async def test_without_a_deployment_the_model_names_it_as_in_openai(
+    azure: EmulatorServer,
+) -> None:
+    # openai's AzureOpenAI(azure_endpoint=..., api_version=...) with
+    # images.generate(model="<deployment>") posts to /openai/deployments/<deployment>/...
+    seen = Recorder()
+    async with seen.client() as http:
+        client = azure_client(azure.endpoint, http, azure_deployment=None)
+        async with client:
+            [final] = await collect(client.generate("a kite", size=SIZE, model="gpt-image-2"))
+            png = final.image_bytes
+            [edited] = await collect(client.edit("a moon", images=png, model="gpt-image-1.5"))
+            with pytest.raises(ttstream.ValidationError) as caught:
+                client.generate("a kite", model="../images")
+            assert caught.value.param == "model"
+            with pytest.raises(ttstream.ValidationError, match="model="):
+                await collect(client.generate("a kite"))  # nothing names a deployment
+    assert isinstance(edited, ttstream.Completed)
+    first, second = seen.requests
+    assert first.url.path == "/openai/deployments/gpt-image-2/images/generations"
+    assert first.url.params["api-version"] == VERSION
+    assert json.loads(first.content)["model"] == "gpt-image-2"  # sent, as openai sends it
+    assert second.url.path == "/openai/deployments/gpt-image-1.5/images/edits"
+
+
+async def test_a_static_azure_ad_token_is_sent_as_a_bearer_token(
+    azure: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # openai's AzureOpenAI(azure_ad_token=...), and AZURE_OPENAI_AD_TOKEN, which openai
+    # prefers to AZURE_OPENAI_API_KEY when no credential is passed.
+    token = "entra-static-token-0123456789"
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    seen = Recorder()
+    async with seen.client() as http:
+        given = azure_client(azure.endpoint, http, api_key=None, azure_ad_token=token)
+        monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", token)
+        from_env = azure_client(azure.endpoint, http, api_key=None)
+        for client in (given, from_env):
+            async with client:
+                await collect(client.generate("a kite", size=SIZE))
+            assert token not in repr(client)
+    assert [r.headers["authorization"] for r in seen.requests] == [f"Bearer {token}"] * 2
+    assert all("api-key" not in r.headers for r in seen.requests)
+    assert _secrets.redact(f"echo {token}") != f"echo {token}"
+    for options in (
+        {"api_key": KEY, "azure_ad_token": token},
+        {"api_key": None, "azure_ad_token": token, "azure_ad_token_provider": lambda: token},
+    ):
+        with pytest.raises(ttstream.ValidationError, match="one credential") as caught:
+            azure_client(azure.endpoint, **options)
+        assert token not in str(caught.value)
+        assert KEY not in str(caught.value)
+    with pytest.raises(ttstream.ValidationError) as refused:
+        azure_client(azure.endpoint, api_key=None, azure_ad_token=token + "\n")
+    assert refused.value.param == "azure_ad_token"
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_the_token_provider_is_asked_before_every_request(
     kind: str, azure: EmulatorServer

@@ -24,7 +24,7 @@ import ttstream
 from tests.support.paths import ROOT
 from tests.support.raw_server import RawServer, answer, response_head
 from ttstream import _base64, _exceptions
-from ttstream._retry import parse_retry_after, retry_after
+from ttstream._retry import parse_retry_after, retry_after, should_retry_status
 from ttstream._transport import AIOHTTP
 from ttstream._transport_errors import safe_text
 from ttstream.sinks import SSERelay
@@ -94,9 +94,62 @@ async def test_each_status_is_its_openai_class(status: int, error: type[Exceptio
     assert type(caught.value) is error
     assert caught.value.status_code == status
     assert caught.value.request_id == "req_42"
-    assert caught.value.body == json.loads(_status_body(status))
+    # openai's body: the error object of an {"error": {...}} body, not its envelope.
+    assert caught.value.body == json.loads(_status_body(status))["error"]
     assert caught.value.headers["x-request-id"] == "req_42"
     assert caught.value.message == f"status {status}"
+    assert (caught.value.type, caught.value.code, caught.value.param) == ("t", "c", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"detail": "no such model"}', {"detail": "no such model"}),  # no envelope: whole
+        (b'{"error": "quota exceeded"}', "quota exceeded"),  # openai's body.get("error")
+        (b"upstream exploded", "upstream exploded"),  # not JSON: the text
+    ],
+)
+async def test_a_body_without_an_error_object_is_kept_as_openai_keeps_it(
+    body: bytes, expected: object
+) -> None:
+    with RawServer(answer(400, {"content-type": "application/json"}, body)) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.BadRequestError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert caught.value.body == expected
+
+
+async def test_an_error_object_in_a_successful_answer_is_the_body_too() -> None:
+    error = {"message": "moderation", "type": "image_generation_user_error", "code": "x"}
+    payload = json.dumps({"error": error}).encode()
+    with RawServer(answer(200, {"content-type": "application/json"}, payload)) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.APIStatusError) as caught:
+                async for _ in client.generate("a kite", model="dall-e-3"):
+                    pass
+    assert caught.value.body == error
+
+
+async def test_every_api_error_has_openais_attributes_even_without_an_answer() -> None:
+    # openai's APIError: message, body, code, param, type on every subclass, None when
+    # there was no answer; ``except openai.APIError as e: e.message, e.code`` carries over.
+    async def hang_up(head: bytes, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    with RawServer(hang_up) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.APIConnectionError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    error: ttstream.APIError = caught.value
+    assert error.message
+    assert error.message in str(error)
+    assert (error.body, error.code, error.param, error.type) == (None, None, None, None)
+    timeout = ttstream.APITimeoutError("read timeout", timeout="read")
+    assert (timeout.message, timeout.body, timeout.code) == ("read timeout", None, None)
+    event = ttstream.StreamError("refused", code="moderation_blocked")
+    assert (event.body, event.code, event.type) == (None, "moderation_blocked", None)
 
 
 async def test_except_rate_limit_error_reads_retry_after() -> None:
@@ -132,6 +185,52 @@ def test_retry_after_is_parsed_once_for_errors_and_retries() -> None:
     assert retry_after({"retry-after": "120"}) is None
     assert ttstream.RateLimitError("x", status_code=429, headers={"Retry-After": "120"}).retry_after
     assert ttstream.RateLimitError("x", status_code=429).retry_after is None
+
+
+async def test_an_error_event_keeps_its_error_object_as_body_as_in_openai() -> None:
+    # openai's stream raises APIError(body=<the event's "error" object>).
+    error = {
+        "type": "image_generation_user_error",
+        "code": "moderation_blocked",
+        "message": "blocked",
+        "param": None,
+    }
+    data = json.dumps({"type": "error", "error": error}).encode()
+    sse = b"event: error\ndata: " + data + b"\n\n"
+    with RawServer(answer(200, {"content-type": "text/event-stream"}, sse)) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=0) as client:
+            with pytest.raises(ttstream.StreamError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert caught.value.body == error
+    assert caught.value.code == "moderation_blocked"
+
+
+@pytest.mark.parametrize("should_retry", [None, "true"])
+async def test_a_wait_longer_than_honoured_is_not_retried_as_in_openai(
+    should_retry: str | None,
+) -> None:
+    # openai: a retry-after past its cap means "not now": the error is raised at once
+    # (even with x-should-retry: true), not retried after a short backoff the server
+    # did not ask for.
+    headers = {"content-type": "application/json", "retry-after": "3600"}
+    if should_retry:
+        headers["x-should-retry"] = should_retry
+    with RawServer(answer(429, headers, _status_body(429))) as server:
+        async with ttstream.AsyncClient("k", base_url=server.url, max_retries=2) as client:
+            with pytest.raises(ttstream.RateLimitError) as caught:
+                async for _ in client.generate("a kite"):
+                    pass
+    assert len(server.heads) == 1
+    assert caught.value.retry_after == 3600.0
+
+
+def test_a_wait_of_zero_is_backoff_as_in_openai() -> None:
+    assert retry_after({"retry-after": "0"}) is None  # openai honours 0 < wait <= cap
+    assert retry_after({"retry-after-ms": "0", "retry-after": "2"}) is None
+    assert should_retry_status(429, {"retry-after": "60"})
+    assert not should_retry_status(429, {"retry-after": "61"})
+    assert not should_retry_status(503, {"retry-after-ms": "61000", "x-should-retry": "true"})
 
 
 # What used to escape as ValueError, RuntimeError, KeyError.
