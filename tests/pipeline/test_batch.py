@@ -8,6 +8,7 @@ import decimal
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -214,6 +215,52 @@ async def test_images_per_minute_paces_requests(ttstream_emulator: EmulatorServe
     assert all(r.ok for r in results)
     # 2 images, then 1, then 1: the third request could not start before 0.3 s.
     assert elapsed >= 0.3
+
+
+async def test_a_pause_never_ends_with_two_paced_requests_at_once(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    # The slot of the job waiting when the 429 came was used up during the pause: it
+    # then started together with the job sent again after the 429, 1 ms apart at 600 rpm.
+    spec = f"status=429;retry-after-ms=400;times=1;key={uuid.uuid4()}"
+    starts: list[float] = []
+
+    async def hook(request: httpx2.Request) -> None:
+        if len(starts) == 4:
+            request.headers["X-Emulator-Fault"] = spec
+        starts.append(anyio.current_time())
+
+    http = httpx2.AsyncClient(timeout=DEFAULT_TIMEOUT, event_hooks={"request": [hook]})
+    client = ttstream.AsyncClient(
+        EMULATOR_KEY, base_url=ttstream_emulator.base_url, http_client=http, max_retries=0
+    )
+    async with client, client.batch(concurrency=16, requests_per_minute=600) as batch:
+        for i in range(10):
+            batch.add(f"p{i}")
+        results = [r async for r in batch]
+    assert all(r.ok for r in results)
+    assert batch.pauses == 1
+    assert len(starts) == 11  # the job rate-limited was sent again by the batch, paced
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) > 0.05, gaps  # one every 0.1 s
+
+
+def test_no_60_second_window_holds_more_images_than_images_per_minute() -> None:
+    # Requests were spaced by the images of the one before: at 5 images a minute, two
+    # requests of 4 images started 48 s apart, 8 images in one minute.
+    from ttstream._pacing import Pacing
+
+    pacing = Pacing(1, 5, None)
+    assert pacing.claim(0.0, 4) == 0.0
+    assert pacing.claim(0.0, 4) == 60.0
+    pacing = Pacing(1, 10, 30)
+    sizes = [1, 3, 2, 4, 1, 1, 5, 2, 3, 1, 4, 2, 1, 10, 1, 2] * 3
+    slots = [(pacing.claim(0.0, n), n) for n in sizes]
+    times = [at for at, _ in slots]
+    assert times == sorted(times)
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 2.0  # 30 rpm
+    for start, _ in slots:
+        assert sum(n for at, n in slots if start <= at < start + 60.0) <= 10
 
 
 def _rows(path: Path) -> dict[str, tuple[str, int, str]]:
