@@ -211,7 +211,6 @@ class _Job:
     key: str
     model: str | None
     make: Callable[[], ImageStream]
-    stream: ImageStream | None
     hash: str
     images: int
     added_at: float
@@ -227,11 +226,8 @@ class _Job:
     progress: _Progress = attrs.Factory(_Progress)
 
     def new_stream(self) -> ImageStream:
-        """The stream of the next attempt: the one made at ``add`` first; then, for a
-        background response that exists, its resume; else a new request."""
-        stream, self.stream = self.stream, None
-        if stream is not None:
-            return stream
+        """The stream of the next attempt: for a background response that exists, its
+        resume; else a new request (a pending job keeps its parameters, not a stream)."""
         if self.resume is not None and self.resume_point is not None:
             return self.resume(*self.resume_point)
         return self.make()
@@ -470,7 +466,9 @@ class Batch:
         key = _check_key(f"job-{len(queue.keys) + 1}" if key is None else key)
         if key in queue.keys:
             raise ValidationError("key", key, "a key not used by another job of this batch")
-        made = make()  # checks the parameters now; sends nothing, reads no file
+        # checks the parameters now (sends nothing, reads no file); the stream is made
+        # again when the job starts: a pending job keeps its parameters alone (~1 kB)
+        made = make()
         n = params.get("n")
         queue.keys.add(key)
         queue.pending.append(
@@ -478,7 +476,6 @@ class Batch:
                 key=key,
                 model=made.model,
                 make=make,
-                stream=made,
                 hash=params_hash(described),
                 images=n if isinstance(n, int) and n > 0 else 1,
                 added_at=time.monotonic(),
@@ -607,7 +604,6 @@ class Batch:
                 job.resumed = row.state == "running"
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
-                    job.stream = None
                     job.resume_point = (row.response_id, row.sequence_number)
             await limiter.acquire_on_behalf_of(job)
             try:
