@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._bounds import validate_seconds
+from ._bounds import validate_positive, validate_seconds
 from ._cli_output import clean, terminal_console
 from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
@@ -436,12 +436,17 @@ async def _run(
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    """Refuses the options the batch would refuse (its own checks), before anything
+    starts: ``inf`` (or ``1e400``) per minute passed ``> 0`` and failed the run (exit 1)."""
     if args.concurrency < 1:
         raise JobsFileError("--concurrency must be at least 1")
-    for name in ("images_per_minute", "requests_per_minute"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise JobsFileError(f"--{name.replace('_', '-')} must be more than 0")
+    for name, unit in (("images_per_minute", "images"), ("requests_per_minute", "requests")):
+        try:
+            validate_positive(name, getattr(args, name), f"{unit} per minute")
+        except ValidationError:
+            raise JobsFileError(
+                f"--{name.replace('_', '-')} must be a finite number more than 0"
+            ) from None
 
 
 def check(args: argparse.Namespace) -> list[JobLine]:

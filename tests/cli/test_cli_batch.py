@@ -356,6 +356,22 @@ def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "0"])
+def test_a_rate_that_is_not_finite_exits_2_before_the_emulator_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # inf passed the check (> 0): the emulator started, then the batch refused it, exit 1
+    monkeypatch.delenv("TTAPI_API_KEY")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a kite"})
+    out = tmp_path / "out"
+    for option in ("--images-per-minute", "--requests-per-minute"):
+        assert cli.main(["batch", str(jobs), "--out", str(out), option, value]) == 2
+        printed = capsys.readouterr()
+        assert printed.err == f"ttstream: error: {option} must be a finite number more than 0\n"
+        assert "emulator" not in printed.out
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("name", ["missing.jsonl", "."])
 def test_a_jobs_file_that_cannot_be_opened_exits_2_before_the_emulator_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str
