@@ -201,6 +201,28 @@ async def test_jobs_rate_limited_past_the_clients_retries_are_run_again(
     assert result.attempts == 4
 
 
+async def test_a_jobs_deadline_bounds_the_batchs_resends_after_429s(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    # Each resend after a 429 was a new stream with the whole deadline again: a job of
+    # deadline=1 s kept rate-limited took 6 streams and about 5 s.
+    spec = f"status=429;retry-after-ms=400;times=100;key={uuid.uuid4()}"
+    async with (
+        _client(ttstream_emulator, spec, max_retries=1) as client,
+        client.batch(concurrency=1) as batch,
+    ):
+        batch.add("p", key="p", deadline=1.0)
+        start = anyio.current_time()
+        (result,) = [r async for r in batch]
+        elapsed = anyio.current_time() - start
+    assert isinstance(result.error, ttstream.APITimeoutError)
+    assert result.error.timeout == "deadline"
+    assert "rate-limited" in str(result.error)
+    assert isinstance(result.error.__cause__, ttstream.TTStreamError)
+    assert elapsed < 1.4
+    assert 2 <= result.attempts <= 4
+
+
 async def test_images_per_minute_paces_requests(ttstream_emulator: EmulatorServer) -> None:
     async with (
         _client(ttstream_emulator) as client,
