@@ -690,7 +690,13 @@ class Batch:
             files = await self._images(job, events) if self.out is not None else []
             result = self._result_of(job, waited, events=events)
             if files:
-                result = attrs.evolve(result, paths=tuple(await self._save(result, files)))
+                # Shielded: the job is paid for; a cancellation now (Ctrl-C) waits for its
+                # files and their journal rows instead of making the next run pay again.
+                # Bounded as the writes are (a worker thread cannot be interrupted anyway;
+                # each journal write within its own 30 s).
+                with anyio.CancelScope(shield=True):
+                    paths = await self._save(result, files)
+                result = attrs.evolve(result, paths=tuple(paths))
         except (TTStreamError, OSError) as exc:
             result = self._result_of(job, waited, error=exc)
             await self._record(result, state="failed")
