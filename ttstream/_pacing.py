@@ -109,6 +109,7 @@ class Pacing:
             if self._resume_at <= started:
                 self._late(at, started, images)
                 return
+            self._logged(at, images, None)  # overtaken: its images were never asked for
 
     def _late(self, at: float, started: float, images: int) -> None:
         """Moves the next slots on when the request of the slot at ``at`` starts only at
@@ -124,11 +125,19 @@ class Pacing:
             self._next_image = max(
                 self._next_image, started + _WINDOW * images / self.images_per_minute
             )
-            log = self._image_log
-            for number, (when, count) in enumerate(log):
-                if when == at and count == images:
-                    log[number] = (started, count)
-                    break
+            self._logged(at, images, started)
+
+    def _logged(self, at: float, images: int, moved: float | None) -> None:
+        """Moves the slot ``(at, images)`` of the images' log to ``moved``, or drops it
+        (``None``)."""
+        log = self._image_log
+        for number, (when, count) in enumerate(log):
+            if when == at and count == images:
+                if moved is None:
+                    del log[number]
+                else:
+                    log[number] = (moved, count)
+                return
 
     def claim(self, now: float, images: int) -> float:
         """Takes the next request slot at or after ``now`` (anyio clock seconds) for a
