@@ -416,7 +416,7 @@ class Batch:
             ValidationError: as :meth:`add`.
         """
         make = functools.partial(self._client.edit, prompt, **options)
-        images = options["images"]
+        images = options.get("images")  # none: the TypeError of client.edit, at _add
         inputs = list(images) if isinstance(images, list | tuple) else [images]
         described = {
             "operation": "edit",

@@ -170,6 +170,32 @@ async def test_options_are_checked() -> None:
             assert caught.value.param == name
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"images": None}, "a path, bytes"),
+        ({"images": 5}, "a path, bytes"),
+        ({"images": [b"\x89PNG", {"image_url": "u"}]}, "all files or all references"),
+        ({"images": {"image_url": "u", "file_id": "f"}}, "exactly one of"),
+        ({"images": b"\x89PNG", "mask": 7}, "mask=7"),
+    ],
+)
+async def test_an_edit_whose_inputs_are_of_no_kind_is_refused_when_added(
+    options: dict[str, Any], match: str
+) -> None:
+    # They were added, and each failed only when it started: "parameters are checked
+    # when the job is added" (docs/batch.md); what needs no file read can be.
+    client = ttstream.AsyncClient(EMULATOR_KEY, base_url="http://127.0.0.1:9/v1")
+    async with client:
+        batch = client.batch()
+        with pytest.raises(ttstream.ValidationError, match=match):
+            batch.edit("a hat", key="hat", **options)
+        with pytest.raises(TypeError, match="images"):  # was a KeyError
+            batch.edit("a hat", key="hat")  # type: ignore[call-arg]
+        assert batch.pending == 0
+        assert batch.edit("a hat", key="hat", images=b"\x89PNG") == "hat"  # the key is free
+
+
 async def test_a_429_pauses_the_batch_and_lowers_concurrency(
     ttstream_emulator: EmulatorServer,
 ) -> None:
