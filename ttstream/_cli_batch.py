@@ -28,14 +28,14 @@ import difflib
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
-from ._bounds import validate_seconds
+from ._bounds import validate_positive, validate_seconds
 from ._cli_output import clean, terminal_console
 from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
@@ -343,9 +343,8 @@ class _Display:
             lines.append(Text(f"  ... and {len(running) - _MAX_SHOWN_RUNNING} more"))
         self._live.update(Group(*lines), refresh=True)
 
-    def summary(
-        self, batch: Batch, failures: Iterable[JobResult], describe: Callable[[BaseException], str]
-    ) -> None:
+    def summary(self, batch: Batch, failed: Sequence[tuple[str, str]]) -> None:
+        """The summary; ``failed``: the key and the reason of each job that failed."""
         if self._live is not None:
             self._live.stop()
         seconds = time.monotonic() - self.started
@@ -367,7 +366,6 @@ class _Display:
             rows.append(
                 ("rate limited", f"{batch.rate_limited} x 429, paused {batch.paused_seconds:.1f}s")
             )
-        failed = [(r.key, _reason(r.error, describe)) for r in failures]
         if self.console is not None:
             from rich.table import Table
 
@@ -407,7 +405,9 @@ async def _run(
     out = Path(args.out)
     journal = Path(args.journal) if args.journal else out / JOURNAL_NAME
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-    failures: list[JobResult] = []
+    # each failure as its key and reason, not its result: an error keeps its last
+    # preview (``last_partial``, about a megabyte), which a run of many would pile up
+    failures: list[tuple[str, str]] = []
     batch = client.batch(
         concurrency=args.concurrency,
         images_per_minute=args.images_per_minute,
@@ -429,19 +429,24 @@ async def _run(
             async for result in batch:
                 display.result(result, describe)
                 if not result.ok:
-                    failures.append(result)
+                    failures.append((result.key, _reason(result.error, describe)))
             tg.cancel_scope.cancel()
-        display.summary(batch, failures, describe)
+        display.summary(batch, failures)
     return not failures
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    """Refuses the options the batch would refuse (its own checks), before anything
+    starts: ``inf`` (or ``1e400``) per minute passed ``> 0`` and failed the run (exit 1)."""
     if args.concurrency < 1:
         raise JobsFileError("--concurrency must be at least 1")
-    for name in ("images_per_minute", "requests_per_minute"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise JobsFileError(f"--{name.replace('_', '-')} must be more than 0")
+    for name, unit in (("images_per_minute", "images"), ("requests_per_minute", "requests")):
+        try:
+            validate_positive(name, getattr(args, name), f"{unit} per minute")
+        except ValidationError:
+            raise JobsFileError(
+                f"--{name.replace('_', '-')} must be a finite number more than 0"
+            ) from None
 
 
 def check(args: argparse.Namespace) -> list[JobLine]:

@@ -8,6 +8,7 @@ entered. Times are anyio clock seconds.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 
 import anyio
@@ -16,6 +17,8 @@ import attrs
 from ._retry import backoff_delay, retry_after
 
 __all__ = ["Pacing"]
+
+_WINDOW = 60.0  # seconds: the "minute" of requests_per_minute and images_per_minute
 
 
 @attrs.define
@@ -46,6 +49,8 @@ class Pacing:
     _next_image: float = 0.0
     _resume_at: float = 0.0
     _successes: int = 0
+    # the slots of the last 60 s under images_per_minute: (time, images), oldest first
+    _image_log: deque[tuple[float, int]] = attrs.Factory(deque)
 
     def __attrs_post_init__(self) -> None:
         self.limit = self.lowest_limit = self.concurrency
@@ -92,16 +97,70 @@ class Pacing:
 
     async def pace(self, images: int) -> None:
         """Waits for the pause, then for a request's slot under both rates (``images``:
-        the images it asks for)."""
-        await self.wait_pause()
-        now = anyio.current_time()
+        the images it asks for). A slot that a pause overtakes is given up and a new one
+        taken after the pause: a pause never ends with two paced requests at once."""
+        while True:
+            await self.wait_pause()
+            now = anyio.current_time()
+            at = self.claim(now, images)
+            if at > now:
+                await anyio.sleep(at - now)
+            started = anyio.current_time()
+            if self._resume_at <= started:
+                self._late(at, started, images)
+                return
+            self._logged(at, images, None)  # overtaken: its images were never asked for
+
+    def _late(self, at: float, started: float, images: int) -> None:
+        """Moves the next slots on when the request of the slot at ``at`` starts only at
+        ``started`` (a busy event loop): the spacing counts from the real start, and a
+        late start never lets the next one follow at once."""
+        if started <= at:
+            return
+        if self.requests_per_minute is not None:
+            self._next_request = max(
+                self._next_request, started + _WINDOW / self.requests_per_minute
+            )
+        if self.images_per_minute is not None:
+            self._next_image = max(
+                self._next_image, started + _WINDOW * images / self.images_per_minute
+            )
+            self._logged(at, images, started)
+
+    def _logged(self, at: float, images: int, moved: float | None) -> None:
+        """Moves the slot ``(at, images)`` of the images' log to ``moved``, or drops it
+        (``None``)."""
+        log = self._image_log
+        for number, (when, count) in enumerate(log):
+            if when == at and count == images:
+                if moved is None:
+                    del log[number]
+                else:
+                    log[number] = (moved, count)
+                return
+
+    def claim(self, now: float, images: int) -> float:
+        """Takes the next request slot at or after ``now`` (anyio clock seconds) for a
+        request of ``images`` images, and returns its time: ``60 / requests_per_minute``
+        after the last slot, ``60 * n / images_per_minute`` after the last request of
+        ``n`` images, and late enough that no 60 s window holds more than
+        ``images_per_minute`` images (a request of more images than that starts alone in
+        its window)."""
         at = now
         if self.requests_per_minute is not None:
             at = max(at, self._next_request)
-            self._next_request = at + 60.0 / self.requests_per_minute
         if self.images_per_minute is not None:
             at = max(at, self._next_image)
-            self._next_image = at + 60.0 * images / self.images_per_minute
-        if at > now:
-            await anyio.sleep(at - now)
-        await self.wait_pause()
+            log = self._image_log
+            while log and log[0][0] <= at - _WINDOW:
+                log.popleft()
+            in_window = sum(count for _, count in log)
+            while log and in_window + images > self.images_per_minute:
+                start, count = log.popleft()
+                in_window -= count
+                at = max(at, start + _WINDOW)
+            log.append((at, images))
+            self._next_image = at + _WINDOW * images / self.images_per_minute
+        if self.requests_per_minute is not None:
+            self._next_request = at + _WINDOW / self.requests_per_minute
+        return at

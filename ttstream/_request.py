@@ -74,7 +74,13 @@ def _upload(content: bytes, name: str | None) -> Upload:
     return Upload(os.path.basename(name) if name else f"image.{extension}", content, content_type)
 
 
-async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
+def _check_one(image: object, param: str) -> bool:
+    """Refuses, without reading anything, an input of no known kind or a malformed
+    reference; answers whether it is a reference (else a file to read).
+
+    Raises:
+        ValidationError: as :func:`check_inputs`.
+    """
     if isinstance(image, Mapping):
         keys = set(image)
         if (
@@ -84,6 +90,36 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
         ):
             allowed = "a reference with exactly one of 'image_url' or 'file_id' (a string)"
             raise ValidationError(param, image, allowed)
+        return True
+    if isinstance(image, bytes | bytearray | memoryview | str | os.PathLike) or callable(
+        getattr(image, "read", None)
+    ):
+        return False
+    allowed = "a path, bytes, a binary file object, or {'image_url': ...} / {'file_id': ...}"
+    raise ValidationError(param, image, allowed)
+
+
+def check_inputs(images: Sequence[object], mask: object) -> None:
+    """Checks an edit's inputs (of :func:`as_list`) as far as can be done without reading
+    a file: each of a known kind, references well formed, not files mixed with references
+    (the two go in different request encodings). ``client.edit`` calls it at once.
+
+    Raises:
+        ValidationError: an input of an unknown kind, a malformed reference, or files
+            mixed with references.
+    """
+    kinds = {_check_one(image, "images") for image in images}
+    if mask is not None:
+        kinds.add(_check_one(mask, "mask"))
+    if len(kinds) > 1:
+        raise ValidationError(
+            "images", "files and references mixed", "all files or all references (with mask)"
+        )
+
+
+async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
+    """One input of :func:`check_inputs` read: a file into memory, a reference as it is."""
+    if isinstance(image, Mapping):
         return image
     if isinstance(image, bytes | bytearray | memoryview):
         return _upload(bytes(image), None)
@@ -95,14 +131,10 @@ async def _load_one(image: object, param: str) -> Upload | Mapping[str, str]:
             allowed = f"a path of a readable file ({reason})"
             raise ValidationError(param, os.fspath(image), allowed) from None
         return _upload(content, os.fspath(image))
-    read = getattr(image, "read", None)
-    if callable(read):
-        content = await anyio.to_thread.run_sync(read)  # a file object may block
-        if not isinstance(content, bytes):
-            raise ValidationError(param, image, "a file opened in binary mode ('rb')")
-        return _upload(content, getattr(image, "name", None))
-    allowed = "a path, bytes, a binary file object, or {'image_url': ...} / {'file_id': ...}"
-    raise ValidationError(param, image, allowed)
+    content = await anyio.to_thread.run_sync(image.read)  # type: ignore[attr-defined]
+    if not isinstance(content, bytes):  # a file object may block: read in a thread
+        raise ValidationError(param, image, "a file opened in binary mode ('rb')")
+    return _upload(content, getattr(image, "name", None))
 
 
 def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
@@ -148,13 +180,9 @@ async def load_images(
             that cannot be read (none, a directory, a device or a pipe, no permission),
             named with the system's reason.
     """
+    check_inputs(images, mask)
     loaded = [await _load_one(image, "images") for image in images]
     loaded_mask = None if mask is None else await _load_one(mask, "mask")
-    kinds = {isinstance(item, Upload) for item in [*loaded, *([loaded_mask] if mask else [])]}
-    if len(kinds) > 1:
-        raise ValidationError(
-            "images", "files and references mixed", "all files or all references (with mask)"
-        )
     return loaded, loaded_mask  # type: ignore[return-value]
 
 

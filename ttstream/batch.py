@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextvars
 import decimal
 import functools
+import math
 import os
 import re
 import time
@@ -68,7 +69,13 @@ from ._bounds import require_int, validate_positive
 from ._checks import require_path
 from ._cost import estimate_cost, usage_totals
 from ._delegate import Delegated
-from ._exceptions import APIStatusError, JournalError, TTStreamError, ValidationError
+from ._exceptions import (
+    APIStatusError,
+    APITimeoutError,
+    JournalError,
+    TTStreamError,
+    ValidationError,
+)
 from ._files import MAX_COUNTER, Staged, discard, publish, restore, stage, suffix_for
 from ._journal import Journal, JournalRow, params_hash
 from ._options import EditOptions, GenerateOptions, ResponseOptions
@@ -210,14 +217,14 @@ class _Progress:
 class _Job:
     key: str
     model: str | None
-    make: Callable[[], ImageStream]
-    stream: ImageStream | None
+    make: Callable[..., ImageStream]  # the keywords of the job, deadline= may override
     hash: str
     images: int
     added_at: float
     batch: Batch
     earlier_attempts: int = 0
-    resume: Callable[[str, int | None], ImageStream] | None = None  # background Responses
+    # background Responses: (response id, starting_after, deadline) -> the resume stream
+    resume: Callable[[str, int | None, float | None], ImageStream] | None = None
     # A background response's id and the sequence_number to resume after: what a retry
     # reads on, never a new request once the response exists. Journaled when set at a
     # preview (_progress); the id alone kept on a 429 is not (a rerun makes a new request).
@@ -226,15 +233,14 @@ class _Job:
     resumed: bool = False
     progress: _Progress = attrs.Factory(_Progress)
 
-    def new_stream(self) -> ImageStream:
-        """The stream of the next attempt: the one made at ``add`` first; then, for a
-        background response that exists, its resume; else a new request."""
-        stream, self.stream = self.stream, None
-        if stream is not None:
-            return stream
+    def new_stream(self, deadline: float | None = None) -> ImageStream:
+        """The stream of the next attempt: for a background response that exists, its
+        resume; else a new request (a pending job keeps its parameters, not a stream).
+        ``deadline``: the seconds left of the job's own (a resend after a 429), else
+        ``None`` for the job's as given."""
         if self.resume is not None and self.resume_point is not None:
-            return self.resume(*self.resume_point)
-        return self.make()
+            return self.resume(*self.resume_point, deadline)
+        return self.make() if deadline is None else self.make(deadline=deadline)
 
 
 def _utf8_size(key: str) -> int | None:
@@ -410,7 +416,7 @@ class Batch:
             ValidationError: as :meth:`add`.
         """
         make = functools.partial(self._client.edit, prompt, **options)
-        images = options["images"]
+        images = options.get("images")  # none: the TypeError of client.edit, at _add
         inputs = list(images) if isinstance(images, list | tuple) else [images]
         described = {
             "operation": "edit",
@@ -443,11 +449,13 @@ class Batch:
             deadline = options.get("deadline")
             extra_headers, extra_query = options.get("extra_headers"), options.get("extra_query")
 
-            def resume(response_id: str, starting_after: int | None) -> ImageStream:
+            def resume(
+                response_id: str, starting_after: int | None, left: float | None
+            ) -> ImageStream:
                 stream: ImageStream = responses.resume(
                     response_id,
                     starting_after=starting_after,
-                    deadline=deadline,
+                    deadline=deadline if left is None else left,
                     extra_headers=extra_headers,
                     extra_query=extra_query,
                 )
@@ -462,7 +470,7 @@ class Batch:
         described: Mapping[str, Any],
         params: Mapping[str, Any],
         *,
-        resume: Callable[[str, int | None], ImageStream] | None = None,
+        resume: Callable[[str, int | None, float | None], ImageStream] | None = None,
     ) -> str:
         if self._closed:
             raise TTStreamError("this batch has ended: add jobs inside its `async with` block")
@@ -470,7 +478,9 @@ class Batch:
         key = _check_key(f"job-{len(queue.keys) + 1}" if key is None else key)
         if key in queue.keys:
             raise ValidationError("key", key, "a key not used by another job of this batch")
-        made = make()  # checks the parameters now; sends nothing, reads no file
+        # checks the parameters now (sends nothing, reads no file); the stream is made
+        # again when the job starts: a pending job keeps its parameters alone (~1 kB)
+        made = make()
         n = params.get("n")
         queue.keys.add(key)
         queue.pending.append(
@@ -478,7 +488,6 @@ class Batch:
                 key=key,
                 model=made.model,
                 make=make,
-                stream=made,
                 hash=params_hash(described),
                 images=n if isinstance(n, int) and n > 0 else 1,
                 added_at=time.monotonic(),
@@ -607,7 +616,6 @@ class Batch:
                 job.resumed = row.state == "running"
                 if job.resumed and job.resume is not None and row.response_id is not None:
                     # A background response in flight: read it on, not generated again.
-                    job.stream = None
                     job.resume_point = (row.response_id, row.sequence_number)
             await limiter.acquire_on_behalf_of(job)
             try:
@@ -682,7 +690,13 @@ class Batch:
             files = await self._images(job, events) if self.out is not None else []
             result = self._result_of(job, waited, events=events)
             if files:
-                result = attrs.evolve(result, paths=tuple(await self._save(result, files)))
+                # Shielded: the job is paid for; a cancellation now (Ctrl-C) waits for its
+                # files and their journal rows instead of making the next run pay again.
+                # Bounded as the writes are (a worker thread cannot be interrupted anyway;
+                # each journal write within its own 30 s).
+                with anyio.CancelScope(shield=True):
+                    paths = await self._save(result, files)
+                result = attrs.evolve(result, paths=tuple(paths))
         except (TTStreamError, OSError) as exc:
             result = self._result_of(job, waited, error=exc)
             await self._record(result, state="failed")
@@ -742,11 +756,22 @@ class Batch:
             )
 
     async def _attempts(self, job: _Job) -> list[Completed]:
+        """The job's final images: its stream, sent again after a 429 past the client's
+        retries (up to :data:`MAX_RATE_LIMITED` times) while its deadline, counted from
+        its first request, has time left; each resend gets what is left of it.
+
+        Raises:
+            TTStreamError: the stream's error; a 429 past the resends.
+            APITimeoutError: (``timeout="deadline"``) the deadline passed while the job
+                was rate-limited: in a pause, waiting for its slot, or in a resend.
+        """
         rate_limited = 0
         progress = job.progress
+        deadline_at = math.inf  # the job's, on anyio's clock, once its first stream started
+        left: float | None = None
         while True:
             events: list[Completed] = []
-            stream = job.new_stream()
+            stream = job.new_stream(left)
             try:
                 async with stream:
                     async for item in stream:
@@ -761,7 +786,12 @@ class Batch:
                             events.append(item)
                         elif isinstance(item, Reconnecting):
                             pass  # counted by the request hook as an attempt
+            except APITimeoutError as exc:
+                if left is None or exc.timeout != "deadline":
+                    raise
+                raise _out_of_time(rate_limited, exc) from exc  # in a resend
             except APIStatusError as exc:
+                deadline_at = min(deadline_at, stream.deadline_at)
                 if exc.status_code != 429 or rate_limited >= MAX_RATE_LIMITED:
                     raise
                 rate_limited += 1
@@ -773,7 +803,12 @@ class Batch:
                     # it exists once it has an id: the retry resumes it (new_stream)
                     response_id = stream.response_id
                     job.resume_point = None if response_id is None else (response_id, None)
-                await self._pacing.pace(job.images)
+                with anyio.move_on_at(deadline_at):
+                    await self._pacing.pace(job.images)
+                if deadline_at < math.inf:
+                    left = deadline_at - anyio.current_time()
+                    if left <= 0:  # the pause or the pacing outlasted the deadline
+                        raise _out_of_time(rate_limited, exc) from exc
                 continue
             return events
 
@@ -909,6 +944,16 @@ def _described(options: Mapping[str, object]) -> dict[str, object]:
             if not (isinstance(name, str) and names_a_secret(name))
         }
     return described
+
+
+def _out_of_time(resent: int, error: TTStreamError) -> APITimeoutError:
+    """The error of a job whose deadline passed while it was rate-limited."""
+    return APITimeoutError(
+        f"the job's deadline passed while it was rate-limited (HTTP 429; sent again "
+        f"{resent} time(s) by the batch)",
+        timeout="deadline",
+        last_partial=getattr(error, "last_partial", None),
+    )
 
 
 def _one_line(error: BaseException) -> str:

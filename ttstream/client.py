@@ -41,6 +41,7 @@ from ._request import (
     ImageInput,
     Upload,
     as_list,
+    check_inputs,
     checked_body,
     form_fields,
     json_body,
@@ -371,6 +372,7 @@ class AsyncClient(AsyncResource):
         """
         extras = self.request_extras(extra_headers, extra_query)
         inputs = as_list(images)
+        check_inputs(inputs, mask)  # their kinds; the files are read when the stream opens
         known = [
             bytes(i) if isinstance(i, bytes | bytearray | memoryview) else None for i in inputs
         ]

@@ -27,6 +27,7 @@ Needs the ``redis`` extra and ``celery[redis]``. docs/batch.md, "Across machines
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,9 @@ app.conf.update(
 
 
 def final_path(key: str) -> Path | None:
-    """The final image of job ``key`` in ``OUT``, once written."""
-    found = sorted(OUT.glob(f"{key}-final.*"))
+    """The final image of job ``key`` in ``OUT``, once written (the key taken as it is:
+    ``sku[1]`` or ``kite*`` are names, not patterns)."""
+    found = sorted(OUT.glob(f"{glob.escape(key)}-final.*"))
     return found[0] if found else None
 
 

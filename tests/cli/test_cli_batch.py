@@ -122,6 +122,28 @@ def test_a_failed_job_exits_1_with_its_reason(
     assert states == {"fine": "done", "late": "failed"}
 
 
+def test_failed_jobs_do_not_pile_up_their_previews(
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The run kept each failed job's result for the summary, its error holding the
+    # last preview (last_partial, ~200 kB at 1024x1024): memory grew with the failures.
+    def peak(jobs: int) -> int:
+        failing = {"prompt": "a kite", "size": "1024x1024", "partial_images": 2}
+        failing["extra_query"] = {"fault": "error-nested"}  # fails after its previews
+        path = write_jobs(tmp_path / f"jobs-{jobs}.jsonl", *[failing] * jobs)
+        tracemalloc.start()
+        try:
+            assert run(emulator, str(path), "--out", str(tmp_path / f"out-{jobs}")) == 1
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(2)  # the emulator makes its kite once
+    few, many = peak(5), peak(120)
+    assert "failed  line-120: " in capsys.readouterr().out
+    assert many - few < 10_000_000, (few, many)  # 115 previews more: 23 MB
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -354,6 +376,22 @@ def test_a_bad_jobs_file_exits_2_before_the_emulator_starts(
     assert message in printed.err
     assert "emulator" not in printed.out + printed.err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "0"])
+def test_a_rate_that_is_not_finite_exits_2_before_the_emulator_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # inf passed the check (> 0): the emulator started, then the batch refused it, exit 1
+    monkeypatch.delenv("TTAPI_API_KEY")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "a kite"})
+    out = tmp_path / "out"
+    for option in ("--images-per-minute", "--requests-per-minute"):
+        assert cli.main(["batch", str(jobs), "--out", str(out), option, value]) == 2
+        printed = capsys.readouterr()
+        assert printed.err == f"ttstream: error: {option} must be a finite number more than 0\n"
+        assert "emulator" not in printed.out
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("name", ["missing.jsonl", "."])

@@ -8,6 +8,7 @@ import decimal
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -169,6 +170,32 @@ async def test_options_are_checked() -> None:
             assert caught.value.param == name
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"images": None}, "a path, bytes"),
+        ({"images": 5}, "a path, bytes"),
+        ({"images": [b"\x89PNG", {"image_url": "u"}]}, "all files or all references"),
+        ({"images": {"image_url": "u", "file_id": "f"}}, "exactly one of"),
+        ({"images": b"\x89PNG", "mask": 7}, "mask=7"),
+    ],
+)
+async def test_an_edit_whose_inputs_are_of_no_kind_is_refused_when_added(
+    options: dict[str, Any], match: str
+) -> None:
+    # They were added, and each failed only when it started: "parameters are checked
+    # when the job is added" (docs/batch.md); what needs no file read can be.
+    client = ttstream.AsyncClient(EMULATOR_KEY, base_url="http://127.0.0.1:9/v1")
+    async with client:
+        batch = client.batch()
+        with pytest.raises(ttstream.ValidationError, match=match):
+            batch.edit("a hat", key="hat", **options)
+        with pytest.raises(TypeError, match="images"):  # was a KeyError
+            batch.edit("a hat", key="hat")  # type: ignore[call-arg]
+        assert batch.pending == 0
+        assert batch.edit("a hat", key="hat", images=b"\x89PNG") == "hat"  # the key is free
+
+
 async def test_a_429_pauses_the_batch_and_lowers_concurrency(
     ttstream_emulator: EmulatorServer,
 ) -> None:
@@ -200,6 +227,28 @@ async def test_jobs_rate_limited_past_the_clients_retries_are_run_again(
     assert result.attempts == 4
 
 
+async def test_a_jobs_deadline_bounds_the_batchs_resends_after_429s(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    # Each resend after a 429 was a new stream with the whole deadline again: a job of
+    # deadline=1 s kept rate-limited took 6 streams and about 5 s.
+    spec = f"status=429;retry-after-ms=400;times=100;key={uuid.uuid4()}"
+    async with (
+        _client(ttstream_emulator, spec, max_retries=1) as client,
+        client.batch(concurrency=1) as batch,
+    ):
+        batch.add("p", key="p", deadline=1.0)
+        start = anyio.current_time()
+        (result,) = [r async for r in batch]
+        elapsed = anyio.current_time() - start
+    assert isinstance(result.error, ttstream.APITimeoutError)
+    assert result.error.timeout == "deadline"
+    assert "rate-limited" in str(result.error)
+    assert isinstance(result.error.__cause__, ttstream.TTStreamError)
+    assert elapsed < 1.4
+    assert 2 <= result.attempts <= 4
+
+
 async def test_images_per_minute_paces_requests(ttstream_emulator: EmulatorServer) -> None:
     async with (
         _client(ttstream_emulator) as client,
@@ -214,6 +263,75 @@ async def test_images_per_minute_paces_requests(ttstream_emulator: EmulatorServe
     assert all(r.ok for r in results)
     # 2 images, then 1, then 1: the third request could not start before 0.3 s.
     assert elapsed >= 0.3
+
+
+async def test_a_pause_never_ends_with_two_paced_requests_at_once(
+    ttstream_emulator: EmulatorServer,
+) -> None:
+    # The slot of the job waiting when the 429 came was used up during the pause: it
+    # then started together with the job sent again after the 429, 1 ms apart at 600 rpm.
+    spec = f"status=429;retry-after-ms=400;times=1;key={uuid.uuid4()}"
+    starts: list[float] = []
+
+    async def hook(request: httpx2.Request) -> None:
+        if len(starts) == 4:
+            request.headers["X-Emulator-Fault"] = spec
+        starts.append(anyio.current_time())
+
+    http = httpx2.AsyncClient(timeout=DEFAULT_TIMEOUT, event_hooks={"request": [hook]})
+    client = ttstream.AsyncClient(
+        EMULATOR_KEY, base_url=ttstream_emulator.base_url, http_client=http, max_retries=0
+    )
+    async with client, client.batch(concurrency=16, requests_per_minute=600) as batch:
+        for i in range(10):
+            batch.add(f"p{i}")
+        results = [r async for r in batch]
+    assert all(r.ok for r in results)
+    assert batch.pauses == 1
+    assert len(starts) == 11  # the job rate-limited was sent again by the batch, paced
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) > 0.05, gaps  # one every 0.1 s
+
+
+def test_no_60_second_window_holds_more_images_than_images_per_minute() -> None:
+    # Requests were spaced by the images of the one before: at 5 images a minute, two
+    # requests of 4 images started 48 s apart, 8 images in one minute.
+    from ttstream._pacing import Pacing
+
+    pacing = Pacing(1, 5, None)
+    assert pacing.claim(0.0, 4) == 0.0
+    assert pacing.claim(0.0, 4) == 60.0
+    pacing = Pacing(1, 10, 30)
+    sizes = [1, 3, 2, 4, 1, 1, 5, 2, 3, 1, 4, 2, 1, 10, 1, 2] * 3
+    slots = [(pacing.claim(0.0, n), n) for n in sizes]
+    times = [at for at, _ in slots]
+    assert times == sorted(times)
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 2.0  # 30 rpm
+    for start, _ in slots:
+        assert sum(n for at, n in slots if start <= at < start + 60.0) <= 10
+
+
+async def test_a_pending_job_keeps_its_parameters_not_a_stream() -> None:
+    # Each job added kept the stream made to check its parameters (its request body,
+    # headers and telemetry): about 3 kB a job, 4 GB for a JOBS file of a million lines.
+    import gc
+    import tracemalloc
+
+    client = ttstream.AsyncClient(EMULATOR_KEY, base_url="http://127.0.0.1:9/v1")
+    async with client:
+        batch = client.batch()
+        batch.add("warm up", key="warm-up", size="1024x1024", quality="low")
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(2000):
+                batch.add(f"a product photo {i}", key=f"sku-{i}", size="1024x1024", quality="low")
+            gc.collect()
+            per_job = (tracemalloc.get_traced_memory()[0] - before) / 2000
+        finally:
+            tracemalloc.stop()
+    assert per_job < 1500, per_job
 
 
 def _rows(path: Path) -> dict[str, tuple[str, int, str]]:

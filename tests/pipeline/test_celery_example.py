@@ -127,3 +127,25 @@ def test_a_killed_worker_costs_one_image_and_every_job_is_done_once(
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)
     # Each job generated once, and the one cut by the kill once more.
     assert slow_emulator.stream_stats.generations - before == JOBS + 1
+
+
+@pytest.mark.parametrize("key", ["sku[1]", "kite*"])
+def test_a_key_with_glob_characters_finds_its_own_final_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    # The key was a glob pattern: "sku[1]" found no file (the task failed with a bare
+    # RuntimeError after paying for the image), "kite*" found another job's image.
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("kite!-final.png", "sku1-final.png", f"{key}-final.png"):
+        (out / name).write_bytes(b"image")
+    monkeypatch.setenv("TTSTREAM_OUT", str(out))
+    monkeypatch.syspath_prepend(str(HERE))
+    sys.modules.pop("ttstream_tasks", None)
+    import ttstream_tasks
+
+    try:
+        assert ttstream_tasks.final_path(key) == out / f"{key}-final.png"
+    finally:
+        ttstream_tasks.app.close()
+        sys.modules.pop("ttstream_tasks", None)

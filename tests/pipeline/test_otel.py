@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ pytest.importorskip("opentelemetry.sdk")
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -273,3 +274,49 @@ async def test_a_key_a_server_echoes_as_its_request_id_stays_out_of_the_span(
     span = only_span(spans)
     assert (span.attributes or {})["gen_ai.response.id"] == "req [REDACTED]"
     no_secrets_in(span)
+
+
+class _CancelAtEnd(SpanProcessor):
+    """Cancels ``scope`` when a span ends without error: the moment a job's stream has
+    delivered its final image, before the batch writes it (the span's end is the one
+    synchronous callback there)."""
+
+    scope: anyio.CancelScope | None = None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.scope is not None and "error.type" not in (span.attributes or {}):
+            self.scope.cancel()
+
+
+async def test_a_batch_cancelled_just_after_a_job_ended_does_not_pay_for_it_again(
+    ttstream_emulator: EmulatorServer,
+    spans: InMemorySpanExporter,
+    tmp_path: Path,
+) -> None:
+    # The files of a finished job were written (with out=) under the cancellation: it
+    # came at their first await, the job stayed "running" and the rerun paid again.
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    processor = _CancelAtEnd()
+    provider.add_span_processor(processor)
+    journal, out = tmp_path / "run.sqlite", tmp_path / "out"
+    before = ttstream_emulator.stream_stats.generations
+    try:
+        async with client(ttstream_emulator) as c:
+            with anyio.CancelScope() as scope:
+                processor.scope = scope
+                async with c.batch(journal=journal, out=out) as batch:
+                    batch.add("a kite", key="kite", size="64x48")
+                    async for _ in batch:
+                        pytest.fail("cancelled before its result is taken")
+            assert scope.cancelled_caught
+    finally:
+        processor.scope = None
+    assert ttstream_emulator.stream_stats.generations - before == 1
+    async with client(ttstream_emulator) as c, c.batch(journal=journal, out=out) as batch:
+        batch.add("a kite", key="kite", size="64x48")
+        (result,) = [r async for r in batch]
+    assert result.ok
+    assert result.from_journal
+    assert result.paths == (out / "kite.png",)
+    assert ttstream_emulator.stream_stats.generations - before == 1
