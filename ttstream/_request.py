@@ -219,12 +219,19 @@ def merge_extra_body(body: dict[str, Any], extra_body: Mapping[str, object] | No
     know yet (openai's convention).
 
     Raises:
-        ValidationError: ``extra_body`` is not a mapping with string keys.
+        ValidationError: ``extra_body`` is not a mapping with string keys, or a value
+            JSON cannot write (a set, bytes, an object; NaN or an infinity, which are
+            not JSON: RFC 8259, section 6).
     """
     if extra_body is None:
         return
     if not isinstance(extra_body, Mapping) or not all(isinstance(k, str) for k in extra_body):
         raise ValidationError("extra_body", extra_body, "a mapping of JSON field names")
+    try:
+        json.dumps(dict(extra_body), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        allowed = "values JSON can write: str, int, finite float, bool, None, lists and mappings"
+        raise ValidationError("extra_body", extra_body, allowed) from exc
     body.update(extra_body)
 
 

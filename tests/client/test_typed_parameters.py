@@ -221,6 +221,21 @@ def test_extra_body_must_map_names(extra: Any) -> None:
     assert info.value.param == "extra_body"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"tags": {"a", "b"}}, {"seed": b"x"}, {"weight": float("nan")}, {"w": [float("inf")]}],
+)
+def test_extra_body_must_hold_json_values(extra: Any) -> None:
+    # Refused at the call, typed: a set or bytes was a bare TypeError from json.dumps
+    # when the stream started, and NaN went out as a token that is not JSON.
+    recorder = Recorder()
+    with pytest.raises(ValidationError) as info:
+        client_for(recorder).generate("a kite", extra_body=extra)
+    assert info.value.param == "extra_body"
+    assert "finite float" in str(info.value)
+    assert recorder.bodies == []
+
+
 def test_none_leaves_a_parameter_out() -> None:
     stream = client_for(Recorder()).generate("a kite", model="dall-e-3", n=None, quality=None)
     assert isinstance(stream, ttstream.ImageStream)
