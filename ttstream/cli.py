@@ -54,6 +54,7 @@ import anyio
 import attrs
 import httpx2
 
+from ._azure import AD_TOKEN_VARIABLE as AZURE_TOKEN
 from ._azure import AZURE_KEY_VARIABLE as AZURE_KEY
 from ._azure import AsyncAzureClient
 from ._cli_batch import JobsFileError, inline_images
@@ -89,7 +90,7 @@ __all__ = ["PARAMETERS_WITHOUT_OPTIONS", "main"]
 _EMULATOR_STEP_DELAY = 0.6  # seconds between events, so that previews visibly stream in
 _KEY_VARIABLES = ("TTAPI_API_KEY", "OPENAI_API_KEY")
 _KEY_HELP = "set TTAPI_API_KEY (or OPENAI_API_KEY), or pass --api-key-file FILE (- for stdin)"
-_AZURE_KEY_HELP = f"set {AZURE_KEY}, or pass --api-key-file FILE (- for stdin)"
+_AZURE_KEY_HELP = f"set {AZURE_KEY} (or {AZURE_TOKEN}), or pass --api-key-file FILE (- for stdin)"
 _MAX_KEY_LINE = 4096  # bytes of a key file read: a key is far shorter
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a header carries
 _MODEL_LIST = re.compile(r"only ((?:[\w.-]+, ){3,}[\w.-]+) take (\w+)")
@@ -177,7 +178,9 @@ def _image_options(parser: argparse.ArgumentParser, command: str) -> None:
         "--out", metavar="DIR", default="ttstream-out", help="directory for the files"
     )
     _connection_options(parser)
-    azure = parser.add_argument_group("Azure OpenAI (docs/azure.md; key: AZURE_OPENAI_API_KEY)")
+    azure = parser.add_argument_group(
+        "Azure OpenAI (docs/azure.md; key: AZURE_OPENAI_API_KEY, or AZURE_OPENAI_AD_TOKEN)"
+    )
     azure.add_argument(
         "--azure-endpoint", metavar="URL", help="https://<resource>.openai.azure.com"
     )
@@ -375,10 +378,11 @@ def _read_key(args: argparse.Namespace) -> str | None:
 
 def _check_key_given(args: argparse.Namespace, api_key: str | None) -> None:
     """A run for Azure or for ``--base-url`` has a key (only a run for neither may start
-    the emulator without one): Azure's own variable for Azure, since TTAPI's and OpenAI's
+    the emulator without one): Azure's own variables for Azure (its key, or a Microsoft
+    Entra ID token, which the client sends as a bearer token), since TTAPI's and OpenAI's
     are not Azure's."""
     if getattr(args, "azure_endpoint", None) is not None:
-        if not (api_key or os.environ.get(AZURE_KEY)):
+        if not (api_key or os.environ.get(AZURE_KEY) or os.environ.get(AZURE_TOKEN)):
             raise _UsageError(f"no API key for Azure: {_AZURE_KEY_HELP}")
     elif args.base_url is not None and not (api_key or any(map(os.environ.get, _KEY_VARIABLES))):
         raise _UsageError(f"no API key for {_host(args.base_url)}: {_KEY_HELP}")
@@ -760,7 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     secrets: list[str] = [
-        os.environ[name] for name in (*_KEY_VARIABLES, AZURE_KEY) if os.environ.get(name)
+        os.environ[name]
+        for name in (*_KEY_VARIABLES, AZURE_KEY, AZURE_TOKEN)
+        if os.environ.get(name)
     ]
     files: _Files | None = None
     progress = Progress()

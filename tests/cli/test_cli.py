@@ -828,6 +828,23 @@ def test_a_resumed_stream_says_where_it_was_and_the_reason_only_with_verbose(
     assert len(list(tmp_path.glob("*-final.png"))) == 1
 
 
+def test_an_azure_ad_token_in_the_environment_is_a_credential(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client takes AZURE_OPENAI_AD_TOKEN (openai's variable, sent as a bearer token),
+    # but the CLI refused to start without AZURE_OPENAI_API_KEY: exit 2, "no API key".
+    token = "entra-cli-token-0123456789"
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", token)
+    with EmulatorServer(step_delay=0.0, azure=True) as azure:
+        service = ["--azure-endpoint", azure.endpoint, "--azure-deployment", "gpt-image-2"]
+        argv = ["--api-version", "2025-04-01-preview", "--out", str(tmp_path), *service]
+        status, stdout, err = run(capsys, "generate", "x", "--size", "64x48", *argv)
+    assert status == 0, err
+    assert len(list(tmp_path.glob("*-final.png"))) == 1
+    assert token not in stdout + err
+
+
 @pytest.mark.parametrize(
     ("service", "line"),
     [
@@ -838,7 +855,7 @@ def test_a_resumed_stream_says_where_it_was_and_the_reason_only_with_verbose(
         ),
         (
             ["--azure-endpoint", "https://r.openai.azure.com"],
-            "no API key for Azure: set AZURE_OPENAI_API_KEY, "
+            "no API key for Azure: set AZURE_OPENAI_API_KEY (or AZURE_OPENAI_AD_TOKEN), "
             "or pass --api-key-file FILE (- for stdin)",
         ),
     ],
@@ -852,6 +869,7 @@ def test_no_key_for_a_service_is_a_mistake_found_before_out_is_made(
 ) -> None:
     # It was found only when the run started: --out NEW was made and left empty, exit 1.
     monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("AZURE_OPENAI_AD_TOKEN", raising=False)
     out = tmp_path / "new"
     status, stdout, err = run(capsys, "generate", "x", *SMALL, "--out", str(out), *service)
     assert (status, stdout, err) == (2, "", f"ttstream: error: {line}\n")
