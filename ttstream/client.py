@@ -24,7 +24,15 @@ from anyio.abc import AsyncResource
 
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
-from ._bounds import close_bounded, require_int, require_seconds, validate_seconds
+from ._bounds import (
+    CLIENT_TIMEOUT,
+    ClientTimeout,
+    close_bounded,
+    require_int,
+    require_timeout,
+    stream_timeout,
+    validate_seconds,
+)
 from ._connect import check_api_key, connection_error, follow_redirects, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
@@ -60,6 +68,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
 __all__ = [
+    "CLIENT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
@@ -68,6 +77,7 @@ __all__ = [
     "AsyncClient",
     "Auth",
     "ClientOptions",
+    "ClientTimeout",
     "ConnectionOptions",
 ]
 
@@ -220,12 +230,7 @@ class AsyncClient(AsyncResource):
         require_int("max_retries", max_retries, 0)
         require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         validate_seconds("deadline", deadline)
-        if not isinstance(timeout, httpx2.Timeout):  # seconds for every phase
-            try:
-                timeout = httpx2.Timeout(require_seconds("timeout", timeout))
-            except ValidationError:  # None too: every wait is bounded
-                allowed = "a finite number of seconds > 0 or an httpx2.Timeout"
-                raise ValidationError("timeout", timeout, allowed) from None
+        checked_timeout = require_timeout("timeout", timeout)
         if http_client is not None:
             check_http_client(http_client)
         require_int("max_connections", max_connections, 1)
@@ -249,7 +254,7 @@ class AsyncClient(AsyncResource):
         self.max_event_bytes = max_event_bytes
         self.reconnect = require_policy(reconnect)
         self.deadline = deadline
-        self.timeout: httpx2.Timeout = timeout
+        self.timeout: httpx2.Timeout = checked_timeout
         self.default_model = DEFAULT_MODEL
         """The model of a request that names none."""
         self._extras = RequestExtras.checked(
@@ -296,6 +301,7 @@ class AsyncClient(AsyncResource):
         model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        timeout: float | httpx2.Timeout | ClientTimeout = CLIENT_TIMEOUT,
         extra_headers: HeaderValues | None = None,
         extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -312,7 +318,11 @@ class AsyncClient(AsyncResource):
         models) and ``False`` for dall-e. ``extra_body`` is merged into the top level of
         the JSON body as it is, unchecked: for a parameter or a value ttstream does not
         know yet.
-        ``deadline`` and ``reconnect`` override the client's for this stream.
+        ``deadline`` and ``reconnect`` override the client's for this stream, and so
+        does ``timeout`` (seconds for every phase, a finite number > 0, or an
+        ``httpx2.Timeout``, as the client's ``timeout=``; ``None`` is refused): it
+        bounds each request of the stream, its retries, reconnections and resumes
+        included, in place of the client's, which is left as it is.
         ``extra_headers`` and ``extra_query`` are merged over the client's
         ``default_headers`` and ``default_query`` for this stream's requests (a header
         or query parameter given as ``None`` is not sent, even one the client's defaults
@@ -323,8 +333,11 @@ class AsyncClient(AsyncResource):
             ValidationError: at once, before any connection, for a parameter the model
                 does not take (:mod:`ttstream.params`, docs/models.md), or
                 ``extra_headers`` / ``extra_query`` of the wrong shape (as the client's
-                ``default_headers`` / ``default_query``).
+                ``default_headers`` / ``default_query``), a ``deadline`` or ``timeout``
+                that is not a finite number of seconds > 0 (``timeout``: or an
+                ``httpx2.Timeout``).
         """
+        request_timeout = stream_timeout(timeout, self.timeout)
         extras = self.request_extras(extra_headers, extra_query)
         body = checked_body("generation", prompt, self._model(model), params)
         wire = self._wire(body, model, extra_body)
@@ -333,7 +346,9 @@ class AsyncClient(AsyncResource):
         async def prepare() -> _Prepared:
             return _Prepared("images/generations", content, "application/json")
 
-        return self._stream(prepare, wire, "generation", deadline, reconnect, extras)
+        return self._stream(
+            prepare, wire, "generation", (deadline, request_timeout), reconnect, extras
+        )
 
     @_params.keywords(EditParameters)
     def edit(
@@ -345,6 +360,7 @@ class AsyncClient(AsyncResource):
         model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        timeout: float | httpx2.Timeout | ClientTimeout = CLIENT_TIMEOUT,
         extra_headers: HeaderValues | None = None,
         extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -367,8 +383,10 @@ class AsyncClient(AsyncResource):
                 be checked without reading files, when the stream opens for the rest;
                 also then, a path in ``images`` or ``mask`` that cannot be read (none, a
                 directory, a device or a pipe, no permission), named with the system's
-                reason; ``extra_headers`` / ``extra_query`` as for :meth:`generate`.
+                reason; ``extra_headers`` / ``extra_query``, ``deadline`` and ``timeout``
+                as for :meth:`generate`.
         """
+        request_timeout = stream_timeout(timeout, self.timeout)
         extras = self.request_extras(extra_headers, extra_query)
         inputs = as_list(images)
         known = [
@@ -394,7 +412,7 @@ class AsyncClient(AsyncResource):
             )
             return _Prepared("images/edits", form.read(), form.headers["Content-Type"])
 
-        return self._stream(prepare, wire, "edit", deadline, reconnect, extras)
+        return self._stream(prepare, wire, "edit", (deadline, request_timeout), reconnect, extras)
 
     @forwards_to(Batch.__init__, options=BatchOptions)
     def batch(self, **options: Unpack[BatchOptions]) -> Batch:
@@ -553,14 +571,16 @@ class AsyncClient(AsyncResource):
         prepare: Callable[[], Awaitable[_Prepared]],
         body: Mapping[str, Any],
         operation: str,
-        deadline: float | None,
+        bounds: tuple[float | None, httpx2.Timeout],
         reconnect: ReconnectPolicy | None,
         extras: RequestExtras,
     ) -> ImageStream:
         """The stream of one request whose fields are ``body`` (as sent), with the
         caller's ``extras``. ``prepare`` runs once, when the stream starts: its body (edit
         files read once), headers and URL are what every retry, resume and regeneration
-        sends."""
+        sends. ``bounds``: the call's ``deadline`` (``None``: the client's) and the
+        ``timeout`` of each of its requests (:func:`~ttstream._bounds.stream_timeout`)."""
+        deadline, timeout = bounds
         validate_seconds("deadline", deadline)
         policy = stream_policy(reconnect, self.reconnect)
         n = body.get("n")
@@ -589,7 +609,7 @@ class AsyncClient(AsyncResource):
                     reconnect=policy,
                     max_event_bytes=self.max_event_bytes,
                     max_retries=self.max_retries,
-                    timeout=self.timeout,
+                    timeout=timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
                     confirm_progress=True,  # a new preview or image is progress
                     decode_images=decode_images,
@@ -606,7 +626,7 @@ class AsyncClient(AsyncResource):
                     )
                 ),
                 content=prepared.content,
-                timeout=self.timeout,
+                timeout=timeout,
             )
             return await send(self._http, request, max_retries=self.max_retries)
 
