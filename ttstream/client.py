@@ -15,7 +15,7 @@ import os
 import urllib.parse
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, ClassVar, Literal, Self, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -79,6 +79,7 @@ __all__ = [
     "ClientOptions",
     "ClientTimeout",
     "ConnectionOptions",
+    "CopyOptions",
 ]
 
 logger = logging.getLogger("ttstream")
@@ -128,6 +129,31 @@ class ClientOptions(ConnectionOptions, total=False):
 
     base_url: str | None
     auth: Auth
+
+
+class CopyOptions(ClientOptions, total=False):
+    """The keywords of :meth:`AsyncClient.with_options` (and ``copy``): the client's
+    own (but ``max_connections``: a copy shares the pool), its ``api_key``, and
+    openai's ``set_default_headers`` / ``set_default_query``, which replace the
+    client's where ``default_headers`` / ``default_query`` are merged over them."""
+
+    api_key: str | None
+    set_default_headers: HeaderValues | None
+    set_default_query: QueryValues | None
+
+
+@attrs.frozen
+class _Made:
+    """How a client was made, for :meth:`AsyncClient.with_options`: its constructor's
+    ``arguments`` as resolved (the key found in the environment, the base URL...;
+    never shown: they hold the key), whether it created its HTTP client (and so closes
+    it), and whether its ``auth`` was ``"auto"`` (``reauth``: decided again for a copy
+    with another base URL or key) with a key from ``TTAPI_API_KEY`` (``ttapi_env``)."""
+
+    arguments: Mapping[str, Any] = attrs.field(repr=False)
+    owns_http_client: bool
+    reauth: bool = False
+    ttapi_env: bool = False
 
 
 @attrs.frozen
@@ -247,6 +273,7 @@ class AsyncClient(AsyncResource):
                 "a URL without a query or fragment ({base_url}/{path} is sent): pass query "
                 "parameters as default_query=",
             )
+        auto_auth = auth == "auto"
         if auth == "auto":
             auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
         self.auth: Auth = auth
@@ -266,7 +293,23 @@ class AsyncClient(AsyncResource):
         )
         register(self, api_key)  # redacted from every ttstream error and log line
         install_log_filter()  # hpack logs headers at DEBUG, httpx2 URLs at INFO
-        self._owns_http_client = http_client is None
+        self._made = _Made(
+            {
+                "api_key": api_key,
+                "base_url": self.base_url,
+                "auth": auth,
+                "timeout": self.timeout,
+                "max_retries": max_retries,
+                "max_event_bytes": max_event_bytes,
+                "reconnect": self.reconnect,
+                "deadline": deadline,
+                "default_headers": default_headers,
+                "default_query": default_query,
+            },
+            owns_http_client=http_client is None,
+            reauth=auto_auth,
+            ttapi_env=from_ttapi_env,
+        )
         self._http = http_client or new_http_client(
             timeout=self.timeout,
             follow_redirects=False,
@@ -290,8 +333,97 @@ class AsyncClient(AsyncResource):
 
     async def aclose(self) -> None:
         """Closes the HTTP client if this client created it."""
-        if self._owns_http_client:
+        if self._made.owns_http_client:
             await self._http.aclose()
+
+    _CREDENTIALS: ClassVar[tuple[str, ...]] = ("api_key",)
+    """The constructor's credential arguments: one given to :meth:`with_options`
+    replaces all of the client's (``AsyncAzureClient``: a key or a token)."""
+
+    @forwards_to(__init__, options=ClientOptions)
+    def with_options(
+        self,
+        *,
+        api_key: str | None = None,
+        set_default_headers: HeaderValues | None = None,
+        set_default_query: QueryValues | None = None,
+        **overrides: Unpack[ClientOptions],
+    ) -> Self:
+        """A new client with this one's settings but those given (openai-python's
+        ``client.with_options(...)``, also named ``copy``), sharing this client's HTTP
+        client and so its connection pool: closing the copy never closes it (closing
+        this client does, if it created it; the copy is then unusable).
+
+        Each keyword is the constructor's (``api_key``, ``base_url``, ``timeout``,
+        ``max_retries``, ``default_headers``...) and is checked as there. Not given, a
+        setting is this client's as resolved (the key and base URL found in the
+        environment, not read again). ``default_headers`` and ``default_query`` are
+        merged over this client's (header names without regard to case; a ``None``
+        value stops the copy sending one); ``set_default_headers`` and
+        ``set_default_query`` replace them. ``auth`` stays this client's unless given,
+        but for a client made with ``auth="auto"``, which decides again for a copy given
+        another ``base_url`` or ``api_key``. A key given here is redacted from reprs,
+        logs and errors as the constructor's.
+
+        Raises:
+            TypeError: a keyword that is no setting (``backend``...), naming the closest
+                one.
+            ValidationError: a bad value (as the constructor), ``max_connections`` (a
+                copy shares the pool: pass ``http_client=`` for another), or both
+                ``default_headers`` and ``set_default_headers`` (or ``default_query``
+                and ``set_default_query``).
+        """
+        given: dict[str, Any] = dict(overrides)
+        if api_key is not None:
+            given["api_key"] = api_key
+        return self._copy_with(given, set_default_headers, set_default_query)
+
+    copy = with_options
+
+    def _copy_with(
+        self, given: dict[str, Any], set_default_headers: object, set_default_query: object
+    ) -> Self:
+        """:meth:`with_options` of the constructor's keywords ``given``."""
+        if "max_connections" in given:
+            raise ValidationError(
+                "max_connections",
+                given["max_connections"],
+                "left out: a copy shares its client's connection pool (pass http_client= "
+                "for another)",
+            )
+        made = self._made
+        arguments = dict(made.arguments)
+        if any(name in given for name in self._CREDENTIALS):
+            for name in self._CREDENTIALS:
+                arguments.pop(name, None)
+        for name, replacing, merge in (
+            ("default_headers", set_default_headers, merge_headers),
+            ("default_query", set_default_query, _merge_query),
+        ):
+            merged = given.pop(name, None)
+            if merged is not None and replacing is not None:
+                allowed = f"None when set_{name} is given (merge, or replace: not both)"
+                raise ValidationError(name, hidden(merged), allowed)
+            if replacing is not None:
+                arguments[name] = replacing
+            elif merged is not None and isinstance(merged, Mapping):
+                earlier = arguments.get(name)
+                arguments[name] = merge(earlier or {}, merged)
+            elif merged is not None:  # not a mapping: the constructor says so
+                arguments[name] = merged
+        reauth = made.reauth and "auth" not in given
+        if reauth and ("base_url" in given or "api_key" in given):
+            keeps_ttapi_key = made.ttapi_env and "api_key" not in given
+            arguments["auth"] = "tt-api-key" if keeps_ttapi_key else "auto"
+        http_client = given.pop("http_client", None) or self._http
+        arguments.update(given)
+        copy = type(self)(http_client=http_client, **arguments)
+        copy._made = attrs.evolve(
+            copy._made,
+            reauth=reauth,
+            ttapi_env=made.ttapi_env and "api_key" not in given,
+        )
+        return copy
 
     @_params.keywords(GenerationParameters)
     def generate(
@@ -640,6 +772,11 @@ class AsyncClient(AsyncResource):
         stream.model = str(body.get("model") or self.default_model)
         stream.telemetry = generation(operation, stream.model, self.base_url)
         return stream
+
+
+def _merge_query(*layers: Mapping[str, object]) -> dict[str, object]:
+    """Query parameters merged, later layers winning (names are case-sensitive)."""
+    return {name: value for layer in layers for name, value in layer.items()}
 
 
 def _wire(body: Mapping[str, Any], extra_body: Mapping[str, object] | None) -> dict[str, Any]:
