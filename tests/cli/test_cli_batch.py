@@ -134,6 +134,8 @@ def test_a_failed_job_exits_1_with_its_reason(
             "jobs.jsonl line 1: unknown field 'sise' (did you mean 'size'?); the fields are "
             "prompt, key, background,",
         ),
+        ('{"prompt": "x", "timeout": 0}', "jobs.jsonl line 1: timeout=0 is not allowed"),
+        ('{"prompt": "x", "timeout": null}', "jobs.jsonl line 1: timeout=None is not allowed"),
         ('{"prompt": "x", "images": ["a.png"]}', '"images" and "mask" need --edit'),
         ('{"prompt": "x", "key": "../up"}', "key"),
         # a lone surrogate: SQLite's UnicodeEncodeError escaped as a traceback
