@@ -9,6 +9,7 @@ import io
 import math
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from PIL import Image
 from tests.support.streams import collect
 from ttstream import (
     APITimeoutError,
+    AsyncAzureClient,
     AsyncClient,
     Client,
     Reconnecting,
@@ -163,3 +165,25 @@ def test_a_call_timeout_is_not_part_of_a_batch_jobs_hash() -> None:
     """The journal's parameter hash covers what the job asks for: a new timeout (an
     ``httpx2.Timeout`` is no JSON either) is the same job."""
     assert _described({"size": "64x48", "timeout": httpx2.Timeout(1.0)}) == {"size": "64x48"}
+
+
+@pytest.fixture(scope="module")
+def azure() -> Iterator[EmulatorServer]:
+    with EmulatorServer(step_delay=0.0, azure=True) as running:
+        yield running
+
+
+async def test_an_azure_call_timeout_bounds_its_stream(azure: EmulatorServer) -> None:
+    """The Azure clients build their streams with AsyncClient's code: the same timeout."""
+    endpoint = azure.base_url.removesuffix("/v1")
+    headers = fault(f"ids;stall={STALL};times=1")
+    async with AsyncAzureClient(
+        api_key="k", azure_endpoint=endpoint, default_headers=headers, reconnect=FAST
+    ) as client:
+        with pytest.raises(ValidationError, match="timeout"):
+            client.generate("a kite", timeout=None)  # type: ignore[arg-type]
+        with anyio.fail_after(STALL - 1):
+            items = await collect(
+                client.generate("a kite", size="64x48", partial_images=2, timeout=0.3)
+            )
+    assert any(isinstance(item, Reconnecting) for item in items)
