@@ -27,7 +27,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Unpack
+from typing import Any, ClassVar, Self, Unpack
 
 import attrs
 
@@ -36,6 +36,7 @@ from ._checks import require_callable
 from ._connect import check_api_key
 from ._delegate import Delegated
 from ._exceptions import ValidationError
+from ._headers import HeaderValues, QueryValues
 from ._secrets import hidden, register
 from ._signature import forwards_to
 from ._sync import Client, LoopOptions
@@ -73,7 +74,10 @@ _PLACEHOLDER_KEY = "entra"
 _GIVE_ENDPOINT = (
     "pass azure_endpoint='https://<resource>.openai.azure.com' or set AZURE_OPENAI_ENDPOINT"
 )
-_GIVE_KEY = "pass api_key=..., set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=..."
+_GIVE_KEY = (
+    "pass api_key=... or azure_ad_token=..., set AZURE_OPENAI_API_KEY or AZURE_OPENAI_AD_TOKEN, "
+    "or pass azure_ad_token_provider=..."
+)
 # Azure's deployment names: letters, digits, '-', '_' and '.', at most 64 of them; '.'
 # and '..' alone would be path steps, not a name.
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -138,6 +142,7 @@ def _checked_deployment(deployment: str | None, param: str = "azure_deployment")
 
 
 _KEY_SOURCES = ("api_key", "azure_ad_token", "azure_ad_token_provider")
+_NOT_AZURE = ("api_key", "base_url", "auth")  # what AsyncClient records, Azure sets itself
 
 
 def _credentials(
@@ -186,6 +191,15 @@ class AzureOptions(ConnectionOptions, total=False):
     api_version: str | None
     azure_ad_token: str | None
     azure_ad_token_provider: TokenProvider | None
+
+
+class AzureCopyOptions(AzureOptions, total=False):
+    """The keywords of :meth:`AsyncAzureClient.with_options` (and ``copy``), as
+    :class:`~ttstream.client.CopyOptions` for ``AsyncClient``."""
+
+    api_key: str | None
+    set_default_headers: HeaderValues | None
+    set_default_query: QueryValues | None
 
 
 @attrs.frozen
@@ -275,6 +289,7 @@ class AsyncAzureClient(AsyncClient):
         endpoint = _checked_endpoint(endpoint)
         azure_deployment = _checked_deployment(azure_deployment)
         api_key, azure_ad_token = _credentials(api_key, azure_ad_token, azure_ad_token_provider)
+        given_provider = azure_ad_token_provider
         if azure_ad_token is not None:
             token = azure_ad_token
             azure_ad_token_provider = lambda: token  # noqa: E731 - one token, every request
@@ -303,12 +318,53 @@ class AsyncAzureClient(AsyncClient):
             {} if api_key is None else {"api-key": api_key},
             dict.fromkeys(self._version_query, "api_version"),
         )
+        kept = {n: v for n, v in self._made.arguments.items() if n not in _NOT_AZURE}
+        self._made = attrs.evolve(
+            self._made,
+            arguments={
+                **kept,
+                "api_key": api_key,
+                "azure_ad_token": azure_ad_token if given_provider is None else None,
+                "azure_ad_token_provider": given_provider,
+                "azure_endpoint": self.azure_endpoint,
+                "azure_deployment": azure_deployment,
+                "api_version": self.api_version,
+            },
+        )
         if azure_deployment is not None and not self.v1:
             # The deployment names the model: its rules when it is a model's name.
             known = azure_deployment in _params.MODELS
             self.default_model = azure_deployment if known else DEFAULT_MODEL
         elif azure_deployment is not None:
             self.default_model = azure_deployment  # the v1 surface's model is the deployment
+
+    _CREDENTIALS: ClassVar[tuple[str, ...]] = _KEY_SOURCES
+
+    @forwards_to(__init__, options=AzureOptions)
+    def with_options(  # type: ignore[override]  # Azure's keywords, not base_url or auth
+        self,
+        *,
+        api_key: str | None = None,
+        set_default_headers: HeaderValues | None = None,
+        set_default_query: QueryValues | None = None,
+        **overrides: Unpack[AzureOptions],
+    ) -> Self:
+        """As :meth:`AsyncClient.with_options` (also named ``copy``), with this
+        constructor's keywords (``azure_endpoint``, ``azure_deployment``,
+        ``api_version``...; no ``base_url`` or ``auth``). A credential given
+        (``api_key``, ``azure_ad_token`` or ``azure_ad_token_provider``) replaces this
+        client's, whichever it was.
+
+        Raises:
+            TypeError: a keyword that is no setting, naming the closest one.
+            ValidationError: as :meth:`AsyncClient.with_options` and the constructor.
+        """
+        given: dict[str, Any] = dict(overrides)
+        if api_key is not None:
+            given["api_key"] = api_key
+        return self._copy_with(given, set_default_headers, set_default_query)
+
+    copy = with_options  # type: ignore[assignment]  # as with_options
 
     def __repr__(self) -> str:
         return (
@@ -405,6 +461,14 @@ class AzureClient(Client):
     @forwards_to(AsyncAzureClient.__init__, Client.__init__, options=SyncAzureOptions)
     def __init__(self, api_key: str | None = None, **options: Unpack[SyncAzureOptions]) -> None:
         self._start(AsyncAzureClient, api_key, options)
+
+    @forwards_to(AsyncAzureClient.with_options, options=AzureCopyOptions)
+    def with_options(self, **overrides: Unpack[AzureCopyOptions]) -> Self:  # type: ignore[override]
+        """As :meth:`AsyncAzureClient.with_options`, run as :meth:`Client.with_options`
+        (the loop thread and the pool shared)."""
+        return self._copy(overrides)
+
+    copy = with_options  # type: ignore[assignment]  # as with_options
 
     def __repr__(self) -> str:
         return f"<AzureClient base_url={self.base_url!r}>"

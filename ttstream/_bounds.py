@@ -10,21 +10,27 @@ anyio's ``move_on_after(t, shield=True)`` pattern.
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 
 import anyio
+import httpx2
 
 from ._checks import require_int, require_seconds, validate_positive, validate_seconds
-from ._exceptions import APITimeoutError
+from ._exceptions import APITimeoutError, ValidationError
 
 __all__ = [
     "CLEANUP_TIMEOUT",
+    "CLIENT_TIMEOUT",
+    "ClientTimeout",
     "Deadline",
     "close_bounded",
     "require_int",
     "require_seconds",
+    "require_timeout",
+    "stream_timeout",
     "validate_positive",
     "validate_seconds",
 ]
@@ -34,6 +40,55 @@ _NO_DEADLINE = contextlib.nullcontext()
 CLEANUP_TIMEOUT = 3.0
 """Seconds a shielded cleanup step (closing a response, a sink's ``aclose``) may take
 before it is abandoned."""
+
+_TIMEOUT_ALLOWED = "a finite number of seconds > 0 or an httpx2.Timeout"
+
+
+class ClientTimeout(enum.Enum):
+    """The type of :data:`CLIENT_TIMEOUT`, the default of a call's ``timeout=``."""
+
+    CLIENT = "the client's"
+
+    def __repr__(self) -> str:
+        return "CLIENT_TIMEOUT"
+
+
+CLIENT_TIMEOUT = ClientTimeout.CLIENT
+"""A call's ``timeout=`` left out: the stream's requests use the client's ``timeout``.
+A sentinel rather than ``None``, which is refused as the client's ``timeout=None`` is:
+every wait is bounded."""
+
+
+def require_timeout(name: str, value: object) -> httpx2.Timeout:
+    """``value`` as an ``httpx2.Timeout``: an ``httpx2.Timeout`` as it is, or a finite
+    number of seconds > 0 for every phase (connect, read, write, pool). The one check of
+    a client's ``timeout=`` and of a call's.
+
+    Raises:
+        ValidationError: anything else (``None`` too: every wait is bounded), naming
+            ``name`` and what is allowed.
+    """
+    if isinstance(value, httpx2.Timeout):
+        return value
+    try:
+        return httpx2.Timeout(require_seconds(name, value))  # type: ignore[arg-type]
+    except ValidationError:
+        raise ValidationError(name, value, _TIMEOUT_ALLOWED) from None
+
+
+def stream_timeout(
+    given: float | httpx2.Timeout | ClientTimeout, client: httpx2.Timeout
+) -> httpx2.Timeout:
+    """The timeout of every request of one stream (its first request, retries,
+    reconnections, resumes): the call's ``timeout=`` (checked by
+    :func:`require_timeout`), else the ``client``'s.
+
+    Raises:
+        ValidationError: a ``given`` timeout :func:`require_timeout` refuses.
+    """
+    if isinstance(given, ClientTimeout):
+        return client
+    return require_timeout("timeout", given)
 
 
 async def close_bounded(*steps: Callable[[], Awaitable[object]]) -> bool:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._bounds import validate_positive, validate_seconds
+from ._bounds import require_timeout, validate_positive, validate_seconds
 from ._cli_output import clean, terminal_console
 from ._cost import pricing_available
 from ._exceptions import TTStreamError, ValidationError
@@ -222,11 +222,13 @@ def _check_fields(obj: dict[str, Any], where: str, *, edit: bool) -> None:
 
 def _check_values(obj: dict[str, Any], prompt: str, where: str, *, edit: bool) -> None:
     """Refuses a value the job's request would refuse at once (its ``deadline``,
-    ``reconnect`` and ``extra_body``, its model's parameters), with the request's own
+    ``timeout``, ``reconnect`` and ``extra_body``, its model's parameters), with the request's own
     checks, naming the line."""
     model = obj.get("model")
     try:
         validate_seconds("deadline", obj.get("deadline"))
+        if "timeout" in obj:  # seconds (JSON holds no httpx2.Timeout); null refused
+            require_timeout("timeout", obj["timeout"])
         if obj.get("reconnect") is not None:  # JSON holds no ReconnectPolicy: refused
             require_policy(obj["reconnect"])
         merge_extra_body({}, obj.get("extra_body"))

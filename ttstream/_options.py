@@ -13,6 +13,9 @@ that each list here is exactly the keywords of its method.
 from collections.abc import Mapping, Sequence
 from typing import Any, Required, TypedDict
 
+import httpx2
+
+from ._bounds import ClientTimeout
 from ._headers import HeaderValues, QueryValues
 from ._reconnect import ReconnectPolicy
 from ._request import ImageInput
@@ -25,19 +28,30 @@ __all__ = [
     "ResponseStreamOptions",
     "ResumeOptions",
     "StreamOptions",
+    "StreamOptionsButTimeout",
 ]
 
 
-class StreamOptions(TypedDict, total=False):
-    """What every stream takes: ``deadline`` (seconds, the client's by default),
-    ``reconnect`` (the client's :class:`~ttstream.ReconnectPolicy` by default), and
-    ``extra_headers`` / ``extra_query`` (over the client's ``default_headers`` /
-    ``default_query``; a header or query parameter given as ``None`` is not sent)."""
+class StreamOptionsButTimeout(TypedDict, total=False):
+    """:class:`StreamOptions` without ``timeout``: the ``**options`` of a method that
+    declares ``timeout`` itself, with its default ``CLIENT_TIMEOUT``."""
 
     deadline: float | None
     reconnect: ReconnectPolicy | None
     extra_headers: HeaderValues | None
     extra_query: QueryValues | None
+
+
+class StreamOptions(StreamOptionsButTimeout, total=False):
+    """What every stream takes: ``deadline`` (seconds, the client's by default),
+    ``reconnect`` (the client's :class:`~ttstream.ReconnectPolicy` by default),
+    ``timeout`` (seconds for every phase, a finite number > 0, or an ``httpx2.Timeout``:
+    each request of the stream; by default, ``CLIENT_TIMEOUT``, the client's; ``None``
+    is refused), and
+    ``extra_headers`` / ``extra_query`` (over the client's ``default_headers`` /
+    ``default_query``; a header or query parameter given as ``None`` is not sent)."""
+
+    timeout: float | httpx2.Timeout | ClientTimeout
 
 
 class _ImageRequestOptions(StreamOptions, total=False):

@@ -24,12 +24,13 @@ from typing import Any, Protocol, Unpack
 import httpx2
 
 from . import params as _params
+from ._bounds import CLIENT_TIMEOUT, ClientTimeout, stream_timeout
 from ._delegate import Delegated
 from ._eventsource import EventSource
 from ._exceptions import ValidationError
 from ._headers import HeaderValues, QueryValues, RequestExtras, merge_headers
 from ._imagehook import image_shape
-from ._options import StreamOptions
+from ._options import StreamOptions, StreamOptionsButTimeout
 from ._otel import generation
 from ._reconnect import ReconnectPolicy, stream_policy
 from ._request import json_body, merge_extra_body
@@ -148,6 +149,7 @@ class Responses:
         background: bool | None = False,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        timeout: float | httpx2.Timeout | ClientTimeout = CLIENT_TIMEOUT,
         extra_headers: HeaderValues | None = None,
         extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -168,17 +170,24 @@ class Responses:
         and ``None`` leave the field out. ``extra_headers`` and ``extra_query`` go with
         the ``POST`` and every resume, over the client's ``default_headers`` and
         ``default_query`` (a header or query parameter given as ``None`` is not sent).
+        ``deadline``, ``reconnect`` and ``timeout`` override the client's for this
+        stream (``timeout``: seconds for every phase, a finite number > 0, or an
+        ``httpx2.Timeout``, for the ``POST`` and every retry and resume; ``None`` is
+        refused), as for ``AsyncClient.generate``.
 
         Raises:
             TypeError: a keyword that is no body field.
             ValidationError: at once, for an image tool option its image model does not
                 take (:func:`ttstream.params.validate_tool`), or a body field ttstream
                 sets itself (``stream``), or a ``model``, ``input``, ``tools``,
-                ``background``, ``extra_headers`` or ``extra_query`` of the wrong type.
+                ``background``, ``extra_headers`` or ``extra_query`` of the wrong type, or
+                a ``timeout`` that is neither a finite number of seconds > 0 nor an
+                ``httpx2.Timeout``.
         """
         if params.get("stream") not in (None, True):
             raise ValidationError("stream", params["stream"], "omitted (always True here)")
         _check_request(model, input, tools, background)
+        request_timeout = stream_timeout(timeout, self._client.timeout)
         extras = self._client.request_extras(extra_headers, extra_query)
         chosen = [dict(tool) for tool in tools] if tools is not None else [dict(_IMAGE_TOOL)]
         url = self._client.endpoint_url("responses", extras.query)
@@ -204,25 +213,28 @@ class Responses:
             extras,
             deadline=deadline,
             reconnect=reconnect,
+            timeout=request_timeout,
         )
 
-    @_params.keywords(StreamOptions)
+    @_params.keywords(StreamOptionsButTimeout)
     def resume(
         self,
         response_id: str,
         *,
         starting_after: int | None = None,
-        **options: Unpack[StreamOptions],
+        timeout: float | httpx2.Timeout | ClientTimeout = CLIENT_TIMEOUT,
+        **options: Unpack[StreamOptionsButTimeout],
     ) -> ResponseStream:
         """Prepares ``GET {base_url}/responses/{response_id}?stream=true&starting_after=N``:
         the events of a background response after ``starting_after`` (all of them when
         ``None``), e.g. from a process that restarted, with no new generation. A break
         resumes again, as for :meth:`stream`, with the same ``extra_headers`` and
-        ``extra_query``.
+        ``extra_query``, and the same ``timeout`` (as for :meth:`stream`).
 
         Raises:
-            ValidationError: ``response_id`` is empty, ``starting_after`` below -1, or
-                ``extra_headers`` / ``extra_query`` of the wrong type.
+            ValidationError: ``response_id`` is empty, ``starting_after`` below -1,
+                ``extra_headers`` / ``extra_query`` of the wrong type, or a bad
+                ``timeout`` (as for :meth:`stream`).
         """
         if not isinstance(response_id, str) or not response_id:
             raise ValidationError("response_id", response_id, "a response id such as 'resp_...'")
@@ -237,7 +249,9 @@ class Responses:
         )
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)
         url = self._resume_url(interpreter, extras.query)
-        return self._stream("GET", url, None, interpreter, True, None, extras, **options)
+        return self._stream(
+            "GET", url, None, interpreter, True, None, extras, timeout=timeout, **options
+        )
 
     def _stream(
         self,
@@ -258,6 +272,7 @@ class Responses:
         ``shape``: the :func:`~ttstream._imagehook.image_shape` of its image tool (``None``
         when unknown: a resume)."""
         client = self._client
+        timeout = stream_timeout(options.get("timeout", CLIENT_TIMEOUT), client.timeout)
         deadline = options.get("deadline")
         policy = stream_policy(options.get("reconnect"), client.reconnect)
 
@@ -280,7 +295,7 @@ class Responses:
                 reconnect=policy,
                 max_event_bytes=client.max_event_bytes,
                 max_retries=client.max_retries,
-                timeout=client.timeout,
+                timeout=timeout,
                 idempotent=method == "GET",
                 confirm_progress=True,  # a new preview or image is progress
                 resume=resume,

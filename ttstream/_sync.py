@@ -33,7 +33,7 @@ from ._responses_client import Responses
 from ._secrets import redact
 from ._signature import forwards_to
 from .batch import Batch, BatchOptions, SyncBatch
-from .client import AsyncClient, ClientOptions, deprecated_timeout
+from .client import AsyncClient, ClientOptions, CopyOptions, deprecated_timeout
 from .events import Completed, PartialImage
 from .stream import ImageStream
 
@@ -121,6 +121,11 @@ def _shut_down(loop: _Loop, client: AsyncClient) -> None:
         loop.call(client.aclose)
     finally:
         loop.stop()
+
+
+def _keep(client: Client) -> None:
+    """A copy's finalizer (:meth:`Client.with_options`): it closes nothing, which the
+    original owns; until it runs, it holds the original ``client`` alive."""
 
 
 class SyncImageStream(Resource):
@@ -240,7 +245,30 @@ class Client(Resource):
             raise
         # Also run when the client is garbage-collected or the interpreter exits without
         # close(): a loop thread left running would hang the interpreter's shutdown.
-        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._async)
+        self._finalizer: Callable[[], object] = weakref.finalize(
+            self, _shut_down, self._loop, self._async
+        )
+
+    @forwards_to(AsyncClient.with_options, options=CopyOptions)
+    def with_options(self, **overrides: Unpack[CopyOptions]) -> Self:
+        """A new client with this one's settings but those given, as
+        :meth:`AsyncClient.with_options` (also named ``copy``; the same keywords, merge
+        rules and errors). The copy runs on this client's event loop thread and shares
+        its HTTP client and connection pool: closing the copy closes neither, and it
+        keeps this client alive while in use; closing this client stops both (the copy
+        then raises ``ClosedError``)."""
+        return self._copy(overrides)
+
+    copy = with_options
+
+    def _copy(self, overrides: Mapping[str, Any]) -> Self:
+        made = self._loop.portal.call(functools.partial(self._async.with_options, **overrides))
+        copy = object.__new__(type(self))
+        copy._loop = self._loop
+        copy._async = made
+        # Holds this client (and so its loop) until the copy is closed or collected.
+        copy._finalizer = weakref.finalize(copy, _keep, self)
+        return copy
 
     @property
     def responses(self) -> SyncResponses:

@@ -65,7 +65,7 @@ import attrs
 import httpx2
 from anyio.from_thread import BlockingPortal
 
-from ._bounds import require_int, validate_positive
+from ._bounds import CLIENT_TIMEOUT, require_int, validate_positive
 from ._checks import require_path
 from ._cost import estimate_cost, usage_totals
 from ._delegate import Delegated
@@ -78,7 +78,7 @@ from ._exceptions import (
 )
 from ._files import MAX_COUNTER, Staged, discard, publish, restore, stage, suffix_for
 from ._journal import Journal, JournalRow, params_hash
-from ._options import EditOptions, GenerateOptions, ResponseOptions
+from ._options import EditOptions, GenerateOptions, ResponseOptions, StreamOptions
 from ._pacing import Pacing
 from ._reconnect import Reconnecting
 from ._resource import Resource
@@ -446,18 +446,21 @@ class Batch:
         described = {"operation": "response", **_described(options), "input": input}
         resume = None
         if options.get("background"):
-            deadline = options.get("deadline")
-            extra_headers, extra_query = options.get("extra_headers"), options.get("extra_query")
+            stream_options = StreamOptions(
+                deadline=options.get("deadline"),
+                timeout=options.get("timeout", CLIENT_TIMEOUT),
+                extra_headers=options.get("extra_headers"),
+                extra_query=options.get("extra_query"),
+            )
 
             def resume(
                 response_id: str, starting_after: int | None, left: float | None
             ) -> ImageStream:
+                given = stream_options.copy()
+                if left is not None:  # what is left of the job's deadline
+                    given["deadline"] = left
                 stream: ImageStream = responses.resume(
-                    response_id,
-                    starting_after=starting_after,
-                    deadline=deadline if left is None else left,
-                    extra_headers=extra_headers,
-                    extra_query=extra_query,
+                    response_id, starting_after=starting_after, **given
                 )
                 return stream
 
@@ -927,14 +930,17 @@ class Batch:
 
 
 def _described(options: Mapping[str, object]) -> dict[str, object]:
-    """What a job's parameter hash covers of its keywords: all but ``deadline``, which
-    bounds how long it may take, ``extra_headers``, which say how it is sent (a key, a
-    project), not what it asks for, and the parameters of ``extra_query`` whose name says
-    they carry a secret (:func:`~ttstream._secrets.names_a_secret`: ``sig``, ``api_key``,
+    """What a job's parameter hash covers of its keywords: all but ``deadline`` and
+    ``timeout``, which bound how long it may take, ``extra_headers``, which say how it
+    is sent (a key, a project), not what it asks for, and the parameters of
+    ``extra_query`` whose name says they carry a secret
+    (:func:`~ttstream._secrets.names_a_secret`: ``sig``, ``api_key``,
     ``access_token``...), so that a new key is the same job; a query without such
     parameters is covered whole, as before."""
     described = {
-        name: value for name, value in options.items() if name not in ("deadline", "extra_headers")
+        name: value
+        for name, value in options.items()
+        if name not in ("deadline", "timeout", "extra_headers")
     }
     query = described.get("extra_query")
     if isinstance(query, Mapping):

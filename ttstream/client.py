@@ -15,7 +15,7 @@ import os
 import urllib.parse
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, ClassVar, Literal, Self, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -24,7 +24,15 @@ from anyio.abc import AsyncResource
 
 from . import params as _params
 from ._body import ACCEPT_ENCODING, read_body
-from ._bounds import close_bounded, require_int, require_seconds, validate_seconds
+from ._bounds import (
+    CLIENT_TIMEOUT,
+    ClientTimeout,
+    close_bounded,
+    require_int,
+    require_timeout,
+    stream_timeout,
+    validate_seconds,
+)
 from ._connect import check_api_key, connection_error, follow_redirects, send, status_error
 from ._eventsource import EventSource
 from ._exceptions import (
@@ -61,6 +69,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import ImageStream
 
 __all__ = [
+    "CLIENT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
@@ -69,7 +78,9 @@ __all__ = [
     "AsyncClient",
     "Auth",
     "ClientOptions",
+    "ClientTimeout",
     "ConnectionOptions",
+    "CopyOptions",
 ]
 
 logger = logging.getLogger("ttstream")
@@ -119,6 +130,31 @@ class ClientOptions(ConnectionOptions, total=False):
 
     base_url: str | None
     auth: Auth
+
+
+class CopyOptions(ClientOptions, total=False):
+    """The keywords of :meth:`AsyncClient.with_options` (and ``copy``): the client's
+    own (but ``max_connections``: a copy shares the pool), its ``api_key``, and
+    openai's ``set_default_headers`` / ``set_default_query``, which replace the
+    client's where ``default_headers`` / ``default_query`` are merged over them."""
+
+    api_key: str | None
+    set_default_headers: HeaderValues | None
+    set_default_query: QueryValues | None
+
+
+@attrs.frozen
+class _Made:
+    """How a client was made, for :meth:`AsyncClient.with_options`: its constructor's
+    ``arguments`` as resolved (the key found in the environment, the base URL...;
+    never shown: they hold the key), whether it created its HTTP client (and so closes
+    it), and whether its ``auth`` was ``"auto"`` (``reauth``: decided again for a copy
+    with another base URL or key) with a key from ``TTAPI_API_KEY`` (``ttapi_env``)."""
+
+    arguments: Mapping[str, Any] = attrs.field(repr=False)
+    owns_http_client: bool
+    reauth: bool = False
+    ttapi_env: bool = False
 
 
 @attrs.frozen
@@ -221,12 +257,7 @@ class AsyncClient(AsyncResource):
         require_int("max_retries", max_retries, 0)
         require_int("max_event_bytes", max_event_bytes, 1, "bytes")
         validate_seconds("deadline", deadline)
-        if not isinstance(timeout, httpx2.Timeout):  # seconds for every phase
-            try:
-                timeout = httpx2.Timeout(require_seconds("timeout", timeout))
-            except ValidationError:  # None too: every wait is bounded
-                allowed = "a finite number of seconds > 0 or an httpx2.Timeout"
-                raise ValidationError("timeout", timeout, allowed) from None
+        checked_timeout = require_timeout("timeout", timeout)
         if http_client is not None:
             check_http_client(http_client)
         require_int("max_connections", max_connections, 1)
@@ -243,6 +274,7 @@ class AsyncClient(AsyncResource):
                 "a URL without a query or fragment ({base_url}/{path} is sent): pass query "
                 "parameters as default_query=",
             )
+        auto_auth = auth == "auto"
         if auth == "auto":
             auth = "tt-api-key" if _is_ttapi(self.base_url) or from_ttapi_env else "bearer"
         self.auth: Auth = auth
@@ -250,7 +282,7 @@ class AsyncClient(AsyncResource):
         self.max_event_bytes = max_event_bytes
         self.reconnect = require_policy(reconnect)
         self.deadline = deadline
-        self.timeout: httpx2.Timeout = timeout
+        self.timeout: httpx2.Timeout = checked_timeout
         self.default_model = DEFAULT_MODEL
         """The model of a request that names none."""
         self._extras = RequestExtras.checked(
@@ -262,7 +294,23 @@ class AsyncClient(AsyncResource):
         )
         register(self, api_key)  # redacted from every ttstream error and log line
         install_log_filter()  # hpack logs headers at DEBUG, httpx2 URLs at INFO
-        self._owns_http_client = http_client is None
+        self._made = _Made(
+            {
+                "api_key": api_key,
+                "base_url": self.base_url,
+                "auth": auth,
+                "timeout": self.timeout,
+                "max_retries": max_retries,
+                "max_event_bytes": max_event_bytes,
+                "reconnect": self.reconnect,
+                "deadline": deadline,
+                "default_headers": default_headers,
+                "default_query": default_query,
+            },
+            owns_http_client=http_client is None,
+            reauth=auto_auth,
+            ttapi_env=from_ttapi_env,
+        )
         self._http = http_client or new_http_client(
             timeout=self.timeout,
             follow_redirects=False,
@@ -286,8 +334,97 @@ class AsyncClient(AsyncResource):
 
     async def aclose(self) -> None:
         """Closes the HTTP client if this client created it."""
-        if self._owns_http_client:
+        if self._made.owns_http_client:
             await self._http.aclose()
+
+    _CREDENTIALS: ClassVar[tuple[str, ...]] = ("api_key",)
+    """The constructor's credential arguments: one given to :meth:`with_options`
+    replaces all of the client's (``AsyncAzureClient``: a key or a token)."""
+
+    @forwards_to(__init__, options=ClientOptions)
+    def with_options(
+        self,
+        *,
+        api_key: str | None = None,
+        set_default_headers: HeaderValues | None = None,
+        set_default_query: QueryValues | None = None,
+        **overrides: Unpack[ClientOptions],
+    ) -> Self:
+        """A new client with this one's settings but those given (openai-python's
+        ``client.with_options(...)``, also named ``copy``), sharing this client's HTTP
+        client and so its connection pool: closing the copy never closes it (closing
+        this client does, if it created it; the copy is then unusable).
+
+        Each keyword is the constructor's (``api_key``, ``base_url``, ``timeout``,
+        ``max_retries``, ``default_headers``...) and is checked as there. Not given, a
+        setting is this client's as resolved (the key and base URL found in the
+        environment, not read again). ``default_headers`` and ``default_query`` are
+        merged over this client's (header names without regard to case; a ``None``
+        value stops the copy sending one); ``set_default_headers`` and
+        ``set_default_query`` replace them. ``auth`` stays this client's unless given,
+        but for a client made with ``auth="auto"``, which decides again for a copy given
+        another ``base_url`` or ``api_key``. A key given here is redacted from reprs,
+        logs and errors as the constructor's.
+
+        Raises:
+            TypeError: a keyword that is no setting (``backend``...), naming the closest
+                one.
+            ValidationError: a bad value (as the constructor), ``max_connections`` (a
+                copy shares the pool: pass ``http_client=`` for another), or both
+                ``default_headers`` and ``set_default_headers`` (or ``default_query``
+                and ``set_default_query``).
+        """
+        given: dict[str, Any] = dict(overrides)
+        if api_key is not None:
+            given["api_key"] = api_key
+        return self._copy_with(given, set_default_headers, set_default_query)
+
+    copy = with_options
+
+    def _copy_with(
+        self, given: dict[str, Any], set_default_headers: object, set_default_query: object
+    ) -> Self:
+        """:meth:`with_options` of the constructor's keywords ``given``."""
+        if "max_connections" in given:
+            raise ValidationError(
+                "max_connections",
+                given["max_connections"],
+                "left out: a copy shares its client's connection pool (pass http_client= "
+                "for another)",
+            )
+        made = self._made
+        arguments = dict(made.arguments)
+        if any(name in given for name in self._CREDENTIALS):
+            for name in self._CREDENTIALS:
+                arguments.pop(name, None)
+        for name, replacing, merge in (
+            ("default_headers", set_default_headers, merge_headers),
+            ("default_query", set_default_query, _merge_query),
+        ):
+            merged = given.pop(name, None)
+            if merged is not None and replacing is not None:
+                allowed = f"None when set_{name} is given (merge, or replace: not both)"
+                raise ValidationError(name, hidden(merged), allowed)
+            if replacing is not None:
+                arguments[name] = replacing
+            elif merged is not None and isinstance(merged, Mapping):
+                earlier = arguments.get(name)
+                arguments[name] = merge(earlier or {}, merged)
+            elif merged is not None:  # not a mapping: the constructor says so
+                arguments[name] = merged
+        reauth = made.reauth and "auth" not in given
+        if reauth and ("base_url" in given or "api_key" in given):
+            keeps_ttapi_key = made.ttapi_env and "api_key" not in given
+            arguments["auth"] = "tt-api-key" if keeps_ttapi_key else "auto"
+        http_client = given.pop("http_client", None) or self._http
+        arguments.update(given)
+        copy = type(self)(http_client=http_client, **arguments)
+        copy._made = attrs.evolve(
+            copy._made,
+            reauth=reauth,
+            ttapi_env=made.ttapi_env and "api_key" not in given,
+        )
+        return copy
 
     @_params.keywords(GenerationParameters)
     def generate(
@@ -297,6 +434,7 @@ class AsyncClient(AsyncResource):
         model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        timeout: float | httpx2.Timeout | ClientTimeout = CLIENT_TIMEOUT,
         extra_headers: HeaderValues | None = None,
         extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -313,7 +451,11 @@ class AsyncClient(AsyncResource):
         models) and ``False`` for dall-e. ``extra_body`` is merged into the top level of
         the JSON body as it is, unchecked: for a parameter or a value ttstream does not
         know yet.
-        ``deadline`` and ``reconnect`` override the client's for this stream.
+        ``deadline`` and ``reconnect`` override the client's for this stream, and so
+        does ``timeout`` (seconds for every phase, a finite number > 0, or an
+        ``httpx2.Timeout``, as the client's ``timeout=``; ``None`` is refused): it
+        bounds each request of the stream, its retries, reconnections and resumes
+        included, in place of the client's, which is left as it is.
         ``extra_headers`` and ``extra_query`` are merged over the client's
         ``default_headers`` and ``default_query`` for this stream's requests (a header
         or query parameter given as ``None`` is not sent, even one the client's defaults
@@ -324,8 +466,11 @@ class AsyncClient(AsyncResource):
             ValidationError: at once, before any connection, for a parameter the model
                 does not take (:mod:`ttstream.params`, docs/models.md), or
                 ``extra_headers`` / ``extra_query`` of the wrong shape (as the client's
-                ``default_headers`` / ``default_query``).
+                ``default_headers`` / ``default_query``), a ``deadline`` or ``timeout``
+                that is not a finite number of seconds > 0 (``timeout``: or an
+                ``httpx2.Timeout``).
         """
+        request_timeout = stream_timeout(timeout, self.timeout)
         extras = self.request_extras(extra_headers, extra_query)
         body = checked_body("generation", prompt, self._model(model), params)
         wire = self._wire(body, model, extra_body)
@@ -334,7 +479,9 @@ class AsyncClient(AsyncResource):
         async def prepare() -> _Prepared:
             return _Prepared("images/generations", content, "application/json")
 
-        return self._stream(prepare, wire, "generation", deadline, reconnect, extras)
+        return self._stream(
+            prepare, wire, "generation", (deadline, request_timeout), reconnect, extras
+        )
 
     @_params.keywords(EditParameters)
     def edit(
@@ -346,6 +493,7 @@ class AsyncClient(AsyncResource):
         model: str | None = None,
         deadline: float | None = None,
         reconnect: ReconnectPolicy | None = None,
+        timeout: float | httpx2.Timeout | ClientTimeout = CLIENT_TIMEOUT,
         extra_headers: HeaderValues | None = None,
         extra_query: QueryValues | None = None,
         extra_body: Mapping[str, object] | None = None,
@@ -368,8 +516,10 @@ class AsyncClient(AsyncResource):
                 be checked without reading files, when the stream opens for the rest;
                 also then, a path in ``images`` or ``mask`` that cannot be read (none, a
                 directory, a device or a pipe, no permission), named with the system's
-                reason; ``extra_headers`` / ``extra_query`` as for :meth:`generate`.
+                reason; ``extra_headers`` / ``extra_query``, ``deadline`` and ``timeout``
+                as for :meth:`generate`.
         """
+        request_timeout = stream_timeout(timeout, self.timeout)
         extras = self.request_extras(extra_headers, extra_query)
         inputs = as_list(images)
         check_inputs(inputs, mask)  # their kinds; the files are read when the stream opens
@@ -396,7 +546,7 @@ class AsyncClient(AsyncResource):
             )
             return _Prepared("images/edits", form.read(), form.headers["Content-Type"])
 
-        return self._stream(prepare, wire, "edit", deadline, reconnect, extras)
+        return self._stream(prepare, wire, "edit", (deadline, request_timeout), reconnect, extras)
 
     @forwards_to(Batch.__init__, options=BatchOptions)
     def batch(self, **options: Unpack[BatchOptions]) -> Batch:
@@ -555,14 +705,16 @@ class AsyncClient(AsyncResource):
         prepare: Callable[[], Awaitable[_Prepared]],
         body: Mapping[str, Any],
         operation: str,
-        deadline: float | None,
+        bounds: tuple[float | None, httpx2.Timeout],
         reconnect: ReconnectPolicy | None,
         extras: RequestExtras,
     ) -> ImageStream:
         """The stream of one request whose fields are ``body`` (as sent), with the
         caller's ``extras``. ``prepare`` runs once, when the stream starts: its body (edit
         files read once), headers and URL are what every retry, resume and regeneration
-        sends."""
+        sends. ``bounds``: the call's ``deadline`` (``None``: the client's) and the
+        ``timeout`` of each of its requests (:func:`~ttstream._bounds.stream_timeout`)."""
+        deadline, timeout = bounds
         validate_seconds("deadline", deadline)
         policy = stream_policy(reconnect, self.reconnect)
         n = body.get("n")
@@ -591,7 +743,7 @@ class AsyncClient(AsyncResource):
                     reconnect=policy,
                     max_event_bytes=self.max_event_bytes,
                     max_retries=self.max_retries,
-                    timeout=self.timeout,
+                    timeout=timeout,
                     idempotent=False,  # a request sent again is a new, billed generation
                     confirm_progress=True,  # a new preview or image is progress
                     decode_images=decode_images,
@@ -608,7 +760,7 @@ class AsyncClient(AsyncResource):
                     )
                 ),
                 content=prepared.content,
-                timeout=self.timeout,
+                timeout=timeout,
             )
             return await send(self._http, request, max_retries=self.max_retries)
 
@@ -622,6 +774,11 @@ class AsyncClient(AsyncResource):
         stream.model = str(body.get("model") or self.default_model)
         stream.telemetry = generation(operation, stream.model, self.base_url)
         return stream
+
+
+def _merge_query(*layers: Mapping[str, object]) -> dict[str, object]:
+    """Query parameters merged, later layers winning (names are case-sensitive)."""
+    return {name: value for layer in layers for name, value in layer.items()}
 
 
 def _wire(body: Mapping[str, Any], extra_body: Mapping[str, object] | None) -> dict[str, Any]:

@@ -156,6 +156,8 @@ def test_failed_jobs_do_not_pile_up_their_previews(
             "jobs.jsonl line 1: unknown field 'sise' (did you mean 'size'?); the fields are "
             "prompt, key, background,",
         ),
+        ('{"prompt": "x", "timeout": 0}', "jobs.jsonl line 1: timeout=0 is not allowed"),
+        ('{"prompt": "x", "timeout": null}', "jobs.jsonl line 1: timeout=None is not allowed"),
         ('{"prompt": "x", "images": ["a.png"]}', '"images" and "mask" need --edit'),
         ('{"prompt": "x", "key": "../up"}', "key"),
         # a lone surrogate: SQLite's UnicodeEncodeError escaped as a traceback

@@ -450,14 +450,15 @@ def test_the_cli_without_an_azure_key_names_azures_variable(
     from ttstream.cli import main
 
     monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("AZURE_OPENAI_AD_TOKEN", raising=False)
     monkeypatch.setenv("TTAPI_API_KEY", KEY)
     argv = ["generate", "a kite", "--azure-endpoint", azure.endpoint]
     argv += ["--azure-deployment", "gpt-image-2", "--api-version", VERSION]
     assert main(argv) == 2  # a mistake found before anything starts
     captured = capsys.readouterr()
     assert captured.err == (
-        "ttstream: error: no API key for Azure: set AZURE_OPENAI_API_KEY, "
-        "or pass --api-key-file FILE (- for stdin)\n"
+        "ttstream: error: no API key for Azure: set AZURE_OPENAI_API_KEY "
+        "(or AZURE_OPENAI_AD_TOKEN), or pass --api-key-file FILE (- for stdin)\n"
     )
     assert captured.out == ""
 

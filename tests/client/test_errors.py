@@ -323,8 +323,9 @@ OWN_MESSAGES = [
             azure_deployment="d",
             api_version="2025-04-01-preview",
         ),
-        "api_key=None is not allowed: api_key must be given: pass api_key=..., "
-        "set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=...",
+        "api_key=None is not allowed: api_key must be given: pass api_key=... or "
+        "azure_ad_token=..., set AZURE_OPENAI_API_KEY or AZURE_OPENAI_AD_TOKEN, or pass "
+        "azure_ad_token_provider=...",
     ),
 ]
 

@@ -832,7 +832,7 @@ def test_redact_takes_credential_values_out_of_echoed_headers(echoed: str, secre
     "text",
     [
         "auth must be one of 'auto', 'tt-api-key', 'bearer'",  # names listed, not a pair
-        "set AZURE_OPENAI_API_KEY, or pass azure_ad_token_provider=...",
+        "set AZURE_OPENAI_API_KEY or AZURE_OPENAI_AD_TOKEN, or pass azure_ad_token_provider=...",
         "api_key=<str of 7 chars, not shown> is not allowed",  # a stand-in for a value
         "api_key=<int, not shown>; send TT-API-KEY: <key>",
         "send Authorization: Bearer <key>",  # the emulator's 401 text: a scheme, a stand-in
