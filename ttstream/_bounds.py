@@ -41,7 +41,10 @@ CLEANUP_TIMEOUT = 3.0
 """Seconds a shielded cleanup step (closing a response, a sink's ``aclose``) may take
 before it is abandoned."""
 
-_TIMEOUT_ALLOWED = "a finite number of seconds > 0 or an httpx2.Timeout"
+_TIMEOUT_ALLOWED = (
+    "a finite number of seconds > 0, or an httpx2.Timeout whose connect, read, write and "
+    "pool are each such a number"
+)
 
 
 class ClientTimeout(enum.Enum):
@@ -65,15 +68,26 @@ def require_timeout(name: str, value: object) -> httpx2.Timeout:
     a client's ``timeout=`` and of a call's.
 
     Raises:
-        ValidationError: anything else (``None`` too: every wait is bounded), naming
-            ``name`` and what is allowed.
+        ValidationError: anything else, naming ``name`` and what is allowed: ``None``
+            too, and an ``httpx2.Timeout`` with a phase of ``None`` (httpx's "no
+            timeout"), 0, a negative or an infinite number: every wait is bounded.
     """
     if isinstance(value, httpx2.Timeout):
-        return value
+        phases = (value.connect, value.read, value.write, value.pool)
+        if all(_bounded(phase) for phase in phases):
+            return value
+        raise ValidationError(name, value, _TIMEOUT_ALLOWED)
     try:
         return httpx2.Timeout(require_seconds(name, value))  # type: ignore[arg-type]
     except ValidationError:
         raise ValidationError(name, value, _TIMEOUT_ALLOWED) from None
+
+
+def _bounded(seconds: object) -> bool:
+    """Whether ``seconds`` is a finite number > 0 (not a bool)."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def stream_timeout(

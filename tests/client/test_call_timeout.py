@@ -130,7 +130,11 @@ def test_the_sync_client_passes_a_call_timeout_on(server: EmulatorServer) -> Non
         assert time.monotonic() - started < STALL - 1
 
 
-BAD = [None, 0, -1.0, math.nan, math.inf, True, "5", 1j]
+BAD = [
+    None, 0, -1.0, math.nan, math.inf, True, "5", 1j,
+    # httpx's "no timeout" for one phase or all: a wait without a bound
+    httpx2.Timeout(None), httpx2.Timeout(5.0, read=None), httpx2.Timeout(5.0, pool=math.inf),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("bad", BAD, ids=repr)
