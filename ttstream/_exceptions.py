@@ -28,6 +28,7 @@ The tree (docs/errors.md)::
     ├── ClosedError ······················· used after its end (also a ``RuntimeError``)
     ├── JournalError ······················ a batch journal cannot be used
     ├── SinkError ························· sinks that failed under ``pump``
+    ├── SendTimeoutError ·················· a websocket peer took no frame in time
     ├── RedisStreamError ·················· a Redis command failed or timed out
     │   └── ClaimLostError ················ a worker's claim was taken over
     └── MalformedEntryError ··············· a Redis entry ttstream did not write
@@ -83,6 +84,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RedisStreamError",
+    "SendTimeoutError",
     "SinkError",
     "StreamError",
     "TTStreamError",
@@ -513,6 +515,16 @@ class SinkError(TTStreamError):
         count = len({id(sink) for sink, _ in self.failures})
         verb = "sink failed and was" if count == 1 else "sinks failed and were"
         super().__init__(f"{count} {verb} detached: {described}")
+
+
+class SendTimeoutError(TTStreamError, TimeoutError):
+    """A peer took no frame within the sink's ``send_timeout`` (seconds, ``timeout``):
+    ``WebSocketSink.send`` gives up on a browser that stopped reading, so a stuck socket
+    never holds the generation. Also a ``TimeoutError``, as it was before the tree."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(f"the peer took no frame within send_timeout={timeout:g} s")
 
 
 class RedisStreamError(TTStreamError):

@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import logging
+import os
+import socket
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
@@ -264,6 +266,70 @@ async def test_a_client_that_leaves_fails_the_sink_with_websocket_disconnect(
     assert isinstance(sink, WebSocketSink)
     assert isinstance(cause, WebSocketDisconnect)
     assert sink.frames_sent < 2 * len(generated) * 4
+
+
+def silent_websocket_peer(url: str) -> socket.socket:
+    """A websocket client on a raw socket (RFC 6455, section 4.1): it opens ``/ws``, sends
+    one masked text frame (the request), then never reads, as a browser tab that froze."""
+    host, port = url.removeprefix("http://").split(":")
+    peer = socket.create_connection((host, int(port)), timeout=10)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    peer.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += peer.recv(1)  # only the handshake's answer, byte by byte: no frame
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    payload = json.dumps({"prompt": "a kite"}).encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    peer.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    return peer
+
+
+@pytest.mark.anyio
+async def test_a_peer_that_stops_reading_fails_the_sink_with_a_send_timeout() -> None:
+    # It was a bare TimeoutError from anyio; now ttstream's SendTimeoutError (still a
+    # TimeoutError), after send_timeout and not later: the frozen tab never holds the
+    # generation. Closing that socket (close_on_exit) waited for pump's cleanup bound and
+    # failed the sink a second time; it now gives up after send_timeout too.
+    image = os.urandom(1 << 20)  # incompressible: 1 MiB a frame
+    items: list[StreamItem] = [
+        PartialImage(b64_json=base64.b64encode(image).decode(), operation="generation", index=0)
+    ] * 64
+    outcomes: list[object] = []
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_json()
+        sink = WebSocketSink(websocket, send_timeout=0.5, close_on_exit=True)
+        try:
+            outcomes.append(await pump(listed(items)(request={}), sink))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    with ServerThread(app, ws="wsproto") as server:
+        peer = silent_websocket_peer(server.url)
+        try:
+            with anyio.fail_after(20):
+                while not outcomes:  # noqa: ASYNC110 - the server thread appends it
+                    await anyio.sleep(0.01)
+        finally:
+            peer.close()
+    [failure] = outcomes
+    assert isinstance(failure, SinkError)
+    [(sink, cause)] = failure.failures
+    assert isinstance(cause, ttstream.SendTimeoutError)
+    assert isinstance(cause, TimeoutError)
+    assert cause.timeout == 0.5
+    assert str(cause) == "the peer took no frame within send_timeout=0.5 s"
+    assert isinstance(sink, WebSocketSink)
+    assert 0 < sink.frames_sent < 2 * len(items)
 
 
 # The websocket protocol (docs/live-previews.md): jobs, cut images, end and error frames,

@@ -19,7 +19,7 @@ import anyio
 from .._bounds import require_seconds
 from .._browser.items import item_metadata, media_type_of, public_message, strict_json
 from .._event_types import StreamItem
-from .._exceptions import TTStreamError, ValidationError
+from .._exceptions import SendTimeoutError, TTStreamError, ValidationError
 from .._json import loads
 from .._reconnect import Reconnecting
 from ..events import Completed, PartialImage
@@ -88,7 +88,8 @@ class WebSocketSink:
     Raises (from ``send``):
         starlette.websockets.WebSocketDisconnect: the peer went away (code 1006).
         RuntimeError: the websocket was not accepted, or was already closed.
-        TimeoutError: the peer did not take a frame within ``send_timeout`` seconds.
+        SendTimeoutError: the peer did not take a frame within ``send_timeout`` seconds
+            (also a ``TimeoutError``).
         TTStreamError: a ``Completed`` that carries a URL instead of the image
             (``response_format="url"``): fetch it with ``AsyncClient.fetch_image``.
             No image is sent for it (with a ``job``, the job's ``error`` frame is).
@@ -138,13 +139,21 @@ class WebSocketSink:
         )
 
     async def _text(self, payload: dict[str, Any]) -> None:
-        with anyio.fail_after(self.send_timeout):
-            await self.websocket.send_text(strict_json(payload))
-        self.frames_sent += 1
+        await self._within_timeout(self.websocket.send_text(strict_json(payload)))
 
     async def _bytes(self, data: bytes | memoryview) -> None:
-        with anyio.fail_after(self.send_timeout):
-            await self.websocket.send_bytes(bytes(data))
+        await self._within_timeout(self.websocket.send_bytes(bytes(data)))
+
+    async def _within_timeout(self, sending: Awaitable[None]) -> None:
+        """Awaits one frame's ``sending`` for ``send_timeout`` seconds at most.
+
+        Raises:
+            SendTimeoutError: the peer took no frame in that time.
+        """
+        with anyio.move_on_after(self.send_timeout) as scope:
+            await sending
+        if scope.cancelled_caught:
+            raise SendTimeoutError(self.send_timeout)
         self.frames_sent += 1
 
     async def send(self, event: StreamItem) -> None:
@@ -196,7 +205,9 @@ class WebSocketSink:
     async def aclose(self) -> None:
         """With a ``job``: sends the ``end`` frame unless :meth:`fail` ended the job or
         the peer left. Then closes the websocket with code 1000 if ``close_on_exit``.
-        A socket the peer already left is not an error."""
+        A socket the peer already left is not an error, nor one whose peer takes no close
+        frame within ``send_timeout`` (a peer that stopped reading: it is left to the
+        server, which drops the connection when the app returns)."""
         from starlette.websockets import WebSocketDisconnect, WebSocketState
 
         if self.job is not None and not self._ended and not self.gone:
@@ -211,7 +222,10 @@ class WebSocketSink:
             return
         if self.websocket.application_state is not WebSocketState.CONNECTED:
             return
-        with contextlib.suppress(WebSocketDisconnect, OSError):
+        with (
+            anyio.move_on_after(self.send_timeout),
+            contextlib.suppress(WebSocketDisconnect, OSError),
+        ):
             await self.websocket.close(code=1000)
 
 
