@@ -172,15 +172,14 @@ def as_list(images: ImageInput | Sequence[ImageInput]) -> list[object]:
 async def load_images(
     images: Sequence[object], mask: object
 ) -> tuple[Body, Upload | Mapping[str, str] | None]:
-    """Reads every file input (of :func:`as_list`) into memory; references stay as they are.
+    """Reads every file input (of :func:`as_list`, checked by :func:`check_inputs` when
+    the call was made) into memory; references stay as they are.
 
     Raises:
-        ValidationError: an input of an unknown kind, a malformed reference, files
-            mixed with references (the two go in different request encodings), or a path
-            that cannot be read (none, a directory, a device or a pipe, no permission),
-            named with the system's reason.
+        ValidationError: a path that cannot be read (none, a directory, a device or a
+            pipe, no permission), named with the system's reason; a file object not
+            opened in binary mode.
     """
-    check_inputs(images, mask)
     loaded = [await _load_one(image, "images") for image in images]
     loaded_mask = None if mask is None else await _load_one(mask, "mask")
     return loaded, loaded_mask  # type: ignore[return-value]
