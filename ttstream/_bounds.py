@@ -72,22 +72,14 @@ def require_timeout(name: str, value: object) -> httpx2.Timeout:
             too, and an ``httpx2.Timeout`` with a phase of ``None`` (httpx's "no
             timeout"), 0, a negative or an infinite number: every wait is bounded.
     """
-    if isinstance(value, httpx2.Timeout):
-        phases = (value.connect, value.read, value.write, value.pool)
-        if all(_bounded(phase) for phase in phases):
-            return value
-        raise ValidationError(name, value, _TIMEOUT_ALLOWED)
     try:
+        if isinstance(value, httpx2.Timeout):
+            for phase in (value.connect, value.read, value.write, value.pool):
+                require_seconds(name, phase)
+            return value
         return httpx2.Timeout(require_seconds(name, value))  # type: ignore[arg-type]
     except ValidationError:
         raise ValidationError(name, value, _TIMEOUT_ALLOWED) from None
-
-
-def _bounded(seconds: object) -> bool:
-    """Whether ``seconds`` is a finite number > 0 (not a bool)."""
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        return False
-    return math.isfinite(seconds) and seconds > 0
 
 
 def stream_timeout(

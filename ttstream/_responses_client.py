@@ -30,7 +30,7 @@ from ._eventsource import EventSource
 from ._exceptions import ValidationError
 from ._headers import HeaderValues, QueryValues, RequestExtras, merge_headers
 from ._imagehook import image_shape
-from ._options import StreamOptions, StreamOptionsButTimeout
+from ._options import StreamOptionsButTimeout
 from ._otel import generation
 from ._reconnect import ReconnectPolicy, stream_policy
 from ._request import json_body, merge_extra_body
@@ -211,9 +211,9 @@ class Responses:
             background is True,
             shape,
             extras,
+            request_timeout,
             deadline=deadline,
             reconnect=reconnect,
-            timeout=request_timeout,
         )
 
     @_params.keywords(StreamOptionsButTimeout)
@@ -244,13 +244,14 @@ class Responses:
             or starting_after < -1
         ):
             raise ValidationError("starting_after", starting_after, "an int >= -1 or None")
+        request_timeout = stream_timeout(timeout, self._client.timeout)
         extras = self._client.request_extras(
             options.pop("extra_headers", None), options.pop("extra_query", None)
         )
         interpreter = ResponsesInterpreter(response_id=response_id, starting_after=starting_after)
         url = self._resume_url(interpreter, extras.query)
         return self._stream(
-            "GET", url, None, interpreter, True, None, extras, timeout=timeout, **options
+            "GET", url, None, interpreter, True, None, extras, request_timeout, **options
         )
 
     def _stream(
@@ -262,17 +263,17 @@ class Responses:
         resumable: bool,
         shape: tuple[str, ...] | None,
         extras: RequestExtras,
-        **options: Unpack[StreamOptions],
+        timeout: httpx2.Timeout,
+        **options: Unpack[StreamOptionsButTimeout],
     ) -> ResponseStream:
         """The stream of one request, with the caller's ``extras`` (headers and query;
-        ``url`` has the query already). A break of a background response resumes with
-        ``GET ...&starting_after=<last sequence_number>`` (EventSource's ``resume``
-        hook), with the same headers and query: never the first request again, which
-        would be a new generation.
+        ``url`` has the query already) and ``timeout`` (checked at the call). A break of
+        a background response resumes with ``GET ...&starting_after=<last
+        sequence_number>`` (EventSource's ``resume`` hook), with the same headers and
+        query: never the first request again, which would be a new generation.
         ``shape``: the :func:`~ttstream._imagehook.image_shape` of its image tool (``None``
         when unknown: a resume)."""
         client = self._client
-        timeout = stream_timeout(options.get("timeout", CLIENT_TIMEOUT), client.timeout)
         deadline = options.get("deadline")
         policy = stream_policy(options.get("reconnect"), client.reconnect)
 
