@@ -289,10 +289,6 @@ class AsyncAzureClient(AsyncClient):
         endpoint = _checked_endpoint(endpoint)
         azure_deployment = _checked_deployment(azure_deployment)
         api_key, azure_ad_token = _credentials(api_key, azure_ad_token, azure_ad_token_provider)
-        given_provider = azure_ad_token_provider
-        if azure_ad_token is not None:
-            token = azure_ad_token
-            azure_ad_token_provider = lambda: token  # noqa: E731 - one token, every request
         api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
         if api_version is None and azure_deployment is not None:
             raise ValidationError(
@@ -311,11 +307,12 @@ class AsyncAzureClient(AsyncClient):
             **options,
         )
         self._token = _TokenSource(azure_ad_token_provider)
-        if azure_ad_token is not None:  # redacted from the start, like a key
+        credentials = {} if api_key is None else {"api-key": api_key}
+        if azure_ad_token is not None:  # one token for every request; redacted like a key
             register(self, azure_ad_token)
-            self._token.last = azure_ad_token
+            credentials = {"Authorization": f"Bearer {azure_ad_token}"}
         self._extras = self._extras.owning(
-            {} if api_key is None else {"api-key": api_key},
+            credentials,
             dict.fromkeys(self._version_query, "api_version"),
         )
         kept = {n: v for n, v in self._made.arguments.items() if n not in _NOT_AZURE}
@@ -324,8 +321,8 @@ class AsyncAzureClient(AsyncClient):
             arguments={
                 **kept,
                 "api_key": api_key,
-                "azure_ad_token": azure_ad_token if given_provider is None else None,
-                "azure_ad_token_provider": given_provider,
+                "azure_ad_token": azure_ad_token,
+                "azure_ad_token_provider": azure_ad_token_provider,
                 "azure_endpoint": self.azure_endpoint,
                 "azure_deployment": azure_deployment,
                 "api_version": self.api_version,
